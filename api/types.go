@@ -1,0 +1,260 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Duration is a time.Duration that travels as a Go duration string ("30s").
+type Duration struct{ time.Duration }
+
+// D is shorthand for building a Duration in code and tests.
+func D(d time.Duration) Duration { return Duration{d} }
+
+// MarshalJSON writes the duration as a string such as "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON accepts a duration string ("250ms", "30s").
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"30s\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("invalid duration %q", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+// FunctionSpec is what a developer PUTs to /v1/functions/{name}. Zero values
+// mean "use the default"; the control plane stores the defaulted spec, so every
+// revision records exactly what it runs with. Defaults are listed on each field.
+type FunctionSpec struct {
+	// Image is an image reference already pushed with POST /v1/images. Required.
+	Image string `json:"image"`
+	// Port is the TCP port the process listens on, passed as $PORT. Default 8080.
+	Port int `json:"port,omitempty"`
+	// Env is extra environment for the process.
+	Env map[string]string `json:"env,omitempty"`
+	// Args replaces the image's CMD when set.
+	Args []string `json:"args,omitempty"`
+	// Secrets are injected as environment variables or files under /run/secrets.
+	Secrets []Secret `json:"secrets,omitempty"`
+	// Concurrency sets the autoscaling target and the per-replica hard limit.
+	Concurrency Concurrency `json:"concurrency"`
+	// Scale bounds the replica count and tunes the autoscaler.
+	Scale Scale `json:"scale"`
+	// Resources limits each replica.
+	Resources Resources `json:"resources"`
+	// Timeout bounds one request end to end; past it the router answers 504.
+	// Default 300s.
+	Timeout Duration `json:"timeout"`
+}
+
+// Secret is a value injected into each replica, as an env var or a file.
+// Exactly one of Env and File is set.
+type Secret struct {
+	// Name identifies the secret in status output; the value is never echoed back.
+	Name string `json:"name"`
+	// Value is the secret material.
+	Value string `json:"value,omitempty"`
+	// Env is the variable name to expose the secret as.
+	Env string `json:"env,omitempty"`
+	// File is a file name under /run/secrets to expose the secret as.
+	File string `json:"file,omitempty"`
+}
+
+// Metric names what the autoscaler sizes a function by.
+const (
+	MetricConcurrency = "concurrency"
+	MetricRPS         = "rps"
+)
+
+// Concurrency configures per-replica load.
+type Concurrency struct {
+	// Metric is "concurrency" (default) or "rps".
+	Metric string `json:"metric,omitempty"`
+	// Target is the in-flight requests per replica the autoscaler aims for. Default 100.
+	Target int `json:"target,omitempty"`
+	// TargetUtilization scales Target (and RPSTarget) down to leave headroom. Default 0.7.
+	TargetUtilization float64 `json:"targetUtilization,omitempty"`
+	// HardLimit caps in-flight requests per replica; 0 means no limit. Default 0.
+	HardLimit int `json:"hardLimit,omitempty"`
+	// RPSTarget is requests per second per replica when Metric is "rps". Default 200.
+	RPSTarget int `json:"rpsTarget,omitempty"`
+}
+
+// Scale bounds and tunes the autoscaler. The names and defaults follow
+// Knative's KPA so that its documentation applies.
+type Scale struct {
+	// Min replicas. Default 0, so the function scales to zero.
+	Min int `json:"min,omitempty"`
+	// Max replicas; 0 means unlimited. Default 0.
+	Max int `json:"max,omitempty"`
+	// Initial replicas when a revision is created. A pointer because 0 is a
+	// meaningful value. Default 1.
+	Initial *int `json:"initial,omitempty"`
+	// ActivationScale is the least a revision scales to when it leaves zero. Default 1.
+	ActivationScale int `json:"activationScale,omitempty"`
+	// ScaleToZeroGrace is how long a revision must see no demand before it goes
+	// to zero. Default 30s.
+	ScaleToZeroGrace Duration `json:"scaleToZeroGrace"`
+	// ScaleToZeroRetention keeps the last replica at least this long after the
+	// last request. Default 0.
+	ScaleToZeroRetention Duration `json:"scaleToZeroRetention"`
+	// ScaleDownDelay holds scale-downs until the lower count has held this long. Default 0.
+	ScaleDownDelay Duration `json:"scaleDownDelay"`
+	// StableWindow is the averaging window of the stable mode. Default 60s.
+	StableWindow Duration `json:"stableWindow"`
+	// PanicWindowPercent is the panic window as a percentage of StableWindow. Default 10.
+	PanicWindowPercent float64 `json:"panicWindowPercent,omitempty"`
+	// PanicThresholdPercent enters panic mode when the panic-window demand
+	// exceeds this percentage of current capacity. Default 200.
+	PanicThresholdPercent float64 `json:"panicThresholdPercent,omitempty"`
+	// MaxScaleUpRate bounds growth per decision as a multiple of ready replicas. Default 1000.
+	MaxScaleUpRate float64 `json:"maxScaleUpRate,omitempty"`
+	// MaxScaleDownRate bounds shrinkage per decision as a divisor of ready replicas. Default 2.
+	MaxScaleDownRate float64 `json:"maxScaleDownRate,omitempty"`
+}
+
+// Resources limit each replica.
+type Resources struct {
+	// CPU in cores, enforced as a CFS quota. Default 1.
+	CPU float64 `json:"cpu,omitempty"`
+	// Memory limit such as "256Mi" or "1Gi". Default "256Mi".
+	Memory string `json:"memory,omitempty"`
+	// Pids limits the number of processes and threads. Default 256.
+	Pids int `json:"pids,omitempty"`
+}
+
+// TrafficTarget is one entry of a function's traffic split. Exactly one of
+// Revision and LatestRevision names where the traffic goes.
+type TrafficTarget struct {
+	Revision       string `json:"revision,omitempty"`
+	LatestRevision bool   `json:"latestRevision,omitempty"`
+	Percent        int    `json:"percent"`
+	// Tag gives the target its own URL, {tag}-{function}.{domain}.
+	Tag string `json:"tag,omitempty"`
+	// URL is output only: the tag's URL.
+	URL string `json:"url,omitempty"`
+}
+
+// TrafficRequest is the body of PUT /v1/functions/{name}/traffic.
+type TrafficRequest struct {
+	Traffic []TrafficTarget `json:"traffic"`
+}
+
+// Revision states reported in RevisionStatus.State.
+const (
+	RevisionReady     = "Ready"     // every desired replica is ready
+	RevisionScaling   = "Scaling"   // replicas are starting or stopping
+	RevisionIdle      = "Idle"      // scaled to zero, as desired
+	RevisionCrashLoop = "CrashLoop" // replicas exit and are being restarted with backoff
+	RevisionFailed    = "Failed"    // replicas cannot start at all (bad image, bad entrypoint)
+)
+
+// RevisionStatus is the observed state of one revision.
+type RevisionStatus struct {
+	Name       string    `json:"name"`
+	Generation int       `json:"generation"`
+	Image      string    `json:"image"`
+	CreatedAt  time.Time `json:"createdAt"`
+	// Percent of the function's main traffic this revision receives.
+	Percent int      `json:"percent"`
+	Tags    []string `json:"tags,omitempty"`
+	Desired int      `json:"desired"`
+	Ready   int      `json:"ready"`
+	// PreCreated counts tasks created but not started, ready for a fast cold start.
+	PreCreated   int    `json:"preCreated"`
+	State        string `json:"state"`
+	Message      string `json:"message,omitempty"`
+	Restarts     int    `json:"restarts"`
+	LastExitCode *int   `json:"lastExitCode,omitempty"`
+	// LastLogLines are the final lines a crashed replica wrote.
+	LastLogLines []string `json:"lastLogLines,omitempty"`
+}
+
+// Revision is an immutable snapshot of a function's spec.
+type Revision struct {
+	Name     string         `json:"name"`
+	Function string         `json:"function"`
+	Spec     FunctionSpec   `json:"spec"`
+	Status   RevisionStatus `json:"status"`
+}
+
+// Function is the status document of GET /v1/functions/{name}.
+type Function struct {
+	Name string       `json:"name"`
+	Spec FunctionSpec `json:"spec"`
+	// URL routes to the function's traffic split.
+	URL            string           `json:"url"`
+	LatestRevision string           `json:"latestRevision"`
+	Traffic        []TrafficTarget  `json:"traffic"`
+	Revisions      []RevisionStatus `json:"revisions"`
+	CreatedAt      time.Time        `json:"createdAt"`
+	UpdatedAt      time.Time        `json:"updatedAt"`
+}
+
+// FunctionList is the body of GET /v1/functions.
+type FunctionList struct {
+	Functions []Function `json:"functions"`
+}
+
+// RevisionList is the body of GET /v1/functions/{name}/revisions.
+type RevisionList struct {
+	Revisions []Revision `json:"revisions"`
+}
+
+// Image is the answer to POST /v1/images.
+type Image struct {
+	Name   string `json:"name"`
+	Digest string `json:"digest"`
+	Size   int64  `json:"size"`
+}
+
+// ErrorBody is the envelope of every API error: {"error":{"code","message"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is a stable machine-readable code plus a human sentence.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error codes used in ErrorDetail.Code.
+const (
+	CodeInvalid         = "invalid"           // the request is malformed or fails validation
+	CodeNotFound        = "not_found"         // the named object does not exist
+	CodeConflict        = "conflict"          // a concurrent change won; retry
+	CodeUnauthorized    = "unauthorized"      // missing or wrong bearer token
+	CodeTooLarge        = "too_large"         // the body exceeds its limit
+	CodeInvalidArchive  = "invalid_archive"   // the image archive is unsafe or malformed
+	CodeUnsupportedType = "unsupported_media" // wrong Content-Type
+	CodeInternal        = "internal"          // a bug or an unavailable dependency
+)
+
+// RevisionStat is one reporter's view of one revision over one reporting
+// interval. Routers and activators send these to the autoscaler.
+type RevisionStat struct {
+	Revision string `json:"revision"`
+	// Reporter identifies the router or activator, so the autoscaler can sum
+	// across reporters without double counting one.
+	Reporter string `json:"reporter"`
+	// Time is the end of the interval.
+	Time time.Time `json:"time"`
+	// AvgConcurrency is the time-weighted average of in-flight plus buffered requests.
+	AvgConcurrency float64 `json:"avgConcurrency"`
+	// MaxConcurrency is the peak of in-flight plus buffered requests.
+	MaxConcurrency float64 `json:"maxConcurrency"`
+	// Requests is the count of requests that arrived in the interval.
+	Requests float64 `json:"requests"`
+	// Buffered is the number of requests waiting in an activator at Time.
+	Buffered int `json:"buffered"`
+	// Interval is the length of the interval the figures cover.
+	Interval Duration `json:"interval"`
+}

@@ -1,0 +1,384 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Spec defaults, applied by WithDefaults. They are documented on the fields of
+// FunctionSpec and in docs/architecture.md.
+const (
+	DefaultPort                  = 8080
+	DefaultConcurrencyTarget     = 100
+	DefaultTargetUtilization     = 0.7
+	DefaultRPSTarget             = 200
+	DefaultInitialScale          = 1
+	DefaultActivationScale       = 1
+	DefaultScaleToZeroGrace      = 30 * time.Second
+	DefaultStableWindow          = 60 * time.Second
+	DefaultPanicWindowPercent    = 10.0
+	DefaultPanicThresholdPercent = 200.0
+	DefaultMaxScaleUpRate        = 1000.0
+	DefaultMaxScaleDownRate      = 2.0
+	DefaultTimeout               = 300 * time.Second
+	DefaultCPU                   = 1.0
+	DefaultMemory                = "256Mi"
+	DefaultPids                  = 256
+)
+
+// ValidationError says which field is wrong and why. The API answers it with 400.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
+
+func (e *ValidationError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return e.Field + ": " + e.Reason
+}
+
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// IsValidation reports whether err is (or wraps) a ValidationError.
+func IsValidation(err error) bool {
+	var v *ValidationError
+	return errors.As(err, &v)
+}
+
+var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+
+// ValidateName checks that name is a DNS-1123 label of at most 63 characters,
+// as function names, tags and hosts need.
+func ValidateName(field, name string) error {
+	switch {
+	case name == "":
+		return invalid(field, "must not be empty")
+	case len(name) > 63:
+		return invalid(field, "%q is longer than 63 characters", truncate(name))
+	case !dnsLabel.MatchString(name):
+		return invalid(field, "%q must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit", truncate(name))
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 80 {
+		return s[:80] + "..."
+	}
+	return s
+}
+
+// RevisionName is the name of a function's n-th revision, e.g. hello-00002.
+func RevisionName(function string, generation int) string {
+	return fmt.Sprintf("%s-%05d", function, generation)
+}
+
+// DecodeStrict decodes one JSON value from r into v, rejecting unknown fields
+// and trailing data. Errors are ValidationErrors with a readable reason.
+func DecodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return invalid("", "request body is empty")
+		}
+		return invalid("", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return invalid("", "malformed JSON: unexpected data after the object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return invalid("", "malformed JSON: unexpected data after the object")
+	}
+	return nil
+}
+
+// DecodeSpec decodes and validates a FunctionSpec and returns it with every
+// default filled in.
+func DecodeSpec(b []byte) (FunctionSpec, error) {
+	var spec FunctionSpec
+	if err := DecodeStrict(bytes.NewReader(b), &spec); err != nil {
+		return FunctionSpec{}, err
+	}
+	spec = spec.WithDefaults()
+	if err := spec.Validate(); err != nil {
+		return FunctionSpec{}, err
+	}
+	return spec, nil
+}
+
+// WithDefaults returns a copy of s with every zero field set to its default.
+func (s FunctionSpec) WithDefaults() FunctionSpec {
+	if s.Port == 0 {
+		s.Port = DefaultPort
+	}
+	c := &s.Concurrency
+	if c.Metric == "" {
+		c.Metric = MetricConcurrency
+	}
+	if c.Target == 0 {
+		c.Target = DefaultConcurrencyTarget
+	}
+	if c.TargetUtilization == 0 {
+		c.TargetUtilization = DefaultTargetUtilization
+	}
+	if c.RPSTarget == 0 {
+		c.RPSTarget = DefaultRPSTarget
+	}
+	sc := &s.Scale
+	if sc.Initial == nil {
+		v := DefaultInitialScale
+		sc.Initial = &v
+	} else {
+		v := *sc.Initial // never alias the caller's pointer
+		sc.Initial = &v
+	}
+	if sc.ActivationScale == 0 {
+		sc.ActivationScale = DefaultActivationScale
+	}
+	if sc.ScaleToZeroGrace.Duration == 0 {
+		sc.ScaleToZeroGrace = D(DefaultScaleToZeroGrace)
+	}
+	if sc.StableWindow.Duration == 0 {
+		sc.StableWindow = D(DefaultStableWindow)
+	}
+	if sc.PanicWindowPercent == 0 {
+		sc.PanicWindowPercent = DefaultPanicWindowPercent
+	}
+	if sc.PanicThresholdPercent == 0 {
+		sc.PanicThresholdPercent = DefaultPanicThresholdPercent
+	}
+	if sc.MaxScaleUpRate == 0 {
+		sc.MaxScaleUpRate = DefaultMaxScaleUpRate
+	}
+	if sc.MaxScaleDownRate == 0 {
+		sc.MaxScaleDownRate = DefaultMaxScaleDownRate
+	}
+	r := &s.Resources
+	if r.CPU == 0 {
+		r.CPU = DefaultCPU
+	}
+	if r.Memory == "" {
+		r.Memory = DefaultMemory
+	}
+	if r.Pids == 0 {
+		r.Pids = DefaultPids
+	}
+	if s.Timeout.Duration == 0 {
+		s.Timeout = D(DefaultTimeout)
+	}
+	return s
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate checks a defaulted spec. Call WithDefaults first.
+func (s FunctionSpec) Validate() error {
+	if strings.TrimSpace(s.Image) == "" {
+		return invalid("image", "is required")
+	}
+	if len(s.Image) > 512 || strings.ContainsAny(s.Image, " \t\n") {
+		return invalid("image", "%q is not an image reference", truncate(s.Image))
+	}
+	if s.Port < 1 || s.Port > 65535 {
+		return invalid("port", "%d is outside 1-65535", s.Port)
+	}
+	for k, v := range s.Env {
+		if !envName.MatchString(k) {
+			return invalid("env", "%q is not a valid variable name", truncate(k))
+		}
+		if k == "PORT" {
+			return invalid("env", "PORT is set by ebb from the port field")
+		}
+		if strings.ContainsRune(v, 0) {
+			return invalid("env", "%s contains a NUL byte", k)
+		}
+	}
+	for _, a := range s.Args {
+		if strings.ContainsRune(a, 0) {
+			return invalid("args", "an argument contains a NUL byte")
+		}
+	}
+	if err := validateSecrets(s.Secrets); err != nil {
+		return err
+	}
+	if err := s.Concurrency.validate(); err != nil {
+		return err
+	}
+	if err := s.Scale.validate(); err != nil {
+		return err
+	}
+	if err := s.Resources.validate(); err != nil {
+		return err
+	}
+	if s.Timeout.Duration < time.Millisecond || s.Timeout.Duration > time.Hour {
+		return invalid("timeout", "%s is outside 1ms-1h", s.Timeout.Duration)
+	}
+	return nil
+}
+
+func validateSecrets(secrets []Secret) error {
+	seen := map[string]bool{}
+	for i, sec := range secrets {
+		field := fmt.Sprintf("secrets[%d]", i)
+		if err := ValidateName(field+".name", sec.Name); err != nil {
+			return err
+		}
+		if seen[sec.Name] {
+			return invalid(field+".name", "%q is used twice", sec.Name)
+		}
+		seen[sec.Name] = true
+		if (sec.Env == "") == (sec.File == "") {
+			return invalid(field, "set exactly one of env and file")
+		}
+		if sec.Env != "" && !envName.MatchString(sec.Env) {
+			return invalid(field+".env", "%q is not a valid variable name", truncate(sec.Env))
+		}
+		if sec.File != "" && (strings.ContainsAny(sec.File, "/\x00") || sec.File == "." || sec.File == "..") {
+			return invalid(field+".file", "%q must be a plain file name", truncate(sec.File))
+		}
+	}
+	return nil
+}
+
+func (c Concurrency) validate() error {
+	if c.Metric != MetricConcurrency && c.Metric != MetricRPS {
+		return invalid("concurrency.metric", "%q must be %q or %q", truncate(c.Metric), MetricConcurrency, MetricRPS)
+	}
+	if c.Target < 1 || c.Target > 100000 {
+		return invalid("concurrency.target", "%d is outside 1-100000", c.Target)
+	}
+	if c.TargetUtilization <= 0 || c.TargetUtilization > 1 {
+		return invalid("concurrency.targetUtilization", "%g is outside (0, 1]", c.TargetUtilization)
+	}
+	if c.HardLimit < 0 {
+		return invalid("concurrency.hardLimit", "must not be negative")
+	}
+	if c.RPSTarget < 1 {
+		return invalid("concurrency.rpsTarget", "must be at least 1")
+	}
+	return nil
+}
+
+func (s Scale) validate() error {
+	switch {
+	case s.Min < 0:
+		return invalid("scale.min", "must not be negative")
+	case s.Max < 0:
+		return invalid("scale.max", "must not be negative")
+	case s.Max > 0 && s.Min > s.Max:
+		return invalid("scale.min", "%d is above scale.max %d", s.Min, s.Max)
+	case s.Initial != nil && *s.Initial < 0:
+		return invalid("scale.initial", "must not be negative")
+	case s.Initial != nil && s.Max > 0 && *s.Initial > s.Max:
+		return invalid("scale.initial", "%d is above scale.max %d", *s.Initial, s.Max)
+	case s.ActivationScale < 1:
+		return invalid("scale.activationScale", "must be at least 1")
+	case s.Max > 0 && s.ActivationScale > s.Max:
+		return invalid("scale.activationScale", "%d is above scale.max %d", s.ActivationScale, s.Max)
+	case s.ScaleToZeroGrace.Duration < 0, s.ScaleToZeroRetention.Duration < 0, s.ScaleDownDelay.Duration < 0:
+		return invalid("scale", "durations must not be negative")
+	case s.StableWindow.Duration < 6*time.Second || s.StableWindow.Duration > time.Hour:
+		return invalid("scale.stableWindow", "%s is outside 6s-1h", s.StableWindow.Duration)
+	case s.PanicWindowPercent < 1 || s.PanicWindowPercent > 100:
+		return invalid("scale.panicWindowPercent", "%g is outside 1-100", s.PanicWindowPercent)
+	case s.PanicThresholdPercent < 110 || s.PanicThresholdPercent > 1000:
+		return invalid("scale.panicThresholdPercent", "%g is outside 110-1000", s.PanicThresholdPercent)
+	case s.MaxScaleUpRate <= 1:
+		return invalid("scale.maxScaleUpRate", "must be above 1")
+	case s.MaxScaleDownRate <= 1:
+		return invalid("scale.maxScaleDownRate", "must be above 1")
+	}
+	return nil
+}
+
+func (r Resources) validate() error {
+	if r.CPU <= 0 || r.CPU > 1024 {
+		return invalid("resources.cpu", "%g is outside (0, 1024] cores", r.CPU)
+	}
+	mem, err := ParseBytes(r.Memory)
+	if err != nil {
+		return invalid("resources.memory", "%v", err)
+	}
+	if mem < 4<<20 {
+		return invalid("resources.memory", "%s is below the 4Mi minimum", r.Memory)
+	}
+	if r.Pids < 1 {
+		return invalid("resources.pids", "must be at least 1")
+	}
+	return nil
+}
+
+// ParseBytes parses a memory quantity: a plain byte count or a number with one
+// of the suffixes K, M, G (powers of 1000) or Ki, Mi, Gi (powers of 1024).
+func ParseBytes(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"Ki", 1 << 10}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"K", 1e3}, {"M", 1e6}, {"G", 1e9}}
+	num, mult := s, int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(s, u.suffix) {
+			num, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a quantity such as 256Mi or 1Gi", truncate(s))
+	}
+	if n > (1<<50)/mult {
+		return 0, fmt.Errorf("%q is too large", truncate(s))
+	}
+	return n * mult, nil
+}
+
+// ValidateTraffic checks a traffic split against the function's revisions.
+// exists reports whether a revision name belongs to the function.
+func ValidateTraffic(targets []TrafficTarget, exists func(revision string) bool) error {
+	if len(targets) == 0 {
+		return invalid("traffic", "must name at least one target")
+	}
+	sum := 0
+	tags := map[string]bool{}
+	for i, t := range targets {
+		field := fmt.Sprintf("traffic[%d]", i)
+		if t.LatestRevision == (t.Revision != "") {
+			return invalid(field, "set exactly one of revision and latestRevision")
+		}
+		if t.Revision != "" && !exists(t.Revision) {
+			return invalid(field+".revision", "revision %q does not exist", truncate(t.Revision))
+		}
+		if t.Percent < 0 || t.Percent > 100 {
+			return invalid(field+".percent", "%d is outside 0-100", t.Percent)
+		}
+		sum += t.Percent
+		if t.Tag != "" {
+			if err := ValidateName(field+".tag", t.Tag); err != nil {
+				return err
+			}
+			if tags[t.Tag] {
+				return invalid(field+".tag", "%q is used twice", t.Tag)
+			}
+			tags[t.Tag] = true
+		}
+		if t.URL != "" {
+			return invalid(field+".url", "is output only")
+		}
+	}
+	if sum != 100 {
+		return invalid("traffic", "percents sum to %d, not 100", sum)
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package store
+
+import (
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// The key layout. Every record is JSON at one key; prefixes group what a
+// component watches. Names are DNS labels, so "/" never appears inside one.
+const (
+	PrefixFunctions   = "functions/"   // functions/{fn} → Function
+	PrefixRevisions   = "revisions/"   // revisions/{fn}/{rev} → Revision
+	PrefixScales      = "scales/"      // scales/{rev} → Scale
+	PrefixAssignments = "assignments/" // assignments/{node}/{rev} → Assignment
+	PrefixEndpoints   = "endpoints/"   // endpoints/{rev}/{replica} → Endpoint
+	PrefixReplicas    = "replicas/"    // replicas/{node}/{replica} → Replica
+	PrefixPorts       = "ports/"       // ports/{node}/{port} → replica id
+	PrefixRevStatus   = "revstatus/"   // revstatus/{rev}/{node} → RevisionNodeStatus
+	PrefixNodes       = "nodes/"       // nodes/{node} → Node
+	PrefixImages      = "images/"      // images/{ref} (escaped) → Image
+)
+
+func FunctionKey(fn string) string           { return PrefixFunctions + fn }
+func RevisionsPrefix(fn string) string       { return PrefixRevisions + fn + "/" }
+func RevisionKey(fn, rev string) string      { return RevisionsPrefix(fn) + rev }
+func ScaleKey(rev string) string             { return PrefixScales + rev }
+func AssignmentsPrefix(node string) string   { return PrefixAssignments + node + "/" }
+func AssignmentKey(node, rev string) string  { return AssignmentsPrefix(node) + rev }
+func EndpointsPrefix(rev string) string      { return PrefixEndpoints + rev + "/" }
+func EndpointKey(rev, replica string) string { return EndpointsPrefix(rev) + replica }
+func ReplicasPrefix(node string) string      { return PrefixReplicas + node + "/" }
+func ReplicaKey(node, id string) string      { return ReplicasPrefix(node) + id }
+func PortKey(node string, port int) string   { return PrefixPorts + node + "/" + itoa(port) }
+func RevStatusPrefix(rev string) string      { return PrefixRevStatus + rev + "/" }
+func RevStatusKey(rev, node string) string   { return RevStatusPrefix(rev) + node }
+func NodeKey(node string) string             { return PrefixNodes + node }
+
+// ImageKey escapes an image reference (which holds '/' and ':') into one key segment.
+func ImageKey(ref string) string { return PrefixImages + escapeRef(ref) }
+
+// Function is the stored state of a function: its latest spec and traffic.
+type Function struct {
+	Name string           `json:"name"`
+	Spec api.FunctionSpec `json:"spec"`
+	// LatestRevision is the newest revision; Generation is its number.
+	LatestRevision string `json:"latestRevision"`
+	Generation     int    `json:"generation"`
+	// Traffic is the split as the user set it; latestRevision entries are
+	// resolved by readers through ResolveTraffic.
+	Traffic   []api.TrafficTarget `json:"traffic"`
+	CreatedAt time.Time           `json:"createdAt"`
+	UpdatedAt time.Time           `json:"updatedAt"`
+}
+
+// Revision is an immutable snapshot of a spec. It is written in the same
+// transaction as the Function that points at it.
+type Revision struct {
+	Name       string           `json:"name"`
+	Function   string           `json:"function"`
+	Generation int              `json:"generation"`
+	Spec       api.FunctionSpec `json:"spec"`
+	CreatedAt  time.Time        `json:"createdAt"`
+}
+
+// Scale is the autoscaler's decision for a revision.
+type Scale struct {
+	Revision string `json:"revision"`
+	Function string `json:"function"`
+	Desired  int    `json:"desired"`
+	// Panic is true while the decider is in panic mode.
+	Panic bool `json:"panic,omitempty"`
+	// Observed is the concurrency (or RPS) the decision was based on.
+	Observed float64 `json:"observed"`
+	// KeepWarmUntil is when the keep-alive policy lets the revision go idle.
+	KeepWarmUntil time.Time `json:"keepWarmUntil,omitempty"`
+	// PreWarm asks for a pre-created task even at zero replicas.
+	PreWarm   bool      `json:"preWarm,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// Assignment is a revision's share on one node: how many replicas to run and
+// how many pre-created tasks to hold. The node agent reconciles it.
+type Assignment struct {
+	Function   string `json:"function"`
+	Revision   string `json:"revision"`
+	Replicas   int    `json:"replicas"`
+	PreCreated int    `json:"preCreated"`
+}
+
+// Endpoint is a ready replica that the data plane may send requests to.
+// The node agent writes it when the readiness probe passes and deletes it
+// before draining the replica.
+type Endpoint struct {
+	Function string `json:"function"`
+	Revision string `json:"revision"`
+	Replica  string `json:"replica"`
+	Node     string `json:"node"`
+	// Addr is host:port reachable from the node's router.
+	Addr string `json:"addr"`
+	// Limit is the hard concurrency limit for this replica; 0 means none.
+	Limit   int       `json:"limit"`
+	ReadyAt time.Time `json:"readyAt"`
+}
+
+// Replica states recorded by the node agent.
+const (
+	ReplicaPreCreated = "precreated"
+	ReplicaStarting   = "starting"
+	ReplicaReady      = "ready"
+	ReplicaStopping   = "stopping"
+	ReplicaBackoff    = "backoff"
+	ReplicaFailed     = "failed"
+)
+
+// Replica is a node agent's record of one container it owns.
+type Replica struct {
+	ID           string    `json:"id"`
+	Node         string    `json:"node"`
+	Function     string    `json:"function"`
+	Revision     string    `json:"revision"`
+	Port         int       `json:"port"`
+	State        string    `json:"state"`
+	Restarts     int       `json:"restarts"`
+	LastExitCode *int      `json:"lastExitCode,omitempty"`
+	CreatedAt    time.Time `json:"createdAt"`
+}
+
+// RevisionNodeStatus is what one node observes of one revision. The control
+// plane sums it across nodes for the revision status.
+type RevisionNodeStatus struct {
+	Revision     string    `json:"revision"`
+	Node         string    `json:"node"`
+	Ready        int       `json:"ready"`
+	PreCreated   int       `json:"preCreated"`
+	State        string    `json:"state"`
+	Message      string    `json:"message,omitempty"`
+	Restarts     int       `json:"restarts"`
+	LastExitCode *int      `json:"lastExitCode,omitempty"`
+	LastLogLines []string  `json:"lastLogLines,omitempty"`
+	UpdatedAt    time.Time `json:"updatedAt"`
+}
+
+// Node is a node agent's heartbeat: capacity, allocation, images and pool.
+type Node struct {
+	Name string `json:"name"`
+	// AgentAddr is where the node agent serves logs and its own API.
+	AgentAddr         string       `json:"agentAddr,omitempty"`
+	CPU               float64      `json:"cpu"`
+	MemoryBytes       int64        `json:"memoryBytes"`
+	AllocatedCPU      float64      `json:"allocatedCpu"`
+	AllocatedMemory   int64        `json:"allocatedMemory"`
+	Images            []string     `json:"images"`
+	Running           int          `json:"running"`
+	PoolSize          int          `json:"poolSize"`
+	PoolCapacity      int          `json:"poolCapacity"`
+	PoolMemoryBytes   int64        `json:"poolMemoryBytes"`
+	PoolMemoryBudget  int64        `json:"poolMemoryBudget"`
+	EBPF              string       `json:"ebpf"`
+	Heartbeat         time.Time    `json:"heartbeat"`
+	HeartbeatInterval api.Duration `json:"heartbeatInterval"`
+}
+
+// Image is an image imported through the API.
+type Image struct {
+	Name      string    `json:"name"`
+	Digest    string    `json:"digest"`
+	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// ResolveTraffic replaces latestRevision targets with the named latest
+// revision, so readers see concrete revision names.
+func ResolveTraffic(fn Function) []api.TrafficTarget {
+	out := make([]api.TrafficTarget, len(fn.Traffic))
+	for i, t := range fn.Traffic {
+		if t.LatestRevision {
+			t.Revision = fn.LatestRevision
+		}
+		out[i] = t
+	}
+	return out
+}
