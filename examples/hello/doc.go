@@ -1,0 +1,17 @@
+// Command hello is ebb's example function: a small static HTTP server on
+// $PORT that answers "hello from ebb" with its revision, and offers a few
+// endpoints that tests and benchmarks use to exercise the platform:
+//
+//	/            hello from ebb, with function, revision and replica
+//	/sleep?d=D   waits D (a Go duration, at most 10m) before answering; with
+//	             flush=1 it sends the response headers first
+//	/stream?n=N  writes N chunks (default 5), flushing each, 10ms apart
+//	/echo        answers the request body and echoes request headers as X-Echo-*
+//	/env         the process environment, one KEY=VALUE per line (secrets included:
+//	             it is a test tool)
+//	/crash       exits with status 1 at once, as a crashing function would
+//
+// On SIGTERM it stops accepting connections and finishes in-flight requests
+// before it exits, as the function contract asks. It must stay free of ebb
+// imports so that it builds into a tiny static binary for an OCI image.
+package main

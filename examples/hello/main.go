@@ -1,0 +1,148 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "hello:", err)
+		os.Exit(1)
+	}
+}
+
+// maxShutdown bounds the graceful drain; the platform's SIGKILL after its own
+// grace period is the real limit.
+const maxShutdown = 30 * time.Second
+
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
+	port := getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	l, err := net.Listen("tcp", ":"+port)
+	if err != nil {
+		return fmt.Errorf("listen on port %s: %w", port, err)
+	}
+	srv := &http.Server{Handler: newHandler(getenv, os.Exit), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "hello listening on :%s (revision %q)\n", port, getenv("EBB_REVISION"))
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	fmt.Fprintln(stdout, "hello: signal received, draining")
+	sctx, cancel := context.WithTimeout(context.Background(), maxShutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	fmt.Fprintln(stdout, "hello: drained, bye")
+	return nil
+}
+
+func newHandler(getenv func(string) string, exit func(int)) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "hello from ebb\nfunction=%s\nrevision=%s\nreplica=%s\n",
+			getenv("EBB_FUNCTION"), getenv("EBB_REVISION"), getenv("EBB_REPLICA"))
+		if greeting := getenv("GREETING"); greeting != "" {
+			fmt.Fprintf(w, "greeting=%s\n", greeting)
+		}
+	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err != nil || d < 0 || d > 10*time.Minute {
+			http.Error(w, "d must be a duration between 0 and 10m, such as 100ms", http.StatusBadRequest)
+			return
+		}
+		if r.URL.Query().Get("flush") == "1" {
+			// Headers first, so a client can tell the request is in flight.
+			w.WriteHeader(http.StatusOK)
+			if fl, ok := w.(http.Flusher); ok {
+				fl.Flush()
+			}
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			fmt.Fprintf(w, "slept %s\n", d)
+		case <-r.Context().Done():
+		}
+	})
+	mux.HandleFunc("/stream", func(w http.ResponseWriter, r *http.Request) {
+		n := 5
+		if v := r.URL.Query().Get("n"); v != "" {
+			var err error
+			if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 10000 {
+				http.Error(w, "n must be between 1 and 10000", http.StatusBadRequest)
+				return
+			}
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fl, _ := w.(http.Flusher)
+		for i := 0; i < n; i++ {
+			if i > 0 {
+				select {
+				case <-time.After(10 * time.Millisecond):
+				case <-r.Context().Done():
+					return
+				}
+			}
+			fmt.Fprintf(w, "chunk %d\n", i)
+			if fl != nil {
+				fl.Flush()
+			}
+		}
+	})
+	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				w.Header().Add("X-Echo-"+k, v)
+			}
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			w.Header().Set("Content-Type", ct)
+		}
+		if _, err := io.Copy(w, r.Body); err != nil {
+			return // the client went away; nothing useful to report to it
+		}
+	})
+	mux.HandleFunc("/env", func(w http.ResponseWriter, r *http.Request) {
+		env := os.Environ()
+		sort.Strings(env)
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, strings.Join(env, "\n"))
+	})
+	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(os.Stderr, "hello: crashing on request")
+		exit(1)
+	})
+	return mux
+}
