@@ -1,0 +1,302 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+
+	"github.com/ebbrun/ebb/internal/containerdproc"
+)
+
+// SystemContainerd is the socket of a containerd the machine already runs.
+const SystemContainerd = containerdproc.DefaultAddress
+
+// privatePrefix names the temp dirs of private containerds. The pid in the
+// name lets a later run recognise and remove the dirs of a test binary that
+// died without cleaning up.
+const privatePrefix = "ebbctd-"
+
+// shared is the containerd the tests of this test binary use.
+var shared struct {
+	mu       sync.Mutex
+	probed   bool   // the system socket was tried
+	system   string // its address if a containerd answered there
+	inMain   bool   // Main owns the private daemon's lifetime
+	refs     int    // tests using the private daemon when Main does not
+	sup      *containerdproc.Supervisor
+	dir      string
+	addr     string
+	startErr error
+}
+
+// Containerd returns the address of a real containerd for the test. It needs
+// root, containerd and runc (or skips, see Skip). If a containerd answers at
+// /run/containerd/containerd.sock it is used. Otherwise one private
+// containerd, under a short temp dir, is shared by the tests of this binary:
+//
+//   - with func TestMain(m *testing.M) { testenv.Main(m) } in the package it
+//     starts once and stops after the last test;
+//   - without it, it stops when the last test that is using it ends (so
+//     sequential tests each get a fresh one, about 0.1 s each).
+//
+// Either way the daemon is started with a parent-death signal, so even a
+// test binary that panics or times out leaves no containerd behind, and the
+// next run removes the dirs and shims such a binary left.
+//
+// Tests must still delete what they create; when a private daemon stops,
+// any task and container left in it is killed and deleted first.
+func Containerd(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	RequireBinary(t, "containerd")
+	RequireBinary(t, "runc")
+
+	shared.mu.Lock()
+	defer shared.mu.Unlock()
+	if !shared.probed {
+		shared.probed = true
+		if _, err := containerdproc.Probe(context.Background(), SystemContainerd, 2*time.Second); err == nil {
+			shared.system = SystemContainerd
+		}
+	}
+	if shared.system != "" {
+		return shared.system
+	}
+	if shared.sup == nil {
+		if shared.inMain && shared.startErr != nil {
+			t.Fatalf("private containerd failed to start earlier in this binary: %v", shared.startErr)
+		}
+		began := time.Now()
+		if err := startPrivateLocked(); err != nil {
+			shared.startErr = err
+			t.Fatalf("start private containerd: %v", err)
+		}
+		t.Logf("started private containerd at %s in %s", shared.addr, time.Since(began).Round(time.Millisecond))
+	}
+	if !shared.inMain {
+		shared.refs++
+		t.Cleanup(func() {
+			shared.mu.Lock()
+			defer shared.mu.Unlock()
+			shared.refs--
+			if shared.refs == 0 {
+				stopPrivateLocked()
+			}
+		})
+	}
+	return shared.addr
+}
+
+// Main runs the package's tests and exits. Use it as the package's TestMain
+// so that all tests share one private containerd, stopped at the end.
+func Main(m *testing.M) { os.Exit(RunMain(m)) }
+
+// RunMain is Main for packages whose TestMain does more: it runs the tests,
+// stops the shared private containerd, and returns the exit code.
+func RunMain(m *testing.M) int {
+	shared.mu.Lock()
+	shared.inMain = true
+	shared.mu.Unlock()
+	code := m.Run()
+	shared.mu.Lock()
+	stopPrivateLocked()
+	shared.mu.Unlock()
+	return code
+}
+
+func startPrivateLocked() error {
+	sweepStalePrivate()
+	// /tmp, not t.TempDir: the socket path must stay under 108 bytes.
+	dir, err := os.MkdirTemp("/tmp", fmt.Sprintf("%s%d-", privatePrefix, os.Getpid()))
+	if err != nil {
+		return err
+	}
+	sup, err := containerdproc.New(containerdproc.Config{
+		Address:   "-",
+		DataDir:   dir,
+		StopGrace: 5 * time.Second,
+	}, nil)
+	if err == nil {
+		var addr string
+		// Background: the daemon outlives the test that started it; Stop ends it.
+		addr, err = sup.Start(context.Background())
+		shared.addr = addr
+	}
+	if err != nil {
+		removePrivateDir(dir)
+		return err
+	}
+	shared.sup, shared.dir = sup, dir
+	return nil
+}
+
+func stopPrivateLocked() {
+	if shared.sup == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	deleteContainers(ctx, shared.addr)
+	shared.sup.Stop()
+	removePrivateDir(shared.dir)
+	shared.sup, shared.dir, shared.addr = nil, "", ""
+}
+
+// deleteContainers kills and deletes every task and container in every
+// namespace of the private daemon, so no shim or container outlives it.
+func deleteContainers(ctx context.Context, addr string) {
+	c, err := containerd.New(addr, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	nss, err := c.NamespaceService().List(ctx)
+	if err != nil {
+		return
+	}
+	for _, ns := range nss {
+		nctx := namespaces.WithNamespace(ctx, ns)
+		ctrs, err := c.Containers(nctx)
+		if err != nil {
+			continue
+		}
+		for _, ctr := range ctrs {
+			if task, err := ctr.Task(nctx, nil); err == nil {
+				_, _ = task.Delete(nctx, containerd.WithProcessKill)
+			}
+			_ = ctr.Delete(nctx, containerd.WithSnapshotCleanup)
+		}
+	}
+}
+
+// removePrivateDir unmounts whatever is still mounted under dir (container
+// rootfs overlays) and removes it.
+func removePrivateDir(dir string) {
+	for _, m := range mountsUnder(dir) {
+		_ = syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+	_ = os.RemoveAll(dir)
+}
+
+// sweepStalePrivate cleans up after test binaries that died without
+// stopping their private containerd (the kernel killed the daemon, see
+// containerdproc's parent-death signal): it kills their shims and the
+// shims' children, unmounts and removes their dirs.
+func sweepStalePrivate() {
+	dirs, _ := filepath.Glob(filepath.Join("/tmp", privatePrefix+"*"))
+	for _, dir := range dirs {
+		rest := strings.TrimPrefix(filepath.Base(dir), privatePrefix)
+		pidStr, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		for _, shim := range processesMentioning(dir) {
+			for _, child := range childrenOf(shim) {
+				_ = syscall.Kill(child, syscall.SIGKILL)
+			}
+			_ = syscall.Kill(shim, syscall.SIGKILL)
+		}
+		removePrivateDir(dir)
+	}
+}
+
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+// processesMentioning lists pids whose command line contains s, such as the
+// shims of a containerd, which carry its socket path in -address.
+func processesMentioning(s string) []int {
+	var pids []int
+	forEachProcess(func(pid int) {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err == nil && bytes.Contains(cmdline, []byte(s)) {
+			pids = append(pids, pid)
+		}
+	})
+	return pids
+}
+
+func childrenOf(parent int) []int {
+	var pids []int
+	want := fmt.Sprintf("PPid:\t%d\n", parent)
+	forEachProcess(func(pid int) {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err == nil && bytes.Contains(status, []byte(want)) {
+			pids = append(pids, pid)
+		}
+	})
+	return pids
+}
+
+func forEachProcess(fn func(pid int)) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
+			fn(pid)
+		}
+	}
+}
+
+// mountsUnder lists mount points at or below dir, deepest first.
+func mountsUnder(dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	// Later lines are mounted later, so reversing unmounts children first.
+	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
+		out[i], out[j] = out[j], out[i]
+	}
+	return out
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
