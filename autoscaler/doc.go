@@ -1,0 +1,44 @@
+// Package autoscaler decides how many replicas each revision runs, from zero
+// up, and how long an idle revision stays warm.
+//
+// The core is pure. Decider implements Knative's KPA algorithm: a stable
+// window (60 s) and a panic window (10% of it, at least 1 s) averaged from
+// per-second buckets (Metrics), a per-replica target of
+// min(target, hard limit) × utilization (100 × 0.7) or, in RPS mode,
+// rpsTarget × utilization (200 × 0.7), ceil(observed/target) per window
+// bounded by the scale-up (1000×) and scale-down (2×) rates, a panic mode
+// entered at 200% that only ratchets up and ends a full stable window after
+// the panic window last crossed the threshold, min/max scale, an initial
+// scale that is a floor until it has been reached once, an activation scale,
+// and a scale-down delay taken as the maximum over a sliding window.
+//
+// Scale to zero follows ebb's contract rather than Knative's plumbing: a
+// revision goes to zero once no request has been seen (arriving, in flight
+// or buffered in an activator) for max(grace, retention, keep-alive), and
+// never while a request is buffered. Until then a warm revision keeps one
+// replica. Knative instead waits for the stable window to drain to zero
+// before its grace period even starts; ebb users get the grace they set.
+//
+// KeepAlive plans beyond Knative: a per-function idle-time histogram after
+// Shahrad et al., "Serverless in the Wild" (USENIX ATC '20), sets how long a
+// revision stays warm after its last request and when a pre-created task
+// (container and task created, process not started) is held ahead of a
+// predicted request. Placement is a Kubernetes-style filter and score over
+// nodes. Runner is the thin shell: it receives stats and activation pokes,
+// ticks every revision, and writes scales and assignments to the store.
+//
+// Why there is no target-burst-capacity switch: Knative keeps the activator
+// in the request path while spare capacity is below target-burst-capacity,
+// because its gateways balance per connection and cannot see how full a pod
+// is; only the activator can hold a burst until a pod has room. ebb's router
+// already routes every request by replica capacity (least in flight under
+// each replica's hard limit) and itself hands a request to the activator
+// when no replica has room, so the activator is in the path exactly when it
+// is needed, per request, with no switch to flip and no excess-burst-capacity
+// figure for the autoscaler to compute.
+//
+// This package must not import other components (router, activator,
+// nodeagent, controlplane). Its pure parts (Metrics, Decider, KeepAlive,
+// Placement) must stay free of locks, I/O, goroutines and wall-clock reads:
+// time only arrives as an argument.
+package autoscaler
