@@ -53,11 +53,11 @@ type Decision struct {
 // Reasons reported in Decision.Reason, in the order the rules apply: the
 // last rule that changed the count names it.
 const (
-	ReasonStable     = "stable"         // ceil(stable/target)
-	ReasonPanic      = "panic"          // panic mode holds the highest count seen
-	ReasonActivation = "activation"     // demand at zero: at least the activation scale
-	ReasonKeepWarm   = "keep-warm"      // no demand, but grace, retention or keep-alive not over
-	ReasonToZero     = "scale-to-zero"  // no demand for long enough
+	ReasonStable     = "stable"        // ceil(stable/target)
+	ReasonPanic      = "panic"         // panic mode holds the highest count seen
+	ReasonActivation = "activation"    // demand at zero: at least the activation scale
+	ReasonKeepWarm   = "keep-warm"     // no demand, but grace, retention or keep-alive not over
+	ReasonToZero     = "scale-to-zero" // no demand for long enough
 	ReasonDelay      = "scale-down-delay"
 	ReasonInitial    = "initial-scale" // initial scale not reached yet
 	ReasonMin        = "min-scale"

@@ -192,8 +192,8 @@ func TestDeciderRules(t *testing.T) {
 			},
 		},
 		{
-			name: "a restarted decider holds the ready replicas in panic mode",
-			spec: noInitial,
+			name:  "a restarted decider holds the ready replicas in panic mode",
+			spec:  noInitial,
 			start: Start{Ready: 5, Resumed: true},
 			steps: []step{
 				{at: 2, obs: conc(0, 0, 5, 0), want: 5, wantPanic: true},
@@ -253,8 +253,8 @@ func TestDeciderRules(t *testing.T) {
 			},
 		},
 		{
-			name: "a resumed revision does not apply its initial scale again",
-			spec: func(s *api.FunctionSpec) { s.Scale.Initial = intp(5) },
+			name:  "a resumed revision does not apply its initial scale again",
+			spec:  func(s *api.FunctionSpec) { s.Scale.Initial = intp(5) },
 			start: Start{Resumed: true},
 			steps: []step{{at: 0, obs: Observation{}, want: 0}},
 		},
@@ -381,8 +381,8 @@ func TestWindows(t *testing.T) {
 		wantPanicky time.Duration
 	}{
 		{60 * time.Second, 10, 60 * time.Second, 6 * time.Second},
-		{6 * time.Second, 10, 6 * time.Second, time.Second},  // 0.6 s floored to 1 s
-		{6 * time.Second, 1, 6 * time.Second, time.Second},   // 60 ms floored to 1 s
+		{6 * time.Second, 10, 6 * time.Second, time.Second}, // 0.6 s floored to 1 s
+		{6 * time.Second, 1, 6 * time.Second, time.Second},  // 60 ms floored to 1 s
 		{100 * time.Second, 25, 100 * time.Second, 25 * time.Second},
 	}
 	for _, c := range cases {
