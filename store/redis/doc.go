@@ -1,0 +1,51 @@
+// Package redis is the multi-node store.Store: every ebbd shares one Redis
+// (go-redis v9), and watches work across processes.
+//
+// # Key layout
+//
+// With Prefix P (default "ebb:"), so several clusters can share a database:
+//
+//   - P + "kv:" + key — a hash {v: value, r: version}: one per stored key.
+//   - P + "keys"      — a sorted set of every key, all at score 0, so
+//     ZRANGEBYLEX lists a prefix in byte order.
+//   - P + "rev"       — the revision counter (INCR).
+//   - P + "events"    — the event stream. The entry for the i-th event
+//     (from 0) of revision R has the ID "R-i" and the fields t (p or d),
+//     k (key), v (value, puts only) and n (events in revision R).
+//
+// # Transactions
+//
+// Txn is one Lua script (EVALSHA, falling back to EVAL): it checks every
+// op's version against the key's hash, and only if all hold does it INCR the
+// revision, write the hashes and the index, and XADD one entry per event
+// with MAXLEN ~ History. Redis runs a script alone, so transactions are
+// serializable; a script that changes nothing takes no revision. List is a
+// script too, reading the range and the revision in one atomic step.
+// Commands are never retried by the client: a retry after a lost reply
+// could apply a transaction twice.
+//
+// # Watches and compaction
+//
+// Each Watch owns one connection and reads the stream with XREAD BLOCK from
+// the last entry it delivered. It closes that connection to stop at once on
+// ctx cancel or Close. When the connection fails it reconnects with backoff
+// and reads on from the same entry, so a Redis restart causes neither gaps
+// nor repeats. Every entry must be the exact successor of the one before
+// (n tells when a revision ends); anything else means MAXLEN trimmed the
+// stream past the watch, which then ends with store.ErrCompacted, as it does
+// when the revision counter has gone backwards (Redis lost its data).
+//
+// # Durability
+//
+// An acknowledged Txn is durable only if Redis is: run it with
+// appendonly yes and appendfsync always (as internal/testenv does). A
+// script's writes reach the AOF as one MULTI/EXEC block, so a crash keeps
+// all of a transaction or none of it.
+//
+// # What it must not do
+//
+// It needs a single Redis primary: the scripts touch keys they compute, so
+// Redis Cluster is not supported, and a failover to an asynchronous replica
+// can lose acknowledged writes. It keeps no state of its own beyond
+// connections, returns errors and never logs.
+package redis
