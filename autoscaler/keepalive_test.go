@@ -1,0 +1,281 @@
+package autoscaler
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+func TestIdleHistogramBins(t *testing.T) {
+	cases := []struct {
+		d        time.Duration
+		bin      int
+		lo, hi   time.Duration
+		outOfRng bool
+	}{
+		{0, 0, 0, time.Second, false},
+		{1500 * time.Millisecond, 1, time.Second, 2 * time.Second, false},
+		{15 * time.Second, 15, 15 * time.Second, 16 * time.Second, false},
+		{16 * time.Second, 16, 16 * time.Second, 18 * time.Second, false},
+		{31 * time.Second, 23, 30 * time.Second, 32 * time.Second, false},
+		{10 * time.Minute, 16 + 5*8 + 1, 576 * time.Second, 640 * time.Second, false},
+		{4*time.Hour - time.Second, 16 + 9*8 + 6, 14336 * time.Second, 15360 * time.Second, false},
+		{4 * time.Hour, -1, 0, 0, true},
+	}
+	for _, c := range cases {
+		t.Run(c.d.String(), func(t *testing.T) {
+			h := NewIdleHistogram(4 * time.Hour)
+			h.Add(c.d)
+			if c.outOfRng {
+				assert.Equal(t, uint32(1), h.OutOfRange)
+				return
+			}
+			require.Equal(t, c.bin, binOf(c.d))
+			assert.Equal(t, uint32(1), h.Bins[c.bin])
+			assert.Equal(t, c.lo, binLower(c.bin))
+			assert.Equal(t, c.hi, binUpper(c.bin))
+			assert.True(t, c.d >= binLower(c.bin) && c.d < binUpper(c.bin))
+		})
+	}
+	// Every bin's edges line up with its neighbours' and every duration
+	// lands in the bin whose edges contain it.
+	for i := range numBins - 1 {
+		assert.Equal(t, binUpper(i), binLower(i+1))
+		assert.Equal(t, i, binOf(binLower(i)), "bin %d lower edge %s", i, binLower(i))
+		assert.Equal(t, i, binOf(binUpper(i)-time.Millisecond), "bin %d just below upper edge", i)
+	}
+}
+
+func TestIdleHistogramAges(t *testing.T) {
+	h := NewIdleHistogram(4 * time.Hour)
+	for range histogramCap - 1 {
+		h.Add(10 * time.Minute)
+	}
+	h.Add(5 * time.Hour)
+	// The cap was reached: every count halved.
+	assert.Equal(t, uint32((histogramCap-1)/2), h.Bins[binOf(10*time.Minute)])
+	assert.Equal(t, uint32(0), h.OutOfRange)
+	assert.Less(t, h.total(), uint32(histogramCap))
+}
+
+func TestIdleTracker(t *testing.T) {
+	tr := NewIdleTracker(4 * time.Hour)
+	tr.Observe(at(0), at(1))
+	tr.Observe(at(1), at(2))     // adjacent interval: no idle time
+	tr.Observe(at(2.5), at(3.5)) // half a second apart: reporter noise
+	tr.Observe(at(63.5), at(64)) // a minute idle
+	tr.Observe(at(10), at(20))   // late, overlapping: no idle time, no rewind
+	tr.Observe(at(664), at(665)) // ten minutes idle
+	assert.Equal(t, at(665), tr.LastEnd)
+	assert.Equal(t, uint32(2), tr.Histogram.total())
+	assert.Equal(t, uint32(1), tr.Histogram.Bins[binOf(time.Minute)])
+	assert.Equal(t, uint32(1), tr.Histogram.Bins[binOf(10*time.Minute)])
+}
+
+func histogramOf(idle ...time.Duration) *IdleHistogram {
+	h := NewIdleHistogram(DefaultHistogramRange)
+	for _, d := range idle {
+		h.Add(d)
+	}
+	return &h
+}
+
+func repeat(n int, d ...time.Duration) []time.Duration {
+	var out []time.Duration
+	for range n {
+		out = append(out, d...)
+	}
+	return out
+}
+
+func TestHybridHistogramPlan(t *testing.T) {
+	const grace = 30 * time.Second
+	policy, err := NewHybridHistogram(HybridConfig{})
+	require.NoError(t, err)
+	cases := []struct {
+		name  string
+		idle  []time.Duration
+		check func(t *testing.T, p Plan)
+	}{
+		{
+			name: "no history: fallback keeps 2 min running, then a pre-created task to 10 min",
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeFewSamples, p.Mode)
+				assert.Equal(t, 2*time.Minute, p.KeepAlive)
+				assert.Equal(t, 2*time.Minute, p.PreWarmFrom)
+				assert.Equal(t, 10*time.Minute, p.PreWarmUntil)
+			},
+		},
+		{
+			name: "idle times within grace do not count as samples",
+			idle: repeat(500, 3*time.Second, 20*time.Second),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeFewSamples, p.Mode)
+				assert.Equal(t, 0, p.Samples)
+			},
+		},
+		{
+			name: "periodic every 10 min: release after grace, pre-create around the next one",
+			idle: append(repeat(50, 10*time.Minute), repeat(200, 5*time.Second)...),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeHistogram, p.Mode)
+				assert.Equal(t, 50, p.Samples)
+				assert.Equal(t, 576*time.Second, p.Head)
+				assert.Equal(t, 640*time.Second, p.Tail)
+				assert.Equal(t, grace, p.KeepAlive)
+				assert.Equal(t, time.Duration(float64(576*time.Second)*0.9), p.PreWarmFrom)
+				assert.Equal(t, time.Duration(float64(640*time.Second)*1.1), p.PreWarmUntil)
+				assert.Greater(t, p.CV, 2.0)
+			},
+		},
+		{
+			name: "short idle periods: keep running to the tail plus margin",
+			idle: repeat(20, 40*time.Second, 50*time.Second, 60*time.Second, 70*time.Second),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeHistogram, p.Mode)
+				assert.Equal(t, 40*time.Second, p.Head)
+				assert.Equal(t, 72*time.Second, p.Tail)
+				assert.Equal(t, time.Duration(float64(72*time.Second)*1.1), p.KeepAlive)
+				assert.Zero(t, p.PreWarmUntil)
+			},
+		},
+		{
+			name: "head and tail percentiles ignore the outer 5% and 1%",
+			idle: append(append(repeat(96, 20*time.Minute), 35*time.Second, 36*time.Second, 37*time.Second),
+				3*time.Hour),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeHistogram, p.Mode)
+				assert.Equal(t, 100, p.Samples)
+				// 3 of 100 below: the 5th percentile is still the 20 min bin.
+				assert.Equal(t, 1152*time.Second, p.Head)
+				// 1 of 100 above: the 99th percentile is the 20 min bin's top.
+				assert.Equal(t, 1280*time.Second, p.Tail)
+			},
+		},
+		{
+			name: "idle times spread evenly: too flat to predict, fallback",
+			idle: func() []time.Duration {
+				var out []time.Duration
+				for i := binOf(grace); i < numBins && binLower(i) < DefaultHistogramRange; i++ {
+					out = append(out, repeat(3, binLower(i))...)
+				}
+				return out
+			}(),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeFlat, p.Mode)
+				assert.Less(t, p.CV, 2.0)
+				assert.Equal(t, 2*time.Minute, p.KeepAlive)
+				assert.Equal(t, 10*time.Minute, p.PreWarmUntil)
+			},
+		},
+		{
+			name: "mostly idle for longer than the range: cold after grace, no pre-warm",
+			idle: append(repeat(8, 6*time.Hour), repeat(4, 10*time.Minute)...),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeOutOfBounds, p.Mode)
+				assert.Equal(t, 8, p.OutOfRange)
+				assert.Equal(t, grace, p.KeepAlive)
+				assert.Zero(t, p.PreWarmUntil)
+			},
+		},
+		{
+			name: "a long tail is capped by the histogram range",
+			idle: append(repeat(10, 3*time.Hour+50*time.Minute), repeat(190, 2*time.Hour)...),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeHistogram, p.Mode)
+				assert.LessOrEqual(t, p.Tail, 15360*time.Second)
+				assert.Equal(t, grace, p.KeepAlive)
+			},
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.check(t, policy.Plan(histogramOf(c.idle...), grace))
+		})
+	}
+}
+
+func TestHybridConfig(t *testing.T) {
+	_, err := NewHybridHistogram(HybridConfig{HeadPercentile: 99, TailPercentile: 5})
+	assert.Error(t, err)
+	_, err = NewHybridHistogram(HybridConfig{Margin: 1})
+	assert.Error(t, err)
+	_, err = NewHybridHistogram(HybridConfig{Range: 100 * time.Hour})
+	assert.Error(t, err)
+	p, err := NewHybridHistogram(HybridConfig{FallbackKeepAlive: 5 * time.Minute, FallbackPreWarm: time.Minute})
+	require.NoError(t, err)
+	plan := p.Plan(histogramOf(), 30*time.Second)
+	assert.Equal(t, 5*time.Minute, plan.KeepAlive)
+	assert.Zero(t, plan.PreWarmUntil, "a pre-warm ending before the keep-alive holds nothing")
+	// Grace is a floor of every keep-alive.
+	plan = p.Plan(histogramOf(), 10*time.Minute)
+	assert.Equal(t, 10*time.Minute, plan.KeepAlive)
+}
+
+func TestFixedKeepAlive(t *testing.T) {
+	p := FixedKeepAlive{KeepAlive: 10 * time.Minute}.Plan(histogramOf(repeat(100, time.Hour)...), 30*time.Second)
+	assert.Equal(t, Plan{Mode: ModeFixed, KeepAlive: 10 * time.Minute}, p)
+	assert.Equal(t, 30*time.Second, FixedKeepAlive{}.Plan(nil, 30*time.Second).KeepAlive)
+}
+
+func TestPlanWindows(t *testing.T) {
+	p := Plan{KeepAlive: 30 * time.Second, PreWarmFrom: 9 * time.Minute, PreWarmUntil: 11 * time.Minute}
+	idle := at(100)
+	assert.Equal(t, at(130), p.KeepWarmUntil(idle))
+	cases := []struct {
+		now  float64
+		want bool
+	}{{100, false}, {639, false}, {640, true}, {759, true}, {760, false}}
+	for _, c := range cases {
+		assert.Equal(t, c.want, p.PreWarm(idle, at(c.now)), "at %g", c.now)
+	}
+	assert.False(t, p.PreWarm(time.Time{}, at(640)), "never idle, never pre-warmed")
+}
+
+// TestScalerLearnsAPeriodicFunction drives a Scaler the way the Runner does
+// with a function called once every ten minutes: it first keeps the fallback
+// windows, then learns the period and releases the replica after grace,
+// holding only a pre-created task around the next call.
+func TestScalerLearnsAPeriodicFunction(t *testing.T) {
+	policy, err := NewHybridHistogram(HybridConfig{})
+	require.NoError(t, err)
+	spec := testSpec(func(s *api.FunctionSpec) { s.Scale.Initial = intp(0) })
+	tracker := NewIdleTracker(DefaultHistogramRange)
+	s := NewScaler(spec, tracker, policy, Start{At: t0})
+	ready := 0
+	var last Result
+	desiredAt := map[int]int{} // seconds into the period -> desired, for the last period
+	preAt := map[int]int{}
+	for sec := 0; sec <= 12*600; sec += 2 {
+		now := at(float64(sec))
+		if sec%600 == 0 {
+			// A 1 s request, through the activator when cold.
+			if ready == 0 {
+				s.Poke(now)
+			}
+			s.Record(api.RevisionStat{Revision: "fn-00001", Reporter: "r", Time: now.Add(time.Second),
+				Interval: api.D(time.Second), AvgConcurrency: 1, MaxConcurrency: 1, Requests: 1})
+		}
+		last = s.Scale(now, ready)
+		ready = last.Decision.Desired
+		if sec >= 11*600 {
+			desiredAt[sec-11*600] = last.Decision.Desired
+			preAt[sec-11*600] = last.PreCreated
+		}
+	}
+	assert.Equal(t, ModeHistogram, last.Plan.Mode)
+	assert.Equal(t, 30*time.Second, last.Plan.KeepAlive)
+	// Warm for the grace period after the call, then cold ...
+	assert.Equal(t, 1, desiredAt[20])
+	assert.Equal(t, 0, desiredAt[40])
+	assert.Equal(t, 0, preAt[40])
+	// ... with a pre-created task from 90% of the head of the idle times
+	// (about 8.6 min) until past the next call.
+	assert.Equal(t, 0, preAt[500])
+	assert.Equal(t, 1, preAt[560])
+	assert.Equal(t, 1, preAt[598])
+}

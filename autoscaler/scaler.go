@@ -1,0 +1,96 @@
+package autoscaler
+
+import (
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// Scaler sizes one revision: it owns the revision's Metrics and Decider,
+// shares its function's IdleTracker with the function's other revisions, and
+// asks a KeepAlivePolicy how long to stay warm. Like its parts it is pure and
+// has one owner; the Runner and the trace replay both drive it.
+type Scaler struct {
+	spec    api.FunctionSpec
+	metrics *Metrics
+	decider *Decider
+	idle    *IdleTracker
+	policy  KeepAlivePolicy
+	poked   bool
+}
+
+// NewScaler returns a scaler for a revision with a defaulted spec. idle is
+// the function's tracker, shared by its revisions.
+func NewScaler(spec api.FunctionSpec, idle *IdleTracker, policy KeepAlivePolicy, start Start) *Scaler {
+	stable, _ := Windows(spec.Scale)
+	return &Scaler{
+		spec:    spec,
+		metrics: NewMetrics(stable),
+		decider: NewDecider(spec, start),
+		idle:    idle,
+		policy:  policy,
+	}
+}
+
+// Spec is the revision's defaulted spec.
+func (s *Scaler) Spec() api.FunctionSpec { return s.spec }
+
+// Record adds one reporter's stat for the revision.
+func (s *Scaler) Record(st api.RevisionStat) {
+	s.metrics.Record(st)
+	if HasDemand(st) {
+		interval := st.Interval.Duration
+		if interval <= 0 {
+			interval = time.Second
+		}
+		s.idle.Observe(st.Time.Add(-interval), st.Time)
+	}
+}
+
+// Poke records an activation request at now: a request waits for capacity.
+// The next Scale counts it as demand even before any stat says so.
+func (s *Scaler) Poke(now time.Time) {
+	s.poked = true
+	s.idle.Observe(now, now)
+}
+
+// Result is one scaling step: what was observed, what the policy planned,
+// and what to run.
+type Result struct {
+	Observation Observation  `json:"observation"`
+	Decision    Decision     `json:"decision"`
+	Plan        Plan         `json:"plan"`
+	State       DeciderState `json:"state"`
+	// IdleSince is the revision's last demand, the origin of the plan's windows.
+	IdleSince time.Time `json:"idleSince"`
+	// KeepWarmUntil is when the plan lets the revision go idle.
+	KeepWarmUntil time.Time `json:"keepWarmUntil"`
+	// PreCreated is the number of pre-created tasks to hold (0 or 1).
+	PreCreated int `json:"preCreated"`
+}
+
+// Scale decides the revision's size at now, with ready replicas running.
+func (s *Scaler) Scale(now time.Time, ready int) Result {
+	obs := s.metrics.Observe(now, s.spec, ready)
+	obs.Poked, s.poked = s.poked, false
+	idleSince := obs.LastDemand
+	if last := s.decider.State().LastDemand; last.After(idleSince) {
+		idleSince = last
+	}
+	if obs.Poked || obs.Buffered > 0 {
+		idleSince = now
+	}
+	plan := s.policy.Plan(&s.idle.Histogram, s.spec.Scale.ScaleToZeroGrace.Duration)
+	res := Result{Plan: plan, IdleSince: idleSince}
+	if !idleSince.IsZero() {
+		obs.KeepWarmUntil = plan.KeepWarmUntil(idleSince)
+		res.KeepWarmUntil = obs.KeepWarmUntil
+	}
+	res.Observation = obs
+	res.Decision = s.decider.Decide(now, obs)
+	res.State = s.decider.State()
+	if res.Decision.Desired == 0 && plan.PreWarm(idleSince, now) {
+		res.PreCreated = 1
+	}
+	return res
+}
