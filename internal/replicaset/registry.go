@@ -1,0 +1,189 @@
+package replicaset
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ebbrun/ebb/internal/proxy"
+	"github.com/ebbrun/ebb/store"
+)
+
+// endpoint is the part of a store.Endpoint a Set needs.
+type endpoint struct {
+	id, addr string
+	limit    int
+}
+
+type decoded struct {
+	version int64
+	rev     string
+	ep      endpoint
+	ok      bool
+}
+
+// Registry owns the Sets of the revisions its users retain and keeps their
+// replicas in step with the store's endpoints. One Registry per process is
+// shared by the router and the activator.
+type Registry struct {
+	store     store.Store
+	transport *proxy.Transport
+	log       *slog.Logger
+
+	mu    sync.Mutex
+	sets  map[string]*Set
+	eps   map[string][]endpoint // every revision's endpoints, retained or not
+	cache map[string]decoded    // endpoint key → decoded record
+	ready chan struct{}
+}
+
+// New returns a Registry that follows st's endpoints and reaches replicas
+// through transport. st may be nil when the caller feeds Update itself.
+func New(st store.Store, transport *proxy.Transport, log *slog.Logger) *Registry {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Registry{
+		store:     st,
+		transport: transport,
+		log:       log,
+		sets:      make(map[string]*Set),
+		eps:       make(map[string][]endpoint),
+		cache:     make(map[string]decoded),
+		ready:     make(chan struct{}),
+	}
+}
+
+// Transport is the transport replicas are reached through.
+func (g *Registry) Transport() *proxy.Transport { return g.transport }
+
+// Ready is closed once the first listing of endpoints has been applied.
+func (g *Registry) Ready() <-chan struct{} { return g.ready }
+
+// Run mirrors the store's endpoints into the Sets until ctx ends.
+func (g *Registry) Run(ctx context.Context) error {
+	if g.store == nil {
+		return errors.New("replicaset: Run needs a store")
+	}
+	err := store.Mirror(ctx, g.store, store.PrefixEndpoints, g.apply)
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// Retain returns the Set for revision, creating it if needed. Every Retain
+// must be matched by one Drop.
+func (g *Registry) Retain(revision string) *Set {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s, ok := g.sets[revision]
+	if !ok {
+		s = newSet(revision)
+		g.sets[revision] = s
+		g.closeGone(s.update(g.eps[revision], g.transport.Upstream))
+	}
+	s.refs++
+	return s
+}
+
+// Drop releases a Set from Retain. The last Drop forgets it and closes its
+// connection pools; requests still running on it finish normally.
+func (g *Registry) Drop(s *Set) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s.refs--
+	if s.refs > 0 || g.sets[s.name] != s {
+		return
+	}
+	delete(g.sets, s.name)
+	g.closeGone(s.update(nil, g.transport.Upstream))
+}
+
+// Update replaces every revision's endpoints. Run calls it; tests may too.
+func (g *Registry) Update(endpoints []store.Endpoint) {
+	byRev := make(map[string][]endpoint)
+	for _, ep := range endpoints {
+		byRev[ep.Revision] = append(byRev[ep.Revision], endpoint{id: ep.Replica, addr: ep.Addr, limit: ep.Limit})
+	}
+	g.set(byRev)
+}
+
+func (g *Registry) apply(snapshot map[string]store.KV) {
+	byRev := make(map[string][]endpoint)
+	cache := make(map[string]decoded, len(snapshot))
+	g.mu.Lock()
+	old := g.cache
+	g.mu.Unlock()
+	for key, kv := range snapshot {
+		d, ok := old[key]
+		if !ok || d.version != kv.Version {
+			var ep store.Endpoint
+			if err := json.Unmarshal(kv.Value, &ep); err != nil {
+				g.log.Warn("skipping undecodable endpoint", "key", key, "err", err)
+				d = decoded{version: kv.Version}
+			} else {
+				rev := ep.Revision
+				if rev == "" {
+					rev, _, _ = strings.Cut(strings.TrimPrefix(key, store.PrefixEndpoints), "/")
+				}
+				d = decoded{version: kv.Version, rev: rev, ok: ep.Addr != "",
+					ep: endpoint{id: ep.Replica, addr: ep.Addr, limit: ep.Limit}}
+				if d.ep.id == "" {
+					d.ep.id = key
+				}
+			}
+		}
+		cache[key] = d
+		if d.ok {
+			byRev[d.rev] = append(byRev[d.rev], d.ep)
+		}
+	}
+	g.mu.Lock()
+	g.cache = cache
+	g.mu.Unlock()
+	g.set(byRev)
+}
+
+func (g *Registry) set(byRev map[string][]endpoint) {
+	for _, eps := range byRev {
+		// A stable order keeps the replica slices comparable across updates.
+		sort.Slice(eps, func(i, j int) bool { return eps[i].id < eps[j].id })
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	prev := g.eps
+	g.eps = byRev
+	for name, s := range g.sets {
+		if !sameEndpoints(prev[name], byRev[name]) {
+			g.closeGone(s.update(byRev[name], g.transport.Upstream))
+		}
+	}
+	select {
+	case <-g.ready:
+	default:
+		close(g.ready)
+	}
+}
+
+func sameEndpoints(a, b []endpoint) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (g *Registry) closeGone(gone []*Replica) {
+	for _, r := range gone {
+		r.Upstream.Close()
+	}
+}
