@@ -1,0 +1,82 @@
+package ociimage
+
+import (
+	"archive/tar"
+	"bytes"
+	"errors"
+	"os"
+	"testing"
+)
+
+// fuzzLimits keep each fuzz input cheap while still exercising every limit.
+var fuzzLimits = Limits{
+	MaxCompressedSize: 1 << 20,
+	MaxSize:           4 << 20,
+	MaxEntries:        64,
+	MaxEntrySize:      1 << 20,
+	MaxUnpackedSize:   4 << 20,
+	MaxLayerEntries:   256,
+}
+
+// FuzzSpool feeds arbitrary bytes to Spool: it must never panic, must refuse
+// with an *ArchiveError (the input is in memory, so no I/O can fail), must
+// leave nothing behind when it refuses, and what it accepts must be a tar
+// naming at least one normalized image.
+//
+//	go test -run=^$ -fuzz=FuzzSpool -fuzztime=60s ./internal/ociimage
+func FuzzSpool(f *testing.F) {
+	built := builtImage(f, "hello:v1")
+	seeds := [][]byte{
+		built,
+		gzipBytes(f, built),
+		ociArchive(f, ociSpec{layerEncoding: "zstd"}),
+		dockerArchive(f, dockerSpec{}),
+		gzipBytes(f, dockerArchive(f, dockerSpec{repoTags: []string{"a:1", "a:2"}})),
+		// Malicious and broken ones, so mutations start near the edges.
+		mutate(f, built, func(es []tarEntry) []tarEntry {
+			return append(es, tarEntry{name: "../evil", body: []byte("x")})
+		}),
+		mutate(f, built, func(es []tarEntry) []tarEntry {
+			return append(es, tarEntry{name: "l", typ: tar.TypeSymlink, link: "/etc/passwd"})
+		}),
+		ociArchive(f, ociSpec{layer: makeTar(f, []tarEntry{{name: "/abs", body: []byte("x")}})}),
+		ociArchive(f, ociSpec{layer: makeTar(f, []tarEntry{{name: "h", typ: tar.TypeLink, link: "../../x"}}), layerEncoding: "gzip"}),
+		built[:len(built)/2],
+		built[:len(built)-1024],
+	}
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		a, err := Spool(bytes.NewReader(data), dir, fuzzLimits)
+		if err != nil {
+			var ae *ArchiveError
+			if !errors.As(err, &ae) {
+				t.Fatalf("refusal is not an *ArchiveError: %T %v", err, err)
+			}
+			if left, _ := os.ReadDir(dir); len(left) != 0 {
+				t.Fatalf("refused archive left %d files behind", len(left))
+			}
+			return
+		}
+		if len(a.Images) == 0 {
+			t.Fatal("accepted an archive that names no image")
+		}
+		for _, im := range a.Images {
+			if n, err := NormalizeName(im.Name); err != nil || n != im.Name {
+				t.Fatalf("image name %q is not normalized", im.Name)
+			}
+		}
+		spooled, err := os.ReadFile(a.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if int64(len(spooled)) != a.Size {
+			t.Fatalf("spooled %d bytes, Archive.Size says %d", len(spooled), a.Size)
+		}
+		if err := a.Remove(); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
