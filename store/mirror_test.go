@@ -1,0 +1,158 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/store"
+)
+
+const waitTimeout = 15 * time.Second
+
+// flakyStore fails its first List calls and ends its first watches with an
+// error, as a store losing its connection would.
+type flakyStore struct {
+	store.Store
+	listFailures  atomic.Int32
+	watchFailures atomic.Int32
+	lists         atomic.Int32
+}
+
+var errFlaky = errors.New("connection lost")
+
+func (f *flakyStore) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
+	f.lists.Add(1)
+	if f.listFailures.Add(-1) >= 0 {
+		return nil, 0, errFlaky
+	}
+	return f.Store.List(ctx, prefix)
+}
+
+func (f *flakyStore) Watch(ctx context.Context, prefix string, after int64) (<-chan store.WatchEvent, error) {
+	if f.watchFailures.Add(-1) >= 0 {
+		ch := make(chan store.WatchEvent, 1)
+		ch <- store.WatchEvent{Err: errFlaky}
+		close(ch)
+		return ch, nil
+	}
+	return f.Store.Watch(ctx, prefix, after)
+}
+
+type mirrorRun struct {
+	snaps chan map[string]store.KV
+	calls atomic.Int32
+	done  chan error
+}
+
+func runMirror(t *testing.T, ctx context.Context, s store.Store, prefix string, hold <-chan struct{}) *mirrorRun {
+	m := &mirrorRun{snaps: make(chan map[string]store.KV, 1000), done: make(chan error, 1)}
+	go func() {
+		m.done <- store.Mirror(ctx, s, prefix, func(snap map[string]store.KV) {
+			n := m.calls.Add(1)
+			cp := make(map[string]store.KV, len(snap))
+			for k, v := range snap {
+				cp[k] = v
+			}
+			if n == 2 && hold != nil {
+				<-hold
+			}
+			m.snaps <- cp
+		})
+	}()
+	return m
+}
+
+// waitFor waits for a snapshot holding exactly keys.
+func (m *mirrorRun) waitFor(t *testing.T, keys ...string) map[string]store.KV {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case snap := <-m.snaps:
+			if len(snap) != len(keys) {
+				continue
+			}
+			ok := true
+			for _, k := range keys {
+				_, found := snap[k]
+				ok = ok && found
+			}
+			if ok {
+				return snap
+			}
+		case <-deadline:
+			t.Fatalf("no snapshot with keys %v", keys)
+		}
+	}
+}
+
+func TestMirrorRecoversFromErrors(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base := openEmbedded(t)
+	_, err := base.Txn(ctx, store.Put("m/a", []byte("a"), store.MustNotExist))
+	require.NoError(t, err)
+	s := &flakyStore{Store: base}
+	s.listFailures.Store(2)
+	s.watchFailures.Store(1)
+
+	m := runMirror(t, ctx, s, "m/", nil)
+	m.waitFor(t, "m/a")
+	_, err = base.Txn(ctx, store.Put("m/b", []byte("b"), store.MustNotExist), store.Put("x/c", nil, store.MustNotExist))
+	require.NoError(t, err)
+	snap := m.waitFor(t, "m/a", "m/b")
+	assert.Equal(t, []byte("b"), snap["m/b"].Value)
+	assert.Equal(t, int32(4), s.lists.Load(), "two failed lists, one whose watch broke, one that held")
+
+	cancel()
+	select {
+	case err := <-m.done:
+		assert.ErrorIs(t, err, context.Canceled)
+	case <-time.After(waitTimeout):
+		t.Fatal("Mirror did not return after cancel")
+	}
+}
+
+func TestMirrorStopsWhenStoreCloses(t *testing.T) {
+	s := openEmbedded(t)
+	m := runMirror(t, context.Background(), s, "", nil)
+	m.waitFor(t)
+	require.NoError(t, s.Close())
+	select {
+	case err := <-m.done:
+		assert.ErrorIs(t, err, store.ErrClosed)
+	case <-time.After(waitTimeout):
+		t.Fatal("Mirror did not return after Close")
+	}
+}
+
+// TestMirrorFoldsBursts checks that events queued while onChange runs are
+// delivered in one later call, not one call each.
+func TestMirrorFoldsBursts(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := openEmbedded(t)
+	hold := make(chan struct{})
+	m := runMirror(t, ctx, s, "m/", hold)
+	m.waitFor(t)
+	_, err := s.Txn(ctx, store.Put("m/first", nil, store.MustNotExist)) // the second call, which holds
+	require.NoError(t, err)
+	const burst = 40
+	keys := []string{"m/first"}
+	for i := range burst {
+		key := fmt.Sprintf("m/%02d", i)
+		keys = append(keys, key)
+		_, err := s.Txn(ctx, store.Put(key, nil, store.MustNotExist))
+		require.NoError(t, err)
+	}
+	close(hold)
+	m.waitFor(t, keys...)
+	assert.Less(t, m.calls.Load(), int32(burst/2), "a burst costs a few calls, not one per event")
+}
