@@ -1,0 +1,192 @@
+package api
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestDecodeSpecDefaults(t *testing.T) {
+	spec, err := DecodeSpec([]byte(`{"image":"hello:latest"}`))
+	require.NoError(t, err)
+	assert.Equal(t, 8080, spec.Port)
+	assert.Equal(t, 100, spec.Concurrency.Target)
+	assert.Equal(t, 0.7, spec.Concurrency.TargetUtilization)
+	assert.Equal(t, 0, spec.Concurrency.HardLimit)
+	assert.Equal(t, 0, spec.Scale.Min)
+	assert.Equal(t, 0, spec.Scale.Max)
+	require.NotNil(t, spec.Scale.Initial)
+	assert.Equal(t, 1, *spec.Scale.Initial)
+	assert.Equal(t, "30s", spec.Scale.ScaleToZeroGrace.String())
+	assert.Equal(t, "5m0s", spec.Timeout.String())
+	assert.Equal(t, "256Mi", spec.Resources.Memory)
+	assert.Equal(t, 1.0, spec.Resources.CPU)
+
+	again, err := DecodeSpec([]byte(`{"image":"hello:latest","port":8080,"scale":{"initial":1}}`))
+	require.NoError(t, err)
+	assert.Equal(t, spec, again, "explicit defaults and omitted fields must give the same spec")
+}
+
+func TestDecodeSpecRejects(t *testing.T) {
+	tests := []struct {
+		name, body, want string
+	}{
+		{"empty body", ``, "empty"},
+		{"malformed", `{"image":`, "malformed JSON"},
+		{"unknown field", `{"image":"a","imagee":"b"}`, "unknown field"},
+		{"trailing data", `{"image":"a"} {}`, "after the object"},
+		{"missing image", `{}`, "image: is required"},
+		{"bad port", `{"image":"a","port":70000}`, "port"},
+		{"negative min", `{"image":"a","scale":{"min":-1}}`, "scale.min"},
+		{"negative max", `{"image":"a","scale":{"max":-2}}`, "scale.max"},
+		{"inverted bounds", `{"image":"a","scale":{"min":5,"max":2}}`, "above scale.max"},
+		{"negative initial", `{"image":"a","scale":{"initial":-1}}`, "scale.initial"},
+		{"negative hard limit", `{"image":"a","concurrency":{"hardLimit":-1}}`, "hardLimit"},
+		{"utilization above one", `{"image":"a","concurrency":{"targetUtilization":1.5}}`, "targetUtilization"},
+		{"bad metric", `{"image":"a","concurrency":{"metric":"cpu"}}`, "metric"},
+		{"bad duration", `{"image":"a","timeout":"soon"}`, "invalid duration"},
+		{"numeric duration", `{"image":"a","timeout":30}`, "duration must be a string"},
+		{"bad memory", `{"image":"a","resources":{"memory":"lots"}}`, "resources.memory"},
+		{"tiny memory", `{"image":"a","resources":{"memory":"1Ki"}}`, "minimum"},
+		{"bad env name", `{"image":"a","env":{"1X":"y"}}`, "env"},
+		{"PORT in env", `{"image":"a","env":{"PORT":"1"}}`, "PORT"},
+		{"secret without target", `{"image":"a","secrets":[{"name":"s","value":"v"}]}`, "exactly one of env and file"},
+		{"secret file with slash", `{"image":"a","secrets":[{"name":"s","value":"v","file":"../x"}]}`, "plain file name"},
+		{"timeout too long", `{"image":"a","timeout":"2h"}`, "timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := DecodeSpec([]byte(tt.body))
+			require.Error(t, err)
+			assert.True(t, IsValidation(err), "want a ValidationError, got %T", err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	tests := []struct {
+		name string
+		ok   bool
+	}{
+		{"hello", true},
+		{"a", true},
+		{"my-fn-2", true},
+		{strings.Repeat("a", 63), true},
+		{strings.Repeat("a", 64), false},
+		{"", false},
+		{"Hello", false},
+		{"-a", false},
+		{"a-", false},
+		{"a_b", false},
+		{"a.b", false},
+		{"../etc", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateName("name", tt.name)
+			assert.Equal(t, tt.ok, err == nil, "err=%v", err)
+		})
+	}
+}
+
+func TestValidateTraffic(t *testing.T) {
+	exists := func(rev string) bool { return rev == "fn-00001" || rev == "fn-00002" }
+	tests := []struct {
+		name    string
+		targets []TrafficTarget
+		want    string
+	}{
+		{"latest", []TrafficTarget{{LatestRevision: true, Percent: 100}}, ""},
+		{"split", []TrafficTarget{{Revision: "fn-00001", Percent: 90}, {Revision: "fn-00002", Percent: 10, Tag: "canary"}}, ""},
+		{"zero percent tag", []TrafficTarget{{LatestRevision: true, Percent: 100}, {Revision: "fn-00001", Percent: 0, Tag: "old"}}, ""},
+		{"empty", nil, "at least one"},
+		{"sum 90", []TrafficTarget{{Revision: "fn-00001", Percent: 90}}, "sum to 90"},
+		{"sum 110", []TrafficTarget{{Revision: "fn-00001", Percent: 60}, {Revision: "fn-00002", Percent: 50}}, "sum to 110"},
+		{"missing revision", []TrafficTarget{{Revision: "fn-00009", Percent: 100}}, "does not exist"},
+		{"both set", []TrafficTarget{{Revision: "fn-00001", LatestRevision: true, Percent: 100}}, "exactly one"},
+		{"neither set", []TrafficTarget{{Percent: 100}}, "exactly one"},
+		{"negative", []TrafficTarget{{Revision: "fn-00001", Percent: -10}, {Revision: "fn-00002", Percent: 110}}, "outside 0-100"},
+		{"duplicate tag", []TrafficTarget{{Revision: "fn-00001", Percent: 50, Tag: "x"}, {Revision: "fn-00002", Percent: 50, Tag: "x"}}, "used twice"},
+		{"bad tag", []TrafficTarget{{Revision: "fn-00001", Percent: 100, Tag: "Not_A_Label"}}, "DNS label"},
+		{"url set", []TrafficTarget{{Revision: "fn-00001", Percent: 100, URL: "http://x"}}, "output only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateTraffic(tt.targets, exists)
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"256Mi", 256 << 20, true},
+		{"1Gi", 1 << 30, true},
+		{"512M", 512e6, true},
+		{"1048576", 1 << 20, true},
+		{"", 0, false},
+		{"-1Mi", 0, false},
+		{"1.5Gi", 0, false},
+		{"99999999999999Gi", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := ParseBytes(tt.in)
+			assert.Equal(t, tt.ok, err == nil, "err=%v", err)
+			if tt.ok {
+				assert.Equal(t, tt.want, got)
+			}
+		})
+	}
+}
+
+// FuzzDecodeSpec checks that no input crashes the decoder and that every
+// accepted spec is stable: defaulting it again changes nothing and it
+// still validates.
+func FuzzDecodeSpec(f *testing.F) {
+	seeds := []string{
+		`{"image":"hello:latest"}`,
+		`{"image":"a","port":9000,"env":{"A":"b"},"args":["x"],"concurrency":{"target":10,"hardLimit":10},"scale":{"min":1,"max":5,"initial":0,"scaleToZeroGrace":"10s"},"resources":{"cpu":0.5,"memory":"128Mi","pids":64},"timeout":"5s"}`,
+		`{"image":"a","secrets":[{"name":"db","value":"pw","env":"DB_PASSWORD"},{"name":"key","value":"k","file":"key.pem"}]}`,
+		`{"image":"a","concurrency":{"metric":"rps","rpsTarget":50}}`,
+		`{"image":"a","scale":{"min":5,"max":2}}`,
+		`[]`, `null`, `{"image":1}`, `{"timeout":"-1s","image":"x"}`,
+	}
+	for _, s := range seeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		spec, err := DecodeSpec(body)
+		if err != nil {
+			if !IsValidation(err) {
+				t.Fatalf("decode error is not a ValidationError: %T %v", err, err)
+			}
+			return
+		}
+		if err := spec.Validate(); err != nil {
+			t.Fatalf("accepted spec fails validation: %v", err)
+		}
+		if again := spec.WithDefaults(); !equalSpecs(again, spec) {
+			t.Fatalf("defaulting is not idempotent:\n%+v\n%+v", spec, again)
+		}
+	})
+}
+
+func equalSpecs(a, b FunctionSpec) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}

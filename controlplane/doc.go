@@ -1,0 +1,8 @@
+// Package controlplane serves ebb's REST API: images, functions, revisions,
+// traffic, logs and nodes, as JSON over HTTP with a bearer token.
+//
+// It turns requests into store transactions and reads status back from the
+// store; it never talks to routers, autoscalers or node agents directly, and
+// it maps errors to HTTP statuses only here, at the edge. Every write is one
+// compare-and-swap transaction, so a failed request leaves nothing behind.
+package controlplane

@@ -1,0 +1,61 @@
+package controlplane
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/store"
+)
+
+func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
+	name, err := s.functionName(r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.deps.Store.Get(r.Context(), store.FunctionKey(name)); err != nil {
+		return functionErr(name, err)
+	}
+	if s.deps.Logs == nil {
+		return errorf(http.StatusNotImplemented, api.CodeInternal, "this control plane runs without a node agent to read logs from")
+	}
+	q := r.URL.Query()
+	req := LogRequest{Function: name, Revision: q.Get("revision")}
+	if v := q.Get("tail"); v != "" {
+		if req.Tail, err = strconv.Atoi(v); err != nil || req.Tail < 0 {
+			return &api.ValidationError{Field: "tail", Reason: "must be a non-negative integer"}
+		}
+	}
+	if v := q.Get("follow"); v != "" {
+		if req.Follow, err = strconv.ParseBool(v); err != nil {
+			return &api.ValidationError{Field: "follow", Reason: "must be true or false"}
+		}
+	}
+	if req.Revision != "" {
+		if _, err := s.deps.Store.Get(r.Context(), store.RevisionKey(name, req.Revision)); err != nil {
+			return errorf(http.StatusNotFound, api.CodeNotFound, "revision %q of %q does not exist", req.Revision, name)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	if f, ok := w.(http.Flusher); ok {
+		f.Flush()
+	}
+	// The status line is out; from here an error can only end the stream.
+	if err := s.deps.Logs.Logs(r.Context(), &flushWriter{w: w}, req); err != nil && r.Context().Err() == nil {
+		s.deps.Logger.Warn("log stream ended", "function", name, "err", err)
+	}
+	return nil
+}
+
+// flushWriter flushes after each write so followed logs arrive promptly.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+	return n, err
+}

@@ -1,0 +1,328 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/store"
+)
+
+// Config configures the API server. The zero value of each field means its
+// documented default.
+type Config struct {
+	// Addr is the listen address. Default 127.0.0.1:8090: the API is local
+	// unless an operator chooses otherwise.
+	Addr string
+	// Token is the bearer token every /v1 call must present. Required; see
+	// LoadOrCreateToken.
+	Token string
+	// Domain is the routing domain for function URLs. Default "localhost".
+	Domain string
+	// RouterPort is the router's public port, used in URLs. Default 8080;
+	// port 80 is left out of URLs.
+	RouterPort int
+	// MaxBodyBytes bounds JSON request bodies. Default 1 MiB.
+	MaxBodyBytes int64
+	// MaxImageBytes bounds image uploads. Default 2 GiB.
+	MaxImageBytes int64
+	// SpoolDir holds image uploads while they are validated. Required.
+	SpoolDir string
+}
+
+func (c *Config) setDefaults() {
+	if c.Addr == "" {
+		c.Addr = "127.0.0.1:8090"
+	}
+	if c.Domain == "" {
+		c.Domain = "localhost"
+	}
+	if c.RouterPort == 0 {
+		c.RouterPort = 8080
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.MaxImageBytes == 0 {
+		c.MaxImageBytes = 2 << 30
+	}
+}
+
+// Validate reports the first invalid setting.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Token) < 16:
+		return errors.New("controlplane: token must be at least 16 characters")
+	case c.SpoolDir == "":
+		return errors.New("controlplane: spool dir is required")
+	case c.MaxBodyBytes < 1024:
+		return errors.New("controlplane: max body bytes must be at least 1024")
+	case c.MaxImageBytes < c.MaxBodyBytes:
+		return errors.New("controlplane: max image bytes must be at least max body bytes")
+	case c.RouterPort < 1 || c.RouterPort > 65535:
+		return fmt.Errorf("controlplane: router port %d is outside 1-65535", c.RouterPort)
+	}
+	return api.ValidateName("domain", strings.ReplaceAll(c.Domain, ".", "-"))
+}
+
+// ImageImporter puts a validated image archive into the container runtime
+// and removes what it added if it fails.
+type ImageImporter interface {
+	Import(ctx context.Context, archivePath string) (api.Image, error)
+	Delete(ctx context.Context, name string) error
+}
+
+// LogReader streams a function's replica logs to w. With follow it keeps
+// streaming until ctx ends.
+type LogReader interface {
+	Logs(ctx context.Context, w io.Writer, req LogRequest) error
+}
+
+// LogRequest selects log lines.
+type LogRequest struct {
+	Function string
+	Revision string // empty means every revision
+	Tail     int    // lines per replica from the end; 0 means all kept lines
+	Follow   bool
+}
+
+// Deps are the server's collaborators.
+type Deps struct {
+	Store  store.Store
+	Images ImageImporter
+	// Logs may be nil, in which case the logs endpoint answers 501.
+	Logs       LogReader
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Server is the control-plane API.
+type Server struct {
+	cfg      Config
+	deps     Deps
+	handler  http.Handler
+	requests *prometheus.CounterVec
+}
+
+// New builds a Server.
+func New(cfg Config, deps Deps) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil || deps.Images == nil || deps.Logger == nil {
+		return nil, errors.New("controlplane: store, images and logger are required")
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	s := &Server{cfg: cfg, deps: deps}
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ebb_api_requests_total",
+		Help: "Control-plane API requests by route and status code.",
+	}, []string{"route", "code"})
+	if deps.Registerer != nil {
+		if err := deps.Registerer.Register(s.requests); err != nil {
+			return nil, fmt.Errorf("register api metrics: %w", err)
+		}
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler is the server's HTTP handler, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run serves until ctx ends, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	l, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("api listen %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, l)
+}
+
+// Serve serves on l until ctx ends.
+func (s *Server) Serve(ctx context.Context, l net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.deps.Logger.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	s.deps.Logger.Info("api listening", "addr", l.Addr().String())
+	select {
+	case err := <-errc:
+		return fmt.Errorf("api serve: %w", err)
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close() // streaming log followers hold connections open; cut them
+	}
+	<-errc
+	return nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+		route := pattern
+		mux.Handle(pattern, s.authenticated(route, h))
+	}
+	handle("POST /v1/images", s.pushImage)
+	handle("GET /v1/images", s.listImages)
+	handle("GET /v1/functions", s.listFunctions)
+	handle("PUT /v1/functions/{name}", s.putFunction)
+	handle("GET /v1/functions/{name}", s.getFunction)
+	handle("DELETE /v1/functions/{name}", s.deleteFunction)
+	handle("GET /v1/functions/{name}/revisions", s.listRevisions)
+	handle("PUT /v1/functions/{name}/traffic", s.putTraffic)
+	handle("GET /v1/functions/{name}/logs", s.logs)
+	handle("GET /v1/nodes", s.listNodes)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	if s.deps.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Gatherer, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
+	})
+	return mux
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.deps.Store.Get(ctx, "readyz"); err != nil && !errors.Is(err, store.ErrNotFound) {
+		writeError(w, http.StatusServiceUnavailable, api.CodeInternal, "store unavailable: "+err.Error())
+		return
+	}
+	_, _ = io.WriteString(w, "ok\n")
+}
+
+// authenticated checks the bearer token in constant time, then runs h and
+// turns its error into the JSON error envelope.
+func (s *Server) authenticated(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		defer func() { s.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc() }()
+		got := []byte(r.Header.Get("Authorization"))
+		if subtle.ConstantTimeCompare(got, want) != 1 {
+			rec.Header().Set("WWW-Authenticate", `Bearer realm="ebb"`)
+			writeError(rec, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong bearer token; see <data-dir>/token")
+			return
+		}
+		if err := h(rec, r); err != nil {
+			s.writeErr(rec, r, err)
+		}
+	})
+}
+
+// statusRecorder remembers the status for metrics and passes Flush through
+// so log streaming works.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// httpError is an error that already knows its status and code.
+type httpError struct {
+	status int
+	code   string
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, code, format string, args ...any) error {
+	return &httpError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	var he *httpError
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &he):
+		writeError(w, he.status, he.code, he.msg)
+	case errors.As(err, &maxErr):
+		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit))
+	case api.IsValidation(err):
+		writeError(w, http.StatusBadRequest, api.CodeInvalid, err.Error())
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, api.CodeNotFound, err.Error())
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, api.CodeConflict, "a concurrent change won; retry")
+	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
+		// The client went away; nobody reads the answer.
+	default:
+		s.deps.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeError(w, http.StatusInternalServerError, api.CodeInternal, err.Error())
+	}
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// decodeJSON reads a bounded JSON body strictly: unknown fields, trailing
+// data and non-JSON content types are rejected.
+func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "Content-Type must be application/json, not %q", ct)
+	}
+	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if err := api.DecodeStrict(body, v); err != nil {
+		return err // writeErr maps *http.MaxBytesError to 413
+	}
+	return nil
+}
+
+func (s *Server) functionName(r *http.Request) (string, error) {
+	name := r.PathValue("name")
+	if err := api.ValidateName("name", name); err != nil {
+		return "", err
+	}
+	return name, nil
+}

@@ -1,0 +1,200 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/store"
+)
+
+// snapshot is everything status needs, read from the store.
+type snapshot struct {
+	functions []store.Versioned[store.Function]
+	revisions map[string][]store.Revision // by function
+	scales    map[string]store.Scale      // by revision
+	ready     map[string]int              // ready endpoints by revision
+	nodeState map[string][]store.RevisionNodeStatus
+}
+
+func newSnapshot() *snapshot {
+	return &snapshot{
+		revisions: map[string][]store.Revision{},
+		scales:    map[string]store.Scale{},
+		ready:     map[string]int{},
+		nodeState: map[string][]store.RevisionNodeStatus{},
+	}
+}
+
+// readSnapshot reads the state of every function with one List per prefix,
+// so listing 10,000 functions costs five range reads, not 50,000 gets.
+func (s *Server) readSnapshot(ctx context.Context) (*snapshot, error) {
+	snap := newSnapshot()
+	var err error
+	if snap.functions, _, err = store.ListJSON[store.Function](ctx, s.deps.Store, store.PrefixFunctions); err != nil {
+		return nil, err
+	}
+	revs, _, err := store.ListJSON[store.Revision](ctx, s.deps.Store, store.PrefixRevisions)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range revs {
+		snap.revisions[r.Value.Function] = append(snap.revisions[r.Value.Function], r.Value)
+	}
+	scales, _, err := store.ListJSON[store.Scale](ctx, s.deps.Store, store.PrefixScales)
+	if err != nil {
+		return nil, err
+	}
+	for _, sc := range scales {
+		snap.scales[sc.Value.Revision] = sc.Value
+	}
+	if err := s.readObserved(ctx, snap, store.PrefixEndpoints, store.PrefixRevStatus); err != nil {
+		return nil, err
+	}
+	return snap, nil
+}
+
+// readObserved fills ready counts and node states from the given prefixes:
+// the whole tree for a listing, one revision's keys for a get.
+func (s *Server) readObserved(ctx context.Context, snap *snapshot, endpointPrefix, statusPrefix string) error {
+	endpoints, _, err := store.ListJSON[store.Endpoint](ctx, s.deps.Store, endpointPrefix)
+	if err != nil {
+		return err
+	}
+	for _, ep := range endpoints {
+		snap.ready[ep.Value.Revision]++
+	}
+	states, _, err := store.ListJSON[store.RevisionNodeStatus](ctx, s.deps.Store, statusPrefix)
+	if err != nil {
+		return err
+	}
+	for _, st := range states {
+		snap.nodeState[st.Value.Revision] = append(snap.nodeState[st.Value.Revision], st.Value)
+	}
+	return nil
+}
+
+// functionStatus reads one function and the observed state of its revisions.
+func (s *Server) functionStatus(ctx context.Context, name string) (api.Function, error) {
+	fn, version, err := store.GetJSON[store.Function](ctx, s.deps.Store, store.FunctionKey(name))
+	if err != nil {
+		return api.Function{}, functionErr(name, err)
+	}
+	snap := newSnapshot()
+	snap.functions = []store.Versioned[store.Function]{{Key: store.FunctionKey(name), Value: fn, Version: version}}
+	revs, _, err := store.ListJSON[store.Revision](ctx, s.deps.Store, store.RevisionsPrefix(name))
+	if err != nil {
+		return api.Function{}, err
+	}
+	for _, r := range revs {
+		snap.revisions[name] = append(snap.revisions[name], r.Value)
+		sc, _, err := store.GetJSON[store.Scale](ctx, s.deps.Store, store.ScaleKey(r.Value.Name))
+		switch {
+		case err == nil:
+			snap.scales[r.Value.Name] = sc
+		case !errors.Is(err, store.ErrNotFound):
+			return api.Function{}, err
+		}
+		if err := s.readObserved(ctx, snap, store.EndpointsPrefix(r.Value.Name), store.RevStatusPrefix(r.Value.Name)); err != nil {
+			return api.Function{}, err
+		}
+	}
+	return s.buildStatus(fn, snap), nil
+}
+
+// buildStatus joins a function with the observed state of its revisions.
+func (s *Server) buildStatus(fn store.Function, snap *snapshot) api.Function {
+	out := api.Function{
+		Name:           fn.Name,
+		Spec:           redact(fn.Spec),
+		URL:            s.url(fn.Name),
+		LatestRevision: fn.LatestRevision,
+		CreatedAt:      fn.CreatedAt,
+		UpdatedAt:      fn.UpdatedAt,
+	}
+	percent := map[string]int{}
+	tags := map[string][]string{}
+	for _, t := range store.ResolveTraffic(fn) {
+		percent[t.Revision] += t.Percent
+		if t.Tag != "" {
+			t.URL = s.url(t.Tag + "-" + fn.Name)
+			tags[t.Revision] = append(tags[t.Revision], t.Tag)
+		}
+		out.Traffic = append(out.Traffic, t)
+	}
+	revs := snap.revisions[fn.Name]
+	sort.Slice(revs, func(i, j int) bool { return revs[i].Generation > revs[j].Generation })
+	for _, rev := range revs {
+		out.Revisions = append(out.Revisions, revisionStatus(rev, snap, percent[rev.Name], tags[rev.Name]))
+	}
+	return out
+}
+
+// revisionStatus sums what every node reports about a revision and names
+// its state, the most severe first.
+func revisionStatus(rev store.Revision, snap *snapshot, percent int, tags []string) api.RevisionStatus {
+	st := api.RevisionStatus{
+		Name:       rev.Name,
+		Generation: rev.Generation,
+		Image:      rev.Spec.Image,
+		CreatedAt:  rev.CreatedAt,
+		Percent:    percent,
+		Tags:       tags,
+		Desired:    snap.scales[rev.Name].Desired,
+		Ready:      snap.ready[rev.Name],
+	}
+	var failed, crashing []string
+	for _, ns := range snap.nodeState[rev.Name] {
+		st.PreCreated += ns.PreCreated
+		st.Restarts += ns.Restarts
+		if ns.LastExitCode != nil {
+			st.LastExitCode = ns.LastExitCode
+		}
+		if len(ns.LastLogLines) > 0 {
+			st.LastLogLines = ns.LastLogLines
+		}
+		switch ns.State {
+		case api.RevisionFailed:
+			failed = append(failed, ns.Message)
+		case api.RevisionCrashLoop:
+			crashing = append(crashing, ns.Message)
+		}
+	}
+	switch {
+	case len(failed) > 0:
+		st.State, st.Message = api.RevisionFailed, strings.Join(failed, "; ")
+	case len(crashing) > 0:
+		st.State, st.Message = api.RevisionCrashLoop, strings.Join(crashing, "; ")
+	case st.Desired == 0 && st.Ready == 0:
+		st.State = api.RevisionIdle
+	case st.Ready == st.Desired:
+		st.State = api.RevisionReady
+	default:
+		st.State = api.RevisionScaling
+	}
+	return st
+}
+
+func (s *Server) url(host string) string {
+	if s.cfg.RouterPort == 80 {
+		return fmt.Sprintf("http://%s.%s/", host, s.cfg.Domain)
+	}
+	return fmt.Sprintf("http://%s.%s:%d/", host, s.cfg.Domain, s.cfg.RouterPort)
+}
+
+// redact removes secret values from a spec before it leaves the server.
+func redact(spec api.FunctionSpec) api.FunctionSpec {
+	if len(spec.Secrets) == 0 {
+		return spec
+	}
+	secrets := make([]api.Secret, len(spec.Secrets))
+	for i, sec := range spec.Secrets {
+		sec.Value = ""
+		secrets[i] = sec
+	}
+	spec.Secrets = secrets
+	return spec
+}
