@@ -44,8 +44,10 @@
 //
 // # What it must not do
 //
-// It needs a single Redis primary: the scripts touch keys they compute, so
-// Redis Cluster is not supported, and a failover to an asynchronous replica
-// can lose acknowledged writes. It keeps no state of its own beyond
-// connections, returns errors and never logs.
+// It needs a single Redis primary. Redis Cluster is not supported: a
+// transaction's keys span hash slots, and the list script reads hashes it
+// names itself. A failover to an asynchronous replica can lose acknowledged
+// writes. Redis must not be flushed under a running cluster (a watch notices
+// only if the revision went backwards). The package keeps no state of its
+// own beyond connections, returns errors and never logs.
 package redis
