@@ -428,7 +428,7 @@ func TestStalePooledConnection(t *testing.T) {
 				return true
 			}
 			alive := c.alive()
-			f.up.put(c, c.lastUsed)
+			f.up.put(c, c.lastUsed.Load())
 			return !alive
 		}, 5*time.Second, time.Millisecond)
 	}

@@ -244,7 +244,7 @@ func (u *Upstream) Close() {
 func (u *Upstream) evictOlder(cutoff int64) {
 	for i := range u.slots {
 		c := u.slots[i].Load()
-		if c != nil && c.lastUsed < cutoff && u.slots[i].CompareAndSwap(c, nil) {
+		if c != nil && c.lastUsed.Load() < cutoff && u.slots[i].CompareAndSwap(c, nil) {
 			u.idle.Add(-1)
 			c.close()
 		}
@@ -258,7 +258,7 @@ func (u *Upstream) get(now int64) *conn {
 		if c == nil {
 			return nil
 		}
-		if now-c.lastUsed > u.t.cfg.ProbeAfter.Nanoseconds() && !c.alive() {
+		if now-c.lastUsed.Load() > u.t.cfg.ProbeAfter.Nanoseconds() && !c.alive() {
 			c.close()
 			continue
 		}
@@ -291,7 +291,7 @@ func (u *Upstream) put(c *conn, now int64) {
 		c.close()
 		return
 	}
-	c.lastUsed = now
+	c.lastUsed.Store(now)
 	c.reused = true
 	n := len(u.slots)
 	start := int(u.hint.Load()) % n
@@ -324,7 +324,8 @@ func (u *Upstream) dial(now int64) (*conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w: %w", u.addr, ErrUnavailable, err)
 	}
-	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, u.t.cfg.ReadBufferSize), lastUsed: now}
+	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, u.t.cfg.ReadBufferSize)}
+	c.lastUsed.Store(now)
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
@@ -334,11 +335,13 @@ func (u *Upstream) dial(now int64) (*conn, error) {
 // conn is one upstream connection with its read buffer and a scratch buffer
 // for assembling request heads.
 type conn struct {
-	nc       net.Conn
-	raw      syscall.RawConn
-	br       *bufio.Reader
-	wbuf     []byte
-	lastUsed int64
+	nc   net.Conn
+	raw  syscall.RawConn
+	br   *bufio.Reader
+	wbuf []byte
+	// lastUsed is read by the evictor while the slot still holds c, which
+	// may race with a taker; hence atomic.
+	lastUsed atomic.Int64
 	// deadline is the unix-ns deadline currently set on nc, so that a run of
 	// requests with the same deadline does not reset the timer each time.
 	deadline int64

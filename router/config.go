@@ -1,0 +1,124 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/proxy"
+)
+
+// Config configures a Router. Zero fields take the documented defaults.
+type Config struct {
+	// Addr is where the router listens. Default ":8080".
+	Addr string
+	// Domain is the suffix of routed hosts: {fn}.{Domain} and
+	// {tag}-{fn}.{Domain}. Default "localhost".
+	Domain string
+	// ReadHeaderTimeout bounds reading a request's header (and the first
+	// part of its body) once its first byte arrived, so slow clients cannot
+	// pin connections. Default 10s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes keep-alive connections idle this long. Default 60s.
+	IdleTimeout time.Duration
+	// MaxHeaderBytes bounds the request line plus header; larger requests
+	// get 431. Default 16 KiB.
+	MaxHeaderBytes int
+	// MaxConns bounds concurrent client connections. Default 262144.
+	MaxConns int
+	// StickyCookie, when set, names a cookie that pins a client to the
+	// revision it first got, for as long as that revision takes traffic.
+	// The router sets it on the first response. Default off.
+	StickyCookie string
+	// StickyHeader, when set, names a request header (a user id, say) whose
+	// value is hashed onto the traffic split, so one value always lands on
+	// the same revision while the split holds. Default off.
+	StickyHeader string
+	// MaxRetries is how many other replicas a request tries when its
+	// connection fails before any byte was sent. Default 2.
+	MaxRetries int
+	// Reporter names this router in the stats it reports. Default
+	// "{hostname}/router".
+	Reporter string
+	// StatsInterval is how often stats go to the StatsSink. Default 1s.
+	StatsInterval time.Duration
+	// SampleInterval is how often in-flight counts are sampled for the
+	// average concurrency. Default 10ms.
+	SampleInterval time.Duration
+	// Proxy configures upstream connections when the router builds its own
+	// replica registry (Deps.Replicas nil).
+	Proxy proxy.Config
+}
+
+// Defaults for Config.
+const (
+	DefaultAddr              = ":8080"
+	DefaultDomain            = "localhost"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 60 * time.Second
+	DefaultMaxHeaderBytes    = 16 << 10
+	DefaultMaxConns          = 256 << 10
+	DefaultMaxRetries        = 2
+	DefaultStatsInterval     = time.Second
+	DefaultSampleInterval    = 10 * time.Millisecond
+)
+
+func (c Config) withDefaults() Config {
+	if c.Addr == "" {
+		c.Addr = DefaultAddr
+	}
+	if c.Domain == "" {
+		c.Domain = DefaultDomain
+	}
+	c.Domain = strings.ToLower(strings.TrimSuffix(c.Domain, "."))
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if c.MaxConns == 0 {
+		c.MaxConns = DefaultMaxConns
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = DefaultMaxRetries
+	}
+	if c.Reporter == "" {
+		host, _ := os.Hostname()
+		c.Reporter = host + "/router"
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = DefaultStatsInterval
+	}
+	if c.SampleInterval == 0 {
+		c.SampleInterval = DefaultSampleInterval
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	d := c.withDefaults()
+	for _, label := range strings.Split(d.Domain, ".") {
+		if err := api.ValidateName("domain", label); err != nil {
+			return fmt.Errorf("router: domain %q: %w", d.Domain, err)
+		}
+	}
+	switch {
+	case c.ReadHeaderTimeout < 0 || c.IdleTimeout < 0:
+		return errors.New("router: timeouts must not be negative")
+	case c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024):
+		return errors.New("router: MaxHeaderBytes must be at least 1024")
+	case c.MaxConns < 0 || c.MaxRetries < 0:
+		return errors.New("router: MaxConns and MaxRetries must not be negative")
+	case d.SampleInterval <= 0 || d.StatsInterval < d.SampleInterval:
+		return errors.New("router: need 0 < SampleInterval <= StatsInterval")
+	}
+	return c.Proxy.Validate()
+}

@@ -1,0 +1,16 @@
+// Package router is ebb's data-plane ingress: a fasthttp server that maps
+// the Host of each request to a function ({fn}.{domain}) or to one tagged
+// revision ({tag}-{fn}.{domain}), picks a revision by traffic weight
+// (optionally sticky by cookie or header), and proxies the request to the
+// least loaded ready replica that is under its hard concurrency limit. When
+// no replica has room it hands the request to the activator.
+//
+// The route table is built from store watches and swapped atomically, so
+// the request path takes no lock and, in steady state, allocates nothing.
+// Every second the router reports per-revision concurrency and request
+// counts for the requests it proxied directly to a StatsSink.
+//
+// It must not buffer requests, start replicas or decide scale: waiting for
+// capacity is the activator's job, scaling the autoscaler's. It talks to
+// them only through the Activator and StatsSink interfaces declared here.
+package router

@@ -1,0 +1,99 @@
+package router
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	duration    *prometheus.HistogramVec
+	coldStarts  *prometheus.CounterVec
+	coldLatency *prometheus.HistogramVec
+	handoffs    *prometheus.CounterVec
+	retries     prometheus.Counter
+	unknownHost prometheus.Counter
+}
+
+// latencyBuckets reach from well under a millisecond (a warm proxy hop) to
+// minutes (long functions).
+var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
+
+func newMetrics(reg prometheus.Registerer, r *Router) (*metrics, error) {
+	m := &metrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ebb_router_request_duration_seconds",
+			Help:    "Time from a request's arrival to the end of its response, by function and revision.",
+			Buckets: latencyBuckets,
+		}, []string{"function", "revision"}),
+		coldStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ebb_router_cold_starts_total",
+			Help: "Requests that arrived while their revision had no ready replica.",
+		}, []string{"function", "revision"}),
+		coldLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ebb_router_cold_start_seconds",
+			Help:    "Time from arrival to response header for requests that found their revision at zero.",
+			Buckets: latencyBuckets,
+		}, []string{"function"}),
+		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ebb_router_activator_handoffs_total",
+			Help: "Requests handed to the activator because no replica had free capacity.",
+		}, []string{"function", "revision"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ebb_router_retries_total",
+			Help: "Requests retried on another replica because their connection failed before any byte was sent.",
+		}),
+		unknownHost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ebb_router_unknown_host_total",
+			Help: "Requests for a host no function is served at.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.duration, m.coldStarts, m.coldLatency, m.handoffs, m.retries, m.unknownHost, liveCollector{r}} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) forget(st *revState) {
+	m.duration.DeleteLabelValues(st.function, st.name)
+	m.coldStarts.DeleteLabelValues(st.function, st.name)
+	m.handoffs.DeleteLabelValues(st.function, st.name)
+}
+
+var (
+	requestsDesc = prometheus.NewDesc("ebb_router_requests_total",
+		"Requests answered, by function, revision and status code (\"other\" past the first few distinct codes).",
+		[]string{"function", "revision", "code"}, nil)
+	inFlightDesc = prometheus.NewDesc("ebb_router_in_flight",
+		"Requests the router is proxying directly to replicas, by function and revision.",
+		[]string{"function", "revision"}, nil)
+	routesDesc = prometheus.NewDesc("ebb_router_routes",
+		"Hosts in the route table.", nil, nil)
+)
+
+// liveCollector reads the request path's atomic counters at scrape time, so
+// the request path pays for no metric bookkeeping beyond them.
+type liveCollector struct{ r *Router }
+
+func (c liveCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- requestsDesc
+	ch <- inFlightDesc
+	ch <- routesDesc
+}
+
+func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
+	t := c.r.table.Load()
+	ch <- prometheus.MustNewConstMetric(routesDesc, prometheus.GaugeValue, float64(len(t.hosts)))
+	for _, st := range t.revs {
+		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.stats.InFlight()), st.function, st.name)
+		st.codes.Each(func(code int, n uint64) {
+			label := "other"
+			if code != 0 {
+				label = strconv.Itoa(code)
+			}
+			ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), st.function, st.name, label)
+		})
+	}
+}

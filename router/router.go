@@ -1,0 +1,500 @@
+package router
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/proxy"
+	"github.com/ebbrun/ebb/internal/replicaset"
+	"github.com/ebbrun/ebb/internal/revstats"
+	"github.com/ebbrun/ebb/store"
+)
+
+// Activator serves a request for which no replica had free capacity. It
+// returns once it has put the response (or the error) in ctx. The activator
+// package implements it in process; a network client can too.
+type Activator interface {
+	Serve(ctx *fasthttp.RequestCtx, function, revision string, deadline time.Time)
+}
+
+// StatsSink receives per-revision load reports; the autoscaler implements
+// it in process and over HTTP.
+type StatsSink interface {
+	Report(stats []api.RevisionStat)
+}
+
+// Deps are the Router's collaborators.
+type Deps struct {
+	// Store is where routes and endpoints come from. Required.
+	Store store.Store
+	// Replicas tracks replica capacity. Share one with an in-process
+	// activator so hard limits hold across both; when nil the router makes
+	// its own (with a transport from Config.Proxy) and runs it.
+	Replicas *replicaset.Registry
+	// Activator takes requests that find no free replica; when nil they get
+	// a 503.
+	Activator Activator
+	// Stats receives the router's load reports; optional.
+	Stats StatsSink
+	// Registerer gets the router's metrics; optional.
+	Registerer prometheus.Registerer
+	// Logger; optional.
+	Logger *slog.Logger
+	// Listener, when set, is served instead of listening on Config.Addr.
+	Listener net.Listener
+}
+
+// Router is the data-plane ingress. Create it with New and start it with Run.
+type Router struct {
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	reps     *replicaset.Registry
+	ownReps  bool
+	recorder *revstats.Recorder
+	metrics  *metrics
+	server   *fasthttp.Server
+
+	table atomic.Pointer[table]
+	ready chan struct{}
+
+	mu       sync.Mutex // guards the rebuild state below
+	fns      map[string]cached[store.Function]
+	revs     map[string]cached[store.Revision]
+	haveFns  bool
+	haveRevs bool
+	states   map[string]*revState
+}
+
+type cached[T any] struct {
+	version int64
+	value   T
+}
+
+// revState is the live state of one routed revision. It outlives table
+// snapshots: a new table reuses it, so counts survive route changes.
+type revState struct {
+	name     string
+	function string
+	timeout  time.Duration
+	set      *replicaset.Set
+	stats    *revstats.Counter
+	codes    revstats.Codes
+	latency  prometheus.Observer
+	cookie   string
+}
+
+// New builds a Router; it does nothing until Run.
+func New(cfg Config, deps Deps) (*Router, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil {
+		return nil, errors.New("router: Deps.Store is required")
+	}
+	cfg = cfg.withDefaults()
+	r := &Router{
+		cfg:    cfg,
+		deps:   deps,
+		log:    deps.Logger,
+		reps:   deps.Replicas,
+		ready:  make(chan struct{}),
+		fns:    map[string]cached[store.Function]{},
+		revs:   map[string]cached[store.Revision]{},
+		states: map[string]*revState{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.reps == nil {
+		tr, err := proxy.NewTransport(cfg.Proxy)
+		if err != nil {
+			return nil, fmt.Errorf("router: %w", err)
+		}
+		r.reps = replicaset.New(deps.Store, tr, r.log)
+		r.ownReps = true
+	}
+	var err error
+	r.recorder, err = revstats.NewRecorder(revstats.Config{
+		Reporter:       cfg.Reporter,
+		SampleInterval: cfg.SampleInterval,
+		ReportInterval: cfg.StatsInterval,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("router: %w", err)
+	}
+	reg := deps.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if r.metrics, err = newMetrics(reg, r); err != nil {
+		return nil, fmt.Errorf("router: register metrics: %w", err)
+	}
+	r.table.Store(&table{hosts: map[string]*route{}})
+	r.server = &fasthttp.Server{
+		Handler:                      r.handle,
+		Name:                         "ebb",
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		NoDefaultDate:                true,
+		ReadTimeout:                  cfg.ReadHeaderTimeout,
+		IdleTimeout:                  cfg.IdleTimeout,
+		ReadBufferSize:               cfg.MaxHeaderBytes,
+		WriteBufferSize:              16 << 10,
+		Concurrency:                  cfg.MaxConns,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+		SecureErrorLogMessage:        true,
+		Logger:                       fasthttpLogger{r.log},
+	}
+	return r, nil
+}
+
+// Ready reports whether the first listing of routes has been loaded.
+func (r *Router) Ready() bool {
+	select {
+	case <-r.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// Run serves until ctx ends, then stops accepting, lets requests in flight
+// finish for a few seconds and returns.
+func (r *Router) Run(ctx context.Context) error {
+	ln := r.deps.Listener
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", r.cfg.Addr); err != nil {
+			return fmt.Errorf("router: listen: %w", err)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if r.ownReps {
+		g.Go(func() error { return r.reps.Transport().Run(gctx) })
+		g.Go(func() error { return r.reps.Run(gctx) })
+	}
+	g.Go(func() error { return mirror(gctx, r.deps.Store, store.PrefixFunctions, r.onFunctions) })
+	g.Go(func() error { return mirror(gctx, r.deps.Store, store.PrefixRevisions, r.onRevisions) })
+	g.Go(func() error { return r.recorder.Run(gctx, sinkOrNil(r.deps.Stats)) })
+	g.Go(func() error {
+		if err := r.server.Serve(ln); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("router: serve: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = r.server.ShutdownWithContext(sctx)
+		return nil
+	})
+	err := g.Wait()
+	r.mu.Lock()
+	for _, st := range r.states {
+		r.dropState(st)
+	}
+	r.states = map[string]*revState{}
+	r.mu.Unlock()
+	return err
+}
+
+func sinkOrNil(s StatsSink) revstats.Sink {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+func mirror(ctx context.Context, st store.Store, prefix string, fn func(map[string]store.KV)) error {
+	err := store.Mirror(ctx, st, prefix, fn)
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("router: watch %s: %w", prefix, err)
+}
+
+func (r *Router) onFunctions(snap map[string]store.KV) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.fns = decodeAll(r.log, snap, r.fns)
+	r.haveFns = true
+	r.rebuildLocked()
+}
+
+func (r *Router) onRevisions(snap map[string]store.KV) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.revs = decodeAll(r.log, snap, r.revs)
+	r.haveRevs = true
+	r.rebuildLocked()
+}
+
+// decodeAll decodes a snapshot, reusing what was decoded at the same version.
+func decodeAll[T any](log *slog.Logger, snap map[string]store.KV, old map[string]cached[T]) map[string]cached[T] {
+	out := make(map[string]cached[T], len(snap))
+	for key, kv := range snap {
+		if c, ok := old[key]; ok && c.version == kv.Version {
+			out[key] = c
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			log.Warn("skipping undecodable record", "key", key, "err", err)
+			continue
+		}
+		out[key] = cached[T]{version: kv.Version, value: v}
+	}
+	return out
+}
+
+func (r *Router) rebuildLocked() {
+	if !r.haveFns || !r.haveRevs {
+		return
+	}
+	fns := make([]store.Function, 0, len(r.fns))
+	for _, c := range r.fns {
+		fns = append(fns, c.value)
+	}
+	revs := make(map[string]store.Revision, len(r.revs))
+	for _, c := range r.revs {
+		revs[c.value.Name] = c.value
+	}
+	hosts, used := plan(r.cfg.Domain, fns, revs)
+
+	states := make(map[string]*revState, len(used))
+	for name, spec := range used {
+		st := r.states[name]
+		if st == nil || st.function != spec.Function || st.timeout != spec.Timeout {
+			if st != nil {
+				r.dropState(st)
+			}
+			st = r.newState(name, spec)
+		}
+		states[name] = st
+	}
+	for name, st := range r.states {
+		if states[name] != st {
+			if _, kept := states[name]; !kept {
+				r.dropState(st)
+			}
+		}
+	}
+	r.states = states
+
+	t := &table{hosts: make(map[string]*route, len(hosts)), revs: make([]*revState, 0, len(states))}
+	for host, rs := range hosts {
+		rt := &route{function: rs.Function, targets: make([]target, 0, len(rs.Targets))}
+		for _, ts := range rs.Targets {
+			rt.total += uint32(ts.Percent)
+			rt.targets = append(rt.targets, target{cum: rt.total, rev: states[ts.Revision]})
+		}
+		t.hosts[host] = rt
+	}
+	for _, st := range states {
+		t.revs = append(t.revs, st)
+	}
+	r.table.Store(t)
+	select {
+	case <-r.ready:
+	default:
+		close(r.ready)
+	}
+}
+
+func (r *Router) newState(name string, spec revSpec) *revState {
+	st := &revState{
+		name:     name,
+		function: spec.Function,
+		timeout:  spec.Timeout,
+		set:      r.reps.Retain(name),
+		stats:    revstats.NewCounter(name),
+		latency:  r.metrics.duration.WithLabelValues(spec.Function, name),
+	}
+	if r.cfg.StickyCookie != "" {
+		st.cookie = r.cfg.StickyCookie + "=" + name + "; Path=/; HttpOnly; SameSite=Lax"
+	}
+	r.recorder.Track(st.stats)
+	return st
+}
+
+func (r *Router) dropState(st *revState) {
+	r.recorder.Untrack(st.stats)
+	r.reps.Drop(st.set)
+	r.metrics.forget(st)
+}
+
+// handle is the request path.
+func (r *Router) handle(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	// fasthttp accepts a request with both framings (Transfer-Encoding
+	// wins) and marks the connection to close; we refuse it outright, since
+	// a peer that read it the other way would see a smuggled request.
+	if h.ConnectionClose() && framingConflict(h) {
+		ctx.SetConnectionClose()
+		writeError(ctx, fasthttp.StatusBadRequest, "ebb: request has both Content-Length and Transfer-Encoding\n")
+		return
+	}
+	rt := r.table.Load().lookup(h.Host())
+	if rt == nil {
+		r.metrics.unknownHost.Inc()
+		writeError(ctx, fasthttp.StatusNotFound, "ebb: no function is served at this host\n")
+		return
+	}
+	rev, setCookie := r.pick(ctx, rt)
+	deadline := ctx.Time().Add(rev.timeout)
+	if rep := rev.set.TryAcquire(); rep != nil {
+		r.forward(ctx, rev, rep, deadline)
+	} else {
+		r.handoff(ctx, rev, deadline)
+	}
+	if setCookie {
+		ctx.Response.Header.Add("Set-Cookie", rev.cookie)
+	}
+}
+
+func (r *Router) pick(ctx *fasthttp.RequestCtx, rt *route) (*revState, bool) {
+	if len(rt.targets) == 1 {
+		return rt.targets[0].rev, false
+	}
+	if r.cfg.StickyHeader != "" {
+		if v := ctx.Request.Header.Peek(r.cfg.StickyHeader); len(v) > 0 {
+			return rt.pick(v), false
+		}
+	}
+	if r.cfg.StickyCookie != "" {
+		if v := ctx.Request.Header.Cookie(r.cfg.StickyCookie); len(v) > 0 {
+			if rev := rt.byName(v); rev != nil {
+				return rev, false
+			}
+		}
+		return rt.pick(nil), true
+	}
+	return rt.pick(nil), false
+}
+
+// exchange accounts for one directly proxied request; it is pooled.
+type exchange struct {
+	rev   *revState
+	rep   *replicaset.Replica
+	start time.Time
+}
+
+var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+
+// ExchangeDone implements proxy.Done.
+func (ex *exchange) ExchangeDone(status int, _ error) {
+	rev := ex.rev
+	rev.set.Release(ex.rep)
+	rev.stats.End()
+	rev.codes.Inc(status)
+	rev.latency.Observe(time.Since(ex.start).Seconds())
+	*ex = exchange{}
+	exchanges.Put(ex)
+}
+
+func (r *Router) forward(ctx *fasthttp.RequestCtx, rev *revState, rep *replicaset.Replica, deadline time.Time) {
+	ex := exchanges.Get().(*exchange)
+	ex.rev, ex.rep, ex.start = rev, rep, ctx.Time()
+	rev.stats.Start()
+	opts := proxy.Options{Deadline: deadline}
+	for attempt := 0; ; attempt++ {
+		err := proxy.Forward(ctx, ex.rep.Upstream, &opts, ex)
+		if err == nil {
+			return
+		}
+		rev.set.Release(ex.rep)
+		if errors.Is(err, proxy.ErrUnavailable) && attempt < r.cfg.MaxRetries {
+			// Nothing reached that replica, so another may take it.
+			r.metrics.retries.Inc()
+			if next := rev.set.TryAcquire(); next != nil {
+				ex.rep = next
+				continue
+			}
+		}
+		rev.stats.End()
+		*ex = exchange{}
+		exchanges.Put(ex)
+		status := proxy.StatusFor(err)
+		rev.codes.Inc(status)
+		r.log.Debug("proxy failed", "revision", rev.name, "status", status, "err", err)
+		writeError(ctx, status, errorBody(status, rev))
+		return
+	}
+}
+
+func errorBody(status int, rev *revState) string {
+	switch status {
+	case fasthttp.StatusGatewayTimeout:
+		return "ebb: function " + rev.function + " did not answer within " + rev.timeout.String() + "\n"
+	case fasthttp.StatusBadRequest:
+		return "ebb: could not read the request body\n"
+	default:
+		return "ebb: function " + rev.function + " failed to answer\n"
+	}
+}
+
+func (r *Router) handoff(ctx *fasthttp.RequestCtx, rev *revState, deadline time.Time) {
+	act := r.deps.Activator
+	if act == nil {
+		rev.codes.Inc(fasthttp.StatusServiceUnavailable)
+		ctx.Response.Header.Set("Retry-After", "1")
+		writeError(ctx, fasthttp.StatusServiceUnavailable, "ebb: no replica of "+rev.function+" is ready\n")
+		return
+	}
+	cold := rev.set.Len() == 0
+	r.metrics.handoffs.WithLabelValues(rev.function, rev.name).Inc()
+	act.Serve(ctx, rev.function, rev.name, deadline)
+	took := time.Since(ctx.Time()).Seconds()
+	rev.codes.Inc(ctx.Response.StatusCode())
+	rev.latency.Observe(took)
+	if cold {
+		r.metrics.coldStarts.WithLabelValues(rev.function, rev.name).Inc()
+		r.metrics.coldLatency.WithLabelValues(rev.function).Observe(took)
+	}
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.SetBodyString(msg)
+}
+
+// framingConflict reports whether the request carried both Content-Length
+// and Transfer-Encoding, reading the header as received.
+func framingConflict(h *fasthttp.RequestHeader) bool {
+	var cl, te bool
+	for k := range h.AllInOrder() {
+		switch {
+		case bytes.EqualFold(k, []byte("Content-Length")):
+			cl = true
+		case bytes.EqualFold(k, []byte("Transfer-Encoding")):
+			te = true
+		}
+	}
+	return cl && te
+}
+
+// fasthttpLogger sends fasthttp's own messages (malformed requests and
+// the like) to the debug log.
+type fasthttpLogger struct{ log *slog.Logger }
+
+func (l fasthttpLogger) Printf(format string, args ...any) {
+	l.log.Debug("fasthttp: " + fmt.Sprintf(format, args...))
+}
