@@ -113,6 +113,8 @@ func Open(path string, opts Options) (*Store, error) {
 		// fsynced on every commit (NoSync stays false).
 		FreelistType:   bolt.FreelistMapType,
 		NoFreelistSync: true,
+		// Statistics cost a global lock at the end of every read.
+		NoStatistics: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", path, err)
@@ -287,10 +289,8 @@ func (s *Store) commitLoop() {
 func (s *Store) commit(batch []*txnReq) {
 	wrote := false
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		w, err := newWriter(tx, s.history)
-		if err != nil {
-			return err
-		}
+		w := newWriter(tx, s.history)
+		var err error
 		for _, r := range batch {
 			r.rev, r.err, err = w.apply(r.ops)
 			if err != nil {
@@ -338,7 +338,7 @@ type writer struct {
 	exists        []bool
 }
 
-func newWriter(tx *bolt.Tx, history uint64) (*writer, error) {
+func newWriter(tx *bolt.Tx, history uint64) *writer {
 	w := &writer{
 		meta:    tx.Bucket(bucketMeta),
 		kv:      tx.Bucket(bucketKV),
@@ -348,7 +348,7 @@ func newWriter(tx *bolt.Tx, history uint64) (*writer, error) {
 	w.rev = metaInt(w.meta, metaRev)
 	w.compacted = metaInt(w.meta, metaCompacted)
 	w.logEvents = uint64(metaInt(w.meta, metaLogEvents))
-	return w, nil
+	return w
 }
 
 // apply runs one transaction. conflict is a failed check (nothing written);
