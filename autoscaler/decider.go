@@ -28,6 +28,9 @@ type Observation struct {
 	// zero until then. It only ever delays scale to zero; it never wakes a
 	// revision that is already at zero.
 	KeepWarmUntil time.Time `json:"keepWarmUntil"`
+	// PreWarm, from the keep-alive policy, predicts a request soon: run one
+	// replica now, even at zero and without demand.
+	PreWarm bool `json:"preWarm,omitempty"`
 }
 
 // Decision is the decider's answer for one instant.
@@ -57,6 +60,7 @@ const (
 	ReasonPanic      = "panic"         // panic mode holds the highest count seen
 	ReasonActivation = "activation"    // demand at zero: at least the activation scale
 	ReasonKeepWarm   = "keep-warm"     // no demand, but grace, retention or keep-alive not over
+	ReasonPreWarm    = "pre-warm"      // no demand, but the keep-alive policy predicts a request
 	ReasonToZero     = "scale-to-zero" // no demand for long enough
 	ReasonDelay      = "scale-down-delay"
 	ReasonInitial    = "initial-scale" // initial scale not reached yet
@@ -270,6 +274,10 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 		case desired == 0 && warm:
 			desired = 1
 			dec.Reason = ReasonKeepWarm
+		}
+		if obs.PreWarm && desired == 0 {
+			desired = 1
+			dec.Reason = ReasonPreWarm
 		}
 	}
 

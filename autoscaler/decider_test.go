@@ -334,6 +334,24 @@ func TestDeciderRules(t *testing.T) {
 			},
 		},
 		{
+			name: "pre-warm from the policy wakes a revision at zero, and only then",
+			spec: noInitial,
+			steps: []step{
+				{at: 98, obs: Observation{}, want: 0},
+				{at: 100, obs: Observation{PreWarm: true}, want: 1, wantReason: ReasonPreWarm},
+				{at: 102, obs: Observation{PreWarm: true, Ready: 1}, want: 1, wantReason: ReasonPreWarm},
+				// The window ends with no demand: straight back to zero.
+				{at: 104, obs: Observation{Ready: 1}, want: 0, wantReason: ReasonToZero},
+			},
+		},
+		{
+			name: "pre-warm does not hold a revision with demand to one replica",
+			spec: noInitial,
+			steps: []step{
+				{at: 10, obs: Observation{PreWarm: true, Stable: 200, Panic: 200, Ready: 3, LastDemand: at(10)}, want: 3},
+			},
+		},
+		{
 			name: "scale-down delay: the maximum over the delay window",
 			spec: func(s *api.FunctionSpec) {
 				noInitial(s)

@@ -35,6 +35,9 @@ type IdleHistogram struct {
 	OutOfRange uint32 `json:"outOfRange"`
 	// Range is the longest idle time the bins hold; set by NewIdleHistogram.
 	Range time.Duration `json:"range"`
+	// Version counts changes, so a plan made from the histogram can be reused
+	// until it changes.
+	Version uint64 `json:"version"`
 }
 
 // NewIdleHistogram returns an empty histogram over (0, rng]; rng is capped at
@@ -48,6 +51,7 @@ func (h *IdleHistogram) Add(d time.Duration) {
 	if d < 0 {
 		return
 	}
+	h.Version++
 	if d >= h.Range {
 		h.OutOfRange++
 	} else {
@@ -80,16 +84,24 @@ func binOf(d time.Duration) int {
 	return min(b, numBins-1)
 }
 
-// binLower is the lower edge of bin i (i may be numBins, the end).
-func binLower(i int) time.Duration {
-	if i < linearBins {
-		return time.Duration(i) * time.Second
+// binEdges[i] is the lower edge of bin i; binEdges[numBins] ends the last.
+// A table, because planning reads the edges on every decision.
+var binEdges = func() (e [numBins + 1]time.Duration) {
+	for i := range e {
+		if i < linearBins {
+			e[i] = time.Duration(i) * time.Second
+			continue
+		}
+		k := firstOctave + (i-linearBins)/subBins
+		sub := (i - linearBins) % subBins
+		base := math.Exp2(float64(k))
+		e[i] = time.Duration((base + base*float64(sub)/subBins) * float64(time.Second))
 	}
-	k := firstOctave + (i-linearBins)/subBins
-	sub := (i - linearBins) % subBins
-	base := math.Exp2(float64(k))
-	return time.Duration((base + base*float64(sub)/subBins) * float64(time.Second))
-}
+	return e
+}()
+
+// binLower is the lower edge of bin i (i may be numBins, the end).
+func binLower(i int) time.Duration { return binEdges[i] }
 
 func binUpper(i int) time.Duration { return binLower(i + 1) }
 
@@ -132,7 +144,10 @@ const (
 
 // Plan is what the keep-alive policy decided for one function, with the
 // inputs it decided from, for status. Durations count from the moment the
-// revision went idle (its last demand).
+// revision went idle (its last demand). It has three tiers: a replica kept
+// running after the last demand, a replica started again ahead of a
+// predicted request, and a pre-created task (container and task created,
+// process not started) held over a predicted window too wide to run through.
 type Plan struct {
 	Mode string `json:"mode"`
 	// Samples is the number of idle times beyond the grace period, the only
@@ -147,24 +162,37 @@ type Plan struct {
 	Tail time.Duration `json:"tail"`
 	// KeepAlive is how long a replica keeps running after the last demand.
 	KeepAlive time.Duration `json:"keepAlive"`
-	// PreWarmFrom and PreWarmUntil bound when a pre-created task (container
-	// and task created, process not started) is held while the revision has
-	// no replica; an empty window holds none.
-	PreWarmFrom  time.Duration `json:"preWarmFrom"`
-	PreWarmUntil time.Duration `json:"preWarmUntil"`
+	// WarmFrom and WarmUntil bound when a replica runs ahead of a predicted
+	// request although there is no demand; an empty window runs none.
+	WarmFrom  time.Duration `json:"warmFrom"`
+	WarmUntil time.Duration `json:"warmUntil"`
+	// PreCreateFrom and PreCreateUntil bound when a pre-created task is held
+	// while the revision has no replica; an empty window holds none.
+	PreCreateFrom  time.Duration `json:"preCreateFrom"`
+	PreCreateUntil time.Duration `json:"preCreateUntil"`
 }
 
 // KeepWarmUntil is when the plan lets a revision idle since idleSince go to zero.
 func (p Plan) KeepWarmUntil(idleSince time.Time) time.Time { return idleSince.Add(p.KeepAlive) }
 
-// PreWarm reports whether a revision idle since idleSince should hold a
+// Warm reports whether a revision idle since idleSince should run a replica
+// at now in anticipation of a request.
+func (p Plan) Warm(idleSince, now time.Time) bool {
+	return inWindow(idleSince, now, p.WarmFrom, p.WarmUntil)
+}
+
+// PreCreate reports whether a revision idle since idleSince should hold a
 // pre-created task at now.
-func (p Plan) PreWarm(idleSince, now time.Time) bool {
-	if p.PreWarmUntil <= p.PreWarmFrom || idleSince.IsZero() {
+func (p Plan) PreCreate(idleSince, now time.Time) bool {
+	return inWindow(idleSince, now, p.PreCreateFrom, p.PreCreateUntil)
+}
+
+func inWindow(idleSince, now time.Time, from, until time.Duration) bool {
+	if until <= from || idleSince.IsZero() {
 		return false
 	}
 	idle := now.Sub(idleSince)
-	return idle >= p.PreWarmFrom && idle < p.PreWarmUntil
+	return idle >= from && idle < until
 }
 
 // KeepAlivePolicy plans how long a function stays warm from its idle-time
@@ -208,9 +236,12 @@ type HybridConfig struct {
 	// the function counts as rarely used: it goes cold after grace and is
 	// not pre-warmed. Default 0.5.
 	MaxOutOfRange float64
-	// RunningUpTo is the longest predicted idle period (the tail, with
-	// margin) bridged by keeping the replica running; longer ones release
-	// the replica after grace and bridge with a pre-created task. Default 2m.
+	// RunningUpTo is how much predicted time a replica may run without
+	// demand: an idle period whose tail (with margin) is within it is bridged
+	// by keeping the replica running; otherwise, if the window between head
+	// and tail is within it, the replica is released after grace and started
+	// again at the head; a wider window is covered by a pre-created task.
+	// Default 2m.
 	RunningUpTo time.Duration
 	// FallbackKeepAlive keeps a replica running while the histogram cannot
 	// be trusted (too few samples, or flat). Default 2m.
@@ -299,13 +330,16 @@ func (c HybridConfig) Validate() error {
 //
 // ebb differs in three ways. Demand within the grace period never meets a
 // cold revision, so the percentiles are taken over idle times longer than
-// grace only. A predicted idle period whose tail fits within RunningUpTo is
-// bridged by keeping the replica running, which is cheap at that length;
-// a longer one releases the replica after grace and holds a pre-created
-// task (container and task created, process not started: an 11 ms start
-// instead of 59 ms, and no process to pay for) over the predicted window.
-// And where the paper forecasts, ebb lets a function that is mostly idle
-// for hours go cold after grace.
+// grace only. ebb has a cheaper warm tier than a running replica, the
+// pre-created task (container and task created, process not started: an
+// 11 ms start instead of 59 ms, and no process to pay for), so the window
+// between head and tail is covered by whichever is cheaper: a predicted
+// idle period whose tail fits within RunningUpTo is bridged by keeping the
+// replica running; a window from head to tail that fits within it gets the
+// replica started again at its head, as the paper pre-warms; a wider window
+// gets a pre-created task, and the fallback holds one up to 10 minutes. And
+// where the paper forecasts, ebb lets a function that is mostly idle for
+// hours go cold after grace.
 type HybridHistogram struct {
 	cfg HybridConfig
 }
@@ -341,7 +375,7 @@ func (p *HybridHistogram) Plan(h *IdleHistogram, grace time.Duration) Plan {
 		plan.Mode = mode
 		plan.KeepAlive = clampD(c.FallbackKeepAlive, grace, c.MaxKeepAlive)
 		if c.FallbackPreWarm > plan.KeepAlive {
-			plan.PreWarmFrom, plan.PreWarmUntil = plan.KeepAlive, c.FallbackPreWarm
+			plan.PreCreateFrom, plan.PreCreateUntil = plan.KeepAlive, c.FallbackPreWarm
 		}
 		return plan
 	}
@@ -361,14 +395,20 @@ func (p *HybridHistogram) Plan(h *IdleHistogram, grace time.Duration) Plan {
 	plan.Mode = ModeHistogram
 	plan.Head = binLower(percentileBin(h.Bins[:], first, last, n, c.HeadPercentile))
 	plan.Tail = binUpper(percentileBin(h.Bins[:], first, last, n, c.TailPercentile))
-	from := time.Duration(float64(max(plan.Head, grace)) * (1 - c.Margin))
+	from := max(time.Duration(float64(plan.Head)*(1-c.Margin)), grace)
 	until := time.Duration(float64(plan.Tail) * (1 + c.Margin))
-	if until <= c.RunningUpTo {
-		plan.KeepAlive = clampD(until, grace, c.MaxKeepAlive)
-		return plan
-	}
 	plan.KeepAlive = grace
-	plan.PreWarmFrom, plan.PreWarmUntil = max(from, grace), until
+	switch {
+	case until <= c.RunningUpTo:
+		// The next request comes soon after grace: keep running through.
+		plan.KeepAlive = clampD(until, grace, c.MaxKeepAlive)
+	case until-from <= c.RunningUpTo:
+		// A narrow window later on: release, and start again at its head.
+		plan.WarmFrom, plan.WarmUntil = from, until
+	default:
+		// A wide window: running through it costs too much; hold the cheap tier.
+		plan.PreCreateFrom, plan.PreCreateUntil = from, until
+	}
 	return plan
 }
 

@@ -76,6 +76,8 @@ func TestIdleTracker(t *testing.T) {
 	assert.Equal(t, uint32(1), tr.Histogram.Bins[binOf(10*time.Minute)])
 }
 
+func scaled(d time.Duration, f float64) time.Duration { return time.Duration(float64(d) * f) }
+
 func histogramOf(idle ...time.Duration) *IdleHistogram {
 	h := NewIdleHistogram(DefaultHistogramRange)
 	for _, d := range idle {
@@ -106,8 +108,9 @@ func TestHybridHistogramPlan(t *testing.T) {
 			check: func(t *testing.T, p Plan) {
 				assert.Equal(t, ModeFewSamples, p.Mode)
 				assert.Equal(t, 2*time.Minute, p.KeepAlive)
-				assert.Equal(t, 2*time.Minute, p.PreWarmFrom)
-				assert.Equal(t, 10*time.Minute, p.PreWarmUntil)
+				assert.Equal(t, 2*time.Minute, p.PreCreateFrom)
+				assert.Equal(t, 10*time.Minute, p.PreCreateUntil)
+				assert.Zero(t, p.WarmUntil)
 			},
 		},
 		{
@@ -119,17 +122,42 @@ func TestHybridHistogramPlan(t *testing.T) {
 			},
 		},
 		{
-			name: "periodic every 10 min: release after grace, pre-create around the next one",
-			idle: append(repeat(50, 10*time.Minute), repeat(200, 5*time.Second)...),
+			name: "periodic every 5 min: release after grace, run again from the head of the next",
+			idle: append(repeat(50, 5*time.Minute), repeat(200, 5*time.Second)...),
 			check: func(t *testing.T, p Plan) {
 				assert.Equal(t, ModeHistogram, p.Mode)
 				assert.Equal(t, 50, p.Samples)
-				assert.Equal(t, 576*time.Second, p.Head)
-				assert.Equal(t, 640*time.Second, p.Tail)
+				assert.Equal(t, 288*time.Second, p.Head)
+				assert.Equal(t, 320*time.Second, p.Tail)
 				assert.Equal(t, grace, p.KeepAlive)
-				assert.Equal(t, time.Duration(float64(576*time.Second)*0.9), p.PreWarmFrom)
-				assert.Equal(t, time.Duration(float64(640*time.Second)*1.1), p.PreWarmUntil)
+				// 259.2 s .. 352 s: a window under 2 min, run through.
+				assert.Equal(t, scaled(288*time.Second, 0.9), p.WarmFrom)
+				assert.Equal(t, scaled(320*time.Second, 1.1), p.WarmUntil)
+				assert.Zero(t, p.PreCreateUntil)
 				assert.Greater(t, p.CV, 2.0)
+			},
+		},
+		{
+			name: "periodic every 10 min: the window with margins is over 2 min wide, pre-create",
+			idle: repeat(50, 10*time.Minute),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeHistogram, p.Mode)
+				assert.Zero(t, p.WarmUntil)
+				assert.Equal(t, scaled(576*time.Second, 0.9), p.PreCreateFrom)
+				assert.Equal(t, scaled(640*time.Second, 1.1), p.PreCreateUntil)
+			},
+		},
+		{
+			name: "a wide window: release after grace, pre-create over the window",
+			idle: repeat(20, 5*time.Minute, 8*time.Minute, 12*time.Minute),
+			check: func(t *testing.T, p Plan) {
+				assert.Equal(t, ModeHistogram, p.Mode)
+				assert.Equal(t, 288*time.Second, p.Head)
+				assert.Equal(t, 768*time.Second, p.Tail)
+				assert.Equal(t, grace, p.KeepAlive)
+				assert.Zero(t, p.WarmUntil)
+				assert.Equal(t, scaled(288*time.Second, 0.9), p.PreCreateFrom)
+				assert.Equal(t, scaled(768*time.Second, 1.1), p.PreCreateUntil)
 			},
 		},
 		{
@@ -139,8 +167,9 @@ func TestHybridHistogramPlan(t *testing.T) {
 				assert.Equal(t, ModeHistogram, p.Mode)
 				assert.Equal(t, 40*time.Second, p.Head)
 				assert.Equal(t, 72*time.Second, p.Tail)
-				assert.Equal(t, time.Duration(float64(72*time.Second)*1.1), p.KeepAlive)
-				assert.Zero(t, p.PreWarmUntil)
+				assert.Equal(t, scaled(72*time.Second, 1.1), p.KeepAlive)
+				assert.Zero(t, p.WarmUntil)
+				assert.Zero(t, p.PreCreateUntil)
 			},
 		},
 		{
@@ -169,7 +198,7 @@ func TestHybridHistogramPlan(t *testing.T) {
 				assert.Equal(t, ModeFlat, p.Mode)
 				assert.Less(t, p.CV, 2.0)
 				assert.Equal(t, 2*time.Minute, p.KeepAlive)
-				assert.Equal(t, 10*time.Minute, p.PreWarmUntil)
+				assert.Equal(t, 10*time.Minute, p.PreCreateUntil)
 			},
 		},
 		{
@@ -179,7 +208,8 @@ func TestHybridHistogramPlan(t *testing.T) {
 				assert.Equal(t, ModeOutOfBounds, p.Mode)
 				assert.Equal(t, 8, p.OutOfRange)
 				assert.Equal(t, grace, p.KeepAlive)
-				assert.Zero(t, p.PreWarmUntil)
+				assert.Zero(t, p.WarmUntil)
+				assert.Zero(t, p.PreCreateUntil)
 			},
 		},
 		{
@@ -210,7 +240,7 @@ func TestHybridConfig(t *testing.T) {
 	require.NoError(t, err)
 	plan := p.Plan(histogramOf(), 30*time.Second)
 	assert.Equal(t, 5*time.Minute, plan.KeepAlive)
-	assert.Zero(t, plan.PreWarmUntil, "a pre-warm ending before the keep-alive holds nothing")
+	assert.Zero(t, plan.PreCreateUntil, "a pre-warm ending before the keep-alive holds nothing")
 	// Grace is a floor of every keep-alive.
 	plan = p.Plan(histogramOf(), 10*time.Minute)
 	assert.Equal(t, 10*time.Minute, plan.KeepAlive)
@@ -223,36 +253,40 @@ func TestFixedKeepAlive(t *testing.T) {
 }
 
 func TestPlanWindows(t *testing.T) {
-	p := Plan{KeepAlive: 30 * time.Second, PreWarmFrom: 9 * time.Minute, PreWarmUntil: 11 * time.Minute}
+	p := Plan{KeepAlive: 30 * time.Second, PreCreateFrom: 9 * time.Minute, PreCreateUntil: 11 * time.Minute,
+		WarmFrom: 10 * time.Minute, WarmUntil: 10*time.Minute + 30*time.Second}
 	idle := at(100)
 	assert.Equal(t, at(130), p.KeepWarmUntil(idle))
 	cases := []struct {
-		now  float64
-		want bool
-	}{{100, false}, {639, false}, {640, true}, {759, true}, {760, false}}
+		now       float64
+		pre, warm bool
+	}{{100, false, false}, {639, false, false}, {640, true, false}, {700, true, true}, {729, true, true}, {730, true, false}, {759, true, false}, {760, false, false}}
 	for _, c := range cases {
-		assert.Equal(t, c.want, p.PreWarm(idle, at(c.now)), "at %g", c.now)
+		assert.Equal(t, c.pre, p.PreCreate(idle, at(c.now)), "pre-create at %g", c.now)
+		assert.Equal(t, c.warm, p.Warm(idle, at(c.now)), "warm at %g", c.now)
 	}
-	assert.False(t, p.PreWarm(time.Time{}, at(640)), "never idle, never pre-warmed")
+	assert.False(t, p.PreCreate(time.Time{}, at(640)), "never idle, never pre-created")
+	assert.False(t, p.Warm(time.Time{}, at(700)), "never idle, never pre-warmed")
 }
 
 // TestScalerLearnsAPeriodicFunction drives a Scaler the way the Runner does
-// with a function called once every ten minutes: it first keeps the fallback
-// windows, then learns the period and releases the replica after grace,
-// holding only a pre-created task around the next call.
+// with a function called once every five minutes: it first keeps the
+// fallback windows, then learns the period, releases the replica after grace
+// and starts one again shortly before the next call.
 func TestScalerLearnsAPeriodicFunction(t *testing.T) {
+	const period = 300
 	policy, err := NewHybridHistogram(HybridConfig{})
 	require.NoError(t, err)
 	spec := testSpec(func(s *api.FunctionSpec) { s.Scale.Initial = intp(0) })
 	tracker := NewIdleTracker(DefaultHistogramRange)
 	s := NewScaler(spec, tracker, policy, Start{At: t0})
 	ready := 0
-	var last Result
+	var first, last Result
 	desiredAt := map[int]int{} // seconds into the period -> desired, for the last period
 	preAt := map[int]int{}
-	for sec := 0; sec <= 12*600; sec += 2 {
+	for sec := 0; sec <= 13*period; sec += 2 {
 		now := at(float64(sec))
-		if sec%600 == 0 {
+		if sec%period == 0 {
 			// A 1 s request, through the activator when cold.
 			if ready == 0 {
 				s.Poke(now)
@@ -261,21 +295,63 @@ func TestScalerLearnsAPeriodicFunction(t *testing.T) {
 				Interval: api.D(time.Second), AvgConcurrency: 1, MaxConcurrency: 1, Requests: 1})
 		}
 		last = s.Scale(now, ready)
+		if sec == 100 {
+			first = last
+		}
 		ready = last.Decision.Desired
-		if sec >= 11*600 {
-			desiredAt[sec-11*600] = last.Decision.Desired
-			preAt[sec-11*600] = last.PreCreated
+		if sec >= 12*period {
+			desiredAt[sec-12*period] = last.Decision.Desired
+			preAt[sec-12*period] = last.PreCreated
 		}
 	}
+	// Before it has ten idle times to go by, the fallback: 2 min running.
+	assert.Equal(t, ModeFewSamples, first.Plan.Mode)
+	assert.Equal(t, 1, first.Decision.Desired)
 	assert.Equal(t, ModeHistogram, last.Plan.Mode)
 	assert.Equal(t, 30*time.Second, last.Plan.KeepAlive)
 	// Warm for the grace period after the call, then cold ...
 	assert.Equal(t, 1, desiredAt[20])
 	assert.Equal(t, 0, desiredAt[40])
 	assert.Equal(t, 0, preAt[40])
-	// ... with a pre-created task from 90% of the head of the idle times
-	// (about 8.6 min) until past the next call.
-	assert.Equal(t, 0, preAt[500])
-	assert.Equal(t, 1, preAt[560])
-	assert.Equal(t, 1, preAt[598])
+	// ... and running again from 90% of the head of the idle times (the
+	// 288 s bin: 259 s after the call ended) until the next call.
+	assert.Equal(t, 0, desiredAt[250])
+	assert.Equal(t, 1, desiredAt[262])
+	assert.Equal(t, 1, desiredAt[298])
+	assert.Equal(t, 0, preAt[280], "a running replica needs no pre-created task")
+}
+
+// TestScalerPreCreatesOverAWideWindow: idle times spread over minutes get a
+// pre-created task, not a running replica, between head and tail.
+func TestScalerPreCreatesOverAWideWindow(t *testing.T) {
+	policy, err := NewHybridHistogram(HybridConfig{})
+	require.NoError(t, err)
+	spec := testSpec(func(s *api.FunctionSpec) { s.Scale.Initial = intp(0) })
+	tracker := NewIdleTracker(DefaultHistogramRange)
+	for range 20 {
+		tracker.Histogram.Add(5 * time.Minute)
+		tracker.Histogram.Add(12 * time.Minute)
+	}
+	s := NewScaler(spec, tracker, policy, Start{At: t0})
+	s.Record(api.RevisionStat{Revision: "fn-00001", Reporter: "r", Time: at(1), Interval: api.D(time.Second), AvgConcurrency: 1, Requests: 1})
+	cases := []struct {
+		sec     float64
+		desired int
+		pre     int
+	}{
+		{sec: 2, desired: 1},
+		{sec: 30, desired: 1},
+		{sec: 31, desired: 0},
+		{sec: 200, desired: 0},
+		{sec: 1 + 0.9*288 + 1, desired: 0, pre: 1},
+		{sec: 1 + 1.1*768 - 1, desired: 0, pre: 1},
+		{sec: 1 + 1.1*768 + 1, desired: 0},
+	}
+	ready := 0
+	for _, c := range cases {
+		res := s.Scale(at(c.sec), ready)
+		assert.Equal(t, c.desired, res.Decision.Desired, "desired at %g: %+v", c.sec, res.Plan)
+		assert.Equal(t, c.pre, res.PreCreated, "pre-created at %g", c.sec)
+		ready = res.Decision.Desired
+	}
 }

@@ -17,6 +17,10 @@ type Scaler struct {
 	idle    *IdleTracker
 	policy  KeepAlivePolicy
 	poked   bool
+	// plan is the policy's last plan, made from histogram version planFor.
+	plan    Plan
+	planFor uint64
+	planned bool
 }
 
 // NewScaler returns a scaler for a revision with a defaulted spec. idle is
@@ -80,16 +84,23 @@ func (s *Scaler) Scale(now time.Time, ready int) Result {
 	if obs.Poked || obs.Buffered > 0 {
 		idleSince = now
 	}
-	plan := s.policy.Plan(&s.idle.Histogram, s.spec.Scale.ScaleToZeroGrace.Duration)
+	// A plan is a pure function of the histogram and the spec: make it again
+	// only when the histogram has changed.
+	if h := &s.idle.Histogram; !s.planned || s.planFor != h.Version {
+		s.plan = s.policy.Plan(h, s.spec.Scale.ScaleToZeroGrace.Duration)
+		s.planFor, s.planned = h.Version, true
+	}
+	plan := s.plan
 	res := Result{Plan: plan, IdleSince: idleSince}
 	if !idleSince.IsZero() {
 		obs.KeepWarmUntil = plan.KeepWarmUntil(idleSince)
+		obs.PreWarm = plan.Warm(idleSince, now)
 		res.KeepWarmUntil = obs.KeepWarmUntil
 	}
 	res.Observation = obs
 	res.Decision = s.decider.Decide(now, obs)
 	res.State = s.decider.State()
-	if res.Decision.Desired == 0 && plan.PreWarm(idleSince, now) {
+	if res.Decision.Desired == 0 && plan.PreCreate(idleSince, now) {
 		res.PreCreated = 1
 	}
 	return res
