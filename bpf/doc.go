@@ -3,11 +3,46 @@
 // and wake-on-connect events for functions at zero.
 //
 // The C source is ebb.c; bpf2go turns it into ebb_bpfel.go and ebb_bpfel.o,
-// which are committed so that building needs no clang (see gen.go). The Go API
-// is Load, which returns a *Loader, plus Probe to ask up front whether the
-// machine allows it. The node agent owns the Loader: it allow-lists the
-// router's and replicas' ports, publishes each function's VIP and backends,
-// points cold VIPs at the activator, and reads wake events to start tasks.
+// which are committed so that building needs no clang (see gen.go, and
+// TestGeneratedObjectsMatchSources, which checks them whenever clang is
+// present).
+//
+// # Use
+//
+// The node agent owns one Loader:
+//
+//	l, err := bpf.Load(bpf.Options{}) // attaches at the cgroup2 root
+//	if err != nil {
+//		log.Info("eBPF off, using the userspace path", "reason", err)
+//		status = bpf.OffStatus(err)
+//	} else {
+//		defer l.Close()
+//		status = l.Status()
+//	}
+//
+// and then, as state changes:
+//   - AllowPort for the router's listener and each replica's port,
+//     DisallowPort when a replica goes away;
+//   - SetVIP for each function with its ready replicas and weights (none when
+//     it is at zero), DeleteVIP when the function is deleted;
+//   - SetFallback to the activator's local listener;
+//   - RunWakeEvents in its own goroutine, starting a pre-created task for
+//     WakeEvent.FunctionID.
+//
+// The activator calls FallbackOrigin with an accepted connection's remote
+// address to learn which VIP, and so which function, the client dialed.
+//
+// # Limits
+//
+// Redirected data goes straight into the peer socket's queue, which
+// read(2) and recvmsg(2) see but splice(2) does not: a process that splices
+// from a redirected socket waits forever. Go does that for io.Copy between
+// two *net.TCPConn (TCPConn.ReadFrom); fasthttp, net/http and the usual HTTP
+// servers and clients do not. Only allow-list ports whose readers do not
+// splice. sendfile(2) on a redirected socket is fine.
+//
+// VIPs are IPv4 and TCP only; connect() from an AF_INET6 socket to a
+// v4-mapped VIP is not rewritten.
 //
 // This package must not log, keep global state, or know about the store or
 // any other ebb component: it takes options and returns errors, like

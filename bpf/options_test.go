@@ -1,6 +1,7 @@
 package bpf
 
 import (
+	"encoding/binary"
 	"errors"
 	"net/netip"
 	"strings"
@@ -214,4 +215,20 @@ func TestOffStatus(t *testing.T) {
 	assert.Equal(t, "ebpf unavailable: a; b", (&UnavailableError{Reasons: []string{"a", "b"}}).Error())
 	inner := errors.New("inner")
 	assert.ErrorIs(t, &UnavailableError{Reasons: []string{"x"}, Err: inner}, inner)
+}
+
+// The Go side hard-codes a few facts about ebb.c; check them against the
+// compiled object so that a change to one side cannot go unnoticed.
+func TestObjectMatchesGo(t *testing.T) {
+	spec, err := loadEbb()
+	require.NoError(t, err)
+	outer := spec.Maps[ebbMapVipBackends]
+	require.NotNil(t, outer)
+	require.NotNil(t, outer.InnerMap)
+	assert.Equal(t, uint32(VIPSlots), outer.InnerMap.MaxEntries, "VIP_SLOTS in ebb.c")
+	assert.Equal(t, wakeEventSize, binary.Size(ebbWakeEvent{}), "sizeof(struct wake_event)")
+	assert.Equal(t, int(ebbStatSTAT_MAX), int(spec.Maps[ebbMapStats].MaxEntries))
+	for _, name := range []string{ebbProgEbbSockops, ebbProgEbbSkMsg, ebbProgEbbConnect4, ebbProgEbbPeername4} {
+		assert.Contains(t, spec.Programs, name)
+	}
 }
