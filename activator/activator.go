@@ -1,0 +1,670 @@
+package activator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/proxy"
+	"github.com/ebbrun/ebb/internal/replicaset"
+	"github.com/ebbrun/ebb/internal/revstats"
+	"github.com/ebbrun/ebb/store"
+)
+
+// ScaleUpper asks the autoscaler to bring a revision up now, without
+// waiting for its next tick. The autoscaler implements it in process and
+// over HTTP.
+type ScaleUpper interface {
+	Activate(ctx context.Context, revision string) error
+}
+
+// StatsSink receives per-revision load reports, buffered requests included.
+type StatsSink interface {
+	Report(stats []api.RevisionStat)
+}
+
+// Headers a router uses to hand a request to the activator over the network.
+const (
+	HeaderFunction = "Ebb-Function"
+	HeaderRevision = "Ebb-Revision"
+	// HeaderDeadline is the request's deadline in Unix milliseconds.
+	HeaderDeadline = "Ebb-Deadline"
+)
+
+// Config configures an Activator. Zero fields take the documented defaults.
+type Config struct {
+	// Addr, when set, is where Run serves Handler for routers that reach the
+	// activator over the network. Default "": in process only.
+	Addr string
+	// MaxQueue bounds the requests buffered per revision. Default 10000.
+	MaxQueue int
+	// RetryAfter is the Retry-After sent with a 503 for a full queue.
+	// Default 1s.
+	RetryAfter time.Duration
+	// DefaultTimeout is the deadline of network requests that carry none.
+	// Default api.DefaultTimeout.
+	DefaultTimeout time.Duration
+	// ActivateTimeout bounds one call to ScaleUpper. Default 5s.
+	ActivateTimeout time.Duration
+	// ReactivateAfter re-pokes the autoscaler while requests keep waiting
+	// for a revision that has no replica. Default 2s.
+	ReactivateAfter time.Duration
+	// IdleForget drops the state of a revision unused this long. Default 1m.
+	IdleForget time.Duration
+	// Reporter names this activator in its stats. Default "{hostname}/activator".
+	Reporter string
+	// StatsInterval is how often stats are reported. Default 1s.
+	StatsInterval time.Duration
+	// SampleInterval is how often concurrency is sampled. Default 10ms.
+	SampleInterval time.Duration
+	// Proxy configures upstream connections when the activator builds its
+	// own replica registry (Deps.Replicas nil).
+	Proxy proxy.Config
+}
+
+// Defaults for Config.
+const (
+	DefaultMaxQueue        = 10000
+	DefaultRetryAfter      = time.Second
+	DefaultActivateTimeout = 5 * time.Second
+	DefaultReactivateAfter = 2 * time.Second
+	DefaultIdleForget      = time.Minute
+	DefaultStatsInterval   = time.Second
+	DefaultSampleInterval  = 10 * time.Millisecond
+)
+
+func (c Config) withDefaults() Config {
+	if c.MaxQueue == 0 {
+		c.MaxQueue = DefaultMaxQueue
+	}
+	if c.RetryAfter == 0 {
+		c.RetryAfter = DefaultRetryAfter
+	}
+	if c.DefaultTimeout == 0 {
+		c.DefaultTimeout = api.DefaultTimeout
+	}
+	if c.ActivateTimeout == 0 {
+		c.ActivateTimeout = DefaultActivateTimeout
+	}
+	if c.ReactivateAfter == 0 {
+		c.ReactivateAfter = DefaultReactivateAfter
+	}
+	if c.IdleForget == 0 {
+		c.IdleForget = DefaultIdleForget
+	}
+	if c.Reporter == "" {
+		host, _ := os.Hostname()
+		c.Reporter = host + "/activator"
+	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = DefaultStatsInterval
+	}
+	if c.SampleInterval == 0 {
+		c.SampleInterval = DefaultSampleInterval
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	d := c.withDefaults()
+	switch {
+	case c.MaxQueue < 0:
+		return errors.New("activator: MaxQueue must not be negative")
+	case c.RetryAfter < 0 || c.DefaultTimeout < 0 || c.ActivateTimeout < 0 || c.ReactivateAfter < 0 || c.IdleForget < 0:
+		return errors.New("activator: durations must not be negative")
+	case d.SampleInterval <= 0 || d.StatsInterval < d.SampleInterval:
+		return errors.New("activator: need 0 < SampleInterval <= StatsInterval")
+	}
+	return c.Proxy.Validate()
+}
+
+// Deps are the Activator's collaborators.
+type Deps struct {
+	// Store is where revision failures (and, with its own registry,
+	// endpoints) come from. Required.
+	Store store.Store
+	// Replicas tracks replica capacity; share the router's in process so
+	// hard limits hold across both. When nil the activator makes its own.
+	Replicas *replicaset.Registry
+	// ScaleUpper is poked on the first buffered request. Required.
+	ScaleUpper ScaleUpper
+	// Stats receives load reports; optional.
+	Stats StatsSink
+	// Registerer gets the activator's metrics; optional.
+	Registerer prometheus.Registerer
+	// Logger; optional.
+	Logger *slog.Logger
+	// Listener, when set, serves Handler instead of listening on Config.Addr.
+	Listener net.Listener
+}
+
+// Activator buffers requests that find no capacity. Create it with New and
+// start it with Run; Serve and Handler work only while Run runs.
+type Activator struct {
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	reps     *replicaset.Registry
+	ownReps  bool
+	recorder *revstats.Recorder
+	metrics  *metrics
+	hangups  atomic.Pointer[hangups]
+	server   *fasthttp.Server
+
+	runCtx   atomic.Pointer[context.Context]
+	stopping chan struct{}
+	pokes    sync.WaitGroup
+
+	mu       sync.Mutex // guards states creation and removal, and failures
+	states   sync.Map   // revision → *revState
+	failures map[string]*failure
+}
+
+// revState is one revision's queue bookkeeping and counters.
+type revState struct {
+	name, function string
+	set            *replicaset.Set
+	stats          *revstats.Counter
+	codes          revstats.Codes
+
+	queued   atomic.Int32
+	active   atomic.Int32 // calls inside Serve; guards forgetting
+	dead     atomic.Bool
+	lastUsed atomic.Int64
+	lastPoke atomic.Int64
+	poking   atomic.Bool
+	fstate   atomic.Pointer[failState]
+}
+
+// failure is what the node agents report about a revision that cannot run.
+type failure struct {
+	state, message string
+}
+
+// failState is a revision's failure (nil when healthy) and a channel that
+// closes when it is superseded, to wake waiters.
+type failState struct {
+	fail *failure
+	wake chan struct{}
+}
+
+// New builds an Activator; it does nothing until Run.
+func New(cfg Config, deps Deps) (*Activator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil || deps.ScaleUpper == nil {
+		return nil, errors.New("activator: Deps.Store and Deps.ScaleUpper are required")
+	}
+	cfg = cfg.withDefaults()
+	a := &Activator{
+		cfg:      cfg,
+		deps:     deps,
+		log:      deps.Logger,
+		reps:     deps.Replicas,
+		stopping: make(chan struct{}),
+		failures: map[string]*failure{},
+	}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.reps == nil {
+		tr, err := proxy.NewTransport(cfg.Proxy)
+		if err != nil {
+			return nil, fmt.Errorf("activator: %w", err)
+		}
+		a.reps = replicaset.New(deps.Store, tr, a.log)
+		a.ownReps = true
+	}
+	var err error
+	if a.recorder, err = revstats.NewRecorder(revstats.Config{
+		Reporter: cfg.Reporter, SampleInterval: cfg.SampleInterval, ReportInterval: cfg.StatsInterval,
+	}); err != nil {
+		return nil, fmt.Errorf("activator: %w", err)
+	}
+	reg := deps.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	if a.metrics, err = newMetrics(reg, a); err != nil {
+		return nil, fmt.Errorf("activator: register metrics: %w", err)
+	}
+	a.server = &fasthttp.Server{
+		Handler:                      a.Handler,
+		Name:                         "ebb-activator",
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		NoDefaultDate:                true,
+		ReadTimeout:                  10 * time.Second,
+		IdleTimeout:                  time.Minute,
+		ReadBufferSize:               16 << 10,
+		StreamRequestBody:            true,
+		DisablePreParseMultipartForm: true,
+		CloseOnShutdown:              true,
+	}
+	return a, nil
+}
+
+// Run watches revision failures (and endpoints, with its own registry),
+// reports stats, serves Handler when configured, and returns when ctx ends.
+// Requests still waiting then get a 503.
+func (a *Activator) Run(ctx context.Context) error {
+	h, err := newHangups()
+	if err != nil {
+		return fmt.Errorf("activator: hang-up watcher: %w", err)
+	}
+	a.hangups.Store(h)
+	defer h.Close()
+	a.runCtx.Store(&ctx)
+
+	var ln net.Listener
+	if a.deps.Listener != nil {
+		ln = a.deps.Listener
+	} else if a.cfg.Addr != "" {
+		if ln, err = net.Listen("tcp", a.cfg.Addr); err != nil {
+			return fmt.Errorf("activator: listen: %w", err)
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	if a.ownReps {
+		g.Go(func() error { return a.reps.Transport().Run(gctx) })
+		g.Go(func() error { return a.reps.Run(gctx) })
+	}
+	g.Go(func() error {
+		err := store.Mirror(gctx, a.deps.Store, store.PrefixRevStatus, a.onStatus)
+		if gctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("activator: watch %s: %w", store.PrefixRevStatus, err)
+	})
+	g.Go(func() error { return a.recorder.Run(gctx, sinkOrNil(a.deps.Stats)) })
+	g.Go(func() error {
+		t := time.NewTicker(a.cfg.StatsInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case now := <-t.C:
+				a.forgetIdle(now)
+			}
+		}
+	})
+	if ln != nil {
+		g.Go(func() error {
+			if err := a.server.Serve(ln); err != nil && gctx.Err() == nil {
+				return fmt.Errorf("activator: serve: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		close(a.stopping)
+		if ln != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = a.server.ShutdownWithContext(sctx)
+		}
+		return nil
+	})
+	err = g.Wait()
+	a.pokes.Wait()
+	return err
+}
+
+func sinkOrNil(s StatsSink) revstats.Sink {
+	if s == nil {
+		return nil
+	}
+	return s
+}
+
+// state returns the live state of revision, counted as active; the caller
+// must call rs.active.Add(-1) when done.
+func (a *Activator) state(function, revision string) *revState {
+	for {
+		v, ok := a.states.Load(revision)
+		if !ok {
+			a.mu.Lock()
+			if v, ok = a.states.Load(revision); !ok {
+				rs := &revState{
+					name:     revision,
+					function: function,
+					set:      a.reps.Retain(revision),
+					stats:    revstats.NewCounter(revision),
+				}
+				rs.fstate.Store(&failState{fail: a.failures[revision], wake: make(chan struct{})})
+				a.recorder.Track(rs.stats)
+				a.states.Store(revision, rs)
+				v = rs
+			}
+			a.mu.Unlock()
+		}
+		rs := v.(*revState)
+		rs.active.Add(1)
+		if !rs.dead.Load() {
+			return rs
+		}
+		rs.active.Add(-1)
+	}
+}
+
+// forgetIdle drops revisions nobody used for IdleForget, so a fleet of
+// functions at zero costs nothing here.
+func (a *Activator) forgetIdle(now time.Time) {
+	cutoff := now.Add(-a.cfg.IdleForget).UnixNano()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.states.Range(func(k, v any) bool {
+		rs := v.(*revState)
+		if rs.active.Load() != 0 || rs.lastUsed.Load() > cutoff || rs.stats.InFlight() != 0 {
+			return true
+		}
+		rs.dead.Store(true)
+		if rs.active.Load() != 0 {
+			rs.dead.Store(false)
+			return true
+		}
+		a.states.Delete(k)
+		a.recorder.Untrack(rs.stats)
+		a.reps.Drop(rs.set)
+		a.metrics.forget(rs)
+		return true
+	})
+}
+
+func (a *Activator) onStatus(snap map[string]store.KV) {
+	type agg struct {
+		fail  *failure
+		ready bool
+	}
+	byRev := map[string]*agg{}
+	keys := make([]string, 0, len(snap))
+	for k := range snap {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		var st store.RevisionNodeStatus
+		if err := json.Unmarshal(snap[k].Value, &st); err != nil {
+			a.log.Warn("skipping undecodable revision status", "key", k, "err", err)
+			continue
+		}
+		ag := byRev[st.Revision]
+		if ag == nil {
+			ag = &agg{}
+			byRev[st.Revision] = ag
+		}
+		if st.Ready > 0 {
+			ag.ready = true
+		}
+		if (st.State == api.RevisionFailed || st.State == api.RevisionCrashLoop) &&
+			(ag.fail == nil || (ag.fail.state != api.RevisionFailed && st.State == api.RevisionFailed)) {
+			msg := st.Message
+			if msg == "" {
+				msg = "replicas " + map[string]string{api.RevisionFailed: "cannot start", api.RevisionCrashLoop: "keep crashing"}[st.State]
+			}
+			ag.fail = &failure{state: st.State, message: msg}
+		}
+	}
+	failures := map[string]*failure{}
+	for rev, ag := range byRev {
+		if ag.fail != nil && !ag.ready {
+			failures[rev] = ag.fail
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.failures = failures
+	a.states.Range(func(_, v any) bool {
+		rs := v.(*revState)
+		old := rs.fstate.Load()
+		f := failures[rs.name]
+		if (old.fail == nil) == (f == nil) && (f == nil || *f == *old.fail) {
+			return true
+		}
+		rs.fstate.Store(&failState{fail: f, wake: make(chan struct{})})
+		close(old.wake)
+		return true
+	})
+}
+
+// Handler serves requests handed over the network by a router, which names
+// the target in the Ebb-* headers and has already set X-Forwarded-*.
+func (a *Activator) Handler(ctx *fasthttp.RequestCtx) {
+	h := &ctx.Request.Header
+	fn, rev := string(h.Peek(HeaderFunction)), string(h.Peek(HeaderRevision))
+	if fn == "" || rev == "" {
+		writeError(ctx, fasthttp.StatusBadRequest, "ebb: activator requests need "+HeaderFunction+" and "+HeaderRevision+"\n")
+		return
+	}
+	deadline := ctx.Time().Add(a.cfg.DefaultTimeout)
+	if ms, err := strconv.ParseInt(string(h.Peek(HeaderDeadline)), 10, 64); err == nil {
+		deadline = time.UnixMilli(ms)
+	}
+	a.serve(ctx, fn, rev, deadline, true)
+}
+
+// Serve implements the router's Activator: it waits for capacity for the
+// request in ctx and proxies it, or answers with the reason it could not.
+func (a *Activator) Serve(ctx *fasthttp.RequestCtx, function, revision string, deadline time.Time) {
+	a.serve(ctx, function, revision, deadline, false)
+}
+
+var (
+	errDeadline   = errors.New("deadline passed while waiting for a replica")
+	errClientGone = errors.New("client went away")
+	errShutdown   = errors.New("activator shutting down")
+)
+
+type failedError struct{ f *failure }
+
+func (e failedError) Error() string { return e.f.message }
+
+func (a *Activator) serve(ctx *fasthttp.RequestCtx, function, revision string, deadline time.Time, trusted bool) {
+	rs := a.state(function, revision)
+	defer rs.active.Add(-1)
+	arrived := ctx.Time()
+	rs.lastUsed.Store(arrived.UnixNano())
+	rs.stats.Start()
+	cold := rs.set.Len() == 0
+
+	if fs := rs.fstate.Load(); fs.fail != nil && rs.set.Len() == 0 {
+		a.reject(ctx, rs, "failed", fasthttp.StatusBadGateway, failedBody(rs, fs.fail))
+		return
+	}
+	rep := rs.set.TryAcquire()
+	if rep == nil {
+		if int(rs.queued.Add(1)) > a.cfg.MaxQueue {
+			rs.queued.Add(-1)
+			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
+			a.reject(ctx, rs, "queue_full", fasthttp.StatusServiceUnavailable,
+				"ebb: too many requests are waiting for "+function+"; retry later\n")
+			return
+		}
+		rs.stats.Buffer(1)
+		var err error
+		rep, err = a.wait(ctx, rs, deadline)
+		rs.stats.Buffer(-1)
+		rs.queued.Add(-1)
+		a.metrics.queueWait.WithLabelValues(function).Observe(time.Since(arrived).Seconds())
+		if err != nil {
+			a.fail(ctx, rs, err, deadline)
+			return
+		}
+		if cold {
+			a.metrics.coldStart.WithLabelValues(function).Observe(time.Since(arrived).Seconds())
+		}
+	}
+	a.forward(ctx, rs, rep, deadline, trusted)
+}
+
+var waiters = sync.Pool{New: func() any { return replicaset.NewWaiter() }}
+
+// wait queues the request and blocks until it is handed a replica, or until
+// its deadline, a hang-up, a revision failure or shutdown.
+func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.Time) (*replicaset.Replica, error) {
+	w := waiters.Get().(*replicaset.Waiter)
+	defer waiters.Put(w)
+	n := rs.set.Enqueue(w)
+	now := time.Now()
+	if n == 1 || (rs.set.Len() == 0 && now.UnixNano()-rs.lastPoke.Load() > a.cfg.ReactivateAfter.Nanoseconds()) {
+		a.poke(rs, now)
+	}
+	watch := a.hangups.Load().Watch(ctx.Conn())
+	defer watch.Stop()
+	timer := time.NewTimer(deadline.Sub(now))
+	defer timer.Stop()
+	fs := rs.fstate.Load()
+	leave := func(err error) (*replicaset.Replica, error) {
+		if r := rs.set.Cancel(w); r != nil {
+			rs.set.Release(r)
+		}
+		return nil, err
+	}
+	for {
+		if fs.fail != nil && rs.set.Len() == 0 {
+			return leave(failedError{fs.fail})
+		}
+		select {
+		case r := <-w.C:
+			return r, nil
+		case <-timer.C:
+			return leave(errDeadline)
+		case <-watch.Gone():
+			return leave(errClientGone)
+		case <-fs.wake:
+			fs = rs.fstate.Load()
+		case <-a.stopping:
+			return leave(errShutdown)
+		}
+	}
+}
+
+// poke asks the autoscaler for capacity without holding up the request.
+func (a *Activator) poke(rs *revState, now time.Time) {
+	if !rs.poking.CompareAndSwap(false, true) {
+		return
+	}
+	rs.lastPoke.Store(now.UnixNano())
+	parent := context.Background()
+	if p := a.runCtx.Load(); p != nil {
+		parent = *p
+	}
+	a.pokes.Add(1)
+	go func() {
+		defer a.pokes.Done()
+		defer rs.poking.Store(false)
+		ctx, cancel := context.WithTimeout(parent, a.cfg.ActivateTimeout)
+		defer cancel()
+		err := a.deps.ScaleUpper.Activate(ctx, rs.name)
+		result := "ok"
+		if err != nil {
+			result = "error"
+			a.log.Warn("activation failed", "revision", rs.name, "err", err)
+		}
+		a.metrics.activations.WithLabelValues(rs.function, rs.name, result).Inc()
+	}()
+}
+
+func (a *Activator) fail(ctx *fasthttp.RequestCtx, rs *revState, err error, deadline time.Time) {
+	var fe failedError
+	switch {
+	case errors.As(err, &fe):
+		a.reject(ctx, rs, "failed", fasthttp.StatusBadGateway, failedBody(rs, fe.f))
+	case errors.Is(err, errDeadline):
+		a.reject(ctx, rs, "deadline", fasthttp.StatusGatewayTimeout,
+			"ebb: no replica of "+rs.function+" became ready within "+deadline.Sub(ctx.Time()).Round(time.Millisecond).String()+"\n")
+	case errors.Is(err, errClientGone):
+		// Nobody is listening; close rather than write into the void.
+		ctx.SetConnectionClose()
+		a.reject(ctx, rs, "client_gone", 499, "")
+	default:
+		ctx.Response.Header.Set("Retry-After", "1")
+		a.reject(ctx, rs, "shutdown", fasthttp.StatusServiceUnavailable, "ebb: activator is shutting down\n")
+	}
+}
+
+func failedBody(rs *revState, f *failure) string {
+	return "ebb: revision " + rs.name + " of " + rs.function + " cannot serve (" + f.state + "): " + f.message + "\n"
+}
+
+func (a *Activator) reject(ctx *fasthttp.RequestCtx, rs *revState, reason string, status int, body string) {
+	rs.stats.End()
+	rs.codes.Inc(status)
+	a.metrics.rejected.WithLabelValues(reason).Inc()
+	writeError(ctx, status, body)
+}
+
+func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
+	ctx.SetStatusCode(status)
+	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
+	ctx.Response.SetBodyString(msg)
+}
+
+// exchange accounts for one released request; it is pooled.
+type exchange struct {
+	rs  *revState
+	rep *replicaset.Replica
+}
+
+var exchanges = sync.Pool{New: func() any { return new(exchange) }}
+
+// ExchangeDone implements proxy.Done.
+func (ex *exchange) ExchangeDone(status int, _ error) {
+	rs := ex.rs
+	rs.set.Release(ex.rep)
+	rs.stats.End()
+	rs.codes.Inc(status)
+	*ex = exchange{}
+	exchanges.Put(ex)
+}
+
+func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replicaset.Replica, deadline time.Time, trusted bool) {
+	ex := exchanges.Get().(*exchange)
+	ex.rs, ex.rep = rs, rep
+	opts := proxy.Options{Deadline: deadline, TrustForwarded: trusted}
+	err := proxy.Forward(ctx, rep.Upstream, &opts, ex)
+	if err != nil && errors.Is(err, proxy.ErrUnavailable) {
+		// Nothing reached that replica; one other may take it.
+		rs.set.Release(rep)
+		if rep = rs.set.TryAcquire(); rep != nil {
+			ex.rep = rep
+			err = proxy.Forward(ctx, rep.Upstream, &opts, ex)
+		} else {
+			*ex = exchange{}
+			exchanges.Put(ex)
+			status := proxy.StatusFor(err)
+			a.reject(ctx, rs, "upstream", status, "ebb: function "+rs.function+" failed to answer\n")
+			return
+		}
+	}
+	if err != nil {
+		rs.set.Release(ex.rep)
+		*ex = exchange{}
+		exchanges.Put(ex)
+		status := proxy.StatusFor(err)
+		a.log.Debug("proxy failed", "revision", rs.name, "status", status, "err", err)
+		body := "ebb: function " + rs.function + " failed to answer\n"
+		if status == fasthttp.StatusGatewayTimeout {
+			body = "ebb: function " + rs.function + " did not answer in time\n"
+		}
+		a.reject(ctx, rs, "upstream", status, body)
+	}
+}
