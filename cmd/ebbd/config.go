@@ -1,0 +1,205 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// Roles ebbd can run.
+const (
+	RoleAll          = "all"
+	RoleControlPlane = "controlplane"
+	RoleRouter       = "router"
+	RoleNodeAgent    = "nodeagent"
+)
+
+// Config is ebbd's configuration: flags, optionally on top of a YAML file.
+// Flags given on the command line win over the file.
+type Config struct {
+	// Role is all (default), controlplane, router or nodeagent.
+	Role string `yaml:"role"`
+	// DataDir holds the embedded store, the API token, logs and the private
+	// containerd. Default /var/lib/ebb.
+	DataDir string `yaml:"dataDir"`
+	// APIAddr is the control-plane API address. Default 127.0.0.1:8090.
+	APIAddr string `yaml:"apiAddr"`
+	// HTTPAddr is the router's listen address. Default :8080.
+	HTTPAddr string `yaml:"httpAddr"`
+	// Store is "embedded" (default: bbolt at <data-dir>/state.db) or a
+	// redis://host:port/db URL.
+	Store string `yaml:"store"`
+	// ContainerdAddress is the containerd socket to use. If nothing answers
+	// there, ebbd starts a private containerd under <data-dir>/containerd.
+	// Default /run/containerd/containerd.sock.
+	ContainerdAddress string `yaml:"containerdAddress"`
+	// Domain is the routing domain: {fn}.{domain}. Default localhost.
+	Domain string `yaml:"domain"`
+	// NodeName names this node in the store. Default the hostname.
+	NodeName string `yaml:"nodeName"`
+	// AutoscalerURL is where a router-only or nodeagent-only process sends
+	// stats and activations; empty in the all role.
+	AutoscalerURL string `yaml:"autoscalerURL"`
+	// MetricsAddr serves /healthz, /readyz and /metrics for roles without the
+	// API. Default 127.0.0.1:9090.
+	MetricsAddr string `yaml:"metricsAddr"`
+	// LogLevel is debug, info (default), warn or error.
+	LogLevel string `yaml:"logLevel"`
+	// EBPF is auto (default: on when privileges allow), on (fail without it)
+	// or off.
+	EBPF string `yaml:"ebpf"`
+}
+
+func defaultConfig() Config {
+	host, _ := os.Hostname()
+	return Config{
+		Role:              RoleAll,
+		DataDir:           "/var/lib/ebb",
+		APIAddr:           "127.0.0.1:8090",
+		HTTPAddr:          ":8080",
+		Store:             "embedded",
+		ContainerdAddress: "/run/containerd/containerd.sock",
+		Domain:            "localhost",
+		NodeName:          strings.ToLower(host),
+		MetricsAddr:       "127.0.0.1:9090",
+		LogLevel:          "info",
+		EBPF:              "auto",
+	}
+}
+
+// parseConfig reads flags and the optional --config file into a validated Config.
+func parseConfig(args []string, stderr io.Writer) (Config, error) {
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("ebbd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "YAML config file; flags override it")
+	fs.StringVar(&cfg.Role, "role", cfg.Role, "role to run: all, controlplane, router or nodeagent")
+	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for state, token, logs and the private containerd")
+	fs.StringVar(&cfg.APIAddr, "api-addr", cfg.APIAddr, "control-plane API listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "router listen address")
+	fs.StringVar(&cfg.Store, "store", cfg.Store, `state store: "embedded" or redis://host:port/db`)
+	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
+	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "routing domain for function URLs")
+	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
+	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", cfg.AutoscalerURL, "autoscaler URL for router and nodeagent roles on other machines")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "health and metrics address for roles without the API")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&cfg.EBPF, "ebpf", cfg.EBPF, "eBPF acceleration: auto, on or off")
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *configPath != "" {
+		fileCfg := defaultConfig()
+		if err := readConfigFile(*configPath, &fileCfg); err != nil {
+			return Config{}, err
+		}
+		// Flags set on the command line win over the file.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		cfg = mergeFlags(fileCfg, cfg, set)
+	}
+	if cfg.DataDir != "" {
+		abs, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			return Config{}, fmt.Errorf("--data-dir %q: %w", cfg.DataDir, err)
+		}
+		cfg.DataDir = abs
+	}
+	if err := cfg.Validate(); err != nil {
+		return Config{}, err
+	}
+	return cfg, nil
+}
+
+func readConfigFile(path string, cfg *Config) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	dec := yaml.NewDecoder(f)
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	return nil
+}
+
+// mergeFlags takes each explicitly set flag's value from flags over file.
+func mergeFlags(file, flags Config, set map[string]bool) Config {
+	pick := func(name string, dst *string, v string) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	pick("role", &file.Role, flags.Role)
+	pick("data-dir", &file.DataDir, flags.DataDir)
+	pick("api-addr", &file.APIAddr, flags.APIAddr)
+	pick("http-addr", &file.HTTPAddr, flags.HTTPAddr)
+	pick("store", &file.Store, flags.Store)
+	pick("containerd-address", &file.ContainerdAddress, flags.ContainerdAddress)
+	pick("domain", &file.Domain, flags.Domain)
+	pick("node-name", &file.NodeName, flags.NodeName)
+	pick("autoscaler-url", &file.AutoscalerURL, flags.AutoscalerURL)
+	pick("metrics-addr", &file.MetricsAddr, flags.MetricsAddr)
+	pick("log-level", &file.LogLevel, flags.LogLevel)
+	pick("ebpf", &file.EBPF, flags.EBPF)
+	return file
+}
+
+// Validate reports the first invalid setting in words an operator can act on.
+func (c Config) Validate() error {
+	switch c.Role {
+	case RoleAll, RoleControlPlane, RoleRouter, RoleNodeAgent:
+	default:
+		return fmt.Errorf("--role %q: must be all, controlplane, router or nodeagent", c.Role)
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		return fmt.Errorf("--data-dir %q: must be an absolute directory path", c.DataDir)
+	}
+	for flagName, addr := range map[string]string{"api-addr": c.APIAddr, "http-addr": c.HTTPAddr, "metrics-addr": c.MetricsAddr} {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return fmt.Errorf("--%s %q: must be host:port", flagName, addr)
+		}
+	}
+	if c.Store != "embedded" && !strings.HasPrefix(c.Store, "redis://") && !strings.HasPrefix(c.Store, "rediss://") {
+		return fmt.Errorf("--store %q: must be \"embedded\" or a redis:// URL", c.Store)
+	}
+	if c.Store == "embedded" && c.Role != RoleAll {
+		return fmt.Errorf("--role %s needs a shared store: use --store redis://...", c.Role)
+	}
+	if c.ContainerdAddress == "" {
+		return errors.New("--containerd-address must not be empty")
+	}
+	for _, label := range strings.Split(c.Domain, ".") {
+		if err := api.ValidateName("--domain", label); err != nil {
+			return fmt.Errorf("--domain %q: each part must be a DNS label", c.Domain)
+		}
+	}
+	if err := api.ValidateName("--node-name", c.NodeName); err != nil {
+		return err
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("--log-level %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	switch c.EBPF {
+	case "auto", "on", "off":
+	default:
+		return fmt.Errorf("--ebpf %q: must be auto, on or off", c.EBPF)
+	}
+	return nil
+}
