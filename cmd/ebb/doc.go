@@ -1,0 +1,30 @@
+// Command ebb is the command-line client of ebb's control-plane API: it
+// deploys functions (from an image, an image archive or a static binary),
+// lists and inspects them, splits traffic, pushes images, follows logs and
+// shows node status.
+//
+// Configuration comes from $XDG_CONFIG_HOME/ebb/config.yaml, falling back to
+// ~/.config/ebb/config.yaml (another file with --config or EBB_CONFIG), with
+// two keys:
+//
+//	api: http://127.0.0.1:8090
+//	token: <contents of <data-dir>/token>
+//
+// EBB_API and EBB_TOKEN override the file; --api and --token override both.
+//
+// Output is aligned tables for people, or the API's own JSON with -o json.
+// Progress goes to stderr and results to stdout. A failure prints one line,
+// "ebb: <reason>", on stderr and exits with a code scripts can branch on:
+//
+//	0  success
+//	1  any other failure
+//	2  usage error: bad flags, arguments or configuration
+//	3  not found: the function or revision does not exist
+//	4  the API rejected the input (a 4xx answer other than 404)
+//	5  the API could not be reached, or it failed (a 5xx answer)
+//	6  deploy was applied, but the revision failed or was not ready within --wait-timeout
+//
+// It talks to the control plane only through api.Client: it must not import
+// the store or any component, and it holds no state of its own beyond the
+// config file it reads.
+package main
