@@ -1,0 +1,74 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestParseConfig(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ebbd.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("domain: fn.example\napiAddr: 127.0.0.1:9999\nlogLevel: debug\n"), 0o600))
+	badFile := filepath.Join(dir, "bad.yaml")
+	require.NoError(t, os.WriteFile(badFile, []byte("domian: typo\n"), 0o600))
+
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(t *testing.T, c Config)
+		wantErr string
+	}{
+		{name: "defaults", args: nil, check: func(t *testing.T, c Config) {
+			assert.Equal(t, RoleAll, c.Role)
+			assert.Equal(t, "127.0.0.1:8090", c.APIAddr)
+			assert.Equal(t, ":8080", c.HTTPAddr)
+			assert.Equal(t, "embedded", c.Store)
+			assert.Equal(t, "localhost", c.Domain)
+			assert.Equal(t, "/run/containerd/containerd.sock", c.ContainerdAddress)
+		}},
+		{name: "flags", args: []string{"--data-dir", "rel/dir", "--http-addr", "127.0.0.1:8081", "--domain", "fn.test"}, check: func(t *testing.T, c Config) {
+			assert.True(t, filepath.IsAbs(c.DataDir), "data dir is made absolute")
+			assert.Equal(t, "127.0.0.1:8081", c.HTTPAddr)
+			assert.Equal(t, "fn.test", c.Domain)
+		}},
+		{name: "file", args: []string{"--config", file}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, "fn.example", c.Domain)
+			assert.Equal(t, "127.0.0.1:9999", c.APIAddr)
+			assert.Equal(t, "debug", c.LogLevel)
+		}},
+		{name: "flags beat file", args: []string{"--config", file, "--domain", "cli.test"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, "cli.test", c.Domain)
+			assert.Equal(t, "127.0.0.1:9999", c.APIAddr)
+		}},
+		{name: "redis store", args: []string{"--store", "redis://127.0.0.1:6379/0", "--role", "router"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, RoleRouter, c.Role)
+		}},
+		{name: "unknown role", args: []string{"--role", "everything"}, wantErr: "must be all, controlplane, router or nodeagent"},
+		{name: "bad store", args: []string{"--store", "postgres://x"}, wantErr: "must be \"embedded\" or a redis:// URL"},
+		{name: "split role on embedded", args: []string{"--role", "router"}, wantErr: "needs a shared store"},
+		{name: "bad address", args: []string{"--api-addr", "8090"}, wantErr: "must be host:port"},
+		{name: "bad domain", args: []string{"--domain", "Bad_Domain"}, wantErr: "DNS label"},
+		{name: "bad log level", args: []string{"--log-level", "loud"}, wantErr: "--log-level"},
+		{name: "unknown flag", args: []string{"--nope"}, wantErr: "flag provided but not defined"},
+		{name: "stray argument", args: []string{"extra"}, wantErr: "unexpected argument"},
+		{name: "unknown file key", args: []string{"--config", badFile}, wantErr: "field domian not found"},
+		{name: "missing file", args: []string{"--config", filepath.Join(dir, "none.yaml")}, wantErr: "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, io.Discard)
+			if tt.wantErr != "" {
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), tt.wantErr)
+				return
+			}
+			require.NoError(t, err)
+			tt.check(t, c)
+		})
+	}
+}
