@@ -96,8 +96,10 @@ func (s *Store) Read(ctx context.Context, w io.Writer, q Query) error {
 		}
 		// Rings of replicas removed long ago are pruned; drop their followers
 		// so a long follow does not pile up open files.
+		// A rotation briefly leaves only the old segment, so a ring is gone
+		// only when both segments are.
 		for p, f := range followed {
-			if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
+			if missing(p) && missing(p+".1") {
 				f.close()
 				delete(followed, p)
 			}
@@ -111,6 +113,11 @@ func (s *Store) Read(ctx context.Context, w io.Writer, q Query) error {
 			// directory (as after an agent restart): they do not notify us.
 		}
 	}
+}
+
+func missing(path string) bool {
+	_, err := os.Stat(path)
+	return errors.Is(err, os.ErrNotExist)
 }
 
 func nonEmpty(s string) string {

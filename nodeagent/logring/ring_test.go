@@ -244,7 +244,7 @@ func TestFollow(t *testing.T) {
 	for _, l := range strings.Split(got, "\n") {
 		var n int
 		if _, err := fmt.Sscanf(l, "hello-00001-aaaaa stdout: burst %d", &n); err == nil {
-			assert.Greater(t, n, prev, "out of order or repeated: %q", l)
+			assert.Greater(t, n, prev, "out of order or repeated: %q\n%s", l, got)
 			prev = n
 		}
 	}

@@ -1,0 +1,189 @@
+package nodeagent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ebbrun/ebb/nodeagent/logring"
+	"github.com/ebbrun/ebb/store"
+)
+
+// adopt reconciles what an earlier agent on this node left behind, before
+// anything new is started: the containers in the runtime against the
+// replica records in the store.
+//
+//   - A container with a record is adopted as it is: pre-created, running
+//     (re-probed and re-published) or exited (restarted with backoff). One
+//     whose record says it was stopping is removed.
+//   - A container without a record is an orphan and is deleted: records are
+//     written before containers are created and deleted after they are
+//     removed, so only an interrupted removal leaves one.
+//   - A container without a task lost its process in a way adoption cannot
+//     repair (an interrupted create); it is deleted and the planner creates
+//     a replacement.
+//   - Records, ports and endpoints of this node with no container are
+//     deleted.
+func (a *Agent) adopt(ctx context.Context) error {
+	node := a.cfg.Node
+	s := a.deps.Store
+	recs, _, err := store.ListJSON[store.Replica](ctx, s, store.ReplicasPrefix(node))
+	if err != nil {
+		return fmt.Errorf("list replica records: %w", err)
+	}
+	portKVs, _, err := s.List(ctx, store.PrefixPorts+node+"/")
+	if err != nil {
+		return fmt.Errorf("list ports: %w", err)
+	}
+	eps, _, err := store.ListJSON[store.Endpoint](ctx, s, store.PrefixEndpoints)
+	if err != nil {
+		return fmt.Errorf("list endpoints: %w", err)
+	}
+	statuses, _, err := store.ListJSON[store.RevisionNodeStatus](ctx, s, store.PrefixRevStatus)
+	if err != nil {
+		return fmt.Errorf("list revision statuses: %w", err)
+	}
+	ctrs, err := a.deps.Runtime.List(ctx, node)
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+
+	a.mu.Lock()
+	for _, st := range statuses {
+		if st.Value.Node == node && strings.HasSuffix(st.Key, "/"+node) {
+			a.seedStatus[st.Value.Revision] = st.Value
+		}
+	}
+	a.mu.Unlock()
+
+	byID := make(map[string]store.Replica, len(recs))
+	for _, r := range recs {
+		byID[r.Value.ID] = r.Value
+	}
+	limits := map[string]replicaLimits{}
+	adopted := map[string]*replica{}
+	for _, c := range ctrs {
+		rec, ok := byID[c.ID]
+		if !ok || rec.Port == 0 {
+			a.log.Warn("deleting orphan container", "container", c.ID)
+			if err := a.deps.Runtime.Delete(ctx, c.ID); err != nil {
+				return fmt.Errorf("delete orphan container %s: %w", c.ID, err)
+			}
+			continue
+		}
+		r, err := a.adoptOne(ctx, c, rec, limits)
+		if err != nil {
+			return err
+		}
+		if r != nil {
+			adopted[r.id] = r
+		}
+	}
+
+	stale := map[string]bool{}
+	for id, rec := range byID {
+		if adopted[id] == nil {
+			stale[store.ReplicaKey(node, id)] = true
+			stale[store.EndpointKey(rec.Revision, id)] = true
+		}
+	}
+	for _, kv := range portKVs {
+		var id string
+		if json.Unmarshal(kv.Value, &id) != nil || adopted[id] == nil {
+			stale[kv.Key] = true
+		}
+	}
+	for _, ep := range eps {
+		if ep.Value.Node == node && adopted[ep.Value.Replica] == nil {
+			stale[ep.Key] = true
+		}
+	}
+	ops := make([]store.Op, 0, len(stale))
+	for key := range stale {
+		ops = append(ops, store.Delete(key, store.AnyVersion))
+	}
+	// One transaction per few keys keeps each write small for Redis too.
+	for len(ops) > 0 {
+		n := min(len(ops), 64)
+		if err := a.txn(ctx, "delete stale records", ops[:n]...); err != nil {
+			return err
+		}
+		ops = ops[n:]
+	}
+
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range adopted {
+		a.replicas[r.id] = r
+		a.ports[r.port] = r.id
+		a.revLocked(r.rev, r.function)
+		a.wg.Add(1)
+		go a.supervise(a.ctx, r)
+	}
+	if len(adopted) > 0 {
+		a.log.Info("adopted replicas", "count", len(adopted))
+	}
+	return nil
+}
+
+// adoptOne attaches to one container that has a record, or deletes it if it
+// cannot be adopted. It returns nil for a deleted container.
+func (a *Agent) adoptOne(ctx context.Context, c Container, rec store.Replica, limits map[string]replicaLimits) (*replica, error) {
+	ring, err := a.logs.Open(logring.ReplicaRef{Function: rec.Function, Revision: rec.Revision, ID: rec.ID})
+	if err != nil {
+		return nil, err
+	}
+	// The supervisor reopens the ring; this one only carries the output of
+	// the attach until then, and appends to the same files.
+	task, err := a.deps.Runtime.Attach(ctx, c.ID, Output{Stdout: ring.Stdout(), Stderr: ring.Stderr()})
+	state := TaskOther
+	if err == nil {
+		state, err = task.State(ctx)
+	}
+	if err != nil || state == TaskOther {
+		ring.Close()
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			a.log.Warn("cannot attach to container; deleting it", "container", c.ID, "err", err)
+		}
+		if err := a.deps.Runtime.Delete(ctx, c.ID); err != nil {
+			return nil, fmt.Errorf("delete unadoptable container %s: %w", c.ID, err)
+		}
+		return nil, nil
+	}
+	lim, ok := limits[rec.Revision]
+	if !ok {
+		// A revision deleted meanwhile leaves zero limits: the replica is
+		// about to be stopped anyway.
+		if rev, _, err := store.GetJSON[store.Revision](ctx, a.deps.Store, store.RevisionKey(rec.Function, rec.Revision)); err == nil {
+			lim = limitsOf(rev.Spec)
+		}
+		limits[rec.Revision] = lim
+	}
+	created := rec.CreatedAt
+	if created.IsZero() {
+		created = time.Now()
+	}
+	r := newReplica(rec.ID, rec.Function, rec.Revision, created)
+	r.port = rec.Port
+	r.limits = lim
+	r.restarts, r.lastExit = rec.Restarts, rec.LastExitCode
+	r.adopted = &adoption{task: task, state: state, record: rec}
+	r.adoptRing = ring
+	switch state {
+	case TaskCreated:
+		r.phase = phasePooled
+	case TaskRunning:
+		r.phase, r.startRequested = phaseStarting, true
+		r.startOnce.Do(func() { close(r.startCh) })
+	case TaskStopped:
+		r.phase, r.startRequested = phaseBackoff, true
+		r.startOnce.Do(func() { close(r.startCh) })
+	}
+	if rec.State == store.ReplicaStopping {
+		r.requestStop()
+	}
+	return r, nil
+}

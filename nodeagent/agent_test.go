@@ -1,0 +1,594 @@
+package nodeagent_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/nodeagent"
+	"github.com/ebbrun/ebb/nodeagent/fake"
+	"github.com/ebbrun/ebb/store"
+	"github.com/ebbrun/ebb/store/embedded"
+)
+
+const (
+	node     = "node-a"
+	image    = "example.com/hello:1"
+	badImage = "example.com/bad:1"
+	crashImg = "example.com/crash:1"
+	stubborn = "example.com/stubborn:1"
+)
+
+// portBase hands each test its own port range, so parallel tests and
+// leftovers of a failed one never collide.
+var portBase atomic.Int32
+
+type env struct {
+	t     *testing.T
+	store store.Store
+	rt    *fake.Runtime
+	cfg   nodeagent.Config
+	reg   *prometheus.Registry
+	agent *nodeagent.Agent
+	stop  func()
+}
+
+func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
+	t.Helper()
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "state.db"), embedded.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	rt := fake.New()
+	rt.AddImage(nodeagent.ImageConfig{Ref: image, Entrypoint: []string{"/hello"}, Env: []string{"PATH=/bin", "GREETING=hi"}}, fake.Behavior{})
+	rt.AddImage(nodeagent.ImageConfig{Ref: badImage, Entrypoint: []string{"/hello"}}, fake.Behavior{BadExec: "exec format error: ELF for arm64, node is amd64"})
+	rt.AddImage(nodeagent.ImageConfig{Ref: crashImg, Entrypoint: []string{"/hello"}}, fake.Behavior{ExitOnStart: 3})
+	rt.AddImage(nodeagent.ImageConfig{Ref: stubborn, Entrypoint: []string{"/hello"}}, fake.Behavior{IgnoreTERM: true})
+	base := 23000 + int(portBase.Add(1))*50
+	cfg := nodeagent.Config{
+		Node:              node,
+		DataDir:           t.TempDir(),
+		RunDir:            t.TempDir(),
+		PortMin:           base,
+		PortMax:           base + 49,
+		ProbeTimeout:      5 * time.Second,
+		RestartBackoff:    20 * time.Millisecond,
+		RestartBackoffMax: 200 * time.Millisecond,
+		DrainDelay:        10 * time.Millisecond,
+		DrainTimeout:      5 * time.Second,
+		TerminationGrace:  300 * time.Millisecond,
+		HeartbeatInterval: 100 * time.Millisecond,
+		ResyncInterval:    50 * time.Millisecond,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	e := &env{t: t, store: st, rt: rt, cfg: cfg}
+	e.start()
+	t.Cleanup(func() { e.stop() })
+	return e
+}
+
+// start runs a fresh agent on the env's store and runtime, as a restarted
+// agent process would.
+func (e *env) start() {
+	e.t.Helper()
+	e.reg = prometheus.NewRegistry()
+	a, err := nodeagent.New(e.cfg, nodeagent.Deps{
+		Store: e.store, Runtime: e.rt, Registerer: e.reg,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(e.t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	e.agent = a
+	var once sync.Once
+	e.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				assert.NoError(e.t, err)
+			case <-time.After(10 * time.Second):
+				e.t.Error("agent did not stop")
+			}
+		})
+	}
+}
+
+func (e *env) deploy(fn string, gen int, spec api.FunctionSpec) string {
+	e.t.Helper()
+	rev := api.RevisionName(fn, gen)
+	spec = spec.WithDefaults()
+	require.NoError(e.t, spec.Validate())
+	_, err := e.store.Txn(context.Background(), store.PutJSON(store.RevisionKey(fn, rev),
+		store.Revision{Name: rev, Function: fn, Generation: gen, Spec: spec, CreatedAt: time.Now()}, store.AnyVersion))
+	require.NoError(e.t, err)
+	return rev
+}
+
+func (e *env) assign(fn, rev string, replicas, preCreated int) {
+	e.t.Helper()
+	_, err := e.store.Txn(context.Background(), store.PutJSON(store.AssignmentKey(node, rev),
+		store.Assignment{Function: fn, Revision: rev, Replicas: replicas, PreCreated: preCreated}, store.AnyVersion))
+	require.NoError(e.t, err)
+}
+
+func (e *env) unassign(rev string) {
+	e.t.Helper()
+	_, err := e.store.Txn(context.Background(), store.Delete(store.AssignmentKey(node, rev), store.AnyVersion))
+	require.NoError(e.t, err)
+}
+
+func (e *env) endpoints(rev string) []store.Endpoint {
+	e.t.Helper()
+	eps, _, err := store.ListJSON[store.Endpoint](context.Background(), e.store, store.EndpointsPrefix(rev))
+	require.NoError(e.t, err)
+	out := make([]store.Endpoint, len(eps))
+	for i, ep := range eps {
+		out[i] = ep.Value
+	}
+	return out
+}
+
+func (e *env) status(rev string) (store.RevisionNodeStatus, bool) {
+	st, _, err := store.GetJSON[store.RevisionNodeStatus](context.Background(), e.store, store.RevStatusKey(rev, node))
+	return st, err == nil
+}
+
+func (e *env) waitEndpoints(rev string, n int) []store.Endpoint {
+	e.t.Helper()
+	var eps []store.Endpoint
+	require.Eventually(e.t, func() bool {
+		eps = e.endpoints(rev)
+		return len(eps) == n
+	}, 10*time.Second, 2*time.Millisecond, "want %d endpoints of %s, have %+v", n, rev, eps)
+	return eps
+}
+
+func (e *env) waitStatus(rev string, what string, ok func(store.RevisionNodeStatus) bool) store.RevisionNodeStatus {
+	e.t.Helper()
+	var st store.RevisionNodeStatus
+	require.Eventually(e.t, func() bool {
+		var found bool
+		st, found = e.status(rev)
+		return found && ok(st)
+	}, 10*time.Second, 2*time.Millisecond, "revision %s: want %s, have %+v", rev, what, st)
+	return st
+}
+
+func (e *env) waitContainers(n int) map[string]nodeagent.ContainerSpec {
+	e.t.Helper()
+	var cs map[string]nodeagent.ContainerSpec
+	require.Eventually(e.t, func() bool {
+		cs = e.rt.Containers()
+		return len(cs) == n
+	}, 10*time.Second, 2*time.Millisecond, "want %d containers, have %d", n, len(cs))
+	return cs
+}
+
+func get(t *testing.T, addr, path string) string {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return string(b)
+}
+
+func TestScaleUpPublishesEndpointsAndKeepsAPool(t *testing.T) {
+	e := newEnv(t, nil)
+	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image, Env: map[string]string{"A": "1"},
+		Concurrency: api.Concurrency{HardLimit: 7}, Resources: api.Resources{CPU: 0.5, Memory: "128Mi", Pids: 64},
+		Secrets: []api.Secret{{Name: "token", Value: "s3cret", Env: "TOKEN"}, {Name: "key", Value: "k", File: "key"}}})
+	e.assign("hello", rev, 2, 0)
+
+	eps := e.waitEndpoints(rev, 2)
+	for _, ep := range eps {
+		assert.Equal(t, node, ep.Node)
+		assert.Equal(t, 7, ep.Limit)
+		assert.True(t, strings.HasPrefix(ep.Addr, "127.0.0.1:"))
+		assert.Equal(t, "hello from "+ep.Replica+"\n", get(t, ep.Addr, "/"))
+	}
+	assert.NotEqual(t, eps[0].Addr, eps[1].Addr)
+
+	// The default policy keeps one pre-created task for a revision in use.
+	st := e.waitStatus(rev, "ready with a pre-created task", func(s store.RevisionNodeStatus) bool {
+		return s.State == api.RevisionReady && s.Ready == 2 && s.PreCreated == 1
+	})
+	assert.Zero(t, st.Restarts)
+	cs := e.waitContainers(3)
+
+	spec := cs[eps[0].Replica]
+	assert.Equal(t, []string{"/hello"}, spec.Args)
+	assert.Contains(t, spec.Env, "PATH=/bin")
+	assert.Contains(t, spec.Env, "GREETING=hi")
+	assert.Contains(t, spec.Env, "A=1")
+	assert.Contains(t, spec.Env, "TOKEN=s3cret")
+	assert.Contains(t, spec.Env, "EBB_REVISION="+rev)
+	assert.Contains(t, spec.Env, "EBB_REPLICA="+eps[0].Replica)
+	assert.Contains(t, spec.Env, "PORT="+strings.TrimPrefix(eps[0].Addr, "127.0.0.1:"))
+	assert.Equal(t, 0.5, spec.CPU)
+	assert.Equal(t, int64(128<<20), spec.MemoryBytes)
+	assert.Equal(t, int64(64), spec.PidsLimit)
+	assert.Equal(t, rev, spec.Labels[nodeagent.LabelRevision])
+	assert.Equal(t, "hello", spec.Labels[nodeagent.LabelFunction])
+	assert.Equal(t, node, spec.Labels[nodeagent.LabelNode])
+	require.NotEmpty(t, spec.SecretsDir)
+	assert.FileExists(t, filepath.Join(spec.SecretsDir, "key"))
+
+	// Ports are recorded in the store, one per container.
+	ports, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")
+	require.NoError(t, err)
+	assert.Len(t, ports, 3)
+
+	// The node record counts the replicas and the pool.
+	require.Eventually(t, func() bool {
+		n, _, err := store.GetJSON[store.Node](context.Background(), e.store, store.NodeKey(node))
+		return err == nil && n.Running == 2 && n.PoolSize == 1 && n.AllocatedCPU == 1.0 &&
+			n.AllocatedMemory == 256<<20 && len(n.Images) == 4 && n.PoolCapacity == 32
+	}, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return metric(t, e.reg, "ebb_nodeagent_running_replicas") == 2 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 1.0, metric(t, e.reg, "ebb_nodeagent_pool_tasks"))
+}
+
+// metric reads a counter or gauge exactly as the registry exports it.
+func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			m := mf.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s is not exported", name)
+	return 0
+}
+
+func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
+	e := newEnv(t, nil)
+	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+	// Zero replicas but an explicit pool entry, as the autoscaler asks for
+	// a revision at zero that it expects to need.
+	e.assign("hello", rev, 0, 1)
+	e.waitStatus(rev, "idle with a pre-created task", func(s store.RevisionNodeStatus) bool {
+		return s.State == api.RevisionIdle && s.PreCreated == 1
+	})
+	cs := e.waitContainers(1)
+	var pooled string
+	for id := range cs {
+		pooled = id
+	}
+
+	e.assign("hello", rev, 1, 1)
+	eps := e.waitEndpoints(rev, 1)
+	assert.Equal(t, pooled, eps[0].Replica, "the pre-created task serves the first replica")
+	assert.Equal(t, 1.0, metric(t, e.reg, "ebb_nodeagent_pool_hits_total"))
+	assert.Equal(t, 0.0, metric(t, e.reg, "ebb_nodeagent_pool_misses_total"))
+	// And the pool is refilled once the start is done.
+	e.waitStatus(rev, "ready with a refilled pool", func(s store.RevisionNodeStatus) bool {
+		return s.State == api.RevisionReady && s.Ready == 1 && s.PreCreated == 1
+	})
+	e.waitContainers(2)
+}
+
+func TestCrashRestartsInPlaceAndReportsCrashLoop(t *testing.T) {
+	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+	e.assign("hello", rev, 1, 0)
+	ep := e.waitEndpoints(rev, 1)[0]
+
+	e.rt.Task(ep.Replica).Crash(42)
+	st := e.waitStatus(rev, "ready again after one restart", func(s store.RevisionNodeStatus) bool {
+		return s.State == api.RevisionReady && s.Restarts == 1
+	})
+	require.NotNil(t, st.LastExitCode)
+	assert.Equal(t, 42, *st.LastExitCode)
+	assert.Contains(t, strings.Join(st.LastLogLines, "\n"), "stderr: fake: crashing with 42")
+
+	again := e.waitEndpoints(rev, 1)[0]
+	assert.Equal(t, ep.Replica, again.Replica, "restarted in place")
+	assert.Equal(t, ep.Addr, again.Addr, "same port")
+	assert.Len(t, e.rt.Containers(), 1)
+	assert.Equal(t, 1.0, metric(t, e.reg, "ebb_nodeagent_restarts_total"))
+	rec, _, err := store.GetJSON[store.Replica](context.Background(), e.store, store.ReplicaKey(node, ep.Replica))
+	require.NoError(t, err)
+	assert.Equal(t, 1, rec.Restarts)
+	assert.Equal(t, store.ReplicaReady, rec.State)
+}
+
+func TestCrashLoopBacksOff(t *testing.T) {
+	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+	rev := e.deploy("crash", 1, api.FunctionSpec{Image: crashImg})
+	e.assign("crash", rev, 1, 0)
+	st := e.waitStatus(rev, "crash loop", func(s store.RevisionNodeStatus) bool {
+		return s.State == api.RevisionCrashLoop && s.Restarts >= 3
+	})
+	require.NotNil(t, st.LastExitCode)
+	assert.Equal(t, 3, *st.LastExitCode)
+	assert.Contains(t, st.Message, "exited with code 3")
+	assert.Contains(t, strings.Join(st.LastLogLines, "\n"), "fake: failing on start")
+	assert.Empty(t, e.endpoints(rev))
+	assert.Len(t, e.rt.Containers(), 1, "restarts reuse the container")
+
+	// Backoff: starts are spaced out, doubling up to the cap (20ms → 200ms),
+	// so in 600ms there are far fewer than a tight loop would make.
+	starts := func() int {
+		n := 0
+		for _, c := range e.rt.Calls() {
+			if strings.HasPrefix(c, "start ") {
+				n++
+			}
+		}
+		return n
+	}
+	before := starts()
+	time.Sleep(600 * time.Millisecond) // measuring a rate over a window
+	assert.LessOrEqual(t, starts()-before, 6)
+}
+
+func TestBadImageFailsWithAClearStatus(t *testing.T) {
+	tests := []struct {
+		name    string
+		spec    api.FunctionSpec
+		message string
+	}{
+		{name: "exec format", spec: api.FunctionSpec{Image: badImage}, message: "/hello: exec format error: ELF for arm64, node is amd64"},
+		{name: "missing image", spec: api.FunctionSpec{Image: "example.com/nope:1"}, message: "image example.com/nope:1 is not on node node-a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, nil)
+			rev := e.deploy("bad", 1, tt.spec)
+			e.assign("bad", rev, 1, 0)
+			st := e.waitStatus(rev, "failed", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionFailed })
+			assert.Equal(t, tt.message, st.Message)
+			assert.Empty(t, e.rt.Containers(), "nothing is created from a bad image")
+		})
+	}
+
+	t.Run("no entrypoint", func(t *testing.T) {
+		e := newEnv(t, nil)
+		e.rt.AddImage(nodeagent.ImageConfig{Ref: "example.com/empty:1"}, fake.Behavior{})
+		rev := e.deploy("empty", 1, api.FunctionSpec{Image: "example.com/empty:1"})
+		e.assign("empty", rev, 1, 0)
+		st := e.waitStatus(rev, "failed", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionFailed })
+		assert.Equal(t, "image example.com/empty:1 has no entrypoint or cmd, and the function sets no args", st.Message)
+	})
+
+	t.Run("start error recovers", func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		e.rt.FailNext("NewTask", fmt.Errorf("runc create failed: %w", fake.ErrInjected))
+		rev := e.deploy("flaky", 1, api.FunctionSpec{Image: image})
+		e.assign("flaky", rev, 1, 0)
+		// The first attempt fails; the retry after the backoff succeeds and
+		// the failure clears.
+		e.waitEndpoints(rev, 1)
+		st := e.waitStatus(rev, "ready", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionReady })
+		assert.Empty(t, st.Message)
+		assert.Len(t, e.rt.Containers(), 1, "the failed container was deleted")
+	})
+}
+
+func TestScaleDownDrainsThenTerminates(t *testing.T) {
+	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+	e.assign("hello", rev, 1, 0)
+	ep := e.waitEndpoints(rev, 1)[0]
+
+	// A request in flight when the scale-down comes must finish, on a
+	// client that keeps its connection alive afterwards, as routers do.
+	c := &http.Client{Timeout: 10 * time.Second}
+	type result struct {
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := c.Get("http://" + ep.Addr + "/sleep?d=400ms")
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		res <- result{body: string(b), err: err}
+	}()
+	task := e.rt.Task(ep.Replica)
+	require.Eventually(t, func() bool { return task.InFlight() == 1 }, 5*time.Second, time.Millisecond)
+	began := time.Now()
+	e.assign("hello", rev, 0, 0)
+
+	// The endpoint goes at once, long before the request is done.
+	e.waitEndpoints(rev, 0)
+	assert.Less(t, time.Since(began), 300*time.Millisecond)
+	r := <-res
+	require.NoError(t, r.err)
+	assert.Equal(t, "slept\n", r.body)
+
+	e.waitContainers(0)
+	// The idle keep-alive connection did not hold the drain to its timeout.
+	assert.Less(t, time.Since(began), 2*time.Second)
+	calls := e.rt.Calls()
+	assert.Contains(t, calls, "signal "+ep.Replica+" terminated")
+	assert.NotContains(t, calls, "signal "+ep.Replica+" killed")
+	e.waitStatus(rev, "idle", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionIdle })
+	require.Eventually(t, func() bool {
+		recs, _, err := e.store.List(context.Background(), store.ReplicasPrefix(node))
+		require.NoError(t, err)
+		ports, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")
+		require.NoError(t, err)
+		return len(recs) == 0 && len(ports) == 0
+	}, 5*time.Second, 2*time.Millisecond, "replica and port records are removed")
+
+	// Removing the assignment removes the revision's status too.
+	e.unassign(rev)
+	require.Eventually(t, func() bool { _, ok := e.status(rev); return !ok }, 5*time.Second, 2*time.Millisecond)
+}
+
+func TestStubbornReplicaIsKilledAfterTheGrace(t *testing.T) {
+	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+	rev := e.deploy("stubborn", 1, api.FunctionSpec{Image: stubborn})
+	e.assign("stubborn", rev, 1, 0)
+	ep := e.waitEndpoints(rev, 1)[0]
+	began := time.Now()
+	e.assign("stubborn", rev, 0, 0)
+	e.waitContainers(0)
+	assert.GreaterOrEqual(t, time.Since(began), e.cfg.TerminationGrace)
+	calls := strings.Join(e.rt.Calls(), "\n")
+	assert.Contains(t, calls, "signal "+ep.Replica+" terminated\nsignal "+ep.Replica+" killed")
+}
+
+func TestRestartedAgentAdoptsWithoutDuplicatesOrOrphans(t *testing.T) {
+	e := newEnv(t, nil)
+	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+	e.assign("hello", rev, 2, 0)
+	before := e.waitEndpoints(rev, 2)
+	e.waitStatus(rev, "ready with pool", func(s store.RevisionNodeStatus) bool { return s.Ready == 2 && s.PreCreated == 1 })
+	containers := e.waitContainers(3)
+
+	// The agent dies without cleaning up.
+	e.stop()
+	// Meanwhile: a stray container with our label and no record (an
+	// interrupted removal), and a record whose container is gone.
+	require.NoError(t, e.rt.Create(context.Background(), nodeagent.ContainerSpec{ID: "stray", Image: image,
+		Labels: map[string]string{nodeagent.LabelNode: node}}))
+	_, err := e.store.Txn(context.Background(),
+		store.PutJSON(store.ReplicaKey(node, "hello-00001-ghost"), store.Replica{ID: "hello-00001-ghost", Node: node,
+			Function: "hello", Revision: rev, Port: 1, State: store.ReplicaReady}, store.AnyVersion),
+		store.PutJSON(store.EndpointKey(rev, "hello-00001-ghost"), store.Endpoint{Replica: "hello-00001-ghost", Node: node,
+			Revision: rev, Addr: "127.0.0.1:1"}, store.AnyVersion))
+	require.NoError(t, err)
+	// And one replica crashes while nobody watches.
+	e.rt.Task(before[0].Replica).Crash(9)
+
+	calls := len(e.rt.Calls())
+	e.start()
+	st := e.waitStatus(rev, "ready after adoption", func(s store.RevisionNodeStatus) bool {
+		return s.State == api.RevisionReady && s.Ready == 2 && s.PreCreated == 1 && s.Restarts == 1
+	})
+	assert.Equal(t, 9, *st.LastExitCode)
+	after := e.waitEndpoints(rev, 2)
+	assert.ElementsMatch(t, []string{before[0].Replica, before[1].Replica}, []string{after[0].Replica, after[1].Replica})
+	assert.Equal(t, containers, e.waitContainers(3), "the same containers, no new ones, the stray gone")
+	for _, c := range e.rt.Calls()[calls:] {
+		assert.False(t, strings.HasPrefix(c, "create "), "adoption created a container: %s", c)
+	}
+	_, err = e.store.Get(context.Background(), store.ReplicaKey(node, "hello-00001-ghost"))
+	assert.ErrorIs(t, err, store.ErrNotFound)
+}
+
+func TestLogsAreReadable(t *testing.T) {
+	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+	e.assign("hello", rev, 1, 0)
+	ep := e.waitEndpoints(rev, 1)[0]
+	e.rt.Task(ep.Replica).Crash(5)
+	e.waitStatus(rev, "restarted", func(s store.RevisionNodeStatus) bool { return s.Restarts == 1 && s.State == api.RevisionReady })
+
+	var b bytes.Buffer
+	require.NoError(t, e.agent.ReadLogs(context.Background(), &b, nodeagent.LogQuery{Function: "hello"}))
+	out := b.String()
+	assert.Contains(t, out, ep.Replica+" stdout: fake: listening on ")
+	assert.Contains(t, out, ep.Replica+" stderr: fake: crashing with 5")
+	assert.Contains(t, out, ep.Replica+" ebb: exited with code 5; restarting in 20ms")
+
+	// The same through the agent's HTTP API for remote control planes.
+	rec := &bytes.Buffer{}
+	srvReq, err := http.NewRequest(http.MethodGet, "/v1/logs?function=hello&tail=1", nil)
+	require.NoError(t, err)
+	w := &recorder{header: http.Header{}, body: rec}
+	e.agent.Handler().ServeHTTP(w, srvReq)
+	assert.Equal(t, http.StatusOK, w.status)
+	assert.Contains(t, rec.String(), ep.Replica+" stdout: fake: listening on ")
+}
+
+type recorder struct {
+	header http.Header
+	body   *bytes.Buffer
+	status int
+}
+
+func (r *recorder) Header() http.Header         { return r.header }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }
+func (r *recorder) WriteHeader(s int)           { r.status = s }
+
+func TestPoolPolicy(t *testing.T) {
+	tests := []struct {
+		name     string
+		tweak    func(*nodeagent.Config)
+		replicas int
+		explicit int
+		wantPool int
+	}{
+		{name: "off", tweak: func(c *nodeagent.Config) { c.PoolPerRevision = -1 }, replicas: 1, wantPool: 0},
+		{name: "explicit beats off", tweak: func(c *nodeagent.Config) { c.PoolPerRevision = -1 }, replicas: 0, explicit: 2, wantPool: 2},
+		{name: "unused revision gets none", replicas: 0, wantPool: 0},
+		{name: "budget caps", tweak: func(c *nodeagent.Config) { c.PoolMemoryBudget = 32 << 20 }, replicas: 1, explicit: 5, wantPool: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, tt.tweak)
+			rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+			e.assign("hello", rev, tt.replicas, tt.explicit)
+			e.waitStatus(rev, fmt.Sprintf("%d ready, %d pooled", tt.replicas, tt.wantPool), func(s store.RevisionNodeStatus) bool {
+				return s.Ready == tt.replicas && s.PreCreated == tt.wantPool
+			})
+			e.waitContainers(tt.replicas + tt.wantPool)
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	good := nodeagent.Config{Node: "n1", DataDir: "/var/lib/ebb"}
+	tests := []struct {
+		name    string
+		tweak   func(*nodeagent.Config)
+		wantErr string
+	}{
+		{name: "defaults", tweak: func(*nodeagent.Config) {}},
+		{name: "no node", tweak: func(c *nodeagent.Config) { c.Node = "" }, wantErr: "node"},
+		{name: "relative data dir", tweak: func(c *nodeagent.Config) { c.DataDir = "data" }, wantErr: "data dir"},
+		{name: "bad host ip", tweak: func(c *nodeagent.Config) { c.HostIP = "localhost" }, wantErr: "host ip"},
+		{name: "inverted ports", tweak: func(c *nodeagent.Config) { c.PortMin, c.PortMax = 30000, 20000 }, wantErr: "port range"},
+		{name: "negative probe interval", tweak: func(c *nodeagent.Config) { c.ProbeInterval = -1 }, wantErr: "probe interval"},
+		{name: "probe path", tweak: func(c *nodeagent.Config) { c.ProbePath = "healthz" }, wantErr: "probe path"},
+		{name: "pool", tweak: func(c *nodeagent.Config) { c.PoolPerRevision = -2 }, wantErr: "pool per revision"},
+		{name: "advertise", tweak: func(c *nodeagent.Config) { c.AdvertiseAddr = "nope" }, wantErr: "advertise"},
+		{name: "backoff order", tweak: func(c *nodeagent.Config) { c.RestartBackoff, c.RestartBackoffMax = time.Minute, time.Second }, wantErr: "backoff max"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := good
+			tt.tweak(&c)
+			err := c.WithDefaults().Validate()
+			if tt.wantErr == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.wantErr)
+		})
+	}
+}

@@ -1,0 +1,292 @@
+package nodeagent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/store"
+)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultRunDir              = "/run/ebb/nodeagent"
+	DefaultHostIP              = "127.0.0.1"
+	DefaultPortMin             = 20000
+	DefaultPortMax             = 29999
+	DefaultProbeInterval       = 500 * time.Microsecond
+	DefaultProbeTimeout        = 30 * time.Second
+	DefaultProbePath           = "/"
+	DefaultRestartBackoff      = 100 * time.Millisecond
+	DefaultRestartBackoffMax   = 30 * time.Second
+	DefaultBackoffReset        = time.Minute
+	DefaultFailedRetryMax      = 5 * time.Minute
+	DefaultDrainDelay          = 50 * time.Millisecond
+	DefaultDrainTimeout        = 10 * time.Second
+	DefaultTerminationGrace    = 10 * time.Second
+	DefaultPoolPerRevision     = 1
+	DefaultPoolWindow          = 10 * time.Minute
+	DefaultPoolMemoryBudget    = 512 << 20
+	DefaultPoolEntryMemory     = 16 << 20
+	DefaultPoolCreateParallel  = 1
+	DefaultHeartbeatInterval   = 5 * time.Second
+	DefaultResyncInterval      = time.Second
+	DefaultTmpBytes            = 64 << 20
+	DefaultLastLogLines        = 10
+	DefaultLogMaxBytes         = 1 << 20
+	DefaultLogRetention        = time.Hour
+	DefaultStoreTimeout        = 10 * time.Second
+	poolPerRevisionNone        = -1
+	maxReplicaIDLen            = 76 // containerd's identifier limit
+	defaultProbeAttemptTimeout = 250 * time.Millisecond
+)
+
+// Config configures an Agent. Zero fields take the documented defaults.
+type Config struct {
+	// Node names this node in the store. Required; a DNS label.
+	Node string
+	// DataDir holds what must survive a restart: the log rings (logs/).
+	// Required, absolute.
+	DataDir string
+	// RunDir holds what must not: output fifos (fifo/) and secret files
+	// (secrets/). It should be a tmpfs so secrets never reach a disk.
+	// Default /run/ebb/nodeagent.
+	RunDir string
+	// AdvertiseAddr is host:port where this agent's Handler is served, for
+	// control planes on other nodes to read logs from. Written to the node
+	// record; empty means none.
+	AdvertiseAddr string
+	// APIToken is the bearer token Handler requires; empty means none.
+	APIToken string
+	// HostIP is the address endpoints are published with. Default 127.0.0.1.
+	HostIP string
+	// PortMin and PortMax bound the host ports given to replicas. Default
+	// 20000-29999, below Linux's ephemeral range.
+	PortMin, PortMax int
+
+	// ProbeInterval is the readiness probe's cadence. Default 500µs.
+	ProbeInterval time.Duration
+	// ProbeTimeout is how long a replica may take to become ready after its
+	// start before it is killed and restarted. Default 30s.
+	ProbeTimeout time.Duration
+	// ProbeTCP makes readiness a TCP connect instead of an HTTP GET.
+	ProbeTCP bool
+	// ProbePath is the HTTP probe's path; any status below 500 passes.
+	// Default "/".
+	ProbePath string
+
+	// RestartBackoff is the wait before the first restart of a crashed
+	// replica; each further crash doubles it up to RestartBackoffMax.
+	// Defaults 100ms and 30s.
+	RestartBackoff    time.Duration
+	RestartBackoffMax time.Duration
+	// BackoffReset forgets earlier crashes once a replica has been ready
+	// this long. Default 1m.
+	BackoffReset time.Duration
+	// FailedRetryMax caps the wait between attempts to create replicas of a
+	// revision whose image cannot start. Default 5m.
+	FailedRetryMax time.Duration
+
+	// DrainDelay is the least time between removing an endpoint and
+	// signalling the replica, for routers to see the removal. Default 50ms.
+	DrainDelay time.Duration
+	// DrainTimeout bounds the wait for a replica's connections to close
+	// after its endpoint is removed, before SIGTERM; the revision's request
+	// timeout bounds it too. Default 10s.
+	DrainTimeout time.Duration
+	// TerminationGrace is the time between SIGTERM and SIGKILL. Default 10s.
+	TerminationGrace time.Duration
+
+	// PoolPerRevision is how many pre-created tasks to keep for every
+	// revision used on this node within PoolWindow; the store's
+	// Assignment.PreCreated can ask for more. Default 1; -1 means none.
+	PoolPerRevision int
+	// PoolWindow: see PoolPerRevision. Default 10m.
+	PoolWindow time.Duration
+	// PoolMemoryBudget bounds the memory of all pre-created tasks, counted
+	// at PoolEntryMemory each (a shim and a waiting runc init). Defaults
+	// 512 MiB and 16 MiB.
+	PoolMemoryBudget int64
+	PoolEntryMemory  int64
+	// PoolCreateParallel bounds the pre-created tasks being created at once,
+	// and none is created while a replica is starting, so refilling the
+	// pool never competes with a cold start. Default 1.
+	PoolCreateParallel int
+
+	// HeartbeatInterval is how often the node record is written. Default 5s.
+	HeartbeatInterval time.Duration
+	// ResyncInterval is how often the agent reconciles without a change,
+	// to retry and to age the pool. Default 1s.
+	ResyncInterval time.Duration
+	// StoreTimeout bounds one store call. Default 10s.
+	StoreTimeout time.Duration
+
+	// TmpBytes sizes each replica's /tmp tmpfs. Default 64 MiB.
+	TmpBytes int64
+	// LastLogLines is how many of a crashed replica's last lines the
+	// revision status carries. Default 10.
+	LastLogLines int
+	// LogMaxBytes bounds each replica's log ring. Default 1 MiB.
+	LogMaxBytes int64
+	// LogRetention keeps the logs of removed replicas readable. Default 1h.
+	LogRetention time.Duration
+
+	// CPU and MemoryBytes override the capacity reported in the node
+	// record; zero means the machine's.
+	CPU         float64
+	MemoryBytes int64
+	// EBPF is reported in the node record as is ("on", "off", ...).
+	EBPF string
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	set := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.RunDir == "" {
+		c.RunDir = DefaultRunDir
+	}
+	if c.HostIP == "" {
+		c.HostIP = DefaultHostIP
+	}
+	if c.PortMin == 0 && c.PortMax == 0 {
+		c.PortMin, c.PortMax = DefaultPortMin, DefaultPortMax
+	}
+	set(&c.ProbeInterval, DefaultProbeInterval)
+	set(&c.ProbeTimeout, DefaultProbeTimeout)
+	if c.ProbePath == "" {
+		c.ProbePath = DefaultProbePath
+	}
+	set(&c.RestartBackoff, DefaultRestartBackoff)
+	set(&c.RestartBackoffMax, DefaultRestartBackoffMax)
+	set(&c.BackoffReset, DefaultBackoffReset)
+	set(&c.FailedRetryMax, DefaultFailedRetryMax)
+	set(&c.DrainDelay, DefaultDrainDelay)
+	set(&c.DrainTimeout, DefaultDrainTimeout)
+	set(&c.TerminationGrace, DefaultTerminationGrace)
+	if c.PoolPerRevision == 0 {
+		c.PoolPerRevision = DefaultPoolPerRevision
+	}
+	set(&c.PoolWindow, DefaultPoolWindow)
+	if c.PoolMemoryBudget == 0 {
+		c.PoolMemoryBudget = DefaultPoolMemoryBudget
+	}
+	if c.PoolEntryMemory == 0 {
+		c.PoolEntryMemory = DefaultPoolEntryMemory
+	}
+	if c.PoolCreateParallel == 0 {
+		c.PoolCreateParallel = DefaultPoolCreateParallel
+	}
+	set(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	set(&c.ResyncInterval, DefaultResyncInterval)
+	set(&c.StoreTimeout, DefaultStoreTimeout)
+	if c.TmpBytes == 0 {
+		c.TmpBytes = DefaultTmpBytes
+	}
+	if c.LastLogLines == 0 {
+		c.LastLogLines = DefaultLastLogLines
+	}
+	if c.LogMaxBytes == 0 {
+		c.LogMaxBytes = DefaultLogMaxBytes
+	}
+	set(&c.LogRetention, DefaultLogRetention)
+	return c
+}
+
+// Validate reports the first problem with a defaulted Config.
+func (c Config) Validate() error {
+	if err := api.ValidateName("node", c.Node); err != nil {
+		return err
+	}
+	if !filepath.IsAbs(c.DataDir) {
+		return fmt.Errorf("data dir %q must be an absolute path", c.DataDir)
+	}
+	if !filepath.IsAbs(c.RunDir) {
+		return fmt.Errorf("run dir %q must be an absolute path", c.RunDir)
+	}
+	if net.ParseIP(c.HostIP) == nil {
+		return fmt.Errorf("host ip %q is not an IP address", c.HostIP)
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseAddr); err != nil {
+			return fmt.Errorf("advertise addr %q: %w", c.AdvertiseAddr, err)
+		}
+	}
+	if c.PortMin < 1 || c.PortMax > 65535 || c.PortMin > c.PortMax {
+		return fmt.Errorf("port range %d-%d is not within 1-65535", c.PortMin, c.PortMax)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"probe interval", c.ProbeInterval}, {"probe timeout", c.ProbeTimeout},
+		{"restart backoff", c.RestartBackoff}, {"restart backoff max", c.RestartBackoffMax},
+		{"backoff reset", c.BackoffReset}, {"failed retry max", c.FailedRetryMax},
+		{"drain delay", c.DrainDelay}, {"drain timeout", c.DrainTimeout},
+		{"termination grace", c.TerminationGrace}, {"pool window", c.PoolWindow},
+		{"heartbeat interval", c.HeartbeatInterval}, {"resync interval", c.ResyncInterval},
+		{"store timeout", c.StoreTimeout},
+		{"log retention", c.LogRetention},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("%s must be positive", d.name)
+		}
+	}
+	switch {
+	case c.RestartBackoffMax < c.RestartBackoff:
+		return errors.New("restart backoff max is below restart backoff")
+	case c.ProbePath[0] != '/':
+		return fmt.Errorf("probe path %q must start with /", c.ProbePath)
+	case c.PoolPerRevision < poolPerRevisionNone:
+		return errors.New("pool per revision must be -1 (none) or more")
+	case c.PoolMemoryBudget < 0 || c.PoolEntryMemory <= 0:
+		return errors.New("pool memory budget must not be negative and pool entry memory must be positive")
+	case c.PoolCreateParallel < 1:
+		return errors.New("pool create parallel must be at least 1")
+	case c.TmpBytes < 1<<20:
+		return errors.New("tmp bytes must be at least 1 MiB")
+	case c.LastLogLines < 0:
+		return errors.New("last log lines must not be negative")
+	case c.CPU < 0 || c.MemoryBytes < 0:
+		return errors.New("cpu and memory overrides must not be negative")
+	}
+	return nil
+}
+
+// Deps are the agent's collaborators.
+type Deps struct {
+	Store   store.Store
+	Runtime Runtime
+	Logger  *slog.Logger
+	// Registerer takes the agent's metrics; nil means they are not exported.
+	Registerer prometheus.Registerer
+	// OnStarted, if set, observes every replica start with its phase
+	// timings, for benchmarks and tracing. It runs on the replica's goroutine
+	// and must return quickly.
+	OnStarted func(StartTrace)
+}
+
+// StartTrace is the timeline of one replica start.
+type StartTrace struct {
+	Function, Revision, Replica string
+	// PoolHit says the replica came from a pre-created task.
+	PoolHit bool
+	// Desired is when the agent saw the desired count that asked for the
+	// replica, Decided when it chose this replica for it.
+	Desired, Decided time.Time
+	// Created and TaskCreated end the container and task creation; both
+	// are zero on a pool hit.
+	Created, TaskCreated time.Time
+	// Started is when the program was started, Ready when the probe passed
+	// and Published when the endpoint was in the store.
+	Started, Ready, Published time.Time
+}

@@ -1,0 +1,24 @@
+// Package nodeagent is ebb's node agent: one per node, it turns the replicas
+// the store assigns to its node into running containers and keeps them so.
+//
+// The Agent watches assignments/{node}/ and, for each revision, runs the
+// desired number of replicas and keeps a pool of pre-created tasks
+// (container, snapshot and task created, program not started), so that a
+// cold start costs one task start plus a readiness probe polled at a
+// sub-millisecond cadence. The moment the probe passes, it writes the
+// replica's endpoint to the store, where routers and activators watch for
+// it. Scale-down removes the endpoint first, waits for connections to
+// drain, then sends SIGTERM and, after a grace period, SIGKILL. A crashed
+// replica restarts in place with exponential backoff and the revision
+// reports CrashLoop; one that cannot start at all (a bad image) reports
+// Failed. After its own restart the agent adopts the containers it finds by
+// label, so a crash of the agent loses and doubles nothing. It also
+// heartbeats its node record and keeps each replica's output in a bounded
+// ring on disk (package logring) that ReadLogs and Handler serve.
+//
+// The pure parts (planRevision, poolTargets, resolveRevSpec) hold the
+// decisions; the Agent's goroutines do the I/O. Containers are reached only
+// through the Runtime interface declared here; nodeagent/containerd
+// implements it. The agent must not import the router, activator,
+// autoscaler or control plane: it talks to them only through the store.
+package nodeagent

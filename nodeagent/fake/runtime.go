@@ -1,0 +1,396 @@
+package fake
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/ebbrun/ebb/nodeagent"
+)
+
+var _ nodeagent.Runtime = (*Runtime)(nil)
+
+// Behavior says how the processes of an image act.
+type Behavior struct {
+	// ExitOnStart makes the process exit with this code as soon as it
+	// starts, before it listens; 0 means it serves normally.
+	ExitOnStart int
+	// IgnoreTERM makes the process ignore SIGTERM, so only SIGKILL ends it.
+	IgnoreTERM bool
+	// BadExec makes CheckExecutable fail with this message.
+	BadExec string
+}
+
+// Runtime is an in-memory nodeagent.Runtime. The zero value is not usable;
+// call New.
+type Runtime struct {
+	mu         sync.Mutex
+	images     map[string]nodeagent.ImageConfig
+	behavior   map[string]Behavior
+	containers map[string]*container
+	failNext   map[string]error // method name → error for its next call
+	calls      []string
+}
+
+type container struct {
+	spec nodeagent.ContainerSpec
+	task *Task
+}
+
+// New returns an empty runtime.
+func New() *Runtime {
+	return &Runtime{
+		images:     map[string]nodeagent.ImageConfig{},
+		behavior:   map[string]Behavior{},
+		containers: map[string]*container{},
+		failNext:   map[string]error{},
+	}
+}
+
+// AddImage makes an image available, with how its processes behave.
+func (r *Runtime) AddImage(cfg nodeagent.ImageConfig, b Behavior) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.images[cfg.Ref] = cfg
+	r.behavior[cfg.Ref] = b
+}
+
+// FailNext makes the next call of method ("Create", "NewTask", "Start")
+// return err.
+func (r *Runtime) FailNext(method string, err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failNext[method] = err
+}
+
+func (r *Runtime) takeFailure(method string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	err := r.failNext[method]
+	delete(r.failNext, method)
+	return err
+}
+
+// Calls returns the calls made so far, such as "start hello-00001-abcde" or
+// "signal hello-00001-abcde terminated", in order.
+func (r *Runtime) Calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+func (r *Runtime) record(format string, args ...any) {
+	r.mu.Lock()
+	r.calls = append(r.calls, fmt.Sprintf(format, args...))
+	r.mu.Unlock()
+}
+
+// Containers returns the specs of the containers that exist, by id.
+func (r *Runtime) Containers() map[string]nodeagent.ContainerSpec {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]nodeagent.ContainerSpec, len(r.containers))
+	for id, c := range r.containers {
+		out[id] = c.spec
+	}
+	return out
+}
+
+// Task returns a container's current task, or nil.
+func (r *Runtime) Task(id string) *Task {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.containers[id]; c != nil {
+		return c.task
+	}
+	return nil
+}
+
+// Image implements nodeagent.Runtime.
+func (r *Runtime) Image(_ context.Context, ref string) (nodeagent.ImageConfig, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	img, ok := r.images[ref]
+	if !ok {
+		return img, fmt.Errorf("image %s: %w", ref, nodeagent.ErrNotFound)
+	}
+	return img, nil
+}
+
+// CheckExecutable implements nodeagent.Runtime.
+func (r *Runtime) CheckExecutable(_ context.Context, ref, argv0 string, _ []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if msg := r.behavior[ref].BadExec; msg != "" {
+		return fmt.Errorf("%w: %s: %s", nodeagent.ErrBadImage, argv0, msg)
+	}
+	return nil
+}
+
+// Images implements nodeagent.Runtime.
+func (r *Runtime) Images(context.Context) ([]string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make([]string, 0, len(r.images))
+	for ref := range r.images {
+		out = append(out, ref)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Create implements nodeagent.Runtime.
+func (r *Runtime) Create(_ context.Context, spec nodeagent.ContainerSpec) error {
+	if err := r.takeFailure("Create"); err != nil {
+		return err
+	}
+	r.record("create %s", spec.ID)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.images[spec.Image]; !ok {
+		return fmt.Errorf("image %s: %w", spec.Image, nodeagent.ErrNotFound)
+	}
+	if _, ok := r.containers[spec.ID]; ok {
+		return fmt.Errorf("container %s already exists", spec.ID)
+	}
+	r.containers[spec.ID] = &container{spec: spec}
+	return nil
+}
+
+// NewTask implements nodeagent.Runtime.
+func (r *Runtime) NewTask(_ context.Context, id string, out nodeagent.Output) (nodeagent.Task, error) {
+	if err := r.takeFailure("NewTask"); err != nil {
+		return nil, err
+	}
+	r.record("newtask %s", id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.containers[id]
+	if c == nil {
+		return nil, fmt.Errorf("container %s: %w", id, nodeagent.ErrNotFound)
+	}
+	if c.task != nil {
+		select {
+		case <-c.task.done:
+		default:
+			return nil, fmt.Errorf("container %s has a task that has not exited", id)
+		}
+	}
+	c.task = &Task{rt: r, id: id, spec: c.spec, behavior: r.behavior[c.spec.Image], out: out,
+		state: nodeagent.TaskCreated, done: make(chan struct{})}
+	return c.task, nil
+}
+
+// Attach implements nodeagent.Runtime.
+func (r *Runtime) Attach(_ context.Context, id string, out nodeagent.Output) (nodeagent.Task, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.containers[id]
+	if c == nil || c.task == nil {
+		return nil, fmt.Errorf("task of %s: %w", id, nodeagent.ErrNotFound)
+	}
+	c.task.mu.Lock()
+	c.task.out = out
+	c.task.mu.Unlock()
+	return c.task, nil
+}
+
+// List implements nodeagent.Runtime.
+func (r *Runtime) List(_ context.Context, node string) ([]nodeagent.Container, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []nodeagent.Container
+	for id, c := range r.containers {
+		if c.spec.Labels[nodeagent.LabelNode] == node {
+			out = append(out, nodeagent.Container{ID: id, Image: c.spec.Image, Labels: c.spec.Labels})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Delete implements nodeagent.Runtime.
+func (r *Runtime) Delete(_ context.Context, id string) error {
+	r.record("delete %s", id)
+	r.mu.Lock()
+	c := r.containers[id]
+	delete(r.containers, id)
+	r.mu.Unlock()
+	if c != nil && c.task != nil {
+		c.task.kill(137)
+	}
+	return nil
+}
+
+// Task is a fake process: an HTTP server on the container's PORT.
+type Task struct {
+	rt       *Runtime
+	id       string
+	spec     nodeagent.ContainerSpec
+	behavior Behavior
+
+	inFlight atomic.Int32
+
+	mu    sync.Mutex
+	out   nodeagent.Output
+	state nodeagent.TaskState
+	srv   *http.Server
+	exit  nodeagent.Exit
+	done  chan struct{}
+}
+
+// InFlight is the number of /sleep requests being served.
+func (t *Task) InFlight() int { return int(t.inFlight.Load()) }
+
+// Pid is the test process's own pid, so that the agent's connection count
+// reads the host's network namespace, where the fake servers listen.
+func (t *Task) Pid() uint32 { return uint32(os.Getpid()) }
+
+// State implements nodeagent.Task.
+func (t *Task) State(context.Context) (nodeagent.TaskState, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.state, nil
+}
+
+// Start implements nodeagent.Task.
+func (t *Task) Start(context.Context) error {
+	if err := t.rt.takeFailure("Start"); err != nil {
+		return err
+	}
+	t.rt.record("start %s", t.id)
+	t.mu.Lock()
+	if t.state != nodeagent.TaskCreated {
+		t.mu.Unlock()
+		return fmt.Errorf("task %s is %s, not created", t.id, t.state)
+	}
+	t.state = nodeagent.TaskRunning
+	t.mu.Unlock()
+	if code := t.behavior.ExitOnStart; code != 0 {
+		t.write(t.out.Stderr, "fake: failing on start\n")
+		go t.kill(code)
+		return nil
+	}
+	port := envValue(t.spec.Env, "PORT")
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.write(t.out.Stderr, fmt.Sprintf("listen: %v\n", err))
+		go t.kill(1)
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "hello from %s\n", t.id)
+	})
+	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		t.inFlight.Add(1)
+		defer t.inFlight.Add(-1)
+		time.Sleep(d)
+		io.WriteString(w, "slept\n")
+	})
+	srv := &http.Server{Handler: mux}
+	t.mu.Lock()
+	t.srv = srv
+	t.mu.Unlock()
+	go srv.Serve(ln)
+	t.write(t.out.Stdout, "fake: listening on "+port+"\n")
+	return nil
+}
+
+func (t *Task) write(w io.Writer, s string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w != nil {
+		io.WriteString(w, s)
+	}
+}
+
+// Signal implements nodeagent.Task: SIGTERM shuts the server down
+// gracefully (unless the image ignores it), SIGKILL at once.
+func (t *Task) Signal(_ context.Context, sig syscall.Signal) error {
+	t.rt.record("signal %s %s", t.id, sig)
+	switch sig {
+	case syscall.SIGKILL:
+		go t.kill(128 + int(sig))
+	case syscall.SIGTERM:
+		if t.behavior.IgnoreTERM {
+			return nil
+		}
+		go func() {
+			t.mu.Lock()
+			srv := t.srv
+			t.mu.Unlock()
+			if srv != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				_ = srv.Shutdown(ctx)
+				cancel()
+			}
+			t.exitWith(0)
+		}()
+	default:
+		return fmt.Errorf("fake: signal %s not supported", sig)
+	}
+	return nil
+}
+
+// Crash makes the process exit with code at once, as if it crashed.
+func (t *Task) Crash(code int) {
+	t.write(t.out.Stderr, fmt.Sprintf("fake: crashing with %d\n", code))
+	t.kill(code)
+}
+
+func (t *Task) kill(code int) {
+	t.mu.Lock()
+	srv := t.srv
+	t.mu.Unlock()
+	if srv != nil {
+		srv.Close()
+	}
+	t.exitWith(code)
+}
+
+func (t *Task) exitWith(code int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	select {
+	case <-t.done:
+		return
+	default:
+	}
+	t.state = nodeagent.TaskStopped
+	t.exit = nodeagent.Exit{Code: code, At: time.Now()}
+	close(t.done)
+}
+
+// Done implements nodeagent.Task.
+func (t *Task) Done() <-chan struct{} { return t.done }
+
+// Exit implements nodeagent.Task.
+func (t *Task) Exit() nodeagent.Exit {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.exit
+}
+
+func envValue(env []string, key string) string {
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
+			return v
+		}
+	}
+	return ""
+}
+
+// ErrInjected is a handy error for FailNext.
+var ErrInjected = errors.New("injected failure")

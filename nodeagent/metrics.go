@@ -1,0 +1,89 @@
+package nodeagent
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Start phases, the values of the phase label.
+const (
+	phaseLabelCreate = "create" // container and snapshot
+	phaseLabelTask   = "task"   // task created (shim, runc create)
+	phaseLabelStart  = "start"  // task.Start
+	phaseLabelReady  = "ready"  // start returned → probe passed
+)
+
+type metrics struct {
+	startPhase  *prometheus.HistogramVec
+	coldStart   *prometheus.HistogramVec
+	poolHits    prometheus.Counter
+	poolMisses  prometheus.Counter
+	restarts    prometheus.Counter
+	startFails  prometheus.Counter
+	running     prometheus.Gauge
+	pool        prometheus.Gauge
+	poolMemory  prometheus.Gauge
+	poolBudget  prometheus.Gauge
+	storeErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	buckets := []float64{.0005, .001, .002, .004, .008, .016, .032, .064, .128, .256, .512, 1, 2, 4, 8}
+	m := &metrics{
+		startPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "start_phase_seconds",
+			Help:    "Time spent in each phase of starting a replica: create (container), task (runc create), start (task start), ready (start to probe success).",
+			Buckets: buckets,
+		}, []string{"phase"}),
+		coldStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "start_seconds",
+			Help:    "Time from deciding to start a replica to its endpoint being in the store, by whether a pre-created task was used.",
+			Buckets: buckets,
+		}, []string{"pool"}),
+		poolHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "pool_hits_total",
+			Help: "Replica starts served by a pre-created task.",
+		}),
+		poolMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "pool_misses_total",
+			Help: "Replica starts that had to create a container and task first.",
+		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "restarts_total",
+			Help: "Restarts of replicas whose process exited or never became ready.",
+		}),
+		startFails: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "start_failures_total",
+			Help: "Replicas that could not be created or started at all (such as a bad image).",
+		}),
+		running: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "running_replicas",
+			Help: "Replicas that are ready and published.",
+		}),
+		pool: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "pool_tasks",
+			Help: "Pre-created tasks waiting for a start.",
+		}),
+		poolMemory: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "pool_memory_bytes",
+			Help: "Memory counted against the pool budget.",
+		}),
+		poolBudget: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "pool_memory_budget_bytes",
+			Help: "The pool's memory budget.",
+		}),
+		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "store_errors_total",
+			Help: "Store writes that failed (and were retried or left to the next resync).",
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.startPhase, m.coldStart, m.poolHits, m.poolMisses, m.restarts,
+		m.startFails, m.running, m.pool, m.poolMemory, m.poolBudget, m.storeErrors} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,687 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/nodeagent/logring"
+	"github.com/ebbrun/ebb/store"
+)
+
+// replicaLimits are the parts of a revision's spec a running replica needs.
+type replicaLimits struct {
+	cpu       float64
+	memory    int64
+	hardLimit int
+	timeout   time.Duration
+}
+
+func (s *revSpec) limits() replicaLimits {
+	return replicaLimits{cpu: s.cpu, memory: s.memory, hardLimit: s.hardLimit, timeout: s.timeout}
+}
+
+func limitsOf(spec api.FunctionSpec) replicaLimits {
+	spec = spec.WithDefaults()
+	mem, _ := api.ParseBytes(spec.Resources.Memory) // validated when the revision was written
+	return replicaLimits{cpu: spec.Resources.CPU, memory: mem, hardLimit: spec.Concurrency.HardLimit, timeout: spec.Timeout.Duration}
+}
+
+// replica is one container the agent owns. A goroutine (supervise) drives
+// it through its life; the reconcile loop only requests a start or a stop.
+type replica struct {
+	id, function, rev string
+	createdAt         time.Time
+	spec              *revSpec // nil for adopted replicas, which never need creating
+	limits            replicaLimits
+	adopted           *adoption
+	// adoptRing is the log ring an adopted task's output was reattached to.
+	adoptRing *logring.Ring
+
+	startCh, stopCh     chan struct{}
+	startOnce, stopOnce sync.Once
+
+	// Guarded by Agent.mu.
+	port           int
+	phase          phase
+	startRequested bool
+	stopRequested  bool
+	restarts       int
+	lastExit       *int
+	desiredAt      time.Time
+	decidedAt      time.Time
+}
+
+// adoption is what an earlier agent left of an adopted replica.
+type adoption struct {
+	task  Task // nil if the container has no task
+	state TaskState
+	// record is the replica's store record as the earlier agent left it.
+	record store.Replica
+}
+
+func newReplica(id, function, rev string, now time.Time) *replica {
+	return &replica{
+		id: id, function: function, rev: rev, createdAt: now,
+		phase:   phaseCreating,
+		startCh: make(chan struct{}), stopCh: make(chan struct{}),
+	}
+}
+
+// view is the planner's picture of r. Call with Agent.mu held.
+func (r *replica) view() replicaView {
+	return replicaView{ID: r.id, Phase: r.phase, StartRequested: r.startRequested, Since: r.createdAt}
+}
+
+// requestStart asks r to start. Call with Agent.mu held.
+func (r *replica) requestStart(now, desiredAt time.Time) {
+	if r.startRequested || r.stopRequested {
+		return
+	}
+	r.startRequested = true
+	r.decidedAt, r.desiredAt = now, desiredAt
+	if r.phase == phasePooled {
+		r.phase = phaseStarting
+	}
+	r.startOnce.Do(func() { close(r.startCh) })
+}
+
+// requestStop asks r to drain and go away. Call with Agent.mu held.
+func (r *replica) requestStop() {
+	r.stopRequested = true
+	r.phase = phaseStopping
+	r.stopOnce.Do(func() { close(r.stopCh) })
+}
+
+func (a *Agent) setPhase(r *replica, p phase) {
+	a.mu.Lock()
+	if !r.stopRequested {
+		r.phase = p
+	}
+	a.mu.Unlock()
+	a.kick()
+}
+
+func (a *Agent) stopRequested(r *replica) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return r.stopRequested
+}
+
+func (a *Agent) addr(r *replica) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return net.JoinHostPort(a.cfg.HostIP, strconv.Itoa(r.port))
+}
+
+// supervise runs r's life and forgets it when it is over. If the agent is
+// stopping it leaves the container and records as they are, for the next
+// agent to adopt.
+func (a *Agent) supervise(ctx context.Context, r *replica) {
+	defer a.wg.Done()
+	err := a.runReplica(ctx, r)
+	if ctx.Err() != nil {
+		return
+	}
+	if err != nil {
+		a.log.Warn("replica ended", "replica", r.id, "err", err)
+	}
+	a.mu.Lock()
+	delete(a.replicas, r.id)
+	if r.port != 0 && a.ports[r.port] == r.id {
+		delete(a.ports, r.port)
+	}
+	a.mu.Unlock()
+	a.kick()
+	a.kickStatus()
+}
+
+// runReplica takes r from wherever it is (new, or as an earlier agent left
+// it) through pooled, starting, ready and crash restarts, to its removal.
+// It returns when r is gone, or with ctx's error when the agent stops.
+func (a *Agent) runReplica(ctx context.Context, r *replica) error {
+	var err error
+	ring := r.adoptRing
+	if ring == nil {
+		if ring, err = a.logs.Open(logring.ReplicaRef{Function: r.function, Revision: r.rev, ID: r.id}); err != nil {
+			return err
+		}
+	}
+	defer ring.Close()
+	out := Output{Stdout: ring.Stdout(), Stderr: ring.Stderr()}
+	trace := StartTrace{Function: r.function, Revision: r.rev, Replica: r.id}
+
+	var task Task
+	state := TaskCreated
+	if ad := r.adopted; ad != nil {
+		task, state = ad.task, ad.state
+		if ad.record.State == store.ReplicaStopping || a.stopRequested(r) {
+			return a.remove(ctx, r, task, state == TaskRunning)
+		}
+	} else {
+		if task, err = a.create(ctx, r, out, &trace); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			a.revFailed(r.rev, err)
+			a.cleanup(ctx, r)
+			return err
+		}
+	}
+
+	if state == TaskCreated {
+		a.mu.Lock()
+		if !r.startRequested && !r.stopRequested {
+			r.phase = phasePooled
+		}
+		a.mu.Unlock()
+		a.kick()
+		select {
+		case <-r.startCh:
+		case <-r.stopCh:
+			return a.remove(ctx, r, task, false)
+		case <-task.Done():
+			// A pre-created task that dies (its shim killed, containerd
+			// restarted) is useless: replace it rather than repair it.
+			a.log.Warn("pre-created task exited", "replica", r.id, "code", task.Exit().Code)
+			return a.remove(ctx, r, task, false)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if a.stopRequested(r) {
+			return a.remove(ctx, r, task, false)
+		}
+		a.mu.Lock()
+		trace.Desired, trace.Decided = r.desiredAt, r.decidedAt
+		a.mu.Unlock()
+		// A hit is a start decided after its task already existed.
+		trace.PoolHit = r.adopted != nil || trace.TaskCreated.Before(trace.Decided)
+		if trace.PoolHit {
+			a.met.poolHits.Inc()
+		} else {
+			a.met.poolMisses.Inc()
+		}
+	}
+
+	running, exited := state == TaskRunning, state == TaskStopped
+	// Only a replica's first start is a cold start worth tracing; adopted
+	// replicas and restarts are not.
+	traced := r.adopted == nil
+	consecutive := 0
+	for {
+		var reason string
+		if !exited {
+			if !running {
+				a.setPhase(r, phaseStarting)
+				if err := task.Start(ctx); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					err = fmt.Errorf("start replica %s: %w", r.id, err)
+					a.revFailed(r.rev, err)
+					return a.remove(ctx, r, task, false)
+				}
+				trace.Started = time.Now()
+				if traced {
+					from := trace.Decided
+					if trace.TaskCreated.After(from) {
+						from = trace.TaskCreated
+					}
+					a.met.startPhase.WithLabelValues(phaseLabelStart).Observe(trace.Started.Sub(from).Seconds())
+				}
+			}
+			p := newProber(a.addr(r), a.cfg.ProbePath, a.cfg.ProbeTCP, a.cfg.ProbeInterval, a.cfg.ProbeTimeout)
+			switch err := p.wait(ctx, task.Done(), r.stopCh); {
+			case err == nil:
+				if err := a.publish(ctx, r, task, &trace, traced); err != nil {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					if errors.Is(err, errStopped) {
+						return a.remove(ctx, r, task, true)
+					}
+					break // the process exited while the endpoint was being written
+				}
+				traced = false
+				readyAt := time.Now()
+				select {
+				case <-r.stopCh:
+					return a.remove(ctx, r, task, true)
+				case <-task.Done():
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				if time.Since(readyAt) >= a.cfg.BackoffReset {
+					consecutive = 0
+				}
+			case errors.Is(err, errStopped):
+				return a.remove(ctx, r, task, true)
+			case errors.Is(err, errExited):
+			case errors.Is(err, errProbeTimeout):
+				reason = fmt.Sprintf("was not ready within %s", a.cfg.ProbeTimeout)
+				_ = task.Signal(ctx, syscall.SIGKILL)
+				if !waitDone(ctx, task, 10*time.Second) {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					a.revFailed(r.rev, fmt.Errorf("replica %s ignored SIGKILL", r.id))
+					return a.remove(ctx, r, task, false)
+				}
+			default:
+				return err
+			}
+		}
+
+		// The process is gone: record the crash, wait, and start again in
+		// the same container, keeping the replica's name and port.
+		exited, running = false, false
+		consecutive++
+		delay := backoff(a.cfg.RestartBackoff, a.cfg.RestartBackoffMax, consecutive)
+		exit := task.Exit()
+		if reason == "" {
+			reason = fmt.Sprintf("exited with code %d", exit.Code)
+			if exit.Err != nil {
+				reason = fmt.Sprintf("was lost by the runtime: %v", exit.Err)
+			}
+		}
+		ring.Note(fmt.Sprintf("%s; restarting in %s", reason, delay))
+		lines, _ := ring.Last(a.cfg.LastLogLines)
+		a.recordCrash(ctx, r, exit, fmt.Sprintf("replica %s %s; restarting in %s", r.id, reason, delay), lines)
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-r.stopCh:
+			t.Stop()
+			return a.remove(ctx, r, nil, false)
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		if task, err = a.deps.Runtime.NewTask(ctx, r.id, out); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			err = fmt.Errorf("recreate task of replica %s: %w", r.id, err)
+			a.revFailed(r.rev, err)
+			return a.remove(ctx, r, nil, false)
+		}
+		trace = StartTrace{Function: r.function, Revision: r.rev, Replica: r.id}
+	}
+}
+
+// create allocates r's port, records it, and creates its container and
+// task. On failure it leaves cleanup to the caller.
+func (a *Agent) create(ctx context.Context, r *replica, out Output, trace *StartTrace) (Task, error) {
+	if err := a.allocate(ctx, r); err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	port := r.port
+	a.mu.Unlock()
+	spec := r.spec.containerSpec(a.cfg.Node, r.id, port, a.secretsDir(r.rev), a.cfg.TmpBytes)
+	t0 := time.Now()
+	if err := a.deps.Runtime.Create(ctx, spec); err != nil {
+		return nil, fmt.Errorf("create container %s: %w", r.id, err)
+	}
+	trace.Created = time.Now()
+	a.met.startPhase.WithLabelValues(phaseLabelCreate).Observe(trace.Created.Sub(t0).Seconds())
+	task, err := a.deps.Runtime.NewTask(ctx, r.id, out)
+	if err != nil {
+		return nil, fmt.Errorf("create task %s: %w", r.id, err)
+	}
+	trace.TaskCreated = time.Now()
+	a.met.startPhase.WithLabelValues(phaseLabelTask).Observe(trace.TaskCreated.Sub(trace.Created).Seconds())
+	return task, nil
+}
+
+// publish writes r's endpoint and ready record, retrying store errors until
+// it succeeds, r is stopped or its process exits.
+func (a *Agent) publish(ctx context.Context, r *replica, task Task, trace *StartTrace, traced bool) error {
+	trace.Ready = time.Now()
+	if traced && !trace.Started.IsZero() {
+		a.met.startPhase.WithLabelValues(phaseLabelReady).Observe(trace.Ready.Sub(trace.Started).Seconds())
+	}
+	a.mu.Lock()
+	port, restarts, lastExit := r.port, r.restarts, r.lastExit
+	a.mu.Unlock()
+	ep := store.Endpoint{
+		Function: r.function, Revision: r.rev, Replica: r.id, Node: a.cfg.Node,
+		Addr:    net.JoinHostPort(a.cfg.HostIP, strconv.Itoa(port)),
+		Limit:   r.limits.hardLimit,
+		ReadyAt: trace.Ready,
+	}
+	rec := a.record(r, port, store.ReplicaReady, restarts, lastExit)
+	for attempt := 1; ; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+		_, err := a.deps.Store.Txn(sctx,
+			store.PutJSON(store.EndpointKey(r.rev, r.id), ep, store.AnyVersion),
+			store.PutJSON(store.ReplicaKey(a.cfg.Node, r.id), rec, store.AnyVersion))
+		cancel()
+		if err == nil {
+			break
+		}
+		a.met.storeErrors.Inc()
+		a.log.Warn("publish endpoint", "replica", r.id, "attempt", attempt, "err", err)
+		t := time.NewTimer(backoff(10*time.Millisecond, time.Second, attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-r.stopCh:
+			t.Stop()
+			return errStopped
+		case <-task.Done():
+			t.Stop()
+			return errExited
+		case <-t.C:
+		}
+	}
+	trace.Published = time.Now()
+	a.setPhase(r, phaseReady)
+	a.revOK(r.rev)
+	a.kickStatus()
+	if traced && !trace.Started.IsZero() {
+		pool := "miss"
+		if trace.PoolHit {
+			pool = "hit"
+		}
+		from := trace.Decided
+		if from.IsZero() {
+			from = trace.Started
+		}
+		a.met.coldStart.WithLabelValues(pool).Observe(trace.Published.Sub(from).Seconds())
+		if a.deps.OnStarted != nil {
+			a.deps.OnStarted(*trace)
+		}
+	}
+	return nil
+}
+
+func (a *Agent) record(r *replica, port int, state string, restarts int, lastExit *int) store.Replica {
+	return store.Replica{
+		ID: r.id, Node: a.cfg.Node, Function: r.function, Revision: r.rev,
+		Port: port, State: state, Restarts: restarts, LastExitCode: lastExit, CreatedAt: r.createdAt,
+	}
+}
+
+// recordCrash counts a crash on the replica and its revision, and takes the
+// replica's endpoint out of the store.
+func (a *Agent) recordCrash(ctx context.Context, r *replica, exit Exit, msg string, lines []string) {
+	code := exit.Code
+	a.mu.Lock()
+	r.restarts++
+	r.lastExit = &code
+	if !r.stopRequested {
+		r.phase = phaseBackoff
+	}
+	if rs := a.revs[r.rev]; rs != nil {
+		rs.restarts++
+		rs.lastExit = &code
+		rs.lastLog = lines
+		rs.crashMsg = msg
+	}
+	port, restarts := r.port, r.restarts
+	a.mu.Unlock()
+	a.met.restarts.Inc()
+	a.log.Info("replica crashed", "replica", r.id, "code", code, "msg", msg)
+	a.kick()
+	a.kickStatus()
+	rec := a.record(r, port, store.ReplicaBackoff, restarts, &code)
+	a.txn(ctx, "unpublish crashed replica",
+		store.Delete(store.EndpointKey(r.rev, r.id), store.AnyVersion),
+		store.PutJSON(store.ReplicaKey(a.cfg.Node, r.id), rec, store.AnyVersion))
+}
+
+// remove drains and removes r: endpoint first, then (for a running
+// process) a wait for its connections to close, SIGTERM, SIGKILL after the
+// grace period, and finally the container and r's records. A process that
+// never ran is simply deleted with its container.
+func (a *Agent) remove(ctx context.Context, r *replica, task Task, running bool) error {
+	a.setPhase(r, phaseStopping)
+	a.mu.Lock()
+	r.stopRequested = true
+	r.phase = phaseStopping
+	port, restarts, lastExit := r.port, r.restarts, r.lastExit
+	a.mu.Unlock()
+	a.kickStatus()
+	if running {
+		rec := a.record(r, port, store.ReplicaStopping, restarts, lastExit)
+		if err := a.txn(ctx, "unpublish stopping replica",
+			store.Delete(store.EndpointKey(r.rev, r.id), store.AnyVersion),
+			store.PutJSON(store.ReplicaKey(a.cfg.Node, r.id), rec, store.AnyVersion)); err != nil {
+			return err
+		}
+		if task != nil {
+			a.drain(ctx, r, task, port)
+			a.terminate(ctx, r, task)
+		}
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return a.cleanup(ctx, r)
+}
+
+// cleanup deletes r's container and records. With a cancelled ctx it does
+// nothing: the next agent finds the records and finishes the job.
+func (a *Agent) cleanup(ctx context.Context, r *replica) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if err := a.deps.Runtime.Delete(ctx, r.id); err != nil {
+		a.log.Warn("delete container", "replica", r.id, "err", err)
+		return fmt.Errorf("delete container %s: %w", r.id, err)
+	}
+	a.mu.Lock()
+	port := r.port
+	a.mu.Unlock()
+	ops := []store.Op{
+		store.Delete(store.EndpointKey(r.rev, r.id), store.AnyVersion),
+		store.Delete(store.ReplicaKey(a.cfg.Node, r.id), store.AnyVersion),
+	}
+	if port != 0 {
+		ops = append(ops, store.Delete(store.PortKey(a.cfg.Node, port), store.AnyVersion))
+	}
+	return a.txn(ctx, "remove replica records", ops...)
+}
+
+// drain waits until no connection of the replica carries a request (see
+// connActivity), at least DrainDelay (for routers to see the endpoint go)
+// and at most DrainTimeout or the revision's request timeout.
+func (a *Agent) drain(ctx context.Context, r *replica, task Task, port int) {
+	limit := a.cfg.DrainTimeout
+	if r.limits.timeout > 0 && r.limits.timeout < limit {
+		limit = r.limits.timeout
+	}
+	if limit < a.cfg.DrainDelay {
+		limit = a.cfg.DrainDelay
+	}
+	start := time.Now()
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	tick := time.NewTimer(a.cfg.DrainDelay)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-task.Done():
+			return
+		case <-deadline.C:
+			a.log.Info("drain timed out", "replica", r.id, "after", limit)
+			return
+		case <-tick.C:
+		}
+		busy, err := a.busyConns(task, port)
+		if err != nil {
+			a.log.Warn("cannot see the replica's connections; not draining", "replica", r.id, "err", err)
+			return
+		}
+		if busy == 0 {
+			a.log.Debug("drained", "replica", r.id, "after", time.Since(start))
+			return
+		}
+		tick.Reset(20 * time.Millisecond)
+	}
+}
+
+// busyConns counts the replica's connections that carry a request, falling
+// back to every established connection if sock_diag is unavailable.
+func (a *Agent) busyConns(task Task, port int) (int, error) {
+	act, err := replicaConns(port)
+	if err == nil {
+		return act.Busy, nil
+	}
+	return procEstablished(task.Pid(), port)
+}
+
+// terminate sends SIGTERM, then SIGKILL after the grace period.
+func (a *Agent) terminate(ctx context.Context, r *replica, task Task) {
+	select {
+	case <-task.Done():
+		return
+	default:
+	}
+	if err := task.Signal(ctx, syscall.SIGTERM); err != nil && !errors.Is(err, ErrNotFound) {
+		a.log.Warn("SIGTERM", "replica", r.id, "err", err)
+	}
+	if waitDone(ctx, task, a.cfg.TerminationGrace) {
+		return
+	}
+	a.log.Info("replica ignored SIGTERM; killing", "replica", r.id, "grace", a.cfg.TerminationGrace)
+	_ = task.Signal(ctx, syscall.SIGKILL)
+	waitDone(ctx, task, 10*time.Second)
+}
+
+func waitDone(ctx context.Context, task Task, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-task.Done():
+		return true
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return false
+	}
+}
+
+// txn applies ops, retrying store errors a few times.
+func (a *Agent) txn(ctx context.Context, what string, ops ...store.Op) error {
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		sctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+		_, err = a.deps.Store.Txn(sctx, ops...)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		a.met.storeErrors.Inc()
+		a.log.Warn(what, "attempt", attempt, "err", err)
+		t := time.NewTimer(backoff(20*time.Millisecond, time.Second, attempt))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// allocate picks a free port for r and writes its port and replica records
+// in one transaction, before any container exists: whatever happens next,
+// the next agent finds the records and can clean up.
+func (a *Agent) allocate(ctx context.Context, r *replica) error {
+	for tries := 0; tries < 64; tries++ {
+		port, err := a.pickPort(r.id)
+		if err != nil {
+			return err
+		}
+		if !bindable(port) {
+			a.markBusy(port, r.id)
+			continue
+		}
+		state := store.ReplicaPreCreated
+		a.mu.Lock()
+		if r.startRequested {
+			state = store.ReplicaStarting
+		}
+		a.mu.Unlock()
+		rec := a.record(r, port, state, 0, nil)
+		sctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+		_, err = a.deps.Store.Txn(sctx,
+			store.PutJSON(store.PortKey(a.cfg.Node, port), r.id, store.MustNotExist),
+			store.PutJSON(store.ReplicaKey(a.cfg.Node, r.id), rec, store.MustNotExist))
+		cancel()
+		switch {
+		case err == nil:
+			a.mu.Lock()
+			r.port = port
+			a.mu.Unlock()
+			return nil
+		case errors.Is(err, store.ErrConflict):
+			a.markBusy(port, r.id)
+			continue
+		default:
+			a.releasePort(port, r.id)
+			return fmt.Errorf("record replica %s: %w", r.id, err)
+		}
+	}
+	return errors.New("no free port found after 64 tries")
+}
+
+// pickPort reserves the lowest port in range that no replica holds.
+func (a *Agent) pickPort(id string) (int, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	for p := a.cfg.PortMin; p <= a.cfg.PortMax; p++ {
+		if _, taken := a.ports[p]; taken {
+			continue
+		}
+		if until, busy := a.busyPorts[p]; busy {
+			if now.Before(until) {
+				continue
+			}
+			delete(a.busyPorts, p)
+		}
+		a.ports[p] = id
+		return p, nil
+	}
+	return 0, fmt.Errorf("all ports %d-%d are allocated", a.cfg.PortMin, a.cfg.PortMax)
+}
+
+func (a *Agent) markBusy(port int, id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ports[port] == id {
+		delete(a.ports, port)
+	}
+	a.busyPorts[port] = time.Now().Add(time.Minute)
+}
+
+func (a *Agent) releasePort(port int, id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ports[port] == id {
+		delete(a.ports, port)
+	}
+}
+
+// bindable reports whether no other program listens on port, on any
+// address: the replica binds it on all of them.
+func bindable(port int) bool {
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}

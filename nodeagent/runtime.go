@@ -1,0 +1,147 @@
+package nodeagent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"syscall"
+	"time"
+)
+
+// Errors a Runtime wraps so the agent can tell a bad image from a transient
+// failure.
+var (
+	// ErrNotFound means the container, task or image does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrBadImage means the image cannot run at all: no entrypoint, an
+	// entrypoint that does not exist or is not executable, or one built for
+	// another architecture. Retrying does not help; the revision is Failed.
+	ErrBadImage = errors.New("bad image")
+)
+
+// Labels the agent puts on every container, so that a restarted agent can
+// find what it owns.
+const (
+	LabelNode     = "ebb.node"
+	LabelFunction = "ebb.function"
+	LabelRevision = "ebb.revision"
+	LabelReplica  = "ebb.replica"
+	LabelPort     = "ebb.port"
+)
+
+// Runtime runs containers. nodeagent/containerd implements it with
+// containerd; the agent's unit tests use a fake. Every method is safe for
+// concurrent use.
+type Runtime interface {
+	// Image returns the config of an image the node holds, unpacked and
+	// ready to run. It wraps ErrNotFound if the node does not hold it.
+	Image(ctx context.Context, ref string) (ImageConfig, error)
+	// CheckExecutable verifies that argv0, looked up in the PATH of env when
+	// it has no slash, is a program the node can execute inside the image.
+	// It wraps ErrBadImage with a message a developer can act on.
+	CheckExecutable(ctx context.Context, ref, argv0 string, env []string) error
+	// Images lists the image references the node holds.
+	Images(ctx context.Context) ([]string, error)
+	// Create makes the container and its root filesystem, without a task.
+	Create(ctx context.Context, spec ContainerSpec) error
+	// NewTask creates the container's task: the process exists but has not
+	// run a single instruction of the program, waiting for Task.Start. A
+	// previous task that has exited is deleted first.
+	NewTask(ctx context.Context, id string, out Output) (Task, error)
+	// Attach returns the container's existing task, its output reattached to
+	// out. It wraps ErrNotFound if the container has no task.
+	Attach(ctx context.Context, id string, out Output) (Task, error)
+	// List returns the containers labelled with LabelNode = node.
+	List(ctx context.Context, node string) ([]Container, error)
+	// Delete kills the container's process if it runs and removes its task,
+	// the container and its root filesystem. A missing container is not an
+	// error.
+	Delete(ctx context.Context, id string) error
+}
+
+// Task is a container's process.
+type Task interface {
+	// Pid is the process id on the host.
+	Pid() uint32
+	// State reports where the task is in its life.
+	State(ctx context.Context) (TaskState, error)
+	// Start runs a created task's program.
+	Start(ctx context.Context) error
+	// Signal sends sig to the process.
+	Signal(ctx context.Context, sig syscall.Signal) error
+	// Done is closed once the process has exited.
+	Done() <-chan struct{}
+	// Exit is how the process ended; valid once Done is closed.
+	Exit() Exit
+}
+
+// TaskState is a task's place in its life.
+type TaskState string
+
+const (
+	TaskCreated TaskState = "created" // exists, program not started
+	TaskRunning TaskState = "running"
+	TaskStopped TaskState = "stopped" // exited; Exit tells how
+	TaskOther   TaskState = "other"   // paused, pausing or unknown
+)
+
+// Exit is how a process ended.
+type Exit struct {
+	// Code is the exit status; 128+n for a death by signal n, as shells report.
+	Code int
+	At   time.Time
+	// Err is set when the runtime lost track of the process and Code is
+	// meaningless.
+	Err error
+}
+
+// Output is where a task's stdout and stderr go.
+type Output struct {
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// ImageConfig is what the agent needs from an image's config.
+type ImageConfig struct {
+	Ref        string
+	Digest     string
+	Entrypoint []string
+	Cmd        []string
+	Env        []string
+	WorkingDir string
+	User       string
+}
+
+// Container is a container the runtime holds.
+type Container struct {
+	ID     string
+	Image  string
+	Labels map[string]string
+}
+
+// ContainerSpec is everything a runtime needs to create one replica's
+// container. The agent computes it; the runtime translates it.
+type ContainerSpec struct {
+	// ID names the container, its snapshot and its task.
+	ID     string
+	Image  string
+	Labels map[string]string
+	// Args is the complete argv, Env the complete environment: the image's
+	// own config has already been applied. The runtime takes the working
+	// directory and user from the image.
+	Args []string
+	Env  []string
+	// CPU is the CFS quota in cores.
+	CPU float64
+	// MemoryBytes limits memory; PidsLimit the number of tasks.
+	MemoryBytes int64
+	PidsLimit   int64
+	// TmpBytes sizes the writable tmpfs at /tmp; the rootfs is read-only.
+	TmpBytes int64
+	// SecretsDir, if set, is a host directory bind-mounted read-only at
+	// /run/secrets.
+	SecretsDir string
+	// NetnsPath is the network namespace to join; empty means the host's.
+	// Per-replica namespaces plug in here.
+	NetnsPath string
+}

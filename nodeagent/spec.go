@@ -1,0 +1,205 @@
+package nodeagent
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/store"
+)
+
+// revSpec is what every replica of a revision shares, resolved once from
+// the revision record and the image config.
+type revSpec struct {
+	function  string
+	revision  string
+	image     string
+	args      []string
+	env       []string // without the per-replica variables
+	cpu       float64
+	memory    int64
+	pids      int64
+	hardLimit int
+	timeout   time.Duration
+	// secretFiles maps file names under /run/secrets to their contents.
+	secretFiles map[string]string
+}
+
+// resolveRevSpec applies a revision's spec to its image config the way
+// Docker and Kubernetes do: args replace the image's CMD and keep its
+// ENTRYPOINT; env adds to and overrides the image's; PORT and the EBB_*
+// variables are set last so nothing can override them.
+func resolveRevSpec(rev store.Revision, img ImageConfig) (*revSpec, error) {
+	spec := rev.Spec.WithDefaults()
+	args := append([]string(nil), img.Entrypoint...)
+	if len(spec.Args) > 0 {
+		args = append(args, spec.Args...)
+	} else {
+		args = append(args, img.Cmd...)
+	}
+	if len(args) == 0 || args[0] == "" {
+		return nil, fmt.Errorf("%w: image %s has no entrypoint or cmd, and the function sets no args", ErrBadImage, spec.Image)
+	}
+	mem, err := api.ParseBytes(spec.Resources.Memory)
+	if err != nil {
+		return nil, fmt.Errorf("revision %s memory: %w", rev.Name, err)
+	}
+
+	env := newEnv(img.Env)
+	keys := make([]string, 0, len(spec.Env))
+	for k := range spec.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env.set(k, spec.Env[k])
+	}
+	files := map[string]string{}
+	for _, s := range spec.Secrets {
+		if s.Env != "" {
+			env.set(s.Env, s.Value)
+		} else {
+			files[s.File] = s.Value
+		}
+	}
+	env.set("PORT", strconv.Itoa(spec.Port))
+	env.set("EBB_FUNCTION", rev.Function)
+	env.set("EBB_REVISION", rev.Name)
+
+	return &revSpec{
+		function:    rev.Function,
+		revision:    rev.Name,
+		image:       spec.Image,
+		args:        args,
+		env:         env.list(),
+		cpu:         spec.Resources.CPU,
+		memory:      mem,
+		pids:        int64(spec.Resources.Pids),
+		hardLimit:   spec.Concurrency.HardLimit,
+		timeout:     spec.Timeout.Duration,
+		secretFiles: files,
+	}, nil
+}
+
+// containerSpec is one replica's container: the revision's spec plus the
+// replica's identity and port.
+func (s *revSpec) containerSpec(node, id string, port int, secretsDir string, tmpBytes int64) ContainerSpec {
+	env := newEnv(s.env)
+	env.set("PORT", strconv.Itoa(port))
+	env.set("EBB_REPLICA", id)
+	if len(s.secretFiles) == 0 {
+		secretsDir = ""
+	}
+	return ContainerSpec{
+		ID:    id,
+		Image: s.image,
+		Labels: map[string]string{
+			LabelNode:     node,
+			LabelFunction: s.function,
+			LabelRevision: s.revision,
+			LabelReplica:  id,
+			LabelPort:     strconv.Itoa(port),
+		},
+		Args:        s.args,
+		Env:         env.list(),
+		CPU:         s.cpu,
+		MemoryBytes: s.memory,
+		PidsLimit:   s.pids,
+		TmpBytes:    tmpBytes,
+		SecretsDir:  secretsDir,
+	}
+}
+
+// envList is an ordered environment with set-or-replace.
+type envList struct {
+	keys []string
+	vals map[string]string
+}
+
+func newEnv(kvs []string) *envList {
+	e := &envList{vals: map[string]string{}}
+	for _, kv := range kvs {
+		k, v, _ := strings.Cut(kv, "=")
+		e.set(k, v)
+	}
+	return e
+}
+
+func (e *envList) set(k, v string) {
+	if _, ok := e.vals[k]; !ok {
+		e.keys = append(e.keys, k)
+	}
+	e.vals[k] = v
+}
+
+func (e *envList) list() []string {
+	out := make([]string, len(e.keys))
+	for i, k := range e.keys {
+		out[i] = k + "=" + e.vals[k]
+	}
+	return out
+}
+
+// writeSecretFiles puts a revision's secret files where its containers
+// mount them from. Revisions are immutable, so existing files are rewritten
+// only to repair them.
+func writeSecretFiles(dir string, files map[string]string) error {
+	if len(files) == 0 {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create secrets dir: %w", err)
+	}
+	for name, value := range files {
+		p := filepath.Join(dir, name)
+		tmp := p + ".tmp"
+		// Readable inside the container whatever user the image runs as;
+		// the parent directory keeps other host users out.
+		if err := os.WriteFile(tmp, []byte(value), 0o444); err != nil {
+			return fmt.Errorf("write secret file %s: %w", name, err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return fmt.Errorf("write secret file %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+// newReplicaID names a replica after its revision, as Kubernetes names
+// pods, within containerd's identifier limit.
+func newReplicaID(rev string) string {
+	var b [5]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // cannot happen on Linux
+	}
+	for i := range b {
+		b[i] = idAlphabet[int(b[i])%len(idAlphabet)]
+	}
+	if len(rev)+1+len(b) > maxReplicaIDLen {
+		rev = strings.TrimRight(rev[:maxReplicaIDLen-1-len(b)], "-")
+	}
+	return rev + "-" + string(b[:])
+}
+
+// errorMessage is a one-line reason for status, without the wrapping noise
+// of gRPC errors.
+func errorMessage(err error) string {
+	msg := err.Error()
+	if errors.Is(err, ErrBadImage) {
+		msg = strings.TrimPrefix(msg, ErrBadImage.Error()+": ")
+	}
+	msg = strings.ReplaceAll(msg, "\n", " ")
+	if len(msg) > 512 {
+		msg = msg[:512] + "..."
+	}
+	return msg
+}
