@@ -325,9 +325,11 @@ func TestDeadline(t *testing.T) {
 
 func TestClientDisconnectLeavesQueue(t *testing.T) {
 	e := newEnv(t, Config{})
-	// Everything running now is expected to keep running.
+	// Everything running now is expected to keep running, and so are the
+	// store watches the activator (re)opens.
 	before := append([]goleak.Option{goleak.IgnoreCurrent(),
-		goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc")}, fasthttpBackground...)
+		goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc"),
+		goleak.IgnoreTopFunction("github.com/ebbrun/ebb/store/embedded.(*Store).watch")}, fasthttpBackground...)
 
 	conns := make([]net.Conn, 3)
 	for i := range conns {
