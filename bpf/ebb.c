@@ -35,6 +35,10 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 // vip_mask == 0 would match every address, so the loader never leaves it 0.
 volatile const __u32 vip_net = 0;
 volatile const __u32 vip_mask = 0xffffffff;
+// The network namespace the loader runs in (its SO_NETNS_COOKIE). Only
+// sockets in it are touched: the same 4-tuple or VIP means something else in
+// another namespace. 0 turns the check off.
+volatile const __u64 netns_cookie = 0;
 
 enum stat {
 	STAT_SOCK_INSERTED,
@@ -194,6 +198,11 @@ static __always_inline void count(__u32 stat, __u64 n)
 		__sync_fetch_and_add(v, n);
 }
 
+static __always_inline int foreign_netns(void *ctx)
+{
+	return netns_cookie && bpf_get_netns_cookie(ctx) != netns_cookie;
+}
+
 static __always_inline int port_allowed(__u32 port)
 {
 	return bpf_map_lookup_elem(&allowed_ports, &port) != NULL;
@@ -212,6 +221,8 @@ int ebb_sockops(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	if (foreign_netns(skops))
 		return 1;
 
 	__u32 family = skops->family;
@@ -358,6 +369,8 @@ SEC("cgroup/connect4")
 int ebb_connect4(struct bpf_sock_addr *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
+		return 1;
+	if (foreign_netns(ctx))
 		return 1;
 	__u32 dst = ctx->user_ip4;
 	if ((dst & vip_mask) != vip_net)

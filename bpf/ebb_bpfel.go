@@ -94,6 +94,7 @@ const (
 	ebbProgEbbPeername4      = "ebb_peername4"
 	ebbProgEbbSkMsg          = "ebb_sk_msg"
 	ebbProgEbbSockops        = "ebb_sockops"
+	ebbVarNetnsCookie        = "netns_cookie"
 	ebbVarUnusedFallbackConn = "unused_fallback_conn"
 	ebbVarUnusedStat         = "unused_stat"
 	ebbVarUnusedWakeEvent    = "unused_wake_event"
@@ -168,6 +169,7 @@ type ebbMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ebbVariableSpecs struct {
+	NetnsCookie        *ebpf.VariableSpec `ebpf:"netns_cookie"`
 	UnusedFallbackConn *ebpf.VariableSpec `ebpf:"unused_fallback_conn"`
 	UnusedStat         *ebpf.VariableSpec `ebpf:"unused_stat"`
 	UnusedWakeEvent    *ebpf.VariableSpec `ebpf:"unused_wake_event"`
@@ -224,6 +226,7 @@ func (m *ebbMaps) Close() error {
 //
 // It can be passed to loadEbbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ebbVariables struct {
+	NetnsCookie        *ebpf.Variable `ebpf:"netns_cookie"`
 	UnusedFallbackConn *ebpf.Variable `ebpf:"unused_fallback_conn"`
 	UnusedStat         *ebpf.Variable `ebpf:"unused_stat"`
 	UnusedWakeEvent    *ebpf.Variable `ebpf:"unused_wake_event"`

@@ -52,6 +52,9 @@ type helperArgs struct {
 	// Hold keeps the echo connection open after the exchange until the
 	// parent writes a line to stdin, then exchanges once more.
 	Hold bool `json:"hold,omitempty"`
+	// NewNetns starts the child in a network namespace of its own, with
+	// only a loopback interface.
+	NewNetns bool `json:"newNetns,omitempty"`
 }
 
 // helperResult is what a helper child prints as its last line.
@@ -74,16 +77,20 @@ func runHelper(mode, rawArgs string) int {
 	}
 	var res helperResult
 	var err error
-	switch mode {
-	case "http-get":
+	if args.NewNetns {
+		err = loopbackUp()
+	}
+	switch {
+	case err != nil:
+	case mode == "http-get":
 		err = helperHTTPGet(args, &res)
-	case "echo":
+	case mode == "echo":
 		err = helperEcho(args)
-	case "sendfile":
+	case mode == "sendfile":
 		err = helperSendfile(args)
-	case "dial-echo":
+	case mode == "dial-echo":
 		err = helperDialEcho(args)
-	case "probe-nocaps":
+	case mode == "probe-nocaps":
 		err = helperProbeNoCaps(&res)
 	default:
 		err = fmt.Errorf("unknown helper mode %q", mode)
@@ -97,6 +104,27 @@ func runHelper(mode, rawArgs string) int {
 		return 1
 	}
 	return 0
+}
+
+// loopbackUp brings up lo in a fresh network namespace, where it starts down.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("get lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	return nil
 }
 
 // helperHTTPGet makes Count GET requests to URL, each on a new connection,
@@ -388,6 +416,9 @@ func startHelper(t *testing.T, cg, mode string, args helperArgs) *helper {
 	h.cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperArgsEnv+"="+string(raw))
 	// CLONE_INTO_CGROUP: the child is in cg from its first instruction.
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}
+	if args.NewNetns {
+		h.cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNET
+	}
 	h.cmd.Stderr = &h.stderr
 	h.stdin, err = h.cmd.StdinPipe()
 	require.NoError(t, err)

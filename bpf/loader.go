@@ -10,6 +10,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
+	"golang.org/x/sys/unix"
 )
 
 // Loader owns ebb's loaded and attached eBPF programs and their maps. Its
@@ -116,9 +117,14 @@ func configureSpec(spec *ebpf.CollectionSpec, opts Options) error {
 	binary.BigEndian.PutUint32(maskBytes[:], mask)
 	// The program compares the address as the kernel stores it, in network
 	// byte order, so both constants are those bytes read natively.
-	for name, v := range map[string]uint32{
-		ebbVarVipNet:  binary.NativeEndian.Uint32(netBytes[:]),
-		ebbVarVipMask: binary.NativeEndian.Uint32(maskBytes[:]),
+	cookie, err := netnsCookie()
+	if err != nil {
+		return err
+	}
+	for name, v := range map[string]any{
+		ebbVarVipNet:      binary.NativeEndian.Uint32(netBytes[:]),
+		ebbVarVipMask:     binary.NativeEndian.Uint32(maskBytes[:]),
+		ebbVarNetnsCookie: cookie,
 	} {
 		vs, ok := spec.Variables[name]
 		if !ok {
@@ -141,6 +147,21 @@ func configureSpec(spec *ebpf.CollectionSpec, opts Options) error {
 		ms.MaxEntries = n
 	}
 	return nil
+}
+
+// netnsCookie identifies the network namespace of this process, the host's:
+// the programs leave sockets in other namespaces alone.
+func netnsCookie() (uint64, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, fmt.Errorf("netns cookie: %w", err)
+	}
+	defer unix.Close(fd)
+	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
+	if err != nil {
+		return 0, fmt.Errorf("netns cookie: %w", err)
+	}
+	return cookie, nil
 }
 
 func (l *Loader) attach() error {

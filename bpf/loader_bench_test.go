@@ -92,101 +92,130 @@ func echoServer(b *testing.B) (port int, stop func()) {
 	return ln.Addr().(*net.TCPAddr).Port, func() { ln.Close() }
 }
 
-// redirectModes runs f with and without the port allow-listed, and checks
-// that the redirect happened exactly when it should.
-func redirectModes(b *testing.B, l *Loader, f func(b *testing.B, port int)) {
-	for _, mode := range []string{"plain", "redirect"} {
-		b.Run(mode, func(b *testing.B) {
-			port, stop := echoServer(b)
-			defer stop()
-			if mode == "redirect" {
-				require.NoError(b, l.AllowPort(uint16(port)))
-				defer func() { require.NoError(b, l.DisallowPort(uint16(port))) }()
-			}
-			before := statsOf(b, l)
-			f(b, port)
-			after := statsOf(b, l)
-			redirected := after.MessagesRedirected - before.MessagesRedirected
-			if (mode == "redirect") != (redirected > 0) {
-				b.Fatalf("%s: %d messages redirected", mode, redirected)
-			}
-		})
-	}
-}
-
-func reportPercentiles(b *testing.B, samples []time.Duration, name string) {
+func reportPercentiles(b *testing.B, samples []time.Duration, name string) time.Duration {
 	if len(samples) == 0 {
-		return
+		return 0
 	}
 	slices.Sort(samples)
-	at := func(q float64) float64 {
-		return float64(samples[int(q*float64(len(samples)-1))].Nanoseconds()) / 1e3
+	at := func(q float64) time.Duration { return samples[int(q*float64(len(samples)-1))] }
+	b.ReportMetric(float64(at(0.50).Nanoseconds())/1e3, name+"-p50-us")
+	b.ReportMetric(float64(at(0.99).Nanoseconds())/1e3, name+"-p99-us")
+	return at(0.50)
+}
+
+// pinger does round trips of one message size over one connection to an
+// echo server.
+type pinger struct {
+	c       net.Conn
+	msg     []byte
+	reply   []byte
+	write   chan struct{}
+	written chan error
+	samples []time.Duration
+	total   time.Duration
+}
+
+func newPinger(b *testing.B, port, size int) *pinger {
+	b.Helper()
+	c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
+	require.NoError(b, err)
+	p := &pinger{
+		c:       c,
+		msg:     make([]byte, size),
+		reply:   make([]byte, size),
+		write:   make(chan struct{}),
+		written: make(chan error),
 	}
-	b.ReportMetric(at(0.50), name+"-p50-us")
-	b.ReportMetric(at(0.99), name+"-p99-us")
-}
-
-// BenchmarkTCPPingPong is a 10-byte request and response on one loopback
-// connection, through the TCP stack and through the sockmap redirect.
-func BenchmarkTCPPingPong(b *testing.B) {
-	l := benchLoader(b)
-	redirectModes(b, l, func(b *testing.B, port int) {
-		c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
-		require.NoError(b, err)
-		defer c.Close()
-		msg := make([]byte, 10)
-		reply := make([]byte, 10)
-		samples := make([]time.Duration, 0, b.N)
-		b.ReportAllocs()
-		b.ResetTimer()
-		for range b.N {
-			start := time.Now()
-			if _, err := c.Write(msg); err != nil {
-				b.Fatal(err)
-			}
-			if _, err := io.ReadFull(c, reply); err != nil {
-				b.Fatal(err)
-			}
-			samples = append(samples, time.Since(start))
+	// A message larger than the socket buffers must be read while it is
+	// written, so a long-lived goroutine writes.
+	go func() {
+		for range p.write {
+			_, err := c.Write(p.msg)
+			p.written <- err
 		}
-		b.StopTimer()
-		reportPercentiles(b, samples, "rtt")
+	}()
+	b.Cleanup(func() {
+		close(p.write)
+		c.Close()
 	})
+	return p
 }
 
-// BenchmarkTCPThroughput streams 64 KiB writes over one loopback connection
-// and reads them back through the echo server.
-func BenchmarkTCPThroughput(b *testing.B) {
-	l := benchLoader(b)
-	const chunk = 64 * 1024
-	redirectModes(b, l, func(b *testing.B, port int) {
-		c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", port))
-		require.NoError(b, err)
-		defer c.Close()
-		total := int64(b.N) * chunk
-		read := make(chan error, 1)
-		b.SetBytes(chunk)
-		b.ResetTimer()
-		go func() {
-			buf := make([]byte, 256*1024)
-			var err error
-			for n := int64(0); n < total && err == nil; {
-				var m int
-				m, err = c.Read(buf[:min(int64(len(buf)), total-n)])
-				n += int64(m)
-			}
-			read <- err
-		}()
-		msg := make([]byte, chunk)
-		for range b.N {
-			if _, err := c.Write(msg); err != nil {
-				b.Fatal(err)
-			}
-		}
-		if err := <-read; err != nil {
+// inlineWrite is the largest message written on the benchmark's goroutine;
+// it fits the default socket buffers, and skips the handoff to the writer.
+const inlineWrite = 64 << 10
+
+func (p *pinger) roundTrip(b *testing.B) {
+	start := time.Now()
+	if len(p.msg) <= inlineWrite {
+		if _, err := p.c.Write(p.msg); err != nil {
 			b.Fatal(err)
 		}
-	})
+	} else {
+		p.write <- struct{}{}
+	}
+	if _, err := io.ReadFull(p.c, p.reply); err != nil {
+		b.Fatal(err)
+	}
+	if len(p.msg) > inlineWrite {
+		if err := <-p.written; err != nil {
+			b.Fatal(err)
+		}
+	}
+	d := time.Since(start)
+	p.samples = append(p.samples, d)
+	p.total += d
+}
+
+// BenchmarkTCPPingPong sends a message to an echo server and reads it back,
+// over loopback TCP and over the sockmap redirect, alternating the two on
+// every iteration so that both see the same machine noise. It reports each
+// path's round-trip percentiles and throughput (bytes each way per second of
+// round trips), and the redirect's p50 as a ratio of plain.
+func BenchmarkTCPPingPong(b *testing.B) {
+	l := benchLoader(b)
+	for _, size := range []int{10, 64 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
+			plainPort, stopPlain := echoServer(b)
+			defer stopPlain()
+			redirPort, stopRedir := echoServer(b)
+			defer stopRedir()
+			require.NoError(b, l.AllowPort(uint16(redirPort)))
+			defer func() { require.NoError(b, l.DisallowPort(uint16(redirPort))) }()
+
+			before := statsOf(b, l)
+			plain := newPinger(b, plainPort, size)
+			redir := newPinger(b, redirPort, size)
+			b.SetBytes(int64(2 * size))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				// Alternate which goes first, too.
+				if i%2 == 0 {
+					plain.roundTrip(b)
+					redir.roundTrip(b)
+				} else {
+					redir.roundTrip(b)
+					plain.roundTrip(b)
+				}
+			}
+			b.StopTimer()
+
+			after := statsOf(b, l)
+			if n := after.SocketsInserted - before.SocketsInserted; n != 2 {
+				b.Fatalf("%d sockets mapped, want the redirect pair only", n)
+			}
+			if want := uint64(b.N) * uint64(2*size); after.BytesRedirected-before.BytesRedirected != want {
+				b.Fatalf("%d bytes redirected, want %d", after.BytesRedirected-before.BytesRedirected, want)
+			}
+			p50Plain := reportPercentiles(b, plain.samples, "plain")
+			p50Redir := reportPercentiles(b, redir.samples, "redirect")
+			b.ReportMetric(float64(p50Redir)/float64(p50Plain), "redirect/plain-p50")
+			mbps := func(p *pinger) float64 { return float64(b.N*size) / p.total.Seconds() / 1e6 }
+			b.ReportMetric(mbps(plain), "plain-MB/s")
+			b.ReportMetric(mbps(redir), "redirect-MB/s")
+		})
+	}
 }
 
 // BenchmarkConnectToWake is the time from calling connect() on a cold VIP to

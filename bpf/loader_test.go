@@ -425,3 +425,28 @@ func TestSocketRedirect(t *testing.T) {
 		h.result(t)
 	})
 }
+
+// A process in another network namespace (a container with its own network)
+// shares the cgroup but not the host's loopback: its VIP connects and its
+// sockets must be left alone.
+func TestOtherNetnsUntouched(t *testing.T) {
+	l, cg := loadAt(t, Options{})
+	be := startBackend(t, "host")
+	vip := netip.MustParseAddrPort("127.77.0.1:80")
+	require.NoError(t, l.SetVIP(VIP{Addr: vip, FunctionID: 1, Backends: []Backend{{Addr: be.addr, Weight: 1}}}))
+	port := testenv.FreePort(t)
+	require.NoError(t, l.AllowPort(uint16(port)))
+
+	before := statsOf(t, l)
+	h := startHelper(t, cg, "http-get", helperArgs{URL: "http://" + vip.String() + "/", NewNetns: true})
+	var r helperResult
+	require.NoError(t, json.Unmarshal([]byte(h.line(t)), &r))
+	assert.Contains(t, r.Error, "connection refused", "nothing listens on the VIP in the child's namespace")
+	runHelperIn(t, cg, "echo", helperArgs{Port: port, Sizes: []int{10, 1 << 20}, NewNetns: true})
+	after := statsOf(t, l)
+	assert.Equal(t, before, after)
+
+	// The same helper in the host namespace is routed, as a control.
+	res := runHelperIn(t, cg, "http-get", helperArgs{URL: "http://" + vip.String() + "/"})
+	assert.Equal(t, []string{"host"}, res.Bodies)
+}
