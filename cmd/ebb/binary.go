@@ -17,23 +17,32 @@ import (
 )
 
 // binaryImage checks that the file at path is a static Linux executable and
-// returns what ociimage.Build needs to package it.
+// returns what ociimage.Build needs to package it as a function's image.
 //
 // The image tag is derived from the binary's content, so a rebuilt binary
 // gets a new image name and therefore a new revision, while the same binary
 // deploys as a no-op.
 func binaryImage(function, path string) (ociimage.BuildOptions, error) {
+	opts, err := readBinary(path)
+	if err != nil {
+		return ociimage.BuildOptions{}, err
+	}
+	sum := sha256.Sum256(opts.Binary)
+	opts.Name = function + ":bin-" + hex.EncodeToString(sum[:])[:16]
+	return opts, nil
+}
+
+// readBinary reads a static executable into build options, without a name.
+func readBinary(path string) (ociimage.BuildOptions, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return ociimage.BuildOptions{}, &usageError{err: fmt.Errorf("--binary: %w", err)}
+		return ociimage.BuildOptions{}, &usageError{err: fmt.Errorf("binary: %w", err)}
 	}
 	arch, err := staticELFArch(data)
 	if err != nil {
-		return ociimage.BuildOptions{}, usagef("--binary %s: %v", path, err)
+		return ociimage.BuildOptions{}, usagef("binary %s: %v", path, err)
 	}
-	sum := sha256.Sum256(data)
 	return ociimage.BuildOptions{
-		Name:         function + ":bin-" + hex.EncodeToString(sum[:])[:16],
 		Binary:       data,
 		BinaryPath:   "/app/" + filepath.Base(path),
 		Architecture: arch,

@@ -423,3 +423,59 @@ func TestConfigFileDrivesTheCLI(t *testing.T) {
 	assert.Equal(t, exitUsage, r.code)
 	oneErrorLine(t, r, "read config")
 }
+
+// TestImagesBuild packages a static binary the way `make run` does, checks
+// the file passes the server's archive gate, and pushes it.
+func TestImagesBuild(t *testing.T) {
+	bin := buildStaticBinary(t)
+	c, f := newCLI(t)
+	dir := t.TempDir()
+	out := filepath.Join(dir, "hello.oci.tar")
+	r := c.run(t, "images", "build", bin, "--name", "hello:latest", "-o", out, "--port", "8080")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Empty(t, r.stdout)
+	assert.Contains(t, r.stderr, "Wrote "+out+": image hello:latest, sha256:")
+
+	a1, err := os.ReadFile(out)
+	require.NoError(t, err)
+	fh, err := os.Open(out)
+	require.NoError(t, err)
+	defer fh.Close()
+	arch, err := ociimage.Spool(fh, t.TempDir(), ociimage.Limits{})
+	require.NoError(t, err)
+	defer arch.Remove()
+	require.Len(t, arch.Images, 1)
+	assert.Equal(t, "docker.io/library/hello:latest", arch.Images[0].Name)
+
+	// Deterministic: the same binary and name give the same bytes, on stdout too.
+	r = c.run(t, "images", "build", bin, "--name", "hello:latest", "-o", "-", "--port", "8080")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, string(a1), r.stdout)
+
+	r = c.run(t, "images", "push", out)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "docker.io/library/hello:latest", f.imageList()[0].Name)
+	r = c.run(t, "deploy", "hello", "--image", "hello:latest")
+	require.Equal(t, 0, r.code, r.stderr)
+
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"images", "build", bin, "-o", out}, "--name is required"},
+		{[]string{"images", "build", bin, "--name", "Bad Name", "-o", out}, "--name: invalid image name"},
+		{[]string{"images", "build", bin, "--name", "a:b"}, "-o FILE is required"},
+		{[]string{"images", "build", "/bin/sh", "--name", "a:b", "-o", out}, "dynamically linked"},
+		{[]string{"images", "build", bin, "--name", "a:b", "-o", out, "--port", "-1"}, "--port -1"},
+	} {
+		r := c.run(t, tt.args...)
+		assert.Equal(t, exitUsage, r.code, "%v: %s", tt.args, r.stderr)
+		oneErrorLine(t, r, tt.want)
+	}
+	b, err := os.ReadFile(out)
+	require.NoError(t, err)
+	assert.Equal(t, a1, b, "failed builds leave the earlier file alone")
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "no temporary files left behind")
+}

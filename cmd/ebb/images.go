@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
+
+	digest "github.com/opencontainers/go-digest"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/ociimage"
 )
 
 func (a *app) imagesCmd() *cobra.Command {
@@ -20,6 +24,7 @@ func (a *app) imagesCmd() *cobra.Command {
 		RunE:  groupRunE,
 	}
 	cmd.AddCommand(
+		a.imagesBuildCmd(),
 		&cobra.Command{
 			Use:   "push FILE",
 			Short: "Upload an OCI image layout tar or a docker-save tar (gzip allowed; - reads stdin)",
@@ -109,4 +114,98 @@ func printImages(w io.Writer, imgs []api.Image) error {
 		t.row(img.Name, shortDigest(img.Digest), bytesIEC(img.Size))
 	}
 	return t.flush()
+}
+
+func (a *app) imagesBuildCmd() *cobra.Command {
+	var name, out string
+	var port int
+	cmd := &cobra.Command{
+		Use:   "build BINARY --name REF -o FILE",
+		Short: "Package a static Linux executable as an OCI image layout tar, without pushing it",
+		Long: `Package a static Linux executable as an OCI image layout tar: one layer
+holding the binary at /app/<name> as the entrypoint, plus the minimal /etc
+files a Go server expects. The same inputs always give the same bytes.
+Push the file with 'ebb images push', or do both with 'ebb deploy --binary'.`,
+		Example: `  CGO_ENABLED=0 go build -o hello ./examples/hello
+  ebb images build hello --name hello:latest -o hello.oci.tar`,
+		Args: exactArgs("BINARY"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if name == "" {
+				return usagef("--name is required, such as --name hello:latest")
+			}
+			if _, err := ociimage.NormalizeName(name); err != nil {
+				return usagef("--name: %v", err)
+			}
+			if out == "" {
+				return usagef("-o FILE is required (- writes to stdout)")
+			}
+			if port < 0 || port > 65535 {
+				return usagef("--port %d: must be from 1 to 65535", port)
+			}
+			opts, err := readBinary(args[0])
+			if err != nil {
+				return err
+			}
+			opts.Name = name
+			if port > 0 {
+				opts.ExposedPorts = []int{port}
+			}
+			d, size, err := a.writeImage(out, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stderr, "Wrote %s: image %s, %s, %s\n", out, name, shortDigest(d.String()), bytesIEC(size))
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&name, "name", "", "image reference, such as hello:latest (required)")
+	// Shadows the global --output, as in 'go build -o' and 'docker save -o'.
+	f.StringVarP(&out, "output", "o", "", "file to write, - for stdout (required)")
+	f.IntVar(&port, "port", 0, "port to record as exposed in the image config")
+	return cmd
+}
+
+// writeImage builds the archive into a temporary file next to path and
+// renames it into place, so a failed build never leaves a partial file.
+func (a *app) writeImage(path string, opts ociimage.BuildOptions) (digest.Digest, int64, error) {
+	if path == "-" {
+		cw := &countingWriter{w: a.stdout}
+		d, err := ociimage.Build(cw, opts)
+		if err != nil {
+			return "", 0, fmt.Errorf("build image: %w", err)
+		}
+		return d, cw.n, nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ebb-image-*.tar")
+	if err != nil {
+		return "", 0, fmt.Errorf("build image: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	cw := &countingWriter{w: tmp}
+	d, err := ociimage.Build(cw, opts)
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp.Name(), 0o644)
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), path)
+	}
+	if err != nil {
+		return "", 0, fmt.Errorf("build image: %w", err)
+	}
+	return d, cw.n, nil
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
