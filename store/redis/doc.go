@@ -5,22 +5,29 @@
 //
 // With Prefix P (default "ebb:"), so several clusters can share a database:
 //
-//   - P + "kv:" + key — a hash {v: value, r: version}: one per stored key.
-//   - P + "keys"      — a sorted set of every key, all at score 0, so
+//   - P + "values"   — a hash: key → value.
+//   - P + "versions" — a hash: key → version, the revision that last wrote it.
+//   - P + "keys"     — a sorted set of every key, all at score 0, so
 //     ZRANGEBYLEX lists a prefix in byte order.
-//   - P + "rev"       — the revision counter (INCR).
-//   - P + "events"    — the event stream. The entry for the i-th event
+//   - P + "rev"      — the revision counter (INCR).
+//   - P + "events"   — the event stream. The entry for the i-th event
 //     (from 0) of revision R has the ID "R-i" and the fields t (p or d),
 //     k (key), v (value, puts only) and n (events in revision R).
+//
+// Objects live in two shared hashes rather than a hash per key so that List
+// costs one HMGET per thousand keys instead of a command per key: Redis
+// serves nobody else while a script runs, so a long List delays every
+// other client.
 //
 // # Transactions
 //
 // Txn is one Lua script (EVALSHA, falling back to EVAL): it checks every
-// op's version against the key's hash, and only if all hold does it INCR the
-// revision, write the hashes and the index, and XADD one entry per event
+// op's version in the versions hash, and only if all hold does it INCR the
+// revision, write both hashes and the index, and XADD one entry per event
 // with MAXLEN ~ History. Redis runs a script alone, so transactions are
 // serializable; a script that changes nothing takes no revision. List is a
-// script too, reading the range and the revision in one atomic step.
+// script too, reading the range and the revision in one atomic step, and
+// so is Get, reading value and version together.
 // Commands are never retried by the client: a retry after a lost reply
 // could apply a transaction twice.
 //
@@ -45,8 +52,7 @@
 // # What it must not do
 //
 // It needs a single Redis primary. Redis Cluster is not supported: a
-// transaction's keys span hash slots, and the list script reads hashes it
-// names itself. A failover to an asynchronous replica can lose acknowledged
+// store's keys span hash slots, and every script touches several of them. A failover to an asynchronous replica can lose acknowledged
 // writes. Redis must not be flushed under a running cluster (a watch notices
 // only if the revision went backwards). The package keeps no state of its
 // own beyond connections, returns errors and never logs.

@@ -2,12 +2,16 @@ package redis
 
 import goredis "github.com/redis/go-redis/v9"
 
+// The scripts take their keys in this order, so KEYS[i] means the same
+// thing in each.
+//
+//	KEYS[1] revision counter   KEYS[2] event stream   KEYS[3] key index
+//	KEYS[4] values hash        KEYS[5] versions hash
+
 // txnScript applies one transaction atomically: Redis runs a script to the
 // end before serving anything else, and its effects reach the AOF as one
 // MULTI/EXEC, so a crash leaves all of it or none.
 //
-// KEYS[1] revision counter, KEYS[2] event stream, KEYS[3] key index,
-// KEYS[3+i] the hash of op i.
 // ARGV[1] history (the stream's MAXLEN ~), then four per op: kind ('p',
 // 'd', 'c'), expected version, key, value.
 //
@@ -17,14 +21,13 @@ import goredis "github.com/redis/go-redis/v9"
 // in its revision, so a reader can tell a complete revision from one whose
 // head was trimmed away.
 var txnScript = goredis.NewScript(`
-local nops = #KEYS - 3
+local nops = (#ARGV - 1) / 4
 local present = {}
 local events = 0
 for i = 1, nops do
   local a = 1 + (i - 1) * 4
-  local kind = ARGV[a + 1]
-  local want = tonumber(ARGV[a + 2])
-  local have = tonumber(redis.call('HGET', KEYS[3 + i], 'r') or '0')
+  local kind, want, key = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+  local have = tonumber(redis.call('HGET', KEYS[5], key) or '0')
   if want ~= -1 and want ~= have then
     return {0, i, have}
   end
@@ -42,15 +45,17 @@ local n = string.format('%d', events)
 local seq = 0
 for i = 1, nops do
   local a = 1 + (i - 1) * 4
-  local kind, key = ARGV[a + 1], ARGV[a + 3]
+  local kind, key, value = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4]
   local id = revs .. '-' .. string.format('%d', seq)
   if kind == 'p' then
-    redis.call('HSET', KEYS[3 + i], 'v', ARGV[a + 4], 'r', revs)
+    redis.call('HSET', KEYS[4], key, value)
+    redis.call('HSET', KEYS[5], key, revs)
     redis.call('ZADD', KEYS[3], 0, key)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 't', 'p', 'k', key, 'v', ARGV[a + 4], 'n', n)
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 't', 'p', 'k', key, 'v', value, 'n', n)
     seq = seq + 1
   elseif kind == 'd' and present[i] then
-    redis.call('DEL', KEYS[3 + i])
+    redis.call('HDEL', KEYS[4], key)
+    redis.call('HDEL', KEYS[5], key)
     redis.call('ZREM', KEYS[3], key)
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 't', 'd', 'k', key, 'n', n)
     seq = seq + 1
@@ -60,21 +65,33 @@ return {1, rev}
 `)
 
 // listScript reads a key range and the revision in one atomic step, so the
-// listing is exactly the state at that revision.
+// listing is exactly the state at that revision. It reads the hashes with
+// one HMGET per thousand keys: a command per key would hold Redis (which
+// serves no one else meanwhile) several times longer.
 //
-// KEYS[1] key index, KEYS[2] revision counter. ARGV[1], ARGV[2] the
-// ZRANGEBYLEX bounds, ARGV[3] the hash key prefix.
-// It returns {revision, key1, value1, version1, key2, ...}.
+// ARGV[1], ARGV[2] are the ZRANGEBYLEX bounds. It returns
+// {revision, keys, values, versions}.
 var listScript = goredis.NewScript(`
-local keys = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], ARGV[2])
-local out = {tonumber(redis.call('GET', KEYS[2]) or '0')}
-for _, k in ipairs(keys) do
-  local h = redis.call('HMGET', ARGV[3] .. k, 'v', 'r')
-  if h[2] then
-    out[#out + 1] = k
-    out[#out + 1] = h[1]
-    out[#out + 1] = tonumber(h[2])
+local keys = redis.call('ZRANGEBYLEX', KEYS[3], ARGV[1], ARGV[2])
+local rev = tonumber(redis.call('GET', KEYS[1]) or '0')
+local values, versions = {}, {}
+for i = 1, #keys, 1000 do
+  local last = math.min(i + 999, #keys)
+  local vals = redis.call('HMGET', KEYS[4], unpack(keys, i, last))
+  local vers = redis.call('HMGET', KEYS[5], unpack(keys, i, last))
+  for j = 1, #vals do
+    values[i + j - 1] = vals[j]
+    versions[i + j - 1] = tonumber(vers[j]) or 0
   end
 end
-return out
+return {rev, keys, values, versions}
+`)
+
+// getScript reads a key's value and version together.
+//
+// ARGV[1] is the key. It returns {value, version}, both nil if absent.
+var getScript = goredis.NewScript(`
+local v = redis.call('HGET', KEYS[4], ARGV[1])
+if not v then return {} end
+return {v, tonumber(redis.call('HGET', KEYS[5], ARGV[1]))}
 `)

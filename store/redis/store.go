@@ -54,7 +54,9 @@ type Store struct {
 	watchOpts goredis.Options // for each watch's own connection
 	history   string
 
-	keyRev, keyEvents, keyIndex, kvPrefix string
+	keys      []string // the script KEYS: see scripts.go
+	keyRev    string
+	keyEvents string
 
 	ctx       context.Context // cancelled by Close; ends watches
 	cancel    context.CancelFunc
@@ -96,10 +98,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		client:    client,
 		watchOpts: wo,
 		history:   strconv.Itoa(opts.History),
+		keys: []string{
+			opts.Prefix + "rev",
+			opts.Prefix + "events",
+			opts.Prefix + "keys",
+			opts.Prefix + "values",
+			opts.Prefix + "versions",
+		},
 		keyRev:    opts.Prefix + "rev",
 		keyEvents: opts.Prefix + "events",
-		keyIndex:  opts.Prefix + "keys",
-		kvPrefix:  opts.Prefix + "kv:",
 		ctx:       sctx,
 		cancel:    cancel,
 	}, nil
@@ -135,18 +142,17 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 	if err := s.usable(ctx); err != nil {
 		return store.KV{}, err
 	}
-	vals, err := s.client.HMGet(ctx, s.kvPrefix+key, "v", "r").Result()
+	res, err := getScript.Run(ctx, s.client, s.keys, key).Slice()
 	if err != nil {
 		return store.KV{}, fmt.Errorf("get %q: %w", key, s.mapErr(err))
 	}
-	if vals[1] == nil {
+	if len(res) == 0 {
 		return store.KV{}, fmt.Errorf("get %q: %w", key, store.ErrNotFound)
 	}
-	v, _ := vals[0].(string)
-	r, _ := vals[1].(string)
-	version, err := strconv.ParseInt(r, 10, 64)
-	if err != nil {
-		return store.KV{}, fmt.Errorf("get %q: bad version %q", key, r)
+	v, ok1 := res[0].(string)
+	version, ok2 := res[1].(int64)
+	if len(res) != 2 || !ok1 || !ok2 {
+		return store.KV{}, fmt.Errorf("get %q: malformed reply %v", key, res)
 	}
 	return store.KV{Key: key, Value: []byte(v), Version: version}, nil
 }
@@ -157,29 +163,40 @@ func (s *Store) List(ctx context.Context, prefix string) ([]store.KV, int64, err
 		return nil, 0, err
 	}
 	lo, hi := lexRange(prefix)
-	res, err := listScript.Run(ctx, s.client, []string{s.keyIndex, s.keyRev}, lo, hi, s.kvPrefix).Slice()
+	res, err := listScript.Run(ctx, s.client, s.keys, lo, hi).Slice()
 	if err != nil {
 		return nil, 0, fmt.Errorf("list %q: %w", prefix, s.mapErr(err))
 	}
-	if len(res) == 0 || (len(res)-1)%3 != 0 {
-		return nil, 0, fmt.Errorf("list %q: malformed reply of %d items", prefix, len(res))
+	kvs, rev, err := parseList(res)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list %q: %w", prefix, err)
+	}
+	return kvs, rev, nil
+}
+
+func parseList(res []any) ([]store.KV, int64, error) {
+	if len(res) != 4 {
+		return nil, 0, fmt.Errorf("malformed reply of %d items", len(res))
 	}
 	rev, ok := res[0].(int64)
-	if !ok {
-		return nil, 0, fmt.Errorf("list %q: malformed revision %v", prefix, res[0])
+	keys, ok1 := res[1].([]any)
+	vals, ok2 := res[2].([]any)
+	vers, ok3 := res[3].([]any)
+	if !ok || !ok1 || !ok2 || !ok3 || len(vals) != len(keys) || len(vers) != len(keys) {
+		return nil, 0, fmt.Errorf("malformed reply")
 	}
-	var kvs []store.KV
-	if n := (len(res) - 1) / 3; n > 0 {
-		kvs = make([]store.KV, 0, n)
+	if len(keys) == 0 {
+		return nil, rev, nil
 	}
-	for i := 1; i < len(res); i += 3 {
-		k, ok1 := res[i].(string)
-		v, ok2 := res[i+1].(string)
-		ver, ok3 := res[i+2].(int64)
-		if !ok1 || !ok2 || !ok3 {
-			return nil, 0, fmt.Errorf("list %q: malformed entry %v %v %v", prefix, res[i], res[i+1], res[i+2])
+	kvs := make([]store.KV, len(keys))
+	for i := range keys {
+		k, ok1 := keys[i].(string)
+		v, ok2 := vals[i].(string)
+		ver, ok3 := vers[i].(int64)
+		if !ok1 || !ok2 || !ok3 || ver <= 0 {
+			return nil, 0, fmt.Errorf("malformed entry %v %v %v", keys[i], vals[i], vers[i])
 		}
-		kvs = append(kvs, store.KV{Key: k, Value: []byte(v), Version: ver})
+		kvs[i] = store.KV{Key: k, Value: []byte(v), Version: ver}
 	}
 	return kvs, rev, nil
 }
@@ -209,15 +226,12 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (int64, error) {
 	if err := validateOps(ops); err != nil {
 		return 0, fmt.Errorf("txn: %w", err)
 	}
-	keys := make([]string, 3, 3+len(ops))
-	keys[0], keys[1], keys[2] = s.keyRev, s.keyEvents, s.keyIndex
 	args := make([]any, 1, 1+4*len(ops))
 	args[0] = s.history
 	for _, op := range ops {
-		keys = append(keys, s.kvPrefix+op.Key)
 		args = append(args, opCode(op.Kind), op.Version, op.Key, op.Value)
 	}
-	res, err := txnScript.Run(ctx, s.client, keys, args...).Int64Slice()
+	res, err := txnScript.Run(ctx, s.client, s.keys, args...).Int64Slice()
 	if err != nil {
 		return 0, fmt.Errorf("txn: %w", s.mapErr(err))
 	}
