@@ -1,0 +1,272 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/internal/testenv"
+)
+
+var httpClient = &http.Client{Timeout: time.Minute}
+
+// binaries are built once per test run, by TestMain.
+var binaries struct {
+	dir              string
+	ebbd, ebb, hello string
+	buildErr         error
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ebb-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binaries.dir = dir
+	binaries.ebbd = filepath.Join(dir, "ebbd")
+	binaries.ebb = filepath.Join(dir, "ebb")
+	binaries.hello = filepath.Join(dir, "hello")
+	binaries.buildErr = build()
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func build() error {
+	for _, b := range []struct {
+		out, pkg string
+		static   bool
+	}{
+		{binaries.ebbd, "../cmd/ebbd", false},
+		{binaries.ebb, "../cmd/ebb", false},
+		{binaries.hello, "../examples/hello", true},
+	} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Env = os.Environ()
+		if b.static {
+			cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+		}
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// ebbd is a running daemon started by a test.
+type ebbd struct {
+	t        *testing.T
+	dataDir  string
+	apiAddr  string
+	httpAddr string
+	args     []string
+	cmd      *exec.Cmd
+	log      *bytes.Buffer
+	exited   chan error
+}
+
+// requireE2E skips (or fails in CI) unless the real parts are here.
+func requireE2E(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end tests do not run with -short")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "containerd")
+	testenv.RequireBinary(t, "runc")
+	require.NoError(t, binaries.buildErr)
+}
+
+// startEbbd starts ebbd on free loopback ports with its own data dir.
+func startEbbd(t *testing.T, extraArgs ...string) *ebbd {
+	t.Helper()
+	requireE2E(t)
+	d := &ebbd{
+		t:        t,
+		dataDir:  shortTempDir(t),
+		apiAddr:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		httpAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+	}
+	d.args = append([]string{
+		"--data-dir", d.dataDir, "--api-addr", d.apiAddr, "--http-addr", d.httpAddr,
+		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		// Each test gets its own private containerd, so tests never see
+		// each other's containers.
+		"--containerd-address", filepath.Join(d.dataDir, "no-such.sock"),
+	}, extraArgs...)
+	d.start()
+	t.Cleanup(func() { d.stop(syscall.SIGTERM) })
+	return d
+}
+
+func (d *ebbd) start() {
+	d.t.Helper()
+	d.log = &bytes.Buffer{}
+	d.cmd = exec.Command(binaries.ebbd, d.args...)
+	d.cmd.Stdout = d.log
+	d.cmd.Stderr = d.log
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	require.NoError(d.t, d.cmd.Start())
+	d.exited = make(chan error, 1)
+	go func() { d.exited <- d.cmd.Wait() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-d.exited:
+			d.t.Fatalf("ebbd exited during start: %v\n%s", err, d.log)
+		default:
+		}
+		resp, err := httpClient.Get("http://" + d.apiAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // polling a child process's start
+	}
+	d.t.Fatalf("ebbd did not become ready:\n%s", d.log)
+}
+
+// stop sends sig and waits for ebbd to exit; SIGTERM must exit cleanly.
+func (d *ebbd) stop(sig syscall.Signal) {
+	d.t.Helper()
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case err := <-d.exited:
+		if sig == syscall.SIGTERM && err != nil {
+			d.t.Errorf("ebbd did not exit cleanly on SIGTERM: %v\n%s", err, d.log)
+		}
+	case <-time.After(30 * time.Second):
+		_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+		<-d.exited
+		d.t.Errorf("ebbd did not stop within 30s of %v\n%s", sig, d.log)
+	}
+	d.cmd = nil
+}
+
+func (d *ebbd) restart() {
+	d.t.Helper()
+	d.stop(syscall.SIGTERM)
+	d.start()
+}
+
+func (d *ebbd) token() string {
+	b, err := os.ReadFile(filepath.Join(d.dataDir, "token"))
+	require.NoError(d.t, err)
+	return strings.TrimSpace(string(b))
+}
+
+// ebb runs the CLI against d and returns stdout; it fails the test on a
+// non-zero exit unless the caller expects one with ebbExit.
+func (d *ebbd) ebb(args ...string) string {
+	d.t.Helper()
+	out, errOut, code := d.ebbExit(args...)
+	require.Equal(d.t, 0, code, "ebb %s failed: %s\n%s", strings.Join(args, " "), errOut, out)
+	return out
+}
+
+func (d *ebbd) ebbExit(args ...string) (stdout, stderr string, code int) {
+	d.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binaries.ebb, args...)
+	cmd.Env = append(os.Environ(), "EBB_API=http://"+d.apiAddr, "EBB_TOKEN="+d.token(), "XDG_CONFIG_HOME="+d.dataDir)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	if exit, ok := err.(*exec.ExitError); ok {
+		return o.String(), e.String(), exit.ExitCode()
+	}
+	require.NoError(d.t, err)
+	return o.String(), e.String(), 0
+}
+
+// ebbJSON runs the CLI with -o json and decodes its output.
+func (d *ebbd) ebbJSON(out any, args ...string) {
+	d.t.Helper()
+	raw := d.ebb(append(args, "-o", "json")...)
+	require.NoError(d.t, json.Unmarshal([]byte(raw), out), "decode %s", raw)
+}
+
+// apiCall is curl against the API: a raw HTTP request with the token.
+func (d *ebbd) apiCall(method, path string, body io.Reader, out any) int {
+	d.t.Helper()
+	req, err := http.NewRequest(method, "http://"+d.apiAddr+path, body)
+	require.NoError(d.t, err)
+	req.Header.Set("Authorization", "Bearer "+d.token())
+	resp, err := httpClient.Do(req)
+	require.NoError(d.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(d.t, err)
+	if out != nil && len(raw) > 0 {
+		require.NoError(d.t, json.Unmarshal(raw, out), "decode %s", raw)
+	}
+	return resp.StatusCode
+}
+
+// pushHello packages examples/hello as an OCI image and pushes it.
+func (d *ebbd) pushHello() {
+	d.t.Helper()
+	archive := filepath.Join(d.t.TempDir(), "hello.oci.tar")
+	d.ebb("images", "build", binaries.hello, "--name", "hello:latest", "-o", archive)
+	d.ebb("images", "push", archive)
+}
+
+// shortTempDir is a temp dir with a short path: containerd's socket lives
+// under it and unix socket paths are limited to 108 bytes.
+func shortTempDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ebbe2e-")
+	require.NoError(t, err)
+	t.Cleanup(func() { removeRuntimeLeftovers(t, dir) })
+	return dir
+}
+
+// removeRuntimeLeftovers kills processes still running from dir (shims of a
+// daemon that was SIGKILLed on purpose), unmounts what is mounted under it,
+// and removes it, so no test leaves the machine dirtier than it found it.
+func removeRuntimeLeftovers(t *testing.T, dir string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !bytes.Contains(b, []byte(dir)) {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err == nil && pid != os.Getpid() {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	info, _ := os.ReadFile("/proc/self/mountinfo")
+	var mounts []string
+	for _, line := range strings.Split(string(info), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) > 4 && strings.HasPrefix(fields[4], dir) {
+			mounts = append(mounts, fields[4])
+		}
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Logf("remove %s: %v", dir, err)
+	}
+}
