@@ -41,6 +41,15 @@
 // servers and clients do not. Only allow-list ports whose readers do not
 // splice. sendfile(2) on a redirected socket is fine.
 //
+// A socket leaving the socket map loses redirected data it has not read yet
+// (the kernel frees that queue). Sockets leave when they close, which is
+// harmless, and when the Loader closes: Close first switches every send back
+// to TCP and waits Options.CloseGrace so that receivers catch up. The same
+// holds if ebbd dies, without the grace.
+//
+// Only sockets in the loader's network namespace are touched: a container
+// with a network of its own keeps plain TCP and its own VIP-range addresses.
+//
 // VIPs are IPv4 and TCP only; connect() from an AF_INET6 socket to a
 // v4-mapped VIP is not rewritten.
 //

@@ -165,6 +165,15 @@ struct {
 	__type(value, struct addr4);
 } fallback SEC(".maps");
 
+// Set by the loader while it closes: sends stop being redirected, so that
+// the receivers can drain what was before the sockets leave the map.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} draining SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
@@ -300,6 +309,15 @@ int ebb_sk_msg(struct sk_msg_md *msg)
 			count(STAT_MSG_PASSED, 1);
 			return SK_PASS;
 		}
+	}
+
+	// Plain TCP data is read after the redirected data already queued, so
+	// switching every socket to TCP at once keeps each stream in order.
+	__u32 zero = 0;
+	__u32 *drain = bpf_map_lookup_elem(&draining, &zero);
+	if (drain && *drain) {
+		count(STAT_MSG_PASSED, 1);
+		return SK_PASS;
 	}
 
 	// The peer's key is ours with local and remote swapped.

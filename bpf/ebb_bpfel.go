@@ -82,6 +82,7 @@ type ebbWakeEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	ebbMapAllowedPorts       = "allowed_ports"
+	ebbMapDraining           = "draining"
 	ebbMapFallback           = "fallback"
 	ebbMapFallbackConns      = "fallback_conns"
 	ebbMapSockInfos          = "sock_infos"
@@ -155,6 +156,7 @@ type ebbProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ebbMapSpecs struct {
 	AllowedPorts  *ebpf.MapSpec `ebpf:"allowed_ports"`
+	Draining      *ebpf.MapSpec `ebpf:"draining"`
 	Fallback      *ebpf.MapSpec `ebpf:"fallback"`
 	FallbackConns *ebpf.MapSpec `ebpf:"fallback_conns"`
 	SockInfos     *ebpf.MapSpec `ebpf:"sock_infos"`
@@ -198,6 +200,7 @@ func (o *ebbObjects) Close() error {
 // It can be passed to loadEbbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ebbMaps struct {
 	AllowedPorts  *ebpf.Map `ebpf:"allowed_ports"`
+	Draining      *ebpf.Map `ebpf:"draining"`
 	Fallback      *ebpf.Map `ebpf:"fallback"`
 	FallbackConns *ebpf.Map `ebpf:"fallback_conns"`
 	SockInfos     *ebpf.Map `ebpf:"sock_infos"`
@@ -211,6 +214,7 @@ type ebbMaps struct {
 func (m *ebbMaps) Close() error {
 	return _EbbClose(
 		m.AllowedPorts,
+		m.Draining,
 		m.Fallback,
 		m.FallbackConns,
 		m.SockInfos,

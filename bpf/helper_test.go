@@ -88,6 +88,10 @@ func runHelper(mode, rawArgs string) int {
 		err = helperEcho(args)
 	case mode == "sendfile":
 		err = helperSendfile(args)
+	case mode == "unread":
+		err = helperUnread(args)
+	case mode == "unread":
+		err = helperUnread(args)
 	case mode == "dial-echo":
 		err = helperDialEcho(args)
 	case mode == "probe-nocaps":
@@ -240,6 +244,57 @@ func helperEcho(args helperArgs) error {
 		return fmt.Errorf("wait for parent: %w", err)
 	}
 	return exchange(c, args.Sizes)
+}
+
+// helperUnread leaves Sizes[0] bytes unread on a connection, waits for the
+// parent, writes as many again, and checks that both arrive in order.
+func helperUnread(args helperArgs) error {
+	ln, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", args.Port))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		s, err := ln.Accept()
+		if err != nil {
+			close(accepted)
+			return
+		}
+		accepted <- s
+	}()
+	c, err := net.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	s, ok := <-accepted
+	if !ok {
+		return errors.New("accept failed")
+	}
+	defer s.Close()
+
+	first := bytes.Repeat([]byte{'a'}, args.Sizes[0])
+	second := bytes.Repeat([]byte{'b'}, args.Sizes[0])
+	if _, err := c.Write(first); err != nil {
+		return err
+	}
+	fmt.Println("holding")
+	if _, err := bufio.NewReader(os.Stdin).ReadString('\n'); err != nil {
+		return fmt.Errorf("wait for parent: %w", err)
+	}
+	go func() { _, _ = c.Write(second) }()
+	if err := s.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return err
+	}
+	got := make([]byte, 2*args.Sizes[0])
+	if _, err := io.ReadFull(s, got); err != nil {
+		return fmt.Errorf("read: %w", err)
+	}
+	if !bytes.Equal(got, append(first, second...)) {
+		return errors.New("stream differs")
+	}
+	return nil
 }
 
 // helperDialEcho exchanges Sizes with an echo server the parent runs on

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -32,6 +33,10 @@ type Loader struct {
 	closed     bool
 	reader     *ringbuf.Reader // set while RunWakeEvents runs
 	readerBusy bool
+
+	// drainStarted, if set, runs once Close has switched sends to TCP;
+	// tests use it to act inside the grace period.
+	drainStarted func()
 }
 
 // VIP is a function's virtual address and where connections to it go.
@@ -207,8 +212,11 @@ func (l *Loader) attach() error {
 }
 
 // Close detaches every program, removes every socket from the socket map and
-// unloads everything. Connections keep working over plain TCP. It also ends a
-// running RunWakeEvents. Calling it again does nothing.
+// unloads everything. Connections keep working over plain TCP. Before taking
+// the sockets out it switches all sends back to TCP and waits
+// Options.CloseGrace for receivers to read what was already redirected to
+// them; the kernel drops redirected data still unread after that. Close also
+// ends a running RunWakeEvents. Calling it again does nothing.
 func (l *Loader) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -222,15 +230,18 @@ func (l *Loader) Close() error {
 
 	var errs []error
 	// Stop new sockets and new VIP rewrites first (reverse attach order),
-	// then take the mapped sockets out, and only then drop the verdict
-	// program: a socket still in the map keeps the program it was added
-	// with.
+	// then drain and take the mapped sockets out, and only then drop the
+	// verdict program: a socket still in the map keeps the program it was
+	// added with.
 	for i := len(l.cgroupLinks) - 1; i >= 0; i-- {
 		if err := l.cgroupLinks[i].Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detach cgroup program: %w", err))
 		}
 	}
 	if l.objs.SockMap != nil {
+		if err := l.drain(); err != nil {
+			errs = append(errs, err)
+		}
 		if err := emptyMap(l.objs.SockMap); err != nil {
 			errs = append(errs, fmt.Errorf("empty socket map: %w", err))
 		}
@@ -253,6 +264,25 @@ func (l *Loader) Close() error {
 		errs = append(errs, fmt.Errorf("close bpf objects: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// drain stops redirection and, if any socket is mapped, gives receivers
+// CloseGrace to read what is queued.
+func (l *Loader) drain() error {
+	if err := l.objs.Draining.Update(uint32(0), uint32(1), ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("stop redirecting: %w", err)
+	}
+	if l.drainStarted != nil {
+		l.drainStarted()
+	}
+	var k ebbSockKey
+	if err := l.objs.SockMap.NextKey(nil, &k); errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	if l.opts.CloseGrace > 0 {
+		time.Sleep(l.opts.CloseGrace) // the kernel cannot tell when queues are empty
+	}
+	return nil
 }
 
 func emptyMap(m *ebpf.Map) error {
@@ -479,36 +509,43 @@ func (l *Loader) FallbackOrigin(client netip.AddrPort) (o Origin, ok bool, err e
 func (l *Loader) Stats() (Stats, error) {
 	var s Stats
 	err := l.use(func() error {
-		fields := []struct {
-			stat ebbStat
-			dst  *uint64
-		}{
-			{ebbStatSTAT_SOCK_INSERTED, &s.SocketsInserted},
-			{ebbStatSTAT_SOCK_INSERT_FAILED, &s.SocketInsertFailures},
-			{ebbStatSTAT_MSG_REDIRECTED, &s.MessagesRedirected},
-			{ebbStatSTAT_MSG_REDIRECTED_BYTES, &s.BytesRedirected},
-			{ebbStatSTAT_MSG_PASSED, &s.MessagesPassed},
-			{ebbStatSTAT_MSG_LATCHED_PLAIN, &s.SocketsLatchedPlain},
-			{ebbStatSTAT_CONNECT_BACKEND, &s.ConnectsToBackend},
-			{ebbStatSTAT_CONNECT_FALLBACK, &s.ConnectsToFallback},
-			{ebbStatSTAT_CONNECT_NO_FALLBACK, &s.ConnectsNoFallback},
-			{ebbStatSTAT_CONNECT_UNKNOWN_VIP, &s.ConnectsUnknownVIP},
-			{ebbStatSTAT_WAKE_EMITTED, &s.WakesEmitted},
-			{ebbStatSTAT_WAKE_DROPPED, &s.WakesDropped},
-			{ebbStatSTAT_PEERNAME_REWRITTEN, &s.PeernamesRewritten},
-		}
-		var perCPU []uint64
-		for _, f := range fields {
-			if err := l.objs.Stats.Lookup(uint32(f.stat), &perCPU); err != nil {
-				return fmt.Errorf("read stat %d: %w", f.stat, err)
-			}
-			for _, n := range perCPU {
-				*f.dst += n
-			}
-		}
-		return nil
+		var err error
+		s, err = l.readStats()
+		return err
 	})
 	return s, err
+}
+
+func (l *Loader) readStats() (Stats, error) {
+	var s Stats
+	fields := []struct {
+		stat ebbStat
+		dst  *uint64
+	}{
+		{ebbStatSTAT_SOCK_INSERTED, &s.SocketsInserted},
+		{ebbStatSTAT_SOCK_INSERT_FAILED, &s.SocketInsertFailures},
+		{ebbStatSTAT_MSG_REDIRECTED, &s.MessagesRedirected},
+		{ebbStatSTAT_MSG_REDIRECTED_BYTES, &s.BytesRedirected},
+		{ebbStatSTAT_MSG_PASSED, &s.MessagesPassed},
+		{ebbStatSTAT_MSG_LATCHED_PLAIN, &s.SocketsLatchedPlain},
+		{ebbStatSTAT_CONNECT_BACKEND, &s.ConnectsToBackend},
+		{ebbStatSTAT_CONNECT_FALLBACK, &s.ConnectsToFallback},
+		{ebbStatSTAT_CONNECT_NO_FALLBACK, &s.ConnectsNoFallback},
+		{ebbStatSTAT_CONNECT_UNKNOWN_VIP, &s.ConnectsUnknownVIP},
+		{ebbStatSTAT_WAKE_EMITTED, &s.WakesEmitted},
+		{ebbStatSTAT_WAKE_DROPPED, &s.WakesDropped},
+		{ebbStatSTAT_PEERNAME_REWRITTEN, &s.PeernamesRewritten},
+	}
+	var perCPU []uint64
+	for _, f := range fields {
+		if err := l.objs.Stats.Lookup(uint32(f.stat), &perCPU); err != nil {
+			return Stats{}, fmt.Errorf("read stat %d: %w", f.stat, err)
+		}
+		for _, n := range perCPU {
+			*f.dst += n
+		}
+	}
+	return s, nil
 }
 
 // toAddr4 encodes addr as the programs store it: the address in network byte

@@ -450,3 +450,31 @@ func TestOtherNetnsUntouched(t *testing.T) {
 	res := runHelperIn(t, cg, "http-get", helperArgs{URL: "http://" + vip.String() + "/"})
 	assert.Equal(t, []string{"host"}, res.Bodies)
 }
+
+// Data redirected but not yet read when Close starts survives if it is read
+// within the grace period, and what is sent meanwhile follows it in order.
+func TestCloseDrainsBeforeUnmapping(t *testing.T) {
+	l, cg := loadAt(t, Options{CloseGrace: -1})
+	port := testenv.FreePort(t)
+	require.NoError(t, l.AllowPort(uint16(port)))
+	const size = 100 << 10
+	h := startHelper(t, cg, "unread", helperArgs{Port: port, Sizes: []int{size}})
+	require.Equal(t, "holding", h.line(t))
+	s := statsOf(t, l)
+	require.Equal(t, uint64(size), s.BytesRedirected, "the unread bytes went through the redirect")
+
+	// Inside the grace period: let the child send more and read it all.
+	done := make(chan helperResult, 1)
+	l.drainStarted = func() {
+		_, err := io.WriteString(h.stdin, "go on\n")
+		assert.NoError(t, err)
+		done <- h.result(t)
+		// Close holds the loader; read the counters directly.
+		s, err := l.readStats()
+		assert.NoError(t, err)
+		assert.Equal(t, uint64(size), s.BytesRedirected, "sends during the grace period use TCP")
+		assert.Positive(t, s.MessagesPassed)
+	}
+	require.NoError(t, l.Close())
+	<-done
+}

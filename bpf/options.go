@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // VIPSlots is how many slots each VIP's backend table has. Backends get slots
@@ -39,6 +40,13 @@ type Options struct {
 	// two multiple of the page size. Zero means 256 KiB, room for 8192
 	// events the reader has not consumed yet.
 	WakeBufferBytes uint32
+
+	// CloseGrace is how long Close lets receivers read data already
+	// redirected to them, after it has switched all sends back to TCP and
+	// before it takes the sockets out of the socket map: the kernel drops
+	// redirected data that is still unread then. Zero means 100ms; a
+	// negative value means no wait.
+	CloseGrace time.Duration
 }
 
 // Defaults for the zero fields of Options.
@@ -51,6 +59,7 @@ const (
 	DefaultMaxVIPs         = 16384
 	DefaultMaxSockets      = 65536
 	DefaultWakeBufferBytes = 256 * 1024
+	DefaultCloseGrace      = 100 * time.Millisecond
 )
 
 var loopback = netip.MustParsePrefix("127.0.0.0/8")
@@ -72,6 +81,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.WakeBufferBytes == 0 {
 		o.WakeBufferBytes = DefaultWakeBufferBytes
+	}
+	if o.CloseGrace == 0 {
+		o.CloseGrace = DefaultCloseGrace
 	}
 	return o
 }

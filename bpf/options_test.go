@@ -48,6 +48,8 @@ func TestOptionsDefaults(t *testing.T) {
 	assert.Equal(t, uint32(16384), o.MaxVIPs)
 	assert.Equal(t, uint32(65536), o.MaxSockets)
 	assert.Equal(t, uint32(256*1024), o.WakeBufferBytes)
+	assert.Equal(t, 100*time.Millisecond, o.CloseGrace)
+	assert.Equal(t, -time.Second, Options{CloseGrace: -time.Second}.withDefaults().CloseGrace)
 	assert.Empty(t, o.CgroupPath, "resolved only by Load")
 }
 
