@@ -3,7 +3,6 @@ package ociimage
 import (
 	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/distribution/reference"
+	"github.com/klauspost/compress/gzip"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -269,8 +269,12 @@ func buildLayer(files []File) ([]byte, digest.Digest, error) {
 	// A parent is a prefix of its children, so it sorts before them.
 	sort.Strings(names)
 
+	// klauspost's gzip at BestSpeed compresses a Go binary about five times
+	// faster than compress/gzip's default for ~10% more bytes; pushes go over
+	// loopback or a LAN, so time matters more. Its output is deterministic
+	// for a given version, which go.mod pins.
 	var gz bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&gz, gzip.DefaultCompression)
+	zw, err := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
 	if err != nil {
 		return nil, "", err
 	}
