@@ -9,7 +9,7 @@
 //   - P + "versions" — a hash: key → version, the revision that last wrote it.
 //   - P + "keys"     — a sorted set of every key, all at score 0, so
 //     ZRANGEBYLEX lists a prefix in byte order.
-//   - P + "rev"      — the revision counter (INCR).
+//   - P + "rev"      — the newest revision.
 //   - P + "events"   — the event stream. The entry for the i-th event
 //     (from 0) of revision R has the ID "R-i" and the fields t (p or d),
 //     k (key), v (value, puts only) and n (events in revision R).
@@ -22,9 +22,10 @@
 // # Transactions
 //
 // Txn is one Lua script (EVALSHA, falling back to EVAL): it checks every
-// op's version in the versions hash, and only if all hold does it INCR the
-// revision, write both hashes and the index, and XADD one entry per event
-// with MAXLEN ~ History. Redis runs a script alone, so transactions are
+// op's version in the versions hash, and only if all hold does it XADD one
+// entry per event (MAXLEN ~ History), write both hashes and the index, and
+// advance the revision. The first XADD is its first write, because Redis does
+// not undo a script that fails halfway. Redis runs a script alone, so transactions are
 // serializable; a script that changes nothing takes no revision. List is a
 // script too, reading the range and the revision in one atomic step, and
 // so is Get, reading value and version together.

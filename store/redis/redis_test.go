@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -208,4 +209,30 @@ func TestOpenErrors(t *testing.T) {
 			require.Nil(t, s)
 		})
 	}
+}
+
+// TestTxnFailsWithoutTrace breaks the store on purpose (the revision
+// counter reset under a live stream, so the next event ID is too small):
+// Redis does not undo a failing script, so the script must fail before it
+// writes anything.
+func TestTxnFailsWithoutTrace(t *testing.T) {
+	ctx := context.Background()
+	srv := testenv.Redis(t)
+	s := open(t, srv.URL(), redis.Options{Prefix: "x:"})
+	rev, err := s.Txn(ctx, store.Put("a", []byte("1"), store.MustNotExist))
+	require.NoError(t, err)
+
+	raw := goredis.NewClient(&goredis.Options{Addr: srv.Addr})
+	defer raw.Close()
+	require.NoError(t, raw.Del(ctx, "x:rev").Err())
+
+	_, err = s.Txn(ctx, store.Put("b", []byte("2"), store.MustNotExist), store.Put("a", []byte("3"), rev))
+	require.Error(t, err)
+	assert.False(t, errors.Is(err, store.ErrConflict), "not a conflict: %v", err)
+	kvs, _, err := s.List(ctx, "")
+	require.NoError(t, err)
+	assert.Equal(t, []store.KV{{Key: "a", Value: []byte("1"), Version: rev}}, kvs)
+	n, err := raw.XLen(ctx, "x:events").Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
 }

@@ -39,7 +39,10 @@ end
 if events == 0 then
   return {1, tonumber(redis.call('GET', KEYS[1]) or '0')}
 end
-local rev = redis.call('INCR', KEYS[1])
+-- Nothing is written before the first XADD, the one command that can fail
+-- on a sound store (its ID must exceed the stream's last), because Redis
+-- does not roll a script back: a failure there leaves no trace.
+local rev = tonumber(redis.call('GET', KEYS[1]) or '0') + 1
 local revs = string.format('%d', rev)
 local n = string.format('%d', events)
 local seq = 0
@@ -48,19 +51,20 @@ for i = 1, nops do
   local kind, key, value = ARGV[a + 1], ARGV[a + 3], ARGV[a + 4]
   local id = revs .. '-' .. string.format('%d', seq)
   if kind == 'p' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 't', 'p', 'k', key, 'v', value, 'n', n)
     redis.call('HSET', KEYS[4], key, value)
     redis.call('HSET', KEYS[5], key, revs)
     redis.call('ZADD', KEYS[3], 0, key)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 't', 'p', 'k', key, 'v', value, 'n', n)
     seq = seq + 1
   elseif kind == 'd' and present[i] then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 't', 'd', 'k', key, 'n', n)
     redis.call('HDEL', KEYS[4], key)
     redis.call('HDEL', KEYS[5], key)
     redis.call('ZREM', KEYS[3], key)
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], id, 't', 'd', 'k', key, 'n', n)
     seq = seq + 1
   end
 end
+redis.call('SET', KEYS[1], revs)
 return {1, rev}
 `)
 
