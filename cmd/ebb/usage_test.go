@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/api"
 )
 
 // TestUsageErrors runs bad command lines against an address where nothing
@@ -100,4 +103,20 @@ func TestDeployNewFunctionNeedsImage(t *testing.T) {
 	r := c.run(t, "deploy", "hello", "--env", "A=1")
 	assert.Equal(t, exitUsage, r.code)
 	oneErrorLine(t, r, "hello is a new function: give --image, --image-archive or --binary")
+}
+
+// The API does not echo secret values, so re-sending a spec read back would
+// erase them; deploy refuses instead of doing that.
+func TestDeployRefusesToDropSecrets(t *testing.T) {
+	c, f := newCLI(t)
+	client, err := api.NewClient(f.url, f.token)
+	require.NoError(t, err)
+	_, _, err = client.PutFunction(context.Background(), "vault", api.FunctionSpec{
+		Image: "a:b", Secrets: []api.Secret{{Name: "db", Value: "hunter2", Env: "DB_PASSWORD"}},
+	})
+	require.NoError(t, err)
+	r := c.run(t, "deploy", "vault", "--env", "A=1")
+	assert.Equal(t, exitUsage, r.code)
+	oneErrorLine(t, r, "vault has secrets, which the CLI cannot carry over")
+	assert.Equal(t, "hunter2", f.functionSpec("vault").Secrets[0].Value, "the stored secret is untouched")
 }
