@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 
 // env is a router on an in-memory listener, fed by a real embedded store.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	st     store.Store
 	r      *Router
 	ln     *fasthttputil.InmemoryListener
@@ -42,7 +42,7 @@ type env struct {
 	reg    *prometheus.Registry
 }
 
-func newEnv(t *testing.T, cfg Config, deps Deps) *env {
+func newEnv(t testing.TB, cfg Config, deps Deps) *env {
 	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "store.db"), embedded.Options{})
 	require.NoError(t, err)
@@ -150,7 +150,7 @@ type backend struct {
 	handler  func(ctx *fasthttp.RequestCtx)
 }
 
-func startBackend(t *testing.T, name string, handler func(ctx *fasthttp.RequestCtx)) *backend {
+func startBackend(t testing.TB, name string, handler func(ctx *fasthttp.RequestCtx)) *backend {
 	t.Helper()
 	b := &backend{name: name, handler: handler}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -80,7 +80,7 @@ func Forward(ctx *fasthttp.RequestCtx, u *Upstream, o *Options, done Done) error
 	if !o.Deadline.IsZero() {
 		deadline = o.Deadline.UnixNano()
 	}
-	if err := c.setDeadline(deadline); err != nil {
+	if err := c.setDeadline(deadline, now); err != nil {
 		c.close()
 		return fmt.Errorf("set deadline: %w: %w", ErrUnavailable, err)
 	}

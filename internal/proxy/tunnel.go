@@ -24,7 +24,7 @@ func forwardUpgrade(ctx *fasthttp.RequestCtx, u *Upstream, o *Options, done Done
 		return err
 	}
 	if !o.Deadline.IsZero() {
-		if err := c.setDeadline(o.Deadline.UnixNano()); err != nil {
+		if err := c.setDeadline(o.Deadline.UnixNano(), now); err != nil {
 			c.close()
 			return fmt.Errorf("set deadline: %w: %w", ErrUnavailable, err)
 		}
@@ -49,7 +49,7 @@ func forwardUpgrade(ctx *fasthttp.RequestCtx, u *Upstream, o *Options, done Done
 	}
 	// A tunnel lives as long as its peers want; the request deadline bounded
 	// only the handshake.
-	_ = c.setDeadline(0)
+	_ = c.setDeadline(0, now)
 	t := u.t
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(client net.Conn) { t.tunnel(client, c, head, done) })
