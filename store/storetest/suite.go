@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -39,6 +40,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"WatchReplay", testWatchReplay},
 		{"WatchPrefix", testWatchPrefix},
 		{"WatchFutureRevision", testWatchFutureRevision},
+		{"WatchNegativeRevision", testWatchNegativeRevision},
 		{"Compacted", testCompacted},
 		{"SlowWatcher", testSlowWatcher},
 		{"WatchCancel", testWatchCancel},
@@ -580,6 +582,13 @@ func testWatchFutureRevision(t *testing.T, newStore NewFunc) {
 	require.Equal(t, int64(3), r3)
 	assert.Equal(t, []store.Event{{Type: store.EventPut, KV: store.KV{Key: "f/3", Value: []byte("3"), Version: r3}}}, recvEvents(t, ch, 1))
 	marker(t, s, ch, "")
+}
+
+func testWatchNegativeRevision(t *testing.T, newStore NewFunc) {
+	s := openNew(t, newStore, 0)
+	err := watchErr(t, s, "", -1)
+	require.Error(t, err)
+	require.False(t, errors.Is(err, store.ErrCompacted) || errors.Is(err, store.ErrClosed), "got %v", err)
 }
 
 // writeEvents writes n transactions of per puts each, cycling over keys
