@@ -96,6 +96,9 @@ type Start struct {
 	// autoscaler has lost its metric history and must not read the silence
 	// as a reason to scale down.
 	Ready int
+	// Desired is the count last decided for the revision, when one is on
+	// record: a revision that was warm stays warm through its grace period.
+	Desired int
 	// Resumed says the revision was scaled before (a decision for it is on
 	// record), so the initial scale is not applied again.
 	Resumed bool
@@ -127,7 +130,7 @@ func NewDecider(spec api.FunctionSpec, start Start) *Decider {
 	if start.Ready > 1 {
 		d.st.PanicSince, d.st.MaxPanic = start.At, start.Ready
 	}
-	d.st.LastDesired = start.Ready
+	d.st.LastDesired = max(start.Ready, start.Desired)
 	return d
 }
 

@@ -244,7 +244,9 @@ type HybridConfig struct {
 	// Default 2m.
 	RunningUpTo time.Duration
 	// FallbackKeepAlive keeps a replica running while the histogram cannot
-	// be trusted (too few samples, or flat). Default 2m.
+	// be trusted (too few samples, or flat). Default 0: just the revision's
+	// grace period, so that a function with no history scales to zero
+	// exactly when its user said it would.
 	FallbackKeepAlive time.Duration
 	// FallbackPreWarm holds a pre-created task after the fallback keep-alive
 	// until this long after the last demand, so that an unpredictable
@@ -256,17 +258,16 @@ type HybridConfig struct {
 
 // Defaults of HybridConfig.
 const (
-	DefaultHeadPercentile    = 5.0
-	DefaultTailPercentile    = 99.0
-	DefaultMargin            = 0.1
-	DefaultHistogramRange    = 4 * time.Hour
-	DefaultMinSamples        = 10
-	DefaultMinCV             = 2.0
-	DefaultMaxOutOfRange     = 0.5
-	DefaultRunningUpTo       = 2 * time.Minute
-	DefaultFallbackKeepAlive = 2 * time.Minute
-	DefaultFallbackPreWarm   = 10 * time.Minute
-	DefaultMaxKeepAlive      = time.Hour
+	DefaultHeadPercentile  = 5.0
+	DefaultTailPercentile  = 99.0
+	DefaultMargin          = 0.1
+	DefaultHistogramRange  = 4 * time.Hour
+	DefaultMinSamples      = 10
+	DefaultMinCV           = 2.0
+	DefaultMaxOutOfRange   = 0.5
+	DefaultRunningUpTo     = 2 * time.Minute
+	DefaultFallbackPreWarm = 10 * time.Minute
+	DefaultMaxKeepAlive    = time.Hour
 )
 
 // WithDefaults returns c with every zero field set to its default.
@@ -288,7 +289,6 @@ func (c HybridConfig) WithDefaults() HybridConfig {
 	def(&c.MaxOutOfRange, DefaultMaxOutOfRange)
 	defD(&c.Range, DefaultHistogramRange)
 	defD(&c.RunningUpTo, DefaultRunningUpTo)
-	defD(&c.FallbackKeepAlive, DefaultFallbackKeepAlive)
 	defD(&c.FallbackPreWarm, DefaultFallbackPreWarm)
 	defD(&c.MaxKeepAlive, DefaultMaxKeepAlive)
 	if c.MinSamples == 0 {
@@ -337,7 +337,8 @@ func (c HybridConfig) Validate() error {
 // idle period whose tail fits within RunningUpTo is bridged by keeping the
 // replica running; a window from head to tail that fits within it gets the
 // replica started again at its head, as the paper pre-warms; a wider window
-// gets a pre-created task, and the fallback holds one up to 10 minutes. And
+// gets a pre-created task. The fallback keeps the replica for the grace
+// period only, and then holds a pre-created task up to 10 minutes. And
 // where the paper forecasts, ebb lets a function that is mostly idle for
 // hours go cold after grace.
 type HybridHistogram struct {

@@ -104,11 +104,11 @@ func TestHybridHistogramPlan(t *testing.T) {
 		check func(t *testing.T, p Plan)
 	}{
 		{
-			name: "no history: fallback keeps 2 min running, then a pre-created task to 10 min",
+			name: "no history: fallback keeps the grace period, then a pre-created task to 10 min",
 			check: func(t *testing.T, p Plan) {
 				assert.Equal(t, ModeFewSamples, p.Mode)
-				assert.Equal(t, 2*time.Minute, p.KeepAlive)
-				assert.Equal(t, 2*time.Minute, p.PreCreateFrom)
+				assert.Equal(t, grace, p.KeepAlive)
+				assert.Equal(t, grace, p.PreCreateFrom)
 				assert.Equal(t, 10*time.Minute, p.PreCreateUntil)
 				assert.Zero(t, p.WarmUntil)
 			},
@@ -197,7 +197,7 @@ func TestHybridHistogramPlan(t *testing.T) {
 			check: func(t *testing.T, p Plan) {
 				assert.Equal(t, ModeFlat, p.Mode)
 				assert.Less(t, p.CV, 2.0)
-				assert.Equal(t, 2*time.Minute, p.KeepAlive)
+				assert.Equal(t, grace, p.KeepAlive)
 				assert.Equal(t, 10*time.Minute, p.PreCreateUntil)
 			},
 		},
@@ -304,9 +304,11 @@ func TestScalerLearnsAPeriodicFunction(t *testing.T) {
 			preAt[sec-12*period] = last.PreCreated
 		}
 	}
-	// Before it has ten idle times to go by, the fallback: 2 min running.
+	// Before it has ten idle times to go by, the fallback: the grace
+	// period, then a pre-created task.
 	assert.Equal(t, ModeFewSamples, first.Plan.Mode)
-	assert.Equal(t, 1, first.Decision.Desired)
+	assert.Equal(t, 0, first.Decision.Desired)
+	assert.Equal(t, 1, first.PreCreated)
 	assert.Equal(t, ModeHistogram, last.Plan.Mode)
 	assert.Equal(t, 30*time.Second, last.Plan.KeepAlive)
 	// Warm for the grace period after the call, then cold ...

@@ -49,7 +49,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.workers, "workers", runtime.GOMAXPROCS(0), "functions simulated in parallel")
 	fs.IntVar(&o.hardLimit, "hard-limit", 0, "per-replica concurrency hard limit of every function (0: none, ebb's default)")
 	fs.DurationVar(&o.hybrid.RunningUpTo, "running-up-to", 0, "hybrid policy: RunningUpTo (0: the default)")
-	fs.DurationVar(&o.hybrid.FallbackKeepAlive, "fallback-keep-alive", 0, "hybrid policy: FallbackKeepAlive (0: the default)")
+	fs.DurationVar(&o.hybrid.FallbackKeepAlive, "fallback-keep-alive", 0, "hybrid policy: FallbackKeepAlive (0: the default, the grace period)")
 	fs.IntVar(&o.hybrid.MinSamples, "min-samples", 0, "hybrid policy: MinSamples (0: the default)")
 	if err := fs.Parse(args); err != nil {
 		return o, err

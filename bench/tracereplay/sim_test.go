@@ -72,18 +72,18 @@ func TestSimulate(t *testing.T) {
 			},
 		},
 		{
-			name: "no history: the fallback holds a pre-created task after 2 min running",
+			name: "no history: the fallback holds a pre-created task after the grace period",
 			cfg:  withPool,
 			reqs: []request{{at: sec(60), dur: sec(1)}, {at: sec(60 + 300), dur: sec(1)}},
 			check: func(t *testing.T, c counts) {
 				assert.Equal(t, int64(1), c.Cold)
 				assert.Equal(t, int64(1), c.PreCreated)
 				assert.Equal(t, int64(1), c.PreCreatedReplicaStarts)
-				// Kept 2 min after the last demand (62 s), then the task is
-				// held from the 182 s tick (created in 40 ms) until it is used
-				// at 360 s; after the second request the same again, from
-				// 482 s until the fallback ends it 10 min after 362 s.
-				assert.InDelta(t, (360-182.04)+(962-482.04), c.PreCreatedTaskSeconds, 1e-6)
+				// Kept for the 30 s grace after the last demand (62 s), then
+				// the task is held from the 92 s tick (created in 40 ms) until
+				// it is used at 360 s; after the second request the same
+				// again, from 392 s until the fallback ends it 10 min after 362 s.
+				assert.InDelta(t, (360-92.04)+(962-392.04), c.PreCreatedTaskSeconds, 1e-6)
 				assert.Equal(t, int64(c.Decisions), c.PlanModes[autoscaler.ModeFewSamples])
 			},
 		},
