@@ -120,12 +120,12 @@ func configureSpec(spec *ebpf.CollectionSpec, opts Options) error {
 	mask := ^uint32(0) << (32 - p.Bits())
 	var maskBytes [4]byte
 	binary.BigEndian.PutUint32(maskBytes[:], mask)
-	// The program compares the address as the kernel stores it, in network
-	// byte order, so both constants are those bytes read natively.
 	cookie, err := netnsCookie()
 	if err != nil {
 		return err
 	}
+	// The program compares the address as the kernel stores it, in network
+	// byte order, so the range is those bytes read natively.
 	for name, v := range map[string]any{
 		ebbVarVipNet:      binary.NativeEndian.Uint32(netBytes[:]),
 		ebbVarVipMask:     binary.NativeEndian.Uint32(maskBytes[:]),
@@ -177,10 +177,9 @@ func (l *Loader) attach() error {
 		Program: l.objs.EbbSkMsg,
 		Attach:  ebpf.AttachSkMsgVerdict,
 	})
-	switch {
-	case err == nil:
+	if err == nil {
 		l.skMsgLink = lk
-	default:
+	} else {
 		// Kernels before 6.10 have no links for sockmap programs.
 		if err := link.RawAttachProgram(link.RawAttachProgramOptions{
 			Target:  l.objs.SockMap.FD(),

@@ -113,12 +113,16 @@ func bpftoolProgIDs(t testing.TB) map[ebpf.ProgramID]string {
 	return ids
 }
 
-// bpftoolCgroupAttach lists "attach_type name" for the programs attached
-// directly to cg, as `bpftool cgroup tree` shows them.
-func bpftoolCgroupAttach(t testing.TB, cg string) []string {
+// bpftoolCgroupTree lists "attach_type name" for the programs attached in
+// the cgroup tree rooted at cg, as `bpftool cgroup tree` shows them.
+func bpftoolCgroupTree(t testing.TB, cg string) []string {
 	var got []string
-	for _, r := range bpftoolJSON(t, "cgroup", "show", cg) {
-		got = append(got, fmt.Sprintf("%v %v", r["attach_type"], r["name"]))
+	for _, r := range bpftoolJSON(t, "cgroup", "tree", cg) {
+		progs, _ := r["programs"].([]any)
+		for _, p := range progs {
+			p, _ := p.(map[string]any)
+			got = append(got, fmt.Sprintf("%v %v", p["attach_type"], p["name"]))
+		}
 	}
 	return got
 }
@@ -151,12 +155,12 @@ func TestLoadAttachesAndCloseDetaches(t *testing.T) {
 		"cgroup_sock_ops ebb_sockops",
 		"cgroup_inet4_connect ebb_connect4",
 		"cgroup_inet4_getpeername ebb_peername4",
-	}, bpftoolCgroupAttach(t, cg))
+	}, bpftoolCgroupTree(t, cg))
 
 	require.NoError(t, l.Close())
 	closed = true
 	assert.Equal(t, "off: stopped", l.Status())
-	assert.Empty(t, bpftoolCgroupAttach(t, cg))
+	assert.Empty(t, bpftoolCgroupTree(t, cg))
 	// The kernel frees programs after an RCU grace period.
 	require.Eventually(t, func() bool {
 		loaded := bpftoolProgIDs(t)
