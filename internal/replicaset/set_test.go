@@ -17,7 +17,7 @@ import (
 	"github.com/ebbrun/ebb/store/embedded"
 )
 
-func newRegistry(t *testing.T) *Registry {
+func newRegistry(t testing.TB) *Registry {
 	t.Helper()
 	tr, err := proxy.NewTransport(proxy.Config{})
 	require.NoError(t, err)
