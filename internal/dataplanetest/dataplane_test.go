@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -136,7 +137,9 @@ func startPlane(t *testing.T, backendAddr string, limit int) *plane {
 	return p
 }
 
-func (p *plane) get() (int, error) {
+func (p *plane) get() (int, error) { return p.getWith("", "") }
+
+func (p *plane) getWith(k, v string) (int, error) {
 	req := fasthttp.AcquireRequest()
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
@@ -144,6 +147,9 @@ func (p *plane) get() (int, error) {
 	req.SetRequestURI("http://" + p.addr + "/")
 	req.Header.SetHost("fn.localhost")
 	req.UseHostHeader = true
+	if k != "" {
+		req.Header.Set(k, v)
+	}
 	err := p.cl.Do(req, resp)
 	return resp.StatusCode(), err
 }
@@ -224,4 +230,72 @@ func TestHardLimitAcrossDirectAndActivatorPaths(t *testing.T) {
 	assert.LessOrEqual(t, b.peak.Load(), int32(10))
 	assert.Greater(t, p.metric("ebb_router_activator_handoffs_total"), handoffs0, "some requests queued in the activator")
 	assert.Greater(t, p.metric("ebb_router_request_duration_seconds"), 0.0)
+}
+
+// With the activator in another process, the router hands requests over the
+// network; the cold start still succeeds, the function sees the client's
+// forwarding headers once and no Ebb-* field.
+func TestActivatorOverTheNetwork(t *testing.T) {
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "store.db"), embedded.Options{})
+	require.NoError(t, err)
+	seen := make(chan map[string]string, 1)
+	bln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		h := map[string]string{}
+		for k, v := range ctx.Request.Header.All() {
+			h[string(k)] = string(v)
+		}
+		select {
+		case seen <- h:
+		default:
+		}
+		ctx.SetBodyString("ok")
+	}}
+	go func() { _ = backend.Serve(bln) }()
+	defer backend.Shutdown()
+	sc := &scaler{st: st, addr: bln.Addr().String(), limit: 0}
+
+	// The activator's process: its own registry, serving on a port.
+	aln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	act, err := activator.New(activator.Config{}, activator.Deps{Store: st, ScaleUpper: sc, Listener: aln})
+	require.NoError(t, err)
+	// The router's process: its own registry and a client for the activator.
+	tr, err := proxy.NewTransport(proxy.Config{})
+	require.NoError(t, err)
+	na := router.NewNetworkActivator(aln.Addr().String(), tr)
+	rln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	rt, err := router.New(router.Config{}, router.Deps{Store: st, Activator: na, Listener: rln})
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return tr.Run(gctx) })
+	g.Go(func() error { return act.Run(gctx) })
+	g.Go(func() error { return rt.Run(gctx) })
+	defer func() {
+		cancel()
+		require.NoError(t, g.Wait())
+		na.Close()
+		require.NoError(t, st.Close())
+	}()
+
+	spec := api.FunctionSpec{Image: "img"}.WithDefaults()
+	_, err = st.Txn(ctx,
+		store.PutJSON(store.RevisionKey("fn", "fn-00001"), store.Revision{Name: "fn-00001", Function: "fn", Generation: 1, Spec: spec}, store.AnyVersion),
+		store.PutJSON(store.FunctionKey("fn"), store.Function{Name: "fn", Spec: spec, LatestRevision: "fn-00001", Generation: 1}, store.AnyVersion))
+	require.NoError(t, err)
+
+	p := &plane{st: st, addr: rln.Addr().String(), cl: &fasthttp.Client{ReadTimeout: 30 * time.Second}}
+	var code int
+	require.Eventually(t, func() bool { code, _ = p.getWith("Ebb-Revision", "evil-00001"); return code != 404 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 200, code)
+	assert.Equal(t, int32(1), sc.pokes.Load())
+	h := <-seen
+	assert.Equal(t, "127.0.0.1", h["X-Forwarded-For"], "the activator did not add a hop of its own")
+	for k := range h {
+		assert.NotContains(t, strings.ToLower(k), "ebb-")
+	}
 }

@@ -58,6 +58,9 @@ type Options struct {
 	// instead of adding this hop: set it when the request comes from an ebb
 	// router that already did.
 	TrustForwarded bool
+	// Header holds extra header lines ("Name: value\r\n" each) to send;
+	// they are added after the client's own fields have been filtered.
+	Header []byte
 }
 
 // Forward sends ctx's request to u and puts the upstream's response in

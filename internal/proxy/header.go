@@ -210,6 +210,7 @@ func appendHead(dst []byte, ctx *fasthttp.RequestCtx, o *Options, framing int64,
 	if !o.TrustForwarded {
 		dst = appendForwarding(dst, ctx, &st)
 	}
+	dst = append(dst, o.Header...)
 	if upgrade != nil {
 		dst = append(dst, "Connection: Upgrade\r\nUpgrade: "...)
 		dst = append(dst, upgrade...)
