@@ -1,0 +1,705 @@
+package autoscaler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/store"
+)
+
+// ErrUnknownRevision means Activate named a revision that does not exist.
+var ErrUnknownRevision = errors.New("unknown revision")
+
+// RunnerConfig configures a Runner. Zero fields take the defaults listed.
+type RunnerConfig struct {
+	// Tick is how often every revision gets a decision. Default 2s.
+	Tick time.Duration
+	// StatusRefresh is how often a scale record is rewritten when only its
+	// figures (observed load, keep-warm deadline) changed; a changed count,
+	// panic flag or pre-warm request is written at once. Default 10s.
+	StatusRefresh time.Duration
+	// WriteTimeout bounds one store transaction. Default 5s.
+	WriteTimeout time.Duration
+	// KeepAlive tunes the hybrid histogram keep-alive policy.
+	KeepAlive HybridConfig
+	// Placement tunes where replicas go.
+	Placement PlacementConfig
+}
+
+// Runner defaults.
+const (
+	DefaultTick          = 2 * time.Second
+	DefaultStatusRefresh = 10 * time.Second
+	DefaultWriteTimeout  = 5 * time.Second
+)
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c RunnerConfig) WithDefaults() RunnerConfig {
+	if c.Tick == 0 {
+		c.Tick = DefaultTick
+	}
+	if c.StatusRefresh == 0 {
+		c.StatusRefresh = DefaultStatusRefresh
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	c.KeepAlive = c.KeepAlive.WithDefaults()
+	c.Placement = c.Placement.WithDefaults()
+	return c
+}
+
+// Validate checks a defaulted config.
+func (c RunnerConfig) Validate() error {
+	if c.Tick <= 0 || c.StatusRefresh <= 0 || c.WriteTimeout <= 0 {
+		return errors.New("autoscaler runner: tick, statusRefresh and writeTimeout must be positive")
+	}
+	if err := c.KeepAlive.Validate(); err != nil {
+		return fmt.Errorf("autoscaler runner: keep-alive: %w", err)
+	}
+	if err := c.Placement.Validate(); err != nil {
+		return fmt.Errorf("autoscaler runner: %w", err)
+	}
+	return nil
+}
+
+// RunnerDeps are the Runner's collaborators.
+type RunnerDeps struct {
+	// Store holds revisions, endpoints and nodes, and receives scales and
+	// assignments. Required.
+	Store store.Store
+	// Logger; optional.
+	Logger *slog.Logger
+	// Registerer gets the runner's metrics; optional.
+	Registerer prometheus.Registerer
+	// Clock is the time every decision is made at; optional, time.Now. The
+	// tick itself is a real ticker.
+	Clock func() time.Time
+	// Policy replaces the hybrid histogram keep-alive policy; optional.
+	Policy KeepAlivePolicy
+}
+
+// Runner is the thin shell around the pure autoscaler: it receives stats
+// from every router and activator, keeps a Scaler per revision, decides for
+// every revision each tick (and for one revision at once when an activator
+// pokes it), places the replicas, and writes scales/{rev} and
+// assignments/{node}/{rev} in one compare-and-swap transaction. It reads
+// revisions, ready endpoints, nodes, assignments and scales through store
+// mirrors.
+type Runner struct {
+	cfg    RunnerConfig
+	deps   RunnerDeps
+	log    *slog.Logger
+	now    func() time.Time
+	policy KeepAlivePolicy
+	m      *runnerMetrics
+
+	// writeMu serializes decide-and-write cycles, so that two of them never
+	// race on the same keys' versions; mu guards the state below and is
+	// never held across a store call.
+	writeMu sync.Mutex
+	mu      sync.Mutex
+	synced  map[string]bool
+	ready   chan struct{} // closed once every mirror has listed
+	revs    map[string]*revState
+	fns     map[string]*IdleTracker
+	records map[string]versioned[store.Revision] // revision name -> record
+	// loaded are revisions Activate read ahead of the mirror, by when; a
+	// snapshot without one is only believed after loadedGrace.
+	loaded  map[string]time.Time
+	readyN  map[string]int // revision name -> ready endpoints
+	nodes   []store.Node
+	assigns map[string]versioned[store.Assignment] // assignment key -> record
+	scales  map[string]versioned[store.Scale]      // revision name -> record
+	alloc   map[string]Allocation                  // node -> allocation of every assignment
+}
+
+type versioned[T any] struct {
+	v       T
+	key     string
+	version int64
+}
+
+// revState is one revision's autoscaling state.
+type revState struct {
+	name, function string
+	spec           api.FunctionSpec
+	demand         Demand
+	scaler         *Scaler
+	last           Result
+	lastPlacement  PlacementResult
+	written        store.Scale
+	writtenAt      time.Time
+}
+
+// NewRunner returns a Runner; Run starts it.
+func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Store == nil {
+		return nil, errors.New("autoscaler runner: a store is required")
+	}
+	r := &Runner{
+		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Clock, policy: deps.Policy,
+		synced:  map[string]bool{},
+		ready:   make(chan struct{}),
+		revs:    map[string]*revState{},
+		fns:     map[string]*IdleTracker{},
+		records: map[string]versioned[store.Revision]{},
+		loaded:  map[string]time.Time{},
+		readyN:  map[string]int{},
+		assigns: map[string]versioned[store.Assignment]{},
+		scales:  map[string]versioned[store.Scale]{},
+		alloc:   map[string]Allocation{},
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.policy == nil {
+		p, err := NewHybridHistogram(cfg.KeepAlive)
+		if err != nil {
+			return nil, err
+		}
+		r.policy = p
+	}
+	m, err := newRunnerMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	r.m = m
+	return r, nil
+}
+
+// loadedGrace is how long a revision read by Activate outlives snapshots
+// that do not have it yet.
+const loadedGrace = 5 * time.Second
+
+// mirrored prefixes; the tick loop starts once each has listed.
+var mirrored = []string{store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales}
+
+// Run mirrors the store and ticks until ctx ends. It returns nil when ctx
+// is cancelled and an error if a mirror fails for good (the store closed).
+func (r *Runner) Run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, prefix := range mirrored {
+		g.Go(func() error {
+			return store.Mirror(gctx, r.deps.Store, prefix, func(snap map[string]store.KV) { r.onMirror(prefix, snap) })
+		})
+	}
+	g.Go(func() error {
+		select {
+		case <-r.ready:
+		case <-gctx.Done():
+			return gctx.Err()
+		}
+		t := time.NewTicker(r.cfg.Tick)
+		defer t.Stop()
+		for {
+			r.tickAll(gctx)
+			select {
+			case <-t.C:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+	})
+	err := g.Wait()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("autoscaler runner: %w", err)
+}
+
+// Report receives stats from a router or an activator. Each stat is
+// re-stamped with the runner's clock, so that reporters' clocks need not
+// agree with it or with each other: windows are one clock's windows. Stats
+// for revisions the runner does not know yet are dropped.
+func (r *Runner) Report(stats []api.RevisionStat) {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, st := range stats {
+		rs := r.stateLocked(st.Revision)
+		if rs == nil {
+			r.m.stats.WithLabelValues("dropped").Inc()
+			continue
+		}
+		st.Time = now
+		rs.scaler.Record(st)
+		r.m.stats.WithLabelValues("recorded").Inc()
+	}
+}
+
+// Activate asks for capacity for a revision now: it decides at once, as if a
+// request were buffered, and returns when the decision is in the store.
+func (r *Runner) Activate(ctx context.Context, revision string) error {
+	started := time.Now()
+	r.mu.Lock()
+	known := r.stateLocked(revision) != nil
+	r.mu.Unlock()
+	if !known {
+		if err := r.loadRevision(ctx, revision); err != nil {
+			return err
+		}
+	}
+	err := r.step(ctx, revision, true)
+	r.m.activation.Observe(time.Since(started).Seconds())
+	return err
+}
+
+// Status returns the last scaling step of a revision, for status and debugging.
+func (r *Runner) Status(revision string) (Result, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs := r.revs[revision]
+	if rs == nil {
+		return Result{}, false
+	}
+	return rs.last, true
+}
+
+// loadRevision reads a revision the mirror has not delivered yet: the first
+// request to a brand-new revision can beat the watch.
+func (r *Runner) loadRevision(ctx context.Context, revision string) error {
+	fn, ok := functionOf(revision)
+	if !ok {
+		return fmt.Errorf("activate %q: %w", revision, ErrUnknownRevision)
+	}
+	rec, version, err := store.GetJSON[store.Revision](ctx, r.deps.Store, store.RevisionKey(fn, revision))
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("activate %q: %w", revision, ErrUnknownRevision)
+	}
+	if err != nil {
+		return fmt.Errorf("activate %q: read revision: %w", revision, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.records[revision]; !ok {
+		r.records[revision] = versioned[store.Revision]{v: rec, key: store.RevisionKey(fn, revision), version: version}
+		r.loaded[revision] = time.Now()
+	}
+	if r.stateLocked(revision) == nil {
+		return fmt.Errorf("activate %q: the runner has not synced with the store yet", revision)
+	}
+	return nil
+}
+
+// functionOf splits "{function}-{generation}" (api.RevisionName).
+func functionOf(revision string) (string, bool) {
+	i := strings.LastIndexByte(revision, '-')
+	if i <= 0 || i == len(revision)-1 {
+		return "", false
+	}
+	for _, c := range revision[i+1:] {
+		if c < '0' || c > '9' {
+			return "", false
+		}
+	}
+	return revision[:i], true
+}
+
+// stateLocked returns the revision's state, creating it from the mirrored
+// record on first use. It needs every mirror synced: whether a scale was
+// already recorded decides whether the initial scale applies.
+func (r *Runner) stateLocked(name string) *revState {
+	if rs := r.revs[name]; rs != nil {
+		return rs
+	}
+	rec, ok := r.records[name]
+	if !ok || !r.allSyncedLocked() {
+		return nil
+	}
+	spec := rec.v.Spec.WithDefaults()
+	tracker := r.fns[rec.v.Function]
+	if tracker == nil {
+		tracker = NewIdleTracker(r.cfg.KeepAlive.Range)
+		r.fns[rec.v.Function] = tracker
+	}
+	prev, resumed := r.scales[name]
+	rs := &revState{
+		name: name, function: rec.v.Function, spec: spec,
+		demand: demandOf(rec.v, spec),
+		scaler: NewScaler(spec, tracker, r.policy, Start{
+			At: r.now(), Ready: r.readyN[name], Desired: prev.v.Desired, Resumed: resumed,
+		}),
+	}
+	if sc, ok := r.scales[name]; ok {
+		rs.written = sc.v
+	}
+	r.revs[name] = rs
+	return rs
+}
+
+func demandOf(rec store.Revision, spec api.FunctionSpec) Demand {
+	mem, err := api.ParseBytes(spec.Resources.Memory)
+	if err != nil {
+		mem = 0 // validated on the way in; a bad one must not stop scaling
+	}
+	return Demand{
+		Function: rec.Function, Revision: rec.Name, Image: spec.Image,
+		CPU: spec.Resources.CPU, Memory: mem,
+	}
+}
+
+func (r *Runner) allSyncedLocked() bool { return len(r.synced) == len(mirrored) }
+
+// onMirror folds a mirror's snapshot into the runner's state.
+func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch prefix {
+	case store.PrefixRevisions:
+		records := decodeAll(r.log, snap, func(rec store.Revision) string { return rec.Name })
+		// Keep a revision Activate read ahead of the watch until the watch
+		// has had time to deliver it; then the snapshot is the truth.
+		for name, at := range r.loaded {
+			_, seen := records[name]
+			switch old, ok := r.records[name]; {
+			case seen || !ok || time.Since(at) > loadedGrace:
+				delete(r.loaded, name)
+			default:
+				records[name] = old
+			}
+		}
+		r.records = records
+		for name := range r.revs {
+			if _, ok := r.records[name]; !ok {
+				r.dropLocked(name)
+			}
+		}
+	case store.PrefixEndpoints:
+		n := map[string]int{}
+		for key := range snap {
+			rest := strings.TrimPrefix(key, store.PrefixEndpoints)
+			if i := strings.IndexByte(rest, '/'); i > 0 {
+				n[rest[:i]]++
+			}
+		}
+		r.readyN = n
+	case store.PrefixNodes:
+		nodes := decodeAll(r.log, snap, func(n store.Node) string { return n.Name })
+		r.nodes = r.nodes[:0]
+		for _, n := range nodes {
+			r.nodes = append(r.nodes, n.v)
+		}
+		slices.SortFunc(r.nodes, func(a, b store.Node) int { return strings.Compare(a.Name, b.Name) })
+	case store.PrefixAssignments:
+		// A snapshot taken just before one of the runner's own writes sets a
+		// version back; the next write then conflicts, refreshes and lands.
+		r.assigns = decodeAll(r.log, snap, func(store.Assignment) string { return "" })
+		r.recomputeAllocLocked()
+	case store.PrefixScales:
+		r.scales = decodeAll(r.log, snap, func(s store.Scale) string { return s.Revision })
+	}
+	if !r.synced[prefix] {
+		r.synced[prefix] = true
+		if r.allSyncedLocked() {
+			close(r.ready)
+		}
+	}
+}
+
+// decodeAll decodes a snapshot, keyed by name(record) or, when name returns
+// "", by store key. Undecodable records are logged and skipped.
+func decodeAll[T any](log *slog.Logger, snap map[string]store.KV, name func(T) string) map[string]versioned[T] {
+	out := make(map[string]versioned[T], len(snap))
+	for key, kv := range snap {
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			log.Warn("skipping undecodable record", "key", key, "err", err)
+			continue
+		}
+		k := name(v)
+		if k == "" {
+			k = key
+		}
+		out[k] = versioned[T]{v: v, key: key, version: kv.Version}
+	}
+	return out
+}
+
+func (r *Runner) recomputeAllocLocked() {
+	alloc := map[string]Allocation{}
+	for key, a := range r.assigns {
+		node := nodeOfAssignment(key)
+		d, ok := r.demandLocked(a.v.Revision)
+		if !ok {
+			alloc[node] = alloc[node].Add(Demand{}, 0, a.v.PreCreated)
+			continue
+		}
+		alloc[node] = alloc[node].Add(d, a.v.Replicas, a.v.PreCreated)
+	}
+	r.alloc = alloc
+}
+
+func (r *Runner) demandLocked(revision string) (Demand, bool) {
+	if rs := r.revs[revision]; rs != nil {
+		return rs.demand, true
+	}
+	rec, ok := r.records[revision]
+	if !ok {
+		return Demand{}, false
+	}
+	return demandOf(rec.v, rec.v.Spec.WithDefaults()), true
+}
+
+func nodeOfAssignment(key string) string {
+	rest := strings.TrimPrefix(key, store.PrefixAssignments)
+	if i := strings.IndexByte(rest, '/'); i >= 0 {
+		return rest[:i]
+	}
+	return rest
+}
+
+func (r *Runner) dropLocked(name string) {
+	rs := r.revs[name]
+	delete(r.revs, name)
+	if rs == nil {
+		return
+	}
+	r.m.forget(rs.function, name)
+	for other, o := range r.revs {
+		if o.function == rs.function && other != name {
+			return
+		}
+	}
+	delete(r.fns, rs.function)
+}
+
+// tickAll decides for every known revision.
+func (r *Runner) tickAll(ctx context.Context) {
+	r.mu.Lock()
+	names := make([]string, 0, len(r.records))
+	for name := range r.records {
+		names = append(names, name)
+	}
+	r.mu.Unlock()
+	slices.Sort(names)
+	for _, name := range names {
+		if ctx.Err() != nil {
+			return
+		}
+		if err := r.step(ctx, name, false); err != nil && !errors.Is(err, ErrUnknownRevision) && ctx.Err() == nil {
+			r.log.Warn("autoscaling step failed", "revision", name, "err", err)
+		}
+	}
+}
+
+// step decides for one revision and writes the outcome. A write conflict
+// refreshes the keys from the store and tries once more.
+func (r *Runner) step(ctx context.Context, name string, poked bool) error {
+	r.writeMu.Lock()
+	defer r.writeMu.Unlock()
+	trigger := "tick"
+	if poked {
+		trigger = "activate"
+	}
+	for attempt := 0; ; attempt++ {
+		ops, commit, err := r.decide(name, poked && attempt == 0)
+		if err != nil {
+			return err
+		}
+		if len(ops) == 0 {
+			r.m.decisions.WithLabelValues(trigger, "unchanged").Inc()
+			return nil
+		}
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout)
+		rev, err := r.deps.Store.Txn(wctx, ops...)
+		cancel()
+		switch {
+		case err == nil:
+			r.m.decisions.WithLabelValues(trigger, "written").Inc()
+			commit(rev)
+			return nil
+		case errors.Is(err, store.ErrConflict) && attempt == 0:
+			r.m.decisions.WithLabelValues(trigger, "conflict").Inc()
+			if err := r.refresh(ctx, name); err != nil {
+				return err
+			}
+		default:
+			r.m.decisions.WithLabelValues(trigger, "error").Inc()
+			return fmt.Errorf("write scale of %s: %w", name, err)
+		}
+	}
+}
+
+// decide runs the revision's Scaler and placement and returns the store
+// ops that record the outcome, with a commit func that updates the cached
+// versions once they are written. No ops means nothing changed.
+func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rs := r.stateLocked(name)
+	if rs == nil {
+		return nil, nil, fmt.Errorf("decide %q: %w", name, ErrUnknownRevision)
+	}
+	now := r.now()
+	if poked {
+		rs.scaler.Poke(now)
+	}
+	res := rs.scaler.Scale(now, r.readyN[name])
+	rs.last = res
+
+	// Placement: this revision's assignments, and everyone else's allocation.
+	current := map[string]store.Assignment{}
+	currentVer := map[string]versioned[store.Assignment]{}
+	others := map[string]Allocation{}
+	for node, a := range r.alloc {
+		others[node] = a
+	}
+	for key, a := range r.assigns {
+		if a.v.Revision != name {
+			continue
+		}
+		node := nodeOfAssignment(key)
+		current[node] = a.v
+		currentVer[node] = a
+		others[node] = others[node].Add(rs.demand, -a.v.Replicas, -a.v.PreCreated)
+	}
+	d := rs.demand
+	d.Replicas, d.PreCreated = res.Decision.Desired, res.PreCreated
+	pl := Place(r.cfg.Placement, now, r.nodes, others, current, d)
+	rs.lastPlacement = pl
+	r.m.observe(rs, res, r.readyN[name], pl)
+
+	rec := r.records[name]
+	ops := []store.Op{store.Check(rec.key, rec.version)}
+	type pendingAssign struct {
+		key string
+		a   store.Assignment
+		del bool
+	}
+	var pending []pendingAssign
+	nodes := make([]string, 0, len(pl.Assignments))
+	for node := range pl.Assignments {
+		nodes = append(nodes, node)
+	}
+	slices.Sort(nodes)
+	for _, node := range nodes {
+		a := pl.Assignments[node]
+		cur, exists := currentVer[node]
+		key := store.AssignmentKey(node, name)
+		switch {
+		case a.Replicas == 0 && a.PreCreated == 0:
+			if exists {
+				ops = append(ops, store.Delete(key, cur.version))
+				pending = append(pending, pendingAssign{key: key, del: true})
+			}
+		case !exists || cur.v != a:
+			version := store.MustNotExist
+			if exists {
+				version = cur.version
+			}
+			ops = append(ops, store.PutJSON(key, a, version))
+			pending = append(pending, pendingAssign{key: key, a: a})
+		}
+	}
+
+	scale := store.Scale{
+		Revision: name, Function: rs.function, Desired: res.Decision.Desired, Panic: res.Decision.Panic,
+		Observed: res.Observation.Stable, KeepWarmUntil: res.KeepWarmUntil, PreWarm: res.PreCreated > 0,
+		UpdatedAt: now,
+	}
+	prev, hadScale := r.scales[name]
+	changed := !hadScale || prev.v.Desired != scale.Desired || prev.v.Panic != scale.Panic || prev.v.PreWarm != scale.PreWarm
+	refresh := now.Sub(rs.writtenAt) >= r.cfg.StatusRefresh &&
+		(prev.v.Observed != scale.Observed || !prev.v.KeepWarmUntil.Equal(scale.KeepWarmUntil))
+	writeScale := changed || refresh
+	if writeScale {
+		version := store.MustNotExist
+		if hadScale {
+			version = prev.version
+		}
+		ops = append(ops, store.PutJSON(store.ScaleKey(name), scale, version))
+	}
+	if !writeScale && len(pending) == 0 {
+		return nil, nil, nil
+	}
+	commit := func(rev int64) {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		for _, p := range pending {
+			if p.del {
+				delete(r.assigns, p.key)
+			} else {
+				r.assigns[p.key] = versioned[store.Assignment]{v: p.a, key: p.key, version: rev}
+			}
+		}
+		r.recomputeAllocLocked()
+		if writeScale {
+			r.scales[name] = versioned[store.Scale]{v: scale, key: store.ScaleKey(name), version: rev}
+			if cur := r.revs[name]; cur != nil {
+				cur.written, cur.writtenAt = scale, now
+			}
+		}
+	}
+	return ops, commit, nil
+}
+
+// refresh re-reads a revision's keys after a write conflict: the revision
+// itself (deleted means stop), its scale and its assignments.
+func (r *Runner) refresh(ctx context.Context, name string) error {
+	r.mu.Lock()
+	rec, ok := r.records[name]
+	r.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("refresh %q: %w", name, ErrUnknownRevision)
+	}
+	kv, err := r.deps.Store.Get(ctx, rec.key)
+	if errors.Is(err, store.ErrNotFound) {
+		r.mu.Lock()
+		delete(r.records, name)
+		r.dropLocked(name)
+		r.mu.Unlock()
+		return fmt.Errorf("refresh %q: %w", name, ErrUnknownRevision)
+	}
+	if err != nil {
+		return fmt.Errorf("refresh %q: %w", name, err)
+	}
+	scale, scaleVer, scaleErr := store.GetJSON[store.Scale](ctx, r.deps.Store, store.ScaleKey(name))
+	if scaleErr != nil && !errors.Is(scaleErr, store.ErrNotFound) {
+		return fmt.Errorf("refresh %q: %w", name, scaleErr)
+	}
+	all, _, err := store.ListJSON[store.Assignment](ctx, r.deps.Store, store.PrefixAssignments)
+	if err != nil {
+		return fmt.Errorf("refresh %q: %w", name, err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rec.version = kv.Version
+	r.records[name] = rec
+	if scaleErr == nil {
+		r.scales[name] = versioned[store.Scale]{v: scale, key: store.ScaleKey(name), version: scaleVer}
+	} else {
+		delete(r.scales, name)
+	}
+	for key, a := range r.assigns {
+		if a.v.Revision == name {
+			delete(r.assigns, key)
+		}
+	}
+	for _, a := range all {
+		if a.Value.Revision == name {
+			r.assigns[a.Key] = versioned[store.Assignment]{v: a.Value, key: a.Key, version: a.Version}
+		}
+	}
+	r.recomputeAllocLocked()
+	return nil
+}

@@ -1,0 +1,98 @@
+package autoscaler
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// runnerMetrics are the Runner's Prometheus metrics. With no registerer
+// they are still kept (and readable in tests), just not exported.
+type runnerMetrics struct {
+	desired    *prometheus.GaugeVec
+	ready      *prometheus.GaugeVec
+	observed   *prometheus.GaugeVec
+	target     *prometheus.GaugeVec
+	panic      *prometheus.GaugeVec
+	preCreated *prometheus.GaugeVec
+	unplaced   *prometheus.GaugeVec
+	decisions  *prometheus.CounterVec
+	stats      *prometheus.CounterVec
+	activation prometheus.Histogram
+}
+
+func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
+	rev := []string{"function", "revision"}
+	m := &runnerMetrics{
+		desired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ebb_autoscaler_desired_replicas", Help: "Replicas the autoscaler decided for the revision.",
+		}, rev),
+		ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ebb_autoscaler_ready_replicas", Help: "Ready replicas the autoscaler saw at its last decision.",
+		}, rev),
+		observed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ebb_autoscaler_observed", Help: "Scaling metric (concurrency or requests per second) averaged over the window.",
+		}, append(rev, "window")),
+		target: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ebb_autoscaler_target", Help: "Per-replica target of the scaling metric.",
+		}, rev),
+		panic: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ebb_autoscaler_panic", Help: "1 while the revision's decider is in panic mode.",
+		}, rev),
+		preCreated: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ebb_autoscaler_precreated_tasks", Help: "Pre-created tasks the keep-alive policy asks for.",
+		}, rev),
+		unplaced: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ebb_autoscaler_unplaced_replicas", Help: "Desired replicas no node could take.",
+		}, rev),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ebb_autoscaler_decisions_total",
+			Help: "Scaling decisions by trigger (tick, activate) and outcome (unchanged, written, conflict, error).",
+		}, []string{"trigger", "outcome"}),
+		stats: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ebb_autoscaler_stats_total", Help: "Revision stats received, by outcome (recorded, dropped).",
+		}, []string{"outcome"}),
+		activation: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ebb_autoscaler_activation_seconds",
+			Help:    "Time from an activation poke to its decision being in the store.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.desired, m.ready, m.observed, m.target, m.panic, m.preCreated, m.unplaced, m.decisions, m.stats, m.activation} {
+		if err := reg.Register(c); err != nil {
+			var already prometheus.AlreadyRegisteredError
+			if errors.As(err, &already) {
+				return nil, errors.New("autoscaler runner: metrics already registered on this registerer")
+			}
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *runnerMetrics) observe(rs *revState, res Result, ready int, pl PlacementResult) {
+	l := prometheus.Labels{"function": rs.function, "revision": rs.name}
+	m.desired.With(l).Set(float64(res.Decision.Desired))
+	m.ready.With(l).Set(float64(ready))
+	m.target.With(l).Set(res.Decision.Target)
+	m.preCreated.With(l).Set(float64(res.PreCreated))
+	m.unplaced.With(l).Set(float64(pl.Unplaced))
+	p := 0.0
+	if res.Decision.Panic {
+		p = 1
+	}
+	m.panic.With(l).Set(p)
+	m.observed.WithLabelValues(rs.function, rs.name, "stable").Set(res.Observation.Stable)
+	m.observed.WithLabelValues(rs.function, rs.name, "panic").Set(res.Observation.Panic)
+}
+
+func (m *runnerMetrics) forget(function, revision string) {
+	l := prometheus.Labels{"function": function, "revision": revision}
+	for _, g := range []*prometheus.GaugeVec{m.desired, m.ready, m.target, m.panic, m.preCreated, m.unplaced} {
+		g.Delete(l)
+	}
+	m.observed.DeletePartialMatch(l)
+}

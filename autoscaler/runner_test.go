@@ -1,0 +1,478 @@
+package autoscaler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/store"
+	"github.com/ebbrun/ebb/store/embedded"
+)
+
+// fakeClock is the decisions' clock; the runner's tick stays real.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type runnerEnv struct {
+	store  store.Store
+	clock  *fakeClock
+	runner *Runner
+	reg    *prometheus.Registry
+}
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
+	s, err := embedded.Open(filepath.Join(t.TempDir(), "ebb.db"), embedded.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// startRunner runs a Runner with a fast tick against a real embedded store.
+func startRunner(t *testing.T, s store.Store, clk *fakeClock, cfg RunnerConfig) *runnerEnv {
+	t.Helper()
+	if cfg.Tick == 0 {
+		cfg.Tick = 10 * time.Millisecond
+	}
+	// Node heartbeats are written once; the fake clock must not make them stale.
+	cfg.Placement.NodeDownAfter = 1000 * time.Hour
+	reg := prometheus.NewRegistry()
+	r, err := NewRunner(cfg, RunnerDeps{Store: s, Clock: clk.Now, Registerer: reg})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return &runnerEnv{store: s, clock: clk, runner: r, reg: reg}
+}
+
+func put(t *testing.T, s store.Store, key string, v any) {
+	t.Helper()
+	_, err := s.Txn(context.Background(), store.PutJSON(key, v, store.AnyVersion))
+	require.NoError(t, err)
+}
+
+func putRevision(t *testing.T, s store.Store, fn string, gen int, mod func(*api.FunctionSpec)) string {
+	t.Helper()
+	name := api.RevisionName(fn, gen)
+	put(t, s, store.RevisionKey(fn, name), store.Revision{
+		Name: name, Function: fn, Generation: gen, Spec: testSpec(mod), CreatedAt: t0,
+	})
+	return name
+}
+
+func putNode(t *testing.T, s store.Store, name string, images ...string) {
+	t.Helper()
+	put(t, s, store.NodeKey(name), store.Node{
+		Name: name, CPU: 64, MemoryBytes: 64 * gib, Images: images, PoolCapacity: 8,
+		Heartbeat: t0, HeartbeatInterval: api.D(5 * time.Second),
+	})
+}
+
+func putEndpoints(t *testing.T, s store.Store, rev string, n int) {
+	t.Helper()
+	kvs, _, err := s.List(context.Background(), store.EndpointsPrefix(rev))
+	require.NoError(t, err)
+	var ops []store.Op
+	keep := map[string]bool{}
+	for i := range n {
+		id := fmt.Sprintf("r%d", i)
+		keep[store.EndpointKey(rev, id)] = true
+		ops = append(ops, store.PutJSON(store.EndpointKey(rev, id), store.Endpoint{Revision: rev, Replica: id, Node: "n1"}, store.AnyVersion))
+	}
+	for _, kv := range kvs {
+		if !keep[kv.Key] {
+			ops = append(ops, store.Delete(kv.Key, store.AnyVersion))
+		}
+	}
+	if len(ops) > 0 {
+		_, err = s.Txn(context.Background(), ops...)
+		require.NoError(t, err)
+	}
+}
+
+func getScale(t *testing.T, s store.Store, rev string) (store.Scale, bool) {
+	t.Helper()
+	sc, _, err := store.GetJSON[store.Scale](context.Background(), s, store.ScaleKey(rev))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Scale{}, false
+	}
+	require.NoError(t, err)
+	return sc, true
+}
+
+func getAssignment(t *testing.T, s store.Store, node, rev string) (store.Assignment, bool) {
+	t.Helper()
+	a, _, err := store.GetJSON[store.Assignment](context.Background(), s, store.AssignmentKey(node, rev))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Assignment{}, false
+	}
+	require.NoError(t, err)
+	return a, true
+}
+
+// metricValue reads one gauge or counter.
+func metricValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	require.NoError(t, m.Write(&d))
+	if d.Gauge != nil {
+		return d.GetGauge().GetValue()
+	}
+	return d.GetCounter().GetValue()
+}
+
+// eventually polls cond until it holds or a deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond) // polling the runner's real ticker
+	}
+}
+
+// activate retries until the runner has synced with the store.
+func activate(t *testing.T, r *Runner, rev string) {
+	t.Helper()
+	var err error
+	eventually(t, "activation of "+rev, func() bool {
+		err = r.Activate(context.Background(), rev)
+		return err == nil
+	})
+}
+
+func TestRunnerActivateWritesScaleAndAssignmentAtOnce(t *testing.T) {
+	s := openStore(t)
+	rev := putRevision(t, s, "hello", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+	putNode(t, s, "n1")
+	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{Tick: time.Hour})
+
+	activate(t, env.runner, rev)
+	// Activate returns once the decision is stored: no polling.
+	sc, ok := getScale(t, s, rev)
+	require.True(t, ok)
+	assert.Equal(t, 1, sc.Desired)
+	assert.Equal(t, "hello", sc.Function)
+	a, ok := getAssignment(t, s, "n1", rev)
+	require.True(t, ok)
+	assert.Equal(t, store.Assignment{Function: "hello", Revision: rev, Replicas: 1}, a)
+
+	err := env.runner.Activate(context.Background(), "nosuch-00001")
+	assert.ErrorIs(t, err, ErrUnknownRevision)
+	err = env.runner.Activate(context.Background(), "not a revision")
+	assert.ErrorIs(t, err, ErrUnknownRevision)
+
+	assert.Equal(t, 1.0, metricValue(t, env.runner.m.desired.WithLabelValues("hello", rev)))
+	var h dto.Metric
+	require.NoError(t, env.runner.m.activation.Write(&h))
+	assert.Equal(t, uint64(1), h.GetHistogram().GetSampleCount())
+}
+
+func TestRunnerActivatesARevisionTheMirrorHasNotSeen(t *testing.T) {
+	s := openStore(t)
+	putNode(t, s, "n1")
+	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{Tick: time.Hour})
+	eventually(t, "sync", func() bool {
+		env.runner.mu.Lock()
+		defer env.runner.mu.Unlock()
+		return env.runner.allSyncedLocked()
+	})
+	// Written and activated at once, before the revision watch can deliver it.
+	rev := putRevision(t, s, "fresh", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+	require.NoError(t, env.runner.Activate(context.Background(), rev))
+	sc, ok := getScale(t, s, rev)
+	require.True(t, ok)
+	assert.Equal(t, 1, sc.Desired)
+}
+
+func TestRunnerFollowsLoadAndScalesToZero(t *testing.T) {
+	s := openStore(t)
+	rev := putRevision(t, s, "load", 1, func(sp *api.FunctionSpec) {
+		sp.Scale.Initial = intp(0)
+		sp.Concurrency.Target = 10 // target 7 per replica
+	})
+	putNode(t, s, "n1", "img")
+	clk := &fakeClock{t: t0}
+	env := startRunner(t, s, clk, RunnerConfig{})
+	activate(t, env.runner, rev)
+	putEndpoints(t, s, rev, 1)
+
+	// 50 concurrent requests through two routers for 30 s.
+	for range 30 {
+		clk.Add(time.Second)
+		env.runner.Report([]api.RevisionStat{
+			{Revision: rev, Reporter: "router-a", AvgConcurrency: 25, MaxConcurrency: 25, Requests: 250, Interval: api.D(time.Second)},
+			{Revision: rev, Reporter: "router-b", AvgConcurrency: 25, MaxConcurrency: 25, Requests: 250, Interval: api.D(time.Second)},
+		})
+	}
+	eventually(t, "scale-up to ceil(50/7)", func() bool {
+		sc, _ := getScale(t, s, rev)
+		return sc.Desired == 8
+	})
+	a, _ := getAssignment(t, s, "n1", rev)
+	assert.Equal(t, 8, a.Replicas)
+	putEndpoints(t, s, rev, 8)
+	st, ok := env.runner.Status(rev)
+	require.True(t, ok)
+	assert.InDelta(t, 50, st.Observation.Stable, 1e-9)
+
+	// Load stops: nothing for 29 s keeps a replica, 30 s (the grace) goes to zero.
+	clk.Add(29 * time.Second)
+	time.Sleep(50 * time.Millisecond) // let a few real ticks decide at this fake time
+	sc, _ := getScale(t, s, rev)
+	assert.Positive(t, sc.Desired)
+	clk.Add(2 * time.Second)
+	eventually(t, "scale to zero", func() bool {
+		sc, _ := getScale(t, s, rev)
+		return sc.Desired == 0
+	})
+	// No replica on the node; with no idle history yet the policy's
+	// fallback holds a pre-created task there instead.
+	eventually(t, "replicas removed from the node", func() bool {
+		a, ok := getAssignment(t, s, "n1", rev)
+		return ok && a.Replicas == 0 && a.PreCreated == 1
+	})
+	assert.Equal(t, 0.0, metricValue(t, env.runner.m.desired.WithLabelValues("load", rev)))
+	assert.Positive(t, metricValue(t, env.runner.m.decisions.WithLabelValues("tick", "written")))
+}
+
+func TestRunnerPreCreatesAfterGrace(t *testing.T) {
+	s := openStore(t)
+	rev := putRevision(t, s, "pre", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+	putNode(t, s, "n1", "img")
+	clk := &fakeClock{t: t0}
+	env := startRunner(t, s, clk, RunnerConfig{})
+	activate(t, env.runner, rev)
+	env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 1, Requests: 1, Interval: api.D(time.Second)}})
+	clk.Add(31 * time.Second)
+	// No history: after the grace period the revision goes to zero and the
+	// node holds a pre-created task for it (the fallback up to 10 min).
+	eventually(t, "a pre-created task instead of a replica", func() bool {
+		a, ok := getAssignment(t, s, "n1", rev)
+		return ok && a.Replicas == 0 && a.PreCreated == 1
+	})
+	sc, _ := getScale(t, s, rev)
+	assert.True(t, sc.PreWarm)
+	assert.Equal(t, 0, sc.Desired)
+	clk.Add(10 * time.Minute)
+	eventually(t, "the pre-created task released", func() bool {
+		_, ok := getAssignment(t, s, "n1", rev)
+		return !ok
+	})
+}
+
+func TestRunnerRecoversFromAConflictingWrite(t *testing.T) {
+	s := openStore(t)
+	rev := putRevision(t, s, "cas", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+	putNode(t, s, "n1")
+	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{Tick: time.Hour})
+	activate(t, env.runner, rev)
+	// Someone else rewrites the scale and the assignment behind the runner's back.
+	put(t, s, store.ScaleKey(rev), store.Scale{Revision: rev, Function: "cas", Desired: 7})
+	put(t, s, store.AssignmentKey("n1", rev), store.Assignment{Function: "cas", Revision: rev, Replicas: 7})
+	env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 150, Interval: api.D(time.Second)}})
+	env.clockAdvanceAndActivate(t, rev)
+	// Its next write conflicts, re-reads and lands.
+	sc, _ := getScale(t, s, rev)
+	assert.Equal(t, 3, sc.Desired)
+	a, _ := getAssignment(t, s, "n1", rev)
+	assert.Equal(t, 3, a.Replicas)
+	assert.Positive(t, metricValue(t, env.runner.m.decisions.WithLabelValues("activate", "conflict")))
+}
+
+func (e *runnerEnv) clockAdvanceAndActivate(t *testing.T, rev string) {
+	t.Helper()
+	e.clock.Add(2 * time.Second)
+	require.NoError(t, e.runner.Activate(context.Background(), rev))
+}
+
+func TestRunnerStopsWhenTheRevisionIsDeleted(t *testing.T) {
+	s := openStore(t)
+	rev := putRevision(t, s, "gone", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+	putNode(t, s, "n1")
+	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{})
+	activate(t, env.runner, rev)
+	// The control plane deletes the function: revision, scale and assignment.
+	_, err := s.Txn(context.Background(),
+		store.Delete(store.RevisionKey("gone", rev), store.AnyVersion),
+		store.Delete(store.ScaleKey(rev), store.AnyVersion),
+		store.Delete(store.AssignmentKey("n1", rev), store.AnyVersion))
+	require.NoError(t, err)
+	eventually(t, "the runner forgets the revision", func() bool {
+		_, ok := env.runner.Status(rev)
+		return !ok
+	})
+	// Ticks go on; nothing is resurrected.
+	time.Sleep(50 * time.Millisecond)
+	_, ok := getScale(t, s, rev)
+	assert.False(t, ok)
+	_, ok = getAssignment(t, s, "n1", rev)
+	assert.False(t, ok)
+	assert.ErrorIs(t, env.runner.Activate(context.Background(), rev), ErrUnknownRevision)
+}
+
+func TestRunnerKeepsInitialScaleOnceAndResumes(t *testing.T) {
+	s := openStore(t)
+	rev := putRevision(t, s, "init", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(2) })
+	putNode(t, s, "n1")
+	clk := &fakeClock{t: t0}
+	func() {
+		// A first runner applies the initial scale.
+		reg := prometheus.NewRegistry()
+		r, err := NewRunner(RunnerConfig{Tick: 10 * time.Millisecond, Placement: PlacementConfig{NodeDownAfter: 1000 * time.Hour}},
+			RunnerDeps{Store: s, Clock: clk.Now, Registerer: reg})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- r.Run(ctx) }()
+		eventually(t, "initial scale", func() bool {
+			sc, _ := getScale(t, s, rev)
+			return sc.Desired == 2
+		})
+		cancel()
+		require.NoError(t, <-done)
+	}()
+	// A restarted runner must not apply the initial scale again. Having
+	// lost its metrics it keeps the warm revision for one grace period,
+	// then lets it go to zero.
+	clk.Add(time.Hour)
+	startRunner(t, s, clk, RunnerConfig{})
+	eventually(t, "one replica after restart", func() bool {
+		sc, _ := getScale(t, s, rev)
+		return sc.Desired == 1
+	})
+	clk.Add(31 * time.Second)
+	eventually(t, "zero a grace period after restart", func() bool {
+		sc, _ := getScale(t, s, rev)
+		return sc.Desired == 0
+	})
+}
+
+func TestRunnerConfig(t *testing.T) {
+	_, err := NewRunner(RunnerConfig{}, RunnerDeps{})
+	assert.ErrorContains(t, err, "store")
+	_, err = NewRunner(RunnerConfig{Tick: -time.Second}, RunnerDeps{Store: openStore(t)})
+	assert.Error(t, err)
+	_, err = NewRunner(RunnerConfig{KeepAlive: HybridConfig{Margin: 2}}, RunnerDeps{Store: openStore(t)})
+	assert.Error(t, err)
+	reg := prometheus.NewRegistry()
+	_, err = NewRunner(RunnerConfig{}, RunnerDeps{Store: openStore(t), Registerer: reg})
+	require.NoError(t, err)
+	_, err = NewRunner(RunnerConfig{}, RunnerDeps{Store: openStore(t), Registerer: reg})
+	assert.ErrorContains(t, err, "already registered")
+	c := RunnerConfig{}.WithDefaults()
+	assert.Equal(t, 2*time.Second, c.Tick)
+}
+
+func TestFunctionOf(t *testing.T) {
+	cases := map[string]string{"hello-00001": "hello", "a-b-00012": "a-b", "x-1": "x"}
+	for rev, fn := range cases {
+		got, ok := functionOf(rev)
+		assert.True(t, ok, rev)
+		assert.Equal(t, fn, got)
+	}
+	for _, bad := range []string{"hello", "-00001", "hello-", "hello-abc"} {
+		_, ok := functionOf(bad)
+		assert.False(t, ok, bad)
+	}
+}
+
+// TestHTTPTransport runs the internal API between a Client and a Runner on
+// a real store, as a router and an activator in other processes would.
+func TestHTTPTransport(t *testing.T) {
+	s := openStore(t)
+	rev := putRevision(t, s, "remote", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+	putNode(t, s, "n1")
+	clk := &fakeClock{t: t0}
+	env := startRunner(t, s, clk, RunnerConfig{Tick: time.Hour})
+	srv := httptest.NewServer(NewHandler(env.runner, HandlerConfig{Token: "s3cret"}))
+	t.Cleanup(srv.Close)
+
+	c, err := NewClient(ClientConfig{BaseURL: srv.URL, Token: "s3cret"})
+	require.NoError(t, err)
+	eventually(t, "activation over HTTP", func() bool { return c.Activate(context.Background(), rev) == nil })
+	sc, _ := getScale(t, s, rev)
+	assert.Equal(t, 1, sc.Desired)
+
+	c.Report([]api.RevisionStat{{Revision: rev, Reporter: "router-x", AvgConcurrency: 200, Requests: 10, Interval: api.D(time.Second)}})
+	assert.Zero(t, c.Dropped())
+	clk.Add(1500 * time.Millisecond)
+	require.NoError(t, c.Activate(context.Background(), rev))
+	sc, _ = getScale(t, s, rev)
+	assert.Equal(t, 3, sc.Desired, "200 in flight at 70 per replica")
+
+	assert.ErrorIs(t, c.Activate(context.Background(), "nosuch-00001"), ErrUnknownRevision)
+
+	// Wrong token, malformed bodies, unknown paths.
+	bad, err := NewClient(ClientConfig{BaseURL: srv.URL, Token: "nope"})
+	require.NoError(t, err)
+	err = bad.Activate(context.Background(), rev)
+	assert.ErrorContains(t, err, "401")
+	bad.Report([]api.RevisionStat{{Revision: rev}})
+	assert.Equal(t, uint64(1), bad.Dropped())
+
+	cases := []struct {
+		path, body string
+		status     int
+	}{
+		{PathStats, `{"not":"an array"}`, http.StatusBadRequest},
+		{PathStats, `[{"revision":"x","bogus":1}]`, http.StatusBadRequest},
+		{PathActivate + "Not_A_Name", ``, http.StatusBadRequest},
+		{"/internal/v1/nope", ``, http.StatusNotFound},
+	}
+	for _, tc := range cases {
+		req, err := http.NewRequest(http.MethodPost, srv.URL+tc.path, strings.NewReader(tc.body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer s3cret")
+		resp, err := srv.Client().Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, tc.status, resp.StatusCode, tc.path)
+	}
+	_, err = NewClient(ClientConfig{BaseURL: "127.0.0.1:1"})
+	assert.Error(t, err)
+
+	small := NewHandler(env.runner, HandlerConfig{MaxBodyBytes: 64})
+	rec := httptest.NewRecorder()
+	small.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, PathStats, strings.NewReader(`[`+strings.Repeat(`{"revision":"x"},`, 10)+`{}]`)))
+	assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
+	assert.Contains(t, rec.Body.String(), api.CodeTooLarge)
+}
