@@ -305,9 +305,21 @@ func TestRunnerRecoversFromAConflictingWrite(t *testing.T) {
 	putNode(t, s, "n1")
 	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{Tick: time.Hour})
 	activate(t, env.runner, rev)
-	// Someone else rewrites the scale and the assignment behind the runner's back.
+	env.runner.mu.Lock()
+	stale := env.runner.scales[rev]
+	env.runner.mu.Unlock()
+	// Someone else rewrites the scale and the assignment, and the runner's
+	// cache still holds the old versions (its watch has not caught up).
 	put(t, s, store.ScaleKey(rev), store.Scale{Revision: rev, Function: "cas", Desired: 7})
 	put(t, s, store.AssignmentKey("n1", rev), store.Assignment{Function: "cas", Revision: rev, Replicas: 7})
+	eventually(t, "the mirror to see the other write", func() bool {
+		env.runner.mu.Lock()
+		defer env.runner.mu.Unlock()
+		return env.runner.scales[rev].v.Desired == 7
+	})
+	env.runner.mu.Lock()
+	env.runner.scales[rev] = stale
+	env.runner.mu.Unlock()
 	env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 150, Interval: api.D(time.Second)}})
 	env.clockAdvanceAndActivate(t, rev)
 	// Its next write conflicts, re-reads and lands.
