@@ -336,19 +336,23 @@ func (a *Agent) reconcile(now time.Time) {
 			switch act.Kind {
 			case actStart:
 				a.replicas[act.ID].requestStart(now, rs.wantSince)
+				a.log.Debug("start", "replica", act.ID, "want", in.Want)
 				starting++
 			case actCreateStarted:
-				a.spawnLocked(rs, true, now)
+				id := a.spawnLocked(rs, true, now)
+				a.log.Debug("create and start", "replica", id, "want", in.Want)
 				starting++
 			case actCreatePool:
 				// Refilling the pool waits for starts to finish, so it never
 				// takes a core from a cold start.
 				if starting == 0 && poolCreating < a.cfg.PoolCreateParallel {
-					a.spawnLocked(rs, false, now)
+					id := a.spawnLocked(rs, false, now)
+					a.log.Debug("pre-create", "replica", id, "wantPool", in.WantPool)
 					poolCreating++
 				}
 			case actStop:
 				a.replicas[act.ID].requestStop()
+				a.log.Debug("stop", "replica", act.ID, "want", in.Want, "wantPool", in.WantPool)
 			}
 		}
 	}
@@ -356,7 +360,7 @@ func (a *Agent) reconcile(now time.Time) {
 }
 
 // spawnLocked creates a replica of rs and its goroutine.
-func (a *Agent) spawnLocked(rs *revState, start bool, now time.Time) {
+func (a *Agent) spawnLocked(rs *revState, start bool, now time.Time) string {
 	id := newReplicaID(rs.name)
 	for a.replicas[id] != nil {
 		id = newReplicaID(rs.name)
@@ -370,6 +374,7 @@ func (a *Agent) spawnLocked(rs *revState, start bool, now time.Time) {
 	a.replicas[id] = r
 	a.wg.Add(1)
 	go a.supervise(a.ctx, r)
+	return id
 }
 
 // prepare reads a revision's record and image and checks that the image can

@@ -53,6 +53,9 @@ func resolveRevSpec(rev store.Revision, img ImageConfig) (*revSpec, error) {
 	}
 
 	env := newEnv(img.Env)
+	if _, ok := env.vals["PATH"]; !ok {
+		env.set("PATH", defaultPath) // as Docker and containerd do for an image without one
+	}
 	keys := make([]string, 0, len(spec.Env))
 	for k := range spec.Env {
 		keys = append(keys, k)
@@ -171,6 +174,9 @@ func writeSecretFiles(dir string, files map[string]string) error {
 	}
 	return nil
 }
+
+// defaultPath is the PATH of a process whose image sets none.
+const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 const idAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
 

@@ -38,10 +38,10 @@ func TestResolveRevSpec(t *testing.T) {
 				Secrets: []api.Secret{{Name: "tok", Value: "v", Env: "MODE"}, {Name: "f", Value: "x", File: "f"}}}),
 			wantArgs: []string{"/bin/app", "--serve", "--fast"},
 			wantEnv:  []string{"PATH=/bin", "MODE=v", "PORT=9000", "A=1", "B=2", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
-		{name: "cmd only", rev: rev(api.FunctionSpec{}), img: ImageConfig{Cmd: []string{"/app"}}, wantArgs: []string{"/app"},
-			wantEnv: []string{"PORT=8080", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
+		{name: "cmd only, default PATH", rev: rev(api.FunctionSpec{}), img: ImageConfig{Cmd: []string{"/app"}}, wantArgs: []string{"/app"},
+			wantEnv: []string{"PATH=" + defaultPath, "PORT=8080", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
 		{name: "args alone", rev: rev(api.FunctionSpec{Args: []string{"/app", "x"}}), img: ImageConfig{}, wantArgs: []string{"/app", "x"},
-			wantEnv: []string{"PORT=8080", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
+			wantEnv: []string{"PATH=" + defaultPath, "PORT=8080", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
 		{name: "nothing to run", rev: rev(api.FunctionSpec{}), img: ImageConfig{}, wantErr: "has no entrypoint or cmd"},
 	}
 	for _, tt := range tests {

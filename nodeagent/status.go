@@ -35,8 +35,8 @@ func (a *Agent) revisionStatusesLocked(now time.Time) map[string]store.RevisionN
 		switch {
 		case v.Phase == phaseReady:
 			c.ready++
-		case v.pooled():
-			c.pooled++
+		case v.Phase == phasePooled:
+			c.pooled++ // created, not just being created
 		case v.Phase == phaseBackoff:
 			c.backoff++
 		}
@@ -138,7 +138,7 @@ func (a *Agent) updateGaugesLocked() {
 		if v.Phase == phaseReady {
 			running++
 		}
-		if v.pooled() {
+		if v.Phase == phasePooled {
 			pooled++
 		}
 	}
@@ -213,7 +213,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			if v.Phase == phaseReady {
 				n.Running++
 			}
-		case v.pooled():
+		case v.Phase == phasePooled:
 			n.PoolSize++
 		}
 	}

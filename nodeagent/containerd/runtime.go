@@ -1,0 +1,599 @@
+package containerd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/cio"
+	"github.com/containerd/containerd/containers"
+	"github.com/containerd/containerd/content"
+	"github.com/containerd/containerd/contrib/seccomp"
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/leases"
+	"github.com/containerd/containerd/mount"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/oci"
+	"github.com/opencontainers/image-spec/identity"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/nodeagent"
+)
+
+var _ nodeagent.Runtime = (*Runtime)(nil)
+
+// Defaults for Config fields left zero.
+const (
+	DefaultNamespace   = "ebb"
+	DefaultSnapshotter = "overlayfs"
+	DefaultRuntime     = "io.containerd.runc.v2"
+	DefaultFIFODir     = "/run/ebb/fifo"
+	cfsPeriod          = 100000 // µs, the kernel's default CFS period
+)
+
+// Config says where in containerd the runtime works.
+type Config struct {
+	// Namespace is the containerd namespace. Default "ebb".
+	Namespace string
+	// Snapshotter unpacks images and holds root filesystems. Default
+	// "overlayfs".
+	Snapshotter string
+	// Runtime is the containerd shim. Default "io.containerd.runc.v2".
+	Runtime string
+	// FIFODir holds the fifos that carry process output to the agent; it
+	// must survive an agent restart (not a private tmp dir) so a restarted
+	// agent can reattach. Default /run/ebb/fifo.
+	FIFODir string
+}
+
+// WithDefaults returns c with zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
+	if c.Namespace == "" {
+		c.Namespace = DefaultNamespace
+	}
+	if c.Snapshotter == "" {
+		c.Snapshotter = DefaultSnapshotter
+	}
+	if c.Runtime == "" {
+		c.Runtime = DefaultRuntime
+	}
+	if c.FIFODir == "" {
+		c.FIFODir = DefaultFIFODir
+	}
+	return c
+}
+
+// Validate reports the first problem with a defaulted Config.
+func (c Config) Validate() error {
+	if !filepath.IsAbs(c.FIFODir) {
+		return fmt.Errorf("fifo dir %q must be absolute", c.FIFODir)
+	}
+	if strings.ContainsAny(c.Namespace, "/ ") || c.Namespace == "" {
+		return fmt.Errorf("namespace %q is not a containerd namespace", c.Namespace)
+	}
+	return nil
+}
+
+// Runtime implements nodeagent.Runtime with containerd and runc.
+type Runtime struct {
+	client *containerd.Client
+	cfg    Config
+
+	mu         sync.Mutex
+	images     map[string]*imageEntry        // by normalized name
+	containers map[string]containerd.Container // created or loaded, by id
+	tasks      map[string]*task                // live handles, by container id
+}
+
+// imageEntry caches what creating a container from an image needs, so the
+// path of a cold start without a pre-created task reads nothing twice.
+type imageEntry struct {
+	image   containerd.Image
+	config  ocispec.ImageConfig
+	chainID string
+}
+
+// New returns a Runtime over client, which the caller keeps and closes.
+func New(client *containerd.Client, cfg Config) (*Runtime, error) {
+	cfg = cfg.WithDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Runtime{
+		client:     client,
+		cfg:        cfg,
+		images:     map[string]*imageEntry{},
+		containers: map[string]containerd.Container{},
+		tasks:      map[string]*task{},
+	}, nil
+}
+
+func (r *Runtime) ns(ctx context.Context) context.Context {
+	return namespaces.WithNamespace(ctx, r.cfg.Namespace)
+}
+
+func wrapNotFound(err error) error {
+	if errdefs.IsNotFound(err) {
+		return fmt.Errorf("%w: %v", nodeagent.ErrNotFound, err)
+	}
+	return err
+}
+
+// Image implements nodeagent.Runtime. It reads the image afresh (a name may
+// have been pushed again) and unpacks it if the snapshotter lacks it.
+func (r *Runtime) Image(ctx context.Context, ref string) (nodeagent.ImageConfig, error) {
+	ctx = r.ns(ctx)
+	name, err := ociimage.NormalizeName(ref)
+	if err != nil {
+		return nodeagent.ImageConfig{}, fmt.Errorf("%w: %v", nodeagent.ErrBadImage, err)
+	}
+	img, err := r.client.GetImage(ctx, name)
+	if err != nil {
+		return nodeagent.ImageConfig{}, fmt.Errorf("image %s: %w", name, wrapNotFound(err))
+	}
+	unpacked, err := img.IsUnpacked(ctx, r.cfg.Snapshotter)
+	if err != nil {
+		return nodeagent.ImageConfig{}, fmt.Errorf("image %s: %w", name, err)
+	}
+	if !unpacked {
+		if err := img.Unpack(ctx, r.cfg.Snapshotter); err != nil {
+			return nodeagent.ImageConfig{}, fmt.Errorf("unpack image %s: %w", name, err)
+		}
+	}
+	desc, err := img.Config(ctx)
+	if err != nil {
+		return nodeagent.ImageConfig{}, fmt.Errorf("image %s config: %w", name, err)
+	}
+	raw, err := content.ReadBlob(ctx, img.ContentStore(), desc)
+	if err != nil {
+		return nodeagent.ImageConfig{}, fmt.Errorf("image %s config: %w", name, err)
+	}
+	var oci ocispec.Image
+	if err := json.Unmarshal(raw, &oci); err != nil {
+		return nodeagent.ImageConfig{}, fmt.Errorf("%w: image %s config: %v", nodeagent.ErrBadImage, name, err)
+	}
+	diffIDs, err := img.RootFS(ctx)
+	if err != nil {
+		return nodeagent.ImageConfig{}, fmt.Errorf("image %s layers: %w", name, err)
+	}
+	r.mu.Lock()
+	r.images[name] = &imageEntry{image: img, config: oci.Config, chainID: identity.ChainID(diffIDs).String()}
+	r.mu.Unlock()
+	return nodeagent.ImageConfig{
+		Ref:        name,
+		Digest:     img.Target().Digest.String(),
+		Entrypoint: oci.Config.Entrypoint,
+		Cmd:        oci.Config.Cmd,
+		Env:        oci.Config.Env,
+		WorkingDir: oci.Config.WorkingDir,
+		User:       oci.Config.User,
+	}, nil
+}
+
+func (r *Runtime) image(ctx context.Context, ref string) (*imageEntry, error) {
+	name, err := ociimage.NormalizeName(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", nodeagent.ErrBadImage, err)
+	}
+	r.mu.Lock()
+	e := r.images[name]
+	r.mu.Unlock()
+	if e != nil {
+		return e, nil
+	}
+	if _, err := r.Image(ctx, name); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.images[name], nil
+}
+
+// CheckExecutable implements nodeagent.Runtime: it mounts a read-only view
+// of the image and inspects the entrypoint there.
+func (r *Runtime) CheckExecutable(ctx context.Context, ref, argv0 string, env []string) error {
+	ctx = r.ns(ctx)
+	e, err := r.image(ctx, ref)
+	if err != nil {
+		return err
+	}
+	// A lease keeps containerd's garbage collector off the view while it
+	// exists; removing the lease removes nothing we still need.
+	ctx, done, err := r.client.WithLease(ctx, leases.WithRandomID(), leases.WithExpiration(time.Minute))
+	if err != nil {
+		return fmt.Errorf("check entrypoint: %w", err)
+	}
+	defer done(context.WithoutCancel(ctx))
+	sn := r.client.SnapshotService(r.cfg.Snapshotter)
+	key := fmt.Sprintf("ebb-check-%d", time.Now().UnixNano())
+	mounts, err := sn.View(ctx, key, e.chainID)
+	if err != nil {
+		return fmt.Errorf("check entrypoint: view image: %w", err)
+	}
+	defer sn.Remove(context.WithoutCancel(ctx), key)
+	var checkErr error
+	if err := mount.WithReadonlyTempMount(ctx, mounts, func(root string) error {
+		checkErr = checkExecutable(root, argv0, pathOf(env))
+		return nil
+	}); err != nil {
+		return fmt.Errorf("check entrypoint: mount image: %w", err)
+	}
+	return checkErr
+}
+
+// Images implements nodeagent.Runtime.
+func (r *Runtime) Images(ctx context.Context) ([]string, error) {
+	imgs, err := r.client.ImageService().List(r.ns(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("list images: %w", err)
+	}
+	out := make([]string, 0, len(imgs))
+	for _, img := range imgs {
+		out = append(out, img.Name)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Create implements nodeagent.Runtime.
+func (r *Runtime) Create(ctx context.Context, spec nodeagent.ContainerSpec) error {
+	ctx = r.ns(ctx)
+	e, err := r.image(ctx, spec.Image)
+	if err != nil {
+		return err
+	}
+	c, err := r.client.NewContainer(ctx, spec.ID,
+		containerd.WithImageName(e.image.Name()),
+		containerd.WithSnapshotter(r.cfg.Snapshotter),
+		containerd.WithNewSnapshot(spec.ID, e.image),
+		containerd.WithRuntime(r.cfg.Runtime, nil),
+		containerd.WithContainerLabels(spec.Labels),
+		containerd.WithNewSpec(specOpts(spec, e.config)...),
+	)
+	if err != nil {
+		return fmt.Errorf("create container %s: %w", spec.ID, err)
+	}
+	r.mu.Lock()
+	r.containers[spec.ID] = c
+	r.mu.Unlock()
+	return nil
+}
+
+// specOpts is the OCI spec of a replica: the image's working directory and
+// user, the agent's argv and environment, and the isolation ebb promises
+// (read-only rootfs with a tmpfs /tmp, no new privileges, containerd's
+// default seccomp profile, the default capability set and nothing added),
+// with its limits.
+func specOpts(spec nodeagent.ContainerSpec, img ocispec.ImageConfig) []oci.SpecOpts {
+	cwd := img.WorkingDir
+	if cwd == "" {
+		cwd = "/"
+	}
+	opts := []oci.SpecOpts{
+		oci.WithProcessArgs(spec.Args...),
+		withExactEnv(spec.Env),
+		oci.WithProcessCwd(cwd),
+		withUser(img.User),
+		oci.WithRootFSReadonly(),
+		oci.WithNoNewPrivileges,
+		seccomp.WithDefaultProfile(),
+		oci.WithMounts([]specs.Mount{{
+			Destination: "/tmp", Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.FormatInt(spec.TmpBytes, 10)},
+		}}),
+		oci.WithMemoryLimit(uint64(spec.MemoryBytes)),
+		oci.WithPidsLimit(spec.PidsLimit),
+		oci.WithCPUCFS(int64(spec.CPU*cfsPeriod), cfsPeriod),
+	}
+	if spec.NetnsPath == "" {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
+	} else {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetnsPath}))
+	}
+	if spec.SecretsDir != "" {
+		opts = append(opts, oci.WithMounts([]specs.Mount{{
+			Destination: "/run/secrets", Type: "bind", Source: spec.SecretsDir,
+			Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
+		}}))
+	}
+	return opts
+}
+
+func withExactEnv(env []string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		s.Process.Env = append([]string(nil), env...)
+		return nil
+	}
+}
+
+// withUser sets a numeric user directly; only a user name needs the image's
+// /etc/passwd, which means mounting the root filesystem.
+func withUser(user string) oci.SpecOpts {
+	if user == "" {
+		return oci.WithUIDGID(0, 0)
+	}
+	uidStr, gidStr, hasGID := strings.Cut(user, ":")
+	uid, err1 := strconv.ParseUint(uidStr, 10, 32)
+	gid, err2 := strconv.ParseUint(gidStr, 10, 32)
+	switch {
+	case err1 == nil && !hasGID:
+		return oci.WithUserID(uint32(uid))
+	case err1 == nil && err2 == nil:
+		return oci.WithUIDGID(uint32(uid), uint32(gid))
+	}
+	return oci.WithUser(user)
+}
+
+func (r *Runtime) container(ctx context.Context, id string) (containerd.Container, error) {
+	r.mu.Lock()
+	c := r.containers[id]
+	r.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := r.client.LoadContainer(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", id, wrapNotFound(err))
+	}
+	r.mu.Lock()
+	r.containers[id] = c
+	r.mu.Unlock()
+	return c, nil
+}
+
+// NewTask implements nodeagent.Runtime.
+func (r *Runtime) NewTask(ctx context.Context, id string, out nodeagent.Output) (nodeagent.Task, error) {
+	ctx = r.ns(ctx)
+	c, err := r.container(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.deleteTask(ctx, c, false); err != nil {
+		return nil, err
+	}
+	creator := cio.NewCreator(cio.WithStreams(nil, out.Stdout, out.Stderr), cio.WithFIFODir(r.cfg.FIFODir))
+	t, err := c.NewTask(ctx, creator)
+	if err != nil {
+		return nil, fmt.Errorf("create task %s: %w", id, err)
+	}
+	h, err := r.watch(t)
+	if err != nil {
+		_, _ = t.Delete(ctx, containerd.WithProcessKill)
+		return nil, err
+	}
+	return h, nil
+}
+
+// Attach implements nodeagent.Runtime.
+func (r *Runtime) Attach(ctx context.Context, id string, out nodeagent.Output) (nodeagent.Task, error) {
+	ctx = r.ns(ctx)
+	c, err := r.container(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.Task(ctx, cio.NewAttach(cio.WithStreams(nil, out.Stdout, out.Stderr)))
+	if err != nil && !errdefs.IsNotFound(err) {
+		// The fifos are gone (a reboot of /run, say): keep the process,
+		// lose its output until its next restart.
+		t, err = c.Task(ctx, nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("task of %s: %w", id, wrapNotFound(err))
+	}
+	return r.watch(t)
+}
+
+// List implements nodeagent.Runtime.
+func (r *Runtime) List(ctx context.Context, node string) ([]nodeagent.Container, error) {
+	ctx = r.ns(ctx)
+	cs, err := r.client.Containers(ctx, fmt.Sprintf("labels.%q==%q", nodeagent.LabelNode, node))
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := make([]nodeagent.Container, 0, len(cs))
+	for _, c := range cs {
+		info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+		if err != nil {
+			return nil, fmt.Errorf("container %s: %w", c.ID(), err)
+		}
+		out = append(out, nodeagent.Container{ID: c.ID(), Image: info.Image, Labels: info.Labels})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// Delete implements nodeagent.Runtime.
+func (r *Runtime) Delete(ctx context.Context, id string) error {
+	ctx = r.ns(ctx)
+	c, err := r.container(ctx, id)
+	if errors.Is(err, nodeagent.ErrNotFound) {
+		r.forget(id)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.deleteTask(ctx, c, true); err != nil {
+		return err
+	}
+	if err := c.Delete(ctx, containerd.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete container %s: %w", id, err)
+	}
+	r.forget(id)
+	return nil
+}
+
+func (r *Runtime) forget(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.containers, id)
+	if h := r.tasks[id]; h != nil {
+		h.stopWatching()
+		delete(r.tasks, id)
+	}
+}
+
+// deleteTask removes the container's task, through our handle when there is
+// one so its output is flushed and its fifos removed. A running task is
+// killed only when kill is set; otherwise it is an error.
+func (r *Runtime) deleteTask(ctx context.Context, c containerd.Container, kill bool) error {
+	r.mu.Lock()
+	h := r.tasks[c.ID()]
+	delete(r.tasks, c.ID())
+	r.mu.Unlock()
+	var t containerd.Task
+	if h != nil {
+		t = h.t
+		defer h.stopWatching()
+	} else {
+		var err error
+		if t, err = c.Task(ctx, nil); errdefs.IsNotFound(err) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("task of %s: %w", c.ID(), err)
+		}
+	}
+	st, err := t.Status(ctx)
+	if errdefs.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("task of %s: %w", c.ID(), err)
+	}
+	var opts []containerd.ProcessDeleteOpts
+	if st.Status != containerd.Stopped {
+		if !kill {
+			return fmt.Errorf("container %s still has a %s task", c.ID(), st.Status)
+		}
+		opts = append(opts, containerd.WithProcessKill)
+	}
+	if _, err := t.Delete(ctx, opts...); err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("delete task of %s: %w", c.ID(), err)
+	}
+	return nil
+}
+
+// watch wraps t in a handle that learns of the process's exit.
+func (r *Runtime) watch(t containerd.Task) (*task, error) {
+	wctx, cancel := context.WithCancel(r.ns(context.Background()))
+	exitc, err := t.Wait(wctx)
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("wait on task %s: %w", t.ID(), err)
+	}
+	h := &task{t: t, ns: r.ns, cancel: cancel, done: make(chan struct{})}
+	go h.await(wctx, exitc)
+	r.mu.Lock()
+	if old := r.tasks[t.ID()]; old != nil && old != h {
+		old.stopWatching()
+	}
+	r.tasks[t.ID()] = h
+	r.mu.Unlock()
+	return h, nil
+}
+
+// task is a nodeagent.Task over a containerd task.
+type task struct {
+	t      containerd.Task
+	ns     func(context.Context) context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+	exit   nodeagent.Exit // written before done is closed
+}
+
+// await waits for the exit. If the wait breaks without one (containerd
+// restarted) it waits again, and reports the process lost only when its
+// task is gone or containerd stays away.
+func (h *task) await(ctx context.Context, exitc <-chan containerd.ExitStatus) {
+	for attempt := 0; ; attempt++ {
+		if exitc != nil {
+			var st containerd.ExitStatus
+			select {
+			case st = <-exitc:
+			case <-ctx.Done():
+				return
+			}
+			code, at, err := st.Result()
+			if err == nil {
+				h.exit = nodeagent.Exit{Code: int(code), At: at}
+				close(h.done)
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		t := time.NewTimer(min(time.Duration(attempt+1)*100*time.Millisecond, 2*time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		var err error
+		if exitc, err = h.t.Wait(ctx); err != nil {
+			if errdefs.IsNotFound(err) || attempt >= 60 {
+				h.exit = nodeagent.Exit{Code: -1, At: time.Now(), Err: err}
+				close(h.done)
+				return
+			}
+			exitc = nil
+		}
+	}
+}
+
+func (h *task) stopWatching() { h.cancel() }
+
+func (h *task) Pid() uint32 { return h.t.Pid() }
+
+func (h *task) State(ctx context.Context) (nodeagent.TaskState, error) {
+	st, err := h.t.Status(h.ns(ctx))
+	if err != nil {
+		return nodeagent.TaskOther, wrapNotFound(err)
+	}
+	switch st.Status {
+	case containerd.Created:
+		return nodeagent.TaskCreated, nil
+	case containerd.Running:
+		return nodeagent.TaskRunning, nil
+	case containerd.Stopped:
+		return nodeagent.TaskStopped, nil
+	}
+	return nodeagent.TaskOther, nil
+}
+
+func (h *task) Start(ctx context.Context) error {
+	if err := h.t.Start(h.ns(ctx)); err != nil {
+		return fmt.Errorf("start task %s: %w", h.t.ID(), err)
+	}
+	return nil
+}
+
+func (h *task) Signal(ctx context.Context, sig syscall.Signal) error {
+	if err := h.t.Kill(h.ns(ctx), sig); err != nil {
+		return fmt.Errorf("signal task %s: %w", h.t.ID(), wrapNotFound(err))
+	}
+	return nil
+}
+
+func (h *task) Done() <-chan struct{} { return h.done }
+
+func (h *task) Exit() nodeagent.Exit {
+	select {
+	case <-h.done:
+		return h.exit
+	default:
+		return nodeagent.Exit{Code: -1, Err: errors.New("process has not exited")}
+	}
+}

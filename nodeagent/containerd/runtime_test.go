@@ -1,0 +1,231 @@
+package containerd_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containerd/containerd/errdefs"
+	"github.com/containerd/containerd/namespaces"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/nodeagent"
+	ctrd "github.com/ebbrun/ebb/nodeagent/containerd"
+)
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", ":0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// waitHTTP polls url until it answers 200 and returns the body.
+func waitHTTP(t testing.TB, url string, within time.Duration) string {
+	t.Helper()
+	c := &http.Client{Timeout: time.Second}
+	var last error
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return string(b)
+			}
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		last = err
+		time.Sleep(time.Millisecond) // polling a process start
+	}
+	t.Fatalf("%s did not answer within %s: %v", url, within, last)
+	return ""
+}
+
+func waitDone(t testing.TB, task nodeagent.Task) nodeagent.Exit {
+	t.Helper()
+	select {
+	case <-task.Done():
+		return task.Exit()
+	case <-time.After(10 * time.Second):
+		t.Fatal("task did not exit")
+	}
+	return nodeagent.Exit{}
+}
+
+func TestRuntimeLifecycle(t *testing.T) {
+	client := connect(t)
+	ref := pushHello(t, client, "ebb-test/hello:runtime")
+	ctx := context.Background()
+	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "fifo")})
+	require.NoError(t, err)
+
+	img, err := rt.Image(ctx, ref)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"/app/hello"}, img.Entrypoint)
+	assert.Contains(t, img.Env, ociimage.DefaultPath)
+	require.NoError(t, rt.CheckExecutable(ctx, ref, "/app/hello", img.Env))
+	require.ErrorIs(t, rt.CheckExecutable(ctx, ref, "/app/nope", img.Env), nodeagent.ErrBadImage)
+	_, err = rt.Image(ctx, "ebb-test/absent:1")
+	require.ErrorIs(t, err, nodeagent.ErrNotFound)
+
+	node := fmt.Sprintf("rt-%d", time.Now().UnixNano())
+	id := node + "-replica"
+	port := freePort(t)
+	secrets := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(secrets, "token"), []byte("s3cret"), 0o444))
+	spec := nodeagent.ContainerSpec{
+		ID: id, Image: ref,
+		Labels:      map[string]string{nodeagent.LabelNode: node, nodeagent.LabelReplica: id},
+		Args:        []string{"/app/hello"},
+		Env:         append(img.Env, fmt.Sprintf("PORT=%d", port), "EBB_REVISION=rt-00001"),
+		CPU:         0.5,
+		MemoryBytes: 64 << 20,
+		PidsLimit:   32,
+		TmpBytes:    8 << 20,
+		SecretsDir:  secrets,
+	}
+	require.NoError(t, rt.Create(ctx, spec))
+	t.Cleanup(func() { _ = rt.Delete(context.Background(), id) })
+
+	t.Run("the OCI spec carries the isolation and limits", func(t *testing.T) {
+		nctx := namespaces.WithNamespace(ctx, "ebb")
+		c, err := client.LoadContainer(nctx, id)
+		require.NoError(t, err)
+		s, err := c.Spec(nctx)
+		require.NoError(t, err)
+		assertReplicaSpec(t, s, 64<<20, 32, 50000)
+		assert.Contains(t, s.Process.Env, fmt.Sprintf("PORT=%d", port))
+		var secretsMount *specs.Mount
+		for i, m := range s.Mounts {
+			if m.Destination == "/run/secrets" {
+				secretsMount = &s.Mounts[i]
+			}
+		}
+		require.NotNil(t, secretsMount)
+		assert.Equal(t, secrets, secretsMount.Source)
+		assert.Contains(t, secretsMount.Options, "ro")
+	})
+
+	out := &syncBuffer{}
+	task, err := rt.NewTask(ctx, id, nodeagent.Output{Stdout: out, Stderr: out})
+	require.NoError(t, err)
+	st, err := task.State(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, nodeagent.TaskCreated, st)
+
+	list, err := rt.List(ctx, node)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.Equal(t, id, list[0].ID)
+	assert.Equal(t, id, list[0].Labels[nodeagent.LabelReplica])
+
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	require.NoError(t, task.Start(ctx))
+	assert.Contains(t, waitHTTP(t, url+"/", 10*time.Second), "revision=rt-00001")
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "hello listening on") }, 5*time.Second, time.Millisecond)
+
+	t.Run("SIGKILL is exit 137 and a new task restarts it", func(t *testing.T) {
+		require.NoError(t, task.Signal(ctx, syscall.SIGKILL))
+		assert.Equal(t, 137, waitDone(t, task).Code)
+		task, err = rt.NewTask(ctx, id, nodeagent.Output{Stdout: out, Stderr: out})
+		require.NoError(t, err)
+		require.NoError(t, task.Start(ctx))
+		waitHTTP(t, url+"/", 10*time.Second)
+	})
+
+	t.Run("a new runtime reattaches to the running task and its output", func(t *testing.T) {
+		rt2, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "unused")})
+		require.NoError(t, err)
+		out2 := &syncBuffer{}
+		task2, err := rt2.Attach(ctx, id, nodeagent.Output{Stdout: out2, Stderr: out2})
+		require.NoError(t, err)
+		st, err := task2.State(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, nodeagent.TaskRunning, st)
+		assert.Equal(t, task.Pid(), task2.Pid())
+		require.NoError(t, task2.Signal(ctx, syscall.SIGTERM))
+		assert.Equal(t, 0, waitDone(t, task2).Code, "hello exits cleanly on SIGTERM")
+		// Both runtimes of this process read the fifos now, so the line
+		// reaches one of them; TestAgentAcceptance checks a real restart.
+		require.Eventually(t, func() bool {
+			return strings.Contains(out.String()+out2.String(), "hello: drained, bye")
+		}, 5*time.Second, time.Millisecond)
+		require.NoError(t, rt2.Delete(ctx, id))
+	})
+
+	list, err = rt.List(ctx, node)
+	require.NoError(t, err)
+	assert.Empty(t, list)
+	_, err = client.SnapshotService("overlayfs").Stat(namespaces.WithNamespace(ctx, "ebb"), id)
+	assert.True(t, errdefs.IsNotFound(err), "snapshot removed: %v", err)
+	require.NoError(t, rt.Delete(ctx, id), "deleting twice is fine")
+	_, err = rt.Attach(ctx, id, nodeagent.Output{})
+	assert.True(t, errors.Is(err, nodeagent.ErrNotFound))
+}
+
+// assertReplicaSpec checks what every replica's OCI spec must say.
+func assertReplicaSpec(t *testing.T, s *specs.Spec, memory, pids, quota int64) {
+	t.Helper()
+	assert.True(t, s.Root.Readonly, "read-only rootfs")
+	assert.True(t, s.Process.NoNewPrivileges, "no new privileges")
+	require.NotNil(t, s.Linux.Seccomp, "seccomp profile")
+	assert.Equal(t, specs.ActErrno, s.Linux.Seccomp.DefaultAction, "containerd's default profile denies by default")
+	assert.NotEmpty(t, s.Linux.Seccomp.Syscalls)
+	require.NotNil(t, s.Linux.Resources)
+	require.NotNil(t, s.Linux.Resources.Memory)
+	assert.Equal(t, memory, *s.Linux.Resources.Memory.Limit)
+	require.NotNil(t, s.Linux.Resources.Pids)
+	assert.Equal(t, pids, s.Linux.Resources.Pids.Limit)
+	require.NotNil(t, s.Linux.Resources.CPU)
+	assert.Equal(t, quota, *s.Linux.Resources.CPU.Quota)
+	assert.Equal(t, uint64(100000), *s.Linux.Resources.CPU.Period)
+	for _, ns := range s.Linux.Namespaces {
+		assert.NotEqual(t, specs.NetworkNamespace, ns.Type, "host networking")
+	}
+	var tmp *specs.Mount
+	for i, m := range s.Mounts {
+		if m.Destination == "/tmp" {
+			tmp = &s.Mounts[i]
+		}
+	}
+	require.NotNil(t, tmp, "/tmp mount")
+	assert.Equal(t, "tmpfs", tmp.Type)
+	// No capability beyond containerd's default set.
+	for _, c := range s.Process.Capabilities.Bounding {
+		assert.NotContains(t, []string{"CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE"}, c)
+	}
+}
