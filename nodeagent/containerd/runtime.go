@@ -91,7 +91,7 @@ type Runtime struct {
 	cfg    Config
 
 	mu         sync.Mutex
-	images     map[string]*imageEntry        // by normalized name
+	images     map[string]*imageEntry          // by normalized name
 	containers map[string]containerd.Container // created or loaded, by id
 	tasks      map[string]*task                // live handles, by container id
 }
