@@ -37,6 +37,22 @@
 // is needed, per request, with no switch to flip and no excess-burst-capacity
 // figure for the autoscaler to compute.
 //
+// Two details go beyond Knative. Windows end at the reporters' watermark
+// (the time every fresh reporter has reported up to), so a second some
+// router has not reported yet is not read as quiet. And requests buffered in
+// an activator count in the panic window at once, so a burst at zero is
+// sized in one decision rather than one replica per tick.
+//
+// Wiring (cmd/ebbd): build one Runner with NewRunner(RunnerConfig{},
+// RunnerDeps{Store, Logger, Registerer}) and run it under the errgroup with
+// Run(ctx). In process, pass the *Runner itself as router.Deps' StatsSink
+// and as the activator's StatsSink and ScaleUpper. Across processes, mount
+// NewHandler(runner, HandlerConfig{Token}) on the autoscaler's HTTP server
+// (POST /internal/v1/stats, POST /internal/v1/activate/{revision}) and give
+// routers and activators a NewClient(ClientConfig{BaseURL, Token}), which
+// has the same two methods. Reporters send one stat per revision per
+// interval; the Runner re-stamps each with its own clock on receipt.
+//
 // This package must not import other components (router, activator,
 // nodeagent, controlplane). Its pure parts (Metrics, Decider, KeepAlive,
 // Placement) must stay free of locks, I/O, goroutines and wall-clock reads:
