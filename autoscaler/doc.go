@@ -48,7 +48,8 @@
 // Run(ctx). In process, pass the *Runner itself as router.Deps' StatsSink
 // and as the activator's StatsSink and ScaleUpper. Across processes, mount
 // NewHandler(runner, HandlerConfig{Token}) on the autoscaler's HTTP server
-// (POST /internal/v1/stats, POST /internal/v1/activate/{revision}) and give
+// (POST /internal/v1/stats, POST /internal/v1/activate/{revision}, and
+// GET /internal/v1/status/{revision} for the last step and plan) and give
 // routers and activators a NewClient(ClientConfig{BaseURL, Token}), which
 // has the same two methods. Reporters send one stat per revision per
 // interval; the Runner re-stamps each with its own clock on receipt.

@@ -25,7 +25,16 @@ const (
 	PathStats = "/internal/v1/stats"
 	// PathActivate takes POST to PathActivate + "{revision}".
 	PathActivate = "/internal/v1/activate/"
+	// PathStatus serves GET PathStatus + "{revision}": the revision's last
+	// scaling step (Result: observation, decision, keep-alive plan and its
+	// inputs), when the sink keeps one.
+	PathStatus = "/internal/v1/status/"
 )
+
+// statusSource is what a sink offers for PathStatus; the Runner does.
+type statusSource interface {
+	Status(revision string) (Result, bool)
+}
 
 // Sink is what routers and activators talk to: the Runner in process, or a
 // Client across processes.
@@ -91,6 +100,17 @@ func NewHandler(sink Sink, cfg HandlerConfig) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, api.CodeInternal, err.Error())
 		}
 	})
+	if src, ok := sink.(statusSource); ok {
+		mux.HandleFunc("GET "+PathStatus+"{revision}", func(w http.ResponseWriter, r *http.Request) {
+			res, ok := src.Status(r.PathValue("revision"))
+			if !ok {
+				writeError(w, http.StatusNotFound, api.CodeNotFound, "no scaling state for this revision")
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(res)
+		})
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if cfg.Token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")

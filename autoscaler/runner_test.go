@@ -2,6 +2,7 @@ package autoscaler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -481,6 +482,25 @@ func TestHTTPTransport(t *testing.T) {
 	}
 	_, err = NewClient(ClientConfig{BaseURL: "127.0.0.1:1"})
 	assert.Error(t, err)
+
+	// The status endpoint shows the last step, plan inputs included.
+	req, err := http.NewRequest(http.MethodGet, srv.URL+PathStatus+rev, nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := srv.Client().Do(req)
+	require.NoError(t, err)
+	var res Result
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&res))
+	resp.Body.Close()
+	assert.Equal(t, 3, res.Decision.Desired)
+	assert.Equal(t, ModeFewSamples, res.Plan.Mode)
+	req, err = http.NewRequest(http.MethodGet, srv.URL+PathStatus+"nosuch-00001", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err = srv.Client().Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
 
 	small := NewHandler(env.runner, HandlerConfig{MaxBodyBytes: 64})
 	rec := httptest.NewRecorder()
