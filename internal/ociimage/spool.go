@@ -65,8 +65,7 @@ func Spool(r io.Reader, dir string, limits Limits) (*Archive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool image archive: %w", err)
 	}
-	s := &spooler{lim: limits, f: f, entries: map[string]*entry{}}
-	a, err := s.run(r)
+	a, err := spoolTo(r, f, limits)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("spool image archive: %w", cerr)
 	}
@@ -76,6 +75,19 @@ func Spool(r io.Reader, dir string, limits Limits) (*Archive, error) {
 	}
 	a.Path = f.Name()
 	return a, nil
+}
+
+// spoolTarget is where the uncompressed archive is copied, then read back
+// from for the structural checks: a temp file, or memory in the fuzz test.
+type spoolTarget interface {
+	io.Writer
+	io.ReaderAt
+}
+
+// spoolTo is Spool without the file handling.
+func spoolTo(r io.Reader, w spoolTarget, limits Limits) (*Archive, error) {
+	s := &spooler{lim: limits, f: w, entries: map[string]*entry{}}
+	return s.run(r)
 }
 
 // entry is one entry of the outer tar, located in the spooled file.
@@ -88,7 +100,7 @@ type entry struct {
 
 type spooler struct {
 	lim     Limits
-	f       *os.File
+	f       spoolTarget
 	entries map[string]*entry
 	size    int64 // bytes spooled
 
@@ -208,7 +220,7 @@ func classify(err error, entry string) error {
 // of the outer tar and the digest of every blob, and records where each
 // entry's data lies.
 func (s *spooler) copyAndScan(r io.Reader) error {
-	br := bufio.NewReaderSize(&uploadReader{r: r, max: s.lim.MaxCompressedSize}, 64<<10)
+	br := bufio.NewReaderSize(&uploadReader{r: r, max: s.lim.MaxCompressedSize}, 32<<10)
 	magic, err := br.Peek(len(gzipMagic))
 	if len(magic) == 0 && errors.Is(err, io.EOF) {
 		return archiveErr("", "the archive is empty")
