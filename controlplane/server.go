@@ -107,6 +107,10 @@ type Deps struct {
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
+	// Internal, when set, serves /internal/ paths: the component-to-component
+	// endpoints (autoscaler stats and activations) that other nodes call. It
+	// authenticates on its own.
+	Internal http.Handler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -205,6 +209,9 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if s.deps.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Gatherer, promhttp.HandlerOpts{}))
+	}
+	if s.deps.Internal != nil {
+		mux.Handle("/internal/", s.deps.Internal)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
