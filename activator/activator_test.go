@@ -90,7 +90,7 @@ func (s *sink) maxBuffered(rev string) (buffered int, peak float64) {
 // env is an activator behind a minimal fasthttp front on loopback TCP that
 // hands every request to Serve, as the router does in process.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	st    store.Store
 	act   *Activator
 	sc    *scaler
@@ -100,7 +100,7 @@ type env struct {
 	front *fasthttp.Server
 }
 
-func newEnv(t *testing.T, cfg Config) *env {
+func newEnv(t testing.TB, cfg Config) *env {
 	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "store.db"), embedded.Options{})
 	require.NoError(t, err)
@@ -196,7 +196,7 @@ type backend struct {
 	work     time.Duration
 }
 
-func startBackend(t *testing.T, work time.Duration) *backend {
+func startBackend(t testing.TB, work time.Duration) *backend {
 	t.Helper()
 	b := &backend{work: work}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
