@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,9 +18,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ebbrun/ebb/activator"
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/autoscaler"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/imagestore"
+	"github.com/ebbrun/ebb/internal/proxy"
+	"github.com/ebbrun/ebb/internal/replicaset"
+	"github.com/ebbrun/ebb/nodeagent"
+	nodecontainerd "github.com/ebbrun/ebb/nodeagent/containerd"
+	"github.com/ebbrun/ebb/router"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -29,6 +38,7 @@ type daemon struct {
 	log   *slog.Logger
 	store store.Store
 	reg   *prometheus.Registry
+	token string
 
 	// containerd is connected lazily by the roles that need it.
 	containerd *containerd.Client
@@ -44,33 +54,188 @@ func (d *daemon) close() {
 }
 
 // start builds the components of the configured role and runs each in g.
+//
+//	all           API + autoscaler + router + activator + node agent, in process
+//	controlplane  API + autoscaler; other nodes reach the autoscaler at /internal/v1/
+//	router        router + activator, reporting to --autoscaler-url
+//	nodeagent     node agent, serving its logs API on --metrics-addr
 func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
+	token, err := controlplane.LoadOrCreateToken(filepath.Join(d.cfg.DataDir, "token"))
+	if err != nil {
+		return err
+	}
+	d.token = token
 	switch d.cfg.Role {
 	case RoleAll:
-		return d.startAll(ctx, g)
+		runner, err := d.startAutoscaler(ctx, g)
+		if err != nil {
+			return err
+		}
+		agent, err := d.startNodeAgent(ctx, g)
+		if err != nil {
+			return err
+		}
+		if err := d.startDataPlane(ctx, g, runner); err != nil {
+			return err
+		}
+		return d.startAPI(ctx, g, runner, logReader{agent})
 	case RoleControlPlane:
-		return d.startControlPlane(ctx, g)
-	default:
-		return fmt.Errorf("role %s is not available in this build yet", d.cfg.Role)
+		runner, err := d.startAutoscaler(ctx, g)
+		if err != nil {
+			return err
+		}
+		return d.startAPI(ctx, g, runner, nil)
+	case RoleRouter:
+		client, err := d.autoscalerClient()
+		if err != nil {
+			return err
+		}
+		if err := d.startDataPlane(ctx, g, client); err != nil {
+			return err
+		}
+		return d.serveHealth(ctx, g, nil)
+	case RoleNodeAgent:
+		agent, err := d.startNodeAgent(ctx, g)
+		if err != nil {
+			return err
+		}
+		return d.serveHealth(ctx, g, agent.Handler())
 	}
+	return fmt.Errorf("unknown role %q", d.cfg.Role)
 }
 
-func (d *daemon) startAll(ctx context.Context, g *errgroup.Group) error {
-	return d.startControlPlane(ctx, g)
+func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autoscaler.Runner, error) {
+	runner, err := autoscaler.NewRunner(autoscaler.RunnerConfig{}, autoscaler.RunnerDeps{
+		Store:      d.store,
+		Logger:     d.log.With("component", "autoscaler"),
+		Registerer: d.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.Go(func() error { return runner.Run(ctx) })
+	return runner, nil
 }
 
-// startControlPlane runs the API server. It imports images into containerd,
-// so it connects to (or starts) containerd too.
-func (d *daemon) startControlPlane(ctx context.Context, g *errgroup.Group) error {
+// autoscalerClient reaches a control plane's autoscaler over HTTP, for the
+// router role on another machine.
+func (d *daemon) autoscalerClient() (*autoscaler.Client, error) {
+	if d.cfg.AutoscalerURL == "" {
+		return nil, errors.New("--role router needs --autoscaler-url, the control plane's API URL")
+	}
+	return autoscaler.NewClient(autoscaler.ClientConfig{
+		BaseURL: d.cfg.AutoscalerURL,
+		Token:   d.token,
+		Logger:  d.log.With("component", "autoscaler-client"),
+	})
+}
+
+// scaleReporter is what the data plane needs from the autoscaler: load
+// reports and activation pokes, in process or over HTTP.
+type scaleReporter interface {
+	Report(stats []api.RevisionStat)
+	Activate(ctx context.Context, revision string) error
+}
+
+// startDataPlane runs the router and the activator over one shared replica
+// registry, so each replica's hard limit holds across both paths.
+func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler scaleReporter) error {
+	transport, err := proxy.NewTransport(proxy.Config{})
+	if err != nil {
+		return err
+	}
+	replicas := replicaset.New(d.store, transport, d.log.With("component", "replicas"))
+	g.Go(func() error { return replicas.Run(ctx) })
+	act, err := activator.New(activator.Config{}, activator.Deps{
+		Store:      d.store,
+		Replicas:   replicas,
+		ScaleUpper: scaler,
+		Stats:      scaler,
+		Registerer: d.reg,
+		Logger:     d.log.With("component", "activator"),
+	})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return act.Run(ctx) })
+	l, err := net.Listen("tcp", d.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("router listen %s: %w", d.cfg.HTTPAddr, err)
+	}
+	rt, err := router.New(router.Config{Addr: d.cfg.HTTPAddr, Domain: d.cfg.Domain}, router.Deps{
+		Store:      d.store,
+		Replicas:   replicas,
+		Activator:  act,
+		Stats:      scaler,
+		Registerer: d.reg,
+		Logger:     d.log.With("component", "router"),
+		Listener:   l,
+	})
+	if err != nil {
+		l.Close()
+		return err
+	}
+	g.Go(func() error { return rt.Run(ctx) })
+	return nil
+}
+
+func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeagent.Agent, error) {
+	client, err := d.connectContainerd(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := nodecontainerd.New(client, nodecontainerd.Config{})
+	if err != nil {
+		return nil, err
+	}
+	agent, err := nodeagent.New(nodeagent.Config{
+		Node:          d.cfg.NodeName,
+		DataDir:       filepath.Join(d.cfg.DataDir, "nodeagent"),
+		AdvertiseAddr: d.advertiseAddr(),
+		APIToken:      d.token,
+	}, nodeagent.Deps{
+		Store:      d.store,
+		Runtime:    rt,
+		Logger:     d.log,
+		Registerer: d.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	g.Go(func() error { return agent.Run(ctx) })
+	return agent, nil
+}
+
+// advertiseAddr is where other nodes read this node agent's logs: the
+// health server in the nodeagent role; nothing in the all role, where the
+// API reads them in process.
+func (d *daemon) advertiseAddr() string {
+	if d.cfg.Role == RoleNodeAgent {
+		return d.cfg.MetricsAddr
+	}
+	return ""
+}
+
+// logReader adapts the node agent's log rings to the API's LogReader.
+type logReader struct{ agent *nodeagent.Agent }
+
+func (l logReader) Logs(ctx context.Context, w io.Writer, req controlplane.LogRequest) error {
+	return l.agent.ReadLogs(ctx, w, nodeagent.LogQuery{
+		Function: req.Function,
+		Revision: req.Revision,
+		Tail:     req.Tail,
+		Follow:   req.Follow,
+	})
+}
+
+// startAPI runs the API server. It imports images into containerd, so it
+// connects to (or starts) containerd too.
+func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autoscaler.Runner, logs controlplane.LogReader) error {
 	client, err := d.connectContainerd(ctx, g)
 	if err != nil {
 		return err
 	}
 	importer, err := imagestore.New(client, imagestore.Config{})
-	if err != nil {
-		return err
-	}
-	token, err := controlplane.LoadOrCreateToken(filepath.Join(d.cfg.DataDir, "token"))
 	if err != nil {
 		return err
 	}
@@ -80,7 +245,7 @@ func (d *daemon) startControlPlane(ctx context.Context, g *errgroup.Group) error
 	}
 	api, err := controlplane.New(controlplane.Config{
 		Addr:       d.cfg.APIAddr,
-		Token:      token,
+		Token:      d.token,
 		Domain:     d.cfg.Domain,
 		RouterPort: portOf(d.cfg.HTTPAddr),
 		SpoolDir:   spool,
@@ -90,6 +255,8 @@ func (d *daemon) startControlPlane(ctx context.Context, g *errgroup.Group) error
 		Logger:     d.log.With("component", "api"),
 		Registerer: d.reg,
 		Gatherer:   d.reg,
+		Logs:       logs,
+		Internal:   autoscaler.NewHandler(runner, autoscaler.HandlerConfig{Token: d.token}),
 	})
 	if err != nil {
 		return err
@@ -133,8 +300,11 @@ func (d *daemon) connectContainerd(ctx context.Context, g *errgroup.Group) (*con
 
 // serveHealth serves /healthz, /readyz and /metrics for roles that do not
 // run the API, which serves them itself.
-func (d *daemon) serveHealth(ctx context.Context, g *errgroup.Group) error {
+func (d *daemon) serveHealth(ctx context.Context, g *errgroup.Group, extra http.Handler) error {
 	mux := http.NewServeMux()
+	if extra != nil {
+		mux.Handle("/v1/", extra)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if _, err := d.store.Get(r.Context(), "readyz"); err != nil && !isNotFound(err) {
