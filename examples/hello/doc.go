@@ -9,6 +9,8 @@
 //	/echo        answers the request body and echoes request headers as X-Echo-*
 //	/env         the process environment, one KEY=VALUE per line (secrets included:
 //	             it is a test tool)
+//	/discard     reads the request body and answers bytes=N
+//	/stats       requests served and the peak of concurrent requests, max_inflight=N
 //	/crash       exits with status 1 at once, as a crashing function would
 //
 // On SIGTERM it stops accepting connections and finishes in-flight requests

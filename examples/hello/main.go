@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -63,6 +64,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 
 func newHandler(getenv func(string) string, exit func(int)) http.Handler {
 	mux := http.NewServeMux()
+	var load loadCounter
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -140,9 +142,47 @@ func newHandler(getenv func(string) string, exit func(int)) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, strings.Join(env, "\n"))
 	})
+	mux.HandleFunc("/discard", func(w http.ResponseWriter, r *http.Request) {
+		n, err := io.Copy(io.Discard, r.Body)
+		if err != nil {
+			http.Error(w, "read body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Fprintf(w, "bytes=%d\n", n)
+	})
+	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "replica=%s\nrequests=%d\nmax_inflight=%d\n", getenv("EBB_REPLICA"), load.requests.Load(), load.max.Load())
+	})
 	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(os.Stderr, "hello: crashing on request")
 		exit(1)
 	})
-	return mux
+	return load.wrap(mux)
+}
+
+// loadCounter tracks requests and the peak of concurrent requests, so tests
+// can check that the platform never sent more than a replica's hard limit.
+// /stats itself is not counted.
+type loadCounter struct {
+	inflight, max, requests atomic.Int64
+}
+
+func (c *loadCounter) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stats" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.requests.Add(1)
+		n := c.inflight.Add(1)
+		defer c.inflight.Add(-1)
+		for {
+			m := c.max.Load()
+			if n <= m || c.max.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
