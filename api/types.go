@@ -175,6 +175,16 @@ type RevisionStatus struct {
 	LastExitCode *int   `json:"lastExitCode,omitempty"`
 	// LastLogLines are the final lines a crashed replica wrote.
 	LastLogLines []string `json:"lastLogLines,omitempty"`
+	// Replicas lists the ready replicas and where they serve.
+	Replicas []ReplicaStatus `json:"replicas,omitempty"`
+}
+
+// ReplicaStatus is one ready replica of a revision.
+type ReplicaStatus struct {
+	Name string `json:"name"`
+	Node string `json:"node"`
+	// Addr is the host:port the data plane sends the replica's requests to.
+	Addr string `json:"addr"`
 }
 
 // Revision is an immutable snapshot of a function's spec.

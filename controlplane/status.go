@@ -16,7 +16,7 @@ type snapshot struct {
 	functions []store.Versioned[store.Function]
 	revisions map[string][]store.Revision // by function
 	scales    map[string]store.Scale      // by revision
-	ready     map[string]int              // ready endpoints by revision
+	ready     map[string][]store.Endpoint // ready endpoints by revision
 	nodeState map[string][]store.RevisionNodeStatus
 }
 
@@ -24,7 +24,7 @@ func newSnapshot() *snapshot {
 	return &snapshot{
 		revisions: map[string][]store.Revision{},
 		scales:    map[string]store.Scale{},
-		ready:     map[string]int{},
+		ready:     map[string][]store.Endpoint{},
 		nodeState: map[string][]store.RevisionNodeStatus{},
 	}
 }
@@ -65,7 +65,7 @@ func (s *Server) readObserved(ctx context.Context, snap *snapshot, endpointPrefi
 		return err
 	}
 	for _, ep := range endpoints {
-		snap.ready[ep.Value.Revision]++
+		snap.ready[ep.Value.Revision] = append(snap.ready[ep.Value.Revision], ep.Value)
 	}
 	states, _, err := store.ListJSON[store.RevisionNodeStatus](ctx, s.deps.Store, statusPrefix)
 	if err != nil {
@@ -144,7 +144,10 @@ func revisionStatus(rev store.Revision, snap *snapshot, percent int, tags []stri
 		Percent:    percent,
 		Tags:       tags,
 		Desired:    snap.scales[rev.Name].Desired,
-		Ready:      snap.ready[rev.Name],
+		Ready:      len(snap.ready[rev.Name]),
+	}
+	for _, ep := range snap.ready[rev.Name] {
+		st.Replicas = append(st.Replicas, api.ReplicaStatus{Name: ep.Replica, Node: ep.Node, Addr: ep.Addr})
 	}
 	var failed, crashing []string
 	for _, ns := range snap.nodeState[rev.Name] {
