@@ -54,6 +54,8 @@ type Agent struct {
 	// counters such as restarts survive an agent restart.
 	seedStatus map[string]store.RevisionNodeStatus
 	images     []string
+	// lastReady is when a replica last became ready; see PoolRefillDelay.
+	lastReady time.Time
 }
 
 // revState is what the agent knows of one revision on this node.
@@ -317,6 +319,7 @@ func (a *Agent) reconcile(now time.Time) {
 			poolCreating++
 		}
 	}
+	refillScheduled := false
 	revs := make([]string, 0, len(a.revs))
 	for rev := range a.revs {
 		revs = append(revs, rev)
@@ -343,8 +346,16 @@ func (a *Agent) reconcile(now time.Time) {
 				a.log.Debug("create and start", "replica", id, "want", in.Want)
 				starting++
 			case actCreatePool:
-				// Refilling the pool waits for starts to finish, so it never
-				// takes a core from a cold start.
+				// Refilling the pool waits for starts to finish and their
+				// first requests to be served, so it never takes a core
+				// from a cold start.
+				if wait := a.lastReady.Add(a.cfg.PoolRefillDelay).Sub(now); wait > 0 {
+					if !refillScheduled {
+						time.AfterFunc(wait, a.kick)
+						refillScheduled = true
+					}
+					continue
+				}
 				if starting == 0 && poolCreating < a.cfg.PoolCreateParallel {
 					id := a.spawnLocked(rs, false, now)
 					a.log.Debug("pre-create", "replica", id, "wantPool", in.WantPool)

@@ -35,6 +35,7 @@ const (
 	DefaultPoolMemoryBudget    = 512 << 20
 	DefaultPoolEntryMemory     = 16 << 20
 	DefaultPoolCreateParallel  = 1
+	DefaultPoolRefillDelay     = 250 * time.Millisecond
 	DefaultHeartbeatInterval   = 5 * time.Second
 	DefaultResyncInterval      = time.Second
 	DefaultTmpBytes            = 64 << 20
@@ -115,9 +116,12 @@ type Config struct {
 	PoolMemoryBudget int64
 	PoolEntryMemory  int64
 	// PoolCreateParallel bounds the pre-created tasks being created at once,
-	// and none is created while a replica is starting, so refilling the
-	// pool never competes with a cold start. Default 1.
+	// and none is created while a replica is starting or for
+	// PoolRefillDelay after one became ready, so refilling the pool never
+	// competes with a cold start or its first requests. Defaults 1 and
+	// 250ms.
 	PoolCreateParallel int
+	PoolRefillDelay    time.Duration
 
 	// HeartbeatInterval is how often the node record is written. Default 5s.
 	HeartbeatInterval time.Duration
@@ -186,6 +190,7 @@ func (c Config) WithDefaults() Config {
 	if c.PoolCreateParallel == 0 {
 		c.PoolCreateParallel = DefaultPoolCreateParallel
 	}
+	set(&c.PoolRefillDelay, DefaultPoolRefillDelay)
 	set(&c.HeartbeatInterval, DefaultHeartbeatInterval)
 	set(&c.ResyncInterval, DefaultResyncInterval)
 	set(&c.StoreTimeout, DefaultStoreTimeout)
@@ -233,6 +238,7 @@ func (c Config) Validate() error {
 		{"backoff reset", c.BackoffReset}, {"failed retry max", c.FailedRetryMax},
 		{"drain delay", c.DrainDelay}, {"drain timeout", c.DrainTimeout},
 		{"termination grace", c.TerminationGrace}, {"pool window", c.PoolWindow},
+		{"pool refill delay", c.PoolRefillDelay},
 		{"heartbeat interval", c.HeartbeatInterval}, {"resync interval", c.ResyncInterval},
 		{"store timeout", c.StoreTimeout},
 		{"log retention", c.LogRetention},

@@ -383,6 +383,9 @@ func (a *Agent) publish(ctx context.Context, r *replica, task Task, trace *Start
 		}
 	}
 	trace.Published = time.Now()
+	a.mu.Lock()
+	a.lastReady = trace.Published
+	a.mu.Unlock()
 	a.setPhase(r, phaseReady)
 	a.revOK(r.rev)
 	a.kickStatus()

@@ -20,6 +20,20 @@ import (
 // write per revision, and keeps status writes off a cold start's path.
 const statusDebounce = 10 * time.Millisecond
 
+// statusHoldMax bounds how long status writes wait for starts to finish.
+const statusHoldMax = 250 * time.Millisecond
+
+func (a *Agent) startsInFlight() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.replicas {
+		if r.phase == phaseStarting || (r.phase == phaseCreating && r.startRequested) {
+			return true
+		}
+	}
+	return false
+}
+
 // revisionStatuses computes what this node reports for each revision in
 // play. Call with a.mu held.
 func (a *Agent) revisionStatusesLocked(now time.Time) map[string]store.RevisionNodeStatus {
@@ -85,11 +99,15 @@ func (a *Agent) statusLoop(ctx context.Context) error {
 	a.mu.Unlock()
 	debounce := time.NewTimer(0)
 	<-debounce.C
+	hold := time.NewTimer(time.Hour)
+	hold.Stop()
+	var holding time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-a.statusWake:
+		case <-hold.C:
 		}
 		debounce.Reset(statusDebounce)
 		select {
@@ -97,6 +115,20 @@ func (a *Agent) statusLoop(ctx context.Context) error {
 			return ctx.Err()
 		case <-debounce.C:
 		}
+		// A status write costs an fsync and some CPU; while a replica is
+		// starting, hold writes back (the start's own publish kicks us)
+		// for at most statusHoldMax.
+		if a.startsInFlight() {
+			if holding.IsZero() {
+				holding = time.Now()
+				hold.Reset(statusHoldMax)
+			}
+			if time.Since(holding) < statusHoldMax {
+				continue
+			}
+		}
+		holding = time.Time{}
+		hold.Stop()
 		now := time.Now()
 		a.mu.Lock()
 		cur := a.revisionStatusesLocked(now)

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -128,7 +129,7 @@ func uniqueNode(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), nodeSeq.Add(1))
 }
 
-func putRevision(t *testing.T, st store.Store, fn string, gen int, spec api.FunctionSpec) string {
+func putRevision(t testing.TB, st store.Store, fn string, gen int, spec api.FunctionSpec) string {
 	t.Helper()
 	rev := api.RevisionName(fn, gen)
 	spec = spec.WithDefaults()
@@ -169,18 +170,26 @@ type ctrState struct {
 	pid    uint32
 }
 
-func containersOf(t *testing.T, client *containerd.Client, node string) map[string]ctrState {
+func containersOf(t testing.TB, client *containerd.Client, node string) map[string]ctrState {
 	t.Helper()
 	ctx := namespaces.WithNamespace(context.Background(), "ebb")
 	cs, err := client.Containers(ctx, fmt.Sprintf("labels.%q==%q", nodeagent.LabelNode, node))
 	require.NoError(t, err)
 	out := map[string]ctrState{}
 	for _, c := range cs {
+		// The agent may be deleting what we look at: a task or container
+		// gone midway is simply not there.
 		s := ctrState{status: "none"}
-		if task, err := c.Task(ctx, nil); err == nil {
+		task, err := c.Task(ctx, nil)
+		if err == nil {
 			st, err := task.Status(ctx)
+			if errdefs.IsNotFound(err) {
+				continue
+			}
 			require.NoError(t, err)
 			s = ctrState{status: st.Status, pid: task.Pid()}
+		} else if _, err := c.Info(ctx); errdefs.IsNotFound(err) {
+			continue
 		}
 		out[c.ID()] = s
 	}
@@ -402,7 +411,7 @@ func TestAgentBadImages(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	node := uniqueNode("bad")
 	t.Cleanup(func() { cleanupNode(t, client, node) })
-	startAgent(t, client, st, node, 31100, nil)
+	startAgent(t, client, st, node, 31100, nil, nil)
 
 	tests := []struct {
 		fn, image, message string
@@ -430,7 +439,8 @@ func TestAgentBadImages(t *testing.T) {
 }
 
 // startAgent runs an agent in this process until the test ends.
-func startAgent(t testing.TB, client *containerd.Client, st store.Store, node string, portMin int, tweak func(*nodeagent.Config)) *nodeagent.Agent {
+func startAgent(t testing.TB, client *containerd.Client, st store.Store, node string, portMin int,
+	tweak func(*nodeagent.Config), tweakDeps func(*nodeagent.Deps)) *nodeagent.Agent {
 	t.Helper()
 	dir := t.TempDir()
 	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(dir, "fifo")})
@@ -441,8 +451,11 @@ func startAgent(t testing.TB, client *containerd.Client, st store.Store, node st
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	a, err := nodeagent.New(cfg, nodeagent.Deps{Store: st, Runtime: rt,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	deps := nodeagent.Deps{Store: st, Runtime: rt, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	if tweakDeps != nil {
+		tweakDeps(&deps)
+	}
+	a, err := nodeagent.New(cfg, deps)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
