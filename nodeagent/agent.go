@@ -166,7 +166,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.running = true
 	a.mu.Unlock()
 
-	if err := os.MkdirAll(filepath.Join(a.cfg.RunDir, "secrets"), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(a.cfg.RunDir, a.cfg.Node, "secrets"), 0o700); err != nil {
 		return fmt.Errorf("create run dir: %w", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -440,7 +440,11 @@ func (a *Agent) resolve(ctx context.Context, rev, function string) (*revSpec, er
 	return rs, nil
 }
 
-func (a *Agent) secretsDir(rev string) string { return filepath.Join(a.cfg.RunDir, "secrets", rev) }
+// secretsDir is per node as well as per revision: agents of several nodes
+// may share a host (and a RunDir) in tests and small setups.
+func (a *Agent) secretsDir(rev string) string {
+	return filepath.Join(a.cfg.RunDir, a.cfg.Node, "secrets", rev)
+}
 
 // revFailed records that a replica of rev could not be created or started:
 // the revision backs off and reports Failed until a replica becomes ready.

@@ -266,6 +266,26 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	return 0
 }
 
+// histogramCount is the sample count of the histogram series with label=value.
+func histogramCount(t *testing.T, reg *prometheus.Registry, name, label, value string) uint64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == label && lp.GetValue() == value {
+					return m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	return 0
+}
+
 func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
 	e := newEnv(t, nil)
 	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
@@ -286,6 +306,12 @@ func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
 	assert.Equal(t, pooled, eps[0].Replica, "the pre-created task serves the first replica")
 	assert.Equal(t, 1.0, metric(t, e.reg, "ebb_nodeagent_pool_hits_total"))
 	assert.Equal(t, 0.0, metric(t, e.reg, "ebb_nodeagent_pool_misses_total"))
+	// Every phase of the start was timed: create and task when the pool
+	// entry was made, start and ready when it was used.
+	for _, phase := range []string{"create", "task", "start", "ready"} {
+		assert.GreaterOrEqual(t, histogramCount(t, e.reg, "ebb_nodeagent_start_phase_seconds", "phase", phase), uint64(1), phase)
+	}
+	assert.Equal(t, uint64(1), histogramCount(t, e.reg, "ebb_nodeagent_start_seconds", "pool", "hit"))
 	// And the pool is refilled once the start is done.
 	e.waitStatus(rev, "ready with a refilled pool", func(s store.RevisionNodeStatus) bool {
 		return s.State == api.RevisionReady && s.Ready == 1 && s.PreCreated == 1

@@ -55,9 +55,9 @@ type Config struct {
 	// DataDir holds what must survive a restart: the log rings (logs/).
 	// Required, absolute.
 	DataDir string
-	// RunDir holds what must not: output fifos (fifo/) and secret files
-	// (secrets/). It should be a tmpfs so secrets never reach a disk.
-	// Default /run/ebb/nodeagent.
+	// RunDir holds what must not: secret files ({node}/secrets/{revision}/).
+	// It should be a tmpfs so secrets never reach a disk. Default
+	// /run/ebb/nodeagent.
 	RunDir string
 	// AdvertiseAddr is host:port where this agent's Handler is served, for
 	// control planes on other nodes to read logs from. Written to the node
