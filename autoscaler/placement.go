@@ -30,6 +30,12 @@ type PlacementConfig struct {
 	// down: nothing new is placed there, and its replicas move to nodes that
 	// can take them. At least three heartbeat intervals. Default 30s.
 	NodeDownAfter time.Duration
+	// CPUOvercommit multiplies a node's cores for the CPU filter. A
+	// revision's CPU is a limit (a CFS quota), not a reservation, and
+	// functions idle most of the time, so placing by limits alone would fit
+	// two default replicas on a two-core machine. Memory is not overcommitted:
+	// a memory limit that is hit kills the replica. Default 16.
+	CPUOvercommit float64
 }
 
 // Placement defaults.
@@ -38,6 +44,7 @@ const (
 	DefaultPreCreatedWeight    = 1.0
 	DefaultBalanceWeight       = 1.0
 	DefaultNodeDownAfter       = 30 * time.Second
+	DefaultCPUOvercommit       = 16.0
 )
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -54,6 +61,9 @@ func (c PlacementConfig) WithDefaults() PlacementConfig {
 	if c.NodeDownAfter == 0 {
 		c.NodeDownAfter = DefaultNodeDownAfter
 	}
+	if c.CPUOvercommit == 0 {
+		c.CPUOvercommit = DefaultCPUOvercommit
+	}
 	return c
 }
 
@@ -64,6 +74,9 @@ func (c PlacementConfig) Validate() error {
 	}
 	if c.NodeDownAfter <= 0 {
 		return errors.New("placement nodeDownAfter must be positive")
+	}
+	if c.CPUOvercommit < 1 {
+		return errors.New("placement cpuOvercommit must be at least 1")
 	}
 	return nil
 }
@@ -252,7 +265,7 @@ func bestNode(cfg PlacementConfig, views []*nodeView, d Demand, replica bool) *n
 	var best *nodeView
 	var bestScore float64
 	for _, v := range views {
-		if !v.up || !fits(v, d, replica) {
+		if !v.up || !fits(cfg, v, d, replica) {
 			continue
 		}
 		s := score(cfg, v, d, replica)
@@ -263,7 +276,7 @@ func bestNode(cfg PlacementConfig, views []*nodeView, d Demand, replica bool) *n
 	return best
 }
 
-func fits(v *nodeView, d Demand, replica bool) bool {
+func fits(cfg PlacementConfig, v *nodeView, d Demand, replica bool) bool {
 	n := v.node
 	if !replica {
 		allocated := max(v.alloc.PreCreated+v.pre, 0)
@@ -275,7 +288,7 @@ func fits(v *nodeView, d Demand, replica bool) bool {
 		return n.PoolMemoryBudget <= 0 || n.PoolMemoryBytes < n.PoolMemoryBudget
 	}
 	const eps = 1e-9
-	return v.alloc.CPU+d.CPU <= n.CPU+eps && v.alloc.Memory+d.Memory <= n.MemoryBytes
+	return v.alloc.CPU+d.CPU <= n.CPU*cfg.CPUOvercommit+eps && v.alloc.Memory+d.Memory <= n.MemoryBytes
 }
 
 // score is the weighted sum of the plugins' 0..100 scores.
@@ -295,8 +308,8 @@ func score(cfg PlacementConfig, v *nodeView, d Demand, replica bool) float64 {
 		cpu, mem = cpu+d.CPU, mem+d.Memory
 	}
 	freeCPU, freeMem := 0.0, 0.0
-	if n.CPU > 0 {
-		freeCPU = max((n.CPU-cpu)/n.CPU, 0)
+	if schedulable := n.CPU * cfg.CPUOvercommit; schedulable > 0 {
+		freeCPU = max((schedulable-cpu)/schedulable, 0)
 	}
 	if n.MemoryBytes > 0 {
 		freeMem = max(float64(n.MemoryBytes-mem)/float64(n.MemoryBytes), 0)

@@ -33,7 +33,8 @@ func assignments(kv ...any) map[string]store.Assignment {
 }
 
 func TestPlace(t *testing.T) {
-	cfg := PlacementConfig{}.WithDefaults()
+	// Place by limits alone, so the CPU filter is exercised at small numbers.
+	cfg := PlacementConfig{CPUOvercommit: 1}.WithDefaults()
 	require.NoError(t, cfg.Validate())
 	stale := func(n store.Node) store.Node { n.Heartbeat = at(0); return n }
 	cases := []struct {
@@ -192,7 +193,8 @@ func TestPlace(t *testing.T) {
 }
 
 func TestPlaceIsDeterministicAndFillsManyNodes(t *testing.T) {
-	cfg := PlacementConfig{}.WithDefaults()
+	// Place by limits alone, so the CPU filter is exercised at small numbers.
+	cfg := PlacementConfig{CPUOvercommit: 1}.WithDefaults()
 	var nodes []store.Node
 	for _, n := range []string{"n5", "n1", "n4", "n2", "n3"} {
 		nodes = append(nodes, node(n, 4, 8))
@@ -232,5 +234,21 @@ func TestPlacementConfig(t *testing.T) {
 	assert.Error(t, PlacementConfig{ImageLocalityWeight: -1}.WithDefaults().Validate())
 	assert.Error(t, PlacementConfig{NodeDownAfter: -time.Second}.WithDefaults().Validate())
 	c := PlacementConfig{}.WithDefaults()
-	assert.Equal(t, PlacementConfig{ImageLocalityWeight: 2, PreCreatedWeight: 1, BalanceWeight: 1, NodeDownAfter: 30 * time.Second}, c)
+	assert.Error(t, PlacementConfig{CPUOvercommit: 0.5}.WithDefaults().Validate())
+	assert.Equal(t, PlacementConfig{ImageLocalityWeight: 2, PreCreatedWeight: 1, BalanceWeight: 1, NodeDownAfter: 30 * time.Second, CPUOvercommit: 16}, c)
+}
+
+// TestPlaceOvercommitsCPU checks that default placement fits many
+// one-core replicas on a two-core node, bounded by memory instead.
+func TestPlaceOvercommitsCPU(t *testing.T) {
+	cfg := PlacementConfig{}.WithDefaults()
+	node := &nodeView{node: store.Node{Name: "a", CPU: 2, MemoryBytes: 4 << 30}, up: true}
+	d := Demand{CPU: 1, Memory: 256 << 20}
+	placed := 0
+	for fits(cfg, node, d, true) {
+		node.alloc.CPU += d.CPU
+		node.alloc.Memory += d.Memory
+		placed++
+	}
+	assert.Equal(t, 16, placed, "4 GiB of 256 MiB replicas, within 2 cores x 16")
 }
