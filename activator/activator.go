@@ -643,6 +643,7 @@ func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replica
 	err := proxy.Forward(ctx, rep.Upstream, &opts, ex)
 	if err != nil && errors.Is(err, proxy.ErrUnavailable) {
 		// Nothing reached that replica; one other may take it.
+		rep.MarkDown(time.Second)
 		rs.set.Release(rep)
 		if rep = rs.set.TryAcquire(); rep != nil {
 			ex.rep = rep

@@ -419,8 +419,12 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, rev *revState, rep *replicase
 		if err == nil {
 			return
 		}
+		unavailable := errors.Is(err, proxy.ErrUnavailable)
+		if unavailable {
+			ex.rep.MarkDown(time.Second)
+		}
 		rev.set.Release(ex.rep)
-		if errors.Is(err, proxy.ErrUnavailable) && attempt < r.cfg.MaxRetries {
+		if unavailable && attempt < r.cfg.MaxRetries {
 			// Nothing reached that replica, so another may take it.
 			r.metrics.retries.Inc()
 			if next := rev.set.TryAcquire(); next != nil {

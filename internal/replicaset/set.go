@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ebbrun/ebb/internal/proxy"
 )
@@ -16,6 +17,25 @@ type Replica struct {
 
 	limit    atomic.Int32 // 0 means no limit
 	inflight atomic.Int32
+	// downUntil (unix ns) is set when a connection to the replica failed;
+	// until then it is used only when no other replica has room.
+	downUntil atomic.Int64
+}
+
+// MarkDown makes the replica a last resort for d, after a connection to it
+// failed before any byte was sent.
+func (r *Replica) MarkDown(d time.Duration) { r.downUntil.Store(time.Now().Add(d).UnixNano()) }
+
+func (r *Replica) up() bool {
+	d := r.downUntil.Load()
+	if d == 0 {
+		return true
+	}
+	if time.Now().UnixNano() < d {
+		return false
+	}
+	r.downUntil.CompareAndSwap(d, 0)
+	return true
 }
 
 // InFlight is how many requests the replica is serving through this process.
@@ -110,18 +130,23 @@ func (s *Set) acquire() *Replica {
 		j++
 	}
 	a, b := reps[i], reps[j]
-	if b.inflight.Load() < a.inflight.Load() {
-		a, b = b, a
+	aUp, bUp := a.up(), b.up()
+	if (aUp == bUp && b.inflight.Load() < a.inflight.Load()) || (!aUp && bUp) {
+		a, b, aUp, bUp = b, a, bUp, aUp
 	}
-	if a.tryInc() {
+	if aUp && a.tryInc() {
 		return a
 	}
-	if b.tryInc() {
+	if bUp && b.tryInc() {
 		return b
 	}
-	if n == 2 {
-		return nil
+	for k := 1; k <= n; k++ {
+		if r := reps[(i+k)%n]; r.up() && r.tryInc() {
+			return r
+		}
 	}
+	// Only replicas marked down have room: better to try one than to wait
+	// for a replica that may never come.
 	for k := 1; k <= n; k++ {
 		if r := reps[(i+k)%n]; r.tryInc() {
 			return r

@@ -233,3 +233,22 @@ func TestRegistryFollowsStore(t *testing.T) {
 	cancel()
 	require.NoError(t, <-done)
 }
+
+func TestMarkDown(t *testing.T) {
+	g := newRegistry(t)
+	g.Update(eps("r", 1, "a", "b"))
+	s := g.Retain("r")
+	a, b := s.Replicas()[0], s.Replicas()[1]
+	a.MarkDown(time.Hour)
+	for i := 0; i < 20; i++ {
+		r := s.TryAcquire()
+		require.Same(t, b, r, "a replica marked down is avoided while others have room")
+		s.Release(r)
+	}
+	held := s.TryAcquire()
+	require.Same(t, b, held)
+	assert.Same(t, a, s.TryAcquire(), "with no other room it is still a last resort")
+	a.downUntil.Store(time.Now().Add(-time.Second).UnixNano())
+	assert.True(t, a.up(), "the mark expires")
+	assert.Zero(t, a.downUntil.Load())
+}
