@@ -316,7 +316,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decodeJSON reads a bounded JSON body strictly: unknown fields, trailing
 // data and non-JSON content types are rejected.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+	// curl -d sends form encoding by default; its body is still our JSON.
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "Content-Type must be application/json, not %q", ct)
 	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
