@@ -87,6 +87,7 @@ func runChildAgent(js string) int {
 		log.Error("runtime", "err", err)
 		return 1
 	}
+	defer rt.Close()
 	a, err := nodeagent.New(cfg.agentConfig(), nodeagent.Deps{Store: st, Runtime: rt, Logger: log})
 	if err != nil {
 		log.Error("agent", "err", err)
@@ -445,6 +446,7 @@ func startAgent(t testing.TB, client *containerd.Client, st store.Store, node st
 	dir := t.TempDir()
 	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(dir, "fifo")})
 	require.NoError(t, err)
+	t.Cleanup(rt.Close) // after the agent has stopped: cleanups run last first
 	cfg := nodeagent.Config{Node: node, DataDir: filepath.Join(dir, "data"), RunDir: filepath.Join(dir, "run"),
 		PortMin: portMin, PortMax: portMin + 99, HeartbeatInterval: time.Second,
 		DrainTimeout: time.Second, TerminationGrace: 2 * time.Second}
@@ -473,6 +475,7 @@ func cleanupNode(t testing.TB, client *containerd.Client, node string) {
 	if err != nil {
 		return
 	}
+	defer rt.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cs, err := rt.List(ctx, node)

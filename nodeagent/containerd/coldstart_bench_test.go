@@ -166,6 +166,11 @@ func scaleUp(b *testing.B, st store.Store, node, fn, rev string, pool int, trace
 			arrived = time.Now()
 			select {
 			case tr = <-traces:
+				// The commit happened before the agent saw it, even when
+				// this goroutine read the clock later than the agent did.
+				if tr.Desired.Before(set) {
+					set = tr.Desired
+				}
 				return set, arrived, tr
 			case <-ctx.Done():
 				b.Fatal("no start trace")
@@ -292,6 +297,7 @@ type specFloor struct {
 func newSpecFloor(b *testing.B, client *containerd.Client, ref string, fs api.FunctionSpec) *specFloor {
 	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(b.TempDir(), "fifo")})
 	require.NoError(b, err)
+	b.Cleanup(rt.Close)
 	img, err := rt.Image(context.Background(), ref)
 	require.NoError(b, err)
 	fs = fs.WithDefaults()

@@ -119,6 +119,19 @@ func New(client *containerd.Client, cfg Config) (*Runtime, error) {
 	}, nil
 }
 
+// Close stops watching the tasks the runtime knows. It leaves containers
+// and tasks running and does not close the client, which the caller owns:
+// call Close after the agent's Run has returned and before closing the
+// client.
+func (r *Runtime) Close() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, h := range r.tasks {
+		h.stopWatching()
+		delete(r.tasks, id)
+	}
+}
+
 func (r *Runtime) ns(ctx context.Context) context.Context {
 	return namespaces.WithNamespace(ctx, r.cfg.Namespace)
 }

@@ -92,6 +92,7 @@ func TestRuntimeLifecycle(t *testing.T) {
 	ctx := context.Background()
 	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "fifo")})
 	require.NoError(t, err)
+	t.Cleanup(rt.Close)
 
 	img, err := rt.Image(ctx, ref)
 	require.NoError(t, err)
@@ -170,6 +171,7 @@ func TestRuntimeLifecycle(t *testing.T) {
 	t.Run("a new runtime reattaches to the running task and its output", func(t *testing.T) {
 		rt2, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "unused")})
 		require.NoError(t, err)
+		defer rt2.Close()
 		out2 := &syncBuffer{}
 		task2, err := rt2.Attach(ctx, id, nodeagent.Output{Stdout: out2, Stderr: out2})
 		require.NoError(t, err)
