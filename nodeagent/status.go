@@ -131,6 +131,12 @@ func (a *Agent) statusLoop(ctx context.Context) error {
 		hold.Stop()
 		now := time.Now()
 		a.mu.Lock()
+		if !a.synced {
+			// Until the assignments are known, revisions at zero look
+			// gone: writing now would delete their statuses.
+			a.mu.Unlock()
+			continue
+		}
 		cur := a.revisionStatusesLocked(now)
 		a.updateGaugesLocked()
 		a.mu.Unlock()
