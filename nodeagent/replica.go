@@ -602,7 +602,10 @@ func (a *Agent) txn(ctx context.Context, what string, ops ...store.Op) error {
 // in one transaction, before any container exists: whatever happens next,
 // the next agent finds the records and can clean up.
 func (a *Agent) allocate(ctx context.Context, r *replica) error {
-	for tries := 0; tries < 64; tries++ {
+	// Other programs on the node may hold any number of ports in the range,
+	// so try every port once before giving up.
+	span := a.cfg.PortMax - a.cfg.PortMin + 1
+	for tries := 0; tries < span; tries++ {
 		port, err := a.pickPort(r.id)
 		if err != nil {
 			return err
@@ -637,7 +640,7 @@ func (a *Agent) allocate(ctx context.Context, r *replica) error {
 			return fmt.Errorf("record replica %s: %w", r.id, err)
 		}
 	}
-	return errors.New("no free port found after 64 tries")
+	return fmt.Errorf("no free port in %d-%d: every one is held by a replica or another program", a.cfg.PortMin, a.cfg.PortMax)
 }
 
 // pickPort reserves the lowest port in range that no replica holds.
