@@ -244,6 +244,9 @@ func shortTempDir(t *testing.T) string {
 // daemon that was SIGKILLed on purpose), unmounts what is mounted under it,
 // and removes it, so no test leaves the machine dirtier than it found it.
 func removeRuntimeLeftovers(t *testing.T, dir string) {
+	// The shims of this test's containerd name dir in their command line;
+	// the replicas are their children.
+	ours := map[int]bool{}
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -252,8 +255,25 @@ func removeRuntimeLeftovers(t *testing.T, dir string) {
 		}
 		var pid int
 		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err == nil && pid != os.Getpid() {
+			ours[pid] = true
+		}
+	}
+	for _, p := range procs {
+		var pid, ppid int
+		var state string
+		stat, err := os.ReadFile(strings.TrimSuffix(p, "cmdline") + "stat")
+		if err != nil {
+			continue
+		}
+		// comm may hold spaces; everything after its closing paren is fixed.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		if _, err := fmt.Sscanf(rest, " %s %d", &state, &ppid); err == nil && ours[ppid] {
+			fmt.Sscanf(p, "/proc/%d/cmdline", &pid)
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
+	}
+	for pid := range ours {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
 	info, _ := os.ReadFile("/proc/self/mountinfo")
 	var mounts []string

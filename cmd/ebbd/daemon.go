@@ -144,6 +144,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	if err != nil {
 		return err
 	}
+	g.Go(func() error { return transport.Run(ctx) })
 	replicas := replicaset.New(d.store, transport, d.log.With("component", "replicas"))
 	g.Go(func() error { return replicas.Run(ctx) })
 	act, err := activator.New(activator.Config{}, activator.Deps{
