@@ -1,0 +1,80 @@
+// Command ebbbench runs ebb's benchmark harness (bench/harness): every
+// figure of shared/BENCHMARKS.md side by side with its baseline, one summary
+// table, JSON and plots in bench/results/, and bench/RESULTS.md updated.
+//
+//	go run ./bench/cmd/ebbbench [-only coldstart,dataplane,...] [-quick]
+//
+// make bench builds bin/ first and runs it from the repository root.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/ebbrun/ebb/bench/harness"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ebbbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ebbbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(harness.Sections, ","))
+	quick := fs.Bool("quick", false, "short runs: the whole harness in under 10 minutes")
+	repo := fs.String("repo", ".", "repository root")
+	keep := fs.Bool("keep", false, "keep the temp work dir (ebbd data dirs and logs)")
+	noRecord := fs.Bool("no-record", false, "do not rewrite bench/RESULTS.md (JSON and plots are still written)")
+	procs := fs.Int("ebbd-gomaxprocs", 1, "GOMAXPROCS of every ebbd the harness starts (1: one core, like the peers)")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	var sections []string
+	if *only != "" {
+		for _, s := range strings.Split(*only, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				sections = append(sections, s)
+			}
+		}
+	}
+	command := "make bench"
+	if *only != "" {
+		command += " BENCH=" + *only
+	}
+	if *quick {
+		command += " QUICK=1"
+	}
+	return harness.Run(ctx, harness.Config{
+		Only:           sections,
+		Quick:          *quick,
+		RepoDir:        *repo,
+		KeepWork:       *keep,
+		NoRecord:       *noRecord,
+		EbbdGOMAXPROCS: *procs,
+		Command:        command,
+		Stdout:         stdout,
+		Logger:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
+	})
+}

@@ -1,0 +1,275 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gonum.org/v1/plot/plotter"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// ScaleSample is one observation of the function during the step test.
+type ScaleSample struct {
+	T       float64 `json:"t"` // seconds since the sampler started
+	Desired int     `json:"desired"`
+	Ready   int     `json:"ready"`
+	Load    int     `json:"load"` // concurrent clients
+}
+
+// AutoscaleResult is section 4 of BENCHMARKS.md.
+type AutoscaleResult struct {
+	Spec            string        `json:"spec"`
+	Concurrency     int           `json:"concurrency"`
+	Request         string        `json:"request"`
+	HoldSeconds     float64       `json:"holdSeconds"`
+	Expected        int           `json:"expectedReplicas"`
+	TimeToExpected  float64       `json:"timeToExpectedSeconds"` // -1: never
+	MaxReady        int           `json:"maxReady"`
+	MaxDesired      int           `json:"maxDesired"`
+	OvershootReady  int           `json:"overshootReady"`
+	OvershootDesire int           `json:"overshootDesired"`
+	TimeToZero      float64       `json:"timeBackToZeroSeconds"` // -1: not within the wait
+	GraceSeconds    float64       `json:"scaleToZeroGraceSeconds"`
+	WindowSeconds   float64       `json:"stableWindowSeconds"`
+	Requests        int64         `json:"requests"`
+	Failed          int64         `json:"failed"`
+	FailedWhy       []string      `json:"failedWhy,omitempty"`
+	Latency         Dist          `json:"latency"`
+	Samples         []ScaleSample `json:"samples"`
+	Plot            string        `json:"plot"`
+}
+
+func (h *Harness) autoscale(ctx context.Context) (Result, error) {
+	const clients, target = 100, 10
+	hold := 30 * time.Second
+	if !h.cfg.Quick {
+		hold = 60 * time.Second
+	}
+	window, grace := 10*time.Second, 10*time.Second
+	res := &AutoscaleResult{Concurrency: clients, HoldSeconds: hold.Seconds(), Request: "GET /sleep?d=100ms",
+		GraceSeconds: grace.Seconds(), WindowSeconds: window.Seconds(), TimeToExpected: -1, TimeToZero: -1}
+	e, err := h.StartEbbd(ctx, EbbdOptions{Name: "autoscale"})
+	if err != nil {
+		return nil, err
+	}
+	defer e.Stop()
+	ref, err := e.PushHello(ctx)
+	if err != nil {
+		return nil, err
+	}
+	zero := 0
+	spec := api.FunctionSpec{
+		Image:       ref,
+		Concurrency: api.Concurrency{Target: target},
+		Scale:       api.Scale{Initial: &zero, StableWindow: api.D(window), ScaleToZeroGrace: api.D(grace)},
+		Resources:   api.Resources{CPU: 0.5, Memory: "64Mi"},
+	}
+	fn, err := e.Deploy(ctx, "step", spec, 2*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	util := fn.Spec.Concurrency.TargetUtilization
+	res.Expected = int(math.Ceil(float64(clients) / (float64(target) * util)))
+	res.Spec = fmt.Sprintf("hello, concurrency target %d × utilization %.1f, initial 0, stable window %s, scale-to-zero grace %s, CPU 0.5, 64Mi", target, util, window, grace)
+
+	var load atomic.Int32
+	samplerCtx, stopSampler := context.WithCancel(ctx)
+	began := time.Now()
+	var samples []ScaleSample
+	var smu sync.Mutex
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if fn, err := e.Client.GetFunction(samplerCtx, "step"); err == nil {
+				if r, ok := latest(fn); ok {
+					smu.Lock()
+					samples = append(samples, ScaleSample{T: time.Since(began).Seconds(), Desired: r.Desired, Ready: r.Ready, Load: int(load.Load())})
+					smu.Unlock()
+				}
+			}
+			select {
+			case <-samplerCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	defer func() { stopSampler(); <-samplerDone }()
+
+	sleepCtx(ctx, 3*time.Second)
+	loadStart := time.Since(began).Seconds()
+	stats := h.stepLoad(ctx, e, clients, hold, &load)
+	loadStop := time.Since(began).Seconds()
+	res.Requests, res.Failed, res.FailedWhy, res.Latency = stats.requests, stats.failed, stats.why, Summarize(stats.latencies)
+	_, zerr := e.WaitRevision(ctx, "step", window+grace+2*time.Minute, func(r api.RevisionStatus) bool { return r.Desired == 0 && r.Ready == 0 })
+	sleepCtx(ctx, time.Second)
+	stopSampler()
+	<-samplerDone
+
+	smu.Lock()
+	res.Samples = samples
+	smu.Unlock()
+	for _, s := range res.Samples {
+		if s.T >= loadStart && s.T <= loadStop {
+			res.MaxReady = max(res.MaxReady, s.Ready)
+			res.MaxDesired = max(res.MaxDesired, s.Desired)
+			if res.TimeToExpected < 0 && s.Ready >= res.Expected {
+				res.TimeToExpected = s.T - loadStart
+			}
+		}
+	}
+	res.OvershootReady = max(0, res.MaxReady-res.Expected)
+	res.OvershootDesire = max(0, res.MaxDesired-res.Expected)
+	if zerr == nil {
+		for _, s := range res.Samples {
+			if s.T > loadStop && s.Desired == 0 && s.Ready == 0 {
+				res.TimeToZero = s.T - loadStop
+				break
+			}
+		}
+	}
+	res.Plot = "autoscale.png"
+	var desired, ready, loadLine plotter.XYs
+	for _, s := range res.Samples {
+		desired = append(desired, plotter.XY{X: s.T, Y: float64(s.Desired)})
+		ready = append(ready, plotter.XY{X: s.T, Y: float64(s.Ready)})
+		loadLine = append(loadLine, plotter.XY{X: s.T, Y: float64(s.Load) / (float64(target) * util)})
+	}
+	expected := plotter.XYs{{X: loadStart, Y: float64(res.Expected)}, {X: loadStop, Y: float64(res.Expected)}}
+	if err := PlotLines(filepath.Join(h.cfg.OutDir, res.Plot),
+		fmt.Sprintf("Step load 0 → %d → 0 clients, concurrency target %d", clients, target), "seconds", "replicas",
+		[]Line{{Name: "ready replicas", XYs: ready, Step: true}, {Name: "desired replicas", XYs: desired, Step: true},
+			{Name: "load / (target × utilization)", XYs: loadLine, Step: true}, {Name: "expected replicas", XYs: expected}}); err != nil {
+		return res, fmt.Errorf("plot: %w", err)
+	}
+	if zerr != nil {
+		return res, fmt.Errorf("function did not return to zero: %w", zerr)
+	}
+	return res, nil
+}
+
+type loadStats struct {
+	requests, failed int64
+	why              []string
+	latencies        []time.Duration
+}
+
+// stepLoad runs n closed-loop clients for d, each with its own keep-alive
+// connection, and counts every request that does not return 200.
+func (h *Harness) stepLoad(ctx context.Context, e *Ebbd, n int, d time.Duration, load *atomic.Int32) loadStats {
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	tr := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, MaxIdleConnsPerHost: n, MaxConnsPerHost: n, IdleConnTimeout: time.Minute}
+	defer tr.CloseIdleConnections()
+	hc := &http.Client{Transport: tr, Timeout: time.Minute}
+	var (
+		mu  sync.Mutex
+		st  loadStats
+		wg  sync.WaitGroup
+		end = time.Now().Add(d)
+	)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		load.Add(1)
+		go func() {
+			defer wg.Done()
+			defer load.Add(-1)
+			for time.Now().Before(end) && ctx.Err() == nil {
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.HTTPAddr+"/sleep?d=100ms", nil)
+				req.Host = "step.localhost"
+				t0 := time.Now()
+				resp, err := hc.Do(req)
+				var status int
+				if err == nil {
+					_, err = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					status = resp.StatusCode
+				}
+				lat := time.Since(t0)
+				mu.Lock()
+				st.requests++
+				if err != nil || status != 200 {
+					st.failed++
+					if len(st.why) < 5 {
+						st.why = append(st.why, fmt.Sprintf("status %d, err %v", status, err))
+					}
+				} else {
+					st.latencies = append(st.latencies, lat)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return st
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func secs(v float64) string {
+	if v < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.1f s", v)
+}
+
+// Rows implements Result.
+func (r *AutoscaleResult) Rows() []Row {
+	return []Row{
+		{Figure: fmt.Sprintf("step 0→%d→0 clients: time to %d ready replicas", r.Concurrency, r.Expected), Value: secs(r.TimeToExpected)},
+		{Figure: "step: overshoot (ready / desired above expected)", Value: fmt.Sprintf("%d / %d (max ready %d, max desired %d)", r.OvershootReady, r.OvershootDesire, r.MaxReady, r.MaxDesired)},
+		{Figure: "step: time back to zero after load stops", Value: secs(r.TimeToZero), Baseline: fmt.Sprintf("window %.0f s + grace %.0f s", r.WindowSeconds, r.GraceSeconds)},
+		{Figure: "step: failed requests", Value: fmt.Sprintf("%d of %d", r.Failed, r.Requests)},
+	}
+}
+
+// Goals implements Result.
+func (r *AutoscaleResult) Goals() []Goal {
+	return []Goal{
+		{Source: "BENCHMARKS", Goal: "no failed requests in the step test", Value: fmt.Sprintf("%d of %d", r.Failed, r.Requests), Status: goalIf(r.Failed == 0 && r.Requests > 0)},
+		{Source: "issue 5", Goal: "load drives the function from 0 to ≥ 5 replicas", Value: fmt.Sprintf("max ready %d", r.MaxReady), Status: goalIf(r.MaxReady >= 5)},
+		{Source: "issue 5", Goal: "back to 0 within grace + 15 s after the load stops", Value: fmt.Sprintf("%s (grace %.0f s, stable window %.0f s)", secs(r.TimeToZero), r.GraceSeconds, r.WindowSeconds),
+			Status: goalIf(r.TimeToZero >= 0 && r.TimeToZero <= r.GraceSeconds+15)},
+		{Source: "BENCHMARKS", Goal: fmt.Sprintf("reaches the right count (%d) under the step", r.Expected), Value: secs(r.TimeToExpected), Status: goalIf(r.TimeToExpected >= 0)},
+	}
+}
+
+// Markdown implements Result.
+func (r *AutoscaleResult) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Method: %d closed-loop clients of the harness's Go client (one keep-alive connection each) send `%s` through the router for %.0f s to a function at zero (%s), then stop; "+
+		"the function's desired and ready replicas are read from the API every 250 ms. Expected replicas = ceil(%d / (target × utilization)) = %d. "+
+		"Time to the right count is from the first request to the first sample with that many ready; overshoot is the peak above it while the load runs; time back to zero is from the load's end to desired = ready = 0.\n\n",
+		r.Concurrency, r.Request, r.HoldSeconds, r.Spec, r.Concurrency, r.Expected)
+	b.WriteString("| figure | value |\n|---|---|\n")
+	fmt.Fprintf(&b, "| time to %d ready replicas | %s |\n", r.Expected, secs(r.TimeToExpected))
+	fmt.Fprintf(&b, "| max ready / max desired during load | %d / %d |\n", r.MaxReady, r.MaxDesired)
+	fmt.Fprintf(&b, "| overshoot ready / desired | %d / %d |\n", r.OvershootReady, r.OvershootDesire)
+	fmt.Fprintf(&b, "| time back to zero after the load | %s |\n", secs(r.TimeToZero))
+	fmt.Fprintf(&b, "| requests / failed | %d / %d |\n", r.Requests, r.Failed)
+	fmt.Fprintf(&b, "| request latency (includes the 100 ms sleep) | p50 %.1f ms, p99 %.1f ms, max %.1f ms |\n", r.Latency.P50, r.Latency.P99, r.Latency.Max)
+	for _, w := range r.FailedWhy {
+		fmt.Fprintf(&b, "\n- failure: %s", oneLine(w, 200))
+	}
+	fmt.Fprintf(&b, "\n![replicas over time](results/%s)\n", r.Plot)
+	return b.String()
+}

@@ -1,0 +1,413 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// ColdStartResult is section 1 of BENCHMARKS.md.
+type ColdStartResult struct {
+	N         int `json:"n"`
+	Functions int `json:"functions"`
+	// Floors, each measured once per iteration, alternating with the cold
+	// start through the router.
+	Exec   Dist `json:"execFloor"`
+	Start  Dist `json:"taskStartFloor"`
+	Create Dist `json:"createFloor"`
+	// Router is the time to first byte of a first request to a function at
+	// zero, through ebbd's router.
+	Router Dist `json:"router"`
+	// AgentStart is the node agent's own start time for pool hits, from its
+	// decision to start to the endpoint written (issue 3's figure).
+	AgentStart Dist `json:"agentStartPoolHit"`
+	// Ratios of p50s per block of consecutive iterations.
+	RatioExec   Spread      `json:"ratioToExecFloor"`
+	RatioStart  Spread      `json:"ratioToTaskStartFloor"`
+	RatioCreate Spread      `json:"ratioToCreateFloor"`
+	AgentRatio  Spread      `json:"agentStartRatioToTaskStartFloor"`
+	Blocks      int         `json:"blocks"`
+	Phases      []PhaseStat `json:"phases"`
+	PoolHits    int         `json:"poolHits"`
+	PoolMisses  int         `json:"poolMisses"`
+	NotCold     int         `json:"notCold"`
+	Failed      int         `json:"failed"`
+	FailedWhy   []string    `json:"failedWhy,omitempty"`
+	EbbdError   string      `json:"ebbdError,omitempty"`
+	Spec        string      `json:"spec"`
+	Plot        string      `json:"plot"`
+
+	Raw struct {
+		Exec, Start, Create, Router, AgentStart []float64
+	} `json:"rawMs"`
+}
+
+// PhaseStat is one phase of the cold start breakdown.
+type PhaseStat struct {
+	Name   string  `json:"name"`
+	Method string  `json:"method"`
+	P50    float64 `json:"p50Ms"`
+	P90    float64 `json:"p90Ms"`
+	Mean   float64 `json:"meanMs"`
+	N      int     `json:"n"`
+}
+
+// coldSample is one cold start with its phases in milliseconds.
+type coldSample struct {
+	ttfb   time.Duration
+	phases map[string]float64
+	hit    bool
+}
+
+var coldPhases = []struct{ name, method string }{
+	{"routing", "client dial + request + router parse and lookup + response bytes back: TTFB − router's cold-start histogram"},
+	{"queue wait", "whole time buffered in the activator (ebb_activator_cold_start_seconds), the sum of the next four rows"},
+	{"· scale decision", "activation poke → desired scale in the store (ebb_autoscaler_activation_seconds)"},
+	{"· store watch", "desired in store → agent sees it, plus endpoint written → activator sees it: queue wait − decision − agent start"},
+	{"· container start", "task.Start (plus create and runc create on a pool miss): ebb_nodeagent_start_phase_seconds"},
+	{"· readiness", "start returned → HTTP probe passed (ebb_nodeagent_start_phase_seconds{phase=ready})"},
+	{"· agent bookkeeping", "agent start (decision → endpoint written, ebb_nodeagent_start_seconds) − container start − readiness"},
+	{"proxy", "activator release → response header at the router: router cold-start − activator cold-start"},
+}
+
+func (h *Harness) coldStart(ctx context.Context) (Result, error) {
+	n, k := 50, 10
+	if !h.cfg.Quick {
+		n, k = 100, 10
+	}
+	res := &ColdStartResult{N: n, Functions: k}
+	floors, err := NewFloors(ctx, filepath.Join(h.work, "floors"), filepath.Join(h.cfg.BinDir, "hello"), h.log)
+	if err != nil {
+		return nil, err
+	}
+	defer floors.Close()
+	// Warm up once each: the first container start pays for page cache and
+	// containerd's first-use paths.
+	for _, f := range []func(context.Context) (time.Duration, error){floors.Exec, floors.Create, floors.Start} {
+		if _, err := f(ctx); err != nil {
+			return nil, err
+		}
+	}
+
+	var samples []coldSample
+	e, fns, err := h.coldSetup(ctx, k, res)
+	if err != nil {
+		res.EbbdError = err.Error()
+		h.log.Error("cold start through ebbd not measured", "err", err)
+	} else {
+		defer e.Stop()
+	}
+	var execS, startS, createS []time.Duration
+	floorFns := []struct {
+		f   func(context.Context) (time.Duration, error)
+		out *[]time.Duration
+	}{{floors.Exec, &execS}, {floors.Start, &startS}, {floors.Create, &createS}}
+	for i := 0; i < n; i++ {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if e != nil {
+			s, err := h.coldOne(ctx, e, fns[i%len(fns)])
+			switch {
+			case err != nil:
+				res.Failed++
+				if len(res.FailedWhy) < 5 {
+					res.FailedWhy = append(res.FailedWhy, err.Error())
+				}
+			case s == nil:
+				res.NotCold++
+			default:
+				samples = append(samples, *s)
+			}
+		}
+		// The floors, in an order that rotates with i.
+		for j := range floorFns {
+			ff := floorFns[(i+j)%len(floorFns)]
+			d, err := ff.f(ctx)
+			if err != nil {
+				return nil, err
+			}
+			*ff.out = append(*ff.out, d)
+		}
+		if (i+1)%10 == 0 {
+			h.log.Info("cold start progress", "done", i+1, "of", n, "cold", len(samples))
+		}
+	}
+	res.Exec, res.Start, res.Create = Summarize(execS), Summarize(startS), Summarize(createS)
+	res.Raw.Exec, res.Raw.Start, res.Raw.Create = toMs(execS), toMs(startS), toMs(createS)
+	var ttfb, agent []time.Duration
+	for _, s := range samples {
+		ttfb = append(ttfb, s.ttfb)
+		if s.hit {
+			res.PoolHits++
+			agent = append(agent, time.Duration(s.phases["agent start"]*float64(time.Millisecond)))
+		} else {
+			res.PoolMisses++
+		}
+	}
+	res.Router, res.AgentStart = Summarize(ttfb), Summarize(agent)
+	res.Raw.Router, res.Raw.AgentStart = toMs(ttfb), toMs(agent)
+	res.Phases = phaseStats(samples)
+	// Ratios per block of ten consecutive iterations: each block's figures
+	// were taken under the same machine conditions.
+	blocks := max(1, n/10)
+	res.Blocks = blocks
+	res.RatioExec = SpreadOf(blockRatios(ttfb, execS, blocks))
+	res.RatioStart = SpreadOf(blockRatios(ttfb, startS, blocks))
+	res.RatioCreate = SpreadOf(blockRatios(ttfb, createS, blocks))
+	res.AgentRatio = SpreadOf(blockRatios(agent, startS, blocks))
+
+	res.Plot = "coldstart-cdf.png"
+	series := []Series{
+		{Name: "ebb cold start via router (TTFB)", Values: res.Raw.Router},
+		{Name: "floor: process exec → HTTP ready", Values: res.Raw.Exec},
+		{Name: "floor: task.Start → HTTP ready", Values: res.Raw.Start},
+		{Name: "floor: NewContainer+NewTask+Start → ready", Values: res.Raw.Create},
+	}
+	if err := PlotCDF(filepath.Join(h.cfg.OutDir, res.Plot), "Cold start vs floors (same run, alternating)", series); err != nil {
+		return res, fmt.Errorf("plot: %w", err)
+	}
+	if res.EbbdError != "" {
+		return res, fmt.Errorf("cold start through ebbd: %s", res.EbbdError)
+	}
+	return res, nil
+}
+
+// coldSetup starts ebbd and deploys k functions that scale to zero quickly
+// (6 s stable window, 1 s grace) and have been used once, so the node agent
+// keeps a pre-created task for each.
+func (h *Harness) coldSetup(ctx context.Context, k int, res *ColdStartResult) (*Ebbd, []string, error) {
+	e, err := h.StartEbbd(ctx, EbbdOptions{Name: "coldstart"})
+	if err != nil {
+		return nil, nil, err
+	}
+	ref, err := e.PushHello(ctx)
+	if err != nil {
+		e.Stop()
+		return nil, nil, err
+	}
+	spec := coldSpec(ref)
+	res.Spec = "hello, initial 1, stable window 6s, scale-to-zero grace 1s, other settings default (CPU 1, 256Mi)"
+	fns := make([]string, k)
+	for i := range fns {
+		fns[i] = fmt.Sprintf("cold%02d", i)
+		if _, err := e.Deploy(ctx, fns[i], spec, 2*time.Minute); err != nil {
+			e.Stop()
+			return nil, nil, err
+		}
+	}
+	return e, fns, nil
+}
+
+func coldSpec(ref string) api.FunctionSpec {
+	one := 1
+	return api.FunctionSpec{
+		Image: ref,
+		Scale: api.Scale{
+			Initial:          &one,
+			StableWindow:     api.D(6 * time.Second),
+			ScaleToZeroGrace: api.D(time.Second),
+		},
+	}
+}
+
+// coldOne waits until fn is at zero and sends it one first request. It
+// returns nil, nil when the router did not count the request as a cold
+// start (the revision was not at zero after all).
+func (h *Harness) coldOne(ctx context.Context, e *Ebbd, fn string) (*coldSample, error) {
+	if _, err := e.WaitRevision(ctx, fn, 60*time.Second, atZero(false)); err != nil {
+		return nil, err
+	}
+	// A pre-created task comes back shortly after the replica is gone; give
+	// it a moment, but measure anyway if the agent keeps none.
+	_, _ = e.WaitRevision(ctx, fn, 3*time.Second, atZero(true))
+	before, err := e.Metrics(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t := FirstRequest(ctx, e.HTTPAddr, fn+".localhost", "/", 30*time.Second)
+	if t.Err != nil {
+		return nil, fmt.Errorf("%s: %w", fn, t.Err)
+	}
+	if t.Status != 200 {
+		return nil, fmt.Errorf("%s: status %d", fn, t.Status)
+	}
+	// The histograms are observed when each component is done with the
+	// request, which may be a moment after the client has its first byte.
+	var after Metrics
+	var rc HistDelta
+	_ = poll(ctx, 2*time.Second, 5*time.Millisecond, func() (bool, error) {
+		after, err = e.Metrics(ctx)
+		if err != nil {
+			return false, err
+		}
+		rc = after.Hist(before, "ebb_router_cold_start_seconds", "function", fn)
+		return rc.Count >= 1 && after.Hist(before, "ebb_activator_cold_start_seconds", "function", fn).Count >= 1, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if rc.Count != 1 {
+		return nil, nil
+	}
+	ac := after.Hist(before, "ebb_activator_cold_start_seconds", "function", fn)
+	act := after.Hist(before, "ebb_autoscaler_activation_seconds")
+	hit := after.Hist(before, "ebb_nodeagent_start_seconds", "pool", "hit")
+	miss := after.Hist(before, "ebb_nodeagent_start_seconds", "pool", "miss")
+	phase := func(p string) float64 {
+		return after.Hist(before, "ebb_nodeagent_start_phase_seconds", "phase", p).Sum * 1e3
+	}
+	s := &coldSample{ttfb: t.FirstByte, phases: map[string]float64{}, hit: hit.Count >= 1 && miss.Count == 0}
+	agentStart := (hit.Sum + miss.Sum) * 1e3
+	start := phase("start")
+	if !s.hit {
+		start += phase("create") + phase("task")
+	}
+	ready := phase("ready")
+	s.phases["routing"] = ms(t.FirstByte) - rc.Sum*1e3
+	s.phases["queue wait"] = ac.Sum * 1e3
+	s.phases["· scale decision"] = act.Sum * 1e3
+	s.phases["· store watch"] = ac.Sum*1e3 - act.Sum*1e3 - agentStart
+	s.phases["· container start"] = start
+	s.phases["· readiness"] = ready
+	s.phases["· agent bookkeeping"] = agentStart - start - ready
+	s.phases["proxy"] = (rc.Sum - ac.Sum) * 1e3
+	s.phases["agent start"] = agentStart
+	return s, nil
+}
+
+func phaseStats(samples []coldSample) []PhaseStat {
+	var out []PhaseStat
+	for _, p := range coldPhases {
+		var v []float64
+		for _, s := range samples {
+			v = append(v, s.phases[p.name])
+		}
+		sort.Float64s(v)
+		st := PhaseStat{Name: p.name, Method: p.method, N: len(v)}
+		if len(v) > 0 {
+			st.P50, st.P90 = Percentile(v, 50), Percentile(v, 90)
+			var sum float64
+			for _, x := range v {
+				sum += x
+			}
+			st.Mean = sum / float64(len(v))
+		}
+		out = append(out, st)
+	}
+	return out
+}
+
+// blockRatios splits a and b into the same number of consecutive blocks
+// and returns p50(a block) / p50(b block) for each.
+func blockRatios(a, b []time.Duration, blocks int) []float64 {
+	if len(a) == 0 || len(b) == 0 {
+		return nil
+	}
+	blocks = min(blocks, len(a), len(b))
+	var out []float64
+	for i := 0; i < blocks; i++ {
+		pa := Summarize(a[i*len(a)/blocks : (i+1)*len(a)/blocks]).P50
+		pb := Summarize(b[i*len(b)/blocks : (i+1)*len(b)/blocks]).P50
+		if pb > 0 {
+			out = append(out, pa/pb)
+		}
+	}
+	return out
+}
+
+func toMs(ds []time.Duration) []float64 {
+	out := make([]float64, len(ds))
+	for i, d := range ds {
+		out[i] = math.Round(ms(d)*1000) / 1000
+	}
+	return out
+}
+
+func distCell(d Dist) string {
+	if d.N == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("p50 %.1f ms, p90 %.1f, p99 %.1f", d.P50, d.P90, d.P99)
+}
+
+// Rows implements Result.
+func (r *ColdStartResult) Rows() []Row {
+	rows := []Row{
+		{Figure: "floor: process exec → HTTP ready", Value: distCell(r.Exec)},
+		{Figure: "floor: task.Start → HTTP ready (pre-created task)", Value: distCell(r.Start)},
+		{Figure: "floor: NewContainer+NewTask+Start → HTTP ready", Value: distCell(r.Create)},
+	}
+	if r.Router.N > 0 {
+		rows = append(rows,
+			Row{Figure: fmt.Sprintf("cold start via router, TTFB (n=%d)", r.Router.N), Value: distCell(r.Router),
+				Baseline: fmt.Sprintf("task.Start floor p50 %.1f ms", r.Start.P50), Ratio: r.RatioStart.Format("%.2f×")},
+			Row{Figure: "cold start / exec floor (p50)", Ratio: r.RatioExec.Format("%.2f×")},
+			Row{Figure: "cold start / create floor (p50)", Ratio: r.RatioCreate.Format("%.2f×")},
+		)
+	}
+	if r.AgentStart.N > 0 {
+		rows = append(rows, Row{Figure: "node agent start from pre-created task", Value: distCell(r.AgentStart),
+			Baseline: fmt.Sprintf("task.Start floor p50 %.1f ms", r.Start.P50), Ratio: r.AgentRatio.Format("%.2f×")})
+	}
+	return rows
+}
+
+// Goals implements Result.
+func (r *ColdStartResult) Goals() []Goal {
+	if r.Router.N == 0 {
+		return []Goal{
+			{Source: "issue 4", Goal: "cold start p50 ≤ 15 ms, p99 ≤ 40 ms (pre-created tasks)", Value: "ebbd cold start not measured: " + oneLine(r.EbbdError, 120), Status: GoalNotMeasured},
+		}
+	}
+	gs := []Goal{
+		{Source: "issue 4", Goal: "cold start TTFB p50 ≤ 15 ms", Value: fmt.Sprintf("%.1f ms (%.2f× task.Start floor)", r.Router.P50, r.RatioStart.Median), Status: goalIf(r.Router.P50 <= 15)},
+		{Source: "issue 4", Goal: "cold start TTFB p99 ≤ 40 ms", Value: fmt.Sprintf("%.1f ms", r.Router.P99), Status: goalIf(r.Router.P99 <= 40)},
+		{Source: "BENCHMARKS", Goal: "every cold request succeeds", Value: fmt.Sprintf("%d failed of %d", r.Failed, r.N), Status: goalIf(r.Failed == 0)},
+	}
+	if r.AgentStart.N > 0 {
+		gs = append(gs, Goal{Source: "issue 3", Goal: "agent start with pre-created task p50 ≤ 1.3× task.Start floor",
+			Value: fmt.Sprintf("%s (p50 %.1f vs %.1f ms)", r.AgentRatio.Format("%.2f×"), r.AgentStart.P50, r.Start.P50), Status: goalIf(r.AgentRatio.Median <= 1.3)})
+	}
+	return gs
+}
+
+// Markdown implements Result.
+func (r *ColdStartResult) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Method: %d iterations; each sends one first request to a function at zero through the router and takes one sample of each floor, "+
+		"in an order that rotates every iteration (A B C D, B C D A, …). %d functions (%s) take turns, so each is back at zero, with its pre-created task, before its next turn. "+
+		"TTFB is measured by the harness's Go client from just before the TCP dial to the first response byte. "+
+		"Floors: bin/hello as a process, and in a private containerd 1.6 + runc with host network, probed over HTTP every 200 µs. "+
+		"Ratios are p50 / p50 per block of 10 consecutive iterations (%d blocks): median (min–max).\n\n", r.N, r.Functions, r.Spec, r.Blocks)
+	b.WriteString("| | n | p50 ms | p90 ms | p99 ms | min–max ms | cold p50 / this p50 |\n|---|---|---|---|---|---|---|\n")
+	row := func(name string, d Dist, ratio string) {
+		fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %.2f | %.2f–%.2f | %s |\n", name, d.N, d.P50, d.P90, d.P99, d.Min, d.Max, ratio)
+	}
+	row("**cold start via router (TTFB)**", r.Router, "")
+	row("floor: process exec → HTTP ready", r.Exec, r.RatioExec.Format("%.2f×"))
+	row("floor: task.Start → HTTP ready", r.Start, r.RatioStart.Format("%.2f×"))
+	row("floor: NewContainer + NewTask + Start → HTTP ready", r.Create, r.RatioCreate.Format("%.2f×"))
+	row("node agent start, pool hit (decision → endpoint written)", r.AgentStart, "")
+	fmt.Fprintf(&b, "\nNode agent start / task.Start floor (issue 3): %s. Pool hits %d, misses %d; requests that found a replica still up (not cold, left out) %d; failed %d.\n",
+		r.AgentRatio.Format("%.2f×"), r.PoolHits, r.PoolMisses, r.NotCold, r.Failed)
+	for _, w := range r.FailedWhy {
+		fmt.Fprintf(&b, "- failure: %s\n", oneLine(w, 300))
+	}
+	if r.EbbdError != "" {
+		fmt.Fprintf(&b, "\nThrough ebbd: not measured: %s\n", oneLine(r.EbbdError, 500))
+	}
+	b.WriteString("\nPhase breakdown of the cold starts, per request, from the deltas of ebbd's Prometheus histograms around each request (one event each):\n\n")
+	b.WriteString("| phase | p50 ms | p90 ms | mean ms | method |\n|---|---|---|---|---|\n")
+	for _, p := range r.Phases {
+		fmt.Fprintf(&b, "| %s | %.2f | %.2f | %.2f | %s |\n", p.Name, p.P50, p.P90, p.Mean, p.Method)
+	}
+	fmt.Fprintf(&b, "\n![cold start CDF](results/%s)\n", r.Plot)
+	return b.String()
+}

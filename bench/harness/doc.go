@@ -1,0 +1,18 @@
+// Package harness is ebb's benchmark harness: it measures every headline
+// figure of shared/BENCHMARKS.md side by side with its baseline in one run
+// (cold start against the process and containerd floors, the router
+// against HAProxy, nginx and a direct connection, activator bursts, a step
+// load through the autoscaler, trace replay, 10,000 functions, eBPF on and
+// off), prints one summary table, writes JSON and PNG plots to
+// bench/results/ and rewrites its own sections of bench/RESULTS.md.
+//
+// It drives real programs only: bin/ebbd and bin/hello built by make build,
+// containerd and runc, wrk, HAProxy and nginx from Debian's packages, and
+// its own Go client for cold starts, bursts and the step load. Everything it
+// starts it records by PID and stops at the end, on failure or on Ctrl-C
+// too, and every byte of traffic goes to 127.0.0.1.
+//
+// It must not import the components (router, activator, autoscaler,
+// nodeagent): it measures ebbd from the outside, through the API, the
+// routed URLs and /metrics, the way an operator would.
+package harness
