@@ -304,6 +304,12 @@ func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
 	e.assign("hello", rev, 1, 1)
 	eps := e.waitEndpoints(rev, 1)
 	assert.Equal(t, pooled, eps[0].Replica, "the pre-created task serves the first replica")
+	// And the pool is refilled once the start is done.
+	e.waitStatus(rev, "ready with a refilled pool", func(s store.RevisionNodeStatus) bool {
+		return s.State == api.RevisionReady && s.Ready == 1 && s.PreCreated == 1
+	})
+	e.waitContainers(2)
+
 	assert.Equal(t, 1.0, metric(t, e.reg, "ebb_nodeagent_pool_hits_total"))
 	assert.Equal(t, 0.0, metric(t, e.reg, "ebb_nodeagent_pool_misses_total"))
 	// Every phase of the start was timed: create and task when the pool
@@ -312,11 +318,6 @@ func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
 		assert.GreaterOrEqual(t, histogramCount(t, e.reg, "ebb_nodeagent_start_phase_seconds", "phase", phase), uint64(1), phase)
 	}
 	assert.Equal(t, uint64(1), histogramCount(t, e.reg, "ebb_nodeagent_start_seconds", "pool", "hit"))
-	// And the pool is refilled once the start is done.
-	e.waitStatus(rev, "ready with a refilled pool", func(s store.RevisionNodeStatus) bool {
-		return s.State == api.RevisionReady && s.Ready == 1 && s.PreCreated == 1
-	})
-	e.waitContainers(2)
 }
 
 func TestCrashRestartsInPlaceAndReportsCrashLoop(t *testing.T) {
@@ -432,7 +433,7 @@ func TestScaleDownDrainsThenTerminates(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		resp, err := c.Get("http://" + ep.Addr + "/sleep?d=400ms")
+		resp, err := c.Get("http://" + ep.Addr + "/sleep?d=1s")
 		if err != nil {
 			res <- result{err: err}
 			return
@@ -446,16 +447,21 @@ func TestScaleDownDrainsThenTerminates(t *testing.T) {
 	began := time.Now()
 	e.assign("hello", rev, 0, 0)
 
-	// The endpoint goes at once, long before the request is done.
+	// The endpoint goes first, while the request is still being served.
 	e.waitEndpoints(rev, 0)
-	assert.Less(t, time.Since(began), 300*time.Millisecond)
+	select {
+	case <-res:
+		t.Fatal("the request finished before the endpoint was removed")
+	default:
+	}
 	r := <-res
 	require.NoError(t, r.err)
 	assert.Equal(t, "slept\n", r.body)
 
 	e.waitContainers(0)
-	// The idle keep-alive connection did not hold the drain to its timeout.
-	assert.Less(t, time.Since(began), 2*time.Second)
+	// The idle keep-alive connection did not hold the drain to its
+	// timeout (5s).
+	assert.Less(t, time.Since(began), 4*time.Second)
 	calls := e.rt.Calls()
 	assert.Contains(t, calls, "signal "+ep.Replica+" terminated")
 	assert.NotContains(t, calls, "signal "+ep.Replica+" killed")
