@@ -203,7 +203,12 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 	if err != nil {
 		return nil, err
 	}
-	g.Go(func() error { return agent.Run(ctx) })
+	g.Go(func() error {
+		// The task watchers stop after the agent, before the containerd
+		// client closes.
+		defer rt.Close()
+		return agent.Run(ctx)
+	})
 	return agent, nil
 }
 
