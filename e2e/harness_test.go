@@ -290,3 +290,7 @@ func removeRuntimeLeftovers(t *testing.T, dir string) {
 		t.Logf("remove %s: %v", dir, err)
 	}
 }
+
+func decodeJSON(resp *http.Response, out any) error {
+	return json.NewDecoder(resp.Body).Decode(out)
+}
