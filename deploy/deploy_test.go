@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -186,7 +187,7 @@ func (d dashboard) allPanels() []panel {
 	return out
 }
 
-// exprs gathers every PromQL expression of the alerts, the alert tests and
+// deployExprs gathers every PromQL expression of the alerts, the alert tests and
 // the dashboard.
 func deployExprs(t *testing.T) []promExpr {
 	t.Helper()
@@ -206,7 +207,7 @@ func deployExprs(t *testing.T) []promExpr {
 	decodeYAML(t, "prometheus/alerts_test.yml", &tests)
 	for i, tc := range tests.Tests {
 		for _, s := range tc.InputSeries {
-			out = append(out, promExpr{where: "alerts_test.yml test " + string(rune('1'+i)) + " series", expr: s.Series})
+			out = append(out, promExpr{where: "alerts_test.yml test " + strconv.Itoa(i+1) + " series", expr: s.Series})
 		}
 	}
 	d := loadDashboard(t)

@@ -414,7 +414,7 @@ func reflectTag(tag, key string) string {
 	return ""
 }
 
-// sourceMentions reports whether any non-test Go file under dir (a
+// sourceImports reports whether any non-test Go file under dir (a
 // slash-separated prefix such as "cmd/ebbd/") imports importPath.
 func sourceImports(t testing.TB, dir, importPath string) bool {
 	t.Helper()
