@@ -58,7 +58,7 @@ test-short:
 FUZZTIME ?= 60s
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeSpec -fuzztime=$(FUZZTIME) ./api
-	$(GO) test -run='^$$' -fuzz=FuzzSpool -fuzztime=$(FUZZTIME) ./internal/ociimage
+	$(GO) test -run='^$$' -fuzz=FuzzSpool -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./internal/ociimage
 
 bench: build
 	$(GO) run ./bench/cmd/ebbbench $(if $(BENCH),-only $(BENCH)) $(if $(QUICK),-quick)
