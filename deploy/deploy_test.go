@@ -732,12 +732,6 @@ func TestStatedLimitsStillHold(t *testing.T) {
 			stale:   sourceImports(t, "cmd/ebbd/", "github.com/ebbrun/ebb/bpf"),
 			because: "cmd/ebbd now imports the bpf package",
 		},
-		{
-			name:    "endpoints published on loopback",
-			phrase:  "publishes every endpoint at 127.0.0.1",
-			stale:   sourceSetsField(t, "cmd/ebbd/", "HostIP"),
-			because: "cmd/ebbd now sets the node agent's HostIP",
-		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

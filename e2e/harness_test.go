@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -104,8 +105,11 @@ func startEbbd(t *testing.T, extraArgs ...string) *ebbd {
 		"--data-dir", d.dataDir, "--api-addr", d.apiAddr, "--http-addr", d.httpAddr,
 		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		// Each test gets its own private containerd, so tests never see
-		// each other's containers.
+		// each other's containers, and its own window of replica ports
+		// (below the ephemeral range), so daemons running side by side do
+		// not hand out the same port.
 		"--containerd-address", filepath.Join(d.dataDir, "no-such.sock"),
+		"--replica-ports", replicaPortWindow(),
 	}, extraArgs...)
 	d.start()
 	t.Cleanup(func() { d.stop(syscall.SIGTERM) })
@@ -293,4 +297,10 @@ func removeRuntimeLeftovers(t *testing.T, dir string) {
 
 func decodeJSON(resp *http.Response, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// replicaPortWindow picks one of the 100-port windows in 30000-32699.
+func replicaPortWindow() string {
+	lo := 30000 + 100*rand.IntN(27)
+	return fmt.Sprintf("%d-%d", lo, lo+99)
 }

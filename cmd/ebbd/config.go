@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -57,6 +58,13 @@ type Config struct {
 	// EBPF is auto (default: on when privileges allow), on (fail without it)
 	// or off.
 	EBPF string `yaml:"ebpf"`
+	// HostIP is the address this node's replicas are published at, which
+	// routers on other machines must be able to reach. Default 127.0.0.1,
+	// right for one machine.
+	HostIP string `yaml:"hostIP"`
+	// ReplicaPorts is the host port range replicas listen on, "MIN-MAX".
+	// Default 20000-29999, below Linux's ephemeral range.
+	ReplicaPorts string `yaml:"replicaPorts"`
 }
 
 func defaultConfig() Config {
@@ -73,6 +81,8 @@ func defaultConfig() Config {
 		MetricsAddr:       "127.0.0.1:9090",
 		LogLevel:          "info",
 		EBPF:              "auto",
+		HostIP:            "127.0.0.1",
+		ReplicaPorts:      "20000-29999",
 	}
 }
 
@@ -94,6 +104,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "health and metrics address for roles without the API")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.EBPF, "ebpf", cfg.EBPF, "eBPF acceleration: auto, on or off")
+	fs.StringVar(&cfg.HostIP, "host-ip", cfg.HostIP, "address replicas are published at; routers on other machines must reach it")
+	fs.StringVar(&cfg.ReplicaPorts, "replica-ports", cfg.ReplicaPorts, "host port range for replicas, MIN-MAX")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -156,6 +168,8 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("metrics-addr", &file.MetricsAddr, flags.MetricsAddr)
 	pick("log-level", &file.LogLevel, flags.LogLevel)
 	pick("ebpf", &file.EBPF, flags.EBPF)
+	pick("host-ip", &file.HostIP, flags.HostIP)
+	pick("replica-ports", &file.ReplicaPorts, flags.ReplicaPorts)
 	return file
 }
 
@@ -201,5 +215,22 @@ func (c Config) Validate() error {
 	default:
 		return fmt.Errorf("--ebpf %q: must be auto, on or off", c.EBPF)
 	}
+	if ip := net.ParseIP(c.HostIP); ip == nil || ip.To4() == nil {
+		return fmt.Errorf("--host-ip %q: must be an IPv4 address", c.HostIP)
+	}
+	if _, _, err := c.replicaPortRange(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// replicaPortRange parses ReplicaPorts.
+func (c Config) replicaPortRange() (lo, hi int, err error) {
+	a, b, ok := strings.Cut(c.ReplicaPorts, "-")
+	lo, err1 := strconv.Atoi(a)
+	hi, err2 := strconv.Atoi(b)
+	if !ok || err1 != nil || err2 != nil || lo < 1024 || hi > 65535 || lo > hi {
+		return 0, 0, fmt.Errorf("--replica-ports %q: must be MIN-MAX within 1024-65535", c.ReplicaPorts)
+	}
+	return lo, hi, nil
 }

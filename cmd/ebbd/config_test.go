@@ -48,6 +48,14 @@ func TestParseConfig(t *testing.T) {
 		{name: "redis store", args: []string{"--store", "redis://127.0.0.1:6379/0", "--role", "router"}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, RoleRouter, c.Role)
 		}},
+		{name: "replica ports", args: []string{"--replica-ports", "30000-30099", "--host-ip", "10.0.0.5"}, check: func(t *testing.T, c Config) {
+			lo, hi, err := c.replicaPortRange()
+			require.NoError(t, err)
+			assert.Equal(t, []int{30000, 30099}, []int{lo, hi})
+			assert.Equal(t, "10.0.0.5", c.HostIP)
+		}},
+		{name: "bad replica ports", args: []string{"--replica-ports", "300-20"}, wantErr: "--replica-ports"},
+		{name: "bad host ip", args: []string{"--host-ip", "example"}, wantErr: "--host-ip"},
 		{name: "unknown role", args: []string{"--role", "everything"}, wantErr: "must be all, controlplane, router or nodeagent"},
 		{name: "bad store", args: []string{"--store", "postgres://x"}, wantErr: "must be \"embedded\" or a redis:// URL"},
 		{name: "split role on embedded", args: []string{"--role", "router"}, wantErr: "needs a shared store"},

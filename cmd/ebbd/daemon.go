@@ -189,8 +189,12 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 	if err != nil {
 		return nil, err
 	}
+	portMin, portMax, _ := d.cfg.replicaPortRange() // validated at start
 	agent, err := nodeagent.New(nodeagent.Config{
 		Node:          d.cfg.NodeName,
+		HostIP:        d.cfg.HostIP,
+		PortMin:       portMin,
+		PortMax:       portMax,
 		DataDir:       filepath.Join(d.cfg.DataDir, "nodeagent"),
 		AdvertiseAddr: d.advertiseAddr(),
 		APIToken:      d.token,
