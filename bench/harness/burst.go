@@ -109,6 +109,9 @@ func (h *Harness) burstOnce(ctx context.Context, e *Ebbd, n int) (BurstRun, erro
 			case t.Status != 200:
 				run.Failed++
 				run.Statuses[t.Status]++
+				if len(run.Errors) < 5 {
+					run.Errors = append(run.Errors, fmt.Sprintf("status %d: %s", t.Status, strings.TrimSpace(t.Body)))
+				}
 			default:
 				run.OK++
 				run.Statuses[t.Status]++

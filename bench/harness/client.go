@@ -18,6 +18,8 @@ type Timing struct {
 	// Total is from just before the dial to the end of the body.
 	Total time.Duration
 	Err   error
+	// Body is the start of the body of an answer other than 200.
+	Body string
 }
 
 // FirstRequest sends one GET over a fresh connection, as a user's first
@@ -50,6 +52,10 @@ func FirstRequest(ctx context.Context, addr, host, path string, timeout time.Dur
 	if err != nil {
 		t.Err = fmt.Errorf("read response: %w", err)
 		return t
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 200))
+		t.Body = string(b)
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()

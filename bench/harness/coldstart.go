@@ -22,8 +22,11 @@ type ColdStartResult struct {
 	Start  Dist `json:"taskStartFloor"`
 	Create Dist `json:"createFloor"`
 	// Router is the time to first byte of a first request to a function at
-	// zero, through ebbd's router.
-	Router Dist `json:"router"`
+	// zero, through ebbd's router; RouterHit and RouterMiss split it by
+	// whether the node agent had a pre-created task.
+	Router     Dist `json:"router"`
+	RouterHit  Dist `json:"routerPoolHit"`
+	RouterMiss Dist `json:"routerPoolMiss"`
 	// AgentStart is the node agent's own start time for pool hits, from its
 	// decision to start to the endpoint written (issue 3's figure).
 	AgentStart Dist `json:"agentStartPoolHit"`
@@ -67,7 +70,7 @@ type coldSample struct {
 
 var coldPhases = []struct{ name, method string }{
 	{"routing", "client dial + request + router parse and lookup + response bytes back: TTFB − router's cold-start histogram"},
-	{"queue wait", "whole time buffered in the activator (ebb_activator_cold_start_seconds), the sum of the next four rows"},
+	{"queue wait", "whole time buffered in the activator (ebb_activator_cold_start_seconds), the sum of the next five rows"},
 	{"· scale decision", "activation poke → desired scale in the store (ebb_autoscaler_activation_seconds)"},
 	{"· store watch", "desired in store → agent sees it, plus endpoint written → activator sees it: queue wait − decision − agent start"},
 	{"· container start", "task.Start (plus create and runc create on a pool miss): ebb_nodeagent_start_phase_seconds"},
@@ -141,31 +144,36 @@ func (h *Harness) coldStart(ctx context.Context) (Result, error) {
 	}
 	res.Exec, res.Start, res.Create = Summarize(execS), Summarize(startS), Summarize(createS)
 	res.Raw.Exec, res.Raw.Start, res.Raw.Create = toMs(execS), toMs(startS), toMs(createS)
-	var ttfb, agent []time.Duration
+	var ttfb, hits, misses, agent []time.Duration
 	for _, s := range samples {
 		ttfb = append(ttfb, s.ttfb)
 		if s.hit {
 			res.PoolHits++
+			hits = append(hits, s.ttfb)
 			agent = append(agent, time.Duration(s.phases["agent start"]*float64(time.Millisecond)))
 		} else {
 			res.PoolMisses++
+			misses = append(misses, s.ttfb)
 		}
 	}
-	res.Router, res.AgentStart = Summarize(ttfb), Summarize(agent)
+	res.Router, res.RouterHit, res.RouterMiss, res.AgentStart = Summarize(ttfb), Summarize(hits), Summarize(misses), Summarize(agent)
 	res.Raw.Router, res.Raw.AgentStart = toMs(ttfb), toMs(agent)
 	res.Phases = phaseStats(samples)
 	// Ratios per block of ten consecutive iterations: each block's figures
 	// were taken under the same machine conditions.
 	blocks := max(1, n/10)
 	res.Blocks = blocks
-	res.RatioExec = SpreadOf(blockRatios(ttfb, execS, blocks))
-	res.RatioStart = SpreadOf(blockRatios(ttfb, startS, blocks))
-	res.RatioCreate = SpreadOf(blockRatios(ttfb, createS, blocks))
+	// The goal is for starts from a pre-created task; misses (the agent had
+	// none ready) are reported apart.
+	res.RatioExec = SpreadOf(blockRatios(hits, execS, blocks))
+	res.RatioStart = SpreadOf(blockRatios(hits, startS, blocks))
+	res.RatioCreate = SpreadOf(blockRatios(hits, createS, blocks))
 	res.AgentRatio = SpreadOf(blockRatios(agent, startS, blocks))
 
 	res.Plot = "coldstart-cdf.png"
 	series := []Series{
-		{Name: "ebb cold start via router (TTFB)", Values: res.Raw.Router},
+		{Name: "ebb cold start via router (TTFB), pre-created task", Values: toMs(hits)},
+		{Name: "ebb cold start via router (TTFB), no pre-created task", Values: toMs(misses)},
 		{Name: "floor: process exec → HTTP ready", Values: res.Raw.Exec},
 		{Name: "floor: task.Start → HTTP ready", Values: res.Raw.Start},
 		{Name: "floor: NewContainer+NewTask+Start → ready", Values: res.Raw.Create},
@@ -226,7 +234,7 @@ func (h *Harness) coldOne(ctx context.Context, e *Ebbd, fn string) (*coldSample,
 	}
 	// A pre-created task comes back shortly after the replica is gone; give
 	// it a moment, but measure anyway if the agent keeps none.
-	_, _ = e.WaitRevision(ctx, fn, 3*time.Second, atZero(true))
+	_, _ = e.WaitRevision(ctx, fn, 15*time.Second, atZero(true))
 	before, err := e.Metrics(ctx)
 	if err != nil {
 		return nil, err
@@ -236,7 +244,7 @@ func (h *Harness) coldOne(ctx context.Context, e *Ebbd, fn string) (*coldSample,
 		return nil, fmt.Errorf("%s: %w", fn, t.Err)
 	}
 	if t.Status != 200 {
-		return nil, fmt.Errorf("%s: status %d", fn, t.Status)
+		return nil, fmt.Errorf("%s: status %d: %s", fn, t.Status, strings.TrimSpace(t.Body))
 	}
 	// The histograms are observed when each component is done with the
 	// request, which may be a moment after the client has its first byte.
@@ -344,13 +352,17 @@ func (r *ColdStartResult) Rows() []Row {
 		{Figure: "floor: task.Start → HTTP ready (pre-created task)", Value: distCell(r.Start)},
 		{Figure: "floor: NewContainer+NewTask+Start → HTTP ready", Value: distCell(r.Create)},
 	}
-	if r.Router.N > 0 {
+	if r.RouterHit.N > 0 {
 		rows = append(rows,
-			Row{Figure: fmt.Sprintf("cold start via router, TTFB (n=%d)", r.Router.N), Value: distCell(r.Router),
+			Row{Figure: fmt.Sprintf("cold start via router, TTFB, pre-created task (n=%d)", r.RouterHit.N), Value: distCell(r.RouterHit),
 				Baseline: fmt.Sprintf("task.Start floor p50 %.1f ms", r.Start.P50), Ratio: r.RatioStart.Format("%.2f×")},
-			Row{Figure: "cold start / exec floor (p50)", Ratio: r.RatioExec.Format("%.2f×")},
-			Row{Figure: "cold start / create floor (p50)", Ratio: r.RatioCreate.Format("%.2f×")},
+			Row{Figure: "cold start / exec floor (p50)", Baseline: fmt.Sprintf("exec floor p50 %.1f ms", r.Exec.P50), Ratio: r.RatioExec.Format("%.2f×")},
+			Row{Figure: "cold start / create floor (p50)", Baseline: fmt.Sprintf("create floor p50 %.1f ms", r.Create.P50), Ratio: r.RatioCreate.Format("%.2f×")},
 		)
+	}
+	if r.RouterMiss.N > 0 {
+		rows = append(rows, Row{Figure: fmt.Sprintf("cold start via router, TTFB, no pre-created task (n=%d)", r.RouterMiss.N), Value: distCell(r.RouterMiss),
+			Baseline: fmt.Sprintf("create floor p50 %.1f ms", r.Create.P50), Ratio: fmt.Sprintf("%.2f× (p50s)", r.RouterMiss.P50/r.Create.P50)})
 	}
 	if r.AgentStart.N > 0 {
 		rows = append(rows, Row{Figure: "node agent start from pre-created task", Value: distCell(r.AgentStart),
@@ -361,14 +373,14 @@ func (r *ColdStartResult) Rows() []Row {
 
 // Goals implements Result.
 func (r *ColdStartResult) Goals() []Goal {
-	if r.Router.N == 0 {
+	if r.RouterHit.N == 0 {
 		return []Goal{
 			{Source: "issue 4", Goal: "cold start p50 ≤ 15 ms, p99 ≤ 40 ms (pre-created tasks)", Value: "ebbd cold start not measured: " + oneLine(r.EbbdError, 120), Status: GoalNotMeasured},
 		}
 	}
 	gs := []Goal{
-		{Source: "issue 4", Goal: "cold start TTFB p50 ≤ 15 ms", Value: fmt.Sprintf("%.1f ms (%.2f× task.Start floor)", r.Router.P50, r.RatioStart.Median), Status: goalIf(r.Router.P50 <= 15)},
-		{Source: "issue 4", Goal: "cold start TTFB p99 ≤ 40 ms", Value: fmt.Sprintf("%.1f ms", r.Router.P99), Status: goalIf(r.Router.P99 <= 40)},
+		{Source: "issue 4", Goal: "cold start TTFB p50 ≤ 15 ms (pre-created tasks)", Value: fmt.Sprintf("%.1f ms (%.2f× task.Start floor of %.1f ms)", r.RouterHit.P50, r.RatioStart.Median, r.Start.P50), Status: goalIf(r.RouterHit.P50 <= 15)},
+		{Source: "issue 4", Goal: "cold start TTFB p99 ≤ 40 ms (pre-created tasks)", Value: fmt.Sprintf("%.1f ms (floor p99 %.1f ms)", r.RouterHit.P99, r.Start.P99), Status: goalIf(r.RouterHit.P99 <= 40)},
 		{Source: "BENCHMARKS", Goal: "every cold request succeeds", Value: fmt.Sprintf("%d failed of %d", r.Failed, r.N), Status: goalIf(r.Failed == 0)},
 	}
 	if r.AgentStart.N > 0 {
@@ -386,11 +398,13 @@ func (r *ColdStartResult) Markdown() string {
 		"TTFB is measured by the harness's Go client from just before the TCP dial to the first response byte. "+
 		"Floors: bin/hello as a process, and in a private containerd 1.6 + runc with host network, probed over HTTP every 200 µs. "+
 		"Ratios are p50 / p50 per block of 10 consecutive iterations (%d blocks): median (min–max).\n\n", r.N, r.Functions, r.Spec, r.Blocks)
-	b.WriteString("| | n | p50 ms | p90 ms | p99 ms | min–max ms | cold p50 / this p50 |\n|---|---|---|---|---|---|---|\n")
+	b.WriteString("| | n | p50 ms | p90 ms | p99 ms | min–max ms | cold (pre-created) p50 / this p50 |\n|---|---|---|---|---|---|---|\n")
 	row := func(name string, d Dist, ratio string) {
 		fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %.2f | %.2f–%.2f | %s |\n", name, d.N, d.P50, d.P90, d.P99, d.Min, d.Max, ratio)
 	}
-	row("**cold start via router (TTFB)**", r.Router, "")
+	row("**cold start via router (TTFB), pre-created task**", r.RouterHit, "")
+	row("cold start via router (TTFB), no pre-created task", r.RouterMiss, "")
+	row("cold start via router (TTFB), all", r.Router, "")
 	row("floor: process exec → HTTP ready", r.Exec, r.RatioExec.Format("%.2f×"))
 	row("floor: task.Start → HTTP ready", r.Start, r.RatioStart.Format("%.2f×"))
 	row("floor: NewContainer + NewTask + Start → HTTP ready", r.Create, r.RatioCreate.Format("%.2f×"))

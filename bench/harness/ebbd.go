@@ -13,7 +13,11 @@ import (
 	"syscall"
 	"time"
 
+	containerd "github.com/containerd/containerd"
+	"github.com/containerd/containerd/namespaces"
+
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/ociimage"
 )
 
@@ -25,9 +29,11 @@ type Ebbd struct {
 	HTTPAddr string
 	Client   *api.Client
 
-	h    *Harness
-	proc *Proc
-	once sync.Once
+	h        *Harness
+	proc     *Proc
+	ctrd     *containerdproc.Supervisor
+	ctrdAddr string
+	once     sync.Once
 }
 
 // EbbdOptions are the per-run settings of an ebbd.
@@ -62,8 +68,24 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		return nil, err
 	}
 	e := &Ebbd{Dir: dir, APIAddr: loopback(apiPort), HTTPAddr: loopback(httpPort), h: h}
+	// ebbd gets a containerd of its own that the harness runs, so that once
+	// ebbd has stopped the harness can delete every container it left (the
+	// node agent leaves replicas running on purpose, to adopt them after a
+	// restart) before stopping containerd.
+	e.ctrd, err = containerdproc.New(containerdproc.Config{
+		Address: filepath.Join(dir, "unused.sock"),
+		DataDir: filepath.Join(dir, "containerd"),
+	}, h.log.With("component", "containerd-"+o.Name))
+	if err != nil {
+		return nil, err
+	}
+	if e.ctrdAddr, err = e.ctrd.Start(ctx); err != nil {
+		e.ctrd.Stop()
+		return nil, fmt.Errorf("containerd for ebbd %s: %w", o.Name, err)
+	}
 	logf, err := os.Create(filepath.Join(dir, "ebbd.log"))
 	if err != nil {
+		e.Stop()
 		return nil, err
 	}
 	defer logf.Close() // the child has its own copy
@@ -72,10 +94,7 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		"--api-addr", e.APIAddr,
 		"--http-addr", e.HTTPAddr,
 		"--metrics-addr", loopback(metricsPort),
-		// A socket nothing answers on: ebbd then runs a private containerd
-		// under its data dir, which it stops with itself, so no run leaks
-		// containers into the next.
-		"--containerd-address", filepath.Join(dir, "no-containerd.sock"),
+		"--containerd-address", e.ctrdAddr,
 		"--ebpf", o.EBPF,
 		"--log-level", "warn",
 	)
@@ -83,6 +102,7 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 	cmd.Stdout, cmd.Stderr = logf, logf
 	p, err := h.procs.Start("ebbd-"+o.Name, cmd)
 	if err != nil {
+		e.Stop()
 		return nil, err
 	}
 	e.proc = p
@@ -134,14 +154,22 @@ func (e *Ebbd) waitReady(ctx context.Context, timeout time.Duration) (string, er
 // PID is ebbd's process id.
 func (e *Ebbd) PID() int { return e.proc.PID() }
 
-// Stop stops ebbd with SIGTERM (it stops its components and its private
-// containerd), kills whatever of its run is left, and removes its data dir
-// unless the harness keeps its work dir.
+// Stop stops ebbd with SIGTERM, deletes the containers it leaves in its
+// containerd, stops that containerd, kills whatever of the run is left, and
+// removes the data dir unless the harness keeps its work dir.
 func (e *Ebbd) Stop() {
 	e.once.Do(func() {
 		if e.proc != nil {
 			e.proc.Stop(syscall.SIGTERM, 45*time.Second)
 			e.h.procs.Forget(e.proc)
+		}
+		if e.ctrd != nil {
+			if e.ctrdAddr != "" {
+				if err := deleteAllContainers(e.ctrdAddr); err != nil {
+					e.h.log.Warn("delete ebbd's containers", "err", err)
+				}
+			}
+			e.ctrd.Stop()
 		}
 		if pids := KillUnder(e.Dir); len(pids) > 0 {
 			e.h.log.Warn("killed processes ebbd left behind", "dir", e.Dir, "pids", pids)
@@ -156,6 +184,33 @@ func (e *Ebbd) Stop() {
 			}
 		}
 	})
+}
+
+// deleteAllContainers kills and deletes every task and container in every
+// namespace of the containerd at addr.
+func deleteAllContainers(addr string) error {
+	client, err := containerd.New(addr, containerd.WithTimeout(5*time.Second))
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	nss, err := client.NamespaceService().List(ctx)
+	if err != nil {
+		return err
+	}
+	for _, ns := range nss {
+		nctx := namespaces.WithNamespace(ctx, ns)
+		cs, err := client.Containers(nctx)
+		if err != nil {
+			return err
+		}
+		for _, c := range cs {
+			deleteContainer(nctx, c)
+		}
+	}
+	return nil
 }
 
 // LogTail returns the last lines of ebbd's log.

@@ -32,7 +32,7 @@ func (p *Peer) Stop() {
 func haproxyConfig(listen, backend string) string {
 	return fmt.Sprintf(`global
     nbthread 1
-    maxconn 20000
+    maxconn 4096
     tune.bufsize 16384
 
 defaults

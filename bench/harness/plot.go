@@ -38,9 +38,11 @@ func PlotCDF(path, title string, series []Series) error {
 	p.Y.Label.Text = "fraction of starts"
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Y.Min, p.Y.Max = 0, 1
-	p.Legend.Top = false
-	p.Legend.Left = false
+	// Room above the curves for the legend; ticks stop at 1.
+	p.Y.Min, p.Y.Max = 0, 1.45
+	p.Y.Tick.Marker = plot.ConstantTicks([]plot.Tick{{Value: 0, Label: "0"}, {Value: 0.25, Label: "0.25"}, {Value: 0.5, Label: "0.5"}, {Value: 0.75, Label: "0.75"}, {Value: 1, Label: "1"}})
+	p.Legend.Top = true
+	p.Legend.Left = true
 	p.Add(plotter.NewGrid())
 	for i, s := range series {
 		if len(s.Values) == 0 {
@@ -159,9 +161,13 @@ func PlotLines(path, title, xLabel, yLabel string, lines []Line) error {
 	p.Y.Label.Text = yLabel
 	p.Legend.Top = true
 	p.Add(plotter.NewGrid())
+	top := 0.0
 	for i, ln := range lines {
 		if len(ln.XYs) == 0 {
 			continue
+		}
+		for _, xy := range ln.XYs {
+			top = max(top, xy.Y)
 		}
 		l, err := plotter.NewLine(ln.XYs)
 		if err != nil {
@@ -178,6 +184,7 @@ func PlotLines(path, title, xLabel, yLabel string, lines []Line) error {
 		p.Add(l)
 		p.Legend.Add(ln.Name, l)
 	}
-	p.Y.Min = 0
+	// Room above the lines for the legend.
+	p.Y.Min, p.Y.Max = 0, max(1, top*1.35)
 	return p.Save(22*vg.Centimeter, 12*vg.Centimeter, path)
 }

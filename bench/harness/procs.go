@@ -138,9 +138,11 @@ func (ps *Procs) Forget(p *Proc) {
 
 // KillUnder SIGKILLs every process whose command line mentions dir, a
 // directory the harness created for one run of ebbd (its private containerd
-// and shims carry it in their arguments). It is the fallback for a daemon
-// that did not stop what it started; it returns the PIDs it signalled.
-func KillUnder(dir string) []int {
+// and shims carry it in their arguments), and all their descendants (the
+// containers' processes under those shims). It is the fallback for a daemon
+// that did not stop what it started; it returns what it signalled, as
+// "pid command".
+func KillUnder(dir string) []string {
 	if dir == "" || !strings.HasPrefix(dir, os.TempDir()) {
 		return nil // never sweep outside the harness's own temp dirs
 	}
@@ -149,21 +151,68 @@ func KillUnder(dir string) []int {
 		return nil
 	}
 	self := os.Getpid()
-	var killed []int
+	children := map[int][]int{}
+	cmdlines := map[int]string{}
+	var roots []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil || !bytes.Contains(cmdline, []byte(dir)) {
+		if err != nil {
 			continue
 		}
+		cmdlines[pid] = string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
+		if ppid := parentPID(pid); ppid > 0 {
+			children[ppid] = append(children[ppid], pid)
+		}
+		if bytes.Contains(cmdline, []byte(dir)) {
+			roots = append(roots, pid)
+		}
+	}
+	// Descendants first, so no container process is left to be reparented.
+	var order []int
+	seen := map[int]bool{}
+	var walk func(int)
+	walk = func(pid int) {
+		if seen[pid] {
+			return
+		}
+		seen[pid] = true
+		for _, c := range children[pid] {
+			walk(c)
+		}
+		order = append(order, pid)
+	}
+	for _, r := range roots {
+		walk(r)
+	}
+	var killed []string
+	for _, pid := range order {
 		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed = append(killed, pid)
+			killed = append(killed, fmt.Sprintf("%d %s", pid, oneLine(cmdlines[pid], 160)))
 		}
 	}
 	return killed
+}
+
+// parentPID reads the parent of pid from /proc/<pid>/stat.
+func parentPID(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // RemoveTree unmounts whatever is still mounted under dir (overlay

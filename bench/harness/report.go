@@ -150,6 +150,9 @@ func (r *Report) write(h *Harness) error {
 		return err
 	}
 	h.log.Info("wrote results", "path", path)
+	if h.cfg.NoRecord {
+		return nil
+	}
 	latestPath := filepath.Join(h.cfg.OutDir, "latest.json")
 	latest := map[string]*SectionReport{}
 	if b, err := os.ReadFile(latestPath); err == nil {
@@ -160,9 +163,6 @@ func (r *Report) write(h *Harness) error {
 	}
 	if err := writeJSON(latestPath, latest); err != nil {
 		return err
-	}
-	if h.cfg.NoRecord {
-		return nil
 	}
 	return updateResults(h.cfg.ResultsFile, renderGenerated(latest, filepath.Base(path), r))
 }
