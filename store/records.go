@@ -19,6 +19,8 @@ const (
 	PrefixRevStatus   = "revstatus/"   // revstatus/{rev}/{node} → RevisionNodeStatus
 	PrefixNodes       = "nodes/"       // nodes/{node} → Node
 	PrefixImages      = "images/"      // images/{ref} (escaped) → Image
+	PrefixVIPs        = "vips/"        // vips/{fn} → VIP
+	PrefixVIPSlots    = "vipslots/"    // vipslots/{index} → function name
 )
 
 func FunctionKey(fn string) string           { return PrefixFunctions + fn }
@@ -35,6 +37,8 @@ func PortKey(node string, port int) string   { return PrefixPorts + node + "/" +
 func RevStatusPrefix(rev string) string      { return PrefixRevStatus + rev + "/" }
 func RevStatusKey(rev, node string) string   { return RevStatusPrefix(rev) + node }
 func NodeKey(node string) string             { return PrefixNodes + node }
+func VIPKey(fn string) string                { return PrefixVIPs + fn }
+func VIPSlotKey(index uint32) string         { return PrefixVIPSlots + itoa(int(index)) }
 
 // ImageKey escapes an image reference (which holds '/' and ':') into one key segment.
 func ImageKey(ref string) string { return PrefixImages + escapeRef(ref) }
@@ -166,6 +170,20 @@ type Image struct {
 	Name      string    `json:"name"`
 	Digest    string    `json:"digest"`
 	Size      int64     `json:"size"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// VIP is a function's virtual address for callers on the nodes, allocated
+// once by the first node that runs the eBPF programs and kept until the
+// function is deleted. It is written together with VIPSlotKey(Index), which
+// claims the index so that no two functions share an address.
+type VIP struct {
+	Function string `json:"function"`
+	// Index is the address's position in the VIP range; the eBPF maps
+	// identify the function by Index+1.
+	Index uint32 `json:"index"`
+	// Addr is the VIP as host:port, e.g. 127.77.0.1:80.
+	Addr      string    `json:"addr"`
 	CreatedAt time.Time `json:"createdAt"`
 }
 

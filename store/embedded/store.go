@@ -238,7 +238,7 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (int64, error) {
 	if err := s.usable(ctx); err != nil {
 		return 0, err
 	}
-	if err := validateOps(ops); err != nil {
+	if err := store.ValidateOps(ops, bolt.MaxKeySize); err != nil {
 		return 0, fmt.Errorf("txn: %w", err)
 	}
 	r := &txnReq{ops: ops, done: make(chan struct{})}
@@ -360,7 +360,7 @@ func (w *writer) apply(ops []store.Op) (rev int64, conflict, err error) {
 		cur := w.kv.Get([]byte(op.Key))
 		have := kvVersion(cur)
 		if op.Version != store.AnyVersion && have != op.Version {
-			return 0, conflictError(op, have), nil
+			return 0, store.ConflictError(op, have), nil
 		}
 		w.exists = append(w.exists, cur != nil)
 		if op.Kind == store.OpPut || (op.Kind == store.OpDelete && cur != nil) {
@@ -379,7 +379,7 @@ func (w *writer) apply(ops []store.Op) (rev int64, conflict, err error) {
 			err = w.kv.Delete([]byte(op.Key))
 		}
 		if err != nil {
-			return 0, nil, fmt.Errorf("%s %q: %w", opName(op.Kind), op.Key, err)
+			return 0, nil, fmt.Errorf("%s %q: %w", op.Kind, op.Key, err)
 		}
 	}
 	entry := appendEntry(nil, ops, events, func(i int) bool { return w.exists[i] })

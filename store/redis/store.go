@@ -223,7 +223,7 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (int64, error) {
 	if err := s.usable(ctx); err != nil {
 		return 0, err
 	}
-	if err := validateOps(ops); err != nil {
+	if err := store.ValidateOps(ops, 0); err != nil {
 		return 0, fmt.Errorf("txn: %w", err)
 	}
 	args := make([]any, 1, 1+4*len(ops))
@@ -239,7 +239,7 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (int64, error) {
 	case len(res) == 2 && res[0] == 1:
 		return res[1], nil
 	case len(res) == 3 && res[0] == 0 && res[1] >= 1 && int(res[1]) <= len(ops):
-		return 0, fmt.Errorf("txn: %w", conflictError(ops[res[1]-1], res[2]))
+		return 0, fmt.Errorf("txn: %w", store.ConflictError(ops[res[1]-1], res[2]))
 	default:
 		return 0, fmt.Errorf("txn: malformed reply %v", res)
 	}
