@@ -24,6 +24,7 @@ import (
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/imagestore"
+	"github.com/ebbrun/ebb/internal/nodelogs"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/nodeagent"
@@ -84,7 +85,8 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
-		return d.startAPI(ctx, g, runner, nil)
+		remote := &nodelogs.Reader{Store: d.store, Token: d.token, Client: &http.Client{}}
+		return d.startAPI(ctx, g, runner, remoteLogs{remote})
 	case RoleRouter:
 		client, err := d.autoscalerClient()
 		if err != nil {
@@ -231,6 +233,18 @@ type logReader struct{ agent *nodeagent.Agent }
 
 func (l logReader) Logs(ctx context.Context, w io.Writer, req controlplane.LogRequest) error {
 	return l.agent.ReadLogs(ctx, w, nodeagent.LogQuery{
+		Function: req.Function,
+		Revision: req.Revision,
+		Tail:     req.Tail,
+		Follow:   req.Follow,
+	})
+}
+
+// remoteLogs adapts node agents on other machines to the API's LogReader.
+type remoteLogs struct{ reader *nodelogs.Reader }
+
+func (l remoteLogs) Logs(ctx context.Context, w io.Writer, req controlplane.LogRequest) error {
+	return l.reader.Read(ctx, w, nodelogs.Query{
 		Function: req.Function,
 		Revision: req.Revision,
 		Tail:     req.Tail,
