@@ -200,7 +200,11 @@ type Function struct {
 	Name string       `json:"name"`
 	Spec FunctionSpec `json:"spec"`
 	// URL routes to the function's traffic split.
-	URL            string           `json:"url"`
+	URL string `json:"url"`
+	// VIP is the function's virtual address (host:port) for callers on the
+	// nodes, which eBPF sends straight to a ready replica; empty until a
+	// node with the eBPF programs has allocated one.
+	VIP            string           `json:"vip,omitempty"`
 	LatestRevision string           `json:"latestRevision"`
 	Traffic        []TrafficTarget  `json:"traffic"`
 	Revisions      []RevisionStatus `json:"revisions"`

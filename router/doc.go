@@ -3,7 +3,9 @@
 // revision ({tag}-{fn}.{domain}), picks a revision by traffic weight
 // (optionally sticky by cookie or header), and proxies the request to the
 // least loaded ready replica that is under its hard concurrency limit. When
-// no replica has room it hands the request to the activator.
+// no replica has room it hands the request to the activator. ServeFunction
+// does the same for a function named by the caller, whatever the Host: the
+// eBPF fallback listener uses it for connects to a cold function VIP.
 //
 // The route table is built from store watches and swapped atomically, so
 // the request path takes no lock and, in steady state, allocates nothing.

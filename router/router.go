@@ -298,7 +298,11 @@ func (r *Router) rebuildLocked() {
 	}
 	r.states = states
 
-	t := &table{hosts: make(map[string]*route, len(hosts)), revs: make([]*revState, 0, len(states))}
+	t := &table{
+		hosts:     make(map[string]*route, len(hosts)),
+		functions: make(map[string]*route, len(fns)),
+		revs:      make([]*revState, 0, len(states)),
+	}
 	for host, rs := range hosts {
 		rt := &route{function: rs.Function, targets: make([]target, 0, len(rs.Targets))}
 		for _, ts := range rs.Targets {
@@ -306,6 +310,9 @@ func (r *Router) rebuildLocked() {
 			rt.targets = append(rt.targets, target{cum: rt.total, rev: states[ts.Revision]})
 		}
 		t.hosts[host] = rt
+		if host == rs.Function+"."+r.cfg.Domain {
+			t.functions[rs.Function] = rt
+		}
 	}
 	for _, st := range states {
 		t.revs = append(t.revs, st)
@@ -342,21 +349,54 @@ func (r *Router) dropState(st *revState) {
 
 // handle is the request path.
 func (r *Router) handle(ctx *fasthttp.RequestCtx) {
-	h := &ctx.Request.Header
-	// fasthttp accepts a request with both framings (Transfer-Encoding
-	// wins) and marks the connection to close; we refuse it outright, since
-	// a peer that read it the other way would see a smuggled request.
-	if h.ConnectionClose() && framingConflict(h) {
-		ctx.SetConnectionClose()
-		writeError(ctx, fasthttp.StatusBadRequest, "ebb: request has both Content-Length and Transfer-Encoding\n")
+	if refuseFraming(ctx) {
 		return
 	}
-	rt := r.table.Load().lookup(h.Host())
+	rt := r.table.Load().lookup(ctx.Request.Header.Host())
 	if rt == nil {
 		r.metrics.unknownHost.Inc()
 		writeError(ctx, fasthttp.StatusNotFound, "ebb: no function is served at this host\n")
 		return
 	}
+	r.serve(ctx, rt)
+}
+
+// ServeFunction serves a request with function fn's traffic split, whatever
+// its Host header says. It is for listeners that know the function from the
+// connection rather than the request, such as the fallback listener that
+// connects to a cold function VIP land on (the Host is then the VIP). It
+// answers 404 when fn has no routes.
+func (r *Router) ServeFunction(ctx *fasthttp.RequestCtx, fn string) {
+	if refuseFraming(ctx) {
+		return
+	}
+	rt := r.table.Load().functions[fn]
+	if rt == nil {
+		r.metrics.unknownHost.Inc()
+		writeError(ctx, fasthttp.StatusNotFound, "ebb: function "+fn+" has no routes\n")
+		return
+	}
+	r.serve(ctx, rt)
+}
+
+// refuseFraming answers 400 and reports true for a request that carried
+// both Content-Length and Transfer-Encoding. fasthttp accepts one (with
+// Transfer-Encoding winning) and marks the connection to close; we refuse
+// it outright, since a peer that read it the other way would see a
+// smuggled request.
+func refuseFraming(ctx *fasthttp.RequestCtx) bool {
+	h := &ctx.Request.Header
+	if !h.ConnectionClose() || !framingConflict(h) {
+		return false
+	}
+	ctx.SetConnectionClose()
+	writeError(ctx, fasthttp.StatusBadRequest, "ebb: request has both Content-Length and Transfer-Encoding\n")
+	return true
+}
+
+// serve sends a request to a revision of rt: a free replica, else the
+// activator.
+func (r *Router) serve(ctx *fasthttp.RequestCtx, rt *route) {
 	rev, setCookie := r.pick(ctx, rt)
 	deadline := ctx.Time().Add(rev.timeout)
 	if rep := rev.set.TryAcquire(); rep != nil {

@@ -84,7 +84,10 @@ func plan(domain string, fns []store.Function, revs map[string]store.Revision) (
 // table is an immutable snapshot of the routes, read without locks.
 type table struct {
 	hosts map[string]*route
-	revs  []*revState
+	// functions holds each function's own route ({fn}.{domain}) by name,
+	// for ServeFunction.
+	functions map[string]*route
+	revs      []*revState
 }
 
 type route struct {

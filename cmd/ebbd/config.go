@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/bpf"
 )
 
 // Roles ebbd can run.
@@ -58,6 +60,10 @@ type Config struct {
 	// EBPF is auto (default: on when privileges allow), on (fail without it)
 	// or off.
 	EBPF string `yaml:"ebpf"`
+	// VIPPrefix is the IPv4 range in 127.0.0.0/8 that function VIPs are
+	// allocated from. Every node of a cluster must use the same one.
+	// Default 127.77.0.0/16.
+	VIPPrefix string `yaml:"vipPrefix"`
 	// HostIP is the address this node's replicas are published at, which
 	// routers on other machines must be able to reach. Default 127.0.0.1,
 	// right for one machine.
@@ -81,6 +87,7 @@ func defaultConfig() Config {
 		MetricsAddr:       "127.0.0.1:9090",
 		LogLevel:          "info",
 		EBPF:              "auto",
+		VIPPrefix:         bpf.DefaultVIPPrefix.String(),
 		HostIP:            "127.0.0.1",
 		ReplicaPorts:      "20000-29999",
 	}
@@ -104,6 +111,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "health and metrics address for roles without the API")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.EBPF, "ebpf", cfg.EBPF, "eBPF acceleration: auto, on or off")
+	fs.StringVar(&cfg.VIPPrefix, "vip-prefix", cfg.VIPPrefix, "IPv4 range in 127.0.0.0/8 for function VIPs; the same on every node")
 	fs.StringVar(&cfg.HostIP, "host-ip", cfg.HostIP, "address replicas are published at; routers on other machines must reach it")
 	fs.StringVar(&cfg.ReplicaPorts, "replica-ports", cfg.ReplicaPorts, "host port range for replicas, MIN-MAX")
 	if err := fs.Parse(args); err != nil {
@@ -168,6 +176,7 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("metrics-addr", &file.MetricsAddr, flags.MetricsAddr)
 	pick("log-level", &file.LogLevel, flags.LogLevel)
 	pick("ebpf", &file.EBPF, flags.EBPF)
+	pick("vip-prefix", &file.VIPPrefix, flags.VIPPrefix)
 	pick("host-ip", &file.HostIP, flags.HostIP)
 	pick("replica-ports", &file.ReplicaPorts, flags.ReplicaPorts)
 	return file
@@ -220,6 +229,13 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := c.replicaPortRange(); err != nil {
 		return err
+	}
+	prefix, err := netip.ParsePrefix(c.VIPPrefix)
+	if err != nil {
+		return fmt.Errorf("--vip-prefix %q: must be an IPv4 prefix such as 127.77.0.0/16", c.VIPPrefix)
+	}
+	if err := (bpf.Options{VIPPrefix: prefix}).Validate(); err != nil {
+		return fmt.Errorf("--vip-prefix: %w", err)
 	}
 	return nil
 }

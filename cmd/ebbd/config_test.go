@@ -56,6 +56,12 @@ func TestParseConfig(t *testing.T) {
 		}},
 		{name: "bad replica ports", args: []string{"--replica-ports", "300-20"}, wantErr: "--replica-ports"},
 		{name: "bad host ip", args: []string{"--host-ip", "example"}, wantErr: "--host-ip"},
+		{name: "vip prefix", args: []string{"--vip-prefix", "127.78.1.0/24"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, "127.78.1.0/24", c.VIPPrefix)
+		}},
+		{name: "vip prefix off loopback", args: []string{"--vip-prefix", "10.0.0.0/16"}, wantErr: "must lie in 127.0.0.0/8"},
+		{name: "vip prefix not a prefix", args: []string{"--vip-prefix", "127.77.0.1"}, wantErr: "--vip-prefix"},
+		{name: "bad ebpf mode", args: []string{"--ebpf", "maybe"}, wantErr: "--ebpf"},
 		{name: "unknown role", args: []string{"--role", "everything"}, wantErr: "must be all, controlplane, router or nodeagent"},
 		{name: "bad store", args: []string{"--store", "postgres://x"}, wantErr: "must be \"embedded\" or a redis:// URL"},
 		{name: "split role on embedded", args: []string{"--role", "router"}, wantErr: "needs a shared store"},

@@ -44,6 +44,7 @@ type daemon struct {
 	// containerd is connected lazily by the roles that need it.
 	containerd *containerd.Client
 	closers    []func()
+	ebpf       ebpfState // see ebpf.go
 }
 
 // close releases what start opened, last opened first.
@@ -72,11 +73,18 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
+		if err := d.loadEBPF(); err != nil {
+			return err
+		}
 		agent, err := d.startNodeAgent(ctx, g)
 		if err != nil {
 			return err
 		}
-		if err := d.startDataPlane(ctx, g, runner); err != nil {
+		rt, err := d.startDataPlane(ctx, g, runner)
+		if err != nil {
+			return err
+		}
+		if err := d.startEBPF(ctx, g, runner, rt); err != nil {
 			return err
 		}
 		return d.startAPI(ctx, g, runner, logReader{agent})
@@ -92,13 +100,23 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
-		if err := d.startDataPlane(ctx, g, client); err != nil {
+		if _, err := d.startDataPlane(ctx, g, client); err != nil {
 			return err
 		}
 		return d.serveHealth(ctx, g, nil)
 	case RoleNodeAgent:
+		if err := d.loadEBPF(); err != nil {
+			return err
+		}
 		agent, err := d.startNodeAgent(ctx, g)
 		if err != nil {
+			return err
+		}
+		act, err := d.nodeActivator()
+		if err != nil {
+			return err
+		}
+		if err := d.startEBPF(ctx, g, act, nil); err != nil {
 			return err
 		}
 		return d.serveHealth(ctx, g, agent.Handler())
@@ -141,10 +159,10 @@ type scaleReporter interface {
 
 // startDataPlane runs the router and the activator over one shared replica
 // registry, so each replica's hard limit holds across both paths.
-func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler scaleReporter) error {
+func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler scaleReporter) (*router.Router, error) {
 	transport, err := proxy.NewTransport(proxy.Config{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	g.Go(func() error { return transport.Run(ctx) })
 	replicas := replicaset.New(d.store, transport, d.log.With("component", "replicas"))
@@ -158,12 +176,12 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 		Logger:     d.log.With("component", "activator"),
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	g.Go(func() error { return act.Run(ctx) })
 	l, err := net.Listen("tcp", d.cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("router listen %s: %w", d.cfg.HTTPAddr, err)
+		return nil, fmt.Errorf("router listen %s: %w", d.cfg.HTTPAddr, err)
 	}
 	rt, err := router.New(router.Config{Addr: d.cfg.HTTPAddr, Domain: d.cfg.Domain}, router.Deps{
 		Store:      d.store,
@@ -176,10 +194,10 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	})
 	if err != nil {
 		l.Close()
-		return err
+		return nil, err
 	}
 	g.Go(func() error { return rt.Run(ctx) })
-	return nil
+	return rt, nil
 }
 
 func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeagent.Agent, error) {
@@ -200,6 +218,7 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 		DataDir:       filepath.Join(d.cfg.DataDir, "nodeagent"),
 		AdvertiseAddr: d.advertiseAddr(),
 		APIToken:      d.token,
+		EBPF:          d.ebpf.status,
 	}, nodeagent.Deps{
 		Store:      d.store,
 		Runtime:    rt,

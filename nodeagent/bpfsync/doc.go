@@ -1,0 +1,31 @@
+// Package bpfsync drives a node's eBPF programs (package bpf) from the
+// store, so that ebb's own loopback traffic skips the TCP stack and
+// processes on the node reach functions through stable virtual addresses.
+//
+// The Syncer mirrors functions/, endpoints/, vips/ and ports/{node}/ and
+// keeps the loader's maps equal to them:
+//   - the router's port and every replica port of this node are
+//     allow-listed for socket redirection, and leave the list with the
+//     replica;
+//   - every function gets a VIP, allocated once (the lowest free index of
+//     the range, claimed with a compare-and-swap so that nodes racing for
+//     it agree) and freed when the function is deleted;
+//   - each VIP's backends are the ready replicas of the function's routed
+//     revisions, weighted by the revision's traffic percent shared among
+//     its replicas; none when the function is at zero, so connects go to
+//     the fallback listener and raise a wake event.
+//
+// Wake events become activations of the function's routed revision (picked
+// by weight), at once and off the ring-buffer reader's goroutine; several
+// events for one revision in flight fold into one call.
+//
+// The Fallback is the listener cold VIP connects land on: it learns from
+// the loader which function the client dialed and serves the request with
+// that function's traffic split through the router, which hands it to the
+// activator until a replica is ready. It closes each such connection after
+// its response, so the client's next connect goes straight to the replica.
+//
+// This package must not import the router, activator, autoscaler or
+// control plane: it reaches them through the small interfaces declared
+// here. It must not decide scale or start replicas itself, only ask.
+package bpfsync
