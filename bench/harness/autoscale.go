@@ -3,10 +3,7 @@ package harness
 import (
 	"context"
 	"fmt"
-	"io"
 	"math"
-	"net"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,7 +41,7 @@ type AutoscaleResult struct {
 	Requests        int64         `json:"requests"`
 	Failed          int64         `json:"failed"`
 	FailedWhy       []string      `json:"failedWhy,omitempty"`
-	Latency         Dist          `json:"latency"`
+	Hey             HeyResult     `json:"hey"`
 	Samples         []ScaleSample `json:"samples"`
 	Plot            string        `json:"plot"`
 }
@@ -111,9 +108,23 @@ func (h *Harness) autoscale(ctx context.Context) (Result, error) {
 
 	sleepCtx(ctx, 3*time.Second)
 	loadStart := time.Since(began).Seconds()
-	stats := h.stepLoad(ctx, e, clients, hold, &load)
+	load.Store(clients)
+	hey, raw, herr := RunHey(ctx, HeyOptions{URL: "http://" + e.HTTPAddr + "/sleep?d=100ms", Host: "step.localhost", Workers: clients, Duration: hold, Timeout: time.Minute})
+	load.Store(0)
 	loadStop := time.Since(began).Seconds()
-	res.Requests, res.Failed, res.FailedWhy, res.Latency = stats.requests, stats.failed, stats.why, Summarize(stats.latencies)
+	if herr != nil {
+		return nil, fmt.Errorf("step load: %w (%s)", herr, oneLine(raw, 300))
+	}
+	res.Hey = hey
+	res.Requests, res.Failed = hey.Requests(), hey.Failed()
+	for code, n := range hey.Statuses {
+		if code != 200 {
+			res.FailedWhy = append(res.FailedWhy, fmt.Sprintf("%d × status %d", n, code))
+		}
+	}
+	for msg, n := range hey.Errors {
+		res.FailedWhy = append(res.FailedWhy, fmt.Sprintf("%d × %s", n, msg))
+	}
 	_, zerr := e.WaitRevision(ctx, "step", window+grace+2*time.Minute, func(r api.RevisionStatus) bool { return r.Desired == 0 && r.Ready == 0 })
 	sleepCtx(ctx, time.Second)
 	stopSampler()
@@ -161,61 +172,6 @@ func (h *Harness) autoscale(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-type loadStats struct {
-	requests, failed int64
-	why              []string
-	latencies        []time.Duration
-}
-
-// stepLoad runs n closed-loop clients for d, each with its own keep-alive
-// connection, and counts every request that does not return 200.
-func (h *Harness) stepLoad(ctx context.Context, e *Ebbd, n int, d time.Duration, load *atomic.Int32) loadStats {
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
-	tr := &http.Transport{Proxy: nil, DialContext: dialer.DialContext, MaxIdleConnsPerHost: n, MaxConnsPerHost: n, IdleConnTimeout: time.Minute}
-	defer tr.CloseIdleConnections()
-	hc := &http.Client{Transport: tr, Timeout: time.Minute}
-	var (
-		mu  sync.Mutex
-		st  loadStats
-		wg  sync.WaitGroup
-		end = time.Now().Add(d)
-	)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		load.Add(1)
-		go func() {
-			defer wg.Done()
-			defer load.Add(-1)
-			for time.Now().Before(end) && ctx.Err() == nil {
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.HTTPAddr+"/sleep?d=100ms", nil)
-				req.Host = "step.localhost"
-				t0 := time.Now()
-				resp, err := hc.Do(req)
-				var status int
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					status = resp.StatusCode
-				}
-				lat := time.Since(t0)
-				mu.Lock()
-				st.requests++
-				if err != nil || status != 200 {
-					st.failed++
-					if len(st.why) < 5 {
-						st.why = append(st.why, fmt.Sprintf("status %d, err %v", status, err))
-					}
-				} else {
-					st.latencies = append(st.latencies, lat)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return st
-}
-
 func sleepCtx(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -256,17 +212,17 @@ func (r *AutoscaleResult) Goals() []Goal {
 // Markdown implements Result.
 func (r *AutoscaleResult) Markdown() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Method: %d closed-loop clients of the harness's Go client (one keep-alive connection each) send `%s` through the router for %.0f s to a function at zero (%s), then stop; "+
+	fmt.Fprintf(&b, "Method: `hey -z %.0fs -c %d` (closed-loop workers, keep-alive) sends `%s` through the router to a function at zero (%s), then stops; "+
 		"the function's desired and ready replicas are read from the API every 250 ms. Expected replicas = ceil(%d / (target × utilization)) = %d. "+
 		"Time to the right count is from the first request to the first sample with that many ready; overshoot is the peak above it while the load runs; time back to zero is from the load's end to desired = ready = 0.\n\n",
-		r.Concurrency, r.Request, r.HoldSeconds, r.Spec, r.Concurrency, r.Expected)
+		r.HoldSeconds, r.Concurrency, r.Request, r.Spec, r.Concurrency, r.Expected)
 	b.WriteString("| figure | value |\n|---|---|\n")
 	fmt.Fprintf(&b, "| time to %d ready replicas | %s |\n", r.Expected, secs(r.TimeToExpected))
 	fmt.Fprintf(&b, "| max ready / max desired during load | %d / %d |\n", r.MaxReady, r.MaxDesired)
 	fmt.Fprintf(&b, "| overshoot ready / desired | %d / %d |\n", r.OvershootReady, r.OvershootDesire)
 	fmt.Fprintf(&b, "| time back to zero after the load | %s |\n", secs(r.TimeToZero))
 	fmt.Fprintf(&b, "| requests / failed | %d / %d |\n", r.Requests, r.Failed)
-	fmt.Fprintf(&b, "| request latency (includes the 100 ms sleep) | p50 %.1f ms, p99 %.1f ms, max %.1f ms |\n", r.Latency.P50, r.Latency.P99, r.Latency.Max)
+	fmt.Fprintf(&b, "| request latency (includes the 100 ms sleep) | p50 %.1f ms, p90 %.1f, p99 %.1f, slowest %.1f |\n", r.Hey.P50, r.Hey.P90, r.Hey.P99, r.Hey.Slowest)
 	for _, w := range r.FailedWhy {
 		fmt.Fprintf(&b, "\n- failure: %s", oneLine(w, 200))
 	}

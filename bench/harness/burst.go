@@ -43,15 +43,18 @@ func (h *Harness) burst(ctx context.Context) (Result, error) {
 	}
 	spec := coldSpec(ref)
 	spec.Scale.Max = 2
-	res.Spec = "hello, concurrency target 100 (default), no hard limit, max 2 replicas, stable window 6s, grace 1s"
+	res.Spec = "hello, concurrency target 100 (default), no hard limit, max 2 replicas, stable window 6s, grace 1s, called once before so it has a pre-created task"
 	if _, err := e.Deploy(ctx, "burst", spec, 2*time.Minute); err != nil {
 		return nil, err
+	}
+	if t := FirstRequest(ctx, e.HTTPAddr, "burst.localhost", "/", time.Minute); t.Err != nil || t.Status != 200 {
+		return nil, fmt.Errorf("first call: status %d: %v %s", t.Status, t.Err, strings.TrimSpace(t.Body))
 	}
 	for _, n := range []int{1000, 10000} {
 		if _, err := e.WaitRevision(ctx, "burst", 90*time.Second, atZero(false)); err != nil {
 			return nil, err
 		}
-		_, _ = e.WaitRevision(ctx, "burst", 3*time.Second, atZero(true))
+		_, _ = e.WaitRevision(ctx, "burst", 15*time.Second, atZero(true))
 		run, err := h.burstOnce(ctx, e, n)
 		if err != nil {
 			return nil, err

@@ -188,8 +188,10 @@ func (h *Harness) coldStart(ctx context.Context) (Result, error) {
 }
 
 // coldSetup starts ebbd and deploys k functions that scale to zero quickly
-// (6 s stable window, 1 s grace) and have been used once, so the node agent
-// keeps a pre-created task for each.
+// (6 s stable window, 1 s grace), then calls each once, untimed: a revision
+// that has served a request gets a pre-created task from the keep-alive
+// policy once it is back at zero, which is the state the figures start
+// from.
 func (h *Harness) coldSetup(ctx context.Context, k int, res *ColdStartResult) (*Ebbd, []string, error) {
 	e, err := h.StartEbbd(ctx, EbbdOptions{Name: "coldstart"})
 	if err != nil {
@@ -201,7 +203,7 @@ func (h *Harness) coldSetup(ctx context.Context, k int, res *ColdStartResult) (*
 		return nil, nil, err
 	}
 	spec := coldSpec(ref)
-	res.Spec = "hello, initial 1, stable window 6s, scale-to-zero grace 1s, other settings default (CPU 1, 256Mi)"
+	res.Spec = "hello, initial 0, stable window 6s, scale-to-zero grace 1s, other settings default (CPU 1, 256Mi)"
 	fns := make([]string, k)
 	for i := range fns {
 		fns[i] = fmt.Sprintf("cold%02d", i)
@@ -210,15 +212,21 @@ func (h *Harness) coldSetup(ctx context.Context, k int, res *ColdStartResult) (*
 			return nil, nil, err
 		}
 	}
+	for _, fn := range fns {
+		if t := FirstRequest(ctx, e.HTTPAddr, fn+".localhost", "/", time.Minute); t.Err != nil || t.Status != 200 {
+			e.Stop()
+			return nil, nil, fmt.Errorf("first call of %s: status %d: %v %s", fn, t.Status, t.Err, strings.TrimSpace(t.Body))
+		}
+	}
 	return e, fns, nil
 }
 
 func coldSpec(ref string) api.FunctionSpec {
-	one := 1
+	zero := 0
 	return api.FunctionSpec{
 		Image: ref,
 		Scale: api.Scale{
-			Initial:          &one,
+			Initial:          &zero,
 			StableWindow:     api.D(6 * time.Second),
 			ScaleToZeroGrace: api.D(time.Second),
 		},

@@ -79,7 +79,9 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.ctrdAddr, err = e.ctrd.Start(ctx); err != nil {
+	// Start ties the daemon's life to its context; this one must outlive a
+	// cancelled run so that Stop can still delete the containers.
+	if e.ctrdAddr, err = e.ctrd.Start(context.WithoutCancel(ctx)); err != nil {
 		e.ctrd.Stop()
 		return nil, fmt.Errorf("containerd for ebbd %s: %w", o.Name, err)
 	}

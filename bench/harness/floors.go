@@ -57,7 +57,9 @@ func NewFloors(ctx context.Context, dir, hello string, log *slog.Logger) (*Floor
 	if err != nil {
 		return nil, err
 	}
-	addr, err := sup.Start(ctx)
+	// Start ties the daemon's life to its context; Close stops it, after
+	// deleting the containers, also when the run was cancelled.
+	addr, err := sup.Start(context.WithoutCancel(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("floors: %w", err)
 	}

@@ -166,13 +166,15 @@ func Run(ctx context.Context, cfg Config) error {
 	rep.Elapsed = time.Since(h.began).Round(time.Second).String()
 	rep.ElapsedSeconds = time.Since(h.began).Seconds()
 	rep.finish()
+	if ctx.Err() != nil {
+		// An interrupted run records nothing: its figures are partial.
+		rep.printSummary(cfg.Stdout)
+		return fmt.Errorf("interrupted, nothing recorded: %w", ctx.Err())
+	}
 	if err := rep.write(h); err != nil {
 		return err
 	}
 	rep.printSummary(cfg.Stdout)
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
 	return nil
 }
 

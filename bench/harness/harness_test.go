@@ -160,3 +160,51 @@ func TestRemoveTreeRefusesOutsideTemp(t *testing.T) {
 	assert.Error(t, RemoveTree("/etc"))
 	assert.Nil(t, KillUnder("/"))
 }
+
+func TestParseHey(t *testing.T) {
+	out := `
+Summary:
+  Total:	30.1045 secs
+  Slowest:	0.3521 secs
+  Fastest:	0.1002 secs
+  Average:	0.1101 secs
+  Requests/sec:	905.2150
+
+  Total data:	300 bytes
+  Size/request:	11 bytes
+
+Response time histogram:
+  0.100 [1]	|
+  0.125 [2]	|■■
+
+Latency distribution:
+  10% in 0.1005 secs
+  50% in 0.1021 secs
+  90% in 0.1300 secs
+  99% in 0.2500 secs
+
+Details (average, fastest, slowest):
+  DNS+dialup:	0.0001 secs, 0.0000 secs, 0.0100 secs
+
+Status code distribution:
+  [200]	27245 responses
+  [502]	3 responses
+
+Error distribution:
+  [2]	Get "http://127.0.0.1:1/": dial tcp 127.0.0.1:1: connect: connection refused
+`
+	r, err := ParseHey(out)
+	require.NoError(t, err)
+	assert.InDelta(t, 30.1045, r.TotalSeconds, 1e-9)
+	assert.InDelta(t, 905.215, r.RPS, 1e-9)
+	assert.InDelta(t, 102.1, r.P50, 1e-9)
+	assert.InDelta(t, 130.0, r.P90, 1e-9)
+	assert.InDelta(t, 250.0, r.P99, 1e-9)
+	assert.InDelta(t, 352.1, r.Slowest, 1e-9)
+	assert.Equal(t, map[int]int64{200: 27245, 502: 3}, r.Statuses)
+	assert.Equal(t, int64(27250), r.Requests())
+	assert.Equal(t, int64(5), r.Failed())
+
+	_, err = ParseHey("nothing")
+	assert.Error(t, err)
+}
