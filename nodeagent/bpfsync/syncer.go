@@ -348,7 +348,14 @@ func (s *Syncer) syncVIPs(v view) error {
 		slices.SortFunc(addrs, netip.AddrPort.Compare)
 	}
 
-	var errs []error
+	type programmed struct {
+		function string
+		vip      bpf.VIP
+	}
+	var (
+		errs    []error
+		changed []programmed
+	)
 	functions := make(map[uint32]funcInfo, len(v.vips))
 	want := make(map[string]bool, len(v.vips))
 	for _, c := range v.vips {
@@ -369,23 +376,27 @@ func (s *Syncer) syncVIPs(v view) error {
 		vip := bpf.VIP{Addr: addr, FunctionID: functionID(rec), Backends: vipBackends(targets, ready)}
 		functions[vip.FunctionID] = funcInfo{name: rec.Function, targets: targets}
 		want[rec.Function] = true
-		if old, ok := s.programmed[rec.Function]; ok && sameVIP(old, vip) {
-			continue
+		if old, ok := s.programmed[rec.Function]; !ok || !sameVIP(old, vip) {
+			changed = append(changed, programmed{rec.Function, vip})
 		}
-		if old, ok := s.programmed[rec.Function]; ok && old.Addr != vip.Addr {
+	}
+	// Names first: a connect to a VIP may reach the fallback listener or
+	// raise a wake event the moment SetVIP returns.
+	s.functions.Store(&functions)
+	for _, c := range changed {
+		if old, ok := s.programmed[c.function]; ok && old.Addr != c.vip.Addr {
 			if err := s.deps.Loader.DeleteVIP(old.Addr); err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			delete(s.programmed, rec.Function)
+			delete(s.programmed, c.function)
 		}
-		if err := s.deps.Loader.SetVIP(vip); err != nil {
+		if err := s.deps.Loader.SetVIP(c.vip); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		s.programmed[rec.Function] = vip
+		s.programmed[c.function] = c.vip
 	}
-	s.functions.Store(&functions)
 	for fn, old := range s.programmed {
 		if want[fn] {
 			continue
