@@ -705,43 +705,6 @@ func TestMentionedDeployPathsExist(t *testing.T) {
 	}
 }
 
-// TestStatedLimitsStillHold fails when cmd/ebbd changes in a way that makes
-// a limitation the deploy docs state untrue, so the docs get updated.
-func TestStatedLimitsStillHold(t *testing.T) {
-	files := deployFiles(t, ".md", ".yaml")
-	// Phrases may be wrapped across comment or Markdown lines.
-	wrap := regexp.MustCompile(`\s*\n[\s#>]*`)
-	mentions := func(phrase string) []string {
-		var out []string
-		for _, f := range files {
-			if strings.Contains(wrap.ReplaceAllString(string(readFile(t, f)), " "), phrase) {
-				out = append(out, f)
-			}
-		}
-		return out
-	}
-	tests := []struct {
-		name    string
-		phrase  string
-		stale   bool
-		because string
-	}{
-		{
-			name:    "eBPF not loaded by ebbd",
-			phrase:  "does not yet load the eBPF programs",
-			stale:   sourceImports(t, "cmd/ebbd/", "github.com/ebbrun/ebb/bpf"),
-			because: "cmd/ebbd now imports the bpf package",
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			where := mentions(tt.phrase)
-			require.NotEmpty(t, where, "no deploy file states %q any more: drop this row", tt.phrase)
-			assert.False(t, tt.stale, "%s, but %v still say %q: update them", tt.because, where, tt.phrase)
-		})
-	}
-}
-
 // TestPromtool checks the Prometheus files with promtool and runs the
 // alert unit tests, when promtool is installed (Debian: the prometheus
 // package).
