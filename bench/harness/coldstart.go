@@ -187,38 +187,44 @@ func (h *Harness) coldStart(ctx context.Context) (Result, error) {
 	return res, nil
 }
 
-// coldSetup starts ebbd and deploys k functions that scale to zero quickly
-// (6 s stable window, 1 s grace), then calls each once, untimed: a revision
-// that has served a request gets a pre-created task from the keep-alive
-// policy once it is back at zero, which is the state the figures start
-// from.
+// coldSetup starts ebbd and deploys k cold functions on it.
 func (h *Harness) coldSetup(ctx context.Context, k int, res *ColdStartResult) (*Ebbd, []string, error) {
 	e, err := h.StartEbbd(ctx, EbbdOptions{Name: "coldstart"})
 	if err != nil {
 		return nil, nil, err
 	}
-	ref, err := e.PushHello(ctx)
+	res.Spec = "hello, initial 0, stable window 6s, scale-to-zero grace 1s, other settings default (CPU 1, 256Mi)"
+	fns, err := h.deployCold(ctx, e, "cold", k)
 	if err != nil {
 		e.Stop()
 		return nil, nil, err
 	}
+	return e, fns, nil
+}
+
+// deployCold deploys k functions that scale to zero quickly (6 s stable
+// window, 1 s grace), then calls each once, untimed: a revision that has
+// served a request gets a pre-created task from the keep-alive policy once
+// it is back at zero, which is the state the figures start from.
+func (h *Harness) deployCold(ctx context.Context, e *Ebbd, prefix string, k int) ([]string, error) {
+	ref, err := e.PushHello(ctx)
+	if err != nil {
+		return nil, err
+	}
 	spec := coldSpec(ref)
-	res.Spec = "hello, initial 0, stable window 6s, scale-to-zero grace 1s, other settings default (CPU 1, 256Mi)"
 	fns := make([]string, k)
 	for i := range fns {
-		fns[i] = fmt.Sprintf("cold%02d", i)
+		fns[i] = fmt.Sprintf("%s%02d", prefix, i)
 		if _, err := e.Deploy(ctx, fns[i], spec, 2*time.Minute); err != nil {
-			e.Stop()
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	for _, fn := range fns {
 		if t := FirstRequest(ctx, e.HTTPAddr, fn+".localhost", "/", time.Minute); t.Err != nil || t.Status != 200 {
-			e.Stop()
-			return nil, nil, fmt.Errorf("first call of %s: status %d: %v %s", fn, t.Status, t.Err, strings.TrimSpace(t.Body))
+			return nil, fmt.Errorf("first call of %s: status %d: %v %s", fn, t.Status, t.Err, strings.TrimSpace(t.Body))
 		}
 	}
-	return e, fns, nil
+	return fns, nil
 }
 
 func coldSpec(ref string) api.FunctionSpec {

@@ -156,12 +156,7 @@ func (h *Harness) measureTargets(ctx context.Context, targets []Target, rounds i
 		}
 	}
 	for _, t := range out {
-		t.RPS = SpreadOf(runsOf(t.Runs, func(w WrkResult) float64 { return w.RPS }))
-		t.P50 = SpreadOf(runsOf(t.Runs, func(w WrkResult) float64 { return w.P50 }))
-		t.P99 = SpreadOf(runsOf(t.Runs, func(w WrkResult) float64 { return w.P99 }))
-		for _, w := range t.Runs {
-			t.Errs += w.Non2xx + w.SocketErrs
-		}
+		t.summarize()
 	}
 	return out, nil
 }

@@ -45,6 +45,10 @@ type EbbdOptions struct {
 	EBPF string
 }
 
+// harnessVIPPrefix keeps the VIPs of the harness's ebbds apart from the
+// default range another ebbd on the machine may be using.
+const harnessVIPPrefix = "127.79.0.0/16"
+
 // StartEbbd starts bin/ebbd and waits until its API is ready and its node
 // agent has reported the node.
 func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
@@ -98,6 +102,7 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		"--metrics-addr", loopback(metricsPort),
 		"--containerd-address", e.ctrdAddr,
 		"--ebpf", o.EBPF,
+		"--vip-prefix", harnessVIPPrefix,
 		"--log-level", "warn",
 	)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(h.cfg.EbbdGOMAXPROCS))

@@ -43,7 +43,8 @@ type Config struct {
 	EbbdGOMAXPROCS int
 	// KeepWork keeps the temp work dir (ebbd data dirs and logs).
 	KeepWork bool
-	// NoRecord skips writing RESULTS.md (JSON and plots are still written).
+	// NoRecord skips latest.json and RESULTS.md; the run's JSON and plots
+	// still go to OutDir.
 	NoRecord bool
 	// Command is the command line recorded with the results.
 	Command string

@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	quick := fs.Bool("quick", false, "short runs: the whole harness in under 10 minutes")
 	repo := fs.String("repo", ".", "repository root")
 	keep := fs.Bool("keep", false, "keep the temp work dir (ebbd data dirs and logs)")
-	noRecord := fs.Bool("no-record", false, "do not rewrite bench/RESULTS.md (JSON and plots are still written)")
+	noRecord := fs.Bool("no-record", false, "record nothing in bench/: JSON and plots go to a temp dir, RESULTS.md is left alone")
 	procs := fs.Int("ebbd-gomaxprocs", 1, "GOMAXPROCS of every ebbd the harness starts (1: one core, like the peers)")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +59,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		}
 	}
+	var outDir string
+	if *noRecord {
+		var err error
+		if outDir, err = os.MkdirTemp("", "ebbbench-results-"); err != nil {
+			return err
+		}
+		fmt.Fprintln(stderr, "ebbbench: -no-record: results go to", outDir)
+	}
 	command := "make bench"
 	if *only != "" {
 		command += " BENCH=" + *only
@@ -70,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Only:           sections,
 		Quick:          *quick,
 		RepoDir:        *repo,
+		OutDir:         outDir,
 		KeepWork:       *keep,
 		NoRecord:       *noRecord,
 		EbbdGOMAXPROCS: *procs,
