@@ -59,7 +59,15 @@ func (h *Harness) traceReplay(ctx context.Context) (Result, error) {
 	if h.cfg.Quick {
 		seeds = 1
 	}
-	args := []string{"run", "./bench/tracereplay", "-trace", h.cfg.Trace, "-seeds", strconv.Itoa(seeds), "-out", h.cfg.OutDir}
+	// Paths relative to the repository, where the command runs, so the
+	// recorded command works on any clone.
+	rel := func(p string) string {
+		if r, err := filepath.Rel(h.cfg.RepoDir, p); err == nil {
+			return r
+		}
+		return p
+	}
+	args := []string{"run", "./bench/tracereplay", "-trace", rel(h.cfg.Trace), "-seeds", strconv.Itoa(seeds), "-out", rel(h.cfg.OutDir)}
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = h.cfg.RepoDir
 	began := time.Now()
@@ -90,9 +98,9 @@ func (h *Harness) traceReplay(ctx context.Context) (Result, error) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	rel, _ := filepath.Rel(filepath.Join(h.cfg.RepoDir, "bench"), path)
+	jsonRel, _ := filepath.Rel(filepath.Join(h.cfg.RepoDir, "bench"), path)
 	return &TraceReplayResult{
-		Command: "go " + strings.Join(args, " "), JSON: rel, Functions: rep.Functions, Seeds: rep.Seeds,
+		Command: "go " + strings.Join(args, " "), JSON: jsonRel, Functions: rep.Functions, Seeds: rep.Seeds,
 		Elapsed: rep.Elapsed, WallSeconds: wall.Seconds(), Model: rep.Model, Policies: rep.Summary,
 	}, nil
 }
