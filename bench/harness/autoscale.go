@@ -190,11 +190,12 @@ func secs(v float64) string {
 
 // Rows implements Result.
 func (r *AutoscaleResult) Rows() []Row {
+	load := fmt.Sprintf("hey -z %.0fs -c %d %s, target %d; replicas read from the API every 250 ms", r.HoldSeconds, r.Concurrency, r.Request, r.Expected)
 	return []Row{
-		{Figure: fmt.Sprintf("step 0→%d→0 clients: time to %d ready replicas", r.Concurrency, r.Expected), Value: secs(r.TimeToExpected)},
-		{Figure: "step: overshoot (ready / desired above expected)", Value: fmt.Sprintf("%d / %d (max ready %d, max desired %d)", r.OvershootReady, r.OvershootDesire, r.MaxReady, r.MaxDesired)},
-		{Figure: "step: time back to zero after load stops", Value: secs(r.TimeToZero), Baseline: fmt.Sprintf("window %.0f s + grace %.0f s", r.WindowSeconds, r.GraceSeconds)},
-		{Figure: "step: failed requests", Value: fmt.Sprintf("%d of %d", r.Failed, r.Requests)},
+		{Figure: fmt.Sprintf("step 0→%d→0 clients: time to %d ready replicas", r.Concurrency, r.Expected), Value: secs(r.TimeToExpected), Method: load + "; from the load's start"},
+		{Figure: "step: overshoot (ready / desired above expected)", Value: fmt.Sprintf("%d / %d (max ready %d, max desired %d)", r.OvershootReady, r.OvershootDesire, r.MaxReady, r.MaxDesired), Method: "peak above the expected count while the load runs"},
+		{Figure: "step: time back to zero after load stops", Value: secs(r.TimeToZero), Baseline: fmt.Sprintf("window %.0f s + grace %.0f s", r.WindowSeconds, r.GraceSeconds), Method: "load's end → desired = ready = 0"},
+		{Figure: "step: failed requests", Value: fmt.Sprintf("%d of %d", r.Failed, r.Requests), Method: "hey's status and error distributions"},
 	}
 }
 

@@ -145,6 +145,7 @@ func (r *BurstResult) Rows() []Row {
 			Figure: fmt.Sprintf("%d concurrent to a function at zero", b.N),
 			Value: fmt.Sprintf("%d/%d ok, last response %.0f ms, ebbd peak RSS %.0f MiB (+%.1f KiB/request)",
 				b.OK, b.N, b.TimeToLastMs, b.PeakRSSMiB, b.PerRequestKB),
+			Method: "Go client: N goroutines released at once, one fresh connection each, to a function at zero; ebbd VmHWM reset just before",
 		})
 	}
 	return rows

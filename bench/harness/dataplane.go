@@ -185,7 +185,8 @@ func plotTargets(path, suffix string, ts []*TargetResult) error {
 func (r *DataPlaneResult) Rows() []Row {
 	var rows []Row
 	for _, t := range r.Targets {
-		row := Row{Figure: "req/s and p99: " + t.Name, Value: t.RPS.Format("%.0f") + " req/s, p99 " + t.P99.Format("%.2f") + " ms"}
+		row := Row{Figure: "req/s and p99: " + t.Name, Value: t.RPS.Format("%.0f") + " req/s, p99 " + t.P99.Format("%.2f") + " ms",
+			Method: r.Wrk + ", " + t.Method + "; " + fmt.Sprint(r.Rounds) + " rounds alternating with the other paths"}
 		switch t.Name {
 		case "ebb":
 			row.Baseline = "HAProxy"
@@ -194,9 +195,9 @@ func (r *DataPlaneResult) Rows() []Row {
 		rows = append(rows, row)
 	}
 	rows = append(rows,
-		Row{Figure: "ebb req/s / direct", Ratio: r.EbbVsDirect.Format("%.2f×")},
-		Row{Figure: "ebb p99 / HAProxy p99", Ratio: r.EbbP99OverHA.Format("%.2f×")},
-		Row{Figure: "ebb added p50 over direct", Value: r.AddedP50us.Format("%.0f") + " µs"},
+		Row{Figure: "ebb req/s / direct", Ratio: r.EbbVsDirect.Format("%.2f×"), Method: "per round, ebb run / direct run"},
+		Row{Figure: "ebb p99 / HAProxy p99", Ratio: r.EbbP99OverHA.Format("%.2f×"), Method: "per round, ebb run / HAProxy run"},
+		Row{Figure: "ebb added p50 over direct", Value: r.AddedP50us.Format("%.0f") + " µs", Method: "per round, ebb p50 − direct p50 (wrk's percentiles)"},
 	)
 	return rows
 }

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -241,6 +240,3 @@ func freePort() (int, error) {
 }
 
 func loopback(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
-
-// errNotRun marks a figure the harness could not take in this run.
-var errNotRun = errors.New("not run")

@@ -33,6 +33,8 @@ type Row struct {
 	Value    string `json:"value"`
 	Baseline string `json:"baseline,omitempty"`
 	Ratio    string `json:"ratio,omitempty"`
+	// Method says in one line how the figure was taken.
+	Method string `json:"method,omitempty"`
 }
 
 // Goal statuses.
@@ -265,17 +267,17 @@ func renderGenerated(latest map[string]*SectionReport, jsonName string, run *Rep
 		"The machine is a shared 2-vCPU VM: read absolute times as noisy and ratios as the result.\n\n",
 		run.Command, run.Date.Format("2006-01-02 15:04 MST"), run.Commit, dirtyMark(run.Dirty), run.Mode,
 		run.Machine.NProc, run.Machine.CPU, run.Machine.Kernel, run.Elapsed, jsonName)
-	b.WriteString("| section | figure | value | baseline | ratio |\n|---|---|---|---|---|\n")
+	b.WriteString("| section | figure | value | baseline | ratio | method |\n|---|---|---|---|---|---|\n")
 	for _, name := range Sections {
 		s, ok := latest[name]
 		if !ok {
 			continue
 		}
 		if s.Error != "" {
-			fmt.Fprintf(&b, "| %s | **failed** | %s | | |\n", sectionTitles[name], mdCell(oneLine(s.Error, 200)))
+			fmt.Fprintf(&b, "| %s | **failed** | %s | | | |\n", sectionTitles[name], mdCell(oneLine(s.Error, 200)))
 		}
 		for _, row := range s.Rows {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", sectionTitles[name], mdCell(row.Figure), mdCell(row.Value), mdCell(row.Baseline), mdCell(row.Ratio))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", sectionTitles[name], mdCell(row.Figure), mdCell(row.Value), mdCell(row.Baseline), mdCell(row.Ratio), mdCell(row.Method))
 		}
 	}
 	b.WriteString("\n### Goals\n\n| goal | from | measured | status |\n|---|---|---|---|\n")

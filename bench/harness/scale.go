@@ -199,13 +199,15 @@ func (r *ScaleResult) lookupSpread() ([]string, map[string]Spread, map[string]fl
 func (r *ScaleResult) Rows() []Row {
 	rows := []Row{
 		{Figure: fmt.Sprintf("create %d functions at zero via the API (%d clients)", r.Functions, r.Workers),
-			Value: fmt.Sprintf("%.0f/s (%d ok, %d failed, %.1f s; PUT p50 %.1f ms, p99 %.1f)", r.CreatePerSec, r.Created, r.Failed, r.CreateSeconds, r.CreateLatency.P50, r.CreateLatency.P99)},
-		{Figure: "ebbd RSS with them", Value: fmt.Sprintf("%.0f MiB (from %.0f; %.1f KiB per function; peak %.0f MiB)", r.RSSAfterMiB, r.RSSBeforeMiB, r.PerFunctionKiB, r.PeakRSSMiB)},
-		{Figure: "router routes converged after the last create", Value: secs(r.RoutesSeconds)},
+			Value:  fmt.Sprintf("%.0f/s (%d ok, %d failed, %.1f s; PUT p50 %.1f ms, p99 %.1f)", r.CreatePerSec, r.Created, r.Failed, r.CreateSeconds, r.CreateLatency.P50, r.CreateLatency.P99),
+			Method: "typed API client, PUT /v1/functions with initial scale 0, functions / wall time"},
+		{Figure: "ebbd RSS with them", Value: fmt.Sprintf("%.0f MiB (from %.0f; %.1f KiB per function; peak %.0f MiB)", r.RSSAfterMiB, r.RSSBeforeMiB, r.PerFunctionKiB, r.PeakRSSMiB),
+			Method: "VmRSS before and after, VmHWM for the peak"},
+		{Figure: "router routes converged after the last create", Value: secs(r.RoutesSeconds), Method: "polls the ebb_router_routes gauge"},
 	}
 	names, sp, allocs := r.lookupSpread()
 	for _, n := range names {
-		rows = append(rows, Row{Figure: "router " + n + " (10,000 routes)", Value: fmt.Sprintf("%s ns/op, %.0f allocs/op", sp[n].Format("%.1f"), allocs[n])})
+		rows = append(rows, Row{Figure: "router " + n + " (10,000 routes)", Value: fmt.Sprintf("%s ns/op, %.0f allocs/op", sp[n].Format("%.1f"), allocs[n]), Method: r.GoBenchCmd})
 	}
 	return rows
 }
