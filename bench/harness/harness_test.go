@@ -208,3 +208,35 @@ Error distribution:
 	_, err = ParseHey("nothing")
 	assert.Error(t, err)
 }
+
+// fakeResult is a section result for the report tests.
+type fakeResult struct{}
+
+func (fakeResult) Rows() []Row {
+	return []Row{{Figure: "x | y", Value: "1 ms", Baseline: "2 ms", Ratio: "0.50×", Method: "by hand"}}
+}
+func (fakeResult) Goals() []Goal {
+	return []Goal{{Source: "issue 9", Goal: "x ≤ 1 ms", Value: "1 ms", Status: GoalMet}}
+}
+func (fakeResult) Markdown() string { return "Method: a fake." }
+
+func TestRenderGenerated(t *testing.T) {
+	rep := newReport(Config{Quick: true, Command: "make bench QUICK=1"}.WithDefaults(), time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	rep.add("coldstart", fakeResult{}, nil, time.Minute)
+	rep.add("burst", nil, assert.AnError, time.Second)
+	rep.Elapsed, rep.ElapsedSeconds = "1m1s", 61
+	rep.finish()
+	out := renderGenerated(rep.Sections, "ebbbench-x.json", rep)
+	for _, want := range []string{
+		beginMarker, endMarker, "`make bench QUICK=1`",
+		`| Cold start | x \| y | 1 ms | 2 ms | 0.50× | by hand |`,
+		"| x ≤ 1 ms | issue 9 | 1 ms | **met** |",
+		"| Activator burst | **failed** |",
+		"### Cold start", "Method: a fake.", "make bench BENCH=coldstart QUICK=1",
+	} {
+		assert.Contains(t, out, want)
+	}
+	// Only a run of every section checks the harness's time limit.
+	assert.Len(t, rep.Goals, 1)
+	assert.Equal(t, GoalMet, rep.Goals[0].Status)
+}
