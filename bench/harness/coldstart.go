@@ -417,6 +417,9 @@ func (r *ColdStartResult) Markdown() string {
 		"Ratios are p50 / p50 per block of 10 consecutive iterations (%d blocks): median (min–max).\n\n", r.N, r.Functions, r.Spec, r.Blocks)
 	b.WriteString("| | n | p50 ms | p90 ms | p99 ms | min–max ms | cold (pre-created) p50 / this p50 |\n|---|---|---|---|---|---|---|\n")
 	row := func(name string, d Dist, ratio string) {
+		if d.N == 0 {
+			return
+		}
 		fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %.2f | %.2f–%.2f | %s |\n", name, d.N, d.P50, d.P90, d.P99, d.Min, d.Max, ratio)
 	}
 	row("**cold start via router (TTFB), pre-created task**", r.RouterHit, "")
