@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -118,6 +119,31 @@ func (f *Floors) Close() {
 	}
 	if f.sup != nil {
 		f.sup.Stop()
+	}
+	removeEmptyCgroup(floorNamespace)
+}
+
+// removeEmptyCgroup removes the cgroup runc made as the parent of the
+// floors' containers (named after the containerd namespace) in every
+// mounted hierarchy, once it is empty. rmdir fails on a cgroup in use, so
+// this never touches a live one.
+func removeEmptyCgroup(name string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		// Fields after " - " are the fs type and source.
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		fsType := strings.Fields(post)
+		f := strings.Fields(pre)
+		if len(fsType) == 0 || len(f) < 5 || (fsType[0] != "cgroup" && fsType[0] != "cgroup2") {
+			continue
+		}
+		_ = syscall.Rmdir(filepath.Join(f[4], name))
 	}
 }
 
