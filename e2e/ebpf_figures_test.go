@@ -142,8 +142,8 @@ func sequential(t *testing.T, n int, url, host string) []time.Duration {
 // once to learn its keep-alive (so that at zero it keeps a pre-created task,
 // as the bench harness's cold starts do), then rounds of one request per
 // function when it is back at zero, alternating per function and round
-// between its VIP and the router. Each sample is the whole exchange on a
-// new connection.
+// between its VIP and the router, each after the previous start's pool
+// refill. Each sample is the whole exchange on a new connection.
 func coldStarts(t *testing.T, d *ebbd, k, rounds int) map[string][]time.Duration {
 	t.Helper()
 	const spec = `{"image":"hello:latest","scale":{"initial":0,"stableWindow":"6s","scaleToZeroGrace":"1s"},"resources":{"memory":"64Mi"}}`
@@ -181,6 +181,9 @@ func coldStarts(t *testing.T, d *ebbd, k, rounds int) map[string][]time.Duration
 			took := time.Since(start)
 			require.Equal(t, http.StatusOK, resp.StatusCode)
 			out[path] = append(out[path], took)
+			// The agent refills the pool right after a start (runc create,
+			// a few hundred ms of CPU); let it finish before the next sample.
+			d.waitFor(name, time.Minute, func(rs api.RevisionStatus) bool { return rs.PreCreated >= 1 })
 		}
 	}
 	return out
