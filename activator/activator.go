@@ -224,11 +224,11 @@ func New(cfg Config, deps Deps) (*Activator, error) {
 		a.log = slog.New(slog.DiscardHandler)
 	}
 	if a.reps == nil {
-		tr, err := proxy.NewTransport(cfg.Proxy)
+		reps, err := replicaset.Open(deps.Store, cfg.Proxy, a.log)
 		if err != nil {
 			return nil, fmt.Errorf("activator: %w", err)
 		}
-		a.reps = replicaset.New(deps.Store, tr, a.log)
+		a.reps = reps
 		a.ownReps = true
 	}
 	var err error
@@ -282,7 +282,6 @@ func (a *Activator) Run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if a.ownReps {
-		g.Go(func() error { return a.reps.Transport().Run(gctx) })
 		g.Go(func() error { return a.reps.Run(gctx) })
 	}
 	g.Go(func() error {

@@ -120,11 +120,11 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		r.log = slog.New(slog.DiscardHandler)
 	}
 	if r.reps == nil {
-		tr, err := proxy.NewTransport(cfg.Proxy)
+		reps, err := replicaset.Open(deps.Store, cfg.Proxy, r.log)
 		if err != nil {
 			return nil, fmt.Errorf("router: %w", err)
 		}
-		r.reps = replicaset.New(deps.Store, tr, r.log)
+		r.reps = reps
 		r.ownReps = true
 	}
 	var err error
@@ -186,7 +186,6 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	if r.ownReps {
-		g.Go(func() error { return r.reps.Transport().Run(gctx) })
 		g.Go(func() error { return r.reps.Run(gctx) })
 	}
 	g.Go(func() error { return mirror(gctx, r.deps.Store, store.PrefixFunctions, r.onFunctions) })

@@ -160,12 +160,10 @@ type scaleReporter interface {
 // startDataPlane runs the router and the activator over one shared replica
 // registry, so each replica's hard limit holds across both paths.
 func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler scaleReporter) (*router.Router, error) {
-	transport, err := proxy.NewTransport(proxy.Config{})
+	replicas, err := replicaset.Open(d.store, proxy.Config{}, d.log.With("component", "replicas"))
 	if err != nil {
 		return nil, err
 	}
-	g.Go(func() error { return transport.Run(ctx) })
-	replicas := replicaset.New(d.store, transport, d.log.With("component", "replicas"))
 	g.Go(func() error { return replicas.Run(ctx) })
 	act, err := activator.New(activator.Config{}, activator.Deps{
 		Store:      d.store,

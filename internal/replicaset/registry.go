@@ -39,6 +39,8 @@ type Registry struct {
 	eps   map[string][]endpoint // every revision's endpoints, retained or not
 	cache map[string]decoded    // endpoint key → decoded record
 	ready chan struct{}
+	// ownsTransport says Run also runs the transport (see Open).
+	ownsTransport bool
 }
 
 // New returns a Registry that follows st's endpoints and reaches replicas
@@ -58,6 +60,19 @@ func New(st store.Store, transport *proxy.Transport, log *slog.Logger) *Registry
 	}
 }
 
+// Open returns a Registry with a transport of its own, built from cfg, for
+// a router or activator that shares its replicas with nobody. Its Run runs
+// that transport too, so the caller has one thing to run.
+func Open(st store.Store, cfg proxy.Config, log *slog.Logger) (*Registry, error) {
+	tr, err := proxy.NewTransport(cfg)
+	if err != nil {
+		return nil, err
+	}
+	g := New(st, tr, log)
+	g.ownsTransport = true
+	return g, nil
+}
+
 // Transport is the transport replicas are reached through.
 func (g *Registry) Transport() *proxy.Transport { return g.transport }
 
@@ -68,6 +83,11 @@ func (g *Registry) Ready() <-chan struct{} { return g.ready }
 func (g *Registry) Run(ctx context.Context) error {
 	if g.store == nil {
 		return errors.New("replicaset: Run needs a store")
+	}
+	if g.ownsTransport {
+		done := make(chan error, 1)
+		go func() { done <- g.transport.Run(ctx) }()
+		defer func() { <-done }()
 	}
 	err := store.Mirror(ctx, g.store, store.PrefixEndpoints, g.apply)
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
