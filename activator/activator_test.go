@@ -114,6 +114,14 @@ func newEnv(t testing.TB, cfg Config) *env {
 	done := make(chan error, 1)
 	go func() { done <- e.act.Run(ctx) }()
 	require.Eventually(t, func() bool { return e.act.hangups.Load() != nil }, 5*time.Second, time.Millisecond)
+	// The registry starts its transport before its first listing, so once
+	// it is ready every background goroutine exists: leak checks that
+	// snapshot "everything running now" see them all.
+	select {
+	case <-e.act.reps.Ready():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the activator's replica registry never became ready")
+	}
 
 	e.front = &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
