@@ -15,6 +15,13 @@
 //    when the function has none, to the activator's listener together with a
 //    ring-buffer "wake" event. getpeername() shows the VIP back.
 //
+//  * Request accounting (sockops + sk_msg): connections to a tracked port (a
+//    replica's) are followed as flows. A client's send on an idle flow opens
+//    a request; the replica's first send back closes it. Per port this
+//    counts open requests from any client, which is what draining waits for,
+//    and the requests and request-time that came through a VIP, which is the
+//    load the autoscaler cannot see in any router.
+//
 // The Go loader in this directory fills the maps; see loader.go.
 
 #include <linux/bpf.h>
@@ -54,6 +61,8 @@ enum stat {
 	STAT_WAKE_EMITTED,
 	STAT_WAKE_DROPPED,
 	STAT_PEERNAME_REWRITTEN,
+	STAT_FLOW_TRACKED,
+	STAT_FLOW_TRACK_FAILED,
 	STAT_MAX,
 };
 
@@ -83,6 +92,10 @@ enum sock_flag {
 	SOCK_VIA_FALLBACK = 2,
 	// Set once a send on this socket went through plain TCP; see ebb_sk_msg.
 	SOCK_PLAIN = 4,
+	// The client end of a tracked flow: its sends open requests.
+	SOCK_FLOW_CLIENT = 8,
+	// The replica end of a tracked flow: its sends answer them.
+	SOCK_FLOW_SERVER = 16,
 };
 
 // Per-socket state, freed by the kernel together with the socket.
@@ -107,6 +120,39 @@ struct wake_event {
 	__u32 function_id;
 	__u32 pid; // thread group id of the connecting process
 	struct addr4 vip;
+};
+
+// A connection to a tracked port, named so that both ends can find it: the
+// client's address (network byte order) and port, and the tracked port.
+struct flow_key {
+	__u32 client_addr;
+	__u16 client_port;
+	__u16 port;
+};
+
+enum flow_flag {
+	FLOW_VIA_VIP = 1, // the client dialed a VIP and connect4 chose the replica
+};
+
+struct flow {
+	__u64 start_ns; // when the open request's first byte was sent; 0 when idle
+	__u64 epoch;    // the port_load epoch start_ns was counted in
+	__u32 flags;    // enum flow_flag
+	__u32 _pad;
+};
+
+// Load on one tracked port since the loader started tracking it. The open
+// request-time of VIP requests at time t is vip_open * t - vip_open_start_ns,
+// so a reader gets request-time up to the moment it reads without the
+// programs ever walking the open flows.
+struct port_load {
+	__u64 epoch;             // set by the loader each time it tracks the port
+	__u64 tracked_ns;        // when it did, in bpf_ktime_get_ns time
+	__u64 open;              // requests sent and not yet answered, any client
+	__u64 vip_requests;      // requests that came through a VIP
+	__u64 vip_busy_ns;       // request-time of answered VIP requests
+	__u64 vip_open;          // VIP requests not yet answered
+	__u64 vip_open_start_ns; // sum of their start times
 };
 
 struct {
@@ -188,6 +234,23 @@ struct {
 	__type(value, struct fallback_conn);
 } fallback_conns SEC(".maps");
 
+// Ports whose requests are accounted: the replicas'. The loader adds and
+// removes entries; the programs only update them.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, struct port_load);
+} port_loads SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct flow_key);
+	__type(value, struct flow);
+} flows SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 256 * 1024);
@@ -198,6 +261,7 @@ struct {
 const enum stat *unused_stat __attribute__((unused));
 const struct wake_event *unused_wake_event __attribute__((unused));
 const struct fallback_conn *unused_fallback_conn __attribute__((unused));
+const struct port_load *unused_port_load __attribute__((unused));
 
 static __always_inline void count(__u32 stat, __u64 n)
 {
@@ -225,10 +289,132 @@ static __always_inline void mapped4(__u32 ip[4], __u32 ip4)
 	ip[3] = ip4;
 }
 
+// ipv4_mapped is the IPv4 address inside an IPv4-mapped IPv6 address (all
+// words in network byte order), or 0 if it is not one.
+static __always_inline __u32 ipv4_mapped(__u32 w0, __u32 w1, __u32 w2, __u32 w3)
+{
+	if (w0 || w1 || w2 != bpf_htonl(0x0000ffff))
+		return 0;
+	return w3;
+}
+
+// open_request starts a request on an idle flow; a send on a flow already
+// carrying one (a body sent in parts) changes nothing.
+static __always_inline void open_request(struct flow *f, __u32 port)
+{
+	if (f->start_ns)
+		return;
+	struct port_load *pl = bpf_map_lookup_elem(&port_loads, &port);
+	if (!pl)
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	f->start_ns = now;
+	f->epoch = pl->epoch;
+	__sync_fetch_and_add(&pl->open, 1);
+	if (f->flags & FLOW_VIA_VIP) {
+		__sync_fetch_and_add(&pl->vip_requests, 1);
+		__sync_fetch_and_add(&pl->vip_open, 1);
+		__sync_fetch_and_add(&pl->vip_open_start_ns, now);
+	}
+}
+
+// close_request ends the flow's open request, if any: the replica answered,
+// or the connection closed.
+static __always_inline void close_request(struct flow *f, __u32 port)
+{
+	__u64 start = f->start_ns;
+	if (!start)
+		return;
+	f->start_ns = 0;
+	struct port_load *pl = bpf_map_lookup_elem(&port_loads, &port);
+	// A port tracked again since the request opened has fresh counters
+	// that never counted it.
+	if (!pl || pl->epoch != f->epoch)
+		return;
+	__sync_fetch_and_add(&pl->open, -1);
+	if (f->flags & FLOW_VIA_VIP) {
+		__sync_fetch_and_add(&pl->vip_busy_ns, bpf_ktime_get_ns() - start);
+		__sync_fetch_and_add(&pl->vip_open, -1);
+		__sync_fetch_and_add(&pl->vip_open_start_ns, -start);
+	}
+}
+
+// track_client starts following a new client connection to a tracked port.
+static __always_inline void track_client(struct bpf_sock_ops *skops, __u32 local4, __u32 lport, __u32 rport)
+{
+	if (!bpf_map_lookup_elem(&port_loads, &rport))
+		return;
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return;
+	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!si) {
+		count(STAT_FLOW_TRACK_FAILED, 1);
+		return;
+	}
+	struct flow_key key = {.client_addr = local4, .client_port = (__u16)lport, .port = (__u16)rport};
+	struct flow f = {};
+	if (si->flags & SOCK_VIA_BACKEND)
+		f.flags = FLOW_VIA_VIP;
+	if (bpf_map_update_elem(&flows, &key, &f, BPF_ANY)) {
+		count(STAT_FLOW_TRACK_FAILED, 1);
+		return;
+	}
+	si->flags |= SOCK_FLOW_CLIENT;
+	// The close of the connection ends a request left open.
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	count(STAT_FLOW_TRACKED, 1);
+}
+
+// track_server marks the replica's end of a flow its client started, so
+// that the replica's sends answer the flow's requests. The client's
+// ACTIVE_ESTABLISHED runs before the replica's PASSIVE_ESTABLISHED: the
+// client sends the handshake's last ACK only after its own callback.
+static __always_inline void track_server(struct bpf_sock_ops *skops, __u32 peer4, __u32 lport, __u32 rport)
+{
+	if (!peer4 || !bpf_map_lookup_elem(&port_loads, &lport))
+		return;
+	struct flow_key key = {.client_addr = peer4, .client_port = (__u16)rport, .port = (__u16)lport};
+	if (!bpf_map_lookup_elem(&flows, &key))
+		return;
+	struct bpf_sock *sk = skops->sk;
+	if (!sk)
+		return;
+	struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (si)
+		si->flags |= SOCK_FLOW_SERVER;
+}
+
+// untrack_client ends a client connection's flow when it closes (or the
+// replica closed its end): a request still open will get no answer.
+static __always_inline void untrack_client(struct bpf_sock_ops *skops)
+{
+	__u32 newstate = skops->args[1];
+	if (newstate != BPF_TCP_CLOSE && newstate != BPF_TCP_CLOSE_WAIT)
+		return;
+	if (skops->family != AF_INET)
+		return;
+	struct flow_key key = {
+		.client_addr = skops->local_ip4,
+		.client_port = (__u16)skops->local_port,
+		.port = (__u16)bpf_ntohl(skops->remote_port),
+	};
+	struct flow *f = bpf_map_lookup_elem(&flows, &key);
+	if (!f)
+		return;
+	close_request(f, key.port);
+	if (newstate == BPF_TCP_CLOSE)
+		bpf_map_delete_elem(&flows, &key);
+}
+
 SEC("sockops")
 int ebb_sockops(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
+	if (op == BPF_SOCK_OPS_STATE_CB) {
+		untrack_client(skops);
+		return 1;
+	}
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
 	if (foreign_netns(skops))
@@ -292,7 +478,52 @@ int ebb_sockops(struct bpf_sock_ops *skops)
 		count(STAT_SOCK_INSERTED, 1);
 	else
 		count(STAT_SOCK_INSERT_FAILED, 1);
+
+	// Flows are IPv4 on the client's side, as VIPs and replica endpoints
+	// are; a dual-stack replica sees its clients IPv4-mapped.
+	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		if (family == AF_INET)
+			track_client(skops, local4, lport, rport);
+	} else if (family == AF_INET) {
+		track_server(skops, remote4, lport, rport);
+	} else {
+		track_server(skops, ipv4_mapped(key.remote_ip[0], key.remote_ip[1], key.remote_ip[2], key.remote_ip[3]), lport, rport);
+	}
 	return 1;
+}
+
+// account_send opens or answers a request on a tracked flow.
+static __always_inline void account_send(struct sk_msg_md *msg, __u32 flags)
+{
+	// See ebb_sockops for why the IPv4 fields are read first.
+	__u32 local4 = msg->local_ip4;
+	__u32 remote4 = msg->remote_ip4;
+	barrier_var(local4);
+	barrier_var(remote4);
+	__u32 lport = msg->local_port;
+	__u32 rport = bpf_ntohl(msg->remote_port);
+
+	struct flow_key key = {};
+	if (flags & SOCK_FLOW_CLIENT) {
+		key.client_addr = local4;
+		key.client_port = (__u16)lport;
+		key.port = (__u16)rport;
+	} else if (msg->family == AF_INET) {
+		key.client_addr = remote4;
+		key.client_port = (__u16)rport;
+		key.port = (__u16)lport;
+	} else {
+		key.client_addr = ipv4_mapped(msg->remote_ip6[0], msg->remote_ip6[1], msg->remote_ip6[2], msg->remote_ip6[3]);
+		key.client_port = (__u16)rport;
+		key.port = (__u16)lport;
+	}
+	struct flow *f = bpf_map_lookup_elem(&flows, &key);
+	if (!f)
+		return;
+	if (flags & SOCK_FLOW_CLIENT)
+		open_request(f, key.port);
+	else
+		close_request(f, key.port);
 }
 
 SEC("sk_msg")
@@ -305,6 +536,8 @@ int ebb_sk_msg(struct sk_msg_md *msg)
 	// so mixing the two paths could reorder the stream.
 	if (sk) {
 		struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
+		if (si && (si->flags & (SOCK_FLOW_CLIENT | SOCK_FLOW_SERVER)))
+			account_send(msg, si->flags);
 		if (si && (si->flags & SOCK_PLAIN)) {
 			count(STAT_MSG_PASSED, 1);
 			return SK_PASS;

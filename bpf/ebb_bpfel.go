@@ -27,6 +27,32 @@ type ebbFallbackConn struct {
 	Pad        uint32
 }
 
+type ebbFlow struct {
+	_       structs.HostLayout
+	StartNs uint64
+	Epoch   uint64
+	Flags   uint32
+	Pad     uint32
+}
+
+type ebbFlowKey struct {
+	_          structs.HostLayout
+	ClientAddr uint32
+	ClientPort uint16
+	Port       uint16
+}
+
+type ebbPortLoad struct {
+	_              structs.HostLayout
+	Epoch          uint64
+	TrackedNs      uint64
+	Open           uint64
+	VipRequests    uint64
+	VipBusyNs      uint64
+	VipOpen        uint64
+	VipOpenStartNs uint64
+}
+
 type ebbSockInfo struct {
 	_          structs.HostLayout
 	Vip        ebbAddr4
@@ -59,7 +85,9 @@ const (
 	ebbStatSTAT_WAKE_EMITTED         ebbStat = 10
 	ebbStatSTAT_WAKE_DROPPED         ebbStat = 11
 	ebbStatSTAT_PEERNAME_REWRITTEN   ebbStat = 12
-	ebbStatSTAT_MAX                  ebbStat = 13
+	ebbStatSTAT_FLOW_TRACKED         ebbStat = 13
+	ebbStatSTAT_FLOW_TRACK_FAILED    ebbStat = 14
+	ebbStatSTAT_MAX                  ebbStat = 15
 )
 
 type ebbVipInfo struct {
@@ -85,6 +113,8 @@ const (
 	ebbMapDraining           = "draining"
 	ebbMapFallback           = "fallback"
 	ebbMapFallbackConns      = "fallback_conns"
+	ebbMapFlows              = "flows"
+	ebbMapPortLoads          = "port_loads"
 	ebbMapSockInfos          = "sock_infos"
 	ebbMapSockMap            = "sock_map"
 	ebbMapStats              = "stats"
@@ -97,6 +127,7 @@ const (
 	ebbProgEbbSockops        = "ebb_sockops"
 	ebbVarNetnsCookie        = "netns_cookie"
 	ebbVarUnusedFallbackConn = "unused_fallback_conn"
+	ebbVarUnusedPortLoad     = "unused_port_load"
 	ebbVarUnusedStat         = "unused_stat"
 	ebbVarUnusedWakeEvent    = "unused_wake_event"
 	ebbVarVipMask            = "vip_mask"
@@ -159,6 +190,8 @@ type ebbMapSpecs struct {
 	Draining      *ebpf.MapSpec `ebpf:"draining"`
 	Fallback      *ebpf.MapSpec `ebpf:"fallback"`
 	FallbackConns *ebpf.MapSpec `ebpf:"fallback_conns"`
+	Flows         *ebpf.MapSpec `ebpf:"flows"`
+	PortLoads     *ebpf.MapSpec `ebpf:"port_loads"`
 	SockInfos     *ebpf.MapSpec `ebpf:"sock_infos"`
 	SockMap       *ebpf.MapSpec `ebpf:"sock_map"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -173,6 +206,7 @@ type ebbMapSpecs struct {
 type ebbVariableSpecs struct {
 	NetnsCookie        *ebpf.VariableSpec `ebpf:"netns_cookie"`
 	UnusedFallbackConn *ebpf.VariableSpec `ebpf:"unused_fallback_conn"`
+	UnusedPortLoad     *ebpf.VariableSpec `ebpf:"unused_port_load"`
 	UnusedStat         *ebpf.VariableSpec `ebpf:"unused_stat"`
 	UnusedWakeEvent    *ebpf.VariableSpec `ebpf:"unused_wake_event"`
 	VipMask            *ebpf.VariableSpec `ebpf:"vip_mask"`
@@ -203,6 +237,8 @@ type ebbMaps struct {
 	Draining      *ebpf.Map `ebpf:"draining"`
 	Fallback      *ebpf.Map `ebpf:"fallback"`
 	FallbackConns *ebpf.Map `ebpf:"fallback_conns"`
+	Flows         *ebpf.Map `ebpf:"flows"`
+	PortLoads     *ebpf.Map `ebpf:"port_loads"`
 	SockInfos     *ebpf.Map `ebpf:"sock_infos"`
 	SockMap       *ebpf.Map `ebpf:"sock_map"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -217,6 +253,8 @@ func (m *ebbMaps) Close() error {
 		m.Draining,
 		m.Fallback,
 		m.FallbackConns,
+		m.Flows,
+		m.PortLoads,
 		m.SockInfos,
 		m.SockMap,
 		m.Stats,
@@ -232,6 +270,7 @@ func (m *ebbMaps) Close() error {
 type ebbVariables struct {
 	NetnsCookie        *ebpf.Variable `ebpf:"netns_cookie"`
 	UnusedFallbackConn *ebpf.Variable `ebpf:"unused_fallback_conn"`
+	UnusedPortLoad     *ebpf.Variable `ebpf:"unused_port_load"`
 	UnusedStat         *ebpf.Variable `ebpf:"unused_stat"`
 	UnusedWakeEvent    *ebpf.Variable `ebpf:"unused_wake_event"`
 	VipMask            *ebpf.Variable `ebpf:"vip_mask"`

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,6 +56,8 @@ type helperArgs struct {
 	// NewNetns starts the child in a network namespace of its own, with
 	// only a loopback interface.
 	NewNetns bool `json:"newNetns,omitempty"`
+	// KeepAlive makes http-get reuse one connection for all its requests.
+	KeepAlive bool `json:"keepAlive,omitempty"`
 }
 
 // helperResult is what a helper child prints as its last line.
@@ -90,8 +93,8 @@ func runHelper(mode, rawArgs string) int {
 		err = helperSendfile(args)
 	case mode == "unread":
 		err = helperUnread(args)
-	case mode == "unread":
-		err = helperUnread(args)
+	case mode == "http-serve":
+		err = helperHTTPServe()
 	case mode == "dial-echo":
 		err = helperDialEcho(args)
 	case mode == "probe-nocaps":
@@ -135,10 +138,17 @@ func loopbackUp() error {
 // recording the body and what getpeername says about the connection.
 func helperHTTPGet(args helperArgs, res *helperResult) error {
 	n := max(args.Count, 1)
+	var peer string
+	var client *http.Client
 	for range n {
-		var peer string
+		if client != nil && args.KeepAlive {
+			if err := httpGetOnce(client, args.URL, &peer, res); err != nil {
+				return err
+			}
+			continue
+		}
 		tr := &http.Transport{
-			DisableKeepAlives: true,
+			DisableKeepAlives: !args.KeepAlive,
 			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 				c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
 				if err != nil {
@@ -152,23 +162,57 @@ func helperHTTPGet(args helperArgs, res *helperResult) error {
 				return c, nil
 			},
 		}
-		client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-		resp, err := client.Get(args.URL)
-		if err != nil {
+		client = &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		if err := httpGetOnce(client, args.URL, &peer, res); err != nil {
 			return err
 		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s: %s", args.URL, resp.Status, body)
-		}
-		res.Bodies = append(res.Bodies, string(body))
-		res.Peers = append(res.Peers, peer)
 	}
 	return nil
+}
+
+// httpGetOnce makes one request; *peer is what the dialer saw, read after
+// the request has dialed.
+func httpGetOnce(client *http.Client, url string, peer *string, res *helperResult) error {
+	resp, err := client.Get(url)
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, body)
+	}
+	res.Bodies = append(res.Bodies, string(body))
+	res.Peers = append(res.Peers, *peer)
+	return nil
+}
+
+// helperHTTPServe stands in for a replica: a dual-stack listener, as a
+// function's ":$PORT" gets, whose handler answers "ok" after ?ms=
+// milliseconds or when the client goes away. It prints {"port":N} and serves
+// until killed.
+func helperHTTPServe() error {
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+			select {
+			case <-time.After(time.Duration(ms) * time.Millisecond):
+			case <-r.Context().Done():
+				return
+			}
+			_, _ = io.WriteString(w, "ok")
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	fmt.Printf("{\"port\":%d}\n", ln.Addr().(*net.TCPAddr).Port)
+	return srv.Serve(ln)
 }
 
 // getpeername asks the kernel directly rather than trusting net.Conn.

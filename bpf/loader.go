@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -27,7 +28,8 @@ type Loader struct {
 	skMsgLink   link.Link   // set when sk_msg is attached with a link
 	skMsgRaw    bool        // set when it is attached with the legacy PROG_ATTACH
 
-	vipMu sync.Mutex // serializes the two-map updates of SetVIP and DeleteVIP
+	vipMu sync.Mutex    // serializes the two-map updates of SetVIP and DeleteVIP
+	epoch atomic.Uint64 // the last port_load epoch TrackPort handed out
 
 	mu         sync.RWMutex // guards closed; held for reading around map use
 	closed     bool
@@ -74,6 +76,8 @@ type Stats struct {
 	WakesEmitted         uint64
 	WakesDropped         uint64 // the ring buffer was full
 	PeernamesRewritten   uint64
+	FlowsTracked         uint64 // connections to tracked ports followed for request accounting
+	FlowTrackFailures    uint64 // such connections not followed, e.g. the flow map was full
 }
 
 // Load loads the programs, attaches sockops, connect4 and getpeername4 to the
@@ -534,6 +538,8 @@ func (l *Loader) readStats() (Stats, error) {
 		{ebbStatSTAT_WAKE_EMITTED, &s.WakesEmitted},
 		{ebbStatSTAT_WAKE_DROPPED, &s.WakesDropped},
 		{ebbStatSTAT_PEERNAME_REWRITTEN, &s.PeernamesRewritten},
+		{ebbStatSTAT_FLOW_TRACKED, &s.FlowsTracked},
+		{ebbStatSTAT_FLOW_TRACK_FAILED, &s.FlowTrackFailures},
 	}
 	var perCPU []uint64
 	for _, f := range fields {
