@@ -61,6 +61,24 @@ func (l *Loader) UntrackPort(port uint16) error {
 	})
 }
 
+// OpenRequests is how many requests to port wait for their answer, from any
+// client; tracked is false if port is not tracked.
+func (l *Loader) OpenRequests(port uint16) (open int, tracked bool, err error) {
+	err = l.use(func() error {
+		var raw ebbPortLoad
+		err := l.objs.PortLoads.Lookup(uint32(port), &raw)
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read port %d load: %w", port, err)
+		}
+		open, tracked = clampCount(raw.Open), true
+		return nil
+	})
+	return open, tracked, err
+}
+
 // PortLoads reads the load of every tracked port.
 func (l *Loader) PortLoads() (map[uint16]PortLoad, error) {
 	out := map[uint16]PortLoad{}

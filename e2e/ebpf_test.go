@@ -127,6 +127,28 @@ func TestEBPF(t *testing.T) {
 		assert.Greater(t, d.metric("ebb_ebpf_messages_redirected_total", ""), before)
 	})
 
+	t.Run("load that only comes through the VIP scales the function", func(t *testing.T) {
+		// No router sees this load: only the programs' request accounting,
+		// reported by the node, tells the autoscaler about it. 8 clients
+		// on a 200 ms handler at target 2 want 4 replicas.
+		hey := testenv.RequireBinary(t, "hey")
+		d.putSpec("viponly", `{"image":"hello:latest","concurrency":{"target":2},"scale":{"min":1,"max":4}}`)
+		d.waitFor("viponly", 30*time.Second, func(r api.RevisionStatus) bool { return r.Ready >= 1 })
+		vip := d.vip("viponly")
+		routed := d.metricSeriesSum("ebb_router_requests_total", `function="viponly"`)
+		out := make(chan string, 1)
+		go func() {
+			o, _ := exec.Command(hey, "-z", "10s", "-c", "8", "-t", "30", "http://"+vip+"/sleep?d=200ms").CombinedOutput()
+			out <- string(o)
+		}()
+		rev := d.waitFor("viponly", 20*time.Second, func(r api.RevisionStatus) bool { return r.Desired >= 3 })
+		t.Logf("VIP-only load: %d desired, %d ready", rev.Desired, rev.Ready)
+		o := <-out
+		assert.Greater(t, heyStatus(o, 200), 200, "hey output:\n%s", o)
+		assert.NotContains(t, o, "Error distribution", "no request may fail:\n%s", o)
+		assert.Equal(t, routed, d.metricSeriesSum("ebb_router_requests_total", `function="viponly"`), "the load skipped the router")
+	})
+
 	d.stop(syscall.SIGTERM)
 	t.Run("no programs left after ebbd stops", func(t *testing.T) {
 		attached := bpftoolCgroupProgs(t, bpftool)
@@ -176,26 +198,43 @@ func vipGet(t *testing.T, url string) (*http.Response, string) {
 // format, "" for none); 0 when absent.
 func (d *ebbd) metric(name, labels string) float64 {
 	d.t.Helper()
+	want := name + " "
+	if labels != "" {
+		want = name + "{" + labels + "} "
+	}
+	return d.metricSum(func(line string) (string, bool) { return strings.CutPrefix(line, want) })
+}
+
+// metricSeriesSum sums the series of a metric whose labels contain label,
+// e.g. every code and revision of one function.
+func (d *ebbd) metricSeriesSum(name, label string) float64 {
+	d.t.Helper()
+	return d.metricSum(func(line string) (string, bool) {
+		series, value, ok := strings.Cut(line, " ")
+		return value, ok && strings.HasPrefix(series, name+"{") && strings.Contains(series, label)
+	})
+}
+
+// metricSum sums the values match picks from the lines of ebbd's /metrics.
+func (d *ebbd) metricSum(match func(line string) (value string, ok bool)) float64 {
+	d.t.Helper()
 	req, err := http.NewRequest("GET", "http://"+d.apiAddr+"/metrics", nil)
 	require.NoError(d.t, err)
 	req.Header.Set("Authorization", "Bearer "+d.token())
 	resp, err := httpClient.Do(req)
 	require.NoError(d.t, err)
 	defer resp.Body.Close()
-	want := name + " "
-	if labels != "" {
-		want = name + "{" + labels + "} "
-	}
+	sum := 0.0
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), want); ok {
+		if v, ok := match(sc.Text()); ok {
 			f, err := strconv.ParseFloat(v, 64)
 			require.NoError(d.t, err)
-			return f
+			sum += f
 		}
 	}
 	require.NoError(d.t, sc.Err())
-	return 0
+	return sum
 }
 
 // ebbdPrograms reads the eBPF programs a process holds from its file

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -45,6 +46,9 @@ type env struct {
 	reg   *prometheus.Registry
 	agent *nodeagent.Agent
 	stop  func()
+	// requests is the agent's Deps.Requests: no port is tracked until a
+	// test sets one.
+	requests hiddenRequests
 }
 
 func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
@@ -88,7 +92,7 @@ func (e *env) start() {
 	e.t.Helper()
 	e.reg = prometheus.NewRegistry()
 	a, err := nodeagent.New(e.cfg, nodeagent.Deps{
-		Store: e.store, Runtime: e.rt, Registerer: e.reg,
+		Store: e.store, Runtime: e.rt, Registerer: e.reg, Requests: &e.requests,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	require.NoError(e.t, err)
@@ -416,6 +420,59 @@ func TestBadImageFailsWithAClearStatus(t *testing.T) {
 		assert.Empty(t, st.Message)
 		assert.Len(t, e.rt.Containers(), 1, "the failed container was deleted")
 	})
+}
+
+// hiddenRequests stands in for the eBPF request accounting: requests on
+// connections whose data skips TCP, which sock_diag cannot see.
+type hiddenRequests struct {
+	mu    sync.Mutex
+	open  map[uint16]int
+	reads int
+}
+
+func (h *hiddenRequests) OpenRequests(port uint16) (int, bool, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reads++
+	open, ok := h.open[port]
+	return open, ok, nil
+}
+
+func (h *hiddenRequests) set(port uint16, open int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.open == nil {
+		h.open = map[uint16]int{}
+	}
+	h.open[port] = open
+}
+
+func (h *hiddenRequests) readCount() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.reads
+}
+
+func TestScaleDownWaitsForRequestsSocketsHide(t *testing.T) {
+	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+	e.assign("hello", rev, 1, 0)
+	ep := e.waitEndpoints(rev, 1)[0]
+	addr, err := netip.ParseAddrPort(ep.Addr)
+	require.NoError(t, err)
+	e.requests.set(addr.Port(), 1)
+
+	e.assign("hello", rev, 0, 0)
+	e.waitEndpoints(rev, 0)
+	// The drain keeps polling while the hidden request is open...
+	reads := e.requests.readCount()
+	require.Eventually(t, func() bool { return e.requests.readCount() >= reads+3 }, 5*time.Second, time.Millisecond)
+	assert.NotContains(t, e.rt.Calls(), "signal "+ep.Replica+" terminated")
+	assert.Len(t, e.rt.Containers(), 1)
+	// ...and terminates the replica once it is answered.
+	e.requests.set(addr.Port(), 0)
+	e.waitContainers(0)
+	assert.Contains(t, e.rt.Calls(), "signal "+ep.Replica+" terminated")
 }
 
 func TestScaleDownDrainsThenTerminates(t *testing.T) {

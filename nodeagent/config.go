@@ -275,10 +275,21 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Registerer takes the agent's metrics; nil means they are not exported.
 	Registerer prometheus.Registerer
+	// Requests, if set, counts the open requests on replica ports that
+	// sockets cannot show: with eBPF socket redirection on, a connection's
+	// data skips TCP, so tcp_info says it is idle. Draining waits for
+	// either count. *bpf.Loader is one.
+	Requests RequestCounter
 	// OnStarted, if set, observes every replica start with its phase
 	// timings, for benchmarks and tracing. It runs on the replica's goroutine
 	// and must return quickly.
 	OnStarted func(StartTrace)
+}
+
+// RequestCounter counts the requests waiting for their answer on a
+// replica's port; tracked is false for a port it does not follow.
+type RequestCounter interface {
+	OpenRequests(port uint16) (open int, tracked bool, err error)
 }
 
 // StartTrace is the timeline of one replica start.

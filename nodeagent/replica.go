@@ -534,9 +534,27 @@ func (a *Agent) drain(ctx context.Context, r *replica, task Task, port int) {
 	}
 }
 
-// busyConns counts the replica's connections that carry a request, falling
-// back to every established connection if sock_diag is unavailable.
+// busyConns counts the replica's requests in flight: its connections that
+// carry one as sock_diag sees them (or, if sock_diag is unavailable, every
+// established connection), or the open requests Deps.Requests counts on
+// connections whose data skips TCP, whichever is more.
 func (a *Agent) busyConns(task Task, port int) (int, error) {
+	busy, err := a.socketBusy(task, port)
+	if a.deps.Requests == nil || port <= 0 || port > 65535 {
+		return busy, err
+	}
+	open, tracked, rerr := a.deps.Requests.OpenRequests(uint16(port))
+	switch {
+	case rerr != nil || !tracked:
+		return busy, err
+	case err != nil:
+		return open, nil
+	default:
+		return max(busy, open), nil
+	}
+}
+
+func (a *Agent) socketBusy(task Task, port int) (int, error) {
 	act, err := replicaConns(port)
 	if err == nil {
 		return act.Busy, nil

@@ -198,6 +198,22 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	return rt, nil
 }
 
+func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
+	deps := nodeagent.Deps{
+		Store:      d.store,
+		Runtime:    rt,
+		Logger:     d.log,
+		Registerer: d.reg,
+	}
+	// With socket redirection on, only the programs see the requests on a
+	// replica's connections; a nil loader must not become a non-nil
+	// interface.
+	if d.ebpf.loader != nil {
+		deps.Requests = d.ebpf.loader
+	}
+	return deps
+}
+
 func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeagent.Agent, error) {
 	client, err := d.connectContainerd(ctx, g)
 	if err != nil {
@@ -217,12 +233,7 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 		AdvertiseAddr: d.advertiseAddr(),
 		APIToken:      d.token,
 		EBPF:          d.ebpf.status,
-	}, nodeagent.Deps{
-		Store:      d.store,
-		Runtime:    rt,
-		Logger:     d.log,
-		Registerer: d.reg,
-	})
+	}, d.nodeAgentDeps(rt))
 	if err != nil {
 		return nil, err
 	}

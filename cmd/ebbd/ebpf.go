@@ -60,24 +60,31 @@ func (d *daemon) loadEBPF() error {
 // router runs in this process (fns is set), serves the fallback listener
 // that connects to cold VIPs land on. Without a router the fallback stays
 // unset: a connect to a cold VIP is refused, after its wake event has
-// asked act to start the function, so the caller's retry finds it warm.
-func (d *daemon) startEBPF(ctx context.Context, g *errgroup.Group, act bpfsync.Activator, fns bpfsync.FunctionServer) error {
+// asked scaler to start the function, so the caller's retry finds it warm.
+// scaler also gets the load that reaches this node's replicas through VIPs;
+// nil leaves wake events counted and VIP load unreported.
+func (d *daemon) startEBPF(ctx context.Context, g *errgroup.Group, scaler scaleReporter, fns bpfsync.FunctionServer) error {
 	l := d.ebpf.loader
 	if l == nil {
 		return nil
 	}
 	opts := d.bpfOptions()
+	deps := bpfsync.Deps{
+		Store:      d.store,
+		Loader:     l,
+		Registerer: d.reg,
+		Logger:     d.log.With("component", "ebpf"),
+	}
+	// Not assigned when nil: a nil scaleReporter would make non-nil
+	// interfaces of the wrong kind.
+	if scaler != nil {
+		deps.Activator, deps.Stats = scaler, scaler
+	}
 	syncer, err := bpfsync.New(bpfsync.Config{
 		Node:       d.cfg.NodeName,
 		RouterPort: uint16(portOf(d.cfg.HTTPAddr)),
 		VIPs:       opts,
-	}, bpfsync.Deps{
-		Store:      d.store,
-		Loader:     l,
-		Activator:  act,
-		Registerer: d.reg,
-		Logger:     d.log.With("component", "ebpf"),
-	})
+	}, deps)
 	if err != nil {
 		return err
 	}
@@ -102,11 +109,12 @@ func (d *daemon) startEBPF(ctx context.Context, g *errgroup.Group, act bpfsync.A
 }
 
 // nodeActivator is where a nodeagent-only process sends wake-on-connect
-// activations: the control plane's autoscaler, when --autoscaler-url is set.
-func (d *daemon) nodeActivator() (bpfsync.Activator, error) {
+// activations and VIP load: the control plane's autoscaler, when
+// --autoscaler-url is set.
+func (d *daemon) nodeActivator() (scaleReporter, error) {
 	if d.ebpf.loader == nil || d.cfg.AutoscalerURL == "" {
 		if d.ebpf.loader != nil {
-			d.log.Info("wake-on-connect only counts events: set --autoscaler-url to let VIP connects start functions")
+			d.log.Info("wake-on-connect only counts events and VIP load goes unreported: set --autoscaler-url to let VIP connects start and scale functions")
 		}
 		return nil, nil
 	}

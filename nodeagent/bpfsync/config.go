@@ -29,12 +29,16 @@ type Config struct {
 	// ActivateTimeout bounds one activation a wake event asks for. Default
 	// 5s.
 	ActivateTimeout time.Duration
+	// StatsInterval is how often VIP load is reported, as a router reports
+	// its own. Default 1s.
+	StatsInterval time.Duration
 }
 
 // Defaults for Config.
 const (
 	DefaultRetryInterval   = time.Second
 	DefaultActivateTimeout = 5 * time.Second
+	DefaultStatsInterval   = time.Second
 )
 
 func (c Config) withDefaults() Config {
@@ -44,6 +48,9 @@ func (c Config) withDefaults() Config {
 	if c.ActivateTimeout == 0 {
 		c.ActivateTimeout = DefaultActivateTimeout
 	}
+	if c.StatsInterval == 0 {
+		c.StatsInterval = DefaultStatsInterval
+	}
 	return c
 }
 
@@ -52,7 +59,7 @@ func (c Config) Validate() error {
 	if err := api.ValidateName("bpfsync: node", c.Node); err != nil {
 		return err
 	}
-	if c.RetryInterval < 0 || c.ActivateTimeout < 0 {
+	if c.RetryInterval < 0 || c.ActivateTimeout < 0 || c.StatsInterval < 0 {
 		return errors.New("bpfsync: intervals must not be negative")
 	}
 	if err := c.VIPs.Validate(); err != nil {

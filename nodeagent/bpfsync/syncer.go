@@ -30,6 +30,9 @@ type Loader interface {
 	SetVIP(v bpf.VIP) error
 	DeleteVIP(addr netip.AddrPort) error
 	RunWakeEvents(ctx context.Context, handle func(bpf.WakeEvent)) error
+	TrackPort(port uint16) error
+	UntrackPort(port uint16) error
+	PortLoads() (map[uint16]bpf.PortLoad, error)
 }
 
 // Activator scales a revision up at once: the autoscaler, in process or
@@ -50,6 +53,10 @@ type Deps struct {
 	// only counted; the fallback listener's request still activates it,
 	// later.
 	Activator Activator
+	// Stats gets the load that reaches this node's replicas through VIPs,
+	// which no router sees. When nil, that load is not reported, and a
+	// function called only through its VIP looks idle to the autoscaler.
+	Stats StatsSink
 	// Registerer gets the Syncer's metrics; optional.
 	Registerer prometheus.Registerer
 	// Logger; optional.
@@ -76,6 +83,7 @@ type Syncer struct {
 
 	// Owned by the reconcile goroutine.
 	allowed    map[uint16]bool
+	tracked    map[uint16]bool    // replica ports whose requests the programs account
 	programmed map[string]bpf.VIP // by function
 	refused    map[string]string  // function → VIP the loader refused, warned once
 
@@ -128,6 +136,7 @@ func New(cfg Config, deps Deps) (*Syncer, error) {
 		m:          m,
 		kick:       make(chan struct{}, 1),
 		allowed:    map[uint16]bool{},
+		tracked:    map[uint16]bool{},
 		programmed: map[string]bpf.VIP{},
 		refused:    map[string]string{},
 		pending:    map[string]bool{},
@@ -169,6 +178,7 @@ func (s *Syncer) Run(ctx context.Context) error {
 	mirror(store.PrefixPorts+s.cfg.Node+"/", s.onPorts)
 	g.Go(func() error { return s.reconcileLoop(ctx) })
 	g.Go(func() error { return s.activateLoop(ctx) })
+	g.Go(func() error { return s.reportLoop(ctx) })
 	g.Go(func() error {
 		if err := s.deps.Loader.RunWakeEvents(ctx, s.onWake); err != nil && ctx.Err() == nil {
 			return fmt.Errorf("bpfsync: %w", err)
@@ -329,6 +339,34 @@ func (s *Syncer) syncPorts(v view) error {
 		delete(s.allowed, p)
 	}
 	s.m.ports.Set(float64(len(s.allowed)))
+	errs = append(errs, s.syncTracked(v.ports))
+	return errors.Join(errs...)
+}
+
+// syncTracked has the programs account the requests to every replica port
+// of this node (not the router's: its own load it reports itself).
+func (s *Syncer) syncTracked(replicaPorts map[uint16]bool) error {
+	var errs []error
+	for p := range replicaPorts {
+		if s.tracked[p] || !s.allowed[p] {
+			continue
+		}
+		if err := s.deps.Loader.TrackPort(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		s.tracked[p] = true
+	}
+	for p := range s.tracked {
+		if replicaPorts[p] && s.allowed[p] {
+			continue
+		}
+		if err := s.deps.Loader.UntrackPort(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(s.tracked, p)
+	}
 	return errors.Join(errs...)
 }
 

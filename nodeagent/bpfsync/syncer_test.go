@@ -35,13 +35,15 @@ func TestMain(m *testing.M) {
 type fakeLoader struct {
 	mu      sync.Mutex
 	ports   map[uint16]bool
+	tracked map[uint16]bool
+	loads   map[uint16]bpf.PortLoad // of tracked ports, as the test sets them
 	vips    map[netip.AddrPort]bpf.VIP
 	setVIPs int
 	wakes   chan bpf.WakeEvent
 }
 
 func newFakeLoader() *fakeLoader {
-	return &fakeLoader{ports: map[uint16]bool{}, vips: map[netip.AddrPort]bpf.VIP{}, wakes: make(chan bpf.WakeEvent)}
+	return &fakeLoader{ports: map[uint16]bool{}, tracked: map[uint16]bool{}, loads: map[uint16]bpf.PortLoad{}, vips: map[netip.AddrPort]bpf.VIP{}, wakes: make(chan bpf.WakeEvent)}
 }
 
 func (f *fakeLoader) AllowPort(p uint16) error {
@@ -56,6 +58,45 @@ func (f *fakeLoader) DisallowPort(p uint16) error {
 	defer f.mu.Unlock()
 	delete(f.ports, p)
 	return nil
+}
+
+func (f *fakeLoader) TrackPort(p uint16) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.ports[p] {
+		return fmt.Errorf("track port %d: not allowed", p)
+	}
+	f.tracked[p] = true
+	return nil
+}
+
+func (f *fakeLoader) UntrackPort(p uint16) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.tracked, p)
+	return nil
+}
+
+func (f *fakeLoader) PortLoads() (map[uint16]bpf.PortLoad, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := map[uint16]bpf.PortLoad{}
+	for p := range f.tracked {
+		out[p] = f.loads[p]
+	}
+	return out, nil
+}
+
+func (f *fakeLoader) setLoad(p uint16, l bpf.PortLoad) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.loads[p] = l
+}
+
+func (f *fakeLoader) trackedPorts() map[uint16]bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return maps.Clone(f.tracked)
 }
 
 func (f *fakeLoader) SetVIP(v bpf.VIP) error {
@@ -105,21 +146,33 @@ func (a *activations) Activate(_ context.Context, rev string) error {
 	return nil
 }
 
+// reports collects what the syncer reports to the autoscaler.
+type reports chan []api.RevisionStat
+
+// Report drops what the test does not read, so the syncer never blocks.
+func (r reports) Report(stats []api.RevisionStat) {
+	select {
+	case r <- stats:
+	default:
+	}
+}
+
 type syncEnv struct {
-	t      *testing.T
-	st     store.Store
-	loader *fakeLoader
-	acts   *activations
-	s      *Syncer
+	t       *testing.T
+	st      store.Store
+	loader  *fakeLoader
+	acts    *activations
+	reports reports
+	s       *Syncer
 }
 
 func newSyncEnv(t *testing.T) *syncEnv {
 	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "state.db"), embedded.Options{})
 	require.NoError(t, err)
-	e := &syncEnv{t: t, st: st, loader: newFakeLoader(), acts: &activations{got: make(chan string, 16)}}
-	e.s, err = New(Config{Node: "n1", RouterPort: 8080, RetryInterval: 10 * time.Millisecond},
-		Deps{Store: st, Loader: e.loader, Activator: e.acts})
+	e := &syncEnv{t: t, st: st, loader: newFakeLoader(), acts: &activations{got: make(chan string, 16)}, reports: make(reports, 64)}
+	e.s, err = New(Config{Node: "n1", RouterPort: 8080, RetryInterval: 10 * time.Millisecond, StatsInterval: 5 * time.Millisecond},
+		Deps{Store: st, Loader: e.loader, Activator: e.acts, Stats: e.reports})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -208,6 +261,36 @@ func TestSyncer(t *testing.T) {
 		e.eventually("ports", func(ports map[uint16]bool, _ map[netip.AddrPort]bpf.VIP) bool {
 			return maps.Equal(ports, map[uint16]bool{8080: true, 9001: true, 9002: true, 9004: true})
 		})
+		require.Eventually(t, func() bool {
+			return maps.Equal(e.loader.trackedPorts(), map[uint16]bool{9001: true, 9002: true, 9004: true})
+		}, 5*time.Second, time.Millisecond, "replica ports are tracked for request accounting, the router's is not")
+	})
+
+	t.Run("VIP load is reported for the replica's revision", func(t *testing.T) {
+		// Two VIP requests in flight on r2 (port 9002), one more arriving;
+		// the pooled port 9004 has no endpoint, so its load has no owner.
+		e.loader.setLoad(9004, bpf.PortLoad{VIPRequests: 7, VIPOpen: 1})
+		e.loader.setLoad(9002, bpf.PortLoad{VIPRequests: 2, VIPOpen: 2, VIPBusy: time.Second})
+		e.loader.setLoad(9002, bpf.PortLoad{VIPRequests: 3, VIPOpen: 2, VIPBusy: 2 * time.Second})
+		deadline := time.After(5 * time.Second)
+		for {
+			select {
+			case stats := <-e.reports:
+				require.Len(t, stats, 1)
+				st := stats[0]
+				assert.Equal(t, "alpha-00001", st.Revision)
+				assert.Equal(t, "vip@n1", st.Reporter)
+				assert.GreaterOrEqual(t, st.MaxConcurrency, 2.0)
+				if st.Requests == 0 {
+					continue // a report from before the last setLoad
+				}
+				e.loader.setLoad(9002, bpf.PortLoad{})
+				e.loader.setLoad(9004, bpf.PortLoad{})
+				return
+			case <-deadline:
+				t.Fatal("no VIP load reported")
+			}
+		}
 	})
 
 	t.Run("warm VIP has every ready replica, cold VIP none", func(t *testing.T) {
@@ -261,6 +344,7 @@ func TestSyncer(t *testing.T) {
 		e.eventually("r1 gone", func(ports map[uint16]bool, vips map[netip.AddrPort]bpf.VIP) bool {
 			return !ports[9001] && ports[9002] && len(vips[vip0].Backends) == 3
 		})
+		assert.False(t, e.loader.trackedPorts()[9001])
 	})
 
 	t.Run("unchanged state is not reprogrammed", func(t *testing.T) {
