@@ -182,38 +182,49 @@ func BenchmarkTCPPingPong(b *testing.B) {
 			defer stopRedir()
 			require.NoError(b, l.AllowPort(uint16(redirPort)))
 			defer func() { require.NoError(b, l.DisallowPort(uint16(redirPort))) }()
+			// A replica's port is also tracked: every send on it is
+			// accounted (see PortLoad). That must cost next to nothing.
+			trackedPort, stopTracked := echoServer(b)
+			defer stopTracked()
+			require.NoError(b, l.AllowPort(uint16(trackedPort)))
+			require.NoError(b, l.TrackPort(uint16(trackedPort)))
+			defer func() {
+				require.NoError(b, l.UntrackPort(uint16(trackedPort)))
+				require.NoError(b, l.DisallowPort(uint16(trackedPort)))
+			}()
 
 			before := statsOf(b, l)
 			plain := newPinger(b, plainPort, size)
 			redir := newPinger(b, redirPort, size)
+			tracked := newPinger(b, trackedPort, size)
+			paths := []*pinger{plain, redir, tracked}
 			b.SetBytes(int64(2 * size))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := range b.N {
-				// Alternate which goes first, too.
-				if i%2 == 0 {
-					plain.roundTrip(b)
-					redir.roundTrip(b)
-				} else {
-					redir.roundTrip(b)
-					plain.roundTrip(b)
+				// Rotate which goes first, too.
+				for j := range paths {
+					paths[(i+j)%len(paths)].roundTrip(b)
 				}
 			}
 			b.StopTimer()
 
 			after := statsOf(b, l)
-			if n := after.SocketsInserted - before.SocketsInserted; n != 2 {
-				b.Fatalf("%d sockets mapped, want the redirect pair only", n)
+			if n := after.SocketsInserted - before.SocketsInserted; n != 4 {
+				b.Fatalf("%d sockets mapped, want the two redirected pairs only", n)
 			}
-			if want := uint64(b.N) * uint64(2*size); after.BytesRedirected-before.BytesRedirected != want {
+			if want := uint64(b.N) * uint64(4*size); after.BytesRedirected-before.BytesRedirected != want {
 				b.Fatalf("%d bytes redirected, want %d", after.BytesRedirected-before.BytesRedirected, want)
 			}
 			p50Plain := reportPercentiles(b, plain.samples, "plain")
 			p50Redir := reportPercentiles(b, redir.samples, "redirect")
+			p50Tracked := reportPercentiles(b, tracked.samples, "tracked")
 			b.ReportMetric(float64(p50Redir)/float64(p50Plain), "redirect/plain-p50")
+			b.ReportMetric(float64(p50Tracked)/float64(p50Redir), "tracked/redirect-p50")
 			mbps := func(p *pinger) float64 { return float64(b.N*size) / p.total.Seconds() / 1e6 }
 			b.ReportMetric(mbps(plain), "plain-MB/s")
 			b.ReportMetric(mbps(redir), "redirect-MB/s")
+			b.ReportMetric(mbps(tracked), "tracked-MB/s")
 		})
 	}
 }
