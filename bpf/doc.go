@@ -1,6 +1,7 @@
 // Package bpf loads and drives ebb's eBPF programs: sockmap redirection of
 // ebb's own loopback TCP connections, function VIPs rewritten at connect(),
-// and wake-on-connect events for functions at zero.
+// wake-on-connect events for functions at zero, and per-port accounting of
+// the requests that redirection and VIPs hide from everything else.
 //
 // The C source is ebb.c; bpf2go turns it into ebb_bpfel.go and ebb_bpfel.o,
 // which are committed so that building needs no clang (see gen.go, and
@@ -23,6 +24,8 @@
 // and then, as state changes:
 //   - AllowPort for the router's listener and each replica's port,
 //     DisallowPort when a replica goes away;
+//   - TrackPort for each replica's port, so that its requests are accounted
+//     (PortLoads, OpenRequests), UntrackPort when it goes away;
 //   - SetVIP for each function with its ready replicas and weights (none when
 //     it is at zero), DeleteVIP when the function is deleted;
 //   - SetFallback to the activator's local listener;

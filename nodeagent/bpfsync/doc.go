@@ -15,6 +15,12 @@
 //     its replicas; none when the function is at zero, so connects go to
 //     the fallback listener and raise a wake event.
 //
+// Replica ports are also tracked for request accounting. Every
+// Config.StatsInterval the Syncer reads the programs' per-port load, maps
+// ports to revisions through this node's endpoints, and reports the VIP
+// requests and request-time as RevisionStats to Deps.Stats (the
+// autoscaler), which no router could: those requests skip every router.
+//
 // Wake events become activations of the function's routed revision (picked
 // by weight), at once and off the ring-buffer reader's goroutine; several
 // events for one revision in flight fold into one call.
