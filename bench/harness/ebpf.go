@@ -117,7 +117,7 @@ func (h *Harness) ebpfRound(ctx context.Context, mode, script string, d time.Dur
 		{Name: dst[0].Name, Method: "wrk → router → replica, GET / (about 80 B)", URL: router, Host: "dp.localhost"},
 		{Name: dst[1].Name, Method: "wrk → router → replica, POST /echo 64 KiB", URL: router, Host: "dp.localhost", Script: script},
 	}
-	got, err := h.measureTargets(ctx, targets, 1, d)
+	got, err := h.measureTargets(ctx, targets, 1, d, wrkLoad)
 	if err != nil {
 		return err
 	}
