@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/fastconn"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/internal/revstats"
@@ -184,6 +185,7 @@ func (r *Router) Run(ctx context.Context) error {
 			return fmt.Errorf("router: listen: %w", err)
 		}
 	}
+	ln = fastconn.Listener(ln)
 	g, gctx := errgroup.WithContext(ctx)
 	if r.ownReps {
 		g.Go(func() error { return r.reps.Run(gctx) })

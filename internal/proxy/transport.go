@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/ebbrun/ebb/internal/fastconn"
 )
 
 // Config tunes how a Transport talks to upstreams. Zero fields take the
@@ -320,6 +322,9 @@ func (u *Upstream) dial(now int64) (*conn, error) {
 		nc, err = d(u.addr)
 	} else {
 		nc, err = u.t.dialer.Dial("tcp", u.addr)
+		if err == nil {
+			nc = fastconn.Wrap(nc)
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w: %w", u.addr, ErrUnavailable, err)
