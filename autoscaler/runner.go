@@ -366,7 +366,7 @@ func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
 	defer r.mu.Unlock()
 	switch prefix {
 	case store.PrefixRevisions:
-		records := decodeAll(r.log, snap, func(rec store.Revision) string { return rec.Name })
+		records := decodeAll(r.log, snap, r.records, func(rec store.Revision) string { return rec.Name })
 		// Keep a revision Activate read ahead of the watch until the watch
 		// has had time to deliver it; then the snapshot is the truth.
 		for name, at := range r.loaded {
@@ -394,7 +394,7 @@ func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
 		}
 		r.readyN = n
 	case store.PrefixNodes:
-		nodes := decodeAll(r.log, snap, func(n store.Node) string { return n.Name })
+		nodes := decodeAll(r.log, snap, nil, func(n store.Node) string { return n.Name })
 		r.nodes = r.nodes[:0]
 		for _, n := range nodes {
 			r.nodes = append(r.nodes, n.v)
@@ -403,10 +403,10 @@ func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
 	case store.PrefixAssignments:
 		// A snapshot taken just before one of the runner's own writes sets a
 		// version back; the next write then conflicts, refreshes and lands.
-		r.assigns = decodeAll(r.log, snap, func(store.Assignment) string { return "" })
+		r.assigns = decodeAll(r.log, snap, r.assigns, func(store.Assignment) string { return "" })
 		r.recomputeAllocLocked()
 	case store.PrefixScales:
-		r.scales = decodeAll(r.log, snap, func(s store.Scale) string { return s.Revision })
+		r.scales = decodeAll(r.log, snap, r.scales, func(s store.Scale) string { return s.Revision })
 	}
 	if !r.synced[prefix] {
 		r.synced[prefix] = true
@@ -417,20 +417,32 @@ func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
 }
 
 // decodeAll decodes a snapshot, keyed by name(record) or, when name returns
-// "", by store key. Undecodable records are logged and skipped.
-func decodeAll[T any](log *slog.Logger, snap map[string]store.KV, name func(T) string) map[string]versioned[T] {
+// "", by store key. A record at the version old already holds is reused,
+// not decoded again: every change under a prefix delivers the whole prefix,
+// and with thousands of revisions decoding it all each time would cost
+// more than everything else the runner does. Undecodable records are
+// logged and skipped.
+func decodeAll[T any](log *slog.Logger, snap map[string]store.KV, old map[string]versioned[T], name func(T) string) map[string]versioned[T] {
+	byKey := make(map[string]versioned[T], len(old))
+	for _, v := range old {
+		byKey[v.key] = v
+	}
 	out := make(map[string]versioned[T], len(snap))
 	for key, kv := range snap {
-		var v T
-		if err := json.Unmarshal(kv.Value, &v); err != nil {
-			log.Warn("skipping undecodable record", "key", key, "err", err)
-			continue
+		v, ok := byKey[key]
+		if !ok || v.version != kv.Version {
+			var rec T
+			if err := json.Unmarshal(kv.Value, &rec); err != nil {
+				log.Warn("skipping undecodable record", "key", key, "err", err)
+				continue
+			}
+			v = versioned[T]{v: rec, key: key, version: kv.Version}
 		}
-		k := name(v)
+		k := name(v.v)
 		if k == "" {
 			k = key
 		}
-		out[k] = versioned[T]{v: v, key: key, version: kv.Version}
+		out[k] = v
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -507,4 +508,57 @@ func TestHTTPTransport(t *testing.T) {
 	small.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, PathStats, strings.NewReader(`[`+strings.Repeat(`{"revision":"x"},`, 10)+`{}]`)))
 	assert.Equal(t, http.StatusRequestEntityTooLarge, rec.Code)
 	assert.Contains(t, rec.Body.String(), api.CodeTooLarge)
+}
+
+func TestDecodeAllReusesUnchangedRecords(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	byName := func(s store.Scale) string { return s.Revision }
+	old := decodeAll(log, map[string]store.KV{
+		"scales/a-00001": {Value: []byte(`{"revision":"a-00001","desired":1}`), Version: 5},
+		"scales/b-00001": {Value: []byte(`{"revision":"b-00001","desired":2}`), Version: 6},
+	}, nil, byName)
+	require.Len(t, old, 2)
+
+	tests := []struct {
+		name string
+		snap map[string]store.KV
+		want map[string]int // revision → desired
+	}{
+		{
+			// Bytes that do not even parse prove the record was not decoded.
+			name: "same version is reused, not decoded",
+			snap: map[string]store.KV{
+				"scales/a-00001": {Value: []byte(`not json`), Version: 5},
+				"scales/b-00001": {Value: []byte(`not json`), Version: 6},
+			},
+			want: map[string]int{"a-00001": 1, "b-00001": 2},
+		},
+		{
+			name: "a new version is decoded",
+			snap: map[string]store.KV{
+				"scales/a-00001": {Value: []byte(`{"revision":"a-00001","desired":7}`), Version: 9},
+				"scales/b-00001": {Value: []byte(`not json`), Version: 6},
+			},
+			want: map[string]int{"a-00001": 7, "b-00001": 2},
+		},
+		{
+			name: "gone from the snapshot, gone from the result; undecodable skipped",
+			snap: map[string]store.KV{
+				"scales/b-00001": {Value: []byte(`not json`), Version: 8},
+				"scales/c-00001": {Value: []byte(`{"revision":"c-00001","desired":3}`), Version: 10},
+			},
+			want: map[string]int{"c-00001": 3},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := decodeAll(log, tt.snap, old, byName)
+			desired := map[string]int{}
+			for name, v := range got {
+				desired[name] = v.v.Desired
+				assert.Equal(t, tt.snap[v.key].Version, v.version)
+			}
+			assert.Equal(t, tt.want, desired)
+		})
+	}
 }
