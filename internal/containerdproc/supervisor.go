@@ -48,7 +48,8 @@ type Supervisor struct {
 	proc     *process // the running private daemon, if any
 	lockFile *os.File // flock on DataDir/lock while we own the data dir
 	stopping bool
-	stopped  chan struct{} // closed by Stop
+	stopped  chan struct{} // closed when Stop begins
+	released chan struct{} // closed when Stop has finished: daemon gone, data dir released
 }
 
 // process is one run of the private containerd.
@@ -68,7 +69,7 @@ func New(cfg Config, log *slog.Logger) (*Supervisor, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	return &Supervisor{cfg: cfg, log: log, stopped: make(chan struct{})}, nil
+	return &Supervisor{cfg: cfg, log: log, stopped: make(chan struct{}), released: make(chan struct{})}, nil
 }
 
 // Address is the socket returned by Start, or "" before it.
@@ -237,18 +238,25 @@ func (s *Supervisor) Run(ctx context.Context) error {
 // Stop stops a private containerd with SIGTERM, then SIGKILL after StopGrace,
 // and waits for it to exit. Containers keep running in their shims. Stop is
 // idempotent and does nothing to a containerd that Start found running.
+// Every call returns only once the stop is complete, whichever call did it:
+// Start's context watcher and Run both stop, and Run's caller must find the
+// data dir released when Run returns.
 func (s *Supervisor) Stop() {
 	s.mu.Lock()
-	if !s.stopping {
-		s.stopping = true
-		close(s.stopped)
+	if s.stopping {
+		s.mu.Unlock()
+		<-s.released
+		return
 	}
+	s.stopping = true
+	close(s.stopped)
 	p := s.proc
 	s.mu.Unlock()
 	if p != nil {
 		s.terminate(p)
 	}
 	s.releaseDataDir()
+	close(s.released)
 }
 
 func (s *Supervisor) isStopping() bool {
