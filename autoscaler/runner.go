@@ -200,7 +200,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, prefix := range mirrored {
 		g.Go(func() error {
-			return store.Mirror(gctx, r.deps.Store, prefix, func(snap map[string]store.KV) { r.onMirror(prefix, snap) })
+			return store.MirrorUpdates(gctx, r.deps.Store, prefix, func(u store.Update) { r.onMirror(prefix, u) })
 		})
 	}
 	g.Go(func() error {
@@ -360,29 +360,43 @@ func demandOf(rec store.Revision, spec api.FunctionSpec) Demand {
 
 func (r *Runner) allSyncedLocked() bool { return len(r.synced) == len(mirrored) }
 
-// onMirror folds a mirror's snapshot into the runner's state.
-func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
+// onMirror folds a mirror's update into the runner's state.
+func (r *Runner) onMirror(prefix string, u store.Update) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	snap := u.Snapshot
 	switch prefix {
 	case store.PrefixRevisions:
-		records := decodeAll(r.log, snap, r.records, func(rec store.Revision) string { return rec.Name })
 		// Keep a revision Activate read ahead of the watch until the watch
 		// has had time to deliver it; then the snapshot is the truth.
 		for name, at := range r.loaded {
-			_, seen := records[name]
-			switch old, ok := r.records[name]; {
-			case seen || !ok || time.Since(at) > loadedGrace:
+			if time.Since(at) > loadedGrace {
 				delete(r.loaded, name)
-			default:
-				records[name] = old
 			}
 		}
-		r.records = records
-		for name := range r.revs {
-			if _, ok := r.records[name]; !ok {
-				r.dropLocked(name)
+		r.records = syncDecoded(r.log, r.records, u, lastSegment, func(name string) bool {
+			_, ok := r.loaded[name]
+			return ok
+		})
+		for name := range r.loaded {
+			if _, seen := snap[r.records[name].key]; seen {
+				delete(r.loaded, name)
 			}
+		}
+		gone := func(name string) {
+			if _, ok := r.records[name]; !ok {
+				if _, has := r.revs[name]; has {
+					r.dropLocked(name)
+				}
+			}
+		}
+		if u.Full {
+			for name := range r.revs {
+				gone(name)
+			}
+		}
+		for _, key := range u.Changed {
+			gone(lastSegment(key))
 		}
 	case store.PrefixEndpoints:
 		n := map[string]int{}
@@ -394,7 +408,7 @@ func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
 		}
 		r.readyN = n
 	case store.PrefixNodes:
-		nodes := decodeAll(r.log, snap, nil, func(n store.Node) string { return n.Name })
+		nodes := syncDecoded[store.Node](r.log, nil, store.Update{Snapshot: snap, Full: true}, lastSegment, nil)
 		r.nodes = r.nodes[:0]
 		for _, n := range nodes {
 			r.nodes = append(r.nodes, n.v)
@@ -403,10 +417,10 @@ func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
 	case store.PrefixAssignments:
 		// A snapshot taken just before one of the runner's own writes sets a
 		// version back; the next write then conflicts, refreshes and lands.
-		r.assigns = decodeAll(r.log, snap, r.assigns, func(store.Assignment) string { return "" })
+		r.assigns = syncDecoded(r.log, r.assigns, u, func(key string) string { return key }, nil)
 		r.recomputeAllocLocked()
 	case store.PrefixScales:
-		r.scales = decodeAll(r.log, snap, r.scales, func(s store.Scale) string { return s.Revision })
+		r.scales = syncDecoded(r.log, r.scales, u, lastSegment, nil)
 	}
 	if !r.synced[prefix] {
 		r.synced[prefix] = true
@@ -416,35 +430,60 @@ func (r *Runner) onMirror(prefix string, snap map[string]store.KV) {
 	}
 }
 
-// decodeAll decodes a snapshot, keyed by name(record) or, when name returns
-// "", by store key. A record at the version old already holds is reused,
-// not decoded again: every change under a prefix delivers the whole prefix,
-// and with thousands of revisions decoding it all each time would cost
-// more than everything else the runner does. Undecodable records are
-// logged and skipped.
-func decodeAll[T any](log *slog.Logger, snap map[string]store.KV, old map[string]versioned[T], name func(T) string) map[string]versioned[T] {
-	byKey := make(map[string]versioned[T], len(old))
-	for _, v := range old {
-		byKey[v.key] = v
+// lastSegment names a record by its key's last path segment: the revision
+// of revisions/{fn}/{rev} and scales/{rev}, the node of nodes/{node}.
+func lastSegment(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
+
+// syncDecoded brings m, keyed by nameOf(store key), in line with a mirror
+// update and returns it (a new map if m is nil). It works in place and
+// decodes only records whose version changed; after a full listing it
+// walks the whole snapshot, otherwise only the keys the update changed.
+// Every change under a prefix delivers the whole prefix again, and with
+// thousands of revisions rebuilding and re-decoding everything each time
+// would cost more than all the rest the runner does. Names whose key left
+// the snapshot are dropped unless keep says to keep them. Undecodable
+// records are logged and skipped.
+func syncDecoded[T any](log *slog.Logger, m map[string]versioned[T], u store.Update, nameOf func(key string) string, keep func(name string) bool) map[string]versioned[T] {
+	if m == nil {
+		m = make(map[string]versioned[T], len(u.Snapshot))
 	}
-	out := make(map[string]versioned[T], len(snap))
-	for key, kv := range snap {
-		v, ok := byKey[key]
-		if !ok || v.version != kv.Version {
-			var rec T
-			if err := json.Unmarshal(kv.Value, &rec); err != nil {
-				log.Warn("skipping undecodable record", "key", key, "err", err)
-				continue
+	put := func(key string, kv store.KV) {
+		name := nameOf(key)
+		if v, ok := m[name]; ok && v.key == key && v.version == kv.Version {
+			return
+		}
+		var rec T
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
+			log.Warn("skipping undecodable record", "key", key, "err", err)
+			delete(m, name)
+			return
+		}
+		m[name] = versioned[T]{v: rec, key: key, version: kv.Version}
+	}
+	drop := func(name string) {
+		if keep == nil || !keep(name) {
+			delete(m, name)
+		}
+	}
+	if !u.Full {
+		for _, key := range u.Changed {
+			if kv, ok := u.Snapshot[key]; ok {
+				put(key, kv)
+			} else if v, ok := m[nameOf(key)]; ok && v.key == key {
+				drop(nameOf(key))
 			}
-			v = versioned[T]{v: rec, key: key, version: kv.Version}
 		}
-		k := name(v.v)
-		if k == "" {
-			k = key
-		}
-		out[k] = v
+		return m
 	}
-	return out
+	for name, v := range m {
+		if _, ok := u.Snapshot[v.key]; !ok {
+			drop(name)
+		}
+	}
+	for key, kv := range u.Snapshot {
+		put(key, kv)
+	}
+	return m
 }
 
 func (r *Runner) recomputeAllocLocked() {

@@ -510,19 +510,22 @@ func TestHTTPTransport(t *testing.T) {
 	assert.Contains(t, rec.Body.String(), api.CodeTooLarge)
 }
 
-func TestDecodeAllReusesUnchangedRecords(t *testing.T) {
+func TestSyncDecodedReusesUnchangedRecords(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
-	byName := func(s store.Scale) string { return s.Revision }
-	old := decodeAll(log, map[string]store.KV{
-		"scales/a-00001": {Value: []byte(`{"revision":"a-00001","desired":1}`), Version: 5},
-		"scales/b-00001": {Value: []byte(`{"revision":"b-00001","desired":2}`), Version: 6},
-	}, nil, byName)
-	require.Len(t, old, 2)
+	first := func() map[string]versioned[store.Scale] {
+		return syncDecoded[store.Scale](log, nil, store.Update{Full: true, Snapshot: map[string]store.KV{
+			"scales/a-00001": {Value: []byte(`{"revision":"a-00001","desired":1}`), Version: 5},
+			"scales/b-00001": {Value: []byte(`{"revision":"b-00001","desired":2}`), Version: 6},
+		}}, lastSegment, nil)
+	}
+	require.Len(t, first(), 2)
 
 	tests := []struct {
-		name string
-		snap map[string]store.KV
-		want map[string]int // revision → desired
+		name    string
+		snap    map[string]store.KV
+		changed []string // nil: a full listing
+		keep    func(string) bool
+		want    map[string]int // revision → desired
 	}{
 		{
 			// Bytes that do not even parse prove the record was not decoded.
@@ -549,14 +552,45 @@ func TestDecodeAllReusesUnchangedRecords(t *testing.T) {
 			},
 			want: map[string]int{"c-00001": 3},
 		},
+		{
+			name: "keep holds a record the snapshot lacks",
+			snap: map[string]store.KV{},
+			keep: func(name string) bool { return name == "a-00001" },
+			want: map[string]int{"a-00001": 1},
+		},
+		{
+			// An update only looks at what it says changed: b's bytes are
+			// never read, and a, not mentioned, stays although the
+			// snapshot given lacks it.
+			name: "an update folds in only its changed keys",
+			snap: map[string]store.KV{
+				"scales/b-00001": {Value: []byte(`not json`), Version: 99},
+				"scales/c-00001": {Value: []byte(`{"revision":"c-00001","desired":4}`), Version: 11},
+			},
+			changed: []string{"scales/c-00001"},
+			want:    map[string]int{"a-00001": 1, "b-00001": 2, "c-00001": 4},
+		},
+		{
+			name:    "an update deletes what it says left",
+			snap:    map[string]store.KV{"scales/a-00001": {Value: []byte(`{}`), Version: 5}},
+			changed: []string{"scales/b-00001"},
+			want:    map[string]int{"a-00001": 1},
+		},
+		{
+			name:    "keep holds a record an update deletes",
+			snap:    map[string]store.KV{},
+			changed: []string{"scales/a-00001", "scales/b-00001"},
+			keep:    func(name string) bool { return name == "b-00001" },
+			want:    map[string]int{"b-00001": 2},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := decodeAll(log, tt.snap, old, byName)
+			u := store.Update{Snapshot: tt.snap, Full: tt.changed == nil, Changed: tt.changed}
+			got := syncDecoded(log, first(), u, lastSegment, tt.keep)
 			desired := map[string]int{}
 			for name, v := range got {
 				desired[name] = v.v.Desired
-				assert.Equal(t, tt.snap[v.key].Version, v.version)
 			}
 			assert.Equal(t, tt.want, desired)
 		})

@@ -14,10 +14,30 @@ import (
 // onChange runs on Mirror's goroutine and must not keep or modify the map
 // after it returns: build what you need from it.
 func Mirror(ctx context.Context, s Store, prefix string, onChange func(snapshot map[string]KV)) error {
+	return MirrorUpdates(ctx, s, prefix, func(u Update) { onChange(u.Snapshot) })
+}
+
+// Update is one MirrorUpdates callback: the whole copy, and which keys it
+// changed since the previous callback, so that a consumer with thousands of
+// records can fold in only those.
+type Update struct {
+	Snapshot map[string]KV
+	// Full is set after a listing (the first, or a relist after the watch
+	// broke): Changed is empty and anything may differ from before.
+	Full bool
+	// Changed are the keys put or deleted since the previous callback, each
+	// once; whether one was deleted is whether Snapshot still has it.
+	Changed []string
+}
+
+// MirrorUpdates is Mirror for consumers that fold changes in: the same
+// callbacks, with what changed. The same rules hold for the Update's map
+// and slice as for Mirror's snapshot.
+func MirrorUpdates(ctx context.Context, s Store, prefix string, onUpdate func(Update)) error {
 	const maxBackoff = 2 * time.Second
 	backoff := 10 * time.Millisecond
 	for {
-		err := mirrorOnce(ctx, s, prefix, onChange)
+		err := mirrorOnce(ctx, s, prefix, onUpdate)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -35,7 +55,7 @@ func Mirror(ctx context.Context, s Store, prefix string, onChange func(snapshot 
 	}
 }
 
-func mirrorOnce(ctx context.Context, s Store, prefix string, onChange func(map[string]KV)) error {
+func mirrorOnce(ctx context.Context, s Store, prefix string, onUpdate func(Update)) error {
 	kvs, rev, err := s.List(ctx, prefix)
 	if err != nil {
 		return err
@@ -44,18 +64,27 @@ func mirrorOnce(ctx context.Context, s Store, prefix string, onChange func(map[s
 	for _, kv := range kvs {
 		snapshot[kv.Key] = kv
 	}
-	onChange(snapshot)
+	onUpdate(Update{Snapshot: snapshot, Full: true})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := s.Watch(ctx, prefix, rev)
 	if err != nil {
 		return err
 	}
+	var changed []string
+	seen := map[string]bool{}
+	note := func(ev Event) {
+		apply(snapshot, ev)
+		if !seen[ev.KV.Key] {
+			seen[ev.KV.Key] = true
+			changed = append(changed, ev.KV.Key)
+		}
+	}
 	for ev := range events {
 		if ev.Err != nil {
 			return ev.Err
 		}
-		apply(snapshot, ev.Event)
+		note(ev.Event)
 		// Fold whatever else is already queued into the same callback, so a
 		// burst of writes costs one rebuild downstream, not one per event.
 		for pending := true; pending; {
@@ -67,12 +96,14 @@ func mirrorOnce(ctx context.Context, s Store, prefix string, onChange func(map[s
 				if ev.Err != nil {
 					return ev.Err
 				}
-				apply(snapshot, ev.Event)
+				note(ev.Event)
 			default:
 				pending = false
 			}
 		}
-		onChange(snapshot)
+		onUpdate(Update{Snapshot: snapshot, Changed: changed})
+		changed = changed[:0]
+		clear(seen)
 	}
 	return ctx.Err()
 }

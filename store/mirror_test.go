@@ -156,3 +156,88 @@ func TestMirrorFoldsBursts(t *testing.T) {
 	m.waitFor(t, keys...)
 	assert.Less(t, m.calls.Load(), int32(burst/2), "a burst costs a few calls, not one per event")
 }
+
+// TestMirrorUpdatesSaysWhatChanged folds every Update's changes into a copy
+// of its own and checks the copy always equals the snapshot: a consumer
+// that only reads Changed misses nothing.
+func TestMirrorUpdatesSaysWhatChanged(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s := openEmbedded(t)
+	_, err := s.Txn(ctx, store.Put("u/old", []byte("0"), store.MustNotExist))
+	require.NoError(t, err)
+
+	type check struct {
+		full       bool
+		mismatched []string
+		size       int
+	}
+	checks := make(chan check, 1000)
+	done := make(chan error, 1)
+	go func() {
+		mine := map[string]store.KV{}
+		done <- store.MirrorUpdates(ctx, s, "u/", func(u store.Update) {
+			if u.Full {
+				clear(mine)
+				for k, v := range u.Snapshot {
+					mine[k] = v
+				}
+			}
+			seen := map[string]bool{}
+			for _, k := range u.Changed {
+				if seen[k] {
+					t.Errorf("key %s listed twice in one update", k)
+				}
+				seen[k] = true
+				if kv, ok := u.Snapshot[k]; ok {
+					mine[k] = kv
+				} else {
+					delete(mine, k)
+				}
+			}
+			var bad []string
+			for k, v := range u.Snapshot {
+				if m := mine[k]; m.Version != v.Version || string(m.Value) != string(v.Value) {
+					bad = append(bad, k)
+				}
+			}
+			if len(mine) != len(u.Snapshot) {
+				bad = append(bad, "size")
+			}
+			checks <- check{full: u.Full, mismatched: bad, size: len(u.Snapshot)}
+		})
+	}()
+	first := <-checks
+	assert.True(t, first.full)
+	assert.Equal(t, 1, first.size)
+
+	for i := range 30 {
+		key := fmt.Sprintf("u/%02d", i%10)
+		var op store.Op = store.Put(key, []byte(fmt.Sprint(i)), store.AnyVersion)
+		if i%7 == 6 {
+			op = store.Delete(key, store.AnyVersion)
+		}
+		_, err := s.Txn(ctx, op)
+		require.NoError(t, err)
+	}
+	_, err = s.Txn(ctx, store.Delete("u/old", store.AnyVersion))
+	require.NoError(t, err)
+	want, _, err := s.List(ctx, "u/")
+	require.NoError(t, err)
+
+	deadline := time.After(waitTimeout)
+	for {
+		select {
+		case c := <-checks:
+			assert.False(t, c.full, "no relist without a broken watch")
+			assert.Empty(t, c.mismatched, "the changes folded in give the snapshot")
+			if c.size == len(want) && len(c.mismatched) == 0 {
+				cancel()
+				<-done
+				return
+			}
+		case <-deadline:
+			t.Fatal("the mirror never reached the store's contents")
+		}
+	}
+}
