@@ -23,7 +23,10 @@ func secondOf(t time.Time) int64 {
 // Each bucket holds the sum of what every reporter attributed to that second,
 // so summing across reporters is just adding into the bucket.
 type timedBuckets struct {
+	// vals is allocated by the first add: most revisions of a large
+	// deployment sit at zero and never get a report.
 	vals []float64
+	size int
 	// newest is the second of the newest bucket the ring holds; buckets older
 	// than newest-len(vals)+1 have been recycled.
 	newest int64
@@ -40,13 +43,15 @@ type timedBuckets struct {
 const ringSlack = 16
 
 func newTimedBuckets(window time.Duration) *timedBuckets {
-	n := int(window/bucketWidth) + ringSlack
-	return &timedBuckets{vals: make([]float64, n), empty: true}
+	return &timedBuckets{size: int(window/bucketWidth) + ringSlack, empty: true}
 }
 
 // add attributes v to second sec. Values for seconds that the ring has
 // already recycled are dropped: they are older than any window.
 func (b *timedBuckets) add(sec int64, v float64) {
+	if b.vals == nil {
+		b.vals = make([]float64, b.size)
+	}
 	n := int64(len(b.vals))
 	if b.empty {
 		clear(b.vals)

@@ -88,7 +88,7 @@ func HasDemand(st api.RevisionStat) bool {
 func spread(b *timedBuckets, start, end time.Time, value func(overlap time.Duration) float64) {
 	// Anything older than the ring is dropped by add anyway; clamping first
 	// bounds the loop for a reporter that sends an absurd interval.
-	ring := time.Duration(len(b.vals)) * bucketWidth
+	ring := time.Duration(b.size) * bucketWidth
 	if end.Sub(start) > ring+bucketWidth {
 		start = end.Add(-ring - bucketWidth)
 	}
