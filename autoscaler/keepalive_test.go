@@ -1,6 +1,7 @@
 package autoscaler
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -355,5 +356,45 @@ func TestScalerPreCreatesOverAWideWindow(t *testing.T) {
 		assert.Equal(t, c.desired, res.Decision.Desired, "desired at %g: %+v", c.sec, res.Plan)
 		assert.Equal(t, c.pre, res.PreCreated, "pre-created at %g", c.sec)
 		ready = res.Decision.Desired
+	}
+}
+
+// TestScalerPreCreatesForARevisionDeployedWarmButNeverCalled: its replica
+// goes after the grace period, and a pre-created task holds its place for
+// the fallback pre-warm horizon after the deployment, so the first call
+// does not pay for a full container create. A revision deployed at zero,
+// or resumed by a restarted autoscaler, gets none.
+func TestScalerPreCreatesForARevisionDeployedWarmButNeverCalled(t *testing.T) {
+	policy, err := NewHybridHistogram(HybridConfig{})
+	require.NoError(t, err)
+	tests := []struct {
+		name    string
+		initial int
+		resumed bool
+		pre     map[float64]int // seconds after deployment → pre-created tasks
+	}{
+		{name: "deployed warm", initial: 1, pre: map[float64]int{10: 0, 40: 1, 599: 1, 601: 0}},
+		{name: "deployed at zero", initial: 0, pre: map[float64]int{10: 0, 40: 0, 599: 0}},
+		{name: "resumed after an autoscaler restart", initial: 1, resumed: true, pre: map[float64]int{40: 0, 599: 0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec := testSpec(func(s *api.FunctionSpec) { s.Scale.Initial = intp(tt.initial) })
+			s := NewScaler(spec, NewIdleTracker(DefaultHistogramRange), policy, Start{At: t0, Resumed: tt.resumed})
+			ready := 0
+			secs := []float64{}
+			for sec := range tt.pre {
+				secs = append(secs, sec)
+			}
+			slices.Sort(secs)
+			for _, sec := range secs {
+				res := s.Scale(at(sec), ready)
+				ready = res.Decision.Desired
+				assert.Equal(t, tt.pre[sec], res.PreCreated, "pre-created tasks at %gs (desired %d)", sec, res.Decision.Desired)
+				if res.PreCreated > 0 {
+					assert.Zero(t, res.Decision.Desired, "a pre-created task only while no replica runs")
+				}
+			}
+		})
 	}
 }

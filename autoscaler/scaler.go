@@ -21,19 +21,27 @@ type Scaler struct {
 	plan    Plan
 	planFor uint64
 	planned bool
+	// deployedWarm is when a revision deployed with replicas (initial
+	// scale above zero) started, zero otherwise. Until its first demand it
+	// is the revision's only sign of use; see Scale.
+	deployedWarm time.Time
 }
 
 // NewScaler returns a scaler for a revision with a defaulted spec. idle is
 // the function's tracker, shared by its revisions.
 func NewScaler(spec api.FunctionSpec, idle *IdleTracker, policy KeepAlivePolicy, start Start) *Scaler {
 	stable, _ := Windows(spec.Scale)
-	return &Scaler{
+	s := &Scaler{
 		spec:    spec,
 		metrics: NewMetrics(stable),
 		decider: NewDecider(spec, start),
 		idle:    idle,
 		policy:  policy,
 	}
+	if !start.Resumed && spec.Scale.Initial != nil && *spec.Scale.Initial > 0 {
+		s.deployedWarm = start.At
+	}
+	return s
 }
 
 // Spec is the revision's defaulted spec.
@@ -100,8 +108,18 @@ func (s *Scaler) Scale(now time.Time, ready int) Result {
 	res.Observation = obs
 	res.Decision = s.decider.Decide(now, obs)
 	res.State = s.decider.State()
-	if res.Decision.Desired == 0 && plan.PreCreate(idleSince, now) {
+	if res.Decision.Desired == 0 && (plan.PreCreate(idleSince, now) || s.neverCalled(idleSince, now, plan)) {
 		res.PreCreated = 1
 	}
 	return res
+}
+
+// neverCalled says whether a revision deployed warm has not been called
+// yet and is within the plan's pre-warm horizon of its deployment. Its
+// replica went away unused after the grace period, and its first call
+// should still start from a pre-created task, not pay for a full container
+// create: deploying is the strongest sign that a call is coming.
+func (s *Scaler) neverCalled(idleSince, now time.Time, plan Plan) bool {
+	return idleSince.IsZero() && !s.deployedWarm.IsZero() && plan.PreCreateUntil > 0 &&
+		now.Sub(s.deployedWarm) < plan.PreCreateUntil
 }

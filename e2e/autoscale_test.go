@@ -75,3 +75,23 @@ func TestAutoscaleFromZeroAndBack(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	assert.Contains(t, body, "revision=scale-00001")
 }
+
+// TestNeverCalledFunctionStartsFromAPreCreatedTask: a function deployed warm
+// whose replica scales down before anyone calls it keeps a pre-created
+// task, so its first call is a task start, not a full container create.
+func TestNeverCalledFunctionStartsFromAPreCreatedTask(t *testing.T) {
+	d := startEbbd(t)
+	d.pushHello()
+	d.putSpec("unused", `{"image":"hello:latest","scale":{"scaleToZeroGrace":"1s","stableWindow":"6s"}}`)
+	d.waitFor("unused", 30*time.Second, func(r api.RevisionStatus) bool { return r.Ready == 1 })
+	rev := d.waitFor("unused", 30*time.Second, func(r api.RevisionStatus) bool {
+		return r.Ready == 0 && r.Desired == 0 && r.PreCreated >= 1
+	})
+	assert.Equal(t, api.RevisionIdle, rev.State)
+
+	hits := d.metricSeriesSum("ebb_nodeagent_start_seconds_count", `pool="hit"`)
+	resp, body := d.get("unused", "/", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	assert.Equal(t, hits+1, d.metricSeriesSum("ebb_nodeagent_start_seconds_count", `pool="hit"`),
+		"the first call started the pre-created task")
+}
