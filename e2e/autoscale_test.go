@@ -90,8 +90,10 @@ func TestNeverCalledFunctionStartsFromAPreCreatedTask(t *testing.T) {
 	assert.Equal(t, api.RevisionIdle, rev.State)
 
 	hits := d.metricSeriesSum("ebb_nodeagent_start_seconds_count", `pool="hit"`)
+	began := time.Now()
 	resp, body := d.get("unused", "/", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+	t.Logf("first call from zero took %s", time.Since(began).Round(time.Millisecond))
 	assert.Equal(t, hits+1, d.metricSeriesSum("ebb_nodeagent_start_seconds_count", `pool="hit"`),
 		"the first call started the pre-created task")
 }
