@@ -115,21 +115,15 @@ type Runner struct {
 	ready   chan struct{} // closed once every mirror has listed
 	revs    map[string]*revState
 	fns     map[string]*IdleTracker
-	records map[string]versioned[store.Revision] // revision name -> record
+	records map[string]store.Versioned[store.Revision] // revision name -> record
 	// loaded are revisions Activate read ahead of the mirror, by when; a
 	// snapshot without one is only believed after loadedGrace.
 	loaded  map[string]time.Time
 	readyN  map[string]int // revision name -> ready endpoints
 	nodes   []store.Node
-	assigns map[string]versioned[store.Assignment] // assignment key -> record
-	scales  map[string]versioned[store.Scale]      // revision name -> record
-	alloc   map[string]Allocation                  // node -> allocation of every assignment
-}
-
-type versioned[T any] struct {
-	v       T
-	key     string
-	version int64
+	assigns map[string]store.Versioned[store.Assignment] // assignment key -> record
+	scales  map[string]store.Versioned[store.Scale]      // revision name -> record
+	alloc   map[string]Allocation                        // node -> allocation of every assignment
 }
 
 // revState is one revision's autoscaling state.
@@ -159,11 +153,11 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		ready:   make(chan struct{}),
 		revs:    map[string]*revState{},
 		fns:     map[string]*IdleTracker{},
-		records: map[string]versioned[store.Revision]{},
+		records: map[string]store.Versioned[store.Revision]{},
 		loaded:  map[string]time.Time{},
 		readyN:  map[string]int{},
-		assigns: map[string]versioned[store.Assignment]{},
-		scales:  map[string]versioned[store.Scale]{},
+		assigns: map[string]store.Versioned[store.Assignment]{},
+		scales:  map[string]store.Versioned[store.Scale]{},
 		alloc:   map[string]Allocation{},
 	}
 	if r.log == nil {
@@ -292,7 +286,7 @@ func (r *Runner) loadRevision(ctx context.Context, revision string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if _, ok := r.records[revision]; !ok {
-		r.records[revision] = versioned[store.Revision]{v: rec, key: store.RevisionKey(fn, revision), version: version}
+		r.records[revision] = store.Versioned[store.Revision]{Value: rec, Key: store.RevisionKey(fn, revision), Version: version}
 		r.loaded[revision] = time.Now()
 	}
 	if r.stateLocked(revision) == nil {
@@ -326,22 +320,22 @@ func (r *Runner) stateLocked(name string) *revState {
 	if !ok || !r.allSyncedLocked() {
 		return nil
 	}
-	spec := rec.v.Spec.WithDefaults()
-	tracker := r.fns[rec.v.Function]
+	spec := rec.Value.Spec.WithDefaults()
+	tracker := r.fns[rec.Value.Function]
 	if tracker == nil {
 		tracker = NewIdleTracker(r.cfg.KeepAlive.Range)
-		r.fns[rec.v.Function] = tracker
+		r.fns[rec.Value.Function] = tracker
 	}
 	prev, resumed := r.scales[name]
 	rs := &revState{
-		name: name, function: rec.v.Function, spec: spec,
-		demand: demandOf(rec.v, spec),
+		name: name, function: rec.Value.Function, spec: spec,
+		demand: demandOf(rec.Value, spec),
 		scaler: NewScaler(spec, tracker, r.policy, Start{
-			At: r.now(), Ready: r.readyN[name], Desired: prev.v.Desired, Resumed: resumed,
+			At: r.now(), Ready: r.readyN[name], Desired: prev.Value.Desired, Resumed: resumed,
 		}),
 	}
 	if sc, ok := r.scales[name]; ok {
-		rs.written = sc.v
+		rs.written = sc.Value
 	}
 	r.revs[name] = rs
 	return rs
@@ -379,7 +373,7 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 			return ok
 		})
 		for name := range r.loaded {
-			if _, seen := snap[r.records[name].key]; seen {
+			if _, seen := snap[r.records[name].Key]; seen {
 				delete(r.loaded, name)
 			}
 		}
@@ -411,7 +405,7 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 		nodes := syncDecoded[store.Node](r.log, nil, store.Update{Snapshot: snap, Full: true}, lastSegment, nil)
 		r.nodes = r.nodes[:0]
 		for _, n := range nodes {
-			r.nodes = append(r.nodes, n.v)
+			r.nodes = append(r.nodes, n.Value)
 		}
 		slices.SortFunc(r.nodes, func(a, b store.Node) int { return strings.Compare(a.Name, b.Name) })
 	case store.PrefixAssignments:
@@ -443,13 +437,13 @@ func lastSegment(key string) string { return key[strings.LastIndexByte(key, '/')
 // would cost more than all the rest the runner does. Names whose key left
 // the snapshot are dropped unless keep says to keep them. Undecodable
 // records are logged and skipped.
-func syncDecoded[T any](log *slog.Logger, m map[string]versioned[T], u store.Update, nameOf func(key string) string, keep func(name string) bool) map[string]versioned[T] {
+func syncDecoded[T any](log *slog.Logger, m map[string]store.Versioned[T], u store.Update, nameOf func(key string) string, keep func(name string) bool) map[string]store.Versioned[T] {
 	if m == nil {
-		m = make(map[string]versioned[T], len(u.Snapshot))
+		m = make(map[string]store.Versioned[T], len(u.Snapshot))
 	}
 	put := func(key string, kv store.KV) {
 		name := nameOf(key)
-		if v, ok := m[name]; ok && v.key == key && v.version == kv.Version {
+		if v, ok := m[name]; ok && v.Key == key && v.Version == kv.Version {
 			return
 		}
 		var rec T
@@ -458,7 +452,7 @@ func syncDecoded[T any](log *slog.Logger, m map[string]versioned[T], u store.Upd
 			delete(m, name)
 			return
 		}
-		m[name] = versioned[T]{v: rec, key: key, version: kv.Version}
+		m[name] = store.Versioned[T]{Value: rec, Key: key, Version: kv.Version}
 	}
 	drop := func(name string) {
 		if keep == nil || !keep(name) {
@@ -469,14 +463,14 @@ func syncDecoded[T any](log *slog.Logger, m map[string]versioned[T], u store.Upd
 		for _, key := range u.Changed {
 			if kv, ok := u.Snapshot[key]; ok {
 				put(key, kv)
-			} else if v, ok := m[nameOf(key)]; ok && v.key == key {
+			} else if v, ok := m[nameOf(key)]; ok && v.Key == key {
 				drop(nameOf(key))
 			}
 		}
 		return m
 	}
 	for name, v := range m {
-		if _, ok := u.Snapshot[v.key]; !ok {
+		if _, ok := u.Snapshot[v.Key]; !ok {
 			drop(name)
 		}
 	}
@@ -490,12 +484,12 @@ func (r *Runner) recomputeAllocLocked() {
 	alloc := map[string]Allocation{}
 	for key, a := range r.assigns {
 		node := nodeOfAssignment(key)
-		d, ok := r.demandLocked(a.v.Revision)
+		d, ok := r.demandLocked(a.Value.Revision)
 		if !ok {
-			alloc[node] = alloc[node].Add(Demand{}, 0, a.v.PreCreated)
+			alloc[node] = alloc[node].Add(Demand{}, 0, a.Value.PreCreated)
 			continue
 		}
-		alloc[node] = alloc[node].Add(d, a.v.Replicas, a.v.PreCreated)
+		alloc[node] = alloc[node].Add(d, a.Value.Replicas, a.Value.PreCreated)
 	}
 	r.alloc = alloc
 }
@@ -508,7 +502,7 @@ func (r *Runner) demandLocked(revision string) (Demand, bool) {
 	if !ok {
 		return Demand{}, false
 	}
-	return demandOf(rec.v, rec.v.Spec.WithDefaults()), true
+	return demandOf(rec.Value, rec.Value.Spec.WithDefaults()), true
 }
 
 func nodeOfAssignment(key string) string {
@@ -610,19 +604,19 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 
 	// Placement: this revision's assignments, and everyone else's allocation.
 	current := map[string]store.Assignment{}
-	currentVer := map[string]versioned[store.Assignment]{}
+	currentVer := map[string]store.Versioned[store.Assignment]{}
 	others := map[string]Allocation{}
 	for node, a := range r.alloc {
 		others[node] = a
 	}
 	for key, a := range r.assigns {
-		if a.v.Revision != name {
+		if a.Value.Revision != name {
 			continue
 		}
 		node := nodeOfAssignment(key)
-		current[node] = a.v
+		current[node] = a.Value
 		currentVer[node] = a
-		others[node] = others[node].Add(rs.demand, -a.v.Replicas, -a.v.PreCreated)
+		others[node] = others[node].Add(rs.demand, -a.Value.Replicas, -a.Value.PreCreated)
 	}
 	d := rs.demand
 	d.Replicas, d.PreCreated = res.Decision.Desired, res.PreCreated
@@ -631,7 +625,7 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 	r.m.observe(rs, res, r.readyN[name], pl)
 
 	rec := r.records[name]
-	ops := []store.Op{store.Check(rec.key, rec.version)}
+	ops := []store.Op{store.Check(rec.Key, rec.Version)}
 	type pendingAssign struct {
 		key string
 		a   store.Assignment
@@ -650,13 +644,13 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 		switch {
 		case a.Replicas == 0 && a.PreCreated == 0:
 			if exists {
-				ops = append(ops, store.Delete(key, cur.version))
+				ops = append(ops, store.Delete(key, cur.Version))
 				pending = append(pending, pendingAssign{key: key, del: true})
 			}
-		case !exists || cur.v != a:
+		case !exists || cur.Value != a:
 			version := store.MustNotExist
 			if exists {
-				version = cur.version
+				version = cur.Version
 			}
 			ops = append(ops, store.PutJSON(key, a, version))
 			pending = append(pending, pendingAssign{key: key, a: a})
@@ -669,14 +663,14 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 		UpdatedAt: now,
 	}
 	prev, hadScale := r.scales[name]
-	changed := !hadScale || prev.v.Desired != scale.Desired || prev.v.Panic != scale.Panic || prev.v.PreWarm != scale.PreWarm
+	changed := !hadScale || prev.Value.Desired != scale.Desired || prev.Value.Panic != scale.Panic || prev.Value.PreWarm != scale.PreWarm
 	refresh := now.Sub(rs.writtenAt) >= r.cfg.StatusRefresh &&
-		(prev.v.Observed != scale.Observed || !prev.v.KeepWarmUntil.Equal(scale.KeepWarmUntil))
+		(prev.Value.Observed != scale.Observed || !prev.Value.KeepWarmUntil.Equal(scale.KeepWarmUntil))
 	writeScale := changed || refresh
 	if writeScale {
 		version := store.MustNotExist
 		if hadScale {
-			version = prev.version
+			version = prev.Version
 		}
 		ops = append(ops, store.PutJSON(store.ScaleKey(name), scale, version))
 	}
@@ -690,12 +684,12 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 			if p.del {
 				delete(r.assigns, p.key)
 			} else {
-				r.assigns[p.key] = versioned[store.Assignment]{v: p.a, key: p.key, version: rev}
+				r.assigns[p.key] = store.Versioned[store.Assignment]{Value: p.a, Key: p.key, Version: rev}
 			}
 		}
 		r.recomputeAllocLocked()
 		if writeScale {
-			r.scales[name] = versioned[store.Scale]{v: scale, key: store.ScaleKey(name), version: rev}
+			r.scales[name] = store.Versioned[store.Scale]{Value: scale, Key: store.ScaleKey(name), Version: rev}
 			if cur := r.revs[name]; cur != nil {
 				cur.written, cur.writtenAt = scale, now
 			}
@@ -713,7 +707,7 @@ func (r *Runner) refresh(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("refresh %q: %w", name, ErrUnknownRevision)
 	}
-	kv, err := r.deps.Store.Get(ctx, rec.key)
+	kv, err := r.deps.Store.Get(ctx, rec.Key)
 	if errors.Is(err, store.ErrNotFound) {
 		r.mu.Lock()
 		delete(r.records, name)
@@ -734,21 +728,21 @@ func (r *Runner) refresh(ctx context.Context, name string) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	rec.version = kv.Version
+	rec.Version = kv.Version
 	r.records[name] = rec
 	if scaleErr == nil {
-		r.scales[name] = versioned[store.Scale]{v: scale, key: store.ScaleKey(name), version: scaleVer}
+		r.scales[name] = store.Versioned[store.Scale]{Value: scale, Key: store.ScaleKey(name), Version: scaleVer}
 	} else {
 		delete(r.scales, name)
 	}
 	for key, a := range r.assigns {
-		if a.v.Revision == name {
+		if a.Value.Revision == name {
 			delete(r.assigns, key)
 		}
 	}
 	for _, a := range all {
 		if a.Value.Revision == name {
-			r.assigns[a.Key] = versioned[store.Assignment]{v: a.Value, key: a.Key, version: a.Version}
+			r.assigns[a.Key] = store.Versioned[store.Assignment]{Value: a.Value, Key: a.Key, Version: a.Version}
 		}
 	}
 	r.recomputeAllocLocked()

@@ -317,7 +317,7 @@ func TestRunnerRecoversFromAConflictingWrite(t *testing.T) {
 	eventually(t, "the mirror to see the other write", func() bool {
 		env.runner.mu.Lock()
 		defer env.runner.mu.Unlock()
-		return env.runner.scales[rev].v.Desired == 7
+		return env.runner.scales[rev].Value.Desired == 7
 	})
 	env.runner.mu.Lock()
 	env.runner.scales[rev] = stale
@@ -512,7 +512,7 @@ func TestHTTPTransport(t *testing.T) {
 
 func TestSyncDecodedReusesUnchangedRecords(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
-	first := func() map[string]versioned[store.Scale] {
+	first := func() map[string]store.Versioned[store.Scale] {
 		return syncDecoded[store.Scale](log, nil, store.Update{Full: true, Snapshot: map[string]store.KV{
 			"scales/a-00001": {Value: []byte(`{"revision":"a-00001","desired":1}`), Version: 5},
 			"scales/b-00001": {Value: []byte(`{"revision":"b-00001","desired":2}`), Version: 6},
@@ -590,7 +590,7 @@ func TestSyncDecodedReusesUnchangedRecords(t *testing.T) {
 			got := syncDecoded(log, first(), u, lastSegment, tt.keep)
 			desired := map[string]int{}
 			for name, v := range got {
-				desired[name] = v.v.Desired
+				desired[name] = v.Value.Desired
 			}
 			assert.Equal(t, tt.want, desired)
 		})

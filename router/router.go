@@ -3,7 +3,6 @@ package router
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -73,16 +72,11 @@ type Router struct {
 	ready chan struct{}
 
 	mu       sync.Mutex // guards the rebuild state below
-	fns      map[string]cached[store.Function]
-	revs     map[string]cached[store.Revision]
+	fns      map[string]store.Versioned[store.Function]
+	revs     map[string]store.Versioned[store.Revision]
 	haveFns  bool
 	haveRevs bool
 	states   map[string]*revState
-}
-
-type cached[T any] struct {
-	version int64
-	value   T
 }
 
 // revState is the live state of one routed revision. It outlives table
@@ -113,8 +107,8 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		log:    deps.Logger,
 		reps:   deps.Replicas,
 		ready:  make(chan struct{}),
-		fns:    map[string]cached[store.Function]{},
-		revs:   map[string]cached[store.Revision]{},
+		fns:    map[string]store.Versioned[store.Function]{},
+		revs:   map[string]store.Versioned[store.Revision]{},
 		states: map[string]*revState{},
 	}
 	if r.log == nil {
@@ -234,7 +228,7 @@ func mirror(ctx context.Context, st store.Store, prefix string, fn func(map[stri
 func (r *Router) onFunctions(snap map[string]store.KV) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.fns = decodeAll(r.log, snap, r.fns)
+	r.fns = store.DecodeSnapshot(snap, r.fns, r.undecodable)
 	r.haveFns = true
 	r.rebuildLocked()
 }
@@ -242,27 +236,13 @@ func (r *Router) onFunctions(snap map[string]store.KV) {
 func (r *Router) onRevisions(snap map[string]store.KV) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.revs = decodeAll(r.log, snap, r.revs)
+	r.revs = store.DecodeSnapshot(snap, r.revs, r.undecodable)
 	r.haveRevs = true
 	r.rebuildLocked()
 }
 
-// decodeAll decodes a snapshot, reusing what was decoded at the same version.
-func decodeAll[T any](log *slog.Logger, snap map[string]store.KV, old map[string]cached[T]) map[string]cached[T] {
-	out := make(map[string]cached[T], len(snap))
-	for key, kv := range snap {
-		if c, ok := old[key]; ok && c.version == kv.Version {
-			out[key] = c
-			continue
-		}
-		var v T
-		if err := json.Unmarshal(kv.Value, &v); err != nil {
-			log.Warn("skipping undecodable record", "key", key, "err", err)
-			continue
-		}
-		out[key] = cached[T]{version: kv.Version, value: v}
-	}
-	return out
+func (r *Router) undecodable(key string, err error) {
+	r.log.Warn("skipping undecodable record", "key", key, "err", err)
 }
 
 func (r *Router) rebuildLocked() {
@@ -271,11 +251,11 @@ func (r *Router) rebuildLocked() {
 	}
 	fns := make([]store.Function, 0, len(r.fns))
 	for _, c := range r.fns {
-		fns = append(fns, c.value)
+		fns = append(fns, c.Value)
 	}
 	revs := make(map[string]store.Revision, len(r.revs))
 	for _, c := range r.revs {
-		revs[c.value.Name] = c.value
+		revs[c.Value.Name] = c.Value
 	}
 	hosts, used := plan(r.cfg.Domain, fns, revs)
 

@@ -58,3 +58,27 @@ func PutJSON(key string, v any, version int64) Op {
 func itoa(n int) string { return strconv.Itoa(n) }
 
 func escapeRef(ref string) string { return url.PathEscape(ref) }
+
+// DecodeSnapshot decodes a Mirror snapshot into records keyed by store key,
+// reusing those old already holds at the same version: every change under a
+// prefix delivers the whole prefix again, and decoding thousands of
+// unchanged records each time would cost more than the change. A record
+// that does not decode is left out and reported to onBad, when set.
+func DecodeSnapshot[T any](snap map[string]KV, old map[string]Versioned[T], onBad func(key string, err error)) map[string]Versioned[T] {
+	out := make(map[string]Versioned[T], len(snap))
+	for key, kv := range snap {
+		if v, ok := old[key]; ok && v.Version == kv.Version {
+			out[key] = v
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			if onBad != nil {
+				onBad(key, err)
+			}
+			continue
+		}
+		out[key] = Versioned[T]{Key: key, Value: v, Version: kv.Version}
+	}
+	return out
+}

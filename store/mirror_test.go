@@ -241,3 +241,21 @@ func TestMirrorUpdatesSaysWhatChanged(t *testing.T) {
 		}
 	}
 }
+
+func TestDecodeSnapshotReusesUnchangedRecords(t *testing.T) {
+	type rec struct{ N int }
+	old := store.DecodeSnapshot[rec](map[string]store.KV{
+		"r/a": {Key: "r/a", Value: []byte(`{"N":1}`), Version: 5},
+	}, nil, nil)
+	var bad []string
+	got := store.DecodeSnapshot(map[string]store.KV{
+		"r/a": {Key: "r/a", Value: []byte(`not json`), Version: 5}, // unchanged: reused, not decoded
+		"r/b": {Key: "r/b", Value: []byte(`{"N":2}`), Version: 6},
+		"r/c": {Key: "r/c", Value: []byte(`not json`), Version: 7},
+	}, old, func(key string, _ error) { bad = append(bad, key) })
+	assert.Equal(t, map[string]store.Versioned[rec]{
+		"r/a": {Key: "r/a", Value: rec{1}, Version: 5},
+		"r/b": {Key: "r/b", Value: rec{2}, Version: 6},
+	}, got)
+	assert.Equal(t, []string{"r/c"}, bad)
+}

@@ -68,7 +68,7 @@ func (s *Syncer) replicaRevisions() map[uint16]string {
 	s.mu.Unlock()
 	out := make(map[uint16]string, len(eps))
 	for _, c := range eps {
-		out[replicaPort(c.value, s.cfg.Node)] = c.value.Revision
+		out[replicaPort(c.Value, s.cfg.Node)] = c.Value.Revision
 	}
 	delete(out, 0)
 	return out

@@ -2,7 +2,6 @@ package bpfsync
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,9 +73,9 @@ type Syncer struct {
 	m    *metrics
 
 	mu    sync.Mutex // guards the mirrored state below
-	fns   map[string]cached[store.Function]
-	eps   map[string]cached[store.Endpoint]
-	vips  map[string]cached[store.VIP]
+	fns   map[string]store.Versioned[store.Function]
+	eps   map[string]store.Versioned[store.Endpoint]
+	vips  map[string]store.Versioned[store.VIP]
 	ports map[uint16]bool
 	have  int // how many of the four mirrors have delivered
 	kick  chan struct{}
@@ -92,11 +91,6 @@ type Syncer struct {
 	wakeMu  sync.Mutex
 	pending map[string]bool // revisions waiting for an activation
 	wake    chan struct{}
-}
-
-type cached[T any] struct {
-	version int64
-	value   T
 }
 
 // funcInfo is what wake events and the fallback listener need to know
@@ -192,21 +186,21 @@ func (s *Syncer) onFunctions(snap map[string]store.KV) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delivered(s.fns == nil)
-	s.fns = decodeAll(s.log, snap, s.fns)
+	s.fns = store.DecodeSnapshot(snap, s.fns, s.undecodable)
 }
 
 func (s *Syncer) onEndpoints(snap map[string]store.KV) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delivered(s.eps == nil)
-	s.eps = decodeAll(s.log, snap, s.eps)
+	s.eps = store.DecodeSnapshot(snap, s.eps, s.undecodable)
 }
 
 func (s *Syncer) onVIPs(snap map[string]store.KV) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.delivered(s.vips == nil)
-	s.vips = decodeAll(s.log, snap, s.vips)
+	s.vips = store.DecodeSnapshot(snap, s.vips, s.undecodable)
 }
 
 func (s *Syncer) onPorts(snap map[string]store.KV) {
@@ -226,6 +220,10 @@ func (s *Syncer) onPorts(snap map[string]store.KV) {
 	s.ports = ports
 }
 
+func (s *Syncer) undecodable(key string, err error) {
+	s.log.Warn("skipping undecodable record", "key", key, "err", err)
+}
+
 // delivered notes a mirror's callback (first says whether it is that
 // mirror's first) and wakes the reconcile loop once all four have listed.
 func (s *Syncer) delivered(first bool) {
@@ -239,24 +237,6 @@ func (s *Syncer) delivered(first bool) {
 	case s.kick <- struct{}{}:
 	default:
 	}
-}
-
-// decodeAll decodes a snapshot, reusing what was decoded at the same version.
-func decodeAll[T any](log *slog.Logger, snap map[string]store.KV, old map[string]cached[T]) map[string]cached[T] {
-	out := make(map[string]cached[T], len(snap))
-	for key, kv := range snap {
-		if c, ok := old[key]; ok && c.version == kv.Version {
-			out[key] = c
-			continue
-		}
-		var v T
-		if err := json.Unmarshal(kv.Value, &v); err != nil {
-			log.Warn("skipping undecodable record", "key", key, "err", err)
-			continue
-		}
-		out[key] = cached[T]{version: kv.Version, value: v}
-	}
-	return out
 }
 
 // reconcileLoop applies the mirrored state after each change, and again
@@ -286,9 +266,9 @@ func (s *Syncer) reconcileLoop(ctx context.Context) error {
 
 // view is one consistent read of the mirrored state.
 type view struct {
-	fns   map[string]cached[store.Function]
-	eps   map[string]cached[store.Endpoint]
-	vips  map[string]cached[store.VIP]
+	fns   map[string]store.Versioned[store.Function]
+	eps   map[string]store.Versioned[store.Endpoint]
+	vips  map[string]store.Versioned[store.VIP]
 	ports map[uint16]bool
 }
 
@@ -375,12 +355,12 @@ func (s *Syncer) syncTracked(replicaPorts map[uint16]bool) error {
 func (s *Syncer) syncVIPs(v view) error {
 	ready := map[string][]netip.AddrPort{}
 	for _, c := range v.eps {
-		addr, err := netip.ParseAddrPort(c.value.Addr)
+		addr, err := netip.ParseAddrPort(c.Value.Addr)
 		if err != nil || !addr.Addr().Unmap().Is4() {
 			continue // VIPs are IPv4; such a replica is reached via the router
 		}
 		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-		ready[c.value.Revision] = append(ready[c.value.Revision], addr)
+		ready[c.Value.Revision] = append(ready[c.Value.Revision], addr)
 	}
 	for _, addrs := range ready {
 		slices.SortFunc(addrs, netip.AddrPort.Compare)
@@ -397,7 +377,7 @@ func (s *Syncer) syncVIPs(v view) error {
 	functions := make(map[uint32]funcInfo, len(v.vips))
 	want := make(map[string]bool, len(v.vips))
 	for _, c := range v.vips {
-		rec := c.value
+		rec := c.Value
 		fn, ok := v.fns[store.FunctionKey(rec.Function)]
 		if !ok {
 			continue // freed below
@@ -410,7 +390,7 @@ func (s *Syncer) syncVIPs(v view) error {
 			s.refuse(rec, err)
 			continue
 		}
-		targets := routedTargets(fn.value)
+		targets := routedTargets(fn.Value)
 		vip := bpf.VIP{Addr: addr, FunctionID: functionID(rec), Backends: vipBackends(targets, ready)}
 		functions[vip.FunctionID] = funcInfo{name: rec.Function, targets: targets}
 		want[rec.Function] = true
@@ -478,14 +458,14 @@ func (s *Syncer) allocateVIPs(ctx context.Context, v view) error {
 	used := make(map[uint32]bool, len(v.vips))
 	has := make(map[string]bool, len(v.vips))
 	for key, c := range v.vips {
-		rec := c.value
+		rec := c.Value
 		if _, ok := v.fns[store.FunctionKey(rec.Function)]; ok {
 			used[rec.Index] = true
 			has[rec.Function] = true
 			continue
 		}
 		_, err := s.deps.Store.Txn(ctx,
-			store.Delete(key, c.version),
+			store.Delete(key, c.Version),
 			store.Delete(store.VIPSlotKey(rec.Index), store.AnyVersion),
 			store.Check(store.FunctionKey(rec.Function), store.MustNotExist))
 		if err != nil {
@@ -495,8 +475,8 @@ func (s *Syncer) allocateVIPs(ctx context.Context, v view) error {
 
 	var missing []string
 	for _, c := range v.fns {
-		if !has[c.value.Name] {
-			missing = append(missing, c.value.Name)
+		if !has[c.Value.Name] {
+			missing = append(missing, c.Value.Name)
 		}
 	}
 	if len(missing) == 0 {
@@ -518,7 +498,7 @@ func (s *Syncer) allocateVIPs(ctx context.Context, v view) error {
 		_, err = s.deps.Store.Txn(ctx,
 			store.PutJSON(store.VIPKey(fn), rec, store.MustNotExist),
 			store.PutJSON(store.VIPSlotKey(free[i]), fn, store.MustNotExist),
-			store.Check(store.FunctionKey(fn), fnKV.version))
+			store.Check(store.FunctionKey(fn), fnKV.Version))
 		if err != nil {
 			return fmt.Errorf("allocate vip %s to %s: %w", addr, fn, err)
 		}
