@@ -172,24 +172,6 @@ func footprintOf(t *testing.T, e env) footprint {
 	return fp
 }
 
-// syncBuffer collects a container's output, written from cio's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // runImage runs the image's entrypoint to completion and returns its output.
 func runImage(t *testing.T, e env, name string) string {
 	t.Helper()
@@ -202,7 +184,7 @@ func runImage(t *testing.T, e env, name string) string {
 		containerd.WithNewSpec(oci.WithImageConfig(img), oci.WithProcessArgs(append([]string{"/app/hello"}, "ran")...)))
 	require.NoError(t, err)
 	defer func() { _ = c.Delete(context.WithoutCancel(ctx), containerd.WithSnapshotCleanup) }()
-	var out syncBuffer
+	var out testenv.Buffer
 	task, err := c.NewTask(ctx, cio.NewCreator(cio.WithStreams(nil, &out, &out)))
 	require.NoError(t, err)
 	defer func() { _, _ = task.Delete(context.WithoutCancel(ctx), containerd.WithProcessKill) }()

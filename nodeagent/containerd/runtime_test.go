@@ -1,7 +1,6 @@
 package containerd_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,26 +21,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/nodeagent"
 	ctrd "github.com/ebbrun/ebb/nodeagent/containerd"
 )
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 func freePort(t testing.TB) int {
 	t.Helper()
@@ -141,7 +123,7 @@ func TestRuntimeLifecycle(t *testing.T) {
 		assert.Contains(t, secretsMount.Options, "ro")
 	})
 
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	task, err := rt.NewTask(ctx, id, nodeagent.Output{Stdout: out, Stderr: out})
 	require.NoError(t, err)
 	st, err := task.State(ctx)
@@ -172,7 +154,7 @@ func TestRuntimeLifecycle(t *testing.T) {
 		rt2, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "unused")})
 		require.NoError(t, err)
 		defer rt2.Close()
-		out2 := &syncBuffer{}
+		out2 := &testenv.Buffer{}
 		task2, err := rt2.Attach(ctx, id, nodeagent.Output{Stdout: out2, Stderr: out2})
 		require.NoError(t, err)
 		st, err := task2.State(ctx)

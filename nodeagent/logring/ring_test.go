@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/internal/testenv"
 )
 
 // fakeClock hands out strictly increasing times, so merge order is defined.
@@ -184,24 +186,6 @@ func TestRingStaysBounded(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a poller.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 func TestFollow(t *testing.T) {
 	s, _ := newStore(t, Config{MaxBytes: 4 << 10, MaxLineBytes: 128})
 	a, err := s.Open(ref("hello-00001", "hello-00001-aaaaa"))
@@ -210,7 +194,7 @@ func TestFollow(t *testing.T) {
 	fmt.Fprintln(a.Stdout(), "old 2")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- s.Read(ctx, out, Query{Function: "hello", Tail: 1, Follow: true}) }()
 
