@@ -3,12 +3,13 @@ package router
 import (
 	"bufio"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/internal/testenv"
 )
 
 func TestRetries(t *testing.T) {
@@ -33,34 +34,18 @@ func TestRetries(t *testing.T) {
 	t.Run("a request that reached the replica is not sent again", func(t *testing.T) {
 		e := newEnv(t, Config{}, Deps{})
 		var seen atomic.Int32
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		var wg sync.WaitGroup
-		go func() {
+		addr := testenv.RawServer(t, func(_ net.Conn, br *bufio.Reader) {
+			// Read the request, then die without answering.
 			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
+				line, err := br.ReadString('\n')
+				if err != nil || line == "\r\n" {
+					break
 				}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					defer c.Close()
-					// Read the request, then die without answering.
-					br := bufio.NewReader(c)
-					for {
-						line, err := br.ReadString('\n')
-						if err != nil || line == "\r\n" {
-							break
-						}
-					}
-					seen.Add(1)
-				}()
 			}
-		}()
-		t.Cleanup(func() { ln.Close(); wg.Wait() })
+			seen.Add(1)
+		})
 		e.deploy("fn", []rev{{name: "fn-00001"}}, nil)
-		e.endpoint("fn", "fn-00001", "r1", ln.Addr().String(), 0)
+		e.endpoint("fn", "fn-00001", "r1", addr, 0)
 		e.waitRoute(host("fn"), 1)
 		code, body, _ := e.get(host("fn"), "/", nil)
 		assert.Equal(t, 502, code)

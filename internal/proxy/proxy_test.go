@@ -19,6 +19,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
 )
@@ -116,31 +118,6 @@ func httpBackend(t *testing.T, h http.HandlerFunc) (string, *atomic.Int32) {
 	return ln.Addr().String(), &conns
 }
 
-// rawBackend answers every connection with fn, for responses net/http
-// would not produce.
-func rawBackend(t *testing.T, fn func(c net.Conn, br *bufio.Reader)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				fn(c, bufio.NewReader(c))
-			}()
-		}
-	}()
-	t.Cleanup(func() { _ = ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
 func readHead(br *bufio.Reader) (string, error) {
 	var sb strings.Builder
 	for {
@@ -219,7 +196,7 @@ func TestRequestHeaders(t *testing.T) {
 }
 
 func TestResponseHopByHop(t *testing.T) {
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+	addr := testenv.RawServer(t, func(c net.Conn, br *bufio.Reader) {
 		for {
 			if _, err := readHead(br); err != nil {
 				return
@@ -403,7 +380,7 @@ func TestDialFailure(t *testing.T) {
 // must not turn into errors: the probe finds the dead connection.
 func TestStalePooledConnection(t *testing.T) {
 	var conns atomic.Int32
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+	addr := testenv.RawServer(t, func(c net.Conn, br *bufio.Reader) {
 		conns.Add(1)
 		if _, err := readHead(br); err != nil {
 			return
@@ -436,7 +413,7 @@ func TestStalePooledConnection(t *testing.T) {
 }
 
 func TestInterimAndHead(t *testing.T) {
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+	addr := testenv.RawServer(t, func(c net.Conn, br *bufio.Reader) {
 		for {
 			head, err := readHead(br)
 			if err != nil {
@@ -471,7 +448,7 @@ func TestInterimAndHead(t *testing.T) {
 }
 
 func TestUpstreamConnectionClose(t *testing.T) {
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+	addr := testenv.RawServer(t, func(c net.Conn, br *bufio.Reader) {
 		if _, err := readHead(br); err != nil {
 			return
 		}
@@ -497,7 +474,7 @@ func TestUpstreamConnectionClose(t *testing.T) {
 }
 
 func TestWebSocket(t *testing.T) {
-	addr := rawBackend(t, func(c net.Conn, br *bufio.Reader) {
+	addr := testenv.RawServer(t, func(c net.Conn, br *bufio.Reader) {
 		head, err := readHead(br)
 		if err != nil || !strings.Contains(head, "Upgrade: websocket") || !strings.Contains(head, "Connection: Upgrade") {
 			_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
