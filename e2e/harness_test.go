@@ -18,6 +18,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/ebbrun/ebb/internal/mountinfo"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
 
@@ -279,16 +280,9 @@ func removeRuntimeLeftovers(t *testing.T, dir string) {
 	for pid := range ours {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	info, _ := os.ReadFile("/proc/self/mountinfo")
-	var mounts []string
-	for _, line := range strings.Split(string(info), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir) {
-			mounts = append(mounts, fields[4])
-		}
-	}
-	for i := len(mounts) - 1; i >= 0; i-- {
-		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	mounts, _ := mountinfo.Read()
+	for _, m := range mountinfo.Under(mounts, dir) {
+		_ = syscall.Unmount(m, syscall.MNT_DETACH)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		t.Logf("remove %s: %v", dir, err)

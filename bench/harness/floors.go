@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/imagestore"
+	"github.com/ebbrun/ebb/internal/mountinfo"
 	"github.com/ebbrun/ebb/internal/ociimage"
 )
 
@@ -128,22 +128,11 @@ func (f *Floors) Close() {
 // mounted hierarchy, once it is empty. rmdir fails on a cgroup in use, so
 // this never touches a live one.
 func removeEmptyCgroup(name string) {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		// Fields after " - " are the fs type and source.
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			continue
+	mounts, _ := mountinfo.Read()
+	for _, m := range mounts {
+		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+			_ = syscall.Rmdir(filepath.Join(m.Point, name))
 		}
-		fsType := strings.Fields(post)
-		f := strings.Fields(pre)
-		if len(fsType) == 0 || len(f) < 5 || (fsType[0] != "cgroup" && fsType[0] != "cgroup2") {
-			continue
-		}
-		_ = syscall.Rmdir(filepath.Join(f[4], name))
 	}
 }
 

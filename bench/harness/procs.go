@@ -9,12 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ebbrun/ebb/internal/mountinfo"
 )
 
 // Procs records every process the harness starts, so that all of them are
@@ -222,7 +223,8 @@ func RemoveTree(dir string) error {
 		return fmt.Errorf("refusing to remove %q outside %s", dir, os.TempDir())
 	}
 	for range 3 {
-		for _, m := range mountsUnder(dir) {
+		mounts, _ := mountinfo.Read()
+		for _, m := range mountinfo.Under(mounts, dir) {
 			_ = syscall.Unmount(m, syscall.MNT_DETACH)
 		}
 		err := os.RemoveAll(dir)
@@ -232,24 +234,6 @@ func RemoveTree(dir string) error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return os.RemoveAll(dir)
-}
-
-// mountsUnder lists mount points below dir, deepest first.
-func mountsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
-	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
-			out = append(out, f[4])
-		}
-	}
-	// Longer paths are deeper: unmount children before parents.
-	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
-	return out
 }
 
 // procStatus reads VmRSS and VmHWM of pid in bytes.

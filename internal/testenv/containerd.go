@@ -17,6 +17,8 @@ import (
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/ebbrun/ebb/internal/containerdproc"
+
+	"github.com/ebbrun/ebb/internal/mountinfo"
 )
 
 // SystemContainerd is the socket of a containerd the machine already runs.
@@ -183,9 +185,7 @@ func deleteContainers(ctx context.Context, addr string) {
 // removePrivateDir unmounts whatever is still mounted under dir (container
 // rootfs overlays) and removes it.
 func removePrivateDir(dir string) {
-	for _, m := range mountsUnder(dir) {
-		_ = syscall.Unmount(m, syscall.MNT_DETACH)
-	}
+	unmountUnder(dir)
 	_ = os.RemoveAll(dir)
 }
 
@@ -258,45 +258,10 @@ func forEachProcess(fn func(pid int)) {
 	}
 }
 
-// mountsUnder lists mount points at or below dir, deepest first.
-func mountsUnder(dir string) []string {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return nil
+// unmountUnder detaches every mount at or below dir, children first.
+func unmountUnder(dir string) {
+	mounts, _ := mountinfo.Read()
+	for _, m := range mountinfo.Under(mounts, dir) {
+		_ = syscall.Unmount(m, syscall.MNT_DETACH)
 	}
-	var out []string
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 5 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
-		}
-	}
-	// Later lines are mounted later, so reversing unmounts children first.
-	for i, j := 0, len(out)-1; i < j; i, j = i+1, j-1 {
-		out[i], out[j] = out[j], out[i]
-	}
-	return out
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(n))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -55,15 +55,3 @@ func TestSweepStalePrivateRemovesDeadBinariesDirs(t *testing.T) {
 	assert.NoDirExists(t, stale)
 	assert.DirExists(t, live, "a live process's dir is left alone")
 }
-
-func TestUnescapeMount(t *testing.T) {
-	tests := map[string]string{
-		`/tmp/a`:         "/tmp/a",
-		`/tmp/a\040b`:    "/tmp/a b",
-		`/tmp/a\134b`:    `/tmp/a\b`,
-		`/tmp/trailing\`: `/tmp/trailing\`,
-	}
-	for in, want := range tests {
-		assert.Equal(t, want, unescapeMount(in), in)
-	}
-}
