@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -632,12 +633,7 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 		del bool
 	}
 	var pending []pendingAssign
-	nodes := make([]string, 0, len(pl.Assignments))
-	for node := range pl.Assignments {
-		nodes = append(nodes, node)
-	}
-	slices.Sort(nodes)
-	for _, node := range nodes {
+	for _, node := range slices.Sorted(maps.Keys(pl.Assignments)) {
 		a := pl.Assignments[node]
 		cur, exists := currentVer[node]
 		key := store.AssignmentKey(node, name)

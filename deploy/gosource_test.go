@@ -240,18 +240,7 @@ func enclosingScope(f *ast.File, n ast.Node) *ast.BlockStmt {
 func resolveStrings(e ast.Expr, scope *ast.BlockStmt, f *ast.File) (vals []string, known bool) {
 	switch e := e.(type) {
 	case *ast.CompositeLit:
-		for _, elt := range e.Elts {
-			lit, ok := elt.(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return nil, false
-			}
-			s, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				return nil, false
-			}
-			vals = append(vals, s)
-		}
-		return vals, true
+		return stringLits(e.Elts)
 	case *ast.Ident:
 		if e.Name == "nil" {
 			return nil, true
@@ -269,20 +258,30 @@ func resolveStrings(e ast.Expr, scope *ast.BlockStmt, f *ast.File) (vals []strin
 		if !known {
 			return nil, false
 		}
-		for _, a := range e.Args[1:] {
-			lit, ok := a.(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return nil, false
-			}
-			s, err := strconv.Unquote(lit.Value)
-			if err != nil {
-				return nil, false
-			}
-			vals = append(vals, s)
+		more, known := stringLits(e.Args[1:])
+		if !known {
+			return nil, false
 		}
-		return vals, true
+		return append(vals, more...), true
 	}
 	return nil, false
+}
+
+// stringLits unquotes exprs when every one is a string literal.
+func stringLits(exprs []ast.Expr) ([]string, bool) {
+	var vals []string
+	for _, e := range exprs {
+		lit, ok := e.(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			return nil, false
+		}
+		s, err := strconv.Unquote(lit.Value)
+		if err != nil {
+			return nil, false
+		}
+		vals = append(vals, s)
+	}
+	return vals, true
 }
 
 // findAssignment returns the value last given to name by a := or var in

@@ -7,10 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -320,12 +321,7 @@ func (a *Agent) reconcile(now time.Time) {
 		}
 	}
 	refillScheduled := false
-	revs := make([]string, 0, len(a.revs))
-	for rev := range a.revs {
-		revs = append(revs, rev)
-	}
-	sort.Strings(revs)
-	for _, rev := range revs {
+	for _, rev := range slices.Sorted(maps.Keys(a.revs)) {
 		rs := a.revs[rev]
 		in := revInput{
 			Want:      a.desired[rev].Replicas,
