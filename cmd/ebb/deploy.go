@@ -20,7 +20,7 @@ type deployOptions struct {
 	image, archive, binary string
 	env                    []string
 	port                   int
-	min, max               int
+	min, max, initial      int
 	concurrency, hardLimit int
 	timeout                time.Duration
 	memory                 string
@@ -68,6 +68,7 @@ func (a *app) deployCmd() *cobra.Command {
 	f.StringArrayVar(&o.env, "env", nil, "KEY=VALUE to set an environment variable, KEY- to remove one (repeatable)")
 	f.IntVar(&o.port, "port", 0, "port the function listens on, passed as $PORT (default 8080)")
 	f.IntVar(&o.min, "min", 0, "minimum replicas (default 0: scale to zero)")
+	f.IntVar(&o.initial, "initial", 0, "replicas a new revision starts with (default 1; 0 deploys it at zero)")
 	f.IntVar(&o.max, "max", 0, "maximum replicas (default 0: unlimited)")
 	f.IntVar(&o.concurrency, "concurrency", 0, "in-flight requests per replica the autoscaler aims for (default 100)")
 	f.IntVar(&o.hardLimit, "hard-limit", 0, "most in-flight requests one replica gets (default 0: no limit)")
@@ -140,6 +141,13 @@ func applyDeployFlags(base api.FunctionSpec, o deployOptions, changed func(strin
 			return api.FunctionSpec{}, usagef("--%s %d: must be at least %d", f.name, f.val, f.min)
 		}
 		*f.dst = f.val
+	}
+	if changed("initial") {
+		if o.initial < 0 {
+			return api.FunctionSpec{}, usagef("--initial %d: must be at least 0", o.initial)
+		}
+		initial := o.initial
+		spec.Scale.Initial = &initial
 	}
 	if changed("port") && o.port > 65535 {
 		return api.FunctionSpec{}, usagef("--port %d: must be at most 65535", o.port)

@@ -251,6 +251,15 @@ func TestApplyDeployFlags(t *testing.T) {
 			},
 		},
 		{
+			name:    "--initial 0 deploys at zero",
+			o:       deployOptions{image: "x:1", initial: 0},
+			changed: []string{"image", "initial"},
+			check: func(t *testing.T, s api.FunctionSpec) {
+				require.NotNil(t, s.Scale.Initial)
+				assert.Equal(t, 0, *s.Scale.Initial)
+			},
+		},
+		{
 			name: "every flag",
 			base: base,
 			o: deployOptions{port: 8081, min: 0, max: 10, concurrency: 50, hardLimit: 80,
@@ -399,4 +408,11 @@ func TestStaticELFArch(t *testing.T) {
 
 	_, err = staticELFArch([]byte("#!/bin/sh\n"))
 	require.ErrorContains(t, err, "not an ELF executable")
+}
+
+func TestApplyDeployFlagsRejectsANegativeInitialScale(t *testing.T) {
+	_, err := applyDeployFlags(api.FunctionSpec{}, deployOptions{initial: -1}, func(n string) bool { return n == "initial" })
+	require.Error(t, err)
+	assert.Equal(t, 2, exitCode(err), "a usage error")
+	assert.Contains(t, err.Error(), "--initial -1: must be at least 0")
 }
