@@ -24,6 +24,15 @@ type EBPFResult struct {
 	LargeGain Spread          `json:"largeRPSOnOverOff"`
 	SmallP99  Spread          `json:"smallP99OnOverOff"`
 	LargeP99  Spread          `json:"largeP99OnOverOff"`
+	// HAProxy in front of the same replica, 10 B, in the same rounds (eBPF
+	// off, on): on an ebb node with eBPF on, the replica's port is
+	// redirected for every local client, HAProxy's hop to it included, so
+	// these pairs compare the two proxies as a user would run them there.
+	HAProxy      []*TargetResult `json:"haproxy"`
+	OffOverHA    Spread          `json:"routerOffRPSOverHAProxyOff"`
+	OnOverHA     Spread          `json:"routerOnRPSOverHAProxyOn"`
+	OnOverHAP99  Spread          `json:"routerOnP99OverHAProxyOnP99"`
+	OffOverHAP99 Spread          `json:"routerOffP99OverHAProxyOffP99"`
 	// One caller on the node, one connection: via the router and via the
 	// function's VIP, with eBPF on.
 	Call      []*TargetResult `json:"call"`
@@ -76,8 +85,8 @@ func (h *Harness) ebpf(ctx context.Context) (Result, error) {
 	}
 	d := h.wrkDuration()
 	res.Wrk = fmt.Sprintf("wrk -t2 -c32 -d%s --latency", d)
-	off := []*TargetResult{{Target: Target{Name: "router, eBPF off, 10 B"}}, {Target: Target{Name: "router, eBPF off, 64 KiB"}}}
-	on := []*TargetResult{{Target: Target{Name: "router, eBPF on, 10 B"}}, {Target: Target{Name: "router, eBPF on, 64 KiB"}}}
+	off := []*TargetResult{{Target: Target{Name: "router, eBPF off, 10 B"}}, {Target: Target{Name: "router, eBPF off, 64 KiB"}}, {Target: Target{Name: "HAProxy, eBPF off, 10 B"}}}
+	on := []*TargetResult{{Target: Target{Name: "router, eBPF on, 10 B"}}, {Target: Target{Name: "router, eBPF on, 64 KiB"}}, {Target: Target{Name: "HAProxy, eBPF on, 10 B"}}}
 	call := []*TargetResult{{Target: Target{Name: "call via router"}}, {Target: Target{Name: "call via VIP"}}}
 	for r := 0; r < res.Rounds; r++ {
 		for _, mode := range []string{"off", "on"} {
@@ -95,6 +104,11 @@ func (h *Harness) ebpf(ctx context.Context) (Result, error) {
 	}
 	res.Small, res.Large = []*TargetResult{off[0], on[0]}, []*TargetResult{off[1], on[1]}
 	res.Call = call
+	res.HAProxy = []*TargetResult{off[2], on[2]}
+	res.OffOverHA = SpreadOf(Ratios(off[0].RPS.Runs, off[2].RPS.Runs))
+	res.OnOverHA = SpreadOf(Ratios(on[0].RPS.Runs, on[2].RPS.Runs))
+	res.OffOverHAP99 = SpreadOf(Ratios(off[0].P99.Runs, off[2].P99.Runs))
+	res.OnOverHAP99 = SpreadOf(Ratios(on[0].P99.Runs, on[2].P99.Runs))
 	res.SmallGain = SpreadOf(Ratios(on[0].RPS.Runs, off[0].RPS.Runs))
 	res.LargeGain = SpreadOf(Ratios(on[1].RPS.Runs, off[1].RPS.Runs))
 	res.SmallP99 = SpreadOf(Ratios(on[0].P99.Runs, off[0].P99.Runs))
@@ -107,21 +121,29 @@ func (h *Harness) ebpf(ctx context.Context) (Result, error) {
 }
 
 // ebpfRound starts an ebbd with eBPF mode, warms one replica and takes one
-// run of each body size through the router; with eBPF on it also measures
-// one caller's request latency via the router and via the VIP.
+// run of each body size through the router and one through HAProxy in
+// front of the same replica; with eBPF on it also measures one caller's
+// request latency via the router and via the VIP.
 func (h *Harness) ebpfRound(ctx context.Context, mode, script string, d time.Duration, dst, call []*TargetResult, res *EBPFResult) error {
 	e, err := h.StartEbbd(ctx, EbbdOptions{Name: "ebpf-" + mode, EBPF: mode})
 	if err != nil {
 		return err
 	}
 	defer e.Stop()
-	if _, err := h.warmFunction(ctx, e, "dp"); err != nil {
+	backend, err := h.warmFunction(ctx, e, "dp")
+	if err != nil {
 		return err
 	}
+	ha, err := h.StartHAProxy(ctx, backend)
+	if err != nil {
+		return err
+	}
+	defer ha.Stop()
 	router := "http://" + e.HTTPAddr + "/"
 	targets := []Target{
 		{Name: dst[0].Name, Method: "wrk → router → replica, GET / (about 80 B)", URL: router, Host: "dp.localhost"},
 		{Name: dst[1].Name, Method: "wrk → router → replica, POST /echo 64 KiB", URL: router, Host: "dp.localhost", Script: script},
+		{Name: dst[2].Name, Method: "wrk → HAProxy 2.6 (nbthread 1) → the same replica, GET /", URL: "http://" + ha.Addr + "/", Host: "dp.localhost"},
 	}
 	got, err := h.measureTargets(ctx, targets, 1, d, wrkLoad)
 	if err != nil {
@@ -248,6 +270,10 @@ func (r *EBPFResult) Rows() []Row {
 	return []Row{
 		{Figure: "router req/s, 10 B, eBPF on", Value: r.Small[1].RPS.Format("%.0f"), Baseline: "eBPF off " + r.Small[0].RPS.Format("%.0f"), Ratio: r.SmallGain.Format("%.2f×"), Method: onOff + "; GET /"},
 		{Figure: "router req/s, 64 KiB, eBPF on", Value: r.Large[1].RPS.Format("%.0f"), Baseline: "eBPF off " + r.Large[0].RPS.Format("%.0f"), Ratio: r.LargeGain.Format("%.2f×"), Method: onOff + "; POST /echo 64 KiB"},
+		{Figure: "router req/s / HAProxy's, 10 B, both eBPF on", Value: r.Small[1].RPS.Format("%.0f"), Baseline: "HAProxy " + r.HAProxy[1].RPS.Format("%.0f"), Ratio: r.OnOverHA.Format("%.2f×") + "; p99 " + r.OnOverHAP99.Format("%.2f×"),
+			Method: onOff + "; HAProxy (nbthread 1) in front of the same replica in each ebbd's round, GET /"},
+		{Figure: "router req/s / HAProxy's, 10 B, both eBPF off", Value: r.Small[0].RPS.Format("%.0f"), Baseline: "HAProxy " + r.HAProxy[0].RPS.Format("%.0f"), Ratio: r.OffOverHA.Format("%.2f×") + "; p99 " + r.OffOverHAP99.Format("%.2f×"),
+			Method: onOff + "; HAProxy (nbthread 1) in front of the same replica in each ebbd's round, GET /"},
 		{Figure: "one caller's p50 via VIP (eBPF on)", Value: r.Call[1].P50.Format("%.3f") + " ms", Baseline: "via router " + r.Call[0].P50.Format("%.3f") + " ms", Ratio: r.CallRatio.Format("%.2f×"),
 			Method: "wrk -t1 -c1 to the function's VIP and to the router, same ebbd, per round"},
 		{Figure: fmt.Sprintf("cold start via VIP wake-on-connect (n=%d)", r.ColdVIP.N), Value: distCell(r.ColdVIP), Baseline: "via router " + distCell(r.ColdRouter), Ratio: fmt.Sprintf("%.2f× (p50s)", r.ColdRatio),
@@ -269,6 +295,8 @@ func (r *EBPFResult) Goals() []Goal {
 		{Source: "issue 7", Goal: "eBPF: no regression at 64 KiB", Value: r.LargeGain.Format("%.2f×"), Status: goalIf(r.LargeGain.Median >= 1.0)},
 		{Source: "issue 7", Goal: "function-to-function via VIP p50 ≤ ½ via router", Value: r.CallRatio.Format("%.2f×"), Status: goalIf(r.CallRatio.Median > 0 && r.CallRatio.Median <= 0.5)},
 		{Source: "issue 7", Goal: "cold starts via VIP all succeed", Value: fmt.Sprintf("%d failed", r.ColdFailed), Status: goalIf(r.ColdFailed == 0 && r.ColdVIP.N > 0)},
+		{Source: "issue 4", Goal: "router req/s ≥ 1.0× HAProxy, as shipped (both in front of the replica, eBPF on)", Value: r.OnOverHA.Format("%.2f×"), Status: goalIf(r.OnOverHA.Median >= 1.0)},
+		{Source: "issue 4", Goal: "router p99 no worse than HAProxy's, as shipped (eBPF on)", Value: r.OnOverHAP99.Format("%.2f×"), Status: goalIf(r.OnOverHAP99.Median > 0 && r.OnOverHAP99.Median <= 1.0)},
 	}
 }
 
@@ -285,9 +313,14 @@ func (r *EBPFResult) Markdown() string {
 		"Function-to-function: with eBPF on, `wrk -t1 -c1` (one caller, one keep-alive connection, as a function calling another) to the router and to the function's VIP %s; ratio per round, VIP p50 / router p50. "+
 		"Cold start: with eBPF on, 5 functions at zero with pre-created tasks, first requests alternating between the VIP (connect4 wakes the function and sends the connection to the fallback listener) and the router; TTFB by the harness's Go client.\n\n",
 		r.Rounds, r.NodeReport, harnessVIPPrefix, r.Wrk, r.VIP)
-	b.WriteString(targetTable(append(append(append([]*TargetResult{}, r.Small...), r.Large...), r.Call...)))
+	b.WriteString(targetTable(append(append(append(append([]*TargetResult{}, r.Small...), r.HAProxy...), r.Large...), r.Call...)))
 	fmt.Fprintf(&b, "\nreq/s on/off: 10 B %s, 64 KiB %s; p99 on/off: 10 B %s, 64 KiB %s; one caller's p50 VIP/router %s.\n",
 		r.SmallGain.Format("%.2f×"), r.LargeGain.Format("%.2f×"), r.SmallP99.Format("%.2f×"), r.LargeP99.Format("%.2f×"), r.CallRatio.Format("%.2f×"))
+	fmt.Fprintf(&b, "\nRouter / HAProxy in front of the same replica, 10 B, per round: eBPF on req/s %s, p99 %s; eBPF off req/s %s, p99 %s. "+
+		"With eBPF on, the programs redirect every local connection to an allow-listed port: wrk → router and router → replica for ebb, "+
+		"HAProxy → replica for HAProxy (its own listener is not ebb's to list). That is how the two compare on an ebb node as shipped (`--ebpf auto`); "+
+		"the eBPF-off pair, and the data-plane section, compare the proxies alone.\n",
+		r.OnOverHA.Format("%.2f×"), r.OnOverHAP99.Format("%.2f×"), r.OffOverHA.Format("%.2f×"), r.OffOverHAP99.Format("%.2f×"))
 	b.WriteString("\n| cold start, eBPF on | n | p50 ms | p90 ms | p99 ms | min–max ms |\n|---|---|---|---|---|---|\n")
 	for _, x := range []struct {
 		name string

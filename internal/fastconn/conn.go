@@ -26,6 +26,10 @@ type Conn struct {
 	wn      int
 	werr    syscall.Errno
 	writeFn func(fd uintptr) bool
+
+	// WriteAndAwaitReply's state, under both locks.
+	exchangeFn func(fd uintptr) bool
+	sent       bool // the request is written; the next call waits no more
 }
 
 // Wrap returns c as a *Conn when it is a TCP connection, and c itself
@@ -43,6 +47,7 @@ func Wrap(c net.Conn) net.Conn {
 	// Bound once, so that Read and Write allocate nothing.
 	fc.readFn = fc.doRead
 	fc.writeFn = fc.doWrite
+	fc.exchangeFn = fc.doExchange
 	return fc
 }
 
@@ -123,6 +128,64 @@ func (c *Conn) doWrite(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// WriteAndAwaitReply writes all of p, a request whose reply is read next,
+// and then waits until the connection has something to read: the reply,
+// an EOF or an error. The Read that follows then finds the reply at once.
+//
+// It saves the read(2) that Write-then-Read spends on a reply that has
+// not come yet: Read must first try read(2), because the netpoller forgets
+// readiness at the start of every read, so parking first could sleep
+// through a reply that came before it. Here that reset happens before the
+// request is written, so any reply comes after it and wakes the wait.
+//
+// When the socket buffer fills before all of p is written, the rest goes
+// through Write and no wait happens. A deadline that passes during the
+// wait is left for the next Read to report; n and err describe the write.
+func (c *Conn) WriteAndAwaitReply(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.wmu.Lock()
+	c.wbuf, c.wn, c.werr, c.sent = p, 0, 0, false
+	err := c.raw.Read(c.exchangeFn)
+	n, errno, sent := c.wn, c.werr, c.sent
+	c.wbuf = nil
+	c.wmu.Unlock()
+	switch {
+	case errno != 0:
+		return n, c.opError("write", os.NewSyscallError("write", errno))
+	case err != nil && !sent:
+		return n, c.opError("write", err)
+	case n < len(p):
+		m, err := c.Write(p[n:])
+		return n + m, err
+	}
+	return n, nil
+}
+
+// doExchange runs inside RawConn.Read: the first call writes the request,
+// the second (after the netpoller saw the socket readable) ends the wait.
+func (c *Conn) doExchange(fd uintptr) bool {
+	if c.sent {
+		return true
+	}
+	for c.wn < len(c.wbuf) {
+		rest := c.wbuf[c.wn:]
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch e {
+		case 0:
+			c.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return true // full: the caller writes the rest through Write
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	c.sent = true
+	return false // park until the reply is readable
 }
 
 // opError wraps err as net.TCPConn does, so that errors.Is(err,

@@ -136,7 +136,7 @@ func writeRequest(c *conn, ctx *fasthttp.RequestCtx, o *Options, cfg *Config, up
 	} else if len(body) > 0 {
 		buf = append(buf, body...)
 	}
-	n, err := c.nc.Write(buf)
+	n, err := c.writeRequestHead(buf, !streaming)
 	c.keep(buf)
 	if err != nil {
 		if n == 0 && c.reused {

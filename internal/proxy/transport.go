@@ -330,6 +330,7 @@ func (u *Upstream) dial(now int64) (*conn, error) {
 		return nil, fmt.Errorf("dial %s: %w: %w", u.addr, ErrUnavailable, err)
 	}
 	c := &conn{nc: nc, br: bufio.NewReaderSize(nc, u.t.cfg.ReadBufferSize)}
+	c.awaiter, _ = nc.(replyAwaiter)
 	c.lastUsed.Store(now)
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
@@ -340,10 +341,11 @@ func (u *Upstream) dial(now int64) (*conn, error) {
 // conn is one upstream connection with its read buffer and a scratch buffer
 // for assembling request heads.
 type conn struct {
-	nc   net.Conn
-	raw  syscall.RawConn
-	br   *bufio.Reader
-	wbuf []byte
+	nc      net.Conn
+	awaiter replyAwaiter // nc, when it can; nil otherwise
+	raw     syscall.RawConn
+	br      *bufio.Reader
+	wbuf    []byte
 	// lastUsed is read by the evictor while the slot still holds c, which
 	// may race with a taker; hence atomic.
 	lastUsed atomic.Int64
@@ -351,6 +353,22 @@ type conn struct {
 	// requests with the same deadline does not reset the timer each time.
 	deadline int64
 	reused   bool
+}
+
+// replyAwaiter writes a request and waits for the reply to be readable in
+// one step, saving the read that would find nothing yet
+// (fastconn.Conn.WriteAndAwaitReply).
+type replyAwaiter interface {
+	WriteAndAwaitReply(p []byte) (int, error)
+}
+
+// writeRequestHead writes buf, a request whose reply is read next when
+// complete is set.
+func (c *conn) writeRequestHead(buf []byte, complete bool) (int, error) {
+	if complete && c.awaiter != nil {
+		return c.awaiter.WriteAndAwaitReply(buf)
+	}
+	return c.nc.Write(buf)
 }
 
 func (c *conn) close() { _ = c.nc.Close() }
