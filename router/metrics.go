@@ -13,6 +13,9 @@ type metrics struct {
 	handoffs    *prometheus.CounterVec
 	retries     prometheus.Counter
 	unknownHost prometheus.Counter
+	// The route table's rebuilds: how many, and how long each took.
+	rebuilds       prometheus.Counter
+	rebuildSeconds prometheus.Histogram
 }
 
 // latencyBuckets reach from well under a millisecond (a warm proxy hop) to
@@ -47,8 +50,17 @@ func newMetrics(reg prometheus.Registerer, r *Router) (*metrics, error) {
 			Name: "ebb_router_unknown_host_total",
 			Help: "Requests for a host no function is served at.",
 		}),
+		rebuilds: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ebb_router_table_rebuilds_total",
+			Help: "Route tables built from the store's functions and revisions; changes that come together share one.",
+		}),
+		rebuildSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ebb_router_table_rebuild_seconds",
+			Help:    "Time to build one route table, which grows with the number of functions.",
+			Buckets: latencyBuckets,
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.coldStarts, m.coldLatency, m.handoffs, m.retries, m.unknownHost, liveCollector{r}} {
+	for _, c := range []prometheus.Collector{m.duration, m.coldStarts, m.coldLatency, m.handoffs, m.retries, m.unknownHost, m.rebuilds, m.rebuildSeconds, liveCollector{r}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -70,6 +70,7 @@ type Router struct {
 
 	table atomic.Pointer[table]
 	ready chan struct{}
+	dirty chan struct{} // one slot: a rebuild is wanted
 
 	mu       sync.Mutex // guards the rebuild state below
 	fns      map[string]store.Versioned[store.Function]
@@ -107,6 +108,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		log:    deps.Logger,
 		reps:   deps.Replicas,
 		ready:  make(chan struct{}),
+		dirty:  make(chan struct{}, 1),
 		fns:    map[string]store.Versioned[store.Function]{},
 		revs:   map[string]store.Versioned[store.Revision]{},
 		states: map[string]*revState{},
@@ -186,6 +188,7 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return mirror(gctx, r.deps.Store, store.PrefixFunctions, r.onFunctions) })
 	g.Go(func() error { return mirror(gctx, r.deps.Store, store.PrefixRevisions, r.onRevisions) })
+	g.Go(func() error { r.rebuildLoop(gctx); return nil })
 	g.Go(func() error { return r.recorder.Run(gctx, sinkOrNil(r.deps.Stats)) })
 	g.Go(func() error {
 		if err := r.server.Serve(ln); err != nil && gctx.Err() == nil {
@@ -230,7 +233,7 @@ func (r *Router) onFunctions(snap map[string]store.KV) {
 	defer r.mu.Unlock()
 	r.fns = store.DecodeSnapshot(snap, r.fns, r.undecodable)
 	r.haveFns = true
-	r.rebuildLocked()
+	r.wantRebuild()
 }
 
 func (r *Router) onRevisions(snap map[string]store.KV) {
@@ -238,16 +241,62 @@ func (r *Router) onRevisions(snap map[string]store.KV) {
 	defer r.mu.Unlock()
 	r.revs = store.DecodeSnapshot(snap, r.revs, r.undecodable)
 	r.haveRevs = true
-	r.rebuildLocked()
+	r.wantRebuild()
+}
+
+func (r *Router) wantRebuild() {
+	select {
+	case r.dirty <- struct{}{}:
+	default: // one is already pending, and it will see this change too
+	}
+}
+
+// minRebuildInterval is the least time between two rebuilds of the route
+// table. A rebuild costs O(functions), about 19 ms and 14 MB of garbage at
+// 10,000, so a storm of changes (thousands of functions created at once)
+// must cost one rebuild per interval, not one per change. A change after a
+// quiet spell is applied at once.
+const minRebuildInterval = 50 * time.Millisecond
+
+// rebuildLoop rebuilds the route table whenever the mirrors changed, at
+// most once per minRebuildInterval, until ctx ends.
+func (r *Router) rebuildLoop(ctx context.Context) {
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.dirty:
+		}
+		if wait := time.Until(last.Add(minRebuildInterval)); wait > 0 {
+			pause := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				pause.Stop()
+				return
+			case <-pause.C:
+			}
+		}
+		last = time.Now()
+		r.mu.Lock()
+		built := r.rebuildLocked()
+		r.mu.Unlock()
+		if built {
+			r.metrics.rebuilds.Inc()
+			r.metrics.rebuildSeconds.Observe(time.Since(last).Seconds())
+		}
+	}
 }
 
 func (r *Router) undecodable(key string, err error) {
 	r.log.Warn("skipping undecodable record", "key", key, "err", err)
 }
 
-func (r *Router) rebuildLocked() {
+// rebuildLocked builds and swaps in a new route table from the mirrors. It
+// reports false while either mirror has yet to load.
+func (r *Router) rebuildLocked() bool {
 	if !r.haveFns || !r.haveRevs {
-		return
+		return false
 	}
 	fns := make([]store.Function, 0, len(r.fns))
 	for _, c := range r.fns {
@@ -304,6 +353,7 @@ func (r *Router) rebuildLocked() {
 	default:
 		close(r.ready)
 	}
+	return true
 }
 
 func (r *Router) newState(name string, spec revSpec) *revState {

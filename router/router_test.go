@@ -334,6 +334,26 @@ func TestRouteChanges(t *testing.T) {
 	assert.Empty(t, e.r.table.Load().revs)
 }
 
+func TestRouteTableRebuildsArePacedInAStorm(t *testing.T) {
+	e := newEnv(t, Config{}, Deps{})
+	before := e.metric("ebb_router_table_rebuilds_total")
+	const n = 300
+	start := time.Now()
+	for i := range n {
+		fn := fmt.Sprintf("storm%03d", i)
+		e.deploy(fn, []rev{{name: fn + "-00001"}}, nil)
+	}
+	require.Eventually(t, func() bool { return len(e.r.table.Load().hosts) == n }, 10*time.Second, time.Millisecond)
+	elapsed := time.Since(start)
+
+	// Each deploy changed both mirrors; unpaced, each change was a rebuild.
+	rebuilds := e.metric("ebb_router_table_rebuilds_total") - before
+	assert.LessOrEqual(t, rebuilds, float64(elapsed/minRebuildInterval)+2, "%d deploys in %s", n, elapsed)
+	for i := range n {
+		assert.NotNil(t, e.r.table.Load().lookup([]byte(host(fmt.Sprintf("storm%03d", i)))))
+	}
+}
+
 func TestForwardingHeaders(t *testing.T) {
 	e := newEnv(t, Config{}, Deps{})
 	echo := startBackend(t, "echo", func(ctx *fasthttp.RequestCtx) {
