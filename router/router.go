@@ -73,7 +73,7 @@ type Router struct {
 	dirty chan struct{} // one slot: a rebuild is wanted
 
 	mu       sync.Mutex // guards the rebuild state below
-	fns      map[string]store.Versioned[store.Function]
+	fns      map[string]store.Versioned[store.Function] // mirrors, folded in place
 	revs     map[string]store.Versioned[store.Revision]
 	haveFns  bool
 	haveRevs bool
@@ -220,26 +220,26 @@ func sinkOrNil(s StatsSink) revstats.Sink {
 	return s
 }
 
-func mirror(ctx context.Context, st store.Store, prefix string, fn func(map[string]store.KV)) error {
-	err := store.Mirror(ctx, st, prefix, fn)
+func mirror(ctx context.Context, st store.Store, prefix string, fn func(store.Update)) error {
+	err := store.MirrorUpdates(ctx, st, prefix, fn)
 	if ctx.Err() != nil {
 		return nil
 	}
 	return fmt.Errorf("router: watch %s: %w", prefix, err)
 }
 
-func (r *Router) onFunctions(snap map[string]store.KV) {
+func (r *Router) onFunctions(u store.Update) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.fns = store.DecodeSnapshot(snap, r.fns, r.undecodable)
+	r.fns = store.DecodeUpdate(r.fns, u, r.undecodable)
 	r.haveFns = true
 	r.wantRebuild()
 }
 
-func (r *Router) onRevisions(snap map[string]store.KV) {
+func (r *Router) onRevisions(u store.Update) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.revs = store.DecodeSnapshot(snap, r.revs, r.undecodable)
+	r.revs = store.DecodeUpdate(r.revs, u, r.undecodable)
 	r.haveRevs = true
 	r.wantRebuild()
 }

@@ -82,3 +82,35 @@ func DecodeSnapshot[T any](snap map[string]KV, old map[string]Versioned[T], onBa
 	}
 	return out
 }
+
+// DecodeUpdate folds one MirrorUpdates callback into m, records keyed by
+// store key, and returns it. It decodes only the keys the update changed,
+// changing m in place, so a change under a prefix of thousands of records
+// costs what the change costs; after a listing (Full, or m nil) it works as
+// DecodeSnapshot does. Undecodable records are left out and reported to
+// onBad, when set.
+func DecodeUpdate[T any](m map[string]Versioned[T], u Update, onBad func(key string, err error)) map[string]Versioned[T] {
+	if m == nil || u.Full {
+		return DecodeSnapshot(u.Snapshot, m, onBad)
+	}
+	for _, key := range u.Changed {
+		kv, ok := u.Snapshot[key]
+		if !ok {
+			delete(m, key)
+			continue
+		}
+		if v, ok := m[key]; ok && v.Version == kv.Version {
+			continue
+		}
+		var v T
+		if err := json.Unmarshal(kv.Value, &v); err != nil {
+			delete(m, key)
+			if onBad != nil {
+				onBad(key, err)
+			}
+			continue
+		}
+		m[key] = Versioned[T]{Key: key, Value: v, Version: kv.Version}
+	}
+	return m
+}

@@ -259,3 +259,84 @@ func TestDecodeSnapshotReusesUnchangedRecords(t *testing.T) {
 	}, got)
 	assert.Equal(t, []string{"r/c"}, bad)
 }
+
+func TestDecodeUpdate(t *testing.T) {
+	type rec struct{ N int }
+	kv := func(key, value string, version int64) store.KV {
+		return store.KV{Key: key, Value: []byte(value), Version: version}
+	}
+	// start holds r/a at version 5 and r/b at version 6.
+	start := func() map[string]store.Versioned[rec] {
+		return map[string]store.Versioned[rec]{
+			"r/a": {Key: "r/a", Value: rec{1}, Version: 5},
+			"r/b": {Key: "r/b", Value: rec{2}, Version: 6},
+		}
+	}
+	tests := []struct {
+		name    string
+		m       map[string]store.Versioned[rec]
+		update  store.Update
+		want    map[string]store.Versioned[rec]
+		wantBad []string
+	}{
+		{
+			name: "only changed keys are decoded: a bad unchanged record stays as it was",
+			m:    start(),
+			update: store.Update{
+				Snapshot: map[string]store.KV{"r/a": kv("r/a", "not json", 5), "r/b": kv("r/b", `{"N":3}`, 9)},
+				Changed:  []string{"r/b"},
+			},
+			want: map[string]store.Versioned[rec]{
+				"r/a": {Key: "r/a", Value: rec{1}, Version: 5},
+				"r/b": {Key: "r/b", Value: rec{3}, Version: 9},
+			},
+		},
+		{
+			name: "a changed key missing from the snapshot was deleted",
+			m:    start(),
+			update: store.Update{
+				Snapshot: map[string]store.KV{"r/b": kv("r/b", `{"N":2}`, 6)},
+				Changed:  []string{"r/a"},
+			},
+			want: map[string]store.Versioned[rec]{"r/b": {Key: "r/b", Value: rec{2}, Version: 6}},
+		},
+		{
+			name: "a record that no longer decodes is dropped and reported",
+			m:    start(),
+			update: store.Update{
+				Snapshot: map[string]store.KV{"r/a": kv("r/a", `{"N":1}`, 5), "r/b": kv("r/b", "not json", 7), "r/c": kv("r/c", `{"N":4}`, 8)},
+				Changed:  []string{"r/b", "r/c"},
+			},
+			want: map[string]store.Versioned[rec]{
+				"r/a": {Key: "r/a", Value: rec{1}, Version: 5},
+				"r/c": {Key: "r/c", Value: rec{4}, Version: 8},
+			},
+			wantBad: []string{"r/b"},
+		},
+		{
+			name: "a listing replaces everything, reusing records at the same version",
+			m:    start(),
+			update: store.Update{
+				Snapshot: map[string]store.KV{"r/a": kv("r/a", "not json", 5), "r/d": kv("r/d", `{"N":5}`, 10)},
+				Full:     true,
+			},
+			want: map[string]store.Versioned[rec]{
+				"r/a": {Key: "r/a", Value: rec{1}, Version: 5},
+				"r/d": {Key: "r/d", Value: rec{5}, Version: 10},
+			},
+		},
+		{
+			name:   "the first callback decodes the snapshot",
+			update: store.Update{Snapshot: map[string]store.KV{"r/a": kv("r/a", `{"N":1}`, 5)}, Changed: []string{"r/a"}},
+			want:   map[string]store.Versioned[rec]{"r/a": {Key: "r/a", Value: rec{1}, Version: 5}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var bad []string
+			got := store.DecodeUpdate(tt.m, tt.update, func(key string, _ error) { bad = append(bad, key) })
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, tt.wantBad, bad)
+		})
+	}
+}
