@@ -72,8 +72,10 @@ type Router struct {
 	ready chan struct{}
 	dirty chan struct{} // one slot: a rebuild is wanted
 
-	mu       sync.Mutex // guards the rebuild state below
-	fns      map[string]store.Versioned[store.Function] // mirrors, folded in place
+	// mu guards the rebuild state below. The mirror callbacks fold their
+	// changes into fns and revs in place; rebuilds read them.
+	mu       sync.Mutex
+	fns      map[string]store.Versioned[store.Function]
 	revs     map[string]store.Versioned[store.Revision]
 	haveFns  bool
 	haveRevs bool
