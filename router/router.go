@@ -91,7 +91,7 @@ type revState struct {
 	set      *replicaset.Set
 	stats    *revstats.Counter
 	codes    revstats.Codes
-	latency  prometheus.Observer
+	latency  *lazyObserver
 	cookie   string
 }
 
@@ -365,7 +365,7 @@ func (r *Router) newState(name string, spec revSpec) *revState {
 		timeout:  spec.Timeout,
 		set:      r.reps.Retain(name),
 		stats:    revstats.NewCounter(name),
-		latency:  r.metrics.duration.WithLabelValues(spec.Function, name),
+		latency:  &lazyObserver{vec: r.metrics.duration, function: spec.Function, revision: name},
 	}
 	if r.cfg.StickyCookie != "" {
 		st.cookie = r.cfg.StickyCookie + "=" + name + "; Path=/; HttpOnly; SameSite=Lax"
