@@ -113,6 +113,13 @@ func (c *Conn) Write(p []byte) (int, error) {
 }
 
 func (c *Conn) doWrite(fd uintptr) bool {
+	full := c.writeOut(fd)
+	return !full // when full, park until writable
+}
+
+// writeOut writes wbuf[wn:] until all of it is written, the socket buffer
+// is full (full is true) or write(2) fails (werr is set).
+func (c *Conn) writeOut(fd uintptr) (full bool) {
 	for c.wn < len(c.wbuf) {
 		rest := c.wbuf[c.wn:]
 		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
@@ -121,13 +128,13 @@ func (c *Conn) doWrite(fd uintptr) bool {
 			c.wn += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			return false // park until writable
+			return true
 		default:
 			c.werr = e
-			return true
+			return false
 		}
 	}
-	return true
+	return false
 }
 
 // WriteAndAwaitReply writes all of p, a request whose reply is read next,
@@ -170,19 +177,8 @@ func (c *Conn) doExchange(fd uintptr) bool {
 	if c.sent {
 		return true
 	}
-	for c.wn < len(c.wbuf) {
-		rest := c.wbuf[c.wn:]
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
-		switch e {
-		case 0:
-			c.wn += int(n)
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return true // full: the caller writes the rest through Write
-		default:
-			c.werr = e
-			return true
-		}
+	if full := c.writeOut(fd); full || c.werr != 0 {
+		return true // when full, the caller writes the rest through Write
 	}
 	c.sent = true
 	return false // park until the reply is readable
