@@ -217,6 +217,20 @@ func split(pairs ...any) []api.TrafficTarget {
 	return out
 }
 
+// histogramSum reads the sum of an unlabelled histogram.
+func (e *env) histogramSum(name string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	require.NoError(e.t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			return mf.GetMetric()[0].GetHistogram().GetSampleSum()
+		}
+	}
+	e.t.Fatalf("no histogram %s", name)
+	return 0
+}
+
 // metric reads one sample of a gathered metric by its label values.
 func (e *env) metric(name string, labels ...string) float64 {
 	e.t.Helper()

@@ -336,19 +336,38 @@ func TestRouteChanges(t *testing.T) {
 
 func TestRouteTableRebuildsArePacedInAStorm(t *testing.T) {
 	e := newEnv(t, Config{}, Deps{})
-	before := e.metric("ebb_router_table_rebuilds_total")
-	const n = 300
+	// Enough functions that each rebuild costs milliseconds.
+	const base = 5000
+	var ops []store.Op
+	for i := range base {
+		fn := fmt.Sprintf("base%04d", i)
+		ops = append(ops,
+			store.PutJSON(store.RevisionKey(fn, fn+"-00001"), store.Revision{Name: fn + "-00001", Function: fn, Spec: api.FunctionSpec{Image: "img"}.WithDefaults()}, store.AnyVersion),
+			store.PutJSON(store.FunctionKey(fn), store.Function{Name: fn, LatestRevision: fn + "-00001"}, store.AnyVersion))
+	}
+	_, err := e.st.Txn(t.Context(), ops...)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return len(e.r.table.Load().hosts) == base }, 30*time.Second, time.Millisecond)
+
+	// Then a storm: each deploy changes both mirrors, and unpaced each
+	// change was a rebuild, back to back.
+	rebuilds, spent := e.metric("ebb_router_table_rebuilds_total"), e.histogramSum("ebb_router_table_rebuild_seconds")
+	const n = 200
 	start := time.Now()
 	for i := range n {
 		fn := fmt.Sprintf("storm%03d", i)
 		e.deploy(fn, []rev{{name: fn + "-00001"}}, nil)
 	}
-	require.Eventually(t, func() bool { return len(e.r.table.Load().hosts) == n }, 10*time.Second, time.Millisecond)
-	elapsed := time.Since(start)
+	require.Eventually(t, func() bool { return len(e.r.table.Load().hosts) == base+n }, 30*time.Second, time.Millisecond)
+	elapsed := time.Since(start).Seconds()
+	rebuilds = e.metric("ebb_router_table_rebuilds_total") - rebuilds
+	spent = e.histogramSum("ebb_router_table_rebuild_seconds") - spent
 
-	// Each deploy changed both mirrors; unpaced, each change was a rebuild.
-	rebuilds := e.metric("ebb_router_table_rebuilds_total") - before
-	assert.LessOrEqual(t, rebuilds, float64(elapsed/minRebuildInterval)+2, "%d deploys in %s", n, elapsed)
+	// Every rebuild but the last is followed by a pause of (rebuildDuty-1)
+	// times its length, so rebuilds take a rebuildDuty-th of the time, plus
+	// the last one (allowed two average rebuilds).
+	assert.Less(t, rebuilds, float64(2*n), "changes shared rebuilds")
+	assert.LessOrEqual(t, spent, elapsed/rebuildDuty+2*spent/rebuilds, "%.0f rebuilds took %.3fs of %.3fs", rebuilds, spent, elapsed)
 	for i := range n {
 		assert.NotNil(t, e.r.table.Load().lookup([]byte(host(fmt.Sprintf("storm%03d", i)))))
 	}
