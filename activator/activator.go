@@ -488,30 +488,59 @@ func (a *Activator) serve(ctx *fasthttp.RequestCtx, function, revision string, d
 		a.reject(ctx, rs, "failed", fasthttp.StatusBadGateway, failedBody(rs, fs.fail))
 		return
 	}
-	rep := rs.set.TryAcquire()
-	if rep == nil {
-		if int(rs.queued.Add(1)) > a.cfg.MaxQueue {
-			rs.queued.Add(-1)
-			ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
-			a.reject(ctx, rs, "queue_full", fasthttp.StatusServiceUnavailable,
-				"ebb: too many requests are waiting for "+function+"; retry later\n")
+	rep, ok := a.acquire(ctx, rs, deadline, cold)
+	if !ok {
+		return
+	}
+	for a.forward(ctx, rs, rep, deadline, trusted) {
+		// Nothing reached the replica because ebbd had no file descriptor
+		// left. Exchanges finishing meanwhile free some, so take a replica
+		// again after a moment, while the deadline allows.
+		pause := min(outOfDescriptorsPause, time.Until(deadline))
+		if pause <= 0 {
+			ctx.Response.Header.Set("Retry-After", "1")
+			a.reject(ctx, rs, "out_of_descriptors", fasthttp.StatusServiceUnavailable, "ebb: out of file descriptors; retry later\n")
 			return
 		}
-		rs.stats.Buffer(1)
-		var err error
-		rep, err = a.wait(ctx, rs, deadline)
-		rs.stats.Buffer(-1)
-		rs.queued.Add(-1)
-		a.metrics.queueWait.WithLabelValues(function).Observe(time.Since(arrived).Seconds())
-		if err != nil {
-			a.fail(ctx, rs, err, deadline)
+		time.Sleep(pause)
+		if rep, ok = a.acquire(ctx, rs, deadline, false); !ok {
 			return
-		}
-		if cold {
-			a.metrics.coldStart.WithLabelValues(function).Observe(time.Since(arrived).Seconds())
 		}
 	}
-	a.forward(ctx, rs, rep, deadline, trusted)
+}
+
+// outOfDescriptorsPause is how long a request waits before another try
+// when ebbd had no file descriptor left to reach a replica.
+const outOfDescriptorsPause = 20 * time.Millisecond
+
+// acquire takes a replica with capacity for the request, queueing it when
+// there is none. It reports false when the request has been answered
+// instead: queue full, deadline, hang-up, a failed revision or shutdown.
+func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline time.Time, cold bool) (*replicaset.Replica, bool) {
+	if rep := rs.set.TryAcquire(); rep != nil {
+		return rep, true
+	}
+	if int(rs.queued.Add(1)) > a.cfg.MaxQueue {
+		rs.queued.Add(-1)
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
+		a.reject(ctx, rs, "queue_full", fasthttp.StatusServiceUnavailable,
+			"ebb: too many requests are waiting for "+rs.function+"; retry later\n")
+		return nil, false
+	}
+	arrived := ctx.Time()
+	rs.stats.Buffer(1)
+	rep, err := a.wait(ctx, rs, deadline)
+	rs.stats.Buffer(-1)
+	rs.queued.Add(-1)
+	a.metrics.queueWait.WithLabelValues(rs.function).Observe(time.Since(arrived).Seconds())
+	if err != nil {
+		a.fail(ctx, rs, err, deadline)
+		return nil, false
+	}
+	if cold {
+		a.metrics.coldStart.WithLabelValues(rs.function).Observe(time.Since(arrived).Seconds())
+	}
+	return rep, true
 }
 
 var waiters = sync.Pool{New: func() any { return replicaset.NewWaiter() }}
@@ -635,7 +664,10 @@ func (ex *exchange) ExchangeDone(status int, _ error) {
 	exchanges.Put(ex)
 }
 
-func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replicaset.Replica, deadline time.Time, trusted bool) {
+// forward sends the request to rep and answers the client. It reports
+// true, with the client not yet answered and rep released, when ebbd had
+// no file descriptor left to reach the replica: the caller may try again.
+func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replicaset.Replica, deadline time.Time, trusted bool) (retry bool) {
 	ex := exchanges.Get().(*exchange)
 	ex.rs, ex.rep = rs, rep
 	opts := proxy.Options{Deadline: deadline, TrustForwarded: trusted}
@@ -652,19 +684,25 @@ func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replica
 			exchanges.Put(ex)
 			status := proxy.StatusFor(err)
 			a.reject(ctx, rs, "upstream", status, "ebb: function "+rs.function+" failed to answer\n")
-			return
+			return false
 		}
 	}
-	if err != nil {
-		rs.set.Release(ex.rep)
-		*ex = exchange{}
-		exchanges.Put(ex)
-		status := proxy.StatusFor(err)
-		a.log.Debug("proxy failed", "revision", rs.name, "status", status, "err", err)
-		body := "ebb: function " + rs.function + " failed to answer\n"
-		if status == fasthttp.StatusGatewayTimeout {
-			body = "ebb: function " + rs.function + " did not answer in time\n"
-		}
-		a.reject(ctx, rs, "upstream", status, body)
+	if err == nil {
+		return false
 	}
+	rs.set.Release(ex.rep)
+	*ex = exchange{}
+	exchanges.Put(ex)
+	if errors.Is(err, proxy.ErrOutOfDescriptors) {
+		a.metrics.outOfDescriptors.Inc()
+		return true
+	}
+	status := proxy.StatusFor(err)
+	a.log.Debug("proxy failed", "revision", rs.name, "status", status, "err", err)
+	body := "ebb: function " + rs.function + " failed to answer\n"
+	if status == fasthttp.StatusGatewayTimeout {
+		body = "ebb: function " + rs.function + " did not answer in time\n"
+	}
+	a.reject(ctx, rs, "upstream", status, body)
+	return false
 }

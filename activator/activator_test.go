@@ -7,11 +7,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 )
@@ -329,6 +332,57 @@ func TestDeadline(t *testing.T) {
 	assert.GreaterOrEqual(t, took, 150*time.Millisecond)
 	assert.Less(t, took, 3*time.Second)
 	assert.Equal(t, 0, e.waiting())
+}
+
+// A replica that ebbd cannot reach for lack of file descriptors is not
+// down: the request waits a moment and tries again, within its deadline,
+// and only gives up with a 503 when the deadline comes first.
+func TestOutOfDescriptors(t *testing.T) {
+	emfile := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	tests := []struct {
+		name      string
+		failDials int32 // dials that fail with EMFILE before they succeed
+		timeout   string
+		wantCode  int
+		wantBody  string
+		wantRetry string
+	}{
+		{name: "tries again until a descriptor is free", failDials: 3, timeout: "10s", wantCode: 200, wantBody: "ok"},
+		{name: "gives up at the deadline with a 503", failDials: 1 << 30, timeout: "100ms", wantCode: 503, wantBody: "ebb: out of file descriptors; retry later\n", wantRetry: "1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := startBackend(t, 0)
+			var dials atomic.Int32
+			e := newEnv(t, Config{Proxy: proxy.Config{Dial: func(addr string) (net.Conn, error) {
+				if dials.Add(1) <= tt.failDials {
+					return nil, emfile
+				}
+				return net.Dial("tcp", addr)
+			}}})
+			e.endpoint("r1", b.addr, 0)
+			code, body, retry := e.get(e.client(1), map[string]string{"X-Timeout": tt.timeout})
+			assert.Equal(t, tt.wantCode, code)
+			assert.Equal(t, tt.wantBody, body)
+			assert.Equal(t, tt.wantRetry, retry)
+			if tt.wantCode == 200 {
+				assert.Equal(t, float64(tt.failDials), counterValue(t, e.reg, "ebb_activator_out_of_descriptors_total"))
+			}
+		})
+	}
+}
+
+func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	require.NoError(t, err)
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
 
 func TestClientDisconnectLeavesQueue(t *testing.T) {

@@ -11,6 +11,9 @@ type metrics struct {
 	coldStart   *prometheus.HistogramVec
 	activations *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
+	// outOfDescriptors counts tries that found ebbd out of file
+	// descriptors and were made again.
+	outOfDescriptors prometheus.Counter
 }
 
 var waitBuckets = []float64{.0005, .001, .0025, .005, .01, .015, .025, .04, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
@@ -33,10 +36,14 @@ func newMetrics(reg prometheus.Registerer, a *Activator) (*metrics, error) {
 		}, []string{"function", "revision", "result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_activator_rejected_total",
-			Help: "Requests the activator answered itself, by reason: queue_full, deadline, failed, client_gone, shutdown, upstream.",
+			Help: "Requests the activator answered itself, by reason: queue_full, deadline, failed, client_gone, shutdown, upstream, out_of_descriptors.",
 		}, []string{"reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.queueWait, m.coldStart, m.activations, m.rejected, liveCollector{a}} {
+	m.outOfDescriptors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ebb_activator_out_of_descriptors_total",
+		Help: "Tries to reach a replica that found ebbd out of file descriptors; the request waits a moment and tries again.",
+	})
+	for _, c := range []prometheus.Collector{m.queueWait, m.coldStart, m.activations, m.rejected, m.outOfDescriptors, liveCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -512,9 +512,19 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, rev *revState, rep *replicase
 		rev.stats.End()
 		*ex = exchange{}
 		exchanges.Put(ex)
+		if errors.Is(err, proxy.ErrOutOfDescriptors) && r.deps.Activator != nil {
+			// ebbd had no file descriptor left to reach the replica, which
+			// is not to blame. The activator holds the request and tries
+			// again as exchanges finish and free some.
+			r.handoff(ctx, rev, deadline)
+			return
+		}
 		status := proxy.StatusFor(err)
 		rev.codes.Inc(status)
 		r.log.Debug("proxy failed", "revision", rev.name, "status", status, "err", err)
+		if status == fasthttp.StatusServiceUnavailable {
+			ctx.Response.Header.Set("Retry-After", "1")
+		}
 		writeError(ctx, status, errorBody(status, rev))
 		return
 	}
@@ -522,6 +532,8 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, rev *revState, rep *replicase
 
 func errorBody(status int, rev *revState) string {
 	switch status {
+	case fasthttp.StatusServiceUnavailable:
+		return "ebb: out of file descriptors; retry later\n"
 	case fasthttp.StatusGatewayTimeout:
 		return "ebb: function " + rev.function + " did not answer within " + rev.timeout.String() + "\n"
 	case fasthttp.StatusBadRequest:

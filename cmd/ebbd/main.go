@@ -42,6 +42,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(cfg.LogLevel, stderr)
+	if lim, err := raiseOpenFileLimit(); err != nil {
+		logger.Warn("cannot read the open-file limit", "err", err)
+	} else {
+		logger.Info("open-file limit", "soft", lim.Cur, "hard", lim.Max)
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}

@@ -26,6 +26,11 @@ var (
 	ErrUpstream = errors.New("upstream failed")
 	// ErrClientBody means the client's request body ended early or broke.
 	ErrClientBody = errors.New("reading client request body")
+	// ErrOutOfDescriptors means this process could not open a connection
+	// to the upstream because it has no file descriptor left (EMFILE,
+	// ENFILE). Nothing was sent and the upstream is not to blame: wait for
+	// connections to close and try again, and do not mark it down.
+	ErrOutOfDescriptors = errors.New("out of file descriptors")
 )
 
 // StatusFor maps a Forward error to the status a proxy should answer with.
@@ -35,6 +40,8 @@ func StatusFor(err error) int {
 		return fasthttp.StatusGatewayTimeout
 	case errors.Is(err, ErrClientBody):
 		return fasthttp.StatusBadRequest
+	case errors.Is(err, ErrOutOfDescriptors):
+		return fasthttp.StatusServiceUnavailable
 	default:
 		return fasthttp.StatusBadGateway
 	}

@@ -11,9 +11,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -376,6 +378,22 @@ func TestDialFailure(t *testing.T) {
 	assert.Contains(t, string(body), ErrUnavailable.Error())
 }
 
+// A dial that fails for lack of descriptors blames this process, not the
+// upstream: ErrOutOfDescriptors, not ErrUnavailable, so no caller marks the
+// upstream down for it.
+func TestDialOutOfDescriptors(t *testing.T) {
+	f := startFront(t, "127.0.0.1:1", Config{Dial: func(string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)}
+	}}, Options{})
+	resp, err := client().Get("http://" + f.addr + "/")
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 503, resp.StatusCode)
+	assert.Contains(t, string(body), ErrOutOfDescriptors.Error())
+	assert.NotContains(t, string(body), ErrUnavailable.Error())
+}
+
 // A backend that closes idle keep-alive connections right after answering
 // must not turn into errors: the probe finds the dead connection.
 func TestStalePooledConnection(t *testing.T) {
@@ -524,6 +542,7 @@ func TestStatusFor(t *testing.T) {
 		{fmt.Errorf("x: %w", ErrUnavailable), 502},
 		{fmt.Errorf("x: %w", ErrUpstream), 502},
 		{fmt.Errorf("x: %w", ErrClientBody), 400},
+		{fmt.Errorf("x: %w", ErrOutOfDescriptors), 503},
 		{errors.New("other"), 502},
 	} {
 		assert.Equal(t, tc.want, StatusFor(tc.err), tc.err.Error())

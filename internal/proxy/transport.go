@@ -326,6 +326,9 @@ func (u *Upstream) dial(now int64) (*conn, error) {
 			nc = fastconn.Wrap(nc)
 		}
 	}
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		return nil, fmt.Errorf("dial %s: %w: %w", u.addr, ErrOutOfDescriptors, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w: %w", u.addr, ErrUnavailable, err)
 	}
