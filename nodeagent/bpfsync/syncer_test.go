@@ -269,9 +269,11 @@ func TestSyncer(t *testing.T) {
 	t.Run("VIP load is reported for the replica's revision", func(t *testing.T) {
 		// Two VIP requests in flight on r2 (port 9002), one more arriving;
 		// the pooled port 9004 has no endpoint, so its load has no owner.
+		require.Eventually(t, func() bool { return e.s.replicaRevisions()[9002] == "alpha-00001" }, 5*time.Second, time.Millisecond)
 		e.loader.setLoad(9004, bpf.PortLoad{VIPRequests: 7, VIPOpen: 1})
 		e.loader.setLoad(9002, bpf.PortLoad{VIPRequests: 2, VIPOpen: 2, VIPBusy: time.Second})
-		e.loader.setLoad(9002, bpf.PortLoad{VIPRequests: 3, VIPOpen: 2, VIPBusy: 2 * time.Second})
+		requests := uint64(3)
+		e.loader.setLoad(9002, bpf.PortLoad{VIPRequests: requests, VIPOpen: 2, VIPBusy: 2 * time.Second})
 		deadline := time.After(5 * time.Second)
 		for {
 			select {
@@ -282,7 +284,14 @@ func TestSyncer(t *testing.T) {
 				assert.Equal(t, "vip@n1", st.Reporter)
 				assert.GreaterOrEqual(t, st.MaxConcurrency, 2.0)
 				if st.Requests == 0 {
-					continue // a report from before the last setLoad
+					// Both readings behind this report already had the
+					// requests (the first reading after the load was
+					// set may have come before the syncer knew the
+					// port's revision). One more request arrives, so a
+					// later report must count it.
+					requests++
+					e.loader.setLoad(9002, bpf.PortLoad{VIPRequests: requests, VIPOpen: 2, VIPBusy: 2 * time.Second})
+					continue
 				}
 				e.loader.setLoad(9002, bpf.PortLoad{})
 				e.loader.setLoad(9004, bpf.PortLoad{})
