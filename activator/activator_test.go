@@ -25,6 +25,7 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/proxy"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 )
@@ -366,23 +367,10 @@ func TestOutOfDescriptors(t *testing.T) {
 			assert.Equal(t, tt.wantBody, body)
 			assert.Equal(t, tt.wantRetry, retry)
 			if tt.wantCode == 200 {
-				assert.Equal(t, float64(tt.failDials), counterValue(t, e.reg, "ebb_activator_out_of_descriptors_total"))
+				assert.Equal(t, float64(tt.failDials), testenv.Metric(t, e.reg, "ebb_activator_out_of_descriptors_total"))
 			}
 		})
 	}
-}
-
-func counterValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no metric %s", name)
-	return 0
 }
 
 func TestClientDisconnectLeavesQueue(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/nodeagent"
 	"github.com/ebbrun/ebb/nodeagent/fake"
 	"github.com/ebbrun/ebb/store"
@@ -248,26 +249,8 @@ func TestScaleUpPublishesEndpointsAndKeepsAPool(t *testing.T) {
 		return err == nil && n.Running == 2 && n.PoolSize == 1 && n.AllocatedCPU == 1.0 &&
 			n.AllocatedMemory == 256<<20 && len(n.Images) == 4 && n.PoolCapacity == 32
 	}, 5*time.Second, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return metric(t, e.reg, "ebb_nodeagent_running_replicas") == 2 }, 5*time.Second, 5*time.Millisecond)
-	assert.Equal(t, 1.0, metric(t, e.reg, "ebb_nodeagent_pool_tasks"))
-}
-
-// metric reads a counter or gauge exactly as the registry exports it.
-func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	require.NoError(t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			m := mf.GetMetric()[0]
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
-			}
-			return m.GetGauge().GetValue()
-		}
-	}
-	t.Fatalf("metric %s is not exported", name)
-	return 0
+	require.Eventually(t, func() bool { return testenv.Metric(t, e.reg, "ebb_nodeagent_running_replicas") == 2 }, 5*time.Second, 5*time.Millisecond)
+	assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_tasks"))
 }
 
 // histogramCount is the sample count of the histogram series with label=value.
@@ -314,8 +297,8 @@ func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
 	})
 	e.waitContainers(2)
 
-	assert.Equal(t, 1.0, metric(t, e.reg, "ebb_nodeagent_pool_hits_total"))
-	assert.Equal(t, 0.0, metric(t, e.reg, "ebb_nodeagent_pool_misses_total"))
+	assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_hits_total"))
+	assert.Equal(t, 0.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_misses_total"))
 	// Every phase of the start was timed: create and task when the pool
 	// entry was made, start and ready when it was used.
 	for _, phase := range []string{"create", "task", "start", "ready"} {
@@ -342,7 +325,7 @@ func TestCrashRestartsInPlaceAndReportsCrashLoop(t *testing.T) {
 	assert.Equal(t, ep.Replica, again.Replica, "restarted in place")
 	assert.Equal(t, ep.Addr, again.Addr, "same port")
 	assert.Len(t, e.rt.Containers(), 1)
-	assert.Equal(t, 1.0, metric(t, e.reg, "ebb_nodeagent_restarts_total"))
+	assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_restarts_total"))
 	rec, _, err := store.GetJSON[store.Replica](context.Background(), e.store, store.ReplicaKey(node, ep.Replica))
 	require.NoError(t, err)
 	assert.Equal(t, 1, rec.Restarts)

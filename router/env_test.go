@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"path/filepath"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 )
@@ -220,46 +220,11 @@ func split(pairs ...any) []api.TrafficTarget {
 // histogramSum reads the sum of an unlabelled histogram.
 func (e *env) histogramSum(name string) float64 {
 	e.t.Helper()
-	mfs, err := e.reg.Gather()
-	require.NoError(e.t, err)
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			return mf.GetMetric()[0].GetHistogram().GetSampleSum()
-		}
-	}
-	e.t.Fatalf("no histogram %s", name)
-	return 0
+	return testenv.HistogramSum(e.t, e.reg, name)
 }
 
 // metric reads one sample of a gathered metric by its label values.
 func (e *env) metric(name string, labels ...string) float64 {
 	e.t.Helper()
-	mfs, err := e.reg.Gather()
-	require.NoError(e.t, err)
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel()) != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				if !slices.Contains(labels, l.GetValue()) {
-					continue next
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			case m.GetHistogram() != nil:
-				return float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	e.t.Fatalf("no metric %s%v", name, labels)
-	return 0
+	return testenv.Metric(e.t, e.reg, name, labels...)
 }
