@@ -2,7 +2,6 @@ package autoscaler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -429,56 +428,14 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 // of revisions/{fn}/{rev} and scales/{rev}, the node of nodes/{node}.
 func lastSegment(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
 
-// syncDecoded brings m, keyed by nameOf(store key), in line with a mirror
-// update and returns it (a new map if m is nil). It works in place and
-// decodes only records whose version changed; after a full listing it
-// walks the whole snapshot, otherwise only the keys the update changed.
-// Every change under a prefix delivers the whole prefix again, and with
+// syncDecoded is store.FoldUpdate with undecodable records logged. Every
+// change under a prefix delivers the whole prefix again, and with
 // thousands of revisions rebuilding and re-decoding everything each time
-// would cost more than all the rest the runner does. Names whose key left
-// the snapshot are dropped unless keep says to keep them. Undecodable
-// records are logged and skipped.
+// would cost more than all the rest the runner does.
 func syncDecoded[T any](log *slog.Logger, m map[string]store.Versioned[T], u store.Update, nameOf func(key string) string, keep func(name string) bool) map[string]store.Versioned[T] {
-	if m == nil {
-		m = make(map[string]store.Versioned[T], len(u.Snapshot))
-	}
-	put := func(key string, kv store.KV) {
-		name := nameOf(key)
-		if v, ok := m[name]; ok && v.Key == key && v.Version == kv.Version {
-			return
-		}
-		var rec T
-		if err := json.Unmarshal(kv.Value, &rec); err != nil {
-			log.Warn("skipping undecodable record", "key", key, "err", err)
-			delete(m, name)
-			return
-		}
-		m[name] = store.Versioned[T]{Value: rec, Key: key, Version: kv.Version}
-	}
-	drop := func(name string) {
-		if keep == nil || !keep(name) {
-			delete(m, name)
-		}
-	}
-	if !u.Full {
-		for _, key := range u.Changed {
-			if kv, ok := u.Snapshot[key]; ok {
-				put(key, kv)
-			} else if v, ok := m[nameOf(key)]; ok && v.Key == key {
-				drop(nameOf(key))
-			}
-		}
-		return m
-	}
-	for name, v := range m {
-		if _, ok := u.Snapshot[v.Key]; !ok {
-			drop(name)
-		}
-	}
-	for key, kv := range u.Snapshot {
-		put(key, kv)
-	}
-	return m
+	return store.FoldUpdate(m, u, nameOf, keep, func(key string, err error) {
+		log.Warn("skipping undecodable record", "key", key, "err", err)
+	})
 }
 
 func (r *Runner) recomputeAllocLocked() {

@@ -93,24 +93,57 @@ func DecodeUpdate[T any](m map[string]Versioned[T], u Update, onBad func(key str
 	if m == nil || u.Full {
 		return DecodeSnapshot(u.Snapshot, m, onBad)
 	}
-	for _, key := range u.Changed {
-		kv, ok := u.Snapshot[key]
-		if !ok {
-			delete(m, key)
-			continue
+	return FoldUpdate(m, u, func(key string) string { return key }, nil, onBad)
+}
+
+// FoldUpdate brings m, keyed by nameOf(store key), in line with a mirror
+// update and returns it (a new map if m is nil). It works in place and
+// decodes only records whose version changed; after a full listing it
+// walks the whole snapshot, otherwise only the keys the update changed.
+// Names whose key left the snapshot are dropped unless keep (when set)
+// says to keep them. Undecodable records are left out and reported to
+// onBad, when set.
+func FoldUpdate[T any](m map[string]Versioned[T], u Update, nameOf func(key string) string, keep func(name string) bool, onBad func(key string, err error)) map[string]Versioned[T] {
+	if m == nil {
+		m = make(map[string]Versioned[T], len(u.Snapshot))
+	}
+	put := func(key string, kv KV) {
+		name := nameOf(key)
+		if v, ok := m[name]; ok && v.Key == key && v.Version == kv.Version {
+			return
 		}
-		if v, ok := m[key]; ok && v.Version == kv.Version {
-			continue
-		}
-		var v T
-		if err := json.Unmarshal(kv.Value, &v); err != nil {
-			delete(m, key)
+		var rec T
+		if err := json.Unmarshal(kv.Value, &rec); err != nil {
 			if onBad != nil {
 				onBad(key, err)
 			}
-			continue
+			delete(m, name)
+			return
 		}
-		m[key] = Versioned[T]{Key: key, Value: v, Version: kv.Version}
+		m[name] = Versioned[T]{Value: rec, Key: key, Version: kv.Version}
+	}
+	drop := func(name string) {
+		if keep == nil || !keep(name) {
+			delete(m, name)
+		}
+	}
+	if !u.Full {
+		for _, key := range u.Changed {
+			if kv, ok := u.Snapshot[key]; ok {
+				put(key, kv)
+			} else if v, ok := m[nameOf(key)]; ok && v.Key == key {
+				drop(nameOf(key))
+			}
+		}
+		return m
+	}
+	for name, v := range m {
+		if _, ok := u.Snapshot[v.Key]; !ok {
+			drop(name)
+		}
+	}
+	for key, kv := range u.Snapshot {
+		put(key, kv)
 	}
 	return m
 }
