@@ -280,10 +280,7 @@ func removeRuntimeLeftovers(t *testing.T, dir string) {
 	for pid := range ours {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
-	mounts, _ := mountinfo.Read()
-	for _, m := range mountinfo.Under(mounts, dir) {
-		_ = syscall.Unmount(m, syscall.MNT_DETACH)
-	}
+	mountinfo.UnmountUnder(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		t.Logf("remove %s: %v", dir, err)
 	}

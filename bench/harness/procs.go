@@ -223,10 +223,7 @@ func RemoveTree(dir string) error {
 		return fmt.Errorf("refusing to remove %q outside %s", dir, os.TempDir())
 	}
 	for range 3 {
-		mounts, _ := mountinfo.Read()
-		for _, m := range mountinfo.Under(mounts, dir) {
-			_ = syscall.Unmount(m, syscall.MNT_DETACH)
-		}
+		mountinfo.UnmountUnder(dir)
 		err := os.RemoveAll(dir)
 		if err == nil || errors.Is(err, os.ErrNotExist) {
 			return nil

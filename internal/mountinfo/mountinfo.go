@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Mount is one line of the table.
@@ -64,6 +65,15 @@ func Under(mounts []Mount, dir string) []string {
 		}
 	}
 	return out
+}
+
+// UnmountUnder detaches every mount at or below dir, children first, so
+// that dir can be removed; what it cannot read or unmount it leaves.
+func UnmountUnder(dir string) {
+	mounts, _ := Read()
+	for _, m := range Under(mounts, dir) {
+		_ = syscall.Unmount(m, syscall.MNT_DETACH)
+	}
 }
 
 // unescape undoes the octal escapes (\040 for space and so on) that the

@@ -185,7 +185,7 @@ func deleteContainers(ctx context.Context, addr string) {
 // removePrivateDir unmounts whatever is still mounted under dir (container
 // rootfs overlays) and removes it.
 func removePrivateDir(dir string) {
-	unmountUnder(dir)
+	mountinfo.UnmountUnder(dir)
 	_ = os.RemoveAll(dir)
 }
 
@@ -255,13 +255,5 @@ func forEachProcess(fn func(pid int)) {
 		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
 			fn(pid)
 		}
-	}
-}
-
-// unmountUnder detaches every mount at or below dir, children first.
-func unmountUnder(dir string) {
-	mounts, _ := mountinfo.Read()
-	for _, m := range mountinfo.Under(mounts, dir) {
-		_ = syscall.Unmount(m, syscall.MNT_DETACH)
 	}
 }
