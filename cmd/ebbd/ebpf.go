@@ -72,13 +72,10 @@ func (d *daemon) startEBPF(ctx context.Context, g *errgroup.Group, scaler scaleR
 	deps := bpfsync.Deps{
 		Store:      d.store,
 		Loader:     l,
+		Activator:  scaler, // a nil interface converts to nil
+		Stats:      scaler,
 		Registerer: d.reg,
 		Logger:     d.log.With("component", "ebpf"),
-	}
-	// Not assigned when nil: a nil scaleReporter would make non-nil
-	// interfaces of the wrong kind.
-	if scaler != nil {
-		deps.Activator, deps.Stats = scaler, scaler
 	}
 	syncer, err := bpfsync.New(bpfsync.Config{
 		Node:       d.cfg.NodeName,
