@@ -61,14 +61,19 @@ func (s *Syncer) reportLoop(ctx context.Context) error {
 func (s *Syncer) reporter() string { return "vip@" + s.cfg.Node }
 
 // replicaRevisions maps each ready replica port of this node to its
-// revision.
+// revision. The map is replaced, never modified, when endpoints change.
 func (s *Syncer) replicaRevisions() map[uint16]string {
 	s.mu.Lock()
-	eps := s.eps
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	return s.revs
+}
+
+// portRevisions maps each of node's ready replica ports in eps to its
+// revision.
+func portRevisions(eps map[string]store.Versioned[store.Endpoint], node string) map[uint16]string {
 	out := make(map[uint16]string, len(eps))
 	for _, c := range eps {
-		out[replicaPort(c.Value, s.cfg.Node)] = c.Value.Revision
+		out[replicaPort(c.Value, node)] = c.Value.Revision
 	}
 	delete(out, 0)
 	return out

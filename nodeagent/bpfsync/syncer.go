@@ -75,6 +75,7 @@ type Syncer struct {
 	mu    sync.Mutex // guards the mirrored state below
 	fns   map[string]store.Versioned[store.Function]
 	eps   map[string]store.Versioned[store.Endpoint]
+	revs  map[uint16]string // this node's ready replica ports → revision, from eps
 	vips  map[string]store.Versioned[store.VIP]
 	ports map[uint16]bool
 	have  int // how many of the four mirrors have delivered
@@ -194,6 +195,7 @@ func (s *Syncer) onEndpoints(snap map[string]store.KV) {
 	defer s.mu.Unlock()
 	s.delivered(s.eps == nil)
 	s.eps = store.DecodeSnapshot(snap, s.eps, s.undecodable)
+	s.revs = portRevisions(s.eps, s.cfg.Node)
 }
 
 func (s *Syncer) onVIPs(snap map[string]store.KV) {
