@@ -299,55 +299,47 @@ func (s *Syncer) syncPorts(v view) error {
 	if s.cfg.RouterPort != 0 {
 		want[s.cfg.RouterPort] = true
 	}
-	var errs []error
-	for p := range want {
-		if s.allowed[p] {
-			continue
-		}
-		if err := s.deps.Loader.AllowPort(p); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s.allowed[p] = true
-	}
-	for p := range s.allowed {
-		if want[p] {
-			continue
-		}
-		if err := s.deps.Loader.DisallowPort(p); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		delete(s.allowed, p)
-	}
+	err := syncSet(s.allowed, want, s.deps.Loader.AllowPort, s.deps.Loader.DisallowPort)
 	s.m.ports.Set(float64(len(s.allowed)))
-	errs = append(errs, s.syncTracked(v.ports))
-	return errors.Join(errs...)
+	return errors.Join(err, s.syncTracked(v.ports))
 }
 
 // syncTracked has the programs account the requests to every replica port
 // of this node (not the router's: its own load it reports itself).
 func (s *Syncer) syncTracked(replicaPorts map[uint16]bool) error {
-	var errs []error
+	want := make(map[uint16]bool, len(replicaPorts))
 	for p := range replicaPorts {
-		if s.tracked[p] || !s.allowed[p] {
-			continue
+		if s.allowed[p] {
+			want[p] = true
 		}
-		if err := s.deps.Loader.TrackPort(p); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		s.tracked[p] = true
 	}
-	for p := range s.tracked {
-		if replicaPorts[p] && s.allowed[p] {
+	return syncSet(s.tracked, want, s.deps.Loader.TrackPort, s.deps.Loader.UntrackPort)
+}
+
+// syncSet brings have, the ports the loader holds, to want: add for each
+// missing one, remove for each extra. A port whose call fails keeps its
+// old state, to be tried again on the next pass.
+func syncSet(have, want map[uint16]bool, add, remove func(uint16) error) error {
+	var errs []error
+	for p := range want {
+		if have[p] {
 			continue
 		}
-		if err := s.deps.Loader.UntrackPort(p); err != nil {
+		if err := add(p); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		delete(s.tracked, p)
+		have[p] = true
+	}
+	for p := range have {
+		if want[p] {
+			continue
+		}
+		if err := remove(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		delete(have, p)
 	}
 	return errors.Join(errs...)
 }
