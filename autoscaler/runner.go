@@ -564,14 +564,14 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 	current := map[string]store.Assignment{}
 	currentVer := map[string]store.Versioned[store.Assignment]{}
 	others := map[string]Allocation{}
-	for node, a := range r.alloc {
-		others[node] = a
-	}
-	for key, a := range r.assigns {
-		if a.Value.Revision != name {
+	// r.alloc has a key for every node that holds an assignment, so this
+	// revision's are found by key, not by walking every assignment.
+	for node, al := range r.alloc {
+		others[node] = al
+		a, ok := r.assigns[store.AssignmentKey(node, name)]
+		if !ok {
 			continue
 		}
-		node := nodeOfAssignment(key)
 		current[node] = a.Value
 		currentVer[node] = a
 		others[node] = others[node].Add(rs.demand, -a.Value.Replicas, -a.Value.PreCreated)
