@@ -55,6 +55,8 @@ func build() error {
 		{binaries.ebbd, "../cmd/ebbd", false},
 		{binaries.ebb, "../cmd/ebb", false},
 		{binaries.hello, "../examples/hello", true},
+		// Beside ebbd, where ebbd's --runc auto finds it.
+		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Env = os.Environ()

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
+	"github.com/containerd/containerd/plugin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ebbrun/ebb/internal/containerdproc"
@@ -33,21 +35,22 @@ const floorNamespace = "ebbbench"
 // node agent's 500 µs so the floors are the best the machine can do.
 const probeInterval = 200 * time.Microsecond
 
-// Floors measures the three floors of a cold start the same way each time:
-// the start of bin/hello until it answers HTTP on loopback.
+// Floors measures the floors of a cold start the same way each time: the
+// start of bin/hello until it answers HTTP on loopback.
 type Floors struct {
-	hello  string
-	log    *slog.Logger
-	sup    *containerdproc.Supervisor
-	client *containerd.Client
-	image  containerd.Image
-	seq    int
+	hello   string
+	ebbRunc string // bin/ebb-runc, for StartEbbRunc
+	log     *slog.Logger
+	sup     *containerdproc.Supervisor
+	client  *containerd.Client
+	image   containerd.Image
+	seq     int
 }
 
 // NewFloors starts a private containerd under dir and imports bin/hello as
-// an image into it.
-func NewFloors(ctx context.Context, dir, hello string, log *slog.Logger) (*Floors, error) {
-	f := &Floors{hello: hello, log: log}
+// an image into it. ebbRunc is bin/ebb-runc.
+func NewFloors(ctx context.Context, dir, hello, ebbRunc string, log *slog.Logger) (*Floors, error) {
+	f := &Floors{hello: hello, ebbRunc: ebbRunc, log: log}
 	sup, err := containerdproc.New(containerdproc.Config{
 		// A socket that cannot answer, so the floors always run on a
 		// containerd of their own that nothing else touches.
@@ -166,7 +169,7 @@ func (f *Floors) Create(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	start := time.Now()
-	c, task, err := f.newTask(ctx, port)
+	c, task, err := f.newTask(ctx, port, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -181,12 +184,22 @@ func (f *Floors) Create(ctx context.Context) (time.Duration, error) {
 // Start is the floor with a pre-created task: container and task are made
 // first, untimed, and only task.Start until the process answers is timed.
 func (f *Floors) Start(ctx context.Context) (time.Duration, error) {
+	return f.start(ctx, nil)
+}
+
+// StartEbbRunc is Start with the shim running ebb-runc in place of runc,
+// as the node agent has it: the floor of ebb's own start.
+func (f *Floors) StartEbbRunc(ctx context.Context) (time.Duration, error) {
+	return f.start(ctx, &runcoptions.Options{BinaryName: f.ebbRunc})
+}
+
+func (f *Floors) start(ctx context.Context, runtimeOptions *runcoptions.Options) (time.Duration, error) {
 	ctx = f.ns(ctx)
 	port, err := freePort()
 	if err != nil {
 		return 0, err
 	}
-	c, task, err := f.newTask(ctx, port)
+	c, task, err := f.newTask(ctx, port, runtimeOptions)
 	if err != nil {
 		return 0, err
 	}
@@ -199,10 +212,17 @@ func (f *Floors) Start(ctx context.Context) (time.Duration, error) {
 	return time.Since(start), err
 }
 
-func (f *Floors) newTask(ctx context.Context, port int) (containerd.Container, containerd.Task, error) {
+// newTask creates a container and its task; runtimeOptions, when not nil,
+// are the runc shim's.
+func (f *Floors) newTask(ctx context.Context, port int, runtimeOptions *runcoptions.Options) (containerd.Container, containerd.Task, error) {
 	f.seq++
 	id := fmt.Sprintf("floor-%d-%d", os.Getpid(), f.seq)
+	runtime := containerd.WithRuntime(plugin.RuntimeRuncV2, nil)
+	if runtimeOptions != nil {
+		runtime = containerd.WithRuntime(plugin.RuntimeRuncV2, runtimeOptions)
+	}
 	c, err := f.client.NewContainer(ctx, id,
+		runtime,
 		containerd.WithImage(f.image),
 		containerd.WithSnapshotter(imagestore.DefaultSnapshotter),
 		containerd.WithNewSnapshot(id, f.image),

@@ -71,6 +71,10 @@ type Config struct {
 	// ReplicaPorts is the host port range replicas listen on, "MIN-MAX".
 	// Default 20000-29999, below Linux's ephemeral range.
 	ReplicaPorts string `yaml:"replicaPorts"`
+	// Runc is the OCI runtime binary containerd's runc shim runs for
+	// replicas: "auto" (default: ebb-runc beside ebbd when it is there,
+	// else runc), "runc", or the absolute path of ebb-runc.
+	Runc string `yaml:"runc"`
 }
 
 func defaultConfig() Config {
@@ -90,6 +94,7 @@ func defaultConfig() Config {
 		VIPPrefix:         bpf.DefaultVIPPrefix.String(),
 		HostIP:            "127.0.0.1",
 		ReplicaPorts:      "20000-29999",
+		Runc:              runcAuto,
 	}
 }
 
@@ -114,6 +119,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.VIPPrefix, "vip-prefix", cfg.VIPPrefix, "IPv4 range in 127.0.0.0/8 for function VIPs; the same on every node")
 	fs.StringVar(&cfg.HostIP, "host-ip", cfg.HostIP, "address replicas are published at; routers on other machines must reach it")
 	fs.StringVar(&cfg.ReplicaPorts, "replica-ports", cfg.ReplicaPorts, "host port range for replicas, MIN-MAX")
+	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "OCI runtime the containerd shim runs: auto (ebb-runc beside ebbd, else runc), runc, or a path to ebb-runc")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -179,6 +185,7 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("vip-prefix", &file.VIPPrefix, flags.VIPPrefix)
 	pick("host-ip", &file.HostIP, flags.HostIP)
 	pick("replica-ports", &file.ReplicaPorts, flags.ReplicaPorts)
+	pick("runc", &file.Runc, flags.Runc)
 	return file
 }
 
@@ -218,6 +225,9 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("--log-level %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.Runc != runcAuto && c.Runc != runcStock && !filepath.IsAbs(c.Runc) {
+		return fmt.Errorf("--runc %q: must be auto, runc or an absolute path", c.Runc)
 	}
 	switch c.EBPF {
 	case "auto", "on", "off":

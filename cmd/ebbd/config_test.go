@@ -30,7 +30,12 @@ func TestParseConfig(t *testing.T) {
 			assert.Equal(t, "embedded", c.Store)
 			assert.Equal(t, "localhost", c.Domain)
 			assert.Equal(t, "/run/containerd/containerd.sock", c.ContainerdAddress)
+			assert.Equal(t, "auto", c.Runc)
 		}},
+		{name: "runc path", args: []string{"--runc", "/usr/local/bin/ebb-runc"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, "/usr/local/bin/ebb-runc", c.Runc)
+		}},
+		{name: "relative runc", args: []string{"--runc", "ebb-runc"}, wantErr: "--runc"},
 		{name: "flags", args: []string{"--data-dir", "rel/dir", "--http-addr", "127.0.0.1:8081", "--domain", "fn.test"}, check: func(t *testing.T, c Config) {
 			assert.True(t, filepath.IsAbs(c.DataDir), "data dir is made absolute")
 			assert.Equal(t, "127.0.0.1:8081", c.HTTPAddr)

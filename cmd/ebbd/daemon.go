@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -219,7 +220,16 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 	if err != nil {
 		return nil, err
 	}
-	rt, err := nodecontainerd.New(client, nodecontainerd.Config{})
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find ebbd's own path: %w", err)
+	}
+	runc, err := runcBinary(d.cfg.Runc, exe)
+	if err != nil {
+		return nil, err
+	}
+	d.log.Info("replicas start through", "runc", cmp.Or(runc, "runc"))
+	rt, err := nodecontainerd.New(client, nodecontainerd.Config{RuncBinary: runc})
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,7 @@ type childConfig struct {
 	DataDir    string
 	RunDir     string
 	FIFODir    string
+	RuncBinary string
 	PortMin    int
 	PortMax    int
 }
@@ -86,7 +87,7 @@ func runChildAgent(js string) int {
 		return 1
 	}
 	defer st.Close()
-	rt, err := ctrd.New(client, ctrd.Config{FIFODir: cfg.FIFODir})
+	rt, err := ctrd.New(client, ctrd.Config{FIFODir: cfg.FIFODir, RuncBinary: cfg.RuncBinary})
 	if err != nil {
 		log.Error("runtime", "err", err)
 		return 1
@@ -243,7 +244,8 @@ func TestAgentAcceptance(t *testing.T) {
 	cfg := childConfig{
 		Containerd: addr, RedisURL: rd.URL(), Node: node,
 		DataDir: filepath.Join(dir, "data"), RunDir: filepath.Join(dir, "run"), FIFODir: filepath.Join(dir, "fifo"),
-		PortMin: 31000, PortMax: 31099,
+		RuncBinary: ebbRuncBinary(t), // as ebbd has it
+		PortMin:    31000, PortMax: 31099,
 	}
 	logPath := filepath.Join(dir, "agent.log")
 	t.Cleanup(func() {
@@ -457,7 +459,7 @@ func startAgent(t testing.TB, client *containerd.Client, st store.Store, node st
 	tweak func(*nodeagent.Config), tweakDeps func(*nodeagent.Deps)) *nodeagent.Agent {
 	t.Helper()
 	dir := t.TempDir()
-	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(dir, "fifo")})
+	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(dir, "fifo"), RuncBinary: ebbRuncBinary(t)})
 	require.NoError(t, err)
 	t.Cleanup(rt.Close) // after the agent has stopped: cleanups run last first
 	cfg := nodeagent.Config{Node: node, DataDir: filepath.Join(dir, "data"), RunDir: filepath.Join(dir, "run"),

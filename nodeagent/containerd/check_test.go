@@ -102,6 +102,26 @@ func TestConfig(t *testing.T) {
 	c := Config{}.WithDefaults()
 	require.NoError(t, c.Validate())
 	assert.Equal(t, "ebb", c.Namespace)
-	assert.Error(t, Config{FIFODir: "relative"}.WithDefaults().Validate())
-	assert.Error(t, Config{Namespace: "a/b"}.WithDefaults().Validate())
+
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{name: "ebb-runc", cfg: Config{RuncBinary: "/usr/local/bin/ebb-runc"}},
+		{name: "relative fifo dir", cfg: Config{FIFODir: "relative"}, wantErr: "must be absolute"},
+		{name: "bad namespace", cfg: Config{Namespace: "a/b"}, wantErr: "not a containerd namespace"},
+		{name: "relative runc binary", cfg: Config{RuncBinary: "ebb-runc"}, wantErr: "must be an absolute path"},
+		{name: "runc binary on another shim", cfg: Config{RuncBinary: "/bin/ebb-runc", Runtime: "io.containerd.runsc.v1"}, wantErr: "needs runtime io.containerd.runc.v2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.WithDefaults().Validate()
+			if tt.wantErr == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorContains(t, err, tt.wantErr)
+		})
+	}
 }

@@ -37,7 +37,9 @@ import (
 //
 // and the spec-start and spec-create floors: the same two through the
 // agent's Runtime with a replica's full OCI spec but no agent, so the cost
-// of the isolation shows apart from the cost of the agent. It reports each
+// of the isolation shows apart from the cost of the agent. The agent and
+// the spec floors run ebb-runc in runc's place, as ebbd does; the bare
+// floors run runc, so pool / floor-start includes what ebb-runc saves. It reports each
 // one's p50 and p90, the ratios of the p50s (goals: pool ≤ 1.3×
 // floor-start, create ≤ 1.2× floor-create) and the agent paths' phases.
 // Run with -benchtime=Nx; every iteration takes about half a second.
@@ -312,7 +314,7 @@ type specFloor struct {
 }
 
 func newSpecFloor(b *testing.B, client *containerd.Client, ref string, fs api.FunctionSpec) *specFloor {
-	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(b.TempDir(), "fifo")})
+	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(b.TempDir(), "fifo"), RuncBinary: ebbRuncBinary(b)})
 	require.NoError(b, err)
 	b.Cleanup(rt.Close)
 	img, err := rt.Image(context.Background(), ref)

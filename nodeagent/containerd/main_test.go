@@ -36,11 +36,13 @@ var (
 	buildOnce sync.Once
 	buildDir  string
 	helloBin  string
+	ebbRunc   string
 	buildErr  error
 )
 
-// helloBinary builds examples/hello as a static binary, once per test binary.
-func helloBinary(t testing.TB) string {
+// build builds, once per test binary, examples/hello as a static binary
+// and cmd/ebb-runc.
+func build(t testing.TB) {
 	t.Helper()
 	goTool := testenv.RequireBinary(t, "go")
 	buildOnce.Do(func() {
@@ -48,16 +50,34 @@ func helloBinary(t testing.TB) string {
 			return
 		}
 		helloBin = filepath.Join(buildDir, "hello")
-		cmd := exec.Command(goTool, "build", "-o", helloBin, "../../examples/hello")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			buildErr = fmt.Errorf("go build examples/hello: %v\n%s", err, out.String())
+		ebbRunc = filepath.Join(buildDir, "ebb-runc")
+		for _, b := range []struct{ out, pkg string }{
+			{helloBin, "../../examples/hello"},
+			{ebbRunc, "../../cmd/ebb-runc"},
+		} {
+			cmd := exec.Command(goTool, "build", "-o", b.out, b.pkg)
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Run(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out.String())
+				return
+			}
 		}
 	})
 	require.NoError(t, buildErr)
+}
+
+// helloBinary is examples/hello, built as a static binary.
+func helloBinary(t testing.TB) string {
+	build(t)
 	return helloBin
+}
+
+// ebbRuncBinary is cmd/ebb-runc, the runc the node agent has the shim run.
+func ebbRuncBinary(t testing.TB) string {
+	build(t)
+	return ebbRunc
 }
 
 // connect returns a containerd client for the test's containerd.

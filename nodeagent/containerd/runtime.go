@@ -14,6 +14,7 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd"
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/cio"
 	"github.com/containerd/containerd/containers"
 	"github.com/containerd/containerd/content"
@@ -55,6 +56,12 @@ type Config struct {
 	// must survive an agent restart (not a private tmp dir) so a restarted
 	// agent can reattach. Default /run/ebb/fifo.
 	FIFODir string
+	// RuncBinary is the absolute path of the OCI runtime binary the runc
+	// shim runs in place of runc, set on each container it creates:
+	// cmd/ebb-runc, which starts a pre-created task without starting runc.
+	// Empty means runc. It needs the runc shim (Runtime
+	// "io.containerd.runc.v2").
+	RuncBinary string
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -81,6 +88,14 @@ func (c Config) Validate() error {
 	}
 	if strings.ContainsAny(c.Namespace, "/ ") || c.Namespace == "" {
 		return fmt.Errorf("namespace %q is not a containerd namespace", c.Namespace)
+	}
+	if c.RuncBinary != "" {
+		if !filepath.IsAbs(c.RuncBinary) {
+			return fmt.Errorf("runc binary %q must be an absolute path", c.RuncBinary)
+		}
+		if c.Runtime != DefaultRuntime {
+			return fmt.Errorf("runc binary %q needs runtime %s, not %s", c.RuncBinary, DefaultRuntime, c.Runtime)
+		}
 	}
 	return nil
 }
@@ -270,7 +285,7 @@ func (r *Runtime) Create(ctx context.Context, spec nodeagent.ContainerSpec) erro
 		containerd.WithImageName(e.image.Name()),
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
 		containerd.WithNewSnapshot(spec.ID, e.image),
-		containerd.WithRuntime(r.cfg.Runtime, nil),
+		containerd.WithRuntime(r.cfg.Runtime, r.runtimeOptions()),
 		containerd.WithContainerLabels(spec.Labels),
 		containerd.WithNewSpec(specOpts(spec, e.config)...),
 	)
@@ -281,6 +296,15 @@ func (r *Runtime) Create(ctx context.Context, spec nodeagent.ContainerSpec) erro
 	r.containers[spec.ID] = c
 	r.mu.Unlock()
 	return nil
+}
+
+// runtimeOptions are the shim options of a new container: the runc binary
+// to run, when it is not runc.
+func (r *Runtime) runtimeOptions() any {
+	if r.cfg.RuncBinary == "" {
+		return nil
+	}
+	return &runcoptions.Options{BinaryName: r.cfg.RuncBinary}
 }
 
 // specOpts is the OCI spec of a replica: the image's working directory and

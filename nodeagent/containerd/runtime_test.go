@@ -14,8 +14,10 @@ import (
 	"testing"
 	"time"
 
+	runcoptions "github.com/containerd/containerd/api/types/runc/options"
 	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/typeurl/v2"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -68,11 +70,29 @@ func waitDone(t testing.TB, task nodeagent.Task) nodeagent.Exit {
 	return nodeagent.Exit{}
 }
 
+// TestRuntimeLifecycle runs a replica's whole life under runc, and under
+// ebb-runc, which the shim runs in runc's place and which starts a created
+// task itself.
 func TestRuntimeLifecycle(t *testing.T) {
+	tests := []struct {
+		name       string
+		runcBinary func(t testing.TB) string
+	}{
+		{name: "runc", runcBinary: func(testing.TB) string { return "" }},
+		{name: "ebb-runc", runcBinary: ebbRuncBinary},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testRuntimeLifecycle(t, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "fifo"), RuncBinary: tt.runcBinary(t)})
+		})
+	}
+}
+
+func testRuntimeLifecycle(t *testing.T, cfg ctrd.Config) {
 	client := connect(t)
 	ref := pushHello(t, client, "ebb-test/hello:runtime")
 	ctx := context.Background()
-	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "fifo")})
+	rt, err := ctrd.New(client, cfg)
 	require.NoError(t, err)
 	t.Cleanup(rt.Close)
 
@@ -123,6 +143,22 @@ func TestRuntimeLifecycle(t *testing.T) {
 		assert.Contains(t, secretsMount.Options, "ro")
 	})
 
+	t.Run("the shim runs the configured runc", func(t *testing.T) {
+		nctx := namespaces.WithNamespace(ctx, "ebb")
+		c, err := client.LoadContainer(nctx, id)
+		require.NoError(t, err)
+		info, err := c.Info(nctx)
+		require.NoError(t, err)
+		if cfg.RuncBinary == "" {
+			assert.Nil(t, info.Runtime.Options)
+			return
+		}
+		opts, err := typeurl.UnmarshalAny(info.Runtime.Options)
+		require.NoError(t, err)
+		require.IsType(t, &runcoptions.Options{}, opts)
+		assert.Equal(t, cfg.RuncBinary, opts.(*runcoptions.Options).BinaryName)
+	})
+
 	out := &testenv.Buffer{}
 	task, err := rt.NewTask(ctx, id, nodeagent.Output{Stdout: out, Stderr: out})
 	require.NoError(t, err)
@@ -139,6 +175,10 @@ func TestRuntimeLifecycle(t *testing.T) {
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	require.NoError(t, task.Start(ctx))
 	assert.Contains(t, waitHTTP(t, url+"/", 10*time.Second), "revision=rt-00001")
+	st, err = task.State(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, nodeagent.TaskRunning, st, "containerd knows the task runs")
+	require.Error(t, task.Start(ctx), "a running task does not start twice")
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "hello listening on") }, 5*time.Second, time.Millisecond)
 
 	t.Run("SIGKILL is exit 137 and a new task restarts it", func(t *testing.T) {

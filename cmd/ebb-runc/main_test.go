@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/internal/testenv"
+)
+
+// TestAgainstRunc drives ebb-runc the way containerd's shim does, over
+// containers that the installed runc creates, and checks with runc that
+// what it did is what runc start would have done.
+func TestAgainstRunc(t *testing.T) {
+	testenv.RequireRoot(t)
+	runc := testenv.RequireBinary(t, "runc")
+	bin := t.TempDir()
+	ebbRunc, hello := filepath.Join(bin, "ebb-runc"), filepath.Join(bin, "hello")
+	goBuild(t, ebbRunc, ".")
+	goBuild(t, hello, "../../examples/hello")
+	root := t.TempDir() // runc's state directory, as the shim's --root
+	logFile := filepath.Join(t.TempDir(), "log.json")
+	shim := func(args ...string) (string, error) {
+		all := append([]string{"--root", root, "--log", logFile, "--log-format", "json"}, args...)
+		out, err := exec.Command(ebbRunc, all...).CombinedOutput()
+		return string(out), err
+	}
+
+	t.Run("start runs the created container", func(t *testing.T) {
+		port := testenv.FreePort(t)
+		id := createContainer(t, runc, root, hello, port)
+
+		_, err := shim("start", id)
+		require.NoError(t, err)
+
+		assert.Equal(t, "running", runcStatus(t, runc, root, id))
+		assert.NoFileExists(t, filepath.Join(root, id, "exec.fifo"))
+		waitHTTP(t, port)
+		out, err := shim("start", id)
+		require.Error(t, err, "a second start goes to runc, which refuses it")
+		assert.Contains(t, out, "cannot start an already running container")
+	})
+
+	t.Run("other commands reach runc", func(t *testing.T) {
+		id := createContainer(t, runc, root, hello, testenv.FreePort(t))
+		out, err := shim("state", id)
+		require.NoError(t, err, out)
+		assert.Contains(t, out, `"status": "created"`)
+		_, err = shim("delete", "--force", id)
+		require.NoError(t, err)
+		assert.NoDirExists(t, filepath.Join(root, id))
+	})
+
+	t.Run("a dead init fails the start, with the reason in runc's log", func(t *testing.T) {
+		id := createContainer(t, runc, root, hello, testenv.FreePort(t))
+		pid := runcPid(t, runc, root, id)
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+
+		_, err := shim("start", id)
+		require.Error(t, err)
+
+		log, err := os.ReadFile(logFile)
+		require.NoError(t, err)
+		assert.Contains(t, string(log), `"level":"error","msg":"container process is already dead"`)
+	})
+}
+
+// createContainer has runc create a container running hello on port with
+// the host's network, in a bundle of its own, and deletes it at cleanup.
+func createContainer(t *testing.T, runc, root, hello string, port int) string {
+	t.Helper()
+	bundle := t.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	require.NoError(t, os.MkdirAll(rootfs, 0o755))
+	data, err := os.ReadFile(hello)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(rootfs, "hello"), data, 0o755))
+	out, err := exec.Command(runc, "spec", "--bundle", bundle).CombinedOutput()
+	require.NoError(t, err, string(out))
+
+	var spec map[string]any
+	specFile := filepath.Join(bundle, "config.json")
+	data, err = os.ReadFile(specFile)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(data, &spec))
+	process := spec["process"].(map[string]any)
+	process["args"] = []string{"/hello"}
+	process["terminal"] = false
+	process["env"] = append(process["env"].([]any), "PORT="+strconv.Itoa(port))
+	linux := spec["linux"].(map[string]any)
+	var namespaces []any
+	for _, ns := range linux["namespaces"].([]any) {
+		if ns.(map[string]any)["type"] != "network" {
+			namespaces = append(namespaces, ns)
+		}
+	}
+	linux["namespaces"] = namespaces
+	data, err = json.Marshal(spec)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(specFile, data, 0o644))
+
+	id := fmt.Sprintf("ebb-runc-test-%d", time.Now().UnixNano())
+	// The container inherits runc's standard output and error, so they
+	// go to a file: a pipe would stay open as long as the container runs.
+	outFile, err := os.Create(filepath.Join(bundle, "create.out"))
+	require.NoError(t, err)
+	defer outFile.Close()
+	create := exec.Command(runc, "--root", root, "create", "--bundle", bundle, id)
+	create.Stdout, create.Stderr = outFile, outFile
+	err = create.Run()
+	out, _ = os.ReadFile(outFile.Name())
+	require.NoError(t, err, string(out))
+	t.Cleanup(func() { _ = exec.Command(runc, "--root", root, "delete", "--force", id).Run() })
+	return id
+}
+
+func runcState(t *testing.T, runc, root, id string) map[string]any {
+	t.Helper()
+	out, err := exec.Command(runc, "--root", root, "state", id).Output()
+	require.NoError(t, err)
+	var state map[string]any
+	require.NoError(t, json.Unmarshal(out, &state))
+	return state
+}
+
+func runcStatus(t *testing.T, runc, root, id string) string {
+	return runcState(t, runc, root, id)["status"].(string)
+}
+
+func runcPid(t *testing.T, runc, root, id string) int {
+	return int(runcState(t, runc, root, id)["pid"].(float64))
+}
+
+func waitHTTP(t *testing.T, port int) {
+	t.Helper()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, time.Millisecond, "hello answers on %s", url)
+}
+
+func goBuild(t *testing.T, out, pkg string) {
+	t.Helper()
+	cmd := exec.Command(testenv.RequireBinary(t, "go"), "build", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	require.NoError(t, cmd.Run(), buf.String())
+}

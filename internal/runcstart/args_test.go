@@ -1,0 +1,84 @@
+package runcstart
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestParse(t *testing.T) {
+	tests := []struct {
+		name string
+		args string
+		want Invocation
+		ok   bool
+	}{
+		{
+			name: "the shim's start",
+			args: "--root /run/containerd/runc/ebb --log /run/b/log.json --log-format json start fn-00001-abc",
+			want: Invocation{Root: "/run/containerd/runc/ebb", Log: "/run/b/log.json", LogFormat: "json", ID: "fn-00001-abc"},
+			ok:   true,
+		},
+		{
+			name: "defaults",
+			args: "start c1",
+			want: Invocation{Root: DefaultRoot, LogFormat: "text", ID: "c1"},
+			ok:   true,
+		},
+		{
+			name: "flags with = and booleans",
+			args: "--root=/r --debug --systemd-cgroup --rootless=false --criu criu start c1",
+			want: Invocation{Root: "/r", LogFormat: "text", ID: "c1"},
+			ok:   true,
+		},
+		{name: "another command", args: "--root /r delete -f c1"},
+		{name: "start with a flag of its own", args: "--root /r start --help c1"},
+		{name: "start without an id", args: "--root /r start"},
+		{name: "two ids", args: "start c1 c2"},
+		{name: "unknown global flag", args: "--frobnicate start c1"},
+		{name: "value flag without its value", args: "--root"},
+		{name: "id that climbs out of root", args: "start .."},
+		{name: "id with a slash", args: "start a/b"},
+		{name: "nothing", args: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := Parse(strings.Fields(tt.args))
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.want, got)
+		})
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		name      string
+		stat      string
+		wantState byte
+		wantStart uint64
+		ok        bool
+	}{
+		{
+			name:      "plain",
+			stat:      "42 (hello) S 1 42 42 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 3 0 2606236 1000 10 18446744073709551615",
+			wantState: 'S', wantStart: 2606236, ok: true,
+		},
+		{
+			name:      "name with spaces and parentheses",
+			stat:      "7 (a) b (c) Z 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 99 0 0",
+			wantState: 'Z', wantStart: 99, ok: true,
+		},
+		{name: "truncated", stat: "7 (x) S 1 2 3"},
+		{name: "no name", stat: "garbage"},
+		{name: "start not a number", stat: "7 (x) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 soon 0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			state, start, ok := parseStat(tt.stat)
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.wantState, state)
+			assert.Equal(t, tt.wantStart, start)
+		})
+	}
+}

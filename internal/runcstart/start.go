@@ -1,0 +1,156 @@
+package runcstart
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNotCreated says the container has no exec fifo: it does not exist,
+// or it has already started or stopped. runc start knows which, and says
+// so in the words containerd expects, so the caller hands it the command.
+var ErrNotCreated = errors.New("container is not in the created state")
+
+// livenessCheckMillis is how long Start waits on the fifo before checking
+// that init is still alive, as runc does.
+const livenessCheckMillis = 100
+
+// Start starts the created container id in runc's state directory root,
+// the way runc start does: it returns once init has exec'd the user's
+// program, and removes the fifo so that runc reports the container as
+// running from then on.
+func Start(root, id string) error {
+	dir := filepath.Join(root, id)
+	fifo := filepath.Join(dir, "exec.fifo")
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+		return ErrNotCreated
+	}
+	init, err := readInit(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return err
+	}
+	// Non-blocking, so that opening never waits for a writer that may be
+	// dead; init's own blocking open for writing returns as soon as this
+	// reader exists.
+	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open exec fifo: %w", err)
+	}
+	defer unix.Close(fd)
+	n, err := drain(fd, init)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return errors.New("cannot start an already running container")
+	}
+	return os.Remove(fifo)
+}
+
+// drain reads the fifo until init closes it, which it does by exec'ing the
+// user's program, and returns how many bytes init wrote. While the fifo is
+// quiet it checks every livenessCheckMillis that init is alive, so a dead
+// init fails the start instead of hanging it.
+//
+// poll(2) on a fifo reader reports a hang-up only after a writer has come
+// and gone, so waiting before init opens its end is safe.
+func drain(fd int, init initProcess) (int, error) {
+	var buf [64]byte
+	total := 0
+	for {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		ready, err := unix.Poll(fds, livenessCheckMillis)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return total, fmt.Errorf("poll exec fifo: %w", err)
+		}
+		if ready == 0 {
+			if init.alive() {
+				continue
+			}
+			// Init may have written, exec'd and exited between two
+			// checks; what it wrote is still in the fifo.
+			n, _ := unix.Read(fd, buf[:])
+			if n <= 0 && total == 0 {
+				return 0, errors.New("container process is already dead")
+			}
+			return total + max(n, 0), nil
+		}
+		n, err := unix.Read(fd, buf[:])
+		switch {
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, unix.EINTR):
+			continue
+		case err != nil:
+			return total, fmt.Errorf("read exec fifo: %w", err)
+		case n == 0:
+			return total, nil // every writer has closed it
+		}
+		total += n
+	}
+}
+
+// initProcess names runc init's process by pid and start time, because a
+// pid alone may have been reused.
+type initProcess struct {
+	pid   int
+	start uint64
+}
+
+// readInit reads init's identity from runc's state file.
+func readInit(path string) (initProcess, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return initProcess{}, fmt.Errorf("read container state: %w", err)
+	}
+	var state struct {
+		Pid   int    `json:"init_process_pid"`
+		Start uint64 `json:"init_process_start"`
+	}
+	if err := json.Unmarshal(data, &state); err != nil {
+		return initProcess{}, fmt.Errorf("parse container state %s: %w", path, err)
+	}
+	if state.Pid <= 0 {
+		return initProcess{}, fmt.Errorf("container state %s names no init process", path)
+	}
+	return initProcess{pid: state.Pid, start: state.Start}, nil
+}
+
+// alive reports whether the process still runs: it exists, is not a
+// zombie, and started when init did.
+func (p initProcess) alive() bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	state, start, ok := parseStat(string(data))
+	return ok && state != 'Z' && state != 'X' && start == p.start
+}
+
+// parseStat returns a process's state and start time (fields 3 and 22 of
+// /proc/PID/stat). The command name in field 2 may hold spaces and
+// parentheses, so fields are counted from the last ')'.
+func parseStat(stat string) (state byte, start uint64, ok bool) {
+	end := strings.LastIndexByte(stat, ')')
+	if end < 0 {
+		return 0, 0, false
+	}
+	fields := strings.Fields(stat[end+1:])
+	const stateField, startField = 0, 19 // fields 3 and 22, counted from 3
+	if len(fields) <= startField || len(fields[stateField]) != 1 {
+		return 0, 0, false
+	}
+	start, err := strconv.ParseUint(fields[startField], 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	return fields[stateField][0], start, true
+}
