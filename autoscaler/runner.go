@@ -287,7 +287,7 @@ func (r *Runner) loadRevision(ctx context.Context, revision string) error {
 	defer r.mu.Unlock()
 	if _, ok := r.records[revision]; !ok {
 		r.records[revision] = store.Versioned[store.Revision]{Value: rec, Key: store.RevisionKey(fn, revision), Version: version}
-		r.loaded[revision] = time.Now()
+		r.loaded[revision] = r.now()
 	}
 	if r.stateLocked(revision) == nil {
 		return fmt.Errorf("activate %q: the runner has not synced with the store yet", revision)
@@ -363,11 +363,7 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 	case store.PrefixRevisions:
 		// Keep a revision Activate read ahead of the watch until the watch
 		// has had time to deliver it; then the snapshot is the truth.
-		for name, at := range r.loaded {
-			if time.Since(at) > loadedGrace {
-				delete(r.loaded, name)
-			}
-		}
+		r.expireLoadedLocked()
 		r.records = syncDecoded(r.log, r.records, u, lastSegment, func(name string) bool {
 			_, ok := r.loaded[name]
 			return ok
@@ -420,6 +416,25 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 		r.synced[prefix] = true
 		if r.allSyncedLocked() {
 			close(r.ready)
+		}
+	}
+}
+
+// expireLoadedLocked forgets the revisions Activate read that the watch has
+// not shown within loadedGrace. The watch shows every revision that exists,
+// so such a revision was deleted before the watch caught up (a delete the
+// keep hook above had to ignore); should the watch be that late instead,
+// it brings the revision back when it delivers it.
+func (r *Runner) expireLoadedLocked() {
+	now := r.now()
+	for name, at := range r.loaded {
+		if now.Sub(at) <= loadedGrace {
+			continue
+		}
+		delete(r.loaded, name)
+		delete(r.records, name)
+		if _, has := r.revs[name]; has {
+			r.dropLocked(name)
 		}
 	}
 }
@@ -489,6 +504,7 @@ func (r *Runner) dropLocked(name string) {
 // tickAll decides for every known revision.
 func (r *Runner) tickAll(ctx context.Context) {
 	r.mu.Lock()
+	r.expireLoadedLocked()
 	names := make([]string, 0, len(r.records))
 	for name := range r.records {
 		names = append(names, name)

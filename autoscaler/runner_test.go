@@ -363,6 +363,72 @@ func TestRunnerStopsWhenTheRevisionIsDeleted(t *testing.T) {
 	assert.ErrorIs(t, env.runner.Activate(context.Background(), rev), ErrUnknownRevision)
 }
 
+// TestRunnerForgetsALoadedRevisionTheWatchNeverShows drives the mirror by
+// hand: a revision Activate read ahead of the watch is kept while the
+// watch may still be behind, and forgotten after loadedGrace unless the
+// watch has shown it, also when the watch's only word of it was its delete.
+func TestRunnerForgetsALoadedRevisionTheWatchNeverShows(t *testing.T) {
+	tests := []struct {
+		name      string
+		watch     func(key string, kv store.KV) store.Update // what the watch delivers after the read; nil: nothing
+		wantKnown bool
+	}{
+		{
+			name: "the watch shows it",
+			watch: func(key string, kv store.KV) store.Update {
+				return store.Update{Snapshot: map[string]store.KV{key: kv}, Changed: []string{key}}
+			},
+			wantKnown: true,
+		},
+		{
+			name: "deleted before the watch showed it",
+			watch: func(key string, _ store.KV) store.Update {
+				return store.Update{Snapshot: map[string]store.KV{}, Changed: []string{key}}
+			},
+		},
+		{
+			name:  "the watch relists without it",
+			watch: func(string, store.KV) store.Update { return store.Update{Snapshot: map[string]store.KV{}, Full: true} },
+		},
+		{name: "the watch says nothing"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := openStore(t)
+			clk := &fakeClock{t: t0}
+			r, err := NewRunner(RunnerConfig{}, RunnerDeps{Store: s, Clock: clk.Now, Registerer: prometheus.NewRegistry()})
+			require.NoError(t, err)
+			for _, prefix := range mirrored {
+				r.onMirror(prefix, store.Update{Snapshot: map[string]store.KV{}, Full: true})
+			}
+			rev := putRevision(t, s, "early", 1, nil)
+			kvs, _, err := s.List(context.Background(), store.RevisionKey("early", rev))
+			require.NoError(t, err)
+			require.Len(t, kvs, 1)
+			require.NoError(t, r.loadRevision(context.Background(), rev))
+			known := func() bool {
+				r.mu.Lock()
+				defer r.mu.Unlock()
+				_, ok := r.records[rev]
+				return ok
+			}
+
+			if tt.watch != nil {
+				r.onMirror(store.PrefixRevisions, tt.watch(kvs[0].Key, kvs[0]))
+			}
+			assert.True(t, known(), "within the grace the read is believed over the watch")
+			_, ok := r.Status(rev)
+			assert.True(t, ok)
+
+			clk.Add(loadedGrace + time.Second)
+			r.tickAll(context.Background())
+			assert.Equal(t, tt.wantKnown, known())
+			_, ok = r.Status(rev)
+			assert.Equal(t, tt.wantKnown, ok, "scaling state follows the record")
+		})
+	}
+}
+
 func TestRunnerKeepsInitialScaleOnceAndResumes(t *testing.T) {
 	s := openStore(t)
 	rev := putRevision(t, s, "init", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(2) })
