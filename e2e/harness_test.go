@@ -26,9 +26,9 @@ var httpClient = &http.Client{Timeout: time.Minute}
 
 // binaries are built once per test run, by TestMain.
 var binaries struct {
-	dir              string
-	ebbd, ebb, hello string
-	buildErr         error
+	dir                       string
+	ebbd, ebb, hello, crasher string
+	buildErr                  error
 }
 
 func TestMain(m *testing.M) {
@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 	binaries.ebbd = filepath.Join(dir, "ebbd")
 	binaries.ebb = filepath.Join(dir, "ebb")
 	binaries.hello = filepath.Join(dir, "hello")
+	binaries.crasher = filepath.Join(dir, "crasher")
 	binaries.buildErr = build()
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -55,6 +56,7 @@ func build() error {
 		{binaries.ebbd, "../cmd/ebbd", false},
 		{binaries.ebb, "../cmd/ebb", false},
 		{binaries.hello, "../examples/hello", true},
+		{binaries.crasher, "./testdata/crasher", true},
 		// Beside ebbd, where ebbd's --runc auto finds it.
 		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true},
 	} {
@@ -230,10 +232,14 @@ func (d *ebbd) apiCall(method, path string, body io.Reader, out any) int {
 }
 
 // pushHello packages examples/hello as an OCI image and pushes it.
-func (d *ebbd) pushHello() {
+func (d *ebbd) pushHello() { d.pushBinary(binaries.hello, "hello:latest") }
+
+// pushBinary packages a static binary as an OCI image named name and
+// pushes it.
+func (d *ebbd) pushBinary(bin, name string) {
 	d.t.Helper()
-	archive := filepath.Join(d.t.TempDir(), "hello.oci.tar")
-	d.ebb("images", "build", binaries.hello, "--name", "hello:latest", "-o", archive)
+	archive := filepath.Join(d.t.TempDir(), filepath.Base(bin)+".oci.tar")
+	d.ebb("images", "build", bin, "--name", name, "-o", archive)
 	d.ebb("images", "push", archive)
 }
 
