@@ -116,9 +116,10 @@ type Runner struct {
 	revs    map[string]*revState
 	fns     map[string]*IdleTracker
 	records map[string]store.Versioned[store.Revision] // revision name -> record
-	// loaded are revisions Activate read ahead of the mirror, by when; a
-	// snapshot without one is only believed after loadedGrace.
-	loaded  map[string]time.Time
+	// loaded are revisions Activate read ahead of the mirror, by the
+	// version read: a snapshot without one is only believed once its
+	// revision has reached that version.
+	loaded  map[string]int64
 	readyN  map[string]int // revision name -> ready endpoints
 	nodes   []store.Node
 	assigns map[string]store.Versioned[store.Assignment] // assignment key -> record
@@ -154,7 +155,7 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		revs:    map[string]*revState{},
 		fns:     map[string]*IdleTracker{},
 		records: map[string]store.Versioned[store.Revision]{},
-		loaded:  map[string]time.Time{},
+		loaded:  map[string]int64{},
 		readyN:  map[string]int{},
 		assigns: map[string]store.Versioned[store.Assignment]{},
 		scales:  map[string]store.Versioned[store.Scale]{},
@@ -180,10 +181,6 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 	r.m = m
 	return r, nil
 }
-
-// loadedGrace is how long a revision read by Activate outlives snapshots
-// that do not have it yet.
-const loadedGrace = 5 * time.Second
 
 // mirrored prefixes; the tick loop starts once each has listed.
 var mirrored = []string{store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales}
@@ -287,7 +284,7 @@ func (r *Runner) loadRevision(ctx context.Context, revision string) error {
 	defer r.mu.Unlock()
 	if _, ok := r.records[revision]; !ok {
 		r.records[revision] = store.Versioned[store.Revision]{Value: rec, Key: store.RevisionKey(fn, revision), Version: version}
-		r.loaded[revision] = r.now()
+		r.loaded[revision] = version
 	}
 	if r.stateLocked(revision) == nil {
 		return fmt.Errorf("activate %q: the runner has not synced with the store yet", revision)
@@ -362,15 +359,25 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 	switch prefix {
 	case store.PrefixRevisions:
 		// Keep a revision Activate read ahead of the watch until the watch
-		// has had time to deliver it; then the snapshot is the truth.
-		r.expireLoadedLocked()
+		// has caught up with the version read; from then on the snapshot
+		// is the truth, also when it says the revision is gone.
 		r.records = syncDecoded(r.log, r.records, u, lastSegment, func(name string) bool {
-			_, ok := r.loaded[name]
-			return ok
+			version, ok := r.loaded[name]
+			return ok && u.Revision < version
 		})
-		for name := range r.loaded {
-			if _, seen := snap[r.records[name].Key]; seen {
+		var passed []string
+		for name, version := range r.loaded {
+			rec, ok := r.records[name]
+			_, seen := snap[rec.Key]
+			switch {
+			case ok && seen:
 				delete(r.loaded, name)
+			case u.Revision >= version:
+				delete(r.loaded, name)
+				if ok {
+					delete(r.records, name)
+				}
+				passed = append(passed, name)
 			}
 		}
 		gone := func(name string) {
@@ -387,6 +394,9 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 		}
 		for _, key := range u.Changed {
 			gone(lastSegment(key))
+		}
+		for _, name := range passed {
+			gone(name)
 		}
 	case store.PrefixEndpoints:
 		n := map[string]int{}
@@ -416,25 +426,6 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 		r.synced[prefix] = true
 		if r.allSyncedLocked() {
 			close(r.ready)
-		}
-	}
-}
-
-// expireLoadedLocked forgets the revisions Activate read that the watch has
-// not shown within loadedGrace. The watch shows every revision that exists,
-// so such a revision was deleted before the watch caught up (a delete the
-// keep hook above had to ignore); should the watch be that late instead,
-// it brings the revision back when it delivers it.
-func (r *Runner) expireLoadedLocked() {
-	now := r.now()
-	for name, at := range r.loaded {
-		if now.Sub(at) <= loadedGrace {
-			continue
-		}
-		delete(r.loaded, name)
-		delete(r.records, name)
-		if _, has := r.revs[name]; has {
-			r.dropLocked(name)
 		}
 	}
 }
@@ -504,7 +495,6 @@ func (r *Runner) dropLocked(name string) {
 // tickAll decides for every known revision.
 func (r *Runner) tickAll(ctx context.Context) {
 	r.mu.Lock()
-	r.expireLoadedLocked()
 	names := make([]string, 0, len(r.records))
 	for name := range r.records {
 		names = append(names, name)

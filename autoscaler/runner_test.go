@@ -363,66 +363,80 @@ func TestRunnerStopsWhenTheRevisionIsDeleted(t *testing.T) {
 	assert.ErrorIs(t, env.runner.Activate(context.Background(), rev), ErrUnknownRevision)
 }
 
-// TestRunnerForgetsALoadedRevisionTheWatchNeverShows drives the mirror by
-// hand: a revision Activate read ahead of the watch is kept while the
-// watch may still be behind, and forgotten after loadedGrace unless the
-// watch has shown it, also when the watch's only word of it was its delete.
-func TestRunnerForgetsALoadedRevisionTheWatchNeverShows(t *testing.T) {
+// TestRunnerBelievesTheWatchOnceItHasCaughtUp drives the mirror by hand: a
+// revision Activate read ahead of the watch is kept while the watch is
+// behind the version read, and from then on the watch decides, also when
+// its only word of the revision is its delete.
+func TestRunnerBelievesTheWatchOnceItHasCaughtUp(t *testing.T) {
 	tests := []struct {
 		name      string
 		watch     func(key string, kv store.KV) store.Update // what the watch delivers after the read; nil: nothing
 		wantKnown bool
 	}{
+		{name: "the watch says nothing yet", wantKnown: true},
 		{
 			name: "the watch shows it",
 			watch: func(key string, kv store.KV) store.Update {
-				return store.Update{Snapshot: map[string]store.KV{key: kv}, Changed: []string{key}}
+				return store.Update{Snapshot: map[string]store.KV{key: kv}, Changed: []string{key}, Revision: kv.Version}
+			},
+			wantKnown: true,
+		},
+		{
+			name: "the watch is behind: a listing from before the read",
+			watch: func(_ string, kv store.KV) store.Update {
+				return store.Update{Snapshot: map[string]store.KV{}, Full: true, Revision: kv.Version - 1}
+			},
+			wantKnown: true,
+		},
+		{
+			name: "the watch is behind: the delete of an earlier revision of that name",
+			watch: func(key string, kv store.KV) store.Update {
+				return store.Update{Snapshot: map[string]store.KV{}, Changed: []string{key}, Revision: kv.Version - 1}
 			},
 			wantKnown: true,
 		},
 		{
 			name: "deleted before the watch showed it",
-			watch: func(key string, _ store.KV) store.Update {
-				return store.Update{Snapshot: map[string]store.KV{}, Changed: []string{key}}
+			watch: func(key string, kv store.KV) store.Update {
+				return store.Update{Snapshot: map[string]store.KV{}, Changed: []string{key}, Revision: kv.Version + 1}
 			},
 		},
 		{
-			name:  "the watch relists without it",
-			watch: func(string, store.KV) store.Update { return store.Update{Snapshot: map[string]store.KV{}, Full: true} },
+			name: "a later listing without it",
+			watch: func(_ string, kv store.KV) store.Update {
+				return store.Update{Snapshot: map[string]store.KV{}, Full: true, Revision: kv.Version + 1}
+			},
 		},
-		{name: "the watch says nothing"},
+		{
+			name: "a later change to another revision, without it",
+			watch: func(_ string, kv store.KV) store.Update {
+				return store.Update{Snapshot: map[string]store.KV{}, Changed: []string{store.RevisionKey("other", "other-00001")}, Revision: kv.Version + 2}
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openStore(t)
-			clk := &fakeClock{t: t0}
-			r, err := NewRunner(RunnerConfig{}, RunnerDeps{Store: s, Clock: clk.Now, Registerer: prometheus.NewRegistry()})
+			r, err := NewRunner(RunnerConfig{}, RunnerDeps{Store: s, Clock: (&fakeClock{t: t0}).Now, Registerer: prometheus.NewRegistry()})
 			require.NoError(t, err)
 			for _, prefix := range mirrored {
 				r.onMirror(prefix, store.Update{Snapshot: map[string]store.KV{}, Full: true})
 			}
 			rev := putRevision(t, s, "early", 1, nil)
-			kvs, _, err := s.List(context.Background(), store.RevisionKey("early", rev))
+			kv, err := s.Get(context.Background(), store.RevisionKey("early", rev))
 			require.NoError(t, err)
-			require.Len(t, kvs, 1)
 			require.NoError(t, r.loadRevision(context.Background(), rev))
-			known := func() bool {
-				r.mu.Lock()
-				defer r.mu.Unlock()
-				_, ok := r.records[rev]
-				return ok
-			}
+			_, ok := r.Status(rev)
+			require.True(t, ok, "the read revision gets a scaling state")
 
 			if tt.watch != nil {
-				r.onMirror(store.PrefixRevisions, tt.watch(kvs[0].Key, kvs[0]))
+				r.onMirror(store.PrefixRevisions, tt.watch(kv.Key, kv))
 			}
-			assert.True(t, known(), "within the grace the read is believed over the watch")
-			_, ok := r.Status(rev)
-			assert.True(t, ok)
 
-			clk.Add(loadedGrace + time.Second)
-			r.tickAll(context.Background())
-			assert.Equal(t, tt.wantKnown, known())
+			r.mu.Lock()
+			_, known := r.records[rev]
+			r.mu.Unlock()
+			assert.Equal(t, tt.wantKnown, known)
 			_, ok = r.Status(rev)
 			assert.Equal(t, tt.wantKnown, ok, "scaling state follows the record")
 		})

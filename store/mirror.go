@@ -28,6 +28,11 @@ type Update struct {
 	// Changed are the keys put or deleted since the previous callback, each
 	// once; whether one was deleted is whether Snapshot still has it.
 	Changed []string
+	// Revision is a store revision the copy is complete up to: every change
+	// under the prefix at or before it is in Snapshot. A key read from the
+	// store at version v and missing from a Snapshot with Revision ≥ v has
+	// been deleted since.
+	Revision int64
 }
 
 // MirrorUpdates is Mirror for consumers that fold changes in: the same
@@ -64,7 +69,7 @@ func mirrorOnce(ctx context.Context, s Store, prefix string, onUpdate func(Updat
 	for _, kv := range kvs {
 		snapshot[kv.Key] = kv
 	}
-	onUpdate(Update{Snapshot: snapshot, Full: true})
+	onUpdate(Update{Snapshot: snapshot, Full: true, Revision: rev})
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := s.Watch(ctx, prefix, rev)
@@ -73,8 +78,10 @@ func mirrorOnce(ctx context.Context, s Store, prefix string, onUpdate func(Updat
 	}
 	var changed []string
 	seen := map[string]bool{}
+	revision := rev
 	note := func(ev Event) {
 		apply(snapshot, ev)
+		revision = max(revision, ev.KV.Version)
 		if !seen[ev.KV.Key] {
 			seen[ev.KV.Key] = true
 			changed = append(changed, ev.KV.Key)
@@ -101,7 +108,7 @@ func mirrorOnce(ctx context.Context, s Store, prefix string, onUpdate func(Updat
 				pending = false
 			}
 		}
-		onUpdate(Update{Snapshot: snapshot, Changed: changed})
+		onUpdate(Update{Snapshot: snapshot, Changed: changed, Revision: revision})
 		changed = changed[:0]
 		clear(seen)
 	}

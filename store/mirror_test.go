@@ -171,6 +171,7 @@ func TestMirrorUpdatesSaysWhatChanged(t *testing.T) {
 		full       bool
 		mismatched []string
 		size       int
+		revision   int64
 	}
 	checks := make(chan check, 1000)
 	done := make(chan error, 1)
@@ -200,16 +201,20 @@ func TestMirrorUpdatesSaysWhatChanged(t *testing.T) {
 				if m := mine[k]; m.Version != v.Version || string(m.Value) != string(v.Value) {
 					bad = append(bad, k)
 				}
+				if v.Version > u.Revision {
+					bad = append(bad, k+" is newer than the update's revision")
+				}
 			}
 			if len(mine) != len(u.Snapshot) {
 				bad = append(bad, "size")
 			}
-			checks <- check{full: u.Full, mismatched: bad, size: len(u.Snapshot)}
+			checks <- check{full: u.Full, mismatched: bad, size: len(u.Snapshot), revision: u.Revision}
 		})
 	}()
 	first := <-checks
 	assert.True(t, first.full)
 	assert.Equal(t, 1, first.size)
+	assert.Positive(t, first.revision, "a listing says which revision it reflects")
 
 	for i := range 30 {
 		key := fmt.Sprintf("u/%02d", i%10)
@@ -220,18 +225,21 @@ func TestMirrorUpdatesSaysWhatChanged(t *testing.T) {
 		_, err := s.Txn(ctx, op)
 		require.NoError(t, err)
 	}
-	_, err = s.Txn(ctx, store.Delete("u/old", store.AnyVersion))
+	last, err := s.Txn(ctx, store.Delete("u/old", store.AnyVersion))
 	require.NoError(t, err)
 	want, _, err := s.List(ctx, "u/")
 	require.NoError(t, err)
 
 	deadline := time.After(waitTimeout)
+	revision := first.revision
 	for {
 		select {
 		case c := <-checks:
 			assert.False(t, c.full, "no relist without a broken watch")
 			assert.Empty(t, c.mismatched, "the changes folded in give the snapshot")
-			if c.size == len(want) && len(c.mismatched) == 0 {
+			assert.GreaterOrEqual(t, c.revision, revision, "revisions only go forward")
+			revision = c.revision
+			if c.size == len(want) && len(c.mismatched) == 0 && c.revision == last {
 				cancel()
 				<-done
 				return
