@@ -20,24 +20,30 @@ func main() {
 }
 
 // run starts a created container itself when args are a plain start, and
-// otherwise becomes runc.
+// otherwise becomes runc. Errors go to runc's log too, because that is
+// where containerd's shim reads why a command failed.
 func run(args []string) error {
+	inv, start := runcstart.Parse(args)
 	// runc start also relays sd_notify readiness when NOTIFY_SOCKET is
 	// set; only runc does that.
-	if inv, ok := runcstart.Parse(args); ok && os.Getenv("NOTIFY_SOCKET") == "" {
+	if start && os.Getenv("NOTIFY_SOCKET") == "" {
 		err := runcstart.Start(inv.Root, inv.ID)
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, runcstart.ErrNotCreated) {
+		if !errors.Is(err, runcstart.ErrUseRunc) {
 			logError(inv, err)
 			return err
 		}
 	}
-	return execRunc(args)
+	err := execRunc(args)
+	logError(inv, err)
+	return err
 }
 
-// execRunc replaces this process with the real runc.
+// execRunc replaces this process with the real runc: EBB_RUNC from the
+// environment (containerd's, which the shim passes on), or runc on PATH.
+// It returns only on failure.
 func execRunc(args []string) error {
 	path := os.Getenv("EBB_RUNC")
 	if path == "" {
@@ -47,12 +53,27 @@ func execRunc(args []string) error {
 		}
 		path = p
 	}
+	if isSelf(path) {
+		return fmt.Errorf("runc at %s is ebb-runc itself; install runc, or set EBB_RUNC in containerd's environment", path)
+	}
 	argv := append([]string{path}, args...)
 	return fmt.Errorf("exec %s: %w", path, syscall.Exec(path, argv, os.Environ()))
 }
 
-// logError writes err to runc's log as runc would, because that is where
-// containerd's shim reads the reason a start failed.
+// isSelf reports whether path is this program, which would exec itself
+// for ever.
+func isSelf(path string) bool {
+	self, err := os.Executable()
+	if err != nil {
+		return false
+	}
+	a, errA := os.Stat(self)
+	b, errB := os.Stat(path)
+	return errA == nil && errB == nil && os.SameFile(a, b)
+}
+
+// logError writes err to runc's log as runc would, a JSON line in
+// logrus's shape, when the caller asked for JSON logs.
 func logError(inv runcstart.Invocation, err error) {
 	if inv.Log == "" || inv.LogFormat != "json" {
 		return

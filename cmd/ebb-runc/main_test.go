@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -31,23 +32,34 @@ func TestAgainstRunc(t *testing.T) {
 	goBuild(t, hello, "../../examples/hello")
 	root := t.TempDir() // runc's state directory, as the shim's --root
 	logFile := filepath.Join(t.TempDir(), "log.json")
-	shim := func(args ...string) (string, error) {
+	// shimWith runs ebb-runc as the shim does, with EBB_RUNC set to runcPath.
+	shimWith := func(runcPath string, args ...string) (string, error) {
 		all := append([]string{"--root", root, "--log", logFile, "--log-format", "json"}, args...)
-		out, err := exec.Command(ebbRunc, all...).CombinedOutput()
+		cmd := exec.Command(ebbRunc, all...)
+		cmd.Env = append(os.Environ(), "EBB_RUNC="+runcPath)
+		out, err := cmd.CombinedOutput()
 		return string(out), err
+	}
+	shim := func(args ...string) (string, error) { return shimWith(runc, args...) }
+	lastLogLine := func() string {
+		data, err := os.ReadFile(logFile)
+		require.NoError(t, err)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		return lines[len(lines)-1]
 	}
 
 	t.Run("start runs the created container", func(t *testing.T) {
 		port := testenv.FreePort(t)
 		id := createContainer(t, runc, root, hello, port)
 
-		_, err := shim("start", id)
-		require.NoError(t, err)
+		// With runc out of reach, only ebb-runc itself can have started it.
+		out, err := shimWith("/bin/false", "start", id)
+		require.NoError(t, err, out)
 
 		assert.Equal(t, "running", runcStatus(t, runc, root, id))
 		assert.NoFileExists(t, filepath.Join(root, id, "exec.fifo"))
 		waitHTTP(t, port)
-		out, err := shim("start", id)
+		out, err = shim("start", id)
 		require.Error(t, err, "a second start goes to runc, which refuses it")
 		assert.Contains(t, out, "cannot start an already running container")
 	})
@@ -62,7 +74,7 @@ func TestAgainstRunc(t *testing.T) {
 		assert.NoDirExists(t, filepath.Join(root, id))
 	})
 
-	t.Run("a dead init fails the start, with the reason in runc's log", func(t *testing.T) {
+	t.Run("a start runc must refuse goes to runc, which says why in its log", func(t *testing.T) {
 		id := createContainer(t, runc, root, hello, testenv.FreePort(t))
 		pid := runcPid(t, runc, root, id)
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
@@ -70,9 +82,14 @@ func TestAgainstRunc(t *testing.T) {
 		_, err := shim("start", id)
 		require.Error(t, err)
 
-		log, err := os.ReadFile(logFile)
-		require.NoError(t, err)
-		assert.Contains(t, string(log), `"level":"error","msg":"container process is already dead"`)
+		assert.Contains(t, lastLogLine(), "cannot start a container that has stopped")
+	})
+
+	t.Run("a runc that is ebb-runc itself is refused, not exec'd for ever", func(t *testing.T) {
+		out, err := shimWith(ebbRunc, "state", "any")
+		require.Error(t, err)
+		assert.Contains(t, out, "is ebb-runc itself")
+		assert.Contains(t, lastLogLine(), `"level":"error","msg":"runc at `+ebbRunc+` is ebb-runc itself`)
 	})
 }
 

@@ -220,11 +220,7 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 	if err != nil {
 		return nil, err
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find ebbd's own path: %w", err)
-	}
-	runc, err := runcBinary(d.cfg.Runc, exe)
+	runc, err := runcBinary(d.cfg.Runc, ebbdPaths())
 	if err != nil {
 		return nil, err
 	}
@@ -233,6 +229,7 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 	if err != nil {
 		return nil, err
 	}
+	warnMissingRuncBinaries(ctx, rt, d.log)
 	portMin, portMax, _ := d.cfg.replicaPortRange() // validated at start
 	agent, err := nodeagent.New(nodeagent.Config{
 		Node:          d.cfg.NodeName,

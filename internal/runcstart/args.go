@@ -2,7 +2,8 @@ package runcstart
 
 import "strings"
 
-// Invocation is what Parse understood of runc's command line.
+// Invocation is what Parse understood of runc's command line: the global
+// flags, and the container of a plain start.
 type Invocation struct {
 	// Root is runc's state directory (--root), default DefaultRoot.
 	Root string
@@ -10,7 +11,8 @@ type Invocation struct {
 	Log string
 	// LogFormat is "text" or "json" (--log-format), default "text".
 	LogFormat string
-	// ID is the container a plain "start ID" names.
+	// ID is the container a plain "start ID" names, "" for any other
+	// command.
 	ID string
 }
 
@@ -24,10 +26,11 @@ var valueFlags = map[string]bool{"root": true, "log": true, "log-format": true, 
 // boolFlags are runc's global flags that take none.
 var boolFlags = map[string]bool{"debug": true, "systemd-cgroup": true}
 
-// Parse reports whether args (runc's arguments, without the program name)
-// are a plain "start ID" that Start can carry out, and what they say.
+// Parse reads args (runc's arguments, without the program name) and
+// reports whether they are a plain "start ID" that Start can carry out.
 // Anything else, including a flag it does not know, gets false, so the
-// caller hands the command to runc.
+// caller hands the command to runc; the global flags it did read are
+// returned all the same, for logging.
 func Parse(args []string) (Invocation, bool) {
 	inv := Invocation{Root: DefaultRoot, LogFormat: "text"}
 	i := 0
@@ -38,7 +41,7 @@ func Parse(args []string) (Invocation, bool) {
 		case valueFlags[name]:
 			if !hasValue {
 				if i+1 >= len(args) {
-					return Invocation{}, false
+					return inv, false
 				}
 				i++
 				value = args[i]
@@ -52,12 +55,12 @@ func Parse(args []string) (Invocation, bool) {
 				inv.LogFormat = value
 			}
 		default:
-			return Invocation{}, false
+			return inv, false
 		}
 	}
 	rest := args[i:]
 	if len(rest) != 2 || rest[0] != "start" || !validID(rest[1]) {
-		return Invocation{}, false
+		return inv, false
 	}
 	inv.ID = rest[1]
 	return inv, true

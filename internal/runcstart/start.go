@@ -13,10 +13,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ErrNotCreated says the container has no exec fifo: it does not exist,
-// or it has already started or stopped. runc start knows which, and says
-// so in the words containerd expects, so the caller hands it the command.
-var ErrNotCreated = errors.New("container is not in the created state")
+// ErrUseRunc says Start left the container untouched and runc start should
+// have it: the container does not exist, has started or has stopped, or
+// Start cannot read its state. runc knows which, and says so in the words
+// containerd expects.
+var ErrUseRunc = errors.New("start left to runc")
 
 // livenessCheckMillis is how long Start waits on the fifo before checking
 // that init is still alive, as runc does.
@@ -30,18 +31,21 @@ func Start(root, id string) error {
 	dir := filepath.Join(root, id)
 	fifo := filepath.Join(dir, "exec.fifo")
 	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
-		return ErrNotCreated
+		return ErrUseRunc
 	}
 	init, err := readInit(filepath.Join(dir, "state.json"))
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", ErrUseRunc, err)
+	}
+	if !init.alive() {
+		return ErrUseRunc // stopped: runc says so
 	}
 	// Non-blocking, so that opening never waits for a writer that may be
 	// dead; init's own blocking open for writing returns as soon as this
 	// reader exists.
 	fd, err := unix.Open(fifo, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("open exec fifo: %w", err)
+		return fmt.Errorf("%w: open exec fifo: %v", ErrUseRunc, err) // a start that raced this one removed it
 	}
 	defer unix.Close(fd)
 	n, err := drain(fd, init)
@@ -77,13 +81,9 @@ func drain(fd int, init initProcess) (int, error) {
 			if init.alive() {
 				continue
 			}
-			// Init may have written, exec'd and exited between two
-			// checks; what it wrote is still in the fifo.
-			n, _ := unix.Read(fd, buf[:])
-			if n <= 0 && total == 0 {
-				return 0, errors.New("container process is already dead")
-			}
-			return total + max(n, 0), nil
+			// Init died before it wrote: a write, or its end closing,
+			// would have woken poll.
+			return total, errors.New("container process is already dead")
 		}
 		n, err := unix.Read(fd, buf[:])
 		switch {

@@ -20,24 +20,18 @@ func TestStart(t *testing.T) {
 	self := selfProcess(t)
 	tests := []struct {
 		name     string
-		init     initProcess // what state.json says
-		writes   string      // what the playing init writes, "" for none
-		noWriter bool        // init never opens the fifo
+		writes   string // what the playing init writes, "" for none
 		wantErr  string
 		fifoGone bool
 	}{
-		{name: "init writes and execs", init: self, writes: "0", fifoGone: true},
-		{name: "init closes without writing", init: self, wantErr: "cannot start an already running container"},
-		{name: "init is dead", init: deadProcess(t), noWriter: true, wantErr: "container process is already dead"},
-		{name: "pid reused by another process", init: initProcess{pid: self.pid, start: self.start + 1}, noWriter: true, wantErr: "container process is already dead"},
+		{name: "init writes and execs", writes: "0", fifoGone: true},
+		{name: "init closes without writing", wantErr: "cannot start an already running container"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			root, fifo := createdContainer(t, "c1", tt.init)
+			root, fifo := createdContainer(t, "c1", self)
 			done := make(chan error, 1)
-			if !tt.noWriter {
-				go func() { done <- playInit(fifo, tt.writes) }()
-			}
+			go func() { done <- playInit(fifo, tt.writes) }()
 
 			err := Start(root, "c1")
 
@@ -46,16 +40,59 @@ func TestStart(t *testing.T) {
 			} else {
 				assert.ErrorContains(t, err, tt.wantErr)
 			}
-			if !tt.noWriter {
-				assert.NoError(t, <-done)
-			}
+			assert.NoError(t, <-done)
 			_, statErr := os.Lstat(fifo)
 			assert.Equal(t, tt.fifoGone, os.IsNotExist(statErr), "fifo removed")
 		})
 	}
 }
 
-func TestStartNotCreated(t *testing.T) {
+// TestStartInitDiesWhileWaiting holds the fifo's write end open without
+// writing, as an init that has opened it and not yet written, and kills
+// init: Start notices at its next liveness check.
+func TestStartInitDiesWhileWaiting(t *testing.T) {
+	cmd := exec.Command("sleep", "600")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	require.NoError(t, err)
+	_, start, ok := parseStat(string(data))
+	require.True(t, ok)
+	root, fifo := createdContainer(t, "c1", initProcess{pid: cmd.Process.Pid, start: start})
+
+	opened := make(chan int, 1)
+	go func() {
+		fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_CLOEXEC, 0) // returns once Start reads
+		assert.NoError(t, err)
+		assert.NoError(t, cmd.Process.Kill())
+		opened <- fd
+	}()
+
+	err = Start(root, "c1")
+
+	assert.ErrorContains(t, err, "container process is already dead")
+	assert.NoError(t, unix.Close(<-opened))
+	assert.FileExists(t, fifo)
+}
+
+// TestStartLeavesToRunc lists what Start does not touch, so that runc
+// start says what is wrong.
+func TestStartLeavesToRunc(t *testing.T) {
+	self := selfProcess(t)
+	dead := deadProcess(t)
+	withFifo := func(t *testing.T, dir string) {
+		require.NoError(t, os.MkdirAll(dir, 0o700))
+		require.NoError(t, unix.Mkfifo(filepath.Join(dir, "exec.fifo"), 0o622))
+	}
+	withState := func(state string) func(t *testing.T, dir string) {
+		return func(t *testing.T, dir string) {
+			withFifo(t, dir)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "state.json"), []byte(state), 0o600))
+		}
+	}
+	stateOf := func(p initProcess) string {
+		return fmt.Sprintf(`{"init_process_pid":%d,"init_process_start":%d}`, p.pid, p.start)
+	}
 	tests := []struct {
 		name  string
 		setup func(t *testing.T, dir string)
@@ -68,34 +105,17 @@ func TestStartNotCreated(t *testing.T) {
 			require.NoError(t, os.MkdirAll(dir, 0o700))
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "exec.fifo"), []byte("0"), 0o600))
 		}},
+		{name: "state missing", setup: withFifo},
+		{name: "state not json", setup: withState("{")},
+		{name: "state names no init", setup: withState(`{"id":"c1"}`)},
+		{name: "stopped: init is dead", setup: withState(stateOf(dead))},
+		{name: "stopped: init's pid is another process's now", setup: withState(stateOf(initProcess{pid: self.pid, start: self.start + 1}))},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := t.TempDir()
 			tt.setup(t, filepath.Join(root, "c1"))
-			assert.ErrorIs(t, Start(root, "c1"), ErrNotCreated)
-		})
-	}
-}
-
-func TestStartBadState(t *testing.T) {
-	tests := []struct {
-		name, state, wantErr string
-	}{
-		{name: "missing", state: "", wantErr: "read container state"},
-		{name: "not json", state: "{", wantErr: "parse container state"},
-		{name: "no pid", state: `{"id":"c1"}`, wantErr: "names no init process"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			root := t.TempDir()
-			dir := filepath.Join(root, "c1")
-			require.NoError(t, os.MkdirAll(dir, 0o700))
-			require.NoError(t, unix.Mkfifo(filepath.Join(dir, "exec.fifo"), 0o622))
-			if tt.state != "" {
-				require.NoError(t, os.WriteFile(filepath.Join(dir, "state.json"), []byte(tt.state), 0o600))
-			}
-			assert.ErrorContains(t, Start(root, "c1"), tt.wantErr)
+			assert.ErrorIs(t, Start(root, "c1"), ErrUseRunc)
 		})
 	}
 }

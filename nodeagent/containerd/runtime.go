@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/containerd/mount"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/oci"
+	"github.com/containerd/typeurl/v2"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -305,6 +306,33 @@ func (r *Runtime) runtimeOptions() any {
 		return nil
 	}
 	return &runcoptions.Options{BinaryName: r.cfg.RuncBinary}
+}
+
+// RuncBinaries returns the runc binaries other than runc that the shims of
+// the namespace's containers run, each with the containers that use it.
+// The shim runs the binary it was given for a container's whole life, so a
+// container whose binary has gone can be neither stopped nor deleted.
+func (r *Runtime) RuncBinaries(ctx context.Context) (map[string][]string, error) {
+	ctx = r.ns(ctx)
+	cs, err := r.client.Containers(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list containers: %w", err)
+	}
+	out := map[string][]string{}
+	for _, c := range cs {
+		info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+		if err != nil || info.Runtime.Options == nil {
+			continue
+		}
+		v, err := typeurl.UnmarshalAny(info.Runtime.Options)
+		if err != nil {
+			continue
+		}
+		if opts, ok := v.(*runcoptions.Options); ok && opts.BinaryName != "" {
+			out[opts.BinaryName] = append(out[opts.BinaryName], c.ID())
+		}
+	}
+	return out, nil
 }
 
 // specOpts is the OCI spec of a replica: the image's working directory and

@@ -253,3 +253,33 @@ func assertReplicaSpec(t *testing.T, s *specs.Spec, memory, pids, quota int64) {
 		assert.NotContains(t, []string{"CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE"}, c)
 	}
 }
+
+// TestRuncBinaries finds which containers' shims run which runc binary,
+// so that ebbd can warn about one that has gone.
+func TestRuncBinaries(t *testing.T) {
+	client := connect(t)
+	ref := pushHello(t, client, "ebb-test/hello:binaries")
+	ctx := context.Background()
+	node := fmt.Sprintf("bin-%d", time.Now().UnixNano())
+	ebbRunc := ebbRuncBinary(t)
+	ids := map[string]string{} // runc binary → container
+	for _, runcBinary := range []string{"", ebbRunc} {
+		rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "fifo"), RuncBinary: runcBinary})
+		require.NoError(t, err)
+		id := fmt.Sprintf("%s-%d", node, len(ids))
+		require.NoError(t, rt.Create(ctx, nodeagent.ContainerSpec{ID: id, Image: ref, Args: []string{"/app/hello"},
+			Labels: map[string]string{nodeagent.LabelNode: node, nodeagent.LabelReplica: id}}))
+		t.Cleanup(func() { _ = rt.Delete(context.Background(), id) })
+		ids[runcBinary] = id
+	}
+
+	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "fifo")})
+	require.NoError(t, err)
+	binaries, err := rt.RuncBinaries(ctx)
+	require.NoError(t, err)
+
+	assert.Contains(t, binaries[ebbRunc], ids[ebbRunc])
+	for _, cs := range binaries {
+		assert.NotContains(t, cs, ids[""], "a container on plain runc names no binary")
+	}
+}
