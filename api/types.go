@@ -247,7 +247,7 @@ const (
 	CodeConflict        = "conflict"          // a concurrent change won; retry
 	CodeUnauthorized    = "unauthorized"      // missing or wrong bearer token
 	CodeTooLarge        = "too_large"         // the body exceeds its limit
-	CodeInvalidArchive  = "invalid_archive"   // the image archive is unsafe or malformed
+	CodeInvalidArchive  = "invalid_archive"   // the image archive is unsafe or malformed, or its image cannot run here
 	CodeUnsupportedType = "unsupported_media" // wrong Content-Type
 	CodeInternal        = "internal"          // a bug or an unavailable dependency
 )

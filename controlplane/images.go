@@ -55,7 +55,9 @@ func (s *Server) pushImage(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// archiveError maps a refused archive to 400 (or 413 for a broken size limit).
+// archiveError maps a refused archive to 400 (or 413 for a broken size
+// limit): one that is malformed or unsafe, or whose image cannot run on
+// this node (the importer says so with an *ociimage.ArchiveError).
 func archiveError(err error) error {
 	var ae *ociimage.ArchiveError
 	var maxErr *http.MaxBytesError

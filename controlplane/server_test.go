@@ -34,6 +34,7 @@ type recordingImporter struct {
 	mu      sync.Mutex
 	imports []string
 	deleted []string
+	refuse  error // what Import answers, when set
 }
 
 func (r *recordingImporter) Import(_ context.Context, path string) (api.Image, error) {
@@ -41,6 +42,9 @@ func (r *recordingImporter) Import(_ context.Context, path string) (api.Image, e
 	defer r.mu.Unlock()
 	if _, err := os.Stat(path); err != nil {
 		return api.Image{}, err
+	}
+	if r.refuse != nil {
+		return api.Image{}, r.refuse
 	}
 	r.imports = append(r.imports, path)
 	return api.Image{Name: "docker.io/library/hello:latest", Digest: "sha256:" + strings.Repeat("a", 64)}, nil
@@ -275,19 +279,31 @@ func TestBadImageUploads(t *testing.T) {
 		name        string
 		contentType string
 		body        []byte
+		refuse      error // what the runtime's import says
 		want        int
+		code        string
 	}{
-		{"not a tar", "application/x-tar", []byte("this is not an archive"), 400},
-		{"truncated", "application/x-tar", good.Bytes()[:good.Len()/2], 400},
-		{"empty", "application/x-tar", nil, 400},
-		{"wrong content type", "application/json", good.Bytes(), 415},
-		{"too large", "application/x-tar", bytes.Repeat([]byte{0}, 65<<20), 413},
+		{"not a tar", "application/x-tar", []byte("this is not an archive"), nil, 400, api.CodeInvalidArchive},
+		{"truncated", "application/x-tar", good.Bytes()[:good.Len()/2], nil, 400, api.CodeInvalidArchive},
+		{"empty", "application/x-tar", nil, nil, 400, api.CodeInvalidArchive},
+		{"wrong content type", "application/json", good.Bytes(), nil, 415, api.CodeUnsupportedType},
+		{"too large", "application/x-tar", bytes.Repeat([]byte{0}, 65<<20), nil, 413, api.CodeTooLarge},
+		{"image for another platform", "application/x-tar", good.Bytes(),
+			fmt.Errorf("import image hello: %w", &ociimage.ArchiveError{Msg: "the image is for platform linux/arm64, this node runs linux/amd64"}),
+			400, api.CodeInvalidArchive},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			a.images.mu.Lock()
+			a.images.refuse = tt.refuse
+			a.images.mu.Unlock()
 			var e api.ErrorBody
 			got := a.doRaw("POST", "/v1/images", tt.contentType, bytes.NewReader(tt.body), testToken, &e)
 			assert.Equal(t, tt.want, got, "message: %s", e.Error.Message)
+			assert.Equal(t, tt.code, e.Error.Code)
+			if tt.refuse != nil {
+				assert.Contains(t, e.Error.Message, "this node runs linux/amd64", "the runtime's reason reaches the uploader")
+			}
 		})
 	}
 	assert.Empty(t, a.images.imports, "no refused archive reaches the runtime")

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,7 +29,9 @@ var httpClient = &http.Client{Timeout: time.Minute}
 var binaries struct {
 	dir                       string
 	ebbd, ebb, hello, crasher string
-	buildErr                  error
+	// foreignCrasher is crasher built for a machine this node is not.
+	foreignCrasher string
+	buildErr       error
 }
 
 func TestMain(m *testing.M) {
@@ -42,6 +45,7 @@ func TestMain(m *testing.M) {
 	binaries.ebb = filepath.Join(dir, "ebb")
 	binaries.hello = filepath.Join(dir, "hello")
 	binaries.crasher = filepath.Join(dir, "crasher")
+	binaries.foreignCrasher = filepath.Join(dir, "crasher-foreign")
 	binaries.buildErr = build()
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -52,24 +56,37 @@ func build() error {
 	for _, b := range []struct {
 		out, pkg string
 		static   bool
+		goarch   string // "" for this machine's
 	}{
-		{binaries.ebbd, "../cmd/ebbd", false},
-		{binaries.ebb, "../cmd/ebb", false},
-		{binaries.hello, "../examples/hello", true},
-		{binaries.crasher, "./testdata/crasher", true},
+		{binaries.ebbd, "../cmd/ebbd", false, ""},
+		{binaries.ebb, "../cmd/ebb", false, ""},
+		{binaries.hello, "../examples/hello", true, ""},
+		{binaries.crasher, "./testdata/crasher", true, ""},
+		{binaries.foreignCrasher, "./testdata/crasher", true, foreignArch()},
 		// Beside ebbd, where ebbd's --runc auto finds it.
-		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true},
+		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true, ""},
 	} {
 		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
 		cmd.Env = os.Environ()
 		if b.static {
 			cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
 		}
+		if b.goarch != "" {
+			cmd.Env = append(cmd.Env, "GOARCH="+b.goarch)
+		}
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
 		}
 	}
 	return nil
+}
+
+// foreignArch is an architecture this machine does not run.
+func foreignArch() string {
+	if runtime.GOARCH == "arm64" {
+		return "amd64"
+	}
+	return "arm64"
 }
 
 // ebbd is a running daemon started by a test.

@@ -183,7 +183,7 @@ func (i *Importer) ingest(ctx context.Context, archivePath string) ([]images.Ima
 		targets = append(targets, images.Image{Name: name, Target: m})
 	}
 	if len(targets) == 0 {
-		return nil, errors.New("import image: the archive names no image")
+		return nil, fmt.Errorf("import image: %w", &ociimage.ArchiveError{Msg: "the archive names no image"})
 	}
 	handler := images.SetChildrenLabels(cs, images.FilterPlatforms(images.ChildrenHandler(cs), i.platform))
 	for _, t := range targets {
@@ -211,7 +211,8 @@ func (i *Importer) checkPlatform(ctx context.Context, t images.Image) error {
 	cs := i.client.ContentStore()
 	m, err := images.Manifest(ctx, cs, t.Target, i.platform)
 	if err != nil {
-		return fmt.Errorf("import image %s: no variant for this node's platform %s: %w", t.Name, platforms.DefaultString(), err)
+		return fmt.Errorf("import image %s: %w", t.Name,
+			&ociimage.ArchiveError{Msg: "no variant for this node's platform " + platforms.DefaultString(), Err: err})
 	}
 	raw, err := content.ReadBlob(ctx, cs, m.Config)
 	if err != nil {
@@ -223,7 +224,9 @@ func (i *Importer) checkPlatform(ctx context.Context, t images.Image) error {
 	}
 	p := platforms.Normalize(ocispec.Platform{OS: cfg.OS, Architecture: cfg.Architecture, Variant: cfg.Variant})
 	if !i.platform.Match(p) {
-		return fmt.Errorf("import image %s: the image is for platform %s, this node runs %s", t.Name, platforms.Format(p), platforms.DefaultString())
+		// Not malformed, but as useless here: the uploader's to fix.
+		return fmt.Errorf("import image %s: %w", t.Name,
+			&ociimage.ArchiveError{Msg: fmt.Sprintf("the image is for platform %s, this node runs %s", platforms.Format(p), platforms.DefaultString())})
 	}
 	return nil
 }

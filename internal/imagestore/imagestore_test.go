@@ -305,11 +305,14 @@ func TestFailedImportLeavesNothing(t *testing.T) {
 		name string
 		data []byte
 		want string
+		// uploaders is whether the error is the uploader's to fix, an
+		// *ociimage.ArchiveError that the API answers with a 400.
+		uploaders bool
 	}{
-		{"garbage", bytes.Repeat([]byte("not an archive "), 100), "read archive"},
-		{"truncated archive", good[:len(good)/2], "read archive"},
-		{"layer does not match its diff ID", withWrongDiffID(t, good), "unpack"},
-		{"image for another platform", foreign, "this node runs"},
+		{"garbage", bytes.Repeat([]byte("not an archive "), 100), "read archive", false},
+		{"truncated archive", good[:len(good)/2], "read archive", false},
+		{"layer does not match its diff ID", withWrongDiffID(t, good), "unpack", false},
+		{"image for another platform", foreign, "this node runs", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -323,6 +326,8 @@ func TestFailedImportLeavesNothing(t *testing.T) {
 			_, err = e.imp.Import(context.Background(), writeTemp(t, tt.data))
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tt.want)
+			var ae *ociimage.ArchiveError
+			assert.Equal(t, tt.uploaders, errors.As(err, &ae), "the uploader's to fix: %v", err)
 			assert.Equal(t, before, footprintOf(t, e), "a failed import leaves no image, blob, ingest, snapshot or lease")
 			got, err := e.imp.Get(context.Background(), "hello:v1")
 			require.NoError(t, err)
