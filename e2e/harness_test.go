@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -270,10 +271,49 @@ func shortTempDir(t *testing.T) string {
 	return dir
 }
 
+// runcRoot is where containerd's runc shim keeps runc's state, one
+// directory per namespace.
+const runcRoot = "/run/containerd/runc"
+
+// deleteRuncContainers has runc delete the containers whose bundles lie
+// under dir. ebbd leaves its replicas running when it stops, for the next
+// ebbd to adopt; killing their processes alone would leave runc's state and
+// the containers' cgroups behind on the host.
+func deleteRuncContainers(t *testing.T, dir string) {
+	states, _ := filepath.Glob(filepath.Join(runcRoot, "*", "*", "state.json"))
+	for _, p := range states {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		var st struct {
+			Config struct {
+				Labels []string `json:"labels"`
+			} `json:"config"`
+		}
+		if json.Unmarshal(b, &st) != nil || !slices.Contains(st.Config.Labels, "bundle="+bundleDir(p, dir)) {
+			continue
+		}
+		root, id := filepath.Dir(filepath.Dir(p)), filepath.Base(filepath.Dir(p))
+		if out, err := exec.Command("runc", "--root", root, "delete", "--force", id).CombinedOutput(); err != nil {
+			t.Logf("runc delete %s: %v: %s", id, err, out)
+		}
+	}
+}
+
+// bundleDir is where containerd, with its state under dir, keeps the bundle
+// of the container whose runc state file is statePath.
+func bundleDir(statePath, dir string) string {
+	container := filepath.Dir(statePath)
+	namespace := filepath.Base(filepath.Dir(container))
+	return filepath.Join(dir, "containerd", "state", "io.containerd.runtime.v2.task", namespace, filepath.Base(container))
+}
+
 // removeRuntimeLeftovers kills processes still running from dir (shims of a
 // daemon that was SIGKILLed on purpose), unmounts what is mounted under it,
 // and removes it, so no test leaves the machine dirtier than it found it.
 func removeRuntimeLeftovers(t *testing.T, dir string) {
+	deleteRuncContainers(t, dir)
 	// The shims of this test's containerd name dir in their command line;
 	// the replicas are their children.
 	ours := map[int]bool{}
