@@ -25,6 +25,12 @@ shims=$(pgrep -f "containerd-shim.*$run_dir" || true)
 if [ -n "$shims" ]; then
   for shim in $shims; do pkill -TERM -P "$shim" 2>/dev/null || true; done
   sleep 1
+  # runc deletes what is left of each replica, its cgroups and its state
+  # included; killing the processes alone would leave those on the host.
+  for state in $(grep -l "\"bundle=$run_dir/" /run/containerd/runc/*/*/state.json 2>/dev/null || true); do
+    dir=$(dirname "$state")
+    runc --root "$(dirname "$dir")" delete --force "$(basename "$dir")" 2>/dev/null || true
+  done
   for shim in $shims; do pkill -KILL -P "$shim" 2>/dev/null || true; kill -KILL "$shim" 2>/dev/null || true; done
   echo "replicas stopped"
 fi
