@@ -25,6 +25,7 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/imagestore"
+	"github.com/ebbrun/ebb/internal/mountinfo"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
@@ -63,8 +64,21 @@ func setup(t *testing.T) env {
 			_ = imp.Delete(context.Background(), im.Name)
 		}
 		_ = client.NamespaceService().Delete(ctx, ns)
+		removeNamespaceCgroups(ns)
 	})
 	return env{imp: imp, client: client, ctx: ctx}
+}
+
+// removeNamespaceCgroups removes the cgroup that runc made for namespace
+// ns's containers (/ns/<id>) in every hierarchy, once they are gone: runc
+// deletes a container's own cgroup, not its parent.
+func removeNamespaceCgroups(ns string) {
+	mounts, _ := mountinfo.Read()
+	for _, m := range mounts {
+		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+			_ = os.Remove(filepath.Join(m.Point, ns)) // rmdir: only if empty
+		}
+	}
 }
 
 var helloBin struct {
