@@ -64,15 +64,17 @@ func setup(t *testing.T) env {
 			_ = imp.Delete(context.Background(), im.Name)
 		}
 		_ = client.NamespaceService().Delete(ctx, ns)
-		removeNamespaceCgroups(ns)
+		removeNamespaceLeftovers(ns)
 	})
 	return env{imp: imp, client: client, ctx: ctx}
 }
 
-// removeNamespaceCgroups removes the cgroup that runc made for namespace
-// ns's containers (/ns/<id>) in every hierarchy, once they are gone: runc
-// deletes a container's own cgroup, not its parent.
-func removeNamespaceCgroups(ns string) {
+// removeNamespaceLeftovers removes what runc made for namespace ns's
+// containers besides each container's own, once they are gone: the parent
+// cgroup (/ns/<id>) in every hierarchy, and the shim's runc state directory
+// for ns. Each goes only if empty.
+func removeNamespaceLeftovers(ns string) {
+	_ = os.Remove(filepath.Join("/run/containerd/runc", ns)) // the runc shim's default root
 	mounts, _ := mountinfo.Read()
 	for _, m := range mounts {
 		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
