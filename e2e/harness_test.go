@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -275,45 +274,58 @@ func shortTempDir(t *testing.T) string {
 // directory per namespace.
 const runcRoot = "/run/containerd/runc"
 
-// deleteRuncContainers has runc delete the containers whose bundles lie
-// under dir. ebbd leaves its replicas running when it stops, for the next
-// ebbd to adopt; killing their processes alone would leave runc's state and
-// the containers' cgroups behind on the host.
-func deleteRuncContainers(t *testing.T, dir string) {
-	states, _ := filepath.Glob(filepath.Join(runcRoot, "*", "*", "state.json"))
+// runcContainer is a container the runc shim made for a test's containerd.
+type runcContainer struct{ root, namespace, id string }
+
+func (c runcContainer) dir() string { return filepath.Join(c.root, c.namespace, c.id) }
+
+// runcContainersUnder lists the containers, created or half-created, whose
+// bundles lie under dir, a test's containerd data dir.
+func runcContainersUnder(dir string) []runcContainer {
+	var out []runcContainer
+	states, _ := filepath.Glob(filepath.Join(runcRoot, "*", "*"))
 	for _, p := range states {
-		b, err := os.ReadFile(p)
-		if err != nil {
+		c := runcContainer{root: runcRoot, namespace: filepath.Base(filepath.Dir(p)), id: filepath.Base(p)}
+		bundle := filepath.Join(dir, "containerd", "state", "io.containerd.runtime.v2.task", c.namespace, c.id)
+		if _, err := os.Stat(bundle); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// deleteRuncContainers has runc delete each container (ebbd leaves its
+// replicas running when it stops, for the next ebbd to adopt): killing
+// their processes alone would leave runc's state and the containers'
+// cgroups behind on the host. A container whose create was cut short has no
+// state for runc to read; removeRuncRemains clears it once its processes
+// are gone.
+func deleteRuncContainers(t *testing.T, cs []runcContainer) {
+	for _, c := range cs {
+		if _, err := os.Stat(filepath.Join(c.dir(), "state.json")); err != nil {
 			continue
 		}
-		var st struct {
-			Config struct {
-				Labels []string `json:"labels"`
-			} `json:"config"`
-		}
-		if json.Unmarshal(b, &st) != nil || !slices.Contains(st.Config.Labels, "bundle="+bundleDir(p, dir)) {
-			continue
-		}
-		root, id := filepath.Dir(filepath.Dir(p)), filepath.Base(filepath.Dir(p))
-		if out, err := exec.Command("runc", "--root", root, "delete", "--force", id).CombinedOutput(); err != nil {
-			t.Logf("runc delete %s: %v: %s", id, err, out)
+		if out, err := exec.Command("runc", "--root", filepath.Join(c.root, c.namespace), "delete", "--force", c.id).CombinedOutput(); err != nil {
+			t.Logf("runc delete %s: %v: %s", c.id, err, out)
 		}
 	}
 }
 
-// bundleDir is where containerd, with its state under dir, keeps the bundle
-// of the container whose runc state file is statePath.
-func bundleDir(statePath, dir string) string {
-	container := filepath.Dir(statePath)
-	namespace := filepath.Base(filepath.Dir(container))
-	return filepath.Join(dir, "containerd", "state", "io.containerd.runtime.v2.task", namespace, filepath.Base(container))
+// removeRuncRemains removes what runc delete could not: the state directory
+// and cgroups of a create that was cut short.
+func removeRuncRemains(cs []runcContainer) {
+	for _, c := range cs {
+		_ = os.RemoveAll(c.dir())
+		testenv.RemoveCgroup(filepath.Join(c.namespace, c.id))
+	}
 }
 
 // removeRuntimeLeftovers kills processes still running from dir (shims of a
 // daemon that was SIGKILLed on purpose), unmounts what is mounted under it,
 // and removes it, so no test leaves the machine dirtier than it found it.
 func removeRuntimeLeftovers(t *testing.T, dir string) {
-	deleteRuncContainers(t, dir)
+	containers := runcContainersUnder(dir)
+	deleteRuncContainers(t, containers)
 	// The shims of this test's containerd name dir in their command line;
 	// the replicas are their children.
 	ours := map[int]bool{}
@@ -345,6 +357,7 @@ func removeRuntimeLeftovers(t *testing.T, dir string) {
 	for pid := range ours {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 	}
+	removeRuncRemains(containers)
 	mountinfo.UnmountUnder(dir)
 	if err := os.RemoveAll(dir); err != nil {
 		t.Logf("remove %s: %v", dir, err)

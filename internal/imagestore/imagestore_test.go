@@ -25,7 +25,6 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/imagestore"
-	"github.com/ebbrun/ebb/internal/mountinfo"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
@@ -75,12 +74,7 @@ func setup(t *testing.T) env {
 // for ns. Each goes only if empty.
 func removeNamespaceLeftovers(ns string) {
 	_ = os.Remove(filepath.Join("/run/containerd/runc", ns)) // the runc shim's default root
-	mounts, _ := mountinfo.Read()
-	for _, m := range mounts {
-		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
-			_ = os.Remove(filepath.Join(m.Point, ns)) // rmdir: only if empty
-		}
-	}
+	testenv.RemoveCgroup(ns)
 }
 
 var helloBin struct {
