@@ -66,16 +66,15 @@ func build() error {
 		// Beside ebbd, where ebbd's --runc auto finds it.
 		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true, ""},
 	} {
-		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
-		cmd.Env = os.Environ()
+		var env []string
 		if b.static {
-			cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+			env = append(env, "CGO_ENABLED=0")
 		}
 		if b.goarch != "" {
-			cmd.Env = append(cmd.Env, "GOARCH="+b.goarch)
+			env = append(env, "GOARCH="+b.goarch)
 		}
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out)
+		if err := testenv.GoBuild(b.out, b.pkg, env...); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -328,35 +327,7 @@ func removeRuntimeLeftovers(t *testing.T, dir string) {
 	deleteRuncContainers(t, containers)
 	// The shims of this test's containerd name dir in their command line;
 	// the replicas are their children.
-	ours := map[int]bool{}
-	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, p := range procs {
-		b, err := os.ReadFile(p)
-		if err != nil || !bytes.Contains(b, []byte(dir)) {
-			continue
-		}
-		var pid int
-		if _, err := fmt.Sscanf(p, "/proc/%d/cmdline", &pid); err == nil && pid != os.Getpid() {
-			ours[pid] = true
-		}
-	}
-	for _, p := range procs {
-		var pid, ppid int
-		var state string
-		stat, err := os.ReadFile(strings.TrimSuffix(p, "cmdline") + "stat")
-		if err != nil {
-			continue
-		}
-		// comm may hold spaces; everything after its closing paren is fixed.
-		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-		if _, err := fmt.Sscanf(rest, " %s %d", &state, &ppid); err == nil && ours[ppid] {
-			fmt.Sscanf(p, "/proc/%d/cmdline", &pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-	}
-	for pid := range ours {
-		_ = syscall.Kill(pid, syscall.SIGKILL)
-	}
+	testenv.KillShimsUnder(dir)
 	removeRuncRemains(containers)
 	mountinfo.UnmountUnder(dir)
 	if err := os.RemoveAll(dir); err != nil {

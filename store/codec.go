@@ -83,16 +83,11 @@ func DecodeSnapshot[T any](snap map[string]KV, old map[string]Versioned[T], onBa
 	return out
 }
 
-// DecodeUpdate folds one MirrorUpdates callback into m, records keyed by
-// store key, and returns it. It decodes only the keys the update changed,
-// changing m in place, so a change under a prefix of thousands of records
-// costs what the change costs; after a listing (Full, or m nil) it works as
-// DecodeSnapshot does. Undecodable records are left out and reported to
-// onBad, when set.
+// DecodeUpdate is FoldUpdate for records keyed by their store key: it
+// folds one MirrorUpdates callback into m, in place, decoding only records
+// whose version changed, and returns it (a new map if m is nil).
+// Undecodable records are left out and reported to onBad, when set.
 func DecodeUpdate[T any](m map[string]Versioned[T], u Update, onBad func(key string, err error)) map[string]Versioned[T] {
-	if m == nil || u.Full {
-		return DecodeSnapshot(u.Snapshot, m, onBad)
-	}
 	return FoldUpdate(m, u, func(key string) string { return key }, nil, onBad)
 }
 

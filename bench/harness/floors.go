@@ -193,7 +193,9 @@ func (f *Floors) StartEbbRunc(ctx context.Context) (time.Duration, error) {
 	return f.start(ctx, &runcoptions.Options{BinaryName: f.ebbRunc})
 }
 
-func (f *Floors) start(ctx context.Context, runtimeOptions *runcoptions.Options) (time.Duration, error) {
+// start is the timed start of a pre-created task; runtimeOptions are the
+// runc shim's, nil for its defaults.
+func (f *Floors) start(ctx context.Context, runtimeOptions any) (time.Duration, error) {
 	ctx = f.ns(ctx)
 	port, err := freePort()
 	if err != nil {
@@ -212,17 +214,13 @@ func (f *Floors) start(ctx context.Context, runtimeOptions *runcoptions.Options)
 	return time.Since(start), err
 }
 
-// newTask creates a container and its task; runtimeOptions, when not nil,
-// are the runc shim's.
-func (f *Floors) newTask(ctx context.Context, port int, runtimeOptions *runcoptions.Options) (containerd.Container, containerd.Task, error) {
+// newTask creates a container and its task; runtimeOptions are the runc
+// shim's, nil for its defaults.
+func (f *Floors) newTask(ctx context.Context, port int, runtimeOptions any) (containerd.Container, containerd.Task, error) {
 	f.seq++
 	id := fmt.Sprintf("floor-%d-%d", os.Getpid(), f.seq)
-	runtime := containerd.WithRuntime(plugin.RuntimeRuncV2, nil)
-	if runtimeOptions != nil {
-		runtime = containerd.WithRuntime(plugin.RuntimeRuncV2, runtimeOptions)
-	}
 	c, err := f.client.NewContainer(ctx, id,
-		runtime,
+		containerd.WithRuntime(plugin.RuntimeRuncV2, runtimeOptions),
 		containerd.WithImage(f.image),
 		containerd.WithSnapshotter(imagestore.DefaultSnapshotter),
 		containerd.WithNewSnapshot(id, f.image),

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/internal/mountinfo"
+	"github.com/ebbrun/ebb/internal/procstat"
 )
 
 // Procs records every process the harness starts, so that all of them are
@@ -200,20 +201,11 @@ func KillUnder(dir string) []string {
 
 // parentPID reads the parent of pid from /proc/<pid>/stat.
 func parentPID(pid int) int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procstat.Read(pid)
 	if err != nil {
 		return 0
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPid
 }
 
 // RemoveTree unmounts whatever is still mounted under dir (overlay

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,8 +26,9 @@ func TestAgainstRunc(t *testing.T) {
 	runc := testenv.RequireBinary(t, "runc")
 	bin := t.TempDir()
 	ebbRunc, hello := filepath.Join(bin, "ebb-runc"), filepath.Join(bin, "hello")
-	goBuild(t, ebbRunc, ".")
-	goBuild(t, hello, "../../examples/hello")
+	testenv.RequireBinary(t, "go")
+	require.NoError(t, testenv.GoBuild(ebbRunc, ".", "CGO_ENABLED=0"))
+	require.NoError(t, testenv.GoBuild(hello, "../../examples/hello", "CGO_ENABLED=0"))
 	root := t.TempDir() // runc's state directory, as the shim's --root
 	logFile := filepath.Join(t.TempDir(), "log.json")
 	// shimWith runs ebb-runc as the shim does, with EBB_RUNC set to runcPath.
@@ -58,7 +57,7 @@ func TestAgainstRunc(t *testing.T) {
 
 		assert.Equal(t, "running", runcStatus(t, runc, root, id))
 		assert.NoFileExists(t, filepath.Join(root, id, "exec.fifo"))
-		waitHTTP(t, port)
+		testenv.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 10*time.Second)
 		out, err = shim("start", id)
 		require.Error(t, err, "a second start goes to runc, which refuses it")
 		assert.Contains(t, out, "cannot start an already running container")
@@ -157,26 +156,4 @@ func runcStatus(t *testing.T, runc, root, id string) string {
 
 func runcPid(t *testing.T, runc, root, id string) int {
 	return int(runcState(t, runc, root, id)["pid"].(float64))
-}
-
-func waitHTTP(t *testing.T, port int) {
-	t.Helper()
-	url := fmt.Sprintf("http://127.0.0.1:%d/", port)
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(url)
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 10*time.Second, time.Millisecond, "hello answers on %s", url)
-}
-
-func goBuild(t *testing.T, out, pkg string) {
-	t.Helper()
-	cmd := exec.Command(testenv.RequireBinary(t, "go"), "build", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	var buf bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &buf, &buf
-	require.NoError(t, cmd.Run(), buf.String())
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/internal/testenv"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden from the current output")
@@ -301,18 +302,14 @@ func TestDeployBinary(t *testing.T) {
 // `ebb deploy --binary` is for.
 func buildStaticBinary(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
+	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("needs the go tool to build a static binary")
 	}
 	dir := t.TempDir()
 	src := filepath.Join(dir, "main.go")
 	require.NoError(t, os.WriteFile(src, []byte("package main\n\nfunc main() {}\n"), 0o644))
 	out := filepath.Join(dir, "tiny")
-	cmd := exec.Command(goBin, "build", "-o", out, src)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GO111MODULE=off")
-	b, err := cmd.CombinedOutput()
-	require.NoError(t, err, string(b))
+	require.NoError(t, testenv.GoBuild(out, src, "CGO_ENABLED=0", "GOFLAGS=-buildvcs=false", "GO111MODULE=off"))
 	return out
 }
 

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	containerd "github.com/containerd/containerd"
+
+	"github.com/ebbrun/ebb/internal/procstat"
 )
 
 // installHint tells an operator how to get the programs a private containerd needs.
@@ -468,11 +470,7 @@ func (s *Supervisor) killStale() error {
 func waitGone(pid int, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			return true
-		}
-		if i := bytes.LastIndexByte(stat, ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+		if st, err := procstat.Read(pid); err != nil || st.Exited() {
 			return true
 		}
 		if time.Now().After(deadline) {

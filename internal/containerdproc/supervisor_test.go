@@ -2,7 +2,6 @@ package containerdproc_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/internal/containerdproc"
+	"github.com/ebbrun/ebb/internal/procstat"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
 
@@ -46,12 +46,8 @@ func daemonPid(t *testing.T, dataDir string) int {
 }
 
 func alive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(stat), ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+	st, err := procstat.Read(pid)
+	return err == nil && !st.Exited()
 }
 
 func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {

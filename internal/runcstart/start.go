@@ -7,10 +7,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ebbrun/ebb/internal/procstat"
 )
 
 // ErrUseRunc says Start left the container untouched and runc start should
@@ -127,30 +127,6 @@ func readInit(path string) (initProcess, error) {
 // alive reports whether the process still runs: it exists, is not a
 // zombie, and started when init did.
 func (p initProcess) alive() bool {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	state, start, ok := parseStat(string(data))
-	return ok && state != 'Z' && state != 'X' && start == p.start
-}
-
-// parseStat returns a process's state and start time (fields 3 and 22 of
-// /proc/PID/stat). The command name in field 2 may hold spaces and
-// parentheses, so fields are counted from the last ')'.
-func parseStat(stat string) (state byte, start uint64, ok bool) {
-	end := strings.LastIndexByte(stat, ')')
-	if end < 0 {
-		return 0, 0, false
-	}
-	fields := strings.Fields(stat[end+1:])
-	const stateField, startField = 0, 19 // fields 3 and 22, counted from 3
-	if len(fields) <= startField || len(fields[stateField]) != 1 {
-		return 0, 0, false
-	}
-	start, err := strconv.ParseUint(fields[startField], 10, 64)
-	if err != nil {
-		return 0, 0, false
-	}
-	return fields[stateField][0], start, true
+	st, err := procstat.Read(p.pid)
+	return err == nil && !st.Exited() && st.Start == p.start
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/ebbrun/ebb/internal/procstat"
 )
 
 // The tests play runc init with a goroutine of the test process: it opens
@@ -54,11 +56,9 @@ func TestStartInitDiesWhileWaiting(t *testing.T) {
 	cmd := exec.Command("sleep", "600")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	st, err := procstat.Read(cmd.Process.Pid)
 	require.NoError(t, err)
-	_, start, ok := parseStat(string(data))
-	require.True(t, ok)
-	root, fifo := createdContainer(t, "c1", initProcess{pid: cmd.Process.Pid, start: start})
+	root, fifo := createdContainer(t, "c1", initProcess{pid: cmd.Process.Pid, start: st.Start})
 
 	opened := make(chan int, 1)
 	go func() {
@@ -151,11 +151,9 @@ func playInit(fifo, writes string) error {
 
 func selfProcess(t *testing.T) initProcess {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/stat")
+	st, err := procstat.Read(os.Getpid())
 	require.NoError(t, err)
-	_, start, ok := parseStat(string(data))
-	require.True(t, ok)
-	return initProcess{pid: os.Getpid(), start: start}
+	return initProcess{pid: os.Getpid(), start: st.Start}
 }
 
 // deadProcess is a process that has exited and been reaped.

@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/namespaces"
 
 	"github.com/ebbrun/ebb/internal/containerdproc"
+	"github.com/ebbrun/ebb/internal/procstat"
 
 	"github.com/ebbrun/ebb/internal/mountinfo"
 )
@@ -202,23 +203,26 @@ func sweepStalePrivate() {
 		if !ok || err != nil || pid == os.Getpid() || processAlive(pid) {
 			continue
 		}
-		for _, shim := range processesMentioning(dir) {
-			for _, child := range childrenOf(shim) {
-				_ = syscall.Kill(child, syscall.SIGKILL)
-			}
-			_ = syscall.Kill(shim, syscall.SIGKILL)
-		}
+		KillShimsUnder(dir)
 		removePrivateDir(dir)
 	}
 }
 
-func processAlive(pid int) bool {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
+// KillShimsUnder SIGKILLs the processes whose command line mentions dir,
+// such as the shims of a containerd whose state lies under dir, and their
+// children, the containers' processes.
+func KillShimsUnder(dir string) {
+	for _, shim := range processesMentioning(dir) {
+		for _, child := range childrenOf(shim) {
+			_ = syscall.Kill(child, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(shim, syscall.SIGKILL)
 	}
-	i := bytes.LastIndexByte(stat, ')')
-	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}
+
+func processAlive(pid int) bool {
+	st, err := procstat.Read(pid)
+	return err == nil && !st.Exited()
 }
 
 // processesMentioning lists pids whose command line contains s, such as the

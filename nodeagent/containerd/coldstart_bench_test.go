@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/nodeagent"
 	ctrd "github.com/ebbrun/ebb/nodeagent/containerd"
 	"github.com/ebbrun/ebb/store"
@@ -232,7 +233,7 @@ func newFloor(b *testing.B, client *containerd.Client, ref string) *floor {
 
 func (f *floor) create(b *testing.B) (containerd.Container, int) {
 	f.seq++
-	port := freePort(b)
+	port := testenv.FreePort(b)
 	c, err := f.client.NewContainer(f.ctx, fmt.Sprintf("floor-%d-%d", time.Now().UnixNano(), f.seq),
 		containerd.WithNewSnapshot(fmt.Sprintf("floor-%d-%d", time.Now().UnixNano(), f.seq), f.image),
 		containerd.WithNewSpec(oci.WithImageConfig(f.image), oci.WithHostNamespace(specs.NetworkNamespace),
@@ -331,7 +332,7 @@ func newSpecFloor(b *testing.B, client *containerd.Client, ref string, fs api.Fu
 
 func (f *specFloor) create(b *testing.B) (string, int) {
 	f.seq++
-	port := freePort(b)
+	port := testenv.FreePort(b)
 	spec := *f.spec
 	spec.ID = fmt.Sprintf("spec-floor-%d-%d", time.Now().UnixNano(), f.seq)
 	spec.Env = append(append([]string(nil), spec.Env...), fmt.Sprintf("PORT=%d", port))

@@ -1,11 +1,8 @@
 package containerd_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -44,7 +41,7 @@ var (
 // and cmd/ebb-runc.
 func build(t testing.TB) {
 	t.Helper()
-	goTool := testenv.RequireBinary(t, "go")
+	testenv.RequireBinary(t, "go")
 	buildOnce.Do(func() {
 		if buildDir, buildErr = os.MkdirTemp("", "ebb-nodeagent-build-"); buildErr != nil {
 			return
@@ -55,12 +52,7 @@ func build(t testing.TB) {
 			{helloBin, "../../examples/hello"},
 			{ebbRunc, "../../cmd/ebb-runc"},
 		} {
-			cmd := exec.Command(goTool, "build", "-o", b.out, b.pkg)
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Run(); err != nil {
-				buildErr = fmt.Errorf("go build %s: %v\n%s", b.pkg, err, out.String())
+			if buildErr = testenv.GoBuild(b.out, b.pkg, "CGO_ENABLED=0"); buildErr != nil {
 				return
 			}
 		}

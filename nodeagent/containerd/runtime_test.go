@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,37 +25,7 @@ import (
 	ctrd "github.com/ebbrun/ebb/nodeagent/containerd"
 )
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", ":0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// waitHTTP polls url until it answers 200 and returns the body.
-func waitHTTP(t testing.TB, url string, within time.Duration) string {
-	t.Helper()
-	c := &http.Client{Timeout: time.Second}
-	var last error
-	deadline := time.Now().Add(within)
-	for time.Now().Before(deadline) {
-		resp, err := c.Get(url)
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return string(b)
-			}
-			err = fmt.Errorf("status %d", resp.StatusCode)
-		}
-		last = err
-		time.Sleep(time.Millisecond) // polling a process start
-	}
-	t.Fatalf("%s did not answer within %s: %v", url, within, last)
-	return ""
-}
-
+// waitDone waits for the task to exit and returns how it ended.
 func waitDone(t testing.TB, task nodeagent.Task) nodeagent.Exit {
 	t.Helper()
 	select {
@@ -107,7 +74,7 @@ func testRuntimeLifecycle(t *testing.T, cfg ctrd.Config) {
 
 	node := fmt.Sprintf("rt-%d", time.Now().UnixNano())
 	id := node + "-replica"
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	secrets := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(secrets, "token"), []byte("s3cret"), 0o444))
 	spec := nodeagent.ContainerSpec{
@@ -174,7 +141,7 @@ func testRuntimeLifecycle(t *testing.T, cfg ctrd.Config) {
 
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
 	require.NoError(t, task.Start(ctx))
-	assert.Contains(t, waitHTTP(t, url+"/", 10*time.Second), "revision=rt-00001")
+	assert.Contains(t, testenv.WaitHTTP(t, url+"/", 10*time.Second), "revision=rt-00001")
 	st, err = task.State(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, nodeagent.TaskRunning, st, "containerd knows the task runs")
@@ -187,7 +154,7 @@ func testRuntimeLifecycle(t *testing.T, cfg ctrd.Config) {
 		task, err = rt.NewTask(ctx, id, nodeagent.Output{Stdout: out, Stderr: out})
 		require.NoError(t, err)
 		require.NoError(t, task.Start(ctx))
-		waitHTTP(t, url+"/", 10*time.Second)
+		testenv.WaitHTTP(t, url+"/", 10*time.Second)
 	})
 
 	t.Run("a new runtime reattaches to the running task and its output", func(t *testing.T) {
