@@ -307,6 +307,56 @@ func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
 	assert.Equal(t, uint64(1), histogramCount(t, e.reg, "ebb_nodeagent_start_seconds", "pool", "hit"))
 }
 
+// TestReleasedStartIsRecordedOnceReady: where the runtime can release a
+// task, its program runs before Start, and Start follows only once the
+// endpoint is written, so a cold request never waits for the runtime's
+// bookkeeping. Where it cannot, or the release fails, Start does it all.
+func TestReleasedStartIsRecordedOnceReady(t *testing.T) {
+	tests := []struct {
+		name        string
+		releaseErr  error // the injected Release failure, nil for none
+		wantCalls   []string
+		wantEpFirst bool // the endpoint was written before Start
+	}{
+		{name: "released, then recorded", wantCalls: []string{"release", "start"}, wantEpFirst: true},
+		{name: "runtime cannot release", releaseErr: nodeagent.ErrNoRelease, wantCalls: []string{"start"}},
+		{name: "release fails", releaseErr: fake.ErrInjected, wantCalls: []string{"start"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+			rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+			endpointsAtStart := make(chan int, 1)
+			e.rt.OnStart(func(string) {
+				select {
+				case endpointsAtStart <- len(e.endpoints(rev)):
+				default: // only the first Start matters
+				}
+			})
+			if tt.releaseErr != nil {
+				e.rt.FailNext("Release", tt.releaseErr)
+			}
+
+			e.assign("hello", rev, 1, 0)
+
+			ep := e.waitEndpoints(rev, 1)[0]
+			assert.Equal(t, tt.wantEpFirst, <-endpointsAtStart == 1, "endpoint written before Start")
+			assert.Contains(t, get(t, ep.Addr, "/"), "hello from "+ep.Replica)
+			var calls []string
+			for _, c := range e.rt.Calls() {
+				if verb, id, ok := strings.Cut(c, " "); ok && id == ep.Replica && (verb == "release" || verb == "start") {
+					calls = append(calls, verb)
+				}
+			}
+			assert.Equal(t, tt.wantCalls, calls)
+			require.Eventually(t, func() bool {
+				st, err := e.rt.Task(ep.Replica).State(context.Background())
+				return err == nil && st == nodeagent.TaskRunning
+			}, 10*time.Second, 2*time.Millisecond, "the runtime records the start")
+		})
+	}
+}
+
 func TestCrashRestartsInPlaceAndReportsCrashLoop(t *testing.T) {
 	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
 	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})

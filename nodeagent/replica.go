@@ -216,10 +216,12 @@ func (a *Agent) runReplica(ctx context.Context, r *replica) error {
 	consecutive := 0
 	for {
 		var reason string
+		startPending := false // released; Start follows once it serves
 		if !exited {
 			if !running {
 				a.setPhase(r, phaseStarting)
-				if err := task.Start(ctx); err != nil {
+				var err error
+				if startPending, err = a.startTask(ctx, r, task); err != nil {
 					if ctx.Err() != nil {
 						return ctx.Err()
 					}
@@ -247,6 +249,9 @@ func (a *Agent) runReplica(ctx context.Context, r *replica) error {
 						return a.remove(ctx, r, task, true)
 					}
 					break // the process exited while the endpoint was being written
+				}
+				if startPending {
+					a.confirmStart(ctx, r, task)
 				}
 				traced = false
 				readyAt := time.Now()
@@ -312,6 +317,39 @@ func (a *Agent) runReplica(ctx context.Context, r *replica) error {
 			return a.remove(ctx, r, nil, false)
 		}
 		trace = StartTrace{Function: r.function, Revision: r.rev, Replica: r.id}
+	}
+}
+
+// startTask lets a created task's program run: through Release where the
+// runtime can, and through Start otherwise. It reports whether Start is
+// still to come, for confirmStart once the replica serves.
+func (a *Agent) startTask(ctx context.Context, r *replica, task Task) (startPending bool, err error) {
+	err = task.Release(ctx)
+	if err == nil {
+		return true, nil
+	}
+	if !errors.Is(err, ErrNoRelease) && ctx.Err() == nil {
+		a.log.Warn("release failed; starting through the runtime", "replica", r.id, "err", err)
+	}
+	return false, task.Start(ctx)
+}
+
+// confirmStart sends the Start that follows a Release. It waits until the
+// replica serves and its endpoint is written, because the runtime's
+// bookkeeping costs more CPU than the program's own start, and a cold
+// request should not wait for it. A failure leaves the program serving,
+// with the runtime calling it created until a restarted agent's Attach
+// finishes the start; a process that has exited meanwhile is the crash
+// path's, not an error here.
+func (a *Agent) confirmStart(ctx context.Context, r *replica, task Task) {
+	err := task.Start(ctx)
+	if err == nil || ctx.Err() != nil {
+		return
+	}
+	select {
+	case <-task.Done():
+	default:
+		a.log.Warn("runtime did not record the start of a released task", "replica", r.id, "err", err)
 	}
 }
 

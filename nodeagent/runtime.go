@@ -17,6 +17,9 @@ var (
 	// entrypoint that does not exist or is not executable, or one built for
 	// another architecture. Retrying does not help; the revision is Failed.
 	ErrBadImage = errors.New("bad image")
+	// ErrNoRelease means a Task cannot run its program ahead of Start;
+	// nothing was done, and Start does it all.
+	ErrNoRelease = errors.New("runtime cannot release a task before its start")
 )
 
 // Labels the agent puts on every container, so that a restarted agent can
@@ -65,7 +68,15 @@ type Task interface {
 	Pid() uint32
 	// State reports where the task is in its life.
 	State(ctx context.Context) (TaskState, error)
-	// Start runs a created task's program.
+	// Release lets a created task's program run now, ahead of Start, where
+	// the runtime can do that without its own bookkeeping, which costs a
+	// cold start more than the program's own start. Start must follow,
+	// and then only records the start. Release wraps ErrNoRelease, having
+	// done nothing, where the runtime cannot; on any error Start still
+	// does the whole start, or says why it cannot.
+	Release(ctx context.Context) error
+	// Start runs a created task's program, or records that Release ran
+	// it. State reports created until it returns.
 	Start(ctx context.Context) error
 	// Signal sends sig to the process.
 	Signal(ctx context.Context, sig syscall.Signal) error

@@ -18,6 +18,15 @@
 // true: the shim sees a start that succeeded, marks the task running, sends
 // its TaskStart event and begins watching the container for OOM kills.
 //
+// Release lets the node agent go one step further: it opens the fifo itself,
+// so the program runs without waiting for containerd, its shim and a
+// process exec, and leaves a marker in the container's state directory.
+// The task.Start the agent sends once the program answers then reaches
+// ebb-runc's Start, which finds the marker, checks that init still runs,
+// and succeeds: containerd learns of the start after the first request
+// instead of before it. On the benchmark machine that takes about 20 ms of
+// CPU, which a cold start no longer waits for.
+//
 // Start follows runc 1.1's protocol (libcontainer's exec and readFromExecFifo):
 // the fifo is <root>/<id>/exec.fifo, a start is good when init wrote at least
 // one byte before closing it, and init's pid and start time come from

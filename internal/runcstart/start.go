@@ -23,16 +23,103 @@ var ErrUseRunc = errors.New("start left to runc")
 // that init is still alive, as runc does.
 const livenessCheckMillis = 100
 
+// releasedMarker is the file Release leaves in a container's state
+// directory. It tells the start that containerd's shim runs later, through
+// ebb-runc, that the program already runs because the node agent let it,
+// so that start only has to succeed.
+const releasedMarker = "ebb-released"
+
 // Start starts the created container id in runc's state directory root,
 // the way runc start does: it returns once init has exec'd the user's
 // program, and removes the fifo so that runc reports the container as
-// running from then on.
+// running from then on. A container that Release has let go is started
+// already: Start succeeds while its init lives.
 func Start(root, id string) error {
 	dir := filepath.Join(root, id)
-	fifo := filepath.Join(dir, "exec.fifo")
-	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&fs.ModeNamedPipe == 0 {
+	if !hasFifo(dir) {
+		return confirmRelease(dir)
+	}
+	if err := start(dir); err != nil {
+		return err
+	}
+	// A Release cut short before it opened the fifo leaves its marker.
+	if err := os.Remove(filepath.Join(dir, releasedMarker)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove release marker: %w", err)
+	}
+	return nil
+}
+
+// Release lets the created container id run its program now, ahead of the
+// start that containerd's shim will run later through ebb-runc: it does
+// what Start does, after leaving the marker that makes that later start
+// succeed without touching the program. containerd calls the task created
+// until then, which is why only the node agent, which makes that start
+// follow at once, should call Release. Releasing a container that Release
+// already let go succeeds while its init lives.
+//
+// It fails with ErrUseRunc wrapped when the container is missing, stopped,
+// or started by someone else; the shim's own start then says which.
+func Release(root, id string) error {
+	dir := filepath.Join(root, id)
+	marker := filepath.Join(dir, releasedMarker)
+	if !hasFifo(dir) {
+		return releasedAndAlive(dir)
+	}
+	if err := os.WriteFile(marker, nil, 0o600); err != nil {
+		return fmt.Errorf("%w: write release marker: %v", ErrUseRunc, err)
+	}
+	if err := start(dir); err != nil {
+		_ = os.Remove(marker)
+		return err
+	}
+	return nil
+}
+
+// Released reports whether Release let the container id go and the start
+// that confirms it has not come yet.
+func Released(root, id string) bool {
+	dir := filepath.Join(root, id)
+	return !hasFifo(dir) && releasedAndAlive(dir) == nil
+}
+
+// confirmRelease is the start of a container without an exec fifo: good
+// when Release let it go and its init still runs, and runc's to judge
+// otherwise. The marker is removed, so the confirmation happens once.
+func confirmRelease(dir string) error {
+	if err := releasedAndAlive(dir); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(dir, releasedMarker))
+}
+
+// releasedAndAlive checks that Release let the container in dir go and
+// that its init, now the user's program, still runs. Anything else is
+// runc's to judge: a container never created, started without Release, or
+// stopped.
+func releasedAndAlive(dir string) error {
+	if _, err := os.Lstat(filepath.Join(dir, releasedMarker)); err != nil {
 		return ErrUseRunc
 	}
+	init, err := readInit(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrUseRunc, err)
+	}
+	if !init.alive() {
+		return ErrUseRunc // stopped: runc says so
+	}
+	return nil
+}
+
+// hasFifo reports whether the container in dir still has its exec fifo,
+// which runc create makes and a start removes.
+func hasFifo(dir string) bool {
+	fi, err := os.Lstat(filepath.Join(dir, "exec.fifo"))
+	return err == nil && fi.Mode()&fs.ModeNamedPipe != 0
+}
+
+// start does runc start's handshake on the created container in dir.
+func start(dir string) error {
+	fifo := filepath.Join(dir, "exec.fifo")
 	init, err := readInit(filepath.Join(dir, "state.json"))
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrUseRunc, err)

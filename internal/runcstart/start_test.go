@@ -49,6 +49,115 @@ func TestStart(t *testing.T) {
 	}
 }
 
+// TestRelease follows a container through Release and the start that
+// containerd's shim runs after it, through ebb-runc.
+func TestRelease(t *testing.T) {
+	self := selfProcess(t)
+	tests := []struct {
+		name string
+		// then runs after a successful Release of container c1 in root.
+		then func(t *testing.T, root string)
+	}{
+		{name: "the shim's start confirms it, once", then: func(t *testing.T, root string) {
+			assert.NoError(t, Start(root, "c1"))
+			assert.NoFileExists(t, filepath.Join(root, "c1", releasedMarker))
+			assert.ErrorIs(t, Start(root, "c1"), ErrUseRunc, "a second start is runc's to refuse")
+		}},
+		{name: "a second release succeeds and keeps the marker", then: func(t *testing.T, root string) {
+			assert.NoError(t, Release(root, "c1"))
+			assert.FileExists(t, filepath.Join(root, "c1", releasedMarker))
+			assert.NoError(t, Start(root, "c1"))
+		}},
+		{name: "init died before the shim's start", then: func(t *testing.T, root string) {
+			writeState(t, filepath.Join(root, "c1"), deadProcess(t))
+			assert.ErrorIs(t, Start(root, "c1"), ErrUseRunc)
+			assert.ErrorIs(t, Release(root, "c1"), ErrUseRunc)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root, fifo := createdContainer(t, "c1", self)
+			done := make(chan error, 1)
+			go func() { done <- playInit(fifo, "0") }()
+
+			require.NoError(t, Release(root, "c1"))
+
+			assert.NoError(t, <-done)
+			assert.NoFileExists(t, fifo)
+			assert.FileExists(t, filepath.Join(root, "c1", releasedMarker))
+			assert.True(t, Released(root, "c1"))
+			tt.then(t, root)
+			assert.False(t, Released(root, "c1"))
+		})
+	}
+}
+
+// TestReleaseRefuses lists the containers Release leaves alone, marker
+// and all.
+func TestReleaseRefuses(t *testing.T) {
+	self := selfProcess(t)
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T, root string) (fifo string)
+		writes  string // what the playing init writes; no init plays if fifo is ""
+		wantErr string
+		useRunc bool
+	}{
+		{name: "no such container", setup: func(t *testing.T, root string) string { return "" }, useRunc: true},
+		{name: "started without Release", setup: func(t *testing.T, root string) string {
+			_, fifo := createdContainerIn(t, root, "c1", self)
+			require.NoError(t, os.Remove(fifo))
+			return ""
+		}, useRunc: true},
+		{name: "stopped: init is dead", setup: func(t *testing.T, root string) string {
+			createdContainerIn(t, root, "c1", deadProcess(t))
+			return ""
+		}, useRunc: true},
+		{name: "init closes without writing", setup: func(t *testing.T, root string) string {
+			_, fifo := createdContainerIn(t, root, "c1", self)
+			return fifo
+		}, wantErr: "cannot start an already running container"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			root := t.TempDir()
+			fifo := tt.setup(t, root)
+			done := make(chan error, 1)
+			if fifo != "" {
+				go func() { done <- playInit(fifo, tt.writes) }()
+			} else {
+				done <- nil
+			}
+
+			err := Release(root, "c1")
+
+			if tt.useRunc {
+				assert.ErrorIs(t, err, ErrUseRunc)
+			} else {
+				assert.ErrorContains(t, err, tt.wantErr)
+			}
+			assert.NoError(t, <-done)
+			assert.NoFileExists(t, filepath.Join(root, "c1", releasedMarker))
+			assert.False(t, Released(root, "c1"))
+		})
+	}
+}
+
+// TestStartAfterCutShortRelease: a Release that wrote its marker and went
+// no further leaves a created container, which Start starts as usual.
+func TestStartAfterCutShortRelease(t *testing.T) {
+	root, fifo := createdContainer(t, "c1", selfProcess(t))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "c1", releasedMarker), nil, 0o600))
+	done := make(chan error, 1)
+	go func() { done <- playInit(fifo, "0") }()
+
+	assert.NoError(t, Start(root, "c1"))
+
+	assert.NoError(t, <-done)
+	assert.NoFileExists(t, fifo)
+	assert.NoFileExists(t, filepath.Join(root, "c1", releasedMarker))
+}
+
 // TestStartInitDiesWhileWaiting holds the fifo's write end open without
 // writing, as an init that has opened it and not yet written, and kills
 // init: Start notices at its next liveness check.
@@ -124,14 +233,26 @@ func TestStartLeavesToRunc(t *testing.T) {
 // exec fifo and a state file naming init.
 func createdContainer(t *testing.T, id string, init initProcess) (root, fifo string) {
 	t.Helper()
-	root = t.TempDir()
+	return createdContainerIn(t, t.TempDir(), id, init)
+}
+
+// createdContainerIn is createdContainer in a given root.
+func createdContainerIn(t *testing.T, root, id string, init initProcess) (string, string) {
+	t.Helper()
 	dir := filepath.Join(root, id)
 	require.NoError(t, os.MkdirAll(dir, 0o700))
-	fifo = filepath.Join(dir, "exec.fifo")
+	fifo := filepath.Join(dir, "exec.fifo")
 	require.NoError(t, unix.Mkfifo(fifo, 0o622))
-	state := fmt.Sprintf(`{"id":%q,"init_process_pid":%d,"init_process_start":%d,"config":{}}`, id, init.pid, init.start)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "state.json"), []byte(state), 0o600))
+	writeState(t, dir, init)
 	return root, fifo
+}
+
+// writeState writes runc's state file for the container in dir, naming
+// its init.
+func writeState(t *testing.T, dir string, init initProcess) {
+	t.Helper()
+	state := fmt.Sprintf(`{"id":%q,"init_process_pid":%d,"init_process_start":%d,"config":{}}`, filepath.Base(dir), init.pid, init.start)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "state.json"), []byte(state), 0o600))
 }
 
 // playInit does what runc init does with the fifo.

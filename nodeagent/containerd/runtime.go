@@ -30,6 +30,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/internal/runcstart"
 	"github.com/ebbrun/ebb/nodeagent"
 )
 
@@ -41,6 +42,10 @@ const (
 	DefaultSnapshotter = "overlayfs"
 	DefaultRuntime     = "io.containerd.runc.v2"
 	DefaultFIFODir     = "/run/ebb/fifo"
+	// defaultRuncRoot is where the runc shim keeps runc's state when its
+	// Root option is empty (containerd's process.RuncRoot); the state of
+	// container id in namespace ns is in <root>/<ns>/<id>.
+	defaultRuncRoot = "/run/containerd/runc"
 	cfsPeriod          = 100000 // µs, the kernel's default CFS period
 )
 
@@ -432,7 +437,7 @@ func (r *Runtime) NewTask(ctx context.Context, id string, out nodeagent.Output) 
 	if err != nil {
 		return nil, fmt.Errorf("create task %s: %w", id, err)
 	}
-	h, err := r.watch(t)
+	h, err := r.watch(t, r.releaseRoot(ctx, c))
 	if err != nil {
 		_, _ = t.Delete(ctx, containerd.WithProcessKill)
 		return nil, err
@@ -456,7 +461,46 @@ func (r *Runtime) Attach(ctx context.Context, id string, out nodeagent.Output) (
 	if err != nil {
 		return nil, fmt.Errorf("task of %s: %w", id, wrapNotFound(err))
 	}
-	return r.watch(t)
+	h, err := r.watch(t, r.releaseRoot(ctx, c))
+	if err != nil {
+		return nil, err
+	}
+	// An agent that released the task and stopped before its Start leaves
+	// a running program that containerd calls created: finish the start,
+	// so the task is what it is.
+	if h.releaseRoot != "" && runcstart.Released(h.releaseRoot, id) {
+		if err := h.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// releaseRoot is runc's state root for c's namespace when c's shim runs
+// ebb-runc (Config.RuncBinary), which can complete a start that
+// runcstart.Release began; "" otherwise, and then its task cannot be
+// released.
+func (r *Runtime) releaseRoot(ctx context.Context, c containerd.Container) string {
+	if r.cfg.RuncBinary == "" {
+		return ""
+	}
+	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
+	if err != nil || info.Runtime.Name != DefaultRuntime || info.Runtime.Options == nil {
+		return ""
+	}
+	v, err := typeurl.UnmarshalAny(info.Runtime.Options)
+	if err != nil {
+		return ""
+	}
+	opts, ok := v.(*runcoptions.Options)
+	if !ok || opts.BinaryName != r.cfg.RuncBinary {
+		return ""
+	}
+	root := opts.Root
+	if root == "" {
+		root = defaultRuncRoot
+	}
+	return filepath.Join(root, r.cfg.Namespace)
 }
 
 // List implements nodeagent.Runtime.
@@ -550,14 +594,16 @@ func (r *Runtime) deleteTask(ctx context.Context, c containerd.Container, kill b
 }
 
 // watch wraps t in a handle that learns of the process's exit.
-func (r *Runtime) watch(t containerd.Task) (*task, error) {
+// releaseRoot is runc's state root for a task that Release can start, ""
+// for one it cannot.
+func (r *Runtime) watch(t containerd.Task, releaseRoot string) (*task, error) {
 	wctx, cancel := context.WithCancel(r.ns(context.Background()))
 	exitc, err := t.Wait(wctx)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("wait on task %s: %w", t.ID(), err)
 	}
-	h := &task{t: t, ns: r.ns, cancel: cancel, done: make(chan struct{})}
+	h := &task{t: t, ns: r.ns, releaseRoot: releaseRoot, cancel: cancel, done: make(chan struct{})}
 	go h.await(wctx, exitc)
 	r.mu.Lock()
 	if old := r.tasks[t.ID()]; old != nil && old != h {
@@ -570,9 +616,12 @@ func (r *Runtime) watch(t containerd.Task) (*task, error) {
 
 // task is a nodeagent.Task over a containerd task.
 type task struct {
-	t      containerd.Task
-	ns     func(context.Context) context.Context
-	cancel context.CancelFunc
+	t  containerd.Task
+	ns func(context.Context) context.Context
+	// releaseRoot is runc's state root when the task's shim runs ebb-runc,
+	// "" when Release cannot start it.
+	releaseRoot string
+	cancel      context.CancelFunc
 	done   chan struct{}
 	exit   nodeagent.Exit // written before done is closed
 }
@@ -636,6 +685,22 @@ func (h *task) State(ctx context.Context) (nodeagent.TaskState, error) {
 		return nodeagent.TaskStopped, nil
 	}
 	return nodeagent.TaskOther, nil
+}
+
+// Release opens the task's exec fifo itself, as ebb-runc would, so that
+// the program runs before containerd's shim is even asked. The shim's
+// start, through ebb-runc, then finds runcstart's marker and succeeds.
+func (h *task) Release(ctx context.Context) error {
+	if h.releaseRoot == "" {
+		return nodeagent.ErrNoRelease
+	}
+	if err := runcstart.Release(h.releaseRoot, h.t.ID()); err != nil {
+		if errors.Is(err, runcstart.ErrUseRunc) {
+			return fmt.Errorf("%w: %v", nodeagent.ErrNoRelease, err)
+		}
+		return fmt.Errorf("release task %s: %w", h.t.ID(), err)
+	}
+	return nil
 }
 
 func (h *task) Start(ctx context.Context) error {

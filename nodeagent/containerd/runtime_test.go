@@ -140,6 +140,16 @@ func testRuntimeLifecycle(t *testing.T, cfg ctrd.Config) {
 	assert.Equal(t, id, list[0].Labels[nodeagent.LabelReplica])
 
 	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	released := cfg.RuncBinary != ""
+	if released {
+		require.NoError(t, task.Release(ctx))
+		assert.Contains(t, testenv.WaitHTTP(t, url+"/", 10*time.Second), "revision=rt-00001", "the program runs after Release")
+		st, err = task.State(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, nodeagent.TaskCreated, st, "containerd has not been told yet")
+	} else {
+		require.ErrorIs(t, task.Release(ctx), nodeagent.ErrNoRelease, "runc cannot be released")
+	}
 	require.NoError(t, task.Start(ctx))
 	assert.Contains(t, testenv.WaitHTTP(t, url+"/", 10*time.Second), "revision=rt-00001")
 	st, err = task.State(ctx)
@@ -153,8 +163,24 @@ func testRuntimeLifecycle(t *testing.T, cfg ctrd.Config) {
 		assert.Equal(t, 137, waitDone(t, task).Code)
 		task, err = rt.NewTask(ctx, id, nodeagent.Output{Stdout: out, Stderr: out})
 		require.NoError(t, err)
-		require.NoError(t, task.Start(ctx))
+		if !released {
+			require.NoError(t, task.Start(ctx))
+			testenv.WaitHTTP(t, url+"/", 10*time.Second)
+			return
+		}
+		// Released, and its agent gone before the Start: the next
+		// runtime's Attach finishes the start.
+		require.NoError(t, task.Release(ctx))
 		testenv.WaitHTTP(t, url+"/", 10*time.Second)
+		rt2, err := ctrd.New(client, cfg)
+		require.NoError(t, err)
+		defer rt2.Close()
+		task2, err := rt2.Attach(ctx, id, nodeagent.Output{})
+		require.NoError(t, err)
+		st, err := task2.State(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, nodeagent.TaskRunning, st)
+		assert.Equal(t, task.Pid(), task2.Pid())
 	})
 
 	t.Run("a new runtime reattaches to the running task and its output", func(t *testing.T) {

@@ -40,6 +40,7 @@ type Runtime struct {
 	containers map[string]*container
 	failNext   map[string]error // method name → error for its next call
 	calls      []string
+	onStart    func(id string)
 }
 
 type container struct {
@@ -65,8 +66,16 @@ func (r *Runtime) AddImage(cfg nodeagent.ImageConfig, b Behavior) {
 	r.behavior[cfg.Ref] = b
 }
 
-// FailNext makes the next call of method ("Create", "NewTask", "Start")
-// return err.
+// OnStart makes every Task.Start call fn first, so a test can look at the
+// world as the agent left it before its Start.
+func (r *Runtime) OnStart(fn func(id string)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onStart = fn
+}
+
+// FailNext makes the next call of method ("Create", "NewTask", "Release",
+// "Start") return err.
 func (r *Runtime) FailNext(method string, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -241,9 +250,10 @@ type Task struct {
 
 	inFlight atomic.Int32
 
-	mu    sync.Mutex
-	out   nodeagent.Output
-	state nodeagent.TaskState
+	mu       sync.Mutex
+	out      nodeagent.Output
+	state    nodeagent.TaskState
+	released bool // Release ran the program; Start only records it
 	srv   *http.Server
 	exit  nodeagent.Exit
 	done  chan struct{}
@@ -263,8 +273,34 @@ func (t *Task) State(context.Context) (nodeagent.TaskState, error) {
 	return t.state, nil
 }
 
-// Start implements nodeagent.Task.
+// Release implements nodeagent.Task: the program runs, and the task stays
+// created until Start. FailNext("Release", nodeagent.ErrNoRelease) plays a
+// runtime that cannot release.
+func (t *Task) Release(context.Context) error {
+	if err := t.rt.takeFailure("Release"); err != nil {
+		return err
+	}
+	t.rt.record("release %s", t.id)
+	t.mu.Lock()
+	if t.state != nodeagent.TaskCreated || t.released {
+		defer t.mu.Unlock()
+		return fmt.Errorf("task %s is %s, not created", t.id, t.state)
+	}
+	t.released = true
+	t.mu.Unlock()
+	t.run()
+	return nil
+}
+
+// Start implements nodeagent.Task: it runs the program, unless Release
+// did.
 func (t *Task) Start(context.Context) error {
+	t.rt.mu.Lock()
+	onStart := t.rt.onStart
+	t.rt.mu.Unlock()
+	if onStart != nil {
+		onStart(t.id)
+	}
 	if err := t.rt.takeFailure("Start"); err != nil {
 		return err
 	}
@@ -275,18 +311,28 @@ func (t *Task) Start(context.Context) error {
 		return fmt.Errorf("task %s is %s, not created", t.id, t.state)
 	}
 	t.state = nodeagent.TaskRunning
+	released := t.released
 	t.mu.Unlock()
+	if !released {
+		t.run()
+	}
+	return nil
+}
+
+// run is the process: it exits at once if its image says so, and
+// otherwise serves HTTP on $PORT.
+func (t *Task) run() {
 	if code := t.behavior.ExitOnStart; code != 0 {
 		t.write(t.out.Stderr, "fake: failing on start\n")
 		go t.kill(code)
-		return nil
+		return
 	}
 	port := envValue(t.spec.Env, "PORT")
 	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		t.write(t.out.Stderr, fmt.Sprintf("listen: %v\n", err))
 		go t.kill(1)
-		return nil
+		return
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -305,7 +351,6 @@ func (t *Task) Start(context.Context) error {
 	t.mu.Unlock()
 	go srv.Serve(ln)
 	t.write(t.out.Stdout, "fake: listening on "+port+"\n")
-	return nil
 }
 
 func (t *Task) write(w io.Writer, s string) {
