@@ -20,10 +20,11 @@ type ColdStartResult struct {
 	// start through the router.
 	Exec  Dist `json:"execFloor"`
 	Start Dist `json:"taskStartFloor"`
-	// StartEbbRunc is the task.Start floor with the shim running ebb-runc,
-	// as the node agent has it.
-	StartEbbRunc Dist `json:"taskStartEbbRuncFloor"`
-	Create       Dist `json:"createFloor"`
+	// StartReleased is the floor of a pre-created task started the way the
+	// node agent starts one: released (runcstart.Release), containerd
+	// told afterwards.
+	StartReleased Dist `json:"releasedStartFloor"`
+	Create        Dist `json:"createFloor"`
 	// Router is the time to first byte of a first request to a function at
 	// zero, through ebbd's router; RouterHit and RouterMiss split it by
 	// whether the node agent had a pre-created task.
@@ -34,13 +35,13 @@ type ColdStartResult struct {
 	// decision to start to the endpoint written (issue 3's figure).
 	AgentStart Dist `json:"agentStartPoolHit"`
 	// Ratios of p50s per block of consecutive iterations.
-	RatioExec         Spread `json:"ratioToExecFloor"`
-	RatioStart        Spread `json:"ratioToTaskStartFloor"`
-	RatioStartEbbRunc Spread `json:"ratioToTaskStartEbbRuncFloor"`
-	RatioCreate       Spread `json:"ratioToCreateFloor"`
+	RatioExec          Spread `json:"ratioToExecFloor"`
+	RatioStart         Spread `json:"ratioToTaskStartFloor"`
+	RatioStartReleased Spread `json:"ratioToReleasedStartFloor"`
+	RatioCreate        Spread `json:"ratioToCreateFloor"`
 	// AgentRatio compares the agent's start with the floor that starts the
-	// same way (task.Start through ebb-runc), so it is what the agent adds.
-	AgentRatio Spread      `json:"agentStartRatioToTaskStartEbbRuncFloor"`
+	// same way (released), so it is what the agent adds.
+	AgentRatio Spread      `json:"agentStartRatioToReleasedStartFloor"`
 	Blocks     int         `json:"blocks"`
 	Phases     []PhaseStat `json:"phases"`
 	PoolHits   int         `json:"poolHits"`
@@ -53,7 +54,7 @@ type ColdStartResult struct {
 	Plot       string      `json:"plot"`
 
 	Raw struct {
-		Exec, Start, StartEbbRunc, Create, Router, AgentStart []float64
+		Exec, Start, StartReleased, Create, Router, AgentStart []float64
 	} `json:"rawMs"`
 }
 
@@ -98,7 +99,7 @@ func (h *Harness) coldStart(ctx context.Context) (Result, error) {
 	defer floors.Close()
 	// Warm up once each: the first container start pays for page cache and
 	// containerd's first-use paths.
-	for _, f := range []func(context.Context) (time.Duration, error){floors.Exec, floors.Create, floors.Start, floors.StartEbbRunc} {
+	for _, f := range []func(context.Context) (time.Duration, error){floors.Exec, floors.Create, floors.Start, floors.StartReleased} {
 		if _, err := f(ctx); err != nil {
 			return nil, err
 		}
@@ -112,11 +113,11 @@ func (h *Harness) coldStart(ctx context.Context) (Result, error) {
 	} else {
 		defer e.Stop()
 	}
-	var execS, startS, startEbbS, createS []time.Duration
+	var execS, startS, releasedS, createS []time.Duration
 	floorFns := []struct {
 		f   func(context.Context) (time.Duration, error)
 		out *[]time.Duration
-	}{{floors.Exec, &execS}, {floors.Start, &startS}, {floors.StartEbbRunc, &startEbbS}, {floors.Create, &createS}}
+	}{{floors.Exec, &execS}, {floors.Start, &startS}, {floors.StartReleased, &releasedS}, {floors.Create, &createS}}
 	for i := 0; i < n; i++ {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -148,8 +149,8 @@ func (h *Harness) coldStart(ctx context.Context) (Result, error) {
 			h.log.Info("cold start progress", "done", i+1, "of", n, "cold", len(samples))
 		}
 	}
-	res.Exec, res.Start, res.StartEbbRunc, res.Create = Summarize(execS), Summarize(startS), Summarize(startEbbS), Summarize(createS)
-	res.Raw.Exec, res.Raw.Start, res.Raw.StartEbbRunc, res.Raw.Create = toMs(execS), toMs(startS), toMs(startEbbS), toMs(createS)
+	res.Exec, res.Start, res.StartReleased, res.Create = Summarize(execS), Summarize(startS), Summarize(releasedS), Summarize(createS)
+	res.Raw.Exec, res.Raw.Start, res.Raw.StartReleased, res.Raw.Create = toMs(execS), toMs(startS), toMs(releasedS), toMs(createS)
 	var ttfb, hits, misses, agent []time.Duration
 	for _, s := range samples {
 		ttfb = append(ttfb, s.ttfb)
@@ -173,9 +174,9 @@ func (h *Harness) coldStart(ctx context.Context) (Result, error) {
 	// none ready) are reported apart.
 	res.RatioExec = SpreadOf(blockRatios(hits, execS, blocks))
 	res.RatioStart = SpreadOf(blockRatios(hits, startS, blocks))
-	res.RatioStartEbbRunc = SpreadOf(blockRatios(hits, startEbbS, blocks))
+	res.RatioStartReleased = SpreadOf(blockRatios(hits, releasedS, blocks))
 	res.RatioCreate = SpreadOf(blockRatios(hits, createS, blocks))
-	res.AgentRatio = SpreadOf(blockRatios(agent, startEbbS, blocks))
+	res.AgentRatio = SpreadOf(blockRatios(agent, releasedS, blocks))
 
 	res.Plot = "coldstart-cdf.png"
 	series := []Series{
@@ -183,7 +184,7 @@ func (h *Harness) coldStart(ctx context.Context) (Result, error) {
 		{Name: "ebb cold start via router (TTFB), no pre-created task", Values: toMs(misses)},
 		{Name: "floor: process exec → HTTP ready", Values: res.Raw.Exec},
 		{Name: "floor: task.Start → HTTP ready", Values: res.Raw.Start},
-		{Name: "floor: task.Start via ebb-runc → HTTP ready", Values: res.Raw.StartEbbRunc},
+		{Name: "floor: released start → HTTP ready", Values: res.Raw.StartReleased},
 		{Name: "floor: NewContainer+NewTask+Start → ready", Values: res.Raw.Create},
 	}
 	if err := PlotCDF(filepath.Join(h.cfg.OutDir, res.Plot), "Cold start vs floors (same run, alternating)", series); err != nil {
@@ -372,7 +373,7 @@ func (r *ColdStartResult) Rows() []Row {
 	rows := []Row{
 		{Figure: "floor: process exec → HTTP ready", Value: distCell(r.Exec), Method: "fork+exec of bin/hello, HTTP probe every 200 µs until it answers; one per iteration"},
 		{Figure: "floor: task.Start → HTTP ready (pre-created task)", Value: distCell(r.Start), Method: "private containerd 1.6 + runc, host network; container and task made untimed, then task.Start → HTTP ready"},
-		{Figure: "floor: task.Start via ebb-runc → HTTP ready", Value: distCell(r.StartEbbRunc), Method: "the same, with the runc shim running bin/ebb-runc in place of runc (BinaryName), as the node agent does"},
+		{Figure: "floor: released start → HTTP ready", Value: distCell(r.StartReleased), Method: "the same, started as the node agent starts one: the shim runs bin/ebb-runc (BinaryName), runcstart.Release opens the exec fifo → HTTP ready; containerd's task.Start follows, untimed"},
 		{Figure: "floor: NewContainer+NewTask+Start → HTTP ready", Value: distCell(r.Create), Method: "NewContainer (snapshot) + NewTask (shim, runc create) + Start → HTTP ready, same containerd"},
 	}
 	if r.RouterHit.N > 0 {
@@ -380,7 +381,7 @@ func (r *ColdStartResult) Rows() []Row {
 			Row{Figure: fmt.Sprintf("cold start via router, TTFB, pre-created task (n=%d)", r.RouterHit.N), Value: distCell(r.RouterHit),
 				Baseline: fmt.Sprintf("task.Start floor p50 %.1f ms", r.Start.P50), Ratio: r.RatioStart.Format("%.2f×"),
 				Method: "Go client, fresh connection, dial → first byte, to a function at zero holding a pre-created task; alternates with the floors; ratio p50/p50 per block of 10 iterations"},
-			Row{Figure: "cold start / task.Start via ebb-runc floor (p50)", Baseline: fmt.Sprintf("ebb-runc floor p50 %.1f ms", r.StartEbbRunc.P50), Ratio: r.RatioStartEbbRunc.Format("%.2f×"), Method: "p50/p50 per block of 10 iterations"},
+			Row{Figure: "cold start / released start floor (p50)", Baseline: fmt.Sprintf("released floor p50 %.1f ms", r.StartReleased.P50), Ratio: r.RatioStartReleased.Format("%.2f×"), Method: "p50/p50 per block of 10 iterations"},
 			Row{Figure: "cold start / exec floor (p50)", Baseline: fmt.Sprintf("exec floor p50 %.1f ms", r.Exec.P50), Ratio: r.RatioExec.Format("%.2f×"), Method: "p50/p50 per block of 10 iterations"},
 			Row{Figure: "cold start / create floor (p50)", Baseline: fmt.Sprintf("create floor p50 %.1f ms", r.Create.P50), Ratio: r.RatioCreate.Format("%.2f×"), Method: "p50/p50 per block of 10 iterations"},
 		)
@@ -392,7 +393,7 @@ func (r *ColdStartResult) Rows() []Row {
 	}
 	if r.AgentStart.N > 0 {
 		rows = append(rows, Row{Figure: "node agent start from pre-created task", Value: distCell(r.AgentStart),
-			Baseline: fmt.Sprintf("ebb-runc task.Start floor p50 %.1f ms", r.StartEbbRunc.P50), Ratio: r.AgentRatio.Format("%.2f×"),
+			Baseline: fmt.Sprintf("released start floor p50 %.1f ms", r.StartReleased.P50), Ratio: r.AgentRatio.Format("%.2f×"),
 			Method: "delta of ebb_nodeagent_start_seconds{pool=hit} around each cold request: start decision → endpoint written"})
 	}
 	return rows
@@ -411,8 +412,8 @@ func (r *ColdStartResult) Goals() []Goal {
 		{Source: "BENCHMARKS", Goal: "every cold request succeeds", Value: fmt.Sprintf("%d failed of %d", r.Failed, r.N), Status: goalIf(r.Failed == 0)},
 	}
 	if r.AgentStart.N > 0 {
-		gs = append(gs, Goal{Source: "issue 3", Goal: "agent start with pre-created task p50 ≤ 1.3× task.Start floor (started the same way, through ebb-runc)",
-			Value: fmt.Sprintf("%s (p50 %.1f vs %.1f ms)", r.AgentRatio.Format("%.2f×"), r.AgentStart.P50, r.StartEbbRunc.P50), Status: goalIf(r.AgentRatio.Median <= 1.3)})
+		gs = append(gs, Goal{Source: "issue 3", Goal: "agent start with pre-created task p50 ≤ 1.3× task.Start floor (started the same way: released)",
+			Value: fmt.Sprintf("%s (p50 %.1f vs %.1f ms)", r.AgentRatio.Format("%.2f×"), r.AgentStart.P50, r.StartReleased.P50), Status: goalIf(r.AgentRatio.Median <= 1.3)})
 	}
 	return gs
 }
@@ -424,7 +425,7 @@ func (r *ColdStartResult) Markdown() string {
 		"in an order that rotates every iteration (A B C D, B C D A, …). %d functions (%s) take turns, so each is back at zero, with its pre-created task, before its next turn. "+
 		"TTFB is measured by the harness's Go client from just before the TCP dial to the first response byte. "+
 		"Floors: bin/hello as a process, and in a private containerd 1.6 + runc with host network, probed over HTTP every 200 µs; "+
-		"the ebb-runc floor is the task.Start floor with the shim running bin/ebb-runc, which starts a created container itself (see docs/architecture.md). "+
+		"the released floor starts the same pre-created task the way the node agent does: the program is let go by opening its exec fifo (runcstart.Release), and containerd's task.Start, through bin/ebb-runc, follows untimed (see docs/architecture.md). "+
 		"Ratios are p50 / p50 per block of 10 consecutive iterations (%d blocks): median (min–max).\n\n", r.N, r.Functions, r.Spec, r.Blocks)
 	b.WriteString("| | n | p50 ms | p90 ms | p99 ms | min–max ms | cold (pre-created) p50 / this p50 |\n|---|---|---|---|---|---|---|\n")
 	row := func(name string, d Dist, ratio string) {
@@ -438,10 +439,10 @@ func (r *ColdStartResult) Markdown() string {
 	row("cold start via router (TTFB), all", r.Router, "")
 	row("floor: process exec → HTTP ready", r.Exec, r.RatioExec.Format("%.2f×"))
 	row("floor: task.Start → HTTP ready", r.Start, r.RatioStart.Format("%.2f×"))
-	row("floor: task.Start via ebb-runc → HTTP ready", r.StartEbbRunc, r.RatioStartEbbRunc.Format("%.2f×"))
+	row("floor: released start → HTTP ready", r.StartReleased, r.RatioStartReleased.Format("%.2f×"))
 	row("floor: NewContainer + NewTask + Start → HTTP ready", r.Create, r.RatioCreate.Format("%.2f×"))
 	row("node agent start, pool hit (decision → endpoint written)", r.AgentStart, "")
-	fmt.Fprintf(&b, "\nNode agent start / ebb-runc task.Start floor (issue 3): %s. Pool hits %d, misses %d; requests that found a replica still up (not cold, left out) %d; failed %d.\n",
+	fmt.Fprintf(&b, "\nNode agent start / released start floor (issue 3): %s. Pool hits %d, misses %d; requests that found a replica still up (not cold, left out) %d; failed %d.\n",
 		r.AgentRatio.Format("%.2f×"), r.PoolHits, r.PoolMisses, r.NotCold, r.Failed)
 	for _, w := range r.FailedWhy {
 		fmt.Fprintf(&b, "- failure: %s\n", oneLine(w, 300))

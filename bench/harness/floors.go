@@ -24,6 +24,7 @@ import (
 	"github.com/ebbrun/ebb/internal/imagestore"
 	"github.com/ebbrun/ebb/internal/mountinfo"
 	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/internal/runcstart"
 )
 
 // floorNamespace keeps the floors' containers apart from anything ebbd
@@ -39,7 +40,7 @@ const probeInterval = 200 * time.Microsecond
 // start of bin/hello until it answers HTTP on loopback.
 type Floors struct {
 	hello   string
-	ebbRunc string // bin/ebb-runc, for StartEbbRunc
+	ebbRunc string // bin/ebb-runc, for StartReleased
 	log     *slog.Logger
 	sup     *containerdproc.Supervisor
 	client  *containerd.Client
@@ -184,24 +185,12 @@ func (f *Floors) Create(ctx context.Context) (time.Duration, error) {
 // Start is the floor with a pre-created task: container and task are made
 // first, untimed, and only task.Start until the process answers is timed.
 func (f *Floors) Start(ctx context.Context) (time.Duration, error) {
-	return f.start(ctx, nil)
-}
-
-// StartEbbRunc is Start with the shim running ebb-runc in place of runc,
-// as the node agent has it: the floor of ebb's own start.
-func (f *Floors) StartEbbRunc(ctx context.Context) (time.Duration, error) {
-	return f.start(ctx, &runcoptions.Options{BinaryName: f.ebbRunc})
-}
-
-// start is the timed start of a pre-created task; runtimeOptions are the
-// runc shim's, nil for its defaults.
-func (f *Floors) start(ctx context.Context, runtimeOptions any) (time.Duration, error) {
 	ctx = f.ns(ctx)
 	port, err := freePort()
 	if err != nil {
 		return 0, err
 	}
-	c, task, err := f.newTask(ctx, port, runtimeOptions)
+	c, task, err := f.newTask(ctx, port, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -212,6 +201,36 @@ func (f *Floors) start(ctx context.Context, runtimeOptions any) (time.Duration, 
 	}
 	err = waitHTTP(ctx, loopback(port), probeInterval, 10*time.Second)
 	return time.Since(start), err
+}
+
+// StartReleased is Start the way the node agent starts a pre-created
+// task: the shim runs ebb-runc, runcstart.Release lets the program go by
+// opening its exec fifo, and containerd's task.Start follows once the
+// program answers, untimed.
+func (f *Floors) StartReleased(ctx context.Context) (time.Duration, error) {
+	ctx = f.ns(ctx)
+	port, err := freePort()
+	if err != nil {
+		return 0, err
+	}
+	c, task, err := f.newTask(ctx, port, &runcoptions.Options{BinaryName: f.ebbRunc})
+	if err != nil {
+		return 0, err
+	}
+	defer deleteContainer(ctx, c)
+	start := time.Now()
+	if err := runcstart.Release(filepath.Join(runcstart.ShimRoot, floorNamespace), c.ID()); err != nil {
+		return 0, fmt.Errorf("released floor: %w", err)
+	}
+	err = waitHTTP(ctx, loopback(port), probeInterval, 10*time.Second)
+	d := time.Since(start)
+	if err != nil {
+		return 0, err
+	}
+	if err := task.Start(ctx); err != nil {
+		return 0, fmt.Errorf("released floor: containerd's start: %w", err)
+	}
+	return d, nil
 }
 
 // newTask creates a container and its task; runtimeOptions are the runc

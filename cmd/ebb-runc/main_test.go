@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ebbrun/ebb/internal/runcstart"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
 
@@ -58,6 +59,21 @@ func TestAgainstRunc(t *testing.T) {
 		assert.Equal(t, "running", runcStatus(t, runc, root, id))
 		assert.NoFileExists(t, filepath.Join(root, id, "exec.fifo"))
 		testenv.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 10*time.Second)
+		out, err = shim("start", id)
+		require.Error(t, err, "a second start goes to runc, which refuses it")
+		assert.Contains(t, out, "cannot start an already running container")
+	})
+
+	t.Run("start confirms a released container, once", func(t *testing.T) {
+		port := testenv.FreePort(t)
+		id := createContainer(t, runc, root, hello, port)
+		require.NoError(t, runcstart.Release(root, id))
+		testenv.WaitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/", port), 10*time.Second)
+		assert.Equal(t, "running", runcStatus(t, runc, root, id), "runc sees it run")
+
+		out, err := shimWith("/bin/false", "start", id)
+		require.NoError(t, err, out)
+
 		out, err = shim("start", id)
 		require.Error(t, err, "a second start goes to runc, which refuses it")
 		assert.Contains(t, out, "cannot start an already running container")

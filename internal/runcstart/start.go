@@ -19,6 +19,12 @@ import (
 // containerd expects.
 var ErrUseRunc = errors.New("start left to runc")
 
+// ShimRoot is where containerd's runc shim keeps runc's state when its
+// Root option is empty (containerd's process.RuncRoot). The state of
+// container id in containerd namespace ns is in ShimRoot/ns/id, so the
+// root to pass Start and Release is ShimRoot/ns.
+const ShimRoot = "/run/containerd/runc"
+
 // livenessCheckMillis is how long Start waits on the fifo before checking
 // that init is still alive, as runc does.
 const livenessCheckMillis = 100

@@ -42,10 +42,6 @@ const (
 	DefaultSnapshotter = "overlayfs"
 	DefaultRuntime     = "io.containerd.runc.v2"
 	DefaultFIFODir     = "/run/ebb/fifo"
-	// defaultRuncRoot is where the runc shim keeps runc's state when its
-	// Root option is empty (containerd's process.RuncRoot); the state of
-	// container id in namespace ns is in <root>/<ns>/<id>.
-	defaultRuncRoot = "/run/containerd/runc"
 	cfsPeriod          = 100000 // µs, the kernel's default CFS period
 )
 
@@ -498,7 +494,7 @@ func (r *Runtime) releaseRoot(ctx context.Context, c containerd.Container) strin
 	}
 	root := opts.Root
 	if root == "" {
-		root = defaultRuncRoot
+		root = runcstart.ShimRoot
 	}
 	return filepath.Join(root, r.cfg.Namespace)
 }
