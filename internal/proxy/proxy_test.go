@@ -22,9 +22,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/goleak"
+
+	"github.com/ebbrun/ebb/internal/testenv"
 )
 
 // doneRecorder is a Done that remembers every call.

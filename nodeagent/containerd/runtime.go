@@ -618,8 +618,8 @@ type task struct {
 	// "" when Release cannot start it.
 	releaseRoot string
 	cancel      context.CancelFunc
-	done   chan struct{}
-	exit   nodeagent.Exit // written before done is closed
+	done        chan struct{}
+	exit        nodeagent.Exit // written before done is closed
 }
 
 // await waits for the exit. If the wait breaks without one (containerd

@@ -254,9 +254,9 @@ type Task struct {
 	out      nodeagent.Output
 	state    nodeagent.TaskState
 	released bool // Release ran the program; Start only records it
-	srv   *http.Server
-	exit  nodeagent.Exit
-	done  chan struct{}
+	srv      *http.Server
+	exit     nodeagent.Exit
+	done     chan struct{}
 }
 
 // InFlight is the number of /sleep requests being served.
