@@ -158,6 +158,11 @@ func start(dir string) error {
 //
 // poll(2) on a fifo reader reports a hang-up only after a writer has come
 // and gone, so waiting before init opens its end is safe.
+//
+// It takes no context on purpose: once the fifo is open for reading,
+// init's open returns and it execs the program whether or not anyone
+// reads, so a start abandoned halfway would leave a running program that
+// runc calls created.
 func drain(fd int, init initProcess) (int, error) {
 	var buf [64]byte
 	total := 0
