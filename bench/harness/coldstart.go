@@ -80,7 +80,7 @@ var coldPhases = []struct{ name, method string }{
 	{"queue wait", "whole time buffered in the activator (ebb_activator_cold_start_seconds), the sum of the next five rows"},
 	{"· scale decision", "activation poke → desired scale in the store (ebb_autoscaler_activation_seconds)"},
 	{"· store watch", "desired in store → agent sees it, plus endpoint written → activator sees it: queue wait − decision − agent start"},
-	{"· container start", "task.Start (plus create and runc create on a pool miss): ebb_nodeagent_start_phase_seconds"},
+	{"· container start", "release of the pre-created task (plus create and runc create on a pool miss; task.Start where the runtime cannot release): ebb_nodeagent_start_phase_seconds"},
 	{"· readiness", "start returned → HTTP probe passed (ebb_nodeagent_start_phase_seconds{phase=ready})"},
 	{"· agent bookkeeping", "agent start (decision → endpoint written, ebb_nodeagent_start_seconds) − container start − readiness"},
 	{"proxy", "activator release → response header at the router: router cold-start − activator cold-start"},
