@@ -527,18 +527,21 @@ func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline tim
 			"ebb: too many requests are waiting for "+rs.function+"; retry later\n")
 		return nil, false
 	}
-	arrived := ctx.Time()
+	// From now, not from the request's arrival: a request retried after
+	// running out of descriptors queues again, and each wait counts once.
+	queuedAt := time.Now()
 	rs.stats.Buffer(1)
 	rep, err := a.wait(ctx, rs, deadline)
 	rs.stats.Buffer(-1)
 	rs.queued.Add(-1)
-	a.metrics.queueWait.WithLabelValues(rs.function).Observe(time.Since(arrived).Seconds())
+	waited := time.Since(queuedAt).Seconds()
+	a.metrics.queueWait.WithLabelValues(rs.function).Observe(waited)
 	if err != nil {
 		a.fail(ctx, rs, err, deadline)
 		return nil, false
 	}
 	if cold {
-		a.metrics.coldStart.WithLabelValues(rs.function).Observe(time.Since(arrived).Seconds())
+		a.metrics.coldStart.WithLabelValues(rs.function).Observe(waited)
 	}
 	return rep, true
 }

@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer, a *Activator) (*metrics, error) {
 		}, []string{"function"}),
 		coldStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ebb_activator_cold_start_seconds",
-			Help:    "Time from arrival to release for requests that found their revision at zero.",
+			Help:    "Time buffered, from queueing to release, of requests that found their revision at zero.",
 			Buckets: waitBuckets,
 		}, []string{"function"}),
 		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
