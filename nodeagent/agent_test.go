@@ -316,11 +316,12 @@ func TestReleasedStartIsRecordedOnceReady(t *testing.T) {
 		name        string
 		releaseErr  error // the injected Release failure, nil for none
 		wantCalls   []string
-		wantEpFirst bool // the endpoint was written before Start
+		wantEpFirst bool   // the endpoint was written before Start
+		wantHow     string // the task_starts_total label counted
 	}{
-		{name: "released, then recorded", wantCalls: []string{"release", "start"}, wantEpFirst: true},
-		{name: "runtime cannot release", releaseErr: nodeagent.ErrNoRelease, wantCalls: []string{"start"}},
-		{name: "release fails", releaseErr: fake.ErrInjected, wantCalls: []string{"start"}},
+		{name: "released, then recorded", wantCalls: []string{"release", "start"}, wantEpFirst: true, wantHow: "release"},
+		{name: "runtime cannot release", releaseErr: nodeagent.ErrNoRelease, wantCalls: []string{"start"}, wantHow: "start"},
+		{name: "release fails", releaseErr: fake.ErrInjected, wantCalls: []string{"start"}, wantHow: "start"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -349,6 +350,7 @@ func TestReleasedStartIsRecordedOnceReady(t *testing.T) {
 				}
 			}
 			assert.Equal(t, tt.wantCalls, calls)
+			assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_task_starts_total", tt.wantHow))
 			require.Eventually(t, func() bool {
 				st, err := e.rt.Task(ep.Replica).State(context.Background())
 				return err == nil && st == nodeagent.TaskRunning

@@ -17,6 +17,7 @@ type metrics struct {
 	coldStart   *prometheus.HistogramVec
 	poolHits    prometheus.Counter
 	poolMisses  prometheus.Counter
+	starts      *prometheus.CounterVec
 	restarts    prometheus.Counter
 	startFails  prometheus.Counter
 	running     prometheus.Gauge
@@ -47,6 +48,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "ebb", Subsystem: "nodeagent", Name: "pool_misses_total",
 			Help: "Replica starts that had to create a container and task first.",
 		}),
+		starts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "task_starts_total",
+			Help: "Programs let run, by how: release (the exec fifo opened, the runtime told once the replica serves) or start (the runtime's own start, where it cannot release).",
+		}, []string{"how"}),
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "ebb", Subsystem: "nodeagent", Name: "restarts_total",
 			Help: "Restarts of replicas whose process exited or never became ready.",
@@ -79,7 +84,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.startPhase, m.coldStart, m.poolHits, m.poolMisses, m.restarts,
+	for _, c := range []prometheus.Collector{m.startPhase, m.coldStart, m.poolHits, m.poolMisses, m.starts, m.restarts,
 		m.startFails, m.running, m.pool, m.poolMemory, m.poolBudget, m.storeErrors} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

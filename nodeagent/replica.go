@@ -326,11 +326,13 @@ func (a *Agent) runReplica(ctx context.Context, r *replica) error {
 func (a *Agent) startTask(ctx context.Context, r *replica, task Task) (startPending bool, err error) {
 	err = task.Release(ctx)
 	if err == nil {
+		a.met.starts.WithLabelValues("release").Inc()
 		return true, nil
 	}
 	if !errors.Is(err, ErrNoRelease) && ctx.Err() == nil {
 		a.log.Warn("release failed; starting through the runtime", "replica", r.id, "err", err)
 	}
+	a.met.starts.WithLabelValues("start").Inc()
 	return false, task.Start(ctx)
 }
 
