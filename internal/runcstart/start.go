@@ -59,9 +59,9 @@ func Start(root, id string) error {
 // start that containerd's shim will run later through ebb-runc: it does
 // what Start does, after leaving the marker that makes that later start
 // succeed without touching the program. containerd calls the task created
-// until then, which is why only the node agent, which makes that start
-// follow at once, should call Release. Releasing a container that Release
-// already let go succeeds while its init lives.
+// until then, which is why only the node agent, which sends that start as
+// soon as the program serves, should call Release. Releasing a container
+// that Release already let go succeeds while its init lives.
 //
 // It fails with ErrUseRunc wrapped when the container is missing, stopped,
 // or started by someone else; the shim's own start then says which.
