@@ -338,7 +338,7 @@ func (a *Agent) startTask(ctx context.Context, r *replica, task Task) (startPend
 
 // confirmStart sends the Start that follows a Release. It waits until the
 // replica serves and its endpoint is written, because the runtime's
-// bookkeeping costs more CPU than the program's own start, and a cold
+// bookkeeping takes as much CPU as the program's own start, and a cold
 // request should not wait for it. A failure leaves the program serving,
 // with the runtime calling it created until a restarted agent's Attach
 // finishes the start; a process that has exited meanwhile is the crash

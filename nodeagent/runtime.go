@@ -69,8 +69,8 @@ type Task interface {
 	// State reports where the task is in its life.
 	State(ctx context.Context) (TaskState, error)
 	// Release lets a created task's program run now, ahead of Start, where
-	// the runtime can do that without its own bookkeeping, which costs a
-	// cold start more than the program's own start. Start must follow,
+	// the runtime can do that without its own bookkeeping, which can cost a
+	// cold start as much as the program's own start. Start must follow,
 	// and then only records the start. Release wraps ErrNoRelease, having
 	// done nothing, where the runtime cannot; on any error Start still
 	// does the whole start, or says why it cannot.
