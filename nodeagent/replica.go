@@ -329,7 +329,11 @@ func (a *Agent) startTask(ctx context.Context, r *replica, task Task) (startPend
 		a.met.starts.WithLabelValues("release").Inc()
 		return true, nil
 	}
-	if !errors.Is(err, ErrNoRelease) && ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil:
+	case errors.Is(err, ErrNoRelease):
+		a.log.Debug("task cannot be released; starting through the runtime", "replica", r.id, "err", err)
+	default:
 		a.log.Warn("release failed; starting through the runtime", "replica", r.id, "err", err)
 	}
 	a.met.starts.WithLabelValues("start").Inc()
