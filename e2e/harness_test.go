@@ -315,7 +315,7 @@ func deleteRuncContainers(t *testing.T, cs []runcContainer) {
 func removeRuncRemains(cs []runcContainer) {
 	for _, c := range cs {
 		_ = os.RemoveAll(c.dir())
-		testenv.RemoveCgroup(filepath.Join(c.namespace, c.id))
+		mountinfo.RemoveEmptyCgroup(filepath.Join(c.namespace, c.id))
 	}
 }
 

@@ -124,20 +124,8 @@ func (f *Floors) Close() {
 	if f.sup != nil {
 		f.sup.Stop()
 	}
-	removeEmptyCgroup(floorNamespace)
-}
-
-// removeEmptyCgroup removes the cgroup runc made as the parent of the
-// floors' containers (named after the containerd namespace) in every
-// mounted hierarchy, once it is empty. rmdir fails on a cgroup in use, so
-// this never touches a live one.
-func removeEmptyCgroup(name string) {
-	mounts, _ := mountinfo.Read()
-	for _, m := range mounts {
-		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
-			_ = syscall.Rmdir(filepath.Join(m.Point, name))
-		}
-	}
+	// runc made the namespace's cgroup as the parent of the containers'.
+	mountinfo.RemoveEmptyCgroup(floorNamespace)
 }
 
 // Exec is the process floor: fork and exec of bin/hello until it answers.

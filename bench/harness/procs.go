@@ -1,13 +1,11 @@
 package harness
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -16,7 +14,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/internal/mountinfo"
-	"github.com/ebbrun/ebb/internal/procstat"
+	"github.com/ebbrun/ebb/internal/proctree"
 )
 
 // Procs records every process the harness starts, so that all of them are
@@ -148,64 +146,11 @@ func KillUnder(dir string) []string {
 	if dir == "" || !strings.HasPrefix(dir, os.TempDir()) {
 		return nil // never sweep outside the harness's own temp dirs
 	}
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
+	var out []string
+	for _, k := range proctree.KillMentioning(dir) {
+		out = append(out, fmt.Sprintf("%d %s", k.Pid, oneLine(k.Cmdline, 160)))
 	}
-	self := os.Getpid()
-	children := map[int][]int{}
-	cmdlines := map[int]string{}
-	var roots []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		cmdlines[pid] = string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))
-		if ppid := parentPID(pid); ppid > 0 {
-			children[ppid] = append(children[ppid], pid)
-		}
-		if bytes.Contains(cmdline, []byte(dir)) {
-			roots = append(roots, pid)
-		}
-	}
-	// Descendants first, so no container process is left to be reparented.
-	var order []int
-	seen := map[int]bool{}
-	var walk func(int)
-	walk = func(pid int) {
-		if seen[pid] {
-			return
-		}
-		seen[pid] = true
-		for _, c := range children[pid] {
-			walk(c)
-		}
-		order = append(order, pid)
-	}
-	for _, r := range roots {
-		walk(r)
-	}
-	var killed []string
-	for _, pid := range order {
-		if syscall.Kill(pid, syscall.SIGKILL) == nil {
-			killed = append(killed, fmt.Sprintf("%d %s", pid, oneLine(cmdlines[pid], 160)))
-		}
-	}
-	return killed
-}
-
-// parentPID reads the parent of pid from /proc/<pid>/stat.
-func parentPID(pid int) int {
-	st, err := procstat.Read(pid)
-	if err != nil {
-		return 0
-	}
-	return st.PPid
+	return out
 }
 
 // RemoveTree unmounts whatever is still mounted under dir (overlay

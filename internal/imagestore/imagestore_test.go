@@ -25,6 +25,7 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/imagestore"
+	"github.com/ebbrun/ebb/internal/mountinfo"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
@@ -74,7 +75,7 @@ func setup(t *testing.T) env {
 // for ns. Each goes only if empty.
 func removeNamespaceLeftovers(ns string) {
 	_ = os.Remove(filepath.Join("/run/containerd/runc", ns)) // the runc shim's default root
-	testenv.RemoveCgroup(ns)
+	mountinfo.RemoveEmptyCgroup(ns)
 }
 
 var helloBin struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -73,6 +74,21 @@ func UnmountUnder(dir string) {
 	mounts, _ := Read()
 	for _, m := range Under(mounts, dir) {
 		_ = syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+}
+
+// RemoveEmptyCgroup removes the cgroup at path (relative to each
+// hierarchy's root, such as "ebb" or "ebb/fn-00001-abc") from every cgroup
+// hierarchy mounted, v1 and v2, where it exists and is empty. rmdir fails
+// on a cgroup in use, so a live one is never touched. It is for the
+// cgroups runc leaves behind: a containerd namespace's parent, or a
+// container whose create was cut short.
+func RemoveEmptyCgroup(path string) {
+	mounts, _ := Read()
+	for _, m := range mounts {
+		if m.FSType == "cgroup" || m.FSType == "cgroup2" {
+			_ = syscall.Rmdir(filepath.Join(m.Point, path))
+		}
 	}
 }
 

@@ -106,14 +106,22 @@ func releasedAndAlive(dir string) error {
 	if _, err := os.Lstat(filepath.Join(dir, releasedMarker)); err != nil {
 		return ErrUseRunc
 	}
+	_, err := liveInit(dir)
+	return err
+}
+
+// liveInit reads the container's init process from its state file and
+// checks that it still runs; when it does not, or the state cannot be
+// read, runc is the one to say so.
+func liveInit(dir string) (initProcess, error) {
 	init, err := readInit(filepath.Join(dir, "state.json"))
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUseRunc, err)
+		return initProcess{}, fmt.Errorf("%w: %v", ErrUseRunc, err)
 	}
 	if !init.alive() {
-		return ErrUseRunc // stopped: runc says so
+		return initProcess{}, ErrUseRunc // stopped
 	}
-	return nil
+	return init, nil
 }
 
 // hasFifo reports whether the container in dir still has its exec fifo,
@@ -126,12 +134,9 @@ func hasFifo(dir string) bool {
 // start does runc start's handshake on the created container in dir.
 func start(dir string) error {
 	fifo := filepath.Join(dir, "exec.fifo")
-	init, err := readInit(filepath.Join(dir, "state.json"))
+	init, err := liveInit(dir)
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrUseRunc, err)
-	}
-	if !init.alive() {
-		return ErrUseRunc // stopped: runc says so
+		return err
 	}
 	// Non-blocking, so that opening never waits for a writer that may be
 	// dead; init's own blocking open for writing returns as soon as this

@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -9,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/procstat"
+	"github.com/ebbrun/ebb/internal/proctree"
 
 	"github.com/ebbrun/ebb/internal/mountinfo"
 )
@@ -210,54 +209,10 @@ func sweepStalePrivate() {
 
 // KillShimsUnder SIGKILLs the processes whose command line mentions dir,
 // such as the shims of a containerd whose state lies under dir, and their
-// children, the containers' processes.
-func KillShimsUnder(dir string) {
-	for _, shim := range processesMentioning(dir) {
-		for _, child := range childrenOf(shim) {
-			_ = syscall.Kill(child, syscall.SIGKILL)
-		}
-		_ = syscall.Kill(shim, syscall.SIGKILL)
-	}
-}
+// descendants, the containers' processes.
+func KillShimsUnder(dir string) { proctree.KillMentioning(dir) }
 
 func processAlive(pid int) bool {
 	st, err := procstat.Read(pid)
 	return err == nil && !st.Exited()
-}
-
-// processesMentioning lists pids whose command line contains s, such as the
-// shims of a containerd, which carry its socket path in -address.
-func processesMentioning(s string) []int {
-	var pids []int
-	forEachProcess(func(pid int) {
-		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if err == nil && bytes.Contains(cmdline, []byte(s)) {
-			pids = append(pids, pid)
-		}
-	})
-	return pids
-}
-
-func childrenOf(parent int) []int {
-	var pids []int
-	want := fmt.Sprintf("PPid:\t%d\n", parent)
-	forEachProcess(func(pid int) {
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-		if err == nil && bytes.Contains(status, []byte(want)) {
-			pids = append(pids, pid)
-		}
-	})
-	return pids
-}
-
-func forEachProcess(fn func(pid int)) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return
-	}
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && pid != os.Getpid() {
-			fn(pid)
-		}
-	}
 }

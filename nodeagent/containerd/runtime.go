@@ -322,18 +322,28 @@ func (r *Runtime) RuncBinaries(ctx context.Context) (map[string][]string, error)
 	out := map[string][]string{}
 	for _, c := range cs {
 		info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
-		if err != nil || info.Runtime.Options == nil {
-			continue
-		}
-		v, err := typeurl.UnmarshalAny(info.Runtime.Options)
 		if err != nil {
 			continue
 		}
-		if opts, ok := v.(*runcoptions.Options); ok && opts.BinaryName != "" {
+		if opts := runcOptions(info); opts != nil && opts.BinaryName != "" {
 			out[opts.BinaryName] = append(out[opts.BinaryName], c.ID())
 		}
 	}
 	return out, nil
+}
+
+// runcOptions are the runc shim options a container was created with, nil
+// when it has none (the shim's defaults) or they are not the runc shim's.
+func runcOptions(info containers.Container) *runcoptions.Options {
+	if info.Runtime.Options == nil {
+		return nil
+	}
+	v, err := typeurl.UnmarshalAny(info.Runtime.Options)
+	if err != nil {
+		return nil
+	}
+	opts, _ := v.(*runcoptions.Options)
+	return opts
 }
 
 // specOpts is the OCI spec of a replica: the image's working directory and
@@ -481,15 +491,11 @@ func (r *Runtime) releaseRoot(ctx context.Context, c containerd.Container) strin
 		return ""
 	}
 	info, err := c.Info(ctx, containerd.WithoutRefreshedMetadata)
-	if err != nil || info.Runtime.Name != DefaultRuntime || info.Runtime.Options == nil {
+	if err != nil || info.Runtime.Name != DefaultRuntime {
 		return ""
 	}
-	v, err := typeurl.UnmarshalAny(info.Runtime.Options)
-	if err != nil {
-		return ""
-	}
-	opts, ok := v.(*runcoptions.Options)
-	if !ok || opts.BinaryName != r.cfg.RuncBinary {
+	opts := runcOptions(info)
+	if opts == nil || opts.BinaryName != r.cfg.RuncBinary {
 		return ""
 	}
 	root := opts.Root
