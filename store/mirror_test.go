@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -13,37 +12,6 @@ import (
 
 	"github.com/ebbrun/ebb/store"
 )
-
-const waitTimeout = 15 * time.Second
-
-// flakyStore fails its first List calls and ends its first watches with an
-// error, as a store losing its connection would.
-type flakyStore struct {
-	store.Store
-	listFailures  atomic.Int32
-	watchFailures atomic.Int32
-	lists         atomic.Int32
-}
-
-var errFlaky = errors.New("connection lost")
-
-func (f *flakyStore) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
-	f.lists.Add(1)
-	if f.listFailures.Add(-1) >= 0 {
-		return nil, 0, errFlaky
-	}
-	return f.Store.List(ctx, prefix)
-}
-
-func (f *flakyStore) Watch(ctx context.Context, prefix string, after int64) (<-chan store.WatchEvent, error) {
-	if f.watchFailures.Add(-1) >= 0 {
-		ch := make(chan store.WatchEvent, 1)
-		ch <- store.WatchEvent{Err: errFlaky}
-		close(ch)
-		return ch, nil
-	}
-	return f.Store.Watch(ctx, prefix, after)
-}
 
 type mirrorRun struct {
 	snaps chan map[string]store.KV

@@ -39,7 +39,7 @@
 // least Options.History events remain. A watch asking for, or falling
 // behind to, a revision no longer in the log ends with store.ErrCompacted;
 // the caller lists again and watches from the listing's revision, as
-// store.Mirror does.
+// store.Cache does.
 //
 // # What it must not do
 //

@@ -49,6 +49,8 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"Reopen", testReopen},
 		{"Mirror", testMirror},
 		{"MirrorAfterCompaction", testMirrorAfterCompaction},
+		{"Cache", testCache},
+		{"CacheAfterCompaction", testCacheAfterCompaction},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })
