@@ -2,14 +2,13 @@ package api
 
 import "time"
 
-// Node is one entry of GET /v1/nodes: a node agent's heartbeat with its
-// capacity, allocation, image cache and pre-created task pool.
-//
-// It has the JSON shape of store.Node, which the control plane serves as is;
-// api cannot import store, so the client decodes into this copy, and a test
-// in this package keeps the two field for field.
+// Node is a node agent's heartbeat with its capacity, allocation, image
+// cache and pre-created task pool. The agent writes it to the store (where
+// store.Node names this same type: store imports api, not the other way
+// round) and GET /v1/nodes serves it as stored.
 type Node struct {
-	Name              string    `json:"name"`
+	Name string `json:"name"`
+	// AgentAddr is where the node agent serves logs and its own API.
 	AgentAddr         string    `json:"agentAddr,omitempty"`
 	CPU               float64   `json:"cpu"`
 	MemoryBytes       int64     `json:"memoryBytes"`

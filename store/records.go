@@ -145,25 +145,9 @@ type RevisionNodeStatus struct {
 	UpdatedAt    time.Time `json:"updatedAt"`
 }
 
-// Node is a node agent's heartbeat: capacity, allocation, images and pool.
-type Node struct {
-	Name string `json:"name"`
-	// AgentAddr is where the node agent serves logs and its own API.
-	AgentAddr         string       `json:"agentAddr,omitempty"`
-	CPU               float64      `json:"cpu"`
-	MemoryBytes       int64        `json:"memoryBytes"`
-	AllocatedCPU      float64      `json:"allocatedCpu"`
-	AllocatedMemory   int64        `json:"allocatedMemory"`
-	Images            []string     `json:"images"`
-	Running           int          `json:"running"`
-	PoolSize          int          `json:"poolSize"`
-	PoolCapacity      int          `json:"poolCapacity"`
-	PoolMemoryBytes   int64        `json:"poolMemoryBytes"`
-	PoolMemoryBudget  int64        `json:"poolMemoryBudget"`
-	EBPF              string       `json:"ebpf"`
-	Heartbeat         time.Time    `json:"heartbeat"`
-	HeartbeatInterval api.Duration `json:"heartbeatInterval"`
-}
+// Node is a node agent's heartbeat at NodeKey. It is api.Node itself, so
+// that what the agent stores and what GET /v1/nodes serves cannot drift.
+type Node = api.Node
 
 // Image is an image imported through the API.
 type Image struct {
