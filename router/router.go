@@ -40,6 +40,11 @@ type StatsSink interface {
 type Deps struct {
 	// Store is where routes and endpoints come from. Required.
 	Store store.Store
+	// Functions and Revisions are the process's caches of
+	// store.PrefixFunctions and store.PrefixRevisions, which the caller
+	// runs; when nil the router opens its own over Store and runs it.
+	Functions *store.Cache[store.Function]
+	Revisions *store.Cache[store.Revision]
 	// Replicas tracks replica capacity. Share one with an in-process
 	// activator so hard limits hold across both; when nil the router makes
 	// its own (with a transport from Config.Proxy) and runs it.
@@ -72,14 +77,15 @@ type Router struct {
 	ready chan struct{}
 	dirty chan struct{} // one slot: a rebuild is wanted
 
-	// mu guards the rebuild state below. The mirror callbacks fold their
-	// changes into fns and revs in place; rebuilds read them.
-	mu       sync.Mutex
-	fns      map[string]store.Versioned[store.Function]
-	revs     map[string]store.Versioned[store.Revision]
-	haveFns  bool
-	haveRevs bool
-	states   map[string]*revState
+	// fns and revs are the routes' sources; ownCaches run those the router
+	// opened itself.
+	fns       *store.Cache[store.Function]
+	revs      *store.Cache[store.Revision]
+	ownCaches []func(context.Context) error
+
+	// mu guards the rebuild state below.
+	mu     sync.Mutex
+	states map[string]*revState
 }
 
 // revState is the live state of one routed revision. It outlives table
@@ -111,12 +117,20 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		reps:   deps.Replicas,
 		ready:  make(chan struct{}),
 		dirty:  make(chan struct{}, 1),
-		fns:    map[string]store.Versioned[store.Function]{},
-		revs:   map[string]store.Versioned[store.Revision]{},
+		fns:    deps.Functions,
+		revs:   deps.Revisions,
 		states: map[string]*revState{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
+	}
+	if r.fns == nil {
+		r.fns = store.NewCache(deps.Store, store.PrefixFunctions, store.CacheConfig[store.Function]{OnUndecodable: r.undecodable})
+		r.ownCaches = append(r.ownCaches, r.fns.Run)
+	}
+	if r.revs == nil {
+		r.revs = store.NewCache(deps.Store, store.PrefixRevisions, store.CacheConfig[store.Revision]{OnUndecodable: r.undecodable})
+		r.ownCaches = append(r.ownCaches, r.revs.Run)
 	}
 	if r.reps == nil {
 		reps, err := replicaset.Open(deps.Store, cfg.Proxy, r.log)
@@ -188,8 +202,16 @@ func (r *Router) Run(ctx context.Context) error {
 	if r.ownReps {
 		g.Go(func() error { return r.reps.Run(gctx) })
 	}
-	g.Go(func() error { return mirror(gctx, r.deps.Store, store.PrefixFunctions, r.onFunctions) })
-	g.Go(func() error { return mirror(gctx, r.deps.Store, store.PrefixRevisions, r.onRevisions) })
+	for _, run := range r.ownCaches {
+		g.Go(func() error {
+			if err := run(gctx); gctx.Err() == nil {
+				return fmt.Errorf("router: %w", err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return follow(gctx, r.fns, r.wantRebuild) })
+	g.Go(func() error { return follow(gctx, r.revs, r.wantRebuild) })
 	g.Go(func() error { r.rebuildLoop(gctx); return nil })
 	g.Go(func() error { return r.recorder.Run(gctx, sinkOrNil(r.deps.Stats)) })
 	g.Go(func() error {
@@ -222,28 +244,14 @@ func sinkOrNil(s StatsSink) revstats.Sink {
 	return s
 }
 
-func mirror(ctx context.Context, st store.Store, prefix string, fn func(store.Update)) error {
-	err := store.MirrorUpdates(ctx, st, prefix, fn)
+// follow asks for a rebuild on every change to c: a rebuild reads the
+// caches' snapshots, so it needs no more than the news.
+func follow[T any](ctx context.Context, c *store.Cache[T], changed func()) error {
+	err := c.Follow(ctx, func(store.CacheUpdate[T]) { changed() })
 	if ctx.Err() != nil {
 		return nil
 	}
-	return fmt.Errorf("router: watch %s: %w", prefix, err)
-}
-
-func (r *Router) onFunctions(u store.Update) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.fns = store.DecodeUpdate(r.fns, u, r.undecodable)
-	r.haveFns = true
-	r.wantRebuild()
-}
-
-func (r *Router) onRevisions(u store.Update) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.revs = store.DecodeUpdate(r.revs, u, r.undecodable)
-	r.haveRevs = true
-	r.wantRebuild()
+	return fmt.Errorf("router: follow %s: %w", c.Prefix(), err)
 }
 
 func (r *Router) wantRebuild() {
@@ -262,7 +270,7 @@ func (r *Router) wantRebuild() {
 // applied at once, as a deploy that is curled right away expects.
 const rebuildDuty = 5
 
-// rebuildLoop rebuilds the route table whenever the mirrors changed,
+// rebuildLoop rebuilds the route table whenever the caches changed,
 // paced by rebuildDuty, until ctx ends.
 func (r *Router) rebuildLoop(ctx context.Context) {
 	var next time.Time // no rebuild before this
@@ -294,22 +302,32 @@ func (r *Router) rebuildLoop(ctx context.Context) {
 	}
 }
 
+func listed(ready <-chan struct{}) bool {
+	select {
+	case <-ready:
+		return true
+	default:
+		return false
+	}
+}
+
 func (r *Router) undecodable(key string, err error) {
 	r.log.Warn("skipping undecodable record", "key", key, "err", err)
 }
 
-// rebuildLocked builds and swaps in a new route table from the mirrors. It
-// reports false while either mirror has yet to load.
+// rebuildLocked builds and swaps in a new route table from the caches. It
+// reports false while either cache has yet to list.
 func (r *Router) rebuildLocked() bool {
-	if !r.haveFns || !r.haveRevs {
+	if !listed(r.fns.Ready()) || !listed(r.revs.Ready()) {
 		return false
 	}
-	fns := make([]store.Function, 0, len(r.fns))
-	for _, c := range r.fns {
+	fnSnap, revSnap := r.fns.Snapshot(), r.revs.Snapshot()
+	fns := make([]store.Function, 0, fnSnap.Len())
+	for c := range fnSnap.All() {
 		fns = append(fns, c.Value)
 	}
-	revs := make(map[string]store.Revision, len(r.revs))
-	for _, c := range r.revs {
+	revs := make(map[string]store.Revision, revSnap.Len())
+	for c := range revSnap.All() {
 		revs[c.Value.Name] = c.Value
 	}
 	hosts, used := plan(r.cfg.Domain, fns, revs)

@@ -41,6 +41,8 @@ type daemon struct {
 	store store.Store
 	reg   *prometheus.Registry
 	token string
+	// caches are the store caches every component of the roles shares.
+	caches *caches
 
 	// containerd is connected lazily by the roles that need it.
 	containerd *containerd.Client
@@ -68,6 +70,11 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		return err
 	}
 	d.token = token
+	assignments := store.AssignmentsPrefix(d.cfg.NodeName)
+	if d.cfg.Role == RoleAll || d.cfg.Role == RoleControlPlane {
+		assignments = store.PrefixAssignments
+	}
+	d.caches = newCaches(ctx, g, d.store, d.log, assignments)
 	switch d.cfg.Role {
 	case RoleAll:
 		runner, err := d.startAutoscaler(ctx, g)
@@ -161,10 +168,12 @@ type scaleReporter interface {
 // startDataPlane runs the router and the activator over one shared replica
 // registry, so each replica's hard limit holds across both paths.
 func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler scaleReporter) (*router.Router, error) {
-	replicas, err := replicaset.Open(d.store, proxy.Config{}, d.log.With("component", "replicas"))
+	transport, err := proxy.NewTransport(proxy.Config{})
 	if err != nil {
 		return nil, err
 	}
+	g.Go(func() error { return transport.Run(ctx) })
+	replicas := replicaset.New(d.caches.Endpoints(), transport, d.log.With("component", "replicas"))
 	g.Go(func() error { return replicas.Run(ctx) })
 	act, err := activator.New(activator.Config{}, activator.Deps{
 		Store:      d.store,
@@ -184,6 +193,8 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	}
 	rt, err := router.New(router.Config{Addr: d.cfg.HTTPAddr, Domain: d.cfg.Domain}, router.Deps{
 		Store:      d.store,
+		Functions:  d.caches.Functions(),
+		Revisions:  d.caches.Revisions(),
 		Replicas:   replicas,
 		Activator:  act,
 		Stats:      scaler,

@@ -100,17 +100,28 @@ func startPlane(t *testing.T, backendAddr string, limit int) *plane {
 
 	tr, err := proxy.NewTransport(proxy.Config{})
 	require.NoError(t, err)
-	reps := replicaset.New(st, tr, nil)
+	eps := store.NewCache[store.Endpoint](st, store.PrefixEndpoints, store.CacheConfig[store.Endpoint]{})
+	fns := store.NewCache[store.Function](st, store.PrefixFunctions, store.CacheConfig[store.Function]{})
+	revs := store.NewCache[store.Revision](st, store.PrefixRevisions, store.CacheConfig[store.Revision]{})
+	reps := replicaset.New(eps, tr, nil)
 	act, err := activator.New(activator.Config{}, activator.Deps{Store: st, Replicas: reps, ScaleUpper: sc, Registerer: reg})
 	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	rt, err := router.New(router.Config{}, router.Deps{Store: st, Replicas: reps, Activator: act, Registerer: reg, Listener: ln})
+	rt, err := router.New(router.Config{}, router.Deps{Store: st, Functions: fns, Revisions: revs, Replicas: reps, Activator: act, Registerer: reg, Listener: ln})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return tr.Run(gctx) })
+	for _, run := range []func(context.Context) error{eps.Run, fns.Run, revs.Run} {
+		g.Go(func() error {
+			if err := run(gctx); gctx.Err() == nil {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error { return reps.Run(gctx) })
 	g.Go(func() error { return act.Run(gctx) })
 	g.Go(func() error { return rt.Run(gctx) })

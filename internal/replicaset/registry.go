@@ -2,7 +2,6 @@ package replicaset
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"sort"
@@ -19,57 +18,57 @@ type endpoint struct {
 	limit    int
 }
 
-type decoded struct {
-	version int64
-	rev     string
-	ep      endpoint
-	ok      bool
-}
-
 // Registry owns the Sets of the revisions its users retain and keeps their
 // replicas in step with the store's endpoints. One Registry per process is
 // shared by the router and the activator.
 type Registry struct {
-	store     store.Store
+	endpoints *store.Cache[store.Endpoint]
 	transport *proxy.Transport
 	log       *slog.Logger
 
 	mu    sync.Mutex
 	sets  map[string]*Set
 	eps   map[string][]endpoint // every revision's endpoints, retained or not
-	cache map[string]decoded    // endpoint key → decoded record
 	ready chan struct{}
-	// ownsTransport says Run also runs the transport (see Open).
-	ownsTransport bool
+	// ownsTransport and ownsCache say Run also runs the transport and the
+	// endpoints cache (see Open).
+	ownsTransport, ownsCache bool
 }
 
-// New returns a Registry that follows st's endpoints and reaches replicas
-// through transport. st may be nil when the caller feeds Update itself.
-func New(st store.Store, transport *proxy.Transport, log *slog.Logger) *Registry {
+// New returns a Registry that follows endpoints, a cache of
+// store.PrefixEndpoints that the caller runs, and reaches replicas through
+// transport. endpoints may be nil when the caller feeds Update itself.
+func New(endpoints *store.Cache[store.Endpoint], transport *proxy.Transport, log *slog.Logger) *Registry {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Registry{
-		store:     st,
+		endpoints: endpoints,
 		transport: transport,
 		log:       log,
 		sets:      make(map[string]*Set),
 		eps:       make(map[string][]endpoint),
-		cache:     make(map[string]decoded),
 		ready:     make(chan struct{}),
 	}
 }
 
-// Open returns a Registry with a transport of its own, built from cfg, for
-// a router or activator that shares its replicas with nobody. Its Run runs
-// that transport too, so the caller has one thing to run.
+// Open returns a Registry with a transport of its own, built from cfg, and
+// a cache of st's endpoints of its own, for a router or activator that
+// shares its replicas with nobody. Its Run runs both, so the caller has
+// one thing to run.
 func Open(st store.Store, cfg proxy.Config, log *slog.Logger) (*Registry, error) {
 	tr, err := proxy.NewTransport(cfg)
 	if err != nil {
 		return nil, err
 	}
-	g := New(st, tr, log)
-	g.ownsTransport = true
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	eps := store.NewCache(st, store.PrefixEndpoints, store.CacheConfig[store.Endpoint]{
+		OnUndecodable: func(key string, err error) { log.Warn("skipping undecodable endpoint", "key", key, "err", err) },
+	})
+	g := New(eps, tr, log)
+	g.ownsTransport, g.ownsCache = true, true
 	return g, nil
 }
 
@@ -79,17 +78,22 @@ func (g *Registry) Transport() *proxy.Transport { return g.transport }
 // Ready is closed once the first listing of endpoints has been applied.
 func (g *Registry) Ready() <-chan struct{} { return g.ready }
 
-// Run mirrors the store's endpoints into the Sets until ctx ends.
+// Run keeps the Sets in step with the endpoints cache until ctx ends.
 func (g *Registry) Run(ctx context.Context) error {
-	if g.store == nil {
-		return errors.New("replicaset: Run needs a store")
+	if g.endpoints == nil {
+		return errors.New("replicaset: Run needs an endpoints cache")
 	}
 	if g.ownsTransport {
 		done := make(chan error, 1)
 		go func() { done <- g.transport.Run(ctx) }()
 		defer func() { <-done }()
 	}
-	err := store.Mirror(ctx, g.store, store.PrefixEndpoints, g.apply)
+	if g.ownsCache {
+		done := make(chan error, 1)
+		go func() { done <- g.endpoints.Run(ctx) }()
+		defer func() { <-done }()
+	}
+	err := g.endpoints.Follow(ctx, func(store.CacheUpdate[store.Endpoint]) { g.apply(g.endpoints.Snapshot()) })
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
@@ -133,39 +137,26 @@ func (g *Registry) Update(endpoints []store.Endpoint) {
 	g.set(byRev)
 }
 
-func (g *Registry) apply(snapshot map[string]store.KV) {
+// apply rebuilds every revision's endpoints from a snapshot. An endpoint
+// without an address is not ready; one without a revision or replica name
+// takes them from its key.
+func (g *Registry) apply(snap *store.Snapshot[store.Endpoint]) {
 	byRev := make(map[string][]endpoint)
-	cache := make(map[string]decoded, len(snapshot))
-	g.mu.Lock()
-	old := g.cache
-	g.mu.Unlock()
-	for key, kv := range snapshot {
-		d, ok := old[key]
-		if !ok || d.version != kv.Version {
-			var ep store.Endpoint
-			if err := json.Unmarshal(kv.Value, &ep); err != nil {
-				g.log.Warn("skipping undecodable endpoint", "key", key, "err", err)
-				d = decoded{version: kv.Version}
-			} else {
-				rev := ep.Revision
-				if rev == "" {
-					rev, _, _ = strings.Cut(strings.TrimPrefix(key, store.PrefixEndpoints), "/")
-				}
-				d = decoded{version: kv.Version, rev: rev, ok: ep.Addr != "",
-					ep: endpoint{id: ep.Replica, addr: ep.Addr, limit: ep.Limit}}
-				if d.ep.id == "" {
-					d.ep.id = key
-				}
-			}
+	for v := range snap.All() {
+		ep := v.Value
+		if ep.Addr == "" {
+			continue
 		}
-		cache[key] = d
-		if d.ok {
-			byRev[d.rev] = append(byRev[d.rev], d.ep)
+		rev := ep.Revision
+		if rev == "" {
+			rev, _, _ = strings.Cut(strings.TrimPrefix(v.Key, store.PrefixEndpoints), "/")
 		}
+		id := ep.Replica
+		if id == "" {
+			id = v.Key
+		}
+		byRev[rev] = append(byRev[rev], endpoint{id: id, addr: ep.Addr, limit: ep.Limit})
 	}
-	g.mu.Lock()
-	g.cache = cache
-	g.mu.Unlock()
 	g.set(byRev)
 }
 

@@ -209,10 +209,12 @@ func TestRegistryFollowsStore(t *testing.T) {
 	defer st.Close()
 	tr, err := proxy.NewTransport(proxy.Config{})
 	require.NoError(t, err)
-	g := New(st, tr, nil)
+	eps := store.NewCache[store.Endpoint](st, store.PrefixEndpoints, store.CacheConfig[store.Endpoint]{})
+	g := New(eps, tr, nil)
 	s := g.Retain("hello-00001")
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	done, cached := make(chan error, 1), make(chan error, 1)
+	go func() { cached <- eps.Run(ctx) }()
 	go func() { done <- g.Run(ctx) }()
 	<-g.Ready()
 
@@ -230,6 +232,38 @@ func TestRegistryFollowsStore(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return s.Len() == 0 }, 5*time.Second, time.Millisecond)
 
+	// A record without its names takes them from its key; one without an
+	// address is not ready.
+	_, err = st.Txn(ctx,
+		store.Put(store.EndpointKey("hello-00001", "x2"), []byte(`{"addr":"127.0.0.1:7"}`), store.AnyVersion),
+		store.Put(store.EndpointKey("hello-00001", "x3"), []byte(`{"revision":"hello-00001","replica":"x3"}`), store.AnyVersion),
+		store.Put(store.EndpointKey("hello-00001", "x4"), []byte(`not json`), store.AnyVersion))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
+	assert.Equal(t, store.EndpointKey("hello-00001", "x2"), s.Replicas()[0].ID)
+
+	cancel()
+	require.NoError(t, <-done)
+	require.ErrorIs(t, <-cached, context.Canceled)
+}
+
+// TestOpenedRegistryRunsItsOwnCache checks that a Registry from Open
+// needs nothing else run.
+func TestOpenedRegistryRunsItsOwnCache(t *testing.T) {
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "s.db"), embedded.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	g, err := Open(st, proxy.Config{}, nil)
+	require.NoError(t, err)
+	s := g.Retain("hello-00001")
+	defer g.Drop(s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	_, err = st.Txn(ctx, store.PutJSON(store.EndpointKey("hello-00001", "x1"),
+		store.Endpoint{Function: "hello", Revision: "hello-00001", Replica: "x1", Addr: "127.0.0.1:9"}, store.AnyVersion))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
 	cancel()
 	require.NoError(t, <-done)
 }

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ebbrun/ebb/store"
+)
+
+// caches are this process's store caches, one per prefix, shared by every
+// component that reads the prefix: the store serves one List and one Watch
+// per prefix whatever the role runs. A cache is opened, and run in g, the
+// first time a component asks for it.
+type caches struct {
+	// ctx and g are the daemon's: the caches run as long as the roles do.
+	ctx context.Context
+	g   *errgroup.Group
+	st  store.Store
+	log *slog.Logger
+	// assignmentsPrefix is what the process reads of assignments/: every
+	// node's where the autoscaler runs, which places them all, else this
+	// node's only. The node agent picks its own out of either.
+	assignmentsPrefix string
+
+	functions   *store.Cache[store.Function]
+	revisions   *store.Cache[store.Revision]
+	endpoints   *store.Cache[store.Endpoint]
+	revStatus   *store.Cache[store.RevisionNodeStatus]
+	nodes       *store.Cache[store.Node]
+	assignments *store.Cache[store.Assignment]
+	scales      *store.Cache[store.Scale]
+	vips        *store.Cache[store.VIP]
+	ports       *store.Cache[string]
+}
+
+func newCaches(ctx context.Context, g *errgroup.Group, st store.Store, log *slog.Logger, assignmentsPrefix string) *caches {
+	return &caches{ctx: ctx, g: g, st: st, log: log.With("component", "store-cache"), assignmentsPrefix: assignmentsPrefix}
+}
+
+// openCache returns *slot, opening and running a cache of prefix there
+// first if it is nil.
+func openCache[T any](c *caches, slot **store.Cache[T], prefix string) *store.Cache[T] {
+	if *slot == nil {
+		cache := store.NewCache(c.st, prefix, store.CacheConfig[T]{
+			OnUndecodable: func(key string, err error) { c.log.Warn("skipping undecodable record", "key", key, "err", err) },
+		})
+		c.g.Go(func() error {
+			// A cache stops for good only when the store closes, which
+			// stops everything; on shutdown it has nothing to report.
+			if err := cache.Run(c.ctx); c.ctx.Err() == nil {
+				return err
+			}
+			return nil
+		})
+		*slot = cache
+	}
+	return *slot
+}
+
+func (c *caches) Functions() *store.Cache[store.Function] {
+	return openCache(c, &c.functions, store.PrefixFunctions)
+}
+
+func (c *caches) Revisions() *store.Cache[store.Revision] {
+	return openCache(c, &c.revisions, store.PrefixRevisions)
+}
+
+func (c *caches) Endpoints() *store.Cache[store.Endpoint] {
+	return openCache(c, &c.endpoints, store.PrefixEndpoints)
+}
+
+func (c *caches) RevStatus() *store.Cache[store.RevisionNodeStatus] {
+	return openCache(c, &c.revStatus, store.PrefixRevStatus)
+}
+
+func (c *caches) Nodes() *store.Cache[store.Node] {
+	return openCache(c, &c.nodes, store.PrefixNodes)
+}
+
+func (c *caches) Assignments() *store.Cache[store.Assignment] {
+	return openCache(c, &c.assignments, c.assignmentsPrefix)
+}
+
+func (c *caches) Scales() *store.Cache[store.Scale] {
+	return openCache(c, &c.scales, store.PrefixScales)
+}
+
+func (c *caches) VIPs() *store.Cache[store.VIP] {
+	return openCache(c, &c.vips, store.PrefixVIPs)
+}
+
+// Ports holds this node's port claims (ports/{node}/ → replica id), the
+// only ones a process reads.
+func (c *caches) Ports(node string) *store.Cache[string] {
+	return openCache(c, &c.ports, store.PrefixPorts+node+"/")
+}
