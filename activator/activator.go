@@ -2,14 +2,14 @@ package activator
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +138,10 @@ type Deps struct {
 	// Store is where revision failures (and, with its own registry,
 	// endpoints) come from. Required.
 	Store store.Store
+	// RevStatus is the process's cache of store.PrefixRevStatus, which the
+	// caller runs; when nil the activator opens its own over Store and
+	// runs it.
+	RevStatus *store.Cache[store.RevisionNodeStatus]
 	// Replicas tracks replica capacity; share the router's in process so
 	// hard limits hold across both. When nil the activator makes its own.
 	Replicas *replicaset.Registry
@@ -161,6 +165,8 @@ type Activator struct {
 	log      *slog.Logger
 	reps     *replicaset.Registry
 	ownReps  bool
+	statuses *store.Cache[store.RevisionNodeStatus]
+	ownStats bool // Run runs statuses
 	recorder *revstats.Recorder
 	metrics  *metrics
 	hangups  atomic.Pointer[hangups]
@@ -217,11 +223,20 @@ func New(cfg Config, deps Deps) (*Activator, error) {
 		deps:     deps,
 		log:      deps.Logger,
 		reps:     deps.Replicas,
+		statuses: deps.RevStatus,
 		stopping: make(chan struct{}),
 		failures: map[string]*failure{},
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.statuses == nil {
+		a.statuses = store.NewCache(deps.Store, store.PrefixRevStatus, store.CacheConfig[store.RevisionNodeStatus]{
+			OnUndecodable: func(key string, err error) {
+				a.log.Warn("skipping undecodable revision status", "key", key, "err", err)
+			},
+		})
+		a.ownStats = true
 	}
 	if a.reps == nil {
 		reps, err := replicaset.Open(deps.Store, cfg.Proxy, a.log)
@@ -284,12 +299,22 @@ func (a *Activator) Run(ctx context.Context) error {
 	if a.ownReps {
 		g.Go(func() error { return a.reps.Run(gctx) })
 	}
+	if a.ownStats {
+		g.Go(func() error {
+			if err := a.statuses.Run(gctx); gctx.Err() == nil {
+				return fmt.Errorf("activator: %w", err)
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
-		err := store.Mirror(gctx, a.deps.Store, store.PrefixRevStatus, a.onStatus)
+		err := a.statuses.Follow(gctx, func(store.CacheUpdate[store.RevisionNodeStatus]) {
+			a.onStatus(a.statuses.Snapshot())
+		})
 		if gctx.Err() != nil {
 			return nil
 		}
-		return fmt.Errorf("activator: watch %s: %w", store.PrefixRevStatus, err)
+		return fmt.Errorf("activator: follow %s: %w", store.PrefixRevStatus, err)
 	})
 	g.Go(func() error { return a.recorder.Run(gctx, sinkOrNil(a.deps.Stats)) })
 	g.Go(func() error {
@@ -388,23 +413,17 @@ func (a *Activator) forgetIdle(now time.Time) {
 	})
 }
 
-func (a *Activator) onStatus(snap map[string]store.KV) {
+func (a *Activator) onStatus(snap *store.Snapshot[store.RevisionNodeStatus]) {
 	type agg struct {
 		fail  *failure
 		ready bool
 	}
 	byRev := map[string]*agg{}
-	keys := make([]string, 0, len(snap))
-	for k := range snap {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		var st store.RevisionNodeStatus
-		if err := json.Unmarshal(snap[k].Value, &st); err != nil {
-			a.log.Warn("skipping undecodable revision status", "key", k, "err", err)
-			continue
-		}
+	statuses := slices.SortedFunc(snap.All(), func(x, y store.Versioned[store.RevisionNodeStatus]) int {
+		return strings.Compare(x.Key, y.Key)
+	})
+	for _, v := range statuses {
+		st := v.Value
 		ag := byRev[st.Revision]
 		if ag == nil {
 			ag = &agg{}

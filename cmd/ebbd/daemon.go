@@ -177,6 +177,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	g.Go(func() error { return replicas.Run(ctx) })
 	act, err := activator.New(activator.Config{}, activator.Deps{
 		Store:      d.store,
+		RevStatus:  d.caches.RevStatus(),
 		Replicas:   replicas,
 		ScaleUpper: scaler,
 		Stats:      scaler,
