@@ -71,6 +71,10 @@ func (d *daemon) startEBPF(ctx context.Context, g *errgroup.Group, scaler scaleR
 	opts := d.bpfOptions()
 	deps := bpfsync.Deps{
 		Store:      d.store,
+		Functions:  d.caches.Functions(),
+		Endpoints:  d.caches.Endpoints(),
+		VIPs:       d.caches.VIPs(),
+		Ports:      d.caches.Ports(d.cfg.NodeName),
 		Loader:     l,
 		Activator:  scaler, // a nil interface converts to nil
 		Stats:      scaler,

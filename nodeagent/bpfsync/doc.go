@@ -2,8 +2,9 @@
 // store, so that ebb's own loopback traffic skips the TCP stack and
 // processes on the node reach functions through stable virtual addresses.
 //
-// The Syncer mirrors functions/, endpoints/, vips/ and ports/{node}/ and
-// keeps the loader's maps equal to them:
+// The Syncer follows the store caches of functions/, endpoints/, vips/ and
+// ports/{node}/ (shared with the rest of the process when ebbd hands them
+// over) and keeps the loader's maps equal to them:
 //   - the router's port and every replica port of this node are
 //     allow-listed for socket redirection, and leave the list with the
 //     replica;

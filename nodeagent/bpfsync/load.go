@@ -70,9 +70,9 @@ func (s *Syncer) replicaRevisions() map[uint16]string {
 
 // portRevisions maps each of node's ready replica ports in eps to its
 // revision.
-func portRevisions(eps map[string]store.Versioned[store.Endpoint], node string) map[uint16]string {
-	out := make(map[uint16]string, len(eps))
-	for _, c := range eps {
+func portRevisions(eps *store.Snapshot[store.Endpoint], node string) map[uint16]string {
+	out := make(map[uint16]string, eps.Len())
+	for c := range eps.All() {
 		out[replicaPort(c.Value, node)] = c.Value.Revision
 	}
 	delete(out, 0)

@@ -45,6 +45,15 @@ type Deps struct {
 	// Store is where functions, endpoints, ports and VIPs come from, and
 	// where VIPs are allocated. Required.
 	Store store.Store
+	// Functions, Endpoints and VIPs are the process's caches of
+	// store.PrefixFunctions, store.PrefixEndpoints and store.PrefixVIPs,
+	// and Ports its cache of this node's port claims (ports/{node}/), all
+	// run by the caller. The Syncer opens its own over Store, and runs it,
+	// for each that is nil.
+	Functions *store.Cache[store.Function]
+	Endpoints *store.Cache[store.Endpoint]
+	VIPs      *store.Cache[store.VIP]
+	Ports     *store.Cache[string]
 	// Loader holds the eBPF maps. Required.
 	Loader Loader
 	// Activator is asked to start a function's revision when a process
@@ -72,13 +81,15 @@ type Syncer struct {
 	log  *slog.Logger
 	m    *metrics
 
-	mu    sync.Mutex // guards the mirrored state below
-	fns   map[string]store.Versioned[store.Function]
-	eps   map[string]store.Versioned[store.Endpoint]
+	fns       *store.Cache[store.Function]
+	eps       *store.Cache[store.Endpoint]
+	vips      *store.Cache[store.VIP]
+	portKeys  *store.Cache[string]
+	ownCaches []func(context.Context) error
+
+	mu    sync.Mutex        // guards the state derived from the caches below
 	revs  map[uint16]string // this node's ready replica ports → revision, from eps
-	vips  map[string]store.Versioned[store.VIP]
-	ports map[uint16]bool
-	have  int // how many of the four mirrors have delivered
+	ports map[uint16]bool   // this node's claimed ports, from portKeys
 	kick  chan struct{}
 
 	// Owned by the reconcile goroutine.
@@ -137,6 +148,10 @@ func New(cfg Config, deps Deps) (*Syncer, error) {
 		pending:    map[string]bool{},
 		wake:       make(chan struct{}, 1),
 	}
+	s.fns = ownCache(s, deps.Functions, store.PrefixFunctions)
+	s.eps = ownCache(s, deps.Endpoints, store.PrefixEndpoints)
+	s.vips = ownCache(s, deps.VIPs, store.PrefixVIPs)
+	s.portKeys = ownCache(s, deps.Ports, s.portPrefix())
 	empty := map[uint32]funcInfo{}
 	s.functions.Store(&empty)
 	return s, nil
@@ -153,24 +168,45 @@ func (s *Syncer) FunctionByID(id uint32) (string, bool) {
 // means none there.
 func functionID(v store.VIP) uint32 { return v.Index + 1 }
 
-// Run mirrors the store into the loader and turns wake events into
-// activations until ctx ends. It returns nil then, or the first error that
-// stops it.
+// ownCache returns c, or when it is nil a cache of prefix that the Syncer
+// opens and runs itself.
+func ownCache[T any](s *Syncer, c *store.Cache[T], prefix string) *store.Cache[T] {
+	if c != nil {
+		return c
+	}
+	c = store.NewCache(s.deps.Store, prefix, store.CacheConfig[T]{OnUndecodable: s.undecodable})
+	s.ownCaches = append(s.ownCaches, c.Run)
+	return c
+}
+
+func (s *Syncer) portPrefix() string { return store.PrefixPorts + s.cfg.Node + "/" }
+
+// follow calls changed after each change to c until ctx ends.
+func follow[T any](ctx context.Context, c *store.Cache[T], changed func()) error {
+	err := c.Follow(ctx, func(store.CacheUpdate[T]) { changed() })
+	if ctx.Err() != nil {
+		return nil
+	}
+	return fmt.Errorf("bpfsync: follow %s: %w", c.Prefix(), err)
+}
+
+// Run keeps the loader in line with the store caches and turns wake
+// events into activations until ctx ends. It returns nil then, or the
+// first error that stops it.
 func (s *Syncer) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	mirror := func(prefix string, on func(map[string]store.KV)) {
+	for _, run := range s.ownCaches {
 		g.Go(func() error {
-			err := store.Mirror(ctx, s.deps.Store, prefix, on)
-			if ctx.Err() != nil {
-				return nil
+			if err := run(ctx); ctx.Err() == nil {
+				return fmt.Errorf("bpfsync: %w", err)
 			}
-			return fmt.Errorf("bpfsync: watch %s: %w", prefix, err)
+			return nil
 		})
 	}
-	mirror(store.PrefixFunctions, s.onFunctions)
-	mirror(store.PrefixEndpoints, s.onEndpoints)
-	mirror(store.PrefixVIPs, s.onVIPs)
-	mirror(store.PrefixPorts+s.cfg.Node+"/", s.onPorts)
+	g.Go(func() error { return follow(ctx, s.fns, s.changed) })
+	g.Go(func() error { return follow(ctx, s.eps, func() { s.onEndpoints(s.eps.Snapshot()) }) })
+	g.Go(func() error { return follow(ctx, s.vips, s.changed) })
+	g.Go(func() error { return follow(ctx, s.portKeys, func() { s.onPorts(s.portKeys.Snapshot()) }) })
 	g.Go(func() error { return s.reconcileLoop(ctx) })
 	g.Go(func() error { return s.activateLoop(ctx) })
 	g.Go(func() error { return s.reportLoop(ctx) })
@@ -183,57 +219,48 @@ func (s *Syncer) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-func (s *Syncer) onFunctions(snap map[string]store.KV) {
+func (s *Syncer) onEndpoints(snap *store.Snapshot[store.Endpoint]) {
+	revs := portRevisions(snap, s.cfg.Node)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delivered(s.fns == nil)
-	s.fns = store.DecodeSnapshot(snap, s.fns, s.undecodable)
+	s.revs = revs
+	s.mu.Unlock()
+	s.changed()
 }
 
-func (s *Syncer) onEndpoints(snap map[string]store.KV) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delivered(s.eps == nil)
-	s.eps = store.DecodeSnapshot(snap, s.eps, s.undecodable)
-	s.revs = portRevisions(s.eps, s.cfg.Node)
-}
-
-func (s *Syncer) onVIPs(snap map[string]store.KV) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delivered(s.vips == nil)
-	s.vips = store.DecodeSnapshot(snap, s.vips, s.undecodable)
-}
-
-func (s *Syncer) onPorts(snap map[string]store.KV) {
-	ports := make(map[uint16]bool, len(snap))
-	prefix := store.PrefixPorts + s.cfg.Node + "/"
-	for key := range snap {
-		p, err := strconv.ParseUint(strings.TrimPrefix(key, prefix), 10, 16)
+func (s *Syncer) onPorts(snap *store.Snapshot[string]) {
+	ports := make(map[uint16]bool, snap.Len())
+	prefix := s.portPrefix()
+	for c := range snap.All() {
+		rest, ok := strings.CutPrefix(c.Key, prefix)
+		if !ok {
+			continue // another node's, in a cache of every node's
+		}
+		p, err := strconv.ParseUint(rest, 10, 16)
 		if err != nil || p == 0 {
-			s.log.Warn("skipping malformed port key", "key", key)
+			s.log.Warn("skipping malformed port key", "key", c.Key)
 			continue
 		}
 		ports[uint16(p)] = true
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.delivered(s.ports == nil)
 	s.ports = ports
+	s.mu.Unlock()
+	s.changed()
 }
 
 func (s *Syncer) undecodable(key string, err error) {
 	s.log.Warn("skipping undecodable record", "key", key, "err", err)
 }
 
-// delivered notes a mirror's callback (first says whether it is that
-// mirror's first) and wakes the reconcile loop once all four have listed.
-func (s *Syncer) delivered(first bool) {
-	if first {
-		s.have++
-	}
-	if s.have < 4 {
-		return
+// changed wakes the reconcile loop after a cache changed, once all four
+// have listed.
+func (s *Syncer) changed() {
+	for _, ready := range []<-chan struct{}{s.fns.Ready(), s.eps.Ready(), s.vips.Ready(), s.portKeys.Ready()} {
+		select {
+		case <-ready:
+		default:
+			return
+		}
 	}
 	select {
 	case s.kick <- struct{}{}:
@@ -241,7 +268,7 @@ func (s *Syncer) delivered(first bool) {
 	}
 }
 
-// reconcileLoop applies the mirrored state after each change, and again
+// reconcileLoop applies the cached state after each change, and again
 // after RetryInterval while a step keeps failing.
 func (s *Syncer) reconcileLoop(ctx context.Context) error {
 	retry := time.NewTimer(0)
@@ -266,23 +293,22 @@ func (s *Syncer) reconcileLoop(ctx context.Context) error {
 	}
 }
 
-// view is one consistent read of the mirrored state.
+// view is one read of the cached state. Snapshots are immutable, and the
+// ports map is replaced, never modified, so a view needs no lock.
 type view struct {
-	fns   map[string]store.Versioned[store.Function]
-	eps   map[string]store.Versioned[store.Endpoint]
-	vips  map[string]store.Versioned[store.VIP]
+	fns   *store.Snapshot[store.Function]
+	eps   *store.Snapshot[store.Endpoint]
+	vips  *store.Snapshot[store.VIP]
 	ports map[uint16]bool
 }
 
 // reconcile brings the loader's allow-list and VIPs in line with the
 // store, then frees and allocates VIP records; the store writes come back
-// through the mirrors and are programmed on the next pass.
+// through the caches and are programmed on the next pass.
 func (s *Syncer) reconcile(ctx context.Context) error {
 	s.mu.Lock()
-	v := view{fns: s.fns, eps: s.eps, vips: s.vips, ports: s.ports}
+	v := view{fns: s.fns.Snapshot(), eps: s.eps.Snapshot(), vips: s.vips.Snapshot(), ports: s.ports}
 	s.mu.Unlock()
-	// The maps are replaced, never modified, by the mirrors, so v can be
-	// read without the lock.
 
 	var errs []error
 	errs = append(errs, s.syncPorts(v))
@@ -348,7 +374,7 @@ func syncSet(have, want map[uint16]bool, add, remove func(uint16) error) error {
 // current backends, and removes the VIPs of functions that lost theirs.
 func (s *Syncer) syncVIPs(v view) error {
 	ready := map[string][]netip.AddrPort{}
-	for _, c := range v.eps {
+	for c := range v.eps.All() {
 		addr, err := netip.ParseAddrPort(c.Value.Addr)
 		if err != nil || !addr.Addr().Unmap().Is4() {
 			continue // VIPs are IPv4; such a replica is reached via the router
@@ -368,11 +394,11 @@ func (s *Syncer) syncVIPs(v view) error {
 		errs    []error
 		changed []programmed
 	)
-	functions := make(map[uint32]funcInfo, len(v.vips))
-	want := make(map[string]bool, len(v.vips))
-	for _, c := range v.vips {
+	functions := make(map[uint32]funcInfo, v.vips.Len())
+	want := make(map[string]bool, v.vips.Len())
+	for c := range v.vips.All() {
 		rec := c.Value
-		fn, ok := v.fns[store.FunctionKey(rec.Function)]
+		fn, ok := v.fns.Get(store.FunctionKey(rec.Function))
 		if !ok {
 			continue // freed below
 		}
@@ -449,17 +475,17 @@ func sameVIP(a, b bpf.VIP) bool {
 // deleted meanwhile, or another node allocating the same index, makes the
 // write fail with a conflict and the next pass try again.
 func (s *Syncer) allocateVIPs(ctx context.Context, v view) error {
-	used := make(map[uint32]bool, len(v.vips))
-	has := make(map[string]bool, len(v.vips))
-	for key, c := range v.vips {
+	used := make(map[uint32]bool, v.vips.Len())
+	has := make(map[string]bool, v.vips.Len())
+	for c := range v.vips.All() {
 		rec := c.Value
-		if _, ok := v.fns[store.FunctionKey(rec.Function)]; ok {
+		if _, ok := v.fns.Get(store.FunctionKey(rec.Function)); ok {
 			used[rec.Index] = true
 			has[rec.Function] = true
 			continue
 		}
 		_, err := s.deps.Store.Txn(ctx,
-			store.Delete(key, c.Version),
+			store.Delete(c.Key, c.Version),
 			store.Delete(store.VIPSlotKey(rec.Index), store.AnyVersion),
 			store.Check(store.FunctionKey(rec.Function), store.MustNotExist))
 		if err != nil {
@@ -468,7 +494,7 @@ func (s *Syncer) allocateVIPs(ctx context.Context, v view) error {
 	}
 
 	var missing []string
-	for _, c := range v.fns {
+	for c := range v.fns.All() {
 		if !has[c.Value.Name] {
 			missing = append(missing, c.Value.Name)
 		}
@@ -488,7 +514,7 @@ func (s *Syncer) allocateVIPs(ctx context.Context, v view) error {
 			return err
 		}
 		rec := store.VIP{Function: fn, Index: free[i], Addr: addr.String(), CreatedAt: s.deps.Now().UTC()}
-		fnKV := v.fns[store.FunctionKey(fn)]
+		fnKV, _ := v.fns.Get(store.FunctionKey(fn))
 		_, err = s.deps.Store.Txn(ctx,
 			store.PutJSON(store.VIPKey(fn), rec, store.MustNotExist),
 			store.PutJSON(store.VIPSlotKey(free[i]), fn, store.MustNotExist),
