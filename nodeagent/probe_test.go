@@ -35,7 +35,7 @@ func serve(t *testing.T, addr string, status int) {
 func TestProbe(t *testing.T) {
 	t.Run("passes as soon as the server answers", func(t *testing.T) {
 		addr := freeAddr(t)
-		p := newProber(addr, "/", false, 200*time.Microsecond, 5*time.Second)
+		p := newProber(nil, addr, "/", false, 200*time.Microsecond, 5*time.Second)
 		done := make(chan error, 1)
 		go func() { done <- p.wait(context.Background(), nil, nil) }()
 		serve(t, addr, http.StatusNotFound) // any status below 500 is ready
@@ -44,14 +44,14 @@ func TestProbe(t *testing.T) {
 	t.Run("5xx is not ready", func(t *testing.T) {
 		addr := freeAddr(t)
 		serve(t, addr, http.StatusServiceUnavailable)
-		p := newProber(addr, "/", false, time.Millisecond, 50*time.Millisecond)
+		p := newProber(nil, addr, "/", false, time.Millisecond, 50*time.Millisecond)
 		assert.ErrorIs(t, p.wait(context.Background(), nil, nil), errProbeTimeout)
 		// A TCP probe does not look at the answer.
-		assert.NoError(t, newProber(addr, "/", true, time.Millisecond, time.Second).wait(context.Background(), nil, nil))
+		assert.NoError(t, newProber(nil, addr, "/", true, time.Millisecond, time.Second).wait(context.Background(), nil, nil))
 	})
 	t.Run("gives up when the process exits or a stop comes", func(t *testing.T) {
 		addr := freeAddr(t)
-		p := newProber(addr, "/", false, time.Millisecond, 10*time.Second)
+		p := newProber(nil, addr, "/", false, time.Millisecond, 10*time.Second)
 		exited := make(chan struct{})
 		close(exited)
 		assert.ErrorIs(t, p.wait(context.Background(), exited, nil), errExited)

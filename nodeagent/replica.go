@@ -238,7 +238,7 @@ func (a *Agent) runReplica(ctx context.Context, r *replica) error {
 					a.met.startPhase.WithLabelValues(phaseLabelStart).Observe(trace.Started.Sub(from).Seconds())
 				}
 			}
-			p := newProber(a.addr(r), a.cfg.ProbePath, a.cfg.ProbeTCP, a.cfg.ProbeInterval, a.cfg.ProbeTimeout)
+			p := newProber(a.deps.Dial, a.addr(r), a.cfg.ProbePath, a.cfg.ProbeTCP, a.cfg.ProbeInterval, a.cfg.ProbeTimeout)
 			switch err := p.wait(ctx, task.Done(), r.stopCh); {
 			case err == nil:
 				if err := a.publish(ctx, r, task, &trace, traced); err != nil {
