@@ -487,7 +487,16 @@ func (t *Task) Signal(_ context.Context, sig syscall.Signal) error {
 			srv := t.srv
 			t.mu.Unlock()
 			if srv != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				// The process finishes what it serves, unless a SIGKILL
+				// (or a crash) ends it first.
+				ctx, cancel := context.WithCancel(context.Background())
+				go func() {
+					select {
+					case <-t.done:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
 				_ = srv.Shutdown(ctx)
 				cancel()
 			}
