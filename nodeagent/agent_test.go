@@ -476,7 +476,8 @@ func TestCrashLoopBacksOff(t *testing.T) {
 
 		// Every restart makes a new task in the same container. The program
 		// exits the moment it runs, so the gaps between new tasks are the
-		// backoff: doubling from 20ms up to the cap of 200ms.
+		// backoff: doubling from 20ms up to the cap of 200ms. A second of
+		// the bubble's clock shows several gaps at the cap.
 		time.Sleep(time.Second)
 		synctest.Wait()
 		tasks := e.callTimes("newtask ")
@@ -786,8 +787,9 @@ func TestPoolPolicy(t *testing.T) {
 					return s.Ready == tt.replicas && s.PreCreated == tt.wantPool
 				})
 				e.waitContainers(tt.replicas + tt.wantPool)
-				// Nothing more is made once the pool is at its target, even
-				// as the resync and refill timers run on.
+				// Nothing more is made once the pool is at its target, while
+				// a second of the bubble's clock runs twenty resyncs and ten
+				// heartbeats.
 				time.Sleep(time.Second)
 				synctest.Wait()
 				assert.Len(t, e.rt.Containers(), tt.replicas+tt.wantPool)
