@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -35,11 +34,6 @@ const (
 	crashImg = "example.com/crash:1"
 	stubborn = "example.com/stubborn:1"
 )
-
-// portBase hands each test its own port range. Replicas listen on the fake
-// runtime's in-memory network, but the agent still checks that no program
-// holds a port on the host before it takes it.
-var portBase atomic.Int32
 
 // An env runs an agent on a fresh store and fake runtime. Make it inside a
 // testing/synctest bubble: the agent's timers then run on the bubble's
@@ -71,13 +65,15 @@ func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
 	rt.AddImage(nodeagent.ImageConfig{Ref: badImage, Entrypoint: []string{"/hello"}}, fake.Behavior{BadExec: "exec format error: ELF for arm64, node is amd64"})
 	rt.AddImage(nodeagent.ImageConfig{Ref: crashImg, Entrypoint: []string{"/hello"}}, fake.Behavior{ExitOnStart: 3})
 	rt.AddImage(nodeagent.ImageConfig{Ref: stubborn, Entrypoint: []string{"/hello"}}, fake.Behavior{IgnoreTERM: true})
-	base := 23000 + int(portBase.Add(1)%600)*50
 	cfg := nodeagent.Config{
-		Node:              node,
-		DataDir:           t.TempDir(),
-		RunDir:            t.TempDir(),
-		PortMin:           base,
-		PortMax:           base + 49,
+		Node:    node,
+		DataDir: t.TempDir(),
+		RunDir:  t.TempDir(),
+		// Replicas listen on the runtime's in-memory network, one per
+		// env, so envs share the range; the agent still skips a port that
+		// a program holds on the host.
+		PortMin:           23000,
+		PortMax:           23049,
 		ProbeTimeout:      5 * time.Second,
 		RestartBackoff:    20 * time.Millisecond,
 		RestartBackoffMax: 200 * time.Millisecond,
