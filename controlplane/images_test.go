@@ -12,6 +12,8 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"testing/synctest"
 
@@ -139,3 +141,34 @@ func TestConfigSpoolDefaults(t *testing.T) {
 	assert.ErrorContains(t, c.Validate(), "max spool bytes")
 }
 
+// curlHeaderRE finds the -H arguments of a curl command.
+var curlHeaderRE = regexp.MustCompile(`-H\s+(?:'([^']*)'|"([^"]*)")`)
+
+// The README's image push through curl is accepted. curl sends
+// --data-binary as application/x-www-form-urlencoded unless told
+// otherwise, which an image upload refuses with 415.
+func TestReadmeImagePushIsAccepted(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	var push string
+	for _, cmd := range strings.Split(strings.ReplaceAll(string(readme), "\\\n", " "), "\n") {
+		if strings.HasPrefix(cmd, "curl ") && strings.Contains(cmd, "/v1/images") && strings.Contains(cmd, "--data-binary") {
+			push = cmd
+		}
+	}
+	require.NotEmpty(t, push, "the README shows an image push with curl")
+	contentType := "application/x-www-form-urlencoded"
+	for _, m := range curlHeaderRE.FindAllStringSubmatch(push, -1) {
+		name, value, _ := strings.Cut(m[1]+m[2], ":")
+		if strings.EqualFold(strings.TrimSpace(name), "Content-Type") {
+			contentType = strings.TrimSpace(value)
+		}
+	}
+	a := newTestAPI(t)
+	var img bytes.Buffer
+	_, err = ociimage.Build(&img, ociimage.BuildOptions{Name: "hello:latest", Binary: []byte("x")})
+	require.NoError(t, err)
+	var e api.ErrorBody
+	got := a.doRaw("POST", "/v1/images", contentType, &img, testToken, &e)
+	assert.Equal(t, http.StatusCreated, got, "README: %s\nanswer: %s", push, e.Error.Message)
+}
