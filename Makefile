@@ -12,7 +12,7 @@ API_ADDR ?= 127.0.0.1:8090
 HTTP_ADDR ?= :8080
 TEST_TIMEOUT ?= 14m
 
-.PHONY: all build run stop test test-short fuzz bench bench-go generate deps-run deps-test lint clean
+.PHONY: all build run stop test test-short fuzz bench bench-go generate deps-run deps-test deps-bench lint clean
 
 all: build
 
@@ -33,6 +33,12 @@ deps-run:
 deps-test:
 	$(call apt_need,containerd:containerd runc:runc redis-server:redis-server wrk:wrk hey:hey curl:curl bpftool:bpftool)
 
+# What bench/harness runs: containerd and runc under ebbd, wrk and hey as
+# load generators, HAProxy and nginx as the router's peers (peers.go), git
+# for the commit recorded with the results.
+deps-bench:
+	$(call apt_need,containerd:containerd runc:runc wrk:wrk hey:hey haproxy:haproxy nginx:nginx git:git)
+
 build:
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/ebbd ./cmd/ebbd
@@ -48,14 +54,20 @@ run: deps-run build
 stop:
 	@scripts/stop.sh "$(RUN_DIR)"
 
-# -count=1: e2e/ and bench/ build and run ebbd themselves, a dependency the
-# Go test cache cannot see, so a cached pass could hide a broken binary.
+# -count=1: e2e/ builds and runs ebbd itself, a dependency the Go test
+# cache cannot see, so a cached pass could hide a broken binary.
+# bench/ is a module of its own (so the product's go.mod carries no plotting
+# libraries): ./... at the root does not reach it, so it is vetted and its
+# unit tests run separately. They are pure and take seconds.
 test: deps-test
 	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	cd bench && $(GO) test -count=1 ./...
 
 test-short:
 	$(GO) test -short ./...
+	cd bench && $(GO) test -short ./...
 
 # Each fuzz target runs for FUZZTIME (60s by default).
 FUZZTIME ?= 60s
@@ -63,8 +75,8 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecodeSpec -fuzztime=$(FUZZTIME) ./api
 	$(GO) test -run='^$$' -fuzz=FuzzSpool -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s ./internal/ociimage
 
-bench: build
-	$(GO) run ./bench/cmd/ebbbench $(if $(BENCH),-only $(BENCH)) $(if $(QUICK),-quick)
+bench: deps-bench build
+	cd bench && $(GO) run ./cmd/ebbbench -repo $(CURDIR) $(if $(BENCH),-only $(BENCH)) $(if $(QUICK),-quick)
 
 bench-go:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=$(or $(COUNT),6) ./... | tee bench/results/go-bench.txt

@@ -250,6 +250,7 @@ const (
 	CodeInvalidArchive  = "invalid_archive"   // the image archive is unsafe or malformed, or its image cannot run here
 	CodeUnsupportedType = "unsupported_media" // wrong Content-Type
 	CodeInternal        = "internal"          // a bug or an unavailable dependency
+	CodeUnavailable     = "unavailable"       // a capacity limit is reached for now (a full image spool); retry after Retry-After
 )
 
 // RevisionStat is one reporter's view of one revision over one reporting

@@ -13,6 +13,10 @@ import (
 	"github.com/ebbrun/ebb/store"
 )
 
+// spoolRetryAfter is the Retry-After, in seconds, of an upload refused
+// because the spool is full: about what a large upload takes to finish.
+const spoolRetryAfter = "10"
+
 // imageContentTypes are the media types an image upload may declare.
 var imageContentTypes = []string{"", "application/x-tar", "application/octet-stream", "application/gzip", "application/x-gzip", "application/vnd.oci.image.layout.v1+tar"}
 
@@ -25,11 +29,17 @@ func (s *Server) pushImage(w http.ResponseWriter, r *http.Request) error {
 		return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "image archive of %d bytes exceeds the %d-byte limit", r.ContentLength, s.cfg.MaxImageBytes)
 	}
 	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxImageBytes)
-	archive, err := ociimage.Spool(body, s.cfg.SpoolDir, ociimage.Limits{
+	// The ratio limits take ociimage's defaults: a gzip bomb is refused
+	// after DefaultRatioMinSize bytes, and the spool bounds all uploads.
+	archive, err := s.spool.Spool(body, ociimage.Limits{
 		MaxCompressedSize: s.cfg.MaxImageBytes,
 		MaxSize:           2 * s.cfg.MaxImageBytes,
 		MaxEntrySize:      s.cfg.MaxImageBytes,
 	})
+	if errors.Is(err, ociimage.ErrSpoolFull) {
+		w.Header().Set("Retry-After", spoolRetryAfter)
+		return errorf(http.StatusServiceUnavailable, api.CodeUnavailable, "%v", err)
+	}
 	if err != nil {
 		return archiveError(err)
 	}

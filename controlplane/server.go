@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -38,9 +39,20 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxImageBytes bounds image uploads. Default 2 GiB.
 	MaxImageBytes int64
-	// SpoolDir holds image uploads while they are validated. Required.
+	// SpoolDir holds image uploads while they are validated and imported.
+	// Required. New creates it and removes the files a previous process
+	// left in it, so no other process may use it.
 	SpoolDir string
+	// MaxSpoolBytes bounds the bytes that all image uploads in progress
+	// hold in SpoolDir together; an upload that finds it full gets 503 with
+	// Retry-After. Default DefaultMaxSpoolBytes.
+	MaxSpoolBytes int64
 }
+
+// DefaultMaxSpoolBytes is the default MaxSpoolBytes, 4 GiB: room for one
+// upload as large as the default MaxImageBytes allows once decompressed
+// (twice MaxImageBytes), or for several smaller ones.
+const DefaultMaxSpoolBytes = 4 << 30
 
 func (c *Config) setDefaults() {
 	if c.Addr == "" {
@@ -58,6 +70,9 @@ func (c *Config) setDefaults() {
 	if c.MaxImageBytes == 0 {
 		c.MaxImageBytes = 2 << 30
 	}
+	if c.MaxSpoolBytes == 0 {
+		c.MaxSpoolBytes = DefaultMaxSpoolBytes
+	}
 }
 
 // Validate reports the first invalid setting.
@@ -71,6 +86,8 @@ func (c Config) Validate() error {
 		return errors.New("controlplane: max body bytes must be at least 1024")
 	case c.MaxImageBytes < c.MaxBodyBytes:
 		return errors.New("controlplane: max image bytes must be at least max body bytes")
+	case c.MaxSpoolBytes < 0:
+		return errors.New("controlplane: max spool bytes must not be negative")
 	case c.RouterPort < 1 || c.RouterPort > 65535:
 		return fmt.Errorf("controlplane: router port %d is outside 1-65535", c.RouterPort)
 	}
@@ -119,6 +136,7 @@ type Deps struct {
 type Server struct {
 	cfg      Config
 	deps     Deps
+	spool    *ociimage.SpoolDir
 	handler  http.Handler
 	requests *prometheus.CounterVec
 }
@@ -135,7 +153,16 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	s := &Server{cfg: cfg, deps: deps}
+	spool, left, err := ociimage.OpenSpoolDir(cfg.SpoolDir, cfg.MaxSpoolBytes)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: %w", err)
+	}
+	if left.Files > 0 {
+		// A process killed during an upload leaves its spool file; nothing
+		// else would ever remove it.
+		deps.Logger.Info("removed leftover image uploads from the spool", "dir", cfg.SpoolDir, "files", left.Files, "bytes", left.Bytes)
+	}
+	s := &Server{cfg: cfg, deps: deps, spool: spool}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ebb_api_requests_total",
 		Help: "Control-plane API requests by route and status code.",

@@ -60,12 +60,19 @@ func (r *recordingImporter) Delete(_ context.Context, name string) error {
 type testAPI struct {
 	t        *testing.T
 	url      string
+	srv      *Server
 	store    store.Store
 	images   *recordingImporter
 	spoolDir string
 }
 
 func newTestAPI(t *testing.T) *testAPI {
+	t.Helper()
+	return newTestAPIWith(t, func(*Config) {})
+}
+
+// newTestAPIWith is newTestAPI with changes to its Config.
+func newTestAPIWith(t *testing.T, change func(*Config)) *testAPI {
 	t.Helper()
 	dir := t.TempDir()
 	st, err := embedded.Open(filepath.Join(dir, "state.db"), embedded.Options{})
@@ -75,12 +82,13 @@ func newTestAPI(t *testing.T) *testAPI {
 	require.NoError(t, os.MkdirAll(spool, 0o700))
 	reg := prometheus.NewRegistry()
 	imp := &recordingImporter{}
-	srv, err := New(Config{Token: testToken, SpoolDir: spool, MaxBodyBytes: 4096, MaxImageBytes: 64 << 20},
-		Deps{Store: st, Images: imp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg})
+	cfg := Config{Token: testToken, SpoolDir: spool, MaxBodyBytes: 4096, MaxImageBytes: 64 << 20}
+	change(&cfg)
+	srv, err := New(cfg, Deps{Store: st, Images: imp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg})
 	require.NoError(t, err)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return &testAPI{t: t, url: ts.URL, store: st, images: imp, spoolDir: spool}
+	return &testAPI{t: t, url: ts.URL, srv: srv, store: st, images: imp, spoolDir: spool}
 }
 
 // do sends a request and decodes a JSON answer into out (if non-nil).

@@ -28,75 +28,117 @@ import (
 //   - Records, ports and endpoints of this node with no container are
 //     deleted.
 func (a *Agent) adopt(ctx context.Context) error {
+	left, err := a.readLeftovers(ctx)
+	if err != nil {
+		return err
+	}
+	a.seedStatuses(left.statuses)
+	adopted, err := a.adoptContainers(ctx, left)
+	if err != nil {
+		return err
+	}
+	if err := a.deleteStale(ctx, left, adopted); err != nil {
+		return err
+	}
+	a.superviseAdopted(adopted)
+	return nil
+}
+
+// leftovers is what an earlier agent left of this node: in the store and
+// in the runtime.
+type leftovers struct {
+	records    map[string]store.Replica // by replica id
+	ports      []store.KV
+	endpoints  []store.Versioned[store.Endpoint]
+	statuses   []store.Versioned[store.RevisionNodeStatus]
+	containers []Container
+}
+
+// readLeftovers reads the node's records from the store and its containers
+// from the runtime.
+func (a *Agent) readLeftovers(ctx context.Context) (leftovers, error) {
 	node := a.cfg.Node
 	s := a.deps.Store
+	var left leftovers
 	recs, _, err := store.ListJSON[store.Replica](ctx, s, store.ReplicasPrefix(node))
 	if err != nil {
-		return fmt.Errorf("list replica records: %w", err)
+		return left, fmt.Errorf("list replica records: %w", err)
 	}
-	portKVs, _, err := s.List(ctx, store.PrefixPorts+node+"/")
-	if err != nil {
-		return fmt.Errorf("list ports: %w", err)
+	left.records = make(map[string]store.Replica, len(recs))
+	for _, r := range recs {
+		left.records[r.Value.ID] = r.Value
 	}
-	eps, _, err := store.ListJSON[store.Endpoint](ctx, s, store.PrefixEndpoints)
-	if err != nil {
-		return fmt.Errorf("list endpoints: %w", err)
+	if left.ports, _, err = s.List(ctx, store.PrefixPorts+node+"/"); err != nil {
+		return left, fmt.Errorf("list ports: %w", err)
 	}
-	statuses, _, err := store.ListJSON[store.RevisionNodeStatus](ctx, s, store.PrefixRevStatus)
-	if err != nil {
-		return fmt.Errorf("list revision statuses: %w", err)
+	if left.endpoints, _, err = store.ListJSON[store.Endpoint](ctx, s, store.PrefixEndpoints); err != nil {
+		return left, fmt.Errorf("list endpoints: %w", err)
 	}
-	ctrs, err := a.deps.Runtime.List(ctx, node)
-	if err != nil {
-		return fmt.Errorf("list containers: %w", err)
+	if left.statuses, _, err = store.ListJSON[store.RevisionNodeStatus](ctx, s, store.PrefixRevStatus); err != nil {
+		return left, fmt.Errorf("list revision statuses: %w", err)
 	}
+	if left.containers, err = a.deps.Runtime.List(ctx, node); err != nil {
+		return left, fmt.Errorf("list containers: %w", err)
+	}
+	return left, nil
+}
 
+// seedStatuses keeps what the earlier agent last reported for each
+// revision on this node, so that counters such as restarts go on.
+func (a *Agent) seedStatuses(statuses []store.Versioned[store.RevisionNodeStatus]) {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	for _, st := range statuses {
-		if st.Value.Node == node && strings.HasSuffix(st.Key, "/"+node) {
+		if st.Value.Node == a.cfg.Node && strings.HasSuffix(st.Key, "/"+a.cfg.Node) {
 			a.seedStatus[st.Value.Revision] = st.Value
 		}
 	}
-	a.mu.Unlock()
+}
 
-	byID := make(map[string]store.Replica, len(recs))
-	for _, r := range recs {
-		byID[r.Value.ID] = r.Value
-	}
+// adoptContainers adopts each container that has a record and deletes the
+// others (orphans) and those that cannot be adopted. It returns the adopted
+// replicas by id.
+func (a *Agent) adoptContainers(ctx context.Context, left leftovers) (map[string]*replica, error) {
 	limits := map[string]replicaLimits{}
 	adopted := map[string]*replica{}
-	for _, c := range ctrs {
-		rec, ok := byID[c.ID]
+	for _, c := range left.containers {
+		rec, ok := left.records[c.ID]
 		if !ok || rec.Port == 0 {
 			a.log.Warn("deleting orphan container", "container", c.ID)
 			if err := a.deps.Runtime.Delete(ctx, c.ID); err != nil {
-				return fmt.Errorf("delete orphan container %s: %w", c.ID, err)
+				return nil, fmt.Errorf("delete orphan container %s: %w", c.ID, err)
 			}
 			continue
 		}
 		r, err := a.adoptOne(ctx, c, rec, limits)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if r != nil {
 			adopted[r.id] = r
 		}
 	}
+	return adopted, nil
+}
 
+// deleteStale deletes the node's replica, port and endpoint records that
+// belong to no adopted replica.
+func (a *Agent) deleteStale(ctx context.Context, left leftovers, adopted map[string]*replica) error {
+	node := a.cfg.Node
 	stale := map[string]bool{}
-	for id, rec := range byID {
+	for id, rec := range left.records {
 		if adopted[id] == nil {
 			stale[store.ReplicaKey(node, id)] = true
 			stale[store.EndpointKey(rec.Revision, id)] = true
 		}
 	}
-	for _, kv := range portKVs {
+	for _, kv := range left.ports {
 		var id string
 		if json.Unmarshal(kv.Value, &id) != nil || adopted[id] == nil {
 			stale[kv.Key] = true
 		}
 	}
-	for _, ep := range eps {
+	for _, ep := range left.endpoints {
 		if ep.Value.Node == node && adopted[ep.Value.Replica] == nil {
 			stale[ep.Key] = true
 		}
@@ -113,7 +155,12 @@ func (a *Agent) adopt(ctx context.Context) error {
 		}
 		ops = ops[n:]
 	}
+	return nil
+}
 
+// superviseAdopted hands the adopted replicas to the agent: their ports
+// are taken and each gets its goroutine.
+func (a *Agent) superviseAdopted(adopted map[string]*replica) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range adopted {
@@ -126,7 +173,6 @@ func (a *Agent) adopt(ctx context.Context) error {
 	if len(adopted) > 0 {
 		a.log.Info("adopted replicas", "count", len(adopted))
 	}
-	return nil
 }
 
 // adoptOne attaches to one container that has a record, or deletes it if it

@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,10 +35,11 @@ const (
 	stubborn = "example.com/stubborn:1"
 )
 
-// portBase hands each test its own port range, so parallel tests and
-// leftovers of a failed one never collide.
-var portBase atomic.Int32
-
+// An env runs an agent on a fresh store and fake runtime. Make it inside a
+// testing/synctest bubble: the agent's timers then run on the bubble's
+// clock, which moves only when every goroutine of the test waits on it, so
+// a 300ms grace takes no time and tests assert what happened at which
+// instant instead of sleeping.
 type env struct {
 	t     *testing.T
 	store store.Store
@@ -47,9 +48,8 @@ type env struct {
 	reg   *prometheus.Registry
 	agent *nodeagent.Agent
 	stop  func()
-	// requests is the agent's Deps.Requests: no port is tracked until a
-	// test sets one.
-	requests hiddenRequests
+	// requests is the agent's Deps.Requests.
+	requests requests
 }
 
 func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
@@ -58,17 +58,22 @@ func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	rt := fake.New()
+	// After the agent stops (cleanups run last first): the fake servers'
+	// goroutines must end for the bubble to end.
+	t.Cleanup(rt.Close)
 	rt.AddImage(nodeagent.ImageConfig{Ref: image, Entrypoint: []string{"/hello"}, Env: []string{"PATH=/bin", "GREETING=hi"}}, fake.Behavior{})
 	rt.AddImage(nodeagent.ImageConfig{Ref: badImage, Entrypoint: []string{"/hello"}}, fake.Behavior{BadExec: "exec format error: ELF for arm64, node is amd64"})
 	rt.AddImage(nodeagent.ImageConfig{Ref: crashImg, Entrypoint: []string{"/hello"}}, fake.Behavior{ExitOnStart: 3})
 	rt.AddImage(nodeagent.ImageConfig{Ref: stubborn, Entrypoint: []string{"/hello"}}, fake.Behavior{IgnoreTERM: true})
-	base := 23000 + int(portBase.Add(1))*50
 	cfg := nodeagent.Config{
-		Node:              node,
-		DataDir:           t.TempDir(),
-		RunDir:            t.TempDir(),
-		PortMin:           base,
-		PortMax:           base + 49,
+		Node:    node,
+		DataDir: t.TempDir(),
+		RunDir:  t.TempDir(),
+		// Replicas listen on the runtime's in-memory network, one per
+		// env, so envs share the range; the agent still skips a port that
+		// a program holds on the host.
+		PortMin:           23000,
+		PortMax:           23049,
 		ProbeTimeout:      5 * time.Second,
 		RestartBackoff:    20 * time.Millisecond,
 		RestartBackoffMax: 200 * time.Millisecond,
@@ -81,7 +86,7 @@ func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	e := &env{t: t, store: st, rt: rt, cfg: cfg}
+	e := &env{t: t, store: st, rt: rt, cfg: cfg, requests: requests{rt: rt}}
 	e.start()
 	t.Cleanup(func() { e.stop() })
 	return e
@@ -93,7 +98,7 @@ func (e *env) start() {
 	e.t.Helper()
 	e.reg = prometheus.NewRegistry()
 	a, err := nodeagent.New(e.cfg, nodeagent.Deps{
-		Store: e.store, Runtime: e.rt, Registerer: e.reg, Requests: &e.requests,
+		Store: e.store, Runtime: e.rt, Registerer: e.reg, Requests: &e.requests, Dial: e.rt.Dial,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	require.NoError(e.t, err)
@@ -155,102 +160,157 @@ func (e *env) status(rev string) (store.RevisionNodeStatus, bool) {
 	return st, err == nil
 }
 
+// waitLimit bounds every wait, in the bubble's time.
+const waitLimit = time.Minute
+
+// waitFor lets the agent do all it can until it waits on the clock, then
+// moves the bubble's clock on a millisecond at a time until ok holds. The
+// clock is fake, so this costs no wall time and the outcome does not
+// depend on the machine's speed.
+func (e *env) waitFor(ok func() bool, format string, args ...any) {
+	e.t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		synctest.Wait()
+		if ok() {
+			return
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("not within %s: "+format, append([]any{waitLimit}, args...)...)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func (e *env) waitEndpoints(rev string, n int) []store.Endpoint {
 	e.t.Helper()
 	var eps []store.Endpoint
-	require.Eventually(e.t, func() bool {
+	e.waitFor(func() bool {
 		eps = e.endpoints(rev)
 		return len(eps) == n
-	}, 10*time.Second, 2*time.Millisecond, "want %d endpoints of %s, have %+v", n, rev, eps)
+	}, "want %d endpoints of %s, have %+v", n, rev, &eps)
 	return eps
 }
 
 func (e *env) waitStatus(rev string, what string, ok func(store.RevisionNodeStatus) bool) store.RevisionNodeStatus {
 	e.t.Helper()
 	var st store.RevisionNodeStatus
-	require.Eventually(e.t, func() bool {
+	e.waitFor(func() bool {
 		var found bool
 		st, found = e.status(rev)
 		return found && ok(st)
-	}, 10*time.Second, 2*time.Millisecond, "revision %s: want %s, have %+v", rev, what, st)
+	}, "revision %s: want %s, have %+v", rev, what, &st)
 	return st
 }
 
 func (e *env) waitContainers(n int) map[string]nodeagent.ContainerSpec {
 	e.t.Helper()
 	var cs map[string]nodeagent.ContainerSpec
-	require.Eventually(e.t, func() bool {
+	e.waitFor(func() bool {
 		cs = e.rt.Containers()
 		return len(cs) == n
-	}, 10*time.Second, 2*time.Millisecond, "want %d containers, have %d", n, len(cs))
+	}, "want %d containers, have %v", n, &cs)
 	return cs
 }
 
-func get(t *testing.T, addr, path string) string {
-	t.Helper()
-	c := &http.Client{Timeout: 5 * time.Second}
+// callAt is when the runtime saw the call what, such as "signal {id}
+// terminated"; it fails the test if it never did.
+func (e *env) callAt(what string) time.Time {
+	e.t.Helper()
+	for _, c := range e.rt.TimedCalls() {
+		if c.What == what {
+			return c.At
+		}
+	}
+	e.t.Fatalf("no call %q in %v", what, e.rt.Calls())
+	return time.Time{}
+}
+
+// callTimes is when the runtime saw each call starting with prefix.
+func (e *env) callTimes(prefix string) []time.Time {
+	var out []time.Time
+	for _, c := range e.rt.TimedCalls() {
+		if strings.HasPrefix(c.What, prefix) {
+			out = append(out, c.At)
+		}
+	}
+	return out
+}
+
+// get makes one request to a replica over the fake runtime's network.
+func (e *env) get(addr, path string) string {
+	e.t.Helper()
+	tr := &http.Transport{DialContext: e.rt.Dial, DisableKeepAlives: true}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr, Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + path)
-	require.NoError(t, err)
+	require.NoError(e.t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
+	require.NoError(e.t, err)
 	return string(b)
 }
 
 func TestScaleUpPublishesEndpointsAndKeepsAPool(t *testing.T) {
-	e := newEnv(t, nil)
-	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image, Env: map[string]string{"A": "1"},
-		Concurrency: api.Concurrency{HardLimit: 7}, Resources: api.Resources{CPU: 0.5, Memory: "128Mi", Pids: 64},
-		Secrets: []api.Secret{{Name: "token", Value: "s3cret", Env: "TOKEN"}, {Name: "key", Value: "k", File: "key"}}})
-	e.assign("hello", rev, 2, 0)
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil)
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image, Env: map[string]string{"A": "1"},
+			Concurrency: api.Concurrency{HardLimit: 7}, Resources: api.Resources{CPU: 0.5, Memory: "128Mi", Pids: 64},
+			Secrets: []api.Secret{{Name: "token", Value: "s3cret", Env: "TOKEN"}, {Name: "key", Value: "k", File: "key"}}})
+		e.assign("hello", rev, 2, 0)
 
-	eps := e.waitEndpoints(rev, 2)
-	for _, ep := range eps {
-		assert.Equal(t, node, ep.Node)
-		assert.Equal(t, 7, ep.Limit)
-		assert.True(t, strings.HasPrefix(ep.Addr, "127.0.0.1:"))
-		assert.Equal(t, "hello from "+ep.Replica+"\n", get(t, ep.Addr, "/"))
-	}
-	assert.NotEqual(t, eps[0].Addr, eps[1].Addr)
+		eps := e.waitEndpoints(rev, 2)
+		for _, ep := range eps {
+			assert.Equal(t, node, ep.Node)
+			assert.Equal(t, 7, ep.Limit)
+			assert.True(t, strings.HasPrefix(ep.Addr, "127.0.0.1:"))
+			assert.Equal(t, "hello from "+ep.Replica+"\n", e.get(ep.Addr, "/"))
+		}
+		assert.NotEqual(t, eps[0].Addr, eps[1].Addr)
 
-	// The default policy keeps one pre-created task for a revision in use.
-	st := e.waitStatus(rev, "ready with a pre-created task", func(s store.RevisionNodeStatus) bool {
-		return s.State == api.RevisionReady && s.Ready == 2 && s.PreCreated == 1
+		// The default policy keeps one pre-created task for a revision in use.
+		st := e.waitStatus(rev, "ready with a pre-created task", func(s store.RevisionNodeStatus) bool {
+			return s.State == api.RevisionReady && s.Ready == 2 && s.PreCreated == 1
+		})
+		assert.Zero(t, st.Restarts)
+		cs := e.waitContainers(3)
+
+		spec := cs[eps[0].Replica]
+		assert.Equal(t, []string{"/hello"}, spec.Args)
+		assert.Contains(t, spec.Env, "PATH=/bin")
+		assert.Contains(t, spec.Env, "GREETING=hi")
+		assert.Contains(t, spec.Env, "A=1")
+		assert.Contains(t, spec.Env, "TOKEN=s3cret")
+		assert.Contains(t, spec.Env, "EBB_REVISION="+rev)
+		assert.Contains(t, spec.Env, "EBB_REPLICA="+eps[0].Replica)
+		assert.Contains(t, spec.Env, "PORT="+strings.TrimPrefix(eps[0].Addr, "127.0.0.1:"))
+		assert.Equal(t, 0.5, spec.CPU)
+		assert.Equal(t, int64(128<<20), spec.MemoryBytes)
+		assert.Equal(t, int64(64), spec.PidsLimit)
+		assert.Equal(t, rev, spec.Labels[nodeagent.LabelRevision])
+		assert.Equal(t, "hello", spec.Labels[nodeagent.LabelFunction])
+		assert.Equal(t, node, spec.Labels[nodeagent.LabelNode])
+		require.NotEmpty(t, spec.SecretsDir)
+		assert.FileExists(t, filepath.Join(spec.SecretsDir, "key"))
+
+		// Ports are recorded in the store, one per container.
+		ports, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")
+		require.NoError(t, err)
+		assert.Len(t, ports, 3)
+
+		// The node record counts the replicas and the pool.
+		var n store.Node
+		e.waitFor(func() bool {
+			n, _, err = store.GetJSON[store.Node](context.Background(), e.store, store.NodeKey(node))
+			return err == nil && n.Running == 2 && n.PoolSize == 1
+		}, "node record with 2 running and 1 pooled, have %+v", &n)
+		assert.Equal(t, 1.0, n.AllocatedCPU)
+		assert.Equal(t, int64(256<<20), n.AllocatedMemory)
+		assert.Len(t, n.Images, 4)
+		assert.Equal(t, 32, n.PoolCapacity)
+		e.waitFor(func() bool { return testenv.Metric(t, e.reg, "ebb_nodeagent_running_replicas") == 2 }, "2 running replicas counted")
+		assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_tasks"))
 	})
-	assert.Zero(t, st.Restarts)
-	cs := e.waitContainers(3)
-
-	spec := cs[eps[0].Replica]
-	assert.Equal(t, []string{"/hello"}, spec.Args)
-	assert.Contains(t, spec.Env, "PATH=/bin")
-	assert.Contains(t, spec.Env, "GREETING=hi")
-	assert.Contains(t, spec.Env, "A=1")
-	assert.Contains(t, spec.Env, "TOKEN=s3cret")
-	assert.Contains(t, spec.Env, "EBB_REVISION="+rev)
-	assert.Contains(t, spec.Env, "EBB_REPLICA="+eps[0].Replica)
-	assert.Contains(t, spec.Env, "PORT="+strings.TrimPrefix(eps[0].Addr, "127.0.0.1:"))
-	assert.Equal(t, 0.5, spec.CPU)
-	assert.Equal(t, int64(128<<20), spec.MemoryBytes)
-	assert.Equal(t, int64(64), spec.PidsLimit)
-	assert.Equal(t, rev, spec.Labels[nodeagent.LabelRevision])
-	assert.Equal(t, "hello", spec.Labels[nodeagent.LabelFunction])
-	assert.Equal(t, node, spec.Labels[nodeagent.LabelNode])
-	require.NotEmpty(t, spec.SecretsDir)
-	assert.FileExists(t, filepath.Join(spec.SecretsDir, "key"))
-
-	// Ports are recorded in the store, one per container.
-	ports, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")
-	require.NoError(t, err)
-	assert.Len(t, ports, 3)
-
-	// The node record counts the replicas and the pool.
-	require.Eventually(t, func() bool {
-		n, _, err := store.GetJSON[store.Node](context.Background(), e.store, store.NodeKey(node))
-		return err == nil && n.Running == 2 && n.PoolSize == 1 && n.AllocatedCPU == 1.0 &&
-			n.AllocatedMemory == 256<<20 && len(n.Images) == 4 && n.PoolCapacity == 32
-	}, 5*time.Second, 5*time.Millisecond)
-	require.Eventually(t, func() bool { return testenv.Metric(t, e.reg, "ebb_nodeagent_running_replicas") == 2 }, 5*time.Second, 5*time.Millisecond)
-	assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_tasks"))
 }
 
 // histogramCount is the sample count of the histogram series with label=value.
@@ -274,37 +334,39 @@ func histogramCount(t *testing.T, reg *prometheus.Registry, name, label, value s
 }
 
 func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
-	e := newEnv(t, nil)
-	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
-	// Zero replicas but an explicit pool entry, as the autoscaler asks for
-	// a revision at zero that it expects to need.
-	e.assign("hello", rev, 0, 1)
-	e.waitStatus(rev, "idle with a pre-created task", func(s store.RevisionNodeStatus) bool {
-		return s.State == api.RevisionIdle && s.PreCreated == 1
-	})
-	cs := e.waitContainers(1)
-	var pooled string
-	for id := range cs {
-		pooled = id
-	}
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil)
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		// Zero replicas but an explicit pool entry, as the autoscaler asks for
+		// a revision at zero that it expects to need.
+		e.assign("hello", rev, 0, 1)
+		e.waitStatus(rev, "idle with a pre-created task", func(s store.RevisionNodeStatus) bool {
+			return s.State == api.RevisionIdle && s.PreCreated == 1
+		})
+		cs := e.waitContainers(1)
+		var pooled string
+		for id := range cs {
+			pooled = id
+		}
 
-	e.assign("hello", rev, 1, 1)
-	eps := e.waitEndpoints(rev, 1)
-	assert.Equal(t, pooled, eps[0].Replica, "the pre-created task serves the first replica")
-	// And the pool is refilled once the start is done.
-	e.waitStatus(rev, "ready with a refilled pool", func(s store.RevisionNodeStatus) bool {
-		return s.State == api.RevisionReady && s.Ready == 1 && s.PreCreated == 1
-	})
-	e.waitContainers(2)
+		e.assign("hello", rev, 1, 1)
+		eps := e.waitEndpoints(rev, 1)
+		assert.Equal(t, pooled, eps[0].Replica, "the pre-created task serves the first replica")
+		// And the pool is refilled once the start is done.
+		e.waitStatus(rev, "ready with a refilled pool", func(s store.RevisionNodeStatus) bool {
+			return s.State == api.RevisionReady && s.Ready == 1 && s.PreCreated == 1
+		})
+		e.waitContainers(2)
 
-	assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_hits_total"))
-	assert.Equal(t, 0.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_misses_total"))
-	// Every phase of the start was timed: create and task when the pool
-	// entry was made, start and ready when it was used.
-	for _, phase := range []string{"create", "task", "start", "ready"} {
-		assert.GreaterOrEqual(t, histogramCount(t, e.reg, "ebb_nodeagent_start_phase_seconds", "phase", phase), uint64(1), phase)
-	}
-	assert.Equal(t, uint64(1), histogramCount(t, e.reg, "ebb_nodeagent_start_seconds", "pool", "hit"))
+		assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_hits_total"))
+		assert.Equal(t, 0.0, testenv.Metric(t, e.reg, "ebb_nodeagent_pool_misses_total"))
+		// Every phase of the start was timed: create and task when the pool
+		// entry was made, start and ready when it was used.
+		for _, phase := range []string{"create", "task", "start", "ready"} {
+			assert.GreaterOrEqual(t, histogramCount(t, e.reg, "ebb_nodeagent_start_phase_seconds", "phase", phase), uint64(1), phase)
+		}
+		assert.Equal(t, uint64(1), histogramCount(t, e.reg, "ebb_nodeagent_start_seconds", "pool", "hit"))
+	})
 }
 
 // TestReleasedStartIsRecordedOnceReady: where the runtime can release a
@@ -325,93 +387,102 @@ func TestReleasedStartIsRecordedOnceReady(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
-			rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
-			endpointsAtStart := make(chan int, 1)
-			e.rt.OnStart(func(string) {
-				select {
-				case endpointsAtStart <- len(e.endpoints(rev)):
-				default: // only the first Start matters
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+				rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+				endpointsAtStart := make(chan int, 1)
+				e.rt.OnStart(func(string) {
+					select {
+					case endpointsAtStart <- len(e.endpoints(rev)):
+					default: // only the first Start matters
+					}
+				})
+				if tt.releaseErr != nil {
+					e.rt.FailNext("Release", tt.releaseErr)
 				}
+
+				e.assign("hello", rev, 1, 0)
+
+				ep := e.waitEndpoints(rev, 1)[0]
+				assert.Equal(t, tt.wantEpFirst, <-endpointsAtStart == 1, "endpoint written before Start")
+				assert.Contains(t, e.get(ep.Addr, "/"), "hello from "+ep.Replica)
+				e.waitFor(func() bool {
+					st, err := e.rt.Task(ep.Replica).State(context.Background())
+					return err == nil && st == nodeagent.TaskRunning
+				}, "the runtime records the start")
+				var calls []string
+				for _, c := range e.rt.Calls() {
+					if verb, id, ok := strings.Cut(c, " "); ok && id == ep.Replica && (verb == "release" || verb == "start") {
+						calls = append(calls, verb)
+					}
+				}
+				assert.Equal(t, tt.wantCalls, calls)
+				assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_task_starts_total", tt.wantHow))
 			})
-			if tt.releaseErr != nil {
-				e.rt.FailNext("Release", tt.releaseErr)
-			}
-
-			e.assign("hello", rev, 1, 0)
-
-			ep := e.waitEndpoints(rev, 1)[0]
-			assert.Equal(t, tt.wantEpFirst, <-endpointsAtStart == 1, "endpoint written before Start")
-			assert.Contains(t, get(t, ep.Addr, "/"), "hello from "+ep.Replica)
-			var calls []string
-			for _, c := range e.rt.Calls() {
-				if verb, id, ok := strings.Cut(c, " "); ok && id == ep.Replica && (verb == "release" || verb == "start") {
-					calls = append(calls, verb)
-				}
-			}
-			assert.Equal(t, tt.wantCalls, calls)
-			assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_task_starts_total", tt.wantHow))
-			require.Eventually(t, func() bool {
-				st, err := e.rt.Task(ep.Replica).State(context.Background())
-				return err == nil && st == nodeagent.TaskRunning
-			}, 10*time.Second, 2*time.Millisecond, "the runtime records the start")
 		})
 	}
 }
 
 func TestCrashRestartsInPlaceAndReportsCrashLoop(t *testing.T) {
-	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
-	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
-	e.assign("hello", rev, 1, 0)
-	ep := e.waitEndpoints(rev, 1)[0]
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		e.assign("hello", rev, 1, 0)
+		ep := e.waitEndpoints(rev, 1)[0]
 
-	e.rt.Task(ep.Replica).Crash(42)
-	st := e.waitStatus(rev, "ready again after one restart", func(s store.RevisionNodeStatus) bool {
-		return s.State == api.RevisionReady && s.Restarts == 1
+		crashed := time.Now()
+		e.rt.Task(ep.Replica).Crash(42)
+		st := e.waitStatus(rev, "ready again after one restart", func(s store.RevisionNodeStatus) bool {
+			return s.State == api.RevisionReady && s.Restarts == 1
+		})
+		require.NotNil(t, st.LastExitCode)
+		assert.Equal(t, 42, *st.LastExitCode)
+		assert.Contains(t, strings.Join(st.LastLogLines, "\n"), "stderr: fake: crashing with 42")
+		// The new task came after the first backoff, no sooner, no later.
+		tasks := e.callTimes("newtask " + ep.Replica)
+		require.Len(t, tasks, 2)
+		assert.Equal(t, e.cfg.RestartBackoff, tasks[1].Sub(crashed))
+
+		again := e.waitEndpoints(rev, 1)[0]
+		assert.Equal(t, ep.Replica, again.Replica, "restarted in place")
+		assert.Equal(t, ep.Addr, again.Addr, "same port")
+		assert.Len(t, e.rt.Containers(), 1)
+		assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_restarts_total"))
+		rec, _, err := store.GetJSON[store.Replica](context.Background(), e.store, store.ReplicaKey(node, ep.Replica))
+		require.NoError(t, err)
+		assert.Equal(t, 1, rec.Restarts)
+		assert.Equal(t, store.ReplicaReady, rec.State)
 	})
-	require.NotNil(t, st.LastExitCode)
-	assert.Equal(t, 42, *st.LastExitCode)
-	assert.Contains(t, strings.Join(st.LastLogLines, "\n"), "stderr: fake: crashing with 42")
-
-	again := e.waitEndpoints(rev, 1)[0]
-	assert.Equal(t, ep.Replica, again.Replica, "restarted in place")
-	assert.Equal(t, ep.Addr, again.Addr, "same port")
-	assert.Len(t, e.rt.Containers(), 1)
-	assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_nodeagent_restarts_total"))
-	rec, _, err := store.GetJSON[store.Replica](context.Background(), e.store, store.ReplicaKey(node, ep.Replica))
-	require.NoError(t, err)
-	assert.Equal(t, 1, rec.Restarts)
-	assert.Equal(t, store.ReplicaReady, rec.State)
 }
 
 func TestCrashLoopBacksOff(t *testing.T) {
-	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
-	rev := e.deploy("crash", 1, api.FunctionSpec{Image: crashImg})
-	e.assign("crash", rev, 1, 0)
-	st := e.waitStatus(rev, "crash loop", func(s store.RevisionNodeStatus) bool {
-		return s.State == api.RevisionCrashLoop && s.Restarts >= 3
-	})
-	require.NotNil(t, st.LastExitCode)
-	assert.Equal(t, 3, *st.LastExitCode)
-	assert.Contains(t, st.Message, "exited with code 3")
-	assert.Contains(t, strings.Join(st.LastLogLines, "\n"), "fake: failing on start")
-	assert.Empty(t, e.endpoints(rev))
-	assert.Len(t, e.rt.Containers(), 1, "restarts reuse the container")
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		rev := e.deploy("crash", 1, api.FunctionSpec{Image: crashImg})
+		e.assign("crash", rev, 1, 0)
+		st := e.waitStatus(rev, "crash loop", func(s store.RevisionNodeStatus) bool {
+			return s.State == api.RevisionCrashLoop && s.Restarts >= 3
+		})
+		require.NotNil(t, st.LastExitCode)
+		assert.Equal(t, 3, *st.LastExitCode)
+		assert.Contains(t, st.Message, "exited with code 3")
+		assert.Contains(t, strings.Join(st.LastLogLines, "\n"), "fake: failing on start")
+		assert.Empty(t, e.endpoints(rev))
+		assert.Len(t, e.rt.Containers(), 1, "restarts reuse the container")
 
-	// Backoff: starts are spaced out, doubling up to the cap (20ms → 200ms),
-	// so in 600ms there are far fewer than a tight loop would make.
-	starts := func() int {
-		n := 0
-		for _, c := range e.rt.Calls() {
-			if strings.HasPrefix(c, "start ") {
-				n++
-			}
+		// Every restart makes a new task in the same container. The program
+		// exits the moment it runs, so the gaps between new tasks are the
+		// backoff: doubling from 20ms up to the cap of 200ms. A second of
+		// the bubble's clock shows several gaps at the cap.
+		time.Sleep(time.Second)
+		synctest.Wait()
+		tasks := e.callTimes("newtask ")
+		require.Greater(t, len(tasks), 6)
+		for i := 1; i < len(tasks); i++ {
+			want := min(e.cfg.RestartBackoff<<(i-1), e.cfg.RestartBackoffMax)
+			assert.Equal(t, want, tasks[i].Sub(tasks[i-1]), "wait before restart %d", i)
 		}
-		return n
-	}
-	before := starts()
-	time.Sleep(600 * time.Millisecond) // measuring a rate over a window
-	assert.LessOrEqual(t, starts()-before, 6)
+	})
 }
 
 func TestBadImageFailsWithAClearStatus(t *testing.T) {
@@ -425,227 +496,258 @@ func TestBadImageFailsWithAClearStatus(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, nil)
-			rev := e.deploy("bad", 1, tt.spec)
-			e.assign("bad", rev, 1, 0)
-			st := e.waitStatus(rev, "failed", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionFailed })
-			assert.Equal(t, tt.message, st.Message)
-			assert.Empty(t, e.rt.Containers(), "nothing is created from a bad image")
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, nil)
+				rev := e.deploy("bad", 1, tt.spec)
+				e.assign("bad", rev, 1, 0)
+				st := e.waitStatus(rev, "failed", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionFailed })
+				assert.Equal(t, tt.message, st.Message)
+				assert.Empty(t, e.rt.Containers(), "nothing is created from a bad image")
+			})
 		})
 	}
 
 	t.Run("no entrypoint", func(t *testing.T) {
-		e := newEnv(t, nil)
-		e.rt.AddImage(nodeagent.ImageConfig{Ref: "example.com/empty:1"}, fake.Behavior{})
-		rev := e.deploy("empty", 1, api.FunctionSpec{Image: "example.com/empty:1"})
-		e.assign("empty", rev, 1, 0)
-		st := e.waitStatus(rev, "failed", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionFailed })
-		assert.Equal(t, "image example.com/empty:1 has no entrypoint or cmd, and the function sets no args", st.Message)
+		synctest.Test(t, func(t *testing.T) {
+			e := newEnv(t, nil)
+			e.rt.AddImage(nodeagent.ImageConfig{Ref: "example.com/empty:1"}, fake.Behavior{})
+			rev := e.deploy("empty", 1, api.FunctionSpec{Image: "example.com/empty:1"})
+			e.assign("empty", rev, 1, 0)
+			st := e.waitStatus(rev, "failed", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionFailed })
+			assert.Equal(t, "image example.com/empty:1 has no entrypoint or cmd, and the function sets no args", st.Message)
+		})
 	})
 
 	t.Run("start error recovers", func(t *testing.T) {
-		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
-		e.rt.FailNext("NewTask", fmt.Errorf("runc create failed: %w", fake.ErrInjected))
-		rev := e.deploy("flaky", 1, api.FunctionSpec{Image: image})
-		e.assign("flaky", rev, 1, 0)
-		// The first attempt fails; the retry after the backoff succeeds and
-		// the failure clears.
-		e.waitEndpoints(rev, 1)
-		st := e.waitStatus(rev, "ready", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionReady })
-		assert.Empty(t, st.Message)
-		assert.Len(t, e.rt.Containers(), 1, "the failed container was deleted")
+		synctest.Test(t, func(t *testing.T) {
+			e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+			e.rt.FailNext("NewTask", fmt.Errorf("runc create failed: %w", fake.ErrInjected))
+			rev := e.deploy("flaky", 1, api.FunctionSpec{Image: image})
+			e.assign("flaky", rev, 1, 0)
+			// The first attempt fails; the retry after the backoff succeeds and
+			// the failure clears.
+			e.waitEndpoints(rev, 1)
+			st := e.waitStatus(rev, "ready", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionReady })
+			assert.Empty(t, st.Message)
+			assert.Len(t, e.rt.Containers(), 1, "the failed container was deleted")
+			creates := e.callTimes("create ")
+			require.Len(t, creates, 2)
+			assert.Equal(t, e.cfg.RestartBackoff, creates[1].Sub(creates[0]), "the retry waits for the backoff")
+		})
 	})
 }
 
-// hiddenRequests stands in for the eBPF request accounting: requests on
-// connections whose data skips TCP, which sock_diag cannot see.
-type hiddenRequests struct {
-	mu    sync.Mutex
-	open  map[uint16]int
-	reads int
+// requests is the agent's Deps.Requests: the requests in flight that the
+// fake runtime counts on its in-memory connections, plus those a test says
+// are open on connections whose data skips TCP (eBPF), which sock_diag
+// cannot see.
+type requests struct {
+	rt     *fake.Runtime
+	mu     sync.Mutex
+	hidden map[uint16]int
+	reads  int
 }
 
-func (h *hiddenRequests) OpenRequests(port uint16) (int, bool, error) {
+func (h *requests) OpenRequests(port uint16) (int, bool, error) {
+	open, tracked, err := h.rt.OpenRequests(port)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.reads++
-	open, ok := h.open[port]
-	return open, ok, nil
+	if hidden, ok := h.hidden[port]; ok {
+		return open + hidden, true, err
+	}
+	return open, tracked, err
 }
 
-func (h *hiddenRequests) set(port uint16, open int) {
+func (h *requests) setHidden(port uint16, open int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.open == nil {
-		h.open = map[uint16]int{}
+	if h.hidden == nil {
+		h.hidden = map[uint16]int{}
 	}
-	h.open[port] = open
+	h.hidden[port] = open
 }
 
-func (h *hiddenRequests) readCount() int {
+func (h *requests) readCount() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.reads
 }
 
 func TestScaleDownWaitsForRequestsSocketsHide(t *testing.T) {
-	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
-	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
-	e.assign("hello", rev, 1, 0)
-	ep := e.waitEndpoints(rev, 1)[0]
-	addr, err := netip.ParseAddrPort(ep.Addr)
-	require.NoError(t, err)
-	e.requests.set(addr.Port(), 1)
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		e.assign("hello", rev, 1, 0)
+		ep := e.waitEndpoints(rev, 1)[0]
+		addr, err := netip.ParseAddrPort(ep.Addr)
+		require.NoError(t, err)
+		e.requests.setHidden(addr.Port(), 1)
 
-	e.assign("hello", rev, 0, 0)
-	e.waitEndpoints(rev, 0)
-	// The drain keeps polling while the hidden request is open...
-	reads := e.requests.readCount()
-	require.Eventually(t, func() bool { return e.requests.readCount() >= reads+3 }, 5*time.Second, time.Millisecond)
-	assert.NotContains(t, e.rt.Calls(), "signal "+ep.Replica+" terminated")
-	assert.Len(t, e.rt.Containers(), 1)
-	// ...and terminates the replica once it is answered.
-	e.requests.set(addr.Port(), 0)
-	e.waitContainers(0)
-	assert.Contains(t, e.rt.Calls(), "signal "+ep.Replica+" terminated")
+		e.assign("hello", rev, 0, 0)
+		e.waitEndpoints(rev, 0)
+		// The drain keeps polling while the hidden request is open: for a
+		// second of the bubble's time, it reads the count and signals
+		// nothing.
+		reads := e.requests.readCount()
+		time.Sleep(time.Second)
+		synctest.Wait()
+		assert.Greater(t, e.requests.readCount(), reads+10)
+		assert.NotContains(t, e.rt.Calls(), "signal "+ep.Replica+" terminated")
+		assert.Len(t, e.rt.Containers(), 1)
+		// ...and terminates the replica at its next poll once it is answered.
+		answered := time.Now()
+		e.requests.setHidden(addr.Port(), 0)
+		e.waitContainers(0)
+		assert.LessOrEqual(t, e.callAt("signal "+ep.Replica+" terminated").Sub(answered), 20*time.Millisecond)
+	})
 }
 
 func TestScaleDownDrainsThenTerminates(t *testing.T) {
-	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
-	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
-	e.assign("hello", rev, 1, 0)
-	ep := e.waitEndpoints(rev, 1)[0]
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		e.assign("hello", rev, 1, 0)
+		ep := e.waitEndpoints(rev, 1)[0]
 
-	// A request in flight when the scale-down comes must finish, on a
-	// client that keeps its connection alive afterwards, as routers do.
-	c := &http.Client{Timeout: 10 * time.Second}
-	type result struct {
-		body string
-		err  error
-	}
-	res := make(chan result, 1)
-	go func() {
-		resp, err := c.Get("http://" + ep.Addr + "/sleep?d=1s")
-		if err != nil {
-			res <- result{err: err}
-			return
+		// A request in flight when the scale-down comes must finish, on a
+		// client that keeps its connection alive afterwards, as routers do.
+		tr := &http.Transport{DialContext: e.rt.Dial}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		type result struct {
+			body string
+			err  error
+			at   time.Time
 		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		res <- result{body: string(b), err: err}
-	}()
-	task := e.rt.Task(ep.Replica)
-	require.Eventually(t, func() bool { return task.InFlight() == 1 }, 5*time.Second, time.Millisecond)
-	began := time.Now()
-	e.assign("hello", rev, 0, 0)
+		res := make(chan result, 1)
+		go func() {
+			resp, err := c.Get("http://" + ep.Addr + "/sleep?d=1s")
+			if err != nil {
+				res <- result{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			res <- result{body: string(b), err: err, at: time.Now()}
+		}()
+		task := e.rt.Task(ep.Replica)
+		e.waitFor(func() bool { return task.InFlight() == 1 }, "the request in flight")
+		e.assign("hello", rev, 0, 0)
 
-	// The endpoint goes first, while the request is still being served.
-	e.waitEndpoints(rev, 0)
-	select {
-	case <-res:
-		t.Fatal("the request finished before the endpoint was removed")
-	default:
-	}
-	r := <-res
-	require.NoError(t, r.err)
-	assert.Equal(t, "slept\n", r.body)
+		// The endpoint goes first, while the request is still being served.
+		e.waitEndpoints(rev, 0)
+		select {
+		case <-res:
+			t.Fatal("the request finished before the endpoint was removed")
+		default:
+		}
+		r := <-res
+		require.NoError(t, r.err)
+		assert.Equal(t, "slept\n", r.body)
 
-	e.waitContainers(0)
-	// The idle keep-alive connection did not hold the drain to its
-	// timeout (5s).
-	assert.Less(t, time.Since(began), 4*time.Second)
-	calls := e.rt.Calls()
-	assert.Contains(t, calls, "signal "+ep.Replica+" terminated")
-	assert.NotContains(t, calls, "signal "+ep.Replica+" killed")
-	e.waitStatus(rev, "idle", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionIdle })
-	require.Eventually(t, func() bool {
-		recs, _, err := e.store.List(context.Background(), store.ReplicasPrefix(node))
-		require.NoError(t, err)
-		ports, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")
-		require.NoError(t, err)
-		return len(recs) == 0 && len(ports) == 0
-	}, 5*time.Second, 2*time.Millisecond, "replica and port records are removed")
+		e.waitContainers(0)
+		// The drain ended at its first poll after the answer: the idle
+		// keep-alive connection did not hold it to its timeout (5s).
+		terminated := e.callAt("signal " + ep.Replica + " terminated")
+		assert.False(t, terminated.Before(r.at), "SIGTERM before the answer")
+		assert.LessOrEqual(t, terminated.Sub(r.at), 20*time.Millisecond)
+		assert.NotContains(t, e.rt.Calls(), "signal "+ep.Replica+" killed")
+		e.waitStatus(rev, "idle", func(s store.RevisionNodeStatus) bool { return s.State == api.RevisionIdle })
+		e.waitFor(func() bool {
+			recs, _, err := e.store.List(context.Background(), store.ReplicasPrefix(node))
+			require.NoError(t, err)
+			ports, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")
+			require.NoError(t, err)
+			return len(recs) == 0 && len(ports) == 0
+		}, "replica and port records are removed")
 
-	// Removing the assignment removes the revision's status too.
-	e.unassign(rev)
-	require.Eventually(t, func() bool { _, ok := e.status(rev); return !ok }, 5*time.Second, 2*time.Millisecond)
+		// Removing the assignment removes the revision's status too.
+		e.unassign(rev)
+		e.waitFor(func() bool { _, ok := e.status(rev); return !ok }, "status of %s removed", rev)
+	})
 }
 
 func TestStubbornReplicaIsKilledAfterTheGrace(t *testing.T) {
-	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
-	rev := e.deploy("stubborn", 1, api.FunctionSpec{Image: stubborn})
-	e.assign("stubborn", rev, 1, 0)
-	ep := e.waitEndpoints(rev, 1)[0]
-	began := time.Now()
-	e.assign("stubborn", rev, 0, 0)
-	e.waitContainers(0)
-	assert.GreaterOrEqual(t, time.Since(began), e.cfg.TerminationGrace)
-	calls := strings.Join(e.rt.Calls(), "\n")
-	assert.Contains(t, calls, "signal "+ep.Replica+" terminated\nsignal "+ep.Replica+" killed")
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		rev := e.deploy("stubborn", 1, api.FunctionSpec{Image: stubborn})
+		e.assign("stubborn", rev, 1, 0)
+		ep := e.waitEndpoints(rev, 1)[0]
+		e.assign("stubborn", rev, 0, 0)
+		e.waitContainers(0)
+		terminated := e.callAt("signal " + ep.Replica + " terminated")
+		killed := e.callAt("signal " + ep.Replica + " killed")
+		assert.Equal(t, e.cfg.TerminationGrace, killed.Sub(terminated))
+	})
 }
 
 func TestRestartedAgentAdoptsWithoutDuplicatesOrOrphans(t *testing.T) {
-	e := newEnv(t, nil)
-	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
-	e.assign("hello", rev, 2, 0)
-	before := e.waitEndpoints(rev, 2)
-	e.waitStatus(rev, "ready with pool", func(s store.RevisionNodeStatus) bool { return s.Ready == 2 && s.PreCreated == 1 })
-	containers := e.waitContainers(3)
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, nil)
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		e.assign("hello", rev, 2, 0)
+		before := e.waitEndpoints(rev, 2)
+		e.waitStatus(rev, "ready with pool", func(s store.RevisionNodeStatus) bool { return s.Ready == 2 && s.PreCreated == 1 })
+		containers := e.waitContainers(3)
 
-	// The agent dies without cleaning up.
-	e.stop()
-	// Meanwhile: a stray container with our label and no record (an
-	// interrupted removal), and a record whose container is gone.
-	require.NoError(t, e.rt.Create(context.Background(), nodeagent.ContainerSpec{ID: "stray", Image: image,
-		Labels: map[string]string{nodeagent.LabelNode: node}}))
-	_, err := e.store.Txn(context.Background(),
-		store.PutJSON(store.ReplicaKey(node, "hello-00001-ghost"), store.Replica{ID: "hello-00001-ghost", Node: node,
-			Function: "hello", Revision: rev, Port: 1, State: store.ReplicaReady}, store.AnyVersion),
-		store.PutJSON(store.EndpointKey(rev, "hello-00001-ghost"), store.Endpoint{Replica: "hello-00001-ghost", Node: node,
-			Revision: rev, Addr: "127.0.0.1:1"}, store.AnyVersion))
-	require.NoError(t, err)
-	// And one replica crashes while nobody watches.
-	e.rt.Task(before[0].Replica).Crash(9)
+		// The agent dies without cleaning up.
+		e.stop()
+		// Meanwhile: a stray container with our label and no record (an
+		// interrupted removal), and a record whose container is gone.
+		require.NoError(t, e.rt.Create(context.Background(), nodeagent.ContainerSpec{ID: "stray", Image: image,
+			Labels: map[string]string{nodeagent.LabelNode: node}}))
+		_, err := e.store.Txn(context.Background(),
+			store.PutJSON(store.ReplicaKey(node, "hello-00001-ghost"), store.Replica{ID: "hello-00001-ghost", Node: node,
+				Function: "hello", Revision: rev, Port: 1, State: store.ReplicaReady}, store.AnyVersion),
+			store.PutJSON(store.EndpointKey(rev, "hello-00001-ghost"), store.Endpoint{Replica: "hello-00001-ghost", Node: node,
+				Revision: rev, Addr: "127.0.0.1:1"}, store.AnyVersion))
+		require.NoError(t, err)
+		// And one replica crashes while nobody watches.
+		e.rt.Task(before[0].Replica).Crash(9)
 
-	calls := len(e.rt.Calls())
-	e.start()
-	st := e.waitStatus(rev, "ready after adoption", func(s store.RevisionNodeStatus) bool {
-		return s.State == api.RevisionReady && s.Ready == 2 && s.PreCreated == 1 && s.Restarts == 1
+		calls := len(e.rt.Calls())
+		e.start()
+		st := e.waitStatus(rev, "ready after adoption", func(s store.RevisionNodeStatus) bool {
+			return s.State == api.RevisionReady && s.Ready == 2 && s.PreCreated == 1 && s.Restarts == 1
+		})
+		assert.Equal(t, 9, *st.LastExitCode)
+		after := e.waitEndpoints(rev, 2)
+		assert.ElementsMatch(t, []string{before[0].Replica, before[1].Replica}, []string{after[0].Replica, after[1].Replica})
+		assert.Equal(t, containers, e.waitContainers(3), "the same containers, no new ones, the stray gone")
+		for _, c := range e.rt.Calls()[calls:] {
+			assert.False(t, strings.HasPrefix(c, "create "), "adoption created a container: %s", c)
+		}
+		_, err = e.store.Get(context.Background(), store.ReplicaKey(node, "hello-00001-ghost"))
+		assert.ErrorIs(t, err, store.ErrNotFound)
 	})
-	assert.Equal(t, 9, *st.LastExitCode)
-	after := e.waitEndpoints(rev, 2)
-	assert.ElementsMatch(t, []string{before[0].Replica, before[1].Replica}, []string{after[0].Replica, after[1].Replica})
-	assert.Equal(t, containers, e.waitContainers(3), "the same containers, no new ones, the stray gone")
-	for _, c := range e.rt.Calls()[calls:] {
-		assert.False(t, strings.HasPrefix(c, "create "), "adoption created a container: %s", c)
-	}
-	_, err = e.store.Get(context.Background(), store.ReplicaKey(node, "hello-00001-ghost"))
-	assert.ErrorIs(t, err, store.ErrNotFound)
 }
 
 func TestLogsAreReadable(t *testing.T) {
-	e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
-	rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
-	e.assign("hello", rev, 1, 0)
-	ep := e.waitEndpoints(rev, 1)[0]
-	e.rt.Task(ep.Replica).Crash(5)
-	e.waitStatus(rev, "restarted", func(s store.RevisionNodeStatus) bool { return s.Restarts == 1 && s.State == api.RevisionReady })
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		e.assign("hello", rev, 1, 0)
+		ep := e.waitEndpoints(rev, 1)[0]
+		e.rt.Task(ep.Replica).Crash(5)
+		e.waitStatus(rev, "restarted", func(s store.RevisionNodeStatus) bool { return s.Restarts == 1 && s.State == api.RevisionReady })
 
-	var b bytes.Buffer
-	require.NoError(t, e.agent.ReadLogs(context.Background(), &b, nodeagent.LogQuery{Function: "hello"}))
-	out := b.String()
-	assert.Contains(t, out, ep.Replica+" stdout: fake: listening on ")
-	assert.Contains(t, out, ep.Replica+" stderr: fake: crashing with 5")
-	assert.Contains(t, out, ep.Replica+" ebb: exited with code 5; restarting in 20ms")
+		var b bytes.Buffer
+		require.NoError(t, e.agent.ReadLogs(context.Background(), &b, nodeagent.LogQuery{Function: "hello"}))
+		out := b.String()
+		assert.Contains(t, out, ep.Replica+" stdout: fake: listening on ")
+		assert.Contains(t, out, ep.Replica+" stderr: fake: crashing with 5")
+		assert.Contains(t, out, ep.Replica+" ebb: exited with code 5; restarting in 20ms")
 
-	// The same through the agent's HTTP API for remote control planes.
-	rec := &bytes.Buffer{}
-	srvReq, err := http.NewRequest(http.MethodGet, "/v1/logs?function=hello&tail=1", nil)
-	require.NoError(t, err)
-	w := &recorder{header: http.Header{}, body: rec}
-	e.agent.Handler().ServeHTTP(w, srvReq)
-	assert.Equal(t, http.StatusOK, w.status)
-	assert.Contains(t, rec.String(), ep.Replica+" stdout: fake: listening on ")
+		// The same through the agent's HTTP API for remote control planes.
+		rec := &bytes.Buffer{}
+		srvReq, err := http.NewRequest(http.MethodGet, "/v1/logs?function=hello&tail=1", nil)
+		require.NoError(t, err)
+		w := &recorder{header: http.Header{}, body: rec}
+		e.agent.Handler().ServeHTTP(w, srvReq)
+		assert.Equal(t, http.StatusOK, w.status)
+		assert.Contains(t, rec.String(), ep.Replica+" stdout: fake: listening on ")
+	})
 }
 
 type recorder struct {
@@ -673,13 +775,21 @@ func TestPoolPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, tt.tweak)
-			rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
-			e.assign("hello", rev, tt.replicas, tt.explicit)
-			e.waitStatus(rev, fmt.Sprintf("%d ready, %d pooled", tt.replicas, tt.wantPool), func(s store.RevisionNodeStatus) bool {
-				return s.Ready == tt.replicas && s.PreCreated == tt.wantPool
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, tt.tweak)
+				rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+				e.assign("hello", rev, tt.replicas, tt.explicit)
+				e.waitStatus(rev, fmt.Sprintf("%d ready, %d pooled", tt.replicas, tt.wantPool), func(s store.RevisionNodeStatus) bool {
+					return s.Ready == tt.replicas && s.PreCreated == tt.wantPool
+				})
+				e.waitContainers(tt.replicas + tt.wantPool)
+				// Nothing more is made once the pool is at its target, while
+				// a second of the bubble's clock runs twenty resyncs and ten
+				// heartbeats.
+				time.Sleep(time.Second)
+				synctest.Wait()
+				assert.Len(t, e.rt.Containers(), tt.replicas+tt.wantPool)
 			})
-			e.waitContainers(tt.replicas + tt.wantPool)
 		})
 	}
 }

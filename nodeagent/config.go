@@ -1,6 +1,7 @@
 package nodeagent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -284,7 +285,14 @@ type Deps struct {
 	// timings, for benchmarks and tracing. It runs on the replica's goroutine
 	// and must return quickly.
 	OnStarted func(StartTrace)
+	// Dial connects to a replica's address for its readiness probe; nil
+	// means TCP. Tests pass an in-memory network (nodeagent/fake), which
+	// testing/synctest can wait on, as it cannot on sockets.
+	Dial DialFunc
 }
+
+// DialFunc connects to addr on network, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // RequestCounter counts the requests waiting for their answer on a
 // replica's port; tracked is false for a port it does not follow.

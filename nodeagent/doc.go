@@ -17,7 +17,13 @@
 // ring on disk (package logring) that ReadLogs and Handler serve.
 //
 // The pure parts (planRevision, poolTargets, resolveRevSpec) hold the
-// decisions; the Agent's goroutines do the I/O. Containers are reached only
+// decisions; the Agent's goroutines do the I/O. Each replica's goroutine
+// runs its life as named phases (pool, start, serve, crash; see
+// runReplica), and a restarted agent's adoption likewise (see adopt).
+// The agent reads the time only through package time and reaches replicas
+// through Deps.Dial, so its tests run it in a testing/synctest bubble on
+// the in-memory network of nodeagent/fake, where backoffs, drains and
+// grace periods take no wall time. Containers are reached only
 // through the Runtime interface declared here; nodeagent/containerd
 // implements it. The agent must not import the router, activator,
 // autoscaler or control plane: it talks to them only through the store.

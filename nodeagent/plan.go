@@ -49,6 +49,9 @@ type replicaView struct {
 	Phase          phase
 	StartRequested bool // for phaseCreating: start once created
 	Since          time.Time
+	// Crashes is the replica's consecutive crashes as of its last one; in
+	// phaseBackoff, how many times in a row it has crashed so far.
+	Crashes int
 }
 
 // active reports whether the replica counts towards the desired replicas.

@@ -25,12 +25,16 @@ type prober struct {
 	path     string // empty: TCP connect only
 	interval time.Duration
 	timeout  time.Duration
-	dialer   net.Dialer
+	dial     DialFunc
 	request  []byte
 }
 
-func newProber(addr, path string, tcpOnly bool, interval, timeout time.Duration) *prober {
-	p := &prober{addr: addr, interval: interval, timeout: timeout}
+// newProber returns a prober of addr; a nil dial means TCP.
+func newProber(dial DialFunc, addr, path string, tcpOnly bool, interval, timeout time.Duration) *prober {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	p := &prober{addr: addr, interval: interval, timeout: timeout, dial: dial}
 	if !tcpOnly {
 		p.path = path
 		p.request = []byte("GET " + path + " HTTP/1.1\r\nHost: " + addr + "\r\nUser-Agent: ebb-probe\r\nConnection: close\r\n\r\n")
@@ -72,7 +76,7 @@ func (p *prober) wait(ctx context.Context, exited, stop <-chan struct{}) error {
 func (p *prober) once(ctx context.Context) error {
 	actx, cancel := context.WithTimeout(ctx, defaultProbeAttemptTimeout)
 	defer cancel()
-	c, err := p.dialer.DialContext(actx, "tcp", p.addr)
+	c, err := p.dial(actx, "tcp", p.addr)
 	if err != nil {
 		return err
 	}

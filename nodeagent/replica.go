@@ -53,9 +53,13 @@ type replica struct {
 	startRequested bool
 	stopRequested  bool
 	restarts       int
-	lastExit       *int
-	desiredAt      time.Time
-	decidedAt      time.Time
+	// crashes is the replica's consecutive crashes as of its last one, as
+	// the restart backoff counts them: serving for BackoffReset forgets
+	// earlier ones.
+	crashes   int
+	lastExit  *int
+	desiredAt time.Time
+	decidedAt time.Time
 }
 
 // adoption is what an earlier agent left of an adopted replica.
@@ -76,7 +80,7 @@ func newReplica(id, function, rev string, now time.Time) *replica {
 
 // view is the planner's picture of r. Call with Agent.mu held.
 func (r *replica) view() replicaView {
-	return replicaView{ID: r.id, Phase: r.phase, StartRequested: r.startRequested, Since: r.createdAt}
+	return replicaView{ID: r.id, Phase: r.phase, StartRequested: r.startRequested, Since: r.createdAt, Crashes: r.crashes}
 }
 
 // requestStart asks r to start. Call with Agent.mu held.
@@ -143,181 +147,286 @@ func (a *Agent) supervise(ctx context.Context, r *replica) {
 }
 
 // runReplica takes r from wherever it is (new, or as an earlier agent left
-// it) through pooled, starting, ready and crash restarts, to its removal.
-// It returns when r is gone, or with ctx's error when the agent stops.
+// it) through its phases to its removal:
+//
+//	pool  → start → serve ─┬→ (removed on a stop)
+//	          ↑            ↓
+//	          └── crash ←──┘
+//
+// pool takes a task (an adopted one, or a new container and task) and
+// holds a created one until a start is asked for; start lets its program
+// run; serve probes it, publishes its endpoint and waits for its exit;
+// crash reports the exit, backs off and makes a new task in the same
+// container. runReplica returns when r is gone, or with ctx's error when
+// the agent stops.
 func (a *Agent) runReplica(ctx context.Context, r *replica) error {
-	var err error
 	ring := r.adoptRing
 	if ring == nil {
+		var err error
 		if ring, err = a.logs.Open(logring.ReplicaRef{Function: r.function, Revision: r.rev, ID: r.id}); err != nil {
 			return err
 		}
 	}
 	defer ring.Close()
-	out := Output{Stdout: ring.Stdout(), Stderr: ring.Stderr()}
-	trace := StartTrace{Function: r.function, Revision: r.rev, Replica: r.id}
+	run := &replicaRun{
+		r: r, ring: ring,
+		out:   Output{Stdout: ring.Stdout(), Stderr: ring.Stderr()},
+		trace: StartTrace{Function: r.function, Revision: r.rev, Replica: r.id},
+		// Only a replica's first start is a cold start worth tracing;
+		// adopted replicas and restarts are not.
+		traced: r.adopted == nil,
+	}
+	next, err := a.poolPhase(ctx, run)
+	for next != stepDone {
+		switch next {
+		case stepStart:
+			next, err = a.startPhase(ctx, run)
+		case stepServe:
+			next, err = a.servePhase(ctx, run)
+		case stepCrash:
+			next, err = a.crashPhase(ctx, run)
+		}
+	}
+	return err
+}
 
-	var task Task
+// replicaRun is what the phases of one replica's life share. Only the
+// replica's goroutine touches it.
+type replicaRun struct {
+	r    *replica
+	ring *logring.Ring
+	out  Output
+	task Task
+	// trace times the start under way; traced says it is a first start.
+	trace  StartTrace
+	traced bool
+	// startPending says the task was released, and Start follows once it
+	// serves.
+	startPending bool
+	// crashes counts consecutive crashes, for the restart backoff; serving
+	// for BackoffReset forgets them.
+	crashes int
+	// exitReason says why the process is gone where its exit does not: it
+	// was killed for failing its probe.
+	exitReason string
+}
+
+// step is the phase a replica's life goes to next.
+type step int
+
+const (
+	stepStart step = iota // let the task's program run
+	stepServe             // probe, publish, serve until the process exits
+	stepCrash             // the process is gone: report, back off, new task
+	stepDone              // removed, or the agent stops; see the error
+)
+
+// done ends a replica's life with err: nil once it is removed.
+func done(err error) (step, error) { return stepDone, err }
+
+// poolPhase takes r's task: the one an earlier agent left, or a new
+// container and task. A created task then waits in the pool for a start;
+// an adopted running or exited one goes straight to serve or crash.
+func (a *Agent) poolPhase(ctx context.Context, run *replicaRun) (step, error) {
+	r := run.r
 	state := TaskCreated
 	if ad := r.adopted; ad != nil {
-		task, state = ad.task, ad.state
+		run.task, state = ad.task, ad.state
 		if ad.record.State == store.ReplicaStopping || a.stopRequested(r) {
-			return a.remove(ctx, r, task, state == TaskRunning)
+			return done(a.remove(ctx, r, run.task, state == TaskRunning))
 		}
 	} else {
-		if task, err = a.create(ctx, r, out, &trace); err != nil {
+		task, err := a.create(ctx, r, run.out, &run.trace)
+		if err != nil {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return done(ctx.Err())
 			}
 			a.revFailed(r.rev, err)
 			a.cleanup(ctx, r)
-			return err
+			return done(err)
 		}
+		run.task = task
 	}
-
-	if state == TaskCreated {
-		a.mu.Lock()
-		if !r.startRequested && !r.stopRequested {
-			r.phase = phasePooled
-		}
-		a.mu.Unlock()
-		a.kick()
-		select {
-		case <-r.startCh:
-		case <-r.stopCh:
-			return a.remove(ctx, r, task, false)
-		case <-task.Done():
-			// A pre-created task that dies (its shim killed, containerd
-			// restarted) is useless: replace it rather than repair it.
-			a.log.Warn("pre-created task exited", "replica", r.id, "code", task.Exit().Code)
-			return a.remove(ctx, r, task, false)
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if a.stopRequested(r) {
-			return a.remove(ctx, r, task, false)
-		}
-		a.mu.Lock()
-		trace.Desired, trace.Decided = r.desiredAt, r.decidedAt
-		a.mu.Unlock()
-		// A hit is a start decided after its task already existed.
-		trace.PoolHit = r.adopted != nil || trace.TaskCreated.Before(trace.Decided)
-		if trace.PoolHit {
-			a.met.poolHits.Inc()
-		} else {
-			a.met.poolMisses.Inc()
-		}
+	switch state {
+	case TaskRunning:
+		return stepServe, nil
+	case TaskStopped:
+		return stepCrash, nil
 	}
+	return a.awaitStart(ctx, run)
+}
 
-	running, exited := state == TaskRunning, state == TaskStopped
-	// Only a replica's first start is a cold start worth tracing; adopted
-	// replicas and restarts are not.
-	traced := r.adopted == nil
-	consecutive := 0
-	for {
-		var reason string
-		startPending := false // released; Start follows once it serves
-		if !exited {
-			if !running {
-				a.setPhase(r, phaseStarting)
-				var err error
-				if startPending, err = a.startTask(ctx, r, task); err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					err = fmt.Errorf("start replica %s: %w", r.id, err)
-					a.revFailed(r.rev, err)
-					return a.remove(ctx, r, task, false)
-				}
-				trace.Started = time.Now()
-				if traced {
-					from := trace.Decided
-					if trace.TaskCreated.After(from) {
-						from = trace.TaskCreated
-					}
-					a.met.startPhase.WithLabelValues(phaseLabelStart).Observe(trace.Started.Sub(from).Seconds())
-				}
-			}
-			p := newProber(a.addr(r), a.cfg.ProbePath, a.cfg.ProbeTCP, a.cfg.ProbeInterval, a.cfg.ProbeTimeout)
-			switch err := p.wait(ctx, task.Done(), r.stopCh); {
-			case err == nil:
-				if err := a.publish(ctx, r, task, &trace, traced); err != nil {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					if errors.Is(err, errStopped) {
-						return a.remove(ctx, r, task, true)
-					}
-					break // the process exited while the endpoint was being written
-				}
-				if startPending {
-					a.confirmStart(ctx, r, task)
-				}
-				traced = false
-				readyAt := time.Now()
-				select {
-				case <-r.stopCh:
-					return a.remove(ctx, r, task, true)
-				case <-task.Done():
-				case <-ctx.Done():
-					return ctx.Err()
-				}
-				if time.Since(readyAt) >= a.cfg.BackoffReset {
-					consecutive = 0
-				}
-			case errors.Is(err, errStopped):
-				return a.remove(ctx, r, task, true)
-			case errors.Is(err, errExited):
-			case errors.Is(err, errProbeTimeout):
-				reason = fmt.Sprintf("was not ready within %s", a.cfg.ProbeTimeout)
-				_ = task.Signal(ctx, syscall.SIGKILL)
-				if !waitDone(ctx, task, 10*time.Second) {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					a.revFailed(r.rev, fmt.Errorf("replica %s ignored SIGKILL", r.id))
-					return a.remove(ctx, r, task, false)
-				}
-			default:
-				return err
-			}
-		}
+// awaitStart holds a created task as a pool entry until a start is asked
+// for, and counts the start as a pool hit or miss.
+func (a *Agent) awaitStart(ctx context.Context, run *replicaRun) (step, error) {
+	r, task := run.r, run.task
+	a.mu.Lock()
+	if !r.startRequested && !r.stopRequested {
+		r.phase = phasePooled
+	}
+	a.mu.Unlock()
+	a.kick()
+	select {
+	case <-r.startCh:
+	case <-r.stopCh:
+		return done(a.remove(ctx, r, task, false))
+	case <-task.Done():
+		// A pre-created task that dies (its shim killed, containerd
+		// restarted) is useless: replace it rather than repair it.
+		a.log.Warn("pre-created task exited", "replica", r.id, "code", task.Exit().Code)
+		return done(a.remove(ctx, r, task, false))
+	case <-ctx.Done():
+		return done(ctx.Err())
+	}
+	if a.stopRequested(r) {
+		return done(a.remove(ctx, r, task, false))
+	}
+	a.mu.Lock()
+	run.trace.Desired, run.trace.Decided = r.desiredAt, r.decidedAt
+	a.mu.Unlock()
+	// A hit is a start decided after its task already existed.
+	run.trace.PoolHit = r.adopted != nil || run.trace.TaskCreated.Before(run.trace.Decided)
+	if run.trace.PoolHit {
+		a.met.poolHits.Inc()
+	} else {
+		a.met.poolMisses.Inc()
+	}
+	return stepStart, nil
+}
 
-		// The process is gone: record the crash, wait, and start again in
-		// the same container, keeping the replica's name and port.
-		exited, running = false, false
-		consecutive++
-		delay := backoff(a.cfg.RestartBackoff, a.cfg.RestartBackoffMax, consecutive)
-		exit := task.Exit()
-		if reason == "" {
-			reason = fmt.Sprintf("exited with code %d", exit.Code)
-			if exit.Err != nil {
-				reason = fmt.Sprintf("was lost by the runtime: %v", exit.Err)
-			}
+// startPhase lets the task's program run. A task that cannot start fails
+// the revision and is removed.
+func (a *Agent) startPhase(ctx context.Context, run *replicaRun) (step, error) {
+	r, task := run.r, run.task
+	a.setPhase(r, phaseStarting)
+	pending, err := a.startTask(ctx, r, task)
+	if err != nil {
+		if ctx.Err() != nil {
+			return done(ctx.Err())
 		}
-		ring.Note(fmt.Sprintf("%s; restarting in %s", reason, delay))
-		lines, _ := ring.Last(a.cfg.LastLogLines)
-		a.recordCrash(ctx, r, exit, fmt.Sprintf("replica %s %s; restarting in %s", r.id, reason, delay), lines)
-		t := time.NewTimer(delay)
-		select {
-		case <-t.C:
-		case <-r.stopCh:
-			t.Stop()
-			return a.remove(ctx, r, nil, false)
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		a.revFailed(r.rev, fmt.Errorf("start replica %s: %w", r.id, err))
+		return done(a.remove(ctx, r, task, false))
+	}
+	run.startPending = pending
+	run.trace.Started = time.Now()
+	if run.traced {
+		from := run.trace.Decided
+		if run.trace.TaskCreated.After(from) {
+			from = run.trace.TaskCreated
 		}
-		if task, err = a.deps.Runtime.NewTask(ctx, r.id, out); err != nil {
+		a.met.startPhase.WithLabelValues(phaseLabelStart).Observe(run.trace.Started.Sub(from).Seconds())
+	}
+	return stepServe, nil
+}
+
+// servePhase probes the running program until it answers, then serves it.
+// A program that is not ready within ProbeTimeout is killed, and its exit
+// is a crash.
+func (a *Agent) servePhase(ctx context.Context, run *replicaRun) (step, error) {
+	r, task := run.r, run.task
+	p := newProber(a.deps.Dial, a.addr(r), a.cfg.ProbePath, a.cfg.ProbeTCP, a.cfg.ProbeInterval, a.cfg.ProbeTimeout)
+	switch err := p.wait(ctx, task.Done(), r.stopCh); {
+	case err == nil:
+		return a.serveReady(ctx, run)
+	case errors.Is(err, errStopped):
+		return done(a.remove(ctx, r, task, true))
+	case errors.Is(err, errExited):
+		return stepCrash, nil
+	case errors.Is(err, errProbeTimeout):
+		run.exitReason = fmt.Sprintf("was not ready within %s", a.cfg.ProbeTimeout)
+		_ = task.Signal(ctx, syscall.SIGKILL)
+		if !waitDone(ctx, task, 10*time.Second) {
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return done(ctx.Err())
 			}
-			err = fmt.Errorf("recreate task of replica %s: %w", r.id, err)
-			a.revFailed(r.rev, err)
-			return a.remove(ctx, r, nil, false)
+			a.revFailed(r.rev, fmt.Errorf("replica %s ignored SIGKILL", r.id))
+			return done(a.remove(ctx, r, task, false))
 		}
-		trace = StartTrace{Function: r.function, Revision: r.rev, Replica: r.id}
+		return stepCrash, nil
+	default:
+		return done(err)
 	}
+}
+
+// serveReady publishes the ready replica's endpoint, finishes a released
+// start, and waits for the process to exit (a crash) or a stop.
+func (a *Agent) serveReady(ctx context.Context, run *replicaRun) (step, error) {
+	r, task := run.r, run.task
+	startPending := run.startPending
+	run.startPending = false
+	if err := a.publish(ctx, r, task, &run.trace, run.traced); err != nil {
+		if ctx.Err() != nil {
+			return done(ctx.Err())
+		}
+		if errors.Is(err, errStopped) {
+			return done(a.remove(ctx, r, task, true))
+		}
+		return stepCrash, nil // the process exited while the endpoint was being written
+	}
+	if startPending {
+		a.confirmStart(ctx, r, task)
+	}
+	run.traced = false
+	readyAt := time.Now()
+	select {
+	case <-r.stopCh:
+		return done(a.remove(ctx, r, task, true))
+	case <-task.Done():
+	case <-ctx.Done():
+		return done(ctx.Err())
+	}
+	if time.Since(readyAt) >= a.cfg.BackoffReset {
+		run.crashes = 0
+	}
+	return stepCrash, nil
+}
+
+// crashPhase deals with a process that is gone: it reports the crash
+// (recordCrash, the one place a crash is reported), waits out the backoff
+// and makes a new task in the same container, keeping the replica's name
+// and port.
+func (a *Agent) crashPhase(ctx context.Context, run *replicaRun) (step, error) {
+	r := run.r
+	run.crashes++
+	c := crash{
+		exit:        run.task.Exit(),
+		consecutive: run.crashes,
+		delay:       backoff(a.cfg.RestartBackoff, a.cfg.RestartBackoffMax, run.crashes),
+	}
+	reason := run.exitReason
+	run.exitReason = ""
+	if reason == "" {
+		reason = fmt.Sprintf("exited with code %d", c.exit.Code)
+		if c.exit.Err != nil {
+			reason = fmt.Sprintf("was lost by the runtime: %v", c.exit.Err)
+		}
+	}
+	run.ring.Note(fmt.Sprintf("%s; restarting in %s", reason, c.delay))
+	c.lines, _ = run.ring.Last(a.cfg.LastLogLines)
+	c.msg = fmt.Sprintf("replica %s %s; restarting in %s", r.id, reason, c.delay)
+	a.recordCrash(ctx, r, c)
+
+	t := time.NewTimer(c.delay)
+	select {
+	case <-t.C:
+	case <-r.stopCh:
+		t.Stop()
+		return done(a.remove(ctx, r, nil, false))
+	case <-ctx.Done():
+		t.Stop()
+		return done(ctx.Err())
+	}
+	task, err := a.deps.Runtime.NewTask(ctx, r.id, run.out)
+	if err != nil {
+		if ctx.Err() != nil {
+			return done(ctx.Err())
+		}
+		a.revFailed(r.rev, fmt.Errorf("recreate task of replica %s: %w", r.id, err))
+		return done(a.remove(ctx, r, nil, false))
+	}
+	run.task = task
+	run.trace = StartTrace{Function: r.function, Revision: r.rev, Replica: r.id}
+	return stepStart, nil
 }
 
 // startTask lets a created task's program run: through Release where the
@@ -457,12 +566,27 @@ func (a *Agent) record(r *replica, port int, state string, restarts int, lastExi
 	}
 }
 
+// crash is one crash of a replica, as recordCrash reports it.
+type crash struct {
+	exit Exit
+	// consecutive counts the replica's crashes in a row, this one
+	// included: the restart backoff's count.
+	consecutive int
+	// delay is the wait before the restart.
+	delay time.Duration
+	// msg is for the revision status; lines are the replica's last log
+	// lines.
+	msg   string
+	lines []string
+}
+
 // recordCrash counts a crash on the replica and its revision, and takes the
 // replica's endpoint out of the store.
-func (a *Agent) recordCrash(ctx context.Context, r *replica, exit Exit, msg string, lines []string) {
-	code := exit.Code
+func (a *Agent) recordCrash(ctx context.Context, r *replica, c crash) {
+	code, msg, lines := c.exit.Code, c.msg, c.lines
 	a.mu.Lock()
 	r.restarts++
+	r.crashes = c.consecutive
 	r.lastExit = &code
 	if !r.stopRequested {
 		r.phase = phaseBackoff

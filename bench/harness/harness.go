@@ -27,7 +27,8 @@ type Config struct {
 	// Quick shortens every section so the whole run takes minutes: fewer
 	// wrk seconds, a shorter step load, one trace-replay seed.
 	Quick bool
-	// RepoDir is the repository root. Default ".".
+	// RepoDir is the repository root. Default "..": the harness is the
+	// bench module and runs from bench/.
 	RepoDir string
 	// BinDir holds ebbd, ebb and hello from make build. Default RepoDir/bin.
 	BinDir string
@@ -36,7 +37,8 @@ type Config struct {
 	// ResultsFile is the markdown record. Default RepoDir/bench/RESULTS.md.
 	ResultsFile string
 	// Trace is the Azure trace for trace replay. Default
-	// RepoDir/../shared/traces/azure2019/100_inv.csv.
+	// RepoDir/bench/traces/azure2019/100_inv.csv, the subset shipped with
+	// the repository.
 	Trace string
 	// EbbdGOMAXPROCS is GOMAXPROCS for every ebbd, so the router gets one
 	// core like HAProxy (nbthread 1) and nginx (1 worker). Default 1.
@@ -57,7 +59,7 @@ type Config struct {
 // WithDefaults fills zero fields.
 func (c Config) WithDefaults() Config {
 	if c.RepoDir == "" {
-		c.RepoDir = "."
+		c.RepoDir = ".."
 	}
 	if abs, err := filepath.Abs(c.RepoDir); err == nil {
 		c.RepoDir = abs
@@ -72,7 +74,7 @@ func (c Config) WithDefaults() Config {
 		c.ResultsFile = filepath.Join(c.RepoDir, "bench", "RESULTS.md")
 	}
 	if c.Trace == "" {
-		c.Trace = filepath.Join(c.RepoDir, "..", "shared", "traces", "azure2019", "100_inv.csv")
+		c.Trace = filepath.Join(c.RepoDir, "bench", "traces", "azure2019", "100_inv.csv")
 	}
 	if c.EbbdGOMAXPROCS == 0 {
 		c.EbbdGOMAXPROCS = 1

@@ -156,6 +156,16 @@ func TestConfigValidate(t *testing.T) {
 	assert.Equal(t, 1, Config{}.WithDefaults().EbbdGOMAXPROCS)
 }
 
+// The default trace is the subset shipped in bench/traces, so trace replay
+// runs on a fresh clone (the test runs in bench/harness, two levels down).
+func TestDefaultTraceIsShipped(t *testing.T) {
+	c := Config{RepoDir: "../.."}.WithDefaults()
+	for _, p := range []string{c.Trace, strings.Replace(c.Trace, "_inv", "_run", 1)} {
+		_, err := os.Stat(p)
+		assert.NoError(t, err)
+	}
+}
+
 func TestRemoveTreeRefusesOutsideTemp(t *testing.T) {
 	assert.Error(t, RemoveTree("/etc"))
 	assert.Nil(t, KillUnder("/"))

@@ -59,22 +59,24 @@ func (h *Harness) traceReplay(ctx context.Context) (Result, error) {
 	if h.cfg.Quick {
 		seeds = 1
 	}
-	// Paths relative to the repository, where the command runs, so the
-	// recorded command works on any clone.
+	// The command runs in bench/, the module it belongs to. Paths are
+	// relative to it so the recorded command works on any clone.
+	benchDir := filepath.Join(h.cfg.RepoDir, "bench")
 	rel := func(p string) string {
-		if r, err := filepath.Rel(h.cfg.RepoDir, p); err == nil {
+		if r, err := filepath.Rel(benchDir, p); err == nil {
 			return r
 		}
 		return p
 	}
-	args := []string{"run", "./bench/tracereplay", "-trace", rel(h.cfg.Trace), "-seeds", strconv.Itoa(seeds), "-out", rel(h.cfg.OutDir)}
+	args := []string{"run", "./tracereplay", "-trace", rel(h.cfg.Trace), "-seeds", strconv.Itoa(seeds), "-out", rel(h.cfg.OutDir)}
+	command := "cd bench && go " + strings.Join(args, " ")
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir = h.cfg.RepoDir
+	cmd.Dir = benchDir
 	began := time.Now()
 	out, err := cmd.CombinedOutput()
 	wall := time.Since(began)
 	if err != nil {
-		return nil, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, oneLine(string(out), 500))
+		return nil, fmt.Errorf("%s: %w: %s", command, err, oneLine(string(out), 500))
 	}
 	m := wroteRE.FindSubmatch(out)
 	if m == nil {
@@ -82,7 +84,7 @@ func (h *Harness) traceReplay(ctx context.Context) (Result, error) {
 	}
 	path := string(m[1])
 	if !filepath.IsAbs(path) {
-		path = filepath.Join(h.cfg.RepoDir, path)
+		path = filepath.Join(benchDir, path)
 	}
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -98,9 +100,9 @@ func (h *Harness) traceReplay(ctx context.Context) (Result, error) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
-	jsonRel, _ := filepath.Rel(filepath.Join(h.cfg.RepoDir, "bench"), path)
+	jsonRel, _ := filepath.Rel(benchDir, path)
 	return &TraceReplayResult{
-		Command: "go " + strings.Join(args, " "), JSON: jsonRel, Functions: rep.Functions, Seeds: rep.Seeds,
+		Command: command, JSON: jsonRel, Functions: rep.Functions, Seeds: rep.Seeds,
 		Elapsed: rep.Elapsed, WallSeconds: wall.Seconds(), Model: rep.Model, Policies: rep.Summary,
 	}, nil
 }

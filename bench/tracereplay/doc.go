@@ -5,10 +5,12 @@
 // replica-seconds against Knative's defaults and a fixed 10-minute
 // keep-alive.
 //
-//	go run ./bench/tracereplay -trace ../shared/traces/azure2019/100_inv.csv
+//	cd bench && go run ./tracereplay [-trace traces/azure2019/100_inv.csv]
 //
-// It prints a markdown table for bench/RESULTS.md and writes the raw figures
-// as JSON to bench/results/. The data plane is modelled, not run: a router
+// The default trace is the 100-function subset shipped in
+// bench/traces/azure2019 (CC-BY 4.0, attribution in its README). It prints
+// a markdown table for bench/RESULTS.md and writes the raw figures as JSON
+// to bench/results/. The data plane is modelled, not run: a router
 // with least-in-flight balancing, an activator that buffers and pokes the
 // autoscaler, and a node that starts replicas in the measured 59 ms (11 ms
 // from a pre-created task). It must not start containers or touch the

@@ -41,9 +41,9 @@ type options struct {
 func parseFlags(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("tracereplay", flag.ContinueOnError)
-	fs.StringVar(&o.trace, "trace", "../shared/traces/azure2019/100_inv.csv", "invocations per minute (N_inv.csv)")
+	fs.StringVar(&o.trace, "trace", "traces/azure2019/100_inv.csv", "invocations per minute (N_inv.csv); the default is the subset shipped in bench/traces")
 	fs.StringVar(&o.runtimes, "runtimes", "", "execution times (N_run.csv); default: the -trace path with _inv replaced by _run")
-	fs.StringVar(&o.out, "out", "bench/results", "directory for the JSON result; empty to skip writing it")
+	fs.StringVar(&o.out, "out", "results", "directory for the JSON result; empty to skip writing it")
 	fs.IntVar(&o.seeds, "seeds", 3, "how many arrival/duration seeds to run; figures are median and range over them")
 	fs.IntVar(&o.functions, "functions", 0, "replay only the first N functions (0: all)")
 	fs.IntVar(&o.workers, "workers", runtime.GOMAXPROCS(0), "functions simulated in parallel")
@@ -118,7 +118,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	sums := summarize(pols, runs)
 	base := baseConfig(0, o.hardLimit)
 	rep := report{
-		Date: time.Now().UTC(), Commit: gitCommit(ctx), Command: "go run ./bench/tracereplay " + strings.Join(args, " "),
+		Date: time.Now().UTC(), Commit: gitCommit(ctx), Command: strings.TrimSpace("cd bench && go run ./tracereplay " + strings.Join(args, " ")),
 		Trace: o.trace, Functions: len(fns), Seeds: seeds, Elapsed: elapsed.Round(time.Millisecond).String(),
 		Model: simModel{
 			Tick: base.Tick.String(), Report: base.Report.String(), ColdStart: base.ColdStart.String(),

@@ -182,6 +182,19 @@ func TestLoadTrace(t *testing.T) {
 	assert.Error(t, err)
 }
 
+// The default -trace is the subset shipped in bench/traces (relative to
+// bench/, where the command runs; this test runs in bench/tracereplay).
+func TestDefaultTraceIsShipped(t *testing.T) {
+	o, err := parseFlags(nil)
+	require.NoError(t, err)
+	fns, err := loadTrace(filepath.Join("..", o.trace), filepath.Join("..", o.runtimes))
+	require.NoError(t, err)
+	assert.Len(t, fns, 100)
+	for _, fn := range fns {
+		assert.Len(t, fn.PerMin, 1440, fn.Hash)
+	}
+}
+
 func TestRunWritesTableAndJSON(t *testing.T) {
 	out := t.TempDir()
 	var stdout bytes.Buffer

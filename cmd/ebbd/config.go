@@ -12,10 +12,11 @@ import (
 	"strconv"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/bpf"
+	"github.com/ebbrun/ebb/controlplane"
 )
 
 // Roles ebbd can run.
@@ -75,6 +76,10 @@ type Config struct {
 	// replicas: "auto" (default: ebb-runc beside ebbd when it is there,
 	// else runc), "runc", or the absolute path of ebb-runc.
 	Runc string `yaml:"runc"`
+	// MaxSpoolBytes bounds the bytes that all image uploads in progress
+	// hold in <data-dir>/spool together. Default 4 GiB
+	// (controlplane.DefaultMaxSpoolBytes).
+	MaxSpoolBytes int64 `yaml:"maxSpoolBytes"`
 }
 
 func defaultConfig() Config {
@@ -95,6 +100,7 @@ func defaultConfig() Config {
 		HostIP:            "127.0.0.1",
 		ReplicaPorts:      "20000-29999",
 		Runc:              runcAuto,
+		MaxSpoolBytes:     controlplane.DefaultMaxSpoolBytes,
 	}
 }
 
@@ -120,6 +126,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.HostIP, "host-ip", cfg.HostIP, "address replicas are published at; routers on other machines must reach it")
 	fs.StringVar(&cfg.ReplicaPorts, "replica-ports", cfg.ReplicaPorts, "host port range for replicas, MIN-MAX")
 	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "OCI runtime the containerd shim runs: auto (ebb-runc beside ebbd, else runc), runc, or a path to ebb-runc")
+	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
 	}
@@ -186,6 +193,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("host-ip", &file.HostIP, flags.HostIP)
 	pick("replica-ports", &file.ReplicaPorts, flags.ReplicaPorts)
 	pick("runc", &file.Runc, flags.Runc)
+	if set["max-spool-bytes"] {
+		file.MaxSpoolBytes = flags.MaxSpoolBytes
+	}
 	return file
 }
 
@@ -225,6 +235,9 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("--log-level %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.MaxSpoolBytes <= 0 {
+		return fmt.Errorf("--max-spool-bytes %d: must be positive", c.MaxSpoolBytes)
 	}
 	if c.Runc != runcAuto && c.Runc != runcStock && !filepath.IsAbs(c.Runc) {
 		return fmt.Errorf("--runc %q: must be auto, runc or an absolute path", c.Runc)

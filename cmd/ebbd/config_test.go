@@ -31,11 +31,16 @@ func TestParseConfig(t *testing.T) {
 			assert.Equal(t, "localhost", c.Domain)
 			assert.Equal(t, "/run/containerd/containerd.sock", c.ContainerdAddress)
 			assert.Equal(t, "auto", c.Runc)
+			assert.Equal(t, int64(4<<30), c.MaxSpoolBytes)
 		}},
 		{name: "runc path", args: []string{"--runc", "/usr/local/bin/ebb-runc"}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, "/usr/local/bin/ebb-runc", c.Runc)
 		}},
 		{name: "relative runc", args: []string{"--runc", "ebb-runc"}, wantErr: "--runc"},
+		{name: "max spool bytes", args: []string{"--config", file, "--max-spool-bytes", "1048576"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, int64(1<<20), c.MaxSpoolBytes)
+		}},
+		{name: "max spool bytes not positive", args: []string{"--max-spool-bytes", "0"}, wantErr: "--max-spool-bytes"},
 		{name: "flags", args: []string{"--data-dir", "rel/dir", "--http-addr", "127.0.0.1:8081", "--domain", "fn.test"}, check: func(t *testing.T, c Config) {
 			assert.True(t, filepath.IsAbs(c.DataDir), "data dir is made absolute")
 			assert.Equal(t, "127.0.0.1:8081", c.HTTPAddr)

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -310,16 +309,15 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 	if err != nil {
 		return err
 	}
-	spool := filepath.Join(d.cfg.DataDir, "spool")
-	if err := os.MkdirAll(spool, 0o700); err != nil {
-		return fmt.Errorf("create spool dir: %w", err)
-	}
+	// controlplane.New creates the spool dir and removes the uploads a
+	// killed ebbd left in it.
 	api, err := controlplane.New(controlplane.Config{
-		Addr:       d.cfg.APIAddr,
-		Token:      d.token,
-		Domain:     d.cfg.Domain,
-		RouterPort: portOf(d.cfg.HTTPAddr),
-		SpoolDir:   spool,
+		Addr:          d.cfg.APIAddr,
+		Token:         d.token,
+		Domain:        d.cfg.Domain,
+		RouterPort:    portOf(d.cfg.HTTPAddr),
+		SpoolDir:      filepath.Join(d.cfg.DataDir, "spool"),
+		MaxSpoolBytes: d.cfg.MaxSpoolBytes,
 	}, controlplane.Deps{
 		Store:      d.store,
 		Images:     importer,

@@ -21,9 +21,18 @@ const (
 type Limits struct {
 	// MaxCompressedSize bounds the upload as received. Default 1 GiB.
 	MaxCompressedSize int64
-	// MaxSize bounds the archive after gzip decompression, which stops gzip
-	// bombs; it is also the largest spooled file. Default 2 GiB.
+	// MaxSize bounds the archive after gzip decompression; it is also the
+	// largest spooled file. Default 2 GiB.
 	MaxSize int64
+	// MaxRatio bounds how many times larger than the bytes received so far
+	// the decompressed archive may grow, once it is past RatioMinSize. Gzip
+	// reaches about 1000:1 on zeros, real image archives 2:1 to 10:1, so a
+	// whole-upload gzip bomb is refused after RatioMinSize bytes reached the
+	// spool rather than after MaxSize. Default 100.
+	MaxRatio int64
+	// RatioMinSize is the decompressed size up to which MaxRatio is not
+	// checked, so that small, very compressible archives pass. Default 32 MiB.
+	RatioMinSize int64
 	// MaxEntries bounds the entries of the archive. Default 10000.
 	MaxEntries int
 	// MaxEntrySize bounds one entry (one blob). Default 1 GiB.
@@ -39,6 +48,8 @@ type Limits struct {
 const (
 	DefaultMaxCompressedSize = 1 << 30
 	DefaultMaxSize           = 2 << 30
+	DefaultMaxRatio          = 100
+	DefaultRatioMinSize      = 32 << 20
 	DefaultMaxEntries        = 10000
 	DefaultMaxEntrySize      = 1 << 30
 	DefaultMaxUnpackedSize   = 4 << 30
@@ -57,6 +68,12 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxSize == 0 {
 		l.MaxSize = DefaultMaxSize
 	}
+	if l.MaxRatio == 0 {
+		l.MaxRatio = DefaultMaxRatio
+	}
+	if l.RatioMinSize == 0 {
+		l.RatioMinSize = DefaultRatioMinSize
+	}
 	if l.MaxEntries == 0 {
 		l.MaxEntries = DefaultMaxEntries
 	}
@@ -74,8 +91,8 @@ func (l Limits) WithDefaults() Limits {
 
 // Validate reports a negative limit.
 func (l Limits) Validate() error {
-	if l.MaxCompressedSize < 0 || l.MaxSize < 0 || l.MaxEntries < 0 || l.MaxEntrySize < 0 ||
-		l.MaxUnpackedSize < 0 || l.MaxLayerEntries < 0 {
+	if l.MaxCompressedSize < 0 || l.MaxSize < 0 || l.MaxRatio < 0 || l.RatioMinSize < 0 || l.MaxEntries < 0 ||
+		l.MaxEntrySize < 0 || l.MaxUnpackedSize < 0 || l.MaxLayerEntries < 0 {
 		return errors.New("archive limits must not be negative")
 	}
 	return nil
@@ -84,6 +101,12 @@ func (l Limits) Validate() error {
 // ErrTooLarge is wrapped by an *ArchiveError that broke a Limit, so callers
 // can answer 413 rather than 400.
 var ErrTooLarge = errors.New("archive exceeds a size limit")
+
+// ErrSpoolFull is wrapped by the error of an upload refused because the
+// uploads in progress already hold what a SpoolDir allows. It is not an
+// *ArchiveError: the archive may be fine, and the same upload may succeed
+// once the others finish.
+var ErrSpoolFull = errors.New("the image spool is full")
 
 // ArchiveError says why an uploaded archive was refused. Its message is
 // meant for the person who uploaded it.
@@ -130,6 +153,9 @@ type Image struct {
 
 // Archive is an upload Spool accepted.
 type Archive struct {
+	// release returns the archive's bytes to its SpoolDir's budget.
+	release func()
+
 	// Path is the spooled, uncompressed, validated tar, ready for
 	// containerd's importer. The caller owns it: call Remove when done.
 	Path   string
@@ -142,10 +168,15 @@ type Archive struct {
 	UnpackedSize int64
 }
 
-// Remove deletes the spooled file.
+// Remove deletes the spooled file and, for a SpoolDir's archive, returns
+// its bytes to the spool's budget. It is not safe for concurrent use.
 func (a *Archive) Remove() error {
 	if err := os.Remove(a.Path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
+	}
+	if a.release != nil {
+		a.release()
+		a.release = nil
 	}
 	return nil
 }

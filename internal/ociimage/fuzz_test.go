@@ -12,6 +12,8 @@ import (
 var fuzzLimits = Limits{
 	MaxCompressedSize: 1 << 20,
 	MaxSize:           4 << 20,
+	MaxRatio:          20,
+	RatioMinSize:      64 << 10,
 	MaxEntries:        64,
 	MaxEntrySize:      1 << 20,
 	MaxUnpackedSize:   4 << 20,
@@ -30,9 +32,11 @@ func (m *memTarget) ReadAt(p []byte, off int64) (int, error) {
 
 // FuzzSpool feeds arbitrary bytes to the spooler: it must never panic, must
 // refuse with an *ArchiveError (the input is in memory, so no I/O can fail),
-// and what it accepts must be a tar naming at least one normalized image,
-// which Spool (with its temp file) accepts too, leaving nothing behind after
-// Remove. The table tests check that refusals leave no file.
+// must never spool more than MaxSize, nor more than MaxRatio times the input
+// once past RatioMinSize, and what it accepts must be a tar naming at least
+// one normalized image, which a SpoolDir (with its temp file) accepts too,
+// counting its bytes until Remove and leaving nothing behind after it. The
+// table tests check that refusals leave no file.
 //
 //	go test -run=^$ -fuzz=FuzzSpool -fuzztime=60s ./internal/ociimage
 //
@@ -61,10 +65,21 @@ func FuzzSpool(f *testing.F) {
 	for _, s := range seeds {
 		f.Add(s)
 	}
+	// A compression bomb, to start near the ratio check.
+	f.Add(gzipBytes(f, makeTar(f, []tarEntry{{name: "zeros", body: make([]byte, 1<<20)}})))
 	dir := f.TempDir()
+	spool, _, err := OpenSpoolDir(dir, 2*fuzzLimits.MaxSize)
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		mem := &memTarget{}
-		a, err := spoolTo(bytes.NewReader(data), mem, fuzzLimits)
+		a, err := spoolTo(bytes.NewReader(data), mem, fuzzLimits, nil)
+		if n := int64(len(mem.b)); n > fuzzLimits.MaxSize {
+			t.Fatalf("spooled %d bytes, more than MaxSize", n)
+		} else if n > fuzzLimits.RatioMinSize && n > fuzzLimits.MaxRatio*int64(len(data)) {
+			t.Fatalf("spooled %d bytes from %d: more than MaxRatio times", n, len(data))
+		}
 		if err != nil {
 			var ae *ArchiveError
 			if !errors.As(err, &ae) {
@@ -83,9 +98,12 @@ func FuzzSpool(f *testing.F) {
 		if int64(len(mem.b)) != a.Size {
 			t.Fatalf("spooled %d bytes, Archive.Size says %d", len(mem.b), a.Size)
 		}
-		onDisk, err := Spool(bytes.NewReader(data), dir, fuzzLimits)
+		onDisk, err := spool.Spool(bytes.NewReader(data), fuzzLimits)
 		if err != nil {
 			t.Fatalf("accepted in memory, refused on disk: %v", err)
+		}
+		if spool.Used() != onDisk.Size {
+			t.Fatalf("the spool counts %d bytes for an archive of %d", spool.Used(), onDisk.Size)
 		}
 		spooled, err := os.ReadFile(onDisk.Path)
 		if err != nil {
@@ -96,6 +114,9 @@ func FuzzSpool(f *testing.F) {
 		}
 		if err := onDisk.Remove(); err != nil {
 			t.Fatal(err)
+		}
+		if spool.Used() != 0 {
+			t.Fatalf("the spool still counts %d bytes after Remove", spool.Used())
 		}
 		if left, _ := os.ReadDir(dir); len(left) != 0 {
 			t.Fatalf("%d files left behind", len(left))

@@ -56,16 +56,25 @@ const noNameMsg = "the archive does not name its image: tag the image before sav
 // uncompressed tar and the caller must Remove the Archive when done. On any
 // error nothing is left in dir. A refused archive yields an *ArchiveError
 // (wrapping ErrTooLarge for a broken limit); other errors are I/O failures.
+//
+// Spool bounds one upload only; a server that takes several at once spools
+// them through a SpoolDir, which bounds them together.
 func Spool(r io.Reader, dir string, limits Limits) (*Archive, error) {
+	return spoolFile(r, dir, limits, nil)
+}
+
+// spoolFile is Spool, taking each spooled byte from reserve first when
+// reserve is not nil.
+func spoolFile(r io.Reader, dir string, limits Limits, reserve func(int64) error) (*Archive, error) {
 	limits = limits.WithDefaults()
 	if err := limits.Validate(); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(dir, "image-*.tar")
+	f, err := os.CreateTemp(dir, spoolPattern)
 	if err != nil {
 		return nil, fmt.Errorf("spool image archive: %w", err)
 	}
-	a, err := spoolTo(r, f, limits)
+	a, err := spoolTo(r, f, limits, reserve)
 	if cerr := f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("spool image archive: %w", cerr)
 	}
@@ -85,8 +94,8 @@ type spoolTarget interface {
 }
 
 // spoolTo is Spool without the file handling.
-func spoolTo(r io.Reader, w spoolTarget, limits Limits) (*Archive, error) {
-	s := &spooler{lim: limits, f: w, entries: map[string]*entry{}}
+func spoolTo(r io.Reader, w spoolTarget, limits Limits, reserve func(int64) error) (*Archive, error) {
+	s := &spooler{lim: limits, f: w, entries: map[string]*entry{}, reserve: reserve}
 	return s.run(r)
 }
 
@@ -101,6 +110,7 @@ type entry struct {
 type spooler struct {
 	lim     Limits
 	f       spoolTarget
+	reserve func(int64) error // nil: no budget beyond lim
 	entries map[string]*entry
 	size    int64 // bytes spooled
 
@@ -169,12 +179,18 @@ func (u *uploadReader) Read(p []byte) (int, error) {
 }
 
 // spoolReader bounds the decompressed archive, copies it to the spool file
-// and counts the offset the tar reader has reached.
+// and counts the offset the tar reader has reached. Every check runs before
+// the bytes are written, so a refused archive never spools more than the
+// limit it broke.
 type spoolReader struct {
-	r   io.Reader
-	w   io.Writer
-	n   int64
-	max int64
+	r        io.Reader
+	w        io.Writer
+	n        int64
+	max      int64
+	in       *uploadReader // the bytes received, for the ratio check
+	ratio    int64
+	ratioMin int64
+	reserve  func(int64) error
 }
 
 func (s *spoolReader) Read(p []byte) (int, error) {
@@ -182,15 +198,30 @@ func (s *spoolReader) Read(p []byte) (int, error) {
 		p = p[:rem+1]
 	}
 	n, err := s.r.Read(p)
-	if s.n+int64(n) > s.max {
+	total := s.n + int64(n)
+	if total > s.max {
 		return 0, tooLarge("", "the archive decompresses to more than the limit of %d bytes", s.max)
 	}
+	// In float64: ratio × received can overflow int64 for huge limits.
+	if total > s.ratioMin && float64(total) > float64(s.ratio)*float64(s.in.n) {
+		return 0, tooLarge("", "the archive decompresses to more than %d times the %d bytes received (a compression bomb?); "+
+			"send it uncompressed or with a lower compression ratio", s.ratio, s.in.n)
+	}
 	if n > 0 {
+		if s.reserve != nil {
+			if rerr := s.reserve(int64(n)); rerr != nil {
+				var ae *ArchiveError
+				if errors.As(rerr, &ae) {
+					return 0, ae
+				}
+				return 0, &spoolWriteError{rerr}
+			}
+		}
 		if _, werr := s.w.Write(p[:n]); werr != nil {
 			return 0, &spoolWriteError{werr}
 		}
 	}
-	s.n += int64(n)
+	s.n = total
 	return n, err
 }
 
@@ -220,7 +251,8 @@ func classify(err error, entry string) error {
 // of the outer tar and the digest of every blob, and records where each
 // entry's data lies.
 func (s *spooler) copyAndScan(r io.Reader) error {
-	br := bufio.NewReaderSize(&uploadReader{r: r, max: s.lim.MaxCompressedSize}, 32<<10)
+	in := &uploadReader{r: r, max: s.lim.MaxCompressedSize}
+	br := bufio.NewReaderSize(in, 32<<10)
 	magic, err := br.Peek(len(gzipMagic))
 	if len(magic) == 0 && errors.Is(err, io.EOF) {
 		return archiveErr("", "the archive is empty")
@@ -237,7 +269,7 @@ func (s *spooler) copyAndScan(r io.Reader) error {
 		defer zr.Close()
 		src = zr
 	}
-	sr := &spoolReader{r: src, w: s.f, max: s.lim.MaxSize}
+	sr := &spoolReader{r: src, w: s.f, max: s.lim.MaxSize, in: in, ratio: s.lim.MaxRatio, ratioMin: s.lim.RatioMinSize, reserve: s.reserve}
 	tr := tar.NewReader(sr)
 	var (
 		count   int

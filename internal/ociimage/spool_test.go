@@ -198,6 +198,7 @@ func TestSpoolRejects(t *testing.T) {
 		{name: "docker bad tag", data: dockerArchive(t, dockerSpec{repoTags: []string{"Not Valid"}}), want: "bad RepoTags"},
 		{name: "upload too large", data: built, limits: Limits{MaxCompressedSize: 1024}, want: "upload is larger", tooLarge: true},
 		{name: "gzip bomb", data: gzipBytes(t, makeTar(t, []tarEntry{{name: "zeros", body: bigZeros}})), limits: Limits{MaxSize: 1 << 20}, want: "decompresses to more", tooLarge: true},
+		{name: "gzip bomb past the ratio", data: gzipBytes(t, makeTar(t, []tarEntry{{name: "zeros", body: bigZeros}})), limits: Limits{RatioMinSize: 1 << 20}, want: "times the", tooLarge: true},
 		{name: "too many entries", data: mutate(t, built, add(tarEntry{name: "a"}, tarEntry{name: "b"}, tarEntry{name: "c"})), limits: Limits{MaxEntries: 8}, want: "entries", tooLarge: true},
 		{name: "entry too large", data: mutate(t, built, add(tarEntry{name: "big", body: make([]byte, 4096)})), limits: Limits{MaxEntrySize: 2048}, want: "entry is larger", tooLarge: true},
 		{name: "layer bomb", data: ociArchive(t, ociSpec{layer: makeTar(t, []tarEntry{{name: "zeros", body: bigZeros}}), layerEncoding: "gzip"}), limits: Limits{MaxUnpackedSize: 1 << 20}, want: "layers decompress", tooLarge: true},
@@ -258,6 +259,8 @@ func TestSpoolMissingDirIsAnIOError(t *testing.T) {
 func TestLimitsValidate(t *testing.T) {
 	assert.NoError(t, Limits{}.WithDefaults().Validate())
 	assert.Error(t, Limits{MaxSize: -1}.Validate())
+	assert.Error(t, Limits{MaxRatio: -1}.Validate())
+	assert.Error(t, Limits{RatioMinSize: -1}.Validate())
 	_, err := Spool(bytes.NewReader(nil), t.TempDir(), Limits{MaxEntries: -1})
 	assert.Error(t, err)
 }

@@ -15,10 +15,16 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/valyala/fasthttp/fasthttputil"
+
 	"github.com/ebbrun/ebb/nodeagent"
 )
 
-var _ nodeagent.Runtime = (*Runtime)(nil)
+var (
+	_ nodeagent.Runtime        = (*Runtime)(nil)
+	_ nodeagent.RequestCounter = (*Runtime)(nil)
+	_ nodeagent.DialFunc       = (*Runtime)(nil).Dial
+)
 
 // Behavior says how the processes of an image act.
 type Behavior struct {
@@ -39,8 +45,18 @@ type Runtime struct {
 	behavior   map[string]Behavior
 	containers map[string]*container
 	failNext   map[string]error // method name → error for its next call
-	calls      []string
+	calls      []Call
 	onStart    func(id string)
+	// listeners are the in-memory network: the servers of running tasks,
+	// by address.
+	listeners map[string]*listener
+}
+
+// Call is one call made to the runtime, with the time it was made: in a
+// testing/synctest bubble, the bubble's time.
+type Call struct {
+	At   time.Time
+	What string // as Calls reports it
 }
 
 type container struct {
@@ -55,6 +71,7 @@ func New() *Runtime {
 		behavior:   map[string]Behavior{},
 		containers: map[string]*container{},
 		failNext:   map[string]error{},
+		listeners:  map[string]*listener{},
 	}
 }
 
@@ -95,13 +112,96 @@ func (r *Runtime) takeFailure(method string) error {
 func (r *Runtime) Calls() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]string(nil), r.calls...)
+	out := make([]string, len(r.calls))
+	for i, c := range r.calls {
+		out[i] = c.What
+	}
+	return out
+}
+
+// TimedCalls returns the calls made so far with their times, in order.
+func (r *Runtime) TimedCalls() []Call {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Call(nil), r.calls...)
 }
 
 func (r *Runtime) record(format string, args ...any) {
 	r.mu.Lock()
-	r.calls = append(r.calls, fmt.Sprintf(format, args...))
+	r.calls = append(r.calls, Call{At: time.Now(), What: fmt.Sprintf(format, args...)})
 	r.mu.Unlock()
+}
+
+// Dial connects to the server a task runs at addr, as a TCP dial to a
+// replica would; it is the agent's Deps.Dial, and a test's http.Transport
+// DialContext. An address nobody listens on refuses the connection.
+func (r *Runtime) Dial(_ context.Context, network, addr string) (net.Conn, error) {
+	r.mu.Lock()
+	l := r.listeners[addr]
+	r.mu.Unlock()
+	if l == nil {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: syscall.ECONNREFUSED}
+	}
+	return l.Dial()
+}
+
+// OpenRequests implements nodeagent.RequestCounter: the requests in
+// flight on the task listening on port. The agent's sock_diag view sees
+// no in-memory connection, so this is what its drain waits for.
+func (r *Runtime) OpenRequests(port uint16) (int, bool, error) {
+	r.mu.Lock()
+	l := r.listeners[fmt.Sprintf("127.0.0.1:%d", port)]
+	r.mu.Unlock()
+	if l == nil {
+		return 0, false, nil
+	}
+	return l.task.InFlight(), true, nil
+}
+
+// Close ends every task, as a reboot would, so that the goroutines of
+// their servers end: a testing/synctest bubble waits for them.
+func (r *Runtime) Close() {
+	r.mu.Lock()
+	var tasks []*Task
+	for _, c := range r.containers {
+		if c.task != nil {
+			tasks = append(tasks, c.task)
+		}
+	}
+	r.mu.Unlock()
+	for _, t := range tasks {
+		t.kill(137)
+	}
+}
+
+// listener is a task's server socket on the in-memory network.
+type listener struct {
+	*fasthttputil.InmemoryListener
+	rt   *Runtime
+	addr string
+	task *Task
+}
+
+// listen binds addr for t, failing as a bind would if it is taken.
+func (r *Runtime) listen(addr string, t *Task) (*listener, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, taken := r.listeners[addr]; taken {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Err: syscall.EADDRINUSE}
+	}
+	l := &listener{InmemoryListener: fasthttputil.NewInmemoryListener(), rt: r, addr: addr, task: t}
+	r.listeners[addr] = l
+	return l, nil
+}
+
+// Close unbinds the address and closes the listener.
+func (l *listener) Close() error {
+	l.rt.mu.Lock()
+	if l.rt.listeners[l.addr] == l {
+		delete(l.rt.listeners, l.addr)
+	}
+	l.rt.mu.Unlock()
+	return l.InmemoryListener.Close()
 }
 
 // Containers returns the specs of the containers that exist, by id.
@@ -241,7 +341,8 @@ func (r *Runtime) Delete(_ context.Context, id string) error {
 	return nil
 }
 
-// Task is a fake process: an HTTP server on the container's PORT.
+// Task is a fake process: an HTTP server on the container's PORT, on the
+// runtime's in-memory network.
 type Task struct {
 	rt       *Runtime
 	id       string
@@ -259,11 +360,12 @@ type Task struct {
 	done     chan struct{}
 }
 
-// InFlight is the number of /sleep requests being served.
+// InFlight is the number of requests being served.
 func (t *Task) InFlight() int { return int(t.inFlight.Load()) }
 
-// Pid is the test process's own pid, so that the agent's connection count
-// reads the host's network namespace, where the fake servers listen.
+// Pid is the test process's own pid: the agent's socket view of the
+// replica then reads the host's network namespace, where no fake
+// connection shows, and OpenRequests is what counts.
 func (t *Task) Pid() uint32 { return uint32(os.Getpid()) }
 
 // State implements nodeagent.Task.
@@ -328,7 +430,7 @@ func (t *Task) run() {
 		return
 	}
 	port := envValue(t.spec.Env, "PORT")
-	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	ln, err := t.rt.listen("127.0.0.1:"+port, t)
 	if err != nil {
 		t.write(t.out.Stderr, fmt.Sprintf("listen: %v\n", err))
 		go t.kill(1)
@@ -340,12 +442,20 @@ func (t *Task) run() {
 	})
 	mux.HandleFunc("/sleep", func(w http.ResponseWriter, r *http.Request) {
 		d, _ := time.ParseDuration(r.URL.Query().Get("d"))
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		select {
+		case <-timer.C:
+			io.WriteString(w, "slept\n")
+		case <-r.Context().Done(): // killed, as a real process's requests die with it
+		}
+	})
+	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		t.inFlight.Add(1)
 		defer t.inFlight.Add(-1)
-		time.Sleep(d)
-		io.WriteString(w, "slept\n")
+		mux.ServeHTTP(w, r)
 	})
-	srv := &http.Server{Handler: mux}
+	srv := &http.Server{Handler: counted}
 	t.mu.Lock()
 	t.srv = srv
 	t.mu.Unlock()
@@ -377,7 +487,16 @@ func (t *Task) Signal(_ context.Context, sig syscall.Signal) error {
 			srv := t.srv
 			t.mu.Unlock()
 			if srv != nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				// The process finishes what it serves, unless a SIGKILL
+				// (or a crash) ends it first.
+				ctx, cancel := context.WithCancel(context.Background())
+				go func() {
+					select {
+					case <-t.done:
+						cancel()
+					case <-ctx.Done():
+					}
+				}()
 				_ = srv.Shutdown(ctx)
 				cancel()
 			}

@@ -2,9 +2,11 @@
 // figure of shared/BENCHMARKS.md side by side with its baseline, one summary
 // table, JSON and plots in bench/results/, and bench/RESULTS.md updated.
 //
-//	go run ./bench/cmd/ebbbench [-only coldstart,dataplane,...] [-quick]
+//	cd bench && go run ./cmd/ebbbench [-only coldstart,dataplane,...] [-quick]
 //
-// make bench builds bin/ first and runs it from the repository root.
+// bench/ is a Go module of its own, so that the product's go.mod does not
+// carry the plotting libraries. make bench builds bin/ first and runs this
+// command from bench/ with -repo set to the repository root.
 package main
 
 import (
@@ -36,7 +38,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	only := fs.String("only", "", "comma-separated sections to run: "+strings.Join(harness.Sections, ","))
 	quick := fs.Bool("quick", false, "short runs: the whole harness in under 10 minutes")
-	repo := fs.String("repo", ".", "repository root")
+	repo := fs.String("repo", "..", "repository root (the default fits a run from bench/)")
 	keep := fs.Bool("keep", false, "keep the temp work dir (ebbd data dirs and logs)")
 	noRecord := fs.Bool("no-record", false, "record nothing in bench/: JSON and plots go to a temp dir, RESULTS.md is left alone")
 	procs := fs.Int("ebbd-gomaxprocs", 1, "GOMAXPROCS of every ebbd the harness starts (1: one core, like the peers)")
