@@ -2,7 +2,6 @@ package nodeagent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -36,6 +35,10 @@ type Agent struct {
 	met    *metrics
 	logs   *logring.Store
 	policy poolPolicy
+	// assignments is what the agent reconciles to; ownAssignments says Run
+	// runs it.
+	assignments    *store.Cache[store.Assignment]
+	ownAssignments bool
 
 	wake       chan struct{} // the reconcile loop's doorbell
 	statusWake chan struct{} // the status writer's doorbell
@@ -128,6 +131,13 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		busyPorts:  map[int]time.Time{},
 		seedStatus: map[string]store.RevisionNodeStatus{},
 	}
+	a.assignments = deps.Assignments
+	if a.assignments == nil {
+		a.assignments = store.NewCache(deps.Store, store.AssignmentsPrefix(cfg.Node), store.CacheConfig[store.Assignment]{
+			OnUndecodable: func(key string, err error) { a.log.Warn("ignoring undecodable assignment", "key", key, "err", err) },
+		})
+		a.ownAssignments = true
+	}
 	met.poolBudget.Set(float64(cfg.PoolMemoryBudget))
 	return a, nil
 }
@@ -181,8 +191,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		return fmt.Errorf("adopt containers: %w", err)
 	}
+	if a.ownAssignments {
+		g.Go(func() error { return a.assignments.Run(gctx) })
+	}
 	g.Go(func() error {
-		return store.Mirror(gctx, a.deps.Store, store.AssignmentsPrefix(a.cfg.Node), a.onAssignments)
+		return a.assignments.Follow(gctx, func(store.CacheUpdate[store.Assignment]) {
+			a.onAssignments(a.assignments.Snapshot())
+		})
 	})
 	g.Go(func() error { return a.loop(gctx) })
 	g.Go(func() error { return a.statusLoop(gctx) })
@@ -209,19 +224,18 @@ func (a *Agent) kickStatus() {
 	}
 }
 
-func (a *Agent) onAssignments(snapshot map[string]store.KV) {
+func (a *Agent) onAssignments(snapshot *store.Snapshot[store.Assignment]) {
 	now := time.Now()
 	prefix := store.AssignmentsPrefix(a.cfg.Node)
-	desired := make(map[string]store.Assignment, len(snapshot))
-	for key, kv := range snapshot {
-		var as store.Assignment
-		if err := json.Unmarshal(kv.Value, &as); err != nil {
-			a.log.Warn("ignoring undecodable assignment", "key", key, "err", err)
-			continue
+	desired := make(map[string]store.Assignment, snapshot.Len())
+	for v := range snapshot.All() {
+		rev, mine := strings.CutPrefix(v.Key, prefix)
+		if !mine {
+			continue // another node's, in a cache of every node's
 		}
-		rev := strings.TrimPrefix(key, prefix)
+		as := v.Value
 		if api.ValidateName("revision", rev) != nil || api.ValidateName("function", as.Function) != nil {
-			a.log.Warn("ignoring assignment with a bad revision or function name", "key", key, "function", as.Function)
+			a.log.Warn("ignoring assignment with a bad revision or function name", "key", v.Key, "function", as.Function)
 			continue
 		}
 		as.Revision = rev

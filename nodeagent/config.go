@@ -274,6 +274,11 @@ type Deps struct {
 	Store   store.Store
 	Runtime Runtime
 	Logger  *slog.Logger
+	// Assignments is the process's cache of assignments, which the caller
+	// runs: of this node (store.AssignmentsPrefix(Config.Node)) or of every
+	// node (store.PrefixAssignments), where the agent picks out its own.
+	// When nil the agent opens its own of this node's and runs it.
+	Assignments *store.Cache[store.Assignment]
 	// Registerer takes the agent's metrics; nil means they are not exported.
 	Registerer prometheus.Registerer
 	// Requests, if set, counts the open requests on replica ports that
