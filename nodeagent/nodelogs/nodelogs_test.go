@@ -3,80 +3,157 @@ package nodelogs
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ebbrun/ebb/internal/testenv"
+	"github.com/ebbrun/ebb/nodeagent/logring"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 )
 
-// agent serves canned lines the way a node agent's /v1/logs does.
-func agent(t *testing.T, token string, lines ...string) string {
-	t.Helper()
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("Authorization") != "Bearer "+token {
-			http.Error(w, "unauthorized", http.StatusUnauthorized)
-			return
-		}
-		if r.URL.Path != "/v1/logs" || r.URL.Query().Get("function") != "hello" {
-			http.Error(w, "bad query", http.StatusBadRequest)
-			return
-		}
-		for _, l := range lines {
-			_, _ = w.Write([]byte(l + "\n"))
-		}
-	}))
-	t.Cleanup(srv.Close)
-	return strings.TrimPrefix(srv.URL, "http://")
+// clock hands out strictly increasing times shared by every node, so the
+// order lines were written in is the order a merge must give.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
 }
 
-func TestReadMergesNodes(t *testing.T) {
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(time.Millisecond)
+	return c.now
+}
+
+// node is a node agent's log API: real log rings behind logring's handler.
+type node struct {
+	logs *logring.Store
+	addr string
+}
+
+func newNode(t *testing.T, c *clock, token string) *node {
+	t.Helper()
+	logs, err := logring.New(logring.Config{Dir: t.TempDir(), Now: c.Now})
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.Handle("/v1/logs", logs.Handler(token))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return &node{logs: logs, addr: strings.TrimPrefix(srv.URL, "http://")}
+}
+
+func (n *node) ring(t *testing.T, replica string) *logring.Ring {
+	t.Helper()
+	r, err := n.logs.Open(logring.ReplicaRef{Function: "hello", Revision: "hello-00001", ID: replica})
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func newStore(t *testing.T, nodes map[string]string) store.Store {
+	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "s.db"), embedded.Options{})
 	require.NoError(t, err)
-	defer st.Close()
-	a := agent(t, "tok", "r1 stdout: one", "r1 stdout: two")
-	b := agent(t, "tok", "r2 stderr: three")
-	_, err = st.Txn(context.Background(),
-		store.PutJSON(store.NodeKey("a"), store.Node{Name: "a", AgentAddr: a}, store.AnyVersion),
-		store.PutJSON(store.NodeKey("b"), store.Node{Name: "b", AgentAddr: b}, store.AnyVersion),
-		store.PutJSON(store.NodeKey("c"), store.Node{Name: "c"}, store.AnyVersion)) // no agent address: skipped
-	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	for name, addr := range nodes {
+		_, err = st.Txn(context.Background(),
+			store.PutJSON(store.NodeKey(name), store.Node{Name: name, AgentAddr: addr}, store.AnyVersion))
+		require.NoError(t, err)
+	}
+	return st
+}
 
+func lines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+}
+
+// TestReadMergesNodesByTime is issue 13's bug 2 across nodes: `ebb logs
+// --tail N` prints N lines in total, the newest of every node's, in the
+// order they were written.
+func TestReadMergesNodesByTime(t *testing.T) {
+	c := &clock{now: time.Unix(1700000000, 0)}
+	a, b := newNode(t, c, "tok"), newNode(t, c, "tok")
+	a1, a2, b1 := a.ring(t, "r1"), a.ring(t, "r2"), b.ring(t, "r3")
+	fmt.Fprintln(a1.Stdout(), "one")
+	fmt.Fprintln(b1.Stdout(), "two")
+	fmt.Fprintln(a2.Stderr(), "three")
+	fmt.Fprintln(b1.Stdout(), "four")
+	fmt.Fprintln(a1.Stdout(), "five")
+	st := newStore(t, map[string]string{"a": a.addr, "b": b.addr, "c": ""}) // c has no agent address: skipped
+
+	all := []string{"r1 stdout: one", "r3 stdout: two", "r2 stderr: three", "r3 stdout: four", "r1 stdout: five"}
 	tests := []struct {
-		name   string
-		follow bool
-	}{{"one pass", false}, {"follow", true}}
+		name string
+		q    Query
+		want []string
+	}{
+		{"everything", Query{Function: "hello"}, all},
+		{"tail counts every node's lines together", Query{Function: "hello", Tail: 3}, all[2:]},
+		{"tail of one", Query{Function: "hello", Tail: 1}, all[4:]},
+		{"tail above the line count", Query{Function: "hello", Tail: 50}, all},
+		{"other function", Query{Function: "other", Tail: 3}, nil},
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
 			r := &Reader{Store: st, Token: "tok", Client: &http.Client{}}
-			require.NoError(t, r.Read(context.Background(), &out, Query{Function: "hello", Follow: tt.follow}))
-			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-			sort.Strings(lines)
-			assert.Equal(t, []string{"r1 stdout: one", "r1 stdout: two", "r2 stderr: three"}, lines)
+			require.NoError(t, r.Read(context.Background(), &out, tt.q))
+			assert.Equal(t, tt.want, lines(out.String()))
 		})
 	}
 
-	r := &Reader{Store: st, Token: "wrong", Client: &http.Client{}}
-	err = r.Read(context.Background(), &bytes.Buffer{}, Query{Function: "hello"})
-	assert.ErrorContains(t, err, "401")
+	t.Run("follow: the merged tail, then new lines of every node", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		out := &testenv.Buffer{}
+		done := make(chan error, 1)
+		r := &Reader{Store: st, Token: "tok", Client: &http.Client{}}
+		go func() { done <- r.Read(ctx, out, Query{Function: "hello", Tail: 2, Follow: true}) }()
+		waitLines := func(want []string) {
+			t.Helper()
+			require.Eventually(t, func() bool { return len(lines(out.String())) >= len(want) }, 10*time.Second, time.Millisecond,
+				"want %q, have %q", want, out.String())
+			assert.Equal(t, want, lines(out.String()))
+		}
+		waitLines(all[3:])
+		fmt.Fprintln(b1.Stdout(), "six")
+		waitLines(append(all[3:], "r3 stdout: six"))
+		fmt.Fprintln(a2.Stdout(), "seven")
+		waitLines(append(all[3:], "r3 stdout: six", "r2 stdout: seven"))
+		cancel()
+		require.NoError(t, <-done)
+	})
 
-	// A node that cannot be reached is an error, not a hang.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	dead := l.Addr().String()
-	l.Close()
-	_, err = st.Txn(context.Background(), store.PutJSON(store.NodeKey("d"), store.Node{Name: "d", AgentAddr: dead}, store.AnyVersion))
-	require.NoError(t, err)
-	r = &Reader{Store: st, Token: "tok", Client: &http.Client{}}
-	err = r.Read(context.Background(), &bytes.Buffer{}, Query{Function: "hello"})
-	assert.ErrorContains(t, err, "node d")
+	t.Run("a wrong token is an error", func(t *testing.T) {
+		r := &Reader{Store: st, Token: "wrong", Client: &http.Client{}}
+		err := r.Read(context.Background(), &bytes.Buffer{}, Query{Function: "hello"})
+		assert.ErrorContains(t, err, "401")
+	})
+
+	t.Run("a node that cannot be reached is an error, not a hang", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		dead := l.Addr().String()
+		l.Close()
+		st := newStore(t, map[string]string{"a": a.addr, "d": dead})
+		var out bytes.Buffer
+		r := &Reader{Store: st, Token: "tok", Client: &http.Client{}}
+		err = r.Read(context.Background(), &out, Query{Function: "hello", Tail: 1})
+		assert.ErrorContains(t, err, "node d")
+		assert.Equal(t, []string{"r2 stdout: seven"}, lines(out.String()), "the other nodes' lines still come")
+	})
 }
