@@ -53,6 +53,7 @@ type replica struct {
 	startRequested bool
 	stopRequested  bool
 	restarts       int
+	crashStreak    int // consecutive crashes, as of the last; see crashLoopAfter
 	lastExit       *int
 	desiredAt      time.Time
 	decidedAt      time.Time
@@ -297,7 +298,7 @@ func (a *Agent) runReplica(ctx context.Context, r *replica) error {
 		}
 		ring.Note(fmt.Sprintf("%s; restarting in %s", reason, delay))
 		lines, _ := ring.Last(a.cfg.LastLogLines)
-		a.recordCrash(ctx, r, exit, fmt.Sprintf("replica %s %s; restarting in %s", r.id, reason, delay), lines)
+		a.recordCrash(ctx, r, exit, consecutive, fmt.Sprintf("replica %s %s; restarting in %s", r.id, reason, delay), lines)
 		t := time.NewTimer(delay)
 		select {
 		case <-t.C:
@@ -458,11 +459,13 @@ func (a *Agent) record(r *replica, port int, state string, restarts int, lastExi
 }
 
 // recordCrash counts a crash on the replica and its revision, and takes the
-// replica's endpoint out of the store.
-func (a *Agent) recordCrash(ctx context.Context, r *replica, exit Exit, msg string, lines []string) {
+// replica's endpoint out of the store. streak is the replica's consecutive
+// crashes, this one included.
+func (a *Agent) recordCrash(ctx context.Context, r *replica, exit Exit, streak int, msg string, lines []string) {
 	code := exit.Code
 	a.mu.Lock()
 	r.restarts++
+	r.crashStreak = streak
 	r.lastExit = &code
 	if !r.stopRequested {
 		r.phase = phaseBackoff
