@@ -50,26 +50,12 @@ func TestOneCrashIsARestart(t *testing.T) {
 // restart and no ready replica: the crash is in the store and the replica
 // waits out its backoff (100ms after a first crash). The status API reads
 // the store as the data plane does, so a request sent then reaches the
-// activator; it polls without pause to land inside the backoff.
+// activator; it polls every millisecond to land inside the backoff.
 func (d *ebbd) waitCrashed(fn string, crash int) api.RevisionStatus {
 	d.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	var last api.RevisionStatus
-	for time.Now().Before(deadline) {
-		var f api.Function
-		if d.apiCall("GET", "/v1/functions/"+fn, nil, &f) == http.StatusOK {
-			for _, rev := range f.Revisions {
-				if rev.Name == f.LatestRevision {
-					last = rev
-				}
-			}
-			if last.Restarts >= crash && last.Ready == 0 {
-				require.Equal(d.t, crash, last.Restarts, "one restart per crash")
-				return last
-			}
-		}
-		time.Sleep(time.Millisecond) // polling the status of a real system
-	}
-	d.t.Fatalf("%s: crash %d not seen within 30s; last status %+v\n%s", fn, crash, last, d.log)
-	return last
+	rev := d.pollStatus(fn, 30*time.Second, time.Millisecond, func(r api.RevisionStatus) bool {
+		return r.Restarts >= crash && r.Ready == 0
+	})
+	require.Equal(d.t, crash, rev.Restarts, "one restart per crash")
+	return rev
 }

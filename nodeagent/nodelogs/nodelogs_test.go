@@ -9,7 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,18 +22,12 @@ import (
 	"github.com/ebbrun/ebb/store/embedded"
 )
 
-// clock hands out strictly increasing times shared by every node, so the
-// order lines were written in is the order a merge must give.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Millisecond)
-	return c.now
+// ticker returns a clock that hands out strictly increasing times, 1ms
+// apart; shared by every node, it makes the order lines were written in the
+// order a merge must give.
+func ticker() func() time.Time {
+	var ticks atomic.Int64
+	return func() time.Time { return time.Unix(1700000000, ticks.Add(1)*int64(time.Millisecond)) }
 }
 
 // node is a node agent's log API: real log rings behind logring's handler.
@@ -42,9 +36,9 @@ type node struct {
 	addr string
 }
 
-func newNode(t *testing.T, c *clock, token string) *node {
+func newNode(t *testing.T, now func() time.Time, token string) *node {
 	t.Helper()
-	logs, err := logring.New(logring.Config{Dir: t.TempDir(), Now: c.Now})
+	logs, err := logring.New(logring.Config{Dir: t.TempDir(), Now: now})
 	require.NoError(t, err)
 	mux := http.NewServeMux()
 	mux.Handle("/v1/logs", logs.Handler(token))
@@ -85,8 +79,8 @@ func lines(s string) []string {
 // --tail N` prints N lines in total, the newest of every node's, in the
 // order they were written.
 func TestReadMergesNodesByTime(t *testing.T) {
-	c := &clock{now: time.Unix(1700000000, 0)}
-	a, b := newNode(t, c, "tok"), newNode(t, c, "tok")
+	now := ticker()
+	a, b := newNode(t, now, "tok"), newNode(t, now, "tok")
 	a1, a2, b1 := a.ring(t, "r1"), a.ring(t, "r2"), b.ring(t, "r3")
 	fmt.Fprintln(a1.Stdout(), "one")
 	fmt.Fprintln(b1.Stdout(), "two")
