@@ -49,7 +49,15 @@ func (r *Reader) Read(ctx context.Context, w io.Writer, q Query) error {
 	}
 	last, errs := r.readMerged(ctx, w, nodes, q)
 	if q.Follow {
-		errs = append(errs, r.follow(ctx, w, nodes, q, last)...)
+		// A node that did not answer is not followed: from nothing, it
+		// would send every line it has instead of a tail.
+		var answered []store.Node
+		for _, n := range nodes {
+			if _, ok := last[n.Name]; ok {
+				answered = append(answered, n)
+			}
+		}
+		errs = append(errs, r.follow(ctx, w, answered, q, last)...)
 	}
 	if ctx.Err() != nil {
 		return nil
@@ -62,7 +70,7 @@ type stream struct {
 	node string
 	body io.ReadCloser
 	sc   *bufio.Scanner
-	at   int64  // the time of line
+	at   int64  // when line was written, Unix nanoseconds
 	line []byte // the head line without its timestamp; nil once done
 	err  error
 }
@@ -85,7 +93,8 @@ func (s *stream) advance() {
 // readMerged reads every node's lines once, without following, and writes
 // them merged by time: each node sends its lines in time order, so a merge
 // of the heads keeps no more than Tail lines in memory. It returns the time
-// of the last line read from each node, which following goes on from.
+// of the last line read from each node that answered (0 if it sent none),
+// which following goes on from.
 func (r *Reader) readMerged(ctx context.Context, w io.Writer, nodes []store.Node, q Query) (map[string]int64, []error) {
 	streams := make([]*stream, len(nodes))
 	errs := make([]error, len(nodes))
@@ -116,6 +125,11 @@ func (r *Reader) readMerged(ctx context.Context, w io.Writer, nodes []store.Node
 	}()
 
 	last := map[string]int64{}
+	for _, s := range streams {
+		if s != nil {
+			last[s.node] = 0
+		}
+	}
 	tail := newTail(q.Tail)
 	var werr error
 	for werr == nil {
