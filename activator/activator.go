@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -21,6 +20,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
+	"github.com/ebbrun/ebb/internal/revhealth"
 	"github.com/ebbrun/ebb/internal/revstats"
 	"github.com/ebbrun/ebb/store"
 )
@@ -389,43 +389,20 @@ func (a *Activator) forgetIdle(now time.Time) {
 }
 
 func (a *Activator) onStatus(snap map[string]store.KV) {
-	type agg struct {
-		fail  *failure
-		ready bool
-	}
-	byRev := map[string]*agg{}
-	keys := make([]string, 0, len(snap))
-	for k := range snap {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	byRev := map[string][]store.RevisionNodeStatus{}
+	for k, kv := range snap {
 		var st store.RevisionNodeStatus
-		if err := json.Unmarshal(snap[k].Value, &st); err != nil {
+		if err := json.Unmarshal(kv.Value, &st); err != nil {
 			a.log.Warn("skipping undecodable revision status", "key", k, "err", err)
 			continue
 		}
-		ag := byRev[st.Revision]
-		if ag == nil {
-			ag = &agg{}
-			byRev[st.Revision] = ag
-		}
-		if st.Ready > 0 {
-			ag.ready = true
-		}
-		if (st.State == api.RevisionFailed || st.State == api.RevisionCrashLoop) &&
-			(ag.fail == nil || (ag.fail.state != api.RevisionFailed && st.State == api.RevisionFailed)) {
-			msg := st.Message
-			if msg == "" {
-				msg = "replicas " + map[string]string{api.RevisionFailed: "cannot start", api.RevisionCrashLoop: "keep crashing"}[st.State]
-			}
-			ag.fail = &failure{state: st.State, message: msg}
-		}
+		byRev[st.Revision] = append(byRev[st.Revision], st)
 	}
+	// The status API names a revision's state by the same verdict.
 	failures := map[string]*failure{}
-	for rev, ag := range byRev {
-		if ag.fail != nil && !ag.ready {
-			failures[rev] = ag.fail
+	for rev, nodes := range byRev {
+		if v := revhealth.Judge(nodes); v.Failed {
+			failures[rev] = &failure{state: v.Reason, message: v.Message}
 		}
 	}
 	a.mu.Lock()
