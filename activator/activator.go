@@ -7,9 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +19,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
+	"github.com/ebbrun/ebb/internal/revhealth"
 	"github.com/ebbrun/ebb/internal/revstats"
 	"github.com/ebbrun/ebb/store"
 )
@@ -414,37 +413,15 @@ func (a *Activator) forgetIdle(now time.Time) {
 }
 
 func (a *Activator) onStatus(snap *store.Snapshot[store.RevisionNodeStatus]) {
-	type agg struct {
-		fail  *failure
-		ready bool
+	byRev := map[string][]store.RevisionNodeStatus{}
+	for v := range snap.All() {
+		byRev[v.Value.Revision] = append(byRev[v.Value.Revision], v.Value)
 	}
-	byRev := map[string]*agg{}
-	statuses := slices.SortedFunc(snap.All(), func(x, y store.Versioned[store.RevisionNodeStatus]) int {
-		return strings.Compare(x.Key, y.Key)
-	})
-	for _, v := range statuses {
-		st := v.Value
-		ag := byRev[st.Revision]
-		if ag == nil {
-			ag = &agg{}
-			byRev[st.Revision] = ag
-		}
-		if st.Ready > 0 {
-			ag.ready = true
-		}
-		if (st.State == api.RevisionFailed || st.State == api.RevisionCrashLoop) &&
-			(ag.fail == nil || (ag.fail.state != api.RevisionFailed && st.State == api.RevisionFailed)) {
-			msg := st.Message
-			if msg == "" {
-				msg = "replicas " + map[string]string{api.RevisionFailed: "cannot start", api.RevisionCrashLoop: "keep crashing"}[st.State]
-			}
-			ag.fail = &failure{state: st.State, message: msg}
-		}
-	}
+	// The status API names a revision's state by the same verdict.
 	failures := map[string]*failure{}
-	for rev, ag := range byRev {
-		if ag.fail != nil && !ag.ready {
-			failures[rev] = ag.fail
+	for rev, nodes := range byRev {
+		if v := revhealth.Judge(nodes); v.Failed {
+			failures[rev] = &failure{state: v.Reason, message: v.Message}
 		}
 	}
 	a.mu.Lock()

@@ -152,7 +152,7 @@ const (
 	RevisionReady     = "Ready"     // every desired replica is ready
 	RevisionScaling   = "Scaling"   // replicas are starting or stopping
 	RevisionIdle      = "Idle"      // scaled to zero, as desired
-	RevisionCrashLoop = "CrashLoop" // replicas exit and are being restarted with backoff
+	RevisionCrashLoop = "CrashLoop" // a replica keeps crashing (3 times in a row) and waits to restart with backoff
 	RevisionFailed    = "Failed"    // replicas cannot start at all (bad image, bad entrypoint)
 )
 

@@ -111,7 +111,7 @@ type LogReader interface {
 type LogRequest struct {
 	Function string
 	Revision string // empty means every revision
-	Tail     int    // lines per replica from the end; 0 means all kept lines
+	Tail     int    // the newest lines of all replicas together; 0 means all kept lines
 	Follow   bool
 }
 

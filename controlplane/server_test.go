@@ -234,6 +234,18 @@ func TestStatusFromObservedState(t *testing.T) {
 	assert.Equal(t, 3, rev.Restarts)
 	require.NotNil(t, rev.LastExitCode)
 	assert.Equal(t, 2, *rev.LastExitCode)
+
+	// A revision another node serves has not failed (the activator's
+	// verdict too), but its status still says what the troubled node has.
+	_, err = a.store.Txn(context.Background(),
+		store.PutJSON(store.RevStatusKey("hello-00001", "n2"), store.RevisionNodeStatus{
+			Revision: "hello-00001", Node: "n2", State: api.RevisionReady, Ready: 1,
+		}, store.AnyVersion))
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello", "", &fn))
+	rev = fn.Revisions[0]
+	assert.Equal(t, api.RevisionScaling, rev.State)
+	assert.Equal(t, "exited with 2", rev.Message)
 }
 
 func TestBadInput(t *testing.T) {

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/revhealth"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -151,7 +151,8 @@ func (s *Server) buildStatus(fn store.Function, snap *snapshot) api.Function {
 }
 
 // revisionStatus sums what every node reports about a revision and names
-// its state, the most severe first.
+// its state: the health verdict's when the revision has failed, else where
+// its scaling stands.
 func revisionStatus(rev store.Revision, snap *snapshot, percent int, tags []string) api.RevisionStatus {
 	st := api.RevisionStatus{
 		Name:       rev.Name,
@@ -166,7 +167,6 @@ func revisionStatus(rev store.Revision, snap *snapshot, percent int, tags []stri
 	for _, ep := range snap.ready[rev.Name] {
 		st.Replicas = append(st.Replicas, api.ReplicaStatus{Name: ep.Replica, Node: ep.Node, Addr: ep.Addr})
 	}
-	var failed, crashing []string
 	for _, ns := range snap.nodeState[rev.Name] {
 		st.PreCreated += ns.PreCreated
 		st.Restarts += ns.Restarts
@@ -176,18 +176,12 @@ func revisionStatus(rev store.Revision, snap *snapshot, percent int, tags []stri
 		if len(ns.LastLogLines) > 0 {
 			st.LastLogLines = ns.LastLogLines
 		}
-		switch ns.State {
-		case api.RevisionFailed:
-			failed = append(failed, ns.Message)
-		case api.RevisionCrashLoop:
-			crashing = append(crashing, ns.Message)
-		}
 	}
+	// The activator fails requests fast by the same verdict.
+	health := revhealth.Judge(snap.nodeState[rev.Name])
 	switch {
-	case len(failed) > 0:
-		st.State, st.Message = api.RevisionFailed, strings.Join(failed, "; ")
-	case len(crashing) > 0:
-		st.State, st.Message = api.RevisionCrashLoop, strings.Join(crashing, "; ")
+	case health.Failed:
+		st.State = health.Reason
 	case st.Desired == 0 && st.Ready == 0:
 		st.State = api.RevisionIdle
 	case st.Ready == st.Desired:
@@ -195,6 +189,8 @@ func revisionStatus(rev store.Revision, snap *snapshot, percent int, tags []stri
 	default:
 		st.State = api.RevisionScaling
 	}
+	// Set even while the revision serves: it says why a node has no replica.
+	st.Message = health.Message
 	return st
 }
 

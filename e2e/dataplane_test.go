@@ -40,6 +40,12 @@ func (d *ebbd) putSpec(name, spec string) api.Function {
 // waitFor polls a function's status until ok holds for its latest revision.
 func (d *ebbd) waitFor(name string, timeout time.Duration, ok func(api.RevisionStatus) bool) api.RevisionStatus {
 	d.t.Helper()
+	return d.pollStatus(name, timeout, 50*time.Millisecond, ok)
+}
+
+// pollStatus is waitFor with pause between polls.
+func (d *ebbd) pollStatus(name string, timeout, pause time.Duration, ok func(api.RevisionStatus) bool) api.RevisionStatus {
+	d.t.Helper()
 	deadline := time.Now().Add(timeout)
 	var last api.RevisionStatus
 	for time.Now().Before(deadline) {
@@ -54,7 +60,7 @@ func (d *ebbd) waitFor(name string, timeout time.Duration, ok func(api.RevisionS
 				return last
 			}
 		}
-		time.Sleep(50 * time.Millisecond) // polling the status of a real system
+		time.Sleep(pause) // polling the status of a real system
 	}
 	d.t.Fatalf("%s: condition not met within %s; last status %+v\n%s", name, timeout, last, d.log)
 	return last

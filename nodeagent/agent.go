@@ -23,7 +23,8 @@ import (
 )
 
 // LogQuery selects log lines for ReadLogs: a function, optionally one
-// revision, a tail per replica and whether to follow.
+// revision, a tail of the newest lines of all its replicas together and
+// whether to follow.
 type LogQuery = logring.Query
 
 // Agent reconciles the replicas the store assigns to its node into

@@ -455,12 +455,37 @@ func TestCrashRestartsInPlaceAndReportsCrashLoop(t *testing.T) {
 	})
 }
 
+// TestOneCrashIsARestart is issue 13's bug 1: the only replica crashing
+// once made its node report CrashLoop, and the activator failed requests
+// that should have waited for the restart.
+func TestOneCrashIsARestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) {
+			c.PoolPerRevision = -1
+			// Long enough that the status read is the one written in backoff.
+			c.RestartBackoff, c.RestartBackoffMax = time.Hour, time.Hour
+		})
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		e.assign("hello", rev, 1, 0)
+		ep := e.waitEndpoints(rev, 1)[0]
+
+		e.rt.Task(ep.Replica).Crash(1)
+		st := e.waitStatus(rev, "one restart", func(s store.RevisionNodeStatus) bool { return s.Restarts == 1 })
+		assert.Equal(t, api.RevisionScaling, st.State, "one crash is not a crash loop")
+		assert.Equal(t, "replica "+ep.Replica+" exited with code 1; restarting in 1h0m0s", st.Message)
+		assert.Equal(t, 0, st.Ready)
+	})
+}
+
 func TestCrashLoopBacksOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
 		rev := e.deploy("crash", 1, api.FunctionSpec{Image: crashImg})
 		e.assign("crash", rev, 1, 0)
 		st := e.waitStatus(rev, "crash loop", func(s store.RevisionNodeStatus) bool {
+			if s.State == api.RevisionCrashLoop {
+				assert.GreaterOrEqual(t, s.Restarts, 3, "a crash loop is three crashes in a row")
+			}
 			return s.State == api.RevisionCrashLoop && s.Restarts >= 3
 		})
 		require.NotNil(t, st.LastExitCode)

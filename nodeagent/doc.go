@@ -9,9 +9,10 @@
 // replica's endpoint to the store, where routers and activators watch for
 // it. Scale-down removes the endpoint first, waits for connections to
 // drain, then sends SIGTERM and, after a grace period, SIGKILL. A crashed
-// replica restarts in place with exponential backoff and the revision
-// reports CrashLoop; one that cannot start at all (a bad image) reports
-// Failed. After its own restart the agent adopts the containers it finds by
+// replica restarts in place with exponential backoff; after its third
+// consecutive crash (crashLoopAfter) the revision reports CrashLoop, and
+// before that Scaling, so requests wait for the restart. One that cannot
+// start at all (a bad image) reports Failed. After its own restart the agent adopts the containers it finds by
 // label, so a crash of the agent loses and doubles nothing. It also
 // heartbeats its node record and keeps each replica's output in a bounded
 // ring on disk (package logring) that ReadLogs and Handler serve.

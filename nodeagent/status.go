@@ -23,6 +23,15 @@ const statusDebounce = 10 * time.Millisecond
 // statusHoldMax bounds how long status writes wait for starts to finish.
 const statusHoldMax = 250 * time.Millisecond
 
+// crashLoopAfter is when crashes become a crash loop: a replica waiting to
+// restart after its crashLoopAfter-th consecutive crash (crashes with no
+// ready period of Config.BackoffReset between them, the count that also
+// sets its backoff) makes the node report its revision CrashLoop, and the
+// activator fails the revision's requests fast. After fewer crashes the
+// node reports Scaling, with the crash as its message, and requests wait
+// for the restart: one crash is not a crash loop.
+const crashLoopAfter = 3
+
 func (a *Agent) startsInFlight() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -37,7 +46,7 @@ func (a *Agent) startsInFlight() bool {
 // revisionStatuses computes what this node reports for each revision in
 // play. Call with a.mu held.
 func (a *Agent) revisionStatusesLocked(now time.Time) map[string]store.RevisionNodeStatus {
-	type counts struct{ ready, pooled, backoff, active int }
+	type counts struct{ ready, pooled, backoff, looping, active int }
 	byRev := map[string]*counts{}
 	for _, r := range a.replicas {
 		c := byRev[r.rev]
@@ -53,6 +62,9 @@ func (a *Agent) revisionStatusesLocked(now time.Time) map[string]store.RevisionN
 			c.pooled++ // created, not just being created
 		case v.Phase == phaseBackoff:
 			c.backoff++
+			if r.crashes >= crashLoopAfter {
+				c.looping++
+			}
 		}
 		if v.active() {
 			c.active++
@@ -73,8 +85,10 @@ func (a *Agent) revisionStatusesLocked(now time.Time) map[string]store.RevisionN
 		switch {
 		case rs.failMsg != "" && c.ready == 0:
 			st.State, st.Message = api.RevisionFailed, rs.failMsg
-		case c.backoff > 0:
+		case c.looping > 0:
 			st.State, st.Message = api.RevisionCrashLoop, rs.crashMsg
+		case c.backoff > 0:
+			st.State, st.Message = api.RevisionScaling, rs.crashMsg
 		case want == 0 && c.ready == 0:
 			st.State = api.RevisionIdle
 		case c.ready == want && c.active == want:

@@ -24,11 +24,11 @@ import (
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/imagestore"
-	"github.com/ebbrun/ebb/internal/nodelogs"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/nodeagent"
 	nodecontainerd "github.com/ebbrun/ebb/nodeagent/containerd"
+	"github.com/ebbrun/ebb/nodeagent/nodelogs"
 	"github.com/ebbrun/ebb/router"
 	"github.com/ebbrun/ebb/store"
 )

@@ -9,10 +9,10 @@ import (
 	"github.com/ebbrun/ebb/api"
 )
 
-// Handler serves GET ?function=F&revision=R&tail=N&follow=true with the
-// lines of Read as text/plain, flushing as it goes. It is how a control plane
-// reads the logs of a remote node; token, if set, is the bearer token the
-// caller must present.
+// Handler serves GET ?function=F&revision=R&tail=N&since=T&follow=true&timestamps=true
+// with the lines of Read as text/plain, flushing as it goes (see Query for
+// each parameter). It is how a control plane reads the logs of a remote
+// node; token, if set, is the bearer token the caller must present.
 func (s *Store) Handler(token string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
@@ -56,12 +56,24 @@ func parseQuery(r *http.Request) (Query, error) {
 		}
 		q.Tail = n
 	}
-	if f := v.Get("follow"); f != "" {
-		b, err := strconv.ParseBool(f)
-		if err != nil {
-			return q, &api.ValidationError{Field: "follow", Reason: "must be true or false"}
+	if t := v.Get("since"); t != "" {
+		n, err := strconv.ParseInt(t, 10, 64)
+		if err != nil || n < 0 {
+			return q, &api.ValidationError{Field: "since", Reason: "must be a non-negative integer (Unix nanoseconds)"}
 		}
-		q.Follow = b
+		q.Since = n
+	}
+	for _, b := range []struct {
+		name string
+		to   *bool
+	}{{"follow", &q.Follow}, {"timestamps", &q.Timestamps}} {
+		if f := v.Get(b.name); f != "" {
+			v, err := strconv.ParseBool(f)
+			if err != nil {
+				return q, &api.ValidationError{Field: b.name, Reason: "must be true or false"}
+			}
+			*b.to = v
+		}
 	}
 	return q, nil
 }

@@ -2,6 +2,7 @@ package logring
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,12 +22,20 @@ type Query struct {
 	Function string
 	// Revision limits the lines to one revision; empty means all.
 	Revision string
-	// Tail is the number of lines per replica to start from; 0 means every
-	// line the rings hold.
+	// Tail is the number of lines to start from, the newest of all the
+	// selected replicas' lines together; 0 means every line the rings hold.
 	Tail int
+	// Since keeps only the lines written after this time, in Unix
+	// nanoseconds; 0 keeps all. A reader that merges nodes uses it to follow
+	// on from the last line it already has.
+	Since int64
 	// Follow keeps streaming new lines, from existing and new replicas,
 	// until ctx ends.
 	Follow bool
+	// Timestamps prefixes each line with the time it was written, in Unix
+	// nanoseconds and a space, so a reader can merge nodes by time
+	// (SplitTimestamp takes it off again).
+	Timestamps bool
 }
 
 // Read writes the selected lines to w, one per line as
@@ -37,6 +47,9 @@ func (s *Store) Read(ctx context.Context, w io.Writer, q Query) error {
 	}
 	if q.Tail < 0 {
 		return errors.New("tail must not be negative")
+	}
+	if q.Since < 0 {
+		return errors.New("since must not be negative")
 	}
 	if q.Follow {
 		s.followers.Add(1)
@@ -69,18 +82,27 @@ func (s *Store) Read(ctx context.Context, w io.Writer, q Query) error {
 				if first {
 					tail = q.Tail
 				}
-				if recs, err = f.start(recs, tail); err != nil {
+				if recs, err = f.start(recs, tail, q.Since); err != nil {
 					return err
 				}
 				continue
 			}
-			if recs, err = f.next(recs); err != nil {
+			if recs, err = f.next(recs, q.Since); err != nil {
 				return err
 			}
 		}
-		first = false
 		sort.SliceStable(recs, func(i, j int) bool { return recs[i].at < recs[j].at })
+		// Each ring gave its last Tail lines; the newest Tail of them all
+		// are the newest Tail lines of the function.
+		if first && q.Tail > 0 && len(recs) > q.Tail {
+			recs = recs[len(recs)-q.Tail:]
+		}
+		first = false
 		for _, r := range recs {
+			if q.Timestamps {
+				bw.Write(strconv.AppendInt(bw.AvailableBuffer(), r.at, 10))
+				bw.WriteByte(' ')
+			}
 			bw.WriteString(r.replica)
 			bw.WriteByte(' ')
 			bw.WriteString(r.stream)
@@ -150,9 +172,9 @@ type follower struct {
 	pending []byte // a partly written last line, completed by a later read
 }
 
-// start reads the ring's last tail records (all if tail is 0) and positions
-// the follower at the end of what it read.
-func (f *follower) start(out []record, tail int) ([]record, error) {
+// start reads the ring's last tail records (all if tail is 0) written after
+// since and positions the follower at the end of what it read.
+func (f *follower) start(out []record, tail int, since int64) ([]record, error) {
 	// Open the current segment first: if it rotates before we read the old
 	// one, the old one is this very file and must not be read twice.
 	cur, err := os.Open(f.path)
@@ -171,11 +193,11 @@ func (f *follower) start(out []record, tail int) ([]record, error) {
 				old.Close()
 				return out, fmt.Errorf("read log ring: %w", err)
 			}
-			recs, _ = parseRecords(b, f.replica, recs)
+			recs, _ = parseRecords(b, f.replica, since, recs)
 		}
 		old.Close()
 	}
-	recs, err = f.readCurrent(recs)
+	recs, err = f.readCurrent(recs, since)
 	if err != nil {
 		return out, err
 	}
@@ -187,11 +209,11 @@ func (f *follower) start(out []record, tail int) ([]record, error) {
 
 // next reads what was appended since the last read, following a rotation
 // to the new current segment.
-func (f *follower) next(out []record) ([]record, error) {
+func (f *follower) next(out []record, since int64) ([]record, error) {
 	if f.f == nil {
-		return f.start(out, 0)
+		return f.start(out, 0, since)
 	}
-	out, err := f.readCurrent(out)
+	out, err := f.readCurrent(out, since)
 	if err != nil {
 		return out, err
 	}
@@ -202,7 +224,7 @@ func (f *follower) next(out []record) ([]record, error) {
 	// Rotated: our file is now the old segment. Read it once more, since the
 	// writer may have appended between our read and its rename; nothing is
 	// appended to it after that.
-	if out, err = f.readCurrent(out); err != nil {
+	if out, err = f.readCurrent(out, since); err != nil {
 		return out, err
 	}
 	f.close()
@@ -211,10 +233,10 @@ func (f *follower) next(out []record) ([]record, error) {
 		return out, nil
 	}
 	f.f, f.ino, f.pending = cur, inode(cur), nil
-	return f.readCurrent(out)
+	return f.readCurrent(out, since)
 }
 
-func (f *follower) readCurrent(out []record) ([]record, error) {
+func (f *follower) readCurrent(out []record, since int64) ([]record, error) {
 	b, err := io.ReadAll(f.f)
 	if err != nil {
 		return out, fmt.Errorf("read log ring: %w", err)
@@ -222,7 +244,7 @@ func (f *follower) readCurrent(out []record) ([]record, error) {
 	if len(f.pending) > 0 {
 		b = append(f.pending, b...)
 	}
-	out, used := parseRecords(b, f.replica, out)
+	out, used := parseRecords(b, f.replica, since, out)
 	f.pending = append([]byte(nil), b[used:]...)
 	return out, nil
 }
@@ -279,4 +301,19 @@ func (s *Store) Prune(live func(replicaID string) bool) error {
 		_ = os.Remove(filepath.Dir(rev))
 	}
 	return errors.Join(errs...)
+}
+
+// SplitTimestamp splits a line that Read wrote with Timestamps into the
+// time it was written, in Unix nanoseconds, and the line as Read writes it
+// without Timestamps.
+func SplitTimestamp(line []byte) (at int64, rest []byte, err error) {
+	sp := bytes.IndexByte(line, ' ')
+	if sp < 0 {
+		return 0, nil, fmt.Errorf("log line %.40q has no timestamp", line)
+	}
+	at, err = strconv.ParseInt(string(line[:sp]), 10, 64)
+	if err != nil {
+		return 0, nil, fmt.Errorf("log line %.40q has no timestamp", line)
+	}
+	return at, line[sp+1:], nil
 }

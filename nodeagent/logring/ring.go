@@ -338,9 +338,10 @@ type record struct {
 	text    string
 }
 
-// parseRecords parses complete lines of b; it returns how many bytes it
-// consumed, so a partly written last line is read again next time.
-func parseRecords(b []byte, replica string, out []record) ([]record, int) {
+// parseRecords parses complete lines of b, keeping those written after
+// since; it returns how many bytes it consumed, so a partly written last
+// line is read again next time.
+func parseRecords(b []byte, replica string, since int64, out []record) ([]record, int) {
 	used := 0
 	for {
 		i := bytes.IndexByte(b[used:], '\n')
@@ -349,7 +350,7 @@ func parseRecords(b []byte, replica string, out []record) ([]record, int) {
 		}
 		line := b[used : used+i]
 		used += i + 1
-		if rec, ok := parseRecord(line, replica); ok {
+		if rec, ok := parseRecord(line, replica); ok && rec.at > since {
 			out = append(out, rec)
 		}
 	}
@@ -383,7 +384,7 @@ func tailRing(path string, n int) ([]record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("read log ring: %w", err)
 		}
-		recs, _ = parseRecords(b, "", recs)
+		recs, _ = parseRecords(b, "", 0, recs)
 	}
 	if n > 0 && len(recs) > n {
 		recs = recs[len(recs)-n:]

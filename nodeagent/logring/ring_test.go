@@ -125,8 +125,21 @@ func TestWriteAndRead(t *testing.T) {
 		{name: "everything in time order", q: Query{Function: "hello"}, want: all},
 		{name: "one revision", q: Query{Function: "hello", Revision: "hello-00002"},
 			want: "hello-00002-bbbbb stderr: b1\nhello-00002-bbbbb stdout: " + strings.Repeat("x", 64) + "\nhello-00002-bbbbb stdout: " + strings.Repeat("x", 36) + "\n"},
-		{name: "tail is per replica", q: Query{Function: "hello", Tail: 1},
-			want: "hello-00002-bbbbb stdout: " + strings.Repeat("x", 36) + "\nhello-00001-aaaaa stderr: unterminated\n"},
+		// Issue 13: tail counts the lines of all replicas together, not
+		// Tail lines of each.
+		{name: "tail counts lines in total", q: Query{Function: "hello", Tail: 1},
+			want: "hello-00001-aaaaa stderr: unterminated\n"},
+		{name: "tail takes the newest lines of every replica", q: Query{Function: "hello", Tail: 3},
+			want: "hello-00002-bbbbb stdout: " + strings.Repeat("x", 64) + "\nhello-00002-bbbbb stdout: " + strings.Repeat("x", 36) + "\nhello-00001-aaaaa stderr: unterminated\n"},
+		{name: "tail above the line count", q: Query{Function: "hello", Tail: 100}, want: all},
+		// The fake clock ticks 1ms per line from 1700000000s: the note
+		// is the fourth line.
+		{name: "since", q: Query{Function: "hello", Since: 1700000000004000000},
+			want: "hello-00002-bbbbb stdout: " + strings.Repeat("x", 64) + "\nhello-00002-bbbbb stdout: " + strings.Repeat("x", 36) + "\nhello-00001-aaaaa stderr: unterminated\n"},
+		{name: "since and tail", q: Query{Function: "hello", Since: 1700000000001000000, Tail: 1},
+			want: "hello-00001-aaaaa stderr: unterminated\n"},
+		{name: "timestamps", q: Query{Function: "hello", Tail: 2, Timestamps: true},
+			want: "1700000000006000000 hello-00002-bbbbb stdout: " + strings.Repeat("x", 36) + "\n1700000000007000000 hello-00001-aaaaa stderr: unterminated\n"},
 		{name: "other function", q: Query{Function: "other"}, want: ""},
 	}
 	for _, tt := range tests {
@@ -138,6 +151,7 @@ func TestWriteAndRead(t *testing.T) {
 	t.Run("bad queries", func(t *testing.T) {
 		assert.Error(t, s.Read(context.Background(), io.Discard, Query{Function: "../x"}))
 		assert.Error(t, s.Read(context.Background(), io.Discard, Query{Function: "hello", Tail: -1}))
+		assert.Error(t, s.Read(context.Background(), io.Discard, Query{Function: "hello", Since: -1}))
 	})
 }
 
@@ -190,7 +204,10 @@ func TestFollow(t *testing.T) {
 	s, _ := newStore(t, Config{MaxBytes: 4 << 10, MaxLineBytes: 128})
 	a, err := s.Open(ref("hello-00001", "hello-00001-aaaaa"))
 	require.NoError(t, err)
+	c, err := s.Open(ref("hello-00001", "hello-00001-ccccc"))
+	require.NoError(t, err)
 	fmt.Fprintln(a.Stdout(), "old 1")
+	fmt.Fprintln(c.Stdout(), "c old")
 	fmt.Fprintln(a.Stdout(), "old 2")
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -205,6 +222,7 @@ func TestFollow(t *testing.T) {
 	}
 	waitFor("hello-00001-aaaaa stdout: old 2\n")
 	assert.NotContains(t, out.String(), "old 1")
+	assert.NotContains(t, out.String(), "c old", "the tail counts the lines of every replica together")
 
 	fmt.Fprintln(a.Stdout(), "new 1")
 	waitFor("hello-00001-aaaaa stdout: new 1\n")
@@ -235,6 +253,32 @@ func TestFollow(t *testing.T) {
 
 	cancel()
 	require.NoError(t, <-done)
+}
+
+func TestSplitTimestamp(t *testing.T) {
+	tests := []struct {
+		line     string
+		wantAt   int64
+		wantRest string
+		wantErr  bool
+	}{
+		{line: "1700000000001000000 r1 stdout: a b", wantAt: 1700000000001000000, wantRest: "r1 stdout: a b"},
+		{line: "r1 stdout: a", wantErr: true},
+		{line: "", wantErr: true},
+		{line: "12345", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			at, rest, err := SplitTimestamp([]byte(tt.line))
+			if tt.wantErr {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.wantAt, at)
+			assert.Equal(t, tt.wantRest, string(rest))
+		})
+	}
 }
 
 func TestPrune(t *testing.T) {
@@ -286,11 +330,15 @@ func TestHandler(t *testing.T) {
 		{name: "ok", target: "/?function=hello&tail=1", auth: "Bearer secret", wantStatus: 200, wantBody: "hello-00001-aaaaa stdout: two\n"},
 		{name: "revision", target: "/?function=hello&revision=hello-00001", auth: "Bearer secret", wantStatus: 200,
 			wantBody: "hello-00001-aaaaa stdout: one\nhello-00001-aaaaa stdout: two\n"},
+		{name: "timestamps since", target: "/?function=hello&timestamps=true&since=1700000000001000000", auth: "Bearer secret", wantStatus: 200,
+			wantBody: "1700000000002000000 hello-00001-aaaaa stdout: two\n"},
 		{name: "no token", target: "/?function=hello", wantStatus: 401, wantBody: `"unauthorized"`},
 		{name: "wrong token", target: "/?function=hello", auth: "Bearer nope", wantStatus: 401},
 		{name: "bad function", target: "/?function=Hello!", auth: "Bearer secret", wantStatus: 400, wantBody: `"invalid"`},
 		{name: "bad tail", target: "/?function=hello&tail=-3", auth: "Bearer secret", wantStatus: 400, wantBody: "tail"},
 		{name: "bad follow", target: "/?function=hello&follow=maybe", auth: "Bearer secret", wantStatus: 400, wantBody: "follow"},
+		{name: "bad timestamps", target: "/?function=hello&timestamps=maybe", auth: "Bearer secret", wantStatus: 400, wantBody: "timestamps"},
+		{name: "bad since", target: "/?function=hello&since=-1", auth: "Bearer secret", wantStatus: 400, wantBody: "since"},
 		{name: "post", target: "/?function=hello", method: "POST", auth: "Bearer secret", wantStatus: 405},
 	}
 	for _, tt := range tests {
