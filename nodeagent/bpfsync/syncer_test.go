@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/bpf"
@@ -438,4 +439,51 @@ func counterValue(t *testing.T, c interface{ Write(*dto.Metric) error }) float64
 	var m dto.Metric
 	require.NoError(t, c.Write(&m))
 	return m.GetCounter().GetValue()
+}
+
+// TestSyncerOnSharedCaches runs a Syncer on caches it is handed, as ebbd
+// does, with a cache of every node's port claims: it reads this node's
+// only, and opens no watch of its own.
+func TestSyncerOnSharedCaches(t *testing.T) {
+	st, err := embedded.Open(filepath.Join(t.TempDir(), "state.db"), embedded.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	fns := store.NewCache[store.Function](st, store.PrefixFunctions, store.CacheConfig[store.Function]{})
+	eps := store.NewCache[store.Endpoint](st, store.PrefixEndpoints, store.CacheConfig[store.Endpoint]{})
+	vips := store.NewCache[store.VIP](st, store.PrefixVIPs, store.CacheConfig[store.VIP]{})
+	ports := store.NewCache[string](st, store.PrefixPorts, store.CacheConfig[string]{})
+	loader := newFakeLoader()
+	s, err := New(Config{Node: "n1", RouterPort: 8080, RetryInterval: 10 * time.Millisecond},
+		Deps{Store: st, Loader: loader, Functions: fns, Endpoints: eps, VIPs: vips, Ports: ports})
+	require.NoError(t, err)
+	assert.Empty(t, s.ownCaches, "every cache was handed over")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	g, gctx := errgroup.WithContext(ctx)
+	for _, run := range []func(context.Context) error{fns.Run, eps.Run, vips.Run, ports.Run} {
+		g.Go(func() error {
+			if err := run(gctx); gctx.Err() == nil {
+				return err
+			}
+			return nil
+		})
+	}
+	g.Go(func() error { return s.Run(gctx) })
+	defer func() {
+		cancel()
+		require.NoError(t, g.Wait())
+	}()
+
+	_, err = st.Txn(ctx,
+		store.PutJSON(store.FunctionKey("alpha"), store.Function{Name: "alpha", LatestRevision: "alpha-00001"}, store.AnyVersion),
+		store.PutJSON(store.EndpointKey("alpha-00001", "r1"),
+			store.Endpoint{Function: "alpha", Revision: "alpha-00001", Replica: "r1", Node: "n1", Addr: "127.0.0.1:9001"}, store.AnyVersion),
+		store.Put(store.PortKey("n1", 9001), []byte(`"r1"`), store.AnyVersion),
+		store.Put(store.PortKey("n2", 9003), []byte(`"r3"`), store.AnyVersion))
+	require.NoError(t, err)
+	// The syncer programs the loader from the store's watches' goroutines.
+	require.Eventually(t, func() bool {
+		got, vipsNow := loader.state()
+		return maps.Equal(got, map[uint16]bool{8080: true, 9001: true}) && len(vipsNow) == 1
+	}, 5*time.Second, time.Millisecond, "this node's ports and the function's VIP")
 }
