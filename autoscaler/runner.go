@@ -84,8 +84,9 @@ type RunnerDeps struct {
 	Logger *slog.Logger
 	// Registerer gets the runner's metrics; optional.
 	Registerer prometheus.Registerer
-	// Clock is the time every decision is made at; optional, time.Now. The
-	// tick itself is a real ticker.
+	// Clock is the time every decision is made at; optional, time.Now.
+	// Run's ticker runs on the time package's clock: tests either run it
+	// in a testing/synctest bubble or call Tick themselves.
 	Clock func() time.Time
 	// Policy replaces the hybrid histogram keep-alive policy; optional.
 	Policy KeepAlivePolicy
@@ -185,8 +186,9 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 // mirrored prefixes; the tick loop starts once each has listed.
 var mirrored = []string{store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales}
 
-// Run mirrors the store and ticks until ctx ends. It returns nil when ctx
-// is cancelled and an error if a mirror fails for good (the store closed).
+// Run mirrors the store and, once every mirror has listed, calls Tick every
+// cfg.Tick until ctx ends. It returns nil when ctx is cancelled and an error
+// if a mirror fails for good (the store closed).
 func (r *Runner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, prefix := range mirrored {
@@ -194,28 +196,32 @@ func (r *Runner) Run(ctx context.Context) error {
 			return store.MirrorUpdates(gctx, r.deps.Store, prefix, func(u store.Update) { r.onMirror(prefix, u) })
 		})
 	}
-	g.Go(func() error {
-		select {
-		case <-r.ready:
-		case <-gctx.Done():
-			return gctx.Err()
-		}
-		t := time.NewTicker(r.cfg.Tick)
-		defer t.Stop()
-		for {
-			r.tickAll(gctx)
-			select {
-			case <-t.C:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-	})
+	g.Go(func() error { return r.tickEvery(gctx) })
 	err := g.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
 	return fmt.Errorf("autoscaler runner: %w", err)
+}
+
+// tickEvery waits for the mirrors, then ticks at once and every cfg.Tick.
+// Tick logs its own failures, so its error is not looked at again here.
+func (r *Runner) tickEvery(ctx context.Context) error {
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTicker(r.cfg.Tick)
+	defer t.Stop()
+	for {
+		_ = r.Tick(ctx)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Report receives stats from a router or an activator. Each stat is
@@ -492,8 +498,12 @@ func (r *Runner) dropLocked(name string) {
 	delete(r.fns, rs.function)
 }
 
-// tickAll decides for every known revision.
-func (r *Runner) tickAll(ctx context.Context) {
+// Tick is one pass of the control loop: it decides for every known
+// revision, in name order, and writes what changed. Run calls it every
+// cfg.Tick; tests call it directly. Before the mirrors have listed it
+// decides nothing. A revision whose step fails is logged and skipped; the
+// failures are returned joined.
+func (r *Runner) Tick(ctx context.Context) error {
 	r.mu.Lock()
 	names := make([]string, 0, len(r.records))
 	for name := range r.records {
@@ -501,14 +511,19 @@ func (r *Runner) tickAll(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	slices.Sort(names)
+	var errs []error
 	for _, name := range names {
 		if ctx.Err() != nil {
-			return
+			return errors.Join(append(errs, ctx.Err())...)
 		}
-		if err := r.step(ctx, name, false); err != nil && !errors.Is(err, ErrUnknownRevision) && ctx.Err() == nil {
-			r.log.Warn("autoscaling step failed", "revision", name, "err", err)
+		err := r.step(ctx, name, false)
+		if err == nil || errors.Is(err, ErrUnknownRevision) || ctx.Err() != nil {
+			continue
 		}
+		r.log.Warn("autoscaling step failed", "revision", name, "err", err)
+		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
 }
 
 // step decides for one revision and writes the outcome. A write conflict
