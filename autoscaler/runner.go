@@ -575,13 +575,35 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 		return nil, nil, fmt.Errorf("decide %q: %w", name, ErrUnknownRevision)
 	}
 	now := r.now()
+	res := r.scaleLocked(rs, now, poked)
+	pl, current := r.placeLocked(rs, res, now)
+	r.m.observe(rs, res, r.readyN[name], pl)
+
+	w := writes{name: name, at: now}
+	w.assignments(pl, current)
+	r.scaleWriteLocked(&w, rs, res, now)
+	if len(w.ops) == 0 {
+		return nil, nil, nil
+	}
+	rec := r.records[name]
+	ops := append([]store.Op{store.Check(rec.Key, rec.Version)}, w.ops...)
+	return ops, func(rev int64) { r.commit(w, rev) }, nil
+}
+
+// scaleLocked is decide's first phase: the revision's Scaler sizes it.
+func (r *Runner) scaleLocked(rs *revState, now time.Time, poked bool) Result {
 	if poked {
 		rs.scaler.Poke(now)
 	}
-	res := rs.scaler.Scale(now, r.readyN[name])
+	res := rs.scaler.Scale(now, r.readyN[rs.name])
 	rs.last = res
+	return res
+}
 
-	// Placement: this revision's assignments, and everyone else's allocation.
+// placeLocked is decide's second phase: where the revision's replicas and
+// pre-created tasks go, given everyone else's allocation. It also returns
+// the revision's current assignments by node.
+func (r *Runner) placeLocked(rs *revState, res Result, now time.Time) (PlacementResult, map[string]store.Versioned[store.Assignment]) {
 	current := map[string]store.Assignment{}
 	currentVer := map[string]store.Versioned[store.Assignment]{}
 	others := map[string]Allocation{}
@@ -589,7 +611,7 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 	// revision's are found by key, not by walking every assignment.
 	for node, al := range r.alloc {
 		others[node] = al
-		a, ok := r.assigns[store.AssignmentKey(node, name)]
+		a, ok := r.assigns[store.AssignmentKey(node, rs.name)]
 		if !ok {
 			continue
 		}
@@ -601,75 +623,92 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 	d.Replicas, d.PreCreated = res.Decision.Desired, res.PreCreated
 	pl := Place(r.cfg.Placement, now, r.nodes, others, current, d)
 	rs.lastPlacement = pl
-	r.m.observe(rs, res, r.readyN[name], pl)
+	return pl, currentVer
+}
 
-	rec := r.records[name]
-	ops := []store.Op{store.Check(rec.Key, rec.Version)}
-	type pendingAssign struct {
-		key string
-		a   store.Assignment
-		del bool
-	}
-	var pending []pendingAssign
+// writes is what one decision puts in the store (ops) and what the runner
+// caches once the transaction has landed.
+type writes struct {
+	name    string
+	at      time.Time
+	ops     []store.Op
+	assigns []assignWrite
+	scale   *store.Scale // nil: the scale record is not written
+}
+
+// assignWrite is one assignment put or deleted.
+type assignWrite struct {
+	key string
+	a   store.Assignment
+	del bool
+}
+
+// assignments is decide's third phase: the ops that turn the current
+// assignments into the placement's, by compare-and-swap on each.
+func (w *writes) assignments(pl PlacementResult, current map[string]store.Versioned[store.Assignment]) {
 	for _, node := range slices.Sorted(maps.Keys(pl.Assignments)) {
 		a := pl.Assignments[node]
-		cur, exists := currentVer[node]
-		key := store.AssignmentKey(node, name)
+		cur, exists := current[node]
+		key := store.AssignmentKey(node, w.name)
 		switch {
 		case a.Replicas == 0 && a.PreCreated == 0:
 			if exists {
-				ops = append(ops, store.Delete(key, cur.Version))
-				pending = append(pending, pendingAssign{key: key, del: true})
+				w.ops = append(w.ops, store.Delete(key, cur.Version))
+				w.assigns = append(w.assigns, assignWrite{key: key, del: true})
 			}
 		case !exists || cur.Value != a:
 			version := store.MustNotExist
 			if exists {
 				version = cur.Version
 			}
-			ops = append(ops, store.PutJSON(key, a, version))
-			pending = append(pending, pendingAssign{key: key, a: a})
+			w.ops = append(w.ops, store.PutJSON(key, a, version))
+			w.assigns = append(w.assigns, assignWrite{key: key, a: a})
 		}
 	}
+}
 
+// scaleWriteLocked is decide's last phase: the scale record, written at
+// once when the count, panic flag or pre-warm request changed, and at most
+// every StatusRefresh when only its figures did.
+func (r *Runner) scaleWriteLocked(w *writes, rs *revState, res Result, now time.Time) {
 	scale := store.Scale{
-		Revision: name, Function: rs.function, Desired: res.Decision.Desired, Panic: res.Decision.Panic,
+		Revision: rs.name, Function: rs.function, Desired: res.Decision.Desired, Panic: res.Decision.Panic,
 		Observed: res.Observation.Stable, KeepWarmUntil: res.KeepWarmUntil, PreWarm: res.PreCreated > 0,
 		UpdatedAt: now,
 	}
-	prev, hadScale := r.scales[name]
+	prev, hadScale := r.scales[rs.name]
 	changed := !hadScale || prev.Value.Desired != scale.Desired || prev.Value.Panic != scale.Panic || prev.Value.PreWarm != scale.PreWarm
 	refresh := now.Sub(rs.writtenAt) >= r.cfg.StatusRefresh &&
 		(prev.Value.Observed != scale.Observed || !prev.Value.KeepWarmUntil.Equal(scale.KeepWarmUntil))
-	writeScale := changed || refresh
-	if writeScale {
-		version := store.MustNotExist
-		if hadScale {
-			version = prev.Version
-		}
-		ops = append(ops, store.PutJSON(store.ScaleKey(name), scale, version))
+	if !changed && !refresh {
+		return
 	}
-	if !writeScale && len(pending) == 0 {
-		return nil, nil, nil
+	version := store.MustNotExist
+	if hadScale {
+		version = prev.Version
 	}
-	commit := func(rev int64) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, p := range pending {
-			if p.del {
-				delete(r.assigns, p.key)
-			} else {
-				r.assigns[p.key] = store.Versioned[store.Assignment]{Value: p.a, Key: p.key, Version: rev}
-			}
-		}
-		r.recomputeAllocLocked()
-		if writeScale {
-			r.scales[name] = store.Versioned[store.Scale]{Value: scale, Key: store.ScaleKey(name), Version: rev}
-			if cur := r.revs[name]; cur != nil {
-				cur.written, cur.writtenAt = scale, now
-			}
+	w.ops = append(w.ops, store.PutJSON(store.ScaleKey(rs.name), scale, version))
+	w.scale = &scale
+}
+
+// commit caches what a decision wrote, at the store revision rev.
+func (r *Runner) commit(w writes, rev int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range w.assigns {
+		if p.del {
+			delete(r.assigns, p.key)
+		} else {
+			r.assigns[p.key] = store.Versioned[store.Assignment]{Value: p.a, Key: p.key, Version: rev}
 		}
 	}
-	return ops, commit, nil
+	r.recomputeAllocLocked()
+	if w.scale != nil {
+		r.scales[w.name] = store.Versioned[store.Scale]{Value: *w.scale, Key: store.ScaleKey(w.name), Version: rev}
+		if cur := r.revs[w.name]; cur != nil {
+			cur.written, cur.writtenAt = *w.scale, w.at
+		}
+	}
 }
 
 // refresh re-reads a revision's keys after a write conflict: the revision
