@@ -31,6 +31,12 @@ type Observation struct {
 	// PreWarm, from the keep-alive policy, predicts a request soon: run one
 	// replica now, even at zero and without demand.
 	PreWarm bool `json:"preWarm,omitempty"`
+	// Unrouted says no route reaches the revision: no traffic percent and no
+	// tag. As in Knative, min scale does not apply to it, so an old revision
+	// goes to zero a grace period after the routes left it (or after its
+	// last demand, if later). The zero value, routed, is also what an
+	// unknown routing means: min scale is never dropped on missing news.
+	Unrouted bool `json:"unrouted,omitempty"`
 }
 
 // Decision is the decider's answer for one instant.
@@ -85,6 +91,11 @@ type DeciderState struct {
 	LastDemand time.Time `json:"lastDemand"`
 	// LastDesired is the previous decision's count.
 	LastDesired int `json:"lastDesired"`
+	// UnroutedSince is the first decision of the current stretch without a
+	// route; zero while routed. The grace period runs from it at the
+	// earliest, so that requests a router sent just before the routes
+	// changed find the revision up.
+	UnroutedSince time.Time `json:"unroutedSince,omitzero"`
 }
 
 // Start describes the revision when a decider is created for it.
@@ -185,6 +196,13 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 		d.st.InitialReached = true
 	}
 
+	switch {
+	case !obs.Unrouted:
+		d.st.UnroutedSince = time.Time{}
+	case d.st.UnroutedSince.IsZero():
+		d.st.UnroutedSince = now
+	}
+
 	demandNow := obs.Buffered > 0 || obs.Poked
 	if obs.LastDemand.After(d.st.LastDemand) {
 		d.st.LastDemand = obs.LastDemand
@@ -252,8 +270,17 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 	// the last demand. Until then a warm revision keeps one replica, however
 	// the windows read: they drain over the stable window, which would make
 	// scale to zero wait a minute longer than the grace the user set.
-	floor := s.Min
-	if !d.st.InitialReached {
+	// Min scale holds only a revision a route reaches. The initial scale
+	// holds a new revision until reached, routed or not, as in Knative; an
+	// unrouted one for a grace period only, so that an old revision that
+	// never became ready (a crash loop) does not hold it forever.
+	grace := max(s.ScaleToZeroGrace.Duration, s.ScaleToZeroRetention.Duration)
+	minFloor := s.Min
+	if obs.Unrouted {
+		minFloor = 0
+	}
+	floor := minFloor
+	if !d.st.InitialReached && (!obs.Unrouted || now.Before(d.st.UnroutedSince.Add(grace))) {
 		floor = max(floor, initial)
 	}
 	if floor == 0 {
@@ -261,7 +288,10 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 		if d.st.Born.After(idleFrom) {
 			idleFrom = d.st.Born
 		}
-		zeroAt := idleFrom.Add(max(s.ScaleToZeroGrace.Duration, s.ScaleToZeroRetention.Duration))
+		if d.st.UnroutedSince.After(idleFrom) {
+			idleFrom = d.st.UnroutedSince
+		}
+		zeroAt := idleFrom.Add(grace)
 		if obs.KeepWarmUntil.After(zeroAt) {
 			zeroAt = obs.KeepWarmUntil
 		}
@@ -298,7 +328,7 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 	if desired < floor {
 		desired = floor
 		dec.Reason = ReasonMin
-		if floor > s.Min {
+		if floor > minFloor {
 			dec.Reason = ReasonInitial
 		}
 	}

@@ -19,6 +19,13 @@
 // replica. Knative instead waits for the stable window to drain to zero
 // before its grace period even starts; ebb users get the grace they set.
 //
+// Min scale holds only a revision a route reaches (a traffic percent or a
+// tag), as Knative's reachability does: after a deploy moves the traffic,
+// the old revision goes to zero a grace period later, whatever its min
+// scale, and gets none of the keep-alive policy's warm tiers. The initial
+// scale still starts a new revision routed or not; an unrouted one keeps it
+// for a grace period at most.
+//
 // KeepAlive plans beyond Knative: a per-function idle-time histogram after
 // Shahrad et al., "Serverless in the Wild" (USENIX ATC '20), sets how long a
 // revision stays warm after its last request and when a pre-created task

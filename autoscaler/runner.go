@@ -97,8 +97,8 @@ type RunnerDeps struct {
 // every revision each tick (and for one revision at once when an activator
 // pokes it), places the replicas, and writes scales/{rev} and
 // assignments/{node}/{rev} in one compare-and-swap transaction. It reads
-// revisions, ready endpoints, nodes, assignments and scales through store
-// mirrors.
+// functions (for their traffic), revisions, ready endpoints, nodes,
+// assignments and scales through store mirrors.
 type Runner struct {
 	cfg    RunnerConfig
 	deps   RunnerDeps
@@ -125,7 +125,11 @@ type Runner struct {
 	nodes   []store.Node
 	assigns map[string]store.Versioned[store.Assignment] // assignment key -> record
 	scales  map[string]store.Versioned[store.Scale]      // revision name -> record
-	alloc   map[string]Allocation                        // node -> allocation of every assignment
+	// functions are the function records, for their traffic; routed are
+	// the revisions a route reaches (routedRevisions of functions).
+	functions map[string]store.Versioned[store.Function]
+	routed    map[string]bool
+	alloc     map[string]Allocation // node -> allocation of every assignment
 }
 
 // revState is one revision's autoscaling state.
@@ -151,16 +155,18 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 	}
 	r := &Runner{
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Clock, policy: deps.Policy,
-		synced:  map[string]bool{},
-		ready:   make(chan struct{}),
-		revs:    map[string]*revState{},
-		fns:     map[string]*IdleTracker{},
-		records: map[string]store.Versioned[store.Revision]{},
-		loaded:  map[string]int64{},
-		readyN:  map[string]int{},
-		assigns: map[string]store.Versioned[store.Assignment]{},
-		scales:  map[string]store.Versioned[store.Scale]{},
-		alloc:   map[string]Allocation{},
+		synced:    map[string]bool{},
+		ready:     make(chan struct{}),
+		revs:      map[string]*revState{},
+		fns:       map[string]*IdleTracker{},
+		records:   map[string]store.Versioned[store.Revision]{},
+		loaded:    map[string]int64{},
+		readyN:    map[string]int{},
+		assigns:   map[string]store.Versioned[store.Assignment]{},
+		scales:    map[string]store.Versioned[store.Scale]{},
+		functions: map[string]store.Versioned[store.Function]{},
+		routed:    map[string]bool{},
+		alloc:     map[string]Allocation{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -184,7 +190,7 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 }
 
 // mirrored prefixes; the tick loop starts once each has listed.
-var mirrored = []string{store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales}
+var mirrored = []string{store.PrefixFunctions, store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales}
 
 // Run mirrors the store and, once every mirror has listed, calls Tick every
 // cfg.Tick until ctx ends. It returns nil when ctx is cancelled and an error
@@ -363,6 +369,9 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 	defer r.mu.Unlock()
 	snap := u.Snapshot
 	switch prefix {
+	case store.PrefixFunctions:
+		r.functions = syncDecoded(r.log, r.functions, u, lastSegment, nil)
+		r.routed = routedRevisions(r.functions)
 	case store.PrefixRevisions:
 		// Keep a revision Activate read ahead of the watch until the watch
 		// has caught up with the version read; from then on the snapshot
@@ -595,6 +604,7 @@ func (r *Runner) scaleLocked(rs *revState, now time.Time, poked bool) Result {
 	if poked {
 		rs.scaler.Poke(now)
 	}
+	rs.scaler.SetRouted(r.routedLocked(rs))
 	res := rs.scaler.Scale(now, r.readyN[rs.name])
 	rs.last = res
 	return res

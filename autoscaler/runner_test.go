@@ -483,6 +483,76 @@ func TestRunnerKeepsInitialScaleOnceAndResumes(t *testing.T) {
 	})
 }
 
+// deploy writes a revision of fn and the function pointing at it in one
+// transaction, as the control plane does, and returns the revision's name.
+func deploy(t *testing.T, s store.Store, fn string, gen int, mod func(*api.FunctionSpec), traffic ...api.TrafficTarget) string {
+	t.Helper()
+	name := api.RevisionName(fn, gen)
+	if traffic == nil {
+		traffic = []api.TrafficTarget{{LatestRevision: true, Percent: 100}}
+	}
+	spec := testSpec(mod)
+	_, err := s.Txn(context.Background(),
+		store.PutJSON(store.RevisionKey(fn, name), store.Revision{Name: name, Function: fn, Generation: gen, Spec: spec, CreatedAt: t0}, store.AnyVersion),
+		store.PutJSON(store.FunctionKey(fn), store.Function{Name: fn, Spec: spec, LatestRevision: name, Generation: gen, Traffic: traffic}, store.AnyVersion))
+	require.NoError(t, err)
+	return name
+}
+
+// TestRunnerScalesAnUnroutedRevisionToZero is bug 4: deploy with min 1,
+// deploy a changed spec, and the old revision ran forever at 0% traffic.
+// As in Knative, a revision no route reaches (no percent, no tag) ignores
+// min scale and goes to zero a grace period after the routes left it.
+func TestRunnerScalesAnUnroutedRevisionToZero(t *testing.T) {
+	old := api.RevisionName("fn", 1)
+	tests := []struct {
+		name    string
+		traffic []api.TrafficTarget // after the second deploy
+		// The replicas of the old and the new revision a grace period later.
+		wantOld, wantNew int
+	}{
+		{name: "all traffic to the new revision", wantOld: 0, wantNew: 1},
+		{name: "all traffic to the new revision by name", traffic: []api.TrafficTarget{{Revision: "fn-00002", Percent: 100}}, wantOld: 0, wantNew: 1},
+		{name: "a tag still reaches the old revision", traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 100}, {Revision: old, Tag: "v1"}}, wantOld: 1, wantNew: 1},
+		{name: "a split still reaches the old revision", traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 90}, {Revision: old, Percent: 10}}, wantOld: 1, wantNew: 1},
+		{name: "traffic pinned to the old revision: the new one is unrouted", traffic: []api.TrafficTarget{{Revision: old, Percent: 100}}, wantOld: 1, wantNew: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := openStore(t)
+				putNode(t, s, "n1")
+				minOne := func(sp *api.FunctionSpec) { sp.Scale.Min = 1 }
+				require.Equal(t, old, deploy(t, s, "fn", 1, minOne))
+				env := startRunner(t, s, RunnerConfig{})
+				putEndpoints(t, s, old, 1)
+				advance(2 * time.Minute)
+				sc, _ := getScale(t, s, old)
+				require.Equal(t, 1, sc.Desired, "min scale holds the routed revision past its grace")
+
+				next := deploy(t, s, "fn", 2, func(sp *api.FunctionSpec) {
+					minOne(sp)
+					sp.Env = map[string]string{"CHANGED": "yes"}
+				}, tt.traffic...)
+				synctest.Wait()
+				env.tick(t) // the routes left the old revision now
+				advance(29 * time.Second)
+				env.tick(t)
+				sc, _ = getScale(t, s, old)
+				assert.Equal(t, 1, sc.Desired, "within a grace period of the routes leaving it")
+				advance(time.Second)
+				env.tick(t)
+				sc, _ = getScale(t, s, old)
+				assert.Equal(t, tt.wantOld, sc.Desired, "a grace period later")
+				a, _ := getAssignment(t, s, "n1", old)
+				assert.Equal(t, tt.wantOld, a.Replicas)
+				sc, _ = getScale(t, s, next)
+				assert.Equal(t, tt.wantNew, sc.Desired, "the new revision a grace period later")
+			})
+		})
+	}
+}
+
 func TestRunnerConfig(t *testing.T) {
 	_, err := NewRunner(RunnerConfig{}, RunnerDeps{})
 	assert.ErrorContains(t, err, "store")

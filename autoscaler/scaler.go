@@ -17,6 +17,8 @@ type Scaler struct {
 	idle    *IdleTracker
 	policy  KeepAlivePolicy
 	poked   bool
+	// unrouted: no route reaches the revision (SetRouted).
+	unrouted bool
 	// plan is the policy's last plan, made from histogram version planFor.
 	plan    Plan
 	planFor uint64
@@ -59,6 +61,12 @@ func (s *Scaler) Record(st api.RevisionStat) {
 	}
 }
 
+// SetRouted says whether a route (a traffic percent or a tag) reaches the
+// revision; a new Scaler assumes one does. An unrouted revision ignores min
+// scale and gets none of the keep-alive policy's warm tiers: the requests
+// its function's history predicts go to the routed revisions.
+func (s *Scaler) SetRouted(routed bool) { s.unrouted = !routed }
+
 // Poke records an activation request at now: a request waits for capacity.
 // The next Scale counts it as demand even before any stat says so.
 func (s *Scaler) Poke(now time.Time) {
@@ -85,6 +93,7 @@ type Result struct {
 func (s *Scaler) Scale(now time.Time, ready int) Result {
 	obs := s.metrics.Observe(now, s.spec, ready)
 	obs.Poked, s.poked = s.poked, false
+	obs.Unrouted = s.unrouted
 	idleSince := obs.LastDemand
 	if last := s.decider.State().LastDemand; last.After(idleSince) {
 		idleSince = last
@@ -100,7 +109,8 @@ func (s *Scaler) Scale(now time.Time, ready int) Result {
 	}
 	plan := s.plan
 	res := Result{Plan: plan, IdleSince: idleSince}
-	if !idleSince.IsZero() {
+	warmTiers := !s.unrouted
+	if warmTiers && !idleSince.IsZero() {
 		obs.KeepWarmUntil = plan.KeepWarmUntil(idleSince)
 		obs.PreWarm = plan.Warm(idleSince, now)
 		res.KeepWarmUntil = obs.KeepWarmUntil
@@ -108,7 +118,7 @@ func (s *Scaler) Scale(now time.Time, ready int) Result {
 	res.Observation = obs
 	res.Decision = s.decider.Decide(now, obs)
 	res.State = s.decider.State()
-	if res.Decision.Desired == 0 && (plan.PreCreate(idleSince, now) || s.neverCalled(idleSince, now, plan)) {
+	if warmTiers && res.Decision.Desired == 0 && (plan.PreCreate(idleSince, now) || s.neverCalled(idleSince, now, plan)) {
 		res.PreCreated = 1
 	}
 	return res
