@@ -113,6 +113,20 @@ type Start struct {
 	// Resumed says the revision was scaled before (a decision for it is on
 	// record), so the initial scale is not applied again.
 	Resumed bool
+	// Memory is what the revision's Scaler remembered before a restart
+	// (Scaler.Memory); zero for a new revision.
+	Memory Memory
+}
+
+// Memory is what a Scaler needs, besides its function's IdleTracker, to
+// hold the same warm tiers after an autoscaler restart: where its
+// keep-alive windows count from.
+type Memory struct {
+	// LastDemand is the revision's newest demand; zero if never called.
+	LastDemand time.Time
+	// DeployedWarm is when a revision deployed with replicas (initial scale
+	// above zero) started; zero otherwise.
+	DeployedWarm time.Time
 }
 
 // Decider sizes one revision with Knative's KPA algorithm plus ebb's
@@ -136,7 +150,8 @@ func NewDecider(spec api.FunctionSpec, start Start) *Decider {
 		target: Target(spec.Concurrency),
 		stable: stable,
 		delay:  maxWindow{length: spec.Scale.ScaleDownDelay.Duration},
-		st:     DeciderState{Born: start.At, InitialReached: start.Resumed || initialScale(spec.Scale) == 0},
+		st: DeciderState{Born: start.At, InitialReached: start.Resumed || initialScale(spec.Scale) == 0,
+			LastDemand: start.Memory.LastDemand},
 	}
 	if start.Ready > 1 {
 		d.st.PanicSince, d.st.MaxPanic = start.At, start.Ready

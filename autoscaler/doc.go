@@ -32,7 +32,12 @@
 // (container and task created, process not started) is held ahead of a
 // predicted request. Placement is a Kubernetes-style filter and score over
 // nodes. Runner is the thin shell: it receives stats and activation pokes,
-// ticks every revision, and writes scales and assignments to the store.
+// ticks every revision (Tick; Run is a loop around it), and writes scales
+// and assignments to the store. It also keeps what the keep-alive policy
+// learnt at keepalive/{rev} (each revision's last demand and a copy of its
+// function's idle-time histogram), rewritten when it changed and at most
+// every status refresh, so that a restarted runner holds the same
+// pre-created tasks at once instead of after traffic has come back.
 //
 // Why there is no target-burst-capacity switch: Knative keeps the activator
 // in the request path while spare capacity is below target-burst-capacity,

@@ -96,9 +96,10 @@ type RunnerDeps struct {
 // from every router and activator, keeps a Scaler per revision, decides for
 // every revision each tick (and for one revision at once when an activator
 // pokes it), places the replicas, and writes scales/{rev} and
-// assignments/{node}/{rev} in one compare-and-swap transaction. It reads
-// functions (for their traffic), revisions, ready endpoints, nodes,
-// assignments and scales through store mirrors.
+// assignments/{node}/{rev} in one compare-and-swap transaction, with
+// keepalive/{rev} when the keep-alive state changed. It reads functions
+// (for their traffic), revisions, ready endpoints, nodes, assignments,
+// scales and keep-alive records through store mirrors.
 type Runner struct {
 	cfg    RunnerConfig
 	deps   RunnerDeps
@@ -125,11 +126,16 @@ type Runner struct {
 	nodes   []store.Node
 	assigns map[string]store.Versioned[store.Assignment] // assignment key -> record
 	scales  map[string]store.Versioned[store.Scale]      // revision name -> record
+	alloc   map[string]Allocation                        // node -> allocation of every assignment
+
 	// functions are the function records, for their traffic; routed are
 	// the revisions a route reaches (routedRevisions of functions).
 	functions map[string]store.Versioned[store.Function]
 	routed    map[string]bool
-	alloc     map[string]Allocation // node -> allocation of every assignment
+	// kept are the keep-alive records (runner_keepalive.go), by revision;
+	// keptByFunction indexes the newest per function once, for restoring.
+	kept           map[string]store.Versioned[store.KeepAlive]
+	keptByFunction map[string]string
 }
 
 // revState is one revision's autoscaling state.
@@ -142,6 +148,10 @@ type revState struct {
 	lastPlacement  PlacementResult
 	written        store.Scale
 	writtenAt      time.Time
+	// keptMark is what the keep-alive record was last written (or
+	// restored) from, at keptAt.
+	keptMark keptMark
+	keptAt   time.Time
 }
 
 // NewRunner returns a Runner; Run starts it.
@@ -155,18 +165,20 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 	}
 	r := &Runner{
 		cfg: cfg, deps: deps, log: deps.Logger, now: deps.Clock, policy: deps.Policy,
-		synced:    map[string]bool{},
-		ready:     make(chan struct{}),
-		revs:      map[string]*revState{},
-		fns:       map[string]*IdleTracker{},
-		records:   map[string]store.Versioned[store.Revision]{},
-		loaded:    map[string]int64{},
-		readyN:    map[string]int{},
-		assigns:   map[string]store.Versioned[store.Assignment]{},
-		scales:    map[string]store.Versioned[store.Scale]{},
+		synced:  map[string]bool{},
+		ready:   make(chan struct{}),
+		revs:    map[string]*revState{},
+		fns:     map[string]*IdleTracker{},
+		records: map[string]store.Versioned[store.Revision]{},
+		loaded:  map[string]int64{},
+		readyN:  map[string]int{},
+		assigns: map[string]store.Versioned[store.Assignment]{},
+		scales:  map[string]store.Versioned[store.Scale]{},
+		alloc:   map[string]Allocation{},
+
 		functions: map[string]store.Versioned[store.Function]{},
 		routed:    map[string]bool{},
-		alloc:     map[string]Allocation{},
+		kept:      map[string]store.Versioned[store.KeepAlive]{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -190,7 +202,7 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 }
 
 // mirrored prefixes; the tick loop starts once each has listed.
-var mirrored = []string{store.PrefixFunctions, store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales}
+var mirrored = []string{store.PrefixFunctions, store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales, store.PrefixKeepAlive}
 
 // Run mirrors the store and, once every mirror has listed, calls Tick every
 // cfg.Tick until ctx ends. It returns nil when ctx is cancelled and an error
@@ -330,21 +342,23 @@ func (r *Runner) stateLocked(name string) *revState {
 		return nil
 	}
 	spec := rec.Value.Spec.WithDefaults()
-	tracker := r.fns[rec.Value.Function]
-	if tracker == nil {
-		tracker = NewIdleTracker(r.cfg.KeepAlive.Range)
-		r.fns[rec.Value.Function] = tracker
-	}
+	fn := rec.Value.Function
+	tracker := r.trackerLocked(fn)
 	prev, resumed := r.scales[name]
+	mem, kept := r.keptMemoryLocked(name, fn)
+	now := r.now()
 	rs := &revState{
-		name: name, function: rec.Value.Function, spec: spec,
+		name: name, function: fn, spec: spec,
 		demand: demandOf(rec.Value, spec),
 		scaler: NewScaler(spec, tracker, r.policy, Start{
-			At: r.now(), Ready: r.readyN[name], Desired: prev.Value.Desired, Resumed: resumed,
+			At: now, Ready: r.readyN[name], Desired: prev.Value.Desired, Resumed: resumed, Memory: mem,
 		}),
 	}
 	if sc, ok := r.scales[name]; ok {
 		rs.written = sc.Value
+	}
+	if kept {
+		rs.keptMark, rs.keptAt = r.keptMarkLocked(rs, tracker), now
 	}
 	r.revs[name] = rs
 	return rs
@@ -436,6 +450,8 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 		r.recomputeAllocLocked()
 	case store.PrefixScales:
 		r.scales = syncDecoded(r.log, r.scales, u, lastSegment, nil)
+	case store.PrefixKeepAlive:
+		r.kept = syncDecoded(r.log, r.kept, u, lastSegment, nil)
 	}
 	if !r.synced[prefix] {
 		r.synced[prefix] = true
@@ -591,6 +607,7 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 	w := writes{name: name, at: now}
 	w.assignments(pl, current)
 	r.scaleWriteLocked(&w, rs, res, now)
+	r.keepAliveWriteLocked(&w, rs, now)
 	if len(w.ops) == 0 {
 		return nil, nil, nil
 	}
@@ -644,6 +661,9 @@ type writes struct {
 	ops     []store.Op
 	assigns []assignWrite
 	scale   *store.Scale // nil: the scale record is not written
+	// kept is the keep-alive record, when it is written, from keptMark.
+	kept     *store.KeepAlive
+	keptMark keptMark
 }
 
 // assignWrite is one assignment put or deleted.
@@ -713,16 +733,23 @@ func (r *Runner) commit(w writes, rev int64) {
 		}
 	}
 	r.recomputeAllocLocked()
+	cur := r.revs[w.name]
 	if w.scale != nil {
 		r.scales[w.name] = store.Versioned[store.Scale]{Value: *w.scale, Key: store.ScaleKey(w.name), Version: rev}
-		if cur := r.revs[w.name]; cur != nil {
+		if cur != nil {
 			cur.written, cur.writtenAt = *w.scale, w.at
+		}
+	}
+	if w.kept != nil {
+		r.kept[w.name] = store.Versioned[store.KeepAlive]{Value: *w.kept, Key: store.KeepAliveKey(w.name), Version: rev}
+		if cur != nil {
+			cur.keptMark, cur.keptAt = w.keptMark, w.at
 		}
 	}
 }
 
 // refresh re-reads a revision's keys after a write conflict: the revision
-// itself (deleted means stop), its scale and its assignments.
+// itself (deleted means stop), its scale, keep-alive record and assignments.
 func (r *Runner) refresh(ctx context.Context, name string) error {
 	r.mu.Lock()
 	rec, ok := r.records[name]
@@ -745,6 +772,10 @@ func (r *Runner) refresh(ctx context.Context, name string) error {
 	if scaleErr != nil && !errors.Is(scaleErr, store.ErrNotFound) {
 		return fmt.Errorf("refresh %q: %w", name, scaleErr)
 	}
+	kept, keptVer, keptErr := store.GetJSON[store.KeepAlive](ctx, r.deps.Store, store.KeepAliveKey(name))
+	if keptErr != nil && !errors.Is(keptErr, store.ErrNotFound) {
+		return fmt.Errorf("refresh %q: %w", name, keptErr)
+	}
 	all, _, err := store.ListJSON[store.Assignment](ctx, r.deps.Store, store.PrefixAssignments)
 	if err != nil {
 		return fmt.Errorf("refresh %q: %w", name, err)
@@ -757,6 +788,11 @@ func (r *Runner) refresh(ctx context.Context, name string) error {
 		r.scales[name] = store.Versioned[store.Scale]{Value: scale, Key: store.ScaleKey(name), Version: scaleVer}
 	} else {
 		delete(r.scales, name)
+	}
+	if keptErr == nil {
+		r.kept[name] = store.Versioned[store.KeepAlive]{Value: kept, Key: store.KeepAliveKey(name), Version: keptVer}
+	} else {
+		delete(r.kept, name)
 	}
 	for key, a := range r.assigns {
 		if a.Value.Revision == name {

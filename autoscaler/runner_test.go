@@ -553,6 +553,145 @@ func TestRunnerScalesAnUnroutedRevisionToZero(t *testing.T) {
 	}
 }
 
+// TestRunnerRestoresPoolsAfterARestart is bug 3: the keep-alive state lived
+// in memory, so after a restart no revision had a last demand to count its
+// windows from, and no pre-created task was held until traffic came back:
+// the first cold starts missed the pool. A function called every ten
+// minutes is learnt by one runner; a second runner on the same store, with
+// no new traffic, holds the pre-created task over the same window.
+func TestRunnerRestoresPoolsAfterARestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		putNode(t, s, "n1", "img")
+		rev := deploy(t, s, "cron", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		first, _ := newRunner(t, s, nil, RunnerConfig{})
+		stop := runRunner(t, first)
+		synctest.Wait()
+		// Eleven calls ten minutes apart: ten idle times, a histogram plan
+		// that holds a pre-created task from 0.9 × 576 s to 1.1 × 640 s after
+		// each call.
+		for i := range 11 {
+			if i > 0 {
+				advance(10*time.Minute - time.Second)
+			}
+			first.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 1, Requests: 1, Interval: api.D(time.Second)}})
+			advance(time.Second)
+		}
+		called := time.Now()
+		advance(5 * time.Minute)
+		st, ok := first.Status(rev)
+		require.True(t, ok)
+		require.Equal(t, ModeHistogram, st.Plan.Mode)
+		require.Equal(t, 0, st.PreCreated, "before the window")
+		stop()
+
+		kept, _, err := store.GetJSON[store.KeepAlive](context.Background(), s, store.KeepAliveKey(rev))
+		require.NoError(t, err)
+		assert.Equal(t, "cron", kept.Function)
+		assert.Equal(t, []store.IdleCount{{From: api.D(576 * time.Second), Count: 10}}, kept.IdleTimes, "compact: one bin")
+
+		// The restart: nothing but the store carries over.
+		second := startRunner(t, s, RunnerConfig{})
+		st, ok = second.runner.Status(rev)
+		require.True(t, ok)
+		assert.Equal(t, ModeHistogram, st.Plan.Mode, "the history is restored")
+		assert.Equal(t, 0, st.PreCreated)
+		_, ok = getAssignment(t, s, "n1", rev)
+		assert.False(t, ok)
+
+		advance(called.Add(9 * time.Minute).Sub(time.Now()))
+		second.tick(t)
+		a, ok := getAssignment(t, s, "n1", rev)
+		require.True(t, ok, "a pre-created task inside the window, with no new traffic")
+		assert.Equal(t, store.Assignment{Function: "cron", Revision: rev, PreCreated: 1}, a)
+		sc, _ := getScale(t, s, rev)
+		assert.True(t, sc.PreWarm)
+		assert.Equal(t, 0, sc.Desired)
+
+		advance(called.Add(12 * time.Minute).Sub(time.Now()))
+		second.tick(t)
+		_, ok = getAssignment(t, s, "n1", rev)
+		assert.False(t, ok, "released after the window")
+	})
+}
+
+// TestRunnerRestoresANeverCalledRevisionsPool: a revision deployed warm
+// and not called yet holds a pre-created task after its replica goes, up
+// to the fallback pre-warm horizon; a restart keeps that.
+func TestRunnerRestoresANeverCalledRevisionsPool(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		putNode(t, s, "n1", "img")
+		rev := deploy(t, s, "fresh", 1, nil)
+		first, _ := newRunner(t, s, nil, RunnerConfig{})
+		stop := runRunner(t, first)
+		synctest.Wait()
+		deployed := time.Now()
+		putEndpoints(t, s, rev, 1)
+		advance(time.Minute)
+		a, _ := getAssignment(t, s, "n1", rev)
+		require.Equal(t, 1, a.PreCreated, "deployed warm, never called: a pre-created task after grace")
+		stop()
+
+		second := startRunner(t, s, RunnerConfig{})
+		putEndpoints(t, s, rev, 0)
+		advance(time.Minute)
+		second.tick(t)
+		a, _ = getAssignment(t, s, "n1", rev)
+		assert.Equal(t, store.Assignment{Function: "fresh", Revision: rev, PreCreated: 1}, a, "still held after the restart")
+		advance(deployed.Add(10 * time.Minute).Sub(time.Now()))
+		second.tick(t)
+		_, ok := getAssignment(t, s, "n1", rev)
+		assert.False(t, ok, "released at the fallback horizon")
+	})
+}
+
+// TestRunnerWritesKeepAliveStateSparingly: the record is rewritten when
+// it changed, at most every StatusRefresh, and not at all while nothing
+// changes.
+func TestRunnerWritesKeepAliveStateSparingly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		putNode(t, s, "n1", "img")
+		rev := deploy(t, s, "busy", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		_, from, err := s.List(context.Background(), store.PrefixKeepAlive)
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		events, err := s.Watch(ctx, store.PrefixKeepAlive, from)
+		require.NoError(t, err)
+		writes := func() int {
+			n := 0
+			for {
+				select {
+				case ev := <-events:
+					require.NoError(t, ev.Err)
+					n++
+				default:
+					return n
+				}
+			}
+		}
+		env := startRunner(t, s, RunnerConfig{}) // ticks every 2 s, refreshes every 10 s
+		putEndpoints(t, s, rev, 1)
+
+		// A minute of steady traffic: the last demand moves every second.
+		for range 60 {
+			env.runner.Report([]api.RevisionStat{loadStat(rev, "r", 10, 10)})
+			advance(time.Second)
+		}
+		busy := writes()
+		assert.Positive(t, busy)
+		assert.LessOrEqual(t, busy, 60/10+2, "at most one write per refresh period, and the first")
+
+		// Quiet: once the last demand has been written, nothing more.
+		advance(time.Minute)
+		writes()
+		advance(10 * time.Minute)
+		assert.Zero(t, writes(), "no writes while nothing changes")
+	})
+}
+
 func TestRunnerConfig(t *testing.T) {
 	_, err := NewRunner(RunnerConfig{}, RunnerDeps{})
 	assert.ErrorContains(t, err, "store")

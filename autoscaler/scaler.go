@@ -40,10 +40,18 @@ func NewScaler(spec api.FunctionSpec, idle *IdleTracker, policy KeepAlivePolicy,
 		idle:    idle,
 		policy:  policy,
 	}
-	if !start.Resumed && spec.Scale.Initial != nil && *spec.Scale.Initial > 0 {
+	switch {
+	case start.Resumed:
+		s.deployedWarm = start.Memory.DeployedWarm
+	case spec.Scale.Initial != nil && *spec.Scale.Initial > 0:
 		s.deployedWarm = start.At
 	}
 	return s
+}
+
+// Memory is what the scaler would need again after a restart (Start.Memory).
+func (s *Scaler) Memory() Memory {
+	return Memory{LastDemand: s.decider.State().LastDemand, DeployedWarm: s.deployedWarm}
 }
 
 // Spec is the revision's defaulted spec.
