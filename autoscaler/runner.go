@@ -28,7 +28,8 @@ type RunnerConfig struct {
 	Tick time.Duration
 	// StatusRefresh is how often a scale record is rewritten when only its
 	// figures (observed load, keep-warm deadline) changed; a changed count,
-	// panic flag or pre-warm request is written at once. Default 10s.
+	// panic flag or pre-warm request is written at once. A keep-alive
+	// record is rewritten at most this often too. Default 10s.
 	StatusRefresh time.Duration
 	// WriteTimeout bounds one store transaction. Default 5s.
 	WriteTimeout time.Duration
@@ -148,8 +149,10 @@ type revState struct {
 	lastPlacement  PlacementResult
 	written        store.Scale
 	writtenAt      time.Time
+	// tracker is the function's IdleTracker, shared with its Scaler;
 	// keptMark is what the keep-alive record was last written (or
 	// restored) from, at keptAt.
+	tracker  *IdleTracker
 	keptMark keptMark
 	keptAt   time.Time
 }
@@ -348,7 +351,7 @@ func (r *Runner) stateLocked(name string) *revState {
 	mem, kept := r.keptMemoryLocked(name, fn)
 	now := r.now()
 	rs := &revState{
-		name: name, function: fn, spec: spec,
+		name: name, function: fn, spec: spec, tracker: tracker,
 		demand: demandOf(rec.Value, spec),
 		scaler: NewScaler(spec, tracker, r.policy, Start{
 			At: now, Ready: r.readyN[name], Desired: prev.Value.Desired, Resumed: resumed, Memory: mem,
@@ -358,7 +361,7 @@ func (r *Runner) stateLocked(name string) *revState {
 		rs.written = sc.Value
 	}
 	if kept {
-		rs.keptMark, rs.keptAt = r.keptMarkLocked(rs, tracker), now
+		rs.keptMark, rs.keptAt = r.keptMarkLocked(rs), now
 	}
 	r.revs[name] = rs
 	return rs

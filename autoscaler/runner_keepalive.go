@@ -33,10 +33,10 @@ func (m keptMark) equal(o keptMark) bool {
 // Only a routed revision writes its function's history: it is the same in
 // every revision's record, and old revisions must not rewrite theirs
 // whenever the new one has traffic.
-func (r *Runner) keptMarkLocked(rs *revState, tracker *IdleTracker) keptMark {
+func (r *Runner) keptMarkLocked(rs *revState) keptMark {
 	m := keptMark{mem: rs.scaler.Memory()}
 	if r.routedLocked(rs) {
-		m.lastEnd, m.hist = tracker.LastEnd, tracker.Histogram.Version
+		m.lastEnd, m.hist = rs.tracker.LastEnd, rs.tracker.Histogram.Version
 	}
 	return m
 }
@@ -46,8 +46,7 @@ func (r *Runner) keptMarkLocked(rs *revState, tracker *IdleTracker) keptMark {
 // StatusRefresh old, or a scale write is going out anyway, or there is no
 // record yet.
 func (r *Runner) keepAliveWriteLocked(w *writes, rs *revState, now time.Time) {
-	tracker := r.fns[rs.function]
-	mark := r.keptMarkLocked(rs, tracker)
+	mark := r.keptMarkLocked(rs)
 	prev, exists := r.kept[rs.name]
 	if exists && mark.equal(rs.keptMark) {
 		return
@@ -55,7 +54,7 @@ func (r *Runner) keepAliveWriteLocked(w *writes, rs *revState, now time.Time) {
 	if exists && w.scale == nil && now.Sub(rs.keptAt) < r.cfg.StatusRefresh {
 		return
 	}
-	rec := keepAliveRecord(rs, tracker, now)
+	rec := keepAliveRecord(rs, now)
 	version := store.MustNotExist
 	if exists {
 		version = prev.Version
@@ -65,8 +64,8 @@ func (r *Runner) keepAliveWriteLocked(w *writes, rs *revState, now time.Time) {
 }
 
 // keepAliveRecord is the stored form of a revision's keep-alive state.
-func keepAliveRecord(rs *revState, tracker *IdleTracker, now time.Time) store.KeepAlive {
-	mem := rs.scaler.Memory()
+func keepAliveRecord(rs *revState, now time.Time) store.KeepAlive {
+	mem, tracker := rs.scaler.Memory(), rs.tracker
 	rec := store.KeepAlive{
 		Revision: rs.name, Function: rs.function,
 		LastDemand: mem.LastDemand, DeployedWarm: mem.DeployedWarm,
