@@ -41,13 +41,16 @@ func (r *Runner) keptMarkLocked(rs *revState) keptMark {
 	return m
 }
 
-// keepAliveWriteLocked is decide's keep-alive phase: it writes the
-// revision's record when its state changed and the last write is
-// StatusRefresh old, or a scale write is going out anyway, or there is no
-// record yet.
+// keepAliveWriteLocked is decide's keep-alive phase. It writes the
+// revision's record when its state changed since the last write, if that
+// write is StatusRefresh old or a scale write is going out anyway; and the
+// first record as soon as there is something to remember.
 func (r *Runner) keepAliveWriteLocked(w *writes, rs *revState, now time.Time) {
 	mark := r.keptMarkLocked(rs)
 	prev, exists := r.kept[rs.name]
+	if !exists && mark.equal(keptMark{}) {
+		return // never called, not deployed warm, no history: nothing to keep
+	}
 	if exists && mark.equal(rs.keptMark) {
 		return
 	}

@@ -673,6 +673,8 @@ func TestRunnerWritesKeepAliveStateSparingly(t *testing.T) {
 			}
 		}
 		env := startRunner(t, s, RunnerConfig{}) // ticks every 2 s, refreshes every 10 s
+		advance(time.Minute)
+		assert.Zero(t, writes(), "never called, deployed at zero: nothing to keep")
 		putEndpoints(t, s, rev, 1)
 
 		// A minute of steady traffic: the last demand moves every second.
