@@ -31,6 +31,12 @@ type Observation struct {
 	// PreWarm, from the keep-alive policy, predicts a request soon: run one
 	// replica now, even at zero and without demand.
 	PreWarm bool `json:"preWarm,omitempty"`
+	// Unrouted says no route reaches the revision: no traffic percent and no
+	// tag. As in Knative, min scale does not apply to it, so an old revision
+	// goes to zero a grace period after the routes left it (or after its
+	// last demand, if later). The zero value, routed, is also what an
+	// unknown routing means: min scale is never dropped on missing news.
+	Unrouted bool `json:"unrouted,omitempty"`
 }
 
 // Decision is the decider's answer for one instant.
@@ -85,6 +91,11 @@ type DeciderState struct {
 	LastDemand time.Time `json:"lastDemand"`
 	// LastDesired is the previous decision's count.
 	LastDesired int `json:"lastDesired"`
+	// UnroutedSince is the first decision of the current stretch without a
+	// route; zero while routed. The grace period runs from it at the
+	// earliest, so that requests a router sent just before the routes
+	// changed find the revision up.
+	UnroutedSince time.Time `json:"unroutedSince,omitzero"`
 }
 
 // Start describes the revision when a decider is created for it.
@@ -102,6 +113,20 @@ type Start struct {
 	// Resumed says the revision was scaled before (a decision for it is on
 	// record), so the initial scale is not applied again.
 	Resumed bool
+	// Memory is what the revision's Scaler remembered before a restart
+	// (Scaler.Memory); zero for a new revision.
+	Memory Memory
+}
+
+// Memory is what a Scaler needs, besides its function's IdleTracker, to
+// hold the same warm tiers after an autoscaler restart: where its
+// keep-alive windows count from.
+type Memory struct {
+	// LastDemand is the revision's newest demand; zero if never called.
+	LastDemand time.Time
+	// DeployedWarm is when a revision deployed with replicas (initial scale
+	// above zero) started; zero otherwise.
+	DeployedWarm time.Time
 }
 
 // Decider sizes one revision with Knative's KPA algorithm plus ebb's
@@ -125,7 +150,8 @@ func NewDecider(spec api.FunctionSpec, start Start) *Decider {
 		target: Target(spec.Concurrency),
 		stable: stable,
 		delay:  maxWindow{length: spec.Scale.ScaleDownDelay.Duration},
-		st:     DeciderState{Born: start.At, InitialReached: start.Resumed || initialScale(spec.Scale) == 0},
+		st: DeciderState{Born: start.At, InitialReached: start.Resumed || initialScale(spec.Scale) == 0,
+			LastDemand: start.Memory.LastDemand},
 	}
 	if start.Ready > 1 {
 		d.st.PanicSince, d.st.MaxPanic = start.At, start.Ready
@@ -183,6 +209,13 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 	initial := initialScale(s)
 	if !d.st.InitialReached && obs.Ready >= initial {
 		d.st.InitialReached = true
+	}
+
+	switch {
+	case !obs.Unrouted:
+		d.st.UnroutedSince = time.Time{}
+	case d.st.UnroutedSince.IsZero():
+		d.st.UnroutedSince = now
 	}
 
 	demandNow := obs.Buffered > 0 || obs.Poked
@@ -252,8 +285,17 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 	// the last demand. Until then a warm revision keeps one replica, however
 	// the windows read: they drain over the stable window, which would make
 	// scale to zero wait a minute longer than the grace the user set.
-	floor := s.Min
-	if !d.st.InitialReached {
+	// Min scale holds only a revision a route reaches. The initial scale
+	// holds a new revision until reached, routed or not, as in Knative; an
+	// unrouted one for a grace period only, so that an old revision that
+	// never became ready (a crash loop) does not hold it forever.
+	grace := max(s.ScaleToZeroGrace.Duration, s.ScaleToZeroRetention.Duration)
+	minFloor := s.Min
+	if obs.Unrouted {
+		minFloor = 0
+	}
+	floor := minFloor
+	if !d.st.InitialReached && (!obs.Unrouted || now.Before(d.st.UnroutedSince.Add(grace))) {
 		floor = max(floor, initial)
 	}
 	if floor == 0 {
@@ -261,7 +303,10 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 		if d.st.Born.After(idleFrom) {
 			idleFrom = d.st.Born
 		}
-		zeroAt := idleFrom.Add(max(s.ScaleToZeroGrace.Duration, s.ScaleToZeroRetention.Duration))
+		if d.st.UnroutedSince.After(idleFrom) {
+			idleFrom = d.st.UnroutedSince
+		}
+		zeroAt := idleFrom.Add(grace)
 		if obs.KeepWarmUntil.After(zeroAt) {
 			zeroAt = obs.KeepWarmUntil
 		}
@@ -298,7 +343,7 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 	if desired < floor {
 		desired = floor
 		dec.Reason = ReasonMin
-		if floor > s.Min {
+		if floor > minFloor {
 			dec.Reason = ReasonInitial
 		}
 	}

@@ -272,6 +272,56 @@ func TestDeciderRules(t *testing.T) {
 			},
 		},
 		{
+			// Bug 4: as in Knative, min scale applies only while a route
+			// (a percent or a tag) reaches the revision. The grace runs
+			// from when the routes left it.
+			name: "an unrouted revision ignores min scale and goes to zero a grace after the routes left",
+			spec: func(s *api.FunctionSpec) { s.Scale.Min = 1 },
+			steps: []step{
+				{at: 0, obs: Observation{}, want: 1, wantReason: ReasonMin},
+				{at: 2, obs: Observation{Ready: 1}, want: 1, wantReason: ReasonMin},
+				{at: 500, obs: Observation{Ready: 1}, want: 1, wantReason: ReasonMin},
+				{at: 502, obs: Observation{Ready: 1, Unrouted: true}, want: 1, wantReason: ReasonKeepWarm},
+				{at: 531, obs: Observation{Ready: 1, Unrouted: true}, want: 1, wantReason: ReasonKeepWarm},
+				{at: 532, obs: Observation{Ready: 1, Unrouted: true}, want: 0, wantReason: ReasonToZero},
+				{at: 600, obs: Observation{Unrouted: true}, want: 0},
+				// Routed again (a rollback): min scale holds it once more.
+				{at: 700, obs: Observation{}, want: 1, wantReason: ReasonMin},
+			},
+		},
+		{
+			name: "an unrouted revision still scales for what reaches it, and its grace runs from that",
+			spec: func(s *api.FunctionSpec) { s.Scale.Min = 2 },
+			steps: []step{
+				{at: 10, obs: Observation{Stable: 100, Panic: 100, Ready: 2, LastDemand: at(10), Unrouted: true}, want: 2, wantReason: ReasonStable},
+				{at: 39, obs: Observation{Ready: 2, LastDemand: at(10), Unrouted: true}, want: 1},
+				{at: 40, obs: Observation{Ready: 1, LastDemand: at(10), Unrouted: true}, want: 0, wantReason: ReasonToZero},
+			},
+		},
+		{
+			name: "a new revision no route reaches yet gets its initial scale, as in Knative, but not its min",
+			spec: func(s *api.FunctionSpec) {
+				s.Scale.Min = 1
+				s.Scale.Initial = intp(2)
+			},
+			steps: []step{
+				{at: 0, obs: Observation{Unrouted: true}, want: 2, wantReason: ReasonInitial},
+				{at: 1, obs: Observation{Ready: 1, Unrouted: true}, want: 2, wantReason: ReasonInitial},
+				{at: 2, obs: Observation{Ready: 2, Unrouted: true}, want: 1},
+				{at: 30, obs: Observation{Ready: 1, Unrouted: true}, want: 0, wantReason: ReasonToZero},
+			},
+		},
+		{
+			name: "an unrouted revision that never reached its initial scale (a crash loop) lets it go after grace",
+			steps: []step{
+				{at: 0, obs: Observation{}, want: 1, wantReason: ReasonInitial},
+				{at: 100, obs: Observation{}, want: 1, wantReason: ReasonInitial},
+				{at: 102, obs: Observation{Unrouted: true}, want: 1, wantReason: ReasonInitial},
+				{at: 131, obs: Observation{Unrouted: true}, want: 1, wantReason: ReasonInitial},
+				{at: 132, obs: Observation{Unrouted: true}, want: 0, wantReason: ReasonToZero},
+			},
+		},
+		{
 			name: "grace: zero only after 30 s without demand",
 			spec: noInitial,
 			steps: []step{

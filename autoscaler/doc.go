@@ -19,13 +19,25 @@
 // replica. Knative instead waits for the stable window to drain to zero
 // before its grace period even starts; ebb users get the grace they set.
 //
+// Min scale holds only a revision a route reaches (a traffic percent or a
+// tag), as Knative's reachability does: after a deploy moves the traffic,
+// the old revision goes to zero a grace period later, whatever its min
+// scale, and gets none of the keep-alive policy's warm tiers. The initial
+// scale still starts a new revision routed or not; an unrouted one keeps it
+// for a grace period at most.
+//
 // KeepAlive plans beyond Knative: a per-function idle-time histogram after
 // Shahrad et al., "Serverless in the Wild" (USENIX ATC '20), sets how long a
 // revision stays warm after its last request and when a pre-created task
 // (container and task created, process not started) is held ahead of a
 // predicted request. Placement is a Kubernetes-style filter and score over
 // nodes. Runner is the thin shell: it receives stats and activation pokes,
-// ticks every revision, and writes scales and assignments to the store.
+// ticks every revision (Tick; Run is a loop around it), and writes scales
+// and assignments to the store. It also keeps what the keep-alive policy
+// learnt at keepalive/{rev} (each revision's last demand and a copy of its
+// function's idle-time histogram), rewritten when it changed and at most
+// every status refresh, so that a restarted runner holds the same
+// pre-created tasks at once instead of after traffic has come back.
 //
 // Why there is no target-burst-capacity switch: Knative keeps the activator
 // in the request path while spare capacity is below target-burst-capacity,

@@ -1,6 +1,8 @@
 package autoscaler
 
 import (
+	"fmt"
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -396,5 +398,70 @@ func TestScalerPreCreatesForARevisionDeployedWarmButNeverCalled(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestScalerHoldsNoWarmTierForAnUnroutedRevision: the function's idle-time
+// history predicts its next request, but that request goes to a routed
+// revision. An unrouted one is neither kept warm by the plan, nor
+// pre-warmed, nor given a pre-created task: it goes to zero a grace period
+// after its last demand and stays there.
+func TestScalerHoldsNoWarmTierForAnUnroutedRevision(t *testing.T) {
+	policy, err := NewHybridHistogram(HybridConfig{})
+	require.NoError(t, err)
+	tests := []struct {
+		name string
+		idle []time.Duration
+		// What a routed revision gets, by seconds after t0; the last
+		// demand ends at 1 s.
+		routed map[float64]Result
+	}{
+		{
+			name:   "fallback: a pre-created task after grace",
+			routed: map[float64]Result{40: {PreCreated: 1}, 300: {PreCreated: 1}},
+		},
+		{
+			name: "short idle periods: kept running to the tail",
+			idle: repeat(20, 40*time.Second, 50*time.Second, 60*time.Second, 70*time.Second),
+			routed: map[float64]Result{40: {Decision: Decision{Desired: 1}}, 80: {Decision: Decision{Desired: 1}},
+				100: {}},
+		},
+		{
+			name:   "periodic: started again at the head of the next idle period",
+			idle:   append(repeat(50, 5*time.Minute), repeat(200, 5*time.Second)...),
+			routed: map[float64]Result{40: {}, 262: {Decision: Decision{Desired: 1}}},
+		},
+		{
+			name:   "wide window: a pre-created task over it",
+			idle:   repeat(20, 5*time.Minute, 12*time.Minute),
+			routed: map[float64]Result{40: {}, 1 + 0.9*288 + 1: {PreCreated: 1}},
+		},
+	}
+	for _, tt := range tests {
+		for _, routed := range []bool{true, false} {
+			t.Run(fmt.Sprintf("%s/routed=%t", tt.name, routed), func(t *testing.T) {
+				tracker := NewIdleTracker(DefaultHistogramRange)
+				for _, d := range tt.idle {
+					tracker.Histogram.Add(d)
+				}
+				s := NewScaler(testSpec(func(s *api.FunctionSpec) { s.Scale.Initial = intp(0) }), tracker, policy, Start{At: t0})
+				s.SetRouted(routed)
+				s.Record(api.RevisionStat{Revision: "fn-00001", Reporter: "r", Time: at(1), Interval: api.D(time.Second), AvgConcurrency: 1, Requests: 1})
+				res := s.Scale(at(2), 0)
+				require.Equal(t, 1, res.Decision.Desired)
+				assert.Equal(t, routed, !res.KeepWarmUntil.IsZero(), "a keep-alive only while routed")
+				ready := 1
+				for _, sec := range slices.Sorted(maps.Keys(tt.routed)) {
+					want := tt.routed[sec]
+					if !routed {
+						want = Result{}
+					}
+					res := s.Scale(at(sec), ready)
+					ready = res.Decision.Desired
+					assert.Equal(t, want.Decision.Desired, res.Decision.Desired, "desired at %gs (%s)", sec, res.Plan.Mode)
+					assert.Equal(t, want.PreCreated, res.PreCreated, "pre-created at %gs (%s)", sec, res.Plan.Mode)
+				}
+			})
+		}
 	}
 }

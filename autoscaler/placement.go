@@ -145,11 +145,27 @@ type nodeView struct {
 // take them and stay assigned otherwise, so a missed heartbeat on the only
 // node does not stop anything.
 //
+// It runs in phases, each a function below: view the nodes, scale down,
+// move replicas off down nodes, scale up, place the pre-created tasks, and
+// turn the views into assignments.
+//
 // others is the allocation of every other revision per node; current is
 // this revision's assignments per node. Place is pure.
 func Place(cfg PlacementConfig, now time.Time, nodes []store.Node, others map[string]Allocation, current map[string]store.Assignment, d Demand) PlacementResult {
+	views := viewNodes(cfg, now, nodes, others, current, d)
+	total := scaleDown(views, d)
+	moveOffDownNodes(cfg, views, d)
+	return PlacementResult{
+		Unplaced:           scaleUp(cfg, views, d, total),
+		UnplacedPreCreated: placePreCreated(cfg, views, d),
+		Assignments:        assignmentsOf(views, current, d),
+	}
+}
+
+// viewNodes is the first phase of Place: every node as the scheduler sees
+// it, sorted by name, with this revision's current share on it.
+func viewNodes(cfg PlacementConfig, now time.Time, nodes []store.Node, others map[string]Allocation, current map[string]store.Assignment, d Demand) []*nodeView {
 	views := make([]*nodeView, 0, len(nodes))
-	byName := map[string]*nodeView{}
 	for _, n := range nodes {
 		down := max(cfg.NodeDownAfter, 3*n.HeartbeatInterval.Duration)
 		v := &nodeView{
@@ -163,18 +179,17 @@ func Place(cfg PlacementConfig, now time.Time, nodes []store.Node, others map[st
 			v.alloc = v.alloc.Add(d, a.Replicas, 0)
 		}
 		views = append(views, v)
-		byName[n.Name] = v
 	}
-	// Assignments to nodes that no longer exist are dropped.
 	slices.SortFunc(views, func(a, b *nodeView) int { return strings.Compare(a.node.Name, b.node.Name) })
+	return views
+}
 
-	total := 0
+// scaleDown removes replicas beyond d.Replicas, from down nodes first, then
+// from the node with the most replicas, and returns the replicas left.
+func scaleDown(views []*nodeView, d Demand) (total int) {
 	for _, v := range views {
 		total += v.replicas
 	}
-	res := PlacementResult{}
-
-	// Scale down: down nodes first, then the node with the most replicas.
 	for total > d.Replicas {
 		var victim *nodeView
 		for _, v := range views {
@@ -190,7 +205,12 @@ func Place(cfg PlacementConfig, now time.Time, nodes []store.Node, others map[st
 		victim.alloc = victim.alloc.Add(d, -1, 0)
 		total--
 	}
-	// Move replicas off down nodes where an up node can take them.
+	return total
+}
+
+// moveOffDownNodes moves replicas off down nodes where an up node can take
+// them; the rest stay where they are.
+func moveOffDownNodes(cfg PlacementConfig, views []*nodeView, d Demand) {
 	for _, v := range views {
 		for !v.up && v.replicas > 0 {
 			best := bestNode(cfg, views, d, true)
@@ -203,12 +223,15 @@ func Place(cfg PlacementConfig, now time.Time, nodes []store.Node, others map[st
 			best.alloc = best.alloc.Add(d, 1, 0)
 		}
 	}
-	// Scale up.
+}
+
+// scaleUp adds replicas from total up to d.Replicas, each on the best node
+// for it, and returns how many no node could take.
+func scaleUp(cfg PlacementConfig, views []*nodeView, d Demand, total int) (unplaced int) {
 	for ; total < d.Replicas; total++ {
 		best := bestNode(cfg, views, d, true)
 		if best == nil {
-			res.Unplaced = d.Replicas - total
-			break
+			return d.Replicas - total
 		}
 		best.replicas++
 		best.alloc = best.alloc.Add(d, 1, 0)
@@ -217,9 +240,13 @@ func Place(cfg PlacementConfig, now time.Time, nodes []store.Node, others map[st
 			best.pre--
 		}
 	}
+	return 0
+}
 
-	// Pre-created tasks: keep those on up nodes, drop the rest, add where
-	// the pool has room.
+// placePreCreated keeps the pre-created tasks on up nodes, drops the rest
+// (from the last node by name first), adds where a pool has room, and
+// returns how many no node could take.
+func placePreCreated(cfg PlacementConfig, views []*nodeView, d Demand) (unplaced int) {
 	pre := 0
 	for _, v := range views {
 		if !v.up {
@@ -236,27 +263,32 @@ func Place(cfg PlacementConfig, now time.Time, nodes []store.Node, others map[st
 	for ; pre < d.PreCreated; pre++ {
 		best := bestNode(cfg, views, d, false)
 		if best == nil {
-			res.UnplacedPreCreated = d.PreCreated - pre
-			break
+			return d.PreCreated - pre
 		}
 		best.pre++
 	}
+	return 0
+}
 
-	res.Assignments = map[string]store.Assignment{}
+// assignmentsOf is Place's result: an assignment for every node the
+// revision is on or was on, an empty one meaning "remove it". Assignments
+// to nodes that no longer exist are emptied.
+func assignmentsOf(views []*nodeView, current map[string]store.Assignment, d Demand) map[string]store.Assignment {
+	out := map[string]store.Assignment{}
 	for _, v := range views {
 		_, was := current[v.node.Name]
 		if v.replicas > 0 || v.pre > 0 || was {
-			res.Assignments[v.node.Name] = store.Assignment{
+			out[v.node.Name] = store.Assignment{
 				Function: d.Function, Revision: d.Revision, Replicas: v.replicas, PreCreated: v.pre,
 			}
 		}
 	}
 	for name, a := range current {
-		if byName[name] == nil {
-			res.Assignments[name] = store.Assignment{Function: a.Function, Revision: a.Revision}
+		if _, ok := out[name]; !ok {
+			out[name] = store.Assignment{Function: a.Function, Revision: a.Revision}
 		}
 	}
-	return res
+	return out
 }
 
 // bestNode filters and scores the nodes for one more replica (replica true)

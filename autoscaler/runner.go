@@ -28,7 +28,8 @@ type RunnerConfig struct {
 	Tick time.Duration
 	// StatusRefresh is how often a scale record is rewritten when only its
 	// figures (observed load, keep-warm deadline) changed; a changed count,
-	// panic flag or pre-warm request is written at once. Default 10s.
+	// panic flag or pre-warm request is written at once. A keep-alive
+	// record is rewritten at most this often too. Default 10s.
 	StatusRefresh time.Duration
 	// WriteTimeout bounds one store transaction. Default 5s.
 	WriteTimeout time.Duration
@@ -84,8 +85,9 @@ type RunnerDeps struct {
 	Logger *slog.Logger
 	// Registerer gets the runner's metrics; optional.
 	Registerer prometheus.Registerer
-	// Clock is the time every decision is made at; optional, time.Now. The
-	// tick itself is a real ticker.
+	// Clock is the time every decision is made at; optional, time.Now.
+	// Run's ticker runs on the time package's clock: tests either run it
+	// in a testing/synctest bubble or call Tick themselves.
 	Clock func() time.Time
 	// Policy replaces the hybrid histogram keep-alive policy; optional.
 	Policy KeepAlivePolicy
@@ -95,9 +97,10 @@ type RunnerDeps struct {
 // from every router and activator, keeps a Scaler per revision, decides for
 // every revision each tick (and for one revision at once when an activator
 // pokes it), places the replicas, and writes scales/{rev} and
-// assignments/{node}/{rev} in one compare-and-swap transaction. It reads
-// revisions, ready endpoints, nodes, assignments and scales through store
-// mirrors.
+// assignments/{node}/{rev} in one compare-and-swap transaction, with
+// keepalive/{rev} when the keep-alive state changed. It reads functions
+// (for their traffic), revisions, ready endpoints, nodes, assignments,
+// scales and keep-alive records through store mirrors.
 type Runner struct {
 	cfg    RunnerConfig
 	deps   RunnerDeps
@@ -125,6 +128,15 @@ type Runner struct {
 	assigns map[string]store.Versioned[store.Assignment] // assignment key -> record
 	scales  map[string]store.Versioned[store.Scale]      // revision name -> record
 	alloc   map[string]Allocation                        // node -> allocation of every assignment
+
+	// functions are the function records, for their traffic; routed are
+	// the revisions a route reaches (routedRevisions of functions).
+	functions map[string]store.Versioned[store.Function]
+	routed    map[string]bool
+	// kept are the keep-alive records (runner_keepalive.go), by revision;
+	// keptByFunction indexes the newest per function once, for restoring.
+	kept           map[string]store.Versioned[store.KeepAlive]
+	keptByFunction map[string]string
 }
 
 // revState is one revision's autoscaling state.
@@ -137,6 +149,12 @@ type revState struct {
 	lastPlacement  PlacementResult
 	written        store.Scale
 	writtenAt      time.Time
+	// tracker is the function's IdleTracker, shared with its Scaler;
+	// keptMark is what the keep-alive record was last written (or
+	// restored) from, at keptAt.
+	tracker  *IdleTracker
+	keptMark keptMark
+	keptAt   time.Time
 }
 
 // NewRunner returns a Runner; Run starts it.
@@ -160,6 +178,10 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		assigns: map[string]store.Versioned[store.Assignment]{},
 		scales:  map[string]store.Versioned[store.Scale]{},
 		alloc:   map[string]Allocation{},
+
+		functions: map[string]store.Versioned[store.Function]{},
+		routed:    map[string]bool{},
+		kept:      map[string]store.Versioned[store.KeepAlive]{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -183,10 +205,11 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 }
 
 // mirrored prefixes; the tick loop starts once each has listed.
-var mirrored = []string{store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales}
+var mirrored = []string{store.PrefixFunctions, store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales, store.PrefixKeepAlive}
 
-// Run mirrors the store and ticks until ctx ends. It returns nil when ctx
-// is cancelled and an error if a mirror fails for good (the store closed).
+// Run mirrors the store and, once every mirror has listed, calls Tick every
+// cfg.Tick until ctx ends. It returns nil when ctx is cancelled and an error
+// if a mirror fails for good (the store closed).
 func (r *Runner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	for _, prefix := range mirrored {
@@ -194,28 +217,32 @@ func (r *Runner) Run(ctx context.Context) error {
 			return store.MirrorUpdates(gctx, r.deps.Store, prefix, func(u store.Update) { r.onMirror(prefix, u) })
 		})
 	}
-	g.Go(func() error {
-		select {
-		case <-r.ready:
-		case <-gctx.Done():
-			return gctx.Err()
-		}
-		t := time.NewTicker(r.cfg.Tick)
-		defer t.Stop()
-		for {
-			r.tickAll(gctx)
-			select {
-			case <-t.C:
-			case <-gctx.Done():
-				return gctx.Err()
-			}
-		}
-	})
+	g.Go(func() error { return r.tickEvery(gctx) })
 	err := g.Wait()
 	if ctx.Err() != nil {
 		return nil
 	}
 	return fmt.Errorf("autoscaler runner: %w", err)
+}
+
+// tickEvery waits for the mirrors, then ticks at once and every cfg.Tick.
+// Tick logs its own failures, so its error is not looked at again here.
+func (r *Runner) tickEvery(ctx context.Context) error {
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTicker(r.cfg.Tick)
+	defer t.Stop()
+	for {
+		_ = r.Tick(ctx)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Report receives stats from a router or an activator. Each stat is
@@ -318,21 +345,23 @@ func (r *Runner) stateLocked(name string) *revState {
 		return nil
 	}
 	spec := rec.Value.Spec.WithDefaults()
-	tracker := r.fns[rec.Value.Function]
-	if tracker == nil {
-		tracker = NewIdleTracker(r.cfg.KeepAlive.Range)
-		r.fns[rec.Value.Function] = tracker
-	}
+	fn := rec.Value.Function
+	tracker := r.trackerLocked(fn)
 	prev, resumed := r.scales[name]
+	mem, kept := r.keptMemoryLocked(name, fn)
+	now := r.now()
 	rs := &revState{
-		name: name, function: rec.Value.Function, spec: spec,
+		name: name, function: fn, spec: spec, tracker: tracker,
 		demand: demandOf(rec.Value, spec),
 		scaler: NewScaler(spec, tracker, r.policy, Start{
-			At: r.now(), Ready: r.readyN[name], Desired: prev.Value.Desired, Resumed: resumed,
+			At: now, Ready: r.readyN[name], Desired: prev.Value.Desired, Resumed: resumed, Memory: mem,
 		}),
 	}
 	if sc, ok := r.scales[name]; ok {
 		rs.written = sc.Value
+	}
+	if kept {
+		rs.keptMark, rs.keptAt = r.keptMarkLocked(rs), now
 	}
 	r.revs[name] = rs
 	return rs
@@ -357,6 +386,9 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 	defer r.mu.Unlock()
 	snap := u.Snapshot
 	switch prefix {
+	case store.PrefixFunctions:
+		r.functions = syncDecoded(r.log, r.functions, u, lastSegment, nil)
+		r.routed = routedRevisions(r.functions)
 	case store.PrefixRevisions:
 		// Keep a revision Activate read ahead of the watch until the watch
 		// has caught up with the version read; from then on the snapshot
@@ -421,6 +453,8 @@ func (r *Runner) onMirror(prefix string, u store.Update) {
 		r.recomputeAllocLocked()
 	case store.PrefixScales:
 		r.scales = syncDecoded(r.log, r.scales, u, lastSegment, nil)
+	case store.PrefixKeepAlive:
+		r.kept = syncDecoded(r.log, r.kept, u, lastSegment, nil)
 	}
 	if !r.synced[prefix] {
 		r.synced[prefix] = true
@@ -492,8 +526,12 @@ func (r *Runner) dropLocked(name string) {
 	delete(r.fns, rs.function)
 }
 
-// tickAll decides for every known revision.
-func (r *Runner) tickAll(ctx context.Context) {
+// Tick is one pass of the control loop: it decides for every known
+// revision, in name order, and writes what changed. Run calls it every
+// cfg.Tick; tests call it directly. Before the mirrors have listed it
+// decides nothing. A revision whose step fails is logged and skipped; the
+// failures are returned joined.
+func (r *Runner) Tick(ctx context.Context) error {
 	r.mu.Lock()
 	names := make([]string, 0, len(r.records))
 	for name := range r.records {
@@ -501,14 +539,19 @@ func (r *Runner) tickAll(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	slices.Sort(names)
+	var errs []error
 	for _, name := range names {
 		if ctx.Err() != nil {
-			return
+			return errors.Join(append(errs, ctx.Err())...)
 		}
-		if err := r.step(ctx, name, false); err != nil && !errors.Is(err, ErrUnknownRevision) && ctx.Err() == nil {
-			r.log.Warn("autoscaling step failed", "revision", name, "err", err)
+		err := r.step(ctx, name, false)
+		if err == nil || errors.Is(err, ErrUnknownRevision) || ctx.Err() != nil {
+			continue
 		}
+		r.log.Warn("autoscaling step failed", "revision", name, "err", err)
+		errs = append(errs, err)
 	}
+	return errors.Join(errs...)
 }
 
 // step decides for one revision and writes the outcome. A write conflict
@@ -560,13 +603,37 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 		return nil, nil, fmt.Errorf("decide %q: %w", name, ErrUnknownRevision)
 	}
 	now := r.now()
+	res := r.scaleLocked(rs, now, poked)
+	pl, current := r.placeLocked(rs, res, now)
+	r.m.observe(rs, res, r.readyN[name], pl)
+
+	w := writes{name: name, at: now}
+	w.assignments(pl, current)
+	r.scaleWriteLocked(&w, rs, res, now)
+	r.keepAliveWriteLocked(&w, rs, now)
+	if len(w.ops) == 0 {
+		return nil, nil, nil
+	}
+	rec := r.records[name]
+	ops := append([]store.Op{store.Check(rec.Key, rec.Version)}, w.ops...)
+	return ops, func(rev int64) { r.commit(w, rev) }, nil
+}
+
+// scaleLocked is decide's first phase: the revision's Scaler sizes it.
+func (r *Runner) scaleLocked(rs *revState, now time.Time, poked bool) Result {
 	if poked {
 		rs.scaler.Poke(now)
 	}
-	res := rs.scaler.Scale(now, r.readyN[name])
+	rs.scaler.SetRouted(r.routedLocked(rs))
+	res := rs.scaler.Scale(now, r.readyN[rs.name])
 	rs.last = res
+	return res
+}
 
-	// Placement: this revision's assignments, and everyone else's allocation.
+// placeLocked is decide's second phase: where the revision's replicas and
+// pre-created tasks go, given everyone else's allocation. It also returns
+// the revision's current assignments by node.
+func (r *Runner) placeLocked(rs *revState, res Result, now time.Time) (PlacementResult, map[string]store.Versioned[store.Assignment]) {
 	current := map[string]store.Assignment{}
 	currentVer := map[string]store.Versioned[store.Assignment]{}
 	others := map[string]Allocation{}
@@ -574,7 +641,7 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 	// revision's are found by key, not by walking every assignment.
 	for node, al := range r.alloc {
 		others[node] = al
-		a, ok := r.assigns[store.AssignmentKey(node, name)]
+		a, ok := r.assigns[store.AssignmentKey(node, rs.name)]
 		if !ok {
 			continue
 		}
@@ -586,79 +653,106 @@ func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), e
 	d.Replicas, d.PreCreated = res.Decision.Desired, res.PreCreated
 	pl := Place(r.cfg.Placement, now, r.nodes, others, current, d)
 	rs.lastPlacement = pl
-	r.m.observe(rs, res, r.readyN[name], pl)
+	return pl, currentVer
+}
 
-	rec := r.records[name]
-	ops := []store.Op{store.Check(rec.Key, rec.Version)}
-	type pendingAssign struct {
-		key string
-		a   store.Assignment
-		del bool
-	}
-	var pending []pendingAssign
+// writes is what one decision puts in the store (ops) and what the runner
+// caches once the transaction has landed.
+type writes struct {
+	name    string
+	at      time.Time
+	ops     []store.Op
+	assigns []assignWrite
+	scale   *store.Scale // nil: the scale record is not written
+	// kept is the keep-alive record, when it is written, from keptMark.
+	kept     *store.KeepAlive
+	keptMark keptMark
+}
+
+// assignWrite is one assignment put or deleted.
+type assignWrite struct {
+	key string
+	a   store.Assignment
+	del bool
+}
+
+// assignments is decide's third phase: the ops that turn the current
+// assignments into the placement's, by compare-and-swap on each.
+func (w *writes) assignments(pl PlacementResult, current map[string]store.Versioned[store.Assignment]) {
 	for _, node := range slices.Sorted(maps.Keys(pl.Assignments)) {
 		a := pl.Assignments[node]
-		cur, exists := currentVer[node]
-		key := store.AssignmentKey(node, name)
+		cur, exists := current[node]
+		key := store.AssignmentKey(node, w.name)
 		switch {
 		case a.Replicas == 0 && a.PreCreated == 0:
 			if exists {
-				ops = append(ops, store.Delete(key, cur.Version))
-				pending = append(pending, pendingAssign{key: key, del: true})
+				w.ops = append(w.ops, store.Delete(key, cur.Version))
+				w.assigns = append(w.assigns, assignWrite{key: key, del: true})
 			}
 		case !exists || cur.Value != a:
 			version := store.MustNotExist
 			if exists {
 				version = cur.Version
 			}
-			ops = append(ops, store.PutJSON(key, a, version))
-			pending = append(pending, pendingAssign{key: key, a: a})
+			w.ops = append(w.ops, store.PutJSON(key, a, version))
+			w.assigns = append(w.assigns, assignWrite{key: key, a: a})
 		}
 	}
+}
 
+// scaleWriteLocked is decide's last phase: the scale record, written at
+// once when the count, panic flag or pre-warm request changed, and at most
+// every StatusRefresh when only its figures did.
+func (r *Runner) scaleWriteLocked(w *writes, rs *revState, res Result, now time.Time) {
 	scale := store.Scale{
-		Revision: name, Function: rs.function, Desired: res.Decision.Desired, Panic: res.Decision.Panic,
+		Revision: rs.name, Function: rs.function, Desired: res.Decision.Desired, Panic: res.Decision.Panic,
 		Observed: res.Observation.Stable, KeepWarmUntil: res.KeepWarmUntil, PreWarm: res.PreCreated > 0,
 		UpdatedAt: now,
 	}
-	prev, hadScale := r.scales[name]
+	prev, hadScale := r.scales[rs.name]
 	changed := !hadScale || prev.Value.Desired != scale.Desired || prev.Value.Panic != scale.Panic || prev.Value.PreWarm != scale.PreWarm
 	refresh := now.Sub(rs.writtenAt) >= r.cfg.StatusRefresh &&
 		(prev.Value.Observed != scale.Observed || !prev.Value.KeepWarmUntil.Equal(scale.KeepWarmUntil))
-	writeScale := changed || refresh
-	if writeScale {
-		version := store.MustNotExist
-		if hadScale {
-			version = prev.Version
-		}
-		ops = append(ops, store.PutJSON(store.ScaleKey(name), scale, version))
+	if !changed && !refresh {
+		return
 	}
-	if !writeScale && len(pending) == 0 {
-		return nil, nil, nil
+	version := store.MustNotExist
+	if hadScale {
+		version = prev.Version
 	}
-	commit := func(rev int64) {
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		for _, p := range pending {
-			if p.del {
-				delete(r.assigns, p.key)
-			} else {
-				r.assigns[p.key] = store.Versioned[store.Assignment]{Value: p.a, Key: p.key, Version: rev}
-			}
-		}
-		r.recomputeAllocLocked()
-		if writeScale {
-			r.scales[name] = store.Versioned[store.Scale]{Value: scale, Key: store.ScaleKey(name), Version: rev}
-			if cur := r.revs[name]; cur != nil {
-				cur.written, cur.writtenAt = scale, now
-			}
+	w.ops = append(w.ops, store.PutJSON(store.ScaleKey(rs.name), scale, version))
+	w.scale = &scale
+}
+
+// commit caches what a decision wrote, at the store revision rev.
+func (r *Runner) commit(w writes, rev int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range w.assigns {
+		if p.del {
+			delete(r.assigns, p.key)
+		} else {
+			r.assigns[p.key] = store.Versioned[store.Assignment]{Value: p.a, Key: p.key, Version: rev}
 		}
 	}
-	return ops, commit, nil
+	r.recomputeAllocLocked()
+	cur := r.revs[w.name]
+	if w.scale != nil {
+		r.scales[w.name] = store.Versioned[store.Scale]{Value: *w.scale, Key: store.ScaleKey(w.name), Version: rev}
+		if cur != nil {
+			cur.written, cur.writtenAt = *w.scale, w.at
+		}
+	}
+	if w.kept != nil {
+		r.kept[w.name] = store.Versioned[store.KeepAlive]{Value: *w.kept, Key: store.KeepAliveKey(w.name), Version: rev}
+		if cur != nil {
+			cur.keptMark, cur.keptAt = w.keptMark, w.at
+		}
+	}
 }
 
 // refresh re-reads a revision's keys after a write conflict: the revision
-// itself (deleted means stop), its scale and its assignments.
+// itself (deleted means stop), its scale, keep-alive record and assignments.
 func (r *Runner) refresh(ctx context.Context, name string) error {
 	r.mu.Lock()
 	rec, ok := r.records[name]
@@ -681,6 +775,10 @@ func (r *Runner) refresh(ctx context.Context, name string) error {
 	if scaleErr != nil && !errors.Is(scaleErr, store.ErrNotFound) {
 		return fmt.Errorf("refresh %q: %w", name, scaleErr)
 	}
+	kept, keptVer, keptErr := store.GetJSON[store.KeepAlive](ctx, r.deps.Store, store.KeepAliveKey(name))
+	if keptErr != nil && !errors.Is(keptErr, store.ErrNotFound) {
+		return fmt.Errorf("refresh %q: %w", name, keptErr)
+	}
 	all, _, err := store.ListJSON[store.Assignment](ctx, r.deps.Store, store.PrefixAssignments)
 	if err != nil {
 		return fmt.Errorf("refresh %q: %w", name, err)
@@ -693,6 +791,11 @@ func (r *Runner) refresh(ctx context.Context, name string) error {
 		r.scales[name] = store.Versioned[store.Scale]{Value: scale, Key: store.ScaleKey(name), Version: scaleVer}
 	} else {
 		delete(r.scales, name)
+	}
+	if keptErr == nil {
+		r.kept[name] = store.Versioned[store.KeepAlive]{Value: kept, Key: store.KeepAliveKey(name), Version: keptVer}
+	} else {
+		delete(r.kept, name)
 	}
 	for key, a := range r.assigns {
 		if a.Value.Revision == name {

@@ -11,7 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,27 +26,15 @@ import (
 	"github.com/ebbrun/ebb/store/embedded"
 )
 
-// fakeClock is the decisions' clock; the runner's tick stays real.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+// The runner tests run in testing/synctest bubbles: the embedded store, the
+// runner's mirrors and its ticker all live on the bubble's clock, so a test
+// of a 30 s grace takes microseconds. synctest.Wait returns once every
+// watch has been delivered and every tick that was due has run, so a test
+// asserts what happened, never what a sleep happened to allow. A test
+// decides at an exact instant by calling Tick itself.
 
 type runnerEnv struct {
 	store  store.Store
-	clock  *fakeClock
 	runner *Runner
 	reg    *prometheus.Registry
 }
@@ -57,30 +47,71 @@ func openStore(t *testing.T) store.Store {
 	return s
 }
 
-// startRunner runs a Runner with a fast tick against a real embedded store.
-func startRunner(t *testing.T, s store.Store, clk *fakeClock, cfg RunnerConfig) *runnerEnv {
+// newRunner builds a Runner against a real embedded store. clock is nil in
+// a bubble, where time.Now is the bubble's.
+func newRunner(t *testing.T, s store.Store, clock func() time.Time, cfg RunnerConfig) (*Runner, *prometheus.Registry) {
 	t.Helper()
-	if cfg.Tick == 0 {
-		cfg.Tick = 10 * time.Millisecond
-	}
-	// Node heartbeats are written once; the fake clock must not make them stale.
+	// Node heartbeats are written once; the hours a test skips must not
+	// make them stale.
 	cfg.Placement.NodeDownAfter = 1000 * time.Hour
 	reg := prometheus.NewRegistry()
-	r, err := NewRunner(cfg, RunnerDeps{Store: s, Clock: clk.Now, Registerer: reg})
+	r, err := NewRunner(cfg, RunnerDeps{Store: s, Clock: clock, Registerer: reg})
 	require.NoError(t, err)
+	return r, reg
+}
+
+// runRunner runs r until the test ends and returns its stop function, which
+// cancels Run and checks that it returned cleanly.
+func runRunner(t *testing.T, r *Runner) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	})
-	return &runnerEnv{store: s, clock: clk, runner: r, reg: reg}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return after cancel")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// startRunner runs a Runner in the test's bubble and waits until its
+// mirrors have listed and its first tick has run.
+func startRunner(t *testing.T, s store.Store, cfg RunnerConfig) *runnerEnv {
+	t.Helper()
+	r, reg := newRunner(t, s, nil, cfg)
+	runRunner(t, r)
+	synctest.Wait()
+	require.True(t, r.allSynced(), "the runner's mirrors have listed")
+	return &runnerEnv{store: s, runner: r, reg: reg}
+}
+
+// advance moves the bubble's clock on by d, letting every tick due on the
+// way run, and waits until the runner is idle again.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
+}
+
+// tick decides for every revision at the current instant.
+func (e *runnerEnv) tick(t *testing.T) {
+	t.Helper()
+	require.NoError(t, e.runner.Tick(context.Background()))
+	synctest.Wait()
+}
+
+func (r *Runner) allSynced() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.allSyncedLocked()
 }
 
 func put(t *testing.T, s store.Store, key string, v any) {
@@ -159,208 +190,187 @@ func metricValue(t *testing.T, m prometheus.Metric) float64 {
 	return d.GetCounter().GetValue()
 }
 
-// eventually polls cond until it holds or a deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling the runner's real ticker
-	}
-}
-
-// activate retries until the runner has synced with the store.
-func activate(t *testing.T, r *Runner, rev string) {
-	t.Helper()
-	var err error
-	eventually(t, "activation of "+rev, func() bool {
-		err = r.Activate(context.Background(), rev)
-		return err == nil
-	})
+func loadStat(rev, reporter string, concurrency, requests float64) api.RevisionStat {
+	return api.RevisionStat{Revision: rev, Reporter: reporter, AvgConcurrency: concurrency, MaxConcurrency: concurrency,
+		Requests: requests, Interval: api.D(time.Second)}
 }
 
 func TestRunnerActivateWritesScaleAndAssignmentAtOnce(t *testing.T) {
-	s := openStore(t)
-	rev := putRevision(t, s, "hello", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
-	putNode(t, s, "n1")
-	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{Tick: time.Hour})
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		rev := putRevision(t, s, "hello", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		putNode(t, s, "n1")
+		env := startRunner(t, s, RunnerConfig{Tick: time.Hour})
 
-	activate(t, env.runner, rev)
-	// Activate returns once the decision is stored: no polling.
-	sc, ok := getScale(t, s, rev)
-	require.True(t, ok)
-	assert.Equal(t, 1, sc.Desired)
-	assert.Equal(t, "hello", sc.Function)
-	a, ok := getAssignment(t, s, "n1", rev)
-	require.True(t, ok)
-	assert.Equal(t, store.Assignment{Function: "hello", Revision: rev, Replicas: 1}, a)
+		require.NoError(t, env.runner.Activate(context.Background(), rev))
+		// Activate returns once the decision is stored: no waiting.
+		sc, ok := getScale(t, s, rev)
+		require.True(t, ok)
+		assert.Equal(t, 1, sc.Desired)
+		assert.Equal(t, "hello", sc.Function)
+		a, ok := getAssignment(t, s, "n1", rev)
+		require.True(t, ok)
+		assert.Equal(t, store.Assignment{Function: "hello", Revision: rev, Replicas: 1}, a)
 
-	err := env.runner.Activate(context.Background(), "nosuch-00001")
-	assert.ErrorIs(t, err, ErrUnknownRevision)
-	err = env.runner.Activate(context.Background(), "not a revision")
-	assert.ErrorIs(t, err, ErrUnknownRevision)
+		err := env.runner.Activate(context.Background(), "nosuch-00001")
+		assert.ErrorIs(t, err, ErrUnknownRevision)
+		err = env.runner.Activate(context.Background(), "not a revision")
+		assert.ErrorIs(t, err, ErrUnknownRevision)
 
-	assert.Equal(t, 1.0, metricValue(t, env.runner.m.desired.WithLabelValues("hello", rev)))
-	var h dto.Metric
-	require.NoError(t, env.runner.m.activation.Write(&h))
-	assert.Equal(t, uint64(1), h.GetHistogram().GetSampleCount())
+		assert.Equal(t, 1.0, metricValue(t, env.runner.m.desired.WithLabelValues("hello", rev)))
+		var h dto.Metric
+		require.NoError(t, env.runner.m.activation.Write(&h))
+		assert.Equal(t, uint64(1), h.GetHistogram().GetSampleCount())
+	})
 }
 
 func TestRunnerActivatesARevisionTheMirrorHasNotSeen(t *testing.T) {
-	s := openStore(t)
-	putNode(t, s, "n1")
-	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{Tick: time.Hour})
-	eventually(t, "sync", func() bool {
-		env.runner.mu.Lock()
-		defer env.runner.mu.Unlock()
-		return env.runner.allSyncedLocked()
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		putNode(t, s, "n1")
+		env := startRunner(t, s, RunnerConfig{Tick: time.Hour})
+		// Written and activated at once, with no synctest.Wait between:
+		// the revision watch may not have delivered it yet.
+		rev := putRevision(t, s, "fresh", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		require.NoError(t, env.runner.Activate(context.Background(), rev))
+		sc, ok := getScale(t, s, rev)
+		require.True(t, ok)
+		assert.Equal(t, 1, sc.Desired)
 	})
-	// Written and activated at once, before the revision watch can deliver it.
-	rev := putRevision(t, s, "fresh", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
-	require.NoError(t, env.runner.Activate(context.Background(), rev))
-	sc, ok := getScale(t, s, rev)
-	require.True(t, ok)
-	assert.Equal(t, 1, sc.Desired)
 }
 
 func TestRunnerFollowsLoadAndScalesToZero(t *testing.T) {
-	s := openStore(t)
-	rev := putRevision(t, s, "load", 1, func(sp *api.FunctionSpec) {
-		sp.Scale.Initial = intp(0)
-		sp.Concurrency.Target = 10 // target 7 per replica
-	})
-	putNode(t, s, "n1", "img")
-	clk := &fakeClock{t: t0}
-	env := startRunner(t, s, clk, RunnerConfig{})
-	activate(t, env.runner, rev)
-	putEndpoints(t, s, rev, 1)
-
-	// 50 concurrent requests through two routers for 30 s.
-	for range 30 {
-		clk.Add(time.Second)
-		env.runner.Report([]api.RevisionStat{
-			{Revision: rev, Reporter: "router-a", AvgConcurrency: 25, MaxConcurrency: 25, Requests: 250, Interval: api.D(time.Second)},
-			{Revision: rev, Reporter: "router-b", AvgConcurrency: 25, MaxConcurrency: 25, Requests: 250, Interval: api.D(time.Second)},
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		rev := putRevision(t, s, "load", 1, func(sp *api.FunctionSpec) {
+			sp.Scale.Initial = intp(0)
+			sp.Concurrency.Target = 10 // target 7 per replica
 		})
-	}
-	eventually(t, "scale-up to ceil(50/7)", func() bool {
-		sc, _ := getScale(t, s, rev)
-		return sc.Desired == 8
-	})
-	a, _ := getAssignment(t, s, "n1", rev)
-	assert.Equal(t, 8, a.Replicas)
-	putEndpoints(t, s, rev, 8)
-	st, ok := env.runner.Status(rev)
-	require.True(t, ok)
-	assert.InDelta(t, 50, st.Observation.Stable, 1e-9)
+		putNode(t, s, "n1", "img")
+		env := startRunner(t, s, RunnerConfig{})
+		require.NoError(t, env.runner.Activate(context.Background(), rev))
+		putEndpoints(t, s, rev, 1)
 
-	// Load stops: nothing for 29 s keeps a replica, 30 s (the grace) goes to zero.
-	clk.Add(29 * time.Second)
-	time.Sleep(50 * time.Millisecond) // let a few real ticks decide at this fake time
-	sc, _ := getScale(t, s, rev)
-	assert.Positive(t, sc.Desired)
-	clk.Add(2 * time.Second)
-	eventually(t, "scale to zero", func() bool {
+		// 50 concurrent requests through two routers for 30 s, with the
+		// runner ticking every 2 s meanwhile.
+		for range 30 {
+			time.Sleep(time.Second)
+			env.runner.Report([]api.RevisionStat{loadStat(rev, "router-a", 25, 250), loadStat(rev, "router-b", 25, 250)})
+		}
+		env.tick(t)
 		sc, _ := getScale(t, s, rev)
-		return sc.Desired == 0
+		assert.Equal(t, 8, sc.Desired, "scale-up to ceil(50/7)")
+		a, _ := getAssignment(t, s, "n1", rev)
+		assert.Equal(t, 8, a.Replicas)
+		putEndpoints(t, s, rev, 8)
+		st, ok := env.runner.Status(rev)
+		require.True(t, ok)
+		assert.InDelta(t, 50, st.Observation.Stable, 1e-9)
+
+		// Load stops: nothing for 29 s keeps a replica, 30 s (the grace) goes to zero.
+		advance(29 * time.Second)
+		env.tick(t)
+		sc, _ = getScale(t, s, rev)
+		assert.Positive(t, sc.Desired)
+		advance(time.Second)
+		env.tick(t)
+		sc, _ = getScale(t, s, rev)
+		assert.Equal(t, 0, sc.Desired, "scale to zero")
+		// No replica on the node; with no idle history yet the policy's
+		// fallback holds a pre-created task there instead.
+		a, ok = getAssignment(t, s, "n1", rev)
+		require.True(t, ok)
+		assert.Equal(t, store.Assignment{Function: "load", Revision: rev, Replicas: 0, PreCreated: 1}, a)
+		assert.Equal(t, 0.0, metricValue(t, env.runner.m.desired.WithLabelValues("load", rev)))
+		assert.Positive(t, metricValue(t, env.runner.m.decisions.WithLabelValues("tick", "written")))
 	})
-	// No replica on the node; with no idle history yet the policy's
-	// fallback holds a pre-created task there instead.
-	eventually(t, "replicas removed from the node", func() bool {
-		a, ok := getAssignment(t, s, "n1", rev)
-		return ok && a.Replicas == 0 && a.PreCreated == 1
-	})
-	assert.Equal(t, 0.0, metricValue(t, env.runner.m.desired.WithLabelValues("load", rev)))
-	assert.Positive(t, metricValue(t, env.runner.m.decisions.WithLabelValues("tick", "written")))
 }
 
 func TestRunnerPreCreatesAfterGrace(t *testing.T) {
-	s := openStore(t)
-	rev := putRevision(t, s, "pre", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
-	putNode(t, s, "n1", "img")
-	clk := &fakeClock{t: t0}
-	env := startRunner(t, s, clk, RunnerConfig{})
-	activate(t, env.runner, rev)
-	env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 1, Requests: 1, Interval: api.D(time.Second)}})
-	clk.Add(31 * time.Second)
-	// No history: after the grace period the revision goes to zero and the
-	// node holds a pre-created task for it (the fallback up to 10 min).
-	eventually(t, "a pre-created task instead of a replica", func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		rev := putRevision(t, s, "pre", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		putNode(t, s, "n1", "img")
+		env := startRunner(t, s, RunnerConfig{})
+		require.NoError(t, env.runner.Activate(context.Background(), rev))
+		env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 1, Requests: 1, Interval: api.D(time.Second)}})
+		// No history: after the grace period the revision goes to zero and
+		// the node holds a pre-created task for it (the fallback up to 10 min).
+		advance(31 * time.Second)
 		a, ok := getAssignment(t, s, "n1", rev)
-		return ok && a.Replicas == 0 && a.PreCreated == 1
-	})
-	sc, _ := getScale(t, s, rev)
-	assert.True(t, sc.PreWarm)
-	assert.Equal(t, 0, sc.Desired)
-	clk.Add(10 * time.Minute)
-	eventually(t, "the pre-created task released", func() bool {
-		_, ok := getAssignment(t, s, "n1", rev)
-		return !ok
+		require.True(t, ok)
+		assert.Equal(t, 0, a.Replicas)
+		assert.Equal(t, 1, a.PreCreated, "a pre-created task instead of a replica")
+		sc, _ := getScale(t, s, rev)
+		assert.True(t, sc.PreWarm)
+		assert.Equal(t, 0, sc.Desired)
+		advance(10 * time.Minute)
+		_, ok = getAssignment(t, s, "n1", rev)
+		assert.False(t, ok, "the pre-created task released")
 	})
 }
 
 func TestRunnerRecoversFromAConflictingWrite(t *testing.T) {
-	s := openStore(t)
-	rev := putRevision(t, s, "cas", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
-	putNode(t, s, "n1")
-	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{Tick: time.Hour})
-	activate(t, env.runner, rev)
-	env.runner.mu.Lock()
-	stale := env.runner.scales[rev]
-	env.runner.mu.Unlock()
-	// Someone else rewrites the scale and the assignment, and the runner's
-	// cache still holds the old versions (its watch has not caught up).
-	put(t, s, store.ScaleKey(rev), store.Scale{Revision: rev, Function: "cas", Desired: 7})
-	put(t, s, store.AssignmentKey("n1", rev), store.Assignment{Function: "cas", Revision: rev, Replicas: 7})
-	eventually(t, "the mirror to see the other write", func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		rev := putRevision(t, s, "cas", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		putNode(t, s, "n1")
+		env := startRunner(t, s, RunnerConfig{Tick: time.Hour})
+		require.NoError(t, env.runner.Activate(context.Background(), rev))
 		env.runner.mu.Lock()
-		defer env.runner.mu.Unlock()
-		return env.runner.scales[rev].Value.Desired == 7
+		stale := env.runner.scales[rev]
+		env.runner.mu.Unlock()
+		// Someone else rewrites the scale and the assignment, and the runner's
+		// cache still holds the old versions (its watch has not caught up).
+		put(t, s, store.ScaleKey(rev), store.Scale{Revision: rev, Function: "cas", Desired: 7})
+		put(t, s, store.AssignmentKey("n1", rev), store.Assignment{Function: "cas", Revision: rev, Replicas: 7})
+		synctest.Wait()
+		env.runner.mu.Lock()
+		require.Equal(t, 7, env.runner.scales[rev].Value.Desired, "the mirror saw the other write")
+		env.runner.scales[rev] = stale
+		env.runner.mu.Unlock()
+		env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 150, Interval: api.D(time.Second)}})
+		time.Sleep(2 * time.Second)
+		require.NoError(t, env.runner.Activate(context.Background(), rev))
+		// Its next write conflicts, re-reads and lands.
+		sc, _ := getScale(t, s, rev)
+		assert.Equal(t, 3, sc.Desired)
+		a, _ := getAssignment(t, s, "n1", rev)
+		assert.Equal(t, 3, a.Replicas)
+		assert.Positive(t, metricValue(t, env.runner.m.decisions.WithLabelValues("activate", "conflict")))
 	})
-	env.runner.mu.Lock()
-	env.runner.scales[rev] = stale
-	env.runner.mu.Unlock()
-	env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 150, Interval: api.D(time.Second)}})
-	env.clockAdvanceAndActivate(t, rev)
-	// Its next write conflicts, re-reads and lands.
-	sc, _ := getScale(t, s, rev)
-	assert.Equal(t, 3, sc.Desired)
-	a, _ := getAssignment(t, s, "n1", rev)
-	assert.Equal(t, 3, a.Replicas)
-	assert.Positive(t, metricValue(t, env.runner.m.decisions.WithLabelValues("activate", "conflict")))
-}
-
-func (e *runnerEnv) clockAdvanceAndActivate(t *testing.T, rev string) {
-	t.Helper()
-	e.clock.Add(2 * time.Second)
-	require.NoError(t, e.runner.Activate(context.Background(), rev))
 }
 
 func TestRunnerStopsWhenTheRevisionIsDeleted(t *testing.T) {
-	s := openStore(t)
-	rev := putRevision(t, s, "gone", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
-	putNode(t, s, "n1")
-	env := startRunner(t, s, &fakeClock{t: t0}, RunnerConfig{})
-	activate(t, env.runner, rev)
-	// The control plane deletes the function: revision, scale and assignment.
-	_, err := s.Txn(context.Background(),
-		store.Delete(store.RevisionKey("gone", rev), store.AnyVersion),
-		store.Delete(store.ScaleKey(rev), store.AnyVersion),
-		store.Delete(store.AssignmentKey("n1", rev), store.AnyVersion))
-	require.NoError(t, err)
-	eventually(t, "the runner forgets the revision", func() bool {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		rev := putRevision(t, s, "gone", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		putNode(t, s, "n1")
+		env := startRunner(t, s, RunnerConfig{})
+		require.NoError(t, env.runner.Activate(context.Background(), rev))
+		// The control plane deletes the function: revision, scale and assignment.
+		_, err := s.Txn(context.Background(),
+			store.Delete(store.RevisionKey("gone", rev), store.AnyVersion),
+			store.Delete(store.ScaleKey(rev), store.AnyVersion),
+			store.Delete(store.AssignmentKey("n1", rev), store.AnyVersion))
+		require.NoError(t, err)
+		synctest.Wait()
 		_, ok := env.runner.Status(rev)
-		return !ok
+		assert.False(t, ok, "the runner forgets the revision")
+		// Ticks go on; nothing is resurrected.
+		ticks := metricValue(t, env.runner.m.decisions.WithLabelValues("tick", "unchanged")) +
+			metricValue(t, env.runner.m.decisions.WithLabelValues("tick", "written"))
+		advance(10 * time.Second)
+		env.tick(t)
+		_, ok = getScale(t, s, rev)
+		assert.False(t, ok)
+		_, ok = getAssignment(t, s, "n1", rev)
+		assert.False(t, ok)
+		assert.ErrorIs(t, env.runner.Activate(context.Background(), rev), ErrUnknownRevision)
+		assert.Equal(t, ticks, metricValue(t, env.runner.m.decisions.WithLabelValues("tick", "unchanged"))+
+			metricValue(t, env.runner.m.decisions.WithLabelValues("tick", "written")),
+			"no tick decided for the deleted revision")
 	})
-	// Ticks go on; nothing is resurrected.
-	time.Sleep(50 * time.Millisecond)
-	_, ok := getScale(t, s, rev)
-	assert.False(t, ok)
-	_, ok = getAssignment(t, s, "n1", rev)
-	assert.False(t, ok)
-	assert.ErrorIs(t, env.runner.Activate(context.Background(), rev), ErrUnknownRevision)
 }
 
 // TestRunnerBelievesTheWatchOnceItHasCaughtUp drives the mirror by hand: a
@@ -417,8 +427,7 @@ func TestRunnerBelievesTheWatchOnceItHasCaughtUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openStore(t)
-			r, err := NewRunner(RunnerConfig{}, RunnerDeps{Store: s, Clock: (&fakeClock{t: t0}).Now, Registerer: prometheus.NewRegistry()})
-			require.NoError(t, err)
+			r, _ := newRunner(t, s, func() time.Time { return t0 }, RunnerConfig{})
 			for _, prefix := range mirrored {
 				r.onMirror(prefix, store.Update{Snapshot: map[string]store.KV{}, Full: true})
 			}
@@ -444,39 +453,244 @@ func TestRunnerBelievesTheWatchOnceItHasCaughtUp(t *testing.T) {
 }
 
 func TestRunnerKeepsInitialScaleOnceAndResumes(t *testing.T) {
-	s := openStore(t)
-	rev := putRevision(t, s, "init", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(2) })
-	putNode(t, s, "n1")
-	clk := &fakeClock{t: t0}
-	func() {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		rev := putRevision(t, s, "init", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(2) })
+		putNode(t, s, "n1")
 		// A first runner applies the initial scale.
-		reg := prometheus.NewRegistry()
-		r, err := NewRunner(RunnerConfig{Tick: 10 * time.Millisecond, Placement: PlacementConfig{NodeDownAfter: 1000 * time.Hour}},
-			RunnerDeps{Store: s, Clock: clk.Now, Registerer: reg})
+		first, _ := newRunner(t, s, nil, RunnerConfig{})
+		stop := runRunner(t, first)
+		synctest.Wait()
+		sc, _ := getScale(t, s, rev)
+		require.Equal(t, 2, sc.Desired, "initial scale")
+		stop()
+
+		// A restarted runner must not apply the initial scale again. Having
+		// lost its metrics it keeps the warm revision for one grace period,
+		// then lets it go to zero.
+		time.Sleep(time.Hour)
+		env := startRunner(t, s, RunnerConfig{})
+		sc, _ = getScale(t, s, rev)
+		assert.Equal(t, 1, sc.Desired, "one replica after restart")
+		advance(29 * time.Second)
+		env.tick(t)
+		sc, _ = getScale(t, s, rev)
+		assert.Equal(t, 1, sc.Desired, "one replica within a grace period of the restart")
+		advance(time.Second)
+		env.tick(t)
+		sc, _ = getScale(t, s, rev)
+		assert.Equal(t, 0, sc.Desired, "zero a grace period after restart")
+	})
+}
+
+// deploy writes a revision of fn and the function pointing at it in one
+// transaction, as the control plane does, and returns the revision's name.
+func deploy(t *testing.T, s store.Store, fn string, gen int, mod func(*api.FunctionSpec), traffic ...api.TrafficTarget) string {
+	t.Helper()
+	name := api.RevisionName(fn, gen)
+	if traffic == nil {
+		traffic = []api.TrafficTarget{{LatestRevision: true, Percent: 100}}
+	}
+	spec := testSpec(mod)
+	_, err := s.Txn(context.Background(),
+		store.PutJSON(store.RevisionKey(fn, name), store.Revision{Name: name, Function: fn, Generation: gen, Spec: spec, CreatedAt: t0}, store.AnyVersion),
+		store.PutJSON(store.FunctionKey(fn), store.Function{Name: fn, Spec: spec, LatestRevision: name, Generation: gen, Traffic: traffic}, store.AnyVersion))
+	require.NoError(t, err)
+	return name
+}
+
+// TestRunnerScalesAnUnroutedRevisionToZero is bug 4: deploy with min 1,
+// deploy a changed spec, and the old revision ran forever at 0% traffic.
+// As in Knative, a revision no route reaches (no percent, no tag) ignores
+// min scale and goes to zero a grace period after the routes left it.
+func TestRunnerScalesAnUnroutedRevisionToZero(t *testing.T) {
+	old := api.RevisionName("fn", 1)
+	tests := []struct {
+		name    string
+		traffic []api.TrafficTarget // after the second deploy
+		// The replicas of the old and the new revision a grace period later.
+		wantOld, wantNew int
+	}{
+		{name: "all traffic to the new revision", wantOld: 0, wantNew: 1},
+		{name: "all traffic to the new revision by name", traffic: []api.TrafficTarget{{Revision: "fn-00002", Percent: 100}}, wantOld: 0, wantNew: 1},
+		{name: "a tag still reaches the old revision", traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 100}, {Revision: old, Tag: "v1"}}, wantOld: 1, wantNew: 1},
+		{name: "a split still reaches the old revision", traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 90}, {Revision: old, Percent: 10}}, wantOld: 1, wantNew: 1},
+		{name: "traffic pinned to the old revision: the new one is unrouted", traffic: []api.TrafficTarget{{Revision: old, Percent: 100}}, wantOld: 1, wantNew: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := openStore(t)
+				putNode(t, s, "n1")
+				minOne := func(sp *api.FunctionSpec) { sp.Scale.Min = 1 }
+				require.Equal(t, old, deploy(t, s, "fn", 1, minOne))
+				env := startRunner(t, s, RunnerConfig{})
+				putEndpoints(t, s, old, 1)
+				advance(2 * time.Minute)
+				sc, _ := getScale(t, s, old)
+				require.Equal(t, 1, sc.Desired, "min scale holds the routed revision past its grace")
+
+				next := deploy(t, s, "fn", 2, func(sp *api.FunctionSpec) {
+					minOne(sp)
+					sp.Env = map[string]string{"CHANGED": "yes"}
+				}, tt.traffic...)
+				synctest.Wait()
+				env.tick(t) // the routes left the old revision now
+				advance(29 * time.Second)
+				env.tick(t)
+				sc, _ = getScale(t, s, old)
+				assert.Equal(t, 1, sc.Desired, "within a grace period of the routes leaving it")
+				advance(time.Second)
+				env.tick(t)
+				sc, _ = getScale(t, s, old)
+				assert.Equal(t, tt.wantOld, sc.Desired, "a grace period later")
+				a, _ := getAssignment(t, s, "n1", old)
+				assert.Equal(t, tt.wantOld, a.Replicas)
+				sc, _ = getScale(t, s, next)
+				assert.Equal(t, tt.wantNew, sc.Desired, "the new revision a grace period later")
+			})
+		})
+	}
+}
+
+// TestRunnerRestoresPoolsAfterARestart is bug 3: the keep-alive state lived
+// in memory, so after a restart no revision had a last demand to count its
+// windows from, and no pre-created task was held until traffic came back:
+// the first cold starts missed the pool. A function called every ten
+// minutes is learnt by one runner; a second runner on the same store, with
+// no new traffic, holds the pre-created task over the same window.
+func TestRunnerRestoresPoolsAfterARestart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		putNode(t, s, "n1", "img")
+		rev := deploy(t, s, "cron", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		first, _ := newRunner(t, s, nil, RunnerConfig{})
+		stop := runRunner(t, first)
+		synctest.Wait()
+		// Eleven calls ten minutes apart: ten idle times, a histogram plan
+		// that holds a pre-created task from 0.9 × 576 s to 1.1 × 640 s after
+		// each call.
+		for i := range 11 {
+			if i > 0 {
+				advance(10*time.Minute - time.Second)
+			}
+			first.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 1, Requests: 1, Interval: api.D(time.Second)}})
+			advance(time.Second)
+		}
+		called := time.Now()
+		advance(5 * time.Minute)
+		st, ok := first.Status(rev)
+		require.True(t, ok)
+		require.Equal(t, ModeHistogram, st.Plan.Mode)
+		require.Equal(t, 0, st.PreCreated, "before the window")
+		stop()
+
+		kept, _, err := store.GetJSON[store.KeepAlive](context.Background(), s, store.KeepAliveKey(rev))
+		require.NoError(t, err)
+		assert.Equal(t, "cron", kept.Function)
+		assert.Equal(t, []store.IdleCount{{From: api.D(576 * time.Second), Count: 10}}, kept.IdleTimes, "compact: one bin")
+
+		// The restart: nothing but the store carries over.
+		second := startRunner(t, s, RunnerConfig{})
+		st, ok = second.runner.Status(rev)
+		require.True(t, ok)
+		assert.Equal(t, ModeHistogram, st.Plan.Mode, "the history is restored")
+		assert.Equal(t, 0, st.PreCreated)
+		_, ok = getAssignment(t, s, "n1", rev)
+		assert.False(t, ok)
+
+		advance(called.Add(9 * time.Minute).Sub(time.Now()))
+		second.tick(t)
+		a, ok := getAssignment(t, s, "n1", rev)
+		require.True(t, ok, "a pre-created task inside the window, with no new traffic")
+		assert.Equal(t, store.Assignment{Function: "cron", Revision: rev, PreCreated: 1}, a)
+		sc, _ := getScale(t, s, rev)
+		assert.True(t, sc.PreWarm)
+		assert.Equal(t, 0, sc.Desired)
+
+		advance(called.Add(12 * time.Minute).Sub(time.Now()))
+		second.tick(t)
+		_, ok = getAssignment(t, s, "n1", rev)
+		assert.False(t, ok, "released after the window")
+	})
+}
+
+// TestRunnerRestoresANeverCalledRevisionsPool: a revision deployed warm
+// and not called yet holds a pre-created task after its replica goes, up
+// to the fallback pre-warm horizon; a restart keeps that.
+func TestRunnerRestoresANeverCalledRevisionsPool(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		putNode(t, s, "n1", "img")
+		rev := deploy(t, s, "fresh", 1, nil)
+		first, _ := newRunner(t, s, nil, RunnerConfig{})
+		stop := runRunner(t, first)
+		synctest.Wait()
+		deployed := time.Now()
+		putEndpoints(t, s, rev, 1)
+		advance(time.Minute)
+		a, _ := getAssignment(t, s, "n1", rev)
+		require.Equal(t, 1, a.PreCreated, "deployed warm, never called: a pre-created task after grace")
+		stop()
+
+		second := startRunner(t, s, RunnerConfig{})
+		putEndpoints(t, s, rev, 0)
+		advance(time.Minute)
+		second.tick(t)
+		a, _ = getAssignment(t, s, "n1", rev)
+		assert.Equal(t, store.Assignment{Function: "fresh", Revision: rev, PreCreated: 1}, a, "still held after the restart")
+		advance(deployed.Add(10 * time.Minute).Sub(time.Now()))
+		second.tick(t)
+		_, ok := getAssignment(t, s, "n1", rev)
+		assert.False(t, ok, "released at the fallback horizon")
+	})
+}
+
+// TestRunnerWritesKeepAliveStateSparingly: the record is rewritten when
+// it changed, at most every StatusRefresh, and not at all while nothing
+// changes.
+func TestRunnerWritesKeepAliveStateSparingly(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		putNode(t, s, "n1", "img")
+		rev := deploy(t, s, "busy", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
+		_, from, err := s.List(context.Background(), store.PrefixKeepAlive)
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- r.Run(ctx) }()
-		eventually(t, "initial scale", func() bool {
-			sc, _ := getScale(t, s, rev)
-			return sc.Desired == 2
-		})
-		cancel()
-		require.NoError(t, <-done)
-	}()
-	// A restarted runner must not apply the initial scale again. Having
-	// lost its metrics it keeps the warm revision for one grace period,
-	// then lets it go to zero.
-	clk.Add(time.Hour)
-	startRunner(t, s, clk, RunnerConfig{})
-	eventually(t, "one replica after restart", func() bool {
-		sc, _ := getScale(t, s, rev)
-		return sc.Desired == 1
-	})
-	clk.Add(31 * time.Second)
-	eventually(t, "zero a grace period after restart", func() bool {
-		sc, _ := getScale(t, s, rev)
-		return sc.Desired == 0
+		defer cancel()
+		events, err := s.Watch(ctx, store.PrefixKeepAlive, from)
+		require.NoError(t, err)
+		writes := func() int {
+			n := 0
+			for {
+				select {
+				case ev := <-events:
+					require.NoError(t, ev.Err)
+					n++
+				default:
+					return n
+				}
+			}
+		}
+		env := startRunner(t, s, RunnerConfig{}) // ticks every 2 s, refreshes every 10 s
+		advance(time.Minute)
+		assert.Zero(t, writes(), "never called, deployed at zero: nothing to keep")
+		putEndpoints(t, s, rev, 1)
+
+		// A minute of steady traffic: the last demand moves every second.
+		for range 60 {
+			env.runner.Report([]api.RevisionStat{loadStat(rev, "r", 10, 10)})
+			advance(time.Second)
+		}
+		busy := writes()
+		assert.Positive(t, busy)
+		assert.LessOrEqual(t, busy, 60/10+2, "at most one write per refresh period, and the first")
+
+		// Quiet: once the last demand has been written, nothing more.
+		advance(time.Minute)
+		writes()
+		advance(10 * time.Minute)
+		assert.Zero(t, writes(), "no writes while nothing changes")
 	})
 }
 
@@ -512,23 +726,32 @@ func TestFunctionOf(t *testing.T) {
 // TestHTTPTransport runs the internal API between a Client and a Runner on
 // a real store, as a router and an activator in other processes would.
 func TestHTTPTransport(t *testing.T) {
+	// Real sockets cannot live in a synctest bubble: this test runs on the
+	// wall clock, with the decisions' clock injected and Tick never due.
 	s := openStore(t)
 	rev := putRevision(t, s, "remote", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(0) })
 	putNode(t, s, "n1")
-	clk := &fakeClock{t: t0}
-	env := startRunner(t, s, clk, RunnerConfig{Tick: time.Hour})
+	var now atomic.Int64 // the decisions' clock, as nanoseconds after t0
+	r, _ := newRunner(t, s, func() time.Time { return t0.Add(time.Duration(now.Load())) }, RunnerConfig{Tick: time.Hour})
+	runRunner(t, r)
+	env := &runnerEnv{store: s, runner: r}
+	select {
+	case <-r.ready: // the mirrors have listed
+	case <-time.After(10 * time.Second):
+		t.Fatal("the runner's mirrors did not list")
+	}
 	srv := httptest.NewServer(NewHandler(env.runner, HandlerConfig{Token: "s3cret"}))
 	t.Cleanup(srv.Close)
 
 	c, err := NewClient(ClientConfig{BaseURL: srv.URL, Token: "s3cret"})
 	require.NoError(t, err)
-	eventually(t, "activation over HTTP", func() bool { return c.Activate(context.Background(), rev) == nil })
+	require.NoError(t, c.Activate(context.Background(), rev))
 	sc, _ := getScale(t, s, rev)
 	assert.Equal(t, 1, sc.Desired)
 
 	c.Report([]api.RevisionStat{{Revision: rev, Reporter: "router-x", AvgConcurrency: 200, Requests: 10, Interval: api.D(time.Second)}})
 	assert.Zero(t, c.Dropped())
-	clk.Add(1500 * time.Millisecond)
+	now.Add(int64(1500 * time.Millisecond))
 	require.NoError(t, c.Activate(context.Background(), rev))
 	sc, _ = getScale(t, s, rev)
 	assert.Equal(t, 3, sc.Desired, "200 in flight at 70 per replica")

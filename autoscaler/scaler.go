@@ -17,6 +17,8 @@ type Scaler struct {
 	idle    *IdleTracker
 	policy  KeepAlivePolicy
 	poked   bool
+	// unrouted: no route reaches the revision (SetRouted).
+	unrouted bool
 	// plan is the policy's last plan, made from histogram version planFor.
 	plan    Plan
 	planFor uint64
@@ -38,10 +40,18 @@ func NewScaler(spec api.FunctionSpec, idle *IdleTracker, policy KeepAlivePolicy,
 		idle:    idle,
 		policy:  policy,
 	}
-	if !start.Resumed && spec.Scale.Initial != nil && *spec.Scale.Initial > 0 {
+	switch {
+	case start.Resumed:
+		s.deployedWarm = start.Memory.DeployedWarm
+	case spec.Scale.Initial != nil && *spec.Scale.Initial > 0:
 		s.deployedWarm = start.At
 	}
 	return s
+}
+
+// Memory is what the scaler would need again after a restart (Start.Memory).
+func (s *Scaler) Memory() Memory {
+	return Memory{LastDemand: s.decider.State().LastDemand, DeployedWarm: s.deployedWarm}
 }
 
 // Spec is the revision's defaulted spec.
@@ -58,6 +68,12 @@ func (s *Scaler) Record(st api.RevisionStat) {
 		s.idle.Observe(st.Time.Add(-interval), st.Time)
 	}
 }
+
+// SetRouted says whether a route (a traffic percent or a tag) reaches the
+// revision; a new Scaler assumes one does. An unrouted revision ignores min
+// scale and gets none of the keep-alive policy's warm tiers: the requests
+// its function's history predicts go to the routed revisions.
+func (s *Scaler) SetRouted(routed bool) { s.unrouted = !routed }
 
 // Poke records an activation request at now: a request waits for capacity.
 // The next Scale counts it as demand even before any stat says so.
@@ -85,6 +101,7 @@ type Result struct {
 func (s *Scaler) Scale(now time.Time, ready int) Result {
 	obs := s.metrics.Observe(now, s.spec, ready)
 	obs.Poked, s.poked = s.poked, false
+	obs.Unrouted = s.unrouted
 	idleSince := obs.LastDemand
 	if last := s.decider.State().LastDemand; last.After(idleSince) {
 		idleSince = last
@@ -100,7 +117,8 @@ func (s *Scaler) Scale(now time.Time, ready int) Result {
 	}
 	plan := s.plan
 	res := Result{Plan: plan, IdleSince: idleSince}
-	if !idleSince.IsZero() {
+	warmTiers := !s.unrouted
+	if warmTiers && !idleSince.IsZero() {
 		obs.KeepWarmUntil = plan.KeepWarmUntil(idleSince)
 		obs.PreWarm = plan.Warm(idleSince, now)
 		res.KeepWarmUntil = obs.KeepWarmUntil
@@ -108,7 +126,7 @@ func (s *Scaler) Scale(now time.Time, ready int) Result {
 	res.Observation = obs
 	res.Decision = s.decider.Decide(now, obs)
 	res.State = s.decider.State()
-	if res.Decision.Desired == 0 && (plan.PreCreate(idleSince, now) || s.neverCalled(idleSince, now, plan)) {
+	if warmTiers && res.Decision.Desired == 0 && (plan.PreCreate(idleSince, now) || s.neverCalled(idleSince, now, plan)) {
 		res.PreCreated = 1
 	}
 	return res

@@ -155,7 +155,7 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request) error {
 }
 
 // deleteOnce removes the function, its revisions and the autoscaler's scale
-// decisions and assignments for them, in one transaction. Node agents see
+// decisions, keep-alive state and assignments for them, in one transaction. Node agents see
 // their assignments vanish and stop the replicas, which removes endpoints.
 func (s *Server) deleteOnce(ctx context.Context, name string) error {
 	kv, err := s.deps.Store.Get(ctx, store.FunctionKey(name))
@@ -172,7 +172,8 @@ func (s *Server) deleteOnce(ctx context.Context, name string) error {
 		ops = append(ops, store.Delete(rev.Key, rev.Version))
 		revName := strings.TrimPrefix(rev.Key, store.RevisionsPrefix(name))
 		isRevision[revName] = true
-		ops = append(ops, store.Delete(store.ScaleKey(revName), store.AnyVersion))
+		ops = append(ops, store.Delete(store.ScaleKey(revName), store.AnyVersion),
+			store.Delete(store.KeepAliveKey(revName), store.AnyVersion))
 	}
 	assignments, _, err := store.ListJSON[store.Assignment](ctx, s.deps.Store, store.PrefixAssignments)
 	if err != nil {

@@ -202,11 +202,17 @@ func TestFunctionLifecycle(t *testing.T) {
 	require.Len(t, list.Functions, 1)
 	assert.Equal(t, "hello-00003", list.Functions[0].LatestRevision)
 
+	_, err := a.store.Txn(context.Background(), store.PutJSON(store.KeepAliveKey("hello-00001"),
+		store.KeepAlive{Revision: "hello-00001", Function: "hello"}, store.AnyVersion))
+	require.NoError(t, err)
 	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/functions/hello", "", nil))
 	assert.Equal(t, http.StatusNotFound, a.do("GET", "/v1/functions/hello", "", nil))
 	kvs, _, err := a.store.List(context.Background(), store.PrefixRevisions)
 	require.NoError(t, err)
 	assert.Empty(t, kvs, "deleting a function deletes its revisions")
+	kvs, _, err = a.store.List(context.Background(), store.PrefixKeepAlive)
+	require.NoError(t, err)
+	assert.Empty(t, kvs, "and the autoscaler's keep-alive state for them")
 }
 
 func TestStatusFromObservedState(t *testing.T) {

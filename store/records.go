@@ -12,6 +12,7 @@ const (
 	PrefixFunctions   = "functions/"   // functions/{fn} → Function
 	PrefixRevisions   = "revisions/"   // revisions/{fn}/{rev} → Revision
 	PrefixScales      = "scales/"      // scales/{rev} → Scale
+	PrefixKeepAlive   = "keepalive/"   // keepalive/{rev} → KeepAlive
 	PrefixAssignments = "assignments/" // assignments/{node}/{rev} → Assignment
 	PrefixEndpoints   = "endpoints/"   // endpoints/{rev}/{replica} → Endpoint
 	PrefixReplicas    = "replicas/"    // replicas/{node}/{replica} → Replica
@@ -42,6 +43,9 @@ func VIPSlotKey(index uint32) string         { return PrefixVIPSlots + itoa(int(
 
 // ImageKey escapes an image reference (which holds '/' and ':') into one key segment.
 func ImageKey(ref string) string { return PrefixImages + escapeRef(ref) }
+
+// KeepAliveKey is where the autoscaler keeps a revision's keep-alive state.
+func KeepAliveKey(rev string) string { return PrefixKeepAlive + rev }
 
 // Function is the stored state of a function: its latest spec and traffic.
 type Function struct {
@@ -81,6 +85,36 @@ type Scale struct {
 	// PreWarm asks for a pre-created task even at zero replicas.
 	PreWarm   bool      `json:"preWarm,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// KeepAlive is what the autoscaler's keep-alive policy knows of a revision
+// and its function, so that a restarted autoscaler holds the same warm
+// tiers (pre-created tasks above all) at once, not only after new traffic
+// has taught it again. The autoscaler rewrites it when it changed, at most
+// every status refresh; the control plane deletes it with the revision.
+type KeepAlive struct {
+	Revision string `json:"revision"`
+	Function string `json:"function"`
+	// LastDemand is the revision's newest demand: its warm windows count from it.
+	LastDemand time.Time `json:"lastDemand,omitzero"`
+	// DeployedWarm is when a revision deployed with replicas started: until
+	// it is first called, its only sign of use.
+	DeployedWarm time.Time `json:"deployedWarm,omitzero"`
+	// FunctionLastDemand ends the function's newest demand, by any of its
+	// revisions: the function's next idle time counts from it.
+	FunctionLastDemand time.Time `json:"functionLastDemand,omitzero"`
+	// IdleTimes is the function's idle-time histogram: how many idle times
+	// fell in each bin, by the bin's lower edge, empty bins left out.
+	IdleTimes []IdleCount `json:"idleTimes,omitempty"`
+	// LongIdle counts idle times longer than the histogram's range.
+	LongIdle  uint32    `json:"longIdle,omitempty"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// IdleCount is a number of idle times from one histogram bin.
+type IdleCount struct {
+	From  api.Duration `json:"from"`
+	Count uint32       `json:"count"`
 }
 
 // Assignment is a revision's share on one node: how many replicas to run and

@@ -93,6 +93,10 @@ func TestAgainstRunc(t *testing.T) {
 		id := createContainer(t, runc, root, hello, testenv.FreePort(t))
 		pid := runcPid(t, runc, root, id)
 		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+		// Polls because the kernel must finish the kill before runc can see
+		// the container stopped; under load that is not instant.
+		require.Eventually(t, func() bool { return runcStatus(t, runc, root, id) == "stopped" },
+			10*time.Second, 5*time.Millisecond)
 
 		_, err := shim("start", id)
 		require.Error(t, err)

@@ -90,10 +90,15 @@ func shortDigest(d string) string {
 	return algo + ":" + hex[:12]
 }
 
-// readyOf sums ready and desired replicas over revisions.
+// readyOf sums ready and desired replicas over the revisions a route
+// reaches (a traffic percent or a tag). An unrouted revision still winding
+// down after a deploy serves nobody, so its replicas are not the function's.
 func readyOf(revs []api.RevisionStatus) string {
 	ready, desired := 0, 0
 	for _, r := range revs {
+		if r.Percent == 0 && len(r.Tags) == 0 {
+			continue
+		}
 		ready += r.Ready
 		desired += r.Desired
 	}

@@ -379,6 +379,39 @@ func TestAge(t *testing.T) {
 	assert.Equal(t, "-", age(now, time.Time{}))
 }
 
+// TestReadyOfCountsRoutedRevisionsOnly is bug 4's list half: `ebb list`
+// showed an old revision's replicas at 0% traffic as the function's.
+func TestReadyOfCountsRoutedRevisionsOnly(t *testing.T) {
+	tests := []struct {
+		name string
+		revs []api.RevisionStatus
+		want string
+	}{
+		{name: "no revisions", want: "0/0"},
+		{name: "one routed", revs: []api.RevisionStatus{{Percent: 100, Ready: 1, Desired: 2}}, want: "1/2"},
+		{
+			name: "an unrouted old revision winding down is not counted",
+			revs: []api.RevisionStatus{{Percent: 100, Ready: 1, Desired: 1}, {Percent: 0, Ready: 1, Desired: 1}},
+			want: "1/1",
+		},
+		{
+			name: "a split counts both",
+			revs: []api.RevisionStatus{{Percent: 50, Ready: 2, Desired: 2}, {Percent: 50, Ready: 1, Desired: 2}},
+			want: "3/4",
+		},
+		{
+			name: "a tag routes a revision at 0%",
+			revs: []api.RevisionStatus{{Percent: 100, Ready: 1, Desired: 1}, {Tags: []string{"canary"}, Ready: 1, Desired: 1}},
+			want: "2/2",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, readyOf(tt.revs))
+		})
+	}
+}
+
 func TestBytesIEC(t *testing.T) {
 	tests := []struct {
 		n    int64
