@@ -18,7 +18,7 @@ func routedRevisions(fns map[string]store.Versioned[store.Function]) map[string]
 }
 
 // routedLocked says whether a route reaches the revision. One whose
-// function the mirror has not shown yet counts as routed, so that min scale
+// function the cache has not shown yet counts as routed, so that min scale
 // is never dropped for want of news.
 func (r *Runner) routedLocked(rs *revState) bool {
 	if _, ok := r.functions[rs.function]; !ok {

@@ -81,6 +81,9 @@ type RunnerDeps struct {
 	// Store holds revisions, endpoints and nodes, and receives scales and
 	// assignments. Required.
 	Store store.Store
+	// Caches are the store caches the runner reads (watch.go); it opens
+	// its own over Store for each that is nil.
+	Caches RunnerCaches
 	// Logger; optional.
 	Logger *slog.Logger
 	// Registerer gets the runner's metrics; optional.
@@ -100,7 +103,7 @@ type RunnerDeps struct {
 // assignments/{node}/{rev} in one compare-and-swap transaction, with
 // keepalive/{rev} when the keep-alive state changed. It reads functions
 // (for their traffic), revisions, ready endpoints, nodes, assignments,
-// scales and keep-alive records through store mirrors.
+// scales and keep-alive records through store caches (watch.go).
 type Runner struct {
 	cfg    RunnerConfig
 	deps   RunnerDeps
@@ -114,20 +117,24 @@ type Runner struct {
 	// never held across a store call.
 	writeMu sync.Mutex
 	mu      sync.Mutex
-	synced  map[string]bool
-	ready   chan struct{} // closed once every mirror has listed
+	watches []watch         // the caches the runner follows (watch.go)
+	synced  map[string]bool // prefixes whose cache has listed
+	ready   chan struct{}   // closed once every cache has listed
 	revs    map[string]*revState
 	fns     map[string]*IdleTracker
 	records map[string]store.Versioned[store.Revision] // revision name -> record
-	// loaded are revisions Activate read ahead of the mirror, by the
-	// version read: a snapshot without one is only believed once its
+	// loaded are revisions Activate read ahead of the cache, by the
+	// version read: an update without one is only believed once its
 	// revision has reached that version.
 	loaded  map[string]int64
-	readyN  map[string]int // revision name -> ready endpoints
-	nodes   []store.Node
+	readyN  map[string]int                               // revision name -> ready endpoints
+	readyOf map[string]string                            // endpoint key -> its revision, counted in readyN
+	nodes   []store.Node                                 // by name, from nodeRecs
 	assigns map[string]store.Versioned[store.Assignment] // assignment key -> record
 	scales  map[string]store.Versioned[store.Scale]      // revision name -> record
 	alloc   map[string]Allocation                        // node -> allocation of every assignment
+	// nodeRecs are the node records by node name.
+	nodeRecs map[string]store.Versioned[store.Node]
 
 	// functions are the function records, for their traffic; routed are
 	// the revisions a route reaches (routedRevisions of functions).
@@ -175,10 +182,12 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		records: map[string]store.Versioned[store.Revision]{},
 		loaded:  map[string]int64{},
 		readyN:  map[string]int{},
+		readyOf: map[string]string{},
 		assigns: map[string]store.Versioned[store.Assignment]{},
 		scales:  map[string]store.Versioned[store.Scale]{},
 		alloc:   map[string]Allocation{},
 
+		nodeRecs:  map[string]store.Versioned[store.Node]{},
 		functions: map[string]store.Versioned[store.Function]{},
 		routed:    map[string]bool{},
 		kept:      map[string]store.Versioned[store.KeepAlive]{},
@@ -201,22 +210,18 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		return nil, err
 	}
 	r.m = m
+	if err := r.openWatches(deps.Caches); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
-// mirrored prefixes; the tick loop starts once each has listed.
-var mirrored = []string{store.PrefixFunctions, store.PrefixRevisions, store.PrefixEndpoints, store.PrefixNodes, store.PrefixAssignments, store.PrefixScales, store.PrefixKeepAlive}
-
-// Run mirrors the store and, once every mirror has listed, calls Tick every
-// cfg.Tick until ctx ends. It returns nil when ctx is cancelled and an error
-// if a mirror fails for good (the store closed).
+// Run follows the store caches and, once every cache has listed, calls
+// Tick every cfg.Tick until ctx ends. It returns nil when ctx is cancelled
+// and an error if a cache fails for good (the store closed).
 func (r *Runner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
-	for _, prefix := range mirrored {
-		g.Go(func() error {
-			return store.MirrorUpdates(gctx, r.deps.Store, prefix, func(u store.Update) { r.onMirror(prefix, u) })
-		})
-	}
+	r.follow(gctx, g)
 	g.Go(func() error { return r.tickEvery(gctx) })
 	err := g.Wait()
 	if ctx.Err() != nil {
@@ -225,7 +230,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	return fmt.Errorf("autoscaler runner: %w", err)
 }
 
-// tickEvery waits for the mirrors, then ticks at once and every cfg.Tick.
+// tickEvery waits for the caches, then ticks at once and every cfg.Tick.
 // Tick logs its own failures, so its error is not looked at again here.
 func (r *Runner) tickEvery(ctx context.Context) error {
 	select {
@@ -293,7 +298,7 @@ func (r *Runner) Status(revision string) (Result, bool) {
 	return rs.last, true
 }
 
-// loadRevision reads a revision the mirror has not delivered yet: the first
+// loadRevision reads a revision the cache has not delivered yet: the first
 // request to a brand-new revision can beat the watch.
 func (r *Runner) loadRevision(ctx context.Context, revision string) error {
 	fn, ok := functionOf(revision)
@@ -333,8 +338,8 @@ func functionOf(revision string) (string, bool) {
 	return revision[:i], true
 }
 
-// stateLocked returns the revision's state, creating it from the mirrored
-// record on first use. It needs every mirror synced: whether a scale was
+// stateLocked returns the revision's state, creating it from the cached
+// record on first use. It needs every cache listed: whether a scale was
 // already recorded decides whether the initial scale applies.
 func (r *Runner) stateLocked(name string) *revState {
 	if rs := r.revs[name]; rs != nil {
@@ -378,120 +383,6 @@ func demandOf(rec store.Revision, spec api.FunctionSpec) Demand {
 	}
 }
 
-func (r *Runner) allSyncedLocked() bool { return len(r.synced) == len(mirrored) }
-
-// onMirror folds a mirror's update into the runner's state.
-func (r *Runner) onMirror(prefix string, u store.Update) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	snap := u.Snapshot
-	switch prefix {
-	case store.PrefixFunctions:
-		r.functions = syncDecoded(r.log, r.functions, u, lastSegment, nil)
-		r.routed = routedRevisions(r.functions)
-	case store.PrefixRevisions:
-		// Keep a revision Activate read ahead of the watch until the watch
-		// has caught up with the version read; from then on the snapshot
-		// is the truth, also when it says the revision is gone.
-		r.records = syncDecoded(r.log, r.records, u, lastSegment, func(name string) bool {
-			version, ok := r.loaded[name]
-			return ok && u.Revision < version
-		})
-		var passed []string
-		for name, version := range r.loaded {
-			rec, ok := r.records[name]
-			_, seen := snap[rec.Key]
-			switch {
-			case ok && seen:
-				delete(r.loaded, name)
-			case u.Revision >= version:
-				delete(r.loaded, name)
-				if ok {
-					delete(r.records, name)
-				}
-				passed = append(passed, name)
-			}
-		}
-		gone := func(name string) {
-			if _, ok := r.records[name]; !ok {
-				if _, has := r.revs[name]; has {
-					r.dropLocked(name)
-				}
-			}
-		}
-		if u.Full {
-			for name := range r.revs {
-				gone(name)
-			}
-		}
-		for _, key := range u.Changed {
-			gone(lastSegment(key))
-		}
-		for _, name := range passed {
-			gone(name)
-		}
-	case store.PrefixEndpoints:
-		n := map[string]int{}
-		for key := range snap {
-			rest := strings.TrimPrefix(key, store.PrefixEndpoints)
-			if i := strings.IndexByte(rest, '/'); i > 0 {
-				n[rest[:i]]++
-			}
-		}
-		r.readyN = n
-	case store.PrefixNodes:
-		nodes := syncDecoded[store.Node](r.log, nil, store.Update{Snapshot: snap, Full: true}, lastSegment, nil)
-		r.nodes = r.nodes[:0]
-		for _, n := range nodes {
-			r.nodes = append(r.nodes, n.Value)
-		}
-		slices.SortFunc(r.nodes, func(a, b store.Node) int { return strings.Compare(a.Name, b.Name) })
-	case store.PrefixAssignments:
-		// A snapshot taken just before one of the runner's own writes sets a
-		// version back; the next write then conflicts, refreshes and lands.
-		r.assigns = syncDecoded(r.log, r.assigns, u, func(key string) string { return key }, nil)
-		r.recomputeAllocLocked()
-	case store.PrefixScales:
-		r.scales = syncDecoded(r.log, r.scales, u, lastSegment, nil)
-	case store.PrefixKeepAlive:
-		r.kept = syncDecoded(r.log, r.kept, u, lastSegment, nil)
-	}
-	if !r.synced[prefix] {
-		r.synced[prefix] = true
-		if r.allSyncedLocked() {
-			close(r.ready)
-		}
-	}
-}
-
-// lastSegment names a record by its key's last path segment: the revision
-// of revisions/{fn}/{rev} and scales/{rev}, the node of nodes/{node}.
-func lastSegment(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }
-
-// syncDecoded is store.FoldUpdate with undecodable records logged. Every
-// change under a prefix delivers the whole prefix again, and with
-// thousands of revisions rebuilding and re-decoding everything each time
-// would cost more than all the rest the runner does.
-func syncDecoded[T any](log *slog.Logger, m map[string]store.Versioned[T], u store.Update, nameOf func(key string) string, keep func(name string) bool) map[string]store.Versioned[T] {
-	return store.FoldUpdate(m, u, nameOf, keep, func(key string, err error) {
-		log.Warn("skipping undecodable record", "key", key, "err", err)
-	})
-}
-
-func (r *Runner) recomputeAllocLocked() {
-	alloc := map[string]Allocation{}
-	for key, a := range r.assigns {
-		node := nodeOfAssignment(key)
-		d, ok := r.demandLocked(a.Value.Revision)
-		if !ok {
-			alloc[node] = alloc[node].Add(Demand{}, 0, a.Value.PreCreated)
-			continue
-		}
-		alloc[node] = alloc[node].Add(d, a.Value.Replicas, a.Value.PreCreated)
-	}
-	r.alloc = alloc
-}
-
 func (r *Runner) demandLocked(revision string) (Demand, bool) {
 	if rs := r.revs[revision]; rs != nil {
 		return rs.demand, true
@@ -501,14 +392,6 @@ func (r *Runner) demandLocked(revision string) (Demand, bool) {
 		return Demand{}, false
 	}
 	return demandOf(rec.Value, rec.Value.Spec.WithDefaults()), true
-}
-
-func nodeOfAssignment(key string) string {
-	rest := strings.TrimPrefix(key, store.PrefixAssignments)
-	if i := strings.IndexByte(rest, '/'); i >= 0 {
-		return rest[:i]
-	}
-	return rest
 }
 
 func (r *Runner) dropLocked(name string) {
@@ -528,7 +411,7 @@ func (r *Runner) dropLocked(name string) {
 
 // Tick is one pass of the control loop: it decides for every known
 // revision, in name order, and writes what changed. Run calls it every
-// cfg.Tick; tests call it directly. Before the mirrors have listed it
+// cfg.Tick; tests call it directly. Before the caches have listed it
 // decides nothing. A revision whose step fails is logged and skipped; the
 // failures are returned joined.
 func (r *Runner) Tick(ctx context.Context) error {

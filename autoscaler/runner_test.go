@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -27,7 +27,7 @@ import (
 )
 
 // The runner tests run in testing/synctest bubbles: the embedded store, the
-// runner's mirrors and its ticker all live on the bubble's clock, so a test
+// runner's caches and its ticker all live on the bubble's clock, so a test
 // of a 30 s grace takes microseconds. synctest.Wait returns once every
 // watch has been delivered and every tick that was due has run, so a test
 // asserts what happened, never what a sleep happened to allow. A test
@@ -84,13 +84,13 @@ func runRunner(t *testing.T, r *Runner) (stop func()) {
 }
 
 // startRunner runs a Runner in the test's bubble and waits until its
-// mirrors have listed and its first tick has run.
+// caches have listed and its first tick has run.
 func startRunner(t *testing.T, s store.Store, cfg RunnerConfig) *runnerEnv {
 	t.Helper()
 	r, reg := newRunner(t, s, nil, cfg)
 	runRunner(t, r)
 	synctest.Wait()
-	require.True(t, r.allSynced(), "the runner's mirrors have listed")
+	require.True(t, r.allSynced(), "the runner's caches have listed")
 	return &runnerEnv{store: s, runner: r, reg: reg}
 }
 
@@ -224,7 +224,7 @@ func TestRunnerActivateWritesScaleAndAssignmentAtOnce(t *testing.T) {
 	})
 }
 
-func TestRunnerActivatesARevisionTheMirrorHasNotSeen(t *testing.T) {
+func TestRunnerActivatesARevisionTheCacheHasNotSeen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := openStore(t)
 		putNode(t, s, "n1")
@@ -326,7 +326,7 @@ func TestRunnerRecoversFromAConflictingWrite(t *testing.T) {
 		put(t, s, store.AssignmentKey("n1", rev), store.Assignment{Function: "cas", Revision: rev, Replicas: 7})
 		synctest.Wait()
 		env.runner.mu.Lock()
-		require.Equal(t, 7, env.runner.scales[rev].Value.Desired, "the mirror saw the other write")
+		require.Equal(t, 7, env.runner.scales[rev].Value.Desired, "the cache saw the other write")
 		env.runner.scales[rev] = stale
 		env.runner.mu.Unlock()
 		env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 150, Interval: api.D(time.Second)}})
@@ -373,54 +373,80 @@ func TestRunnerStopsWhenTheRevisionIsDeleted(t *testing.T) {
 	})
 }
 
-// TestRunnerBelievesTheWatchOnceItHasCaughtUp drives the mirror by hand: a
-// revision Activate read ahead of the watch is kept while the watch is
-// behind the version read, and from then on the watch decides, also when
-// its only word of the revision is its delete.
+// listEmpty hands r an empty listing from every cache, as if the store
+// were empty, without running them.
+func listEmpty(r *Runner) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.onFunctions(store.CacheUpdate[store.Function]{Full: true})
+	r.onRevisions(store.CacheUpdate[store.Revision]{Full: true})
+	r.onEndpoints(store.CacheUpdate[store.Endpoint]{Full: true})
+	r.onNodes(store.CacheUpdate[store.Node]{Full: true})
+	r.onAssignments(store.CacheUpdate[store.Assignment]{Full: true})
+	r.onScales(store.CacheUpdate[store.Scale]{Full: true})
+	r.onKeepAlive(store.CacheUpdate[store.KeepAlive]{Full: true})
+	for _, w := range r.watches {
+		r.listedLocked(w.prefix)
+	}
+}
+
+// TestRunnerBelievesTheWatchOnceItHasCaughtUp drives the revisions cache's
+// updates by hand: a revision Activate read ahead of the watch is kept
+// while the watch is behind the version read, and from then on the watch
+// decides, also when its only word of the revision is its delete.
 func TestRunnerBelievesTheWatchOnceItHasCaughtUp(t *testing.T) {
+	put := func(rec store.Versioned[store.Revision]) store.Change[store.Revision] {
+		return store.Change[store.Revision]{Versioned: rec}
+	}
+	deleted := func(key string, version int64) store.Change[store.Revision] {
+		return store.Change[store.Revision]{Versioned: store.Versioned[store.Revision]{Key: key, Version: version}, Deleted: true}
+	}
 	tests := []struct {
-		name      string
-		watch     func(key string, kv store.KV) store.Update // what the watch delivers after the read; nil: nothing
+		name string
+		// watch is what the watch delivers after the read, given the
+		// record read; nil: nothing.
+		watch     func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision]
 		wantKnown bool
 	}{
 		{name: "the watch says nothing yet", wantKnown: true},
 		{
 			name: "the watch shows it",
-			watch: func(key string, kv store.KV) store.Update {
-				return store.Update{Snapshot: map[string]store.KV{key: kv}, Changed: []string{key}, Revision: kv.Version}
+			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
+				return store.CacheUpdate[store.Revision]{Changed: []store.Change[store.Revision]{put(read)}, Revision: read.Version}
 			},
 			wantKnown: true,
 		},
 		{
 			name: "the watch is behind: a listing from before the read",
-			watch: func(_ string, kv store.KV) store.Update {
-				return store.Update{Snapshot: map[string]store.KV{}, Full: true, Revision: kv.Version - 1}
+			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
+				return store.CacheUpdate[store.Revision]{Full: true, Revision: read.Version - 1}
 			},
 			wantKnown: true,
 		},
 		{
 			name: "the watch is behind: the delete of an earlier revision of that name",
-			watch: func(key string, kv store.KV) store.Update {
-				return store.Update{Snapshot: map[string]store.KV{}, Changed: []string{key}, Revision: kv.Version - 1}
+			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
+				return store.CacheUpdate[store.Revision]{Changed: []store.Change[store.Revision]{deleted(read.Key, read.Version-1)}, Revision: read.Version - 1}
 			},
 			wantKnown: true,
 		},
 		{
 			name: "deleted before the watch showed it",
-			watch: func(key string, kv store.KV) store.Update {
-				return store.Update{Snapshot: map[string]store.KV{}, Changed: []string{key}, Revision: kv.Version + 1}
+			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
+				return store.CacheUpdate[store.Revision]{Changed: []store.Change[store.Revision]{deleted(read.Key, read.Version+1)}, Revision: read.Version + 1}
 			},
 		},
 		{
 			name: "a later listing without it",
-			watch: func(_ string, kv store.KV) store.Update {
-				return store.Update{Snapshot: map[string]store.KV{}, Full: true, Revision: kv.Version + 1}
+			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
+				return store.CacheUpdate[store.Revision]{Full: true, Revision: read.Version + 1}
 			},
 		},
 		{
 			name: "a later change to another revision, without it",
-			watch: func(_ string, kv store.KV) store.Update {
-				return store.Update{Snapshot: map[string]store.KV{}, Changed: []string{store.RevisionKey("other", "other-00001")}, Revision: kv.Version + 2}
+			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
+				other := store.RevisionKey("other", "other-00001")
+				return store.CacheUpdate[store.Revision]{Changed: []store.Change[store.Revision]{deleted(other, read.Version+2)}, Revision: read.Version + 2}
 			},
 		},
 	}
@@ -428,18 +454,19 @@ func TestRunnerBelievesTheWatchOnceItHasCaughtUp(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := openStore(t)
 			r, _ := newRunner(t, s, func() time.Time { return t0 }, RunnerConfig{})
-			for _, prefix := range mirrored {
-				r.onMirror(prefix, store.Update{Snapshot: map[string]store.KV{}, Full: true})
-			}
+			listEmpty(r)
 			rev := putRevision(t, s, "early", 1, nil)
-			kv, err := s.Get(context.Background(), store.RevisionKey("early", rev))
+			rec, version, err := store.GetJSON[store.Revision](context.Background(), s, store.RevisionKey("early", rev))
 			require.NoError(t, err)
 			require.NoError(t, r.loadRevision(context.Background(), rev))
 			_, ok := r.Status(rev)
 			require.True(t, ok, "the read revision gets a scaling state")
 
 			if tt.watch != nil {
-				r.onMirror(store.PrefixRevisions, tt.watch(kv.Key, kv))
+				u := tt.watch(store.Versioned[store.Revision]{Key: store.RevisionKey("early", rev), Value: rec, Version: version})
+				r.mu.Lock()
+				r.onRevisions(u)
+				r.mu.Unlock()
 			}
 
 			r.mu.Lock()
@@ -736,9 +763,9 @@ func TestHTTPTransport(t *testing.T) {
 	runRunner(t, r)
 	env := &runnerEnv{store: s, runner: r}
 	select {
-	case <-r.ready: // the mirrors have listed
+	case <-r.ready: // the caches have listed
 	case <-time.After(10 * time.Second):
-		t.Fatal("the runner's mirrors did not list")
+		t.Fatal("the runner's caches did not list")
 	}
 	srv := httptest.NewServer(NewHandler(env.runner, HandlerConfig{Token: "s3cret"}))
 	t.Cleanup(srv.Close)
@@ -813,84 +840,70 @@ func TestHTTPTransport(t *testing.T) {
 	assert.Contains(t, rec.Body.String(), api.CodeTooLarge)
 }
 
-func TestSyncDecodedReusesUnchangedRecords(t *testing.T) {
-	log := slog.New(slog.DiscardHandler)
+// TestFold folds cache updates into a runner's map of records by name.
+func TestFold(t *testing.T) {
+	scale := func(key string, desired int, version int64) store.Change[store.Scale] {
+		return store.Change[store.Scale]{Versioned: store.Versioned[store.Scale]{Key: key, Value: store.Scale{Revision: lastSegment(key), Desired: desired}, Version: version}}
+	}
+	gone := func(key string, version int64) store.Change[store.Scale] {
+		return store.Change[store.Scale]{Versioned: store.Versioned[store.Scale]{Key: key, Version: version}, Deleted: true}
+	}
 	first := func() map[string]store.Versioned[store.Scale] {
-		return syncDecoded[store.Scale](log, nil, store.Update{Full: true, Snapshot: map[string]store.KV{
-			"scales/a-00001": {Value: []byte(`{"revision":"a-00001","desired":1}`), Version: 5},
-			"scales/b-00001": {Value: []byte(`{"revision":"b-00001","desired":2}`), Version: 6},
+		return fold(nil, store.CacheUpdate[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{
+			scale("scales/a-00001", 1, 5), scale("scales/b-00001", 2, 6),
 		}}, lastSegment, nil)
 	}
 	require.Len(t, first(), 2)
 
 	tests := []struct {
-		name    string
-		snap    map[string]store.KV
-		changed []string // nil: a full listing
-		keep    func(string) bool
-		want    map[string]int // revision → desired
+		name string
+		u    store.CacheUpdate[store.Scale]
+		keep func(string) bool
+		want map[string]int // revision → desired
 	}{
 		{
-			// Bytes that do not even parse prove the record was not decoded.
-			name: "same version is reused, not decoded",
-			snap: map[string]store.KV{
-				"scales/a-00001": {Value: []byte(`not json`), Version: 5},
-				"scales/b-00001": {Value: []byte(`not json`), Version: 6},
-			},
-			want: map[string]int{"a-00001": 1, "b-00001": 2},
-		},
-		{
-			name: "a new version is decoded",
-			snap: map[string]store.KV{
-				"scales/a-00001": {Value: []byte(`{"revision":"a-00001","desired":7}`), Version: 9},
-				"scales/b-00001": {Value: []byte(`not json`), Version: 6},
-			},
-			want: map[string]int{"a-00001": 7, "b-00001": 2},
-		},
-		{
-			name: "gone from the snapshot, gone from the result; undecodable skipped",
-			snap: map[string]store.KV{
-				"scales/b-00001": {Value: []byte(`not json`), Version: 8},
-				"scales/c-00001": {Value: []byte(`{"revision":"c-00001","desired":3}`), Version: 10},
-			},
+			name: "a listing replaces everything: gone from it, gone from the result",
+			u:    store.CacheUpdate[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{scale("scales/c-00001", 3, 10)}},
 			want: map[string]int{"c-00001": 3},
 		},
 		{
-			name: "keep holds a record the snapshot lacks",
-			snap: map[string]store.KV{},
+			name: "a listing brings new versions",
+			u: store.CacheUpdate[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{
+				scale("scales/a-00001", 7, 9), scale("scales/b-00001", 2, 6),
+			}},
+			want: map[string]int{"a-00001": 7, "b-00001": 2},
+		},
+		{
+			name: "keep holds a record a listing lacks",
+			u:    store.CacheUpdate[store.Scale]{Full: true},
 			keep: func(name string) bool { return name == "a-00001" },
 			want: map[string]int{"a-00001": 1},
 		},
 		{
-			// An update only looks at what it says changed: b's bytes are
-			// never read, and a, not mentioned, stays although the
-			// snapshot given lacks it.
 			name: "an update folds in only its changed keys",
-			snap: map[string]store.KV{
-				"scales/b-00001": {Value: []byte(`not json`), Version: 99},
-				"scales/c-00001": {Value: []byte(`{"revision":"c-00001","desired":4}`), Version: 11},
-			},
-			changed: []string{"scales/c-00001"},
-			want:    map[string]int{"a-00001": 1, "b-00001": 2, "c-00001": 4},
+			u:    store.CacheUpdate[store.Scale]{Changed: []store.Change[store.Scale]{scale("scales/c-00001", 4, 11)}},
+			want: map[string]int{"a-00001": 1, "b-00001": 2, "c-00001": 4},
 		},
 		{
-			name:    "an update deletes what it says left",
-			snap:    map[string]store.KV{"scales/a-00001": {Value: []byte(`{}`), Version: 5}},
-			changed: []string{"scales/b-00001"},
-			want:    map[string]int{"a-00001": 1},
+			name: "an update deletes what it says left",
+			u:    store.CacheUpdate[store.Scale]{Changed: []store.Change[store.Scale]{gone("scales/b-00001", 12)}},
+			want: map[string]int{"a-00001": 1},
 		},
 		{
-			name:    "keep holds a record an update deletes",
-			snap:    map[string]store.KV{},
-			changed: []string{"scales/a-00001", "scales/b-00001"},
-			keep:    func(name string) bool { return name == "b-00001" },
-			want:    map[string]int{"b-00001": 2},
+			name: "keep holds a record an update deletes",
+			u:    store.CacheUpdate[store.Scale]{Changed: []store.Change[store.Scale]{gone("scales/a-00001", 12), gone("scales/b-00001", 12)}},
+			keep: func(name string) bool { return name == "b-00001" },
+			want: map[string]int{"b-00001": 2},
+		},
+		{
+			name: "the delete of another key of the same name leaves the record",
+			u:    store.CacheUpdate[store.Scale]{Changed: []store.Change[store.Scale]{gone("other/a-00001", 12)}},
+			want: map[string]int{"a-00001": 1, "b-00001": 2},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			u := store.Update{Snapshot: tt.snap, Full: tt.changed == nil, Changed: tt.changed}
-			got := syncDecoded(log, first(), u, lastSegment, tt.keep)
+			got := fold(first(), tt.u, lastSegment, tt.keep)
 			desired := map[string]int{}
 			for name, v := range got {
 				desired[name] = v.Value.Desired
@@ -898,4 +911,93 @@ func TestSyncDecodedReusesUnchangedRecords(t *testing.T) {
 			assert.Equal(t, tt.want, desired)
 		})
 	}
+}
+
+// TestRunnerCountsReadyEndpoints folds endpoint updates, one after the
+// other, into each revision's count of ready endpoints.
+func TestRunnerCountsReadyEndpoints(t *testing.T) {
+	ep := func(rev, replica string) store.Change[store.Endpoint] {
+		return store.Change[store.Endpoint]{Versioned: store.Versioned[store.Endpoint]{Key: store.EndpointKey(rev, replica)}}
+	}
+	gone := func(rev, replica string) store.Change[store.Endpoint] {
+		c := ep(rev, replica)
+		c.Deleted = true
+		return c
+	}
+	steps := []struct {
+		name string
+		u    store.CacheUpdate[store.Endpoint]
+		want map[string]int
+	}{
+		{
+			name: "a listing counts every endpoint by its key's revision",
+			u:    store.CacheUpdate[store.Endpoint]{Full: true, Changed: []store.Change[store.Endpoint]{ep("a-00001", "r1"), ep("a-00001", "r2"), ep("b-00001", "r1")}},
+			want: map[string]int{"a-00001": 2, "b-00001": 1},
+		},
+		{
+			name: "a put of a known endpoint counts it once",
+			u:    store.CacheUpdate[store.Endpoint]{Changed: []store.Change[store.Endpoint]{ep("a-00001", "r1")}},
+			want: map[string]int{"a-00001": 2, "b-00001": 1},
+		},
+		{
+			name: "new and deleted endpoints",
+			u:    store.CacheUpdate[store.Endpoint]{Changed: []store.Change[store.Endpoint]{ep("a-00001", "r3"), gone("b-00001", "r1"), gone("c-00001", "r9")}},
+			want: map[string]int{"a-00001": 3},
+		},
+		{
+			name: "a listing starts over",
+			u:    store.CacheUpdate[store.Endpoint]{Full: true, Changed: []store.Change[store.Endpoint]{ep("c-00001", "r1")}},
+			want: map[string]int{"c-00001": 1},
+		},
+	}
+	r, _ := newRunner(t, openStore(t), func() time.Time { return t0 }, RunnerConfig{})
+	for _, st := range steps {
+		r.mu.Lock()
+		r.onEndpoints(st.u)
+		got := maps.Clone(r.readyN)
+		r.mu.Unlock()
+		assert.Equal(t, st.want, got, st.name)
+	}
+}
+
+// TestRunnerOnSharedCaches runs a Runner on caches it is handed, as ebbd
+// does: it opens none of its own, and refuses a cache of part of a prefix
+// it needs whole.
+func TestRunnerOnSharedCaches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		caches := RunnerCaches{
+			Functions:   store.NewCache[store.Function](s, store.PrefixFunctions, store.CacheConfig[store.Function]{}),
+			Revisions:   store.NewCache[store.Revision](s, store.PrefixRevisions, store.CacheConfig[store.Revision]{}),
+			Endpoints:   store.NewCache[store.Endpoint](s, store.PrefixEndpoints, store.CacheConfig[store.Endpoint]{}),
+			Nodes:       store.NewCache[store.Node](s, store.PrefixNodes, store.CacheConfig[store.Node]{}),
+			Assignments: store.NewCache[store.Assignment](s, store.PrefixAssignments, store.CacheConfig[store.Assignment]{}),
+			Scales:      store.NewCache[store.Scale](s, store.PrefixScales, store.CacheConfig[store.Scale]{}),
+			KeepAlive:   store.NewCache[store.KeepAlive](s, store.PrefixKeepAlive, store.CacheConfig[store.KeepAlive]{}),
+		}
+		narrow := caches
+		narrow.Assignments = store.NewCache[store.Assignment](s, store.AssignmentsPrefix("n1"), store.CacheConfig[store.Assignment]{})
+		_, err := NewRunner(RunnerConfig{}, RunnerDeps{Store: s, Caches: narrow})
+		assert.ErrorContains(t, err, "must hold all of assignments/")
+
+		rev := putRevision(t, s, "shared", 1, func(sp *api.FunctionSpec) { sp.Scale.Initial = intp(1) })
+		putNode(t, s, "n1")
+		r, err := NewRunner(RunnerConfig{}, RunnerDeps{Store: s, Caches: caches})
+		require.NoError(t, err)
+		for _, w := range r.watches {
+			assert.Nil(t, w.run, "%s: the runner runs no cache of its own", w.prefix)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		for _, run := range []func(context.Context) error{caches.Functions.Run, caches.Revisions.Run, caches.Endpoints.Run,
+			caches.Nodes.Run, caches.Assignments.Run, caches.Scales.Run, caches.KeepAlive.Run} {
+			go func() { _ = run(ctx) }()
+		}
+		runRunner(t, r)
+		synctest.Wait()
+		require.True(t, r.allSynced())
+		sc, ok := getScale(t, s, rev)
+		require.True(t, ok)
+		assert.Equal(t, 1, sc.Desired, "the first tick placed the initial scale")
+	})
 }

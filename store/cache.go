@@ -172,6 +172,14 @@ func (c *Cache[T]) Snapshot() *Snapshot[T] {
 	return s
 }
 
+// Followers is how many Follow calls are following the cache now, which
+// tells whether every component meant to share it does.
+func (c *Cache[T]) Followers() int {
+	c.deliver.Lock()
+	defer c.deliver.Unlock()
+	return len(c.followers)
+}
+
 // Follow calls fn with every update until ctx ends or Run stops, and
 // returns why: ctx's error, or the error Run returned. If the cache has
 // listed already, the first call, a Full update of what it holds, comes at

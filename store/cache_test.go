@@ -428,8 +428,10 @@ func TestCacheFollowers(t *testing.T) {
 		assert.Equal(t, []store.CacheUpdate[rec]{changes(3, put("r/c", 3, 3))}, r.take())
 		assert.Equal(t, changes(3, put("r/c", 3, 3)), late[len(late)-1], "both followers hear it")
 
+		assert.Equal(t, 2, r.cache.Followers())
 		leave()
 		assert.ErrorIs(t, <-lateDone, context.Canceled)
+		assert.Equal(t, 1, r.cache.Followers())
 		n := len(late)
 		txn(t, st, store.Put("r/d", recJSON(4), store.AnyVersion))
 		synctest.Wait()

@@ -31,6 +31,7 @@ type caches struct {
 	nodes       *store.Cache[store.Node]
 	assignments *store.Cache[store.Assignment]
 	scales      *store.Cache[store.Scale]
+	keepAlive   *store.Cache[store.KeepAlive]
 	vips        *store.Cache[store.VIP]
 	ports       *store.Cache[string]
 }
@@ -85,6 +86,10 @@ func (c *caches) Assignments() *store.Cache[store.Assignment] {
 
 func (c *caches) Scales() *store.Cache[store.Scale] {
 	return openCache(c, &c.scales, store.PrefixScales)
+}
+
+func (c *caches) KeepAlive() *store.Cache[store.KeepAlive] {
+	return openCache(c, &c.keepAlive, store.PrefixKeepAlive)
 }
 
 func (c *caches) VIPs() *store.Cache[store.VIP] {

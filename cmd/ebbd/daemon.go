@@ -133,7 +133,16 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 
 func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autoscaler.Runner, error) {
 	runner, err := autoscaler.NewRunner(autoscaler.RunnerConfig{}, autoscaler.RunnerDeps{
-		Store:      d.store,
+		Store: d.store,
+		Caches: autoscaler.RunnerCaches{
+			Functions:   d.caches.Functions(),
+			Revisions:   d.caches.Revisions(),
+			Endpoints:   d.caches.Endpoints(),
+			Nodes:       d.caches.Nodes(),
+			Assignments: d.caches.Assignments(),
+			Scales:      d.caches.Scales(),
+			KeepAlive:   d.caches.KeepAlive(),
+		},
 		Logger:     d.log.With("component", "autoscaler"),
 		Registerer: d.reg,
 	})
