@@ -307,7 +307,7 @@ func (a *Activator) Run(ctx context.Context) error {
 		})
 	}
 	g.Go(func() error {
-		err := a.statuses.Follow(gctx, func(store.CacheUpdate[store.RevisionNodeStatus]) {
+		err := a.statuses.Follow(gctx, func(store.Update[store.RevisionNodeStatus]) {
 			a.onStatus(a.statuses.Snapshot())
 		})
 		if gctx.Err() != nil {

@@ -378,13 +378,13 @@ func TestRunnerStopsWhenTheRevisionIsDeleted(t *testing.T) {
 func listEmpty(r *Runner) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.onFunctions(store.CacheUpdate[store.Function]{Full: true})
-	r.onRevisions(store.CacheUpdate[store.Revision]{Full: true})
-	r.onEndpoints(store.CacheUpdate[store.Endpoint]{Full: true})
-	r.onNodes(store.CacheUpdate[store.Node]{Full: true})
-	r.onAssignments(store.CacheUpdate[store.Assignment]{Full: true})
-	r.onScales(store.CacheUpdate[store.Scale]{Full: true})
-	r.onKeepAlive(store.CacheUpdate[store.KeepAlive]{Full: true})
+	r.onFunctions(store.Update[store.Function]{Full: true})
+	r.onRevisions(store.Update[store.Revision]{Full: true})
+	r.onEndpoints(store.Update[store.Endpoint]{Full: true})
+	r.onNodes(store.Update[store.Node]{Full: true})
+	r.onAssignments(store.Update[store.Assignment]{Full: true})
+	r.onScales(store.Update[store.Scale]{Full: true})
+	r.onKeepAlive(store.Update[store.KeepAlive]{Full: true})
 	for _, w := range r.watches {
 		r.listedLocked(w.prefix)
 	}
@@ -405,48 +405,48 @@ func TestRunnerBelievesTheWatchOnceItHasCaughtUp(t *testing.T) {
 		name string
 		// watch is what the watch delivers after the read, given the
 		// record read; nil: nothing.
-		watch     func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision]
+		watch     func(read store.Versioned[store.Revision]) store.Update[store.Revision]
 		wantKnown bool
 	}{
 		{name: "the watch says nothing yet", wantKnown: true},
 		{
 			name: "the watch shows it",
-			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
-				return store.CacheUpdate[store.Revision]{Changed: []store.Change[store.Revision]{put(read)}, Revision: read.Version}
+			watch: func(read store.Versioned[store.Revision]) store.Update[store.Revision] {
+				return store.Update[store.Revision]{Changed: []store.Change[store.Revision]{put(read)}, Revision: read.Version}
 			},
 			wantKnown: true,
 		},
 		{
 			name: "the watch is behind: a listing from before the read",
-			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
-				return store.CacheUpdate[store.Revision]{Full: true, Revision: read.Version - 1}
+			watch: func(read store.Versioned[store.Revision]) store.Update[store.Revision] {
+				return store.Update[store.Revision]{Full: true, Revision: read.Version - 1}
 			},
 			wantKnown: true,
 		},
 		{
 			name: "the watch is behind: the delete of an earlier revision of that name",
-			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
-				return store.CacheUpdate[store.Revision]{Changed: []store.Change[store.Revision]{deleted(read.Key, read.Version-1)}, Revision: read.Version - 1}
+			watch: func(read store.Versioned[store.Revision]) store.Update[store.Revision] {
+				return store.Update[store.Revision]{Changed: []store.Change[store.Revision]{deleted(read.Key, read.Version-1)}, Revision: read.Version - 1}
 			},
 			wantKnown: true,
 		},
 		{
 			name: "deleted before the watch showed it",
-			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
-				return store.CacheUpdate[store.Revision]{Changed: []store.Change[store.Revision]{deleted(read.Key, read.Version+1)}, Revision: read.Version + 1}
+			watch: func(read store.Versioned[store.Revision]) store.Update[store.Revision] {
+				return store.Update[store.Revision]{Changed: []store.Change[store.Revision]{deleted(read.Key, read.Version+1)}, Revision: read.Version + 1}
 			},
 		},
 		{
 			name: "a later listing without it",
-			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
-				return store.CacheUpdate[store.Revision]{Full: true, Revision: read.Version + 1}
+			watch: func(read store.Versioned[store.Revision]) store.Update[store.Revision] {
+				return store.Update[store.Revision]{Full: true, Revision: read.Version + 1}
 			},
 		},
 		{
 			name: "a later change to another revision, without it",
-			watch: func(read store.Versioned[store.Revision]) store.CacheUpdate[store.Revision] {
+			watch: func(read store.Versioned[store.Revision]) store.Update[store.Revision] {
 				other := store.RevisionKey("other", "other-00001")
-				return store.CacheUpdate[store.Revision]{Changed: []store.Change[store.Revision]{deleted(other, read.Version+2)}, Revision: read.Version + 2}
+				return store.Update[store.Revision]{Changed: []store.Change[store.Revision]{deleted(other, read.Version+2)}, Revision: read.Version + 2}
 			},
 		},
 	}
@@ -849,7 +849,7 @@ func TestFold(t *testing.T) {
 		return store.Change[store.Scale]{Versioned: store.Versioned[store.Scale]{Key: key, Version: version}, Deleted: true}
 	}
 	first := func() map[string]store.Versioned[store.Scale] {
-		return fold(nil, store.CacheUpdate[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{
+		return fold(nil, store.Update[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{
 			scale("scales/a-00001", 1, 5), scale("scales/b-00001", 2, 6),
 		}}, lastSegment, nil)
 	}
@@ -857,47 +857,47 @@ func TestFold(t *testing.T) {
 
 	tests := []struct {
 		name string
-		u    store.CacheUpdate[store.Scale]
+		u    store.Update[store.Scale]
 		keep func(string) bool
 		want map[string]int // revision → desired
 	}{
 		{
 			name: "a listing replaces everything: gone from it, gone from the result",
-			u:    store.CacheUpdate[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{scale("scales/c-00001", 3, 10)}},
+			u:    store.Update[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{scale("scales/c-00001", 3, 10)}},
 			want: map[string]int{"c-00001": 3},
 		},
 		{
 			name: "a listing brings new versions",
-			u: store.CacheUpdate[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{
+			u: store.Update[store.Scale]{Full: true, Changed: []store.Change[store.Scale]{
 				scale("scales/a-00001", 7, 9), scale("scales/b-00001", 2, 6),
 			}},
 			want: map[string]int{"a-00001": 7, "b-00001": 2},
 		},
 		{
 			name: "keep holds a record a listing lacks",
-			u:    store.CacheUpdate[store.Scale]{Full: true},
+			u:    store.Update[store.Scale]{Full: true},
 			keep: func(name string) bool { return name == "a-00001" },
 			want: map[string]int{"a-00001": 1},
 		},
 		{
 			name: "an update folds in only its changed keys",
-			u:    store.CacheUpdate[store.Scale]{Changed: []store.Change[store.Scale]{scale("scales/c-00001", 4, 11)}},
+			u:    store.Update[store.Scale]{Changed: []store.Change[store.Scale]{scale("scales/c-00001", 4, 11)}},
 			want: map[string]int{"a-00001": 1, "b-00001": 2, "c-00001": 4},
 		},
 		{
 			name: "an update deletes what it says left",
-			u:    store.CacheUpdate[store.Scale]{Changed: []store.Change[store.Scale]{gone("scales/b-00001", 12)}},
+			u:    store.Update[store.Scale]{Changed: []store.Change[store.Scale]{gone("scales/b-00001", 12)}},
 			want: map[string]int{"a-00001": 1},
 		},
 		{
 			name: "keep holds a record an update deletes",
-			u:    store.CacheUpdate[store.Scale]{Changed: []store.Change[store.Scale]{gone("scales/a-00001", 12), gone("scales/b-00001", 12)}},
+			u:    store.Update[store.Scale]{Changed: []store.Change[store.Scale]{gone("scales/a-00001", 12), gone("scales/b-00001", 12)}},
 			keep: func(name string) bool { return name == "b-00001" },
 			want: map[string]int{"b-00001": 2},
 		},
 		{
 			name: "the delete of another key of the same name leaves the record",
-			u:    store.CacheUpdate[store.Scale]{Changed: []store.Change[store.Scale]{gone("other/a-00001", 12)}},
+			u:    store.Update[store.Scale]{Changed: []store.Change[store.Scale]{gone("other/a-00001", 12)}},
 			want: map[string]int{"a-00001": 1, "b-00001": 2},
 		},
 	}
@@ -926,27 +926,27 @@ func TestRunnerCountsReadyEndpoints(t *testing.T) {
 	}
 	steps := []struct {
 		name string
-		u    store.CacheUpdate[store.Endpoint]
+		u    store.Update[store.Endpoint]
 		want map[string]int
 	}{
 		{
 			name: "a listing counts every endpoint by its key's revision",
-			u:    store.CacheUpdate[store.Endpoint]{Full: true, Changed: []store.Change[store.Endpoint]{ep("a-00001", "r1"), ep("a-00001", "r2"), ep("b-00001", "r1")}},
+			u:    store.Update[store.Endpoint]{Full: true, Changed: []store.Change[store.Endpoint]{ep("a-00001", "r1"), ep("a-00001", "r2"), ep("b-00001", "r1")}},
 			want: map[string]int{"a-00001": 2, "b-00001": 1},
 		},
 		{
 			name: "a put of a known endpoint counts it once",
-			u:    store.CacheUpdate[store.Endpoint]{Changed: []store.Change[store.Endpoint]{ep("a-00001", "r1")}},
+			u:    store.Update[store.Endpoint]{Changed: []store.Change[store.Endpoint]{ep("a-00001", "r1")}},
 			want: map[string]int{"a-00001": 2, "b-00001": 1},
 		},
 		{
 			name: "new and deleted endpoints",
-			u:    store.CacheUpdate[store.Endpoint]{Changed: []store.Change[store.Endpoint]{ep("a-00001", "r3"), gone("b-00001", "r1"), gone("c-00001", "r9")}},
+			u:    store.Update[store.Endpoint]{Changed: []store.Change[store.Endpoint]{ep("a-00001", "r3"), gone("b-00001", "r1"), gone("c-00001", "r9")}},
 			want: map[string]int{"a-00001": 3},
 		},
 		{
 			name: "a listing starts over",
-			u:    store.CacheUpdate[store.Endpoint]{Full: true, Changed: []store.Change[store.Endpoint]{ep("c-00001", "r1")}},
+			u:    store.Update[store.Endpoint]{Full: true, Changed: []store.Change[store.Endpoint]{ep("c-00001", "r1")}},
 			want: map[string]int{"c-00001": 1},
 		},
 	}

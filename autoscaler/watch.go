@@ -72,7 +72,7 @@ func (r *Runner) openWatches(c RunnerCaches) error {
 
 // watchOf follows c, which must hold prefix, with apply under r.mu; a nil
 // c is a cache of the runner's own.
-func watchOf[T any](r *Runner, c *store.Cache[T], prefix string, apply func(store.CacheUpdate[T])) (watch, error) {
+func watchOf[T any](r *Runner, c *store.Cache[T], prefix string, apply func(store.Update[T])) (watch, error) {
 	w := watch{prefix: prefix}
 	if c == nil {
 		c = store.NewCache(r.deps.Store, prefix, store.CacheConfig[T]{
@@ -83,7 +83,7 @@ func watchOf[T any](r *Runner, c *store.Cache[T], prefix string, apply func(stor
 		return watch{}, fmt.Errorf("autoscaler runner: the cache of %s must hold all of %s", c.Prefix(), prefix)
 	}
 	w.follow = func(ctx context.Context) error {
-		err := c.Follow(ctx, func(u store.CacheUpdate[T]) {
+		err := c.Follow(ctx, func(u store.Update[T]) {
 			r.mu.Lock()
 			defer r.mu.Unlock()
 			apply(u)
@@ -118,7 +118,7 @@ func (r *Runner) listedLocked(prefix string) {
 
 func (r *Runner) allSyncedLocked() bool { return len(r.synced) == len(r.watches) }
 
-func (r *Runner) onFunctions(u store.CacheUpdate[store.Function]) {
+func (r *Runner) onFunctions(u store.Update[store.Function]) {
 	r.functions = fold(r.functions, u, lastSegment, nil)
 	r.routed = routedRevisions(r.functions)
 }
@@ -126,7 +126,7 @@ func (r *Runner) onFunctions(u store.CacheUpdate[store.Function]) {
 // onRevisions keeps a revision Activate read ahead of the watch until the
 // watch has caught up with the version read; from then on the cache is the
 // truth, also when it says the revision is gone.
-func (r *Runner) onRevisions(u store.CacheUpdate[store.Revision]) {
+func (r *Runner) onRevisions(u store.Update[store.Revision]) {
 	r.records = fold(r.records, u, lastSegment, func(name string) bool {
 		version, ok := r.loaded[name]
 		return ok && u.Revision < version
@@ -175,7 +175,7 @@ func (r *Runner) onRevisions(u store.CacheUpdate[store.Revision]) {
 
 // onEndpoints counts each revision's ready endpoints (endpoints/{rev}/…),
 // folding in only what changed.
-func (r *Runner) onEndpoints(u store.CacheUpdate[store.Endpoint]) {
+func (r *Runner) onEndpoints(u store.Update[store.Endpoint]) {
 	if u.Full {
 		clear(r.readyN)
 		clear(r.readyOf)
@@ -198,7 +198,7 @@ func (r *Runner) onEndpoints(u store.CacheUpdate[store.Endpoint]) {
 	}
 }
 
-func (r *Runner) onNodes(u store.CacheUpdate[store.Node]) {
+func (r *Runner) onNodes(u store.Update[store.Node]) {
 	r.nodeRecs = fold(r.nodeRecs, u, lastSegment, nil)
 	r.nodes = r.nodes[:0]
 	for _, n := range r.nodeRecs {
@@ -210,16 +210,16 @@ func (r *Runner) onNodes(u store.CacheUpdate[store.Node]) {
 // onAssignments folds in every node's assignments. An update from just
 // before one of the runner's own writes sets a version back; the next
 // write then conflicts, refreshes and lands.
-func (r *Runner) onAssignments(u store.CacheUpdate[store.Assignment]) {
+func (r *Runner) onAssignments(u store.Update[store.Assignment]) {
 	r.assigns = fold(r.assigns, u, func(key string) string { return key }, nil)
 	r.recomputeAllocLocked()
 }
 
-func (r *Runner) onScales(u store.CacheUpdate[store.Scale]) {
+func (r *Runner) onScales(u store.Update[store.Scale]) {
 	r.scales = fold(r.scales, u, lastSegment, nil)
 }
 
-func (r *Runner) onKeepAlive(u store.CacheUpdate[store.KeepAlive]) {
+func (r *Runner) onKeepAlive(u store.Update[store.KeepAlive]) {
 	r.kept = fold(r.kept, u, lastSegment, nil)
 }
 
@@ -233,7 +233,7 @@ func lastSegment(key string) string { return key[strings.LastIndexByte(key, '/')
 // revisions, rebuilding the runner's state from the whole prefix on every
 // change would cost more than all the rest it does. A name whose key left
 // the cache is dropped unless keep (when set) says to keep it.
-func fold[T any](m map[string]store.Versioned[T], u store.CacheUpdate[T], nameOf func(key string) string, keep func(name string) bool) map[string]store.Versioned[T] {
+func fold[T any](m map[string]store.Versioned[T], u store.Update[T], nameOf func(key string) string, keep func(name string) bool) map[string]store.Versioned[T] {
 	if m == nil {
 		m = make(map[string]store.Versioned[T], len(u.Changed))
 	}

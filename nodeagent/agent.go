@@ -196,7 +196,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		g.Go(func() error { return a.assignments.Run(gctx) })
 	}
 	g.Go(func() error {
-		return a.assignments.Follow(gctx, func(store.CacheUpdate[store.Assignment]) {
+		return a.assignments.Follow(gctx, func(store.Update[store.Assignment]) {
 			a.onAssignments(a.assignments.Snapshot())
 		})
 	})

@@ -247,7 +247,7 @@ func sinkOrNil(s StatsSink) revstats.Sink {
 // follow asks for a rebuild on every change to c: a rebuild reads the
 // caches' snapshots, so it needs no more than the news.
 func follow[T any](ctx context.Context, c *store.Cache[T], changed func()) error {
-	err := c.Follow(ctx, func(store.CacheUpdate[T]) { changed() })
+	err := c.Follow(ctx, func(store.Update[T]) { changed() })
 	if ctx.Err() != nil {
 		return nil
 	}

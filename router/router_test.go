@@ -349,7 +349,7 @@ func TestRouteTableRebuildsArePacedInAStorm(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return len(e.r.table.Load().hosts) == base }, 30*time.Second, time.Millisecond)
 
-	// Then a storm: each deploy changes both mirrors, and unpaced each
+	// Then a storm: each deploy changes both caches, and unpaced each
 	// change was a rebuild, back to back.
 	rebuilds, spent := e.metric("ebb_router_table_rebuilds_total"), e.histogramSum("ebb_router_table_rebuild_seconds")
 	const n = 200

@@ -52,7 +52,7 @@ type Cache[T any] struct {
 
 type follower[T any] struct {
 	id int
-	fn func(CacheUpdate[T])
+	fn func(Update[T])
 }
 
 // CacheConfig says how a Cache decodes its records. The zero value decodes
@@ -66,9 +66,9 @@ type CacheConfig[T any] struct {
 	OnUndecodable func(key string, err error)
 }
 
-// CacheUpdate is one batch of changes a Cache hands its followers. Followers
+// Update is one batch of changes a Cache hands its followers. Followers
 // share it, and must not modify its slice.
-type CacheUpdate[T any] struct {
+type Update[T any] struct {
 	// Full says the cache listed the prefix (the first time, or again after
 	// its watch broke): Changed holds every record, in key order, and a key
 	// a follower holds that is not among them is gone.
@@ -187,7 +187,7 @@ func (c *Cache[T]) Followers() int {
 // overlap, and fn holds up the cache and its other followers while it
 // runs, so it should fold the update in and return: changes that arrive
 // meanwhile come together in the next update.
-func (c *Cache[T]) Follow(ctx context.Context, fn func(CacheUpdate[T])) error {
+func (c *Cache[T]) Follow(ctx context.Context, fn func(Update[T])) error {
 	c.deliver.Lock()
 	id := c.nextID
 	c.nextID++
@@ -210,12 +210,12 @@ func (c *Cache[T]) Follow(ctx context.Context, fn func(CacheUpdate[T])) error {
 }
 
 // fullLocked is a Full update of what the cache holds; deliver is held.
-func (c *Cache[T]) fullLocked() CacheUpdate[T] {
+func (c *Cache[T]) fullLocked() Update[T] {
 	changed := make([]Change[T], 0, len(c.live))
 	for _, key := range slices.Sorted(maps.Keys(c.live)) {
 		changed = append(changed, Change[T]{Versioned: *c.live[key]})
 	}
-	return CacheUpdate[T]{Full: true, Changed: changed, Revision: c.revision}
+	return Update[T]{Full: true, Changed: changed, Revision: c.revision}
 }
 
 // Run lists the prefix, then follows its watch, until ctx ends or the
@@ -268,7 +268,7 @@ func (c *Cache[T]) once(ctx context.Context) (listed bool, err error) {
 	// at the version the cache already holds is not decoded again: after a
 	// broken watch, almost all are.
 	live := make(map[string]*Versioned[T], len(kvs))
-	full := CacheUpdate[T]{Full: true, Changed: make([]Change[T], 0, len(kvs)), Revision: rev}
+	full := Update[T]{Full: true, Changed: make([]Change[T], 0, len(kvs)), Revision: rev}
 	for _, kv := range kvs {
 		v := c.live[kv.Key]
 		if v == nil || v.Version != kv.Version {
@@ -309,7 +309,7 @@ func (c *Cache[T]) once(ctx context.Context) (listed bool, err error) {
 				pending = false
 			}
 		}
-		c.publish(CacheUpdate[T]{Changed: b.changed, Revision: b.revision}, func() {
+		c.publish(Update[T]{Changed: b.changed, Revision: b.revision}, func() {
 			for _, ch := range b.changed {
 				if ch.Deleted {
 					delete(c.live, ch.Key)
@@ -337,7 +337,7 @@ func (c *Cache[T]) decodeKV(kv KV) *Versioned[T] {
 }
 
 // publish applies an update to the cache and hands it to the followers.
-func (c *Cache[T]) publish(u CacheUpdate[T], apply func()) {
+func (c *Cache[T]) publish(u Update[T], apply func()) {
 	c.deliver.Lock()
 	defer c.deliver.Unlock()
 	c.mu.Lock()

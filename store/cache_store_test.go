@@ -67,7 +67,7 @@ func followCache(ctx context.Context, c *store.Cache[string], hold <-chan struct
 	f := &cacheFollower{snaps: make(chan map[string]string, 1000), done: make(chan error, 1)}
 	go func() { _ = c.Run(ctx) }()
 	go func() {
-		f.done <- c.Follow(ctx, func(store.CacheUpdate[string]) {
+		f.done <- c.Follow(ctx, func(store.Update[string]) {
 			n := f.calls.Add(1)
 			cp := map[string]string{}
 			for v := range c.Snapshot().All() {
@@ -192,7 +192,7 @@ func TestCacheUpdatesSayWhatChanged(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		mine := map[string]store.Versioned[string]{}
-		done <- c.Follow(ctx, func(u store.CacheUpdate[string]) {
+		done <- c.Follow(ctx, func(u store.Update[string]) {
 			if u.Full {
 				clear(mine)
 			}

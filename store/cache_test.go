@@ -31,7 +31,7 @@ type cacheRun struct {
 	runErr  chan error
 	follow  chan error
 	mu      sync.Mutex
-	updates []store.CacheUpdate[rec]
+	updates []store.Update[rec]
 	bad     []string
 	decodes int
 }
@@ -61,14 +61,14 @@ func startCache(t *testing.T, ctx context.Context, st *memStore, prefix string) 
 	return r
 }
 
-func (r *cacheRun) record(u store.CacheUpdate[rec]) {
+func (r *cacheRun) record(u store.Update[rec]) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.updates = append(r.updates, u)
 }
 
 // take returns the updates recorded since the last take.
-func (r *cacheRun) take() []store.CacheUpdate[rec] {
+func (r *cacheRun) take() []store.Update[rec] {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	out := r.updates
@@ -84,15 +84,15 @@ func deleted(key string, version int64) store.Change[rec] {
 	return store.Change[rec]{Versioned: store.Versioned[rec]{Key: key, Version: version}, Deleted: true}
 }
 
-func full(revision int64, changed ...store.Change[rec]) store.CacheUpdate[rec] {
+func full(revision int64, changed ...store.Change[rec]) store.Update[rec] {
 	if changed == nil {
 		changed = []store.Change[rec]{}
 	}
-	return store.CacheUpdate[rec]{Full: true, Changed: changed, Revision: revision}
+	return store.Update[rec]{Full: true, Changed: changed, Revision: revision}
 }
 
-func changes(revision int64, changed ...store.Change[rec]) store.CacheUpdate[rec] {
-	return store.CacheUpdate[rec]{Changed: changed, Revision: revision}
+func changes(revision int64, changed ...store.Change[rec]) store.Update[rec] {
+	return store.Update[rec]{Changed: changed, Revision: revision}
 }
 
 func txn(t *testing.T, st store.Store, ops ...store.Op) {
@@ -107,12 +107,12 @@ func TestCacheUpdates(t *testing.T) {
 	type step struct {
 		name string
 		do   func(t *testing.T, st *memStore)
-		want []store.CacheUpdate[rec]
+		want []store.Update[rec]
 	}
 	tests := []struct {
 		name    string
 		before  func(t *testing.T, st *memStore) // store contents before the cache starts
-		listing []store.CacheUpdate[rec]         // what the follower hears once the cache has started
+		listing []store.Update[rec]              // what the follower hears once the cache has started
 		steps   []step
 		bad     []string // keys reported undecodable, in order
 		decodes int      // values decoded in all
@@ -125,13 +125,13 @@ func TestCacheUpdates(t *testing.T) {
 				txn(t, st, store.Put("r/b", recJSON(2), store.AnyVersion))
 				txn(t, st, store.Put("r/a", recJSON(1), store.AnyVersion), store.Put("s/a", recJSON(9), store.AnyVersion))
 			},
-			listing: []store.CacheUpdate[rec]{full(2, put("r/a", 1, 2), put("r/b", 2, 1))},
+			listing: []store.Update[rec]{full(2, put("r/a", 1, 2), put("r/b", 2, 1))},
 			decodes: 2,
 			lists:   1,
 		},
 		{
 			name:    "an empty prefix lists as an empty full update",
-			listing: []store.CacheUpdate[rec]{full(0)},
+			listing: []store.Update[rec]{full(0)},
 			lists:   1,
 		},
 		{
@@ -139,24 +139,24 @@ func TestCacheUpdates(t *testing.T) {
 			before: func(t *testing.T, st *memStore) {
 				txn(t, st, store.Put("r/a", recJSON(1), store.AnyVersion))
 			},
-			listing: []store.CacheUpdate[rec]{full(1, put("r/a", 1, 1))},
+			listing: []store.Update[rec]{full(1, put("r/a", 1, 1))},
 			steps: []step{
 				{
 					name: "a put",
 					do:   func(t *testing.T, st *memStore) { txn(t, st, store.Put("r/b", recJSON(2), store.AnyVersion)) },
-					want: []store.CacheUpdate[rec]{changes(2, put("r/b", 2, 2))},
+					want: []store.Update[rec]{changes(2, put("r/b", 2, 2))},
 				},
 				{
 					name: "a delete",
 					do:   func(t *testing.T, st *memStore) { txn(t, st, store.Delete("r/a", store.AnyVersion)) },
-					want: []store.CacheUpdate[rec]{changes(3, deleted("r/a", 3))},
+					want: []store.Update[rec]{changes(3, deleted("r/a", 3))},
 				},
 				{
 					name: "a transaction that puts and deletes, and writes outside the prefix",
 					do: func(t *testing.T, st *memStore) {
 						txn(t, st, store.Put("r/a", recJSON(3), store.AnyVersion), store.Delete("r/b", store.AnyVersion), store.Put("s/x", recJSON(0), store.AnyVersion))
 					},
-					want: []store.CacheUpdate[rec]{changes(4, put("r/a", 3, 4), deleted("r/b", 4))},
+					want: []store.Update[rec]{changes(4, put("r/a", 3, 4), deleted("r/b", 4))},
 				},
 				{
 					name: "a write outside the prefix is no update",
@@ -171,15 +171,15 @@ func TestCacheUpdates(t *testing.T) {
 			before: func(t *testing.T, st *memStore) {
 				txn(t, st, store.Put("r/a", recJSON(1), store.AnyVersion), store.Put("r/x", []byte("not json"), store.AnyVersion))
 			},
-			listing: []store.CacheUpdate[rec]{full(1, put("r/a", 1, 1))},
+			listing: []store.Update[rec]{full(1, put("r/a", 1, 1))},
 			steps: []step{{
 				name: "a record that no longer decodes",
 				do:   func(t *testing.T, st *memStore) { txn(t, st, store.Put("r/a", []byte("{"), store.AnyVersion)) },
-				want: []store.CacheUpdate[rec]{changes(2, deleted("r/a", 2))},
+				want: []store.Update[rec]{changes(2, deleted("r/a", 2))},
 			}, {
 				name: "and decodes again",
 				do:   func(t *testing.T, st *memStore) { txn(t, st, store.Put("r/a", recJSON(5), store.AnyVersion)) },
-				want: []store.CacheUpdate[rec]{changes(3, put("r/a", 5, 3))},
+				want: []store.Update[rec]{changes(3, put("r/a", 5, 3))},
 			}},
 			bad:     []string{"r/x", "r/a"},
 			decodes: 4,
@@ -190,7 +190,7 @@ func TestCacheUpdates(t *testing.T) {
 			before: func(t *testing.T, st *memStore) {
 				txn(t, st, store.Put("r/a", recJSON(1), store.AnyVersion), store.Put("r/b", recJSON(2), store.AnyVersion))
 			},
-			listing: []store.CacheUpdate[rec]{full(1, put("r/a", 1, 1), put("r/b", 2, 1))},
+			listing: []store.Update[rec]{full(1, put("r/a", 1, 1), put("r/b", 2, 1))},
 			steps: []step{{
 				name: "the watch breaks",
 				do:   func(t *testing.T, st *memStore) { st.breakWatches(errFlaky) },
@@ -203,11 +203,11 @@ func TestCacheUpdates(t *testing.T) {
 			}, {
 				name: "the backoff passes",
 				do:   func(*testing.T, *memStore) { time.Sleep(time.Second) },
-				want: []store.CacheUpdate[rec]{full(3, put("r/b", 3, 2), put("r/c", 4, 2))},
+				want: []store.Update[rec]{full(3, put("r/b", 3, 2), put("r/c", 4, 2))},
 			}, {
 				name: "the new watch follows on from the listing",
 				do:   func(t *testing.T, st *memStore) { txn(t, st, store.Put("r/d", recJSON(5), store.AnyVersion)) },
-				want: []store.CacheUpdate[rec]{changes(4, put("r/d", 5, 4))},
+				want: []store.Update[rec]{changes(4, put("r/d", 5, 4))},
 			}},
 			decodes: 5, // a and b, then b and c again (a changed version), then d
 			lists:   2,
@@ -217,14 +217,14 @@ func TestCacheUpdates(t *testing.T) {
 			before: func(t *testing.T, st *memStore) {
 				txn(t, st, store.Put("r/a", recJSON(1), store.AnyVersion))
 			},
-			listing: []store.CacheUpdate[rec]{full(1, put("r/a", 1, 1))},
+			listing: []store.Update[rec]{full(1, put("r/a", 1, 1))},
 			steps: []step{{
 				name: "compacted",
 				do: func(t *testing.T, st *memStore) {
 					st.breakWatches(store.ErrCompacted)
 					time.Sleep(time.Second)
 				},
-				want: []store.CacheUpdate[rec]{full(1, put("r/a", 1, 1))},
+				want: []store.Update[rec]{full(1, put("r/a", 1, 1))},
 			}},
 			decodes: 1,
 			lists:   2,
@@ -238,7 +238,7 @@ func TestCacheUpdates(t *testing.T) {
 			steps: []step{{
 				name: "the backoffs pass",
 				do:   func(*testing.T, *memStore) { time.Sleep(time.Minute) },
-				want: []store.CacheUpdate[rec]{full(1, put("r/a", 1, 1))},
+				want: []store.Update[rec]{full(1, put("r/a", 1, 1))},
 			}},
 			decodes: 1,
 			lists:   4,
@@ -288,11 +288,11 @@ func TestCacheFoldsBursts(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		r := startCache(t, ctx, st, "r/")
-		require.Equal(t, []store.CacheUpdate[rec]{full(0)}, r.take())
+		require.Equal(t, []store.Update[rec]{full(0)}, r.take())
 
 		hold, held := make(chan struct{}), make(chan struct{})
 		go func() {
-			_ = r.cache.Follow(ctx, func(u store.CacheUpdate[rec]) {
+			_ = r.cache.Follow(ctx, func(u store.Update[rec]) {
 				if !u.Full {
 					held <- struct{}{}
 					<-hold
@@ -313,7 +313,7 @@ func TestCacheFoldsBursts(t *testing.T) {
 			}
 		}()
 		synctest.Wait()
-		assert.Equal(t, []store.CacheUpdate[rec]{
+		assert.Equal(t, []store.Update[rec]{
 			changes(1, put("r/first", 0, 1)),
 			changes(42, put("r/a", 39, 41), deleted("r/b", 42)),
 		}, r.take())
@@ -345,7 +345,7 @@ func TestCacheSnapshot(t *testing.T) {
 		var mismatches []string
 		var calls int
 		go func() {
-			_ = c.Follow(ctx, func(u store.CacheUpdate[rec]) {
+			_ = c.Follow(ctx, func(u store.Update[rec]) {
 				calls++
 				if u.Full {
 					clear(mine)
@@ -409,23 +409,23 @@ func TestCacheFollowers(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		r := startCache(t, ctx, st, "r/")
-		require.Equal(t, []store.CacheUpdate[rec]{full(1, put("r/a", 1, 1))}, r.take())
+		require.Equal(t, []store.Update[rec]{full(1, put("r/a", 1, 1))}, r.take())
 		txn(t, st, store.Put("r/b", recJSON(2), store.AnyVersion))
 		synctest.Wait()
 		require.Len(t, r.take(), 1)
 
-		var late []store.CacheUpdate[rec]
+		var late []store.Update[rec]
 		lateCtx, leave := context.WithCancel(ctx)
 		lateDone := make(chan error, 1)
 		go func() {
-			lateDone <- r.cache.Follow(lateCtx, func(u store.CacheUpdate[rec]) { late = append(late, u) })
+			lateDone <- r.cache.Follow(lateCtx, func(u store.Update[rec]) { late = append(late, u) })
 		}()
 		synctest.Wait()
-		assert.Equal(t, []store.CacheUpdate[rec]{full(2, put("r/a", 1, 1), put("r/b", 2, 2))}, late, "a late follower hears all at once")
+		assert.Equal(t, []store.Update[rec]{full(2, put("r/a", 1, 1), put("r/b", 2, 2))}, late, "a late follower hears all at once")
 
 		txn(t, st, store.Put("r/c", recJSON(3), store.AnyVersion))
 		synctest.Wait()
-		assert.Equal(t, []store.CacheUpdate[rec]{changes(3, put("r/c", 3, 3))}, r.take())
+		assert.Equal(t, []store.Update[rec]{changes(3, put("r/c", 3, 3))}, r.take())
 		assert.Equal(t, changes(3, put("r/c", 3, 3)), late[len(late)-1], "both followers hear it")
 
 		assert.Equal(t, 2, r.cache.Followers())
@@ -457,6 +457,6 @@ func TestCacheStoreCloses(t *testing.T) {
 		assert.ErrorIs(t, err, store.ErrClosed)
 		assert.ErrorContains(t, err, "watch r/")
 		assert.ErrorIs(t, <-r.follow, store.ErrClosed)
-		assert.ErrorIs(t, r.cache.Follow(context.Background(), func(store.CacheUpdate[rec]) {}), store.ErrClosed)
+		assert.ErrorIs(t, r.cache.Follow(context.Background(), func(store.Update[rec]) {}), store.ErrClosed)
 	})
 }

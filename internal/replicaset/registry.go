@@ -93,7 +93,7 @@ func (g *Registry) Run(ctx context.Context) error {
 		go func() { done <- g.endpoints.Run(ctx) }()
 		defer func() { <-done }()
 	}
-	err := g.endpoints.Follow(ctx, func(store.CacheUpdate[store.Endpoint]) { g.apply(g.endpoints.Snapshot()) })
+	err := g.endpoints.Follow(ctx, func(store.Update[store.Endpoint]) { g.apply(g.endpoints.Snapshot()) })
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}

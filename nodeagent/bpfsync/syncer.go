@@ -183,7 +183,7 @@ func (s *Syncer) portPrefix() string { return store.PrefixPorts + s.cfg.Node + "
 
 // follow calls changed after each change to c until ctx ends.
 func follow[T any](ctx context.Context, c *store.Cache[T], changed func()) error {
-	err := c.Follow(ctx, func(store.CacheUpdate[T]) { changed() })
+	err := c.Follow(ctx, func(store.Update[T]) { changed() })
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -24,6 +24,17 @@ type cacheHarness struct {
 	lists   atomic.Int32
 }
 
+// countingStore counts List calls, to tell a relist from a resumed watch.
+type countingStore struct {
+	store.Store
+	lists *atomic.Int32
+}
+
+func (c countingStore) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
+	c.lists.Add(1)
+	return c.Store.List(ctx, prefix)
+}
+
 func startCache(t *testing.T, s store.Store, prefix string) *cacheHarness {
 	h := &cacheHarness{
 		latest:  make(chan map[string]store.KV, 1),
@@ -37,7 +48,7 @@ func startCache(t *testing.T, s store.Store, prefix string) *cacheHarness {
 	ran, followed := make(chan error, 1), make(chan error, 1)
 	go func() { ran <- c.Run(ctx) }()
 	go func() {
-		followed <- c.Follow(ctx, func(store.CacheUpdate[[]byte]) {
+		followed <- c.Follow(ctx, func(store.Update[[]byte]) {
 			cp := map[string]store.KV{}
 			for v := range c.Snapshot().All() {
 				cp[v.Key] = store.KV{Key: v.Key, Value: v.Value, Version: v.Version}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,8 +46,6 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"Close", testClose},
 		{"CancelledContext", testCancelledContext},
 		{"Reopen", testReopen},
-		{"Mirror", testMirror},
-		{"MirrorAfterCompaction", testMirrorAfterCompaction},
 		{"Cache", testCache},
 		{"CacheAfterCompaction", testCacheAfterCompaction},
 	}
@@ -762,124 +759,4 @@ func testReopen(t *testing.T, newStore NewFunc) {
 	require.Equal(t, want, recvEvents(t, mustWatch(t, ctx, s2, "", 0), len(want)), "history survives reopen")
 	r := mustTxn(t, s2, store.Put("r/4", nil, store.MustNotExist))
 	require.Equal(t, rev1+1, r, "revisions continue after reopen")
-}
-
-// mirrorHarness runs store.Mirror and hands its latest snapshot to the test.
-type mirrorHarness struct {
-	latest  chan map[string]store.KV
-	hold    atomic.Bool
-	held    chan struct{}
-	release chan struct{}
-	lists   atomic.Int32
-}
-
-// countingStore counts List calls, to tell a relist from a resumed watch.
-type countingStore struct {
-	store.Store
-	lists *atomic.Int32
-}
-
-func (c countingStore) List(ctx context.Context, prefix string) ([]store.KV, int64, error) {
-	c.lists.Add(1)
-	return c.Store.List(ctx, prefix)
-}
-
-func startMirror(t *testing.T, s store.Store, prefix string) *mirrorHarness {
-	m := &mirrorHarness{
-		latest:  make(chan map[string]store.KV, 1),
-		held:    make(chan struct{}, 1),
-		release: make(chan struct{}),
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- store.Mirror(ctx, countingStore{Store: s, lists: &m.lists}, prefix, func(snap map[string]store.KV) {
-			cp := make(map[string]store.KV, len(snap))
-			for k, v := range snap {
-				cp[k] = v
-			}
-			if m.hold.Load() {
-				m.held <- struct{}{}
-				<-m.release
-			}
-			select {
-			case <-m.latest:
-			default:
-			}
-			m.latest <- cp
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.ErrorIs(t, err, context.Canceled)
-		case <-time.After(waitTimeout):
-			t.Error("Mirror did not return after cancel")
-		}
-	})
-	return m
-}
-
-// converged waits until the mirror's snapshot equals the store's listing.
-func (m *mirrorHarness) converged(t *testing.T, s store.Store, prefix string) {
-	t.Helper()
-	kvs, _ := mustList(t, s, prefix)
-	want := normalizeMap(kvMap(kvs))
-	deadline := time.After(waitTimeout)
-	var last map[string]store.KV
-	for {
-		select {
-		case snap := <-m.latest:
-			last = normalizeMap(snap)
-			if assert.ObjectsAreEqual(want, last) {
-				return
-			}
-		case <-deadline:
-			require.Equal(t, want, last, "mirror did not converge")
-			return
-		}
-	}
-}
-
-func testMirror(t *testing.T, newStore NewFunc) {
-	s := openNew(t, newStore, 0)
-	mustTxn(t, s, store.Put("m/a", []byte("a"), store.MustNotExist), store.Put("n/a", []byte("n"), store.MustNotExist))
-	m := startMirror(t, s, "m/")
-	m.converged(t, s, "m/")
-
-	for i := range 20 {
-		key := fmt.Sprintf("m/%d", i%7)
-		if i%3 == 2 {
-			mustTxn(t, s, store.Delete(key, store.AnyVersion))
-			continue
-		}
-		mustTxn(t, s, store.Put(key, []byte(strconv.Itoa(i)), store.AnyVersion), store.Put("n/x", nil, store.AnyVersion))
-	}
-	m.converged(t, s, "m/")
-	mustTxn(t, s, store.Delete("m/a", store.AnyVersion))
-	m.converged(t, s, "m/")
-}
-
-// testMirrorAfterCompaction stalls Mirror's consumer until its watch falls
-// out of the history; Mirror must list again and converge.
-func testMirrorAfterCompaction(t *testing.T, newStore NewFunc) {
-	s := openNew(t, newStore, smallHistory)
-	m := startMirror(t, s, "m/")
-	m.converged(t, s, "m/")
-	require.Equal(t, int32(1), m.lists.Load())
-
-	m.hold.Store(true)
-	mustTxn(t, s, store.Put("m/first", nil, store.MustNotExist))
-	select {
-	case <-m.held:
-	case <-time.After(waitTimeout):
-		t.Fatal("mirror callback not called")
-	}
-	writeEvents(t, s, "m/k", 150, 20)
-	mustTxn(t, s, store.Delete("m/k000", store.AnyVersion))
-	m.hold.Store(false)
-	close(m.release)
-	m.converged(t, s, "m/")
-	require.GreaterOrEqual(t, m.lists.Load(), int32(2), "mirror listed again after compaction")
 }
