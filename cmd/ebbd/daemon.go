@@ -221,14 +221,14 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 
 func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 	deps := nodeagent.Deps{
-		Store: d.store,
-		// In the all role this is the autoscaler's cache of every node's
-		// assignments, which the agent picks its own out of.
-		Assignments: d.caches.Assignments(),
-		Runtime:     rt,
-		Logger:      d.log,
-		Registerer:  d.reg,
+		Store:      d.store,
+		Runtime:    rt,
+		Logger:     d.log,
+		Registerer: d.reg,
 	}
+	// In the all role this is the autoscaler's cache of every node's
+	// assignments, which the agent picks its own out of.
+	deps.Assignments = d.caches.Assignments()
 	// With socket redirection on, only the programs see the requests on a
 	// replica's connections; a nil loader must not become a non-nil
 	// interface.
