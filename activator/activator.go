@@ -299,12 +299,7 @@ func (a *Activator) Run(ctx context.Context) error {
 		g.Go(func() error { return a.reps.Run(gctx) })
 	}
 	if a.ownStats {
-		g.Go(func() error {
-			if err := a.statuses.Run(gctx); gctx.Err() == nil {
-				return fmt.Errorf("activator: %w", err)
-			}
-			return nil
-		})
+		g.Go(func() error { return a.statuses.Run(gctx) })
 	}
 	g.Go(func() error {
 		err := a.statuses.Follow(gctx, func(store.Update[store.RevisionNodeStatus]) {

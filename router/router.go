@@ -203,12 +203,7 @@ func (r *Router) Run(ctx context.Context) error {
 		g.Go(func() error { return r.reps.Run(gctx) })
 	}
 	for _, run := range r.ownCaches {
-		g.Go(func() error {
-			if err := run(gctx); gctx.Err() == nil {
-				return fmt.Errorf("router: %w", err)
-			}
-			return nil
-		})
+		g.Go(func() error { return run(gctx) })
 	}
 	g.Go(func() error { return follow(gctx, r.fns, r.wantRebuild) })
 	g.Go(func() error { return follow(gctx, r.revs, r.wantRebuild) })

@@ -31,7 +31,7 @@ type Cache[T any] struct {
 	running atomic.Bool
 	ready   chan struct{} // closed after the first listing
 	done    chan struct{} // closed when Run returns
-	err     error         // why Run returned; read only after done
+	err     error         // why Run stopped, for Follow; read only after done
 
 	// deliver is held while a batch is applied and handed to the
 	// followers, so each follower sees every update once and in order, and
@@ -181,7 +181,8 @@ func (c *Cache[T]) Followers() int {
 }
 
 // Follow calls fn with every update until ctx ends or Run stops, and
-// returns why: ctx's error, or the error Run returned. If the cache has
+// returns why: ctx's error, or why Run stopped (its context's error, or
+// one wrapping ErrClosed). If the cache has
 // listed already, the first call, a Full update of what it holds, comes at
 // once on Follow's goroutine; the rest come on Run's. Calls to one fn never
 // overlap, and fn holds up the cache and its other followers while it
@@ -219,14 +220,18 @@ func (c *Cache[T]) fullLocked() Update[T] {
 }
 
 // Run lists the prefix, then follows its watch, until ctx ends or the
-// store closes. It returns ctx's error or one wrapping ErrClosed. A failed
-// listing or a broken watch is retried after a backoff.
+// store closes. It returns nil when ctx ends, and an error wrapping
+// ErrClosed when the store closed. A failed listing or a broken watch is
+// retried after a backoff.
 func (c *Cache[T]) Run(ctx context.Context) error {
 	if !c.running.CompareAndSwap(false, true) {
 		return fmt.Errorf("store: the cache of %s is already running", c.prefix)
 	}
 	c.err = c.run(ctx)
 	close(c.done)
+	if ctx.Err() != nil {
+		return nil
+	}
 	return c.err
 }
 

@@ -272,7 +272,7 @@ func TestCacheUpdates(t *testing.T) {
 				}
 				assert.Equal(t, map[string]int{"r/": wantWatches}, watches, "one watch per listing that succeeded")
 				cancel()
-				assert.ErrorIs(t, <-r.runErr, context.Canceled)
+				assert.NoError(t, <-r.runErr, "Run ends cleanly with its context")
 				assert.ErrorIs(t, <-r.follow, context.Canceled)
 			})
 		})
@@ -458,5 +458,22 @@ func TestCacheStoreCloses(t *testing.T) {
 		assert.ErrorContains(t, err, "watch r/")
 		assert.ErrorIs(t, <-r.follow, store.ErrClosed)
 		assert.ErrorIs(t, r.cache.Follow(context.Background(), func(store.Update[rec]) {}), store.ErrClosed)
+	})
+}
+
+// TestCacheRunEndsWithItsContext checks that Run returns nil when its
+// context ends, and that a follower with a context of its own hears why.
+func TestCacheRunEndsWithItsContext(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		c := store.NewCache[rec](st, "r/", store.CacheConfig[rec]{})
+		ctx, cancel := context.WithCancel(context.Background())
+		ran, followed := make(chan error, 1), make(chan error, 1)
+		go func() { ran <- c.Run(ctx) }()
+		go func() { followed <- c.Follow(context.Background(), func(store.Update[rec]) {}) }()
+		synctest.Wait()
+		cancel()
+		assert.NoError(t, <-ran)
+		assert.ErrorIs(t, <-followed, context.Canceled, "the follower hears that the cache's context ended")
 	})
 }

@@ -47,14 +47,7 @@ func openCache[T any](c *caches, slot **store.Cache[T], prefix string) *store.Ca
 		cache := store.NewCache(c.st, prefix, store.CacheConfig[T]{
 			OnUndecodable: func(key string, err error) { c.log.Warn("skipping undecodable record", "key", key, "err", err) },
 		})
-		c.g.Go(func() error {
-			// A cache stops for good only when the store closes, which
-			// stops everything; on shutdown it has nothing to report.
-			if err := cache.Run(c.ctx); c.ctx.Err() == nil {
-				return err
-			}
-			return nil
-		})
+		c.g.Go(func() error { return cache.Run(c.ctx) })
 		*slot = cache
 	}
 	return *slot

@@ -115,12 +115,7 @@ func startPlane(t *testing.T, backendAddr string, limit int) *plane {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return tr.Run(gctx) })
 	for _, run := range []func(context.Context) error{eps.Run, fns.Run, revs.Run} {
-		g.Go(func() error {
-			if err := run(gctx); gctx.Err() == nil {
-				return err
-			}
-			return nil
-		})
+		g.Go(func() error { return run(gctx) })
 	}
 	g.Go(func() error { return reps.Run(gctx) })
 	g.Go(func() error { return act.Run(gctx) })

@@ -196,12 +196,7 @@ func follow[T any](ctx context.Context, c *store.Cache[T], changed func()) error
 func (s *Syncer) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	for _, run := range s.ownCaches {
-		g.Go(func() error {
-			if err := run(ctx); ctx.Err() == nil {
-				return fmt.Errorf("bpfsync: %w", err)
-			}
-			return nil
-		})
+		g.Go(func() error { return run(ctx) })
 	}
 	g.Go(func() error { return follow(ctx, s.fns, s.changed) })
 	g.Go(func() error { return follow(ctx, s.eps, func() { s.onEndpoints(s.eps.Snapshot()) }) })

@@ -461,12 +461,7 @@ func TestSyncerOnSharedCaches(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	g, gctx := errgroup.WithContext(ctx)
 	for _, run := range []func(context.Context) error{fns.Run, eps.Run, vips.Run, ports.Run} {
-		g.Go(func() error {
-			if err := run(gctx); gctx.Err() == nil {
-				return err
-			}
-			return nil
-		})
+		g.Go(func() error { return run(gctx) })
 	}
 	g.Go(func() error { return s.Run(gctx) })
 	defer func() {
