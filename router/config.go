@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/exchange"
 	"github.com/ebbrun/ebb/internal/proxy"
 )
 
@@ -37,8 +38,10 @@ type Config struct {
 	// value is hashed onto the traffic split, so one value always lands on
 	// the same revision while the split holds. Default off.
 	StickyHeader string
-	// MaxRetries is how many other replicas a request tries when its
-	// connection fails before any byte was sent. Default 2.
+	// MaxRetries is how many other free replicas a request tries after
+	// the replica it was sent to took no byte of it; a request that reached
+	// a replica is never sent again (see internal/exchange). At most 16.
+	// Default exchange.DefaultMaxRetries (2).
 	MaxRetries int
 	// Reporter names this router in the stats it reports. Default
 	// "{hostname}/router".
@@ -61,7 +64,7 @@ const (
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes    = 16 << 10
 	DefaultMaxConns          = 256 << 10
-	DefaultMaxRetries        = 2
+	DefaultMaxRetries        = exchange.DefaultMaxRetries
 	DefaultStatsInterval     = time.Second
 	DefaultSampleInterval    = 10 * time.Millisecond
 )
@@ -115,10 +118,13 @@ func (c Config) Validate() error {
 		return errors.New("router: timeouts must not be negative")
 	case c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024):
 		return errors.New("router: MaxHeaderBytes must be at least 1024")
-	case c.MaxConns < 0 || c.MaxRetries < 0:
-		return errors.New("router: MaxConns and MaxRetries must not be negative")
+	case c.MaxConns < 0:
+		return errors.New("router: MaxConns must not be negative")
 	case d.SampleInterval <= 0 || d.StatsInterval < d.SampleInterval:
 		return errors.New("router: need 0 < SampleInterval <= StatsInterval")
+	}
+	if err := exchange.ValidateMaxRetries(c.MaxRetries); err != nil {
+		return fmt.Errorf("router: %w", err)
 	}
 	return c.Proxy.Validate()
 }
