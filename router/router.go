@@ -108,6 +108,14 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		return nil, errors.New("router: Deps.Store is required")
 	}
 	cfg = cfg.withDefaults()
+	nofile := openFileLimit()
+	if conns := maxConns(cfg.MaxConns, nofile); conns != cfg.MaxConns {
+		if cfg.MaxConns != 0 && deps.Logger != nil {
+			deps.Logger.Warn("lowering the router's connection cap to what the open-file limit allows",
+				"configured", cfg.MaxConns, "cap", conns, "open_file_limit", nofile)
+		}
+		cfg.MaxConns = conns
+	}
 	r := &Router{
 		cfg:    cfg,
 		deps:   deps,
@@ -188,7 +196,8 @@ func (r *Router) Run(ctx context.Context) error {
 			return fmt.Errorf("router: listen: %w", err)
 		}
 	}
-	ln = fastconn.Listener(ln)
+	ln = newListener(fastconn.Listener(ln), r.cfg.MaxConnsPerIP, r.log, r.metrics.acceptShortages, r.metrics.refusedPerIP)
+	r.log.Info("serving", "addr", ln.Addr().String(), "max_conns", r.cfg.MaxConns, "max_conns_per_ip", r.cfg.MaxConnsPerIP)
 	g, gctx := errgroup.WithContext(ctx)
 	if r.ownReps {
 		g.Go(func() error { return r.reps.Run(gctx) })
