@@ -80,9 +80,15 @@ func TestIdleConnectionFlood(t *testing.T) {
 	for range 2 * floodNoFile {
 		c, err := net.DialTimeout("tcp", d.httpAddr, 5*time.Second)
 		if err != nil {
-			alive()
+			// Most likely ebbd is going down; let it finish saying why.
+			select {
+			case err := <-d.exited:
+				d.cmd = nil
+				t.Fatalf("ebbd exited under the flood: %v\n%s", err, d.log)
+			case <-time.After(10 * time.Second):
+			}
 		}
-		require.NoError(t, err)
+		require.NoError(t, err, "connection %d of the flood\n%s", len(flood)+1, d.log)
 		flood = append(flood, c)
 	}
 	// The router holds as many as its cap allows and refuses the rest,
