@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -291,25 +292,27 @@ func (f *fakeActivator) Serve(ctx *fasthttp.RequestCtx, function, revision strin
 }
 
 func TestHandOffToActivator(t *testing.T) {
-	act := &fakeActivator{}
-	e := newEnv(t, Config{}, Deps{Activator: act})
-	e.deploy("fn", []rev{{name: "fn-00001", timeout: 7 * time.Second}}, nil)
-	e.waitRoute(host("fn"), 0)
-	start := time.Now()
-	code, body, _ := e.get(host("fn"), "/", nil)
-	assert.Equal(t, 299, code)
-	assert.Equal(t, "activated", body)
-	require.Equal(t, []string{"fn/fn-00001"}, act.calls)
-	assert.WithinDuration(t, start.Add(7*time.Second), act.dl[0], time.Second)
-	assert.Equal(t, 1.0, e.metric("ebb_router_cold_starts_total", "fn", "fn-00001"))
+	synctest.Test(t, func(t *testing.T) {
+		act := &fakeActivator{}
+		e := newBubbleEnv(t, Config{}, Deps{Activator: act})
+		e.deploy("fn", []rev{{name: "fn-00001", timeout: 7 * time.Second}}, nil)
+		synctest.Wait()
+		start := time.Now()
+		code, body, _ := e.get(host("fn"), "/", nil)
+		assert.Equal(t, 299, code)
+		assert.Equal(t, "activated", body)
+		require.Equal(t, []string{"fn/fn-00001"}, act.calls)
+		assert.Equal(t, start.Add(7*time.Second), act.dl[0], "the deadline is the revision's timeout from arrival")
+		assert.Equal(t, 1.0, e.metric("ebb_router_cold_starts_total", "fn", "fn-00001"))
 
-	// Once a replica is ready the router goes direct.
-	b := startBackend(t, "b", nil)
-	e.endpoint("fn", "fn-00001", "r1", b.addr, 0)
-	e.waitRoute(host("fn"), 1)
-	_, body, _ = e.get(host("fn"), "/", nil)
-	assert.Equal(t, "b", body)
-	assert.Len(t, act.calls, 1)
+		// Once a replica is ready the router goes direct.
+		b := e.startMemBackend("b", nil)
+		e.endpoint("fn", "fn-00001", "r1", b.addr, 0)
+		synctest.Wait()
+		_, body, _ = e.get(host("fn"), "/", nil)
+		assert.Equal(t, "b", body)
+		assert.Len(t, act.calls, 1)
+	})
 }
 
 func TestRouteChanges(t *testing.T) {
@@ -408,32 +411,32 @@ func TestForwardingHeaders(t *testing.T) {
 }
 
 func TestFunctionTimeout(t *testing.T) {
-	e := newEnv(t, Config{}, Deps{})
-	release := make(chan struct{})
-	defer close(release)
-	be := startBackend(t, "be", func(ctx *fasthttp.RequestCtx) {
-		if string(ctx.Path()) == "/slow" {
-			<-release
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, Config{}, Deps{})
+		release := make(chan struct{})
+		defer close(release)
+		be := e.startMemBackend("be", func(ctx *fasthttp.RequestCtx) {
+			if string(ctx.Path()) == "/slow" {
+				<-release
+			}
+			ctx.SetBodyString("done")
+		})
+		e.deploy("fn", []rev{{name: "fn-00001", timeout: 300 * time.Millisecond}}, nil)
+		e.endpoint("fn", "fn-00001", "r1", be.addr, 0)
+		synctest.Wait()
+
+		start := time.Now()
+		code, body, _ := e.get(host("fn"), "/slow", nil)
+		assert.Equal(t, 504, code)
+		assert.Equal(t, "ebb: function fn did not answer within 300ms\n", body)
+		assert.Equal(t, 300*time.Millisecond, time.Since(start), "answered at the timeout, not before or after")
+
+		for i := 0; i < 20; i++ {
+			code, body, _ = e.get(host("fn"), "/fast", nil)
+			assert.Equal(t, 200, code)
+			assert.Equal(t, "done", body)
 		}
-		ctx.SetBodyString("done")
 	})
-	e.deploy("fn", []rev{{name: "fn-00001", timeout: 300 * time.Millisecond}}, nil)
-	e.endpoint("fn", "fn-00001", "r1", be.addr, 0)
-	e.waitRoute(host("fn"), 1)
-
-	start := time.Now()
-	code, body, _ := e.get(host("fn"), "/slow", nil)
-	took := time.Since(start)
-	assert.Equal(t, 504, code)
-	assert.Equal(t, "ebb: function fn did not answer within 300ms\n", body)
-	assert.GreaterOrEqual(t, took, 300*time.Millisecond)
-	assert.Less(t, took, 2*time.Second)
-
-	for i := 0; i < 20; i++ {
-		code, body, _ = e.get(host("fn"), "/fast", nil)
-		assert.Equal(t, 200, code)
-		assert.Equal(t, "done", body)
-	}
 }
 
 // rawRouter runs a router on a loopback TCP listener, for tests that need
