@@ -2,7 +2,6 @@ package router
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -24,6 +22,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 )
@@ -200,7 +199,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 	require.NoError(t, err)
 	stdout, err := cmd.StdoutPipe()
 	require.NoError(t, err)
-	var stderr strings.Builder
+	var stderr testenv.Buffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	exited := make(chan struct{}) // closed when the child has exited, with waitErr
@@ -218,7 +217,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 	// The child runs with -test.v, so that what it logs reaches us as it
 	// happens; its address comes first on a line of its own.
 	out := bufio.NewReader(stdout)
-	var childOut syncBuffer
+	var childOut testenv.Buffer
 	var addr string
 	for addr == "" {
 		line, err := out.ReadString('\n')
@@ -284,24 +283,6 @@ func TestIdleConnectionFlood(t *testing.T) {
 		t.Fatalf("the router's process exited: %v\n%s%s", waitErr, &childOut, stderr.String())
 	default:
 	}
-}
-
-// syncBuffer is a bytes.Buffer for one writer and other readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // floodChild runs a router with a low open-file limit, routing fn.localhost
