@@ -95,8 +95,10 @@ func (d *done) free() {
 //
 // When rep took no byte of the request (proxy.ErrUnavailable), rep is
 // marked down for a second and released, and the request goes to another
-// free replica of rev, at most p.MaxRetries times. Forward never waits for
-// capacity: with no other replica free it gives up.
+// free replica of rev, at most p.MaxRetries times. A replica marked down is
+// taken again only when no other has room: a pooled connection found dead
+// is the usual cause, and a new connection to the same replica then works.
+// Forward never waits for capacity: with no replica free it gives up.
 //
 // On nil the answer is in ctx.Response, and once the exchange is over the
 // replica is released, rev.Stats ended, the status counted and the time
