@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +51,7 @@ type env struct {
 
 	// In a bubble (newBubbleEnv), replicas are in-memory listeners too,
 	// by address.
+	bubble   bool
 	mu       sync.Mutex
 	backends map[string]*fasthttputil.InmemoryListener
 }
@@ -78,7 +80,7 @@ func newBubbleEnv(t *testing.T, cfg Config, deps Deps) *env {
 
 func newEnvWith(t testing.TB, cfg Config, deps Deps, opts envOptions) *env {
 	t.Helper()
-	e := &env{t: t, backends: map[string]*fasthttputil.InmemoryListener{}}
+	e := &env{t: t, bubble: opts.bubble, backends: map[string]*fasthttputil.InmemoryListener{}}
 	if opts.bubble {
 		cfg.Proxy.Dial = e.dialBackend
 		t.Cleanup(func() { time.Sleep(fasthttpSweep + time.Second) })
@@ -174,10 +176,11 @@ func (e *env) endpoint(fn, revision, replica, addr string, limit int) {
 	require.NoError(e.t, err)
 }
 
-// waitRoute polls until host routes and its revisions have want replicas.
+// waitRoute waits until host routes and its revisions have want replicas:
+// in a bubble until the router has nothing left to do, else by polling.
 func (e *env) waitRoute(host string, replicas int) {
 	e.t.Helper()
-	require.Eventually(e.t, func() bool {
+	routed := func() bool {
 		rt := e.r.table.Load().lookup([]byte(host))
 		if rt == nil {
 			return false
@@ -187,7 +190,13 @@ func (e *env) waitRoute(host string, replicas int) {
 			n += tg.rev.set.Len()
 		}
 		return n == replicas
-	}, 5*time.Second, time.Millisecond, "route %s with %d replicas", host, replicas)
+	}
+	if e.bubble {
+		synctest.Wait()
+		require.True(e.t, routed(), "route %s with %d replicas", host, replicas)
+		return
+	}
+	require.Eventually(e.t, routed, 5*time.Second, time.Millisecond, "route %s with %d replicas", host, replicas)
 }
 
 func (e *env) get(host, path string, hdr map[string]string) (int, string, *fasthttp.ResponseHeader) {
