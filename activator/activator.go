@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -17,9 +15,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/exchange"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
-	"github.com/ebbrun/ebb/internal/revhealth"
 	"github.com/ebbrun/ebb/internal/revstats"
 	"github.com/ebbrun/ebb/store"
 )
@@ -34,102 +32,6 @@ type ScaleUpper interface {
 // StatsSink receives per-revision load reports, buffered requests included.
 type StatsSink interface {
 	Report(stats []api.RevisionStat)
-}
-
-// Headers a router uses to hand a request to the activator over the network.
-const (
-	HeaderFunction = "Ebb-Function"
-	HeaderRevision = "Ebb-Revision"
-	// HeaderDeadline is the request's deadline in Unix milliseconds.
-	HeaderDeadline = "Ebb-Deadline"
-)
-
-// Config configures an Activator. Zero fields take the documented defaults.
-type Config struct {
-	// Addr, when set, is where Run serves Handler for routers that reach the
-	// activator over the network. Default "": in process only.
-	Addr string
-	// MaxQueue bounds the requests buffered per revision. Default 10000.
-	MaxQueue int
-	// RetryAfter is the Retry-After sent with a 503 for a full queue.
-	// Default 1s.
-	RetryAfter time.Duration
-	// DefaultTimeout is the deadline of network requests that carry none.
-	// Default api.DefaultTimeout.
-	DefaultTimeout time.Duration
-	// ActivateTimeout bounds one call to ScaleUpper. Default 5s.
-	ActivateTimeout time.Duration
-	// ReactivateAfter re-pokes the autoscaler while requests keep waiting
-	// for a revision that has no replica. Default 2s.
-	ReactivateAfter time.Duration
-	// IdleForget drops the state of a revision unused this long. Default 1m.
-	IdleForget time.Duration
-	// Reporter names this activator in its stats. Default "{hostname}/activator".
-	Reporter string
-	// StatsInterval is how often stats are reported. Default 1s.
-	StatsInterval time.Duration
-	// SampleInterval is how often concurrency is sampled. Default 10ms.
-	SampleInterval time.Duration
-	// Proxy configures upstream connections when the activator builds its
-	// own replica registry (Deps.Replicas nil).
-	Proxy proxy.Config
-}
-
-// Defaults for Config.
-const (
-	DefaultMaxQueue        = 10000
-	DefaultRetryAfter      = time.Second
-	DefaultActivateTimeout = 5 * time.Second
-	DefaultReactivateAfter = 2 * time.Second
-	DefaultIdleForget      = time.Minute
-	DefaultStatsInterval   = time.Second
-	DefaultSampleInterval  = 10 * time.Millisecond
-)
-
-func (c Config) withDefaults() Config {
-	if c.MaxQueue == 0 {
-		c.MaxQueue = DefaultMaxQueue
-	}
-	if c.RetryAfter == 0 {
-		c.RetryAfter = DefaultRetryAfter
-	}
-	if c.DefaultTimeout == 0 {
-		c.DefaultTimeout = api.DefaultTimeout
-	}
-	if c.ActivateTimeout == 0 {
-		c.ActivateTimeout = DefaultActivateTimeout
-	}
-	if c.ReactivateAfter == 0 {
-		c.ReactivateAfter = DefaultReactivateAfter
-	}
-	if c.IdleForget == 0 {
-		c.IdleForget = DefaultIdleForget
-	}
-	if c.Reporter == "" {
-		host, _ := os.Hostname()
-		c.Reporter = host + "/activator"
-	}
-	if c.StatsInterval == 0 {
-		c.StatsInterval = DefaultStatsInterval
-	}
-	if c.SampleInterval == 0 {
-		c.SampleInterval = DefaultSampleInterval
-	}
-	return c
-}
-
-// Validate reports a configuration that cannot work.
-func (c Config) Validate() error {
-	d := c.withDefaults()
-	switch {
-	case c.MaxQueue < 0:
-		return errors.New("activator: MaxQueue must not be negative")
-	case c.RetryAfter < 0 || c.DefaultTimeout < 0 || c.ActivateTimeout < 0 || c.ReactivateAfter < 0 || c.IdleForget < 0:
-		return errors.New("activator: durations must not be negative")
-	case d.SampleInterval <= 0 || d.StatsInterval < d.SampleInterval:
-		return errors.New("activator: need 0 < SampleInterval <= StatsInterval")
-	}
-	return c.Proxy.Validate()
 }
 
 // Deps are the Activator's collaborators.
@@ -152,12 +54,10 @@ type Deps struct {
 	Registerer prometheus.Registerer
 	// Logger; optional.
 	Logger *slog.Logger
-	// Listener, when set, serves Handler instead of listening on Config.Addr.
-	Listener net.Listener
 }
 
 // Activator buffers requests that find no capacity. Create it with New and
-// start it with Run; Serve and Handler work only while Run runs.
+// start it with Run; Serve works only while Run runs.
 type Activator struct {
 	cfg      Config
 	deps     Deps
@@ -169,11 +69,15 @@ type Activator struct {
 	recorder *revstats.Recorder
 	metrics  *metrics
 	hangups  atomic.Pointer[hangups]
-	server   *fasthttp.Server
+	retry    exchange.Policy
 
 	runCtx   atomic.Pointer[context.Context]
 	stopping chan struct{}
 	pokes    sync.WaitGroup
+	// waiters pools queue places. It is the activator's own, not the
+	// package's, because a Waiter holds a channel: one made inside a
+	// testing/synctest bubble must not be used outside it.
+	waiters sync.Pool
 
 	mu       sync.Mutex // guards states creation and removal, and failures
 	states   sync.Map   // revision → *revState
@@ -186,6 +90,8 @@ type revState struct {
 	set            *replicaset.Set
 	stats          *revstats.Counter
 	codes          revstats.Codes
+	// acct is the above as the shared exchange accounts to it.
+	acct exchange.Revision
 
 	queued   atomic.Int32
 	active   atomic.Int32 // calls inside Serve; guards forgetting
@@ -194,18 +100,6 @@ type revState struct {
 	lastPoke atomic.Int64
 	poking   atomic.Bool
 	fstate   atomic.Pointer[failState]
-}
-
-// failure is what the node agents report about a revision that cannot run.
-type failure struct {
-	state, message string
-}
-
-// failState is a revision's failure (nil when healthy) and a channel that
-// closes when it is superseded, to wake waiters.
-type failState struct {
-	fail *failure
-	wake chan struct{}
 }
 
 // New builds an Activator; it does nothing until Run.
@@ -226,6 +120,7 @@ func New(cfg Config, deps Deps) (*Activator, error) {
 		stopping: make(chan struct{}),
 		failures: map[string]*failure{},
 	}
+	a.waiters.New = func() any { return replicaset.NewWaiter() }
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -258,25 +153,13 @@ func New(cfg Config, deps Deps) (*Activator, error) {
 	if a.metrics, err = newMetrics(reg, a); err != nil {
 		return nil, fmt.Errorf("activator: register metrics: %w", err)
 	}
-	a.server = &fasthttp.Server{
-		Handler:                      a.Handler,
-		Name:                         "ebb-activator",
-		NoDefaultServerHeader:        true,
-		NoDefaultContentType:         true,
-		NoDefaultDate:                true,
-		ReadTimeout:                  10 * time.Second,
-		IdleTimeout:                  time.Minute,
-		ReadBufferSize:               16 << 10,
-		StreamRequestBody:            true,
-		DisablePreParseMultipartForm: true,
-		CloseOnShutdown:              true,
-	}
+	a.retry = exchange.Policy{MaxRetries: cfg.MaxRetries, Retried: a.metrics.retries}
 	return a, nil
 }
 
 // Run watches revision failures (and endpoints, with its own registry),
-// reports stats, serves Handler when configured, and returns when ctx ends.
-// Requests still waiting then get a 503.
+// reports stats and returns when ctx ends. Requests still waiting then get
+// a 503.
 func (a *Activator) Run(ctx context.Context) error {
 	h, err := newHangups()
 	if err != nil {
@@ -286,30 +169,11 @@ func (a *Activator) Run(ctx context.Context) error {
 	defer h.Close()
 	a.runCtx.Store(&ctx)
 
-	var ln net.Listener
-	if a.deps.Listener != nil {
-		ln = a.deps.Listener
-	} else if a.cfg.Addr != "" {
-		if ln, err = net.Listen("tcp", a.cfg.Addr); err != nil {
-			return fmt.Errorf("activator: listen: %w", err)
-		}
-	}
 	g, gctx := errgroup.WithContext(ctx)
-	if a.ownReps {
-		g.Go(func() error { return a.reps.Run(gctx) })
-	}
 	if a.ownStats {
 		g.Go(func() error { return a.statuses.Run(gctx) })
 	}
-	g.Go(func() error {
-		err := a.statuses.Follow(gctx, func(store.Update[store.RevisionNodeStatus]) {
-			a.onStatus(a.statuses.Snapshot())
-		})
-		if gctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("activator: follow %s: %w", store.PrefixRevStatus, err)
-	})
+	g.Go(func() error { return a.watchStatus(gctx) })
 	g.Go(func() error { return a.recorder.Run(gctx, sinkOrNil(a.deps.Stats)) })
 	g.Go(func() error {
 		t := time.NewTicker(a.cfg.StatsInterval)
@@ -323,24 +187,17 @@ func (a *Activator) Run(ctx context.Context) error {
 			}
 		}
 	})
-	if ln != nil {
-		g.Go(func() error {
-			if err := a.server.Serve(ln); err != nil && gctx.Err() == nil {
-				return fmt.Errorf("activator: serve: %w", err)
-			}
-			return nil
-		})
-	}
 	g.Go(func() error {
 		<-gctx.Done()
 		close(a.stopping)
-		if ln != nil {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = a.server.ShutdownWithContext(sctx)
-		}
 		return nil
 	})
+	if a.ownReps {
+		// Last, so that once its registry is ready every goroutine of Run
+		// exists: leak checks that snapshot "everything running now" see
+		// them all.
+		g.Go(func() error { return a.reps.Run(gctx) })
+	}
 	err = g.Wait()
 	a.pokes.Wait()
 	return err
@@ -367,6 +224,7 @@ func (a *Activator) state(function, revision string) *revState {
 					set:      a.reps.Retain(revision),
 					stats:    revstats.NewCounter(revision),
 				}
+				rs.acct = exchange.Revision{Set: rs.set, Stats: rs.stats, Codes: &rs.codes}
 				rs.fstate.Store(&failState{fail: a.failures[revision], wake: make(chan struct{})})
 				a.recorder.Track(rs.stats)
 				a.states.Store(revision, rs)
@@ -407,67 +265,9 @@ func (a *Activator) forgetIdle(now time.Time) {
 	})
 }
 
-func (a *Activator) onStatus(snap *store.Snapshot[store.RevisionNodeStatus]) {
-	byRev := map[string][]store.RevisionNodeStatus{}
-	for v := range snap.All() {
-		byRev[v.Value.Revision] = append(byRev[v.Value.Revision], v.Value)
-	}
-	// The status API names a revision's state by the same verdict.
-	failures := map[string]*failure{}
-	for rev, nodes := range byRev {
-		if v := revhealth.Judge(nodes); v.Failed {
-			failures[rev] = &failure{state: v.Reason, message: v.Message}
-		}
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.failures = failures
-	a.states.Range(func(_, v any) bool {
-		rs := v.(*revState)
-		old := rs.fstate.Load()
-		f := failures[rs.name]
-		if (old.fail == nil) == (f == nil) && (f == nil || *f == *old.fail) {
-			return true
-		}
-		rs.fstate.Store(&failState{fail: f, wake: make(chan struct{})})
-		close(old.wake)
-		return true
-	})
-}
-
-// Handler serves requests handed over the network by a router, which names
-// the target in the Ebb-* headers and has already set X-Forwarded-*.
-func (a *Activator) Handler(ctx *fasthttp.RequestCtx) {
-	h := &ctx.Request.Header
-	fn, rev := string(h.Peek(HeaderFunction)), string(h.Peek(HeaderRevision))
-	if fn == "" || rev == "" {
-		writeError(ctx, fasthttp.StatusBadRequest, "ebb: activator requests need "+HeaderFunction+" and "+HeaderRevision+"\n")
-		return
-	}
-	deadline := ctx.Time().Add(a.cfg.DefaultTimeout)
-	if ms, err := strconv.ParseInt(string(h.Peek(HeaderDeadline)), 10, 64); err == nil {
-		deadline = time.UnixMilli(ms)
-	}
-	a.serve(ctx, fn, rev, deadline, true)
-}
-
 // Serve implements the router's Activator: it waits for capacity for the
 // request in ctx and proxies it, or answers with the reason it could not.
 func (a *Activator) Serve(ctx *fasthttp.RequestCtx, function, revision string, deadline time.Time) {
-	a.serve(ctx, function, revision, deadline, false)
-}
-
-var (
-	errDeadline   = errors.New("deadline passed while waiting for a replica")
-	errClientGone = errors.New("client went away")
-	errShutdown   = errors.New("activator shutting down")
-)
-
-type failedError struct{ f *failure }
-
-func (e failedError) Error() string { return e.f.message }
-
-func (a *Activator) serve(ctx *fasthttp.RequestCtx, function, revision string, deadline time.Time, trusted bool) {
 	rs := a.state(function, revision)
 	defer rs.active.Add(-1)
 	arrived := ctx.Time()
@@ -483,7 +283,7 @@ func (a *Activator) serve(ctx *fasthttp.RequestCtx, function, revision string, d
 	if !ok {
 		return
 	}
-	for a.forward(ctx, rs, rep, deadline, trusted) {
+	for a.forward(ctx, rs, rep, deadline) {
 		// Nothing reached the replica because ebbd had no file descriptor
 		// left. Exchanges finishing meanwhile free some, so take a replica
 		// again after a moment, while the deadline allows.
@@ -499,6 +299,12 @@ func (a *Activator) serve(ctx *fasthttp.RequestCtx, function, revision string, d
 		}
 	}
 }
+
+var (
+	errDeadline   = errors.New("deadline passed while waiting for a replica")
+	errClientGone = errors.New("client went away")
+	errShutdown   = errors.New("activator shutting down")
+)
 
 // outOfDescriptorsPause is how long a request waits before another try
 // when ebbd had no file descriptor left to reach a replica.
@@ -537,13 +343,11 @@ func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline tim
 	return rep, true
 }
 
-var waiters = sync.Pool{New: func() any { return replicaset.NewWaiter() }}
-
 // wait queues the request and blocks until it is handed a replica, or until
 // its deadline, a hang-up, a revision failure or shutdown.
 func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.Time) (*replicaset.Replica, error) {
-	w := waiters.Get().(*replicaset.Waiter)
-	defer waiters.Put(w)
+	w := a.waiters.Get().(*replicaset.Waiter)
+	defer a.waiters.Put(w)
 	n := rs.set.Enqueue(w)
 	now := time.Now()
 	if n == 1 || (rs.set.Len() == 0 && now.UnixNano()-rs.lastPoke.Load() > a.cfg.ReactivateAfter.Nanoseconds()) {
@@ -623,70 +427,22 @@ func (a *Activator) fail(ctx *fasthttp.RequestCtx, rs *revState, err error, dead
 	}
 }
 
-func failedBody(rs *revState, f *failure) string {
-	return "ebb: revision " + rs.name + " of " + rs.function + " cannot serve (" + f.state + "): " + f.message + "\n"
-}
-
 func (a *Activator) reject(ctx *fasthttp.RequestCtx, rs *revState, reason string, status int, body string) {
 	rs.stats.End()
 	rs.codes.Inc(status)
 	a.metrics.rejected.WithLabelValues(reason).Inc()
-	writeError(ctx, status, body)
+	exchange.WriteError(ctx, status, body)
 }
 
-func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
-	ctx.SetStatusCode(status)
-	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
-	ctx.Response.SetBodyString(msg)
-}
-
-// exchange accounts for one released request; it is pooled.
-type exchange struct {
-	rs  *revState
-	rep *replicaset.Replica
-}
-
-var exchanges = sync.Pool{New: func() any { return new(exchange) }}
-
-// ExchangeDone implements proxy.Done.
-func (ex *exchange) ExchangeDone(status int, _ error) {
-	rs := ex.rs
-	rs.set.Release(ex.rep)
-	rs.stats.End()
-	rs.codes.Inc(status)
-	*ex = exchange{}
-	exchanges.Put(ex)
-}
-
-// forward sends the request to rep and answers the client. It reports
-// true, with the client not yet answered and rep released, when ebbd had
-// no file descriptor left to reach the replica: the caller may try again.
-func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replicaset.Replica, deadline time.Time, trusted bool) (retry bool) {
-	ex := exchanges.Get().(*exchange)
-	ex.rs, ex.rep = rs, rep
-	opts := proxy.Options{Deadline: deadline, TrustForwarded: trusted}
-	err := proxy.Forward(ctx, rep.Upstream, &opts, ex)
-	if err != nil && errors.Is(err, proxy.ErrUnavailable) {
-		// Nothing reached that replica; one other may take it.
-		rep.MarkDown(time.Second)
-		rs.set.Release(rep)
-		if rep = rs.set.TryAcquire(); rep != nil {
-			ex.rep = rep
-			err = proxy.Forward(ctx, rep.Upstream, &opts, ex)
-		} else {
-			*ex = exchange{}
-			exchanges.Put(ex)
-			status := proxy.StatusFor(err)
-			a.reject(ctx, rs, "upstream", status, "ebb: function "+rs.function+" failed to answer\n")
-			return false
-		}
-	}
+// forward sends the request to rep under the shared retry policy and
+// answers the client. It reports true, with the client not yet answered
+// and the replica released, when ebbd had no file descriptor left to reach
+// a replica: the caller may try again.
+func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replicaset.Replica, deadline time.Time) (retry bool) {
+	err := exchange.Forward(ctx, &rs.acct, rep, deadline, &a.retry, ctx.Time())
 	if err == nil {
 		return false
 	}
-	rs.set.Release(ex.rep)
-	*ex = exchange{}
-	exchanges.Put(ex)
 	if errors.Is(err, proxy.ErrOutOfDescriptors) {
 		a.metrics.outOfDescriptors.Inc()
 		return true

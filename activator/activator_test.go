@@ -15,16 +15,17 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 	"go.uber.org/goleak"
 
 	"github.com/ebbrun/ebb/api"
-	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
@@ -41,7 +42,14 @@ var fasthttpBackground = []goleak.Option{
 	goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"),
 }
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, fasthttpBackground...) }
+func TestMain(m *testing.M) {
+	// fasthttp starts its Date refresher, which never ends, with the first
+	// response header it writes. Start it here, outside every synctest
+	// bubble, so that no bubble owns a goroutine that outlives it.
+	var h fasthttp.ResponseHeader
+	_ = h.AppendBytes(nil)
+	goleak.VerifyTestMain(m, fasthttpBackground...)
+}
 
 // scaler is a ScaleUpper that plays autoscaler and node agent: when poked
 // it makes the revision's replicas ready by writing their endpoints.
@@ -91,33 +99,71 @@ func (s *sink) maxBuffered(rev string) (buffered int, peak float64) {
 	return buffered, peak
 }
 
-// env is an activator behind a minimal fasthttp front on loopback TCP that
-// hands every request to Serve, as the router does in process.
+// env is an activator behind a minimal fasthttp front that hands every
+// request to Serve, as the router does in process. Clients and replicas
+// are in-memory pipes, so that a test can run in a testing/synctest bubble
+// and drive time: nothing in it blocks in the kernel.
 type env struct {
-	t     testing.TB
-	st    store.Store
-	act   *Activator
-	sc    *scaler
-	sink  *sink
-	addr  string
-	reg   *prometheus.Registry
-	front *fasthttp.Server
+	t    testing.TB
+	st   store.Store
+	act  *Activator
+	sc   *scaler
+	sink *sink
+	reg  *prometheus.Registry
+	// addr is the front's address; dial reaches it.
+	addr string
+	dial func() (net.Conn, error)
+
+	mu       sync.Mutex
+	backends map[string]*fasthttputil.InmemoryListener
 }
 
-func newEnv(t testing.TB, cfg Config) *env {
+// envOptions are what a few tests change about an env.
+type envOptions struct {
+	// tcpFront serves the front on loopback TCP instead of a pipe, for
+	// tests of what only a real socket does (the kernel reporting a
+	// hang-up). Such a test cannot run in a bubble.
+	tcpFront bool
+	// dialErr, when set, is asked before every dial to a replica and fails
+	// the dial with the error it returns.
+	dialErr func(addr string) error
+}
+
+// idleWorkerSweep is how often the test servers' worker pools look for
+// idle workers. Their sweeper sees Stop only when it wakes, so a test
+// waits this long after a shutdown, which in a bubble takes no time.
+const idleWorkerSweep = 10 * time.Millisecond
+
+func newEnv(t testing.TB, cfg Config) *env { return newEnvWith(t, cfg, envOptions{}) }
+
+func newEnvWith(t testing.TB, cfg Config, opts envOptions) *env {
 	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "store.db"), embedded.Options{})
 	require.NoError(t, err)
-	e := &env{t: t, st: st, sc: &scaler{}, sink: &sink{}, reg: prometheus.NewRegistry()}
+	e := &env{t: t, st: st, sc: &scaler{}, sink: &sink{}, reg: prometheus.NewRegistry(),
+		backends: map[string]*fasthttputil.InmemoryListener{}}
 	if cfg.StatsInterval == 0 {
 		cfg.StatsInterval, cfg.SampleInterval = 50*time.Millisecond, 5*time.Millisecond
+	}
+	cfg.Proxy.Dial = func(addr string) (net.Conn, error) {
+		if opts.dialErr != nil {
+			if err := opts.dialErr(addr); err != nil {
+				return nil, err
+			}
+		}
+		e.mu.Lock()
+		ln := e.backends[addr]
+		e.mu.Unlock()
+		if ln == nil {
+			return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+		}
+		return ln.Dial()
 	}
 	e.act, err = New(cfg, Deps{Store: st, ScaleUpper: e.sc, Stats: e.sink, Registerer: e.reg})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- e.act.Run(ctx) }()
-	require.Eventually(t, func() bool { return e.act.hangups.Load() != nil }, 5*time.Second, time.Millisecond)
 	// The registry starts its transport before its first listing, so once
 	// it is ready every background goroutine exists: leak checks that
 	// snapshot "everything running now" see them all.
@@ -126,8 +172,13 @@ func newEnv(t testing.TB, cfg Config) *env {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the activator's replica registry never became ready")
 	}
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, st.Close())
+	})
 
-	e.front = &fasthttp.Server{
+	front := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			timeout := 10 * time.Second
 			if v := ctx.Request.Header.Peek("X-Timeout"); v != nil {
@@ -135,23 +186,36 @@ func newEnv(t testing.TB, cfg Config) *env {
 			}
 			e.act.Serve(ctx, "fn", "fn-00001", ctx.Time().Add(timeout))
 		},
-		StreamRequestBody: true,
-		CloseOnShutdown:   true,
+		StreamRequestBody:     true,
+		CloseOnShutdown:       true,
+		MaxIdleWorkerDuration: idleWorkerSweep,
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	e.addr = ln.Addr().String()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = e.front.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = e.front.Shutdown()
-		wg.Wait()
-		cancel()
-		require.NoError(t, <-done)
-		require.NoError(t, st.Close())
-	})
+	if opts.tcpFront {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		e.addr = ln.Addr().String()
+		e.dial = func() (net.Conn, error) { return net.Dial("tcp", e.addr) }
+		serve(t, front, ln)
+	} else {
+		ln := fasthttputil.NewInmemoryListener()
+		e.addr = "front"
+		e.dial = ln.Dial
+		serve(t, front, ln)
+	}
 	return e
+}
+
+// serve runs srv on ln until the test ends.
+func serve(t testing.TB, srv *fasthttp.Server, ln net.Listener) {
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = srv.Shutdown()
+		<-done
+		// Let the worker pool's sweeper wake and see the stop, so that a
+		// bubble ends with no goroutine of its own left.
+		time.Sleep(2 * idleWorkerSweep)
+	})
 }
 
 func (e *env) endpoint(replica, addr string, limit int) {
@@ -176,28 +240,46 @@ func (e *env) waiting() int {
 	return v.(*revState).set.Waiting()
 }
 
-func (e *env) client(conns int) *fasthttp.Client {
-	return &fasthttp.Client{MaxConnsPerHost: conns, ReadTimeout: 30 * time.Second, MaxIdemponentCallAttempts: 1}
-}
-
-func (e *env) get(c *fasthttp.Client, hdr map[string]string) (int, string, string) {
-	req := fasthttp.AcquireRequest()
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseRequest(req)
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + e.addr + "/")
-	req.Header.SetHost("fn.localhost")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	if err := c.Do(req, resp); err != nil {
+// get sends one request on a connection of its own and returns the status,
+// the body and Retry-After; on a transport error, status 0 and the error.
+// It is safe to call from any goroutine.
+func (e *env) get(hdr map[string]string) (code int, body, retryAfter string) {
+	c, err := e.dial()
+	if err != nil {
 		return 0, err.Error(), ""
 	}
-	return resp.StatusCode(), string(resp.Body()), string(resp.Header.Peek("Retry-After"))
+	defer c.Close()
+	var req strings.Builder
+	req.WriteString("GET / HTTP/1.1\r\nHost: fn.localhost\r\nConnection: close\r\n")
+	for k, v := range hdr {
+		req.WriteString(k + ": " + v + "\r\n")
+	}
+	req.WriteString("\r\n")
+	if _, err := io.WriteString(c, req.String()); err != nil {
+		return 0, err.Error(), ""
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err.Error(), ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Retry-After")
 }
 
-// backend is a real fasthttp server that records its peak concurrency and
-// the order requests reached it.
+// getAsync sends a request from a goroutine of its own; its status and
+// body arrive on the returned channel.
+func (e *env) getAsync(hdr map[string]string) <-chan string {
+	out := make(chan string, 1)
+	go func() {
+		code, body, _ := e.get(hdr)
+		out <- fmt.Sprintf("%d %s", code, body)
+	}()
+	return out
+}
+
+// backend is a replica on an in-memory listener that records its peak
+// concurrency and the order and headers of the requests that reached it.
 type backend struct {
 	addr     string
 	inflight atomic.Int32
@@ -208,12 +290,13 @@ type backend struct {
 	work     time.Duration
 }
 
-func startBackend(t testing.TB, work time.Duration) *backend {
-	t.Helper()
-	b := &backend{work: work}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	b.addr = ln.Addr().String()
+func (e *env) startBackend(work time.Duration) *backend {
+	e.t.Helper()
+	ln := fasthttputil.NewInmemoryListener()
+	e.mu.Lock()
+	b := &backend{addr: fmt.Sprintf("backend-%d", len(e.backends)), work: work}
+	e.backends[b.addr] = ln
+	e.mu.Unlock()
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		n := b.inflight.Add(1)
 		defer b.inflight.Add(-1)
@@ -232,107 +315,148 @@ func startBackend(t testing.TB, work time.Duration) *backend {
 		b.hdrs = append(b.hdrs, h)
 		b.mu.Unlock()
 		if b.work > 0 {
-			time.Sleep(b.work) // simulated work, so requests overlap at the replica
+			time.Sleep(b.work) // the function's work, so requests overlap at the replica
 		}
 		ctx.SetBodyString("ok")
-	}}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(); wg.Wait() })
+	}, MaxIdleWorkerDuration: idleWorkerSweep}
+	serve(e.t, srv, ln)
 	return b
 }
 
 func TestReleaseInFIFOOrder(t *testing.T) {
-	e := newEnv(t, Config{})
-	b := startBackend(t, 0)
-	c := e.client(16)
-	results := make(chan int, 5)
-	for i := 0; i < 5; i++ {
-		go func() {
-			code, _, _ := e.get(c, map[string]string{"X-Seq": strconv.Itoa(i)})
-			results <- code
-		}()
-		// Each arrives only after the previous one is queued.
-		require.Eventually(t, func() bool { return e.waiting() == i+1 }, 5*time.Second, time.Millisecond)
-	}
-	assert.Equal(t, 1, e.sc.count(), "only the first buffered request pokes the autoscaler")
-	e.endpoint("r1", b.addr, 1) // one slot: requests leave one by one
-	for i := 0; i < 5; i++ {
-		assert.Equal(t, 200, <-results)
-	}
-	assert.Equal(t, []string{"0", "1", "2", "3", "4"}, b.order)
-	assert.Equal(t, int32(1), b.peak.Load())
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{})
+		b := e.startBackend(0)
+		results := make([]<-chan string, 5)
+		for i := range results {
+			// Each arrives only after the previous one is queued.
+			results[i] = e.getAsync(map[string]string{"X-Seq": strconv.Itoa(i)})
+			synctest.Wait()
+			require.Equal(t, i+1, e.waiting())
+		}
+		assert.Equal(t, 1, e.sc.count(), "only the first buffered request pokes the autoscaler")
+		e.endpoint("r1", b.addr, 1) // one slot: requests leave one by one
+		for _, r := range results {
+			assert.Equal(t, "200 ok", <-r)
+		}
+		assert.Equal(t, []string{"0", "1", "2", "3", "4"}, b.order)
+		assert.Equal(t, int32(1), b.peak.Load())
+	})
 }
 
 // The acceptance scenario: 1,000 concurrent requests to a revision at zero
 // whose replica takes 10 at a time. All succeed and the replica never sees
 // more than 10.
 func TestBurstAtZeroHonoursHardLimit(t *testing.T) {
-	e := newEnv(t, Config{})
-	b := startBackend(t, 2*time.Millisecond)
-	e.sc.onPoke = func(string) { e.endpoint("r1", b.addr, 10) }
-	c := e.client(1000)
-	const n = 1000
-	codes := make(chan int, n)
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			code, _, _ := e.get(c, nil)
-			codes <- code
-		}()
-	}
-	wg.Wait()
-	close(codes)
-	ok := 0
-	for code := range codes {
-		if code == 200 {
-			ok++
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{})
+		b := e.startBackend(2 * time.Millisecond)
+		e.sc.onPoke = func(string) { e.endpoint("r1", b.addr, 10) }
+		const n = 1000
+		results := make([]<-chan string, n)
+		for i := range results {
+			results[i] = e.getAsync(nil)
 		}
-	}
-	t.Logf("%d requests in %v, replica peak %d", n, time.Since(start), b.peak.Load())
-	assert.Equal(t, n, ok)
-	assert.LessOrEqual(t, b.peak.Load(), int32(10))
-	assert.Equal(t, int32(10), b.peak.Load(), "the replica was used to its limit")
-	require.Eventually(t, func() bool {
+		ok := 0
+		for _, r := range results {
+			if <-r == "200 ok" {
+				ok++
+			}
+		}
+		assert.Equal(t, n, ok)
+		assert.Equal(t, int32(10), b.peak.Load(), "the replica was used to its limit, and not past it")
+		// Let one more report go out after the burst.
+		time.Sleep(e.act.cfg.StatsInterval)
+		synctest.Wait()
 		buffered, peak := e.sink.maxBuffered("fn-00001")
-		return buffered > 0 && peak >= 100
-	}, 5*time.Second, 10*time.Millisecond, "buffered requests count as demand")
+		assert.Positive(t, buffered, "buffered requests count as demand")
+		assert.GreaterOrEqual(t, peak, 100.0)
+	})
 }
 
 func TestQueueFull(t *testing.T) {
-	e := newEnv(t, Config{MaxQueue: 3, RetryAfter: 2 * time.Second})
-	c := e.client(16)
-	results := make(chan int, 3)
-	for i := 0; i < 3; i++ {
-		go func() { code, _, _ := e.get(c, nil); results <- code }()
-	}
-	require.Eventually(t, func() bool { return e.waiting() == 3 }, 5*time.Second, time.Millisecond)
-	code, body, retry := e.get(c, nil)
-	assert.Equal(t, 503, code)
-	assert.Equal(t, "2", retry)
-	assert.Contains(t, body, "too many requests are waiting")
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{MaxQueue: 3, RetryAfter: 2 * time.Second})
+		results := make([]<-chan string, 3)
+		for i := range results {
+			results[i] = e.getAsync(nil)
+		}
+		synctest.Wait()
+		require.Equal(t, 3, e.waiting())
+		code, body, retry := e.get(nil)
+		assert.Equal(t, 503, code)
+		assert.Equal(t, "2", retry)
+		assert.Contains(t, body, "too many requests are waiting")
 
-	b := startBackend(t, 0)
-	e.endpoint("r1", b.addr, 0)
-	for i := 0; i < 3; i++ {
-		assert.Equal(t, 200, <-results)
-	}
+		b := e.startBackend(0)
+		e.endpoint("r1", b.addr, 0)
+		for _, r := range results {
+			assert.Equal(t, "200 ok", <-r)
+		}
+	})
 }
 
 func TestDeadline(t *testing.T) {
-	e := newEnv(t, Config{})
-	start := time.Now()
-	code, body, _ := e.get(e.client(1), map[string]string{"X-Timeout": "150ms"})
-	took := time.Since(start)
-	assert.Equal(t, 504, code)
-	assert.Equal(t, "ebb: no replica of fn became ready within 150ms\n", body)
-	assert.GreaterOrEqual(t, took, 150*time.Millisecond)
-	assert.Less(t, took, 3*time.Second)
-	assert.Equal(t, 0, e.waiting())
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{})
+		start := time.Now()
+		code, body, _ := e.get(map[string]string{"X-Timeout": "150ms"})
+		assert.Equal(t, 504, code)
+		assert.Equal(t, "ebb: no replica of fn became ready within 150ms\n", body)
+		assert.Equal(t, 150*time.Millisecond, time.Since(start), "answered at the deadline, not before or after")
+		assert.Equal(t, 0, e.waiting())
+	})
+}
+
+// While requests wait for a revision that still has no replica, the
+// autoscaler is poked again once ReactivateAfter has passed, and not before.
+func TestReactivateWhileWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{ReactivateAfter: 2 * time.Second})
+		first := e.getAsync(map[string]string{"X-Timeout": "10s"})
+		synctest.Wait()
+		require.Equal(t, 1, e.sc.count())
+		time.Sleep(time.Second)
+		second := e.getAsync(map[string]string{"X-Timeout": "10s"})
+		synctest.Wait()
+		assert.Equal(t, 1, e.sc.count(), "a request within ReactivateAfter does not poke again")
+		time.Sleep(1500 * time.Millisecond)
+		third := e.getAsync(map[string]string{"X-Timeout": "10s"})
+		synctest.Wait()
+		assert.Equal(t, 2, e.sc.count(), "a request after ReactivateAfter pokes again")
+
+		b := e.startBackend(0)
+		e.endpoint("r1", b.addr, 0)
+		for _, r := range []<-chan string{first, second, third} {
+			assert.Equal(t, "200 ok", <-r)
+		}
+	})
+}
+
+// A revision nobody used for IdleForget is forgotten, metrics and all; one
+// used since is kept.
+func TestForgetIdle(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{IdleForget: time.Minute})
+		b := e.startBackend(0)
+		e.endpoint("r1", b.addr, 0)
+		code, _, _ := e.get(nil)
+		require.Equal(t, 200, code)
+		_, ok := e.act.states.Load("fn-00001")
+		require.True(t, ok)
+
+		time.Sleep(30 * time.Second)
+		synctest.Wait()
+		_, ok = e.act.states.Load("fn-00001")
+		assert.True(t, ok, "kept within IdleForget")
+
+		time.Sleep(31 * time.Second)
+		synctest.Wait()
+		_, ok = e.act.states.Load("fn-00001")
+		assert.False(t, ok, "forgotten after IdleForget")
+		code, _, _ = e.get(nil)
+		assert.Equal(t, 200, code, "and made again on the next request")
+	})
 }
 
 // A replica that ebbd cannot reach for lack of file descriptors is not
@@ -347,43 +471,78 @@ func TestOutOfDescriptors(t *testing.T) {
 		wantCode  int
 		wantBody  string
 		wantRetry string
+		wantTook  time.Duration
 	}{
-		{name: "tries again until a descriptor is free", failDials: 3, timeout: "10s", wantCode: 200, wantBody: "ok"},
-		{name: "gives up at the deadline with a 503", failDials: 1 << 30, timeout: "100ms", wantCode: 503, wantBody: "ebb: out of file descriptors; retry later\n", wantRetry: "1"},
+		{name: "tries again until a descriptor is free", failDials: 3, timeout: "10s",
+			wantCode: 200, wantBody: "ok", wantTook: 3 * outOfDescriptorsPause},
+		{name: "gives up at the deadline with a 503", failDials: 1 << 30, timeout: "100ms",
+			wantCode: 503, wantBody: "ebb: out of file descriptors; retry later\n", wantRetry: "1", wantTook: 100 * time.Millisecond},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := startBackend(t, 0)
-			var dials atomic.Int32
-			e := newEnv(t, Config{Proxy: proxy.Config{Dial: func(addr string) (net.Conn, error) {
-				if dials.Add(1) <= tt.failDials {
-					return nil, emfile
+			synctest.Test(t, func(t *testing.T) {
+				var dials atomic.Int32
+				e := newEnvWith(t, Config{}, envOptions{dialErr: func(string) error {
+					if dials.Add(1) <= tt.failDials {
+						return emfile
+					}
+					return nil
+				}})
+				b := e.startBackend(0)
+				e.endpoint("r1", b.addr, 0)
+				synctest.Wait()
+				start := time.Now()
+				code, body, retry := e.get(map[string]string{"X-Timeout": tt.timeout})
+				assert.Equal(t, tt.wantCode, code)
+				assert.Equal(t, tt.wantBody, body)
+				assert.Equal(t, tt.wantRetry, retry)
+				assert.Equal(t, tt.wantTook, time.Since(start))
+				if tt.wantCode == 200 {
+					assert.Equal(t, float64(tt.failDials), testenv.Metric(t, e.reg, "ebb_activator_out_of_descriptors_total"))
 				}
-				return net.Dial("tcp", addr)
-			}}})
-			e.endpoint("r1", b.addr, 0)
-			code, body, retry := e.get(e.client(1), map[string]string{"X-Timeout": tt.timeout})
-			assert.Equal(t, tt.wantCode, code)
-			assert.Equal(t, tt.wantBody, body)
-			assert.Equal(t, tt.wantRetry, retry)
-			if tt.wantCode == 200 {
-				assert.Equal(t, float64(tt.failDials), testenv.Metric(t, e.reg, "ebb_activator_out_of_descriptors_total"))
-			}
+			})
 		})
 	}
 }
 
+// A request whose replica took no byte of it goes to another replica,
+// under the data plane's one retry policy (internal/exchange).
+func TestRetryOnUnavailableReplica(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{})
+		b := e.startBackend(0)
+		// "gone" refuses connections.
+		_, err := e.st.Txn(t.Context(),
+			store.PutJSON(store.EndpointKey("fn-00001", "r1"), store.Endpoint{Function: "fn", Revision: "fn-00001", Replica: "r1", Addr: "gone"}, store.AnyVersion),
+			store.PutJSON(store.EndpointKey("fn-00001", "r2"), store.Endpoint{Function: "fn", Revision: "fn-00001", Replica: "r2", Addr: b.addr}, store.AnyVersion))
+		require.NoError(t, err)
+		synctest.Wait()
+		// Each request picks one of the two at random until "gone" has
+		// failed once and is marked down.
+		for range 50 {
+			code, body, _ := e.get(nil)
+			require.Equal(t, 200, code, body)
+		}
+		assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_activator_retries_total"))
+	})
+}
+
+// Hang-ups are reported by the kernel (EPOLLRDHUP on the client's socket),
+// so this test uses real sockets, runs on the wall clock and polls while
+// the kernel catches up.
 func TestClientDisconnectLeavesQueue(t *testing.T) {
-	e := newEnv(t, Config{})
+	e := newEnvWith(t, Config{}, envOptions{tcpFront: true})
 	// Everything running now is expected to keep running, and so are the
-	// store watches the activator (re)opens.
+	// store watches the activator (re)opens and the hang-up watcher, which
+	// starts with the first watch and lives as long as Run.
 	before := append([]goleak.Option{goleak.IgnoreCurrent(),
+		goleak.IgnoreAnyFunction("github.com/ebbrun/ebb/activator.(*hangups).loop"),
 		goleak.IgnoreTopFunction("github.com/valyala/fasthttp.(*workerPool).workerFunc"),
 		goleak.IgnoreTopFunction("github.com/ebbrun/ebb/store/embedded.(*Store).watch")}, fasthttpBackground...)
 
 	conns := make([]net.Conn, 3)
 	for i := range conns {
-		c, err := net.Dial("tcp", e.addr)
+		c, err := e.dial()
 		require.NoError(t, err)
 		_, err = io.WriteString(c, "POST / HTTP/1.1\r\nHost: fn.localhost\r\nContent-Length: 5\r\n\r\nhello")
 		require.NoError(t, err)
@@ -405,85 +564,58 @@ func TestClientDisconnectLeavesQueue(t *testing.T) {
 }
 
 func TestFailedRevisionFailsFast(t *testing.T) {
-	e := newEnv(t, Config{})
-	c := e.client(16)
-	results := make(chan string, 2)
-	for i := 0; i < 2; i++ {
-		go func() {
-			code, body, _ := e.get(c, nil)
-			results <- fmt.Sprintf("%d %s", code, body)
-		}()
-	}
-	require.Eventually(t, func() bool { return e.waiting() == 2 }, 5*time.Second, time.Millisecond)
-	start := time.Now()
-	e.status("node-a", api.RevisionFailed, `pull image "nope:latest": not found`, 0)
-	want := "502 ebb: revision fn-00001 of fn cannot serve (Failed): pull image \"nope:latest\": not found\n"
-	for i := 0; i < 2; i++ {
-		assert.Equal(t, want, <-results)
-	}
-	assert.Less(t, time.Since(start), 3*time.Second)
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{})
+		results := []<-chan string{e.getAsync(nil), e.getAsync(nil)}
+		synctest.Wait()
+		require.Equal(t, 2, e.waiting())
+		start := time.Now()
+		e.status("node-a", api.RevisionFailed, `pull image "nope:latest": not found`, 0)
+		want := "502 ebb: revision fn-00001 of fn cannot serve (Failed): pull image \"nope:latest\": not found\n"
+		for _, r := range results {
+			assert.Equal(t, want, <-r)
+		}
+		assert.Zero(t, time.Since(start), "waiters are failed at once, not at a timer")
 
-	// While it stays failed, new requests fail at once.
-	code, body, _ := e.get(c, nil)
-	assert.Equal(t, 502, code)
-	assert.Contains(t, body, "not found")
+		// While it stays failed, new requests fail at once.
+		code, body, _ := e.get(nil)
+		assert.Equal(t, 502, code)
+		assert.Contains(t, body, "not found")
 
-	// A crash loop on one node does not fail a revision another node serves.
-	b := startBackend(t, 0)
-	e.status("node-a", api.RevisionCrashLoop, "exit 1", 0)
-	e.status("node-b", api.RevisionReady, "", 1)
-	e.endpoint("r1", b.addr, 0)
-	require.Eventually(t, func() bool { code, _, _ := e.get(c, nil); return code == 200 }, 5*time.Second, time.Millisecond)
-}
-
-func TestNetworkHandler(t *testing.T) {
-	st, err := embedded.Open(filepath.Join(t.TempDir(), "store.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer st.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	sc := &scaler{}
-	act, err := New(Config{}, Deps{Store: st, ScaleUpper: sc, Listener: ln})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- act.Run(ctx) }()
-	defer func() { cancel(); require.NoError(t, <-done) }()
-
-	b := startBackend(t, 0)
-	_, err = st.Txn(ctx, store.PutJSON(store.EndpointKey("fn-00002", "r1"),
-		store.Endpoint{Function: "fn", Revision: "fn-00002", Replica: "r1", Addr: b.addr}, store.AnyVersion))
-	require.NoError(t, err)
-
-	send := func(hdr string) *http.Response {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		require.NoError(t, err)
-		defer c.Close()
-		_, err = io.WriteString(c, "GET /x HTTP/1.1\r\nHost: fn.localhost\r\n"+hdr+"\r\n")
-		require.NoError(t, err)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		require.NoError(t, err)
-		_, _ = io.ReadAll(resp.Body)
-		return resp
-	}
-	assert.Equal(t, 400, send("").StatusCode)
-	deadline := strconv.FormatInt(time.Now().Add(5*time.Second).UnixMilli(), 10)
-	resp := send("Ebb-Function: fn\r\nEbb-Revision: fn-00002\r\nEbb-Deadline: " + deadline + "\r\nX-Forwarded-For: 203.0.113.9\r\n")
-	assert.Equal(t, 200, resp.StatusCode)
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	require.Len(t, b.hdrs, 1)
-	got := b.hdrs[0]
-	assert.Equal(t, "203.0.113.9", got.Get("X-Forwarded-For"), "a router's forwarding headers are trusted as they are")
-	for k := range got {
-		assert.False(t, strings.HasPrefix(strings.ToLower(k), "ebb-"), k)
-	}
+		// A crash loop on one node does not fail a revision another node serves.
+		b := e.startBackend(0)
+		e.status("node-a", api.RevisionCrashLoop, "exit 1", 0)
+		e.status("node-b", api.RevisionReady, "", 1)
+		e.endpoint("r1", b.addr, 0)
+		synctest.Wait()
+		code, _, _ = e.get(nil)
+		assert.Equal(t, 200, code)
+	})
 }
 
 func TestConfigValidate(t *testing.T) {
-	assert.NoError(t, Config{}.Validate())
-	assert.Error(t, Config{MaxQueue: -1}.Validate())
-	assert.Error(t, Config{SampleInterval: time.Minute}.Validate())
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"defaults", Config{}, true},
+		{"negative queue", Config{MaxQueue: -1}, false},
+		{"sample slower than report", Config{SampleInterval: time.Minute}, false},
+		{"negative duration", Config{IdleForget: -1}, false},
+		{"retries off the scale", Config{MaxRetries: 17}, false},
+		{"negative retries", Config{MaxRetries: -1}, false},
+		{"some retries", Config{MaxRetries: 5}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			if tc.ok {
+				assert.NoError(t, err)
+			} else {
+				assert.Error(t, err)
+			}
+		})
+	}
 	_, err := New(Config{}, Deps{})
-	assert.Error(t, err)
+	assert.Error(t, err, "a store and a scaler are required")
 }

@@ -13,8 +13,9 @@
 //
 // Capacity comes from the shared internal/replicaset tracker, so a
 // replica's hard limit holds across the router's direct path and the
-// activator together. The activator is called in process through Serve or
-// over the network through Handler.
+// activator together, and a released request goes to its replica through
+// the same internal/exchange as the router's, under the same retry policy.
+// The router calls the activator in process, through Serve.
 //
 // It must not route by host, split traffic or decide scale, and it must not
 // start or stop replicas: it only waits, asks, and forwards.

@@ -12,12 +12,18 @@ import (
 // socket, so a waiting request costs no goroutine and no polling of its own.
 // fasthttp does not read from a connection while its handler runs, so this
 // is the only way to learn that the client left.
+//
+// The goroutine starts with the first watch, so an activator that never
+// holds a socket's request (its tests, whose clients are in-memory pipes)
+// has no goroutine parked in a system call, which testing/synctest could
+// not see as blocked.
 type hangups struct {
 	epfd    int
 	wakeR   int
 	wakeW   int
 	mu      sync.Mutex
 	watches map[int32]*watch
+	started bool // the loop runs; guarded by mu
 	closed  bool
 	done    chan struct{}
 }
@@ -46,9 +52,7 @@ func newHangups() (*hangups, error) {
 		syscall.Close(p[1])
 		return nil, err
 	}
-	h := &hangups{epfd: epfd, wakeR: p[0], wakeW: p[1], watches: make(map[int32]*watch), done: make(chan struct{})}
-	go h.loop()
-	return h, nil
+	return &hangups{epfd: epfd, wakeR: p[0], wakeW: p[1], watches: make(map[int32]*watch), done: make(chan struct{})}, nil
 }
 
 func (h *hangups) loop() {
@@ -109,6 +113,10 @@ func (h *hangups) Watch(c net.Conn) *watch {
 		return nil
 	}
 	h.watches[fd] = w
+	if !h.started {
+		h.started = true
+		go h.loop()
+	}
 	return w
 }
 
@@ -144,9 +152,12 @@ func (h *hangups) Close() {
 		return
 	}
 	h.closed = true
+	started := h.started
 	h.mu.Unlock()
-	_, _ = syscall.Write(h.wakeW, []byte{1})
-	<-h.done
+	if started {
+		_, _ = syscall.Write(h.wakeW, []byte{1})
+		<-h.done
+	}
 	syscall.Close(h.epfd)
 	syscall.Close(h.wakeR)
 	syscall.Close(h.wakeW)

@@ -11,6 +11,7 @@ type metrics struct {
 	coldStart   *prometheus.HistogramVec
 	activations *prometheus.CounterVec
 	rejected    *prometheus.CounterVec
+	retries     prometheus.Counter
 	// outOfDescriptors counts tries that found ebbd out of file
 	// descriptors and were made again.
 	outOfDescriptors prometheus.Counter
@@ -39,11 +40,15 @@ func newMetrics(reg prometheus.Registerer, a *Activator) (*metrics, error) {
 			Help: "Requests the activator answered itself, by reason: queue_full, deadline, failed, client_gone, shutdown, upstream, out_of_descriptors.",
 		}, []string{"reason"}),
 	}
+	m.retries = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ebb_activator_retries_total",
+		Help: "Released requests retried on another replica because the one they were sent to took no byte of them.",
+	})
 	m.outOfDescriptors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "ebb_activator_out_of_descriptors_total",
 		Help: "Tries to reach a replica that found ebbd out of file descriptors; the request waits a moment and tries again.",
 	})
-	for _, c := range []prometheus.Collector{m.queueWait, m.coldStart, m.activations, m.rejected, m.outOfDescriptors, liveCollector{a}} {
+	for _, c := range []prometheus.Collector{m.queueWait, m.coldStart, m.activations, m.rejected, m.retries, m.outOfDescriptors, liveCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

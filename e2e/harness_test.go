@@ -95,6 +95,10 @@ type ebbd struct {
 	apiAddr  string
 	httpAddr string
 	args     []string
+	// launcher, when set, is a command line that runs ebbd (prlimit, say),
+	// with ebbd's path and arguments appended. It must exec ebbd, so that
+	// signals reach it.
+	launcher []string
 	cmd      *exec.Cmd
 	log      *bytes.Buffer
 	exited   chan error
@@ -115,9 +119,17 @@ func requireE2E(t *testing.T) {
 // startEbbd starts ebbd on free loopback ports with its own data dir.
 func startEbbd(t *testing.T, extraArgs ...string) *ebbd {
 	t.Helper()
+	return startEbbdVia(t, nil, extraArgs...)
+}
+
+// startEbbdVia is startEbbd with ebbd run through launcher (see
+// ebbd.launcher).
+func startEbbdVia(t *testing.T, launcher []string, extraArgs ...string) *ebbd {
+	t.Helper()
 	requireE2E(t)
 	d := &ebbd{
 		t:        t,
+		launcher: launcher,
 		dataDir:  shortTempDir(t),
 		apiAddr:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		httpAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
@@ -140,7 +152,8 @@ func startEbbd(t *testing.T, extraArgs ...string) *ebbd {
 func (d *ebbd) start() {
 	d.t.Helper()
 	d.log = &bytes.Buffer{}
-	d.cmd = exec.Command(binaries.ebbd, d.args...)
+	cmdline := append(append(append([]string{}, d.launcher...), binaries.ebbd), d.args...)
+	d.cmd = exec.Command(cmdline[0], cmdline[1:]...)
 	d.cmd.Stdout = d.log
 	d.cmd.Stderr = d.log
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/exchange"
 	"github.com/ebbrun/ebb/internal/proxy"
 )
 
@@ -27,8 +28,17 @@ type Config struct {
 	// MaxHeaderBytes bounds the request line plus header; larger requests
 	// get 431. Default 16 KiB.
 	MaxHeaderBytes int
-	// MaxConns bounds concurrent client connections. Default 262144.
+	// MaxConns bounds concurrent client connections; past it a new
+	// connection is answered 503 and closed. Default, and at most,
+	// ConnCap of the process's open-file limit when New runs (at most
+	// DefaultMaxConns): a larger value is lowered to it, since connections
+	// past it could only fail for want of file descriptors.
 	MaxConns int
+	// MaxConnsPerIP, when set, bounds the concurrent connections from one
+	// client IP address; past it a new one is answered 429 and closed.
+	// Behind a load balancer or NAT many clients share an address, so it
+	// suits only a router that sees its clients' own. Default 0: none.
+	MaxConnsPerIP int
 	// StickyCookie, when set, names a cookie that pins a client to the
 	// revision it first got, for as long as that revision takes traffic.
 	// The router sets it on the first response. Default off.
@@ -37,8 +47,10 @@ type Config struct {
 	// value is hashed onto the traffic split, so one value always lands on
 	// the same revision while the split holds. Default off.
 	StickyHeader string
-	// MaxRetries is how many other replicas a request tries when its
-	// connection fails before any byte was sent. Default 2.
+	// MaxRetries is how many other free replicas a request tries after
+	// the replica it was sent to took no byte of it; a request that reached
+	// a replica is never sent again (see internal/exchange). At most 16.
+	// Default exchange.DefaultMaxRetries (2).
 	MaxRetries int
 	// Reporter names this router in the stats it reports. Default
 	// "{hostname}/router".
@@ -61,10 +73,23 @@ const (
 	DefaultIdleTimeout       = 60 * time.Second
 	DefaultMaxHeaderBytes    = 16 << 10
 	DefaultMaxConns          = 256 << 10
-	DefaultMaxRetries        = 2
+	DefaultMaxRetries        = exchange.DefaultMaxRetries
 	DefaultStatsInterval     = time.Second
 	DefaultSampleInterval    = 10 * time.Millisecond
 )
+
+// maxConns is the connection cap for a configured MaxConns and an
+// open-file limit (0: unknown).
+func maxConns(configured int, nofile uint64) int {
+	limit := DefaultMaxConns
+	if nofile > 0 {
+		limit = ConnCap(nofile)
+	}
+	if configured == 0 || configured > limit {
+		return limit
+	}
+	return configured
+}
 
 func (c Config) withDefaults() Config {
 	if c.Addr == "" {
@@ -82,9 +107,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
-	}
-	if c.MaxConns == 0 {
-		c.MaxConns = DefaultMaxConns
 	}
 	if c.MaxRetries == 0 {
 		c.MaxRetries = DefaultMaxRetries
@@ -115,10 +137,13 @@ func (c Config) Validate() error {
 		return errors.New("router: timeouts must not be negative")
 	case c.MaxHeaderBytes < 0 || (c.MaxHeaderBytes > 0 && c.MaxHeaderBytes < 1024):
 		return errors.New("router: MaxHeaderBytes must be at least 1024")
-	case c.MaxConns < 0 || c.MaxRetries < 0:
-		return errors.New("router: MaxConns and MaxRetries must not be negative")
+	case c.MaxConns < 0 || c.MaxConnsPerIP < 0:
+		return errors.New("router: MaxConns and MaxConnsPerIP must not be negative")
 	case d.SampleInterval <= 0 || d.StatsInterval < d.SampleInterval:
 		return errors.New("router: need 0 < SampleInterval <= StatsInterval")
+	}
+	if err := exchange.ValidateMaxRetries(c.MaxRetries); err != nil {
+		return fmt.Errorf("router: %w", err)
 	}
 	return c.Proxy.Validate()
 }

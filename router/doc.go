@@ -9,6 +9,11 @@
 //
 // The route table is built from store watches and swapped atomically, so
 // the request path takes no lock and, in steady state, allocates nothing.
+// Requests reach replicas through internal/exchange, the activator's path
+// too, under one retry policy. Client connections are capped below the
+// process's open-file limit (ConnCap), optionally per client address, and
+// a shortage of descriptors at accept pauses the listener instead of
+// stopping the router.
 // Every second the router reports per-revision concurrency and request
 // counts for the requests it proxied directly to a StatsSink.
 //

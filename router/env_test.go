@@ -2,11 +2,14 @@ package router
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +25,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// fasthttp starts its Date refresher, which never ends, with the first
+	// response header it writes. Start it here, outside every synctest
+	// bubble, so that no bubble owns a goroutine that outlives it.
+	var h fasthttp.ResponseHeader
+	_ = h.AppendBytes(nil)
 	goleak.VerifyTestMain(m,
 		// fasthttp's worker pool cleaner sleeps up to 10s before it sees Stop,
 		// and its date updater lives for the process.
@@ -40,10 +48,43 @@ type env struct {
 	ln     *fasthttputil.InmemoryListener
 	client *fasthttp.Client
 	reg    *prometheus.Registry
+
+	// In a bubble (newBubbleEnv), replicas are in-memory listeners too,
+	// by address.
+	bubble   bool
+	mu       sync.Mutex
+	backends map[string]*fasthttputil.InmemoryListener
 }
 
 func newEnv(t testing.TB, cfg Config, deps Deps) *env {
 	t.Helper()
+	return newEnvWith(t, cfg, deps, envOptions{})
+}
+
+// envOptions are what some tests change about an env.
+type envOptions struct {
+	// bubble makes the env fit for a testing/synctest bubble: replicas
+	// come from startMemBackend, reached over in-memory pipes, and the
+	// cleanup lets fasthttp's sweepers, which sleep 10s between rounds,
+	// see their stop before the bubble ends (which in a bubble takes no
+	// time).
+	bubble bool
+}
+
+// newBubbleEnv is an env for a test that runs in a synctest bubble, so
+// that it drives time rather than waiting for it.
+func newBubbleEnv(t *testing.T, cfg Config, deps Deps) *env {
+	t.Helper()
+	return newEnvWith(t, cfg, deps, envOptions{bubble: true})
+}
+
+func newEnvWith(t testing.TB, cfg Config, deps Deps, opts envOptions) *env {
+	t.Helper()
+	e := &env{t: t, bubble: opts.bubble, backends: map[string]*fasthttputil.InmemoryListener{}}
+	if opts.bubble {
+		cfg.Proxy.Dial = e.dialBackend
+		t.Cleanup(func() { time.Sleep(fasthttpSweep + time.Second) })
+	}
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "store.db"), embedded.Options{})
 	require.NoError(t, err)
 	ln := fasthttputil.NewInmemoryListener()
@@ -63,7 +104,7 @@ func newEnv(t testing.TB, cfg Config, deps Deps) *env {
 		_ = ln.Close()
 		require.NoError(t, st.Close())
 	})
-	e := &env{t: t, st: st, r: r, ln: ln, reg: reg}
+	e.st, e.r, e.ln, e.reg = st, r, ln, reg
 	e.client = &fasthttp.Client{
 		Dial: func(string) (net.Conn, error) {
 			return ln.DialWithLocalAddr(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000})
@@ -72,8 +113,36 @@ func newEnv(t testing.TB, cfg Config, deps Deps) *env {
 		DisableHeaderNamesNormalizing: true,
 		ReadTimeout:                   30 * time.Second,
 	}
+	t.Cleanup(e.client.CloseIdleConnections)
 	require.Eventually(t, r.Ready, 5*time.Second, time.Millisecond)
 	return e
+}
+
+// fasthttpSweep is how long fasthttp's worker-pool and client sweepers
+// sleep between rounds (their MaxIdle*Duration defaults).
+const fasthttpSweep = 10 * time.Second
+
+func (e *env) dialBackend(addr string) (net.Conn, error) {
+	e.mu.Lock()
+	ln := e.backends[addr]
+	e.mu.Unlock()
+	if ln == nil {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	}
+	return ln.Dial()
+}
+
+// startMemBackend is startBackend on an in-memory listener, for an env
+// in a bubble; its address is its name.
+func (e *env) startMemBackend(name string, handler func(ctx *fasthttp.RequestCtx)) *backend {
+	e.t.Helper()
+	b := &backend{name: name, addr: name, handler: handler}
+	ln := fasthttputil.NewInmemoryListener()
+	e.mu.Lock()
+	e.backends[name] = ln
+	e.mu.Unlock()
+	b.serve(e.t, ln)
+	return b
 }
 
 type rev struct {
@@ -107,10 +176,11 @@ func (e *env) endpoint(fn, revision, replica, addr string, limit int) {
 	require.NoError(e.t, err)
 }
 
-// waitRoute polls until host routes and its revisions have want replicas.
+// waitRoute waits until host routes and its revisions have want replicas:
+// in a bubble until the router has nothing left to do, else by polling.
 func (e *env) waitRoute(host string, replicas int) {
 	e.t.Helper()
-	require.Eventually(e.t, func() bool {
+	routed := func() bool {
 		rt := e.r.table.Load().lookup([]byte(host))
 		if rt == nil {
 			return false
@@ -120,7 +190,13 @@ func (e *env) waitRoute(host string, replicas int) {
 			n += tg.rev.set.Len()
 		}
 		return n == replicas
-	}, 5*time.Second, time.Millisecond, "route %s with %d replicas", host, replicas)
+	}
+	if e.bubble {
+		synctest.Wait()
+		require.True(e.t, routed(), "route %s with %d replicas", host, replicas)
+		return
+	}
+	require.Eventually(e.t, routed, 5*time.Second, time.Millisecond, "route %s with %d replicas", host, replicas)
 }
 
 func (e *env) get(host, path string, hdr map[string]string) (int, string, *fasthttp.ResponseHeader) {
@@ -156,6 +232,12 @@ func startBackend(t testing.TB, name string, handler func(ctx *fasthttp.RequestC
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	b.addr = ln.Addr().String()
+	b.serve(t, ln)
+	return b
+}
+
+// serve runs the backend on ln until the test ends.
+func (b *backend) serve(t testing.TB, ln net.Listener) {
 	srv := &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			n := b.inflight.Add(1)
@@ -175,12 +257,13 @@ func startBackend(t testing.TB, name string, handler func(ctx *fasthttp.RequestC
 		},
 		StreamRequestBody: true,
 		CloseOnShutdown:   true,
+		// A connection the router gave up on (a timeout) is not news.
+		Logger: fasthttpLogger{slog.New(slog.DiscardHandler)},
 	}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown(); wg.Wait() })
-	return b
 }
 
 // sink is a StatsSink that keeps every report.

@@ -15,6 +15,10 @@ type metrics struct {
 	handoffs    *prometheus.CounterVec
 	retries     prometheus.Counter
 	unknownHost prometheus.Counter
+	// acceptShortages counts accepts that found no file descriptor (or
+	// memory) free; refusedPerIP connections past MaxConnsPerIP.
+	acceptShortages prometheus.Counter
+	refusedPerIP    prometheus.Counter
 	// The route table's rebuilds: how many, and how long each took.
 	rebuilds       prometheus.Counter
 	rebuildSeconds prometheus.Histogram
@@ -46,7 +50,16 @@ func newMetrics(reg prometheus.Registerer, r *Router) (*metrics, error) {
 		}, []string{"function", "revision"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ebb_router_retries_total",
-			Help: "Requests retried on another replica because their connection failed before any byte was sent.",
+			Help: "Retries of requests on another replica, or on a new connection to the same one, because the one tried took no byte of them.",
+		}),
+		acceptShortages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ebb_router_accept_shortages_total",
+			Help: "Accepts that found ebbd out of file descriptors (or memory); the router pauses and accepts again.",
+		}),
+		refusedPerIP: prometheus.NewCounter(prometheus.CounterOpts{
+			Name:        "ebb_router_connections_refused_total",
+			Help:        "Client connections answered and closed at once, by reason: max_conns (the router's cap), max_conns_per_ip (one address's).",
+			ConstLabels: prometheus.Labels{"reason": "max_conns_per_ip"},
 		}),
 		unknownHost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ebb_router_unknown_host_total",
@@ -62,7 +75,21 @@ func newMetrics(reg prometheus.Registerer, r *Router) (*metrics, error) {
 			Buckets: latencyBuckets,
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.coldStarts, m.coldLatency, m.handoffs, m.retries, m.unknownHost, m.rebuilds, m.rebuildSeconds, liveCollector{r}} {
+	refusedAtCap := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "ebb_router_connections_refused_total",
+		Help:        "Client connections answered and closed at once, by reason: max_conns (the router's cap), max_conns_per_ip (one address's).",
+		ConstLabels: prometheus.Labels{"reason": "max_conns"},
+	}, func() float64 { return float64(r.server.GetRejectedConnectionsCount()) })
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ebb_router_connections",
+		Help: "Client connections open.",
+	}, func() float64 { return float64(r.server.GetOpenConnectionsCount()) })
+	capacity := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "ebb_router_connections_max",
+		Help: "The router's cap on client connections, from its configuration and the open-file limit.",
+	}, func() float64 { return float64(r.cfg.MaxConns) })
+	for _, c := range []prometheus.Collector{m.duration, m.coldStarts, m.coldLatency, m.handoffs, m.retries, m.unknownHost,
+		m.acceptShortages, m.refusedPerIP, refusedAtCap, open, capacity, m.rebuilds, m.rebuildSeconds, liveCollector{r}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

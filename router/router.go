@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/exchange"
 	"github.com/ebbrun/ebb/internal/fastconn"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
@@ -25,7 +26,7 @@ import (
 
 // Activator serves a request for which no replica had free capacity. It
 // returns once it has put the response (or the error) in ctx. The activator
-// package implements it in process; a network client can too.
+// package implements it, in the same process.
 type Activator interface {
 	Serve(ctx *fasthttp.RequestCtx, function, revision string, deadline time.Time)
 }
@@ -72,6 +73,7 @@ type Router struct {
 	recorder *revstats.Recorder
 	metrics  *metrics
 	server   *fasthttp.Server
+	retry    exchange.Policy
 
 	table atomic.Pointer[table]
 	ready chan struct{}
@@ -99,6 +101,8 @@ type revState struct {
 	codes    revstats.Codes
 	latency  *lazyObserver
 	cookie   string
+	// acct is the above as the shared exchange accounts to it.
+	acct exchange.Revision
 }
 
 // New builds a Router; it does nothing until Run.
@@ -110,6 +114,14 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		return nil, errors.New("router: Deps.Store is required")
 	}
 	cfg = cfg.withDefaults()
+	nofile := openFileLimit()
+	if conns := maxConns(cfg.MaxConns, nofile); conns != cfg.MaxConns {
+		if cfg.MaxConns != 0 && deps.Logger != nil {
+			deps.Logger.Warn("lowering the router's connection cap to what the open-file limit allows",
+				"configured", cfg.MaxConns, "cap", conns, "open_file_limit", nofile)
+		}
+		cfg.MaxConns = conns
+	}
 	r := &Router{
 		cfg:    cfg,
 		deps:   deps,
@@ -156,6 +168,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if r.metrics, err = newMetrics(reg, r); err != nil {
 		return nil, fmt.Errorf("router: register metrics: %w", err)
 	}
+	r.retry = exchange.Policy{MaxRetries: cfg.MaxRetries, Retried: r.metrics.retries}
 	r.table.Store(&table{hosts: map[string]*route{}})
 	r.server = &fasthttp.Server{
 		Handler:                      r.handle,
@@ -197,7 +210,8 @@ func (r *Router) Run(ctx context.Context) error {
 			return fmt.Errorf("router: listen: %w", err)
 		}
 	}
-	ln = fastconn.Listener(ln)
+	ln = newListener(fastconn.Listener(ln), r.cfg.MaxConnsPerIP, r.log, r.metrics.acceptShortages, r.metrics.refusedPerIP)
+	r.log.Info("serving", "addr", ln.Addr().String(), "max_conns", r.cfg.MaxConns, "max_conns_per_ip", r.cfg.MaxConnsPerIP)
 	g, gctx := errgroup.WithContext(ctx)
 	if r.ownReps {
 		g.Go(func() error { return r.reps.Run(gctx) })
@@ -384,6 +398,7 @@ func (r *Router) newState(name string, spec revSpec) *revState {
 		stats:    revstats.NewCounter(name),
 		latency:  &lazyObserver{vec: r.metrics.duration, function: spec.Function, revision: name},
 	}
+	st.acct = exchange.Revision{Set: st.set, Stats: st.stats, Codes: &st.codes, Latency: st.latency}
 	if r.cfg.StickyCookie != "" {
 		st.cookie = r.cfg.StickyCookie + "=" + name + "; Path=/; HttpOnly; SameSite=Lax"
 	}
@@ -405,7 +420,7 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 	rt := r.table.Load().lookup(ctx.Request.Header.Host())
 	if rt == nil {
 		r.metrics.unknownHost.Inc()
-		writeError(ctx, fasthttp.StatusNotFound, "ebb: no function is served at this host\n")
+		exchange.WriteError(ctx, fasthttp.StatusNotFound, "ebb: no function is served at this host\n")
 		return
 	}
 	r.serve(ctx, rt)
@@ -423,7 +438,7 @@ func (r *Router) ServeFunction(ctx *fasthttp.RequestCtx, fn string) {
 	rt := r.table.Load().functions[fn]
 	if rt == nil {
 		r.metrics.unknownHost.Inc()
-		writeError(ctx, fasthttp.StatusNotFound, "ebb: function "+fn+" has no routes\n")
+		exchange.WriteError(ctx, fasthttp.StatusNotFound, "ebb: function "+fn+" has no routes\n")
 		return
 	}
 	r.serve(ctx, rt)
@@ -440,7 +455,7 @@ func refuseFraming(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	ctx.SetConnectionClose()
-	writeError(ctx, fasthttp.StatusBadRequest, "ebb: request has both Content-Length and Transfer-Encoding\n")
+	exchange.WriteError(ctx, fasthttp.StatusBadRequest, "ebb: request has both Content-Length and Transfer-Encoding\n")
 	return true
 }
 
@@ -479,68 +494,29 @@ func (r *Router) pick(ctx *fasthttp.RequestCtx, rt *route) (*revState, bool) {
 	return rt.pick(nil), false
 }
 
-// exchange accounts for one directly proxied request; it is pooled.
-type exchange struct {
-	rev   *revState
-	rep   *replicaset.Replica
-	start time.Time
-}
-
-var exchanges = sync.Pool{New: func() any { return new(exchange) }}
-
-// ExchangeDone implements proxy.Done.
-func (ex *exchange) ExchangeDone(status int, _ error) {
-	rev := ex.rev
-	rev.set.Release(ex.rep)
-	rev.stats.End()
-	rev.codes.Inc(status)
-	rev.latency.Observe(time.Since(ex.start).Seconds())
-	*ex = exchange{}
-	exchanges.Put(ex)
-}
-
+// forward proxies a request to rep, a replica of rev it acquired, under
+// the shared retry policy.
 func (r *Router) forward(ctx *fasthttp.RequestCtx, rev *revState, rep *replicaset.Replica, deadline time.Time) {
-	ex := exchanges.Get().(*exchange)
-	ex.rev, ex.rep, ex.start = rev, rep, ctx.Time()
 	rev.stats.Start()
-	opts := proxy.Options{Deadline: deadline}
-	for attempt := 0; ; attempt++ {
-		err := proxy.Forward(ctx, ex.rep.Upstream, &opts, ex)
-		if err == nil {
-			return
-		}
-		unavailable := errors.Is(err, proxy.ErrUnavailable)
-		if unavailable {
-			ex.rep.MarkDown(time.Second)
-		}
-		rev.set.Release(ex.rep)
-		if unavailable && attempt < r.cfg.MaxRetries {
-			// Nothing reached that replica, so another may take it.
-			r.metrics.retries.Inc()
-			if next := rev.set.TryAcquire(); next != nil {
-				ex.rep = next
-				continue
-			}
-		}
-		rev.stats.End()
-		*ex = exchange{}
-		exchanges.Put(ex)
-		if errors.Is(err, proxy.ErrOutOfDescriptors) && r.deps.Activator != nil {
-			// ebbd had no file descriptor left to reach the replica, which
-			// is not to blame. The activator holds the request and tries
-			// again as exchanges finish and free some.
-			r.handoff(ctx, rev, deadline)
-			return
-		}
-		status := proxy.StatusFor(err)
-		rev.codes.Inc(status)
-		r.log.Debug("proxy failed", "revision", rev.name, "status", status, "err", err)
-		if status == fasthttp.StatusServiceUnavailable {
-			ctx.Response.Header.Set("Retry-After", "1")
-		}
-		writeError(ctx, status, errorBody(status, rev))
+	err := exchange.Forward(ctx, &rev.acct, rep, deadline, &r.retry, ctx.Time())
+	if err == nil {
 		return
 	}
+	rev.stats.End()
+	if errors.Is(err, proxy.ErrOutOfDescriptors) && r.deps.Activator != nil {
+		// ebbd had no file descriptor left to reach the replica, which
+		// is not to blame. The activator holds the request and tries
+		// again as exchanges finish and free some.
+		r.handoff(ctx, rev, deadline)
+		return
+	}
+	status := proxy.StatusFor(err)
+	rev.codes.Inc(status)
+	r.log.Debug("proxy failed", "revision", rev.name, "status", status, "err", err)
+	if status == fasthttp.StatusServiceUnavailable {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
+	exchange.WriteError(ctx, status, errorBody(status, rev))
 }
 
 func errorBody(status int, rev *revState) string {
@@ -561,7 +537,7 @@ func (r *Router) handoff(ctx *fasthttp.RequestCtx, rev *revState, deadline time.
 	if act == nil {
 		rev.codes.Inc(fasthttp.StatusServiceUnavailable)
 		ctx.Response.Header.Set("Retry-After", "1")
-		writeError(ctx, fasthttp.StatusServiceUnavailable, "ebb: no replica of "+rev.function+" is ready\n")
+		exchange.WriteError(ctx, fasthttp.StatusServiceUnavailable, "ebb: no replica of "+rev.function+" is ready\n")
 		return
 	}
 	cold := rev.set.Len() == 0
@@ -574,12 +550,6 @@ func (r *Router) handoff(ctx *fasthttp.RequestCtx, rev *revState, deadline time.
 		r.metrics.coldStarts.WithLabelValues(rev.function, rev.name).Inc()
 		r.metrics.coldLatency.WithLabelValues(rev.function).Observe(took)
 	}
-}
-
-func writeError(ctx *fasthttp.RequestCtx, status int, msg string) {
-	ctx.SetStatusCode(status)
-	ctx.Response.Header.SetContentType("text/plain; charset=utf-8")
-	ctx.Response.SetBodyString(msg)
 }
 
 // framingConflict reports whether the request carried both Content-Length

@@ -39,6 +39,12 @@ type Config struct {
 	APIAddr string `yaml:"apiAddr"`
 	// HTTPAddr is the router's listen address. Default :8080.
 	HTTPAddr string `yaml:"httpAddr"`
+	// MaxConnsPerIP bounds the router's concurrent connections from one
+	// client IP address; past it a new connection is answered 429 and
+	// closed. Default 0: no bound, right behind a load balancer or NAT,
+	// where clients share an address. The router's total is capped by the
+	// open-file limit whatever this says.
+	MaxConnsPerIP int `yaml:"maxConnsPerIP"`
 	// Store is "embedded" (default: bbolt at <data-dir>/state.db) or a
 	// redis://host:port/db URL.
 	Store string `yaml:"store"`
@@ -114,6 +120,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for state, token, logs and the private containerd")
 	fs.StringVar(&cfg.APIAddr, "api-addr", cfg.APIAddr, "control-plane API listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "router listen address")
+	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "router connections allowed from one client IP address; 0: no bound")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, `state store: "embedded" or redis://host:port/db`)
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "routing domain for function URLs")
@@ -181,6 +188,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("data-dir", &file.DataDir, flags.DataDir)
 	pick("api-addr", &file.APIAddr, flags.APIAddr)
 	pick("http-addr", &file.HTTPAddr, flags.HTTPAddr)
+	if set["max-conns-per-ip"] {
+		file.MaxConnsPerIP = flags.MaxConnsPerIP
+	}
 	pick("store", &file.Store, flags.Store)
 	pick("containerd-address", &file.ContainerdAddress, flags.ContainerdAddress)
 	pick("domain", &file.Domain, flags.Domain)
@@ -213,6 +223,9 @@ func (c Config) Validate() error {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return fmt.Errorf("--%s %q: must be host:port", flagName, addr)
 		}
+	}
+	if c.MaxConnsPerIP < 0 {
+		return fmt.Errorf("--max-conns-per-ip %d: must not be negative", c.MaxConnsPerIP)
 	}
 	if c.Store != "embedded" && !strings.HasPrefix(c.Store, "redis://") && !strings.HasPrefix(c.Store, "rediss://") {
 		return fmt.Errorf("--store %q: must be \"embedded\" or a redis:// URL", c.Store)

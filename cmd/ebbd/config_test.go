@@ -13,7 +13,7 @@ import (
 func TestParseConfig(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ebbd.yaml")
-	require.NoError(t, os.WriteFile(file, []byte("domain: fn.example\napiAddr: 127.0.0.1:9999\nlogLevel: debug\n"), 0o600))
+	require.NoError(t, os.WriteFile(file, []byte("domain: fn.example\napiAddr: 127.0.0.1:9999\nlogLevel: debug\nmaxConnsPerIP: 50\n"), 0o600))
 	badFile := filepath.Join(dir, "bad.yaml")
 	require.NoError(t, os.WriteFile(badFile, []byte("domian: typo\n"), 0o600))
 
@@ -32,6 +32,7 @@ func TestParseConfig(t *testing.T) {
 			assert.Equal(t, "/run/containerd/containerd.sock", c.ContainerdAddress)
 			assert.Equal(t, "auto", c.Runc)
 			assert.Equal(t, int64(4<<30), c.MaxSpoolBytes)
+			assert.Zero(t, c.MaxConnsPerIP)
 		}},
 		{name: "runc path", args: []string{"--runc", "/usr/local/bin/ebb-runc"}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, "/usr/local/bin/ebb-runc", c.Runc)
@@ -50,11 +51,17 @@ func TestParseConfig(t *testing.T) {
 			assert.Equal(t, "fn.example", c.Domain)
 			assert.Equal(t, "127.0.0.1:9999", c.APIAddr)
 			assert.Equal(t, "debug", c.LogLevel)
+			assert.Equal(t, 50, c.MaxConnsPerIP)
 		}},
-		{name: "flags beat file", args: []string{"--config", file, "--domain", "cli.test"}, check: func(t *testing.T, c Config) {
+		{name: "flags beat file", args: []string{"--config", file, "--domain", "cli.test", "--max-conns-per-ip", "7"}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, "cli.test", c.Domain)
 			assert.Equal(t, "127.0.0.1:9999", c.APIAddr)
+			assert.Equal(t, 7, c.MaxConnsPerIP)
 		}},
+		{name: "per-IP cap", args: []string{"--max-conns-per-ip", "100"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, 100, c.MaxConnsPerIP)
+		}},
+		{name: "negative per-IP cap", args: []string{"--max-conns-per-ip", "-1"}, wantErr: "--max-conns-per-ip"},
 		{name: "redis store", args: []string{"--store", "redis://127.0.0.1:6379/0", "--role", "router"}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, RoleRouter, c.Role)
 		}},

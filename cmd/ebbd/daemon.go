@@ -200,7 +200,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	if err != nil {
 		return nil, fmt.Errorf("router listen %s: %w", d.cfg.HTTPAddr, err)
 	}
-	rt, err := router.New(router.Config{Addr: d.cfg.HTTPAddr, Domain: d.cfg.Domain}, router.Deps{
+	rt, err := router.New(router.Config{Addr: d.cfg.HTTPAddr, Domain: d.cfg.Domain, MaxConnsPerIP: d.cfg.MaxConnsPerIP}, router.Deps{
 		Store:      d.store,
 		Functions:  d.caches.Functions(),
 		Revisions:  d.caches.Revisions(),

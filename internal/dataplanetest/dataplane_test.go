@@ -238,14 +238,11 @@ func TestHardLimitAcrossDirectAndActivatorPaths(t *testing.T) {
 	assert.Greater(t, p.metric("ebb_router_request_duration_seconds"), 0.0)
 }
 
-// With the activator in another process, the router hands requests over the
-// network; the cold start still succeeds, the function sees the client's
-// forwarding headers once and no Ebb-* field.
-func TestActivatorOverTheNetwork(t *testing.T) {
-	st, err := embedded.Open(filepath.Join(t.TempDir(), "store.db"), embedded.Options{})
-	require.NoError(t, err)
-	seen := make(chan map[string]string, 1)
-	bln, err := net.Listen("tcp", "127.0.0.1:0")
+// A cold start goes router → activator → replica in process: the function
+// sees this hop's forwarding headers once, and no Ebb-* field a client sent.
+func TestColdStartForwardingHeaders(t *testing.T) {
+	seen := make(chan map[string]string, 16)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
 		h := map[string]string{}
@@ -258,49 +255,26 @@ func TestActivatorOverTheNetwork(t *testing.T) {
 		}
 		ctx.SetBodyString("ok")
 	}}
-	go func() { _ = backend.Serve(bln) }()
-	defer backend.Shutdown()
-	sc := &scaler{st: st, addr: bln.Addr().String(), limit: 0}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = backend.Serve(ln) }()
+	t.Cleanup(func() { _ = backend.Shutdown(); <-done })
+	p := startPlane(t, ln.Addr().String(), 0)
+	// The readiness probe made the replica ready; take it away again, so
+	// the next request waits in the activator.
+	_, err = p.st.Txn(context.Background(), store.Delete(store.EndpointKey("fn-00001", "r1"), store.AnyVersion))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return p.set.Len() == 0 }, 5*time.Second, time.Millisecond)
+	for len(seen) > 0 {
+		<-seen
+	}
+	handoffs := p.metric("ebb_router_activator_handoffs_total")
 
-	// The activator's process: its own registry, serving on a port.
-	aln, err := net.Listen("tcp", "127.0.0.1:0")
+	code, err := p.getWith("Ebb-Revision", "evil-00001")
 	require.NoError(t, err)
-	act, err := activator.New(activator.Config{}, activator.Deps{Store: st, ScaleUpper: sc, Listener: aln})
-	require.NoError(t, err)
-	// The router's process: its own registry and a client for the activator.
-	tr, err := proxy.NewTransport(proxy.Config{})
-	require.NoError(t, err)
-	na := router.NewNetworkActivator(aln.Addr().String(), tr)
-	rln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	rt, err := router.New(router.Config{}, router.Deps{Store: st, Activator: na, Listener: rln})
-	require.NoError(t, err)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return tr.Run(gctx) })
-	g.Go(func() error { return act.Run(gctx) })
-	g.Go(func() error { return rt.Run(gctx) })
-	defer func() {
-		cancel()
-		require.NoError(t, g.Wait())
-		na.Close()
-		require.NoError(t, st.Close())
-	}()
-
-	spec := api.FunctionSpec{Image: "img"}.WithDefaults()
-	_, err = st.Txn(ctx,
-		store.PutJSON(store.RevisionKey("fn", "fn-00001"), store.Revision{Name: "fn-00001", Function: "fn", Generation: 1, Spec: spec}, store.AnyVersion),
-		store.PutJSON(store.FunctionKey("fn"), store.Function{Name: "fn", Spec: spec, LatestRevision: "fn-00001", Generation: 1}, store.AnyVersion))
-	require.NoError(t, err)
-
-	p := &plane{st: st, addr: rln.Addr().String(), cl: &fasthttp.Client{ReadTimeout: 30 * time.Second}}
-	var code int
-	require.Eventually(t, func() bool { code, _ = p.getWith("Ebb-Revision", "evil-00001"); return code != 404 }, 5*time.Second, 5*time.Millisecond)
 	assert.Equal(t, 200, code)
-	assert.Equal(t, int32(1), sc.pokes.Load())
+	assert.Equal(t, handoffs+1, p.metric("ebb_router_activator_handoffs_total"), "the request went through the activator")
 	h := <-seen
-	assert.Equal(t, "127.0.0.1", h["X-Forwarded-For"], "the activator did not add a hop of its own")
+	assert.Equal(t, "127.0.0.1", h["X-Forwarded-For"], "one hop, added once")
 	for k := range h {
 		assert.NotContains(t, strings.ToLower(k), "ebb-")
 	}

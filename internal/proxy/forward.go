@@ -61,13 +61,6 @@ type Options struct {
 	// Deadline bounds the exchange with the upstream: connecting, sending,
 	// the response header and any streamed body. Zero means none.
 	Deadline time.Time
-	// TrustForwarded passes X-Forwarded-* and Forwarded through untouched
-	// instead of adding this hop: set it when the request comes from an ebb
-	// router that already did.
-	TrustForwarded bool
-	// Header holds extra header lines ("Name: value\r\n" each) to send;
-	// they are added after the client's own fields have been filtered.
-	Header []byte
 }
 
 // Forward sends ctx's request to u and puts the upstream's response in
@@ -132,7 +125,7 @@ func writeRequest(c *conn, ctx *fasthttp.RequestCtx, o *Options, cfg *Config, up
 		framing = int64(cl)
 	}
 
-	buf := appendHead(c.wbuf[:0], ctx, o, framing, upgrade)
+	buf := appendHead(c.wbuf[:0], ctx, framing, upgrade)
 	if inline > 0 {
 		start := len(buf)
 		buf = grow(buf, inline)

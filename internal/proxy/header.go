@@ -183,7 +183,7 @@ func (st *headState) addTokens(v []byte) bool {
 // appendHead writes the request line and the rewritten header fields.
 // framing is the Content-Length to send, -1 for chunked, -2 for no body.
 // upgrade, when set, keeps the connection upgrade the client asked for.
-func appendHead(dst []byte, ctx *fasthttp.RequestCtx, o *Options, framing int64, upgrade []byte) []byte {
+func appendHead(dst []byte, ctx *fasthttp.RequestCtx, framing int64, upgrade []byte) []byte {
 	h := &ctx.Request.Header
 	dst = append(dst, h.Method()...)
 	dst = append(dst, ' ')
@@ -193,24 +193,21 @@ func appendHead(dst []byte, ctx *fasthttp.RequestCtx, o *Options, framing int64,
 	var st headState
 	mark := len(dst)
 	var redo bool
-	dst, redo = appendFields(dst, h, &st, o.TrustForwarded)
+	dst, redo = appendFields(dst, h, &st)
 	if redo {
 		// A Connection field named other fields, possibly ones we already
 		// copied: start over knowing the names.
 		dst = dst[:mark]
 		tokens, ntokens, extra := st.tokens, st.ntokens, st.extra
 		st = headState{tokens: tokens, ntokens: ntokens, extra: extra}
-		dst, _ = appendFields(dst, h, &st, o.TrustForwarded)
+		dst, _ = appendFields(dst, h, &st)
 	}
 	if !st.sawHost {
 		if host := h.Host(); len(host) > 0 {
 			dst = appendField(dst, "Host", host)
 		}
 	}
-	if !o.TrustForwarded {
-		dst = appendForwarding(dst, ctx, &st)
-	}
-	dst = append(dst, o.Header...)
+	dst = appendForwarding(dst, ctx, &st)
 	if upgrade != nil {
 		dst = append(dst, "Connection: Upgrade\r\nUpgrade: "...)
 		dst = append(dst, upgrade...)
@@ -230,15 +227,11 @@ func appendHead(dst []byte, ctx *fasthttp.RequestCtx, o *Options, framing int64,
 // appendFields copies the fields that pass, in the order received. It
 // reports whether it met a Connection field naming fields it did not know
 // about when the pass began.
-func appendFields(dst []byte, h *fasthttp.RequestHeader, st *headState, trust bool) ([]byte, bool) {
+func appendFields(dst []byte, h *fasthttp.RequestHeader, st *headState) ([]byte, bool) {
 	known := st.ntokens + len(st.extra)
 	redo := false
 	for k, v := range h.AllInOrder() {
-		kind := classify(k)
-		if trust && (kind == fieldXFF || kind == fieldForwarded || kind == fieldXFProto || kind == fieldXFHost) {
-			kind = fieldPass
-		}
-		switch kind {
+		switch classify(k) {
 		case fieldDrop, fieldXFProto, fieldXFHost:
 			continue
 		case fieldConnection:
