@@ -283,14 +283,23 @@ func (a *Activator) Serve(ctx *fasthttp.RequestCtx, function, revision string, d
 	if !ok {
 		return
 	}
-	for a.forward(ctx, rs, rep, deadline) {
-		// Nothing reached the replica because ebbd had no file descriptor
-		// left. Exchanges finishing meanwhile free some, so take a replica
-		// again after a moment, while the deadline allows.
-		pause := min(outOfDescriptorsPause, time.Until(deadline))
+	for {
+		err := a.forward(ctx, rs, rep, deadline)
+		if err == nil {
+			return
+		}
+		// No byte of the request reached a replica, so it can wait for one
+		// that answers: exchanges finishing free descriptors, and a
+		// replica that just crashed leaves the store within milliseconds,
+		// after which acquire waits for its restart.
+		pause := min(retryPause, time.Until(deadline))
 		if pause <= 0 {
-			ctx.Response.Header.Set("Retry-After", "1")
-			a.reject(ctx, rs, "out_of_descriptors", fasthttp.StatusServiceUnavailable, "ebb: out of file descriptors; retry later\n")
+			if errors.Is(err, proxy.ErrOutOfDescriptors) {
+				ctx.Response.Header.Set("Retry-After", "1")
+				a.reject(ctx, rs, "out_of_descriptors", fasthttp.StatusServiceUnavailable, "ebb: out of file descriptors; retry later\n")
+			} else {
+				a.reject(ctx, rs, "unreachable", fasthttp.StatusBadGateway, "ebb: function "+rs.function+" failed to answer\n")
+			}
 			return
 		}
 		time.Sleep(pause)
@@ -306,9 +315,10 @@ var (
 	errShutdown   = errors.New("activator shutting down")
 )
 
-// outOfDescriptorsPause is how long a request waits before another try
-// when ebbd had no file descriptor left to reach a replica.
-const outOfDescriptorsPause = 20 * time.Millisecond
+// retryPause is how long a request that reached no replica waits before
+// taking one again: ebbd had no file descriptor left, or every replica it
+// tried refused the connection.
+const retryPause = 20 * time.Millisecond
 
 // acquire takes a replica with capacity for the request, queueing it when
 // there is none. It reports false when the request has been answered
@@ -435,17 +445,22 @@ func (a *Activator) reject(ctx *fasthttp.RequestCtx, rs *revState, reason string
 }
 
 // forward sends the request to rep under the shared retry policy and
-// answers the client. It reports true, with the client not yet answered
-// and the replica released, when ebbd had no file descriptor left to reach
-// a replica: the caller may try again.
-func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replicaset.Replica, deadline time.Time) (retry bool) {
+// answers the client, or, when no byte of the request reached a replica,
+// returns why with the client not yet answered and the replica released:
+// proxy.ErrOutOfDescriptors (ebbd had no file descriptor left) or
+// proxy.ErrUnavailable (every replica tried refused it). The caller may
+// try again.
+func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replicaset.Replica, deadline time.Time) error {
 	err := exchange.Forward(ctx, &rs.acct, rep, deadline, &a.retry, ctx.Time())
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, proxy.ErrOutOfDescriptors) {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, proxy.ErrOutOfDescriptors):
 		a.metrics.outOfDescriptors.Inc()
-		return true
+		return err
+	case errors.Is(err, proxy.ErrUnavailable):
+		a.metrics.unreachable.Inc()
+		return err
 	}
 	status := proxy.StatusFor(err)
 	a.log.Debug("proxy failed", "revision", rs.name, "status", status, "err", err)
@@ -454,5 +469,5 @@ func (a *Activator) forward(ctx *fasthttp.RequestCtx, rs *revState, rep *replica
 		body = "ebb: function " + rs.function + " did not answer in time\n"
 	}
 	a.reject(ctx, rs, "upstream", status, body)
-	return false
+	return nil
 }

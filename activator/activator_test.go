@@ -474,7 +474,7 @@ func TestOutOfDescriptors(t *testing.T) {
 		wantTook  time.Duration
 	}{
 		{name: "tries again until a descriptor is free", failDials: 3, timeout: "10s",
-			wantCode: 200, wantBody: "ok", wantTook: 3 * outOfDescriptorsPause},
+			wantCode: 200, wantBody: "ok", wantTook: 3 * retryPause},
 		{name: "gives up at the deadline with a 503", failDials: 1 << 30, timeout: "100ms",
 			wantCode: 503, wantBody: "ebb: out of file descriptors; retry later\n", wantRetry: "1", wantTook: 100 * time.Millisecond},
 	}
@@ -525,6 +525,55 @@ func TestRetryOnUnavailableReplica(t *testing.T) {
 		}
 		assert.Equal(t, 1.0, testenv.Metric(t, e.reg, "ebb_activator_retries_total"))
 	})
+}
+
+// A replica that crashed stays in the store for a few milliseconds and
+// refuses connections meanwhile. No byte of a request reached it, so the
+// request is held until a replica answers (the restart), and gets a 502
+// only when its deadline comes first: one crash fails no request
+// (issue 13, bug 1).
+func TestRequestToACrashedReplicaWaitsForItsRestart(t *testing.T) {
+	tests := []struct {
+		name      string
+		restartIn time.Duration // 0: never
+		timeout   string
+		wantCode  int
+		wantBody  string
+		wantTook  time.Duration
+	}{
+		{name: "held through the restart", restartIn: 100 * time.Millisecond, timeout: "10s",
+			wantCode: 200, wantBody: "ok", wantTook: 100 * time.Millisecond},
+		{name: "a 502 at the deadline when nothing answers", timeout: "200ms",
+			wantCode: 502, wantBody: "ebb: function fn failed to answer\n", wantTook: 200 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, Config{})
+				e.endpoint("r1", "crashed", 0) // refuses connections
+				synctest.Wait()
+				if tt.restartIn > 0 {
+					// As the node agent does: the crash takes the endpoint
+					// out, and the restarted process puts it back.
+					go func() {
+						time.Sleep(5 * time.Millisecond)
+						_, err := e.st.Txn(context.Background(), store.Delete(store.EndpointKey("fn-00001", "r1"), store.AnyVersion))
+						assert.NoError(t, err)
+						time.Sleep(tt.restartIn - 5*time.Millisecond)
+						e.endpoint("r1", e.startBackend(0).addr, 0)
+					}()
+				}
+				start := time.Now()
+				code, body, _ := e.get(map[string]string{"X-Timeout": tt.timeout})
+				assert.Equal(t, tt.wantCode, code)
+				assert.Equal(t, tt.wantBody, body)
+				// The restarted replica is taken at the first try after it
+				// appears, one retry pause at most after the restart.
+				assert.InDelta(t, tt.wantTook, time.Since(start), float64(retryPause))
+				assert.Positive(t, testenv.Metric(t, e.reg, "ebb_activator_unreachable_total"))
+			})
+		})
+	}
 }
 
 // Hang-ups are reported by the kernel (EPOLLRDHUP on the client's socket),

@@ -15,6 +15,9 @@ type metrics struct {
 	// outOfDescriptors counts tries that found ebbd out of file
 	// descriptors and were made again.
 	outOfDescriptors prometheus.Counter
+	// unreachable counts tries on which every replica taken refused the
+	// request, which then waited a moment and was made again.
+	unreachable prometheus.Counter
 }
 
 var waitBuckets = []float64{.0005, .001, .0025, .005, .01, .015, .025, .04, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
@@ -37,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, a *Activator) (*metrics, error) {
 		}, []string{"function", "revision", "result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_activator_rejected_total",
-			Help: "Requests the activator answered itself, by reason: queue_full, deadline, failed, client_gone, shutdown, upstream, out_of_descriptors.",
+			Help: "Requests the activator answered itself, by reason: queue_full, deadline, failed, client_gone, shutdown, upstream, out_of_descriptors, unreachable.",
 		}, []string{"reason"}),
 	}
 	m.retries = prometheus.NewCounter(prometheus.CounterOpts{
@@ -48,7 +51,11 @@ func newMetrics(reg prometheus.Registerer, a *Activator) (*metrics, error) {
 		Name: "ebb_activator_out_of_descriptors_total",
 		Help: "Tries to reach a replica that found ebbd out of file descriptors; the request waits a moment and tries again.",
 	})
-	for _, c := range []prometheus.Collector{m.queueWait, m.coldStart, m.activations, m.rejected, m.retries, m.outOfDescriptors, liveCollector{a}} {
+	m.unreachable = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "ebb_activator_unreachable_total",
+		Help: "Tries on which every replica taken refused the request before any byte of it (a replica that just crashed); the request waits a moment and tries again within its deadline.",
+	})
+	for _, c := range []prometheus.Collector{m.queueWait, m.coldStart, m.activations, m.rejected, m.retries, m.outOfDescriptors, m.unreachable, liveCollector{a}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

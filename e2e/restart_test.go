@@ -22,7 +22,18 @@ func TestOneCrashIsARestart(t *testing.T) {
 	d := startEbbd(t)
 	d.pushHello()
 	d.putSpec("hello", `{"image":"hello:latest","scale":{"min":1,"max":1}}`)
+	d.putSpec("straight", `{"image":"hello:latest","scale":{"min":1,"max":1}}`)
 	d.waitFor("hello", 30*time.Second, func(r api.RevisionStatus) bool { return r.Ready == 1 })
+	d.waitFor("straight", 30*time.Second, func(r api.RevisionStatus) bool { return r.Ready == 1 })
+
+	// Straight after the crash, before the store knows of it: the router
+	// still has the dead replica's endpoint, the connection is refused, and
+	// the request (no byte of which reached a replica) waits in the
+	// activator for the restart.
+	d.get("straight", "/crash", nil)
+	resp, body := d.get("straight", "/", nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "a request sent at once after a crash waits for the restart: %s", body)
+	assert.Contains(t, body, "revision=straight-00001")
 
 	for crash := 1; crash <= 3; crash++ {
 		// The replica dies in the middle of this request, so its own

@@ -67,3 +67,39 @@ func TestRetries(t *testing.T) {
 		})
 	})
 }
+
+// A replica that just crashed is still in the table for a few milliseconds
+// and refuses connections. With no other replica, the request, of which no
+// byte reached a replica, goes to the activator, which holds it until the
+// restarted replica answers; without an activator it gets a 502
+// (issue 13, bug 1).
+func TestARefusedRequestGoesToTheActivator(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		act      *fakeActivator
+		wantCode int
+		wantBody string
+	}{
+		{name: "handed off", act: &fakeActivator{}, wantCode: 299, wantBody: "activated"},
+		{name: "no activator", wantCode: 502, wantBody: "ebb: function fn failed to answer\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				deps := Deps{}
+				if tt.act != nil {
+					deps.Activator = tt.act
+				}
+				e := newBubbleEnv(t, Config{}, deps)
+				e.deploy("fn", []rev{{name: "fn-00001"}}, nil)
+				e.endpoint("fn", "fn-00001", "r1", "crashed", 0) // no listener: refused
+				e.waitRoute(host("fn"), 1)
+				code, body, _ := e.get(host("fn"), "/", nil)
+				assert.Equal(t, tt.wantCode, code)
+				assert.Equal(t, tt.wantBody, body)
+				if tt.act != nil {
+					assert.Equal(t, []string{"fn/fn-00001"}, tt.act.calls)
+				}
+			})
+		})
+	}
+}

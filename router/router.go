@@ -503,10 +503,12 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, rev *revState, rep *replicase
 		return
 	}
 	rev.stats.End()
-	if errors.Is(err, proxy.ErrOutOfDescriptors) && r.deps.Activator != nil {
-		// ebbd had no file descriptor left to reach the replica, which
-		// is not to blame. The activator holds the request and tries
-		// again as exchanges finish and free some.
+	if (errors.Is(err, proxy.ErrOutOfDescriptors) || errors.Is(err, proxy.ErrUnavailable)) && r.deps.Activator != nil {
+		// No byte of the request reached a replica: ebbd had no file
+		// descriptor left, or every replica tried refused the connection
+		// (one that just crashed is still in the table for a few
+		// milliseconds). The activator holds the request and tries again
+		// as exchanges free descriptors or a replica answers again.
 		r.handoff(ctx, rev, deadline)
 		return
 	}
