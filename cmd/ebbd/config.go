@@ -17,6 +17,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
+	"github.com/ebbrun/ebb/internal/exchange"
 )
 
 // Roles ebbd can run.
@@ -45,6 +46,11 @@ type Config struct {
 	// where clients share an address. The router's total is capped by the
 	// open-file limit whatever this says.
 	MaxConnsPerIP int `yaml:"maxConnsPerIP"`
+	// MaxRetries is how many other replicas the router and the activator
+	// try for one request after the replica it was sent to took no byte of
+	// it (refused the connection). Default 2 (exchange.DefaultMaxRetries);
+	// 1 to 16. A request that reached a replica is never sent again.
+	MaxRetries int `yaml:"maxRetries"`
 	// Store is "embedded" (default: bbolt at <data-dir>/state.db) or a
 	// redis://host:port/db URL.
 	Store string `yaml:"store"`
@@ -107,6 +113,7 @@ func defaultConfig() Config {
 		ReplicaPorts:      "20000-29999",
 		Runc:              runcAuto,
 		MaxSpoolBytes:     controlplane.DefaultMaxSpoolBytes,
+		MaxRetries:        exchange.DefaultMaxRetries,
 	}
 }
 
@@ -120,6 +127,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, "directory for state, token, logs and the private containerd")
 	fs.StringVar(&cfg.APIAddr, "api-addr", cfg.APIAddr, "control-plane API listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "router listen address")
+	fs.IntVar(&cfg.MaxRetries, "max-retries", cfg.MaxRetries, "other replicas tried for a request the first one took no byte of (1-16)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "router connections allowed from one client IP address; 0: no bound")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, `state store: "embedded" or redis://host:port/db`)
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
@@ -191,6 +199,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["max-conns-per-ip"] {
 		file.MaxConnsPerIP = flags.MaxConnsPerIP
 	}
+	if set["max-retries"] {
+		file.MaxRetries = flags.MaxRetries
+	}
 	pick("store", &file.Store, flags.Store)
 	pick("containerd-address", &file.ContainerdAddress, flags.ContainerdAddress)
 	pick("domain", &file.Domain, flags.Domain)
@@ -226,6 +237,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnsPerIP < 0 {
 		return fmt.Errorf("--max-conns-per-ip %d: must not be negative", c.MaxConnsPerIP)
+	}
+	if err := exchange.ValidateMaxRetries(c.MaxRetries); err != nil || c.MaxRetries == 0 {
+		return fmt.Errorf("--max-retries %d: must be between 1 and 16", c.MaxRetries)
 	}
 	if c.Store != "embedded" && !strings.HasPrefix(c.Store, "redis://") && !strings.HasPrefix(c.Store, "rediss://") {
 		return fmt.Errorf("--store %q: must be \"embedded\" or a redis:// URL", c.Store)

@@ -33,6 +33,7 @@ func TestParseConfig(t *testing.T) {
 			assert.Equal(t, "auto", c.Runc)
 			assert.Equal(t, int64(4<<30), c.MaxSpoolBytes)
 			assert.Zero(t, c.MaxConnsPerIP)
+			assert.Equal(t, 2, c.MaxRetries)
 		}},
 		{name: "runc path", args: []string{"--runc", "/usr/local/bin/ebb-runc"}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, "/usr/local/bin/ebb-runc", c.Runc)
@@ -62,6 +63,11 @@ func TestParseConfig(t *testing.T) {
 			assert.Equal(t, 100, c.MaxConnsPerIP)
 		}},
 		{name: "negative per-IP cap", args: []string{"--max-conns-per-ip", "-1"}, wantErr: "--max-conns-per-ip"},
+		{name: "retries", args: []string{"--max-retries", "5"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, 5, c.MaxRetries)
+		}},
+		{name: "no retries", args: []string{"--max-retries", "0"}, wantErr: "--max-retries 0: must be between 1 and 16"},
+		{name: "too many retries", args: []string{"--max-retries", "17"}, wantErr: "--max-retries 17: must be between 1 and 16"},
 		{name: "redis store", args: []string{"--store", "redis://127.0.0.1:6379/0", "--role", "router"}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, RoleRouter, c.Role)
 		}},

@@ -183,7 +183,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	g.Go(func() error { return transport.Run(ctx) })
 	replicas := replicaset.New(d.caches.Endpoints(), transport, d.log.With("component", "replicas"))
 	g.Go(func() error { return replicas.Run(ctx) })
-	act, err := activator.New(activator.Config{}, activator.Deps{
+	act, err := activator.New(activator.Config{MaxRetries: d.cfg.MaxRetries}, activator.Deps{
 		Store:      d.store,
 		RevStatus:  d.caches.RevStatus(),
 		Replicas:   replicas,
@@ -200,7 +200,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	if err != nil {
 		return nil, fmt.Errorf("router listen %s: %w", d.cfg.HTTPAddr, err)
 	}
-	rt, err := router.New(router.Config{Addr: d.cfg.HTTPAddr, Domain: d.cfg.Domain, MaxConnsPerIP: d.cfg.MaxConnsPerIP}, router.Deps{
+	rt, err := router.New(router.Config{Addr: d.cfg.HTTPAddr, Domain: d.cfg.Domain, MaxConnsPerIP: d.cfg.MaxConnsPerIP, MaxRetries: d.cfg.MaxRetries}, router.Deps{
 		Store:      d.store,
 		Functions:  d.caches.Functions(),
 		Revisions:  d.caches.Revisions(),
