@@ -44,6 +44,7 @@ build:
 	$(GO) build -o $(BIN)/ebbd ./cmd/ebbd
 	$(GO) build -o $(BIN)/ebb ./cmd/ebb
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ebb-runc ./cmd/ebb-runc
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/ebb-launch ./cmd/ebb-launch
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/hello ./examples/hello
 
 # make run: start ebbd in the background (logs in .ebb/ebbd.log), point the

@@ -250,6 +250,9 @@ func validateSecrets(secrets []Secret) error {
 		if sec.Env != "" && !envName.MatchString(sec.Env) {
 			return invalid(field+".env", "%q is not a valid variable name", truncate(sec.Env))
 		}
+		if sec.Env == "PORT" || strings.HasPrefix(sec.Env, "EBB_") {
+			return invalid(field+".env", "%s is set by ebb", sec.Env)
+		}
 		if sec.File != "" && (strings.ContainsAny(sec.File, "/\x00") || sec.File == "." || sec.File == "..") {
 			return invalid(field+".file", "%q must be a plain file name", truncate(sec.File))
 		}

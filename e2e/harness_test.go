@@ -65,6 +65,8 @@ func build() error {
 		{binaries.foreignCrasher, "./testdata/crasher", true, foreignArch()},
 		// Beside ebbd, where ebbd's --runc auto finds it.
 		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true, ""},
+		// Beside ebbd, where ebbd finds it for replicas with secret variables.
+		{filepath.Join(binaries.dir, "ebb-launch"), "../cmd/ebb-launch", true, ""},
 	} {
 		var env []string
 		if b.static {

@@ -61,6 +61,9 @@ type Agent struct {
 	images     []string
 	// lastReady is when a replica last became ready; see PoolRefillDelay.
 	lastReady time.Time
+	// secretsMu serialises writing secrets, and mounting the tmpfs they go
+	// to, between the goroutines that prepare revisions.
+	secretsMu sync.Mutex
 }
 
 // revState is what the agent knows of one revision on this node.
@@ -178,7 +181,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.running = true
 	a.mu.Unlock()
 
-	if err := os.MkdirAll(filepath.Join(a.cfg.RunDir, a.cfg.Node, "secrets"), 0o700); err != nil {
+	if err := os.MkdirAll(a.secretsRoot(), 0o700); err != nil {
 		return fmt.Errorf("create run dir: %w", err)
 	}
 	g, gctx := errgroup.WithContext(ctx)
@@ -445,16 +448,36 @@ func (a *Agent) resolve(ctx context.Context, rev, function string) (*revSpec, er
 	if err := a.deps.Runtime.CheckExecutable(ctx, spec.Image, rs.args[0], rs.env); err != nil {
 		return nil, err
 	}
-	if err := writeSecretFiles(a.secretsDir(rev), rs.secretFiles); err != nil {
+	if err := a.writeSecrets(rev, rs); err != nil {
 		return nil, err
 	}
 	return rs, nil
 }
 
-// secretsDir is per node as well as per revision: agents of several nodes
-// may share a host (and a RunDir) in tests and small setups.
+// writeSecrets puts rev's secrets where its containers mount them from,
+// on a tmpfs: the first revision with secrets mounts one unless the
+// directory is on one already.
+func (a *Agent) writeSecrets(rev string, rs *revSpec) error {
+	if len(rs.secretFiles) == 0 && len(rs.secretEnv) == 0 {
+		return nil
+	}
+	a.secretsMu.Lock()
+	defer a.secretsMu.Unlock()
+	if err := mountSecretsTmpfs(a.secretsRoot()); err != nil {
+		return fmt.Errorf("secrets need a tmpfs: %w", err)
+	}
+	return writeSecrets(a.secretsDir(rev), rs.secretFiles, rs.secretEnv)
+}
+
+// secretsRoot is per node: agents of several nodes may share a host (and a
+// RunDir) in tests and small setups.
+func (a *Agent) secretsRoot() string {
+	return filepath.Join(a.cfg.RunDir, a.cfg.Node, "secrets")
+}
+
+// secretsDir is one revision's secrets.
 func (a *Agent) secretsDir(rev string) string {
-	return filepath.Join(a.cfg.RunDir, a.cfg.Node, "secrets", rev)
+	return filepath.Join(a.secretsRoot(), rev)
 }
 
 // revFailed records that a replica of rev could not be created or started:

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/testenv"
@@ -65,10 +67,15 @@ func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
 	rt.AddImage(nodeagent.ImageConfig{Ref: badImage, Entrypoint: []string{"/hello"}}, fake.Behavior{BadExec: "exec format error: ELF for arm64, node is amd64"})
 	rt.AddImage(nodeagent.ImageConfig{Ref: crashImg, Entrypoint: []string{"/hello"}}, fake.Behavior{ExitOnStart: 3})
 	rt.AddImage(nodeagent.ImageConfig{Ref: stubborn, Entrypoint: []string{"/hello"}}, fake.Behavior{IgnoreTERM: true})
+	runDir := t.TempDir()
+	// The agent mounts a tmpfs for the secrets of a node whose RunDir is on
+	// a disk, and leaves it (see mountSecretsTmpfs); the dir can go only
+	// once it is unmounted.
+	t.Cleanup(func() { _ = unix.Unmount(filepath.Join(runDir, node, "secrets"), unix.MNT_DETACH) })
 	cfg := nodeagent.Config{
 		Node:    node,
 		DataDir: t.TempDir(),
-		RunDir:  t.TempDir(),
+		RunDir:  runDir,
 		// Replicas listen on the runtime's in-memory network, one per
 		// env, so envs share the range; the agent still skips a port that
 		// a program holds on the host.
@@ -280,7 +287,7 @@ func TestScaleUpPublishesEndpointsAndKeepsAPool(t *testing.T) {
 		assert.Contains(t, spec.Env, "PATH=/bin")
 		assert.Contains(t, spec.Env, "GREETING=hi")
 		assert.Contains(t, spec.Env, "A=1")
-		assert.Contains(t, spec.Env, "TOKEN=s3cret")
+		assert.NotContains(t, spec.Env, "TOKEN=s3cret", "secret variables stay out of the spec")
 		assert.Contains(t, spec.Env, "EBB_REVISION="+rev)
 		assert.Contains(t, spec.Env, "EBB_REPLICA="+eps[0].Replica)
 		assert.Contains(t, spec.Env, "PORT="+strings.TrimPrefix(eps[0].Addr, "127.0.0.1:"))
@@ -292,6 +299,13 @@ func TestScaleUpPublishesEndpointsAndKeepsAPool(t *testing.T) {
 		assert.Equal(t, node, spec.Labels[nodeagent.LabelNode])
 		require.NotEmpty(t, spec.SecretsDir)
 		assert.FileExists(t, filepath.Join(spec.SecretsDir, "key"))
+		var fs unix.Statfs_t
+		require.NoError(t, unix.Statfs(spec.SecretsDir, &fs))
+		assert.Equal(t, int64(unix.TMPFS_MAGIC), int64(fs.Type), "secrets are on a tmpfs")
+		require.NotEmpty(t, spec.SecretEnvFile)
+		env, err := os.ReadFile(spec.SecretEnvFile)
+		require.NoError(t, err)
+		assert.Equal(t, "TOKEN=s3cret\x00", string(env), "ebb-launch's file holds them")
 
 		// Ports are recorded in the store, one per container.
 		ports, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")

@@ -149,9 +149,16 @@ type ContainerSpec struct {
 	PidsLimit   int64
 	// TmpBytes sizes the writable tmpfs at /tmp; the rootfs is read-only.
 	TmpBytes int64
-	// SecretsDir, if set, is a host directory bind-mounted read-only at
-	// /run/secrets.
+	// SecretsDir, if set, is a host directory on a tmpfs bind-mounted
+	// read-only at /run/secrets. The runtime gives it and its files to the
+	// container's user (the files stay 0400).
 	SecretsDir string
+	// SecretEnvFile, if set, is a file on a tmpfs of secret variables
+	// (KEY=VALUE, each ended by NUL) that the program gets in its
+	// environment at start, without their values entering the spec that
+	// containerd persists (cmd/ebb-launch). The runtime gives it to the
+	// container's user.
+	SecretEnvFile string
 	// NetnsPath is the network namespace to join; empty means the host's.
 	// Per-replica namespaces plug in here.
 	NetnsPath string

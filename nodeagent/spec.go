@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
@@ -30,6 +31,9 @@ type revSpec struct {
 	timeout   time.Duration
 	// secretFiles maps file names under /run/secrets to their contents.
 	secretFiles map[string]string
+	// secretEnv are the secret variables (KEY=VALUE), which reach the
+	// program through a tmpfs file and ebb-launch, never the OCI spec.
+	secretEnv []string
 }
 
 // resolveRevSpec applies a revision's spec to its image config the way
@@ -65,9 +69,13 @@ func resolveRevSpec(rev store.Revision, img ImageConfig) (*revSpec, error) {
 		env.set(k, spec.Env[k])
 	}
 	files := map[string]string{}
+	secretEnv := newEnv(nil)
 	for _, s := range spec.Secrets {
 		if s.Env != "" {
-			env.set(s.Env, s.Value)
+			if reservedEnv(s.Env) {
+				continue // ebb's own variables win, as they did when secrets were in the spec's env
+			}
+			secretEnv.set(s.Env, s.Value)
 		} else {
 			files[s.File] = s.Value
 		}
@@ -88,17 +96,26 @@ func resolveRevSpec(rev store.Revision, img ImageConfig) (*revSpec, error) {
 		hardLimit:   spec.Concurrency.HardLimit,
 		timeout:     spec.Timeout.Duration,
 		secretFiles: files,
+		secretEnv:   secretEnv.list(),
 	}, nil
 }
 
+// reservedEnv are the variables ebb sets last in every replica.
+func reservedEnv(k string) bool { return k == "PORT" || strings.HasPrefix(k, "EBB_") }
+
 // containerSpec is one replica's container: the revision's spec plus the
 // replica's identity and port.
+// secretsDir is the revision's directory of secretFiles.
 func (s *revSpec) containerSpec(node, id string, port int, secretsDir string, tmpBytes int64) ContainerSpec {
 	env := newEnv(s.env)
 	env.set("PORT", strconv.Itoa(port))
 	env.set("EBB_REPLICA", id)
-	if len(s.secretFiles) == 0 {
-		secretsDir = ""
+	var filesDir, envFile string
+	if len(s.secretFiles) > 0 {
+		filesDir = filepath.Join(secretsDir, secretFilesDir)
+	}
+	if len(s.secretEnv) > 0 {
+		envFile = filepath.Join(secretsDir, secretEnvFile)
 	}
 	return ContainerSpec{
 		ID:    id,
@@ -110,13 +127,14 @@ func (s *revSpec) containerSpec(node, id string, port int, secretsDir string, tm
 			LabelReplica:  id,
 			LabelPort:     strconv.Itoa(port),
 		},
-		Args:        s.args,
-		Env:         env.list(),
-		CPU:         s.cpu,
-		MemoryBytes: s.memory,
-		PidsLimit:   s.pids,
-		TmpBytes:    tmpBytes,
-		SecretsDir:  secretsDir,
+		Args:          s.args,
+		Env:           env.list(),
+		CPU:           s.cpu,
+		MemoryBytes:   s.memory,
+		PidsLimit:     s.pids,
+		TmpBytes:      tmpBytes,
+		SecretsDir:    filesDir,
+		SecretEnvFile: envFile,
 	}
 }
 
@@ -143,6 +161,9 @@ func (e *envList) set(k, v string) {
 }
 
 func (e *envList) list() []string {
+	if len(e.keys) == 0 {
+		return nil
+	}
 	out := make([]string, len(e.keys))
 	for i, k := range e.keys {
 		out[i] = k + "=" + e.vals[k]
@@ -150,29 +171,58 @@ func (e *envList) list() []string {
 	return out
 }
 
-// writeSecretFiles puts a revision's secret files where its containers
-// mount them from. Revisions are immutable, so existing files are rewritten
-// only to repair them.
-func writeSecretFiles(dir string, files map[string]string) error {
-	if len(files) == 0 {
+// A revision's secrets directory holds its secret files, mounted at
+// /run/secrets, and its secret variables, which ebb-launch reads.
+const (
+	secretFilesDir = "files"
+	secretEnvFile  = "env"
+)
+
+// writeSecrets puts a revision's secret files and variables in dir, on the
+// node's secrets tmpfs, where its containers mount them from. Everything is
+// root's and 0400 (directories 0500) until the runtime gives it to the
+// container's user. Revisions are immutable, so existing files are
+// rewritten only to repair them.
+func writeSecrets(dir string, files map[string]string, env []string) error {
+	if len(files) == 0 && len(env) == 0 {
 		return nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create secrets dir: %w", err)
 	}
-	for name, value := range files {
-		p := filepath.Join(dir, name)
-		tmp := p + ".tmp"
-		// Readable inside the container whatever user the image runs as;
-		// the parent directory keeps other host users out.
-		if err := os.WriteFile(tmp, []byte(value), 0o444); err != nil {
-			return fmt.Errorf("write secret file %s: %w", name, err)
+	if len(files) > 0 {
+		fdir := filepath.Join(dir, secretFilesDir)
+		if err := os.Mkdir(fdir, 0o500); err != nil && !errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("create secrets dir: %w", err)
 		}
-		if err := os.Rename(tmp, p); err != nil {
-			return fmt.Errorf("write secret file %s: %w", name, err)
+		for name, value := range files {
+			if err := writeSecret(filepath.Join(fdir, name), []byte(value)); err != nil {
+				return fmt.Errorf("write secret file %s: %w", name, err)
+			}
+		}
+	}
+	if len(env) > 0 {
+		var b strings.Builder
+		for _, kv := range env {
+			b.WriteString(kv)
+			b.WriteByte(0)
+		}
+		if err := writeSecret(filepath.Join(dir, secretEnvFile), []byte(b.String())); err != nil {
+			return fmt.Errorf("write secret variables: %w", err)
 		}
 	}
 	return nil
+}
+
+// writeSecret writes one file 0400 through a rename, so that a container
+// never sees it half written.
+func writeSecret(p string, data []byte) error {
+	tmp := p + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.WriteFile(tmp, data, 0o400); err != nil {
+		return err
+	}
+	return os.Rename(tmp, p)
 }
 
 // defaultPath is the PATH of a process whose image sets none.

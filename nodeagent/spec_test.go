@@ -28,16 +28,20 @@ func TestResolveRevSpec(t *testing.T) {
 		img      ImageConfig
 		wantArgs []string
 		wantEnv  []string
-		wantErr  string
+		// wantSecretEnv are the secret variables, kept out of the spec's env.
+		wantSecretEnv []string
+		wantErr       string
 	}{
 		{name: "image defaults", rev: rev(api.FunctionSpec{}), img: img,
 			wantArgs: []string{"/bin/app", "--serve", "--port", "80"},
 			wantEnv:  []string{"PATH=/bin", "MODE=image", "PORT=8080", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
-		{name: "args replace cmd, env overrides image env, secrets last", img: img,
+		{name: "args replace cmd, env overrides image env, secrets apart (ebb-launch sets them last)", img: img,
 			rev: rev(api.FunctionSpec{Port: 9000, Args: []string{"--fast"}, Env: map[string]string{"MODE": "spec", "B": "2", "A": "1"},
-				Secrets: []api.Secret{{Name: "tok", Value: "v", Env: "MODE"}, {Name: "f", Value: "x", File: "f"}}}),
-			wantArgs: []string{"/bin/app", "--serve", "--fast"},
-			wantEnv:  []string{"PATH=/bin", "MODE=v", "PORT=9000", "A=1", "B=2", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
+				Secrets: []api.Secret{{Name: "tok", Value: "v", Env: "MODE"}, {Name: "f", Value: "x", File: "f"},
+					{Name: "port", Value: "1", Env: "PORT"}, {Name: "rev", Value: "r", Env: "EBB_REVISION"}}}),
+			wantArgs:      []string{"/bin/app", "--serve", "--fast"},
+			wantEnv:       []string{"PATH=/bin", "MODE=spec", "PORT=9000", "A=1", "B=2", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"},
+			wantSecretEnv: []string{"MODE=v"}},
 		{name: "cmd only, default PATH", rev: rev(api.FunctionSpec{}), img: ImageConfig{Cmd: []string{"/app"}}, wantArgs: []string{"/app"},
 			wantEnv: []string{"PATH=" + defaultPath, "PORT=8080", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
 		{name: "args alone", rev: rev(api.FunctionSpec{Args: []string{"/app", "x"}}), img: ImageConfig{}, wantArgs: []string{"/app", "x"},
@@ -56,6 +60,7 @@ func TestResolveRevSpec(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantArgs, rs.args)
 			assert.Equal(t, tt.wantEnv, rs.env)
+			assert.Equal(t, tt.wantSecretEnv, rs.secretEnv)
 		})
 	}
 
@@ -72,26 +77,43 @@ func TestResolveRevSpec(t *testing.T) {
 		assert.Equal(t, int64(64<<20), cs.MemoryBytes)
 		assert.Equal(t, int64(32), cs.PidsLimit)
 		assert.Equal(t, int64(8<<20), cs.TmpBytes)
-		assert.Equal(t, "/run/secrets-dir", cs.SecretsDir)
+		assert.Equal(t, "/run/secrets-dir/files", cs.SecretsDir)
+		assert.Empty(t, cs.SecretEnvFile)
 		assert.Equal(t, map[string]string{LabelNode: "n1", LabelFunction: "fn", LabelRevision: "fn-00002",
 			LabelReplica: "fn-00002-abcde", LabelPort: "20001"}, cs.Labels)
 		// No secret files, no mount.
 		rs.secretFiles = nil
 		assert.Empty(t, rs.containerSpec("n1", "x", 1, "/run/secrets-dir", 1).SecretsDir)
+		// Secret variables: a file for ebb-launch, and not a value in the env.
+		rs.secretEnv = []string{"DB_PASSWORD=hunter2"}
+		cs = rs.containerSpec("n1", "x", 1, "/run/secrets-dir", 1)
+		assert.Equal(t, "/run/secrets-dir/env", cs.SecretEnvFile)
+		for _, kv := range cs.Env {
+			assert.NotContains(t, kv, "hunter2")
+		}
 	})
 }
 
-func TestWriteSecretFiles(t *testing.T) {
+func TestWriteSecrets(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "rev")
-	require.NoError(t, writeSecretFiles(dir, map[string]string{"key": "k1", "token": "t"}))
-	require.NoError(t, writeSecretFiles(dir, map[string]string{"key": "k2"}))
-	b, err := os.ReadFile(filepath.Join(dir, "key"))
+	require.NoError(t, writeSecrets(dir, map[string]string{"key": "k1", "token": "t"}, []string{"A=1", "B=x\ny"}))
+	require.NoError(t, writeSecrets(dir, map[string]string{"key": "k2"}, nil))
+	b, err := os.ReadFile(filepath.Join(dir, "files", "key"))
 	require.NoError(t, err)
 	assert.Equal(t, "k2", string(b))
-	st, err := os.Stat(filepath.Join(dir, "token"))
+	b, err = os.ReadFile(filepath.Join(dir, "env"))
 	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o444), st.Mode().Perm())
-	require.NoError(t, writeSecretFiles(filepath.Join(t.TempDir(), "none"), nil))
+	assert.Equal(t, "A=1\x00B=x\ny\x00", string(b), "NUL-terminated entries, for ebb-launch")
+	for p, mode := range map[string]os.FileMode{
+		"files/token": 0o400, "files/key": 0o400, "env": 0o400, "files": 0o500 | os.ModeDir, ".": 0o700 | os.ModeDir,
+	} {
+		st, err := os.Stat(filepath.Join(dir, p))
+		require.NoError(t, err)
+		assert.Equal(t, mode, st.Mode()&(os.ModeDir|os.ModePerm), p)
+	}
+	none := filepath.Join(t.TempDir(), "none")
+	require.NoError(t, writeSecrets(none, nil, nil))
+	assert.NoDirExists(t, none)
 }
 
 func TestNewReplicaID(t *testing.T) {

@@ -248,7 +248,11 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 		return nil, err
 	}
 	d.log.Info("replicas start through", "runc", cmp.Or(runc, "runc"))
-	rt, err := nodecontainerd.New(client, nodecontainerd.Config{RuncBinary: runc})
+	launcher := launcherBinary(ebbdPaths())
+	if launcher == "" {
+		d.log.Warn("ebb-launch is not beside ebbd: replicas with secret environment variables cannot start")
+	}
+	rt, err := nodecontainerd.New(client, nodecontainerd.Config{RuncBinary: runc, Launcher: launcher})
 	if err != nil {
 		return nil, err
 	}

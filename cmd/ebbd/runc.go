@@ -43,6 +43,23 @@ func runcBinary(setting string, ebbdPaths []string) (string, error) {
 	return setting, nil
 }
 
+// ebbLaunchName is the file name make build gives cmd/ebb-launch, beside
+// ebbd.
+const ebbLaunchName = "ebb-launch"
+
+// launcherBinary finds ebb-launch beside ebbd, as --runc auto finds
+// ebb-runc; "" when it is not there, and then replicas with secret
+// environment variables cannot start (their values must not enter the
+// OCI spec, which containerd keeps on disk).
+func launcherBinary(ebbdPaths []string) string {
+	for _, ebbd := range ebbdPaths {
+		if p := filepath.Join(filepath.Dir(ebbd), ebbLaunchName); executable(p) {
+			return p
+		}
+	}
+	return ""
+}
+
 // ebbdPaths are the paths ebbd runs from: the one it was started by (argv[0]
 // made absolute, through PATH if need be) and the real file.
 func ebbdPaths() []string {

@@ -34,11 +34,12 @@ var (
 	buildDir  string
 	helloBin  string
 	ebbRunc   string
+	ebbLaunch string
 	buildErr  error
 )
 
-// build builds, once per test binary, examples/hello as a static binary
-// and cmd/ebb-runc.
+// build builds, once per test binary, examples/hello as a static binary,
+// cmd/ebb-runc and cmd/ebb-launch.
 func build(t testing.TB) {
 	t.Helper()
 	testenv.RequireBinary(t, "go")
@@ -48,9 +49,11 @@ func build(t testing.TB) {
 		}
 		helloBin = filepath.Join(buildDir, "hello")
 		ebbRunc = filepath.Join(buildDir, "ebb-runc")
+		ebbLaunch = filepath.Join(buildDir, "ebb-launch")
 		for _, b := range []struct{ out, pkg string }{
 			{helloBin, "../../examples/hello"},
 			{ebbRunc, "../../cmd/ebb-runc"},
+			{ebbLaunch, "../../cmd/ebb-launch"},
 		} {
 			if buildErr = testenv.GoBuild(b.out, b.pkg, "CGO_ENABLED=0"); buildErr != nil {
 				return
@@ -70,6 +73,12 @@ func helloBinary(t testing.TB) string {
 func ebbRuncBinary(t testing.TB) string {
 	build(t)
 	return ebbRunc
+}
+
+// ebbLaunchBinary is cmd/ebb-launch, which sets secret variables at start.
+func ebbLaunchBinary(t testing.TB) string {
+	build(t)
+	return ebbLaunch
 }
 
 // connect returns a containerd client for the test's containerd.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -64,6 +65,11 @@ type Config struct {
 	// Empty means runc. It needs the runc shim (Runtime
 	// "io.containerd.runc.v2").
 	RuncBinary string
+	// Launcher is the absolute path of cmd/ebb-launch, a static binary
+	// bind-mounted into replicas that have secret environment variables, to
+	// set them at start from a tmpfs file instead of the spec. Empty refuses
+	// such replicas.
+	Launcher string
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -283,13 +289,16 @@ func (r *Runtime) Create(ctx context.Context, spec nodeagent.ContainerSpec) erro
 	if err != nil {
 		return err
 	}
+	if spec.SecretEnvFile != "" && r.cfg.Launcher == "" {
+		return fmt.Errorf("create container %s: it has secret environment variables and no ebb-launch is configured to set them", spec.ID)
+	}
 	c, err := r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImageName(e.image.Name()),
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
 		containerd.WithNewSnapshot(spec.ID, e.image),
 		containerd.WithRuntime(r.cfg.Runtime, r.runtimeOptions()),
 		containerd.WithContainerLabels(spec.Labels),
-		containerd.WithNewSpec(specOpts(spec, e.config)...),
+		containerd.WithNewSpec(specOpts(spec, e.config, r.cfg.Launcher)...),
 	)
 	if err != nil {
 		return fmt.Errorf("create container %s: %w", spec.ID, err)
@@ -350,14 +359,19 @@ func runcOptions(info containers.Container) *runcoptions.Options {
 // user, the agent's argv and environment, and the isolation ebb promises
 // (read-only rootfs with a tmpfs /tmp, no new privileges, containerd's
 // default seccomp profile, the default capability set and nothing added),
-// with its limits.
-func specOpts(spec nodeagent.ContainerSpec, img ocispec.ImageConfig) []oci.SpecOpts {
+// with its limits. Secret variables stay out of it: launcher sets them at
+// start from spec.SecretEnvFile.
+func specOpts(spec nodeagent.ContainerSpec, img ocispec.ImageConfig, launcher string) []oci.SpecOpts {
 	cwd := img.WorkingDir
 	if cwd == "" {
 		cwd = "/"
 	}
+	args := spec.Args
+	if spec.SecretEnvFile != "" {
+		args = append([]string{launcherPath, secretEnvPath}, args...)
+	}
 	opts := []oci.SpecOpts{
-		oci.WithProcessArgs(spec.Args...),
+		oci.WithProcessArgs(args...),
 		withExactEnv(spec.Env),
 		oci.WithProcessCwd(cwd),
 		withUser(img.User),
@@ -383,7 +397,54 @@ func specOpts(spec nodeagent.ContainerSpec, img ocispec.ImageConfig) []oci.SpecO
 			Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"},
 		}}))
 	}
-	return opts
+	if spec.SecretEnvFile != "" {
+		opts = append(opts, oci.WithMounts([]specs.Mount{
+			{Destination: launcherPath, Type: "bind", Source: launcher, Options: []string{"rbind", "ro", "nosuid", "nodev"}},
+			{Destination: secretEnvPath, Type: "bind", Source: spec.SecretEnvFile, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
+		}))
+	}
+	// Last, once the user is known.
+	return append(opts, withSecretsOwner(spec.SecretsDir, spec.SecretEnvFile))
+}
+
+// Where a replica sees ebb-launch and its secret variables.
+const (
+	launcherPath  = "/run/ebb/launch"
+	secretEnvPath = "/run/ebb/secret-env"
+)
+
+// withSecretsOwner gives the secret files, which the node agent writes
+// 0400 (their directory 0500) and root's, to the user the container runs
+// as, so that it and no other user of the host can read them. Every
+// replica of a revision runs as the same user, so doing it again for each
+// is harmless.
+func withSecretsOwner(dir, envFile string) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		if dir == "" && envFile == "" {
+			return nil
+		}
+		uid, gid := int(s.Process.User.UID), int(s.Process.User.GID)
+		var paths []string
+		if dir != "" {
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				return fmt.Errorf("secrets dir: %w", err)
+			}
+			paths = append(paths, dir)
+			for _, e := range entries {
+				paths = append(paths, filepath.Join(dir, e.Name()))
+			}
+		}
+		if envFile != "" {
+			paths = append(paths, envFile)
+		}
+		for _, p := range paths {
+			if err := os.Lchown(p, uid, gid); err != nil {
+				return fmt.Errorf("give secrets to the container's user: %w", err)
+			}
+		}
+		return nil
+	}
 }
 
 func withExactEnv(env []string) oci.SpecOpts {
