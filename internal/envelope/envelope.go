@@ -17,12 +17,14 @@ const KeySize = 32
 var ErrDecrypt = errors.New("envelope: message authentication failed")
 
 // KeyProvider wraps and unwraps data keys with a key-encryption key it
-// holds. Wrap uses the current KEK, named by KeyID; Unwrap takes the id a
-// data key was wrapped under, which may be an older KEK after a rotation.
-// A KMS client can implement it; the KEK never has to leave the provider.
+// holds. Wrap uses the current KEK and says which (KeyID may change
+// between two calls during a rotation, so Wrap returns the id it used);
+// Unwrap takes the id a data key was wrapped under, which may be an older
+// KEK after a rotation. A KMS client can implement it; the KEK never has
+// to leave the provider.
 type KeyProvider interface {
 	KeyID() string
-	Wrap(dek []byte) ([]byte, error)
+	Wrap(dek []byte) (keyID string, wrapped []byte, err error)
 	Unwrap(keyID string, wrapped []byte) ([]byte, error)
 }
 
@@ -42,11 +44,11 @@ func Seal(p KeyProvider, ns, name string, data map[string][]byte) (Sealed, error
 		return Sealed{}, fmt.Errorf("generate data key: %w", err)
 	}
 	defer clear(dek)
-	wrapped, err := p.Wrap(dek)
+	keyID, wrapped, err := p.Wrap(dek)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("wrap data key: %w", err)
 	}
-	s := Sealed{KeyID: p.KeyID(), WrappedKey: wrapped, Values: make(map[string][]byte, len(data))}
+	s := Sealed{KeyID: keyID, WrappedKey: wrapped, Values: make(map[string][]byte, len(data))}
 	for k, v := range data {
 		ct, err := seal(dek, v, valueAD(ns, name, k))
 		if err != nil {
@@ -90,11 +92,11 @@ func Rewrap(p KeyProvider, s Sealed) (Sealed, error) {
 		return Sealed{}, fmt.Errorf("unwrap data key: %w", err)
 	}
 	defer clear(dek)
-	wrapped, err := p.Wrap(dek)
+	keyID, wrapped, err := p.Wrap(dek)
 	if err != nil {
 		return Sealed{}, fmt.Errorf("wrap data key: %w", err)
 	}
-	s.KeyID, s.WrappedKey = p.KeyID(), wrapped
+	s.KeyID, s.WrappedKey = keyID, wrapped
 	return s, nil
 }
 

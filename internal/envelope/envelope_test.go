@@ -94,8 +94,9 @@ func TestWrappedKeyBoundToKeyID(t *testing.T) {
 	a, b := bytes.Repeat([]byte{1}, KeySize), bytes.Repeat([]byte{2}, KeySize)
 	kr, err := NewKeyring(a, b)
 	require.NoError(t, err)
-	wrapped, err := kr.Wrap(bytes.Repeat([]byte{9}, KeySize))
+	id, wrapped, err := kr.Wrap(bytes.Repeat([]byte{9}, KeySize))
 	require.NoError(t, err)
+	assert.Equal(t, KeyIDOf(a), id)
 	_, err = kr.Unwrap(KeyIDOf(b), wrapped)
 	assert.ErrorIs(t, err, ErrDecrypt)
 	dek, err := kr.Unwrap(KeyIDOf(a), wrapped)
@@ -146,7 +147,7 @@ func TestNewKeyringRefuses(t *testing.T) {
 	_, err = NewKeyring(make([]byte, 16))
 	assert.Error(t, err)
 	kr := testKeyring(t, 1)
-	_, err = kr.Wrap(make([]byte, 16))
+	_, _, err = kr.Wrap(make([]byte, 16))
 	assert.Error(t, err)
 }
 
@@ -226,4 +227,36 @@ func TestLoadOrCreateKeyFileAndRotationOnDisk(t *testing.T) {
 	got, err := Open(final, "default", "x", s)
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(got["k"]))
+}
+
+func TestKeyFileRotateRetire(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "secrets.key")
+	_, err := OpenKeyFile(p, false)
+	require.Error(t, err, "without create, a missing file is an error")
+	kf, err := OpenKeyFile(p, true)
+	require.NoError(t, err)
+	first := kf.KeyID()
+	s, err := Seal(kf, "default", "db", map[string][]byte{"pw": []byte("hunter2")})
+	require.NoError(t, err)
+
+	second, err := kf.Rotate()
+	require.NoError(t, err)
+	assert.NotEqual(t, first, second)
+	assert.Equal(t, []string{second, first}, kf.KeyIDs())
+	_, err = Open(kf, "default", "db", s)
+	require.NoError(t, err, "old data keys open during the rotation")
+	reopened, err := OpenKeyFile(p, false)
+	require.NoError(t, err)
+	assert.Equal(t, []string{second, first}, reopened.KeyIDs(), "the file holds both until Retire")
+
+	s, err = Rewrap(kf, s)
+	require.NoError(t, err)
+	require.NoError(t, kf.Retire())
+	assert.Equal(t, []string{second}, kf.KeyIDs())
+	got, err := Open(kf, "default", "db", s)
+	require.NoError(t, err)
+	assert.Equal(t, "hunter2", string(got["pw"]))
+	reopened, err = OpenKeyFile(p, false)
+	require.NoError(t, err)
+	assert.Equal(t, []string{second}, reopened.KeyIDs())
 }

@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 )
 
 // Keyring is a KeyProvider over local key-encryption keys: the current one,
@@ -66,11 +68,12 @@ func (k *Keyring) KeyIDs() []string {
 
 // Wrap implements KeyProvider: AES-256-GCM under the current KEK, with the
 // KEK's id as additional data.
-func (k *Keyring) Wrap(dek []byte) ([]byte, error) {
+func (k *Keyring) Wrap(dek []byte) (string, []byte, error) {
 	if len(dek) != KeySize {
-		return nil, fmt.Errorf("data key is %d bytes, want %d", len(dek), KeySize)
+		return "", nil, fmt.Errorf("data key is %d bytes, want %d", len(dek), KeySize)
 	}
-	return seal(k.keys[k.current], dek, wrapAD(k.current))
+	wrapped, err := seal(k.keys[k.current], dek, wrapAD(k.current))
+	return k.current, wrapped, err
 }
 
 // Unwrap implements KeyProvider.
@@ -205,4 +208,81 @@ func LoadOrCreateKeyFile(path string) (*Keyring, error) {
 		}
 	}
 	return LoadKeyFile(path)
+}
+
+// KeyFile is the KeyProvider ebbd uses: the keyring of a key file, which
+// Rotate and Retire change on disk and in memory together. It is safe for
+// concurrent use; a rotation never leaves a moment when a data key cannot
+// be unwrapped.
+type KeyFile struct {
+	path string
+	mu   sync.Mutex // serialises Rotate and Retire
+	ring atomic.Pointer[Keyring]
+}
+
+var _ KeyProvider = (*KeyFile)(nil)
+
+// OpenKeyFile loads the key file at path; with create, it first writes a
+// fresh key there if there is none.
+func OpenKeyFile(path string, create bool) (*KeyFile, error) {
+	load := LoadKeyFile
+	if create {
+		load = LoadOrCreateKeyFile
+	}
+	ring, err := load(path)
+	if err != nil {
+		return nil, err
+	}
+	k := &KeyFile{path: path}
+	k.ring.Store(ring)
+	return k, nil
+}
+
+// KeyID implements KeyProvider.
+func (k *KeyFile) KeyID() string { return k.ring.Load().KeyID() }
+
+// KeyIDs lists the ids of the keys in the file, current first.
+func (k *KeyFile) KeyIDs() []string { return k.ring.Load().KeyIDs() }
+
+// Wrap implements KeyProvider.
+func (k *KeyFile) Wrap(dek []byte) (string, []byte, error) { return k.ring.Load().Wrap(dek) }
+
+// Unwrap implements KeyProvider.
+func (k *KeyFile) Unwrap(keyID string, wrapped []byte) ([]byte, error) {
+	return k.ring.Load().Unwrap(keyID, wrapped)
+}
+
+// Rotate makes a fresh KEK the current one, keeping the old ones so that
+// data keys not yet re-wrapped still open. The file is written first: a
+// crash after it leaves a file that opens everything.
+func (k *KeyFile) Rotate() (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	next, err := NewKey()
+	if err != nil {
+		return "", err
+	}
+	defer clear(next)
+	ring, err := k.ring.Load().Rotated(next)
+	if err != nil {
+		return "", err
+	}
+	if err := WriteKeyFile(k.path, ring); err != nil {
+		return "", err
+	}
+	k.ring.Store(ring)
+	return ring.KeyID(), nil
+}
+
+// Retire drops every key but the current one, once every data key has been
+// re-wrapped under it.
+func (k *KeyFile) Retire() error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	ring := k.ring.Load().Current()
+	if err := WriteKeyFile(k.path, ring); err != nil {
+		return err
+	}
+	k.ring.Store(ring)
+	return nil
 }
