@@ -800,6 +800,7 @@ func TestHTTPTransport(t *testing.T) {
 		{PathStats, `{"not":"an array"}`, http.StatusBadRequest},
 		{PathStats, `[{"revision":"x","bogus":1}]`, http.StatusBadRequest},
 		{PathActivate + "Not_A_Name", ``, http.StatusBadRequest},
+		{PathActivate + "a.b.c-00001", ``, http.StatusBadRequest},
 		{"/internal/v1/nope", ``, http.StatusNotFound},
 	}
 	for _, tc := range cases {
