@@ -54,17 +54,61 @@ type FunctionSpec struct {
 	Timeout Duration `json:"timeout"`
 }
 
-// Secret is a value injected into each replica, as an env var or a file.
-// Exactly one of Env and File is set.
+// Secret refers a replica to one key of a secret object of the function's
+// namespace (PUT /v1/namespaces/{ns}/secrets/{name}), injected as an env
+// var or a file. Exactly one of Env and File is set.
 type Secret struct {
-	// Name identifies the secret in status output; the value is never echoed back.
-	Name string `json:"name"`
-	// Value is the secret material.
-	Value string `json:"value,omitempty"`
-	// Env is the variable name to expose the secret as.
+	// Secret names the secret object.
+	Secret string `json:"secret"`
+	// Key is the key in the secret whose value is injected.
+	Key string `json:"key"`
+	// Env is the variable name to expose the value as.
 	Env string `json:"env,omitempty"`
-	// File is a file name under /run/secrets to expose the secret as.
+	// File is a file name under /run/secrets to expose the value as.
 	File string `json:"file,omitempty"`
+
+	// Name and Value were the inline secret of earlier versions; a spec
+	// that sets Value is refused with a message saying how to make a
+	// secret object instead.
+	Name  string `json:"name,omitempty"`
+	Value string `json:"value,omitempty"`
+}
+
+// MaxSecretBytes caps the values of one secret object together.
+const MaxSecretBytes = 1 << 20
+
+// SecretData is the body of PUT /v1/namespaces/{ns}/secrets/{name}: the
+// secret's keys and values. Data values are base64 in JSON (binary safe);
+// StringData takes text as it is and wins over Data for the same key.
+type SecretData struct {
+	Data       map[string][]byte `json:"data,omitempty"`
+	StringData map[string]string `json:"stringData,omitempty"`
+}
+
+// SecretInfo describes a secret object. The API never returns values.
+type SecretInfo struct {
+	Name      string   `json:"name"`
+	Namespace string   `json:"namespace"`
+	Keys      []string `json:"keys"`
+	// Generation counts the writes of the secret's data.
+	Generation int `json:"generation"`
+	// KeyID names the key-encryption key its data key is wrapped under.
+	KeyID string `json:"keyId"`
+	// UsedBy lists the functions that refer to it.
+	UsedBy    []string  `json:"usedBy,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// SecretList is the body of GET /v1/namespaces/{ns}/secrets.
+type SecretList struct {
+	Secrets []SecretInfo `json:"secrets"`
+}
+
+// RotateKeyResult is the answer to POST /v1/secrets/rotate-key.
+type RotateKeyResult struct {
+	KeyID     string `json:"keyId"`
+	Rewrapped int    `json:"rewrapped"`
 }
 
 // Metric names what the autoscaler sizes a function by.

@@ -237,27 +237,79 @@ func validateSecrets(secrets []Secret) error {
 	seen := map[string]bool{}
 	for i, sec := range secrets {
 		field := fmt.Sprintf("secrets[%d]", i)
-		if err := ValidateName(field+".name", sec.Name); err != nil {
+		if sec.Value != "" {
+			return invalid(field+".value", "inline secret values are not accepted: create a secret object "+
+				"(`ebb secrets create NAME --from-literal KEY=VALUE`, or PUT /v1/namespaces/{ns}/secrets/NAME) "+
+				`and refer to it as {"secret":"NAME","key":"KEY","env":"VAR"} (or "file":"FILE"), e.g. `+
+				"`ebb deploy FN --secret NAME:KEY=VAR`")
+		}
+		if sec.Secret == "" && sec.Name != "" {
+			return invalid(field+".secret", "name the secret object the value comes from (secret and key), not an inline secret (name)")
+		}
+		if err := ValidateName(field+".secret", sec.Secret); err != nil {
 			return err
 		}
-		if seen[sec.Name] {
-			return invalid(field+".name", "%q is used twice", sec.Name)
+		if err := ValidateSecretKey(field+".key", sec.Key); err != nil {
+			return err
 		}
-		seen[sec.Name] = true
 		if (sec.Env == "") == (sec.File == "") {
 			return invalid(field, "set exactly one of env and file")
 		}
+		target := "env " + sec.Env
 		if sec.Env != "" && !envName.MatchString(sec.Env) {
 			return invalid(field+".env", "%q is not a valid variable name", truncate(sec.Env))
 		}
 		if sec.Env == "PORT" || strings.HasPrefix(sec.Env, "EBB_") {
 			return invalid(field+".env", "%s is set by ebb", sec.Env)
 		}
-		if sec.File != "" && (strings.ContainsAny(sec.File, "/\x00") || sec.File == "." || sec.File == "..") {
-			return invalid(field+".file", "%q must be a plain file name", truncate(sec.File))
+		if sec.File != "" {
+			target = "file " + sec.File
+			if strings.ContainsAny(sec.File, "/\x00") || sec.File == "." || sec.File == ".." || len(sec.File) > 255 {
+				return invalid(field+".file", "%q must be a plain file name", truncate(sec.File))
+			}
+		}
+		if seen[target] {
+			return invalid(field, "%s is set twice", target)
+		}
+		seen[target] = true
+	}
+	return nil
+}
+
+// secretKeyPattern is what a key of a secret object may be: a file name or
+// a variable name, as Kubernetes allows.
+var secretKeyPattern = regexp.MustCompile(`^[-._a-zA-Z0-9]{1,253}$`)
+
+// ValidateSecretKey checks one key of a secret object.
+func ValidateSecretKey(field, key string) error {
+	if !secretKeyPattern.MatchString(key) || key == "." || key == ".." {
+		return invalid(field, "%q must be 1-253 letters, digits, '-', '_' or '.'", truncate(key))
+	}
+	return nil
+}
+
+// ValidateSecretData checks a secret object's keys; the control plane
+// checks its size (MaxSecretBytes), which has a status of its own.
+func ValidateSecretData(data map[string][]byte) error {
+	if len(data) == 0 {
+		return invalid("data", "a secret needs at least one key")
+	}
+	for k := range data {
+		if err := ValidateSecretKey("data", k); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// SecretDataBytes is the size of a secret's data as MaxSecretBytes counts
+// it: keys and values.
+func SecretDataBytes(data map[string][]byte) int {
+	total := 0
+	for k, v := range data {
+		total += len(k) + len(v)
+	}
+	return total
 }
 
 func (c Concurrency) validate() error {

@@ -53,8 +53,16 @@ func TestDecodeSpecRejects(t *testing.T) {
 		{"tiny memory", `{"image":"a","resources":{"memory":"1Ki"}}`, "minimum"},
 		{"bad env name", `{"image":"a","env":{"1X":"y"}}`, "env"},
 		{"PORT in env", `{"image":"a","env":{"PORT":"1"}}`, "PORT"},
-		{"secret without target", `{"image":"a","secrets":[{"name":"s","value":"v"}]}`, "exactly one of env and file"},
-		{"secret file with slash", `{"image":"a","secrets":[{"name":"s","value":"v","file":"../x"}]}`, "plain file name"},
+		{"secret without target", `{"image":"a","secrets":[{"secret":"s","key":"k"}]}`, "exactly one of env and file"},
+		{"secret file with slash", `{"image":"a","secrets":[{"secret":"s","key":"k","file":"../x"}]}`, "plain file name"},
+		{"inline secret value", `{"image":"a","secrets":[{"name":"s","value":"v","env":"S"}]}`, "create a secret object (`ebb secrets create NAME"},
+		{"inline secret name", `{"image":"a","secrets":[{"name":"s","env":"S"}]}`, "name the secret object"},
+		{"secret without key", `{"image":"a","secrets":[{"secret":"s","env":"S"}]}`, "secrets[0].key"},
+		{"bad secret key", `{"image":"a","secrets":[{"secret":"s","key":"a/b","env":"S"}]}`, "secrets[0].key"},
+		{"bad secret name", `{"image":"a","secrets":[{"secret":"S_1","key":"k","env":"S"}]}`, "secrets[0].secret"},
+		{"secret as PORT", `{"image":"a","secrets":[{"secret":"s","key":"k","env":"PORT"}]}`, "set by ebb"},
+		{"secret as EBB_ variable", `{"image":"a","secrets":[{"secret":"s","key":"k","env":"EBB_REVISION"}]}`, "set by ebb"},
+		{"one variable twice", `{"image":"a","secrets":[{"secret":"s","key":"k","env":"A"},{"secret":"t","key":"k","env":"A"}]}`, "env A is set twice"},
 		{"timeout too long", `{"image":"a","timeout":"2h"}`, "timeout"},
 	}
 	for _, tt := range tests {
@@ -160,7 +168,8 @@ func FuzzDecodeSpec(f *testing.F) {
 	seeds := []string{
 		`{"image":"hello:latest"}`,
 		`{"image":"a","port":9000,"env":{"A":"b"},"args":["x"],"concurrency":{"target":10,"hardLimit":10},"scale":{"min":1,"max":5,"initial":0,"scaleToZeroGrace":"10s"},"resources":{"cpu":0.5,"memory":"128Mi","pids":64},"timeout":"5s"}`,
-		`{"image":"a","secrets":[{"name":"db","value":"pw","env":"DB_PASSWORD"},{"name":"key","value":"k","file":"key.pem"}]}`,
+		`{"image":"a","secrets":[{"secret":"db","key":"password","env":"DB_PASSWORD"},{"secret":"tls","key":"key.pem","file":"key.pem"}]}`,
+		`{"image":"a","secrets":[{"name":"db","value":"pw","env":"DB_PASSWORD"}]}`,
 		`{"image":"a","concurrency":{"metric":"rps","rpsTarget":50}}`,
 		`{"image":"a","scale":{"min":5,"max":2}}`,
 		`[]`, `null`, `{"image":1}`, `{"timeout":"-1s","image":"x"}`,

@@ -38,6 +38,9 @@ func (s *Server) putFunction(w http.ResponseWriter, r *http.Request) error {
 	if err := s.requireImage(r.Context(), spec.Image); err != nil {
 		return err
 	}
+	if err := s.checkSecretRefs(r.Context(), name, spec.Secrets); err != nil {
+		return err
+	}
 	var created bool
 	for range casRetries {
 		created, err = s.applySpec(r.Context(), name, spec)

@@ -130,6 +130,9 @@ type Deps struct {
 	Internal http.Handler
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Secrets keeps the secret objects; nil answers 501 to the secrets API
+	// and refuses functions that use secrets.
+	Secrets *Secrets
 }
 
 // Server is the control-plane API.
@@ -231,6 +234,11 @@ func (s *Server) routes() http.Handler {
 	s.handleNamespaced("GET", "/functions/{name}/revisions", s.listRevisions)
 	s.handleNamespaced("PUT", "/functions/{name}/traffic", s.putTraffic)
 	s.handleNamespaced("GET", "/functions/{name}/logs", s.logs)
+	s.handleNamespaced("GET", "/secrets", s.listSecrets)
+	s.handleNamespaced("PUT", "/secrets/{name}", s.putSecret)
+	s.handleNamespaced("GET", "/secrets/{name}", s.getSecret)
+	s.handleNamespaced("DELETE", "/secrets/{name}", s.deleteSecret)
+	s.handle("POST /v1/secrets/rotate-key", s.rotateSecretsKey)
 	s.handle("GET /v1/namespaces", s.listNamespaces)
 	s.handle("GET /v1/namespaces/{ns}", s.getNamespace)
 	s.handle("PUT /v1/namespaces/{ns}", s.putNamespace)

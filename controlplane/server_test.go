@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/envelope"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
@@ -84,7 +85,10 @@ func newTestAPIWith(t *testing.T, change func(*Config)) *testAPI {
 	imp := &recordingImporter{}
 	cfg := Config{Token: testToken, SpoolDir: spool, MaxBodyBytes: 4096, MaxImageBytes: 64 << 20}
 	change(&cfg)
-	srv, err := New(cfg, Deps{Store: st, Images: imp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg})
+	keys, err := envelope.OpenKeyFile(filepath.Join(dir, "secrets.key"), true)
+	require.NoError(t, err)
+	srv, err := New(cfg, Deps{Store: st, Images: imp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registerer: reg, Gatherer: reg,
+		Secrets: NewSecrets(st, keys, nil)})
 	require.NoError(t, err)
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)

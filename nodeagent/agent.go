@@ -441,7 +441,11 @@ func (a *Agent) resolve(ctx context.Context, rev, function string) (*revSpec, er
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", spec.Image, err)
 	}
-	rs, err := resolveRevSpec(rec, img)
+	secrets, err := a.readSecrets(ctx, rec)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := resolveRevSpec(rec, img, secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -452,6 +456,32 @@ func (a *Agent) resolve(ctx context.Context, rev, function string) (*revSpec, er
 		return nil, err
 	}
 	return rs, nil
+}
+
+// readSecrets fetches the data of every secret object rev refers to, from
+// the function's namespace.
+func (a *Agent) readSecrets(ctx context.Context, rev store.Revision) (map[string]map[string][]byte, error) {
+	if len(rev.Spec.Secrets) == 0 {
+		return nil, nil
+	}
+	if a.deps.Secrets == nil {
+		return nil, errors.New("this node cannot read secrets (no secret reader configured)")
+	}
+	ns, _ := api.SplitQualifiedName(rev.Function)
+	out := map[string]map[string][]byte{}
+	for _, ref := range rev.Spec.Secrets {
+		if _, ok := out[ref.Secret]; ok {
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
+		data, err := a.deps.Secrets.SecretValues(sctx, ns, ref.Secret)
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("read secret %s/%s: %w", ns, ref.Secret, err)
+		}
+		out[ref.Secret] = data
+	}
+	return out, nil
 }
 
 // writeSecrets puts rev's secrets where its containers mount them from,

@@ -99,6 +99,17 @@ func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
 	return e
 }
 
+// secretReader serves secret objects from memory, by namespace/name.
+type secretReader map[string]map[string][]byte
+
+func (r secretReader) SecretValues(_ context.Context, ns, name string) (map[string][]byte, error) {
+	data, ok := r[ns+"/"+name]
+	if !ok {
+		return nil, fmt.Errorf("secret %s/%s: %w", ns, name, store.ErrNotFound)
+	}
+	return data, nil
+}
+
 // start runs a fresh agent on the env's store and runtime, as a restarted
 // agent process would.
 func (e *env) start() {
@@ -106,7 +117,8 @@ func (e *env) start() {
 	e.reg = prometheus.NewRegistry()
 	a, err := nodeagent.New(e.cfg, nodeagent.Deps{
 		Store: e.store, Runtime: e.rt, Registerer: e.reg, Requests: &e.requests, Dial: e.rt.Dial,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Secrets: secretReader{api.DefaultNamespace + "/app": {"token": []byte("s3cret"), "key": []byte("k")}},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	require.NoError(e.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -263,7 +275,7 @@ func TestScaleUpPublishesEndpointsAndKeepsAPool(t *testing.T) {
 		e := newEnv(t, nil)
 		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image, Env: map[string]string{"A": "1"},
 			Concurrency: api.Concurrency{HardLimit: 7}, Resources: api.Resources{CPU: 0.5, Memory: "128Mi", Pids: 64},
-			Secrets: []api.Secret{{Name: "token", Value: "s3cret", Env: "TOKEN"}, {Name: "key", Value: "k", File: "key"}}})
+			Secrets: []api.Secret{{Secret: "app", Key: "token", Env: "TOKEN"}, {Secret: "app", Key: "key", File: "key"}}})
 		e.assign("hello", rev, 2, 0)
 
 		eps := e.waitEndpoints(rev, 2)

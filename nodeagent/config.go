@@ -294,6 +294,16 @@ type Deps struct {
 	// means TCP. Tests pass an in-memory network (nodeagent/fake), which
 	// testing/synctest can wait on, as it cannot on sockets.
 	Dial DialFunc
+	// Secrets reads the values of the secret objects revisions refer to;
+	// the control plane holds the key that decrypts them. Nil means a
+	// revision with secrets cannot run on this node.
+	Secrets SecretReader
+}
+
+// SecretReader returns the key → value data of a secret object. Values
+// stay in memory: the agent writes them only to its tmpfs.
+type SecretReader interface {
+	SecretValues(ctx context.Context, namespace, name string) (map[string][]byte, error)
 }
 
 // DialFunc connects to addr on network, as net.Dialer.DialContext does.

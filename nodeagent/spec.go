@@ -39,8 +39,9 @@ type revSpec struct {
 // resolveRevSpec applies a revision's spec to its image config the way
 // Docker and Kubernetes do: args replace the image's CMD and keep its
 // ENTRYPOINT; env adds to and overrides the image's; PORT and the EBB_*
-// variables are set last so nothing can override them.
-func resolveRevSpec(rev store.Revision, img ImageConfig) (*revSpec, error) {
+// variables are set last so nothing can override them. secrets holds the
+// data of every secret object the spec refers to, by name.
+func resolveRevSpec(rev store.Revision, img ImageConfig, secrets map[string]map[string][]byte) (*revSpec, error) {
 	spec := rev.Spec.WithDefaults()
 	args := append([]string(nil), img.Entrypoint...)
 	if len(spec.Args) > 0 {
@@ -71,13 +72,21 @@ func resolveRevSpec(rev store.Revision, img ImageConfig) (*revSpec, error) {
 	files := map[string]string{}
 	secretEnv := newEnv(nil)
 	for _, s := range spec.Secrets {
+		data, ok := secrets[s.Secret]
+		if !ok {
+			return nil, fmt.Errorf("secret %q does not exist", s.Secret)
+		}
+		value, ok := data[s.Key]
+		if !ok {
+			return nil, fmt.Errorf("secret %q has no key %q", s.Secret, s.Key)
+		}
 		if s.Env != "" {
 			if reservedEnv(s.Env) {
 				continue // ebb's own variables win, as they did when secrets were in the spec's env
 			}
-			secretEnv.set(s.Env, s.Value)
+			secretEnv.set(s.Env, string(value))
 		} else {
-			files[s.File] = s.Value
+			files[s.File] = string(value)
 		}
 	}
 	env.set("PORT", strconv.Itoa(spec.Port))

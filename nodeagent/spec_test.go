@@ -31,14 +31,15 @@ func TestResolveRevSpec(t *testing.T) {
 		// wantSecretEnv are the secret variables, kept out of the spec's env.
 		wantSecretEnv []string
 		wantErr       string
+		notBadImage   bool // a failure that is not the image's
 	}{
 		{name: "image defaults", rev: rev(api.FunctionSpec{}), img: img,
 			wantArgs: []string{"/bin/app", "--serve", "--port", "80"},
 			wantEnv:  []string{"PATH=/bin", "MODE=image", "PORT=8080", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
 		{name: "args replace cmd, env overrides image env, secrets apart (ebb-launch sets them last)", img: img,
 			rev: rev(api.FunctionSpec{Port: 9000, Args: []string{"--fast"}, Env: map[string]string{"MODE": "spec", "B": "2", "A": "1"},
-				Secrets: []api.Secret{{Name: "tok", Value: "v", Env: "MODE"}, {Name: "f", Value: "x", File: "f"},
-					{Name: "port", Value: "1", Env: "PORT"}, {Name: "rev", Value: "r", Env: "EBB_REVISION"}}}),
+				Secrets: []api.Secret{{Secret: "tok", Key: "v", Env: "MODE"}, {Secret: "files", Key: "x", File: "f"},
+					{Secret: "tok", Key: "port", Env: "PORT"}, {Secret: "tok", Key: "rev", Env: "EBB_REVISION"}}}),
 			wantArgs:      []string{"/bin/app", "--serve", "--fast"},
 			wantEnv:       []string{"PATH=/bin", "MODE=spec", "PORT=9000", "A=1", "B=2", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"},
 			wantSecretEnv: []string{"MODE=v"}},
@@ -47,13 +48,21 @@ func TestResolveRevSpec(t *testing.T) {
 		{name: "args alone", rev: rev(api.FunctionSpec{Args: []string{"/app", "x"}}), img: ImageConfig{}, wantArgs: []string{"/app", "x"},
 			wantEnv: []string{"PATH=" + defaultPath, "PORT=8080", "EBB_FUNCTION=fn", "EBB_REVISION=fn-00002"}},
 		{name: "nothing to run", rev: rev(api.FunctionSpec{}), img: ImageConfig{}, wantErr: "has no entrypoint or cmd"},
+		{name: "missing secret", rev: rev(api.FunctionSpec{Secrets: []api.Secret{{Secret: "gone", Key: "v", Env: "A"}}}), img: img,
+			wantErr: `secret "gone" does not exist`, notBadImage: true},
+		{name: "missing key", rev: rev(api.FunctionSpec{Secrets: []api.Secret{{Secret: "tok", Key: "nope", Env: "A"}}}), img: img,
+			wantErr: `secret "tok" has no key "nope"`, notBadImage: true},
+	}
+	secrets := map[string]map[string][]byte{
+		"tok":   {"v": []byte("v"), "port": []byte("1"), "rev": []byte("r")},
+		"files": {"x": []byte("x")},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rs, err := resolveRevSpec(tt.rev, tt.img)
+			rs, err := resolveRevSpec(tt.rev, tt.img, secrets)
 			if tt.wantErr != "" {
 				require.Error(t, err)
-				assert.True(t, errors.Is(err, ErrBadImage))
+				assert.Equal(t, !tt.notBadImage, errors.Is(err, ErrBadImage))
 				assert.Contains(t, err.Error(), tt.wantErr)
 				return
 			}
@@ -66,7 +75,7 @@ func TestResolveRevSpec(t *testing.T) {
 
 	t.Run("container spec", func(t *testing.T) {
 		rs, err := resolveRevSpec(rev(api.FunctionSpec{Resources: api.Resources{CPU: 0.25, Memory: "64Mi", Pids: 32},
-			Secrets: []api.Secret{{Name: "f", Value: "x", File: "f"}}}), img)
+			Secrets: []api.Secret{{Secret: "files", Key: "x", File: "f"}}}), img, secrets)
 		require.NoError(t, err)
 		cs := rs.containerSpec("n1", "fn-00002-abcde", 20001, "/run/secrets-dir", 8<<20)
 		assert.Equal(t, "fn-00002-abcde", cs.ID)

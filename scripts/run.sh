@@ -12,8 +12,15 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   "$(dirname "$0")/stop.sh" "$run_dir"
 fi
 
+# The key-encryption key of secret objects: 32 random bytes only root reads.
+key_file=$run_dir/secrets.key
+if [ ! -f "$key_file" ]; then
+  (umask 077 && head -c 32 /dev/urandom >"$key_file")
+fi
+chmod 600 "$key_file"
+
 echo "starting ebbd (data in $run_dir, log in $run_dir/ebbd.log)"
-setsid "$bin/ebbd" --data-dir "$run_dir" --api-addr "$api_addr" --http-addr "$http_addr" \
+setsid "$bin/ebbd" --data-dir "$run_dir" --api-addr "$api_addr" --http-addr "$http_addr" --secrets-key-file "$key_file" \
   >"$run_dir/ebbd.log" 2>&1 < /dev/null &
 echo $! >"$pidfile"
 

@@ -234,3 +234,27 @@ func ResolveTraffic(fn Function) []api.TrafficTarget {
 	}
 	return out
 }
+
+// Secret objects (issue 14). A secret's values are never stored in plain
+// text: each is sealed (AES-256-GCM) with the secret's own data key, which
+// is stored only wrapped by a key-encryption key (internal/envelope).
+const PrefixSecrets = "secrets/" // secrets/{ns}/{name} → Secret
+
+func SecretsPrefix(ns string) string   { return PrefixSecrets + ns + "/" }
+func SecretKey(ns, name string) string { return SecretsPrefix(ns) + name }
+
+// Secret is a namespaced secret object at rest.
+type Secret struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// KeyID names the key-encryption key WrappedKey is wrapped under.
+	KeyID      string `json:"keyId"`
+	WrappedKey []byte `json:"wrappedKey"`
+	// Values are the sealed values by key: nonce, ciphertext and tag,
+	// bound to namespace, name and key.
+	Values map[string][]byte `json:"values"`
+	// Generation counts writes of the data (not re-wraps).
+	Generation int       `json:"generation"`
+	CreatedAt  time.Time `json:"createdAt"`
+	UpdatedAt  time.Time `json:"updatedAt"`
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 type deployOptions struct {
 	image, archive, binary string
 	env                    []string
+	secrets, secretFiles   []string
 	port                   int
 	min, max, initial      int
 	concurrency, hardLimit int
@@ -41,6 +43,11 @@ When the function exists, only the flags given change its spec, as with
 and every other setting. --env KEY- removes a variable. A spec that changes
 creates a new revision, which takes the traffic that follows @latest.
 
+Secrets come from secret objects of the function's namespace (see 'ebb
+secrets'): --secret NAME:KEY=VAR sets $VAR to key KEY of secret NAME, and
+--secret-file NAME:KEY=FILE puts it in /run/secrets/FILE; --secret VAR- and
+--secret-file FILE- remove one. The values never pass through the CLI.
+
 Unless --no-wait is given, deploy then waits up to --wait-timeout: until the
 revision has started (ready >= desired, and at least one replica for a new
 revision with an initial scale above zero), or, for a revision that is
@@ -55,7 +62,8 @@ func (a *app) deployCmd() *cobra.Command {
 		Long:  deployLong,
 		Example: `  ebb deploy hello --binary ./hello
   ebb deploy hello --image-archive hello.tar --env GREETING=hi --max 10
-  ebb deploy hello --env GREETING=hello   # new revision, same image`,
+  ebb deploy hello --env GREETING=hello   # new revision, same image
+  ebb deploy api --secret db:password=DB_PASSWORD --secret-file tls:key.pem=key.pem`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.deploy(cmd.Context(), args[0], o, cmd.Flags().Changed)
@@ -66,6 +74,8 @@ func (a *app) deployCmd() *cobra.Command {
 	f.StringVar(&o.archive, "image-archive", "", "image archive to push and deploy (OCI layout or docker-save tar)")
 	f.StringVar(&o.binary, "binary", "", "static Linux executable to package as an image, push and deploy")
 	f.StringArrayVar(&o.env, "env", nil, "KEY=VALUE to set an environment variable, KEY- to remove one (repeatable)")
+	f.StringArrayVar(&o.secrets, "secret", nil, "NAME:KEY=VAR to set $VAR from key KEY of secret NAME, VAR- to remove it (repeatable)")
+	f.StringArrayVar(&o.secretFiles, "secret-file", nil, "NAME:KEY=FILE to put key KEY of secret NAME in /run/secrets/FILE, FILE- to remove it (repeatable)")
 	f.IntVar(&o.port, "port", 0, "port the function listens on, passed as $PORT (default 8080)")
 	f.IntVar(&o.min, "min", 0, "minimum replicas (default 0: scale to zero)")
 	f.IntVar(&o.initial, "initial", 0, "replicas a new revision starts with (default 1; 0 deploys it at zero)")
@@ -78,6 +88,60 @@ func (a *app) deployCmd() *cobra.Command {
 	f.BoolVar(&o.noWait, "no-wait", false, "return once the spec is stored, without waiting for readiness")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "how long to wait for the revision to get ready")
 	return cmd
+}
+
+// applySecretFlags returns refs with --secret (env) and --secret-file
+// (file) flags applied: NAME:KEY=TARGET sets the reference of TARGET,
+// TARGET- removes it.
+func applySecretFlags(refs []api.Secret, envFlags, fileFlags []string) ([]api.Secret, error) {
+	out := append([]api.Secret(nil), refs...)
+	apply := func(flag, v string, file bool) error {
+		what := "VAR"
+		if file {
+			what = "FILE"
+		}
+		target := func(r api.Secret) string {
+			if file {
+				return r.File
+			}
+			return r.Env
+		}
+		if t, ok := strings.CutSuffix(v, "-"); ok && !strings.ContainsAny(v, ":=") {
+			out = slices.DeleteFunc(out, func(r api.Secret) bool { return target(r) == t })
+			return nil
+		}
+		src, t, ok := strings.Cut(v, "=")
+		name, key, ok2 := strings.Cut(src, ":")
+		if !ok || !ok2 || name == "" || key == "" || t == "" {
+			return usagef("--%s %q: want NAME:KEY=%s, or %s- to remove one", flag, v, what, what)
+		}
+		ref := api.Secret{Secret: name, Key: key}
+		if file {
+			ref.File = t
+		} else {
+			ref.Env = t
+		}
+		if i := slices.IndexFunc(out, func(r api.Secret) bool { return target(r) == t }); i >= 0 {
+			out[i] = ref
+		} else {
+			out = append(out, ref)
+		}
+		return nil
+	}
+	for _, v := range envFlags {
+		if err := apply("secret", v, false); err != nil {
+			return nil, err
+		}
+	}
+	for _, v := range fileFlags {
+		if err := apply("secret-file", v, true); err != nil {
+			return nil, err
+		}
+	}
+	if len(out) == 0 {
+		out = nil
+	}
+	return out, nil
 }
 
 // imageSources counts the image flags given.
@@ -120,6 +184,13 @@ func applyDeployFlags(base api.FunctionSpec, o deployOptions, changed func(strin
 			env = nil
 		}
 		spec.Env = env
+	}
+	if len(o.secrets) > 0 || len(o.secretFiles) > 0 {
+		refs, err := applySecretFlags(base.Secrets, o.secrets, o.secretFiles)
+		if err != nil {
+			return api.FunctionSpec{}, err
+		}
+		spec.Secrets = refs
 	}
 	type intFlag struct {
 		name string
@@ -231,14 +302,9 @@ func (a *app) deploy(ctx context.Context, name string, o deployOptions, changed 
 	existing, err := c.GetFunction(ctx, name)
 	switch {
 	case err == nil:
+		// Secrets are references to secret objects, so the spec read back
+		// carries them over whole.
 		base, prevRevision = existing.Spec, existing.LatestRevision
-		for _, s := range base.Secrets {
-			if s.Value == "" {
-				// The API does not echo secret values, so sending the spec
-				// back would erase them.
-				return usagef("%s has secrets, which the CLI cannot carry over; update it with PUT /v1/functions/%s", name, name)
-			}
-		}
 	case api.IsNotFound(err):
 		if o.imageSources() == 0 {
 			return usagef("%s is a new function: give --image, --image-archive or --binary", name)

@@ -88,7 +88,11 @@ func printFunction(w io.Writer, fn api.Function, now time.Time) error {
 	if len(s.Secrets) > 0 {
 		names := make([]string, len(s.Secrets))
 		for i, sec := range s.Secrets {
-			names[i] = sec.Name
+			if sec.Env != "" {
+				names[i] = fmt.Sprintf("%s:%s=$%s", sec.Secret, sec.Key, sec.Env)
+			} else {
+				names[i] = fmt.Sprintf("%s:%s=/run/secrets/%s", sec.Secret, sec.Key, sec.File)
+			}
 		}
 		kv.add("Secrets", strings.Join(names, " "))
 	}

@@ -105,18 +105,39 @@ func TestDeployNewFunctionNeedsImage(t *testing.T) {
 	oneErrorLine(t, r, "hello is a new function: give --image, --image-archive or --binary")
 }
 
-// The API does not echo secret values, so re-sending a spec read back would
-// erase them; deploy refuses instead of doing that.
-func TestDeployRefusesToDropSecrets(t *testing.T) {
+// Secrets are references to secret objects, which the API echoes, so a
+// deploy that changes something else carries them over whole; --secret and
+// --secret-file add, replace and remove references.
+func TestDeploySecretFlags(t *testing.T) {
 	c, f := newCLI(t)
 	client, err := api.NewClient(f.url, f.token)
 	require.NoError(t, err)
 	_, _, err = client.PutFunction(context.Background(), "vault", api.FunctionSpec{
-		Image: "a:b", Secrets: []api.Secret{{Name: "db", Value: "hunter2", Env: "DB_PASSWORD"}},
+		Image: "a:b", Secrets: []api.Secret{{Secret: "db", Key: "password", Env: "DB_PASSWORD"}},
 	})
 	require.NoError(t, err)
+
 	r := c.run(t, "deploy", "vault", "--env", "A=1")
-	assert.Equal(t, exitUsage, r.code)
-	oneErrorLine(t, r, "vault has secrets, which the CLI cannot carry over")
-	assert.Equal(t, "hunter2", f.functionSpec("vault").Secrets[0].Value, "the stored secret is untouched")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, []api.Secret{{Secret: "db", Key: "password", Env: "DB_PASSWORD"}}, f.functionSpec("vault").Secrets, "carried over")
+
+	r = c.run(t, "deploy", "vault", "--secret", "db:user=DB_USER", "--secret", "db2:password=DB_PASSWORD", "--secret-file", "tls:key.pem=server.key")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, []api.Secret{
+		{Secret: "db2", Key: "password", Env: "DB_PASSWORD"},
+		{Secret: "db", Key: "user", Env: "DB_USER"},
+		{Secret: "tls", Key: "key.pem", File: "server.key"},
+	}, f.functionSpec("vault").Secrets)
+
+	r = c.run(t, "deploy", "vault", "--secret", "DB_PASSWORD-", "--secret-file", "server.key-")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, []api.Secret{{Secret: "db", Key: "user", Env: "DB_USER"}}, f.functionSpec("vault").Secrets)
+
+	for _, bad := range [][]string{
+		{"--secret", "db=X"}, {"--secret", "db:k"}, {"--secret", ":k=X"}, {"--secret-file", "db:k="},
+		{"--secret", "db:k=PORT"}, {"--secret-file", "db:k=../x"},
+	} {
+		r = c.run(t, append([]string{"deploy", "vault"}, bad...)...)
+		assert.Equal(t, exitUsage, r.code, "%v", bad)
+	}
 }

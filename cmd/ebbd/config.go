@@ -92,6 +92,10 @@ type Config struct {
 	// hold in <data-dir>/spool together. Default 4 GiB
 	// (controlplane.DefaultMaxSpoolBytes).
 	MaxSpoolBytes int64 `yaml:"maxSpoolBytes"`
+	// SecretsKeyFile is the key-encryption key of secret objects: 32 random
+	// bytes, mode 0600 (more during a rotation). Empty means
+	// <data-dir>/secrets.key, made at first start. Control-plane roles only.
+	SecretsKeyFile string `yaml:"secretsKeyFile"`
 }
 
 func defaultConfig() Config {
@@ -141,6 +145,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.HostIP, "host-ip", cfg.HostIP, "address replicas are published at; routers on other machines must reach it")
 	fs.StringVar(&cfg.ReplicaPorts, "replica-ports", cfg.ReplicaPorts, "host port range for replicas, MIN-MAX")
 	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "OCI runtime the containerd shim runs: auto (ebb-runc beside ebbd, else runc), runc, or a path to ebb-runc")
+	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", cfg.SecretsKeyFile, "key-encryption key of secret objects, 32 random bytes with mode 0600 (default <data-dir>/secrets.key, created at first start)")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -214,6 +219,7 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("host-ip", &file.HostIP, flags.HostIP)
 	pick("replica-ports", &file.ReplicaPorts, flags.ReplicaPorts)
 	pick("runc", &file.Runc, flags.Runc)
+	pick("secrets-key-file", &file.SecretsKeyFile, flags.SecretsKeyFile)
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/ebbrun/ebb/autoscaler"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/containerdproc"
+	"github.com/ebbrun/ebb/internal/envelope"
 	"github.com/ebbrun/ebb/internal/imagestore"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
@@ -42,6 +43,9 @@ type daemon struct {
 	token string
 	// caches are the store caches every component of the roles shares.
 	caches *caches
+	// secrets are the secret objects, in the control-plane roles, which
+	// hold their key-encryption key.
+	secrets *controlplane.Secrets
 
 	// containerd is connected lazily by the roles that need it.
 	containerd *containerd.Client
@@ -72,6 +76,16 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 	assignments := store.AssignmentsPrefix(d.cfg.NodeName)
 	if d.cfg.Role == RoleAll || d.cfg.Role == RoleControlPlane {
 		assignments = store.PrefixAssignments
+		keyFile, create := d.cfg.SecretsKeyFile, false
+		if keyFile == "" {
+			keyFile, create = filepath.Join(d.cfg.DataDir, "secrets.key"), true
+		}
+		keys, err := envelope.OpenKeyFile(keyFile, create)
+		if err != nil {
+			return err
+		}
+		d.log.Info("secrets are sealed under", "keyId", keys.KeyID(), "keyFile", keyFile)
+		d.secrets = controlplane.NewSecrets(d.store, keys, nil)
 	}
 	d.caches = newCaches(ctx, g, d.store, d.log, assignments)
 	switch d.cfg.Role {
@@ -226,6 +240,18 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 		Logger:     d.log,
 		Registerer: d.reg,
 	}
+	// The agent reads secret values from the control plane, which alone
+	// holds the key: in process in the all role, over its internal
+	// endpoint in the nodeagent role.
+	switch {
+	case d.secrets != nil:
+		deps.Secrets = d.secrets
+	case d.cfg.AutoscalerURL != "":
+		deps.Secrets = &nodeagent.RemoteSecrets{BaseURL: d.cfg.AutoscalerURL, Token: d.token, Node: d.cfg.NodeName,
+			Client: &http.Client{Timeout: 10 * time.Second}}
+	default:
+		d.log.Info("revisions with secrets cannot run on this node: set --autoscaler-url, the control plane's API URL, to read them")
+	}
 	// In the all role this is the autoscaler's cache of every node's
 	// assignments, which the agent picks its own out of.
 	deps.Assignments = d.caches.Assignments()
@@ -341,7 +367,8 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 		Registerer: d.reg,
 		Gatherer:   d.reg,
 		Logs:       logs,
-		Internal:   autoscaler.NewHandler(runner, autoscaler.HandlerConfig{Token: d.token}),
+		Internal:   d.internalHandler(runner),
+		Secrets:    d.secrets,
 	})
 	if err != nil {
 		return err
@@ -353,6 +380,15 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 	}
 	g.Go(func() error { return api.Serve(ctx, l) })
 	return nil
+}
+
+// internalHandler serves the control plane's /internal/ endpoints: the
+// secrets node agents read, and the autoscaler's.
+func (d *daemon) internalHandler(runner *autoscaler.Runner) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle(controlplane.InternalSecretsPath, d.secrets.InternalHandler(d.token))
+	mux.Handle("/internal/", autoscaler.NewHandler(runner, autoscaler.HandlerConfig{Token: d.token}))
+	return mux
 }
 
 // connectContainerd returns a client for the configured containerd, or for

@@ -14,6 +14,11 @@ import (
 	"sync/atomic"
 )
 
+// ErrUnknownKey says a data key is wrapped under a key-encryption key the
+// provider does not hold: one retired by a rotation that re-wrapped the
+// record since it was read (read it again), or a wrong key file.
+var ErrUnknownKey = errors.New("key-encryption key is not in the keyring")
+
 // Keyring is a KeyProvider over local key-encryption keys: the current one,
 // which wraps, and older ones kept after a rotation so that data keys not
 // yet re-wrapped still open. A KEK's id is derived from the key itself, so
@@ -80,7 +85,7 @@ func (k *Keyring) Wrap(dek []byte) (string, []byte, error) {
 func (k *Keyring) Unwrap(keyID string, wrapped []byte) ([]byte, error) {
 	kek, ok := k.keys[keyID]
 	if !ok {
-		return nil, fmt.Errorf("key-encryption key %q is not in the keyring", keyID)
+		return nil, fmt.Errorf("%w: %q", ErrUnknownKey, keyID)
 	}
 	return open(kek, wrapped, wrapAD(keyID))
 }
