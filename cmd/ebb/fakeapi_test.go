@@ -51,6 +51,8 @@ type fakeAPI struct {
 	progress func(function string, rs *api.RevisionStatus, polls int)
 	// failNext answers the next /v1 request with this status, once.
 	failNext int
+	// secrets are the secret objects by namespace/name (secrets_test.go).
+	secrets map[string]map[string][]byte
 }
 
 type fakeFn struct {
@@ -88,6 +90,10 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("GET", "/functions/{name}/revisions", f.listRevisions)
 	namespaced("PUT", "/functions/{name}/traffic", f.setTraffic)
 	namespaced("GET", "/functions/{name}/logs", f.getLogs)
+	namespaced("GET", "/secrets", f.listSecrets)
+	namespaced("PUT", "/secrets/{name}", f.putSecret)
+	namespaced("DELETE", "/secrets/{name}", f.deleteSecret)
+	mux.HandleFunc("POST /v1/secrets/rotate-key", f.rotateKey)
 	mux.HandleFunc("GET /v1/namespaces", f.listNamespaces)
 	mux.HandleFunc("PUT /v1/namespaces/{ns}", f.putNamespace)
 	mux.HandleFunc("DELETE /v1/namespaces/{ns}", f.deleteNamespace)
