@@ -517,3 +517,87 @@ func (s *Server) checkSecretRefs(ctx context.Context, qualified string, refs []a
 	ns, _ := api.SplitQualifiedName(qualified)
 	return sec.CheckRefs(ctx, ns, refs)
 }
+
+// MigrateInline turns the inline secret values that specs of earlier
+// versions stored in plain text, in functions and in each of their
+// revisions, into a secret object per function ("inline-{fn}" in its
+// namespace, keyed by the old secret names), and rewrites the specs to
+// refer to it. It runs at start, before any node agent reads a spec, and
+// returns the functions it migrated with the secret each got.
+//
+// The store's records then hold no value; a file-backed store may still
+// hold the old plain text in pages it freed until it reuses them.
+func (s *Secrets) MigrateInline(ctx context.Context) (map[string]string, error) {
+	fns, _, err := store.ListJSON[store.Function](ctx, s.store, store.PrefixFunctions)
+	if err != nil {
+		return nil, fmt.Errorf("list functions: %w", err)
+	}
+	out := map[string]string{}
+	for _, kv := range fns {
+		revs, _, err := store.ListJSON[store.Revision](ctx, s.store, store.RevisionsPrefix(kv.Value.Name))
+		if err != nil {
+			return out, fmt.Errorf("list revisions of %s: %w", kv.Value.Name, err)
+		}
+		if !hasInline(kv.Value.Spec) && !slices.ContainsFunc(revs, func(r store.Versioned[store.Revision]) bool { return hasInline(r.Value.Spec) }) {
+			continue
+		}
+		name, err := s.migrateFunction(ctx, kv, revs)
+		if err != nil {
+			return out, fmt.Errorf("move the inline secrets of %s into a secret object: %w", kv.Value.Name, err)
+		}
+		out[kv.Value.Name] = name
+	}
+	return out, nil
+}
+
+func hasInline(spec api.FunctionSpec) bool {
+	return slices.ContainsFunc(spec.Secrets, func(s api.Secret) bool { return s.Value != "" })
+}
+
+func (s *Secrets) migrateFunction(ctx context.Context, fn store.Versioned[store.Function], revs []store.Versioned[store.Revision]) (string, error) {
+	ns, bare := api.SplitQualifiedName(fn.Value.Name)
+	name := strings.TrimRight(("inline-" + bare)[:min(63, len("inline-"+bare))], "-")
+	data := map[string][]byte{}
+	// convert gives a spec refs in place of values, under the old name as
+	// key, or name.N when revision N had another value for it.
+	convert := func(spec api.FunctionSpec, gen int) api.FunctionSpec {
+		refs := make([]api.Secret, len(spec.Secrets))
+		for i, sec := range spec.Secrets {
+			refs[i] = sec
+			if sec.Value == "" {
+				continue
+			}
+			key := sec.Name
+			if old, ok := data[key]; ok && string(old) != sec.Value {
+				key = fmt.Sprintf("%s.%05d", sec.Name, gen)
+			}
+			data[key] = []byte(sec.Value)
+			refs[i] = api.Secret{Secret: name, Key: key, Env: sec.Env, File: sec.File}
+		}
+		spec.Secrets = refs
+		return spec
+	}
+	f := fn.Value
+	f.Spec = convert(f.Spec, f.Generation)
+	ops := []store.Op{store.PutJSON(fn.Key, f, fn.Version)}
+	for _, r := range revs {
+		rev := r.Value
+		rev.Spec = convert(rev.Spec, rev.Generation)
+		ops = append(ops, store.PutJSON(r.Key, rev, r.Version))
+	}
+	if _, err := s.store.Get(ctx, store.SecretKey(ns, name)); err == nil {
+		return "", fmt.Errorf("secret %q exists already in namespace %s", name, ns)
+	}
+	sealed, err := envelope.Seal(s.keys, ns, name, data)
+	if err != nil {
+		return "", err
+	}
+	now := s.now().UTC()
+	rec := store.Secret{Namespace: ns, Name: name, KeyID: sealed.KeyID, WrappedKey: sealed.WrappedKey, Values: sealed.Values,
+		Generation: 1, CreatedAt: now, UpdatedAt: now}
+	ops = append(ops, store.PutJSON(store.SecretKey(ns, name), rec, store.MustNotExist))
+	if _, err := s.store.Txn(ctx, ops...); err != nil {
+		return "", err
+	}
+	return name, nil
+}

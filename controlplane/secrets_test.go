@@ -396,3 +396,47 @@ func TestSecretsAPI(t *testing.T) {
 	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/functions/web", "", nil))
 	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/secrets/db", "", nil))
 }
+
+func TestMigrateInlineSecrets(t *testing.T) {
+	e := newSecretsEnv(t)
+	ctx := context.Background()
+	inline := func(pw string) api.FunctionSpec {
+		return api.FunctionSpec{Image: "hello", Secrets: []api.Secret{
+			{Name: "db", Value: pw, Env: "DB_PASSWORD"}, {Name: "tls", Value: "-----KEY-----", File: "key.pem"}}}
+	}
+	// An earlier version's records: revision 1 had another password.
+	fn := store.Function{Name: "web.team-a", Spec: inline("pw-new-plain"), Generation: 2, LatestRevision: "web.team-a-00002"}
+	_, err := e.store.Txn(ctx,
+		store.PutJSON(store.FunctionKey(fn.Name), fn, store.MustNotExist),
+		store.PutJSON(store.RevisionKey(fn.Name, "web.team-a-00001"), store.Revision{Name: "web.team-a-00001", Function: fn.Name, Generation: 1, Spec: inline("pw-old-plain")}, store.MustNotExist),
+		store.PutJSON(store.RevisionKey(fn.Name, "web.team-a-00002"), store.Revision{Name: "web.team-a-00002", Function: fn.Name, Generation: 2, Spec: inline("pw-new-plain")}, store.MustNotExist))
+	require.NoError(t, err)
+	e.putFunction(t, "plain", api.FunctionSpec{Image: "hello"})
+
+	moved, err := e.secrets.MigrateInline(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"web.team-a": "inline-web"}, moved)
+
+	data, err := e.secrets.SecretValues(ctx, "team-a", "inline-web")
+	require.NoError(t, err)
+	assert.Equal(t, map[string][]byte{"db": []byte("pw-new-plain"), "db.00001": []byte("pw-old-plain"), "tls": []byte("-----KEY-----")}, data)
+	got, _, err := store.GetJSON[store.Function](ctx, e.store, store.FunctionKey(fn.Name))
+	require.NoError(t, err)
+	assert.Equal(t, []api.Secret{{Secret: "inline-web", Key: "db", Env: "DB_PASSWORD"}, {Secret: "inline-web", Key: "tls", File: "key.pem"}}, got.Spec.Secrets)
+	rev1, _, err := store.GetJSON[store.Revision](ctx, e.store, store.RevisionKey(fn.Name, "web.team-a-00001"))
+	require.NoError(t, err)
+	assert.Equal(t, []api.Secret{{Secret: "inline-web", Key: "db.00001", Env: "DB_PASSWORD"}, {Secret: "inline-web", Key: "tls", File: "key.pem"}}, rev1.Spec.Secrets)
+	require.NoError(t, got.Spec.WithDefaults().Validate(), "the migrated spec is valid today")
+
+	// No record holds a value any more, and a second run changes nothing.
+	all, _, err := e.store.List(ctx, "")
+	require.NoError(t, err)
+	for _, kv := range all {
+		for _, v := range []string{"pw-new-plain", "pw-old-plain", "-----KEY-----"} {
+			assert.NotContains(t, string(kv.Value), v, kv.Key)
+		}
+	}
+	again, err := e.secrets.MigrateInline(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, again)
+}

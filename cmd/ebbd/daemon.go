@@ -86,6 +86,14 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		}
 		d.log.Info("secrets are sealed under", "keyId", keys.KeyID(), "keyFile", keyFile)
 		d.secrets = controlplane.NewSecrets(d.store, keys, nil)
+		moved, err := d.secrets.MigrateInline(ctx)
+		if err != nil {
+			return err
+		}
+		for fn, secret := range moved {
+			d.log.Warn("moved a function's inline secret values (stored in plain text by an earlier version) into a secret object; its spec now refers to it",
+				"function", fn, "secret", secret)
+		}
 	}
 	d.caches = newCaches(ctx, g, d.store, d.log, assignments)
 	switch d.cfg.Role {
