@@ -51,18 +51,42 @@ func replicaProcs(t *testing.T, rev string) []string {
 // through real ebbd and containerd, and greps ebbd's data dir (its store,
 // its containerd's root and state, the log rings), runc's state and ebbd's
 // log for the values after deploy, restart, rotation under load, an update
-// and delete: no value may be on disk in plain text.
+// and delete: no value may be on disk in plain text. It runs on both
+// stores; on Redis its data dir (with the AOF) is grepped too.
 func TestSecrets(t *testing.T) {
-	d := startEbbd(t)
+	tests := []struct {
+		name  string
+		store func(t *testing.T) (args, dirs []string)
+	}{
+		{"embedded", func(*testing.T) ([]string, []string) { return nil, nil }},
+		{"redis", func(t *testing.T) ([]string, []string) {
+			r := testenv.Redis(t)
+			return []string{"--store", r.URL()}, []string{r.Dir}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			requireE2E(t)
+			args, dirs := tt.store(t)
+			testSecrets(t, args, dirs)
+		})
+	}
+}
+
+func testSecrets(t *testing.T, args, storeDirs []string) {
+	d := startEbbd(t, args...)
 	d.pushHello()
 	envValue, fileValue, newValue := randomValue(t, "envsecret"), randomValue(t, "filesecret"), randomValue(t, "newsecret")
 	values := [][]byte{[]byte(envValue), []byte(fileValue), []byte(newValue)}
 	noValueOnDisk := func(t *testing.T, when string) {
 		t.Helper()
-		dirs := []string{d.dataDir, runcstart.ShimRoot}
+		dirs := append([]string{d.dataDir, runcstart.ShimRoot}, storeDirs...)
 		// The grep reaches containerd's copy of the spec: it finds what the
 		// spec does carry.
 		require.NotEmpty(t, testenv.FilesContaining(t, []byte("EBB_FUNCTION=web"), dirs...), "the grep sees containerd's metadata")
+		if len(storeDirs) > 0 {
+			require.NotEmpty(t, testenv.FilesContaining(t, []byte("web-00001"), storeDirs...), "the grep sees the store's files")
+		}
 		for _, v := range values {
 			assert.Empty(t, testenv.FilesContaining(t, v, dirs...), "%s: a secret value on disk", when)
 			assert.NotContains(t, d.log.String(), string(v), "%s: a secret value in ebbd's log", when)
@@ -183,7 +207,7 @@ func TestSecrets(t *testing.T) {
 			require.True(t, time.Now().Before(deadline), "web's replicas still run")
 			time.Sleep(50 * time.Millisecond) // polling a real node agent
 		}
-		dirs := []string{d.dataDir, runcstart.ShimRoot, "/run/ebb/nodeagent"}
+		dirs := append([]string{d.dataDir, runcstart.ShimRoot, "/run/ebb/nodeagent"}, storeDirs...)
 		for {
 			var hits []string
 			for _, v := range values {
