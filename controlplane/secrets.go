@@ -35,6 +35,37 @@ type Secrets struct {
 	now   func() time.Time
 	// rotateMu makes rotations one at a time.
 	rotateMu chan struct{}
+	// onNodeRead, if set, observes every read of values by a node agent
+	// (for the audit log): never the values, only who read what.
+	onNodeRead func(ns, name, node string, err error)
+}
+
+// OnNodeRead sets f to observe every read of a secret's values by a node
+// agent, in process (ForNode) or over InternalHandler. Call it before the
+// reads begin.
+func (s *Secrets) OnNodeRead(f func(ns, name, node string, err error)) { s.onNodeRead = f }
+
+// ForNode is the reader of the node agent of node in this process.
+func (s *Secrets) ForNode(node string) NodeSecrets { return NodeSecrets{secrets: s, node: node} }
+
+// NodeSecrets reads secret values for one node's agent, through the
+// OnNodeRead observer.
+type NodeSecrets struct {
+	secrets *Secrets
+	node    string
+}
+
+// SecretValues is Secrets.SecretValues on behalf of the node.
+func (n NodeSecrets) SecretValues(ctx context.Context, ns, name string) (map[string][]byte, error) {
+	return n.secrets.nodeRead(ctx, ns, name, n.node)
+}
+
+func (s *Secrets) nodeRead(ctx context.Context, ns, name, node string) (map[string][]byte, error) {
+	data, err := s.SecretValues(ctx, ns, name)
+	if s.onNodeRead != nil {
+		s.onNodeRead(ns, name, node, err)
+	}
+	return data, err
 }
 
 // NewSecrets returns the secret objects of st, sealed with keys.
@@ -490,7 +521,7 @@ func (s *Secrets) InternalHandler(token string) http.Handler {
 			writeError(w, http.StatusBadRequest, api.CodeInvalid, "want "+InternalSecretsPath+"{namespace}/{name}")
 			return
 		}
-		data, err := s.SecretValues(r.Context(), ns, name)
+		data, err := s.nodeRead(r.Context(), ns, name, r.URL.Query().Get("node"))
 		switch {
 		case errors.Is(err, ErrSecretNotFound):
 			writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("secret %q does not exist in namespace %s", name, ns))

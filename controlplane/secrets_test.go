@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -259,13 +260,17 @@ func TestSecretsInternalHandler(t *testing.T) {
 	e := newSecretsEnv(t)
 	_, err := e.secrets.put(context.Background(), "team-a", "db", map[string][]byte{"pw": []byte("hunter2")}, false, false)
 	require.NoError(t, err)
+	var reads []string
+	e.secrets.OnNodeRead(func(ns, name, node string, err error) {
+		reads = append(reads, fmt.Sprintf("%s/%s by %s ok=%v", ns, name, node, err == nil))
+	})
 	h := e.secrets.InternalHandler("node-token-0123456789")
 	tests := []struct {
 		name, method, path, token string
 		want                      int
 		wantData                  map[string][]byte
 	}{
-		{name: "values", method: "GET", path: "/internal/v1/secrets/team-a/db", token: "node-token-0123456789", want: 200, wantData: map[string][]byte{"pw": []byte("hunter2")}},
+		{name: "values", method: "GET", path: "/internal/v1/secrets/team-a/db?node=n1", token: "node-token-0123456789", want: 200, wantData: map[string][]byte{"pw": []byte("hunter2")}},
 		{name: "no token", method: "GET", path: "/internal/v1/secrets/team-a/db", want: 401},
 		{name: "wrong token", method: "GET", path: "/internal/v1/secrets/team-a/db", token: "node-token-0123456788", want: 401},
 		{name: "missing", method: "GET", path: "/internal/v1/secrets/team-b/db", token: "node-token-0123456789", want: 404},
@@ -291,6 +296,11 @@ func TestSecretsInternalHandler(t *testing.T) {
 			}
 		})
 	}
+	// Reads are observed, authorised ones only, without values; in-process
+	// node agents' reads too.
+	_, err = e.secrets.ForNode("n2").SecretValues(context.Background(), "team-a", "db")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"team-a/db by n1 ok=true", "team-b/db by  ok=false", "team-a/db by n2 ok=true"}, reads)
 }
 
 func TestSecretsAPI(t *testing.T) {

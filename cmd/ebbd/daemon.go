@@ -253,7 +253,7 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 	// endpoint in the nodeagent role.
 	switch {
 	case d.secrets != nil:
-		deps.Secrets = d.secrets
+		deps.Secrets = d.secrets.ForNode(d.cfg.NodeName)
 	case d.cfg.AutoscalerURL != "":
 		deps.Secrets = &nodeagent.RemoteSecrets{BaseURL: d.cfg.AutoscalerURL, Token: d.token, Node: d.cfg.NodeName,
 			Client: &http.Client{Timeout: 10 * time.Second}}
