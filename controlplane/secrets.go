@@ -356,32 +356,29 @@ func (s *Server) secrets() (*Secrets, error) {
 	return s.deps.Secrets, nil
 }
 
-func secretName(r *http.Request) (string, error) {
-	name := r.PathValue("name")
-	if err := api.ValidateName("name", name); err != nil {
-		return "", err
+// secretTarget is the secret a /secrets/{name} route addresses, with the
+// service that keeps it.
+func (s *Server) secretTarget(r *http.Request) (sec *Secrets, ns, name string, err error) {
+	if sec, err = s.secrets(); err != nil {
+		return nil, "", "", err
 	}
-	return name, nil
+	ns, name = namespaceOf(r), r.PathValue("name")
+	if err := api.ValidateName("name", name); err != nil {
+		return nil, "", "", err
+	}
+	return sec, ns, name, nil
 }
 
 // putSecret creates or replaces a secret's data; ?merge=true keeps the
 // keys the body does not name, and If-None-Match: * refuses an existing
 // secret. The answer describes the secret without its values.
 func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) error {
-	sec, err := s.secrets()
+	sec, ns, name, err := s.secretTarget(r)
 	if err != nil {
 		return err
-	}
-	ns := namespaceOf(r)
-	name, err := secretName(r)
-	if err != nil {
-		return err
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
-		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "Content-Type must be application/json, not %q", ct)
 	}
 	var body api.SecretData
-	if err := api.DecodeStrict(http.MaxBytesReader(w, r.Body, maxSecretBodyBytes), &body); err != nil {
+	if err := decodeJSONLimit(w, r, &body, maxSecretBodyBytes); err != nil {
 		return err
 	}
 	data := map[string][]byte{}
@@ -393,9 +390,6 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) error {
 	}
 	if err := api.ValidateSecretData(data); err != nil {
 		return err
-	}
-	if n := api.SecretDataBytes(data); n > api.MaxSecretBytes {
-		return errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "secret %s holds %d bytes, over the limit of %d", name, n, api.MaxSecretBytes)
 	}
 	// A namespace being deleted takes no new secret (see namespaceOpen).
 	guard, err := s.namespaceOpen(r.Context(), api.QualifiedName(ns, name))
@@ -419,12 +413,7 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
-	sec, err := s.secrets()
-	if err != nil {
-		return err
-	}
-	ns := namespaceOf(r)
-	name, err := secretName(r)
+	sec, ns, name, err := s.secretTarget(r)
 	if err != nil {
 		return err
 	}
@@ -466,15 +455,11 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) deleteSecret(w http.ResponseWriter, r *http.Request) error {
-	sec, err := s.secrets()
+	sec, ns, name, err := s.secretTarget(r)
 	if err != nil {
 		return err
 	}
-	name, err := secretName(r)
-	if err != nil {
-		return err
-	}
-	if err := sec.delete(r.Context(), namespaceOf(r), name); err != nil {
+	if err := sec.delete(r.Context(), ns, name); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

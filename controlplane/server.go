@@ -394,11 +394,17 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decodeJSON reads a bounded JSON body strictly: unknown fields, trailing
 // data and non-JSON content types are rejected.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeJSONLimit(w, r, v, s.cfg.MaxBodyBytes)
+}
+
+// decodeJSONLimit is decodeJSON with a limit of its own, for a route whose
+// bodies are larger (secrets).
+func decodeJSONLimit(w http.ResponseWriter, r *http.Request, v any, limit int64) error {
 	// curl -d sends form encoding by default; its body is still our JSON.
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") && !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
 		return errorf(http.StatusUnsupportedMediaType, api.CodeUnsupportedType, "Content-Type must be application/json, not %q", ct)
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	if err := api.DecodeStrict(body, v); err != nil {
 		return err // writeErr maps *http.MaxBytesError to 413
 	}
