@@ -16,6 +16,12 @@
 // call in flight when the disk failed) both in memory and in the error the
 // middleware reports to ebbd's log.
 //
+// Log.Middleware records the mutating calls of an HTTP API. It learns the
+// credential from WithActor, which the authenticating middleware calls as
+// soon as it knows the credential (before it authorizes, so that 403s are
+// recorded too); handlers may refine the line with SetObject, SetVerb and
+// SetNamespace.
+//
 // Readers (Log.Read) open every file under the writer's lock and read
 // without it, so a rotation during a read neither hides nor repeats lines.
 //
