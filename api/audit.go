@@ -1,6 +1,12 @@
 package api
 
-import "time"
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
 
 // AuditEvent is one line of the audit log, as written to
 // <data-dir>/audit/audit.log and as GET /v1/audit returns it: who (a token
@@ -45,3 +51,43 @@ type AuditList struct {
 // refused, or whose change could not be audited, because the audit log
 // cannot be written.
 const CodeAuditUnavailable = "audit_unavailable"
+
+// AuditQuery selects audit events. The zero value asks for the server's
+// default: the newest 100 events.
+type AuditQuery struct {
+	Since     time.Time // events at or after it
+	Namespace string    // empty: every namespace
+	Limit     int       // the newest Limit matching events; 0 is the server's default
+}
+
+// Values encodes q as the query of GET /v1/audit.
+func (q AuditQuery) Values() url.Values {
+	v := url.Values{}
+	if !q.Since.IsZero() {
+		v.Set("since", q.Since.UTC().Format(time.RFC3339Nano))
+	}
+	if q.Namespace != "" {
+		v.Set("namespace", q.Namespace)
+	}
+	if q.Limit != 0 {
+		v.Set("limit", strconv.Itoa(q.Limit))
+	}
+	return v
+}
+
+// Audit returns the audit events q selects, oldest first. Only an admin may
+// read the audit log.
+func (c *Client) Audit(ctx context.Context, q AuditQuery) (AuditList, error) {
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	var out AuditList
+	req, err := c.newRequest(ctx, http.MethodGet, "/v1/audit", q.Values(), nil)
+	if err != nil {
+		return AuditList{}, err
+	}
+	_, err = c.roundTrip(req, &out, http.StatusOK)
+	return out, err
+}

@@ -183,6 +183,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.statusCmd(),
 		a.namespacesCmd(),
 		a.versionCmd(),
+		a.auditCmd(),
 	)
 	return root
 }
