@@ -24,6 +24,21 @@ const (
 	PrefixVIPSlots    = "vipslots/"    // vipslots/{index} → function name
 )
 
+// Namespaces (issue 14). The quota helper's minimal block, to be
+// reconciled with the namespaces work.
+const PrefixNamespaces = "namespaces/" // namespaces/{ns} → Namespace
+
+// NamespaceKey is where a namespace's record lives.
+func NamespaceKey(ns string) string { return PrefixNamespaces + ns }
+
+// Namespace is a namespace's record. Quota caps what it may hold; the
+// default namespace is implied when it has no record, with no quota.
+type Namespace struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+	Quota     api.Quota `json:"quota,omitzero"`
+}
+
 func FunctionKey(fn string) string           { return PrefixFunctions + fn }
 func RevisionsPrefix(fn string) string       { return PrefixRevisions + fn + "/" }
 func RevisionKey(fn, rev string) string      { return RevisionsPrefix(fn) + rev }
@@ -83,7 +98,12 @@ type Scale struct {
 	// KeepWarmUntil is when the keep-alive policy lets the revision go idle.
 	KeepWarmUntil time.Time `json:"keepWarmUntil,omitempty"`
 	// PreWarm asks for a pre-created task even at zero replicas.
-	PreWarm   bool      `json:"preWarm,omitempty"`
+	PreWarm bool `json:"preWarm,omitempty"`
+	// Wanted is what the decider wanted when the namespace's quota clipped
+	// it to Desired, and Clipped says why (e.g. "clipped by namespace
+	// quota: replicas 2 of 2"); both empty when not clipped.
+	Wanted    int       `json:"wanted,omitempty"`
+	Clipped   string    `json:"clipped,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
