@@ -54,7 +54,7 @@ func TestRunnerClipsScaleUpsToTheNamespaceQuota(t *testing.T) {
 		}, sc)
 		a, _ := getAssignment(t, s, "n1", rev)
 		assert.Equal(t, 2, a.Replicas)
-		assert.Equal(t, 2.0, metricValue(t, env.runner.m.desired.WithLabelValues("busy.team-a", rev)))
+		assert.Equal(t, 2.0, metricValue(t, env.runner.m.desired.WithLabelValues("team-a", "busy.team-a", rev)))
 		clipped := metricValue(t, env.runner.m.quotaClipped.WithLabelValues("team-a"))
 		assert.Positive(t, clipped)
 		st, _ := env.runner.Status(rev)
@@ -229,10 +229,10 @@ func TestRunnerSaturatedNamespaceDoesNotDelayAnotherNamespacesColdStart(t *testi
 				if tt.placed {
 					require.True(t, ok)
 					assert.Equal(t, 1, a.Replicas, "team-b's replica is assigned at once")
-					assert.Zero(t, metricValue(t, env.runner.m.unplaced.WithLabelValues("cold.team-b", cold)))
+					assert.Zero(t, metricValue(t, env.runner.m.unplaced.WithLabelValues("team-b", "cold.team-b", cold)))
 				} else {
 					assert.Zero(t, a.Replicas, "no room left on the node")
-					assert.Equal(t, 1.0, metricValue(t, env.runner.m.unplaced.WithLabelValues("cold.team-b", cold)))
+					assert.Equal(t, 1.0, metricValue(t, env.runner.m.unplaced.WithLabelValues("team-b", "cold.team-b", cold)))
 				}
 			})
 		})

@@ -24,21 +24,6 @@ const (
 	PrefixVIPSlots    = "vipslots/"    // vipslots/{index} → function name
 )
 
-// Namespaces (issue 14). The quota helper's minimal block, to be
-// reconciled with the namespaces work.
-const PrefixNamespaces = "namespaces/" // namespaces/{ns} → Namespace
-
-// NamespaceKey is where a namespace's record lives.
-func NamespaceKey(ns string) string { return PrefixNamespaces + ns }
-
-// Namespace is a namespace's record. Quota caps what it may hold; the
-// default namespace is implied when it has no record, with no quota.
-type Namespace struct {
-	Name      string    `json:"name"`
-	CreatedAt time.Time `json:"createdAt"`
-	Quota     api.Quota `json:"quota,omitzero"`
-}
-
 func FunctionKey(fn string) string           { return PrefixFunctions + fn }
 func RevisionsPrefix(fn string) string       { return PrefixRevisions + fn + "/" }
 func RevisionKey(fn, rev string) string      { return RevisionsPrefix(fn) + rev }
@@ -55,6 +40,25 @@ func RevStatusKey(rev, node string) string   { return RevStatusPrefix(rev) + nod
 func NodeKey(node string) string             { return PrefixNodes + node }
 func VIPKey(fn string) string                { return PrefixVIPs + fn }
 func VIPSlotKey(index uint32) string         { return PrefixVIPSlots + itoa(int(index)) }
+
+// Namespaces. A function's keys above carry its qualified name
+// (api.QualifiedName: {fn} in default, {fn}.{ns} elsewhere), so the
+// namespace record is the only key of its own.
+const PrefixNamespaces = "namespaces/" // namespaces/{ns} → Namespace
+
+func NamespaceKey(ns string) string { return PrefixNamespaces + ns }
+
+// Namespace is a namespace's record. The default namespace exists even
+// without one.
+type Namespace struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Deleting is set by the first step of a namespace's delete; from then
+	// on no function may be created in it.
+	Deleting bool `json:"deleting,omitempty"`
+	// Quota caps what the namespace may hold (api.Quota); zero caps nothing.
+	Quota api.Quota `json:"quota,omitzero"`
+}
 
 // ImageKey escapes an image reference (which holds '/' and ':') into one key segment.
 func ImageKey(ref string) string { return PrefixImages + escapeRef(ref) }
