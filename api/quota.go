@@ -54,3 +54,17 @@ func (q Quota) Validate() error {
 	}
 	return nil
 }
+
+// QuotaExceeded is the detail of a 403 quota_exceeded error: the cap a
+// change would pass, with the numbers, in Unit.
+type QuotaExceeded struct {
+	Namespace string `json:"namespace"`
+	// Resource is functions, replicas, memory, cpu or secrets.
+	Resource string `json:"resource"`
+	// Unit is what Limit, Used and Wants count: functions, replicas,
+	// bytes, millicores or secrets.
+	Unit  string `json:"unit"`
+	Limit int64  `json:"limit"`
+	Used  int64  `json:"used"`
+	Wants int64  `json:"wants"`
+}

@@ -244,6 +244,8 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Quota has the numbers of a quota_exceeded error.
+	Quota *QuotaExceeded `json:"quota,omitempty"`
 }
 
 // Error codes used in ErrorDetail.Code.
