@@ -2,8 +2,10 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -222,4 +224,43 @@ func TestQuotaBadInput(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.do("GET", "/v1/namespaces/team-a/quota", "", &q))
 	assert.Equal(t, api.Quota{Replicas: 2}, q, "unchanged")
 	assert.Equal(t, http.StatusNotFound, a.do("GET", "/v1/namespaces/team-b", "", nil), "not created")
+}
+
+// TestQuotaAdmissionUnderConcurrentDeploys: deploys racing into a capped
+// namespace are admitted one at a time, so no race passes the cap. A
+// deploy loses a race only to one that wrote, and only 3 can, so none runs
+// out of its retries.
+func TestQuotaAdmissionUnderConcurrentDeploys(t *testing.T) {
+	a := newTestAPI(t)
+	a.pushHello()
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-a", `{"quota":{"functions":3,"replicas":5}}`, nil))
+	const n = 8
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, err := http.NewRequest("PUT", fmt.Sprintf("%s/v1/namespaces/team-a/functions/f%d", a.url, i),
+				strings.NewReader(`{"image":"hello:latest"}`))
+			if !assert.NoError(t, err) {
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			resp, err := http.DefaultClient.Do(req)
+			if !assert.NoError(t, err) {
+				return
+			}
+			resp.Body.Close()
+			codes <- resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	assert.Equal(t, map[int]int{http.StatusCreated: 3, http.StatusForbidden: n - 3}, count)
+	assert.Equal(t, 3, a.countKeys(store.PrefixFunctions))
 }
