@@ -161,3 +161,41 @@ func (s *Server) admitSpec(ctx context.Context, qualified string, created bool, 
 	}
 	return []store.Op{store.PutJSON(store.NamespaceKey(ns), rec, version)}, nil
 }
+
+// admitNew checks the creation of an object counted by a quota's resource
+// (quota.ResourceSecrets: the secrets under secrets/{ns}/) in namespace
+// ns: key is the object's key, prefix holds every object of its kind in
+// ns. Replacing an object that exists adds nothing. When the namespace
+// caps the resource, it returns the op that rewrites the namespace's
+// record at the version read, for the creating transaction (it replaces
+// namespaceOpen's check, which it implies), so that racing creations are
+// admitted one at a time; nil when nothing is capped.
+func (s *Server) admitNew(ctx context.Context, ns, resource, prefix, key string) ([]store.Op, error) {
+	rec, version, l, capped, err := s.namespaceQuota(ctx, ns)
+	if err != nil || !capped {
+		return nil, err
+	}
+	if rec.Deleting {
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted", ns)
+	}
+	kvs, _, err := s.deps.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	var used, change quota.Usage
+	for _, kv := range kvs {
+		if kv.Key == key {
+			return []store.Op{store.PutJSON(store.NamespaceKey(ns), rec, version)}, nil
+		}
+	}
+	switch resource {
+	case quota.ResourceSecrets:
+		used.Secrets, change.Secrets = len(kvs), 1
+	default:
+		return nil, fmt.Errorf("admit a new object: %s is not a counted resource", resource)
+	}
+	if err := quota.Admit(ns, "create", l, used, change); err != nil {
+		return nil, err
+	}
+	return []store.Op{store.PutJSON(store.NamespaceKey(ns), rec, version)}, nil
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -263,4 +264,41 @@ func TestQuotaAdmissionUnderConcurrentDeploys(t *testing.T) {
 	}
 	assert.Equal(t, map[int]int{http.StatusCreated: 3, http.StatusForbidden: n - 3}, count)
 	assert.Equal(t, 3, a.countKeys(store.PrefixFunctions))
+}
+
+// TestAdmitNewSecret: the secrets cap counts the objects under the
+// namespace's prefix; replacing one adds nothing. (The secret objects'
+// handlers call admitNew in their creating transaction.)
+func TestAdmitNewSecret(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-a", `{"quota":{"secrets":2}}`, nil))
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-b", ``, nil))
+	prefix := func(ns string) string { return "secrets/" + ns + "/" }
+	create := func(ns, name string) error {
+		ops, err := a.srv.admitNew(ctx, ns, quota.ResourceSecrets, prefix(ns), prefix(ns)+name)
+		if err != nil {
+			return err
+		}
+		_, err = a.store.Txn(ctx, append(ops, store.PutJSON(prefix(ns)+name, map[string]string{"name": name}, store.AnyVersion))...)
+		return err
+	}
+	require.NoError(t, create("team-a", "one"))
+	require.NoError(t, create("team-a", "two"))
+	err := create("team-a", "three")
+	var ex *quota.ExceededError
+	require.ErrorAs(t, err, &ex)
+	assert.Equal(t, "namespace team-a: secrets 2 of 2 used, create wants 1 more", err.Error())
+	require.NoError(t, create("team-a", "two"), "replacing one adds nothing")
+	for i := range 5 {
+		require.NoError(t, create("team-b", fmt.Sprint("s", i)), "team-b has no quota")
+	}
+	// A racing write to the namespace record fails the creation's
+	// transaction instead of letting it pass a cap it was not checked
+	// against.
+	ops, err := a.srv.admitNew(ctx, "team-a", quota.ResourceSecrets, prefix("team-a"), prefix("team-a")+"two")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, a.do("PUT", "/v1/namespaces/team-a/quota", `{"secrets":3}`, nil))
+	_, err = a.store.Txn(ctx, ops...)
+	assert.ErrorIs(t, err, store.ErrConflict)
 }
