@@ -19,6 +19,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -239,6 +240,8 @@ func (s *Server) routes() http.Handler {
 	s.handle("GET /v1/namespaces/{ns}", s.getNamespace)
 	s.handle("PUT /v1/namespaces/{ns}", s.putNamespace)
 	s.handle("DELETE /v1/namespaces/{ns}", s.deleteNamespace)
+	s.handle("GET /v1/namespaces/{ns}/quota", s.getQuota)
+	s.handle("PUT /v1/namespaces/{ns}/quota", s.putQuota)
 	s.handle("GET /v1/nodes", s.listNodes)
 	s.handle("GET /v1/audit", s.readAudit) // admin only once controlplane/auth has roles
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -359,7 +362,10 @@ func errorf(status int, code, format string, args ...any) error {
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	var he *httpError
 	var maxErr *http.MaxBytesError
+	var exceeded *quota.ExceededError
 	switch {
+	case errors.As(err, &exceeded):
+		writeQuotaExceeded(w, exceeded)
 	case errors.As(err, &he):
 		writeError(w, he.status, he.code, he.msg)
 	case errors.As(err, &maxErr):
