@@ -9,10 +9,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/envelope"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -37,13 +39,13 @@ type Secrets struct {
 	rotateMu chan struct{}
 	// onNodeRead, if set, observes every read of values by a node agent
 	// (for the audit log): never the values, only who read what.
-	onNodeRead func(ns, name, node string, err error)
+	onNodeRead atomic.Pointer[func(ns, name, node string, err error)]
 }
 
 // OnNodeRead sets f to observe every read of a secret's values by a node
-// agent, in process (ForNode) or over InternalHandler. Call it before the
-// reads begin.
-func (s *Secrets) OnNodeRead(f func(ns, name, node string, err error)) { s.onNodeRead = f }
+// agent, in process (ForNode) or over InternalHandler, before the values
+// are handed over.
+func (s *Secrets) OnNodeRead(f func(ns, name, node string, err error)) { s.onNodeRead.Store(&f) }
 
 // ForNode is the reader of the node agent of node in this process.
 func (s *Secrets) ForNode(node string) NodeSecrets { return NodeSecrets{secrets: s, node: node} }
@@ -62,8 +64,8 @@ func (n NodeSecrets) SecretValues(ctx context.Context, ns, name string) (map[str
 
 func (s *Secrets) nodeRead(ctx context.Context, ns, name, node string) (map[string][]byte, error) {
 	data, err := s.SecretValues(ctx, ns, name)
-	if s.onNodeRead != nil {
-		s.onNodeRead(ns, name, node, err)
+	if f := s.onNodeRead.Load(); f != nil {
+		(*f)(ns, name, node, err)
 	}
 	return data, err
 }
@@ -391,10 +393,17 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) error {
 	if err := api.ValidateSecretData(data); err != nil {
 		return err
 	}
-	// A namespace being deleted takes no new secret (see namespaceOpen).
-	guard, err := s.namespaceOpen(r.Context(), api.QualifiedName(ns, name))
+	// A namespace being deleted takes no new secret (see namespaceOpen),
+	// nor one past its quota of secrets (admitNew, which implies the
+	// former when the namespace caps secrets).
+	guard, err := s.admitNew(r.Context(), ns, quota.ResourceSecrets, store.SecretsPrefix(ns), store.SecretKey(ns, name))
 	if err != nil {
 		return err
+	}
+	if guard == nil {
+		if guard, err = s.namespaceOpen(r.Context(), api.QualifiedName(ns, name)); err != nil {
+			return err
+		}
 	}
 	rec, err := sec.put(r.Context(), ns, name, data, r.URL.Query().Get("merge") == "true", r.Header.Get("If-None-Match") == "*", guard...)
 	if err != nil {

@@ -450,3 +450,16 @@ func TestMigrateInlineSecrets(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, again)
 }
+
+// A namespace's quota of secrets caps the secret objects it holds.
+func TestSecretsQuota(t *testing.T) {
+	a := newTestAPI(t)
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-a", `{"quota":{"secrets":1}}`, nil))
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-a/secrets/one", `{"stringData":{"k":"v"}}`, nil))
+	var e api.ErrorBody
+	require.Equal(t, http.StatusForbidden, a.do("PUT", "/v1/namespaces/team-a/secrets/two", `{"stringData":{"k":"v"}}`, &e))
+	assert.Equal(t, "quota_exceeded", e.Error.Code)
+	assert.Contains(t, e.Error.Message, "secrets 1 of 1 used")
+	require.Equal(t, http.StatusOK, a.do("PUT", "/v1/namespaces/team-a/secrets/one", `{"stringData":{"k":"w"}}`, nil), "replacing one adds nothing")
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/secrets/two", `{"stringData":{"k":"v"}}`, nil), "default has no quota")
+}

@@ -17,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -128,6 +130,9 @@ type Deps struct {
 	// endpoints (autoscaler stats and activations) that other nodes call. It
 	// authenticates on its own.
 	Internal http.Handler
+	// Audit, when set, records every mutating call and serves GET
+	// /v1/audit (see audit.go); ebbd always sets it.
+	Audit *audit.Log
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Secrets keeps the secret objects; nil answers 501 to the secrets API
@@ -243,7 +248,10 @@ func (s *Server) routes() http.Handler {
 	s.handle("GET /v1/namespaces/{ns}", s.getNamespace)
 	s.handle("PUT /v1/namespaces/{ns}", s.putNamespace)
 	s.handle("DELETE /v1/namespaces/{ns}", s.deleteNamespace)
+	s.handle("GET /v1/namespaces/{ns}/quota", s.getQuota)
+	s.handle("PUT /v1/namespaces/{ns}/quota", s.putQuota)
 	s.handle("GET /v1/nodes", s.listNodes)
+	s.handle("GET /v1/audit", s.readAudit) // admin only once controlplane/auth has roles
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
@@ -257,7 +265,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	return s.audited(mux)
 }
 
 // handle registers an authenticated API route; pattern is also its
@@ -274,6 +282,7 @@ func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Reques
 func (s *Server) handleNamespaced(method, suffix string, h func(http.ResponseWriter, *http.Request) error) {
 	inNamespace := func(w http.ResponseWriter, r *http.Request) error {
 		ns := namespaceOf(r)
+		audit.SetNamespace(r.Context(), ns)
 		if err := api.ValidateName("namespace", ns); err != nil {
 			return err
 		}
@@ -320,6 +329,7 @@ func (s *Server) authenticated(route string, h func(http.ResponseWriter, *http.R
 			writeError(rec, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong bearer token; see <data-dir>/token")
 			return
 		}
+		r = r.WithContext(audit.WithActor(r.Context(), "admin")) // the one token there is
 		if err := h(rec, r); err != nil {
 			s.writeErr(rec, r, err)
 		}
@@ -360,7 +370,10 @@ func errorf(status int, code, format string, args ...any) error {
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	var he *httpError
 	var maxErr *http.MaxBytesError
+	var exceeded *quota.ExceededError
 	switch {
+	case errors.As(err, &exceeded):
+		writeQuotaExceeded(w, exceeded)
 	case errors.As(err, &he):
 		writeError(w, he.status, he.code, he.msg)
 	case errors.As(err, &maxErr):

@@ -125,6 +125,10 @@ func testSecrets(t *testing.T, args, storeDirs []string) {
 		var info api.SecretInfo
 		require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/secrets/db", nil, &info))
 		assert.Equal(t, []string{"web"}, info.UsedBy)
+		// The node agent's read of the values is in the audit log.
+		audit, err := os.ReadFile(filepath.Join(d.dataDir, "audit", "audit.log"))
+		require.NoError(t, err)
+		assert.Regexp(t, `"namespace":"default","verb":"read-secret","object":"secrets/db","status":200`, string(audit))
 	})
 
 	t.Run("restart: adopted, still nothing on disk", func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/autoscaler"
 	"github.com/ebbrun/ebb/controlplane"
+	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/envelope"
 	"github.com/ebbrun/ebb/internal/imagestore"
@@ -164,6 +165,7 @@ func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autos
 			Assignments: d.caches.Assignments(),
 			Scales:      d.caches.Scales(),
 			KeepAlive:   d.caches.KeepAlive(),
+			Namespaces:  d.caches.Namespaces(),
 		},
 		Logger:     d.log.With("component", "autoscaler"),
 		Registerer: d.reg,
@@ -359,6 +361,21 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 	if err != nil {
 		return err
 	}
+	auditLog, err := audit.Open(filepath.Join(d.cfg.DataDir, "audit"), audit.Options{})
+	if err != nil {
+		return err
+	}
+	// Every read of secret values by a node agent is a line too.
+	d.secrets.OnNodeRead(func(ns, name, node string, err error) {
+		status := http.StatusOK
+		switch {
+		case errors.Is(err, controlplane.ErrSecretNotFound):
+			status = http.StatusNotFound
+		case err != nil:
+			status = http.StatusInternalServerError
+		}
+		_ = auditLog.Record(ctx, audit.Event{TokenID: "node/" + node, Namespace: ns, Verb: "read-secret", Object: "secrets/" + name, Status: status})
+	})
 	// controlplane.New creates the spool dir and removes the uploads a
 	// killed ebbd left in it.
 	api, err := controlplane.New(controlplane.Config{
@@ -377,16 +394,20 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 		Logs:       logs,
 		Internal:   d.internalHandler(runner),
 		Secrets:    d.secrets,
+		Audit:      auditLog,
 	})
 	if err != nil {
+		_ = auditLog.Close()
 		return err
 	}
 	// Bind now, so a port clash fails the start with a clear error.
 	l, err := net.Listen("tcp", d.cfg.APIAddr)
 	if err != nil {
+		_ = auditLog.Close()
 		return fmt.Errorf("api listen %s: %w", d.cfg.APIAddr, err)
 	}
-	g.Go(func() error { return api.Serve(ctx, l) })
+	// The log closes after the server has answered its last call.
+	g.Go(func() error { return errors.Join(api.Serve(ctx, l), auditLog.Close()) })
 	return nil
 }
 
