@@ -496,14 +496,30 @@ func (s *Server) rotateSecretsKey(w http.ResponseWriter, r *http.Request) error 
 // api.SecretData (values base64 in data).
 const InternalSecretsPath = "/internal/v1/secrets/"
 
-// InternalHandler serves InternalSecretsPath to node agents that present
-// token. It is the one way values leave the control plane; the answer is
-// never cached.
-func (s *Secrets) InternalHandler(token string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// NodeAuthenticator names the node whose agent made r, from its
+// credential; ok is false for any caller that is not a node agent.
+type NodeAuthenticator func(r *http.Request) (node string, ok bool)
+
+// TokenNodes is the NodeAuthenticator of a shared bearer token: the node
+// is the one the request names in ?node=, which the token vouches for.
+func TokenNodes(token string) NodeAuthenticator {
+	return func(r *http.Request) (string, bool) {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong bearer token")
+			return "", false
+		}
+		return r.URL.Query().Get("node"), true
+	}
+}
+
+// InternalHandler serves InternalSecretsPath to the node agents auth
+// accepts. It is the one way values leave the control plane; the answer
+// is never cached.
+func (s *Secrets) InternalHandler(auth NodeAuthenticator) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		node, ok := auth(r)
+		if !ok {
+			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "this endpoint takes a node agent's credential")
 			return
 		}
 		if r.Method != http.MethodGet {
@@ -515,7 +531,7 @@ func (s *Secrets) InternalHandler(token string) http.Handler {
 			writeError(w, http.StatusBadRequest, api.CodeInvalid, "want "+InternalSecretsPath+"{namespace}/{name}")
 			return
 		}
-		data, err := s.nodeRead(r.Context(), ns, name, r.URL.Query().Get("node"))
+		data, err := s.nodeRead(r.Context(), ns, name, node)
 		switch {
 		case errors.Is(err, ErrSecretNotFound):
 			writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("secret %q does not exist in namespace %s", name, ns))

@@ -264,7 +264,7 @@ func TestSecretsInternalHandler(t *testing.T) {
 	e.secrets.OnNodeRead(func(ns, name, node string, err error) {
 		reads = append(reads, fmt.Sprintf("%s/%s by %s ok=%v", ns, name, node, err == nil))
 	})
-	h := e.secrets.InternalHandler("node-token-0123456789")
+	h := e.secrets.InternalHandler(TokenNodes("node-token-0123456789"))
 	tests := []struct {
 		name, method, path, token string
 		want                      int

@@ -415,7 +415,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 // secrets node agents read, and the autoscaler's.
 func (d *daemon) internalHandler(runner *autoscaler.Runner) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle(controlplane.InternalSecretsPath, d.secrets.InternalHandler(d.token))
+	mux.Handle(controlplane.InternalSecretsPath, d.secrets.InternalHandler(controlplane.TokenNodes(d.token)))
 	mux.Handle("/internal/", autoscaler.NewHandler(runner, autoscaler.HandlerConfig{Token: d.token}))
 	return mux
 }
