@@ -24,6 +24,7 @@ import (
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/imagestore"
+	"github.com/ebbrun/ebb/internal/nodecred"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/nodeagent"
@@ -39,7 +40,12 @@ type daemon struct {
 	log   *slog.Logger
 	store store.Store
 	reg   *prometheus.Registry
+	// token is the admin token from <data-dir>/token, loaded only by the
+	// roles that serve the API.
 	token string
+	// cred is this process's node credential for the endpoints between
+	// roles; the all role, which calls none of them, has none.
+	cred nodecred.Credential
 	// caches are the store caches every component of the roles shares.
 	caches *caches
 
@@ -64,11 +70,18 @@ func (d *daemon) close() {
 //	router        router + activator, reporting to --autoscaler-url
 //	nodeagent     node agent, serving its logs API on --metrics-addr
 func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
-	token, err := controlplane.LoadOrCreateToken(filepath.Join(d.cfg.DataDir, "token"))
-	if err != nil {
-		return err
+	if d.cfg.Role == RoleAll || d.cfg.Role == RoleControlPlane {
+		token, err := controlplane.LoadOrCreateToken(filepath.Join(d.cfg.DataDir, "token"))
+		if err != nil {
+			return err
+		}
+		d.token = token
 	}
-	d.token = token
+	if d.cfg.Role != RoleAll {
+		if err := d.registerCredential(ctx); err != nil {
+			return err
+		}
+	}
 	assignments := store.AssignmentsPrefix(d.cfg.NodeName)
 	if d.cfg.Role == RoleAll || d.cfg.Role == RoleControlPlane {
 		assignments = store.PrefixAssignments
@@ -100,7 +113,7 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
-		remote := &nodelogs.Reader{Store: d.store, Token: d.token, Client: &http.Client{}}
+		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
 		return d.startAPI(ctx, g, runner, remoteLogs{remote})
 	case RoleRouter:
 		client, err := d.autoscalerClient()
@@ -126,9 +139,31 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err := d.startEBPF(ctx, g, act, nil); err != nil {
 			return err
 		}
-		return d.serveHealth(ctx, g, agent.Handler())
+		// Only the control plane reads a node's logs.
+		logs := nodecred.Require(&nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleControlPlane}},
+			d.log.With("component", "nodeagent"), agent.Handler())
+		return d.serveHealth(ctx, g, logs)
 	}
 	return fmt.Errorf("unknown role %q", d.cfg.Role)
+}
+
+// registerCredential loads or creates this process's node credential and
+// publishes its hash, so the processes it calls accept it.
+func (d *daemon) registerCredential(ctx context.Context) error {
+	role := map[string]string{
+		RoleControlPlane: nodecred.RoleControlPlane,
+		RoleRouter:       nodecred.RoleRouter,
+		RoleNodeAgent:    nodecred.RoleNodeAgent,
+	}[d.cfg.Role]
+	cred, err := nodecred.LoadOrCreate(nodecred.Path(d.cfg.DataDir, role), d.cfg.NodeName, role)
+	if err != nil {
+		return err
+	}
+	if err := nodecred.Register(ctx, d.store, cred, time.Now()); err != nil {
+		return err
+	}
+	d.cred = cred
+	return nil
 }
 
 func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autoscaler.Runner, error) {
@@ -161,7 +196,7 @@ func (d *daemon) autoscalerClient() (*autoscaler.Client, error) {
 	}
 	return autoscaler.NewClient(autoscaler.ClientConfig{
 		BaseURL: d.cfg.AutoscalerURL,
-		Token:   d.token,
+		Token:   d.cred.String(),
 		Logger:  d.log.With("component", "autoscaler-client"),
 	})
 }
@@ -261,8 +296,8 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 		PortMax:       portMax,
 		DataDir:       filepath.Join(d.cfg.DataDir, "nodeagent"),
 		AdvertiseAddr: d.advertiseAddr(),
-		APIToken:      d.token,
-		EBPF:          d.ebpf.status,
+		// The logs API is wrapped in nodecred.Require instead (start).
+		EBPF: d.ebpf.status,
 	}, d.nodeAgentDeps(rt))
 	if err != nil {
 		return nil, err
@@ -337,7 +372,10 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 		Registerer: d.reg,
 		Gatherer:   d.reg,
 		Logs:       logs,
-		Internal:   autoscaler.NewHandler(runner, autoscaler.HandlerConfig{Token: d.token}),
+		// Routers and node agents report load and activations here with
+		// their node credentials; API tokens, the admin's too, are refused.
+		Internal: nodecred.Require(&nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleRouter, nodecred.RoleNodeAgent}},
+			d.log.With("component", "internal"), autoscaler.NewHandler(runner, autoscaler.HandlerConfig{})),
 	})
 	if err != nil {
 		return err
