@@ -154,6 +154,7 @@ func TestMaxConnsPerIP(t *testing.T) {
 	assert.Equal(t, 1.0, e.metric("ebb_router_connections_refused_total", "max_conns_per_ip"))
 
 	require.NoError(t, keep[0].Close())
+	// Polls until the kernel has delivered the close to the router.
 	require.Eventually(t, func() bool {
 		resp, _, c := roundTrip(t, addr, "GET / HTTP/1.1\r\nHost: fn.localhost\r\nConnection: close\r\n\r\n")
 		c.Close()
@@ -266,6 +267,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 		flood = append(flood, c)
 	}
 	// The router is at its cap: a newcomer is refused, not left hanging.
+	// Polls until the child has accepted the flood from the kernel.
 	require.Eventually(t, func() bool { code, _ := get(); return code == 503 }, 10*time.Second, 10*time.Millisecond)
 	select {
 	case <-exited:
@@ -276,6 +278,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 	for _, c := range flood {
 		c.Close()
 	}
+	// Polls until the kernel has delivered the closes to the child.
 	require.Eventually(t, func() bool { code, _ := get(); return code == 200 }, 10*time.Second, 10*time.Millisecond,
 		"a new client is served once the idle ones are gone")
 	select {
@@ -313,6 +316,8 @@ func floodChild(t *testing.T, backend string) {
 		store.PutJSON(store.FunctionKey("fn"), store.Function{Name: "fn", LatestRevision: "fn-00001", Generation: 1}, store.AnyVersion),
 		store.PutJSON(store.EndpointKey("fn-00001", "r1"), store.Endpoint{Function: "fn", Revision: "fn-00001", Replica: "r1", Addr: backend}, store.AnyVersion))
 	require.NoError(t, err)
+	// This router serves a real socket, so the child runs on the wall
+	// clock, not in a bubble: poll until its caches have the route.
 	require.Eventually(t, func() bool {
 		rt := r.table.Load().lookup([]byte("fn.localhost"))
 		return rt != nil && rt.targets[0].rev.set.Len() == 1

@@ -114,6 +114,13 @@ func newEnvWith(t testing.TB, cfg Config, deps Deps, opts envOptions) *env {
 		ReadTimeout:                   30 * time.Second,
 	}
 	t.Cleanup(e.client.CloseIdleConnections)
+	if opts.bubble {
+		synctest.Wait()
+		require.True(t, r.Ready(), "the router's caches have listed")
+		return e
+	}
+	// Off a bubble (the test needs real sockets or CPU time), the caches
+	// list on the wall clock.
 	require.Eventually(t, r.Ready, 5*time.Second, time.Millisecond)
 	return e
 }
@@ -177,7 +184,8 @@ func (e *env) endpoint(fn, revision, replica, addr string, limit int) {
 }
 
 // waitRoute waits until host routes and its revisions have want replicas:
-// in a bubble until the router has nothing left to do, else by polling.
+// in a bubble until the router has nothing left to do, else by polling,
+// since a test off a bubble has real sockets or CPU time to wait for.
 func (e *env) waitRoute(host string, replicas int) {
 	e.t.Helper()
 	routed := func() bool {

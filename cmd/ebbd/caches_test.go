@@ -174,7 +174,8 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 			// some only after containerd has answered them, and the caches
 			// open their watches from theirs. A component that read a
 			// prefix through a cache of its own would never follow the
-			// daemon's.
+			// daemon's. The roles run against real containerd, Redis and
+			// sockets, so this polls on the wall clock.
 			var followed, watched map[string]int
 			ok := assert.Eventually(t, func() bool {
 				followed, watched = d.caches.followers(), st.counts()

@@ -85,7 +85,9 @@ func TestGracefulShutdown(t *testing.T) {
 			break
 		}
 		require.True(t, time.Now().Before(deadline), "server did not come up: %v", err)
-		time.Sleep(time.Millisecond) // polling a server start
+		// run listens on a real loopback socket, which no bubble can
+		// hold: poll until the kernel accepts connections on it.
+		time.Sleep(time.Millisecond)
 	}
 
 	resp, err := client.Get(url + "/sleep?d=300ms&flush=1")

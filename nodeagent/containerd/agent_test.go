@@ -265,6 +265,8 @@ func TestAgentAcceptance(t *testing.T) {
 
 	var eps map[string]store.Endpoint
 	t.Run("deploy with min 2: two containers with their limits, both served", func(t *testing.T) {
+		// Polls Redis while the agent child process has containerd and
+		// runc start both containers and publishes their endpoints.
 		require.Eventually(t, func() bool {
 			eps = endpoints(t, st, rev)
 			return len(eps) == 2
@@ -278,7 +280,9 @@ func TestAgentAcceptance(t *testing.T) {
 			assert.Contains(t, body, "replica="+id)
 			assert.Contains(t, body, "revision="+rev)
 		}
-		// Default pool policy: one more pre-created task, created but not started.
+		// Default pool policy: one more pre-created task, created but not
+		// started. Polls the status the agent child process writes to
+		// Redis once containerd has created the task.
 		require.Eventually(t, func() bool {
 			s := revStatus(st, rev, node)
 			return s.State == api.RevisionReady && s.Ready == 2 && s.PreCreated == 1
@@ -313,6 +317,8 @@ func TestAgentAcceptance(t *testing.T) {
 		killed := time.Now()
 		require.NoError(t, syscall.Kill(int(pid), syscall.SIGKILL))
 		var back store.Endpoint
+		// Polls Redis while the kernel, runc and containerd report the
+		// exit and the agent child process restarts the container.
 		require.Eventually(t, func() bool {
 			ep, ok := endpoints(t, st, rev)[victim.Replica]
 			back = ep
@@ -325,6 +331,8 @@ func TestAgentAcceptance(t *testing.T) {
 		assert.Equal(t, victim.Addr, back.Addr, "restarted in place, same port")
 		_, err := get(back.Addr, "/")
 		require.NoError(t, err)
+		// The agent child process writes the status to Redis on its own
+		// time, after the endpoint.
 		require.Eventually(t, func() bool {
 			s := revStatus(st, rev, node)
 			return s.State == api.RevisionReady && s.Restarts == 1 && s.LastExitCode != nil && *s.LastExitCode == 137
@@ -344,7 +352,9 @@ func TestAgentAcceptance(t *testing.T) {
 		restarted := time.Now()
 		agent = startChild(parent, cfg, logPath) // it must outlive this subtest
 
-		// The new agent re-probes and re-publishes what it adopts.
+		// The new agent re-probes and re-publishes what it adopts: polls
+		// Redis while the new child process starts and adopts the
+		// containers from containerd.
 		require.Eventually(t, func() bool {
 			now := endpoints(t, st, rev)
 			if len(now) != 2 {
@@ -357,6 +367,7 @@ func TestAgentAcceptance(t *testing.T) {
 			}
 			return true
 		}, 20*time.Second, 5*time.Millisecond, "both endpoints re-published")
+		// Its first heartbeat, written to Redis by the child process.
 		require.Eventually(t, func() bool {
 			n, _, err := store.GetJSON[store.Node](ctx, st, store.NodeKey(node))
 			return err == nil && n.Heartbeat.After(restarted) && n.Running == 2 && n.PoolSize == 1
@@ -384,12 +395,16 @@ func TestAgentAcceptance(t *testing.T) {
 
 	t.Run("scale to zero: endpoints first, then the containers; the pool stays", func(t *testing.T) {
 		assign(t, st, node, "hello", rev, 0, 0)
+		// The agent child process unpublishes in Redis, then has
+		// containerd and runc stop the containers, which drain on their
+		// own time: each step polls those outside processes.
 		require.Eventually(t, func() bool { return len(endpoints(t, st, rev)) == 0 }, 10*time.Second, 2*time.Millisecond)
 		var cs map[string]ctrState
 		require.Eventually(t, func() bool {
 			cs = containersOf(t, client, node)
 			return len(withStatus(cs, containerd.Running)) == 0 && len(withStatus(cs, containerd.Created)) == 1 && len(cs) == 1
 		}, 20*time.Second, 10*time.Millisecond, "containers: %v", cs)
+		// The idle status, written to Redis by the child process.
 		require.Eventually(t, func() bool {
 			s := revStatus(st, rev, node)
 			return s.State == api.RevisionIdle && s.PreCreated == 1
@@ -398,7 +413,8 @@ func TestAgentAcceptance(t *testing.T) {
 		// Both got SIGTERM and drained cleanly, and their output reached the
 		// log rings through the fifos the restarted agent reattached.
 		// The last line can reach the ring a moment after the container
-		// is gone, since the fifo reader drains on its own goroutine.
+		// is gone, since the fifo reader drains on its own goroutine: this
+		// polls the rings while the kernel's fifos deliver it.
 		logs, err := logring.New(logring.Config{Dir: filepath.Join(cfg.DataDir, "logs")})
 		require.NoError(t, err)
 		var b strings.Builder
@@ -444,6 +460,8 @@ func TestAgentBadImages(t *testing.T) {
 		t.Run(tt.fn, func(t *testing.T) {
 			rev := api.RevisionName(tt.fn, 1)
 			var s store.RevisionNodeStatus
+			// The agent runs in this process, but the failure comes
+			// from containerd and runc trying to start the image.
 			require.Eventually(t, func() bool {
 				s = revStatus(st, rev, node)
 				return s.State == api.RevisionFailed
@@ -563,6 +581,8 @@ func startLoad(eps map[string]store.Endpoint) *load {
 
 func (l *load) waitFor(t *testing.T, n int64) {
 	t.Helper()
+	// The load runs over real sockets against the replicas in their
+	// containers, so this polls until they have answered n requests.
 	require.Eventually(t, func() bool { return l.ok.Load()+l.failed.Load() >= n }, 20*time.Second, time.Millisecond)
 }
 

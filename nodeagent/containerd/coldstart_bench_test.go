@@ -194,6 +194,7 @@ func scaleUp(b *testing.B, st store.Store, node, fn, rev string, pool int, trace
 func scaleDown(b *testing.B, st store.Store, node, fn, rev string, pool int) {
 	b.Helper()
 	assign(b, st, node, fn, rev, 0, pool)
+	// Polls while the agent has containerd and runc stop the replicas.
 	require.Eventually(b, func() bool {
 		recs, _, err := store.ListJSON[store.Replica](context.Background(), st, store.ReplicasPrefix(node))
 		require.NoError(b, err)
@@ -209,6 +210,7 @@ func scaleDown(b *testing.B, st store.Store, node, fn, rev string, pool int) {
 
 func waitPool(b *testing.B, st store.Store, rev, node string, n int) {
 	b.Helper()
+	// Polls while containerd creates the pool's tasks.
 	require.Eventually(b, func() bool {
 		s := revStatus(st, rev, node)
 		return s.PreCreated == n && s.Ready == 0
