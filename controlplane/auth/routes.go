@@ -69,6 +69,20 @@ var routes = concat(
 	namespaced("GET", "/functions/{name}/revisions", FunctionsRead),
 	namespaced("PUT", "/functions/{name}/traffic", TrafficWrite),
 	namespaced("GET", "/functions/{name}/logs", LogsRead),
+
+	one("GET", "/v1/namespaces", NamespacesRead, Cluster),
+	one("GET", "/v1/namespaces/{ns}", NamespacesRead, InNamespace),
+	one("PUT", "/v1/namespaces/{ns}", NamespacesWrite, InNamespace),
+	one("DELETE", "/v1/namespaces/{ns}", NamespacesWrite, InNamespace),
+
+	// Tokens span namespaces, so /v1/tokens is every token (not the
+	// default namespace's); /v1/namespaces/{ns}/tokens is one namespace's.
+	one("POST", "/v1/tokens", TokensWrite, Cluster),
+	one("GET", "/v1/tokens", TokensRead, Cluster),
+	one("DELETE", "/v1/tokens/{id}", TokensWrite, Cluster),
+	one("POST", "/v1/namespaces/{ns}/tokens", TokensWrite, InNamespace),
+	one("GET", "/v1/namespaces/{ns}/tokens", TokensRead, InNamespace),
+	one("DELETE", "/v1/namespaces/{ns}/tokens/{id}", TokensWrite, InNamespace),
 )
 
 func concat(groups ...[]Route) []Route {
