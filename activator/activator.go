@@ -342,13 +342,13 @@ func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline tim
 	rs.stats.Buffer(-1)
 	rs.queued.Add(-1)
 	waited := time.Since(queuedAt).Seconds()
-	a.metrics.queueWait.WithLabelValues(rs.function).Observe(waited)
+	a.metrics.queueWait.WithLabelValues(namespaceOf(rs.function), rs.function).Observe(waited)
 	if err != nil {
 		a.fail(ctx, rs, err, deadline)
 		return nil, false
 	}
 	if cold {
-		a.metrics.coldStart.WithLabelValues(rs.function).Observe(waited)
+		a.metrics.coldStart.WithLabelValues(namespaceOf(rs.function), rs.function).Observe(waited)
 	}
 	return rep, true
 }
@@ -415,7 +415,7 @@ func (a *Activator) poke(rs *revState, now time.Time) {
 			result = "error"
 			a.log.Warn("activation failed", "revision", rs.name, "err", err)
 		}
-		a.metrics.activations.WithLabelValues(rs.function, rs.name, result).Inc()
+		a.metrics.activations.WithLabelValues(namespaceOf(rs.function), rs.function, rs.name, result).Inc()
 	}()
 }
 

@@ -4,6 +4,8 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ebbrun/ebb/api"
 )
 
 type metrics struct {
@@ -20,6 +22,14 @@ type metrics struct {
 	unreachable prometheus.Counter
 }
 
+// namespaceOf is the namespace label of a function's metrics. The
+// function label stays the qualified name ({fn}.{ns} outside default),
+// which the dashboards and alerts group by, so the two never disagree.
+func namespaceOf(function string) string {
+	ns, _ := api.SplitQualifiedName(function)
+	return ns
+}
+
 var waitBuckets = []float64{.0005, .001, .0025, .005, .01, .015, .025, .04, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
 
 func newMetrics(reg prometheus.Registerer, a *Activator) (*metrics, error) {
@@ -28,16 +38,16 @@ func newMetrics(reg prometheus.Registerer, a *Activator) (*metrics, error) {
 			Name:    "ebb_activator_queue_wait_seconds",
 			Help:    "Time buffered requests waited for a replica (or for their answer, when they waited in vain).",
 			Buckets: waitBuckets,
-		}, []string{"function"}),
+		}, []string{"namespace", "function"}),
 		coldStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ebb_activator_cold_start_seconds",
 			Help:    "Time buffered, from queueing to release, of requests that found their revision at zero.",
 			Buckets: waitBuckets,
-		}, []string{"function"}),
+		}, []string{"namespace", "function"}),
 		activations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_activator_activations_total",
 			Help: "Scale-up pokes sent to the autoscaler, by result.",
-		}, []string{"function", "revision", "result"}),
+		}, []string{"namespace", "function", "revision", "result"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_activator_rejected_total",
 			Help: "Requests the activator answered itself, by reason: queue_full, deadline, failed, client_gone, shutdown, upstream, out_of_descriptors, unreachable.",
@@ -70,13 +80,13 @@ func (m *metrics) forget(rs *revState) {
 var (
 	requestsDesc = prometheus.NewDesc("ebb_activator_requests_total",
 		"Requests the activator handled, by function, revision and status code (499: the client left).",
-		[]string{"function", "revision", "code"}, nil)
+		[]string{"namespace", "function", "revision", "code"}, nil)
 	bufferedDesc = prometheus.NewDesc("ebb_activator_buffered",
 		"Requests waiting for a replica, by function and revision.",
-		[]string{"function", "revision"}, nil)
+		[]string{"namespace", "function", "revision"}, nil)
 	concurrencyDesc = prometheus.NewDesc("ebb_activator_concurrency",
 		"Requests in the activator, waiting or being proxied, by function and revision.",
-		[]string{"function", "revision"}, nil)
+		[]string{"namespace", "function", "revision"}, nil)
 )
 
 type liveCollector struct{ a *Activator }
@@ -90,14 +100,14 @@ func (c liveCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 	c.a.states.Range(func(_, v any) bool {
 		rs := v.(*revState)
-		ch <- prometheus.MustNewConstMetric(bufferedDesc, prometheus.GaugeValue, float64(rs.stats.Buffered()), rs.function, rs.name)
-		ch <- prometheus.MustNewConstMetric(concurrencyDesc, prometheus.GaugeValue, float64(rs.stats.InFlight()), rs.function, rs.name)
+		ch <- prometheus.MustNewConstMetric(bufferedDesc, prometheus.GaugeValue, float64(rs.stats.Buffered()), namespaceOf(rs.function), rs.function, rs.name)
+		ch <- prometheus.MustNewConstMetric(concurrencyDesc, prometheus.GaugeValue, float64(rs.stats.InFlight()), namespaceOf(rs.function), rs.function, rs.name)
 		rs.codes.Each(func(code int, n uint64) {
 			label := "other"
 			if code != 0 {
 				label = strconv.Itoa(code)
 			}
-			ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), rs.function, rs.name, label)
+			ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), namespaceOf(rs.function), rs.function, rs.name, label)
 		})
 		return true
 	})

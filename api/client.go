@@ -37,6 +37,8 @@ type Client struct {
 	hc        *http.Client
 	userAgent string
 	timeout   time.Duration
+	// namespace is where the function calls go; "" means the default.
+	namespace string
 }
 
 // ClientOption configures a Client.
@@ -58,6 +60,28 @@ func WithUserAgent(ua string) ClientOption {
 // context. Default DefaultClientTimeout.
 func WithTimeout(d time.Duration) ClientOption {
 	return func(c *Client) { c.timeout = d }
+}
+
+// WithNamespace makes the client's function calls address the functions of
+// namespace ns. Default DefaultNamespace, through the /v1/functions paths.
+func WithNamespace(ns string) ClientOption {
+	return func(c *Client) { c.namespace = ns }
+}
+
+// InNamespace returns a copy of the client whose function calls address
+// namespace ns; it shares the original's connections.
+func (c *Client) InNamespace(ns string) *Client {
+	cp := *c
+	cp.namespace = ns
+	return &cp
+}
+
+// Namespace is the namespace the client's function calls address.
+func (c *Client) Namespace() string {
+	if c.namespace == "" {
+		return DefaultNamespace
+	}
+	return c.namespace
 }
 
 // NewClient returns a client for the API at baseURL ("http://127.0.0.1:8090";
@@ -245,7 +269,7 @@ func (c *Client) ListImages(ctx context.Context) ([]Image, error) {
 // function did not exist before (201). Re-applying an unchanged spec is a
 // no-op that keeps the latest revision.
 func (c *Client) PutFunction(ctx context.Context, name string, spec FunctionSpec) (fn Function, created bool, err error) {
-	path, err := functionPath(name)
+	path, err := c.functionPath(name)
 	if err != nil {
 		return Function{}, false, err
 	}
@@ -256,7 +280,7 @@ func (c *Client) PutFunction(ctx context.Context, name string, spec FunctionSpec
 // GetFunction returns a function's spec and status.
 func (c *Client) GetFunction(ctx context.Context, name string) (Function, error) {
 	var fn Function
-	path, err := functionPath(name)
+	path, err := c.functionPath(name)
 	if err != nil {
 		return fn, err
 	}
@@ -264,16 +288,20 @@ func (c *Client) GetFunction(ctx context.Context, name string) (Function, error)
 	return fn, err
 }
 
-// ListFunctions returns every function with its status.
+// ListFunctions returns every function of the client's namespace with its status.
 func (c *Client) ListFunctions(ctx context.Context) ([]Function, error) {
 	var out FunctionList
-	_, err := c.unary(ctx, http.MethodGet, "/v1/functions", nil, &out, http.StatusOK)
+	path, err := c.functionsPath()
+	if err != nil {
+		return nil, err
+	}
+	_, err = c.unary(ctx, http.MethodGet, path, nil, &out, http.StatusOK)
 	return out.Functions, err
 }
 
 // DeleteFunction deletes a function with its revisions and traffic.
 func (c *Client) DeleteFunction(ctx context.Context, name string) error {
-	path, err := functionPath(name)
+	path, err := c.functionPath(name)
 	if err != nil {
 		return err
 	}
@@ -284,7 +312,7 @@ func (c *Client) DeleteFunction(ctx context.Context, name string) error {
 // ListRevisions returns a function's revisions.
 func (c *Client) ListRevisions(ctx context.Context, name string) ([]Revision, error) {
 	var out RevisionList
-	path, err := functionPath(name, "/revisions")
+	path, err := c.functionPath(name, "/revisions")
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +323,7 @@ func (c *Client) ListRevisions(ctx context.Context, name string) ([]Revision, er
 // SetTraffic replaces a function's traffic split and returns the function.
 func (c *Client) SetTraffic(ctx context.Context, name string, targets []TrafficTarget) (Function, error) {
 	var fn Function
-	path, err := functionPath(name, "/traffic")
+	path, err := c.functionPath(name, "/traffic")
 	if err != nil {
 		return fn, err
 	}
@@ -317,7 +345,7 @@ type LogOptions struct {
 // "{replica} {stream}: ". The caller must close the stream; with Follow it
 // ends when ctx does.
 func (c *Client) Logs(ctx context.Context, name string, opts LogOptions) (io.ReadCloser, error) {
-	path, err := functionPath(name, "/logs")
+	path, err := c.functionPath(name, "/logs")
 	if err != nil {
 		return nil, err
 	}
@@ -356,13 +384,91 @@ func (c *Client) ListNodes(ctx context.Context) ([]Node, error) {
 	return out.Nodes, err
 }
 
-// functionPath checks the name locally, because it becomes a path segment:
-// a name such as ".." or "a/b" must not address some other route.
-func functionPath(name string, rest ...string) (string, error) {
+// functionsPath is the client's namespace's function list; the default
+// namespace keeps the /v1/functions paths.
+func (c *Client) functionsPath() (string, error) {
+	ns := c.Namespace()
+	if ns == DefaultNamespace {
+		return "/v1/functions", nil
+	}
+	if err := ValidateName("namespace", ns); err != nil {
+		return "", err
+	}
+	return "/v1/namespaces/" + ns + "/functions", nil
+}
+
+// functionPath checks the names locally, because they become path
+// segments: a name such as ".." or "a/b" must not address some other
+// route.
+func (c *Client) functionPath(name string, rest ...string) (string, error) {
+	base, err := c.functionsPath()
+	if err != nil {
+		return "", err
+	}
 	if err := ValidateName("function name", name); err != nil {
 		return "", err
 	}
-	return "/v1/functions/" + name + strings.Join(rest, ""), nil
+	return base + "/" + name + strings.Join(rest, ""), nil
+}
+
+func namespacePath(ns string) (string, error) {
+	if err := ValidateName("namespace", ns); err != nil {
+		return "", err
+	}
+	return "/v1/namespaces/" + ns, nil
+}
+
+// CreateNamespace creates namespace ns. created is false when it existed
+// already, which is not an error.
+func (c *Client) CreateNamespace(ctx context.Context, ns string) (out Namespace, created bool, err error) {
+	path, err := namespacePath(ns)
+	if err != nil {
+		return out, false, err
+	}
+	status, err := c.unary(ctx, http.MethodPut, path, NamespaceSpec{}, &out, http.StatusCreated, http.StatusOK)
+	return out, err == nil && status == http.StatusCreated, err
+}
+
+// GetNamespace returns one namespace.
+func (c *Client) GetNamespace(ctx context.Context, ns string) (Namespace, error) {
+	var out Namespace
+	path, err := namespacePath(ns)
+	if err != nil {
+		return out, err
+	}
+	_, err = c.unary(ctx, http.MethodGet, path, nil, &out, http.StatusOK)
+	return out, err
+}
+
+// ListNamespaces returns every namespace, default included.
+func (c *Client) ListNamespaces(ctx context.Context) ([]Namespace, error) {
+	var out NamespaceList
+	_, err := c.unary(ctx, http.MethodGet, "/v1/namespaces", nil, &out, http.StatusOK)
+	return out.Namespaces, err
+}
+
+// DeleteNamespace deletes namespace ns with everything in it. Without
+// force the API refuses (409) while a function of ns has ready replicas.
+func (c *Client) DeleteNamespace(ctx context.Context, ns string, force bool) error {
+	path, err := namespacePath(ns)
+	if err != nil {
+		return err
+	}
+	var q url.Values
+	if force {
+		q = url.Values{"force": {"true"}}
+	}
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	req, err := c.newRequest(ctx, http.MethodDelete, path, q, nil)
+	if err != nil {
+		return err
+	}
+	_, err = c.roundTrip(req, nil, http.StatusNoContent, http.StatusOK)
+	return err
 }
 
 // unary runs a bounded request whose response is one JSON document.

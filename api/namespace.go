@@ -1,6 +1,9 @@
 package api
 
-import "strings"
+import (
+	"strings"
+	"time"
+)
 
 // DefaultNamespace is the namespace that exists from the start. Its
 // functions keep their bare names inside ebb and at {fn}.{domain}, so the
@@ -52,3 +55,47 @@ func ValidateQualified(namespace, function string) error {
 	return nil
 }
 
+// maxDerivedName bounds a name made from a qualified name, such as a
+// revision ({qualified}-NNNNN): the qualified name's bound plus the
+// suffix.
+const maxDerivedName = maxQualifiedName + len("-00000")
+
+// ValidateQualifiedName checks a name as components below the API see it:
+// a function's qualified name, or a name derived from one such as a
+// revision's. It is one DNS label, or two joined by one dot (the
+// function's, then the namespace's), so it can never hold '/' or "..".
+func ValidateQualifiedName(field, name string) error {
+	if len(name) > maxDerivedName {
+		return invalid(field, "%q is longer than %d characters", truncate(name), maxDerivedName)
+	}
+	fn, ns, namespaced := strings.Cut(name, ".")
+	if err := ValidateName(field, fn); err != nil {
+		return err
+	}
+	if namespaced {
+		if err := ValidateName(field, ns); err != nil {
+			return invalid(field, "%q must be a DNS label, or two joined by one dot", truncate(name))
+		}
+	}
+	return nil
+}
+
+// Namespace is the API's view of a namespace.
+type Namespace struct {
+	Name string `json:"name"`
+	// Functions counts the functions that live in the namespace.
+	Functions int `json:"functions"`
+	// Deleting is set once a delete has begun: no function may be created
+	// in the namespace any more, and a repeated delete finishes the job.
+	Deleting  bool      `json:"deleting,omitempty"`
+	CreatedAt time.Time `json:"createdAt,omitzero"`
+}
+
+// NamespaceSpec is the body of PUT /v1/namespaces/{ns}; empty for now,
+// and the place for what a namespace is created with later (a quota).
+type NamespaceSpec struct{}
+
+// NamespaceList is the body of GET /v1/namespaces.
+type NamespaceList struct {
+	Namespaces []Namespace `json:"namespaces"`
+}

@@ -136,7 +136,8 @@ type TrafficTarget struct {
 	Revision       string `json:"revision,omitempty"`
 	LatestRevision bool   `json:"latestRevision,omitempty"`
 	Percent        int    `json:"percent"`
-	// Tag gives the target its own URL, {tag}-{function}.{domain}.
+	// Tag gives the target its own URL, {tag}-{function}.{domain}, or
+	// {tag}-{function}.{namespace}.{domain} outside the default namespace.
 	Tag string `json:"tag,omitempty"`
 	// URL is output only: the tag's URL.
 	URL string `json:"url,omitempty"`
@@ -189,17 +190,22 @@ type ReplicaStatus struct {
 
 // Revision is an immutable snapshot of a function's spec.
 type Revision struct {
-	Name     string         `json:"name"`
-	Function string         `json:"function"`
-	Spec     FunctionSpec   `json:"spec"`
-	Status   RevisionStatus `json:"status"`
+	Name string `json:"name"`
+	// Function is the function's name in its namespace.
+	Function  string         `json:"function"`
+	Namespace string         `json:"namespace"`
+	Spec      FunctionSpec   `json:"spec"`
+	Status    RevisionStatus `json:"status"`
 }
 
 // Function is the status document of GET /v1/functions/{name}.
 type Function struct {
-	Name string       `json:"name"`
-	Spec FunctionSpec `json:"spec"`
-	// URL routes to the function's traffic split.
+	// Name is the function's name in its namespace.
+	Name      string       `json:"name"`
+	Namespace string       `json:"namespace"`
+	Spec      FunctionSpec `json:"spec"`
+	// URL routes to the function's traffic split: {name}.{domain} in the
+	// default namespace, {name}.{namespace}.{domain} in any other.
 	URL string `json:"url"`
 	// VIP is the function's virtual address (host:port) for callers on the
 	// nodes, which eBPF sends straight to a ready replica; empty until a

@@ -86,7 +86,7 @@ func NewHandler(sink Sink, cfg HandlerConfig) http.Handler {
 	})
 	mux.HandleFunc("POST "+PathActivate+"{revision}", func(w http.ResponseWriter, r *http.Request) {
 		rev := r.PathValue("revision")
-		if err := api.ValidateName("revision", rev); err != nil {
+		if err := api.ValidateQualifiedName("revision", rev); err != nil {
 			writeError(w, http.StatusBadRequest, api.CodeInvalid, err.Error())
 			return
 		}

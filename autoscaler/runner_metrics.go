@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ebbrun/ebb/api"
 )
 
 // runnerMetrics are the Runner's Prometheus metrics. With no registerer
@@ -22,7 +24,7 @@ type runnerMetrics struct {
 }
 
 func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
-	rev := []string{"function", "revision"}
+	rev := []string{"namespace", "function", "revision"}
 	m := &runnerMetrics{
 		desired: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ebb_autoscaler_desired_replicas", Help: "Replicas the autoscaler decided for the revision.",
@@ -73,8 +75,16 @@ func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
 	return m, nil
 }
 
+// revisionLabels labels a revision's series. The function label stays the
+// qualified name ({fn}.{ns} outside default), which the dashboards and
+// alerts group by; namespace is its namespace.
+func revisionLabels(function, revision string) prometheus.Labels {
+	ns, _ := api.SplitQualifiedName(function)
+	return prometheus.Labels{"namespace": ns, "function": function, "revision": revision}
+}
+
 func (m *runnerMetrics) observe(rs *revState, res Result, ready int, pl PlacementResult) {
-	l := prometheus.Labels{"function": rs.function, "revision": rs.name}
+	l := revisionLabels(rs.function, rs.name)
 	m.desired.With(l).Set(float64(res.Decision.Desired))
 	m.ready.With(l).Set(float64(ready))
 	m.target.With(l).Set(res.Decision.Target)
@@ -85,12 +95,13 @@ func (m *runnerMetrics) observe(rs *revState, res Result, ready int, pl Placemen
 		p = 1
 	}
 	m.panic.With(l).Set(p)
-	m.observed.WithLabelValues(rs.function, rs.name, "stable").Set(res.Observation.Stable)
-	m.observed.WithLabelValues(rs.function, rs.name, "panic").Set(res.Observation.Panic)
+	ns := l["namespace"]
+	m.observed.WithLabelValues(ns, rs.function, rs.name, "stable").Set(res.Observation.Stable)
+	m.observed.WithLabelValues(ns, rs.function, rs.name, "panic").Set(res.Observation.Panic)
 }
 
 func (m *runnerMetrics) forget(function, revision string) {
-	l := prometheus.Labels{"function": function, "revision": revision}
+	l := revisionLabels(function, revision)
 	for _, g := range []*prometheus.GaugeVec{m.desired, m.ready, m.target, m.panic, m.preCreated, m.unplaced} {
 		g.Delete(l)
 	}

@@ -217,7 +217,7 @@ func TestRunnerActivateWritesScaleAndAssignmentAtOnce(t *testing.T) {
 		err = env.runner.Activate(context.Background(), "not a revision")
 		assert.ErrorIs(t, err, ErrUnknownRevision)
 
-		assert.Equal(t, 1.0, metricValue(t, env.runner.m.desired.WithLabelValues("hello", rev)))
+		assert.Equal(t, 1.0, metricValue(t, env.runner.m.desired.WithLabelValues("default", "hello", rev)))
 		var h dto.Metric
 		require.NoError(t, env.runner.m.activation.Write(&h))
 		assert.Equal(t, uint64(1), h.GetHistogram().GetSampleCount())
@@ -281,7 +281,7 @@ func TestRunnerFollowsLoadAndScalesToZero(t *testing.T) {
 		a, ok = getAssignment(t, s, "n1", rev)
 		require.True(t, ok)
 		assert.Equal(t, store.Assignment{Function: "load", Revision: rev, Replicas: 0, PreCreated: 1}, a)
-		assert.Equal(t, 0.0, metricValue(t, env.runner.m.desired.WithLabelValues("load", rev)))
+		assert.Equal(t, 0.0, metricValue(t, env.runner.m.desired.WithLabelValues("default", "load", rev)))
 		assert.Positive(t, metricValue(t, env.runner.m.decisions.WithLabelValues("tick", "written")))
 	})
 }
@@ -800,6 +800,7 @@ func TestHTTPTransport(t *testing.T) {
 		{PathStats, `{"not":"an array"}`, http.StatusBadRequest},
 		{PathStats, `[{"revision":"x","bogus":1}]`, http.StatusBadRequest},
 		{PathActivate + "Not_A_Name", ``, http.StatusBadRequest},
+		{PathActivate + "a.b.c-00001", ``, http.StatusBadRequest},
 		{"/internal/v1/nope", ``, http.StatusNotFound},
 	}
 	for _, tc := range cases {

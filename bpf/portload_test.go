@@ -99,6 +99,9 @@ func TestPortLoads(t *testing.T) {
 	// One slow request through the VIP is open while the replica works,
 	// and its request-time is about the replica's 300 ms.
 	client := get(vip, 300, 1, false)
+	// The helper is another process, and its request is counted by the
+	// kernel's eBPF programs as its packets pass: poll the maps until the
+	// kernel has seen it. So do the polls below.
 	require.Eventually(t, func() bool { return load().VIPOpen == 1 }, 5*time.Second, time.Millisecond)
 	assert.Equal(t, 1, load().Open)
 	assert.Equal(t, []string{"ok"}, client.result(t).Bodies)
@@ -114,6 +117,7 @@ func TestPortLoads(t *testing.T) {
 	// A client that dials the replica directly (a router) is open while it
 	// waits, but is not VIP load: a router reports its own.
 	client = get(backend, 300, 1, false)
+	// Polls the kernel's eBPF maps until the helper process's request is seen.
 	require.Eventually(t, func() bool { return load().Open == 1 }, 5*time.Second, time.Millisecond)
 	assert.Zero(t, load().VIPOpen)
 	open, tracked, err := l.OpenRequests(port)
@@ -127,8 +131,11 @@ func TestPortLoads(t *testing.T) {
 	// A client that hangs up mid-request ends its request: the closing
 	// connection answers it.
 	client = get(vip, 60_000, 1, false)
+	// Polls the kernel's eBPF maps until the helper process's request is seen.
 	require.Eventually(t, func() bool { return load().VIPOpen == 1 }, 5*time.Second, time.Millisecond)
 	require.NoError(t, client.cmd.Process.Kill())
+	// The kernel closes the killed process's socket, and its eBPF programs
+	// see the close, on their own time: poll the maps.
 	require.Eventually(t, func() bool { got := load(); return got.VIPOpen == 0 && got.Open == 0 },
 		5*time.Second, time.Millisecond, "the closed connection ends its request")
 

@@ -72,6 +72,13 @@ func (s *Server) requireImage(ctx context.Context, ref string) error {
 // in one transaction. Re-applying the current spec writes nothing.
 func (s *Server) applySpec(ctx context.Context, name string, spec api.FunctionSpec) (created bool, err error) {
 	now := s.deps.Now().UTC()
+	// A namespace's delete first marks it deleting, then removes what it
+	// lists: checking the namespace's version in this transaction makes a
+	// function written meanwhile fail here instead of outliving it.
+	nsCheck, err := s.namespaceOpen(ctx, name)
+	if err != nil {
+		return false, err
+	}
 	fn, version, err := store.GetJSON[store.Function](ctx, s.deps.Store, store.FunctionKey(name))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -100,10 +107,11 @@ func (s *Server) applySpec(ctx context.Context, name string, spec api.FunctionSp
 		Spec:       spec,
 		CreatedAt:  now,
 	}
-	_, err = s.deps.Store.Txn(ctx,
+	ops := []store.Op{
 		store.PutJSON(store.FunctionKey(name), fn, version),
 		store.PutJSON(store.RevisionKey(name, rev.Name), rev, store.MustNotExist),
-	)
+	}
+	_, err = s.deps.Store.Txn(ctx, append(ops, nsCheck...)...)
 	if err != nil {
 		return false, fmt.Errorf("write function %s: %w", name, err)
 	}
@@ -128,9 +136,14 @@ func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list := api.FunctionList{Functions: make([]api.Function, 0, len(snap.functions))}
+	// Only the namespace's own functions: one namespace's status is never
+	// seen through another's paths.
+	ns := namespaceOf(r)
+	list := api.FunctionList{Functions: []api.Function{}}
 	for _, fn := range snap.functions {
-		list.Functions = append(list.Functions, s.buildStatus(fn.Value, snap))
+		if fnNS, _ := api.SplitQualifiedName(fn.Value.Name); fnNS == ns {
+			list.Functions = append(list.Functions, s.buildStatus(fn.Value, snap))
+		}
 	}
 	writeJSON(w, http.StatusOK, list)
 	return nil
@@ -162,10 +175,27 @@ func (s *Server) deleteOnce(ctx context.Context, name string) error {
 	if err != nil {
 		return functionErr(name, err)
 	}
+	assignments, _, err := store.ListJSON[store.Assignment](ctx, s.deps.Store, store.PrefixAssignments)
+	if err != nil {
+		return err
+	}
+	ops, err := s.functionDeleteOps(ctx, kv, assignments)
+	if err != nil {
+		return err
+	}
+	_, err = s.deps.Store.Txn(ctx, ops...)
+	return err
+}
+
+// functionDeleteOps are the deletes of one function (kv, its record):
+// the function, its revisions and, for each revision, its scale,
+// keep-alive state and assignments.
+func (s *Server) functionDeleteOps(ctx context.Context, kv store.KV, assignments []store.Versioned[store.Assignment]) ([]store.Op, error) {
+	name := strings.TrimPrefix(kv.Key, store.PrefixFunctions)
 	ops := []store.Op{store.Delete(kv.Key, kv.Version)}
 	revs, _, err := s.deps.Store.List(ctx, store.RevisionsPrefix(name))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	isRevision := map[string]bool{}
 	for _, rev := range revs {
@@ -175,17 +205,12 @@ func (s *Server) deleteOnce(ctx context.Context, name string) error {
 		ops = append(ops, store.Delete(store.ScaleKey(revName), store.AnyVersion),
 			store.Delete(store.KeepAliveKey(revName), store.AnyVersion))
 	}
-	assignments, _, err := store.ListJSON[store.Assignment](ctx, s.deps.Store, store.PrefixAssignments)
-	if err != nil {
-		return err
-	}
 	for _, a := range assignments {
 		if isRevision[a.Value.Revision] {
 			ops = append(ops, store.Delete(a.Key, a.Version))
 		}
 	}
-	_, err = s.deps.Store.Txn(ctx, ops...)
-	return err
+	return ops, nil
 }
 
 func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
@@ -208,10 +233,11 @@ func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
 	list := api.RevisionList{Revisions: make([]api.Revision, 0, len(revs))}
 	for _, rev := range revs {
 		list.Revisions = append(list.Revisions, api.Revision{
-			Name:     rev.Value.Name,
-			Function: name,
-			Spec:     redact(rev.Value.Spec),
-			Status:   statusByName[rev.Value.Name],
+			Name:      rev.Value.Name,
+			Function:  fn.Name,
+			Namespace: fn.Namespace,
+			Spec:      redact(rev.Value.Spec),
+			Status:    statusByName[rev.Value.Name],
 		})
 	}
 	writeJSON(w, http.StatusOK, list)
@@ -278,9 +304,19 @@ func (s *Server) setTraffic(ctx context.Context, name string, traffic []api.Traf
 
 func functionErr(name string, err error) error {
 	if errors.Is(err, store.ErrNotFound) {
-		return errorf(http.StatusNotFound, api.CodeNotFound, "function %q does not exist", name)
+		return errorf(http.StatusNotFound, api.CodeNotFound, "function %s does not exist", describe(name))
 	}
 	return err
+}
+
+// describe names a function by its qualified name for a message: "hello"
+// in default, "hello" in namespace "team-a" elsewhere.
+func describe(qualified string) string {
+	ns, fn := api.SplitQualifiedName(qualified)
+	if ns == api.DefaultNamespace {
+		return fmt.Sprintf("%q", fn)
+	}
+	return fmt.Sprintf("%q in namespace %q", fn, ns)
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {

@@ -33,7 +33,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.Revision != "" {
 		if _, err := s.deps.Store.Get(r.Context(), store.RevisionKey(name, req.Revision)); err != nil {
-			return errorf(http.StatusNotFound, api.CodeNotFound, "revision %q of %q does not exist", req.Revision, name)
+			return errorf(http.StatusNotFound, api.CodeNotFound, "revision %q of %s does not exist", req.Revision, describe(name))
 		}
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -139,6 +139,10 @@ type Server struct {
 	spool    *ociimage.SpoolDir
 	handler  http.Handler
 	requests *prometheus.CounterVec
+	// mux is the router routes() fills through handle and handleNamespaced.
+	mux *http.ServeMux
+	// cascades are what else a namespace's delete removes; see namespaceCascades.
+	cascades []namespaceCascade
 }
 
 // New builds a Server.
@@ -172,6 +176,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("register api metrics: %w", err)
 		}
 	}
+	s.cascades = namespaceCascades()
 	s.handler = s.routes()
 	return s, nil
 }
@@ -215,21 +220,22 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 }
 
 func (s *Server) routes() http.Handler {
-	mux := http.NewServeMux()
-	handle := func(pattern string, h func(http.ResponseWriter, *http.Request) error) {
-		route := pattern
-		mux.Handle(pattern, s.authenticated(route, h))
-	}
-	handle("POST /v1/images", s.pushImage)
-	handle("GET /v1/images", s.listImages)
-	handle("GET /v1/functions", s.listFunctions)
-	handle("PUT /v1/functions/{name}", s.putFunction)
-	handle("GET /v1/functions/{name}", s.getFunction)
-	handle("DELETE /v1/functions/{name}", s.deleteFunction)
-	handle("GET /v1/functions/{name}/revisions", s.listRevisions)
-	handle("PUT /v1/functions/{name}/traffic", s.putTraffic)
-	handle("GET /v1/functions/{name}/logs", s.logs)
-	handle("GET /v1/nodes", s.listNodes)
+	s.mux = http.NewServeMux()
+	mux := s.mux
+	s.handle("POST /v1/images", s.pushImage)
+	s.handle("GET /v1/images", s.listImages)
+	s.handleNamespaced("GET", "/functions", s.listFunctions)
+	s.handleNamespaced("PUT", "/functions/{name}", s.putFunction)
+	s.handleNamespaced("GET", "/functions/{name}", s.getFunction)
+	s.handleNamespaced("DELETE", "/functions/{name}", s.deleteFunction)
+	s.handleNamespaced("GET", "/functions/{name}/revisions", s.listRevisions)
+	s.handleNamespaced("PUT", "/functions/{name}/traffic", s.putTraffic)
+	s.handleNamespaced("GET", "/functions/{name}/logs", s.logs)
+	s.handle("GET /v1/namespaces", s.listNamespaces)
+	s.handle("GET /v1/namespaces/{ns}", s.getNamespace)
+	s.handle("PUT /v1/namespaces/{ns}", s.putNamespace)
+	s.handle("DELETE /v1/namespaces/{ns}", s.deleteNamespace)
+	s.handle("GET /v1/nodes", s.listNodes)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
@@ -244,6 +250,43 @@ func (s *Server) routes() http.Handler {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// handle registers an authenticated API route; pattern is also its
+// metrics label.
+func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
+	s.mux.Handle(pattern, s.authenticated(pattern, h))
+}
+
+// handleNamespaced registers a route of objects that live in a namespace
+// twice: at /v1/namespaces/{ns}{suffix} and, for the default namespace,
+// at /v1{suffix}. Before h runs, the namespace's name is validated (400)
+// and a namespace other than default must exist (404 naming it), so h
+// reads it with namespaceOf and trusts it.
+func (s *Server) handleNamespaced(method, suffix string, h func(http.ResponseWriter, *http.Request) error) {
+	inNamespace := func(w http.ResponseWriter, r *http.Request) error {
+		ns := namespaceOf(r)
+		if err := api.ValidateName("namespace", ns); err != nil {
+			return err
+		}
+		if ns != api.DefaultNamespace {
+			if _, _, err := s.namespace(r.Context(), ns); err != nil {
+				return err
+			}
+		}
+		return h(w, r)
+	}
+	s.handle(method+" /v1"+suffix, inNamespace)
+	s.handle(method+" /v1/namespaces/{ns}"+suffix, inNamespace)
+}
+
+// namespaceOf is the namespace a request addresses: the {ns} of a
+// /v1/namespaces/{ns}/... path, else default.
+func namespaceOf(r *http.Request) string {
+	if ns := r.PathValue("ns"); ns != "" {
+		return ns
+	}
+	return api.DefaultNamespace
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -354,10 +397,13 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 	return nil
 }
 
+// functionName is the qualified name (api.QualifiedName) of the function
+// a request addresses in its namespace: what the store and every component
+// know it by.
 func (s *Server) functionName(r *http.Request) (string, error) {
-	name := r.PathValue("name")
-	if err := api.ValidateName("name", name); err != nil {
+	ns, name := namespaceOf(r), r.PathValue("name")
+	if err := api.ValidateQualified(ns, name); err != nil {
 		return "", err
 	}
-	return name, nil
+	return api.QualifiedName(ns, name), nil
 }

@@ -123,8 +123,10 @@ func (s *Server) functionStatus(ctx context.Context, name string) (api.Function,
 
 // buildStatus joins a function with the observed state of its revisions.
 func (s *Server) buildStatus(fn store.Function, snap *snapshot) api.Function {
+	ns, name := api.SplitQualifiedName(fn.Name)
 	out := api.Function{
-		Name:           fn.Name,
+		Name:           name,
+		Namespace:      ns,
 		Spec:           redact(fn.Spec),
 		URL:            s.url(fn.Name),
 		VIP:            snap.vips[fn.Name],

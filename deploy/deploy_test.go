@@ -236,8 +236,8 @@ func TestMetricsAndLabelsExistInGoSources(t *testing.T) {
 		require.Contains(t, defs, name, "the Go source scanner no longer finds %s", name)
 	}
 	assert.True(t, defs["ebb_nodeagent_start_phase_seconds"].histogram)
-	assert.Equal(t, map[string]bool{"function": true, "revision": true, "window": true}, defs["ebb_autoscaler_observed"].labels)
-	assert.Equal(t, map[string]bool{"function": true, "revision": true, "code": true}, defs["ebb_router_requests_total"].labels)
+	assert.Equal(t, map[string]bool{"namespace": true, "function": true, "revision": true, "window": true}, defs["ebb_autoscaler_observed"].labels)
+	assert.Equal(t, map[string]bool{"namespace": true, "function": true, "revision": true, "code": true}, defs["ebb_router_requests_total"].labels)
 
 	exprs := deployExprs(t)
 	require.NotEmpty(t, exprs)

@@ -235,7 +235,7 @@ func (a *Agent) onAssignments(snapshot *store.Snapshot[store.Assignment]) {
 			continue // another node's, in a cache of every node's
 		}
 		as := v.Value
-		if api.ValidateName("revision", rev) != nil || api.ValidateName("function", as.Function) != nil {
+		if api.ValidateQualifiedName("revision", rev) != nil || api.ValidateQualifiedName("function", as.Function) != nil {
 			a.log.Warn("ignoring assignment with a bad revision or function name", "key", v.Key, "function", as.Function)
 			continue
 		}

@@ -23,14 +23,18 @@ import (
 const ConnReserve = 256
 
 // ConnCap is the cap on client connections that a process whose open-file
-// limit is nofile can keep without running out of descriptors: half of what
-// is left after the reserve, since every request being proxied holds a
-// connection to its replica as well, and at most DefaultMaxConns. With the
-// 1,048,576 ebbd raises its limit to it is DefaultMaxConns; with 20,000 it
-// is 9,872; with 1,024 it is 384.
+// limit is nofile can keep without running out of descriptors: what is left
+// after the reserve, and at most DefaultMaxConns. It is not halved for the
+// replica connections requests are proxied over: a request buffered in the
+// activator holds none, the pooled ones are bounded by the replicas'
+// concurrency, and a dial that finds no descriptor left waits in the
+// activator within its deadline rather than failing. Halving refused a
+// burst of 10,000 to a function at zero at a 20,000 limit (106 of them got
+// 503). With the 1,048,576 ebbd raises its limit to it is DefaultMaxConns;
+// with 20,000 it is 19,744; with 1,024 it is 768.
 func ConnCap(nofile uint64) int {
 	reserve := min(ConnReserve, nofile/2)
-	return int(max(1, min((nofile-reserve)/2, DefaultMaxConns)))
+	return int(max(1, min(nofile-reserve, DefaultMaxConns)))
 }
 
 // openFileLimit is the process's soft open-file limit, or 0 when it cannot

@@ -33,11 +33,11 @@ func TestConnCap(t *testing.T) {
 		want   int
 	}{
 		{1 << 20, DefaultMaxConns},
-		{20000, 9872},
-		{1024, 384},
-		{512, 128},
-		{256, 64},
-		{64, 16},
+		{20000, 19744},
+		{1024, 768},
+		{512, 256},
+		{256, 128},
+		{64, 32},
 		{2, 1},
 		{1, 1},
 	} {
@@ -49,9 +49,9 @@ func TestConnCap(t *testing.T) {
 		nofile     uint64
 		want       int
 	}{
-		{"default follows the limit", 0, 1024, 384},
+		{"default follows the limit", 0, 1024, 768},
 		{"a smaller value is kept", 100, 1024, 100},
-		{"a larger value is lowered", 1000, 1024, 384},
+		{"a larger value is lowered", 1000, 1024, 768},
 		{"an unknown limit caps at the default", 0, 0, DefaultMaxConns},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ebbrun/ebb/api"
 )
 
 type metrics struct {
@@ -24,6 +26,14 @@ type metrics struct {
 	rebuildSeconds prometheus.Histogram
 }
 
+// namespaceOf is the namespace label of a function's metrics. The
+// function label stays the qualified name ({fn}.{ns} outside default),
+// which the dashboards and alerts group by, so the two never disagree.
+func namespaceOf(function string) string {
+	ns, _ := api.SplitQualifiedName(function)
+	return ns
+}
+
 // latencyBuckets reach from well under a millisecond (a warm proxy hop) to
 // minutes (long functions).
 var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300}
@@ -34,20 +44,20 @@ func newMetrics(reg prometheus.Registerer, r *Router) (*metrics, error) {
 			Name:    "ebb_router_request_duration_seconds",
 			Help:    "Time from a request's arrival to the end of its response, by function and revision.",
 			Buckets: latencyBuckets,
-		}, []string{"function", "revision"}),
+		}, []string{"namespace", "function", "revision"}),
 		coldStarts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_router_cold_starts_total",
 			Help: "Requests that arrived while their revision had no ready replica.",
-		}, []string{"function", "revision"}),
+		}, []string{"namespace", "function", "revision"}),
 		coldLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "ebb_router_cold_start_seconds",
 			Help:    "Time from arrival to response header for requests that found their revision at zero.",
 			Buckets: latencyBuckets,
-		}, []string{"function"}),
+		}, []string{"namespace", "function"}),
 		handoffs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_router_activator_handoffs_total",
 			Help: "Requests handed to the activator because no replica had free capacity.",
-		}, []string{"function", "revision"}),
+		}, []string{"namespace", "function", "revision"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ebb_router_retries_total",
 			Help: "Retries of requests on another replica, or on a new connection to the same one, because the one tried took no byte of them.",
@@ -99,8 +109,8 @@ func newMetrics(reg prometheus.Registerer, r *Router) (*metrics, error) {
 
 func (m *metrics) forget(st *revState) {
 	st.latency.forget()
-	m.coldStarts.DeleteLabelValues(st.function, st.name)
-	m.handoffs.DeleteLabelValues(st.function, st.name)
+	m.coldStarts.DeleteLabelValues(namespaceOf(st.function), st.function, st.name)
+	m.handoffs.DeleteLabelValues(namespaceOf(st.function), st.function, st.name)
 }
 
 // lazyObserver is a revision's latency histogram, created at its first
@@ -127,7 +137,7 @@ func (l *lazyObserver) Observe(v float64) {
 		return // the revision is gone; do not bring its series back
 	}
 	if l.h.Load() == nil {
-		h := l.vec.WithLabelValues(l.function, l.revision)
+		h := l.vec.WithLabelValues(namespaceOf(l.function), l.function, l.revision)
 		l.h.Store(&h)
 	}
 	(*l.h.Load()).Observe(v)
@@ -139,16 +149,16 @@ func (l *lazyObserver) forget() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.forgotten = true
-	l.vec.DeleteLabelValues(l.function, l.revision)
+	l.vec.DeleteLabelValues(namespaceOf(l.function), l.function, l.revision)
 }
 
 var (
 	requestsDesc = prometheus.NewDesc("ebb_router_requests_total",
 		"Requests answered, by function, revision and status code (\"other\" past the first few distinct codes).",
-		[]string{"function", "revision", "code"}, nil)
+		[]string{"namespace", "function", "revision", "code"}, nil)
 	inFlightDesc = prometheus.NewDesc("ebb_router_in_flight",
 		"Requests the router is proxying directly to replicas, by function and revision.",
-		[]string{"function", "revision"}, nil)
+		[]string{"namespace", "function", "revision"}, nil)
 	routesDesc = prometheus.NewDesc("ebb_router_routes",
 		"Hosts in the route table.", nil, nil)
 )
@@ -167,13 +177,13 @@ func (c liveCollector) Collect(ch chan<- prometheus.Metric) {
 	t := c.r.table.Load()
 	ch <- prometheus.MustNewConstMetric(routesDesc, prometheus.GaugeValue, float64(len(t.hosts)))
 	for _, st := range t.revs {
-		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.stats.InFlight()), st.function, st.name)
+		ch <- prometheus.MustNewConstMetric(inFlightDesc, prometheus.GaugeValue, float64(st.stats.InFlight()), namespaceOf(st.function), st.function, st.name)
 		st.codes.Each(func(code int, n uint64) {
 			label := "other"
 			if code != 0 {
 				label = strconv.Itoa(code)
 			}
-			ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), st.function, st.name, label)
+			ch <- prometheus.MustNewConstMetric(requestsDesc, prometheus.CounterValue, float64(n), namespaceOf(st.function), st.function, st.name, label)
 		})
 	}
 }

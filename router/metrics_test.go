@@ -35,15 +35,21 @@ func TestLazyObserver(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			reg := prometheus.NewRegistry()
-			vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "d", Buckets: latencyBuckets}, []string{"function", "revision"})
+			vec := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "d", Buckets: latencyBuckets}, []string{"namespace", "function", "revision"})
 			reg.MustRegister(vec)
-			l := &lazyObserver{vec: vec, function: "fn", revision: "fn-00001"}
+			l := &lazyObserver{vec: vec, function: "fn.team-a", revision: "fn.team-a-00001"}
 			tt.steps(l)
 			assert.Equal(t, tt.wantSeries, series(t, reg))
 			if tt.wantSeries > 0 {
 				mfs, err := reg.Gather()
 				require.NoError(t, err)
 				assert.Equal(t, tt.wantCount, mfs[0].GetMetric()[0].GetHistogram().GetSampleCount())
+				labels := map[string]string{}
+				for _, lp := range mfs[0].GetMetric()[0].GetLabel() {
+					labels[lp.GetName()] = lp.GetValue()
+				}
+				assert.Equal(t, map[string]string{"namespace": "team-a", "function": "fn.team-a", "revision": "fn.team-a-00001"}, labels,
+					"function keeps the qualified name; namespace is added")
 			}
 		})
 	}

@@ -543,14 +543,14 @@ func (r *Router) handoff(ctx *fasthttp.RequestCtx, rev *revState, deadline time.
 		return
 	}
 	cold := rev.set.Len() == 0
-	r.metrics.handoffs.WithLabelValues(rev.function, rev.name).Inc()
+	r.metrics.handoffs.WithLabelValues(namespaceOf(rev.function), rev.function, rev.name).Inc()
 	act.Serve(ctx, rev.function, rev.name, deadline)
 	took := time.Since(ctx.Time()).Seconds()
 	rev.codes.Inc(ctx.Response.StatusCode())
 	rev.latency.Observe(took)
 	if cold {
-		r.metrics.coldStarts.WithLabelValues(rev.function, rev.name).Inc()
-		r.metrics.coldLatency.WithLabelValues(rev.function).Observe(took)
+		r.metrics.coldStarts.WithLabelValues(namespaceOf(rev.function), rev.function, rev.name).Inc()
+		r.metrics.coldLatency.WithLabelValues(namespaceOf(rev.function), rev.function).Observe(took)
 	}
 }
 

@@ -30,6 +30,8 @@ func TestPlan(t *testing.T) {
 		"a-00002":   revision("a", "a-00002", 5*time.Second),
 		"b-00001":   revision("b", "b-00001", time.Second),
 		"x-a-00001": revision("x-a", "x-a-00001", time.Second),
+		// a in namespace team-a: its qualified name is a.team-a.
+		"a.team-a-00001": revision("a.team-a", "a.team-a-00001", time.Second),
 	}
 	for _, tc := range []struct {
 		name      string
@@ -81,6 +83,23 @@ func TestPlan(t *testing.T) {
 				"x-a.example.com": {Function: "x-a", Targets: []targetSpec{{"x-a-00001", 100}}},
 			},
 			wantRevs: []string{"a-00001", "x-a-00001"},
+		},
+		{
+			// Qualified names give {fn}.{ns}.{domain} and
+			// {tag}-{fn}.{ns}.{domain}, beside default's {fn}.{domain}.
+			name: "namespaces",
+			fns: []store.Function{
+				{Name: "a", LatestRevision: "a-00001"},
+				{Name: "a.team-a", LatestRevision: "a.team-a-00001", Traffic: []api.TrafficTarget{
+					{LatestRevision: true, Percent: 100, Tag: "canary"},
+				}},
+			},
+			wantHosts: map[string]routeSpec{
+				"a.example.com":               {Function: "a", Targets: []targetSpec{{"a-00001", 100}}},
+				"a.team-a.example.com":        {Function: "a.team-a", Targets: []targetSpec{{"a.team-a-00001", 100}}},
+				"canary-a.team-a.example.com": {Function: "a.team-a", Targets: []targetSpec{{"a.team-a-00001", 100}}},
+			},
+			wantRevs: []string{"a-00001", "a.team-a-00001"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -188,6 +207,41 @@ func TestTagRouting(t *testing.T) {
 	})
 }
 
+// TestNamespacedHosts serves a function in a namespace at {fn}.{ns}.{domain}
+// and its tag at {tag}-{fn}.{ns}.{domain}, from its qualified name alone,
+// beside the default namespace's function of the same name at
+// {fn}.{domain}; its metrics carry the namespace.
+func TestNamespacedHosts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, Config{}, Deps{})
+		a, b := e.startMemBackend("a", nil), e.startMemBackend("b", nil)
+		e.deploy("hello", []rev{{name: "hello-00001"}}, nil)
+		e.deploy("hello.team-a", []rev{{name: "hello.team-a-00001"}}, []api.TrafficTarget{
+			{LatestRevision: true, Percent: 100, Tag: "canary"},
+		})
+		e.endpoint("hello", "hello-00001", "r1", a.addr, 0)
+		e.endpoint("hello.team-a", "hello.team-a-00001", "r2", b.addr, 0)
+		e.waitRoute("hello.localhost", 1)
+		e.waitRoute("hello.team-a.localhost", 1)
+		for host, want := range map[string]string{
+			"hello.localhost":               "a",
+			"hello.team-a.localhost":        "b",
+			"Hello.Team-A.localhost:8080":   "b",
+			"canary-hello.team-a.localhost": "b",
+		} {
+			code, body, _ := e.get(host, "/", nil)
+			assert.Equal(t, 200, code, host)
+			assert.Equal(t, want, body, host)
+		}
+		for _, host := range []string{"team-a.localhost", "hello.team-b.localhost", "canary-hello.localhost", "x.hello.team-a.localhost"} {
+			code, _, _ := e.get(host, "/", nil)
+			assert.Equal(t, 404, code, host)
+		}
+		assert.Equal(t, 3.0, e.metric("ebb_router_requests_total", "team-a", "hello.team-a", "hello.team-a-00001", "200"))
+		assert.Equal(t, 1.0, e.metric("ebb_router_requests_total", "default", "hello", "hello-00001", "200"))
+	})
+}
+
 func TestStickiness(t *testing.T) {
 	t.Run("cookie", func(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
@@ -284,8 +338,8 @@ func TestHardLimitWithoutActivator(t *testing.T) {
 		time.Sleep(e.r.cfg.StatsInterval) // one more report, after the last request
 		synctest.Wait()
 		assert.Equal(t, 6.0, s.requests("fn-00001"), "stats count the directly proxied requests")
-		assert.Equal(t, 6.0, e.metric("ebb_router_requests_total", "fn", "fn-00001", "200"))
-		assert.Equal(t, 14.0, e.metric("ebb_router_requests_total", "fn", "fn-00001", "503"))
+		assert.Equal(t, 6.0, e.metric("ebb_router_requests_total", "default", "fn", "fn-00001", "200"))
+		assert.Equal(t, 14.0, e.metric("ebb_router_requests_total", "default", "fn", "fn-00001", "503"))
 	})
 }
 
@@ -317,7 +371,7 @@ func TestHandOffToActivator(t *testing.T) {
 		assert.Equal(t, "activated", body)
 		require.Equal(t, []string{"fn/fn-00001"}, act.calls)
 		assert.Equal(t, start.Add(7*time.Second), act.dl[0], "the deadline is the revision's timeout from arrival")
-		assert.Equal(t, 1.0, e.metric("ebb_router_cold_starts_total", "fn", "fn-00001"))
+		assert.Equal(t, 1.0, e.metric("ebb_router_cold_starts_total", "default", "fn", "fn-00001"))
 
 		// Once a replica is ready the router goes direct.
 		b := e.startMemBackend("b", nil)

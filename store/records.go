@@ -41,6 +41,23 @@ func NodeKey(node string) string             { return PrefixNodes + node }
 func VIPKey(fn string) string                { return PrefixVIPs + fn }
 func VIPSlotKey(index uint32) string         { return PrefixVIPSlots + itoa(int(index)) }
 
+// Namespaces. A function's keys above carry its qualified name
+// (api.QualifiedName: {fn} in default, {fn}.{ns} elsewhere), so the
+// namespace record is the only key of its own.
+const PrefixNamespaces = "namespaces/" // namespaces/{ns} → Namespace
+
+func NamespaceKey(ns string) string { return PrefixNamespaces + ns }
+
+// Namespace is a namespace's record. The default namespace exists even
+// without one.
+type Namespace struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Deleting is set by the first step of a namespace's delete; from then
+	// on no function may be created in it.
+	Deleting bool `json:"deleting,omitempty"`
+}
+
 // ImageKey escapes an image reference (which holds '/' and ':') into one key segment.
 func ImageKey(ref string) string { return PrefixImages + escapeRef(ref) }
 

@@ -25,7 +25,7 @@ type app struct {
 	pollInterval time.Duration
 
 	// Global flags.
-	configPath, apiURL, token, output string
+	configPath, apiURL, token, output, namespace string
 
 	// started is set once a command's own code runs: every error before
 	// that is cobra rejecting the command line.
@@ -92,7 +92,20 @@ func (a *app) configHint() string {
 }
 
 func (a *app) overrides() overrides {
-	return overrides{configFlag: a.configPath, apiFlag: a.apiURL, tokenFlag: a.token}
+	return overrides{configFlag: a.configPath, apiFlag: a.apiURL, tokenFlag: a.token, namespaceFlag: a.namespace}
+}
+
+// inNamespace is the namespace function commands act in: --namespace,
+// else EBB_NAMESPACE, else the config file's namespace:, else default.
+func (a *app) inNamespace() (string, error) {
+	s, err := resolveSettings(a.overrides(), a.getenv)
+	if err != nil {
+		return "", err
+	}
+	if s.Namespace == "" {
+		return api.DefaultNamespace, nil
+	}
+	return s.Namespace, nil
 }
 
 // client builds the API client from the resolved settings.
@@ -101,7 +114,7 @@ func (a *app) client() (*api.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := api.NewClient(s.API, s.Token, api.WithUserAgent("ebb-cli/"+version()))
+	c, err := api.NewClient(s.API, s.Token, api.WithUserAgent("ebb-cli/"+version()), api.WithNamespace(s.Namespace))
 	if err != nil {
 		return nil, &usageError{err: err}
 	}
@@ -117,10 +130,16 @@ $XDG_CONFIG_HOME/ebb/config.yaml (else ~/.config/ebb/config.yaml), which
 
   api: http://127.0.0.1:8090
   token: <the contents of <data-dir>/token>
+  namespace: default
 
---config PATH (or EBB_CONFIG) reads another file. EBB_API and EBB_TOKEN
-override the file, and the --api and --token flags override both. Without
-any of them the API is ` + defaultAPI + `.
+--config PATH (or EBB_CONFIG) reads another file. EBB_API, EBB_TOKEN and
+EBB_NAMESPACE override the file, and the --api, --token and --namespace
+flags override both. Without any of them the API is ` + defaultAPI + `.
+
+Every function lives in a namespace; function commands (deploy, list, get,
+delete, revisions, traffic, logs) act in the one --namespace (-n) names,
+default unless configured. A function in namespace ns is served at
+{fn}.{ns}.{domain}, one in default at {fn}.{domain}.
 
 ` + exitCodeHelp
 
@@ -150,6 +169,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.StringVar(&a.apiURL, "api", "", "API address, overriding EBB_API and the config file")
 	pf.StringVar(&a.token, "token", "", "API token, overriding EBB_TOKEN and the config file")
 	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&a.namespace, "namespace", "n", "", "namespace of the functions acted on, overriding EBB_NAMESPACE and the config file (default \"default\")")
 
 	root.AddCommand(
 		a.deployCmd(),
@@ -161,6 +181,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.imagesCmd(),
 		a.logsCmd(),
 		a.statusCmd(),
+		a.namespacesCmd(),
 		a.versionCmd(),
 	)
 	return root

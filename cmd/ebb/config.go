@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ebbrun/ebb/api"
 )
 
 // defaultAPI is where the CLI looks for the API when nothing configures it:
@@ -20,12 +22,14 @@ const defaultAPI = "http://127.0.0.1:8090"
 //
 //	api: http://127.0.0.1:8090
 //	token: 3f1c...
+//	namespace: team-a   # optional; default "default"
 //
 // Unknown keys are ignored so that a newer ebbd can add some without
 // breaking an older CLI.
 type fileConfig struct {
-	API   string `yaml:"api"`
-	Token string `yaml:"token"`
+	API       string `yaml:"api"`
+	Token     string `yaml:"token"`
+	Namespace string `yaml:"namespace"`
 }
 
 // settings is the resolved endpoint and token, with where each came from so
@@ -35,11 +39,14 @@ type settings struct {
 	Token       string
 	ConfigPath  string // the file read, or "" if none
 	TokenSource string // "--token", "EBB_TOKEN", the config path, or ""
+	// Namespace is where function commands act; "" (not configured)
+	// means api.DefaultNamespace.
+	Namespace string
 }
 
 // overrides are the values given on the command line and in the environment.
 type overrides struct {
-	configFlag, apiFlag, tokenFlag string
+	configFlag, apiFlag, tokenFlag, namespaceFlag string
 }
 
 // defaultConfigPath is $XDG_CONFIG_HOME/ebb/config.yaml, falling back to
@@ -56,7 +63,8 @@ func defaultConfigPath(getenv func(string) string) string {
 }
 
 // resolveSettings applies, lowest first: the built-in default, the config
-// file, EBB_API/EBB_TOKEN, then --api/--token. The file is --config, else
+// file, EBB_API/EBB_TOKEN/EBB_NAMESPACE, then --api/--token/--namespace.
+// The file is --config, else
 // EBB_CONFIG, else the default path; only the default may be missing.
 func resolveSettings(o overrides, getenv func(string) string) (settings, error) {
 	s := settings{API: defaultAPI}
@@ -81,6 +89,9 @@ func resolveSettings(o overrides, getenv func(string) string) (settings, error) 
 			if fc.Token != "" {
 				s.Token, s.TokenSource = fc.Token, path
 			}
+			if fc.Namespace != "" {
+				s.Namespace = fc.Namespace
+			}
 		}
 	}
 	if v := getenv("EBB_API"); v != "" {
@@ -88,6 +99,17 @@ func resolveSettings(o overrides, getenv func(string) string) (settings, error) 
 	}
 	if v := getenv("EBB_TOKEN"); v != "" {
 		s.Token, s.TokenSource = v, "EBB_TOKEN"
+	}
+	if v := getenv("EBB_NAMESPACE"); v != "" {
+		s.Namespace = v
+	}
+	if o.namespaceFlag != "" {
+		s.Namespace = o.namespaceFlag
+	}
+	if s.Namespace != "" {
+		if err := api.ValidateName("namespace", s.Namespace); err != nil {
+			return settings{}, &usageError{err: err}
+		}
 	}
 	if o.apiFlag != "" {
 		s.API = o.apiFlag

@@ -186,6 +186,13 @@ func (a *app) deploy(ctx context.Context, name string, o deployOptions, changed 
 	if err := api.ValidateName("function name", name); err != nil {
 		return &usageError{err: err}
 	}
+	ns, err := a.inNamespace()
+	if err != nil {
+		return err
+	}
+	if err := api.ValidateQualified(ns, name); err != nil {
+		return &usageError{err: err}
+	}
 	if o.imageSources() > 1 {
 		return usagef("give only one of --image, --image-archive and --binary")
 	}

@@ -1,16 +1,18 @@
 // Command ebb is the command-line client of ebb's control-plane API: it
 // deploys functions (from an image, an image archive or a static binary),
-// lists and inspects them, splits traffic, pushes images, follows logs and
-// shows node status.
+// lists and inspects them, splits traffic, pushes images, follows logs,
+// manages namespaces and shows node status.
 //
 // Configuration comes from $XDG_CONFIG_HOME/ebb/config.yaml, falling back to
 // ~/.config/ebb/config.yaml (another file with --config or EBB_CONFIG), with
-// two keys:
+// three keys:
 //
 //	api: http://127.0.0.1:8090
 //	token: <contents of <data-dir>/token>
+//	namespace: default
 //
-// EBB_API and EBB_TOKEN override the file; --api and --token override both.
+// EBB_API, EBB_TOKEN and EBB_NAMESPACE override the file; --api, --token and
+// -n/--namespace override both. Function commands act in that namespace.
 //
 // Output is aligned tables for people, or the API's own JSON with -o json.
 // Progress goes to stderr and results to stdout. A failure prints one line,

@@ -36,12 +36,17 @@ type fakeAPI struct {
 	token string
 	url   string
 
-	mu       sync.Mutex
-	fns      map[string]*fakeFn
-	images   []api.Image
-	nodes    []api.Node
-	logs     string
-	logQuery string
+	mu sync.Mutex
+	// fns by qualified name (api.QualifiedName), as the store keys them.
+	fns map[string]*fakeFn
+	// namespaces by name; default exists from the start.
+	namespaces map[string]api.Namespace
+	// deleteRefused makes a namespace delete without force answer 409.
+	deleteRefused bool
+	images        []api.Image
+	nodes         []api.Node
+	logs          string
+	logQuery      string
 	// progress sets the latest revision's status on its polls-th read.
 	progress func(function string, rs *api.RevisionStatus, polls int)
 	// failNext answers the next /v1 request with this status, once.
@@ -56,17 +61,36 @@ type fakeFn struct {
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
-	f := &fakeAPI{t: t, token: "tok-123", fns: map[string]*fakeFn{}, progress: startsNormally}
+	f := &fakeAPI{t: t, token: "tok-123", fns: map[string]*fakeFn{}, progress: startsNormally,
+		namespaces: map[string]api.Namespace{api.DefaultNamespace: {Name: api.DefaultNamespace}}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/images", f.pushImage)
 	mux.HandleFunc("GET /v1/images", f.listImages)
-	mux.HandleFunc("GET /v1/functions", f.listFunctions)
-	mux.HandleFunc("PUT /v1/functions/{name}", f.putFunction)
-	mux.HandleFunc("GET /v1/functions/{name}", f.getFunction)
-	mux.HandleFunc("DELETE /v1/functions/{name}", f.deleteFunction)
-	mux.HandleFunc("GET /v1/functions/{name}/revisions", f.listRevisions)
-	mux.HandleFunc("PUT /v1/functions/{name}/traffic", f.setTraffic)
-	mux.HandleFunc("GET /v1/functions/{name}/logs", f.getLogs)
+	// Like the control plane, each function route is served for default
+	// at /v1/... and for any namespace at /v1/namespaces/{ns}/....
+	namespaced := func(method, suffix string, h http.HandlerFunc) {
+		mux.HandleFunc(method+" /v1"+suffix, h)
+		mux.HandleFunc(method+" /v1/namespaces/{ns}"+suffix, func(w http.ResponseWriter, r *http.Request) {
+			f.mu.Lock()
+			_, ok := f.namespaces[r.PathValue("ns")]
+			f.mu.Unlock()
+			if !ok {
+				writeErr(w, 404, api.CodeNotFound, fmt.Sprintf("namespace %q does not exist", r.PathValue("ns")))
+				return
+			}
+			h(w, r)
+		})
+	}
+	namespaced("GET", "/functions", f.listFunctions)
+	namespaced("PUT", "/functions/{name}", f.putFunction)
+	namespaced("GET", "/functions/{name}", f.getFunction)
+	namespaced("DELETE", "/functions/{name}", f.deleteFunction)
+	namespaced("GET", "/functions/{name}/revisions", f.listRevisions)
+	namespaced("PUT", "/functions/{name}/traffic", f.setTraffic)
+	namespaced("GET", "/functions/{name}/logs", f.getLogs)
+	mux.HandleFunc("GET /v1/namespaces", f.listNamespaces)
+	mux.HandleFunc("PUT /v1/namespaces/{ns}", f.putNamespace)
+	mux.HandleFunc("DELETE /v1/namespaces/{ns}", f.deleteNamespace)
 	mux.HandleFunc("GET /v1/nodes", f.listNodes)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+f.token {
@@ -145,21 +169,32 @@ func (f *fakeAPI) listImages(w http.ResponseWriter, _ *http.Request) {
 	writeOK(w, 200, map[string][]api.Image{"images": f.images})
 }
 
+// namespaceOf is the namespace a request addresses.
+func namespaceOf(r *http.Request) string {
+	if ns := r.PathValue("ns"); ns != "" {
+		return ns
+	}
+	return api.DefaultNamespace
+}
+
+// lookup finds the function a request names; the name it returns is the
+// qualified one.
 func (f *fakeAPI) lookup(w http.ResponseWriter, r *http.Request) (*fakeFn, string, bool) {
-	name := r.PathValue("name")
+	name := api.QualifiedName(namespaceOf(r), r.PathValue("name"))
 	ff, ok := f.fns[name]
 	if !ok {
-		writeErr(w, 404, api.CodeNotFound, fmt.Sprintf("function %q does not exist", name))
+		writeErr(w, 404, api.CodeNotFound, fmt.Sprintf("function %q does not exist", r.PathValue("name")))
 	}
 	return ff, name, ok
 }
 
 func (f *fakeAPI) putFunction(w http.ResponseWriter, r *http.Request) {
-	name := r.PathValue("name")
-	if err := api.ValidateName("name", name); err != nil {
+	ns, bare := namespaceOf(r), r.PathValue("name")
+	if err := api.ValidateQualified(ns, bare); err != nil {
 		writeErr(w, 400, api.CodeInvalid, err.Error())
 		return
 	}
+	name := api.QualifiedName(ns, bare)
 	body, _ := io.ReadAll(r.Body)
 	spec, err := api.DecodeSpec(body)
 	if err != nil {
@@ -174,13 +209,13 @@ func (f *fakeAPI) putFunction(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !exists {
-		ff = &fakeFn{fn: api.Function{Name: name, URL: "http://" + name + ".localhost:8080", CreatedAt: t0}}
+		ff = &fakeFn{fn: api.Function{Name: bare, Namespace: ns, URL: "http://" + name + ".localhost:8080", CreatedAt: t0}}
 		f.fns[name] = ff
 	}
 	gen := len(ff.revs) + 1
 	created := t0.Add(time.Duration(gen) * 10 * time.Minute)
 	rev := api.RevisionName(name, gen)
-	ff.revs = append(ff.revs, api.Revision{Name: rev, Function: name, Spec: spec,
+	ff.revs = append(ff.revs, api.Revision{Name: rev, Function: bare, Namespace: ns, Spec: spec,
 		Status: api.RevisionStatus{Name: rev, Generation: gen, Image: spec.Image, CreatedAt: created}})
 	ff.fn.Spec, ff.fn.LatestRevision, ff.fn.UpdatedAt, ff.polls = spec, rev, created, 0
 	status := 200
@@ -216,7 +251,7 @@ func (f *fakeAPI) view(ff *fakeFn) api.Function {
 		}
 		percent[rev] += t.Percent
 		if t.Tag != "" {
-			t.URL = "http://" + t.Tag + "-" + fn.Name + ".localhost:8080"
+			t.URL = "http://" + t.Tag + "-" + api.QualifiedName(fn.Namespace, fn.Name) + ".localhost:8080"
 			tags[rev] = append(tags[rev], t.Tag)
 		}
 		fn.Traffic = append(fn.Traffic, t)
@@ -246,12 +281,14 @@ func (f *fakeAPI) getFunction(w http.ResponseWriter, r *http.Request) {
 	writeOK(w, 200, f.view(ff))
 }
 
-func (f *fakeAPI) listFunctions(w http.ResponseWriter, _ *http.Request) {
+func (f *fakeAPI) listFunctions(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := api.FunctionList{Functions: []api.Function{}}
 	for _, ff := range f.fns {
-		out.Functions = append(out.Functions, f.view(ff))
+		if ff.fn.Namespace == namespaceOf(r) {
+			out.Functions = append(out.Functions, f.view(ff))
+		}
 	}
 	// Unordered on purpose: the CLI sorts.
 	sort.Slice(out.Functions, func(i, j int) bool { return out.Functions[i].Name > out.Functions[j].Name })
@@ -323,6 +360,69 @@ func (f *fakeAPI) getLogs(w http.ResponseWriter, r *http.Request) {
 	f.logQuery = r.URL.RawQuery
 	w.Header().Set("Content-Type", "text/plain")
 	_, _ = io.WriteString(w, f.logs)
+}
+
+func (f *fakeAPI) listNamespaces(w http.ResponseWriter, _ *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := api.NamespaceList{Namespaces: []api.Namespace{}}
+	for _, ns := range f.namespaces {
+		for _, ff := range f.fns {
+			if ff.fn.Namespace == ns.Name {
+				ns.Functions++
+			}
+		}
+		out.Namespaces = append(out.Namespaces, ns)
+	}
+	// Unordered on purpose: the CLI sorts.
+	sort.Slice(out.Namespaces, func(i, j int) bool { return out.Namespaces[i].Name > out.Namespaces[j].Name })
+	writeOK(w, 200, out)
+}
+
+func (f *fakeAPI) putNamespace(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("ns")
+	if err := api.ValidateName("namespace", name); err != nil {
+		writeErr(w, 400, api.CodeInvalid, err.Error())
+		return
+	}
+	var spec api.NamespaceSpec
+	if err := api.DecodeStrict(r.Body, &spec); err != nil {
+		writeErr(w, 400, api.CodeInvalid, err.Error())
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ns, ok := f.namespaces[name]; ok {
+		writeOK(w, 200, ns)
+		return
+	}
+	ns := api.Namespace{Name: name, CreatedAt: t0.Add(time.Hour)}
+	f.namespaces[name] = ns
+	writeOK(w, 201, ns)
+}
+
+func (f *fakeAPI) deleteNamespace(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("ns")
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch _, ok := f.namespaces[name]; {
+	case name == api.DefaultNamespace:
+		writeErr(w, 400, api.CodeInvalid, "namespace: the default namespace cannot be deleted")
+		return
+	case !ok:
+		writeErr(w, 404, api.CodeNotFound, fmt.Sprintf("namespace %q does not exist", name))
+		return
+	case f.deleteRefused && r.URL.Query().Get("force") != "true":
+		writeErr(w, 409, api.CodeConflict, fmt.Sprintf("namespace %q has functions with ready replicas (hello)", name))
+		return
+	}
+	delete(f.namespaces, name)
+	for q, ff := range f.fns {
+		if ff.fn.Namespace == name {
+			delete(f.fns, q)
+		}
+	}
+	w.WriteHeader(204)
 }
 
 func (f *fakeAPI) listNodes(w http.ResponseWriter, _ *http.Request) {

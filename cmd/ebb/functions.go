@@ -16,7 +16,7 @@ func (a *app) listCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
-		Short:   "List functions with their URL, latest revision, readiness and traffic",
+		Short:   "List the namespace's functions with their URL, latest revision, readiness and traffic",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := a.client()
@@ -76,6 +76,7 @@ func printFunction(w io.Writer, fn api.Function, now time.Time) error {
 	s := fn.Spec
 	kv := newKV(w)
 	kv.add("Name", fn.Name)
+	kv.add("Namespace", fn.Namespace)
 	kv.add("URL", fn.URL)
 	kv.add("Image", s.Image)
 	kv.add("Latest", fn.LatestRevision)

@@ -18,9 +18,11 @@ func (a *app) trafficCmd() *cobra.Command {
 		Short: "Split a function's traffic between revisions",
 		Long: `Split a function's traffic between revisions. The percents must sum to 100.
 
-A REVISION is a revision name (hello-00002), its generation number (2), or
+A REVISION is a revision name (hello-00002, or hello.team-a-00002 in
+namespace team-a), its generation number (2), or
 @latest (also written latest), which always follows the newest revision.
---tag gives a revision its own URL, {tag}-{function}.{domain}; a tagged
+--tag gives a revision its own URL, {tag}-{function}.{domain} (in a
+namespace other than default, {tag}-{function}.{namespace}.{domain}); a tagged
 revision that is not in the split gets 0% of the main traffic, which is how
 a canary is previewed before it gets any.`,
 		Example: `  ebb traffic hello hello-00001=90 hello-00002=10
@@ -34,7 +36,12 @@ a canary is previewed before it gets any.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			targets, err := parseTraffic(name, args[1:], tags)
+			ns, err := a.inNamespace()
+			if err != nil {
+				return err
+			}
+			// Revision names carry the function's qualified name.
+			targets, err := parseTraffic(api.QualifiedName(ns, name), args[1:], tags)
 			if err != nil {
 				return err
 			}
@@ -133,7 +140,7 @@ func parseTarget(function, s string) (api.TrafficTarget, string, error) {
 		rev := api.RevisionName(function, n)
 		return api.TrafficTarget{Revision: rev}, rev, nil
 	}
-	if err := api.ValidateName("revision", s); err != nil {
+	if err := api.ValidateQualifiedName("revision", s); err != nil {
 		return api.TrafficTarget{}, "", err
 	}
 	return api.TrafficTarget{Revision: s}, s, nil

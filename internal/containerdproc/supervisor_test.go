@@ -50,6 +50,8 @@ func alive(pid int) bool {
 	return err == nil && !st.Exited()
 }
 
+// eventually polls because what it waits for is a real containerd (and
+// its shims) starting or exiting, which no test clock can move.
 func eventually(t *testing.T, what string, d time.Duration, cond func() bool) {
 	t.Helper()
 	require.Eventually(t, cond, d, 10*time.Millisecond, what)

@@ -3,17 +3,21 @@ package dataplanetest
 import (
 	"context"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttputil"
 	"go.uber.org/goleak"
 	"golang.org/x/sync/errgroup"
 
@@ -26,7 +30,19 @@ import (
 	"github.com/ebbrun/ebb/store/embedded"
 )
 
+// The tests run in testing/synctest bubbles: the store, the router, the
+// activator and the replicas all live in the bubble, and clients and
+// replicas are reached over in-memory pipes, so nothing blocks in the
+// kernel. synctest.Wait returns once every store watch has been delivered
+// and every request in flight has settled, so a test asserts what happened
+// instead of polling for it.
+
 func TestMain(m *testing.M) {
+	// fasthttp starts its Date refresher, which never ends, with the first
+	// response header it writes. Start it here, outside every synctest
+	// bubble, so that no bubble owns a goroutine that outlives it.
+	var h fasthttp.ResponseHeader
+	_ = h.AppendBytes(nil)
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
@@ -51,19 +67,58 @@ func (s *scaler) Activate(ctx context.Context, revision string) error {
 	return err
 }
 
-// countingBackend is a real replica that records its peak concurrency.
+// replicas are the in-memory listeners of a test's replicas, by address.
+// The data plane's transport dials them instead of TCP.
+type replicas struct {
+	mu  sync.Mutex
+	lns map[string]*fasthttputil.InmemoryListener
+}
+
+func (r *replicas) dial(addr string) (net.Conn, error) {
+	r.mu.Lock()
+	ln := r.lns[addr]
+	r.mu.Unlock()
+	if ln == nil {
+		return nil, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	}
+	return ln.Dial()
+}
+
+// serve runs handler as the replica at addr until the test ends.
+func (r *replicas) serve(t *testing.T, addr string, handler fasthttp.RequestHandler) {
+	ln := fasthttputil.NewInmemoryListener()
+	r.mu.Lock()
+	if r.lns == nil {
+		r.lns = map[string]*fasthttputil.InmemoryListener{}
+	}
+	r.lns[addr] = ln
+	r.mu.Unlock()
+	srv := &fasthttp.Server{Handler: handler, MaxIdleWorkerDuration: idleWorkerSweep}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown(); wg.Wait() })
+}
+
+// idleWorkerSweep is how often the replicas' worker pools look for idle
+// workers. A sweeper sees Stop only when it wakes, so a test's cleanup
+// waits this long after shutdown, which in a bubble takes no time.
+const idleWorkerSweep = 10 * time.Millisecond
+
+// fasthttpSweep is how long the router's worker-pool sweeper and the test
+// client's sweepers sleep between rounds (their MaxIdle*Duration defaults).
+const fasthttpSweep = 10 * time.Second
+
+// countingBackend is a replica that records its peak concurrency.
 type countingBackend struct {
 	addr     string
 	inflight atomic.Int32
 	peak     atomic.Int32
 }
 
-func startBackend(t *testing.T, work time.Duration) *countingBackend {
-	b := &countingBackend{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	b.addr = ln.Addr().String()
-	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+func startBackend(t *testing.T, reps *replicas, work time.Duration) *countingBackend {
+	b := &countingBackend{addr: "replica-1"}
+	reps.serve(t, b.addr, func(ctx *fasthttp.RequestCtx) {
 		n := b.inflight.Add(1)
 		defer b.inflight.Add(-1)
 		for {
@@ -74,41 +129,40 @@ func startBackend(t *testing.T, work time.Duration) *countingBackend {
 		}
 		time.Sleep(work) // simulated work, so requests overlap at the replica
 		ctx.SetBodyString("ok")
-	}}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Shutdown(); wg.Wait() })
+	})
 	return b
 }
 
 type plane struct {
-	set  *replicaset.Set
-	st   store.Store
-	addr string
-	reg  *prometheus.Registry
-	sc   *scaler
-	cl   *fasthttp.Client
+	set *replicaset.Set
+	st  store.Store
+	reg *prometheus.Registry
+	sc  *scaler
+	cl  *fasthttp.Client
 }
 
-// startPlane wires the data plane exactly as ebbd's all role does.
-func startPlane(t *testing.T, backendAddr string, limit int) *plane {
+// startPlane wires the data plane exactly as ebbd's all role does, in the
+// test's bubble: replicas are dialled in reps, and the router listens on
+// an in-memory pipe.
+func startPlane(t *testing.T, reps *replicas, backendAddr string, limit int) *plane {
+	// Runs last: fasthttp's sweepers see their stop only when they next
+	// wake, and the bubble must not end before they do.
+	t.Cleanup(func() { time.Sleep(fasthttpSweep + time.Second) })
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "store.db"), embedded.Options{})
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	sc := &scaler{st: st, addr: backendAddr, limit: limit}
 
-	tr, err := proxy.NewTransport(proxy.Config{})
+	tr, err := proxy.NewTransport(proxy.Config{Dial: reps.dial})
 	require.NoError(t, err)
 	eps := store.NewCache[store.Endpoint](st, store.PrefixEndpoints, store.CacheConfig[store.Endpoint]{})
 	fns := store.NewCache[store.Function](st, store.PrefixFunctions, store.CacheConfig[store.Function]{})
 	revs := store.NewCache[store.Revision](st, store.PrefixRevisions, store.CacheConfig[store.Revision]{})
-	reps := replicaset.New(eps, tr, nil)
-	act, err := activator.New(activator.Config{}, activator.Deps{Store: st, Replicas: reps, ScaleUpper: sc, Registerer: reg})
+	set := replicaset.New(eps, tr, nil)
+	act, err := activator.New(activator.Config{}, activator.Deps{Store: st, Replicas: set, ScaleUpper: sc, Registerer: reg})
 	require.NoError(t, err)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	rt, err := router.New(router.Config{}, router.Deps{Store: st, Functions: fns, Revisions: revs, Replicas: reps, Activator: act, Registerer: reg, Listener: ln})
+	ln := fasthttputil.NewInmemoryListener()
+	rt, err := router.New(router.Config{}, router.Deps{Store: st, Functions: fns, Revisions: revs, Replicas: set, Activator: act, Registerer: reg, Listener: ln})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -117,7 +171,7 @@ func startPlane(t *testing.T, backendAddr string, limit int) *plane {
 	for _, run := range []func(context.Context) error{eps.Run, fns.Run, revs.Run} {
 		g.Go(func() error { return run(gctx) })
 	}
-	g.Go(func() error { return reps.Run(gctx) })
+	g.Go(func() error { return set.Run(gctx) })
 	g.Go(func() error { return act.Run(gctx) })
 	g.Go(func() error { return rt.Run(gctx) })
 	t.Cleanup(func() {
@@ -132,14 +186,22 @@ func startPlane(t *testing.T, backendAddr string, limit int) *plane {
 		store.PutJSON(store.FunctionKey("fn"), store.Function{Name: "fn", Spec: spec, LatestRevision: "fn-00001", Generation: 1,
 			Traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 100}}}, store.AnyVersion))
 	require.NoError(t, err)
-	set := reps.Retain("fn-00001")
-	t.Cleanup(func() { reps.Drop(set) })
-	p := &plane{set: set, st: st, addr: ln.Addr().String(), reg: reg, sc: sc,
-		cl: &fasthttp.Client{MaxConnsPerHost: 2000, ReadTimeout: 30 * time.Second, MaxIdemponentCallAttempts: 1}}
-	require.Eventually(t, func() bool {
-		code, _ := p.get()
-		return code != 404
-	}, 5*time.Second, 5*time.Millisecond)
+	rs := set.Retain("fn-00001")
+	t.Cleanup(func() { set.Drop(rs) })
+	p := &plane{set: rs, st: st, reg: reg, sc: sc,
+		cl: &fasthttp.Client{
+			Dial: func(string) (net.Conn, error) {
+				return ln.DialWithLocalAddr(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000})
+			},
+			MaxConnsPerHost: 2000, ReadTimeout: 30 * time.Second, MaxIdemponentCallAttempts: 1}}
+	t.Cleanup(p.cl.CloseIdleConnections)
+	// Once the bubble is idle the caches have listed and the router knows
+	// the function; the first request goes through the activator, whose
+	// poke makes the replica ready.
+	synctest.Wait()
+	code, err := p.get()
+	require.NoError(t, err)
+	require.Equal(t, 200, code, "the function routes")
 	return p
 }
 
@@ -150,7 +212,7 @@ func (p *plane) getWith(k, v string) (int, error) {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseRequest(req)
 	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + p.addr + "/")
+	req.SetRequestURI("http://router/")
 	req.Header.SetHost("fn.localhost")
 	req.UseHostHeader = true
 	if k != "" {
@@ -204,78 +266,89 @@ func (p *plane) metric(name string) float64 {
 // every one succeeds, the replica never sees more than 10 at once, and the
 // autoscaler is poked at once.
 func TestColdBurstThroughRouter(t *testing.T) {
-	b := startBackend(t, 2*time.Millisecond)
-	p := startPlane(t, b.addr, 10)
-	// The readiness probe above already went through the activator and
-	// made the replica ready; take it away again to start from zero.
-	_, err := p.st.Txn(context.Background(), store.Delete(store.EndpointKey("fn-00001", "r1"), store.AnyVersion))
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return p.set.Len() == 0 }, 5*time.Second, time.Millisecond)
-	start := time.Now()
-	ok := p.burst(1000)
-	t.Logf("1000 cold requests in %v; replica peak %d; %v pokes", time.Since(start), b.peak.Load(), p.sc.pokes.Load())
-	assert.Equal(t, 1000, ok)
-	assert.LessOrEqual(t, b.peak.Load(), int32(10))
-	assert.GreaterOrEqual(t, p.sc.pokes.Load(), int32(1))
-	assert.Greater(t, p.metric("ebb_router_cold_starts_total"), 0.0)
+	synctest.Test(t, func(t *testing.T) {
+		var reps replicas
+		b := startBackend(t, &reps, 2*time.Millisecond)
+		p := startPlane(t, &reps, b.addr, 10)
+		// The readiness probe above already went through the activator and
+		// made the replica ready; take it away again to start from zero.
+		_, err := p.st.Txn(context.Background(), store.Delete(store.EndpointKey("fn-00001", "r1"), store.AnyVersion))
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, 0, p.set.Len())
+		pokes := p.sc.pokes.Load()
+		start := time.Now()
+		ok := p.burst(1000)
+		t.Logf("1000 cold requests in %v of bubble time; replica peak %d; %v pokes", time.Since(start), b.peak.Load(), p.sc.pokes.Load()-pokes)
+		assert.Equal(t, 1000, ok)
+		assert.LessOrEqual(t, b.peak.Load(), int32(10))
+		assert.Greater(t, p.sc.pokes.Load(), pokes, "the burst poked the autoscaler")
+		assert.Greater(t, p.metric("ebb_router_cold_starts_total"), 0.0)
+	})
 }
 
 // With the replica warm, far more concurrency than it takes is split
 // between the router's direct path and the activator's queue, and the one
 // shared tracker keeps the replica at its limit across both.
 func TestHardLimitAcrossDirectAndActivatorPaths(t *testing.T) {
-	b := startBackend(t, time.Millisecond)
-	p := startPlane(t, b.addr, 10)
-	require.Eventually(t, func() bool { code, _ := p.get(); return code == 200 }, 5*time.Second, time.Millisecond)
-	handoffs0 := p.metric("ebb_router_activator_handoffs_total")
-	ok := 0
-	for round := 0; round < 3; round++ {
-		ok += p.burst(300)
-	}
-	assert.Equal(t, 900, ok)
-	assert.LessOrEqual(t, b.peak.Load(), int32(10))
-	assert.Greater(t, p.metric("ebb_router_activator_handoffs_total"), handoffs0, "some requests queued in the activator")
-	assert.Greater(t, p.metric("ebb_router_request_duration_seconds"), 0.0)
+	synctest.Test(t, func(t *testing.T) {
+		var reps replicas
+		b := startBackend(t, &reps, time.Millisecond)
+		p := startPlane(t, &reps, b.addr, 10)
+		synctest.Wait()
+		require.Equal(t, 1, p.set.Len(), "the replica is warm")
+		code, err := p.get()
+		require.NoError(t, err)
+		require.Equal(t, 200, code)
+		handoffs0 := p.metric("ebb_router_activator_handoffs_total")
+		ok := 0
+		for round := 0; round < 3; round++ {
+			ok += p.burst(300)
+		}
+		assert.Equal(t, 900, ok)
+		assert.LessOrEqual(t, b.peak.Load(), int32(10))
+		assert.Greater(t, p.metric("ebb_router_activator_handoffs_total"), handoffs0, "some requests queued in the activator")
+		assert.Greater(t, p.metric("ebb_router_request_duration_seconds"), 0.0)
+	})
 }
 
 // A cold start goes router → activator → replica in process: the function
 // sees this hop's forwarding headers once, and no Ebb-* field a client sent.
 func TestColdStartForwardingHeaders(t *testing.T) {
-	seen := make(chan map[string]string, 16)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		h := map[string]string{}
-		for k, v := range ctx.Request.Header.All() {
-			h[string(k)] = string(v)
+	synctest.Test(t, func(t *testing.T) {
+		seen := make(chan map[string]string, 16)
+		var reps replicas
+		reps.serve(t, "replica-1", func(ctx *fasthttp.RequestCtx) {
+			h := map[string]string{}
+			for k, v := range ctx.Request.Header.All() {
+				h[string(k)] = string(v)
+			}
+			select {
+			case seen <- h:
+			default:
+			}
+			ctx.SetBodyString("ok")
+		})
+		p := startPlane(t, &reps, "replica-1", 0)
+		// The readiness probe made the replica ready; take it away again, so
+		// the next request waits in the activator.
+		_, err := p.st.Txn(context.Background(), store.Delete(store.EndpointKey("fn-00001", "r1"), store.AnyVersion))
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, 0, p.set.Len())
+		for len(seen) > 0 {
+			<-seen
 		}
-		select {
-		case seen <- h:
-		default:
-		}
-		ctx.SetBodyString("ok")
-	}}
-	done := make(chan struct{})
-	go func() { defer close(done); _ = backend.Serve(ln) }()
-	t.Cleanup(func() { _ = backend.Shutdown(); <-done })
-	p := startPlane(t, ln.Addr().String(), 0)
-	// The readiness probe made the replica ready; take it away again, so
-	// the next request waits in the activator.
-	_, err = p.st.Txn(context.Background(), store.Delete(store.EndpointKey("fn-00001", "r1"), store.AnyVersion))
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return p.set.Len() == 0 }, 5*time.Second, time.Millisecond)
-	for len(seen) > 0 {
-		<-seen
-	}
-	handoffs := p.metric("ebb_router_activator_handoffs_total")
+		handoffs := p.metric("ebb_router_activator_handoffs_total")
 
-	code, err := p.getWith("Ebb-Revision", "evil-00001")
-	require.NoError(t, err)
-	assert.Equal(t, 200, code)
-	assert.Equal(t, handoffs+1, p.metric("ebb_router_activator_handoffs_total"), "the request went through the activator")
-	h := <-seen
-	assert.Equal(t, "127.0.0.1", h["X-Forwarded-For"], "one hop, added once")
-	for k := range h {
-		assert.NotContains(t, strings.ToLower(k), "ebb-")
-	}
+		code, err := p.getWith("Ebb-Revision", "evil-00001")
+		require.NoError(t, err)
+		assert.Equal(t, 200, code)
+		assert.Equal(t, handoffs+1, p.metric("ebb_router_activator_handoffs_total"), "the request went through the activator")
+		h := <-seen
+		assert.Equal(t, "127.0.0.1", h["X-Forwarded-For"], "one hop, added once")
+		for k := range h {
+			assert.NotContains(t, strings.ToLower(k), "ebb-")
+		}
+	})
 }

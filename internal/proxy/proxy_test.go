@@ -417,7 +417,9 @@ func TestStalePooledConnection(t *testing.T) {
 		require.Equal(t, 200, resp.StatusCode, string(b))
 		f.done.wait(t)
 		// Wait for the close to land before the next request, so the probe
-		// has something to find; poll, don't sleep.
+		// has something to find. This polls because the backend is a real
+		// socket: the kernel delivers its FIN when it does, and nothing in
+		// the test can wait on that.
 		require.Eventually(t, func() bool {
 			c := f.up.take()
 			if c == nil {
@@ -531,6 +533,8 @@ func TestWebSocket(t *testing.T) {
 	require.NoError(t, c.Close())
 	f.done.wait(t)
 	assert.Equal(t, 101, f.done.status)
+	// The tunnel ends when its copy loops see the hang-up that the kernel
+	// delivers on the real sockets, so poll for it.
 	require.Eventually(t, func() bool { return f.tr.Tunnels() == 0 }, 5*time.Second, time.Millisecond)
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -203,69 +204,86 @@ func TestUpdateKeepsReplicas(t *testing.T) {
 	assert.Len(t, s2.Replicas(), 2, "a new set starts from the known endpoints")
 }
 
-func TestRegistryFollowsStore(t *testing.T) {
+// The store tests run in testing/synctest bubbles: the embedded store's
+// watches and the registry's cache live in the bubble, so synctest.Wait
+// returns once every update has been delivered and the test asserts what
+// happened instead of polling for it.
+
+func openStore(t *testing.T) store.Store {
+	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "s.db"), embedded.Options{})
 	require.NoError(t, err)
-	defer st.Close()
-	tr, err := proxy.NewTransport(proxy.Config{})
-	require.NoError(t, err)
-	eps := store.NewCache[store.Endpoint](st, store.PrefixEndpoints, store.CacheConfig[store.Endpoint]{})
-	g := New(eps, tr, nil)
-	s := g.Retain("hello-00001")
-	ctx, cancel := context.WithCancel(context.Background())
-	done, cached := make(chan error, 1), make(chan error, 1)
-	go func() { cached <- eps.Run(ctx) }()
-	go func() { done <- g.Run(ctx) }()
-	<-g.Ready()
+	t.Cleanup(func() { _ = st.Close() })
+	return st
+}
 
-	put := func(ep store.Endpoint) {
-		b, _ := json.Marshal(ep)
-		_, err := st.Txn(ctx, store.Put(store.EndpointKey(ep.Revision, ep.Replica), b, store.AnyVersion))
+func TestRegistryFollowsStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		tr, err := proxy.NewTransport(proxy.Config{})
 		require.NoError(t, err)
-	}
-	put(store.Endpoint{Function: "hello", Revision: "hello-00001", Replica: "x1", Addr: "127.0.0.1:9", Limit: 10})
-	put(store.Endpoint{Function: "hello", Revision: "hello-00002", Replica: "y1", Addr: "127.0.0.1:8"})
-	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
-	assert.Equal(t, 10, s.Replicas()[0].Limit())
+		eps := store.NewCache[store.Endpoint](st, store.PrefixEndpoints, store.CacheConfig[store.Endpoint]{})
+		g := New(eps, tr, nil)
+		s := g.Retain("hello-00001")
+		ctx, cancel := context.WithCancel(context.Background())
+		done, cached := make(chan error, 1), make(chan error, 1)
+		go func() { cached <- eps.Run(ctx) }()
+		go func() { done <- g.Run(ctx) }()
+		<-g.Ready()
 
-	_, err = st.Txn(ctx, store.Delete(store.EndpointKey("hello-00001", "x1"), store.AnyVersion))
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return s.Len() == 0 }, 5*time.Second, time.Millisecond)
+		put := func(ep store.Endpoint) {
+			b, _ := json.Marshal(ep)
+			_, err := st.Txn(ctx, store.Put(store.EndpointKey(ep.Revision, ep.Replica), b, store.AnyVersion))
+			require.NoError(t, err)
+		}
+		put(store.Endpoint{Function: "hello", Revision: "hello-00001", Replica: "x1", Addr: "127.0.0.1:9", Limit: 10})
+		put(store.Endpoint{Function: "hello", Revision: "hello-00002", Replica: "y1", Addr: "127.0.0.1:8"})
+		synctest.Wait()
+		require.Equal(t, 1, s.Len(), "only the retained revision's endpoint")
+		assert.Equal(t, 10, s.Replicas()[0].Limit())
 
-	// A record without its names takes them from its key; one without an
-	// address is not ready.
-	_, err = st.Txn(ctx,
-		store.Put(store.EndpointKey("hello-00001", "x2"), []byte(`{"addr":"127.0.0.1:7"}`), store.AnyVersion),
-		store.Put(store.EndpointKey("hello-00001", "x3"), []byte(`{"revision":"hello-00001","replica":"x3"}`), store.AnyVersion),
-		store.Put(store.EndpointKey("hello-00001", "x4"), []byte(`not json`), store.AnyVersion))
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
-	assert.Equal(t, store.EndpointKey("hello-00001", "x2"), s.Replicas()[0].ID)
+		_, err = st.Txn(ctx, store.Delete(store.EndpointKey("hello-00001", "x1"), store.AnyVersion))
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, 0, s.Len())
 
-	cancel()
-	require.NoError(t, <-done)
-	require.NoError(t, <-cached)
+		// A record without its names takes them from its key; one without an
+		// address is not ready.
+		_, err = st.Txn(ctx,
+			store.Put(store.EndpointKey("hello-00001", "x2"), []byte(`{"addr":"127.0.0.1:7"}`), store.AnyVersion),
+			store.Put(store.EndpointKey("hello-00001", "x3"), []byte(`{"revision":"hello-00001","replica":"x3"}`), store.AnyVersion),
+			store.Put(store.EndpointKey("hello-00001", "x4"), []byte(`not json`), store.AnyVersion))
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, 1, s.Len())
+		assert.Equal(t, store.EndpointKey("hello-00001", "x2"), s.Replicas()[0].ID)
+
+		cancel()
+		require.NoError(t, <-done)
+		require.NoError(t, <-cached)
+	})
 }
 
 // TestOpenedRegistryRunsItsOwnCache checks that a Registry from Open
 // needs nothing else run.
 func TestOpenedRegistryRunsItsOwnCache(t *testing.T) {
-	st, err := embedded.Open(filepath.Join(t.TempDir(), "s.db"), embedded.Options{})
-	require.NoError(t, err)
-	defer st.Close()
-	g, err := Open(st, proxy.Config{}, nil)
-	require.NoError(t, err)
-	s := g.Retain("hello-00001")
-	defer g.Drop(s)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	_, err = st.Txn(ctx, store.PutJSON(store.EndpointKey("hello-00001", "x1"),
-		store.Endpoint{Function: "hello", Revision: "hello-00001", Replica: "x1", Addr: "127.0.0.1:9"}, store.AnyVersion))
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { return s.Len() == 1 }, 5*time.Second, time.Millisecond)
-	cancel()
-	require.NoError(t, <-done)
+	synctest.Test(t, func(t *testing.T) {
+		st := openStore(t)
+		g, err := Open(st, proxy.Config{}, nil)
+		require.NoError(t, err)
+		s := g.Retain("hello-00001")
+		defer g.Drop(s)
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- g.Run(ctx) }()
+		_, err = st.Txn(ctx, store.PutJSON(store.EndpointKey("hello-00001", "x1"),
+			store.Endpoint{Function: "hello", Revision: "hello-00001", Replica: "x1", Addr: "127.0.0.1:9"}, store.AnyVersion))
+		require.NoError(t, err)
+		synctest.Wait()
+		require.Equal(t, 1, s.Len())
+		cancel()
+		require.NoError(t, <-done)
+	})
 }
 
 func TestMarkDown(t *testing.T) {

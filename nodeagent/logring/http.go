@@ -41,11 +41,11 @@ func (s *Store) Handler(token string) http.Handler {
 func parseQuery(r *http.Request) (Query, error) {
 	v := r.URL.Query()
 	q := Query{Function: v.Get("function"), Revision: v.Get("revision")}
-	if err := api.ValidateName("function", q.Function); err != nil {
+	if err := api.ValidateQualifiedName("function", q.Function); err != nil {
 		return q, err
 	}
 	if q.Revision != "" {
-		if err := api.ValidateName("revision", q.Revision); err != nil {
+		if err := api.ValidateQualifiedName("revision", q.Revision); err != nil {
 			return q, err
 		}
 	}
