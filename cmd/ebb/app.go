@@ -182,6 +182,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.logsCmd(),
 		a.statusCmd(),
 		a.namespacesCmd(),
+		a.tokensCmd(),
 		a.versionCmd(),
 	)
 	return root
