@@ -15,15 +15,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
 
-// TestNodeCredentialsBetweenRoles runs a control plane and a router as two
+// TestScopedTokensAndNodeCredentials runs a control plane and a router as two
 // processes over Redis, as on two machines: the credential the router made
 // and registered itself (no token copied), the one its autoscaler client
 // sends, opens the control plane's /internal/; the admin token no longer
-// does; and the router's credential opens nothing of the public API.
-func TestNodeCredentialsBetweenRoles(t *testing.T) {
+// does; and the router's credential opens nothing of the public API. Then
+// a scoped token made with the CLI acts in its namespace only.
+func TestScopedTokensAndNodeCredentials(t *testing.T) {
 	redis := testenv.Redis(t)
 	cp := startEbbd(t, "--role", "controlplane", "--store", redis.URL(), "--node-name", "cp")
 
@@ -93,4 +95,21 @@ func TestNodeCredentialsBetweenRoles(t *testing.T) {
 		assert.Equal(t, http.StatusUnauthorized, call("GET", path, routerCred, ""), "a captured node credential does not open %s", path)
 	}
 	assert.Equal(t, http.StatusOK, call("GET", "/v1/functions", cp.token(), ""))
+
+	// Scoped tokens through the CLI and ebbd on Redis: a developer of
+	// team-a works there and gets 403 naming the permission in team-b;
+	// revoked, its token is a 401.
+	cp.ebb("namespaces", "create", "team-a")
+	cp.ebb("namespaces", "create", "team-b")
+	var dev api.Token
+	cp.ebbJSON(&dev, "tokens", "create", "-n", "team-a", "--role", "developer", "--expires", "1h")
+	require.NotEmpty(t, dev.Token)
+	assert.Equal(t, http.StatusOK, call("GET", "/v1/namespaces/team-a/functions", dev.Token, ""))
+	assert.Equal(t, http.StatusForbidden, call("GET", "/v1/namespaces/team-b/functions", dev.Token, ""))
+	assert.Equal(t, http.StatusForbidden, call("GET", "/v1/functions", dev.Token, ""))
+	assert.Equal(t, http.StatusForbidden, call("GET", "/metrics", dev.Token, ""))
+	assert.Equal(t, http.StatusUnauthorized, call("POST", "/internal/v1/stats", dev.Token, `[]`))
+	assert.Contains(t, cp.ebb("tokens", "list"), dev.ID)
+	cp.ebb("tokens", "revoke", dev.ID)
+	assert.Equal(t, http.StatusUnauthorized, call("GET", "/v1/namespaces/team-a/functions", dev.Token, ""))
 }
