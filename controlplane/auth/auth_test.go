@@ -218,6 +218,13 @@ func TestIssueAndAuthenticate(t *testing.T) {
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, ErrUnauthenticated)
 
+	// A token file that happens to look like an API token is still the
+	// admin's.
+	lookalike := &Authenticator{AdminToken: "ebb_" + strings.Repeat("1", 16) + "_" + strings.Repeat("2", 64), Store: st}
+	p, err = lookalike.Authenticate(ctx, "Bearer "+lookalike.AdminToken)
+	require.NoError(t, err)
+	assert.Equal(t, RoleAdmin, p.Role)
+
 	// Without an admin token configured, nothing matches the empty one.
 	none := &Authenticator{Store: st}
 	_, err = none.Authenticate(ctx, "Bearer ")
