@@ -33,13 +33,14 @@ import (
 var (
 	// In the token's own namespace.
 	developerInNamespace = permSet(auth.FunctionsRead, auth.FunctionsWrite, auth.TrafficWrite, auth.LogsRead,
-		auth.SecretsRead, auth.SecretsWrite, auth.NamespacesRead)
-	viewerInNamespace = permSet(auth.FunctionsRead, auth.SecretsRead, auth.NamespacesRead)
+		auth.SecretsRead, auth.SecretsWrite, auth.NamespacesRead, auth.QuotasRead)
+	viewerInNamespace = permSet(auth.FunctionsRead, auth.SecretsRead, auth.NamespacesRead, auth.QuotasRead)
 	// On cluster routes, whatever the token's namespace.
 	developerCluster = permSet(auth.ImagesRead, auth.ImagesWrite)
 	metricsCluster   = permSet(auth.MetricsRead)
 	// Only admins.
-	adminOnly = permSet(auth.NamespacesWrite, auth.NodesRead, auth.TokensRead, auth.TokensWrite)
+	adminOnly = permSet(auth.NamespacesWrite, auth.NodesRead, auth.TokensRead, auth.TokensWrite,
+		auth.SecretKeysRotate, auth.QuotasWrite, auth.AuditRead)
 )
 
 func permSet(ps ...auth.Permission) map[auth.Permission]bool {
