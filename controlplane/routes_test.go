@@ -326,3 +326,20 @@ func TestUndeclaredRouteRefusedAtStart(t *testing.T) {
 	require.Len(t, s.routeErrs, 1)
 	assert.ErrorContains(t, s.routeErrs[0], "GET /v1/backdoor")
 }
+
+// TestMalformedNamespaceIs400 checks that a path's namespace that cannot be
+// one is refused as such, after authentication and before authorization,
+// so a long or odd string is never echoed back in a 403.
+func TestMalformedNamespaceIs400(t *testing.T) {
+	f := newRouteFixture(t)
+	for _, ns := range []string{"Team_A", strings.Repeat("a", 64), "a%0Ab", "a..b"} {
+		for _, token := range []string{testToken, f.tokens["developer@team-a"], f.tokens["viewer@team-a"]} {
+			var e struct {
+				Error api.ErrorDetail `json:"error"`
+			}
+			assert.Equal(t, http.StatusBadRequest, f.send("GET", "/v1/namespaces/"+ns+"/functions", token, &e), ns)
+			assert.Equal(t, api.CodeInvalid, e.Error.Code)
+		}
+		assert.Equal(t, http.StatusUnauthorized, f.send("GET", "/v1/namespaces/"+ns+"/functions", "", nil), "no token is a 401 first")
+	}
+}

@@ -372,7 +372,13 @@ func (s *Server) authenticated(route auth.Route, h func(http.ResponseWriter, *ht
 		}
 		ns := ""
 		if route.Scope == auth.InNamespace {
+			// A name that cannot be a namespace is a 400 for everyone,
+			// and never echoed into a 403.
 			ns = namespaceOf(r)
+			if err := api.ValidateName("namespace", ns); err != nil {
+				s.writeErr(rec, r, err)
+				return
+			}
 		}
 		if err := auth.Authorize(p, route.Permission, ns); err != nil {
 			writeError(rec, http.StatusForbidden, api.CodeForbidden, err.Error())
