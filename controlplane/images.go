@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/store"
 )
@@ -61,6 +62,7 @@ func (s *Server) pushImage(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("record image %s: %w", img.Name, err)
 	}
 	img.Size = archive.Size
+	audit.SetObject(r.Context(), "images/"+img.Name) // the path does not name it
 	writeJSON(w, http.StatusCreated, img)
 	return nil
 }

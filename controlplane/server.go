@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/controlplane/auth"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/store"
@@ -129,6 +130,9 @@ type Deps struct {
 	// endpoints (autoscaler stats and activations) that other nodes call. It
 	// authenticates on its own.
 	Internal http.Handler
+	// Audit, when set, records every mutating call and serves GET
+	// /v1/audit (see audit.go); ebbd always sets it.
+	Audit *audit.Log
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -255,6 +259,7 @@ func (s *Server) routes() http.Handler {
 	s.handle("POST /v1/namespaces/{ns}/tokens", s.createToken)
 	s.handle("GET /v1/namespaces/{ns}/tokens", s.listTokens)
 	s.handle("DELETE /v1/namespaces/{ns}/tokens/{id}", s.revokeToken)
+	s.handle("GET /v1/audit", s.readAudit)
 	s.serve("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	}))
@@ -269,7 +274,7 @@ func (s *Server) routes() http.Handler {
 	s.serve("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
 	}))
-	return mux
+	return s.audited(mux)
 }
 
 // handle registers an authenticated API route; pattern is also its
@@ -313,6 +318,7 @@ func (s *Server) serve(pattern string, h http.Handler) {
 func (s *Server) handleNamespaced(method, suffix string, h func(http.ResponseWriter, *http.Request) error) {
 	inNamespace := func(w http.ResponseWriter, r *http.Request) error {
 		ns := namespaceOf(r)
+		audit.SetNamespace(r.Context(), ns)
 		if err := api.ValidateName("namespace", ns); err != nil {
 			return err
 		}
@@ -370,6 +376,9 @@ func (s *Server) authenticated(route auth.Route, h func(http.ResponseWriter, *ht
 			s.writeErr(rec, r, err)
 			return
 		}
+		// The audit log names the token (its id, never its secret), a
+		// refused call's too.
+		r = r.WithContext(audit.WithActor(r.Context(), p.TokenID))
 		ns := ""
 		if route.Scope == auth.InNamespace {
 			// A name that cannot be a namespace is a 400 for everyone,
@@ -379,6 +388,7 @@ func (s *Server) authenticated(route auth.Route, h func(http.ResponseWriter, *ht
 				s.writeErr(rec, r, err)
 				return
 			}
+			audit.SetNamespace(r.Context(), ns)
 		}
 		if err := auth.Authorize(p, route.Permission, ns); err != nil {
 			writeError(rec, http.StatusForbidden, api.CodeForbidden, err.Error())

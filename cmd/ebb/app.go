@@ -184,6 +184,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.namespacesCmd(),
 		a.tokensCmd(),
 		a.versionCmd(),
+		a.auditCmd(),
 	)
 	return root
 }

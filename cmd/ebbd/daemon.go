@@ -22,6 +22,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/autoscaler"
 	"github.com/ebbrun/ebb/controlplane"
+	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/imagestore"
 	"github.com/ebbrun/ebb/internal/nodecred"
@@ -356,6 +357,10 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 	if err != nil {
 		return err
 	}
+	auditLog, err := audit.Open(filepath.Join(d.cfg.DataDir, "audit"), audit.Options{})
+	if err != nil {
+		return err
+	}
 	// controlplane.New creates the spool dir and removes the uploads a
 	// killed ebbd left in it.
 	api, err := controlplane.New(controlplane.Config{
@@ -376,16 +381,20 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 		// their node credentials; API tokens, the admin's too, are refused.
 		Internal: nodecred.Require(&nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleRouter, nodecred.RoleNodeAgent}},
 			d.log.With("component", "internal"), autoscaler.NewHandler(runner, autoscaler.HandlerConfig{})),
+		Audit: auditLog,
 	})
 	if err != nil {
+		_ = auditLog.Close()
 		return err
 	}
 	// Bind now, so a port clash fails the start with a clear error.
 	l, err := net.Listen("tcp", d.cfg.APIAddr)
 	if err != nil {
+		_ = auditLog.Close()
 		return fmt.Errorf("api listen %s: %w", d.cfg.APIAddr, err)
 	}
-	g.Go(func() error { return api.Serve(ctx, l) })
+	// The log closes after the server has answered its last call.
+	g.Go(func() error { return errors.Join(api.Serve(ctx, l), auditLog.Close()) })
 	return nil
 }
 

@@ -111,7 +111,7 @@ type Principal struct {
 
 // AdminTokenID is the TokenID of the first-start token file's principal.
 // API token ids are hex, so it cannot clash with one.
-const AdminTokenID = "admin-file"
+const AdminTokenID = "admin"
 
 // ForbiddenError is a refusal that names the missing permission.
 type ForbiddenError struct {

@@ -83,6 +83,8 @@ var routes = concat(
 	one("POST", "/v1/namespaces/{ns}/tokens", TokensWrite, InNamespace),
 	one("GET", "/v1/namespaces/{ns}/tokens", TokensRead, InNamespace),
 	one("DELETE", "/v1/namespaces/{ns}/tokens/{id}", TokensWrite, InNamespace),
+
+	one("GET", "/v1/audit", AuditRead, Cluster),
 )
 
 func concat(groups ...[]Route) []Route {
