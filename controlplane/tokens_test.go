@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -11,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -148,4 +151,31 @@ func TestExpiredTokenIs401(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.do("GET", "/v1/tokens", "", &list))
 	require.Len(t, list.Tokens, 1)
 	assert.True(t, list.Tokens[0].Expired)
+}
+
+// TestAuditNamesScopedTokens checks that the audit log names the token of
+// each call by its id: a token's creation (whose secret never reaches the
+// file) and a developer's refused call in another namespace.
+func TestAuditNamesScopedTokens(t *testing.T) {
+	a, log := newAuditedAPI(t)
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-a", "", nil))
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-b", "", nil))
+	var dev api.Token
+	require.Equal(t, http.StatusCreated, a.do("POST", "/v1/tokens", `{"role":"developer","namespace":"team-a"}`, &dev))
+	require.Equal(t, http.StatusForbidden, a.doRaw("PUT", "/v1/namespaces/team-b/functions/hello", "application/json",
+		strings.NewReader(`{"image":"hello:latest"}`), dev.Token, nil))
+
+	var got api.AuditList
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/audit", "", &got))
+	require.Len(t, got.Events, 4)
+	assert.Equal(t, "admin", got.Events[2].TokenID)
+	refused := got.Events[3]
+	assert.Equal(t, dev.ID, refused.TokenID)
+	assert.Equal(t, "team-b", refused.Namespace)
+	assert.Equal(t, http.StatusForbidden, refused.Status)
+	assert.Equal(t, api.CodeForbidden, refused.Code)
+
+	b, err := os.ReadFile(filepath.Join(log.Dir(), audit.FileName))
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), dev.Token[len(dev.Token)-64:], "a token's secret never reaches the audit log")
 }
