@@ -87,13 +87,18 @@ type Namespace struct {
 	Functions int `json:"functions"`
 	// Deleting is set once a delete has begun: no function may be created
 	// in the namespace any more, and a repeated delete finishes the job.
-	Deleting  bool      `json:"deleting,omitempty"`
+	Deleting bool `json:"deleting,omitempty"`
+	// Quota caps what the namespace may hold; zero caps nothing.
+	Quota     Quota     `json:"quota,omitzero"`
 	CreatedAt time.Time `json:"createdAt,omitzero"`
 }
 
-// NamespaceSpec is the body of PUT /v1/namespaces/{ns}; empty for now,
-// and the place for what a namespace is created with later (a quota).
-type NamespaceSpec struct{}
+// NamespaceSpec is the body of PUT /v1/namespaces/{ns}: what a namespace
+// is created with. Creating one that exists changes nothing; its quota is
+// changed at PUT /v1/namespaces/{ns}/quota.
+type NamespaceSpec struct {
+	Quota Quota `json:"quota,omitzero"`
+}
 
 // NamespaceList is the body of GET /v1/namespaces.
 type NamespaceList struct {

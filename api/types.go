@@ -244,6 +244,8 @@ type ErrorBody struct {
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Quota has the numbers of a quota_exceeded error.
+	Quota *QuotaExceeded `json:"quota,omitempty"`
 }
 
 // Error codes used in ErrorDetail.Code.
@@ -258,6 +260,7 @@ const (
 	CodeUnsupportedType = "unsupported_media" // wrong Content-Type
 	CodeInternal        = "internal"          // a bug or an unavailable dependency
 	CodeUnavailable     = "unavailable"       // a capacity limit is reached for now (a full image spool); retry after Retry-After
+	CodeQuotaExceeded   = "quota_exceeded"    // the change would take the namespace past its quota (403)
 )
 
 // RevisionStat is one reporter's view of one revision over one reporting

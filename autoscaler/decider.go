@@ -72,6 +72,9 @@ const (
 	ReasonInitial    = "initial-scale" // initial scale not reached yet
 	ReasonMin        = "min-scale"
 	ReasonMax        = "max-scale"
+	// ReasonQuota is set by the runner, after the decider: the namespace's
+	// quota cut the count (runner_quota.go).
+	ReasonQuota = "namespace-quota"
 )
 
 // DeciderState is the decider's memory between decisions, exported so that

@@ -39,6 +39,18 @@
 // every status refresh, so that a restarted runner holds the same
 // pre-created tasks at once instead of after traffic has come back.
 //
+// Namespace quotas (api.Quota, at namespaces/{ns}) cap the running
+// replicas, memory and CPU of a namespace's revisions together. The runner
+// clips each decision to the revision's share (internal/quota.Clip:
+// max-min fair by replica count between the namespace's revisions, name
+// order for an odd replica), writes the decider's count and the reason
+// beside the clipped one in scales/{rev}, and counts the clipped
+// decisions (ebb_autoscaler_quota_clipped_total{namespace}). A revision
+// held below its share by others that hold more than theirs makes them
+// come down in the same step, so a newcomer in a full namespace waits for
+// no tick. A namespace without a quota pays one map lookup per decision,
+// so a saturated namespace never slows another's.
+//
 // Why there is no target-burst-capacity switch: Knative keeps the activator
 // in the request path while spare capacity is below target-burst-capacity,
 // because its gateways balance per connection and cannot see how full a pod

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -144,18 +145,29 @@ type Runner struct {
 	// keptByFunction indexes the newest per function once, for restoring.
 	kept           map[string]store.Versioned[store.KeepAlive]
 	keptByFunction map[string]string
+
+	// nsRecs are the namespace records (runner_quota.go); limits are the
+	// quotas among them that cap replicas, by namespace. byNamespace
+	// indexes the revisions by namespace, nil until needed after a change.
+	nsRecs      map[string]store.Versioned[store.Namespace]
+	limits      map[string]quota.Limits
+	byNamespace map[string][]string
 }
 
 // revState is one revision's autoscaling state.
 type revState struct {
 	name, function string
+	namespace      string
 	spec           api.FunctionSpec
 	demand         Demand
 	scaler         *Scaler
-	last           Result
-	lastPlacement  PlacementResult
-	written        store.Scale
-	writtenAt      time.Time
+	// last is the Scaler's last Result, before the quota; scaled says
+	// there is one.
+	last          Result
+	scaled        bool
+	lastPlacement PlacementResult
+	written       store.Scale
+	writtenAt     time.Time
 	// tracker is the function's IdleTracker, shared with its Scaler;
 	// keptMark is what the keep-alive record was last written (or
 	// restored) from, at keptAt.
@@ -191,6 +203,8 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		functions: map[string]store.Versioned[store.Function]{},
 		routed:    map[string]bool{},
 		kept:      map[string]store.Versioned[store.KeepAlive]{},
+		nsRecs:    map[string]store.Versioned[store.Namespace]{},
+		limits:    map[string]quota.Limits{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -317,6 +331,7 @@ func (r *Runner) loadRevision(ctx context.Context, revision string) error {
 	if _, ok := r.records[revision]; !ok {
 		r.records[revision] = store.Versioned[store.Revision]{Value: rec, Key: store.RevisionKey(fn, revision), Version: version}
 		r.loaded[revision] = version
+		r.byNamespace = nil
 	}
 	if r.stateLocked(revision) == nil {
 		return fmt.Errorf("activate %q: the runner has not synced with the store yet", revision)
@@ -356,7 +371,7 @@ func (r *Runner) stateLocked(name string) *revState {
 	mem, kept := r.keptMemoryLocked(name, fn)
 	now := r.now()
 	rs := &revState{
-		name: name, function: fn, spec: spec, tracker: tracker,
+		name: name, function: fn, namespace: namespaceOf(fn), spec: spec, tracker: tracker,
 		demand: demandOf(rec.Value, spec),
 		scaler: NewScaler(spec, tracker, r.policy, Start{
 			At: now, Ready: r.readyN[name], Desired: prev.Value.Desired, Resumed: resumed, Memory: mem,
@@ -437,23 +452,51 @@ func (r *Runner) Tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// step decides for one revision and writes the outcome. A write conflict
-// refreshes the keys from the store and tries once more.
+// step decides for one revision and writes the outcome. When its
+// namespace's quota holds it below its share because other revisions of
+// the namespace hold more than theirs, those come down at once, on the
+// decisions they last made, and it takes its share in the same step rather
+// than a tick later.
 func (r *Runner) step(ctx context.Context, name string, poked bool) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
+	over, err := r.stepLocked(ctx, name, poked, false)
+	if err != nil || len(over) == 0 {
+		return err
+	}
+	var errs []error
+	for _, other := range over {
+		if _, err := r.stepLocked(ctx, other, false, true); err != nil && !errors.Is(err, ErrUnknownRevision) {
+			errs = append(errs, err)
+		}
+	}
+	if _, err := r.stepLocked(ctx, name, false, true); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// stepLocked is one decision and its write, under writeMu; reuse decides
+// on the revision's last Scaler result instead of running its Scaler
+// again (a re-clip). A write conflict refreshes the keys from the store
+// and tries once more. It returns the revisions the quota says must scale
+// down first (clip.over).
+func (r *Runner) stepLocked(ctx context.Context, name string, poked, reuse bool) ([]string, error) {
 	trigger := "tick"
-	if poked {
+	switch {
+	case poked:
 		trigger = "activate"
+	case reuse:
+		trigger = "quota"
 	}
 	for attempt := 0; ; attempt++ {
-		ops, commit, err := r.decide(name, poked && attempt == 0)
+		ops, commit, over, err := r.decide(name, poked && attempt == 0, reuse)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(ops) == 0 {
 			r.m.decisions.WithLabelValues(trigger, "unchanged").Inc()
-			return nil
+			return over, nil
 		}
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout)
 		rev, err := r.deps.Store.Txn(wctx, ops...)
@@ -462,44 +505,58 @@ func (r *Runner) step(ctx context.Context, name string, poked bool) error {
 		case err == nil:
 			r.m.decisions.WithLabelValues(trigger, "written").Inc()
 			commit(rev)
-			return nil
+			return over, nil
 		case errors.Is(err, store.ErrConflict) && attempt == 0:
 			r.m.decisions.WithLabelValues(trigger, "conflict").Inc()
 			if err := r.refresh(ctx, name); err != nil {
-				return err
+				return nil, err
 			}
 		default:
 			r.m.decisions.WithLabelValues(trigger, "error").Inc()
-			return fmt.Errorf("write scale of %s: %w", name, err)
+			return nil, fmt.Errorf("write scale of %s: %w", name, err)
 		}
 	}
 }
 
-// decide runs the revision's Scaler and placement and returns the store
-// ops that record the outcome, with a commit func that updates the cached
-// versions once they are written. No ops means nothing changed.
-func (r *Runner) decide(name string, poked bool) ([]store.Op, func(rev int64), error) {
+// decide runs the revision's Scaler (or, with reuse, takes its last
+// result), clips the count to the namespace's quota, places the replicas
+// and returns the store ops that record the outcome, with a commit func
+// that updates the cached versions once they are written, and the
+// revisions the quota says must scale down first. No ops means nothing
+// changed.
+func (r *Runner) decide(name string, poked, reuse bool) ([]store.Op, func(rev int64), []string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rs := r.stateLocked(name)
 	if rs == nil {
-		return nil, nil, fmt.Errorf("decide %q: %w", name, ErrUnknownRevision)
+		return nil, nil, nil, fmt.Errorf("decide %q: %w", name, ErrUnknownRevision)
 	}
 	now := r.now()
-	res := r.scaleLocked(rs, now, poked)
+	res := rs.last
+	if !reuse || !rs.scaled {
+		res = r.scaleLocked(rs, now, poked)
+	}
+	c := r.clipLocked(rs, res.Decision.Desired)
+	wanted := res.Decision.Desired
+	if c.granted < wanted {
+		res.Decision.Desired, res.Decision.Reason = c.granted, ReasonQuota
+		if !reuse {
+			r.m.quotaClipped.WithLabelValues(rs.namespace).Inc()
+		}
+	}
 	pl, current := r.placeLocked(rs, res, now)
 	r.m.observe(rs, res, r.readyN[name], pl)
 
 	w := writes{name: name, at: now}
 	w.assignments(pl, current)
-	r.scaleWriteLocked(&w, rs, res, now)
+	r.scaleWriteLocked(&w, rs, res, wanted, c.reason, now)
 	r.keepAliveWriteLocked(&w, rs, now)
 	if len(w.ops) == 0 {
-		return nil, nil, nil
+		return nil, nil, c.over, nil
 	}
 	rec := r.records[name]
 	ops := append([]store.Op{store.Check(rec.Key, rec.Version)}, w.ops...)
-	return ops, func(rev int64) { r.commit(w, rev) }, nil
+	return ops, func(rev int64) { r.commit(w, rev) }, c.over, nil
 }
 
 // scaleLocked is decide's first phase: the revision's Scaler sizes it.
@@ -509,7 +566,7 @@ func (r *Runner) scaleLocked(rs *revState, now time.Time, poked bool) Result {
 	}
 	rs.scaler.SetRouted(r.routedLocked(rs))
 	res := rs.scaler.Scale(now, r.readyN[rs.name])
-	rs.last = res
+	rs.last, rs.scaled = res, true
 	return res
 }
 
@@ -584,16 +641,22 @@ func (w *writes) assignments(pl PlacementResult, current map[string]store.Versio
 }
 
 // scaleWriteLocked is decide's last phase: the scale record, written at
-// once when the count, panic flag or pre-warm request changed, and at most
-// every StatusRefresh when only its figures did.
-func (r *Runner) scaleWriteLocked(w *writes, rs *revState, res Result, now time.Time) {
+// once when the count, panic flag, pre-warm request or quota clip changed,
+// and at most every StatusRefresh when only its figures did. wanted and
+// clipped are the decider's count and why the quota cut it to res's;
+// clipped is "" when it did not.
+func (r *Runner) scaleWriteLocked(w *writes, rs *revState, res Result, wanted int, clipped string, now time.Time) {
 	scale := store.Scale{
 		Revision: rs.name, Function: rs.function, Desired: res.Decision.Desired, Panic: res.Decision.Panic,
 		Observed: res.Observation.Stable, KeepWarmUntil: res.KeepWarmUntil, PreWarm: res.PreCreated > 0,
 		UpdatedAt: now,
 	}
+	if clipped != "" {
+		scale.Wanted, scale.Clipped = wanted, clipped
+	}
 	prev, hadScale := r.scales[rs.name]
-	changed := !hadScale || prev.Value.Desired != scale.Desired || prev.Value.Panic != scale.Panic || prev.Value.PreWarm != scale.PreWarm
+	changed := !hadScale || prev.Value.Desired != scale.Desired || prev.Value.Panic != scale.Panic || prev.Value.PreWarm != scale.PreWarm ||
+		prev.Value.Wanted != scale.Wanted || prev.Value.Clipped != scale.Clipped
 	refresh := now.Sub(rs.writtenAt) >= r.cfg.StatusRefresh &&
 		(prev.Value.Observed != scale.Observed || !prev.Value.KeepWarmUntil.Equal(scale.KeepWarmUntil))
 	if !changed && !refresh {
@@ -647,6 +710,7 @@ func (r *Runner) refresh(ctx context.Context, name string) error {
 	if errors.Is(err, store.ErrNotFound) {
 		r.mu.Lock()
 		delete(r.records, name)
+		r.byNamespace = nil
 		r.dropLocked(name)
 		r.mu.Unlock()
 		return fmt.Errorf("refresh %q: %w", name, ErrUnknownRevision)

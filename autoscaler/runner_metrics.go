@@ -18,9 +18,11 @@ type runnerMetrics struct {
 	panic      *prometheus.GaugeVec
 	preCreated *prometheus.GaugeVec
 	unplaced   *prometheus.GaugeVec
-	decisions  *prometheus.CounterVec
-	stats      *prometheus.CounterVec
-	activation prometheus.Histogram
+	// quotaClipped counts decisions a namespace's quota cut, by namespace.
+	quotaClipped *prometheus.CounterVec
+	decisions    *prometheus.CounterVec
+	stats        *prometheus.CounterVec
+	activation   prometheus.Histogram
 }
 
 func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
@@ -47,9 +49,13 @@ func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
 		unplaced: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ebb_autoscaler_unplaced_replicas", Help: "Desired replicas no node could take.",
 		}, rev),
+		quotaClipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ebb_autoscaler_quota_clipped_total",
+			Help: "Scaling decisions the namespace's quota cut below what the decider wanted, by namespace.",
+		}, []string{"namespace"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_autoscaler_decisions_total",
-			Help: "Scaling decisions by trigger (tick, activate) and outcome (unchanged, written, conflict, error).",
+			Help: "Scaling decisions by trigger (tick, activate, quota: a re-decision to make room in a capped namespace) and outcome (unchanged, written, conflict, error).",
 		}, []string{"trigger", "outcome"}),
 		stats: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_autoscaler_stats_total", Help: "Revision stats received, by outcome (recorded, dropped).",
@@ -63,7 +69,7 @@ func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.desired, m.ready, m.observed, m.target, m.panic, m.preCreated, m.unplaced, m.decisions, m.stats, m.activation} {
+	for _, c := range []prometheus.Collector{m.desired, m.ready, m.observed, m.target, m.panic, m.preCreated, m.unplaced, m.quotaClipped, m.decisions, m.stats, m.activation} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if errors.As(err, &already) {

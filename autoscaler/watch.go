@@ -38,6 +38,9 @@ type RunnerCaches struct {
 	Scales *store.Cache[store.Scale]
 	// KeepAlive are store.PrefixKeepAlive (runner_keepalive.go).
 	KeepAlive *store.Cache[store.KeepAlive]
+	// Namespaces are store.PrefixNamespaces, for their quotas
+	// (runner_quota.go).
+	Namespaces *store.Cache[store.Namespace]
 }
 
 // watch is one cache the runner follows.
@@ -67,6 +70,7 @@ func (r *Runner) openWatches(c RunnerCaches) error {
 	add(watchOf(r, c.Assignments, store.PrefixAssignments, r.onAssignments))
 	add(watchOf(r, c.Scales, store.PrefixScales, r.onScales))
 	add(watchOf(r, c.KeepAlive, store.PrefixKeepAlive, r.onKeepAlive))
+	add(watchOf(r, c.Namespaces, store.PrefixNamespaces, r.onNamespaces))
 	return errors.Join(errs...)
 }
 
@@ -127,6 +131,7 @@ func (r *Runner) onFunctions(u store.Update[store.Function]) {
 // watch has caught up with the version read; from then on the cache is the
 // truth, also when it says the revision is gone.
 func (r *Runner) onRevisions(u store.Update[store.Revision]) {
+	r.byNamespace = nil
 	r.records = fold(r.records, u, lastSegment, func(name string) bool {
 		version, ok := r.loaded[name]
 		return ok && u.Revision < version

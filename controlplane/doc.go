@@ -12,4 +12,10 @@
 // store; it never talks to routers, autoscalers or node agents directly, and
 // it maps errors to HTTP statuses only here, at the edge. Every write is one
 // compare-and-swap transaction, so a failed request leaves nothing behind.
+//
+// A namespace's quota (quotas.go) is checked at deploy: a deploy whose min
+// or initial scale cannot fit beside the namespace's other functions' min
+// scales, or that would pass its function count, gets 403 quota_exceeded
+// with the numbers; what runs beyond that under load is the autoscaler's
+// to clip.
 package controlplane

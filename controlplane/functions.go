@@ -96,6 +96,14 @@ func (s *Server) applySpec(ctx context.Context, name string, spec api.FunctionSp
 	case reflect.DeepEqual(fn.Spec, spec):
 		return false, nil
 	}
+	// A capped namespace admits the deploy against its quota, and its
+	// record's rewrite (which implies the namespace check) orders the
+	// namespace's deploys.
+	if quotaOps, err := s.admitSpec(ctx, name, created, spec); err != nil {
+		return false, err
+	} else if quotaOps != nil {
+		nsCheck = quotaOps
+	}
 	fn.Spec = spec
 	fn.Generation++
 	fn.LatestRevision = api.RevisionName(name, fn.Generation)

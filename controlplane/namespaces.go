@@ -102,7 +102,7 @@ func (s *Server) functionCounts(ctx context.Context) (map[string]int, error) {
 }
 
 func namespaceOut(rec store.Namespace, functions int) api.Namespace {
-	return api.Namespace{Name: rec.Name, Functions: functions, Deleting: rec.Deleting, CreatedAt: rec.CreatedAt}
+	return api.Namespace{Name: rec.Name, Functions: functions, Deleting: rec.Deleting, Quota: rec.Quota, CreatedAt: rec.CreatedAt}
 }
 
 func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) error {
@@ -158,6 +158,9 @@ func (s *Server) putNamespace(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
+	if err := spec.Quota.Validate(); err != nil {
+		return err
+	}
 	rec, version, err := store.GetJSON[store.Namespace](r.Context(), s.deps.Store, store.NamespaceKey(ns))
 	switch {
 	case err == nil && rec.Deleting:
@@ -168,7 +171,7 @@ func (s *Server) putNamespace(w http.ResponseWriter, r *http.Request) error {
 	case !errors.Is(err, store.ErrNotFound):
 		return err
 	}
-	rec = store.Namespace{Name: ns, CreatedAt: s.deps.Now().UTC()}
+	rec = store.Namespace{Name: ns, CreatedAt: s.deps.Now().UTC(), Quota: spec.Quota}
 	if _, err := s.deps.Store.Txn(r.Context(), store.PutJSON(store.NamespaceKey(ns), rec, version)); err != nil {
 		return fmt.Errorf("write namespace %s: %w", ns, err)
 	}

@@ -221,7 +221,7 @@ func TestNamespaceBadInput(t *testing.T) {
 		{"namespace escaped dots", "GET", "/v1/namespaces/%2E%2E/functions", ``, 400, api.CodeInvalid},
 		{"namespace too long", "PUT", "/v1/namespaces/" + long, ``, 400, api.CodeInvalid},
 		{"namespace NUL", "GET", "/v1/namespaces/a%00b", ``, 400, api.CodeInvalid},
-		{"namespace body unknown field", "PUT", "/v1/namespaces/x", `{"quota":{"replicas":2}}`, 400, api.CodeInvalid},
+		{"namespace body unknown field", "PUT", "/v1/namespaces/x", `{"quotas":{"replicas":2}}`, 400, api.CodeInvalid},
 		{"namespace body not JSON", "PUT", "/v1/namespaces/x", `not json`, 400, api.CodeInvalid},
 		{"namespace body too large", "PUT", "/v1/namespaces/x", `{"` + strings.Repeat("a", 5000) + `":1}`, 413, api.CodeTooLarge},
 		{"namespace wrong method", "POST", "/v1/namespaces/x", `{}`, 404, api.CodeNotFound},

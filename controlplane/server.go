@@ -19,6 +19,7 @@ import (
 	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/controlplane/auth"
 	"github.com/ebbrun/ebb/internal/ociimage"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -252,6 +253,8 @@ func (s *Server) routes() http.Handler {
 	s.handle("GET /v1/namespaces/{ns}", s.getNamespace)
 	s.handle("PUT /v1/namespaces/{ns}", s.putNamespace)
 	s.handle("DELETE /v1/namespaces/{ns}", s.deleteNamespace)
+	s.handle("GET /v1/namespaces/{ns}/quota", s.getQuota)
+	s.handle("PUT /v1/namespaces/{ns}/quota", s.putQuota)
 	s.handle("GET /v1/nodes", s.listNodes)
 	s.handle("POST /v1/tokens", s.createToken)
 	s.handle("GET /v1/tokens", s.listTokens)
@@ -435,7 +438,10 @@ func errorf(status int, code, format string, args ...any) error {
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
 	var he *httpError
 	var maxErr *http.MaxBytesError
+	var exceeded *quota.ExceededError
 	switch {
+	case errors.As(err, &exceeded):
+		writeQuotaExceeded(w, exceeded)
 	case errors.As(err, &he):
 		writeError(w, he.status, he.code, he.msg)
 	case errors.As(err, &maxErr):

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/revhealth"
@@ -193,6 +194,12 @@ func revisionStatus(rev store.Revision, snap *snapshot, percent int, tags []stri
 	}
 	// Set even while the revision serves: it says why a node has no replica.
 	st.Message = health.Message
+	// And why it runs fewer replicas than its demand, when its namespace's
+	// quota clipped it.
+	if sc := snap.scales[rev.Name]; sc.Clipped != "" {
+		clipped := fmt.Sprintf("%s; demand %d replicas, runs %d", sc.Clipped, sc.Wanted, sc.Desired)
+		st.Message = strings.TrimPrefix(st.Message+"; "+clipped, "; ")
+	}
 	return st
 }
 

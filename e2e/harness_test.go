@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -144,6 +145,13 @@ func startEbbdVia(t *testing.T, launcher []string, extraArgs ...string) *ebbd {
 		"--containerd-address", filepath.Join(d.dataDir, "no-such.sock"),
 		"--replica-ports", replicaPortWindow(),
 	}, extraArgs...)
+	if !slices.Contains(extraArgs, "--vip-prefix") {
+		// eBPF programs attach at the cgroup root, so a daemon's VIPs are
+		// every process's: a range of its own keeps them away from other
+		// daemons and from the bpf package's tests of 127.77.0.0/16, which
+		// run at the same time.
+		d.args = append(d.args, "--vip-prefix", fmt.Sprintf("127.79.%d.0/24", 1+rand.IntN(250)))
+	}
 	d.start()
 	t.Cleanup(func() { d.stop(syscall.SIGTERM) })
 	return d

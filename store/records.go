@@ -56,6 +56,8 @@ type Namespace struct {
 	// Deleting is set by the first step of a namespace's delete; from then
 	// on no function may be created in it.
 	Deleting bool `json:"deleting,omitempty"`
+	// Quota caps what the namespace may hold (api.Quota); zero caps nothing.
+	Quota api.Quota `json:"quota,omitzero"`
 }
 
 // ImageKey escapes an image reference (which holds '/' and ':') into one key segment.
@@ -100,7 +102,12 @@ type Scale struct {
 	// KeepWarmUntil is when the keep-alive policy lets the revision go idle.
 	KeepWarmUntil time.Time `json:"keepWarmUntil,omitempty"`
 	// PreWarm asks for a pre-created task even at zero replicas.
-	PreWarm   bool      `json:"preWarm,omitempty"`
+	PreWarm bool `json:"preWarm,omitempty"`
+	// Wanted is what the decider wanted when the namespace's quota clipped
+	// it to Desired, and Clipped says why (e.g. "clipped by namespace
+	// quota: replicas 2 of 2"); both empty when not clipped.
+	Wanted    int       `json:"wanted,omitempty"`
+	Clipped   string    `json:"clipped,omitempty"`
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 

@@ -91,6 +91,8 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	mux.HandleFunc("GET /v1/namespaces", f.listNamespaces)
 	mux.HandleFunc("PUT /v1/namespaces/{ns}", f.putNamespace)
 	mux.HandleFunc("DELETE /v1/namespaces/{ns}", f.deleteNamespace)
+	mux.HandleFunc("GET /v1/namespaces/{ns}/quota", f.getQuota) // quota_test.go
+	mux.HandleFunc("PUT /v1/namespaces/{ns}/quota", f.putQuota)
 	mux.HandleFunc("GET /v1/nodes", f.listNodes)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+f.token {
@@ -396,7 +398,7 @@ func (f *fakeAPI) putNamespace(w http.ResponseWriter, r *http.Request) {
 		writeOK(w, 200, ns)
 		return
 	}
-	ns := api.Namespace{Name: name, CreatedAt: t0.Add(time.Hour)}
+	ns := api.Namespace{Name: name, Quota: spec.Quota, CreatedAt: t0.Add(time.Hour)}
 	f.namespaces[name] = ns
 	writeOK(w, 201, ns)
 }

@@ -22,13 +22,14 @@ act in the namespace -n/--namespace names.`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
-	cmd.AddCommand(a.namespacesCreateCmd(), a.namespacesListCmd(), a.namespacesDeleteCmd())
+	cmd.AddCommand(a.namespacesCreateCmd(), a.namespacesListCmd(), a.namespacesDeleteCmd(), a.namespacesQuotaCmd())
 	return cmd
 }
 
 func (a *app) namespacesCreateCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "create NAME",
+	var quota *quotaFlags // quota.go
+	cmd := &cobra.Command{
+		Use:   "create NAME [--max-replicas N] [--max-functions N] [--max-memory Q] [--max-cpu C] [--max-secrets N]",
 		Short: "Create a namespace (creating one that exists is not an error)",
 		Args:  exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -39,7 +40,11 @@ func (a *app) namespacesCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ns, created, err := c.CreateNamespace(cmd.Context(), args[0])
+			q, err := quota.apply(api.Quota{})
+			if err != nil {
+				return err
+			}
+			ns, created, err := c.CreateNamespaceWithQuota(cmd.Context(), args[0], q)
 			if err != nil {
 				return fmt.Errorf("create namespace %s: %w", args[0], err)
 			}
@@ -48,12 +53,17 @@ func (a *app) namespacesCreateCmd() *cobra.Command {
 			}
 			if !created {
 				_, err = fmt.Fprintf(a.stdout, "namespace %s exists already\n", ns.Name)
+				if err == nil && quota.set() {
+					_, err = fmt.Fprintf(a.stdout, "its quota is unchanged: change it with `ebb namespaces quota %s`\n", ns.Name)
+				}
 				return err
 			}
 			_, err = fmt.Fprintf(a.stdout, "created namespace %s\n", ns.Name)
 			return err
 		},
 	}
+	quota = addQuotaFlags(cmd)
+	return cmd
 }
 
 func (a *app) namespacesListCmd() *cobra.Command {

@@ -32,6 +32,7 @@ type caches struct {
 	assignments *store.Cache[store.Assignment]
 	scales      *store.Cache[store.Scale]
 	keepAlive   *store.Cache[store.KeepAlive]
+	namespaces  *store.Cache[store.Namespace]
 	vips        *store.Cache[store.VIP]
 	ports       *store.Cache[string]
 }
@@ -83,6 +84,10 @@ func (c *caches) Scales() *store.Cache[store.Scale] {
 
 func (c *caches) KeepAlive() *store.Cache[store.KeepAlive] {
 	return openCache(c, &c.keepAlive, store.PrefixKeepAlive)
+}
+
+func (c *caches) Namespaces() *store.Cache[store.Namespace] {
+	return openCache(c, &c.namespaces, store.PrefixNamespaces)
 }
 
 func (c *caches) VIPs() *store.Cache[store.VIP] {

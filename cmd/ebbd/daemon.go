@@ -178,6 +178,7 @@ func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autos
 			Assignments: d.caches.Assignments(),
 			Scales:      d.caches.Scales(),
 			KeepAlive:   d.caches.KeepAlive(),
+			Namespaces:  d.caches.Namespaces(),
 		},
 		Logger:     d.log.With("component", "autoscaler"),
 		Registerer: d.reg,

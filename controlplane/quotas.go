@@ -1,0 +1,201 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/quota"
+	"github.com/ebbrun/ebb/store"
+)
+
+// This file is the API's side of namespace quotas (internal/quota): the
+// /v1/namespaces/{ns}/quota sub-resource, and the admission of a deploy.
+//
+// A deploy is admitted against what a namespace has reserved, not what it
+// runs this instant, so that load never blocks a deploy: a function
+// reserves its latest spec's min scale (times a replica's memory and
+// CPU), and a deploy asks for max(min, initial) of its new spec beside the
+// other functions' reservations, plus one function if it is new. What
+// runs beyond that under load is the autoscaler's to clip.
+
+// quotaUnits are what an ExceededError's numbers count, by resource.
+var quotaUnits = map[string]string{
+	quota.ResourceFunctions: "functions", quota.ResourceReplicas: "replicas",
+	quota.ResourceMemory: "bytes", quota.ResourceCPU: "millicores", quota.ResourceSecrets: "secrets",
+}
+
+// writeQuotaExceeded answers a change refused by a quota: 403
+// quota_exceeded, with the numbers in the message and in error.quota.
+func writeQuotaExceeded(w http.ResponseWriter, e *quota.ExceededError) {
+	writeJSON(w, http.StatusForbidden, api.ErrorBody{Error: api.ErrorDetail{
+		Code: api.CodeQuotaExceeded, Message: e.Error(),
+		Quota: &api.QuotaExceeded{
+			Namespace: e.Namespace, Resource: e.Resource, Unit: quotaUnits[e.Resource],
+			Limit: e.Limit, Used: e.Used, Wants: e.Wants,
+		},
+	}})
+}
+
+func (s *Server) getQuota(w http.ResponseWriter, r *http.Request) error {
+	ns, err := namespaceName(r)
+	if err != nil {
+		return err
+	}
+	rec, _, err := s.namespace(r.Context(), ns)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rec.Quota)
+	return nil
+}
+
+// putQuota sets a namespace's quota, whole: a cap left out is no cap. A
+// quota below what the namespace holds is taken: the autoscaler brings its
+// replicas down to it, and deploys that would grow it are refused.
+func (s *Server) putQuota(w http.ResponseWriter, r *http.Request) error {
+	ns, err := namespaceName(r)
+	if err != nil {
+		return err
+	}
+	var q api.Quota
+	if err := s.decodeJSON(w, r, &q); err != nil {
+		return err
+	}
+	if err := q.Validate(); err != nil {
+		return err
+	}
+	for range casRetries {
+		err = s.setQuota(r.Context(), ns, q)
+		if !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, q)
+	return nil
+}
+
+func (s *Server) setQuota(ctx context.Context, ns string, q api.Quota) error {
+	rec, version, err := s.namespace(ctx, ns)
+	if err != nil {
+		return err
+	}
+	if rec.Deleting {
+		return errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted", ns)
+	}
+	if version == store.MustNotExist {
+		rec.CreatedAt = s.deps.Now().UTC() // default, recorded now
+	}
+	rec.Quota = q
+	if _, err := s.deps.Store.Txn(ctx, store.PutJSON(store.NamespaceKey(ns), rec, version)); err != nil {
+		return fmt.Errorf("write namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+// namespaceQuota reads a namespace's quota. ok is false when it caps
+// nothing (or the namespace has no record: default without one).
+func (s *Server) namespaceQuota(ctx context.Context, ns string) (rec store.Namespace, version int64, l quota.Limits, ok bool, err error) {
+	rec, version, err = store.GetJSON[store.Namespace](ctx, s.deps.Store, store.NamespaceKey(ns))
+	if errors.Is(err, store.ErrNotFound) {
+		return rec, 0, l, false, nil
+	}
+	if err != nil {
+		return rec, 0, l, false, fmt.Errorf("read namespace %s: %w", ns, err)
+	}
+	if l, err = quota.Parse(rec.Quota); err != nil {
+		return rec, 0, l, false, fmt.Errorf("namespace %s has an invalid quota: %w", ns, err)
+	}
+	return rec, version, l, l != quota.Limits{}, nil
+}
+
+// admitSpec checks a deploy of function qualified (new when created)
+// against its namespace's quota. When the namespace has one, it returns
+// the op that rewrites the namespace's record at the version read, for the
+// deploy's transaction: deploys in a capped namespace then land one at a
+// time, each admitted against what the others wrote. It replaces the
+// namespace check of namespaceOpen, which it implies.
+func (s *Server) admitSpec(ctx context.Context, qualified string, created bool, spec api.FunctionSpec) ([]store.Op, error) {
+	ns, _ := api.SplitQualifiedName(qualified)
+	rec, version, l, capped, err := s.namespaceQuota(ctx, ns)
+	if err != nil || !capped {
+		return nil, err
+	}
+	if rec.Deleting {
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted", ns)
+	}
+	each := quota.PerReplica(spec)
+	// One replica that can never fit is refused whatever the scale says.
+	if err := quota.Admit(ns, "one replica of the deploy", l, quota.Usage{}, each); err != nil {
+		return nil, err
+	}
+	fns, _, err := store.ListJSON[store.Function](ctx, s.deps.Store, store.PrefixFunctions)
+	if err != nil {
+		return nil, fmt.Errorf("list functions: %w", err)
+	}
+	var used quota.Usage
+	for _, fn := range fns {
+		name := strings.TrimPrefix(fn.Key, store.PrefixFunctions)
+		if other, _ := api.SplitQualifiedName(name); other != ns || name == qualified {
+			continue
+		}
+		used.Functions++
+		used = used.Plus(quota.PerReplica(fn.Value.Spec).Times(fn.Value.Spec.Scale.Min))
+	}
+	initial := api.DefaultInitialScale
+	if spec.Scale.Initial != nil {
+		initial = *spec.Scale.Initial
+	}
+	change := each.Times(max(spec.Scale.Min, initial))
+	if created {
+		change.Functions = 1
+	}
+	if err := quota.Admit(ns, "deploy", l, used, change); err != nil {
+		return nil, err
+	}
+	return []store.Op{store.PutJSON(store.NamespaceKey(ns), rec, version)}, nil
+}
+
+// admitNew checks the creation of an object counted by a quota's resource
+// (quota.ResourceSecrets: the secrets under secrets/{ns}/) in namespace
+// ns: key is the object's key, prefix holds every object of its kind in
+// ns. Replacing an object that exists adds nothing. When the namespace
+// caps the resource, it returns the op that rewrites the namespace's
+// record at the version read, for the creating transaction (it replaces
+// namespaceOpen's check, which it implies), so that racing creations are
+// admitted one at a time; nil when nothing is capped.
+func (s *Server) admitNew(ctx context.Context, ns, resource, prefix, key string) ([]store.Op, error) {
+	rec, version, l, capped, err := s.namespaceQuota(ctx, ns)
+	if err != nil || !capped {
+		return nil, err
+	}
+	if rec.Deleting {
+		return nil, errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted", ns)
+	}
+	kvs, _, err := s.deps.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	var used, change quota.Usage
+	for _, kv := range kvs {
+		if kv.Key == key {
+			return []store.Op{store.PutJSON(store.NamespaceKey(ns), rec, version)}, nil
+		}
+	}
+	switch resource {
+	case quota.ResourceSecrets:
+		used.Secrets, change.Secrets = len(kvs), 1
+	default:
+		return nil, fmt.Errorf("admit a new object: %s is not a counted resource", resource)
+	}
+	if err := quota.Admit(ns, "create", l, used, change); err != nil {
+		return nil, err
+	}
+	return []store.Op{store.PutJSON(store.NamespaceKey(ns), rec, version)}, nil
+}
