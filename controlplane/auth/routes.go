@@ -84,6 +84,9 @@ var routes = concat(
 	one("GET", "/v1/namespaces/{ns}/tokens", TokensRead, InNamespace),
 	one("DELETE", "/v1/namespaces/{ns}/tokens/{id}", TokensWrite, InNamespace),
 
+	one("GET", "/v1/namespaces/{ns}/quota", QuotasRead, InNamespace),
+	one("PUT", "/v1/namespaces/{ns}/quota", QuotasWrite, InNamespace),
+
 	one("GET", "/v1/audit", AuditRead, Cluster),
 )
 
