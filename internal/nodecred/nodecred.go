@@ -216,17 +216,28 @@ func (v *Verifier) Verify(ctx context.Context, header string) (Credential, error
 	return c, nil
 }
 
+type callerKey struct{}
+
+// Caller returns the node and role Require verified for this request, so
+// a handler (or the audit log) names the node that called, not one the
+// request claims.
+func Caller(ctx context.Context) (Credential, bool) {
+	c, ok := ctx.Value(callerKey{}).(Credential)
+	return c, ok
+}
+
 // Require serves h only to requests carrying a credential v accepts;
-// others get a JSON 401 (503 when the store could not be read).
+// others get a JSON 401 (503 when the store could not be read). h finds
+// the caller with Caller.
 func Require(v *Verifier, log *slog.Logger, h http.Handler) http.Handler {
 	if log == nil {
 		log = slog.Default()
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, err := v.Verify(r.Context(), r.Header.Get("Authorization"))
+		c, err := v.Verify(r.Context(), r.Header.Get("Authorization"))
 		switch {
 		case err == nil:
-			h.ServeHTTP(w, r)
+			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 			return
 		case errors.Is(err, ErrUnauthenticated):
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ebb-internal"`)

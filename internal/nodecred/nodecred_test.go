@@ -110,7 +110,12 @@ func TestVerifyAndRequire(t *testing.T) {
 	assert.NotContains(t, string(kv.Value), router.Secret, "the store keeps only a hash")
 
 	internal := &Verifier{Store: st, Roles: []string{RoleRouter, RoleNodeAgent}}
-	h := Require(internal, nil, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	h := Require(internal, nil, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, ok := Caller(r.Context())
+		if !ok || c != (Credential{Node: "node-1", Role: RoleRouter}) {
+			w.WriteHeader(http.StatusTeapot) // the handler must see the verified caller
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	forged := router
