@@ -298,6 +298,7 @@ const (
 	CodeNotFound        = "not_found"         // the named object does not exist
 	CodeConflict        = "conflict"          // a concurrent change won; retry
 	CodeUnauthorized    = "unauthorized"      // missing or wrong bearer token
+	CodeForbidden       = "forbidden"         // the token lacks the permission the message names
 	CodeTooLarge        = "too_large"         // the body exceeds its limit
 	CodeInvalidArchive  = "invalid_archive"   // the image archive is unsafe or malformed, or its image cannot run here
 	CodeUnsupportedType = "unsupported_media" // wrong Content-Type

@@ -1,5 +1,12 @@
 // Package controlplane serves ebb's REST API: images, functions, revisions,
-// traffic, logs and nodes, as JSON over HTTP with a bearer token.
+// traffic, logs, nodes, namespaces and tokens, as JSON over HTTP with a
+// bearer token.
+//
+// Every route is declared once, with the permission it needs, in the route
+// table of controlplane/auth; New refuses a route the table does not list.
+// authenticated resolves the token to a principal (401 when none) and
+// checks the route's permission in the request's namespace (403 naming
+// it) before a handler runs.
 //
 // It turns requests into store transactions and reads status back from the
 // store; it never talks to routers, autoscalers or node agents directly, and

@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/controlplane/audit"
+	"github.com/ebbrun/ebb/controlplane/auth"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
@@ -29,8 +29,9 @@ type Config struct {
 	// Addr is the listen address. Default 127.0.0.1:8090: the API is local
 	// unless an operator chooses otherwise.
 	Addr string
-	// Token is the bearer token every /v1 call must present. Required; see
-	// LoadOrCreateToken.
+	// Token is the admin token, the first-start token file's content: it
+	// authenticates as admin, beside the scoped API tokens kept at
+	// tokens/{id} in the store. Required; see LoadOrCreateToken.
 	Token string
 	// Domain is the routing domain for function URLs. Default "localhost".
 	Domain string
@@ -151,6 +152,12 @@ type Server struct {
 	mux *http.ServeMux
 	// cascades are what else a namespace's delete removes; see namespaceCascades.
 	cascades []namespaceCascade
+	// authn resolves a request's bearer token to a principal.
+	authn *auth.Authenticator
+	// served lists the patterns registered; routeErrs the routes refused
+	// because the route table (controlplane/auth) does not declare them.
+	served    []string
+	routeErrs []error
 }
 
 // New builds a Server.
@@ -185,7 +192,13 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 	}
 	s.cascades = namespaceCascades()
+	// The clock is read through s.deps, so a test may move it.
+	s.authn = &auth.Authenticator{AdminToken: cfg.Token, Store: deps.Store, Now: func() time.Time { return s.deps.Now() }}
 	s.handler = s.routes()
+	if len(s.routeErrs) > 0 {
+		// No route is ever served without a declared permission.
+		return nil, fmt.Errorf("controlplane: %w", errors.Join(s.routeErrs...))
+	}
 	return s, nil
 }
 
@@ -251,27 +264,61 @@ func (s *Server) routes() http.Handler {
 	s.handle("GET /v1/namespaces/{ns}/quota", s.getQuota)
 	s.handle("PUT /v1/namespaces/{ns}/quota", s.putQuota)
 	s.handle("GET /v1/nodes", s.listNodes)
-	s.handle("GET /v1/audit", s.readAudit) // admin only once controlplane/auth has roles
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+	s.handle("POST /v1/tokens", s.createToken)
+	s.handle("GET /v1/tokens", s.listTokens)
+	s.handle("DELETE /v1/tokens/{id}", s.revokeToken)
+	s.handle("POST /v1/namespaces/{ns}/tokens", s.createToken)
+	s.handle("GET /v1/namespaces/{ns}/tokens", s.listTokens)
+	s.handle("DELETE /v1/namespaces/{ns}/tokens/{id}", s.revokeToken)
+	s.handle("GET /v1/audit", s.readAudit)
+	s.serve("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", s.readyz)
+	}))
+	s.serve("GET /readyz", http.HandlerFunc(s.readyz))
 	if s.deps.Gatherer != nil {
-		mux.Handle("GET /metrics", promhttp.HandlerFor(s.deps.Gatherer, promhttp.HandlerOpts{}))
+		// Metrics name every function of every namespace: metrics:read.
+		s.serve("GET /metrics", promhttp.HandlerFor(s.deps.Gatherer, promhttp.HandlerOpts{}))
 	}
 	if s.deps.Internal != nil {
-		mux.Handle("/internal/", s.deps.Internal)
+		s.serve("/internal/", s.deps.Internal)
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	s.serve("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))
-	})
+	}))
 	return s.audited(mux)
 }
 
 // handle registers an authenticated API route; pattern is also its
 // metrics label.
 func (s *Server) handle(pattern string, h func(http.ResponseWriter, *http.Request) error) {
-	s.mux.Handle(pattern, s.authenticated(pattern, h))
+	route, err := auth.Lookup(pattern)
+	if err != nil {
+		s.routeErrs = append(s.routeErrs, err)
+		return
+	}
+	s.served = append(s.served, pattern)
+	s.mux.Handle(pattern, s.authenticated(route, h))
+}
+
+// serve registers a plain handler under the route table's rule for its
+// pattern: public routes and /internal/ (which checks node credentials
+// itself, Deps.Internal) as they are, any other behind its permission.
+func (s *Server) serve(pattern string, h http.Handler) {
+	route, err := auth.Lookup(pattern)
+	if err != nil {
+		s.routeErrs = append(s.routeErrs, err)
+		return
+	}
+	s.served = append(s.served, pattern)
+	switch route.Permission {
+	case auth.Public, auth.Internal:
+		s.mux.Handle(pattern, h)
+	default:
+		s.mux.Handle(pattern, s.authenticated(route, func(w http.ResponseWriter, r *http.Request) error {
+			h.ServeHTTP(w, r)
+			return nil
+		}))
+	}
 }
 
 // handleNamespaced registers a route of objects that live in a namespace
@@ -316,20 +363,49 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, "ok\n")
 }
 
-// authenticated checks the bearer token in constant time, then runs h and
-// turns its error into the JSON error envelope.
-func (s *Server) authenticated(route string, h func(http.ResponseWriter, *http.Request) error) http.Handler {
-	want := []byte("Bearer " + s.cfg.Token)
+// authenticated resolves the bearer token to a principal (401 when there
+// is none, or it expired), checks that the principal holds the route's
+// permission in the request's namespace (403 naming it), then runs h with
+// the principal in its context and turns h's error into the JSON error
+// envelope.
+func (s *Server) authenticated(route auth.Route, h func(http.ResponseWriter, *http.Request) error) http.Handler {
+	pattern := route.Pattern()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
-		defer func() { s.requests.WithLabelValues(route, fmt.Sprint(rec.code)).Inc() }()
-		got := []byte(r.Header.Get("Authorization"))
-		if subtle.ConstantTimeCompare(got, want) != 1 {
+		defer func() { s.requests.WithLabelValues(pattern, fmt.Sprint(rec.code)).Inc() }()
+		p, err := s.authn.Authenticate(r.Context(), r.Header.Get("Authorization"))
+		switch {
+		case errors.Is(err, auth.ErrExpired):
+			rec.Header().Set("WWW-Authenticate", `Bearer realm="ebb", error="invalid_token"`)
+			writeError(rec, http.StatusUnauthorized, api.CodeUnauthorized, "token expired; ask an admin for a new one")
+			return
+		case errors.Is(err, auth.ErrUnauthenticated):
 			rec.Header().Set("WWW-Authenticate", `Bearer realm="ebb"`)
-			writeError(rec, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong bearer token; see <data-dir>/token")
+			writeError(rec, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong bearer token; see <data-dir>/token or `ebb tokens create`")
+			return
+		case err != nil:
+			s.writeErr(rec, r, err)
 			return
 		}
-		r = r.WithContext(audit.WithActor(r.Context(), "admin")) // the one token there is
+		// The audit log names the token (its id, never its secret), a
+		// refused call's too.
+		r = r.WithContext(audit.WithActor(r.Context(), p.TokenID))
+		ns := ""
+		if route.Scope == auth.InNamespace {
+			// A name that cannot be a namespace is a 400 for everyone,
+			// and never echoed into a 403.
+			ns = namespaceOf(r)
+			if err := api.ValidateName("namespace", ns); err != nil {
+				s.writeErr(rec, r, err)
+				return
+			}
+			audit.SetNamespace(r.Context(), ns)
+		}
+		if err := auth.Authorize(p, route.Permission, ns); err != nil {
+			writeError(rec, http.StatusForbidden, api.CodeForbidden, err.Error())
+			return
+		}
+		r = r.WithContext(auth.WithPrincipal(r.Context(), p))
 		if err := h(rec, r); err != nil {
 			s.writeErr(rec, r, err)
 		}

@@ -150,7 +150,9 @@ func TestAuth(t *testing.T) {
 		{"right token", "/v1/functions", testToken, http.StatusOK},
 		{"healthz is open", "/healthz", "", http.StatusOK},
 		{"readyz is open", "/readyz", "", http.StatusOK},
-		{"metrics is open", "/metrics", "", http.StatusOK},
+		// Metrics name every function of every namespace (issue 14).
+		{"metrics needs a token", "/metrics", "", http.StatusUnauthorized},
+		{"metrics with the admin token", "/metrics", testToken, http.StatusOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -559,6 +559,9 @@ func TestPrometheusConfigReferences(t *testing.T) {
 		RuleFiles     []string       `yaml:"rule_files"`
 		ScrapeConfigs []struct {
 			JobName       string `yaml:"job_name"`
+			Authorization struct {
+				CredentialsFile string `yaml:"credentials_file"`
+			} `yaml:"authorization"`
 			FileSDConfigs []struct {
 				Files []string `yaml:"files"`
 			} `yaml:"file_sd_configs"`
@@ -571,6 +574,13 @@ func TestPrometheusConfigReferences(t *testing.T) {
 	jobs := map[string]bool{}
 	for _, sc := range cfg.ScrapeConfigs {
 		jobs[sc.JobName] = true
+		// /metrics on the API address needs a metrics token; the other
+		// roles' metricsAddr takes none.
+		if sc.JobName == "ebb-all" || sc.JobName == "ebb-controlplane" {
+			assert.Equal(t, "ebb-metrics-token", sc.Authorization.CredentialsFile, sc.JobName)
+		} else {
+			assert.Empty(t, sc.Authorization.CredentialsFile, sc.JobName)
+		}
 		require.NotEmpty(t, sc.FileSDConfigs, sc.JobName)
 		for _, sd := range sc.FileSDConfigs {
 			for _, f := range sd.Files {
@@ -677,9 +687,10 @@ func TestSystemdUnits(t *testing.T) {
 				wantKill = "process"
 			}
 			assert.Equal(t, wantKill, one("KillMode"))
-			// Other nodes must share the control plane's token.
+			// Other nodes need no copy of the admin token: they
+			// authenticate with node credentials of their own.
 			if tt.role == "router" || tt.role == "nodeagent" {
-				assert.Equal(t, []string{"/var/lib/ebb/token"}, u["Unit"]["AssertFileNotEmpty"])
+				assert.Empty(t, u["Unit"]["AssertFileNotEmpty"])
 			}
 			// Units that may drive containerd order themselves after it.
 			if tt.role != "router" {

@@ -265,3 +265,38 @@ type Secret struct {
 	CreatedAt  time.Time `json:"createdAt"`
 	UpdatedAt  time.Time `json:"updatedAt"`
 }
+
+// API tokens and node credentials (controlplane/auth, internal/nodecred).
+// Only a SHA-256 of each secret is stored; the secret is shown once.
+const (
+	PrefixTokens    = "tokens/"    // tokens/{id} → Token
+	PrefixNodeCreds = "nodecreds/" // nodecreds/{node}/{role} → NodeCredential
+)
+
+func TokenKey(id string) string            { return PrefixTokens + id }
+func NodeCredKey(node, role string) string { return PrefixNodeCreds + node + "/" + role }
+
+// Token is an API token: ebb_{ID}_{secret}, of which only SecretHash is kept.
+type Token struct {
+	ID string `json:"id"`
+	// SecretHash is the hex SHA-256 of the token's secret part.
+	SecretHash string `json:"secretHash"`
+	// Role is admin, developer, viewer or metrics; Namespace is set for the
+	// namespaced roles (developer, viewer) only.
+	Role        string    `json:"role"`
+	Namespace   string    `json:"namespace,omitempty"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	// ExpiresAt, when not zero, is when the token stops working.
+	ExpiresAt time.Time `json:"expiresAt,omitzero"`
+}
+
+// NodeCredential is the hash of one ebbd process's credential for the
+// endpoints between roles (/internal/ on the control plane, the node
+// agent's logs API). Each process registers its own at start.
+type NodeCredential struct {
+	Node       string    `json:"node"`
+	Role       string    `json:"role"`
+	SecretHash string    `json:"secretHash"`
+	CreatedAt  time.Time `json:"createdAt"`
+}

@@ -29,6 +29,7 @@ type Ebbd struct {
 	HTTPAddr string
 	Client   *api.Client
 
+	token    string // the admin token, which /metrics on the API port needs
 	h        *Harness
 	proc     *Proc
 	ctrd     *containerdproc.Supervisor
@@ -118,6 +119,7 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		e.Stop()
 		return nil, err
 	}
+	e.token = token
 	e.Client, err = api.NewClient("http://"+e.APIAddr, token, api.WithHTTPClient(h.hc), api.WithTimeout(60*time.Second))
 	if err != nil {
 		e.Stop()
@@ -232,7 +234,7 @@ func (e *Ebbd) LogTail() string {
 
 // Metrics scrapes ebbd's /metrics (on the API address in the all role).
 func (e *Ebbd) Metrics(ctx context.Context) (Metrics, error) {
-	return Scrape(ctx, e.h.hc, "http://"+e.APIAddr+"/metrics")
+	return Scrape(ctx, e.h.hc, "http://"+e.APIAddr+"/metrics", e.token)
 }
 
 // RSS returns ebbd's VmRSS and VmHWM.

@@ -145,11 +145,15 @@ func (h HistDelta) Mean() float64 {
 	return h.Sum / h.Count
 }
 
-// Scrape fetches and parses url.
-func Scrape(ctx context.Context, hc *http.Client, url string) (Metrics, error) {
+// Scrape fetches and parses url, sending token (when set) as a bearer
+// token: /metrics on the API port needs one that may read metrics.
+func Scrape(ctx context.Context, hc *http.Client, url, token string) (Metrics, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := hc.Do(req)
 	if err != nil {

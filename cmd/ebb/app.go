@@ -183,6 +183,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.statusCmd(),
 		a.namespacesCmd(),
 		a.secretsCmd(),
+		a.tokensCmd(),
 		a.versionCmd(),
 		a.auditCmd(),
 	)

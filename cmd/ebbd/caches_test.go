@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -162,6 +163,22 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 				d.close()
 			}()
 			require.NoError(t, err)
+
+			// A split role registers its node credential for the calls
+			// between roles and reads no admin token unless it serves the
+			// API; the all role calls no other process.
+			_, credErr := base.Get(ctx, store.NodeCredKey(cfg.NodeName, tt.role))
+			_, tokenErr := os.Stat(filepath.Join(dir, "token"))
+			if tt.role == RoleAll {
+				assert.ErrorIs(t, credErr, store.ErrNotFound)
+			} else {
+				assert.NoError(t, credErr)
+			}
+			if tt.role == RoleAll || tt.role == RoleControlPlane {
+				assert.NoError(t, tokenErr)
+			} else {
+				assert.ErrorIs(t, tokenErr, os.ErrNotExist)
+			}
 
 			followers := maps.Clone(tt.followers)
 			if d.ebpf.loader != nil {

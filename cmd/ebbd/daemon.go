@@ -26,6 +26,7 @@ import (
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/envelope"
 	"github.com/ebbrun/ebb/internal/imagestore"
+	"github.com/ebbrun/ebb/internal/nodecred"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/nodeagent"
@@ -41,7 +42,12 @@ type daemon struct {
 	log   *slog.Logger
 	store store.Store
 	reg   *prometheus.Registry
+	// token is the admin token from <data-dir>/token, loaded only by the
+	// roles that serve the API.
 	token string
+	// cred is this process's node credential for the endpoints between
+	// roles; the all role, which calls none of them, has none.
+	cred nodecred.Credential
 	// caches are the store caches every component of the roles shares.
 	caches *caches
 	// secrets are the secret objects, in the control-plane roles, which
@@ -69,11 +75,18 @@ func (d *daemon) close() {
 //	router        router + activator, reporting to --autoscaler-url
 //	nodeagent     node agent, serving its logs API on --metrics-addr
 func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
-	token, err := controlplane.LoadOrCreateToken(filepath.Join(d.cfg.DataDir, "token"))
-	if err != nil {
-		return err
+	if d.cfg.Role == RoleAll || d.cfg.Role == RoleControlPlane {
+		token, err := controlplane.LoadOrCreateToken(filepath.Join(d.cfg.DataDir, "token"))
+		if err != nil {
+			return err
+		}
+		d.token = token
 	}
-	d.token = token
+	if d.cfg.Role != RoleAll {
+		if err := d.registerCredential(ctx); err != nil {
+			return err
+		}
+	}
 	assignments := store.AssignmentsPrefix(d.cfg.NodeName)
 	if d.cfg.Role == RoleAll || d.cfg.Role == RoleControlPlane {
 		assignments = store.PrefixAssignments
@@ -123,7 +136,7 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
-		remote := &nodelogs.Reader{Store: d.store, Token: d.token, Client: &http.Client{}}
+		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
 		return d.startAPI(ctx, g, runner, remoteLogs{remote})
 	case RoleRouter:
 		client, err := d.autoscalerClient()
@@ -149,9 +162,31 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err := d.startEBPF(ctx, g, act, nil); err != nil {
 			return err
 		}
-		return d.serveHealth(ctx, g, agent.Handler())
+		// Only the control plane reads a node's logs.
+		logs := nodecred.Require(&nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleControlPlane}},
+			d.log.With("component", "nodeagent"), agent.Handler())
+		return d.serveHealth(ctx, g, logs)
 	}
 	return fmt.Errorf("unknown role %q", d.cfg.Role)
+}
+
+// registerCredential loads or creates this process's node credential and
+// publishes its hash, so the processes it calls accept it.
+func (d *daemon) registerCredential(ctx context.Context) error {
+	role := map[string]string{
+		RoleControlPlane: nodecred.RoleControlPlane,
+		RoleRouter:       nodecred.RoleRouter,
+		RoleNodeAgent:    nodecred.RoleNodeAgent,
+	}[d.cfg.Role]
+	cred, err := nodecred.LoadOrCreate(nodecred.Path(d.cfg.DataDir, role), d.cfg.NodeName, role)
+	if err != nil {
+		return err
+	}
+	if err := nodecred.Register(ctx, d.store, cred, time.Now()); err != nil {
+		return err
+	}
+	d.cred = cred
+	return nil
 }
 
 func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autoscaler.Runner, error) {
@@ -185,7 +220,7 @@ func (d *daemon) autoscalerClient() (*autoscaler.Client, error) {
 	}
 	return autoscaler.NewClient(autoscaler.ClientConfig{
 		BaseURL: d.cfg.AutoscalerURL,
-		Token:   d.token,
+		Token:   d.cred.String(),
 		Logger:  d.log.With("component", "autoscaler-client"),
 	})
 }
@@ -257,7 +292,7 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 	case d.secrets != nil:
 		deps.Secrets = d.secrets.ForNode(d.cfg.NodeName)
 	case d.cfg.AutoscalerURL != "":
-		deps.Secrets = &nodeagent.RemoteSecrets{BaseURL: d.cfg.AutoscalerURL, Token: d.token, Node: d.cfg.NodeName,
+		deps.Secrets = &nodeagent.RemoteSecrets{BaseURL: d.cfg.AutoscalerURL, Token: d.cred.String(), Node: d.cfg.NodeName,
 			Client: &http.Client{Timeout: 10 * time.Second}}
 	default:
 		d.log.Info("revisions with secrets cannot run on this node: set --autoscaler-url, the control plane's API URL, to read them")
@@ -301,8 +336,8 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 		PortMax:       portMax,
 		DataDir:       filepath.Join(d.cfg.DataDir, "nodeagent"),
 		AdvertiseAddr: d.advertiseAddr(),
-		APIToken:      d.token,
-		EBPF:          d.ebpf.status,
+		// The logs API is wrapped in nodecred.Require instead (start).
+		EBPF: d.ebpf.status,
 	}, d.nodeAgentDeps(rt))
 	if err != nil {
 		return nil, err
@@ -392,9 +427,11 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 		Registerer: d.reg,
 		Gatherer:   d.reg,
 		Logs:       logs,
-		Internal:   d.internalHandler(runner),
-		Secrets:    d.secrets,
-		Audit:      auditLog,
+		// Routers and node agents reach /internal/ with their node
+		// credentials; API tokens, the admin's too, are refused.
+		Internal: d.internalHandler(runner),
+		Secrets:  d.secrets,
+		Audit:    auditLog,
 	})
 	if err != nil {
 		_ = auditLog.Close()
@@ -411,13 +448,24 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 	return nil
 }
 
-// internalHandler serves the control plane's /internal/ endpoints: the
-// secrets node agents read, and the autoscaler's.
+// internalHandler serves the control plane's /internal/ endpoints, each
+// to the node credentials it takes: secret values to node agents only
+// (the credential names the node, for the audit line), load reports and
+// activations to routers and node agents.
 func (d *daemon) internalHandler(runner *autoscaler.Runner) http.Handler {
+	log := d.log.With("component", "internal")
+	agents := &nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleNodeAgent}}
+	dataPlane := &nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleRouter, nodecred.RoleNodeAgent}}
 	mux := http.NewServeMux()
-	mux.Handle(controlplane.InternalSecretsPath, d.secrets.InternalHandler(controlplane.TokenNodes(d.token)))
-	mux.Handle("/internal/", autoscaler.NewHandler(runner, autoscaler.HandlerConfig{Token: d.token}))
+	mux.Handle(controlplane.InternalSecretsPath, nodecred.Require(agents, log, d.secrets.InternalHandler(nodeAgentCaller)))
+	mux.Handle("/internal/", nodecred.Require(dataPlane, log, autoscaler.NewHandler(runner, autoscaler.HandlerConfig{})))
 	return mux
+}
+
+// nodeAgentCaller names the node agent nodecred.Require let through.
+func nodeAgentCaller(r *http.Request) (string, bool) {
+	c, ok := nodecred.Caller(r.Context())
+	return c.Node, ok && c.Role == nodecred.RoleNodeAgent
 }
 
 // connectContainerd returns a client for the configured containerd, or for
