@@ -2,7 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -492,25 +491,13 @@ func (s *Server) rotateSecretsKey(w http.ResponseWriter, r *http.Request) error 
 }
 
 // InternalSecretsPath is where node agents on other machines read a
-// secret's values: GET InternalSecretsPath + "{ns}/{name}?node=N" answers
+// secret's values: GET InternalSecretsPath + "{ns}/{name}" answers
 // api.SecretData (values base64 in data).
 const InternalSecretsPath = "/internal/v1/secrets/"
 
 // NodeAuthenticator names the node whose agent made r, from its
 // credential; ok is false for any caller that is not a node agent.
 type NodeAuthenticator func(r *http.Request) (node string, ok bool)
-
-// TokenNodes is the NodeAuthenticator of a shared bearer token: the node
-// is the one the request names in ?node=, which the token vouches for.
-func TokenNodes(token string) NodeAuthenticator {
-	return func(r *http.Request) (string, bool) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if token == "" || !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-			return "", false
-		}
-		return r.URL.Query().Get("node"), true
-	}
-}
 
 // InternalHandler serves InternalSecretsPath to the node agents auth
 // accepts. It is the one way values leave the control plane; the answer

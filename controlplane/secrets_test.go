@@ -264,13 +264,16 @@ func TestSecretsInternalHandler(t *testing.T) {
 	e.secrets.OnNodeRead(func(ns, name, node string, err error) {
 		reads = append(reads, fmt.Sprintf("%s/%s by %s ok=%v", ns, name, node, err == nil))
 	})
-	h := e.secrets.InternalHandler(TokenNodes("node-token-0123456789"))
+	// A stand-in for nodecred: the token names node n1.
+	h := e.secrets.InternalHandler(func(r *http.Request) (string, bool) {
+		return "n1", r.Header.Get("Authorization") == "Bearer node-token-0123456789"
+	})
 	tests := []struct {
 		name, method, path, token string
 		want                      int
 		wantData                  map[string][]byte
 	}{
-		{name: "values", method: "GET", path: "/internal/v1/secrets/team-a/db?node=n1", token: "node-token-0123456789", want: 200, wantData: map[string][]byte{"pw": []byte("hunter2")}},
+		{name: "values", method: "GET", path: "/internal/v1/secrets/team-a/db", token: "node-token-0123456789", want: 200, wantData: map[string][]byte{"pw": []byte("hunter2")}},
 		{name: "no token", method: "GET", path: "/internal/v1/secrets/team-a/db", want: 401},
 		{name: "wrong token", method: "GET", path: "/internal/v1/secrets/team-a/db", token: "node-token-0123456788", want: 401},
 		{name: "missing", method: "GET", path: "/internal/v1/secrets/team-b/db", token: "node-token-0123456789", want: 404},
@@ -300,7 +303,7 @@ func TestSecretsInternalHandler(t *testing.T) {
 	// node agents' reads too.
 	_, err = e.secrets.ForNode("n2").SecretValues(context.Background(), "team-a", "db")
 	require.NoError(t, err)
-	assert.Equal(t, []string{"team-a/db by n1 ok=true", "team-b/db by  ok=false", "team-a/db by n2 ok=true"}, reads)
+	assert.Equal(t, []string{"team-a/db by n1 ok=true", "team-b/db by n1 ok=false", "team-a/db by n2 ok=true"}, reads)
 }
 
 func TestSecretsAPI(t *testing.T) {

@@ -18,10 +18,9 @@ import (
 type RemoteSecrets struct {
 	// BaseURL is the control plane's API URL, such as http://10.0.0.1:8090.
 	BaseURL string
-	// Token is the credential the endpoint requires.
-	Token string
-	// Node names this node to the control plane (for its audit).
-	Node   string
+	// Token is this node agent's node credential, which the endpoint
+	// requires and which names the node to the control plane's audit.
+	Token  string
 	Client *http.Client
 }
 
@@ -33,7 +32,7 @@ const internalSecretsPath = "/internal/v1/secrets/"
 
 // SecretValues implements SecretReader.
 func (r *RemoteSecrets) SecretValues(ctx context.Context, ns, name string) (map[string][]byte, error) {
-	u := strings.TrimRight(r.BaseURL, "/") + internalSecretsPath + url.PathEscape(ns) + "/" + url.PathEscape(name) + "?node=" + url.QueryEscape(r.Node)
+	u := strings.TrimRight(r.BaseURL, "/") + internalSecretsPath + url.PathEscape(ns) + "/" + url.PathEscape(name)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err

@@ -20,7 +20,7 @@ func TestRemoteSecrets(t *testing.T) {
 		case r.Header.Get("Authorization") != "Bearer tok":
 			w.WriteHeader(http.StatusUnauthorized)
 			_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: api.CodeUnauthorized, Message: "missing or wrong bearer token"}})
-		case r.URL.Path == "/internal/v1/secrets/team-a/db" && r.URL.Query().Get("node") == "n1":
+		case r.URL.Path == "/internal/v1/secrets/team-a/db":
 			_ = json.NewEncoder(w).Encode(api.SecretData{Data: map[string][]byte{"pw": []byte("hunter2\x00bin")}})
 		default:
 			w.WriteHeader(http.StatusNotFound)
@@ -28,7 +28,7 @@ func TestRemoteSecrets(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	r := &RemoteSecrets{BaseURL: srv.URL + "/", Token: "tok", Node: "n1", Client: srv.Client()}
+	r := &RemoteSecrets{BaseURL: srv.URL + "/", Token: "tok", Client: srv.Client()}
 	got, err := r.SecretValues(context.Background(), "team-a", "db")
 	require.NoError(t, err)
 	assert.Equal(t, map[string][]byte{"pw": []byte("hunter2\x00bin")}, got)

@@ -292,7 +292,7 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 	case d.secrets != nil:
 		deps.Secrets = d.secrets.ForNode(d.cfg.NodeName)
 	case d.cfg.AutoscalerURL != "":
-		deps.Secrets = &nodeagent.RemoteSecrets{BaseURL: d.cfg.AutoscalerURL, Token: d.cred.String(), Node: d.cfg.NodeName,
+		deps.Secrets = &nodeagent.RemoteSecrets{BaseURL: d.cfg.AutoscalerURL, Token: d.cred.String(),
 			Client: &http.Client{Timeout: 10 * time.Second}}
 	default:
 		d.log.Info("revisions with secrets cannot run on this node: set --autoscaler-url, the control plane's API URL, to read them")
