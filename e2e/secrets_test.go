@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
@@ -17,8 +18,11 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/nodecred"
 	"github.com/ebbrun/ebb/internal/runcstart"
 	"github.com/ebbrun/ebb/internal/testenv"
+	"github.com/ebbrun/ebb/nodeagent"
+	redisstore "github.com/ebbrun/ebb/store/redis"
 )
 
 func randomValue(t *testing.T, prefix string) string {
@@ -227,4 +231,49 @@ func testSecrets(t *testing.T, args, storeDirs []string) {
 			assert.NotContains(t, d.log.String(), string(v), "a secret value in ebbd's log")
 		}
 	})
+}
+
+// TestSecretsForRemoteNodeAgents checks the split-role path on Redis: a
+// node agent on another machine reads values from the control plane with
+// its own node credential (nodeagent.RemoteSecrets, as ebbd's nodeagent
+// role does), and the read is an audit line naming its node; a router's
+// credential and the admin token get nothing.
+func TestSecretsForRemoteNodeAgents(t *testing.T) {
+	requireE2E(t)
+	redis := testenv.Redis(t)
+	cp := startEbbd(t, "--role", "controlplane", "--store", redis.URL(), "--node-name", "cp")
+	value := randomValue(t, "remotesecret")
+	cp.ebb("secrets", "create", "db", "--from-literal", "password="+value)
+
+	ctx := context.Background()
+	st, err := redisstore.Open(ctx, redis.URL(), redisstore.Options{})
+	require.NoError(t, err)
+	defer st.Close()
+	cred := func(node, role string) nodecred.Credential {
+		c, err := nodecred.LoadOrCreate(nodecred.Path(shortTempDir(t), role), node, role)
+		require.NoError(t, err)
+		require.NoError(t, nodecred.Register(ctx, st, c, time.Now()))
+		return c
+	}
+	agent, router := cred("node-7", nodecred.RoleNodeAgent), cred("node-8", nodecred.RoleRouter)
+
+	remote := &nodeagent.RemoteSecrets{BaseURL: "http://" + cp.apiAddr, Token: agent.String(), Client: httpClient}
+	data, err := remote.SecretValues(ctx, "default", "db")
+	require.NoError(t, err)
+	assert.Equal(t, value, string(data["password"]))
+	_, err = remote.SecretValues(ctx, "default", "nope")
+	assert.ErrorContains(t, err, `secret "nope" does not exist`)
+
+	for name, token := range map[string]string{"router credential": router.String(), "admin token": cp.token()} {
+		remote := &nodeagent.RemoteSecrets{BaseURL: "http://" + cp.apiAddr, Token: token, Client: httpClient}
+		_, err := remote.SecretValues(ctx, "default", "db")
+		assert.ErrorContains(t, err, "node credential of a nodeagent process", name)
+	}
+
+	audit, err := os.ReadFile(filepath.Join(cp.dataDir, "audit", "audit.log"))
+	require.NoError(t, err)
+	assert.Contains(t, string(audit), `"token_id":"node/node-7","namespace":"default","verb":"read-secret","object":"secrets/db","status":200`)
+	assert.Contains(t, string(audit), `"token_id":"node/node-7","namespace":"default","verb":"read-secret","object":"secrets/nope","status":404`)
+	assert.NotContains(t, string(audit), value)
+	assert.Empty(t, testenv.FilesContaining(t, []byte(value), cp.dataDir, redis.Dir), "a secret value on disk")
 }
