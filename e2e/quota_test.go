@@ -41,9 +41,15 @@ var clippedDemand = regexp.MustCompile(`clipped by namespace quota: replicas 2 o
 // function runs 2 and its status says why, and the clipped decisions are
 // counted; meanwhile functions in another namespace start from zero about
 // as fast as on the idle machine.
+// It runs on bbolt and on Redis.
 func TestQuota(t *testing.T) {
+	t.Run("bbolt", func(t *testing.T) { testQuota(t) })
+	t.Run("redis", func(t *testing.T) { testQuota(t, "--store", testenv.Redis(t).URL()) })
+}
+
+func testQuota(t *testing.T, args ...string) {
 	hey := testenv.RequireBinary(t, "hey")
-	d := startEbbd(t)
+	d := startEbbd(t, args...)
 	d.pushHello()
 	assert.Contains(t, d.ebb("namespaces", "create", "team-a", "--max-replicas", "2"), "created namespace team-a")
 	assert.Contains(t, d.ebb("namespaces", "quota", "team-a"), "team-a     -          2")
