@@ -53,6 +53,9 @@ type daemon struct {
 	// secrets are the secret objects, in the control-plane roles, which
 	// hold their key-encryption key.
 	secrets *controlplane.Secrets
+	// audit is the control plane's audit log, opened before any component
+	// starts, so that a node agent's first secret reads are lines too.
+	audit *audit.Log
 
 	// containerd is connected lazily by the roles that need it.
 	containerd *containerd.Client
@@ -107,6 +110,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		for fn, secret := range moved {
 			d.log.Warn("moved a function's inline secret values (stored in plain text by an earlier version) into a secret object; its spec now refers to it",
 				"function", fn, "secret", secret)
+		}
+		if err := d.openAudit(ctx); err != nil {
+			return err
 		}
 	}
 	d.caches = newCaches(ctx, g, d.store, d.log, assignments)
@@ -396,21 +402,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 	if err != nil {
 		return err
 	}
-	auditLog, err := audit.Open(filepath.Join(d.cfg.DataDir, "audit"), audit.Options{})
-	if err != nil {
-		return err
-	}
-	// Every read of secret values by a node agent is a line too.
-	d.secrets.OnNodeRead(func(ns, name, node string, err error) {
-		status := http.StatusOK
-		switch {
-		case errors.Is(err, controlplane.ErrSecretNotFound):
-			status = http.StatusNotFound
-		case err != nil:
-			status = http.StatusInternalServerError
-		}
-		_ = auditLog.Record(ctx, audit.Event{TokenID: "node/" + node, Namespace: ns, Verb: "read-secret", Object: "secrets/" + name, Status: status})
-	})
+	auditLog := d.audit
 	// controlplane.New creates the spool dir and removes the uploads a
 	// killed ebbd left in it.
 	api, err := controlplane.New(controlplane.Config{
@@ -434,17 +426,41 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 		Audit:    auditLog,
 	})
 	if err != nil {
-		_ = auditLog.Close()
 		return err
 	}
 	// Bind now, so a port clash fails the start with a clear error.
 	l, err := net.Listen("tcp", d.cfg.APIAddr)
 	if err != nil {
-		_ = auditLog.Close()
 		return fmt.Errorf("api listen %s: %w", d.cfg.APIAddr, err)
 	}
 	// The log closes after the server has answered its last call.
 	g.Go(func() error { return errors.Join(api.Serve(ctx, l), auditLog.Close()) })
+	return nil
+}
+
+// openAudit opens the audit log of the control-plane roles and makes every
+// read of secret values by a node agent a line of it. It opens before any
+// component starts: in the all role the node agent reads secrets before
+// the API serves.
+func (d *daemon) openAudit(ctx context.Context) error {
+	auditLog, err := audit.Open(filepath.Join(d.cfg.DataDir, "audit"), audit.Options{})
+	if err != nil {
+		return err
+	}
+	d.audit = auditLog
+	// A start that fails closes it here; otherwise it closes once the API
+	// has answered its last call (Close is idempotent).
+	d.closers = append(d.closers, func() { _ = auditLog.Close() })
+	d.secrets.OnNodeRead(func(ns, name, node string, err error) {
+		status := http.StatusOK
+		switch {
+		case errors.Is(err, controlplane.ErrSecretNotFound):
+			status = http.StatusNotFound
+		case err != nil:
+			status = http.StatusInternalServerError
+		}
+		_ = auditLog.Record(ctx, audit.Event{TokenID: "node/" + node, Namespace: ns, Verb: "read-secret", Object: "secrets/" + name, Status: status})
+	})
 	return nil
 }
 
