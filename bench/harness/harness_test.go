@@ -73,12 +73,19 @@ ebb_router_routes 3
 ebb_nodeagent_start_seconds_sum{pool="hit"} 0.5
 ebb_nodeagent_start_seconds_count{pool="hit"} 2
 ebb_router_cold_start_seconds_sum{function="a",le="x"} 1.25
+ebb_router_cold_start_seconds_count{function="cold00",namespace="default"} 4
+ebb_router_cold_start_seconds_count{function="cold00.team-a",namespace="team-a"} 9
 weird{b="q\"uote",a="comma, inside"} 7 1700000000
 `
 	m, err := ParseMetrics(strings.NewReader(text))
 	require.NoError(t, err)
 	assert.Equal(t, 3.0, m.Get("ebb_router_routes"))
 	assert.Equal(t, 7.0, m.Get("weird", "a", "comma, inside", "b", `q"uote`))
+	// A series with more labels than asked for still matches: the
+	// namespace label came after the harness's queries.
+	assert.Equal(t, 4.0, m.Get("ebb_router_cold_start_seconds_count", "function", "cold00"))
+	assert.Equal(t, 13.0, m.Get("ebb_router_cold_start_seconds_count"), "every series of the metric, summed")
+	assert.Equal(t, 0.0, m.Get("ebb_router_cold_start_seconds_count", "function", "cold0"))
 	before := Metrics{`ebb_nodeagent_start_seconds_sum{pool="hit"}`: 0.25, `ebb_nodeagent_start_seconds_count{pool="hit"}`: 1}
 	h := m.Hist(before, "ebb_nodeagent_start_seconds", "pool", "hit")
 	assert.Equal(t, HistDelta{Sum: 0.25, Count: 1}, h)

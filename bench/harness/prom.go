@@ -114,12 +114,41 @@ func key(name string, labels map[string]string) string {
 }
 
 // Get returns the sample name{labels...}, labels given as "k", "v" pairs.
+//
+// A series matches when it carries every label given, whatever others it
+// has, and the values of all that match are summed: a label ebb adds to a
+// metric later (namespace, say) must not turn a figure into zeros.
 func (m Metrics) Get(name string, kv ...string) float64 {
 	labels := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		labels[kv[i]] = kv[i+1]
 	}
-	return m[key(name, labels)]
+	if v, ok := m[key(name, labels)]; ok {
+		return v
+	}
+	var sum float64
+	for k, v := range m {
+		if seriesHas(k, name, labels) {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// seriesHas says whether the series keyed k (as key writes it) is of
+// metric name and carries every one of labels.
+func seriesHas(k, name string, labels map[string]string) bool {
+	rest, ok := strings.CutPrefix(k, name+"{")
+	if !ok {
+		return false
+	}
+	inner := "," + strings.TrimSuffix(rest, "}") + ","
+	for l, v := range labels {
+		if !strings.Contains(inner, fmt.Sprintf(",%s=%q,", l, v)) {
+			return false
+		}
+	}
+	return true
 }
 
 // HistDelta is the change of one histogram's sum and count between two
