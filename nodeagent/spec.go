@@ -90,7 +90,11 @@ func resolveRevSpec(rev store.Revision, img ImageConfig, secrets map[string]map[
 		}
 	}
 	env.set("PORT", strconv.Itoa(spec.Port))
-	env.set("EBB_FUNCTION", rev.Function)
+	// The function and its namespace as users name them; the revision by
+	// its own name, which carries the qualified one ({fn}.{ns}-NNNNN).
+	ns, fn := api.SplitQualifiedName(rev.Function)
+	env.set("EBB_FUNCTION", fn)
+	env.set("EBB_NAMESPACE", ns)
 	env.set("EBB_REVISION", rev.Name)
 
 	return &revSpec{
