@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
@@ -14,6 +13,7 @@ import (
 	"unicode"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/secrethash"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -78,7 +78,7 @@ func Issue(spec TokenSpec, now time.Time) (string, store.Token, error) {
 	id, secret := hex.EncodeToString(raw[:idBytes]), hex.EncodeToString(raw[idBytes:])
 	rec := store.Token{
 		ID:          id,
-		SecretHash:  HashSecret(secret),
+		SecretHash:  secrethash.Hash(secret),
 		Role:        string(spec.Role),
 		Namespace:   spec.Namespace,
 		Description: spec.Description,
@@ -90,14 +90,6 @@ func Issue(spec TokenSpec, now time.Time) (string, store.Token, error) {
 	return TokenPrefix + id + "_" + secret, rec, nil
 }
 
-// HashSecret is what the store keeps of a secret: its hex SHA-256. The
-// secrets are 256 random bits, so a fast hash is enough; nothing to
-// stretch.
-func HashSecret(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
-}
-
 // ParseToken splits ebb_{id}_{secret}. ok is false for anything else.
 func ParseToken(token string) (id, secret string, ok bool) {
 	rest, ok := strings.CutPrefix(token, TokenPrefix)
@@ -105,7 +97,7 @@ func ParseToken(token string) (id, secret string, ok bool) {
 		return "", "", false
 	}
 	id, secret, ok = strings.Cut(rest, "_")
-	if !ok || !isHex(id, 2*idBytes) || !isHex(secret, 2*secretBytes) {
+	if !ok || !secrethash.IsHex(id, 2*idBytes) || !secrethash.IsHex(secret, 2*secretBytes) {
 		return "", "", false
 	}
 	return id, secret, true
@@ -113,19 +105,7 @@ func ParseToken(token string) (id, secret string, ok bool) {
 
 // ValidTokenID says whether id has the form of a token id, so that a
 // path's id can be checked before it becomes a store key.
-func ValidTokenID(id string) bool { return isHex(id, 2*idBytes) }
-
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
+func ValidTokenID(id string) bool { return secrethash.IsHex(id, 2*idBytes) }
 
 func truncate(s string) string {
 	if len(s) > 40 {
@@ -184,7 +164,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (Princi
 	if err := json.Unmarshal(kv.Value, &rec); err != nil {
 		return Principal{}, fmt.Errorf("decode token %s: %w", id, err)
 	}
-	if subtle.ConstantTimeCompare([]byte(HashSecret(secret)), []byte(rec.SecretHash)) != 1 {
+	if !secrethash.Matches(rec.SecretHash, secret) {
 		return Principal{}, ErrUnauthenticated
 	}
 	now := time.Now

@@ -3,8 +3,6 @@ package nodecred
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/secrethash"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -57,7 +56,7 @@ func Parse(s string) (Credential, bool) {
 		return Credential{}, false
 	}
 	c := Credential{Node: parts[0], Role: parts[1], Secret: parts[2]}
-	if api.ValidateName("node", c.Node) != nil || !validRole(c.Role) || !isHex(c.Secret, 2*secretBytes) {
+	if api.ValidateName("node", c.Node) != nil || !validRole(c.Role) || !secrethash.IsHex(c.Secret, 2*secretBytes) {
 		return Credential{}, false
 	}
 	return c, true
@@ -65,23 +64,6 @@ func Parse(s string) (Credential, bool) {
 
 func validRole(r string) bool {
 	return r == RoleControlPlane || r == RoleRouter || r == RoleNodeAgent
-}
-
-func isHex(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
-	}
-	return true
-}
-
-func hashSecret(secret string) string {
-	sum := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(sum[:])
 }
 
 // Path is where a process of role keeps its credential under dataDir.
@@ -164,7 +146,7 @@ func load(path string) (Credential, error) {
 // Register publishes c's hash at nodecreds/{node}/{role}, replacing what
 // an earlier credential of the same process left.
 func Register(ctx context.Context, st store.Store, c Credential, now time.Time) error {
-	rec := store.NodeCredential{Node: c.Node, Role: c.Role, SecretHash: hashSecret(c.Secret), CreatedAt: now.UTC()}
+	rec := store.NodeCredential{Node: c.Node, Role: c.Role, SecretHash: secrethash.Hash(c.Secret), CreatedAt: now.UTC()}
 	if _, err := st.Txn(ctx, store.PutJSON(store.NodeCredKey(c.Node, c.Role), rec, store.AnyVersion)); err != nil {
 		return fmt.Errorf("register node credential: %w", err)
 	}
@@ -209,7 +191,7 @@ func (v *Verifier) Verify(ctx context.Context, header string) (Credential, error
 	if err := json.Unmarshal(kv.Value, &rec); err != nil {
 		return Credential{}, fmt.Errorf("decode node credential: %w", err)
 	}
-	if subtle.ConstantTimeCompare([]byte(hashSecret(c.Secret)), []byte(rec.SecretHash)) != 1 {
+	if !secrethash.Matches(rec.SecretHash, c.Secret) {
 		return Credential{}, ErrUnauthenticated
 	}
 	c.Secret = ""
