@@ -14,7 +14,10 @@ import (
 func TestKillMentioning(t *testing.T) {
 	marker := fmt.Sprintf("proctree-test-%d", os.Getpid())
 	// sh, named marker through $0, with a child that does not mention it.
-	cmd := exec.Command("sh", "-c", "sleep 600 & echo started; wait", marker)
+	// The child is killed first; sh then execs another sleep in its own
+	// pid rather than exit 0 before its own SIGKILL lands, so "sh was
+	// killed" holds whichever comes first.
+	cmd := exec.Command("sh", "-c", "sleep 600 & echo started; wait; exec sleep 600", marker)
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
