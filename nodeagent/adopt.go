@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,6 +41,13 @@ func (a *Agent) adopt(ctx context.Context) error {
 	}
 	if err := a.deleteStale(ctx, left, adopted); err != nil {
 		return err
+	}
+	if a.deps.Network != nil {
+		// The adopted keep their namespaces; any other is a leftover of a
+		// replica whose container is gone.
+		if err := a.deps.Network.Adopt(ctx, slices.Sorted(maps.Keys(adopted))); err != nil {
+			return fmt.Errorf("adopt replica networks: %w", err)
+		}
 	}
 	a.superviseAdopted(adopted)
 	return nil
@@ -107,6 +116,13 @@ func (a *Agent) adoptContainers(ctx context.Context, left leftovers) (map[string
 			a.log.Warn("deleting orphan container", "container", c.ID)
 			if err := a.deps.Runtime.Delete(ctx, c.ID); err != nil {
 				return nil, fmt.Errorf("delete orphan container %s: %w", c.ID, err)
+			}
+			continue
+		}
+		if mode := containerNetworkMode(c); mode != a.networkMode() {
+			a.log.Warn("deleting a container made with another network mode", "container", c.ID, "mode", mode, "now", a.networkMode())
+			if err := a.deps.Runtime.Delete(ctx, c.ID); err != nil {
+				return nil, fmt.Errorf("delete container %s: %w", c.ID, err)
 			}
 			continue
 		}

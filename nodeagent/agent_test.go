@@ -52,14 +52,24 @@ type env struct {
 	stop  func()
 	// requests is the agent's Deps.Requests.
 	requests requests
+	// net, if set, is the agent's Deps.Network.
+	net *fake.Network
 }
 
 func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
+	t.Helper()
+	return newEnvWith(t, tweak, nil)
+}
+
+// newEnvWith is newEnv with replicas in the namespaces of net, when it is
+// not nil.
+func newEnvWith(t *testing.T, tweak func(*nodeagent.Config), net *fake.Network) *env {
 	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "state.db"), embedded.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	rt := fake.New()
+	rt.SetNetwork(net)
 	// After the agent stops (cleanups run last first): the fake servers'
 	// goroutines must end for the bubble to end.
 	t.Cleanup(rt.Close)
@@ -93,7 +103,7 @@ func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	e := &env{t: t, store: st, rt: rt, cfg: cfg, requests: requests{rt: rt}}
+	e := &env{t: t, store: st, rt: rt, cfg: cfg, requests: requests{rt: rt}, net: net}
 	e.start()
 	t.Cleanup(func() { e.stop() })
 	return e
@@ -115,11 +125,15 @@ func (r secretReader) SecretValues(_ context.Context, ns, name string) (map[stri
 func (e *env) start() {
 	e.t.Helper()
 	e.reg = prometheus.NewRegistry()
-	a, err := nodeagent.New(e.cfg, nodeagent.Deps{
+	deps := nodeagent.Deps{
 		Store: e.store, Runtime: e.rt, Registerer: e.reg, Requests: &e.requests, Dial: e.rt.Dial,
 		Secrets: secretReader{api.DefaultNamespace + "/app": {"token": []byte("s3cret"), "key": []byte("k")}},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
+	}
+	if e.net != nil {
+		deps.Network = e.net
+	}
+	a, err := nodeagent.New(e.cfg, deps)
 	require.NoError(e.t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

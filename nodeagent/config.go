@@ -294,6 +294,9 @@ type Deps struct {
 	// means TCP. Tests pass an in-memory network (nodeagent/fake), which
 	// testing/synctest can wait on, as it cannot on sockets.
 	Dial DialFunc
+	// Network, if set, gives every replica a network namespace of its own
+	// (nodeagent/replicanet); nil shares the host's.
+	Network Network
 	// Secrets reads the values of the secret objects revisions refer to;
 	// the control plane holds the key that decrypts them. Nil means a
 	// revision with secrets cannot run on this node.

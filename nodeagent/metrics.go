@@ -6,10 +6,11 @@ import (
 
 // Start phases, the values of the phase label.
 const (
-	phaseLabelCreate = "create" // container and snapshot
-	phaseLabelTask   = "task"   // task created (shim, runc create)
-	phaseLabelStart  = "start"  // the program let go: Task.Release, or Task.Start where it cannot
-	phaseLabelReady  = "ready"  // start returned → probe passed
+	phaseLabelNetwork = "network" // the replica's network namespace, link and address
+	phaseLabelCreate  = "create"  // container and snapshot
+	phaseLabelTask    = "task"    // task created (shim, runc create)
+	phaseLabelStart   = "start"   // the program let go: Task.Release, or Task.Start where it cannot
+	phaseLabelReady   = "ready"   // start returned → probe passed
 )
 
 type metrics struct {
@@ -32,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		startPhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "ebb", Subsystem: "nodeagent", Name: "start_phase_seconds",
-			Help:    "Time spent in each phase of starting a replica: create (container), task (runc create), start (the program let go: task release, or task start where the runtime cannot release), ready (start to probe success).",
+			Help:    "Time spent in each phase of starting a replica: network (its network namespace, with isolation), create (container), task (runc create), start (the program let go: task release, or task start where the runtime cannot release), ready (start to probe success).",
 			Buckets: buckets,
 		}, []string{"phase"}),
 		coldStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{

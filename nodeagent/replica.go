@@ -120,8 +120,9 @@ func (a *Agent) stopRequested(r *replica) bool {
 
 func (a *Agent) addr(r *replica) string {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	return net.JoinHostPort(a.cfg.HostIP, strconv.Itoa(r.port))
+	port := r.port
+	a.mu.Unlock()
+	return a.endpointAddr(port)
 }
 
 // supervise runs r's life and forgets it when it is over. If the agent is
@@ -478,6 +479,16 @@ func (a *Agent) create(ctx context.Context, r *replica, out Output, trace *Start
 	port := r.port
 	a.mu.Unlock()
 	spec := r.spec.containerSpec(a.cfg.Node, r.id, port, a.secretsDir(r.rev), a.cfg.TmpBytes)
+	spec.Labels[LabelNetwork] = a.networkMode()
+	if a.deps.Network != nil {
+		t0 := time.Now()
+		netns, err := a.deps.Network.Prepare(ctx, r.id, port)
+		if err != nil {
+			return nil, fmt.Errorf("network of replica %s: %w", r.id, err)
+		}
+		spec.NetnsPath = netns
+		a.met.startPhase.WithLabelValues(phaseLabelNetwork).Observe(time.Since(t0).Seconds())
+	}
 	t0 := time.Now()
 	if err := a.deps.Runtime.Create(ctx, spec); err != nil {
 		return nil, fmt.Errorf("create container %s: %w", r.id, err)
@@ -505,7 +516,7 @@ func (a *Agent) publish(ctx context.Context, r *replica, task Task, trace *Start
 	a.mu.Unlock()
 	ep := store.Endpoint{
 		Function: r.function, Revision: r.rev, Replica: r.id, Node: a.cfg.Node,
-		Addr:    net.JoinHostPort(a.cfg.HostIP, strconv.Itoa(port)),
+		Addr:    a.endpointAddr(port),
 		Limit:   r.limits.hardLimit,
 		ReadyAt: trace.Ready,
 	}
@@ -648,6 +659,12 @@ func (a *Agent) cleanup(ctx context.Context, r *replica) error {
 	if err := a.deps.Runtime.Delete(ctx, r.id); err != nil {
 		a.log.Warn("delete container", "replica", r.id, "err", err)
 		return fmt.Errorf("delete container %s: %w", r.id, err)
+	}
+	if a.deps.Network != nil {
+		if err := a.deps.Network.Release(ctx, r.id); err != nil {
+			a.log.Warn("release replica network", "replica", r.id, "err", err)
+			return fmt.Errorf("release network of %s: %w", r.id, err)
+		}
 	}
 	a.mu.Lock()
 	port := r.port
@@ -796,7 +813,9 @@ func (a *Agent) allocate(ctx context.Context, r *replica) error {
 		if err != nil {
 			return err
 		}
-		if !bindable(port) {
+		// A replica in its own network namespace binds the port there,
+		// where no other program can hold it.
+		if a.deps.Network == nil && !bindable(port) {
 			a.markBusy(port, r.id)
 			continue
 		}

@@ -30,6 +30,9 @@ const (
 	LabelRevision = "ebb.revision"
 	LabelReplica  = "ebb.replica"
 	LabelPort     = "ebb.port"
+	// LabelNetwork says whether the replica has a network namespace of
+	// its own ("isolated") or shares the host's ("host").
+	LabelNetwork = "ebb.network"
 )
 
 // Runtime runs containers. nodeagent/containerd implements it with
@@ -159,7 +162,7 @@ type ContainerSpec struct {
 	// containerd persists (cmd/ebb-launch). The runtime gives it to the
 	// container's user.
 	SecretEnvFile string
-	// NetnsPath is the network namespace to join; empty means the host's.
-	// Per-replica namespaces plug in here.
+	// NetnsPath is the network namespace to join, which the agent's Network
+	// prepared; empty means the host's.
 	NetnsPath string
 }

@@ -50,6 +50,15 @@ type Runtime struct {
 	// listeners are the in-memory network: the servers of running tasks,
 	// by address.
 	listeners map[string]*listener
+	// network holds the replicas' namespaces, nil for host networking.
+	network *Network
+}
+
+// SetNetwork makes tasks in a namespace of n serve on its address.
+func (r *Runtime) SetNetwork(n *Network) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.network = n
 }
 
 // Call is one call made to the runtime, with the time it was made: in a
@@ -430,7 +439,14 @@ func (t *Task) run() {
 		return
 	}
 	port := envValue(t.spec.Env, "PORT")
-	ln, err := t.rt.listen("127.0.0.1:"+port, t)
+	t.rt.mu.Lock()
+	network := t.rt.network
+	t.rt.mu.Unlock()
+	host, err := network.host(t.spec.NetnsPath)
+	var ln *listener
+	if err == nil {
+		ln, err = t.rt.listen(net.JoinHostPort(host, port), t)
+	}
 	if err != nil {
 		t.write(t.out.Stderr, fmt.Sprintf("listen: %v\n", err))
 		go t.kill(1)
