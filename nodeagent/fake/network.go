@@ -16,11 +16,11 @@ var _ nodeagent.Network = (*Network)(nil)
 // "namespace" whose address is 10.99.0.0/16 plus its port, where the
 // Runtime it is given to (Runtime.SetNetwork) serves the replica's task.
 type Network struct {
-	mu     sync.Mutex
-	netns  map[string]string // replica id → netns path
-	hosts  map[string]string // netns path → address the task serves on
-	fail   error             // the next Prepare's error
-	calls  []string
+	mu    sync.Mutex
+	netns map[string]string // replica id → netns path
+	hosts map[string]string // netns path → address the task serves on
+	fail  error             // the next Prepare's error
+	calls []string
 }
 
 // NewNetwork returns a network with no namespaces.
