@@ -28,12 +28,16 @@
 //     (PortLoads, OpenRequests), UntrackPort when it goes away;
 //   - SetVIP for each function with its ready replicas and weights (none when
 //     it is at zero), DeleteVIP when the function is deleted;
-//   - SetFallback to the activator's local listener;
+//   - SetFallback to the activator's local listener, and
+//     SetReplicaFallback to the listener replicas reach on the node bridge;
+//   - AddReplicaNetns for each replica's network namespace (by its
+//     SO_NETNS_COOKIE), RemoveReplicaNetns when the replica goes away;
 //   - RunWakeEvents in its own goroutine, starting a pre-created task for
 //     WakeEvent.FunctionID.
 //
-// The activator calls FallbackOrigin with an accepted connection's remote
-// address to learn which VIP, and so which function, the client dialed.
+// The fallback listeners call FallbackOrigin with an accepted connection's
+// remote address to learn which VIP, and so which function, the client
+// dialed.
 //
 // # Limits
 //
@@ -50,8 +54,15 @@
 // to TCP and waits Options.CloseGrace so that receivers catch up. The same
 // holds if ebbd dies, without the grace.
 //
-// Only sockets in the loader's network namespace are touched: a container
-// with a network of its own keeps plain TCP and its own VIP-range addresses.
+// Only sockets in the loader's network namespace and in registered replica
+// namespaces are touched: a container with a network of its own keeps plain
+// TCP and its own VIP-range addresses. In a replica's namespace only sockets
+// on its own (non-loopback) address are: loopback 4-tuples repeat across
+// namespaces, and one namespace's socket must never find another's as its
+// peer. The socket map is keyed by 4-tuple, so a connection from the host to
+// a replica's address is redirected across the two namespaces. A replica's
+// VIP connect always goes to the replica fallback: replicas do not reach one
+// another directly.
 //
 // VIPs are IPv4 and TCP only; connect() from an AF_INET6 socket to a
 // v4-mapped VIP is not rewritten.

@@ -13,7 +13,10 @@
 //  * Function VIPs (cgroup/connect4 + cgroup/getpeername4): connect() to a
 //    function's virtual address is rewritten to one of its ready backends, or,
 //    when the function has none, to the activator's listener together with a
-//    ring-buffer "wake" event. getpeername() shows the VIP back.
+//    ring-buffer "wake" event. A replica's connect (from a registered
+//    replica network namespace) always goes to the replica fallback listener
+//    instead, since replicas cannot reach one another. getpeername() shows
+//    the VIP back.
 //
 //  * Request accounting (sockops + sk_msg): connections to a tracked port (a
 //    replica's) are followed as flows. A client's send on an idle flow opens
@@ -43,8 +46,9 @@ char __license[] SEC("license") = "Dual MIT/GPL";
 volatile const __u32 vip_net = 0;
 volatile const __u32 vip_mask = 0xffffffff;
 // The network namespace the loader runs in (its SO_NETNS_COOKIE). Only
-// sockets in it are touched: the same 4-tuple or VIP means something else in
-// another namespace. 0 turns the check off.
+// sockets in it, and in the replica namespaces registered in replica_netns,
+// are touched: the same 4-tuple or VIP means something else in another
+// namespace. 0 turns the check off.
 volatile const __u64 netns_cookie = 0;
 
 enum stat {
@@ -63,6 +67,7 @@ enum stat {
 	STAT_PEERNAME_REWRITTEN,
 	STAT_FLOW_TRACKED,
 	STAT_FLOW_TRACK_FAILED,
+	STAT_CONNECT_REPLICA_FALLBACK,
 	STAT_MAX,
 };
 
@@ -203,13 +208,35 @@ struct {
 	__array(values, struct backend_slots);
 } vip_backends SEC(".maps");
 
-// The activator's listener; addr 0 means none.
+enum fallback_slot {
+	// The fallback listener host processes' cold connects go to: a
+	// loopback address.
+	FALLBACK_HOST,
+	// The one replicas' VIP connects go to, warm or cold: an address on
+	// the node bridge that replicas can reach (the gateway).
+	FALLBACK_REPLICA,
+	FALLBACK_SLOTS,
+};
+
+// The fallback listeners, by enum fallback_slot; addr 0 means none.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, FALLBACK_SLOTS);
 	__type(key, __u32);
 	__type(value, struct addr4);
 } fallback SEC(".maps");
+
+// Network namespaces of the node's replicas (netns cookie → 1), filled by
+// the loader: their sockets count as the loader's own, so that connections
+// between the host and a replica's address are redirected and accounted,
+// and their VIP connects are sent to the replica fallback.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, __u8);
+} replica_netns SEC(".maps");
 
 // Set by the loader while it closes: sends stop being redirected, so that
 // the receivers can drain what was before the sockets leave the map.
@@ -262,6 +289,7 @@ const enum stat *unused_stat __attribute__((unused));
 const struct wake_event *unused_wake_event __attribute__((unused));
 const struct fallback_conn *unused_fallback_conn __attribute__((unused));
 const struct port_load *unused_port_load __attribute__((unused));
+const enum fallback_slot *unused_fallback_slot __attribute__((unused));
 
 static __always_inline void count(__u32 stat, __u64 n)
 {
@@ -271,9 +299,28 @@ static __always_inline void count(__u32 stat, __u64 n)
 		__sync_fetch_and_add(v, n);
 }
 
-static __always_inline int foreign_netns(void *ctx)
+enum netns_kind {
+	NETNS_FOREIGN, // someone else's: left alone
+	NETNS_HOST,    // the loader's
+	NETNS_REPLICA, // a registered replica's
+};
+
+// which_netns tells whose network namespace the socket of ctx lives in.
+static __always_inline int which_netns(void *ctx)
 {
-	return netns_cookie && bpf_get_netns_cookie(ctx) != netns_cookie;
+	if (!netns_cookie)
+		return NETNS_HOST;
+	__u64 cookie = bpf_get_netns_cookie(ctx);
+	if (cookie == netns_cookie)
+		return NETNS_HOST;
+	if (bpf_map_lookup_elem(&replica_netns, &cookie))
+		return NETNS_REPLICA;
+	return NETNS_FOREIGN;
+}
+
+static __always_inline int is_loopback4(__u32 ip4)
+{
+	return (bpf_ntohl(ip4) >> 24) == 127;
 }
 
 static __always_inline int port_allowed(__u32 port)
@@ -417,39 +464,15 @@ int ebb_sockops(struct bpf_sock_ops *skops)
 	}
 	if (op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
-	if (foreign_netns(skops))
+	int netns = which_netns(skops);
+	if (netns == NETNS_FOREIGN)
 		return 1;
 
 	__u32 family = skops->family;
 	if (family != AF_INET && family != AF_INET6)
 		return 1;
 
-	// Remember which client connection the activator is about to accept, so
-	// it can ask which VIP (and so which function) the client dialed.
-	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && family == AF_INET) {
-		struct bpf_sock *sk = skops->sk;
-		if (sk) {
-			struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
-			if (si && (si->flags & SOCK_VIA_FALLBACK)) {
-				struct addr4 client = {
-					.addr = skops->local_ip4,
-					.port = (__u16)skops->local_port,
-				};
-				struct fallback_conn fc = {
-					.vip = si->vip,
-					.function_id = si->function_id,
-				};
-				bpf_map_update_elem(&fallback_conns, &client, &fc, BPF_ANY);
-			}
-		}
-	}
-
-	__u32 lport = skops->local_port;
-	__u32 rport = bpf_ntohl(skops->remote_port);
-	if (!port_allowed(lport) && !port_allowed(rport))
-		return 1;
-
-	// Read the IPv4 fields up front: left inside the branch, clang merges
+	// Read the IPv4 fields up front: left inside a branch, clang merges
 	// them with the IPv6 reads into one load through a computed context
 	// pointer, which the verifier rejects.
 	__u32 local4 = skops->local_ip4;
@@ -471,6 +494,44 @@ int ebb_sockops(struct bpf_sock_ops *skops)
 		key.remote_ip[2] = skops->remote_ip6[2];
 		key.remote_ip[3] = skops->remote_ip6[3];
 	}
+
+	// Inside a replica's namespace only its own address is unique on the
+	// node: its loopback 4-tuples (the replica calling itself) can equal
+	// the host's or another replica's, and must never share their map
+	// entries. IPv6 is off there but for a dual-stack listener's
+	// IPv4-mapped addresses.
+	if (netns == NETNS_REPLICA) {
+		__u32 l4 = ipv4_mapped(key.local_ip[0], key.local_ip[1], key.local_ip[2], key.local_ip[3]);
+		if (!l4 || is_loopback4(l4))
+			return 1;
+	}
+
+	// Remember which client connection a fallback listener is about to
+	// accept, so it can ask which VIP (and so which function) the client
+	// dialed. A client in a replica's namespace is keyed by the replica's
+	// address, which is how the listener on the bridge sees it.
+	if (op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB && family == AF_INET) {
+		struct bpf_sock *sk = skops->sk;
+		if (sk) {
+			struct sock_info *si = bpf_sk_storage_get(&sock_infos, sk, 0, 0);
+			if (si && (si->flags & SOCK_VIA_FALLBACK)) {
+				struct addr4 client = {
+					.addr = local4,
+					.port = (__u16)skops->local_port,
+				};
+				struct fallback_conn fc = {
+					.vip = si->vip,
+					.function_id = si->function_id,
+				};
+				bpf_map_update_elem(&fallback_conns, &client, &fc, BPF_ANY);
+			}
+		}
+	}
+
+	__u32 lport = skops->local_port;
+	__u32 rport = bpf_ntohl(skops->remote_port);
+	if (!port_allowed(lport) && !port_allowed(rport))
+		return 1;
 	key.local_port = lport;
 	key.remote_port = rport;
 
@@ -616,12 +677,25 @@ static __always_inline void emit_wake(struct bpf_sock_addr *ctx, struct addr4 *v
 	count(STAT_WAKE_EMITTED, 1);
 }
 
+// vip_hot tells whether the VIP has ready backends: the loader fills every
+// slot of a hot VIP's table.
+static __always_inline int vip_hot(struct addr4 *vip)
+{
+	void *slots = bpf_map_lookup_elem(&vip_backends, vip);
+	if (!slots)
+		return 0;
+	__u32 zero = 0;
+	struct addr4 *b = bpf_map_lookup_elem(slots, &zero);
+	return b && b->addr;
+}
+
 SEC("cgroup/connect4")
 int ebb_connect4(struct bpf_sock_addr *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 1;
-	if (foreign_netns(ctx))
+	int netns = which_netns(ctx);
+	if (netns == NETNS_FOREIGN)
 		return 1;
 	__u32 dst = ctx->user_ip4;
 	if ((dst & vip_mask) != vip_net)
@@ -640,27 +714,48 @@ int ebb_connect4(struct bpf_sock_addr *ctx)
 
 	struct addr4 target = {};
 	__u32 flags = 0;
-	void *slots = bpf_map_lookup_elem(&vip_backends, &vip);
-	if (slots) {
-		__u32 slot = bpf_get_prandom_u32() % VIP_SLOTS;
-		struct addr4 *b = bpf_map_lookup_elem(slots, &slot);
-		if (b && b->addr) {
-			target = *b;
-			flags = SOCK_VIA_BACKEND;
-		}
-	}
-	if (!flags) {
-		emit_wake(ctx, &vip, function_id);
-		__u32 zero = 0;
-		struct addr4 *fb = bpf_map_lookup_elem(&fallback, &zero);
+	__u32 stat = STAT_CONNECT_FALLBACK;
+	if (netns == NETNS_REPLICA) {
+		// A replica reaches no other replica (the bridge isolates them),
+		// only the host: its VIP connects all go to the replica fallback
+		// listener, which serves them through the router. A cold VIP
+		// still wakes the function at once.
+		if (!vip_hot(&vip))
+			emit_wake(ctx, &vip, function_id);
+		__u32 slot = FALLBACK_REPLICA;
+		struct addr4 *fb = bpf_map_lookup_elem(&fallback, &slot);
 		if (!fb || !fb->addr) {
-			// Nowhere to send it: leave the connect alone, it will
-			// be refused, which is what a dead VIP should do.
 			count(STAT_CONNECT_NO_FALLBACK, 1);
 			return 1;
 		}
 		target = *fb;
 		flags = SOCK_VIA_FALLBACK;
+		stat = STAT_CONNECT_REPLICA_FALLBACK;
+	} else {
+		void *slots = bpf_map_lookup_elem(&vip_backends, &vip);
+		if (slots) {
+			__u32 slot = bpf_get_prandom_u32() % VIP_SLOTS;
+			struct addr4 *b = bpf_map_lookup_elem(slots, &slot);
+			if (b && b->addr) {
+				target = *b;
+				flags = SOCK_VIA_BACKEND;
+				stat = STAT_CONNECT_BACKEND;
+			}
+		}
+		if (!flags) {
+			emit_wake(ctx, &vip, function_id);
+			__u32 slot = FALLBACK_HOST;
+			struct addr4 *fb = bpf_map_lookup_elem(&fallback, &slot);
+			if (!fb || !fb->addr) {
+				// Nowhere to send it: leave the connect alone, it
+				// will be refused, which is what a dead VIP should
+				// do.
+				count(STAT_CONNECT_NO_FALLBACK, 1);
+				return 1;
+			}
+			target = *fb;
+			flags = SOCK_VIA_FALLBACK;
+		}
 	}
 
 	struct bpf_sock *sk = ctx->sk;
@@ -676,7 +771,7 @@ int ebb_connect4(struct bpf_sock_addr *ctx)
 
 	ctx->user_ip4 = target.addr;
 	ctx->user_port = bpf_htons(target.port);
-	count(flags == SOCK_VIA_BACKEND ? STAT_CONNECT_BACKEND : STAT_CONNECT_FALLBACK, 1);
+	count(stat, 1);
 	return 1;
 }
 

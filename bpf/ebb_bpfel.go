@@ -27,6 +27,14 @@ type ebbFallbackConn struct {
 	Pad        uint32
 }
 
+type ebbFallbackSlot uint32
+
+const (
+	ebbFallbackSlotFALLBACK_HOST    ebbFallbackSlot = 0
+	ebbFallbackSlotFALLBACK_REPLICA ebbFallbackSlot = 1
+	ebbFallbackSlotFALLBACK_SLOTS   ebbFallbackSlot = 2
+)
+
 type ebbFlow struct {
 	_       structs.HostLayout
 	StartNs uint64
@@ -72,22 +80,23 @@ type ebbSockKey struct {
 type ebbStat uint32
 
 const (
-	ebbStatSTAT_SOCK_INSERTED        ebbStat = 0
-	ebbStatSTAT_SOCK_INSERT_FAILED   ebbStat = 1
-	ebbStatSTAT_MSG_REDIRECTED       ebbStat = 2
-	ebbStatSTAT_MSG_REDIRECTED_BYTES ebbStat = 3
-	ebbStatSTAT_MSG_PASSED           ebbStat = 4
-	ebbStatSTAT_MSG_LATCHED_PLAIN    ebbStat = 5
-	ebbStatSTAT_CONNECT_BACKEND      ebbStat = 6
-	ebbStatSTAT_CONNECT_FALLBACK     ebbStat = 7
-	ebbStatSTAT_CONNECT_NO_FALLBACK  ebbStat = 8
-	ebbStatSTAT_CONNECT_UNKNOWN_VIP  ebbStat = 9
-	ebbStatSTAT_WAKE_EMITTED         ebbStat = 10
-	ebbStatSTAT_WAKE_DROPPED         ebbStat = 11
-	ebbStatSTAT_PEERNAME_REWRITTEN   ebbStat = 12
-	ebbStatSTAT_FLOW_TRACKED         ebbStat = 13
-	ebbStatSTAT_FLOW_TRACK_FAILED    ebbStat = 14
-	ebbStatSTAT_MAX                  ebbStat = 15
+	ebbStatSTAT_SOCK_INSERTED            ebbStat = 0
+	ebbStatSTAT_SOCK_INSERT_FAILED       ebbStat = 1
+	ebbStatSTAT_MSG_REDIRECTED           ebbStat = 2
+	ebbStatSTAT_MSG_REDIRECTED_BYTES     ebbStat = 3
+	ebbStatSTAT_MSG_PASSED               ebbStat = 4
+	ebbStatSTAT_MSG_LATCHED_PLAIN        ebbStat = 5
+	ebbStatSTAT_CONNECT_BACKEND          ebbStat = 6
+	ebbStatSTAT_CONNECT_FALLBACK         ebbStat = 7
+	ebbStatSTAT_CONNECT_NO_FALLBACK      ebbStat = 8
+	ebbStatSTAT_CONNECT_UNKNOWN_VIP      ebbStat = 9
+	ebbStatSTAT_WAKE_EMITTED             ebbStat = 10
+	ebbStatSTAT_WAKE_DROPPED             ebbStat = 11
+	ebbStatSTAT_PEERNAME_REWRITTEN       ebbStat = 12
+	ebbStatSTAT_FLOW_TRACKED             ebbStat = 13
+	ebbStatSTAT_FLOW_TRACK_FAILED        ebbStat = 14
+	ebbStatSTAT_CONNECT_REPLICA_FALLBACK ebbStat = 15
+	ebbStatSTAT_MAX                      ebbStat = 16
 )
 
 type ebbVipInfo struct {
@@ -115,6 +124,7 @@ const (
 	ebbMapFallbackConns      = "fallback_conns"
 	ebbMapFlows              = "flows"
 	ebbMapPortLoads          = "port_loads"
+	ebbMapReplicaNetns       = "replica_netns"
 	ebbMapSockInfos          = "sock_infos"
 	ebbMapSockMap            = "sock_map"
 	ebbMapStats              = "stats"
@@ -127,6 +137,7 @@ const (
 	ebbProgEbbSockops        = "ebb_sockops"
 	ebbVarNetnsCookie        = "netns_cookie"
 	ebbVarUnusedFallbackConn = "unused_fallback_conn"
+	ebbVarUnusedFallbackSlot = "unused_fallback_slot"
 	ebbVarUnusedPortLoad     = "unused_port_load"
 	ebbVarUnusedStat         = "unused_stat"
 	ebbVarUnusedWakeEvent    = "unused_wake_event"
@@ -192,6 +203,7 @@ type ebbMapSpecs struct {
 	FallbackConns *ebpf.MapSpec `ebpf:"fallback_conns"`
 	Flows         *ebpf.MapSpec `ebpf:"flows"`
 	PortLoads     *ebpf.MapSpec `ebpf:"port_loads"`
+	ReplicaNetns  *ebpf.MapSpec `ebpf:"replica_netns"`
 	SockInfos     *ebpf.MapSpec `ebpf:"sock_infos"`
 	SockMap       *ebpf.MapSpec `ebpf:"sock_map"`
 	Stats         *ebpf.MapSpec `ebpf:"stats"`
@@ -206,6 +218,7 @@ type ebbMapSpecs struct {
 type ebbVariableSpecs struct {
 	NetnsCookie        *ebpf.VariableSpec `ebpf:"netns_cookie"`
 	UnusedFallbackConn *ebpf.VariableSpec `ebpf:"unused_fallback_conn"`
+	UnusedFallbackSlot *ebpf.VariableSpec `ebpf:"unused_fallback_slot"`
 	UnusedPortLoad     *ebpf.VariableSpec `ebpf:"unused_port_load"`
 	UnusedStat         *ebpf.VariableSpec `ebpf:"unused_stat"`
 	UnusedWakeEvent    *ebpf.VariableSpec `ebpf:"unused_wake_event"`
@@ -239,6 +252,7 @@ type ebbMaps struct {
 	FallbackConns *ebpf.Map `ebpf:"fallback_conns"`
 	Flows         *ebpf.Map `ebpf:"flows"`
 	PortLoads     *ebpf.Map `ebpf:"port_loads"`
+	ReplicaNetns  *ebpf.Map `ebpf:"replica_netns"`
 	SockInfos     *ebpf.Map `ebpf:"sock_infos"`
 	SockMap       *ebpf.Map `ebpf:"sock_map"`
 	Stats         *ebpf.Map `ebpf:"stats"`
@@ -255,6 +269,7 @@ func (m *ebbMaps) Close() error {
 		m.FallbackConns,
 		m.Flows,
 		m.PortLoads,
+		m.ReplicaNetns,
 		m.SockInfos,
 		m.SockMap,
 		m.Stats,
@@ -270,6 +285,7 @@ func (m *ebbMaps) Close() error {
 type ebbVariables struct {
 	NetnsCookie        *ebpf.Variable `ebpf:"netns_cookie"`
 	UnusedFallbackConn *ebpf.Variable `ebpf:"unused_fallback_conn"`
+	UnusedFallbackSlot *ebpf.Variable `ebpf:"unused_fallback_slot"`
 	UnusedPortLoad     *ebpf.Variable `ebpf:"unused_port_load"`
 	UnusedStat         *ebpf.Variable `ebpf:"unused_stat"`
 	UnusedWakeEvent    *ebpf.Variable `ebpf:"unused_wake_event"`

@@ -55,6 +55,9 @@ type helperArgs struct {
 	// NewNetns starts the child in a network namespace of its own, with
 	// only a loopback interface.
 	NewNetns bool `json:"newNetns,omitempty"`
+	// Netns runs the child in the named network namespace (ip netns),
+	// set up by the parent.
+	Netns string `json:"netns,omitempty"`
 	// KeepAlive makes http-get reuse one connection for all its requests.
 	KeepAlive bool `json:"keepAlive,omitempty"`
 }
@@ -492,6 +495,11 @@ func startHelper(t *testing.T, cg, mode string, args helperArgs) *helper {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	h := &helper{cmd: exec.CommandContext(ctx, os.Args[0], "-test.run=^$")}
+	if args.Netns != "" {
+		// ip enters the namespace before it execs the test binary, so
+		// every thread of the child is in it.
+		h.cmd = exec.CommandContext(ctx, testenv.RequireBinary(t, "ip"), "netns", "exec", args.Netns, os.Args[0], "-test.run=^$")
+	}
 	h.cmd.Env = append(os.Environ(), helperEnv+"="+mode, helperArgsEnv+"="+string(raw))
 	// CLONE_INTO_CGROUP: the child is in cg from its first instruction.
 	h.cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(dir.Fd())}

@@ -70,8 +70,9 @@ type Stats struct {
 	MessagesPassed       uint64 // sends on mapped sockets that used plain TCP
 	SocketsLatchedPlain  uint64 // sockets whose peer was not mapped at their first send
 	ConnectsToBackend    uint64 // VIP connects sent to a ready backend
-	ConnectsToFallback   uint64 // VIP connects sent to the fallback listener
-	ConnectsNoFallback   uint64 // cold VIP connects left alone, no fallback set
+	ConnectsToFallback   uint64 // host VIP connects sent to the fallback listener
+	ConnectsFromReplicas uint64 // replicas' VIP connects sent to the replica fallback listener
+	ConnectsNoFallback   uint64 // VIP connects left alone, no fallback (of their kind) set
 	ConnectsUnknownVIP   uint64 // connects into the VIP range to no published VIP
 	WakesEmitted         uint64
 	WakesDropped         uint64 // the ring buffer was full
@@ -466,28 +467,73 @@ func (l *Loader) vipKey(addr netip.AddrPort) (ebbAddr4, error) {
 	return toAddr4(addr), nil
 }
 
-// SetFallback sets where connects to cold VIPs go: the activator's local
-// listener. The zero AddrPort clears it; cold connects are then refused.
+// SetFallback sets where host processes' connects to cold VIPs go: the
+// activator's local listener. The zero AddrPort clears it; cold connects
+// are then refused.
 func (l *Loader) SetFallback(addr netip.AddrPort) error {
+	return l.setFallback(ebbFallbackSlotFALLBACK_HOST, "fallback", addr)
+}
+
+// SetReplicaFallback sets where connects to any VIP from a registered
+// replica network namespace go (see AddReplicaNetns): a listener the
+// replicas can reach, on the node bridge's gateway address. Replicas cannot
+// reach one another, so their VIP connects never go to a backend directly;
+// a cold VIP still raises a wake event. The zero AddrPort clears it;
+// replicas' VIP connects are then refused.
+func (l *Loader) SetReplicaFallback(addr netip.AddrPort) error {
+	return l.setFallback(ebbFallbackSlotFALLBACK_REPLICA, "replica fallback", addr)
+}
+
+func (l *Loader) setFallback(slot ebbFallbackSlot, what string, addr netip.AddrPort) error {
 	var v ebbAddr4
 	if addr.IsValid() {
 		if !addr.Addr().Is4() || addr.Port() == 0 {
-			return fmt.Errorf("fallback %s: want an IPv4 address and a port", addr)
+			return fmt.Errorf("%s %s: want an IPv4 address and a port", what, addr)
 		}
 		v = toAddr4(addr)
 	}
 	return l.use(func() error {
-		if err := l.objs.Fallback.Update(uint32(0), v, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("set fallback %s: %w", addr, err)
+		if err := l.objs.Fallback.Update(uint32(slot), v, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("set %s %s: %w", what, addr, err)
 		}
 		return nil
 	})
 }
 
-// FallbackOrigin tells the fallback listener (the activator) which VIP a
-// connection it accepted was meant for. client is the accepted connection's
-// remote address. ok is false when the connection did not come through a
-// cold VIP.
+// AddReplicaNetns registers the network namespace whose SO_NETNS_COOKIE is
+// cookie as a replica's: its sockets count as the loader's own (connections
+// between the host and the replica's address are redirected and accounted;
+// its loopback connections are left alone), and its VIP connects go to the
+// replica fallback. Adding a registered namespace again is not an error.
+func (l *Loader) AddReplicaNetns(cookie uint64) error {
+	if cookie == 0 {
+		return errors.New("add replica netns: cookie 0 is no namespace")
+	}
+	return l.use(func() error {
+		if err := l.objs.ReplicaNetns.Update(cookie, uint8(1), ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("add replica netns %d: %w", cookie, err)
+		}
+		return nil
+	})
+}
+
+// RemoveReplicaNetns forgets a replica's network namespace; new sockets
+// and connects in it are left alone. Removing an unknown one is not an
+// error.
+func (l *Loader) RemoveReplicaNetns(cookie uint64) error {
+	return l.use(func() error {
+		if err := l.objs.ReplicaNetns.Delete(cookie); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("remove replica netns %d: %w", cookie, err)
+		}
+		return nil
+	})
+}
+
+// FallbackOrigin tells a fallback listener (the host's or the replicas')
+// which VIP a connection it accepted was meant for. client is the accepted
+// connection's remote address: a loopback address for a host process, the
+// replica's address for a replica. ok is false when the connection did not
+// come through a VIP.
 func (l *Loader) FallbackOrigin(client netip.AddrPort) (o Origin, ok bool, err error) {
 	if !client.Addr().Unmap().Is4() {
 		return Origin{}, false, nil
@@ -533,6 +579,7 @@ func (l *Loader) readStats() (Stats, error) {
 		{ebbStatSTAT_MSG_LATCHED_PLAIN, &s.SocketsLatchedPlain},
 		{ebbStatSTAT_CONNECT_BACKEND, &s.ConnectsToBackend},
 		{ebbStatSTAT_CONNECT_FALLBACK, &s.ConnectsToFallback},
+		{ebbStatSTAT_CONNECT_REPLICA_FALLBACK, &s.ConnectsFromReplicas},
 		{ebbStatSTAT_CONNECT_NO_FALLBACK, &s.ConnectsNoFallback},
 		{ebbStatSTAT_CONNECT_UNKNOWN_VIP, &s.ConnectsUnknownVIP},
 		{ebbStatSTAT_WAKE_EMITTED, &s.WakesEmitted},

@@ -23,6 +23,12 @@ type Config struct {
 	// with the defaults of bpf.Options. Every node must use the same
 	// range, since the allocations are shared through the store.
 	VIPs bpf.Options
+	// ReplicaCIDR, when set, is this node's replica address range (the
+	// node bridge's), where its isolated replicas serve. Every node has
+	// its own, often the same range, so another node's endpoint with an
+	// address in it is not a VIP backend here: that address is a replica
+	// of this node, maybe another function's.
+	ReplicaCIDR netip.Prefix
 	// RetryInterval is how soon a failed step (a store conflict, a map
 	// update) is tried again when no store change comes first. Default 1s.
 	RetryInterval time.Duration
@@ -61,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.RetryInterval < 0 || c.ActivateTimeout < 0 || c.StatsInterval < 0 {
 		return errors.New("bpfsync: intervals must not be negative")
+	}
+	if c.ReplicaCIDR.IsValid() && !c.ReplicaCIDR.Addr().Is4() {
+		return fmt.Errorf("bpfsync: replica CIDR %s: want IPv4", c.ReplicaCIDR)
 	}
 	if err := c.VIPs.Validate(); err != nil {
 		return fmt.Errorf("bpfsync: %w", err)

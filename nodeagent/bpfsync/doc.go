@@ -27,10 +27,21 @@
 // events for one revision in flight fold into one call.
 //
 // The Fallback is the listener cold VIP connects land on: it learns from
-// the loader which function the client dialed and serves the request with
-// that function's traffic split through the router, which hands it to the
-// activator until a replica is ready. It closes each such connection after
-// its response, so the client's next connect goes straight to the replica.
+// the loader which function the client dialed (once per connection, when
+// it accepts it) and serves the request with that function's traffic split
+// through the router, which hands it to the activator until a replica is
+// ready. It closes each such connection after its response, so the
+// client's next connect goes straight to the replica. With
+// FallbackConfig.ReplicaAddr it also listens where replicas in network
+// namespaces of their own reach the host (the node bridge's gateway): the
+// programs send every VIP connect of a replica there, warm or cold, since
+// replicas never reach one another directly. Those connections are kept
+// alive, and go through the router's limits and tenancy like any other.
+// Run tells the loader both addresses.
+//
+// Endpoint addresses are used as they are: 127.0.0.1 without isolation, a
+// replica's own address in the node's replica CIDR with it. Another node's
+// endpoint in this node's Config.ReplicaCIDR is no backend here.
 //
 // This package must not import the router, activator, autoscaler or
 // control plane: it reaches them through the small interfaces declared

@@ -83,6 +83,7 @@ func NewStatsCollector(r StatsReader) *StatsCollector {
 		d("sockets_latched_plain_total", "Mapped sockets whose peer was not mapped at their first send.", func(s bpf.Stats) uint64 { return s.SocketsLatchedPlain }),
 		connects("backend", func(s bpf.Stats) uint64 { return s.ConnectsToBackend }),
 		connects("fallback", func(s bpf.Stats) uint64 { return s.ConnectsToFallback }),
+		connects("replica_fallback", func(s bpf.Stats) uint64 { return s.ConnectsFromReplicas }),
 		connects("no_fallback", func(s bpf.Stats) uint64 { return s.ConnectsNoFallback }),
 		connects("unknown_vip", func(s bpf.Stats) uint64 { return s.ConnectsUnknownVIP }),
 		d("wakes_emitted_total", "Wake events the connect program emitted.", func(s bpf.Stats) uint64 { return s.WakesEmitted }),

@@ -375,6 +375,9 @@ func (s *Syncer) syncVIPs(v view) error {
 			continue // VIPs are IPv4; such a replica is reached via the router
 		}
 		addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+		if c.Value.Node != s.cfg.Node && s.cfg.ReplicaCIDR.IsValid() && s.cfg.ReplicaCIDR.Contains(addr.Addr()) {
+			continue // on this node that address is one of ours
+		}
 		ready[c.Value.Revision] = append(ready[c.Value.Revision], addr)
 	}
 	for _, addrs := range ready {

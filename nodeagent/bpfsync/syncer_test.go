@@ -182,13 +182,16 @@ type syncEnv struct {
 
 // newSyncEnv runs a Syncer for node n1 over a fresh embedded store; call
 // it in a bubble.
-func newSyncEnv(t *testing.T) *syncEnv {
+func newSyncEnv(t *testing.T, tweaks ...func(*Config)) *syncEnv {
 	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "state.db"), embedded.Options{})
 	require.NoError(t, err)
 	e := &syncEnv{t: t, st: st, loader: newFakeLoader(), acts: &activations{got: make(chan string, 16)}, reports: make(reports, 64)}
-	e.s, err = New(Config{Node: "n1", RouterPort: 8080, RetryInterval: 10 * time.Millisecond, StatsInterval: statsInterval},
-		Deps{Store: st, Loader: e.loader, Activator: e.acts, Stats: e.reports})
+	cfg := Config{Node: "n1", RouterPort: 8080, RetryInterval: 10 * time.Millisecond, StatsInterval: statsInterval}
+	for _, tweak := range tweaks {
+		tweak(&cfg)
+	}
+	e.s, err = New(cfg, Deps{Store: st, Loader: e.loader, Activator: e.acts, Stats: e.reports})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -513,5 +516,53 @@ func TestSyncerOnSharedCaches(t *testing.T) {
 		got, vipsNow := loader.state()
 		assert.Equal(t, map[uint16]bool{8080: true, 9001: true}, got, "this node's ports only")
 		assert.Len(t, vipsNow, 1, "the function's VIP")
+	})
+}
+
+// TestSyncerReplicaAddresses: with isolation, a replica serves on an
+// address of its own in the replica CIDR (on the node bridge) rather than
+// on 127.0.0.1. Its endpoint's address becomes the VIP backend as it is,
+// and its port is still what is allow-listed, tracked and mapped to its
+// revision for VIP load.
+func TestSyncerReplicaAddresses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newSyncEnv(t, func(c *Config) { c.ReplicaCIDR = netip.MustParsePrefix("10.213.0.0/18") })
+		e.putFunction("alpha")
+		endpoint := func(replica, node, addr string) store.Op {
+			return store.PutJSON(store.EndpointKey("alpha-00001", replica),
+				store.Endpoint{Function: "alpha", Revision: "alpha-00001", Replica: replica, Node: node, Addr: addr}, store.AnyVersion)
+		}
+		e.txn(
+			endpoint("r1", "n1", "10.213.0.2:20000"),
+			endpoint("r2", "n1", "10.213.0.7:20005"),
+			endpoint("r3", "n2", "10.213.0.2:20000"), // another node's: the same address on its own bridge
+			endpoint("r4", "n3", "10.214.0.9:20001"), // another node's, outside this node's range
+			store.Put(store.PortKey("n1", 20000), []byte(`"r1"`), store.AnyVersion),
+			store.Put(store.PortKey("n1", 20005), []byte(`"r2"`), store.AnyVersion),
+		)
+		ports, vips := e.settle()
+		assert.Equal(t, map[uint16]bool{8080: true, 20000: true, 20005: true}, ports)
+		assert.Equal(t, map[uint16]bool{20000: true, 20005: true}, e.loader.trackedPorts())
+		var addrs []string
+		for _, b := range vips[vip0].Backends {
+			addrs = append(addrs, b.Addr.String())
+		}
+		// n2's replica address means r1 here, so it is left out; n3's is
+		// outside this node's range and may be reachable.
+		assert.Equal(t, []string{"10.213.0.2:20000", "10.213.0.7:20005", "10.214.0.9:20001"}, addrs)
+		assert.Equal(t, map[uint16]string{20000: "alpha-00001", 20005: "alpha-00001"}, e.s.replicaRevisions())
+
+		e.loader.setLoad(20005, bpf.PortLoad{VIPRequests: 1})
+		advance(statsInterval)
+		e.loader.setLoad(20005, bpf.PortLoad{VIPRequests: 4})
+		advance(statsInterval)
+		select {
+		case stats := <-e.reports:
+			require.Len(t, stats, 1)
+			assert.Equal(t, "alpha-00001", stats[0].Revision)
+			assert.Equal(t, 3.0, stats[0].Requests)
+		default:
+			t.Fatal("no VIP load reported")
+		}
 	})
 }
