@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/mount"
+	"github.com/containerd/containerd/namespaces"
+	"github.com/containerd/containerd/snapshots"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -248,4 +251,107 @@ func runProbe(t *testing.T, rt *ctrd.Runtime, spec nodeagent.ContainerSpec) prob
 	require.Eventually(t, func() bool { return json.Unmarshal([]byte(out.String()), &r) == nil }, 5*time.Second, time.Millisecond)
 	t.Logf("probe report: %s", out.String())
 	return r
+}
+
+// TestRuntimeRemappedSnapshot checks that a container in a user namespace
+// gets a root filesystem owned by the mapped ids, that the shifted copy of
+// the image is made once per image and range and shared, also by creates
+// that need it at the same time, and reports what the first create costs
+// against a later one.
+func TestRuntimeRemappedSnapshot(t *testing.T) {
+	client := connect(t)
+	bin := probeBinary(t)
+	var files []ociimage.File
+	for i := range 500 {
+		files = append(files, ociimage.File{Path: fmt.Sprintf("/app/static/%03d.txt", i), Mode: 0o644, Data: []byte(strings.Repeat("x", 4096))})
+	}
+	ref := pushImage(t, client, ociimage.BuildOptions{Name: "ebb-test/probe:remap", Binary: bin, BinaryPath: "/app/probe", Files: files})
+	rt, err := ctrd.New(client, ctrd.Config{FIFODir: filepath.Join(t.TempDir(), "fifo")})
+	require.NoError(t, err)
+	t.Cleanup(rt.Close)
+	ctx := context.Background()
+	node := fmt.Sprintf("remap-%d", time.Now().UnixNano())
+	userNS := &nodeagent.IDMap{HostID: 1<<31 + 9*65536, Size: 65536}
+	spec := func(i int) nodeagent.ContainerSpec {
+		return nodeagent.ContainerSpec{
+			ID: fmt.Sprintf("%s-%d", node, i), Image: ref, Args: []string{"/app/probe"},
+			Labels: map[string]string{nodeagent.LabelNode: node},
+			UserNS: userNS, DefaultUser: "65532:65532",
+		}
+	}
+	create := func(i int) time.Duration {
+		s := spec(i)
+		start := time.Now()
+		require.NoError(t, rt.Create(ctx, s))
+		took := time.Since(start)
+		t.Cleanup(func() { _ = rt.Delete(context.Background(), s.ID) })
+		return took
+	}
+	_, err = rt.Image(ctx, ref) // unpacked and read, as the pool finds it
+	require.NoError(t, err)
+	first := create(0)
+	later := create(1)
+	plain := spec(2)
+	plain.UserNS = nil
+	start := time.Now()
+	require.NoError(t, rt.Create(ctx, plain))
+	hostNS := time.Since(start)
+	t.Cleanup(func() { _ = rt.Delete(context.Background(), plain.ID) })
+	t.Logf("create in a user namespace: first (remaps the image) %v, later %v; in the host's %v", first, later, hostNS)
+
+	nctx := namespaces.WithNamespace(ctx, "ebb")
+	sn := client.SnapshotService("overlayfs")
+	info0, err := sn.Stat(nctx, spec(0).ID)
+	require.NoError(t, err)
+	info1, err := sn.Stat(nctx, spec(1).ID)
+	require.NoError(t, err)
+	assert.Equal(t, info0.Parent, info1.Parent, "one shifted copy of the image for both")
+	assert.Contains(t, info0.Parent, fmt.Sprintf("-userns-%d-%d", userNS.HostID, userNS.Size))
+
+	mounts, err := sn.Mounts(nctx, spec(0).ID)
+	require.NoError(t, err)
+	require.NoError(t, mount.WithReadonlyTempMount(nctx, mounts, func(root string) error {
+		for _, p := range []string{"/", "/app", "/app/probe", "/etc/passwd", "/app/static/499.txt"} {
+			var st unix.Stat_t
+			require.NoError(t, unix.Lstat(filepath.Join(root, p), &st))
+			assert.Equal(t, userNS.HostID, st.Uid, "%s's owner", p)
+			assert.Equal(t, userNS.HostID, st.Gid, "%s's group", p)
+		}
+		return nil
+	}))
+
+	t.Run("creates at once share one shifted copy", func(t *testing.T) {
+		userNS := &nodeagent.IDMap{HostID: 1<<31 + 10*65536, Size: 65536}
+		var wg sync.WaitGroup
+		errs := make([]error, 4)
+		for i := range errs {
+			s := spec(10 + i)
+			s.UserNS = userNS
+			wg.Go(func() { errs[i] = rt.Create(ctx, s) })
+			t.Cleanup(func() { _ = rt.Delete(context.Background(), s.ID) })
+		}
+		wg.Wait()
+		for _, err := range errs {
+			require.NoError(t, err)
+		}
+		all, err := listSnapshots(nctx, sn)
+		require.NoError(t, err)
+		var copies []string
+		for _, k := range all {
+			if strings.Contains(k, fmt.Sprintf("-userns-%d-", userNS.HostID)) {
+				copies = append(copies, k)
+			}
+		}
+		assert.Len(t, copies, 1, "one shifted copy, no half-made one left: %v", copies)
+	})
+}
+
+// listSnapshots lists the keys of sn's snapshots.
+func listSnapshots(ctx context.Context, sn snapshots.Snapshotter) ([]string, error) {
+	var keys []string
+	err := sn.Walk(ctx, func(_ context.Context, info snapshots.Info) error {
+		keys = append(keys, info.Name)
+		return nil
+	})
+	return keys, err
 }
