@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,23 +234,29 @@ func secretsDir(t *testing.T, value string) string {
 	return files
 }
 
-// runProbe creates spec's container, runs it to its exit and returns its
-// report.
+// runProbe creates spec's container, runs it to its exit as a pool hit
+// does (released by ebb-runc's way, then started) and returns its report.
 func runProbe(t *testing.T, rt *ctrd.Runtime, spec nodeagent.ContainerSpec) probeReport {
 	t.Helper()
 	ctx := context.Background()
 	require.NoError(t, rt.Create(ctx, spec))
 	t.Cleanup(func() { _ = rt.Delete(context.Background(), spec.ID) })
 	out, errOut := &testenv.Buffer{}, &testenv.Buffer{}
+	start := time.Now()
 	task, err := rt.NewTask(ctx, spec.ID, nodeagent.Output{Stdout: out, Stderr: errOut})
 	require.NoError(t, err)
+	t.Logf("new task in %v", time.Since(start))
+	require.NoError(t, task.Release(ctx))
 	require.NoError(t, task.Start(ctx))
-	exit := waitDone(t, task)
-	require.Equal(t, 0, exit.Code, "probe: %s", errOut.String())
-	// The output reaches the fifos on the kernel's time after the exit.
 	var r probeReport
-	require.Eventually(t, func() bool { return json.Unmarshal([]byte(out.String()), &r) == nil }, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return json.Unmarshal([]byte(out.String()), &r) == nil }, 10*time.Second, time.Millisecond,
+		"probe: %s", errOut)
 	t.Logf("probe report: %s", out.String())
+	st, err := task.State(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, nodeagent.TaskRunning, st)
+	require.NoError(t, task.Signal(ctx, syscall.SIGTERM))
+	require.Equal(t, 0, waitDone(t, task).Code, "probe: %s", errOut.String())
 	return r
 }
 

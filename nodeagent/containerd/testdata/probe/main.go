@@ -1,8 +1,8 @@
 // Command probe reports, as JSON on stdout, what a replica sees of its own
 // isolation: its ids and their mapping, its capabilities, whether it can
 // write its root filesystem, read masked paths, mount a sysfs or read its
-// secrets. The containerd runtime's tests run it as a replica and check
-// the report.
+// secrets, and waits for SIGTERM. The containerd runtime's tests run it
+// as a replica and check the report.
 package main
 
 import (
@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"strings"
 	"syscall"
 )
@@ -89,6 +90,11 @@ func main() {
 	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
 		os.Exit(1)
 	}
+	// Live on until told to stop, as a replica does, so that its start
+	// can be checked as well.
+	stop := make(chan os.Signal, 1)
+	signal.Notify(stop, syscall.SIGTERM)
+	<-stop
 }
 
 func readString(p string) string {
