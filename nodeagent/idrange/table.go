@@ -62,11 +62,42 @@ type table struct {
 // file is the table as it is stored: ranges by their first host id, so
 // that a person reading it sees the ids.
 type file struct {
-	Version int               `json:"version"`
-	Base    uint32            `json:"base"`
-	Size    uint32            `json:"size"`
-	Next    uint32            `json:"next"` // the index of the next range to hand out
-	Ranges  map[string]uint32 `json:"ranges"`
+	Version int    `json:"version"`
+	Base    uint32 `json:"base"`
+	Size    uint32 `json:"size"`
+	Next    uint32 `json:"next"` // the index of the next range to hand out
+	Ranges  ranges `json:"ranges"`
+}
+
+// ranges is namespace → first host id of its range. Decoding refuses a
+// namespace named twice, which encoding/json would let the last one win.
+type ranges map[string]uint32
+
+func (r *ranges) UnmarshalJSON(b []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := dec.Token(); err != nil {
+		return err
+	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return errors.New("ranges is not an object")
+	}
+	m := ranges{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		ns, _ := tok.(string) // an object's keys are strings
+		if _, dup := m[ns]; dup {
+			return fmt.Errorf("namespace %q is there twice", ns)
+		}
+		var hostID uint32
+		if err := dec.Decode(&hostID); err != nil {
+			return fmt.Errorf("namespace %q: %w", ns, err)
+		}
+		m[ns] = hostID
+	}
+	*r = m
+	return nil
 }
 
 const fileVersion = 1
@@ -119,7 +150,7 @@ func decode(data []byte, l layout) (table, error) {
 
 // encode is the stored form of t, stable for a given table.
 func (t table) encode() []byte {
-	f := file{Version: fileVersion, Base: t.base, Size: t.size, Next: t.next, Ranges: make(map[string]uint32, len(t.byNS))}
+	f := file{Version: fileVersion, Base: t.base, Size: t.size, Next: t.next, Ranges: make(ranges, len(t.byNS))}
 	for ns, i := range t.byNS {
 		f.Ranges[ns] = t.hostID(i)
 	}

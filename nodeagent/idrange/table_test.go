@@ -107,6 +107,11 @@ func TestDecode(t *testing.T) {
 		{name: "range below the base", data: `{"version":1,"base":2147483648,"size":65536,"next":2,"ranges":{"a":0}}`, wantErr: "not the start of a range"},
 		{name: "range at next: it would be handed out again", data: `{"version":1,"base":2147483648,"size":65536,"next":1,"ranges":{"a":2147549184}}`,
 			wantErr: "not below the next one"},
+		{name: "a namespace twice", data: `{"version":1,"base":2147483648,"size":65536,"next":2,"ranges":{"a":2147483648,"a":2147549184}}`,
+			wantErr: `namespace "a" is there twice`},
+		{name: "ranges not an object", data: `{"version":1,"base":2147483648,"size":65536,"next":0,"ranges":[]}`, wantErr: "not an object"},
+		{name: "ranges null", data: `{"version":1,"base":2147483648,"size":65536,"next":0,"ranges":null}`, wantErr: "not an object"},
+		{name: "a host id that is not one", data: `{"version":1,"base":2147483648,"size":65536,"next":1,"ranges":{"a":"x"}}`, wantErr: `namespace "a"`},
 		{name: "empty namespace", data: `{"version":1,"base":2147483648,"size":65536,"next":1,"ranges":{"":2147483648}}`, wantErr: "without a name"},
 	}
 	for _, tt := range tests {
