@@ -48,17 +48,26 @@ func validIDMap(m nodeagent.IDMap) error {
 func (r *Runtime) withRemappedSnapshot(id string, e *imageEntry, m nodeagent.IDMap) containerd.NewContainerOpts {
 	return func(ctx context.Context, _ *containerd.Client, c *containers.Container) error {
 		sn := r.client.SnapshotService(r.cfg.Snapshotter)
-		base, err := r.remappedBase(ctx, sn, e.chainID, m)
-		if err != nil {
-			return fmt.Errorf("image %s for user namespace %d+%d: %w", e.image.Name(), m.HostID, m.Size, err)
+		// A shifted copy that no container uses any more can be collected
+		// by containerd between the moment it is found and the one the new
+		// snapshot is made on it (which then keeps it): make it again.
+		var err error
+		for range 3 {
+			var base string
+			if base, err = r.remappedBase(ctx, sn, e.chainID, m); err != nil {
+				return fmt.Errorf("image %s for user namespace %d+%d: %w", e.image.Name(), m.HostID, m.Size, err)
+			}
+			if _, err = sn.Prepare(ctx, id, base); err == nil {
+				c.Snapshotter = r.cfg.Snapshotter
+				c.SnapshotKey = id
+				c.Image = e.image.Name()
+				return nil
+			}
+			if !errdefs.IsNotFound(err) {
+				break
+			}
 		}
-		if _, err := sn.Prepare(ctx, id, base); err != nil {
-			return fmt.Errorf("prepare snapshot %s: %w", id, err)
-		}
-		c.Snapshotter = r.cfg.Snapshotter
-		c.SnapshotKey = id
-		c.Image = e.image.Name()
-		return nil
+		return fmt.Errorf("prepare snapshot %s: %w", id, err)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/leases"
 	"github.com/containerd/containerd/mount"
 	"github.com/containerd/containerd/namespaces"
 	"github.com/containerd/containerd/snapshots"
@@ -326,6 +327,27 @@ func TestRuntimeRemappedSnapshot(t *testing.T) {
 		}
 		return nil
 	}))
+
+	t.Run("a shifted copy no container uses is collected, and made again", func(t *testing.T) {
+		userNS := &nodeagent.IDMap{HostID: 1<<31 + 12*65536, Size: 65536}
+		s := spec(20)
+		s.UserNS = userNS
+		require.NoError(t, rt.Create(ctx, s))
+		require.NoError(t, rt.Delete(ctx, s.ID))
+		// Deleting a lease synchronously runs containerd's collector now.
+		l, err := client.LeasesService().Create(nctx, leases.WithRandomID())
+		require.NoError(t, err)
+		require.NoError(t, client.LeasesService().Delete(nctx, l, leases.SynchronousDelete))
+		all, err := listSnapshots(nctx, sn)
+		require.NoError(t, err)
+		for _, k := range all {
+			assert.NotContains(t, k, fmt.Sprintf("-userns-%d-", userNS.HostID), "collected")
+		}
+		s = spec(21)
+		s.UserNS = userNS
+		require.NoError(t, rt.Create(ctx, s))
+		t.Cleanup(func() { _ = rt.Delete(context.Background(), s.ID) })
+	})
 
 	t.Run("creates at once share one shifted copy", func(t *testing.T) {
 		userNS := &nodeagent.IDMap{HostID: 1<<31 + 10*65536, Size: 65536}
