@@ -165,4 +165,20 @@ type ContainerSpec struct {
 	// NetnsPath is the network namespace to join, which the agent's Network
 	// prepared; empty means the host's.
 	NetnsPath string
+	// UserNS, if set, runs the container in a user namespace of its own
+	// with this mapping, and its root filesystem owned by the mapped ids.
+	// Nil keeps the host's user namespace (--isolation off).
+	UserNS *IDMap
+	// DefaultUser is the "uid:gid" the container runs as when its image
+	// names no USER ("65532:65532"); empty means root. An image's USER is
+	// always honoured, "0" included.
+	DefaultUser string
+}
+
+// IDMap maps the container's user and group ids 0..Size-1 to the host's
+// HostID..HostID+Size-1, the same for uids and gids. Ids outside it do
+// not exist in the container (they show as the overflow id, 65534).
+type IDMap struct {
+	HostID uint32
+	Size   uint32
 }

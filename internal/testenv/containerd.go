@@ -124,6 +124,13 @@ func startPrivateLocked() error {
 	if err != nil {
 		return err
 	}
+	// Searchable by all, as containerdproc makes its data dir: runc, as
+	// the mapped root of a container in a user namespace, must reach the
+	// bundle's rootfs under it.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		removePrivateDir(dir)
+		return err
+	}
 	sup, err := containerdproc.New(containerdproc.Config{
 		Address:   "-",
 		DataDir:   dir,

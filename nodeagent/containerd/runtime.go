@@ -29,6 +29,7 @@ import (
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/internal/runcstart"
@@ -117,6 +118,7 @@ type Runtime struct {
 	images     map[string]*imageEntry          // by normalized name
 	containers map[string]containerd.Container // created or loaded, by id
 	tasks      map[string]*task                // live handles, by container id
+	remaps     singleflight.Group              // remapped root filesystems being made, by key
 }
 
 // imageEntry caches what creating a container from an image needs, so the
@@ -292,10 +294,17 @@ func (r *Runtime) Create(ctx context.Context, spec nodeagent.ContainerSpec) erro
 	if spec.SecretEnvFile != "" && r.cfg.Launcher == "" {
 		return fmt.Errorf("create container %s: it has secret environment variables and no ebb-launch is configured to set them", spec.ID)
 	}
+	snapshot := containerd.WithNewSnapshot(spec.ID, e.image)
+	if spec.UserNS != nil {
+		if err := validIDMap(*spec.UserNS); err != nil {
+			return fmt.Errorf("create container %s: %w", spec.ID, err)
+		}
+		snapshot = r.withRemappedSnapshot(spec.ID, e, *spec.UserNS)
+	}
 	c, err := r.client.NewContainer(ctx, spec.ID,
 		containerd.WithImageName(e.image.Name()),
 		containerd.WithSnapshotter(r.cfg.Snapshotter),
-		containerd.WithNewSnapshot(spec.ID, e.image),
+		snapshot,
 		containerd.WithRuntime(r.cfg.Runtime, r.runtimeOptions()),
 		containerd.WithContainerLabels(spec.Labels),
 		containerd.WithNewSpec(specOpts(spec, e.config, r.cfg.Launcher)...),
@@ -356,11 +365,13 @@ func runcOptions(info containers.Container) *runcoptions.Options {
 }
 
 // specOpts is the OCI spec of a replica: the image's working directory and
-// user, the agent's argv and environment, and the isolation ebb promises
-// (read-only rootfs with a tmpfs /tmp, no new privileges, containerd's
-// default seccomp profile, the default capability set and nothing added),
-// with its limits. Secret variables stay out of it: launcher sets them at
-// start from spec.SecretEnvFile.
+// user (or spec.DefaultUser when the image names none), the agent's argv
+// and environment, and the isolation ebb promises: read-only rootfs with a
+// tmpfs /tmp, no new privileges, containerd's default seccomp profile, the
+// small capability set of replicaCaps, runc's masked and read-only paths,
+// and, with spec.UserNS, a user namespace of its own; with its limits.
+// Secret variables stay out of it: launcher sets them at start from
+// spec.SecretEnvFile.
 func specOpts(spec nodeagent.ContainerSpec, img ocispec.ImageConfig, launcher string) []oci.SpecOpts {
 	cwd := img.WorkingDir
 	if cwd == "" {
@@ -370,14 +381,18 @@ func specOpts(spec nodeagent.ContainerSpec, img ocispec.ImageConfig, launcher st
 	if spec.SecretEnvFile != "" {
 		args = append([]string{launcherPath, secretEnvPath}, args...)
 	}
+	user := img.User
+	if user == "" {
+		user = spec.DefaultUser
+	}
 	opts := []oci.SpecOpts{
 		oci.WithProcessArgs(args...),
 		withExactEnv(spec.Env),
 		oci.WithProcessCwd(cwd),
-		withUser(img.User),
+		withUser(user),
 		oci.WithRootFSReadonly(),
 		oci.WithNoNewPrivileges,
-		seccomp.WithDefaultProfile(),
+		withMaskedPaths,
 		oci.WithMounts([]specs.Mount{{
 			Destination: "/tmp", Type: "tmpfs", Source: "tmpfs",
 			Options: []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.FormatInt(spec.TmpBytes, 10)},
@@ -391,6 +406,10 @@ func specOpts(spec nodeagent.ContainerSpec, img ocispec.ImageConfig, launcher st
 	} else {
 		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: spec.NetnsPath}))
 	}
+	if spec.UserNS != nil {
+		m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: spec.UserNS.HostID, Size: spec.UserNS.Size}}
+		opts = append(opts, oci.WithUserNamespace(m, m), withEmptySys)
+	}
 	if spec.SecretsDir != "" {
 		opts = append(opts, oci.WithMounts([]specs.Mount{{
 			Destination: "/run/secrets", Type: "bind", Source: spec.SecretsDir,
@@ -403,8 +422,57 @@ func specOpts(spec nodeagent.ContainerSpec, img ocispec.ImageConfig, launcher st
 			{Destination: secretEnvPath, Type: "bind", Source: spec.SecretEnvFile, Options: []string{"rbind", "ro", "nosuid", "nodev", "noexec"}},
 		}))
 	}
-	// Last, once the user is known.
-	return append(opts, withSecretsOwner(spec.SecretsDir, spec.SecretEnvFile))
+	// Last, once the user is known: the capabilities depend on it, the
+	// seccomp profile on the capabilities.
+	return append(opts,
+		withMappedUser(spec.UserNS),
+		withCapabilities,
+		seccomp.WithDefaultProfile(),
+		withSecretsOwner(spec.SecretsDir, spec.SecretEnvFile, spec.UserNS),
+	)
+}
+
+// replicaCaps bound what any replica's process can ever hold: what a plain
+// HTTP server (and an image whose USER is root and drops to another user,
+// or chowns its files) needs, and nothing else. Not NET_RAW (raw and
+// packet sockets: sniffing), MKNOD, DAC_OVERRIDE, SYS_CHROOT, SETFCAP,
+// SETPCAP or AUDIT_WRITE, which containerd's default set has.
+// NET_BIND_SERVICE lets root bind ports below 1024; in a replica's own
+// network namespace, whose unprivileged port start is 0, nobody needs it.
+var replicaCaps = []string{
+	"CAP_CHOWN", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_NET_BIND_SERVICE",
+}
+
+// withCapabilities bounds the process to replicaCaps, and gives them to it
+// (effective and permitted) only when it runs as uid 0: another user gets
+// none, as a non-root process of the host would, and no ambient
+// capabilities survive its exec.
+func withCapabilities(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+	var held []string
+	if s.Process.User.UID == 0 {
+		held = replicaCaps
+	}
+	s.Process.Capabilities = &specs.LinuxCapabilities{
+		Bounding:  append([]string(nil), replicaCaps...),
+		Effective: append([]string(nil), held...),
+		Permitted: append([]string(nil), held...),
+	}
+	return nil
+}
+
+// withMaskedPaths states runc's default masked and read-only paths (those
+// of `runc spec`, which containerd's defaults happen to hold today, plus
+// its /sys/devices/virtual/powercap), so that a change of containerd's
+// defaults cannot silently unmask them: /proc/kcore and the like read as
+// empty, /proc/sys cannot be written.
+func withMaskedPaths(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+	s.Linux.MaskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+		"/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	s.Linux.ReadonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+	return nil
 }
 
 // Where a replica sees ebb-launch and its secret variables.
@@ -415,15 +483,19 @@ const (
 
 // withSecretsOwner gives the secret files, which the node agent writes
 // 0400 (their directory 0500) and root's, to the user the container runs
-// as, so that it and no other user of the host can read them. Every
-// replica of a revision runs as the same user, so doing it again for each
-// is harmless.
-func withSecretsOwner(dir, envFile string) oci.SpecOpts {
+// as, so that it and no other user of the host can read them: in a user
+// namespace of its own, to the host ids that user maps to. Every replica
+// of a revision runs as the same user, so doing it again for each is
+// harmless.
+func withSecretsOwner(dir, envFile string, userNS *nodeagent.IDMap) oci.SpecOpts {
 	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
 		if dir == "" && envFile == "" {
 			return nil
 		}
-		uid, gid := int(s.Process.User.UID), int(s.Process.User.GID)
+		uid, gid, err := hostIDs(s.Process.User.UID, s.Process.User.GID, userNS)
+		if err != nil {
+			return fmt.Errorf("give secrets to the container's user: %w", err)
+		}
 		var paths []string
 		if dir != "" {
 			entries, err := os.ReadDir(dir)
@@ -439,12 +511,35 @@ func withSecretsOwner(dir, envFile string) oci.SpecOpts {
 			paths = append(paths, envFile)
 		}
 		for _, p := range paths {
-			if err := os.Lchown(p, uid, gid); err != nil {
+			if err := os.Lchown(p, int(uid), int(gid)); err != nil {
 				return fmt.Errorf("give secrets to the container's user: %w", err)
 			}
 		}
 		return nil
 	}
+}
+
+// withMappedUser refuses a user the user namespace does not map, which
+// runc could not start.
+func withMappedUser(userNS *nodeagent.IDMap) oci.SpecOpts {
+	return func(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+		_, _, err := hostIDs(s.Process.User.UID, s.Process.User.GID, userNS)
+		return err
+	}
+}
+
+// hostIDs are the host's ids of the container's uid and gid: the same
+// without a user namespace, shifted into its range with one. An id the
+// namespace does not map is an error: no host id would let that user read
+// its files.
+func hostIDs(uid, gid uint32, userNS *nodeagent.IDMap) (hostUID, hostGID uint32, err error) {
+	if userNS == nil {
+		return uid, gid, nil
+	}
+	if uid >= userNS.Size || gid >= userNS.Size {
+		return 0, 0, fmt.Errorf("user %d:%d is outside the user namespace's %d ids", uid, gid, userNS.Size)
+	}
+	return userNS.HostID + uid, userNS.HostID + gid, nil
 }
 
 func withExactEnv(env []string) oci.SpecOpts {
@@ -789,4 +884,25 @@ func (h *task) Exit() nodeagent.Exit {
 	default:
 		return nodeagent.Exit{Code: -1, Err: errors.New("process has not exited")}
 	}
+}
+
+// withEmptySys mounts an empty read-only tmpfs at /sys in place of a
+// sysfs. The kernel lets a process mount a sysfs only with CAP_SYS_ADMIN
+// in the user namespace that owns its network namespace, and a replica's
+// network namespace (or the host's) is made by the node agent, outside
+// the replica's user namespace: runc 1.1 then fails the container's start
+// with "mount sysfs: operation not permitted". Docker and Podman bind the
+// host's /sys there instead, which would show a replica the host's
+// devices and network interfaces; a plain HTTP server needs no /sys at
+// all, so it gets an empty one.
+func withEmptySys(_ context.Context, _ oci.Client, _ *containers.Container, s *specs.Spec) error {
+	for i, m := range s.Mounts {
+		if m.Destination == "/sys" {
+			s.Mounts[i] = specs.Mount{
+				Destination: "/sys", Type: "tmpfs", Source: "tmpfs",
+				Options: []string{"nosuid", "noexec", "nodev", "ro", "mode=555", "size=4k"},
+			}
+		}
+	}
+	return nil
 }

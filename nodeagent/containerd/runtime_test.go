@@ -244,9 +244,25 @@ func assertReplicaSpec(t *testing.T, s *specs.Spec, memory, pids, quota int64) {
 	}
 	require.NotNil(t, tmp, "/tmp mount")
 	assert.Equal(t, "tmpfs", tmp.Type)
-	// No capability beyond containerd's default set.
-	for _, c := range s.Process.Capabilities.Bounding {
-		assert.NotContains(t, []string{"CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_MODULE"}, c)
+	// What a plain HTTP server needs and nothing more (no NET_RAW, MKNOD,
+	// DAC_OVERRIDE, SYS_CHROOT, SETFCAP, SETPCAP, AUDIT_WRITE), held only
+	// by root.
+	caps := []string{"CAP_CHOWN", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_NET_BIND_SERVICE"}
+	assert.Equal(t, caps, s.Process.Capabilities.Bounding)
+	var held []string
+	if s.Process.User.UID == 0 {
+		held = caps
+	}
+	assert.Equal(t, held, s.Process.Capabilities.Effective)
+	assert.Equal(t, held, s.Process.Capabilities.Permitted)
+	assert.Empty(t, s.Process.Capabilities.Ambient)
+	assert.Empty(t, s.Process.Capabilities.Inheritable)
+	// runc's default masked and read-only paths.
+	assert.Subset(t, s.Linux.MaskedPaths, []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"})
+	assert.Subset(t, s.Linux.ReadonlyPaths, []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"})
+	for _, ns := range s.Linux.Namespaces {
+		assert.NotEqual(t, specs.UserNamespace, ns.Type, "no user namespace unless asked")
 	}
 }
 

@@ -27,8 +27,22 @@ import (
 
 // TestRuntimeSecrets runs a replica, as a user other than root, with a
 // secret variable and a secret file, and checks that the program gets both
-// while no value enters containerd's spec, metadata, bundle or runc state.
+// while no value enters containerd's spec, metadata, bundle or runc state;
+// in the host's user namespace and in one of its own.
 func TestRuntimeSecrets(t *testing.T) {
+	tests := []struct {
+		name   string
+		userNS *nodeagent.IDMap
+	}{
+		{name: "host user namespace"},
+		{name: "user namespace", userNS: &nodeagent.IDMap{HostID: 1<<31 + 11*65536, Size: 65536}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { testRuntimeSecrets(t, tt.userNS) })
+	}
+}
+
+func testRuntimeSecrets(t *testing.T, userNS *nodeagent.IDMap) {
 	client := connect(t)
 	bin, err := os.ReadFile(helloBinary(t))
 	require.NoError(t, err)
@@ -63,6 +77,7 @@ func TestRuntimeSecrets(t *testing.T) {
 		PidsLimit:   32,
 		TmpBytes:    8 << 20,
 		SecretsDir:  files, SecretEnvFile: envFile,
+		UserNS: userNS,
 	}
 
 	t.Run("no launcher, no replica with secret variables", func(t *testing.T) {
@@ -93,7 +108,11 @@ func TestRuntimeSecrets(t *testing.T) {
 	fi, err := os.Stat(fmt.Sprintf("/proc/%d/root/run/secrets/token", task.Pid()))
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o400), fi.Mode().Perm())
-	assert.Equal(t, uint32(1000), fi.Sys().(*syscall.Stat_t).Uid)
+	hostUID := uint32(1000)
+	if userNS != nil {
+		hostUID += userNS.HostID // the container's 1000, on the host
+	}
+	assert.Equal(t, hostUID, fi.Sys().(*syscall.Stat_t).Uid)
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root/run/secrets/token", task.Pid()))
 	require.NoError(t, err)
 	assert.Equal(t, value, string(b))
