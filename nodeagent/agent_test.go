@@ -54,6 +54,8 @@ type env struct {
 	requests requests
 	// net, if set, is the agent's Deps.Network.
 	net *fake.Network
+	// users, if set, is the agent's Deps.Users.
+	users nodeagent.UserRanges
 }
 
 func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
@@ -132,6 +134,9 @@ func (e *env) start() {
 	}
 	if e.net != nil {
 		deps.Network = e.net
+	}
+	if e.users != nil {
+		deps.Users = e.users
 	}
 	a, err := nodeagent.New(e.cfg, deps)
 	require.NoError(e.t, err)

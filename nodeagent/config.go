@@ -40,6 +40,7 @@ const (
 	DefaultHeartbeatInterval   = 5 * time.Second
 	DefaultResyncInterval      = time.Second
 	DefaultTmpBytes            = 64 << 20
+	DefaultUser                = "65532:65532"
 	DefaultLastLogLines        = 10
 	DefaultLogMaxBytes         = 1 << 20
 	DefaultLogRetention        = time.Hour
@@ -134,6 +135,9 @@ type Config struct {
 
 	// TmpBytes sizes each replica's /tmp tmpfs. Default 64 MiB.
 	TmpBytes int64
+	// DefaultUser is the "uid:gid" a replica runs as when its image names
+	// no USER. Default 65532:65532, a user with no name and no files.
+	DefaultUser string
 	// LastLogLines is how many of a crashed replica's last lines the
 	// revision status carries. Default 10.
 	LastLogLines int
@@ -197,6 +201,9 @@ func (c Config) WithDefaults() Config {
 	set(&c.StoreTimeout, DefaultStoreTimeout)
 	if c.TmpBytes == 0 {
 		c.TmpBytes = DefaultTmpBytes
+	}
+	if c.DefaultUser == "" {
+		c.DefaultUser = DefaultUser
 	}
 	if c.LastLogLines == 0 {
 		c.LastLogLines = DefaultLastLogLines
@@ -297,10 +304,20 @@ type Deps struct {
 	// Network, if set, gives every replica a network namespace of its own
 	// (nodeagent/replicanet); nil shares the host's.
 	Network Network
+	// Users, if set, runs every replica in a user namespace of its own,
+	// mapped to the host ids of its tenancy namespace (nodeagent/idrange);
+	// nil keeps the host's.
+	Users UserRanges
 	// Secrets reads the values of the secret objects revisions refer to;
 	// the control plane holds the key that decrypts them. Nil means a
 	// revision with secrets cannot run on this node.
 	Secrets SecretReader
+}
+
+// UserRanges hands out the host ids a tenancy namespace's replicas run
+// as, the same range every time for one namespace and never another's.
+type UserRanges interface {
+	For(namespace string) (IDMap, error)
 }
 
 // SecretReader returns the key → value data of a secret object. Values

@@ -2,6 +2,7 @@ package nodeagent_test
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"net"
 	"slices"
@@ -125,6 +126,43 @@ func addrs(eps []store.Endpoint) []string {
 		out[i] = ep.Replica + "@" + ep.Addr
 	}
 	return out
+}
+
+// usersByNamespace gives each tenancy namespace a fixed range.
+type usersByNamespace map[string]uint32
+
+func (u usersByNamespace) For(ns string) (nodeagent.IDMap, error) {
+	base, ok := u[ns]
+	if !ok {
+		return nodeagent.IDMap{}, fmt.Errorf("no range for %s", ns)
+	}
+	return nodeagent.IDMap{HostID: base, Size: 65536}, nil
+}
+
+// Replicas run in the user namespace of their tenancy namespace, as a
+// non-root user unless their image names one.
+func TestReplicasRunInTheirTeamsUserNamespace(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnvWith(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 }, nil)
+		e.stop()
+		e.users = usersByNamespace{api.DefaultNamespace: 1 << 31, "team-a": 1<<31 + 65536}
+		e.start()
+		revA := e.deploy("hello.team-a", 1, api.FunctionSpec{Image: image})
+		revD := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		e.assign("hello.team-a", revA, 1, 0)
+		e.assign("hello", revD, 1, 0)
+		e.waitEndpoints(revA, 1)
+		e.waitEndpoints(revD, 1)
+		for _, spec := range e.waitContainers(2) {
+			want := uint32(1 << 31)
+			if spec.Labels[nodeagent.LabelFunction] == "hello.team-a" {
+				want = 1<<31 + 65536
+			}
+			require.NotNil(t, spec.UserNS)
+			assert.Equal(t, nodeagent.IDMap{HostID: want, Size: 65536}, *spec.UserNS, spec.ID)
+			assert.Equal(t, "65532:65532", spec.DefaultUser)
+		}
+	})
 }
 
 func splitHostPort(addr string) (string, string, error) { return net.SplitHostPort(addr) }

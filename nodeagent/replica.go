@@ -479,7 +479,16 @@ func (a *Agent) create(ctx context.Context, r *replica, out Output, trace *Start
 	port := r.port
 	a.mu.Unlock()
 	spec := r.spec.containerSpec(a.cfg.Node, r.id, port, a.secretsDir(r.rev), a.cfg.TmpBytes)
+	spec.DefaultUser = a.cfg.DefaultUser
 	spec.Labels[LabelNetwork] = a.networkMode()
+	if a.deps.Users != nil {
+		ns, _ := api.SplitQualifiedName(r.function)
+		ids, err := a.deps.Users.For(ns)
+		if err != nil {
+			return nil, fmt.Errorf("user namespace of replica %s: %w", r.id, err)
+		}
+		spec.UserNS = &ids
+	}
 	if a.deps.Network != nil {
 		t0 := time.Now()
 		netns, err := a.deps.Network.Prepare(ctx, r.id, port)
