@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -114,6 +115,9 @@ func (n *Net) checkRoutes() error {
 			continue
 		}
 		ones, _ := r.Dst.Mask.Size()
+		if ones == 0 {
+			continue // a default route overlaps everything and is fine
+		}
 		a, ok := netip.AddrFromSlice(r.Dst.IP.To4())
 		if !ok {
 			continue
@@ -189,7 +193,7 @@ func (n *Net) Prepare(ctx context.Context, id string, port int) (string, error) 
 	if err := n.Release(ctx, id); err != nil {
 		return "", fmt.Errorf("replace network of %s: %w", id, err)
 	}
-	path, err := n.prepare(id, addr)
+	path, err := n.prepare(ctx, id, addr)
 	if err != nil {
 		if rerr := n.Release(context.WithoutCancel(ctx), id); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("undo: %w", rerr))
@@ -199,7 +203,7 @@ func (n *Net) Prepare(ctx context.Context, id string, port int) (string, error) 
 	return path, nil
 }
 
-func (n *Net) prepare(id string, addr netip.Addr) (string, error) {
+func (n *Net) prepare(ctx context.Context, id string, addr netip.Addr) (string, error) {
 	br, err := netlink.LinkByName(n.cfg.Bridge)
 	if err != nil {
 		return "", fmt.Errorf("bridge %s (did Setup run?): %w", n.cfg.Bridge, err)
@@ -240,6 +244,9 @@ func (n *Net) prepare(id string, addr netip.Addr) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if err := waitReady(ctx, veth.Name, path); err != nil {
+		return "", err
+	}
 	if n.cfg.Registry != nil {
 		if err := n.cfg.Registry.AddReplicaNetns(cookie); err != nil {
 			return "", fmt.Errorf("register netns cookie %d: %w", cookie, err)
@@ -250,6 +257,63 @@ func (n *Net) prepare(id string, addr netip.Addr) (string, error) {
 	}
 	return path, nil
 }
+
+// readyWithin bounds waitReady: the kernel applies a carrier change within
+// milliseconds, so a longer wait means something is wrong.
+const readyWithin = 5 * time.Second
+
+// waitReady returns once both ends of the veth are operationally up and the
+// host end forwards on the bridge. The kernel applies a carrier change
+// asynchronously (linkwatch): until then the bridge port is disabled and the
+// device drops what it sends, so the first packets (an ARP request, a SYN)
+// would be lost and cost a one-second retransmission.
+func waitReady(ctx context.Context, veth, netnsPath string) error {
+	ctx, cancel := context.WithTimeout(ctx, readyWithin)
+	defer cancel()
+	for {
+		ready, err := hostEndReady(veth)
+		if err == nil && ready {
+			err = Do(netnsPath, func() error {
+				l, err := netlink.LinkByName("eth0")
+				if err != nil {
+					return err
+				}
+				ready = l.Attrs().OperState == netlink.OperUp
+				return nil
+			})
+		}
+		if err != nil {
+			return fmt.Errorf("wait for %s: %w", veth, err)
+		}
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not forwarding after %v: %w", veth, readyWithin, ctx.Err())
+		case <-time.After(200 * time.Microsecond):
+		}
+	}
+}
+
+// hostEndReady reports whether veth is up and forwarding on its bridge.
+func hostEndReady(veth string) (bool, error) {
+	l, err := netlink.LinkByName(veth)
+	if err != nil {
+		return false, err
+	}
+	if l.Attrs().OperState != netlink.OperUp {
+		return false, nil
+	}
+	state, err := os.ReadFile("/sys/class/net/" + veth + "/brport/state")
+	if err != nil {
+		return false, fmt.Errorf("bridge port state: %w", err)
+	}
+	return strings.TrimSpace(string(state)) == brStateForwarding, nil
+}
+
+// brStateForwarding is BR_STATE_FORWARDING in brport/state.
+const brStateForwarding = "3"
 
 // configureInside runs in the replica's netns: it disables IPv6, lets the
 // replica bind low ports in its own namespace, brings lo and eth0 up with

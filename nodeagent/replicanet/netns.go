@@ -22,8 +22,11 @@ func Do(netnsPath string, fn func() error) error {
 	defer target.Close()
 	errc := make(chan error, 1)
 	go func() {
+		// fn may end its goroutine (t.FailNow in a test): Do still returns.
+		err := errors.New("in netns " + netnsPath + ": fn exited its goroutine")
+		defer func() { errc <- err }()
 		runtime.LockOSThread()
-		errc <- inNetns(int(target.Fd()), netnsPath, fn)
+		err = inNetns(int(target.Fd()), netnsPath, fn)
 	}()
 	return <-errc
 }
