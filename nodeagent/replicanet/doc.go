@@ -44,6 +44,18 @@
 // and routes go through github.com/vishvananda/netlink, the library that
 // Docker's libnetwork, the CNI plugins and containerd use.
 //
+// # Costs
+//
+// Prepare takes about 2.2 ms on a 2-core VM (BenchmarkPrepare): 0.5 ms for
+// the namespace, 0.9 ms for the veth on the bridge, 0.6 ms inside (sysctls,
+// address, route, cookie) and 0.4 ms waiting for the kernel to bring the
+// carrier up, which it does asynchronously: returning earlier would lose the
+// first ARP request or SYN and cost a one-second retransmission. It runs in
+// the pool, so only a pool miss pays it. Release costs about 28 ms, nearly
+// all of it the kernel waiting for RCU grace periods while unregistering the
+// veth; it is off the request path, and Teardown and Adopt release
+// concurrently.
+//
 // # What it must not do
 //
 // It never touches an interface, address or route other than its bridge,

@@ -438,11 +438,12 @@ func (n *Net) Adopt(ctx context.Context, ids []string) error {
 		return fmt.Errorf("adopt: %w", err)
 	}
 	found := map[string]bool{}
+	var stale []string
 	for _, e := range entries {
 		id := e.Name()
 		if !keep[id] {
 			n.log.Info("replica network: releasing a netns without replica", "replica", id)
-			errs = append(errs, n.Release(ctx, id))
+			stale = append(stale, id)
 			continue
 		}
 		found[id] = true
@@ -471,15 +472,18 @@ func (n *Net) Adopt(ctx context.Context, ids []string) error {
 			n.log.Warn("replica network: adopted replica has no netns file", "replica", id, "dir", n.cfg.NetnsDir)
 		}
 	}
+	errs = append(errs, concurrently(stale, func(id string) error { return n.Release(ctx, id) }))
 	veths, err := replicaVeths(n.cfg.Bridge)
 	if err != nil {
 		errs = append(errs, err)
 	}
+	var orphans []string
 	for _, v := range veths {
 		if !keepVeth[v] {
-			errs = append(errs, n.deleteVeth(v))
+			orphans = append(orphans, v)
 		}
 	}
+	errs = append(errs, concurrently(orphans, n.deleteVeth))
 	return errors.Join(errs...)
 }
 
@@ -492,14 +496,13 @@ func (n *Net) Teardown(ctx context.Context) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, err)
 	}
-	for _, e := range entries {
-		errs = append(errs, n.Release(ctx, e.Name()))
+	ids := make([]string, len(entries))
+	for i, e := range entries {
+		ids[i] = e.Name()
 	}
+	errs = append(errs, concurrently(ids, func(id string) error { return n.Release(ctx, id) }))
 	veths, err := replicaVeths(n.cfg.Bridge)
-	errs = append(errs, err)
-	for _, v := range veths {
-		errs = append(errs, n.deleteVeth(v))
-	}
+	errs = append(errs, err, concurrently(veths, n.deleteVeth))
 	if l, err := netlink.LinkByName(n.cfg.Bridge); err == nil && l.Type() == "bridge" {
 		if err := netlink.LinkDel(l); err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("delete bridge %s: %w", n.cfg.Bridge, err))
@@ -507,6 +510,34 @@ func (n *Net) Teardown(ctx context.Context) error {
 	}
 	errs = append(errs, deleteTable(n.cfg.Bridge))
 	_ = os.Remove(n.cfg.NetnsDir) // only if empty; a shared parent is not ours
+	return errors.Join(errs...)
+}
+
+// releaseConcurrency bounds concurrently's goroutines. Deleting a veth
+// mostly waits for the kernel (RCU grace periods, ~28 ms each), so deletes
+// overlap well; a node of 10,000 replicas stops in seconds, not minutes.
+const releaseConcurrency = 64
+
+// concurrently runs fn on every item and joins the errors.
+func concurrently(items []string, fn func(string) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, releaseConcurrency)
+	)
+	for _, it := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(it); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
