@@ -2,6 +2,7 @@ package replicanet
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -76,6 +77,11 @@ func (n *Net) Setup(ctx context.Context) error {
 	if err := writeSysctl("net/ipv6/conf/"+n.cfg.Bridge+"/disable_ipv6", "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	if mac := bridgeMAC(n.cfg.Bridge); br.Attrs().HardwareAddr.String() != mac.String() {
+		if err := netlink.LinkSetHardwareAddr(br, mac); err != nil {
+			return fmt.Errorf("bridge %s address %s: %w", n.cfg.Bridge, mac, err)
+		}
+	}
 	if err := n.ensureGateway(br); err != nil {
 		return err
 	}
@@ -131,6 +137,15 @@ func (n *Net) checkRoutes() error {
 		}
 	}
 	return nil
+}
+
+// bridgeMAC is a fixed, locally administered address for the bridge. Left
+// to itself a Linux bridge takes the lowest address of its ports, so it
+// would change as replicas come and go, and every replica's ARP entry for
+// the gateway would point at a gone address for seconds.
+func bridgeMAC(bridge string) net.HardwareAddr {
+	h := sha256.Sum256([]byte("ebb bridge " + bridge))
+	return net.HardwareAddr{0x02, h[0], h[1], h[2], h[3], h[4]}
 }
 
 func (n *Net) ensureBridge() (netlink.Link, error) {

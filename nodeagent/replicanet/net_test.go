@@ -247,6 +247,9 @@ func TestNetwork(t *testing.T) {
 		br, err := netlink.LinkByName(cfg.Bridge)
 		require.NoError(t, err)
 		assert.Equal(t, br.Attrs().Index, link.Attrs().MasterIndex)
+		v6, err := netlink.AddrList(br, netlink.FAMILY_V6)
+		require.NoError(t, err)
+		assert.Empty(t, v6, "IPv6 is off on the bridge")
 		pi, err := netlink.LinkGetProtinfo(link)
 		require.NoError(t, err)
 		assert.True(t, pi.Isolated, "bridge port isolated")
@@ -310,9 +313,18 @@ func TestNetwork(t *testing.T) {
 	})
 
 	t.Run("release", func(t *testing.T) {
+		br, err := netlink.LinkByName(cfg.Bridge)
+		require.NoError(t, err)
+		mac := br.Attrs().HardwareAddr.String()
 		require.NoError(t, n.Release(ctx, "r1"))
+		br, err = netlink.LinkByName(cfg.Bridge)
+		require.NoError(t, err)
+		assert.Equal(t, mac, br.Attrs().HardwareAddr.String(), "the gateway's MAC does not follow the ports")
+		// r2's ARP entry for the gateway still holds: no wait for it to expire.
+		require.NoError(t, dialWithin(p2, netip.AddrPortFrom(gw, portOf(offeredL)), blockedWait))
+		<-offeredSeen
 		assert.Empty(t, n.NetnsPath("r1"))
-		_, err := os.Stat(p1)
+		_, err = os.Stat(p1)
 		assert.ErrorIs(t, err, os.ErrNotExist)
 		_, err = netlink.LinkByName(VethName("r1"))
 		assert.Error(t, err)
