@@ -69,7 +69,7 @@ func TestPrepareUndoesOnError(t *testing.T) {
 	assert.Empty(t, n.NetnsPath("r"))
 	left, err := Leftovers(cfg.Bridge, cfg.NetnsDir)
 	require.NoError(t, err)
-	assert.ElementsMatch(t, []string{"bridge " + cfg.Bridge, "nft table inet " + TableName(cfg.Bridge)}, left,
+	assert.ElementsMatch(t, []string{"bridge " + cfg.Bridge, "mount " + cfg.NetnsDir, "nft table inet " + TableName(cfg.Bridge)}, left,
 		"only what Setup made")
 }
 

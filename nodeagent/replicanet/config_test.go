@@ -1,6 +1,7 @@
 package replicanet
 
 import (
+	"context"
 	"net/netip"
 	"strings"
 	"testing"
@@ -8,6 +9,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
+
+// network is nodeagent.Network as ISOLATION.md names it; *Net must keep
+// satisfying it.
+type network interface {
+	Prepare(ctx context.Context, id string, port int) (netnsPath string, err error)
+	Addr(port int) netip.Addr
+	Release(ctx context.Context, id string) error
+	Adopt(ctx context.Context, ids []string) error
+	NetnsPath(id string) string
+}
+
+var _ network = (*Net)(nil)
 
 func validConfig() Config {
 	return Config{

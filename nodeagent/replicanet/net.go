@@ -19,7 +19,9 @@ import (
 )
 
 // Net is the replica network of one node: its bridge, its nftables table and
-// one netns per replica.
+// one netns per replica. Its methods may run concurrently for different
+// replica ids; calls for one id must not overlap (the node agent serialises
+// a replica's life).
 type Net struct {
 	cfg Config
 	log *slog.Logger
@@ -67,6 +69,9 @@ func (n *Net) Setup(ctx context.Context) error {
 		return err
 	}
 	if err := n.checkRoutes(); err != nil {
+		return err
+	}
+	if err := sharedDir(n.cfg.NetnsDir); err != nil {
 		return err
 	}
 	br, err := n.ensureBridge()
@@ -524,7 +529,11 @@ func (n *Net) Teardown(ctx context.Context) error {
 		}
 	}
 	errs = append(errs, deleteTable(n.cfg.Bridge))
-	_ = os.Remove(n.cfg.NetnsDir) // only if empty; a shared parent is not ours
+	// The dir's own mount (see sharedDir), then the dir if empty.
+	if err := unix.Unmount(n.cfg.NetnsDir, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("unmount %s: %w", n.cfg.NetnsDir, err))
+	}
+	_ = os.Remove(n.cfg.NetnsDir)
 	return errors.Join(errs...)
 }
 

@@ -142,3 +142,25 @@ func writeSysctl(name, value string) error {
 	}
 	return nil
 }
+
+// sharedDir makes dir a mount point of its own with shared propagation, as
+// `ip netns` does for /run/netns. A mount namespace created later (a systemd
+// unit's, a container's before it pivots) copies the netns mounts below dir;
+// as peers of a shared mount those copies go when Release unmounts the
+// original, instead of keeping the namespace alive.
+func sharedDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("netns dir: %w", err)
+	}
+	err := unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	if errors.Is(err, unix.EINVAL) { // not a mount point yet
+		if err := unix.Mount(dir, dir, "none", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("bind-mount netns dir %s on itself: %w", dir, err)
+		}
+		err = unix.Mount("", dir, "none", unix.MS_SHARED|unix.MS_REC, "")
+	}
+	if err != nil {
+		return fmt.Errorf("make netns dir %s shared: %w", dir, err)
+	}
+	return nil
+}
