@@ -46,12 +46,12 @@
 //
 // # Costs
 //
-// Prepare takes about 2.2 ms on a 2-core VM (BenchmarkPrepare): 0.5 ms for
+// Prepare takes about 2 ms on a 2-core VM (BenchmarkPrepare, 1.7-2.2): 0.5 ms for
 // the namespace, 0.9 ms for the veth on the bridge, 0.6 ms inside (sysctls,
 // address, route, cookie) and 0.4 ms waiting for the kernel to bring the
 // carrier up, which it does asynchronously: returning earlier would lose the
 // first ARP request or SYN and cost a one-second retransmission. It runs in
-// the pool, so only a pool miss pays it. Release costs about 28 ms, nearly
+// the pool, so only a pool miss pays it. Release costs about 30 ms, nearly
 // all of it the kernel waiting for RCU grace periods while unregistering the
 // veth; it is off the request path, and Teardown and Adopt release
 // concurrently.
