@@ -1,0 +1,172 @@
+package replicanet
+
+import (
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// installTable replaces the table of cfg.Bridge in one batch: add (a no-op
+// if it exists), delete, add with its chains and rules. The kernel applies a
+// batch all or nothing, so the old policy holds until the new one does.
+func installTable(cfg Config) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(cfg.Bridge)}
+	c.AddTable(t)
+	c.DelTable(t)
+	c.AddTable(t)
+	for _, ch := range chains(t, cfg) {
+		c.AddChain(ch.chain)
+		for _, r := range ch.rules {
+			c.AddRule(&nftables.Rule{Table: t, Chain: ch.chain, Exprs: r})
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("install nftables table inet %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// deleteTable removes the table of bridge; a missing one is fine (the batch
+// adds it first, which is a no-op when it exists).
+func deleteTable(bridge string) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(bridge)}
+	c.AddTable(t)
+	c.DelTable(t)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("delete nftables table inet %s: %w", t.Name, err)
+	}
+	return nil
+}
+
+type chainRules struct {
+	chain *nftables.Chain
+	rules [][]expr.Any
+}
+
+// chains is the policy of ISOLATION.md:
+//
+//	input:       iifname br ct state established,related accept
+//	             iifname br ip daddr gw tcp dport {offered} accept
+//	             iifname br drop
+//	forward:     oifname br ct state established,related accept
+//	             oifname br drop
+//	             (out of the bridge: the policy accepts)
+//	postrouting: ip saddr cidr oifname != br masquerade
+func chains(t *nftables.Table, cfg Config) []chainRules {
+	accept := nftables.ChainPolicyAccept
+	br := cfg.Bridge
+	input := chainRules{chain: &nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityFilter, Policy: &accept}}
+	input.rules = append(input.rules, cat(ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), established(), verdict(expr.VerdictAccept)))
+	gw := cfg.Gateway().As4()
+	for _, p := range cfg.OfferedPorts {
+		input.rules = append(input.rules, cat(
+			ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br),
+			ipv4Field(16, gw[:], nil),
+			tcpDport(p),
+			verdict(expr.VerdictAccept)))
+	}
+	input.rules = append(input.rules, cat(ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)))
+
+	forward := chainRules{chain: &nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept}}
+	forward.rules = [][]expr.Any{
+		cat(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), established(), verdict(expr.VerdictAccept)),
+		cat(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
+	}
+
+	post := chainRules{chain: &nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept}}
+	base := cfg.CIDR.Addr().As4()
+	mask := [4]byte{}
+	for i := 0; i < cfg.CIDR.Bits(); i++ {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	post.rules = [][]expr.Any{
+		cat(ipv4Field(12, base[:], mask[:]), ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br), []expr.Any{&expr.Masq{}}),
+	}
+	return []chainRules{input, forward, post}
+}
+
+func cat(parts ...[]expr.Any) []expr.Any {
+	var out []expr.Any
+	for _, p := range parts {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// ifname matches the input or output interface name, NUL-padded as the
+// kernel compares it.
+func ifname(key expr.MetaKey, op expr.CmpOp, name string) []expr.Any {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: op, Register: 1, Data: b},
+	}
+}
+
+func established() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+// ipv4Field matches an IPv4 packet whose 4 bytes at offset of the network
+// header (12 source, 16 destination), masked if mask is set, equal want.
+func ipv4Field(offset uint32, want, mask []byte) []expr.Any {
+	out := []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV4}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: 4},
+	}
+	if mask != nil {
+		out = append(out, &expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: []byte{0, 0, 0, 0}})
+	}
+	return append(out, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: want})
+}
+
+func tcpDport(port uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.BigEndian.PutUint16(port)},
+	}
+}
+
+func verdict(k expr.VerdictKind) []expr.Any { return []expr.Any{&expr.Verdict{Kind: k}} }
+
+// tableExists reports whether bridge's table is installed.
+func tableExists(bridge string) (bool, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return false, fmt.Errorf("nftables: %w", err)
+	}
+	ts, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return false, fmt.Errorf("list nftables tables: %w", err)
+	}
+	for _, t := range ts {
+		if t.Name == TableName(bridge) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
