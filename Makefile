@@ -53,7 +53,7 @@ run: deps-run build
 	@scripts/run.sh "$(BIN)" "$(RUN_DIR)" "$(API_ADDR)" "$(HTTP_ADDR)" "$(CLI_CONFIG)"
 
 stop:
-	@scripts/stop.sh "$(RUN_DIR)"
+	@scripts/stop.sh "$(RUN_DIR)" "$(BIN)"
 
 # -count=1: e2e/ builds and runs ebbd itself, a dependency the Go test
 # cache cannot see, so a cached pass could hide a broken binary.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ebbrun/ebb/internal/mountinfo"
 	"github.com/ebbrun/ebb/internal/testenv"
+	"github.com/ebbrun/ebb/nodeagent/replicanet"
 )
 
 var httpClient = &http.Client{Timeout: time.Minute}
@@ -30,6 +31,8 @@ var httpClient = &http.Client{Timeout: time.Minute}
 var binaries struct {
 	dir                       string
 	ebbd, ebb, hello, crasher string
+	// escaper tries to get out of its replica (isolation_test.go).
+	escaper string
 	// foreignCrasher is crasher built for a machine this node is not.
 	foreignCrasher string
 	buildErr       error
@@ -46,6 +49,7 @@ func TestMain(m *testing.M) {
 	binaries.ebb = filepath.Join(dir, "ebb")
 	binaries.hello = filepath.Join(dir, "hello")
 	binaries.crasher = filepath.Join(dir, "crasher")
+	binaries.escaper = filepath.Join(dir, "escaper")
 	binaries.foreignCrasher = filepath.Join(dir, "crasher-foreign")
 	binaries.buildErr = build()
 	code := m.Run()
@@ -63,6 +67,7 @@ func build() error {
 		{binaries.ebb, "../cmd/ebb", false, ""},
 		{binaries.hello, "../examples/hello", true, ""},
 		{binaries.crasher, "./testdata/crasher", true, ""},
+		{binaries.escaper, "./testdata/escaper", true, ""},
 		{binaries.foreignCrasher, "./testdata/crasher", true, foreignArch()},
 		// Beside ebbd, where ebbd's --runc auto finds it.
 		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true, ""},
@@ -94,10 +99,13 @@ func foreignArch() string {
 // ebbd is a running daemon started by a test.
 type ebbd struct {
 	t        *testing.T
+	slot     netSlot
 	dataDir  string
 	apiAddr  string
 	httpAddr string
-	args     []string
+	// metricsAddr serves /metrics of roles without the API.
+	metricsAddr string
+	args        []string
 	// launcher, when set, is a command line that runs ebbd (prlimit, say),
 	// with ebbd's path and arguments appended. It must exec ebbd, so that
 	// signals reach it.
@@ -130,22 +138,30 @@ func startEbbd(t *testing.T, extraArgs ...string) *ebbd {
 func startEbbdVia(t *testing.T, launcher []string, extraArgs ...string) *ebbd {
 	t.Helper()
 	requireE2E(t)
+	// The slot first: its cleanups (tearing down the daemon's replica
+	// network, then unlocking it) run after those of the data dir, which
+	// stop the replicas.
+	slot := lockNetSlot(t)
 	d := &ebbd{
-		t:        t,
-		launcher: launcher,
-		dataDir:  shortTempDir(t),
-		apiAddr:  fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		httpAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		t:           t,
+		launcher:    launcher,
+		slot:        slot,
+		dataDir:     shortTempDir(t),
+		apiAddr:     fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		httpAddr:    fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		metricsAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 	}
 	d.args = append([]string{
 		"--data-dir", d.dataDir, "--api-addr", d.apiAddr, "--http-addr", d.httpAddr,
-		"--metrics-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
+		"--metrics-addr", d.metricsAddr,
 		// Each test gets its own private containerd, so tests never see
-		// each other's containers, and its own window of replica ports
-		// (below the ephemeral range), so daemons running side by side do
-		// not hand out the same port.
+		// each other's containers, and its own slot: a window of replica
+		// ports (below the ephemeral range), a bridge and a replica range,
+		// so daemons running side by side share none of them.
 		"--containerd-address", filepath.Join(d.dataDir, "no-such.sock"),
-		"--replica-ports", replicaPortWindow(),
+		"--replica-ports", slot.ports(),
+		"--bridge", slot.bridge(),
+		"--replica-cidr", slot.cidr(),
 	}, extraArgs...)
 	if !slices.Contains(extraArgs, "--vip-prefix") {
 		// eBPF programs attach at the cgroup root, so a daemon's VIPs are
@@ -362,8 +378,70 @@ func decodeJSON(resp *http.Response, out any) error {
 	return json.NewDecoder(resp.Body).Decode(out)
 }
 
-// replicaPortWindow picks one of the 100-port windows in 30000-32699.
-func replicaPortWindow() string {
-	lo := 30000 + 100*rand.IntN(27)
+// netSlots is how many slots daemons of tests share the machine in: the
+// 100-port windows in 30000-32699.
+const netSlots = 27
+
+// A netSlot is one test daemon's share of the machine's networking: a
+// window of replica ports, a bridge and the replica range on it. A slot is
+// locked (flock) for the test's life, so daemons of tests running side by
+// side, in this process or another, never share one.
+type netSlot struct{ index int }
+
+func (s netSlot) ports() string {
+	lo := 30000 + 100*s.index
 	return fmt.Sprintf("%d-%d", lo, lo+99)
 }
+
+func (s netSlot) bridge() string { return fmt.Sprintf("ebbt%d", s.index) }
+
+// cidr holds the window's 100 replicas beside the network, gateway and
+// broadcast addresses.
+func (s netSlot) cidr() string { return fmt.Sprintf("10.214.%d.0/24", s.index) }
+
+// netSlotLocks is where the slots' lock files live.
+const netSlotLocks = "/run/ebb-e2e"
+
+// lockNetSlot locks a free slot, in random order, and when the test ends
+// removes what is left of the daemon's replica network, failing the test
+// if anything was (see checkNetworkGone), then unlocks the slot.
+func lockNetSlot(t *testing.T) netSlot {
+	t.Helper()
+	require.NoError(t, os.MkdirAll(netSlotLocks, 0o755))
+	for _, i := range rand.Perm(netSlots) {
+		f, err := os.OpenFile(filepath.Join(netSlotLocks, fmt.Sprintf("slot-%d.lock", i)), os.O_CREATE|os.O_RDWR, 0o600)
+		require.NoError(t, err)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue
+		}
+		slot := netSlot{index: i}
+		t.Cleanup(func() { f.Close() })
+		t.Cleanup(func() { checkNetworkGone(t, slot) })
+		return slot
+	}
+	t.Fatalf("all %d network slots are locked by other tests", netSlots)
+	return netSlot{}
+}
+
+// checkNetworkGone removes what a daemon's replica network left once its
+// replicas are stopped, the way `make stop` does (ebbd teardown-network),
+// and fails the test if anything is still there afterwards: no namespace,
+// link, bridge or nftables table may outlive a test.
+func checkNetworkGone(t *testing.T, s netSlot) {
+	out, err := exec.Command(binaries.ebbd, "teardown-network",
+		"--bridge", s.bridge(), "--replica-cidr", s.cidr(), "--replica-ports", s.ports()).CombinedOutput()
+	if err != nil {
+		t.Errorf("ebbd teardown-network: %v\n%s", err, out)
+	}
+	left, err := replicanet.Leftovers(s.bridge(), filepath.Join(netnsRoot, s.bridge()))
+	if err != nil {
+		t.Errorf("look for leftovers of %s: %v", s.bridge(), err)
+	}
+	if len(left) > 0 {
+		t.Errorf("the replica network of %s left behind: %v", s.bridge(), left)
+	}
+}
+
+// netnsRoot is where ebbd keeps replica namespace files, per bridge.
+const netnsRoot = "/run/ebb/netns"

@@ -25,6 +25,9 @@ type Network interface {
 	Adopt(ctx context.Context, ids []string) error
 	// NetnsPath is id's network namespace file, "" if it has none.
 	NetnsPath(id string) string
+	// InNamespace runs fn on a thread inside id's network namespace, for
+	// what sees only the namespace it runs in (sock_diag).
+	InNamespace(id string, fn func() error) error
 }
 
 // Values of LabelNetwork: how a container's replica is networked. A

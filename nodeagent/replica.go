@@ -715,7 +715,7 @@ func (a *Agent) drain(ctx context.Context, r *replica, task Task, port int) {
 			return
 		case <-tick.C:
 		}
-		busy, err := a.busyConns(task, port)
+		busy, err := a.busyConns(r, task, port)
 		if err != nil {
 			a.log.Warn("cannot see the replica's connections; not draining", "replica", r.id, "err", err)
 			return
@@ -732,8 +732,8 @@ func (a *Agent) drain(ctx context.Context, r *replica, task Task, port int) {
 // carry one as sock_diag sees them (or, if sock_diag is unavailable, every
 // established connection), or the open requests Deps.Requests counts on
 // connections whose data skips TCP, whichever is more.
-func (a *Agent) busyConns(task Task, port int) (int, error) {
-	busy, err := a.socketBusy(task, port)
+func (a *Agent) busyConns(r *replica, task Task, port int) (int, error) {
+	busy, err := a.socketBusy(r, task, port)
 	if a.deps.Requests == nil || port <= 0 || port > 65535 {
 		return busy, err
 	}
@@ -748,8 +748,23 @@ func (a *Agent) busyConns(task Task, port int) (int, error) {
 	}
 }
 
-func (a *Agent) socketBusy(task Task, port int) (int, error) {
-	act, err := replicaConns(port)
+// socketBusy asks sock_diag about the replica's sockets, in its own
+// network namespace when it has one: sock_diag sees only the namespace its
+// socket was made in.
+func (a *Agent) socketBusy(r *replica, task Task, port int) (int, error) {
+	var act connActivity
+	var err error
+	diag := func() error {
+		act, err = replicaConns(port)
+		return nil
+	}
+	if a.deps.Network != nil {
+		if nerr := a.deps.Network.InNamespace(r.id, diag); nerr != nil {
+			err = nerr
+		}
+	} else {
+		_ = diag()
+	}
 	if err == nil {
 		return act.Busy, nil
 	}

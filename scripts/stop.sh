@@ -4,6 +4,7 @@
 # restarted ebbd adopts them without dropping a request; `make stop` means
 # "stop everything".)
 set -euo pipefail
+bin=${2:-$(dirname "$0")/../bin}
 run_dir=$(cd "$1" 2>/dev/null && pwd) || { echo "ebbd is not running"; exit 0; }
 pidfile=$run_dir/ebbd.pid
 if [ -f "$pidfile" ]; then
@@ -35,3 +36,7 @@ if [ -n "$shims" ]; then
   echo "replicas stopped"
 fi
 awk -v d="$run_dir/" 'index($5, d) == 1 {print $5}' /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+# With isolation on, the replicas' namespaces, their links, the node bridge
+# and its nftables table outlive ebbd (a restarted ebbd adopts them); with
+# the replicas gone, nothing needs them.
+if [ -x "$bin/ebbd" ]; then "$bin/ebbd" teardown-network; fi

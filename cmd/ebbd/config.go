@@ -84,6 +84,18 @@ type Config struct {
 	// ReplicaPorts is the host port range replicas listen on, "MIN-MAX".
 	// Default 20000-29999, below Linux's ephemeral range.
 	ReplicaPorts string `yaml:"replicaPorts"`
+	// Isolation is on (default: each replica in its own network namespace
+	// on Bridge, with an address from ReplicaCIDR, and its own user
+	// namespace) or off (replicas share the host's network and user
+	// namespaces, for benchmarks and machines without the privileges).
+	Isolation string `yaml:"isolation"`
+	// Bridge is the node bridge replicas' links hang off. Default ebb0.
+	Bridge string `yaml:"bridge"`
+	// ReplicaCIDR is the IPv4 range of replica addresses on Bridge: its
+	// first address is the node's (the gateway), and the replica with port
+	// p gets the (2 + p - min port)th, so it must hold the whole port
+	// range. Default 10.213.0.0/18.
+	ReplicaCIDR string `yaml:"replicaCIDR"`
 	// Runc is the OCI runtime binary containerd's runc shim runs for
 	// replicas: "auto" (default: ebb-runc beside ebbd when it is there,
 	// else runc), "runc", or the absolute path of ebb-runc.
@@ -115,6 +127,9 @@ func defaultConfig() Config {
 		VIPPrefix:         bpf.DefaultVIPPrefix.String(),
 		HostIP:            "127.0.0.1",
 		ReplicaPorts:      "20000-29999",
+		Isolation:         isolationOn,
+		Bridge:            "ebb0",
+		ReplicaCIDR:       "10.213.0.0/18",
 		Runc:              runcAuto,
 		MaxSpoolBytes:     controlplane.DefaultMaxSpoolBytes,
 		MaxRetries:        exchange.DefaultMaxRetries,
@@ -144,6 +159,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.VIPPrefix, "vip-prefix", cfg.VIPPrefix, "IPv4 range in 127.0.0.0/8 for function VIPs; the same on every node")
 	fs.StringVar(&cfg.HostIP, "host-ip", cfg.HostIP, "address replicas are published at; routers on other machines must reach it")
 	fs.StringVar(&cfg.ReplicaPorts, "replica-ports", cfg.ReplicaPorts, "host port range for replicas, MIN-MAX")
+	fs.StringVar(&cfg.Isolation, "isolation", cfg.Isolation, "on: each replica in its own network and user namespace; off: replicas share the host's")
+	fs.StringVar(&cfg.Bridge, "bridge", cfg.Bridge, "node bridge for replica networks (with --isolation on)")
+	fs.StringVar(&cfg.ReplicaCIDR, "replica-cidr", cfg.ReplicaCIDR, "IPv4 range of replica addresses on the bridge; must hold the replica port range")
 	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "OCI runtime the containerd shim runs: auto (ebb-runc beside ebbd, else runc), runc, or a path to ebb-runc")
 	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", cfg.SecretsKeyFile, "key-encryption key of secret objects, 32 random bytes with mode 0600 (default <data-dir>/secrets.key, created at first start)")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
@@ -218,6 +236,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("vip-prefix", &file.VIPPrefix, flags.VIPPrefix)
 	pick("host-ip", &file.HostIP, flags.HostIP)
 	pick("replica-ports", &file.ReplicaPorts, flags.ReplicaPorts)
+	pick("isolation", &file.Isolation, flags.Isolation)
+	pick("bridge", &file.Bridge, flags.Bridge)
+	pick("replica-cidr", &file.ReplicaCIDR, flags.ReplicaCIDR)
 	pick("runc", &file.Runc, flags.Runc)
 	pick("secrets-key-file", &file.SecretsKeyFile, flags.SecretsKeyFile)
 	if set["max-spool-bytes"] {
@@ -284,6 +305,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--host-ip %q: must be an IPv4 address", c.HostIP)
 	}
 	if _, _, err := c.replicaPortRange(); err != nil {
+		return err
+	}
+	if err := c.validateIsolation(); err != nil {
 		return err
 	}
 	prefix, err := netip.ParsePrefix(c.VIPPrefix)

@@ -32,6 +32,7 @@ import (
 	"github.com/ebbrun/ebb/nodeagent"
 	nodecontainerd "github.com/ebbrun/ebb/nodeagent/containerd"
 	"github.com/ebbrun/ebb/nodeagent/nodelogs"
+	"github.com/ebbrun/ebb/nodeagent/replicanet"
 	"github.com/ebbrun/ebb/router"
 	"github.com/ebbrun/ebb/store"
 )
@@ -61,6 +62,10 @@ type daemon struct {
 	containerd *containerd.Client
 	closers    []func()
 	ebpf       ebpfState // see ebpf.go
+	// network is the replicas' network with --isolation on, and users the
+	// host ids of their user namespaces; nil when off.
+	network *replicanet.Net
+	users   *userRanges
 }
 
 // close releases what start opened, last opened first.
@@ -125,6 +130,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err := d.loadEBPF(); err != nil {
 			return err
 		}
+		if err := d.setupNetwork(ctx); err != nil {
+			return err
+		}
 		agent, err := d.startNodeAgent(ctx, g)
 		if err != nil {
 			return err
@@ -155,6 +163,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		return d.serveHealth(ctx, g, nil)
 	case RoleNodeAgent:
 		if err := d.loadEBPF(); err != nil {
+			return err
+		}
+		if err := d.setupNetwork(ctx); err != nil {
 			return err
 		}
 		agent, err := d.startNodeAgent(ctx, g)
@@ -311,6 +322,10 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 	// interface.
 	if d.ebpf.loader != nil {
 		deps.Requests = d.ebpf.loader
+	}
+	if d.network != nil {
+		deps.Network = d.network
+		deps.Users = d.users
 	}
 	return deps
 }

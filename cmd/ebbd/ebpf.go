@@ -81,17 +81,26 @@ func (d *daemon) startEBPF(ctx context.Context, g *errgroup.Group, scaler scaleR
 		Registerer: d.reg,
 		Logger:     d.log.With("component", "ebpf"),
 	}
-	syncer, err := bpfsync.New(bpfsync.Config{
+	cfg := bpfsync.Config{
 		Node:       d.cfg.NodeName,
 		RouterPort: uint16(portOf(d.cfg.HTTPAddr)),
 		VIPs:       opts,
-	}, deps)
+	}
+	var fbCfg bpfsync.FallbackConfig
+	if d.network != nil {
+		cfg.ReplicaCIDR = d.network.Config().CIDR
+		// Replicas reach the fallback on the bridge: they cannot reach
+		// the host's loopback, nor one another.
+		fbCfg.ReplicaAddr = netip.AddrPortFrom(d.network.Config().Gateway(), 0).String()
+	}
+	syncer, err := bpfsync.New(cfg, deps)
 	if err != nil {
 		return err
 	}
 	if fns != nil {
-		fb, err := bpfsync.NewFallback(bpfsync.FallbackConfig{}, bpfsync.FallbackDeps{
+		fb, err := bpfsync.NewFallback(fbCfg, bpfsync.FallbackDeps{
 			Origins:    l,
+			Targets:    l,
 			Functions:  syncer,
 			Server:     fns,
 			Registerer: d.reg,
@@ -100,10 +109,14 @@ func (d *daemon) startEBPF(ctx context.Context, g *errgroup.Group, scaler scaleR
 		if err != nil {
 			return err
 		}
-		g.Go(func() error { return fb.Run(ctx) })
-		if err := l.SetFallback(fb.Addr()); err != nil {
-			return err
+		if d.network != nil {
+			// The policy lets replicas reach the listener's port on the
+			// gateway, and nothing else of the host but the router.
+			if err := d.network.Offer(ctx, fb.ReplicaAddr().Port()); err != nil {
+				return err
+			}
 		}
+		g.Go(func() error { return fb.Run(ctx) })
 	}
 	g.Go(func() error { return syncer.Run(ctx) })
 	return nil

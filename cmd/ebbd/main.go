@@ -34,6 +34,9 @@ func main() {
 // run starts the configured role and blocks until ctx ends or a component
 // fails; either way every component is stopped before it returns.
 func run(ctx context.Context, args []string, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "teardown-network" {
+		return teardownNetwork(ctx, args[1:], stderr)
+	}
 	cfg, err := parseConfig(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil

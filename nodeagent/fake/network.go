@@ -79,6 +79,15 @@ func (n *Network) NetnsPath(id string) string {
 	return n.netns[id]
 }
 
+// InNamespace implements nodeagent.Network: the fake has no namespaces
+// to enter, so fn runs as it is, if id has one.
+func (n *Network) InNamespace(id string, fn func() error) error {
+	if n.NetnsPath(id) == "" {
+		return fmt.Errorf("replica %s has no network namespace", id)
+	}
+	return fn()
+}
+
 // FailNextPrepare makes the next Prepare fail with err.
 func (n *Network) FailNextPrepare(err error) {
 	n.mu.Lock()

@@ -43,6 +43,43 @@ func New(cfg Config) (*Net, error) {
 	return &Net{cfg: cfg, log: log, cookies: map[string]uint64{}}, nil
 }
 
+// InNamespace runs fn on a thread inside id's network namespace.
+func (n *Net) InNamespace(id string, fn func() error) error {
+	path := n.NetnsPath(id)
+	if path == "" {
+		return fmt.Errorf("replica %s has no network namespace", id)
+	}
+	return Do(path, fn)
+}
+
+// Config is the network's configuration, offered ports included.
+func (n *Net) Config() Config {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	cfg := n.cfg
+	cfg.OfferedPorts = append([]uint16(nil), n.cfg.OfferedPorts...)
+	return cfg
+}
+
+// Offer lets replicas reach the gateway on ports as well, such as a
+// listener bound after Setup made the gateway address, and installs the
+// table again with them.
+func (n *Net) Offer(ctx context.Context, ports ...uint16) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if p == 0 {
+			return errors.New("replica network: cannot offer port 0")
+		}
+	}
+	n.mu.Lock()
+	n.cfg.OfferedPorts = append(n.cfg.OfferedPorts, ports...)
+	cfg := n.cfg
+	n.mu.Unlock()
+	return installTable(cfg)
+}
+
 // Addr is where the replica that holds port serves.
 func (n *Net) Addr(port int) netip.Addr { return n.cfg.Addr(port) }
 
@@ -103,7 +140,7 @@ func (n *Net) Setup(ctx context.Context) error {
 		}
 		n.log.Info("replica network: turned on net.ipv4.ip_forward for replica egress", "bridge", n.cfg.Bridge)
 	}
-	if err := installTable(n.cfg); err != nil {
+	if err := installTable(n.Config()); err != nil {
 		return err
 	}
 	n.log.Info("replica network ready", "bridge", n.cfg.Bridge, "cidr", n.cfg.CIDR, "gateway", n.cfg.Gateway(), "table", "inet "+TableName(n.cfg.Bridge))
