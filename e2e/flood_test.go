@@ -38,6 +38,7 @@ func TestIdleConnectionFlood(t *testing.T) {
 	require.Contains(t, d.log.String(), "soft="+strconv.Itoa(floodNoFile), "ebbd kept the limit it was given")
 	d.pushHello()
 	d.putSpec("hello", `{"image":"hello:latest"}`)
+	d.waitFor("hello", time.Minute, func(r api.RevisionStatus) bool { return r.Ready == 1 })
 	resp, body := d.get("hello", "/", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode, body)
 	routerClient.CloseIdleConnections()

@@ -55,6 +55,8 @@ type Agent struct {
 	ports    map[int]string // allocated port → replica id
 	// busyPorts are ports some other program holds, skipped until the time.
 	busyPorts map[int]time.Time
+	// nextPort is where pickPort looks first.
+	nextPort int
 	// seedStatus is what an earlier agent last wrote for each revision, so
 	// counters such as restarts survive an agent restart.
 	seedStatus map[string]store.RevisionNodeStatus
@@ -133,6 +135,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		replicas:   map[string]*replica{},
 		ports:      map[int]string{},
 		busyPorts:  map[int]time.Time{},
+		nextPort:   cfg.PortMin,
 		seedStatus: map[string]store.RevisionNodeStatus{},
 	}
 	a.assignments = deps.Assignments

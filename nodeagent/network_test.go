@@ -128,6 +128,25 @@ func addrs(eps []store.Endpoint) []string {
 	return out
 }
 
+// A port freed by a replica is handed out again only after every other:
+// with isolation it is the replica's address too, which the kernel and
+// clients remember for a while.
+func TestPortsGoRoundTheRange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnvWith(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 }, fake.NewNetwork())
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		var seen []string
+		for range 3 {
+			e.assign("hello", rev, 1, 0)
+			ep := e.waitEndpoints(rev, 1)[0]
+			seen = append(seen, ep.Addr)
+			e.assign("hello", rev, 0, 0)
+			e.waitFor(func() bool { return len(e.rt.Containers()) == 0 }, "replica %s gone", ep.Replica)
+		}
+		assert.Equal(t, []string{"10.99.89.216:23000", "10.99.89.217:23001", "10.99.89.218:23002"}, seen)
+	})
+}
+
 // usersByNamespace gives each tenancy namespace a fixed range.
 type usersByNamespace map[string]uint32
 

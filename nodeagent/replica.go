@@ -872,12 +872,19 @@ func (a *Agent) allocate(ctx context.Context, r *replica) error {
 	return fmt.Errorf("no free port in %d-%d: every one is held by a replica or another program", a.cfg.PortMin, a.cfg.PortMax)
 }
 
-// pickPort reserves the lowest port in range that no replica holds.
+// pickPort reserves the next port in range that no replica holds, going
+// round the range from the last one it gave: a port, and with isolation
+// the address it fixes, is not handed out again until the others have
+// been, so nothing that remembers an address for a while (the kernel's
+// neighbour and connection state, a client's pool) mistakes a new replica
+// for the one that just went.
 func (a *Agent) pickPort(id string) (int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := time.Now()
-	for p := a.cfg.PortMin; p <= a.cfg.PortMax; p++ {
+	span := a.cfg.PortMax - a.cfg.PortMin + 1
+	for i := range span {
+		p := a.cfg.PortMin + ((a.nextPort-a.cfg.PortMin+i)%span+span)%span
 		if _, taken := a.ports[p]; taken {
 			continue
 		}
@@ -888,6 +895,7 @@ func (a *Agent) pickPort(id string) (int, error) {
 			delete(a.busyPorts, p)
 		}
 		a.ports[p] = id
+		a.nextPort = p + 1
 		return p, nil
 	}
 	return 0, fmt.Errorf("all ports %d-%d are allocated", a.cfg.PortMin, a.cfg.PortMax)

@@ -304,7 +304,7 @@ func TestAgentAcceptance(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, map[string]string{nodeagent.LabelNode: node, nodeagent.LabelFunction: "hello",
 				nodeagent.LabelRevision: rev, nodeagent.LabelReplica: id,
-				nodeagent.LabelPort: strings.TrimPrefix(eps[id].Addr, "127.0.0.1:")}, labels)
+				nodeagent.LabelPort: strings.TrimPrefix(eps[id].Addr, "127.0.0.1:"), nodeagent.LabelNetwork: "host"}, labels)
 		}
 	})
 	require.Len(t, eps, 2)

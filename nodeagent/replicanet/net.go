@@ -190,6 +190,16 @@ func bridgeMAC(bridge string) net.HardwareAddr {
 	return net.HardwareAddr{0x02, h[0], h[1], h[2], h[3], h[4]}
 }
 
+// replicaMAC is the replica's eth0 address, a function of its IPv4
+// address. An address comes back as soon as its port does, and the host's
+// neighbour table may still hold it for the last replica that had it: with
+// a random MAC the new replica would get no frame until that entry expired
+// (tens of seconds of failed probes); with this one the entry is right.
+func replicaMAC(addr netip.Addr) net.HardwareAddr {
+	a := addr.As4()
+	return net.HardwareAddr{0x02, 0xeb, a[0], a[1], a[2], a[3]}
+}
+
 func (n *Net) ensureBridge() (netlink.Link, error) {
 	l, err := netlink.LinkByName(n.cfg.Bridge)
 	if err == nil {
@@ -278,9 +288,10 @@ func (n *Net) prepare(ctx context.Context, id string, addr netip.Addr) (string, 
 	}
 	defer ns.Close()
 	veth := &netlink.Veth{
-		LinkAttrs:     netlink.LinkAttrs{Name: VethName(id), MasterIndex: br.Attrs().Index},
-		PeerName:      "eth0",
-		PeerNamespace: netlink.NsFd(int(ns.Fd())),
+		LinkAttrs:        netlink.LinkAttrs{Name: VethName(id), MasterIndex: br.Attrs().Index},
+		PeerName:         "eth0",
+		PeerHardwareAddr: replicaMAC(addr),
+		PeerNamespace:    netlink.NsFd(int(ns.Fd())),
 	}
 	if err := netlink.LinkAdd(veth); err != nil {
 		return "", fmt.Errorf("create veth %s: %w", veth.Name, err)
@@ -295,11 +306,20 @@ func (n *Net) prepare(ctx context.Context, id string, addr netip.Addr) (string, 
 	var cookie uint64
 	err = Do(path, func() error {
 		var err error
-		cookie, err = configureInside(addr, n.cfg.CIDR.Bits(), n.cfg.Gateway(), n.cfg.Registry != nil)
+		cookie, err = configureInside(addr, n.cfg.CIDR.Bits(), n.cfg.Gateway(), bridgeMAC(n.cfg.Bridge), n.cfg.Registry != nil)
 		return err
 	})
 	if err != nil {
 		return "", err
+	}
+	// Both ends know each other's link address from the start, so no
+	// request waits on ARP: the first SYN of a cold start once waited a
+	// second for a lost solicitation. Both addresses are functions of what
+	// never changes (bridgeMAC, replicaMAC), so the entries are permanent;
+	// the bridge's go with it.
+	if err := netlink.NeighSet(&netlink.Neigh{LinkIndex: br.Attrs().Index, Family: netlink.FAMILY_V4,
+		State: netlink.NUD_PERMANENT, IP: addr.AsSlice(), HardwareAddr: replicaMAC(addr)}); err != nil {
+		return "", fmt.Errorf("neighbour %s: %w", addr, err)
 	}
 	if err := waitReady(ctx, veth.Name, path); err != nil {
 		return "", err
@@ -375,7 +395,7 @@ const brStateForwarding = "3"
 // configureInside runs in the replica's netns: it disables IPv6, lets the
 // replica bind low ports in its own namespace, brings lo and eth0 up with
 // addr and routes through gw. It returns the netns cookie if asked.
-func configureInside(addr netip.Addr, bits int, gw netip.Addr, wantCookie bool) (uint64, error) {
+func configureInside(addr netip.Addr, bits int, gw netip.Addr, gwMAC net.HardwareAddr, wantCookie bool) (uint64, error) {
 	for _, s := range []string{"net/ipv6/conf/all/disable_ipv6", "net/ipv6/conf/default/disable_ipv6", "net/ipv6/conf/eth0/disable_ipv6"} {
 		if err := writeSysctl(s, "1"); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return 0, err
@@ -409,6 +429,10 @@ func configureInside(addr netip.Addr, bits int, gw netip.Addr, wantCookie bool) 
 	}
 	if err := h.RouteAdd(&netlink.Route{LinkIndex: eth.Attrs().Index, Gw: gw.AsSlice()}); err != nil {
 		return 0, fmt.Errorf("default route via %s: %w", gw, err)
+	}
+	if err := h.NeighSet(&netlink.Neigh{LinkIndex: eth.Attrs().Index, Family: netlink.FAMILY_V4,
+		State: netlink.NUD_PERMANENT, IP: gw.AsSlice(), HardwareAddr: gwMAC}); err != nil {
+		return 0, fmt.Errorf("neighbour %s: %w", gw, err)
 	}
 	if !wantCookie {
 		return 0, nil
