@@ -12,7 +12,8 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"golang.org/x/sys/unix"
+
+	"github.com/ebbrun/ebb/internal/netnscookie"
 )
 
 // Loader owns ebb's loaded and attached eBPF programs and their maps. Its
@@ -125,7 +126,7 @@ func configureSpec(spec *ebpf.CollectionSpec, opts Options) error {
 	mask := ^uint32(0) << (32 - p.Bits())
 	var maskBytes [4]byte
 	binary.BigEndian.PutUint32(maskBytes[:], mask)
-	cookie, err := netnsCookie()
+	cookie, err := netnscookie.Current()
 	if err != nil {
 		return err
 	}
@@ -157,21 +158,6 @@ func configureSpec(spec *ebpf.CollectionSpec, opts Options) error {
 		ms.MaxEntries = n
 	}
 	return nil
-}
-
-// netnsCookie identifies the network namespace of this process, the host's:
-// the programs leave sockets in other namespaces alone.
-func netnsCookie() (uint64, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, fmt.Errorf("netns cookie: %w", err)
-	}
-	defer unix.Close(fd)
-	cookie, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-	if err != nil {
-		return 0, fmt.Errorf("netns cookie: %w", err)
-	}
-	return cookie, nil
 }
 
 func (l *Loader) attach() error {

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
+	"github.com/ebbrun/ebb/internal/netnscookie"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
 
@@ -87,7 +88,7 @@ func (n testNetns) cookie(t *testing.T) uint64 {
 			runtime.UnlockOSThread()
 			return fmt.Errorf("enter %s: %w", n.name, err)
 		}
-		cookie, err = netnsCookie()
+		cookie, err = netnscookie.Current()
 		if err := unix.Setns(int(own.Fd()), unix.CLONE_NEWNET); err != nil {
 			// Leave the thread locked: the runtime ends it with the
 			// goroutine rather than reuse it in the wrong namespace.

@@ -16,6 +16,8 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ebbrun/ebb/internal/netnscookie"
 )
 
 // Net is the replica network of one node: its bridge, its nftables table and
@@ -437,7 +439,7 @@ func configureInside(addr netip.Addr, bits int, gw netip.Addr, gwMAC net.Hardwar
 	if !wantCookie {
 		return 0, nil
 	}
-	return netnsCookie()
+	return netnscookie.Current()
 }
 
 // Release removes id's network: its eBPF registration, its veth (the peer
@@ -455,7 +457,7 @@ func (n *Net) Release(ctx context.Context, id string) error {
 		if !ok && isNetns(path) {
 			err := Do(path, func() error {
 				var err error
-				cookie, err = netnsCookie()
+				cookie, err = netnscookie.Current()
 				return err
 			})
 			ok = err == nil
@@ -534,7 +536,7 @@ func (n *Net) Adopt(ctx context.Context, ids []string) error {
 		var cookie uint64
 		err := Do(filepath.Join(n.cfg.NetnsDir, id), func() error {
 			var err error
-			cookie, err = netnsCookie()
+			cookie, err = netnscookie.Current()
 			return err
 		})
 		if err == nil {

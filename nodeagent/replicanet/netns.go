@@ -119,21 +119,6 @@ func isNetns(path string) bool {
 	return unix.Statfs(path, &st) == nil && st.Type == unix.NSFS_MAGIC
 }
 
-// netnsCookie is the cookie of the caller's network namespace, as eBPF sees
-// it (bpf_get_netns_cookie); call it inside Do.
-func netnsCookie() (uint64, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, fmt.Errorf("socket for netns cookie: %w", err)
-	}
-	defer unix.Close(fd)
-	c, err := unix.GetsockoptUint64(fd, unix.SOL_SOCKET, unix.SO_NETNS_COOKIE)
-	if err != nil {
-		return 0, fmt.Errorf("SO_NETNS_COOKIE: %w", err)
-	}
-	return c, nil
-}
-
 // writeSysctl writes a /proc/sys file; it is per netns of the calling thread
 // for net.*.
 func writeSysctl(name, value string) error {
