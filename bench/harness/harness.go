@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -116,6 +117,35 @@ type Harness struct {
 	hc    *http.Client
 	work  string
 	began time.Time
+
+	// networkLeft collects what ebbds of the current section left of their
+	// replica networks (see Ebbd.Stop); leftAny says whether any section's
+	// did, which fails the run.
+	mu          sync.Mutex
+	networkLeft []error
+	leftAny     bool
+}
+
+// noteNetworkLeft records that an ebbd's replica network could not be
+// removed completely.
+func (h *Harness) noteNetworkLeft(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.networkLeft = append(h.networkLeft, err)
+	h.leftAny = true
+}
+
+// takeNetworkLeft returns and forgets what noteNetworkLeft recorded, as
+// one error (nil if nothing).
+func (h *Harness) takeNetworkLeft() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.networkLeft) == 0 {
+		return nil
+	}
+	err := fmt.Errorf("%w: %w", errNetworkLeft, errors.Join(h.networkLeft...))
+	h.networkLeft = nil
+	return err
 }
 
 // Run runs the configured sections, prints the summary, writes the JSON and
@@ -136,6 +166,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	h.work = work
+	// With isolation, runc runs as an unprivileged host uid (the mapped root
+	// of the replica's user namespace) and must pass through the work dir
+	// to reach the bundles of each ebbd's containerd; ebbd makes its own
+	// data dir searchable the same way. Search only: nothing is listed.
+	if err := os.Chmod(work, 0o711); err != nil {
+		return err
+	}
 	defer func() {
 		h.procs.StopAll()
 		if pids := KillUnder(work); len(pids) > 0 {
@@ -160,6 +197,11 @@ func Run(ctx context.Context, cfg Config) error {
 		h.log.Info("section start", "section", name)
 		began := time.Now()
 		res, err := h.runSection(ctx, name)
+		// Every ebbd of the section has stopped: a replica network any of
+		// them left fails the section.
+		if left := h.takeNetworkLeft(); left != nil {
+			err = errors.Join(err, left)
+		}
 		elapsed := time.Since(began)
 		h.log.Info("section done", "section", name, "elapsed", elapsed.Round(time.Second), "err", err)
 		rep.add(name, res, err, elapsed)
@@ -178,6 +220,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	rep.printSummary(cfg.Stdout)
+	if h.leftAny {
+		return fmt.Errorf("%w on the node: see the failed sections", errNetworkLeft)
+	}
 	return nil
 }
 
