@@ -31,7 +31,7 @@ type Ebbd struct {
 	// Isolation is the --isolation it runs with: "on" or "off".
 	Isolation string
 
-	slot     netSlot // its replica ports, bridge and replica range
+	slot netSlot // its replica ports, bridge and replica range
 
 	token    string // the admin token, which /metrics on the API port needs
 	h        *Harness
