@@ -48,9 +48,10 @@ type EbbdOptions struct {
 	// EBPF is the --ebpf flag: "auto", "on" or "off". Default "off", so that
 	// figures other than the eBPF section's measure the userspace path.
 	EBPF string
-	// Isolation is the --isolation flag: "on" (default, what users get:
-	// each replica in its own network and user namespace on the ebbd's own
-	// bridge) or "off" (replicas on the host's network).
+	// Isolation is the --isolation flag: "on" (what users get: each
+	// replica in its own network and user namespace on the ebbd's own
+	// bridge) or "off" (replicas on the host's network). Default
+	// Config.Isolation, itself "on" by default.
 	Isolation string
 }
 
@@ -71,7 +72,7 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		o.EBPF = "off"
 	}
 	if o.Isolation == "" {
-		o.Isolation = IsolationOn
+		o.Isolation = h.cfg.Isolation
 	}
 	if o.Isolation != IsolationOn && o.Isolation != IsolationOff {
 		return nil, fmt.Errorf("ebbd %s: isolation %q: want on or off", o.Name, o.Isolation)

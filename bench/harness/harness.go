@@ -44,6 +44,11 @@ type Config struct {
 	// EbbdGOMAXPROCS is GOMAXPROCS for every ebbd, so the router gets one
 	// core like HAProxy (nbthread 1) and nginx (1 worker). Default 1.
 	EbbdGOMAXPROCS int
+	// Isolation is every ebbd's --isolation unless a section sets it: "on"
+	// (default, what users get) or "off" (host network, for machines
+	// without the privileges isolation needs). The cold start section
+	// always runs both, side by side.
+	Isolation string
 	// KeepWork keeps the temp work dir (ebbd data dirs and logs).
 	KeepWork bool
 	// NoRecord skips latest.json and RESULTS.md; the run's JSON and plots
@@ -80,6 +85,9 @@ func (c Config) WithDefaults() Config {
 	if c.EbbdGOMAXPROCS == 0 {
 		c.EbbdGOMAXPROCS = 1
 	}
+	if c.Isolation == "" {
+		c.Isolation = IsolationOn
+	}
 	if c.Command == "" {
 		c.Command = "make bench"
 	}
@@ -101,6 +109,9 @@ func (c Config) Validate() error {
 	}
 	if c.EbbdGOMAXPROCS < 0 {
 		return errors.New("ebbd GOMAXPROCS must not be negative")
+	}
+	if c.Isolation != IsolationOn && c.Isolation != IsolationOff {
+		return fmt.Errorf("-isolation %q: want on or off", c.Isolation)
 	}
 	return nil
 }
