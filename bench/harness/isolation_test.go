@@ -229,3 +229,20 @@ func TestColdStartIsolationGoals(t *testing.T) {
 	r.RouterHitOff = Dist{}
 	assert.Equal(t, GoalNotMeasured, goal(r, "isolation costs").Status)
 }
+
+func TestNetworkLeftFailsTheSection(t *testing.T) {
+	h := &Harness{}
+	assert.NoError(t, h.takeNetworkLeft())
+	h.noteNetworkLeft(assert.AnError)
+	err := h.takeNetworkLeft()
+	require.ErrorIs(t, err, errNetworkLeft)
+	assert.ErrorIs(t, err, assert.AnError)
+	assert.NoError(t, h.takeNetworkLeft(), "taken once per section")
+	assert.True(t, h.leftAny, "the run still fails at the end")
+}
+
+func TestConfigIsolation(t *testing.T) {
+	assert.Equal(t, IsolationOn, Config{}.WithDefaults().Isolation)
+	assert.NoError(t, Config{Isolation: IsolationOff}.WithDefaults().Validate())
+	assert.ErrorContains(t, Config{Isolation: "maybe"}.WithDefaults().Validate(), "-isolation")
+}
