@@ -3,8 +3,10 @@ package harness
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -62,8 +64,11 @@ func (h *Harness) wrkDuration() time.Duration {
 	return 10 * time.Second
 }
 
-// warmFunction deploys fn with exactly one replica and returns the
-// replica's address, read from its own environment through the router.
+// warmFunction deploys fn with exactly one replica and returns the address
+// the router sends its requests to: with isolation on, the replica's own
+// address in its network namespace on the ebbd's bridge; with it off, a
+// loopback port. Direct runs and the peers (HAProxy, nginx) dial the same
+// address, so every path ends at the same socket.
 func (h *Harness) warmFunction(ctx context.Context, e *Ebbd, fn string) (string, error) {
 	ref, err := e.PushHello(ctx)
 	if err != nil {
@@ -74,16 +79,40 @@ func (h *Harness) warmFunction(ctx context.Context, e *Ebbd, fn string) (string,
 	if _, err := e.Deploy(ctx, fn, spec, 2*time.Minute); err != nil {
 		return "", err
 	}
+	f, err := e.WaitRevision(ctx, fn, 30*time.Second, func(r api.RevisionStatus) bool { return len(r.Replicas) == 1 })
+	if err != nil {
+		return "", err
+	}
+	r, _ := latest(f)
 	t, body := getBody(ctx, h.hc, e.HTTPAddr, fn+".localhost", "/env")
 	if t.Err != nil || t.Status != 200 {
 		return "", fmt.Errorf("read %s's environment through the router: status %d: %v", fn, t.Status, t.Err)
 	}
-	for _, line := range strings.Split(body, "\n") {
+	return replicaBackend(r.Replicas, body)
+}
+
+// replicaBackend picks the one ready replica's address from its revision's
+// status, and checks it against the PORT in the environment the replica
+// reported through the router: the address is the router's endpoint for
+// that very replica.
+func replicaBackend(replicas []api.ReplicaStatus, env string) (string, error) {
+	if len(replicas) != 1 {
+		return "", fmt.Errorf("want exactly one ready replica, the status lists %d", len(replicas))
+	}
+	addr := replicas[0].Addr
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("replica %s: address %q: %w", replicas[0].Name, addr, err)
+	}
+	for _, line := range strings.Split(env, "\n") {
 		if port, ok := strings.CutPrefix(line, "PORT="); ok {
-			return "127.0.0.1:" + strings.TrimSpace(port), nil
+			if strings.TrimSpace(port) != strconv.Itoa(int(ap.Port())) {
+				return "", fmt.Errorf("replica %s serves at %s but its environment says PORT=%s", replicas[0].Name, addr, strings.TrimSpace(port))
+			}
+			return addr, nil
 		}
 	}
-	return "", fmt.Errorf("%s's environment has no PORT", fn)
+	return "", fmt.Errorf("replica %s's environment has no PORT", replicas[0].Name)
 }
 
 func (h *Harness) dataPlane(ctx context.Context) (Result, error) {
@@ -97,7 +126,7 @@ func (h *Harness) dataPlane(ctx context.Context) (Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res.Backend = "one warm replica of examples/hello (net/http, in containerd, CPU limit 1) at " + backend
+	res.Backend = "one warm replica of examples/hello (net/http, in containerd, CPU limit 1, " + e.isolationNote() + ") at " + backend
 	ha, err := h.StartHAProxy(ctx, backend)
 	if err != nil {
 		return nil, err

@@ -28,6 +28,10 @@ type Ebbd struct {
 	APIAddr  string
 	HTTPAddr string
 	Client   *api.Client
+	// Isolation is the --isolation it runs with: "on" or "off".
+	Isolation string
+
+	slot netSlot // its replica ports, bridge and replica range
 
 	token    string // the admin token, which /metrics on the API port needs
 	h        *Harness
@@ -44,7 +48,18 @@ type EbbdOptions struct {
 	// EBPF is the --ebpf flag: "auto", "on" or "off". Default "off", so that
 	// figures other than the eBPF section's measure the userspace path.
 	EBPF string
+	// Isolation is the --isolation flag: "on" (what users get: each
+	// replica in its own network and user namespace on the ebbd's own
+	// bridge) or "off" (replicas on the host's network). Default
+	// Config.Isolation, itself "on" by default.
+	Isolation string
 }
+
+// Values of EbbdOptions.Isolation, as ebbd's --isolation takes them.
+const (
+	IsolationOn  = "on"
+	IsolationOff = "off"
+)
 
 // harnessVIPPrefix keeps the VIPs of the harness's ebbds apart from the
 // default range another ebbd on the machine may be using.
@@ -56,23 +71,38 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 	if o.EBPF == "" {
 		o.EBPF = "off"
 	}
+	if o.Isolation == "" {
+		o.Isolation = h.cfg.Isolation
+	}
+	if o.Isolation != IsolationOn && o.Isolation != IsolationOff {
+		return nil, fmt.Errorf("ebbd %s: isolation %q: want on or off", o.Name, o.Isolation)
+	}
+	slot, err := lockNetSlot(ctx, filepath.Join(h.cfg.BinDir, "ebbd"), h.log)
+	if err != nil {
+		return nil, fmt.Errorf("ebbd %s: %w", o.Name, err)
+	}
 	dir, err := os.MkdirTemp(h.work, "ebbd-"+o.Name+"-")
 	if err != nil {
+		slot.unlock()
 		return nil, err
 	}
+	e := &Ebbd{Dir: dir, Isolation: o.Isolation, slot: slot, h: h}
 	apiPort, err := freePort()
 	if err != nil {
+		e.Stop()
 		return nil, err
 	}
 	httpPort, err := freePort()
 	if err != nil {
+		e.Stop()
 		return nil, err
 	}
 	metricsPort, err := freePort()
 	if err != nil {
+		e.Stop()
 		return nil, err
 	}
-	e := &Ebbd{Dir: dir, APIAddr: loopback(apiPort), HTTPAddr: loopback(httpPort), h: h}
+	e.APIAddr, e.HTTPAddr = loopback(apiPort), loopback(httpPort)
 	// ebbd gets a containerd of its own that the harness runs, so that once
 	// ebbd has stopped the harness can delete every container it left (the
 	// node agent leaves replicas running on purpose, to adopt them after a
@@ -82,12 +112,13 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		DataDir: filepath.Join(dir, "containerd"),
 	}, h.log.With("component", "containerd-"+o.Name))
 	if err != nil {
+		e.Stop()
 		return nil, err
 	}
 	// Start ties the daemon's life to its context; this one must outlive a
 	// cancelled run so that Stop can still delete the containers.
 	if e.ctrdAddr, err = e.ctrd.Start(context.WithoutCancel(ctx)); err != nil {
-		e.ctrd.Stop()
+		e.Stop()
 		return nil, fmt.Errorf("containerd for ebbd %s: %w", o.Name, err)
 	}
 	logf, err := os.Create(filepath.Join(dir, "ebbd.log"))
@@ -96,7 +127,7 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		return nil, err
 	}
 	defer logf.Close() // the child has its own copy
-	cmd := exec.Command(filepath.Join(h.cfg.BinDir, "ebbd"),
+	args := append([]string{
 		"--data-dir", dir,
 		"--api-addr", e.APIAddr,
 		"--http-addr", e.HTTPAddr,
@@ -104,8 +135,10 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		"--containerd-address", e.ctrdAddr,
 		"--ebpf", o.EBPF,
 		"--vip-prefix", harnessVIPPrefix,
+		"--isolation", o.Isolation,
 		"--log-level", "warn",
-	)
+	}, slot.flags()...)
+	cmd := exec.Command(filepath.Join(h.cfg.BinDir, "ebbd"), args...)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(h.cfg.EbbdGOMAXPROCS))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	p, err := h.procs.Start("ebbd-"+o.Name, cmd)
@@ -132,7 +165,8 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		e.Stop()
 		return nil, fmt.Errorf("ebbd %s: node agent never reported its node: %w; log tail:\n%s", o.Name, err, e.LogTail())
 	}
-	h.log.Info("ebbd ready", "name", o.Name, "pid", p.PID(), "api", e.APIAddr, "http", e.HTTPAddr, "ebpf", o.EBPF)
+	h.log.Info("ebbd ready", "name", o.Name, "pid", p.PID(), "api", e.APIAddr, "http", e.HTTPAddr, "ebpf", o.EBPF,
+		"isolation", o.Isolation, "bridge", slot.bridge(), "replicaCIDR", slot.cidr(), "replicaPorts", slot.ports())
 	return e, nil
 }
 
@@ -160,12 +194,22 @@ func (e *Ebbd) waitReady(ctx context.Context, timeout time.Duration) (string, er
 	return token, err
 }
 
+// isolationNote says where the ebbd's replicas run, for method texts.
+func (e *Ebbd) isolationNote() string {
+	if e.Isolation == IsolationOff {
+		return "isolation off: on the host's network"
+	}
+	return fmt.Sprintf("isolation on: in its own network namespace on bridge %s, %s", e.slot.bridge(), e.slot.cidr())
+}
+
 // PID is ebbd's process id.
 func (e *Ebbd) PID() int { return e.proc.PID() }
 
 // Stop stops ebbd with SIGTERM, deletes the containers it leaves in its
-// containerd, stops that containerd, kills whatever of the run is left, and
-// removes the data dir unless the harness keeps its work dir.
+// containerd, stops that containerd, kills whatever of the run is left,
+// tears down its replica network (a failure fails the section and the run:
+// see Harness.networkLeft), and removes the data dir unless the harness
+// keeps its work dir.
 func (e *Ebbd) Stop() {
 	e.once.Do(func() {
 		if e.proc != nil {
@@ -183,6 +227,12 @@ func (e *Ebbd) Stop() {
 		if pids := KillUnder(e.Dir); len(pids) > 0 {
 			e.h.log.Warn("killed processes ebbd left behind", "dir", e.Dir, "pids", pids)
 		}
+		// The replicas are gone now, so their namespaces and links can go.
+		if err := e.slot.teardown(context.Background(), filepath.Join(e.h.cfg.BinDir, "ebbd")); err != nil {
+			e.h.log.Error("replica network left behind", "bridge", e.slot.bridge(), "err", err)
+			e.h.noteNetworkLeft(err)
+		}
+		e.slot.unlock()
 		if !e.h.cfg.KeepWork {
 			// Keep the log: it is small and is the first thing to read.
 			if b, err := os.ReadFile(filepath.Join(e.Dir, "ebbd.log")); err == nil {

@@ -308,7 +308,8 @@ func (r *EBPFResult) Markdown() string {
 			"The loader-level figures are in the hand-written \"eBPF\" section below."
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "Method: %d rounds, each a fresh ebbd with `--ebpf off` then one with `--ebpf on` (node reports %q), VIPs in %s, each with one warm replica of hello. "+
+	fmt.Fprintf(&b, "Method: %d rounds, each a fresh ebbd with `--ebpf off` then one with `--ebpf on` (node reports %q), VIPs in %s, each with one warm replica of hello, "+
+		"every ebbd with `--isolation on` (the default: the replica in its own network namespace on the ebbd's bridge, dialled at its own address; HAProxy dials the same address). "+
 		"Data plane: `%s` through the router; 10 B is GET / (about 80 B of body), 64 KiB is POST /echo with a 64 KiB body echoed back; ratios per round, on / off. "+
 		"Function-to-function: with eBPF on, `wrk -t1 -c1` (one caller, one keep-alive connection, as a function calling another) to the router and to the function's VIP %s; ratio per round, VIP p50 / router p50. "+
 		"Cold start: with eBPF on, 5 functions at zero with pre-created tasks, first requests alternating between the VIP (connect4 wakes the function and sends the connection to the fallback listener) and the router; TTFB by the harness's Go client.\n\n",

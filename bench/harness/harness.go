@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -43,6 +44,11 @@ type Config struct {
 	// EbbdGOMAXPROCS is GOMAXPROCS for every ebbd, so the router gets one
 	// core like HAProxy (nbthread 1) and nginx (1 worker). Default 1.
 	EbbdGOMAXPROCS int
+	// Isolation is every ebbd's --isolation unless a section sets it: "on"
+	// (default, what users get) or "off" (host network, for machines
+	// without the privileges isolation needs). The cold start section
+	// always runs both, side by side.
+	Isolation string
 	// KeepWork keeps the temp work dir (ebbd data dirs and logs).
 	KeepWork bool
 	// NoRecord skips latest.json and RESULTS.md; the run's JSON and plots
@@ -79,6 +85,9 @@ func (c Config) WithDefaults() Config {
 	if c.EbbdGOMAXPROCS == 0 {
 		c.EbbdGOMAXPROCS = 1
 	}
+	if c.Isolation == "" {
+		c.Isolation = IsolationOn
+	}
 	if c.Command == "" {
 		c.Command = "make bench"
 	}
@@ -101,6 +110,9 @@ func (c Config) Validate() error {
 	if c.EbbdGOMAXPROCS < 0 {
 		return errors.New("ebbd GOMAXPROCS must not be negative")
 	}
+	if c.Isolation != IsolationOn && c.Isolation != IsolationOff {
+		return fmt.Errorf("-isolation %q: want on or off", c.Isolation)
+	}
 	return nil
 }
 
@@ -116,6 +128,35 @@ type Harness struct {
 	hc    *http.Client
 	work  string
 	began time.Time
+
+	// networkLeft collects what ebbds of the current section left of their
+	// replica networks (see Ebbd.Stop); leftAny says whether any section's
+	// did, which fails the run.
+	mu          sync.Mutex
+	networkLeft []error
+	leftAny     bool
+}
+
+// noteNetworkLeft records that an ebbd's replica network could not be
+// removed completely.
+func (h *Harness) noteNetworkLeft(err error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.networkLeft = append(h.networkLeft, err)
+	h.leftAny = true
+}
+
+// takeNetworkLeft returns and forgets what noteNetworkLeft recorded, as
+// one error (nil if nothing).
+func (h *Harness) takeNetworkLeft() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.networkLeft) == 0 {
+		return nil
+	}
+	err := fmt.Errorf("%w: %w", errNetworkLeft, errors.Join(h.networkLeft...))
+	h.networkLeft = nil
+	return err
 }
 
 // Run runs the configured sections, prints the summary, writes the JSON and
@@ -136,6 +177,13 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	h.work = work
+	// With isolation, runc runs as an unprivileged host uid (the mapped root
+	// of the replica's user namespace) and must pass through the work dir
+	// to reach the bundles of each ebbd's containerd; ebbd makes its own
+	// data dir searchable the same way. Search only: nothing is listed.
+	if err := os.Chmod(work, 0o711); err != nil {
+		return err
+	}
 	defer func() {
 		h.procs.StopAll()
 		if pids := KillUnder(work); len(pids) > 0 {
@@ -160,6 +208,11 @@ func Run(ctx context.Context, cfg Config) error {
 		h.log.Info("section start", "section", name)
 		began := time.Now()
 		res, err := h.runSection(ctx, name)
+		// Every ebbd of the section has stopped: a replica network any of
+		// them left fails the section.
+		if left := h.takeNetworkLeft(); left != nil {
+			err = errors.Join(err, left)
+		}
 		elapsed := time.Since(began)
 		h.log.Info("section done", "section", name, "elapsed", elapsed.Round(time.Second), "err", err)
 		rep.add(name, res, err, elapsed)
@@ -178,6 +231,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	rep.printSummary(cfg.Stdout)
+	if h.leftAny {
+		return fmt.Errorf("%w on the node: see the failed sections", errNetworkLeft)
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strconv"
@@ -172,6 +173,77 @@ func (h HistDelta) Mean() float64 {
 		return 0
 	}
 	return h.Sum / h.Count
+}
+
+// HistQuantile estimates the q-quantile (0 < q < 1) of the events that
+// histogram name{labels} counted from before to m, from its buckets, the
+// way Prometheus's histogram_quantile does: linear interpolation inside the
+// bucket the rank falls in (from 0 for the first), and the highest finite
+// bound when it falls in +Inf. ok is false when no event was counted.
+func (m Metrics) HistQuantile(before Metrics, q float64, name string, kv ...string) (v float64, ok bool) {
+	labels := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		labels[kv[i]] = kv[i+1]
+	}
+	// Cumulative counts by bound, summed over the matching series.
+	cum := map[float64]float64{}
+	for k, after := range m {
+		if !seriesHas(k, name+"_bucket", labels) {
+			continue
+		}
+		le, found := labelValue(k, "le")
+		if !found {
+			continue
+		}
+		bound, err := strconv.ParseFloat(le, 64)
+		if err != nil {
+			continue
+		}
+		cum[bound] += after - before[k]
+	}
+	bounds := make([]float64, 0, len(cum))
+	for b := range cum {
+		bounds = append(bounds, b)
+	}
+	sort.Float64s(bounds)
+	if len(bounds) == 0 || !math.IsInf(bounds[len(bounds)-1], 1) {
+		return 0, false
+	}
+	total := cum[bounds[len(bounds)-1]]
+	if total <= 0 || q <= 0 || q >= 1 {
+		return 0, false
+	}
+	rank := q * total
+	lower, below := 0.0, 0.0
+	for _, b := range bounds {
+		c := cum[b]
+		if c >= rank {
+			if math.IsInf(b, 1) {
+				return lower, true
+			}
+			if c == below {
+				return b, true
+			}
+			return lower + (b-lower)*(rank-below)/(c-below), true
+		}
+		lower, below = b, c
+	}
+	return lower, true
+}
+
+// labelValue returns the value of label l in the series key k.
+func labelValue(k, l string) (string, bool) {
+	i := strings.Index(k, "{")
+	if i < 0 {
+		return "", false
+	}
+	inner := "," + strings.TrimSuffix(k[i+1:], "}")
+	_, rest, ok := strings.Cut(inner, ","+l+`="`)
+	if !ok {
+		return "", false
+	}
+	v, _, ok := strings.Cut(rest, `"`)
+	return v, ok
 }
 
 // Scrape fetches and parses url, sending token (when set) as a bearer

@@ -42,6 +42,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	keep := fs.Bool("keep", false, "keep the temp work dir (ebbd data dirs and logs)")
 	noRecord := fs.Bool("no-record", false, "record nothing in bench/: JSON and plots go to a temp dir, RESULTS.md is left alone")
 	procs := fs.Int("ebbd-gomaxprocs", 1, "GOMAXPROCS of every ebbd the harness starts (1: one core, like the peers)")
+	isolation := fs.String("isolation", harness.IsolationOn, "every ebbd's --isolation (on: the default users get; off: host network, for machines without the privileges); the coldstart section runs both either way")
 	verbose := fs.Bool("v", false, "debug logging")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -76,6 +77,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *quick {
 		command += " QUICK=1"
 	}
+	if *isolation != harness.IsolationOn {
+		// make bench has no knob for it: record the command itself.
+		command = "cd bench && go run ./cmd/ebbbench -isolation " + *isolation
+		if *only != "" {
+			command += " -only " + *only
+		}
+		if *quick {
+			command += " -quick"
+		}
+	}
 	return harness.Run(ctx, harness.Config{
 		Only:           sections,
 		Quick:          *quick,
@@ -84,6 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		KeepWork:       *keep,
 		NoRecord:       *noRecord,
 		EbbdGOMAXPROCS: *procs,
+		Isolation:      *isolation,
 		Command:        command,
 		Stdout:         stdout,
 		Logger:         slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
