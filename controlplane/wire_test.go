@@ -451,8 +451,8 @@ func TestDryRun(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, code)
 }
 
-// watchLines opens a raw watch and returns its decoded events.
-func (a *testAPI) watch(ctx context.Context, query string, header http.Header) (*http.Response, <-chan api.WatchEvent) {
+// watchRaw opens a watch and returns the answer, for the caller to read.
+func (a *testAPI) watchRaw(ctx context.Context, query string, header http.Header) *http.Response {
 	a.t.Helper()
 	req, err := http.NewRequestWithContext(ctx, "GET", a.url+"/v1/functions?watch=true"+query, nil)
 	require.NoError(a.t, err)
@@ -463,22 +463,7 @@ func (a *testAPI) watch(ctx context.Context, query string, header http.Header) (
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(a.t, err)
 	a.t.Cleanup(func() { resp.Body.Close() })
-	out := make(chan api.WatchEvent, 1024)
-	if resp.StatusCode != http.StatusOK {
-		close(out)
-		return resp, out
-	}
-	go func() {
-		defer close(out)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			var ev api.WatchEvent
-			if json.Unmarshal(sc.Bytes(), &ev) == nil {
-				out <- ev
-			}
-		}
-	}()
-	return resp, out
+	return resp
 }
 
 func next(t *testing.T, events <-chan api.WatchEvent, skipBookmarks bool) api.WatchEvent {
@@ -578,7 +563,7 @@ func TestWatchCompactedIs410(t *testing.T) {
 	for i := range 5 {
 		a.do("PUT", "/v1/functions/hello", fmt.Sprintf(`{"image":"hello:latest","env":{"N":"%d"}}`, i), nil)
 	}
-	resp, _ := a.watch(context.Background(), "&resourceVersion=1", nil)
+	resp := a.watchRaw(context.Background(), "&resourceVersion=1", nil)
 	assert.Equal(t, http.StatusGone, resp.StatusCode)
 	_, err := a.client().WatchFunctions(context.Background(), api.WatchOptions{ResourceVersion: "1"})
 	assert.True(t, api.IsGone(err), "%v", err)
@@ -623,7 +608,7 @@ func TestWatchSelectorSSEAndBookmarks(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.do("PUT", "/v1/functions/in", `{"image":"hello:latest","labels":{"app":"shop"}}`, nil))
 	ev = next(t, events, true)
 	assert.Equal(t, api.WatchAdded, ev.Type)
-	resp, _ := a.watch(ctx, "&labelSelector=app%3Dshop", http.Header{"Accept": {"text/event-stream"}})
+	resp := a.watchRaw(ctx, "&labelSelector=app%3Dshop", http.Header{"Accept": {"text/event-stream"}})
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "text/event-stream", resp.Header.Get("Content-Type"))
 	r := bufio.NewReader(resp.Body)
@@ -643,4 +628,85 @@ func TestWatchSelectorSSEAndBookmarks(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(block[2], "data: ")), &sseEv))
 	assert.Equal(t, "in", sseEv.Object.Name)
 	assert.Equal(t, strings.TrimPrefix(block[1], "id: "), sseEv.ResourceVersion)
+}
+
+// TestApplyHelpers covers what the apply handler calls: the action of each
+// write, and that a repeat writes nothing.
+func TestApplyHelpers(t *testing.T) {
+	a := newTestAPI(t)
+	a.pushHello()
+	ctx := context.Background()
+	spec := api.FunctionSpec{Image: "hello:latest", Labels: map[string]string{"app": "shop"}}
+	traffic := []api.TrafficTarget{{LatestRevision: true, Percent: 100, Tag: "live"}}
+	steps := []struct {
+		name    string
+		w       FunctionWrite
+		action  Action
+		rev     string
+		latest  string
+		changes bool
+	}{
+		{"dry create", FunctionWrite{Spec: &spec, Traffic: traffic, DryRun: true}, ActionCreated, "hello-00001", "hello-00001", false},
+		{"create with traffic", FunctionWrite{Spec: &spec, Traffic: traffic}, ActionCreated, "hello-00001", "hello-00001", true},
+		{"same again", FunctionWrite{Spec: &spec, Traffic: traffic}, ActionUnchanged, "", "hello-00001", false},
+		{"labels only", FunctionWrite{Spec: &api.FunctionSpec{Image: "hello:latest", Labels: map[string]string{"app": "web"}}, Traffic: traffic}, ActionConfigured, "", "hello-00001", true},
+		{"spec change and split in one", FunctionWrite{Spec: &api.FunctionSpec{Image: "hello:latest", Port: 9000, Labels: map[string]string{"app": "web"}},
+			Traffic: []api.TrafficTarget{{Revision: "hello-00001", Percent: 50}, {Revision: "hello-00002", Percent: 50}}}, ActionConfigured, "hello-00002", "hello-00002", true},
+		{"traffic only, unchanged", FunctionWrite{Traffic: []api.TrafficTarget{{Revision: "hello-00001", Percent: 50}, {Revision: "hello-00002", Percent: 50}}}, ActionUnchanged, "", "hello-00002", false},
+	}
+	for _, st := range steps {
+		before, _, err := a.store.List(ctx, "")
+		require.NoError(t, err)
+		res, err := a.srv.applyFunction(ctx, "hello", st.w)
+		require.NoError(t, err, st.name)
+		assert.Equal(t, st.action, res.Action, st.name)
+		assert.Equal(t, st.rev, res.Revision, st.name)
+		assert.Equal(t, st.latest, res.Function.LatestRevision, st.name)
+		after, _, err := a.store.List(ctx, "")
+		require.NoError(t, err)
+		assert.Equal(t, st.changes, fmt.Sprint(before) != fmt.Sprint(after), st.name)
+	}
+	_, err := a.srv.applyFunction(ctx, "hello", FunctionWrite{Spec: &spec, Expect: Precondition{Version: 1}})
+	assert.Equal(t, http.StatusConflict, statusOf(err))
+	_, err = a.srv.applyFunction(ctx, "nope", FunctionWrite{Traffic: traffic})
+	assert.Equal(t, http.StatusNotFound, statusOf(err))
+	_, err = a.srv.applyFunction(ctx, "hello", FunctionWrite{Spec: &api.FunctionSpec{Image: "hello:latest", Labels: map[string]string{"bad key": "x"}}})
+	assert.True(t, api.IsValidation(err))
+
+	// Secrets: SkipUnchanged makes a repeat a no-op (no new generation,
+	// no function rolled).
+	data := map[string][]byte{"k": []byte("v")}
+	info, action, err := a.srv.applySecret(ctx, "default", "db", data, secretWrite{SkipUnchanged: true})
+	require.NoError(t, err)
+	assert.Equal(t, ActionCreated, action)
+	again, action, err := a.srv.applySecret(ctx, "default", "db", data, secretWrite{SkipUnchanged: true})
+	require.NoError(t, err)
+	assert.Equal(t, ActionUnchanged, action)
+	assert.Equal(t, info.ResourceVersion, again.ResourceVersion)
+	_, action, err = a.srv.applySecret(ctx, "default", "db", map[string][]byte{"k": []byte("w")}, secretWrite{SkipUnchanged: true, DryRun: true})
+	require.NoError(t, err)
+	assert.Equal(t, ActionConfigured, action)
+	_, err = a.store.Get(ctx, store.SecretKey("default", "db"))
+	require.NoError(t, err)
+	_, _, err = a.srv.applySecret(ctx, "default", "db", data, secretWrite{Expect: Precondition{Version: 1}})
+	assert.Equal(t, http.StatusConflict, statusOf(err))
+
+	// Namespaces: created, quota configured, unchanged.
+	for _, st := range []struct {
+		q      api.Quota
+		action Action
+	}{{api.Quota{}, ActionCreated}, {api.Quota{}, ActionUnchanged}, {api.Quota{Replicas: 2}, ActionConfigured}, {api.Quota{Replicas: 2}, ActionUnchanged}} {
+		_, action, err := a.srv.applyNamespace(ctx, "team-a", st.q, Precondition{}, false)
+		require.NoError(t, err)
+		assert.Equal(t, st.action, action)
+	}
+	_, action, err = a.srv.applyNamespace(ctx, "default", api.Quota{}, Precondition{}, false)
+	require.NoError(t, err)
+	assert.Equal(t, ActionUnchanged, action)
+	_, action, err = a.srv.applyNamespace(ctx, "team-b", api.Quota{}, Precondition{}, true)
+	require.NoError(t, err)
+	assert.Equal(t, ActionCreated, action)
+	assert.Equal(t, 0, a.countKeys(store.NamespaceKey("team-b")))
+	_, _, err = a.srv.applyNamespace(ctx, "Bad_Name", api.Quota{}, Precondition{}, false)
+	assert.True(t, api.IsValidation(err))
 }
