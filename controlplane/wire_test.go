@@ -176,11 +176,12 @@ func TestListPagination(t *testing.T) {
 	require.Len(t, revs.Revisions, 3)
 	assert.Equal(t, "a-00001", revs.Revisions[0].Name)
 	require.NotEmpty(t, revs.Continue)
-	code, _ = a.send("GET", "/v1/functions/a/revisions?limit=3&continue="+revs.Continue, "", nil, &revs)
+	var rest api.RevisionList
+	code, _ = a.send("GET", "/v1/functions/a/revisions?limit=3&continue="+revs.Continue, "", nil, &rest)
 	require.Equal(t, http.StatusOK, code)
-	require.Len(t, revs.Revisions, 1)
-	assert.Equal(t, "a-00004", revs.Revisions[0].Name)
-	assert.Empty(t, revs.Continue)
+	require.Len(t, rest.Revisions, 1)
+	assert.Equal(t, "a-00004", rest.Revisions[0].Name)
+	assert.Empty(t, rest.Continue)
 }
 
 func TestLabels(t *testing.T) {
@@ -211,9 +212,10 @@ func TestLabels(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.do("PUT", "/v1/functions/web", `{"image":"hello:latest","port":9000,"labels":{"app":"shop"}}`, &fn))
 	assert.Equal(t, "web-00002", fn.LatestRevision)
 	// Removing the labels is a labels-only change.
-	require.Equal(t, http.StatusOK, a.do("PUT", "/v1/functions/web", `{"image":"hello:latest","port":9000}`, &fn))
-	assert.Equal(t, "web-00002", fn.LatestRevision)
-	assert.Empty(t, fn.Labels)
+	var unlabelled api.Function
+	require.Equal(t, http.StatusOK, a.do("PUT", "/v1/functions/web", `{"image":"hello:latest","port":9000}`, &unlabelled))
+	assert.Equal(t, "web-00002", unlabelled.LatestRevision)
+	assert.Empty(t, unlabelled.Labels)
 	require.Equal(t, http.StatusOK, a.do("PUT", "/v1/functions/web", `{"image":"hello:latest","port":9000,"labels":{"app":"shop","tier":"web"}}`, &fn))
 
 	for sel, want := range map[string][]string{
