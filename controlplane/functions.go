@@ -102,26 +102,47 @@ func (s *Server) deleteFunction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	for range casRetries {
-		err = s.deleteOnce(r.Context(), name)
-		if !errors.Is(err, store.ErrConflict) {
-			break
-		}
-	}
+	expect, dry, err := writeOptionsOf(r, "")
 	if err != nil {
+		return err
+	}
+	if err := s.removeFunction(r.Context(), name, expect, dry); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
+// removeFunction deletes function qualified with everything that goes
+// with it (deleteOnce), retrying lost races; expect (If-Match) is checked
+// against the record's version in the delete's transaction. A dry run
+// checks and deletes nothing. A missing function is 404. The apply
+// handler's prune calls it.
+func (s *Server) removeFunction(ctx context.Context, qualified string, expect Precondition, dryRun bool) error {
+	var err error
+	for range casRetries {
+		err = s.deleteOnce(ctx, qualified, expect, dryRun)
+		if !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
+	return err
+}
+
 // deleteOnce removes the function, its revisions and the autoscaler's scale
 // decisions, keep-alive state and assignments for them, in one transaction. Node agents see
 // their assignments vanish and stop the replicas, which removes endpoints.
-func (s *Server) deleteOnce(ctx context.Context, name string) error {
+func (s *Server) deleteOnce(ctx context.Context, name string, expect Precondition, dryRun bool) error {
 	kv, err := s.deps.Store.Get(ctx, store.FunctionKey(name))
 	if err != nil {
 		return functionErr(name, err)
+	}
+	// The delete is at kv.Version, so the check holds in its transaction.
+	if err := expect.Check("function "+describe(name), kv.Version); err != nil {
+		return err
+	}
+	if dryRun {
+		return nil
 	}
 	assignments, _, err := store.ListJSON[store.Assignment](ctx, s.deps.Store, store.PrefixAssignments)
 	if err != nil {

@@ -712,3 +712,22 @@ func TestApplyHelpers(t *testing.T) {
 	_, _, err = a.srv.applyNamespace(ctx, "Bad_Name", api.Quota{}, Precondition{}, false)
 	assert.True(t, api.IsValidation(err))
 }
+
+func TestDeleteIfMatchAndDryRun(t *testing.T) {
+	a := newTestAPI(t)
+	a.pushHello()
+	var fn api.Function
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/hello", `{"image":"hello:latest"}`, &fn))
+	code, _ := a.send("DELETE", "/v1/functions/hello", "", ifMatch("1"), nil)
+	assert.Equal(t, http.StatusConflict, code)
+	code, _ = a.send("DELETE", "/v1/functions/hello", "", ifMatch("junk"), nil)
+	assert.Equal(t, http.StatusBadRequest, code)
+	code, _ = a.send("DELETE", "/v1/functions/hello?dryRun=server", "", ifMatch(fn.ResourceVersion), nil)
+	assert.Equal(t, http.StatusNoContent, code)
+	assert.Equal(t, 1, a.countKeys(store.FunctionKey("hello")), "a dry run deletes nothing")
+	code, _ = a.send("DELETE", "/v1/functions/hello", "", ifMatch(fn.ResourceVersion), nil)
+	assert.Equal(t, http.StatusNoContent, code)
+	assert.Equal(t, 0, a.countKeys(store.FunctionKey("hello")))
+	code, _ = a.send("DELETE", "/v1/functions/hello?dryRun=server", "", nil, nil)
+	assert.Equal(t, http.StatusNotFound, code)
+}
