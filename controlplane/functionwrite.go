@@ -22,6 +22,8 @@ const (
 	ActionCreated    Action = "created"
 	ActionConfigured Action = "configured"
 	ActionUnchanged  Action = "unchanged"
+	// ActionDeleted is apply's prune (removeFunction).
+	ActionDeleted Action = "deleted"
 )
 
 // FunctionWrite is the desired state of one function, for applyFunction:

@@ -731,3 +731,44 @@ func TestDeleteIfMatchAndDryRun(t *testing.T) {
 	code, _ = a.send("DELETE", "/v1/functions/hello?dryRun=server", "", nil, nil)
 	assert.Equal(t, http.StatusNotFound, code)
 }
+
+// TestWatchFollowsStatus: what a status is made of (scales, endpoints,
+// revision status) changes a function's watch with MODIFIED, one event per
+// transaction, so a client can wait for Ready without polling; the
+// object's resourceVersion stays its record's.
+func TestWatchFollowsStatus(t *testing.T) {
+	a := newTestAPI(t)
+	a.pushHello()
+	var fn api.Function
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/hello", `{"image":"hello:latest"}`, &fn))
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/other", `{"image":"hello:latest"}`, nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := a.client().WatchFunctions(ctx, api.WatchOptions{ResourceVersion: fn.ResourceVersion})
+	require.NoError(t, err)
+	ev := next(t, events, true)
+	assert.Equal(t, api.WatchAdded, ev.Type)
+	assert.Equal(t, "other", ev.Object.Name)
+
+	rv, err := a.store.Txn(ctx,
+		store.PutJSON(store.ScaleKey("hello-00001"), store.Scale{Revision: "hello-00001", Desired: 1}, store.AnyVersion),
+		store.PutJSON(store.EndpointKey("hello-00001", "r1"), store.Endpoint{Revision: "hello-00001", Replica: "r1"}, store.AnyVersion),
+		store.PutJSON(store.EndpointKey("other-00001", "r1"), store.Endpoint{Revision: "other-00001", Replica: "r1"}, store.AnyVersion),
+	)
+	require.NoError(t, err)
+	for _, name := range []string{"hello", "other"} {
+		ev = next(t, events, true)
+		assert.Equal(t, api.WatchModified, ev.Type)
+		assert.Equal(t, name, ev.Object.Name)
+		assert.Equal(t, strconv.FormatInt(rv, 10), ev.ResourceVersion)
+		if name == "hello" {
+			assert.Equal(t, fn.ResourceVersion, ev.Object.ResourceVersion)
+			assert.Equal(t, api.RevisionReady, ev.Object.Revisions[0].State)
+		}
+	}
+	_, err = a.store.Txn(ctx, store.Delete(store.EndpointKey("hello-00001", "r1"), store.AnyVersion))
+	require.NoError(t, err)
+	ev = next(t, events, true)
+	assert.Equal(t, "hello", ev.Object.Name)
+	assert.Equal(t, api.RevisionScaling, ev.Object.Revisions[0].State)
+}
