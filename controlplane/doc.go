@@ -18,4 +18,13 @@
 // scales, or that would pass its function count, gets 403 quota_exceeded
 // with the numbers; what runs beyond that under load is the autoscaler's
 // to clip.
+//
+// Objects carry a resourceVersion, their record's store version (also the
+// ETag); a PUT or DELETE with If-Match (or a body resourceVersion) that no
+// longer matches is 409, checked against the version the write's own
+// transaction is conditioned on (preconditions.go). ?dryRun=server checks
+// everything and writes nothing. Lists page by name (paging.go), and GET
+// .../functions?watch=true streams changes (watch.go). applyFunction,
+// applySecret, applyNamespace and removeFunction are the writes the PUT
+// and DELETE handlers and the server-side apply share.
 package controlplane

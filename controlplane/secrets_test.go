@@ -314,8 +314,9 @@ func TestSecretsAPI(t *testing.T) {
 	// Create in default (old path) and in team-a; the answer has no value.
 	var info api.SecretInfo
 	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/secrets/db", `{"stringData":{"password":"hunter2-default"}}`, &info))
+	assert.NotEmpty(t, info.ResourceVersion)
 	assert.Equal(t, api.SecretInfo{Name: "db", Namespace: "default", Keys: []string{"password"}, Generation: 1, KeyID: info.KeyID,
-		CreatedAt: info.CreatedAt, UpdatedAt: info.UpdatedAt}, info)
+		CreatedAt: info.CreatedAt, UpdatedAt: info.UpdatedAt, ResourceVersion: info.ResourceVersion}, info)
 	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-a/secrets/db",
 		`{"data":{"password":"aHVudGVyMi10ZWFt"},"stringData":{"user":"app"}}`, &info)) // base64 of hunter2-team
 	assert.Equal(t, []string{"password", "user"}, info.Keys)
