@@ -258,11 +258,7 @@ func remainingLength(r io.Reader) (int64, bool) {
 
 // ListImages returns the images pushed so far.
 func (c *Client) ListImages(ctx context.Context) ([]Image, error) {
-	var out struct {
-		Images []Image `json:"images"`
-	}
-	_, err := c.unary(ctx, http.MethodGet, "/v1/images", nil, &out, http.StatusOK)
-	return out.Images, err
+	return listPages(ctx, c, "/v1/images", func(l *ImageList) ([]Image, string) { return l.Images, l.Continue })
 }
 
 // PutFunction creates or updates a function. created is true when the
@@ -290,13 +286,11 @@ func (c *Client) GetFunction(ctx context.Context, name string) (Function, error)
 
 // ListFunctions returns every function of the client's namespace with its status.
 func (c *Client) ListFunctions(ctx context.Context) ([]Function, error) {
-	var out FunctionList
 	path, err := c.functionsPath()
 	if err != nil {
 		return nil, err
 	}
-	_, err = c.unary(ctx, http.MethodGet, path, nil, &out, http.StatusOK)
-	return out.Functions, err
+	return listPages(ctx, c, path, func(l *FunctionList) ([]Function, string) { return l.Functions, l.Continue })
 }
 
 // DeleteFunction deletes a function with its revisions and traffic.
@@ -311,13 +305,11 @@ func (c *Client) DeleteFunction(ctx context.Context, name string) error {
 
 // ListRevisions returns a function's revisions.
 func (c *Client) ListRevisions(ctx context.Context, name string) ([]Revision, error) {
-	var out RevisionList
 	path, err := c.functionPath(name, "/revisions")
 	if err != nil {
 		return nil, err
 	}
-	_, err = c.unary(ctx, http.MethodGet, path, nil, &out, http.StatusOK)
-	return out.Revisions, err
+	return listPages(ctx, c, path, func(l *RevisionList) ([]Revision, string) { return l.Revisions, l.Continue })
 }
 
 // SetTraffic replaces a function's traffic split and returns the function.
@@ -377,11 +369,7 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogOptions) (io.Rea
 
 // ListNodes returns the node records: capacity, pool and eBPF status.
 func (c *Client) ListNodes(ctx context.Context) ([]Node, error) {
-	var out struct {
-		Nodes []Node `json:"nodes"`
-	}
-	_, err := c.unary(ctx, http.MethodGet, "/v1/nodes", nil, &out, http.StatusOK)
-	return out.Nodes, err
+	return listPages(ctx, c, "/v1/nodes", func(l *NodeList) ([]Node, string) { return l.Nodes, l.Continue })
 }
 
 // functionsPath is the client's namespace's function list; the default
@@ -442,9 +430,7 @@ func (c *Client) GetNamespace(ctx context.Context, ns string) (Namespace, error)
 
 // ListNamespaces returns every namespace, default included.
 func (c *Client) ListNamespaces(ctx context.Context) ([]Namespace, error) {
-	var out NamespaceList
-	_, err := c.unary(ctx, http.MethodGet, "/v1/namespaces", nil, &out, http.StatusOK)
-	return out.Namespaces, err
+	return listPages(ctx, c, "/v1/namespaces", func(l *NamespaceList) ([]Namespace, string) { return l.Namespaces, l.Continue })
 }
 
 // DeleteNamespace deletes namespace ns with everything in it. Without

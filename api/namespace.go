@@ -91,6 +91,10 @@ type Namespace struct {
 	// Quota caps what the namespace may hold; zero caps nothing.
 	Quota     Quota     `json:"quota,omitzero"`
 	CreatedAt time.Time `json:"createdAt,omitzero"`
+	// ResourceVersion is the store revision of the namespace record's last
+	// write; empty for default while it has no record. Send it back as
+	// If-Match.
+	ResourceVersion string `json:"resourceVersion,omitempty"`
 }
 
 // NamespaceSpec is the body of PUT /v1/namespaces/{ns}: what a namespace
@@ -103,4 +107,6 @@ type NamespaceSpec struct {
 // NamespaceList is the body of GET /v1/namespaces.
 type NamespaceList struct {
 	Namespaces []Namespace `json:"namespaces"`
+	// Continue is set when more remain: pass it as ?continue= for the next page.
+	Continue string `json:"continue,omitempty"`
 }

@@ -24,3 +24,10 @@ type Node struct {
 	Heartbeat         time.Time `json:"heartbeat"`
 	HeartbeatInterval Duration  `json:"heartbeatInterval"`
 }
+
+// NodeList is the body of GET /v1/nodes.
+type NodeList struct {
+	Nodes []Node `json:"nodes"`
+	// Continue is set when more remain: pass it as ?continue= for the next page.
+	Continue string `json:"continue,omitempty"`
+}

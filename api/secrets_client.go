@@ -86,13 +86,11 @@ func (c *Client) GetSecret(ctx context.Context, name string) (SecretInfo, error)
 
 // ListSecrets describes the secrets of the client's namespace.
 func (c *Client) ListSecrets(ctx context.Context) ([]SecretInfo, error) {
-	var out SecretList
 	path, err := c.secretsPath("")
 	if err != nil {
 		return nil, err
 	}
-	_, err = c.unary(ctx, http.MethodGet, path, nil, &out, http.StatusOK)
-	return out.Secrets, err
+	return listPages(ctx, c, path, func(l *SecretList) ([]SecretInfo, string) { return l.Secrets, l.Continue })
 }
 
 // DeleteSecret deletes secret name; the API refuses (409) while a function

@@ -36,6 +36,8 @@ type Token struct {
 // TokenList is the answer of GET /v1/tokens.
 type TokenList struct {
 	Tokens []Token `json:"tokens"`
+	// Continue is set when more remain: pass it as ?continue= for the next page.
+	Continue string `json:"continue,omitempty"`
 }
 
 // CreateToken creates a token and returns it with its secret, which is
@@ -55,9 +57,7 @@ func (c *Client) ListTokens(ctx context.Context, namespace string) ([]Token, err
 		}
 		path = "/v1/namespaces/" + namespace + "/tokens"
 	}
-	var out TokenList
-	_, err := c.unary(ctx, http.MethodGet, path, nil, &out, http.StatusOK)
-	return out.Tokens, err
+	return listPages(ctx, c, path, func(l *TokenList) ([]Token, string) { return l.Tokens, l.Continue })
 }
 
 // RevokeToken deletes a token by id; it stops working at once.

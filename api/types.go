@@ -52,6 +52,10 @@ type FunctionSpec struct {
 	// Timeout bounds one request end to end; past it the router answers 504.
 	// Default 300s.
 	Timeout Duration `json:"timeout"`
+	// Labels are metadata (Kubernetes label syntax) that list and watch
+	// select by (labelSelector). A change of labels alone creates no
+	// revision; revisions record the spec without them.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Secret refers a replica to one key of a secret object of the function's
@@ -98,11 +102,17 @@ type SecretInfo struct {
 	UsedBy    []string  `json:"usedBy,omitempty"`
 	CreatedAt time.Time `json:"createdAt"`
 	UpdatedAt time.Time `json:"updatedAt"`
+	// ResourceVersion is the store revision of the secret's last write;
+	// send it back as If-Match to change the secret only if it has not
+	// changed since.
+	ResourceVersion string `json:"resourceVersion,omitempty"`
 }
 
 // SecretList is the body of GET /v1/namespaces/{ns}/secrets.
 type SecretList struct {
 	Secrets []SecretInfo `json:"secrets"`
+	// Continue is set when more remain: pass it as ?continue= for the next page.
+	Continue string `json:"continue,omitempty"`
 }
 
 // RotateKeyResult is the answer to POST /v1/secrets/rotate-key.
@@ -260,16 +270,32 @@ type Function struct {
 	Revisions      []RevisionStatus `json:"revisions"`
 	CreatedAt      time.Time        `json:"createdAt"`
 	UpdatedAt      time.Time        `json:"updatedAt"`
+	// Labels are the spec's labels, repeated here for selectors' readers.
+	Labels map[string]string `json:"labels,omitempty"`
+	// ResourceVersion is the store revision of the function record's last
+	// write (spec, labels or traffic); send it back as If-Match.
+	ResourceVersion string `json:"resourceVersion,omitempty"`
 }
 
 // FunctionList is the body of GET /v1/functions.
 type FunctionList struct {
 	Functions []Function `json:"functions"`
+	// Continue is set when more remain: pass it as ?continue= for the next page.
+	Continue string `json:"continue,omitempty"`
 }
 
 // RevisionList is the body of GET /v1/functions/{name}/revisions.
 type RevisionList struct {
 	Revisions []Revision `json:"revisions"`
+	// Continue is set when more remain: pass it as ?continue= for the next page.
+	Continue string `json:"continue,omitempty"`
+}
+
+// ImageList is the body of GET /v1/images.
+type ImageList struct {
+	Images []Image `json:"images"`
+	// Continue is set when more remain: pass it as ?continue= for the next page.
+	Continue string `json:"continue,omitempty"`
 }
 
 // Image is the answer to POST /v1/images.

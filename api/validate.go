@@ -218,6 +218,9 @@ func (s FunctionSpec) Validate() error {
 	if err := validateSecrets(s.Secrets); err != nil {
 		return err
 	}
+	if err := ValidateLabels(s.Labels); err != nil {
+		return err
+	}
 	if err := s.Concurrency.validate(); err != nil {
 		return err
 	}
