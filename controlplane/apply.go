@@ -116,7 +116,7 @@ func (s *Server) applyObject(ctx context.Context, p auth.Principal, o manifest.O
 		if err := s.namespaceExists(ctx, ns); err != nil {
 			return "", err
 		}
-		return s.applyFunction(ctx, ns, name, *o.Function, dryRun)
+		return s.applyFunction(ctx, ns, name, o.Metadata.Labels, *o.Function, dryRun)
 	case o.Secret != nil:
 		if err := authorizeAll(p, ns, auth.SecretsWrite); err != nil {
 			return "", err
@@ -155,11 +155,14 @@ func (s *Server) namespaceExists(ctx context.Context, ns string) error {
 // quota, traffic against the revisions there will be) before it writes
 // anything, then writes the spec and the traffic through applySpec and
 // setTraffic. Traffic left out means the latest revision takes it all.
-func (s *Server) applyFunction(ctx context.Context, ns, name string, fs manifest.FunctionSpec, dryRun bool) (string, error) {
+func (s *Server) applyFunction(ctx context.Context, ns, name string, labels map[string]string, fs manifest.FunctionSpec, dryRun bool) (string, error) {
 	if err := api.ValidateQualified(ns, name); err != nil {
 		return "", err
 	}
 	q := api.QualifiedName(ns, name)
+	// A manifest's labels are its metadata's; spec.labels is not a field
+	// of the manifest.
+	fs.FunctionSpec.Labels = labels
 	spec := fs.FunctionSpec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		return "", err
@@ -193,7 +196,10 @@ func (s *Server) applyFunctionOnce(ctx context.Context, q string, spec api.Funct
 	if err != nil && !created {
 		return "", fmt.Errorf("read function %s: %w", q, err)
 	}
-	specChanged := created || !reflect.DeepEqual(fn.Spec, spec)
+	// Labels are metadata: a change of labels alone rewrites the record
+	// but makes no revision.
+	specChanged := created || !reflect.DeepEqual(fn.Spec.WithoutLabels(), spec.WithoutLabels())
+	labelsChanged := !maps.Equal(fn.Spec.Labels, spec.Labels)
 	// The revisions the traffic may name: those there are, and the one
 	// this apply creates when the spec changes.
 	revs, _, err := s.deps.Store.List(ctx, store.RevisionsPrefix(q))
@@ -211,7 +217,7 @@ func (s *Server) applyFunctionOnce(ctx context.Context, q string, spec api.Funct
 		return "", err
 	}
 	trafficChanged := !reflect.DeepEqual(fn.Traffic, traffic)
-	if !specChanged && !trafficChanged {
+	if !specChanged && !labelsChanged && !trafficChanged {
 		return api.ApplyUnchanged, nil
 	}
 	if specChanged {
@@ -226,7 +232,7 @@ func (s *Server) applyFunctionOnce(ctx context.Context, q string, spec api.Funct
 	if dryRun {
 		return actionOf(created), nil
 	}
-	if specChanged {
+	if specChanged || labelsChanged {
 		if _, err := s.applySpec(ctx, q, spec); err != nil {
 			return "", err
 		}
