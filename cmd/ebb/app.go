@@ -154,8 +154,8 @@ func (a *app) rootCmd() *cobra.Command {
 		// command's own code.
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			a.started = true
-			if a.output != "table" && a.output != "json" {
-				return usagef("--output %q: must be table or json", a.output)
+			if a.output != "table" && a.output != "json" && a.output != "yaml" {
+				return usagef("--output %q: must be table, json or yaml", a.output)
 			}
 			return nil
 		},
@@ -168,7 +168,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.StringVar(&a.configPath, "config", "", "config file (default $XDG_CONFIG_HOME/ebb/config.yaml or ~/.config/ebb/config.yaml)")
 	pf.StringVar(&a.apiURL, "api", "", "API address, overriding EBB_API and the config file")
 	pf.StringVar(&a.token, "token", "", "API token, overriding EBB_TOKEN and the config file")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.StringVarP(&a.namespace, "namespace", "n", "", "namespace of the functions acted on, overriding EBB_NAMESPACE and the config file (default \"default\")")
 
 	root.AddCommand(
@@ -203,5 +203,15 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 	}
 }
 
-// json reports whether -o json was asked for.
-func (a *app) json() bool { return a.output == "json" }
+// structured reports whether -o json or -o yaml was asked for: the API's
+// own objects rather than a table.
+func (a *app) structured() bool { return a.output == "json" || a.output == "yaml" }
+
+// writeOut prints v as -o asks: indented JSON, or the same document as
+// YAML.
+func (a *app) writeOut(v any) error {
+	if a.output == "yaml" {
+		return writeYAML(a.stdout, v)
+	}
+	return writeJSON(a.stdout, v)
+}

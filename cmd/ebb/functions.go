@@ -28,11 +28,11 @@ func (a *app) listCmd() *cobra.Command {
 				return fmt.Errorf("list functions: %w", err)
 			}
 			sort.Slice(fns, func(i, j int) bool { return fns[i].Name < fns[j].Name })
-			if a.json() {
+			if a.structured() {
 				if fns == nil {
 					fns = []api.Function{}
 				}
-				return writeJSON(a.stdout, api.FunctionList{Functions: fns})
+				return a.writeOut(api.FunctionList{Functions: fns})
 			}
 			return printFunctionList(a.stdout, fns, a.now())
 		},
@@ -61,8 +61,8 @@ func (a *app) getCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("get %s: %w", args[0], err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, fn)
+			if a.structured() {
+				return a.writeOut(fn)
 			}
 			return printFunction(a.stdout, fn, a.now())
 		},
@@ -245,8 +245,8 @@ func (a *app) deleteCmd() *cobra.Command {
 			if err := c.DeleteFunction(cmd.Context(), args[0]); err != nil {
 				return fmt.Errorf("delete %s: %w", args[0], err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, map[string]any{"name": args[0], "deleted": true})
+			if a.structured() {
+				return a.writeOut(map[string]any{"name": args[0], "deleted": true})
 			}
 			_, err = fmt.Fprintf(a.stdout, "deleted function %s\n", args[0])
 			return err
@@ -271,11 +271,11 @@ func (a *app) revisionsCmd() *cobra.Command {
 			}
 			// {fn}-NNNNN names sort by generation.
 			sort.Slice(revs, func(i, j int) bool { return revs[i].Name > revs[j].Name })
-			if a.json() {
+			if a.structured() {
 				if revs == nil {
 					revs = []api.Revision{}
 				}
-				return writeJSON(a.stdout, api.RevisionList{Revisions: revs})
+				return a.writeOut(api.RevisionList{Revisions: revs})
 			}
 			return printRevisions(a.stdout, revs, a.now())
 		},
