@@ -67,6 +67,7 @@ type NamespaceSpec struct {
 type Options struct {
 	Lenient          bool
 	DefaultNamespace string
+	Resolved         bool
 }
 
 // Error is a parse error.
@@ -238,9 +239,11 @@ func FromFunction(fn api.Function) Object {
 		}
 		tr[i] = t
 	}
+	spec := fn.Spec
+	spec.Labels = nil
 	return Object{APIVersion: APIVersion, Kind: "Function",
-		Metadata: Metadata{Name: fn.Name, Namespace: fn.Namespace},
-		Function: &FunctionSpec{FunctionSpec: fn.Spec, Traffic: tr}}
+		Metadata: Metadata{Name: fn.Name, Namespace: fn.Namespace, Labels: fn.Spec.Labels},
+		Function: &FunctionSpec{FunctionSpec: spec, Traffic: tr}}
 }
 
 // Normalize applies defaults.
