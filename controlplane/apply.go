@@ -44,6 +44,8 @@ func (s *Server) apply(w http.ResponseWriter, r *http.Request) error {
 	objs, err := manifest.Parse("request", body, manifest.Options{
 		Lenient:          r.URL.Query().Get("lenient") == "true",
 		DefaultNamespace: namespaceOf(r),
+		// Secrets arrive with their values; the server reads no files.
+		Resolved: true,
 	})
 	if err != nil {
 		var maxErr *http.MaxBytesError
