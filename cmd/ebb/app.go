@@ -186,6 +186,10 @@ func (a *app) rootCmd() *cobra.Command {
 		a.tokensCmd(),
 		a.versionCmd(),
 		a.auditCmd(),
+		a.applyCmd(),
+		a.diffCmd(),
+		a.exportCmd(),
+		a.waitCmd(),
 	)
 	return root
 }

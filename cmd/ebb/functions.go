@@ -233,11 +233,23 @@ func (in *indenter) Write(p []byte) (int, error) {
 }
 
 func (a *app) deleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a function with all its revisions",
-		Args:  exactArgs("NAME"),
+	var files fileFlags
+	cmd := &cobra.Command{
+		Use:   "delete (NAME | -f FILE|DIR|-)",
+		Short: "Delete a function with all its revisions, or the objects of manifests",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(files.files) > 0 {
+				if len(args) > 0 {
+					return usagef("give NAME or -f, not both")
+				}
+				return nil
+			}
+			return exactArgs("NAME")(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(files.files) > 0 {
+				return a.deleteFiles(cmd.Context(), files)
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -252,6 +264,8 @@ func (a *app) deleteCmd() *cobra.Command {
 			return err
 		},
 	}
+	files.register(cmd)
+	return cmd
 }
 
 func (a *app) revisionsCmd() *cobra.Command {
