@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -43,36 +44,25 @@ nothing, so 'ebb export hello | ebb apply -f -' is a no-op. YAML unless
 	}
 }
 
-// waitFor are the conditions `ebb wait --for` takes.
-var waitFor = map[string]func(api.Function) bool{
-	// ready: every revision that takes traffic has its desired replicas
-	// ready, and the latest revision is one of them or at rest.
-	"ready": func(fn api.Function) bool { return functionReady(fn) },
-	// idle: every revision is scaled to zero.
-	"idle": func(fn api.Function) bool {
+// waitFor are the conditions `ebb wait --for` takes. Each says whether
+// the function is there yet; an error means it never will be.
+var waitFor = map[string]func(api.Function) (bool, error){
+	// ready: the latest revision is not failing and has the replicas it
+	// is asked for (none, for one at rest at zero): deploy's judgement
+	// of a revision it did not just create.
+	"ready": func(fn api.Function) (bool, error) {
+		done, _, err := judge(waitGoal{revision: fn.LatestRevision}, fn, &waitState{})
+		return done, err
+	},
+	// idle: every revision is at zero and asked for nothing.
+	"idle": func(fn api.Function) (bool, error) {
 		for _, r := range fn.Revisions {
-			if r.State != api.RevisionIdle && (r.Desired > 0 || r.Ready > 0) {
-				return false
+			if r.Desired > 0 || r.Ready > 0 {
+				return false, nil
 			}
 		}
-		return len(fn.Revisions) > 0
+		return true, nil
 	},
-}
-
-// functionReady reports whether the revisions a route reaches are all
-// ready and none failed.
-func functionReady(fn api.Function) bool {
-	routed := 0
-	for _, r := range fn.Revisions {
-		if r.Percent == 0 && len(r.Tags) == 0 {
-			continue
-		}
-		routed++
-		if r.State == api.RevisionFailed || r.State == api.RevisionCrashLoop || r.Ready < r.Desired {
-			return false
-		}
-	}
-	return routed > 0
 }
 
 func (a *app) waitCmd() *cobra.Command {
@@ -97,6 +87,10 @@ func (a *app) waitCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			fn, err := a.waitUntil(ctx, c, args[0], cond)
+			var failed *revisionFailed
+			if errors.As(err, &failed) {
+				return &exitError{code: exitDeployWait, err: err}
+			}
 			if err != nil {
 				if ctx.Err() == context.DeadlineExceeded && cmd.Context().Err() == nil {
 					return &exitError{code: exitDeployWait, err: fmt.Errorf("function %s was not %s within %s", args[0], forCond, timeout)}
@@ -118,13 +112,13 @@ func (a *app) waitCmd() *cobra.Command {
 // waitUntil follows the function through the watch endpoint until cond
 // holds. A watch that breaks is opened again; the function's current
 // state comes first on each (ADDED), so no change is missed.
-func (a *app) waitUntil(ctx context.Context, c *api.Client, name string, cond func(api.Function) bool) (api.Function, error) {
+func (a *app) waitUntil(ctx context.Context, c *api.Client, name string, cond func(api.Function) (bool, error)) (api.Function, error) {
 	fn, err := c.GetFunction(ctx, name)
 	if err != nil {
 		return fn, err
 	}
-	if cond(fn) {
-		return fn, nil
+	if done, err := cond(fn); done || err != nil {
+		return fn, err
 	}
 	for {
 		events, err := c.WatchFunctions(ctx, api.WatchOptions{})
@@ -137,8 +131,11 @@ func (a *app) waitUntil(ctx context.Context, c *api.Client, name string, cond fu
 				err = ev.Err
 			case ev.Type == api.WatchDeleted && ev.Object != nil && ev.Object.Name == name:
 				return *ev.Object, fmt.Errorf("function %s was deleted", name)
-			case ev.Object != nil && ev.Object.Name == name && cond(*ev.Object):
-				return *ev.Object, nil
+			case ev.Object != nil && ev.Object.Name == name:
+				fn = *ev.Object
+				if done, err := cond(fn); done || err != nil {
+					return fn, err
+				}
 			}
 		}
 		if ctx.Err() != nil {
