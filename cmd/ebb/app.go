@@ -141,6 +141,11 @@ delete, revisions, traffic, logs) act in the one --namespace (-n) names,
 default unless configured. A function in namespace ns is served at
 {fn}.{ns}.{domain}, one in default at {fn}.{domain}.
 
+Manifests: 'ebb apply -f' creates or updates what files describe (ebb's own
+ebb.dev/v1 Function, Secret and Namespace, or Knative Services); 'ebb diff
+-f' shows what it would change (exit 1 when something would), 'ebb export'
+writes a function's manifest back out.
+
 ` + exitCodeHelp
 
 func (a *app) rootCmd() *cobra.Command {
