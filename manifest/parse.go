@@ -701,6 +701,10 @@ func (d *docParser) secretValue(n *yaml.Node, field string) (SecretValue, bool) 
 	for _, kv := range pairs {
 		f := join(field, kv.key)
 		switch kv.key {
+		case "fromFile", "fromEnv", "value":
+			set++ // counted even when bad, so that one mistake makes one error
+		}
+		switch kv.key {
 		case "fromFile":
 			v.FromFile, ok = d.str(kv.v, f)
 			if ok && v.FromFile == "" {
@@ -728,13 +732,16 @@ func (d *docParser) secretValue(n *yaml.Node, field string) (SecretValue, bool) 
 			v.Value = b
 		default:
 			d.fail(kv.kNode, f, "unknown field (use fromFile or fromEnv)")
-			continue
 		}
-		set++
 	}
 	switch {
-	case set != 1:
+	case set > 1:
 		d.fail(n, field, "set exactly one of fromFile and fromEnv")
+		return v, false
+	case set == 0:
+		d.fail(n, field, "set one of fromFile and fromEnv")
+		return v, false
+	case len(d.errs) > 0:
 		return v, false
 	case d.opts.Resolved && v.Value == nil:
 		d.fail(n, field, "a resolved stream carries values (value: base64), not fromFile or fromEnv")
