@@ -73,8 +73,9 @@
 //	spec.traffic[] revisionName, latestRevision,           spec.traffic[] revision, latestRevision,
 //	               percent, tag                                           percent, tag
 //
-// Knative names revisions {service}-00001 as ebb does, so a traffic split
-// naming Knative's generated revisions applies unchanged. ebb injects
+// Knative names revisions {service}-00001 as ebb does in the default
+// namespace, so there a traffic split naming Knative's generated revisions
+// applies unchanged. ebb injects
 // secrets key by key, so envFrom needs the secret's keys: from a Secret
 // object of the same stream, or it is an error.
 //
@@ -99,7 +100,8 @@
 // line and the field path. The stream is cut at its document markers so
 // that one bad document does not hide the others, and a document either
 // parses completely or yields no object. A document is capped at
-// MaxDocumentBytes (1 MiB), a stream at MaxInputBytes, and the nodes a
-// document may visit with aliases expanded, so hostile input costs bounded
-// memory and time.
+// MaxDocumentBytes (2 MiB: room for a resolved Secret of api.MaxSecretBytes
+// in base64; a JSON array counts as one document), a stream at
+// MaxInputBytes, and the nodes a document may visit with aliases expanded,
+// so hostile input costs bounded memory and time.
 package manifest

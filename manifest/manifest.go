@@ -23,8 +23,10 @@ const (
 
 // Limits on what Parse reads, so that a hostile stream costs bounded memory.
 const (
-	// MaxDocumentBytes caps one YAML or JSON document.
-	MaxDocumentBytes = 1 << 20
+	// MaxDocumentBytes caps one YAML or JSON document (a JSON array counts
+	// as one). It leaves room for a resolved Secret whose values reach
+	// api.MaxSecretBytes, base64-encoded.
+	MaxDocumentBytes = 2 << 20
 	// MaxInputBytes caps a whole stream.
 	MaxInputBytes = 32 << 20
 	// maxNodes caps the nodes visited in one document, aliases expanded,

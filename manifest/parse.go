@@ -62,32 +62,22 @@ var docMarker = regexp.MustCompile(`^(---|\.\.\.)([ \t].*)?\r?$`)
 // blanks and comments are no documents.
 func splitDocuments(data []byte) []chunk {
 	if isJSON(data) {
-		// JSON is YAML but for tabs, which YAML does not allow as
-		// indentation; a raw tab cannot occur inside a JSON string.
-		return []chunk{{text: bytes.ReplaceAll(data, []byte("\t"), []byte(" ")), line: 1}}
+		return []chunk{{text: data, line: 1}}
 	}
 	var chunks []chunk
 	cur := chunk{line: 1}
-	var directives []byte
-	lines := bytes.SplitAfter(data, []byte("\n"))
-	for i, ln := range lines {
+	for i, ln := range bytes.SplitAfter(data, []byte("\n")) {
 		trimmed := bytes.TrimRight(ln, "\n")
 		if docMarker.Match(trimmed) {
+			// Directives (%YAML) before a --- are dropped with their
+			// chunk: ebb needs none.
 			if hasContent(cur.text) {
 				chunks = append(chunks, cur)
-			} else if hasDirective(cur.text) {
-				directives = cur.text
 			}
 			cur = chunk{line: i + 1}
 			if bytes.HasPrefix(trimmed, []byte("...")) {
 				cur.line = i + 2
 				continue
-			}
-			if directives != nil {
-				// keep the directives with their document; the line
-				// count shifts by theirs, so drop them instead: ebb
-				// needs none and yaml.v3 supports only %YAML 1.x.
-				directives = nil
 			}
 		}
 		cur.text = append(cur.text, ln...)
@@ -115,15 +105,6 @@ func hasContent(text []byte) bool {
 			continue
 		}
 		return true
-	}
-	return false
-}
-
-func hasDirective(text []byte) bool {
-	for _, ln := range bytes.Split(text, []byte("\n")) {
-		if bytes.HasPrefix(bytes.TrimSpace(ln), []byte("%")) {
-			return true
-		}
 	}
 	return false
 }
@@ -166,8 +147,14 @@ func decodeNode(ch chunk) (root *yaml.Node, line int, err error) {
 		}
 	}()
 	var doc yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(ch.text))
-	if err := dec.Decode(&doc); err != nil {
+	err = yaml.NewDecoder(bytes.NewReader(ch.text)).Decode(&doc)
+	if err != nil && isJSON(ch.text) && bytes.ContainsRune(ch.text, '\t') {
+		// JSON is YAML but for tabs, which YAML does not take as
+		// indentation; a raw tab cannot occur inside a JSON string.
+		doc = yaml.Node{}
+		err = yaml.NewDecoder(bytes.NewReader(bytes.ReplaceAll(ch.text, []byte("\t"), []byte(" ")))).Decode(&doc)
+	}
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, 0, nil
 		}
