@@ -1,13 +1,8 @@
 package manifest
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-
-	"go.yaml.in/yaml/v3"
+	"strings"
 
 	"github.com/ebbrun/ebb/api"
 )
@@ -15,246 +10,179 @@ import (
 // APIVersion is the apiVersion of ebb's own manifests.
 const APIVersion = "ebb.dev/v1"
 
-// Object is one manifest document.
+// KnativeAPIVersion is the apiVersion of the Knative Services Parse maps
+// onto Function objects.
+const KnativeAPIVersion = "serving.knative.dev/v1"
+
+// The kinds of ebb.dev/v1.
+const (
+	KindFunction  = "Function"
+	KindSecret    = "Secret"
+	KindNamespace = "Namespace"
+)
+
+// Limits on what Parse reads, so that a hostile stream costs bounded memory.
+const (
+	// MaxDocumentBytes caps one YAML or JSON document (a JSON array counts
+	// as one). It leaves room for a resolved Secret whose values reach
+	// api.MaxSecretBytes, base64-encoded.
+	MaxDocumentBytes = 2 << 20
+	// MaxInputBytes caps a whole stream.
+	MaxInputBytes = 32 << 20
+	// maxNodes caps the nodes visited in one document, aliases expanded,
+	// so that an alias bomb ("billion laughs") is refused, not expanded.
+	maxNodes = 100_000
+	// maxErrors caps the errors reported for one document.
+	maxErrors = 50
+)
+
+// Object is one document of a manifest stream: an ebb.dev/v1 Function,
+// Secret or Namespace. A Knative Service arrives as a Function. Exactly one
+// of Function, Secret and Namespace is set, as Kind says.
 type Object struct {
-	APIVersion, Kind string
-	Metadata         Metadata
-	Function         *FunctionSpec
-	Secret           *SecretSpec
-	Namespace        *NamespaceSpec
-	Source           Source
-	Warnings         []string
+	APIVersion string
+	Kind       string
+	Metadata   Metadata
+	Function   *FunctionSpec
+	Secret     *SecretSpec
+	Namespace  *NamespaceSpec
+	// Source says where the document came from; errors and tools use it.
+	Source Source
+	// Warnings name, one each, the Knative fields ebb ignored because
+	// Options.Lenient was set (and harmless no-ops such as a container's
+	// name). Never rendered.
+	Warnings []string
+
+	// envFrom holds a Knative container's envFrom secretRefs until Parse
+	// expands them with the keys of the stream's Secret objects.
+	envFrom []envFromRef
 }
 
-// Metadata names an object.
+// Metadata names an object. Labels are the function's labels (Kubernetes
+// syntax); annotations are carried for tools and not stored by ebb.
 type Metadata struct {
-	Name        string            `json:"name"`
-	Namespace   string            `json:"namespace,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Annotations map[string]string `json:"annotations,omitempty"`
+	Name        string
+	Namespace   string
+	Labels      map[string]string
+	Annotations map[string]string
 }
 
-// Source is where a document came from.
+// Source is where a document was read: the file as given to Parse, the
+// document's 0-based index in it and the line (1-based) it starts on.
 type Source struct {
-	File      string
-	Doc, Line int
+	File string
+	Doc  int
+	Line int
 }
 
-// FunctionSpec is a Function's spec.
+// FunctionSpec is the spec of a Function: every api.FunctionSpec field
+// under its JSON name (labels excepted: they are metadata.labels), and the
+// traffic split. No traffic means the latest revision gets 100%.
 type FunctionSpec struct {
 	api.FunctionSpec
 	Traffic []api.TrafficTarget `json:"traffic,omitempty"`
 }
 
-// SecretSpec is a Secret's spec.
+// SecretSpec is the spec of a Secret: its keys and where their values come
+// from.
 type SecretSpec struct {
-	Data map[string]SecretValue `json:"data"`
+	Data map[string]SecretValue
 }
 
-// SecretValue is one key of a Secret.
+// SecretValue is where one key's value comes from: exactly one of FromFile
+// (a path, relative to the manifest's directory) and FromEnv (a variable of
+// the applying process). Value is filled by Resolve, or parsed from a
+// resolved stream (Options.Resolved); it never comes from a file in git.
 type SecretValue struct {
-	FromFile string `json:"fromFile,omitempty"`
-	FromEnv  string `json:"fromEnv,omitempty"`
-	Value    []byte `json:"value,omitempty"`
+	FromFile string
+	FromEnv  string
+	Value    []byte
+
+	line int // where the key was written, for Resolve's errors
 }
 
-// NamespaceSpec is a Namespace's spec.
+// NamespaceSpec is the spec of a Namespace.
 type NamespaceSpec struct {
 	Quota api.Quota `json:"quota"`
 }
 
 // Options tune Parse.
 type Options struct {
-	Lenient          bool
+	// Lenient turns the errors for Knative fields ebb cannot honour into
+	// warnings (Object.Warnings); the fields are then ignored.
+	Lenient bool
+	// DefaultNamespace is the namespace of objects that name none. Empty
+	// leaves Metadata.Namespace empty for the caller to decide.
 	DefaultNamespace string
-	Resolved         bool
+	// Resolved says the stream comes from Render of resolved objects (the
+	// body of POST /v1/apply): secret values must be inline (value: base64)
+	// and fromFile and fromEnv are errors, since the server reads no files.
+	// Without it, an inline value is an error: secrets do not belong in git.
+	Resolved bool
 }
 
-// Error is a parse error.
+// Error is a problem with one document of a stream, with where it is.
 type Error struct {
-	File       string
-	Doc, Line  int
-	Field, Msg string
+	File string
+	// Doc is the 0-based index of the document; the message prints it
+	// 1-based, as editors count.
+	Doc  int
+	Line int
+	// Field is the path of the field, such as
+	// spec.template.spec.containers[0].volumeMounts; empty for the whole
+	// document.
+	Field string
+	Msg   string
 }
 
+// Error formats as "hello.yaml: document 2, line 14: spec.x: msg".
 func (e *Error) Error() string {
-	s := fmt.Sprintf("%s: document %d, line %d: ", e.File, e.Doc+1, e.Line)
+	var b strings.Builder
+	if e.File != "" {
+		b.WriteString(e.File)
+		b.WriteString(": ")
+	}
+	fmt.Fprintf(&b, "document %d", e.Doc+1)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ", line %d", e.Line)
+	}
+	b.WriteString(": ")
 	if e.Field != "" {
-		s += e.Field + ": "
+		b.WriteString(e.Field)
+		b.WriteString(": ")
 	}
-	return s + e.Msg
+	b.WriteString(e.Msg)
+	return b.String()
 }
 
-type wire struct {
-	APIVersion string          `json:"apiVersion"`
-	Kind       string          `json:"kind"`
-	Metadata   Metadata        `json:"metadata"`
-	Spec       json.RawMessage `json:"spec,omitempty"`
-}
+// Errors are the errors of several documents (or several fields of one).
+// errors.As(err, &e) with e a *Error finds the first.
+type Errors []*Error
 
-// Parse reads every document of r.
-func Parse(file string, r io.Reader, opts Options) ([]Object, error) {
-	dec := yaml.NewDecoder(r)
-	var out []Object
-	for doc := 0; ; doc++ {
-		var n yaml.Node
-		err := dec.Decode(&n)
-		if errors.Is(err, io.EOF) {
-			return out, nil
-		}
-		if err != nil {
-			return nil, &Error{File: file, Doc: doc, Msg: err.Error()}
-		}
-		var v any
-		if err := n.Decode(&v); err != nil {
-			return nil, &Error{File: file, Doc: doc, Line: n.Line, Msg: err.Error()}
-		}
-		if v == nil {
-			continue
-		}
-		b, err := json.Marshal(v)
-		if err != nil {
-			return nil, &Error{File: file, Doc: doc, Line: n.Line, Msg: err.Error()}
-		}
-		var w wire
-		if err := strict(b, &w); err != nil {
-			return nil, &Error{File: file, Doc: doc, Line: n.Line, Msg: err.Error()}
-		}
-		o := Object{APIVersion: w.APIVersion, Kind: w.Kind, Metadata: w.Metadata, Source: Source{File: file, Doc: doc, Line: n.Line}}
-		if w.APIVersion != APIVersion {
-			return nil, &Error{File: file, Doc: doc, Line: n.Line, Field: "apiVersion", Msg: fmt.Sprintf("want %s", APIVersion)}
-		}
-		if o.Metadata.Name == "" {
-			return nil, &Error{File: file, Doc: doc, Line: n.Line, Field: "metadata.name", Msg: "required"}
-		}
-		switch w.Kind {
-		case "Function":
-			o.Function = &FunctionSpec{}
-			err = strict(w.Spec, o.Function)
-		case "Secret":
-			o.Secret = &SecretSpec{}
-			err = strict(w.Spec, o.Secret)
-		case "Namespace":
-			o.Namespace = &NamespaceSpec{}
-			if len(w.Spec) > 0 {
-				err = strict(w.Spec, o.Namespace)
-			}
-		default:
-			err = fmt.Errorf("unknown kind %q", w.Kind)
-		}
-		if err != nil {
-			return nil, &Error{File: file, Doc: doc, Line: n.Line, Field: "spec", Msg: err.Error()}
-		}
-		if o.Metadata.Namespace == "" && w.Kind != "Namespace" {
-			o.Metadata.Namespace = opts.DefaultNamespace
-		}
-		out = append(out, o)
+func (es Errors) Error() string {
+	msgs := make([]string, len(es))
+	for i, e := range es {
+		msgs[i] = e.Error()
 	}
+	return strings.Join(msgs, "\n")
 }
 
-func strict(b []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(b))
-	d.DisallowUnknownFields()
-	return d.Decode(v)
-}
-
-// Resolve fills each SecretValue.Value.
-func Resolve(objs []Object, readFile func(string) ([]byte, error), getenv func(string) (string, bool)) error {
-	for _, o := range objs {
-		if o.Secret == nil {
-			continue
-		}
-		for k, v := range o.Secret.Data {
-			switch {
-			case v.FromFile != "":
-				b, err := readFile(v.FromFile)
-				if err != nil {
-					return fmt.Errorf("secret %s key %s: %w", o.Metadata.Name, k, err)
-				}
-				v.Value = b
-			case v.FromEnv != "":
-				s, ok := getenv(v.FromEnv)
-				if !ok {
-					return fmt.Errorf("secret %s key %s: $%s is not set", o.Metadata.Name, k, v.FromEnv)
-				}
-				v.Value = []byte(s)
-			}
-			o.Secret.Data[k] = v
-		}
+// Unwrap lets errors.As and errors.Is see each *Error.
+func (es Errors) Unwrap() []error {
+	errs := make([]error, len(es))
+	for i, e := range es {
+		errs[i] = e
 	}
-	return nil
+	return errs
 }
 
-// Render writes objs as a YAML or JSON stream.
-func Render(objs []Object, format string) ([]byte, error) {
-	var buf bytes.Buffer
-	for i, o := range objs {
-		w := wire{APIVersion: APIVersion, Kind: o.Kind, Metadata: o.Metadata}
-		var spec any
-		switch {
-		case o.Function != nil:
-			spec = o.Function
-		case o.Secret != nil:
-			spec = o.Secret
-		case o.Namespace != nil:
-			spec = o.Namespace
-		}
-		b, err := json.Marshal(spec)
-		if err != nil {
-			return nil, err
-		}
-		w.Spec = b
-		b, err = json.Marshal(w)
-		if err != nil {
-			return nil, err
-		}
-		if format == "json" {
-			var out bytes.Buffer
-			_ = json.Indent(&out, b, "", "  ")
-			buf.Write(out.Bytes())
-			buf.WriteByte('\n')
-			continue
-		}
-		var v any
-		_ = json.Unmarshal(b, &v)
-		y, err := yaml.Marshal(v)
-		if err != nil {
-			return nil, err
-		}
-		if i > 0 {
-			buf.WriteString("---\n")
-		}
-		buf.Write(y)
+// asError returns nil, the one *Error, or all of them as Errors.
+func asError(es []*Error) error {
+	switch len(es) {
+	case 0:
+		return nil
+	case 1:
+		return es[0]
 	}
-	return buf.Bytes(), nil
-}
-
-// FromFunction is the manifest of a stored function.
-func FromFunction(fn api.Function) Object {
-	tr := make([]api.TrafficTarget, len(fn.Traffic))
-	for i, t := range fn.Traffic {
-		t.URL = ""
-		if t.LatestRevision {
-			t.Revision = ""
-		}
-		tr[i] = t
-	}
-	spec := fn.Spec
-	spec.Labels = nil
-	return Object{APIVersion: APIVersion, Kind: "Function",
-		Metadata: Metadata{Name: fn.Name, Namespace: fn.Namespace, Labels: fn.Spec.Labels},
-		Function: &FunctionSpec{FunctionSpec: spec, Traffic: tr}}
-}
-
-// Normalize applies defaults.
-func Normalize(o Object) Object {
-	if o.Function != nil {
-		f := *o.Function
-		f.FunctionSpec = f.FunctionSpec.WithDefaults()
-		if len(f.Traffic) == 0 {
-			f.Traffic = []api.TrafficTarget{{LatestRevision: true, Percent: 100}}
-		}
-		o.Function = &f
-	}
-	return o
+	return Errors(es)
 }
