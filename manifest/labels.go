@@ -7,16 +7,13 @@ import "github.com/ebbrun/ebb/api"
 
 // withLabels returns spec carrying labels (api.FunctionSpec.Labels).
 func withLabels(spec api.FunctionSpec, labels map[string]string) api.FunctionSpec {
-	// MERGE: once api.FunctionSpec has Labels: spec.Labels = labels
-	_ = labels
+	spec.Labels = labels
 	return spec
 }
 
 // labelsOf returns the labels spec carries.
 func labelsOf(spec api.FunctionSpec) map[string]string {
-	// MERGE: once api.FunctionSpec has Labels: return spec.Labels
-	_ = spec
-	return nil
+	return spec.Labels
 }
 
 // APISpec returns the spec to PUT to /v1/functions/{name}: the function's
