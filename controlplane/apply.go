@@ -118,7 +118,7 @@ func (s *Server) applyObject(ctx context.Context, p auth.Principal, o manifest.O
 		if err := s.namespaceExists(ctx, ns); err != nil {
 			return "", err
 		}
-		return s.applyFunction(ctx, ns, name, o.Metadata.Labels, *o.Function, dryRun)
+		return s.applyFunction(ctx, ns, name, o.APISpec(), o.Function.Traffic, dryRun)
 	case o.Secret != nil:
 		if err := authorizeAll(p, ns, auth.SecretsWrite); err != nil {
 			return "", err
@@ -157,15 +157,12 @@ func (s *Server) namespaceExists(ctx context.Context, ns string) error {
 // quota, traffic against the revisions there will be) before it writes
 // anything, then writes the spec and the traffic through applySpec and
 // setTraffic. Traffic left out means the latest revision takes it all.
-func (s *Server) applyFunction(ctx context.Context, ns, name string, labels map[string]string, fs manifest.FunctionSpec, dryRun bool) (string, error) {
+func (s *Server) applyFunction(ctx context.Context, ns, name string, spec api.FunctionSpec, traffic []api.TrafficTarget, dryRun bool) (string, error) {
 	if err := api.ValidateQualified(ns, name); err != nil {
 		return "", err
 	}
 	q := api.QualifiedName(ns, name)
-	// A manifest's labels are its metadata's; spec.labels is not a field
-	// of the manifest.
-	fs.FunctionSpec.Labels = labels
-	spec := fs.FunctionSpec.WithDefaults()
+	spec = spec.WithDefaults()
 	if err := spec.Validate(); err != nil {
 		return "", err
 	}
@@ -179,7 +176,6 @@ func (s *Server) applyFunction(ctx context.Context, ns, name string, labels map[
 	if err := s.checkSecretRefs(ctx, q, spec.Secrets); err != nil {
 		return "", err
 	}
-	traffic := fs.Traffic
 	if len(traffic) == 0 {
 		traffic = []api.TrafficTarget{{LatestRevision: true, Percent: 100}}
 	}
