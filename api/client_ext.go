@@ -190,9 +190,11 @@ func (c *Client) ListFunctionsSelected(ctx context.Context, selector string) ([]
 const listPageSize = 500
 
 // listAll fetches every page of a list at path: page decodes one answer
-// into the caller's items and returns its continue token.
+// into the caller's items and returns its continue token. It asks for no
+// limit, so a server answers everything at once (as servers before
+// pagination did), and follows continue tokens should one page anyway.
 func (c *Client) listAll(ctx context.Context, path string, page func(body []byte) (string, error)) error {
-	q := url.Values{"limit": {strconv.Itoa(listPageSize)}}
+	q := url.Values{}
 	for {
 		var raw json.RawMessage
 		if _, err := c.do(ctx, http.MethodGet, path, q, nil, nil, &raw, http.StatusOK); err != nil {

@@ -5,11 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/ebbrun/ebb/api"
-	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -22,44 +21,19 @@ func (s *Server) putFunction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var spec api.FunctionSpec
-	if err := s.decodeJSON(w, r, &spec); err != nil {
+	var body functionBody
+	if err := s.decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	spec = spec.WithDefaults()
-	if err := spec.Validate(); err != nil {
-		return err
-	}
-	// Store the image as the runtime names it, so "hello" and
-	// "docker.io/library/hello:latest" are the same spec.
-	if spec.Image, err = ociimage.NormalizeName(spec.Image); err != nil {
-		return &api.ValidationError{Field: "image", Reason: err.Error()}
-	}
-	if err := s.requireImage(r.Context(), spec.Image); err != nil {
-		return err
-	}
-	if err := s.checkSecretRefs(r.Context(), name, spec.Secrets); err != nil {
-		return err
-	}
-	var created bool
-	for range casRetries {
-		created, err = s.applySpec(r.Context(), name, spec)
-		if !errors.Is(err, store.ErrConflict) {
-			break
-		}
-	}
+	expect, dry, err := writeOptionsOf(r, body.ResourceVersion)
 	if err != nil {
 		return err
 	}
-	fn, err := s.functionStatus(r.Context(), name)
+	res, err := s.applyFunction(r.Context(), name, FunctionWrite{Spec: &body.FunctionSpec, Expect: expect, DryRun: dry})
 	if err != nil {
 		return err
 	}
-	status := http.StatusOK
-	if created {
-		status = http.StatusCreated
-	}
-	writeJSON(w, status, fn)
+	writeFunctionResult(w, res)
 	return nil
 }
 
@@ -71,64 +45,6 @@ func (s *Server) requireImage(ctx context.Context, ref string) error {
 	return err
 }
 
-// applySpec creates the function or, if the spec changed, its next revision,
-// in one transaction. Re-applying the current spec writes nothing.
-func (s *Server) applySpec(ctx context.Context, name string, spec api.FunctionSpec) (created bool, err error) {
-	now := s.deps.Now().UTC()
-	// A namespace's delete first marks it deleting, then removes what it
-	// lists: checking the namespace's version in this transaction makes a
-	// function written meanwhile fail here instead of outliving it.
-	nsCheck, err := s.namespaceOpen(ctx, name)
-	if err != nil {
-		return false, err
-	}
-	fn, version, err := store.GetJSON[store.Function](ctx, s.deps.Store, store.FunctionKey(name))
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		fn = store.Function{
-			Name:      name,
-			CreatedAt: now,
-			// A new function follows its latest revision, so each new
-			// revision takes all traffic until the user pins a split.
-			Traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 100}},
-		}
-		version = store.MustNotExist
-		created = true
-	case err != nil:
-		return false, fmt.Errorf("read function %s: %w", name, err)
-	case reflect.DeepEqual(fn.Spec, spec):
-		return false, nil
-	}
-	// A capped namespace admits the deploy against its quota, and its
-	// record's rewrite (which implies the namespace check) orders the
-	// namespace's deploys.
-	if quotaOps, err := s.admitSpec(ctx, name, created, spec); err != nil {
-		return false, err
-	} else if quotaOps != nil {
-		nsCheck = quotaOps
-	}
-	fn.Spec = spec
-	fn.Generation++
-	fn.LatestRevision = api.RevisionName(name, fn.Generation)
-	fn.UpdatedAt = now
-	rev := store.Revision{
-		Name:       fn.LatestRevision,
-		Function:   name,
-		Generation: fn.Generation,
-		Spec:       spec,
-		CreatedAt:  now,
-	}
-	ops := []store.Op{
-		store.PutJSON(store.FunctionKey(name), fn, version),
-		store.PutJSON(store.RevisionKey(name, rev.Name), rev, store.MustNotExist),
-	}
-	_, err = s.deps.Store.Txn(ctx, append(ops, nsCheck...)...)
-	if err != nil {
-		return false, fmt.Errorf("write function %s: %w", name, err)
-	}
-	return created, nil
-}
-
 func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) error {
 	name, err := s.functionName(r)
 	if err != nil {
@@ -138,11 +54,30 @@ func (s *Server) getFunction(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	setETag(w, fn.ResourceVersion)
 	writeJSON(w, http.StatusOK, fn)
 	return nil
 }
 
+// listFunctions lists the namespace's functions by name, a page at a
+// time, those matching ?labelSelector only; ?watch=true follows them
+// instead (watch.go).
 func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) error {
+	sel, err := api.ParseSelector(r.URL.Query().Get("labelSelector"))
+	if err != nil {
+		return err
+	}
+	watch, err := watchOf(r)
+	if err != nil {
+		return err
+	}
+	if watch {
+		return s.watchFunctions(w, r, sel)
+	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	snap, err := s.readSnapshot(r.Context())
 	if err != nil {
 		return err
@@ -152,10 +87,12 @@ func (s *Server) listFunctions(w http.ResponseWriter, r *http.Request) error {
 	ns := namespaceOf(r)
 	list := api.FunctionList{Functions: []api.Function{}}
 	for _, fn := range snap.functions {
-		if fnNS, _ := api.SplitQualifiedName(fn.Value.Name); fnNS == ns {
-			list.Functions = append(list.Functions, s.buildStatus(fn.Value, snap))
+		if fnNS, _ := api.SplitQualifiedName(fn.Value.Name); fnNS == ns && sel.Matches(fn.Value.Spec.Labels) {
+			list.Functions = append(list.Functions, s.buildStatus(fn.Value, fn.Version, snap))
 		}
 	}
+	slices.SortFunc(list.Functions, func(a, b api.Function) int { return strings.Compare(a.Name, b.Name) })
+	list.Functions, list.Continue = paginate(list.Functions, pg, func(f api.Function) string { return f.Name })
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }
@@ -229,6 +166,10 @@ func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	fn, err := s.functionStatus(r.Context(), name)
 	if err != nil {
 		return err
@@ -251,6 +192,8 @@ func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {
 			Status:    statusByName[rev.Value.Name],
 		})
 	}
+	slices.SortFunc(list.Revisions, func(a, b api.Revision) int { return strings.Compare(a.Name, b.Name) })
+	list.Revisions, list.Continue = paginate(list.Revisions, pg, func(r api.Revision) string { return r.Name })
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }
@@ -260,57 +203,25 @@ func (s *Server) putTraffic(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var req api.TrafficRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
+	var body trafficBody
+	if err := s.decodeJSON(w, r, &body); err != nil {
 		return err
 	}
-	for range casRetries {
-		err = s.setTraffic(r.Context(), name, req.Traffic)
-		if !errors.Is(err, store.ErrConflict) {
-			break
-		}
-	}
+	expect, dry, err := writeOptionsOf(r, body.ResourceVersion)
 	if err != nil {
 		return err
 	}
-	fn, err := s.functionStatus(r.Context(), name)
+	traffic := body.Traffic
+	if traffic == nil {
+		traffic = []api.TrafficTarget{} // validated: an empty split is refused
+	}
+	res, err := s.applyFunction(r.Context(), name, FunctionWrite{Traffic: traffic, Expect: expect, DryRun: dry})
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, fn)
+	setETag(w, res.Function.ResourceVersion)
+	writeJSON(w, http.StatusOK, res.Function)
 	return nil
-}
-
-// setTraffic validates the split against the revisions that exist and
-// writes it. Each named revision is checked in the same transaction, so a
-// split can never point at a revision deleted meanwhile.
-func (s *Server) setTraffic(ctx context.Context, name string, traffic []api.TrafficTarget) error {
-	fn, version, err := store.GetJSON[store.Function](ctx, s.deps.Store, store.FunctionKey(name))
-	if err != nil {
-		return functionErr(name, err)
-	}
-	revs, _, err := s.deps.Store.List(ctx, store.RevisionsPrefix(name))
-	if err != nil {
-		return err
-	}
-	revVersion := map[string]int64{}
-	for _, kv := range revs {
-		revVersion[strings.TrimPrefix(kv.Key, store.RevisionsPrefix(name))] = kv.Version
-	}
-	exists := func(rev string) bool { _, ok := revVersion[rev]; return ok }
-	if err := api.ValidateTraffic(traffic, exists); err != nil {
-		return err
-	}
-	fn.Traffic = traffic
-	fn.UpdatedAt = s.deps.Now().UTC()
-	ops := []store.Op{store.PutJSON(store.FunctionKey(name), fn, version)}
-	for _, t := range traffic {
-		if t.Revision != "" {
-			ops = append(ops, store.Check(store.RevisionKey(name, t.Revision), revVersion[t.Revision]))
-		}
-	}
-	_, err = s.deps.Store.Txn(ctx, ops...)
-	return err
 }
 
 func functionErr(name string, err error) error {
@@ -331,16 +242,20 @@ func describe(qualified string) string {
 }
 
 func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	nodes, _, err := store.ListJSON[store.Node](r.Context(), s.deps.Store, store.PrefixNodes)
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Nodes []store.Node `json:"nodes"`
-	}{Nodes: make([]store.Node, 0, len(nodes))}
+	out := api.NodeList{Nodes: make([]api.Node, 0, len(nodes))}
 	for _, n := range nodes {
 		out.Nodes = append(out.Nodes, n.Value)
 	}
+	slices.SortFunc(out.Nodes, func(a, b api.Node) int { return strings.Compare(a.Name, b.Name) })
+	out.Nodes, out.Continue = paginate(out.Nodes, pg, func(n api.Node) string { return n.Name })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

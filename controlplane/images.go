@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,16 +84,20 @@ func archiveError(err error) error {
 }
 
 func (s *Server) listImages(w http.ResponseWriter, r *http.Request) error {
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	recs, _, err := store.ListJSON[store.Image](r.Context(), s.deps.Store, store.PrefixImages)
 	if err != nil {
 		return err
 	}
-	out := struct {
-		Images []api.Image `json:"images"`
-	}{Images: make([]api.Image, 0, len(recs))}
+	out := api.ImageList{Images: make([]api.Image, 0, len(recs))}
 	for _, rec := range recs {
 		out.Images = append(out.Images, api.Image{Name: rec.Value.Name, Digest: rec.Value.Digest, Size: rec.Value.Size})
 	}
+	slices.SortFunc(out.Images, func(a, b api.Image) int { return strings.Compare(a.Name, b.Name) })
+	out.Images, out.Continue = paginate(out.Images, pg, func(i api.Image) string { return i.Name })
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -101,11 +101,16 @@ func (s *Server) functionCounts(ctx context.Context) (map[string]int, error) {
 	return counts, nil
 }
 
-func namespaceOut(rec store.Namespace, functions int) api.Namespace {
-	return api.Namespace{Name: rec.Name, Functions: functions, Deleting: rec.Deleting, Quota: rec.Quota, CreatedAt: rec.CreatedAt}
+// namespaceOut is the API's view of a namespace record at version.
+func namespaceOut(rec store.Namespace, version int64, functions int) api.Namespace {
+	return api.Namespace{Name: rec.Name, Functions: functions, Deleting: rec.Deleting, Quota: rec.Quota, CreatedAt: rec.CreatedAt, ResourceVersion: resourceVersion(version)}
 }
 
 func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) error {
+	page, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	recs, _, err := store.ListJSON[store.Namespace](r.Context(), s.deps.Store, store.PrefixNamespaces)
 	if err != nil {
 		return err
@@ -118,12 +123,13 @@ func (s *Server) listNamespaces(w http.ResponseWriter, r *http.Request) error {
 	hasDefault := false
 	for _, rec := range recs {
 		hasDefault = hasDefault || rec.Value.Name == api.DefaultNamespace
-		list.Namespaces = append(list.Namespaces, namespaceOut(rec.Value, counts[rec.Value.Name]))
+		list.Namespaces = append(list.Namespaces, namespaceOut(rec.Value, rec.Version, counts[rec.Value.Name]))
 	}
 	if !hasDefault {
-		list.Namespaces = append(list.Namespaces, namespaceOut(store.Namespace{Name: api.DefaultNamespace}, counts[api.DefaultNamespace]))
+		list.Namespaces = append(list.Namespaces, namespaceOut(store.Namespace{Name: api.DefaultNamespace}, 0, counts[api.DefaultNamespace]))
 	}
 	slices.SortFunc(list.Namespaces, func(a, b api.Namespace) int { return strings.Compare(a.Name, b.Name) })
+	list.Namespaces, list.Continue = paginate(list.Namespaces, page, func(n api.Namespace) string { return n.Name })
 	writeJSON(w, http.StatusOK, list)
 	return nil
 }
@@ -133,7 +139,7 @@ func (s *Server) getNamespace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rec, _, err := s.namespace(r.Context(), ns)
+	rec, version, err := s.namespace(r.Context(), ns)
 	if err != nil {
 		return err
 	}
@@ -141,42 +147,136 @@ func (s *Server) getNamespace(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, namespaceOut(rec, counts[ns]))
+	out := namespaceOut(rec, version, counts[ns])
+	setETag(w, out.ResourceVersion)
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 // putNamespace creates a namespace; creating one that exists is a no-op
-// answered 200, and one being deleted is a conflict.
+// answered 200, and one being deleted is a conflict. If-Match (or a body
+// resourceVersion) makes it a check of the existing record's version.
 func (s *Server) putNamespace(w http.ResponseWriter, r *http.Request) error {
 	ns, err := namespaceName(r)
 	if err != nil {
 		return err
 	}
-	var spec api.NamespaceSpec
+	var body namespaceBody
 	if r.ContentLength != 0 {
-		if err := s.decodeJSON(w, r, &spec); err != nil {
+		if err := s.decodeJSON(w, r, &body); err != nil {
 			return err
 		}
 	}
-	if err := spec.Quota.Validate(); err != nil {
+	expect, dry, err := writeOptionsOf(r, body.ResourceVersion)
+	if err != nil {
+		return err
+	}
+	if err := body.Quota.Validate(); err != nil {
 		return err
 	}
 	rec, version, err := store.GetJSON[store.Namespace](r.Context(), s.deps.Store, store.NamespaceKey(ns))
-	switch {
-	case err == nil && rec.Deleting:
-		return errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted; delete it again to finish, then create it", ns)
-	case err == nil:
-		writeJSON(w, http.StatusOK, namespaceOut(rec, 0))
-		return nil
-	case !errors.Is(err, store.ErrNotFound):
+	if errors.Is(err, store.ErrNotFound) {
+		version = store.MustNotExist
+	} else if err != nil {
 		return err
 	}
-	rec = store.Namespace{Name: ns, CreatedAt: s.deps.Now().UTC(), Quota: spec.Quota}
-	if _, err := s.deps.Store.Txn(r.Context(), store.PutJSON(store.NamespaceKey(ns), rec, version)); err != nil {
+	if err := expect.Check(fmt.Sprintf("namespace %q", ns), version); err != nil {
+		return err
+	}
+	switch {
+	case version != store.MustNotExist && rec.Deleting:
+		return errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted; delete it again to finish, then create it", ns)
+	case version != store.MustNotExist:
+		out := namespaceOut(rec, version, 0)
+		setETag(w, out.ResourceVersion)
+		writeJSON(w, http.StatusOK, out)
+		return nil
+	}
+	rec = store.Namespace{Name: ns, CreatedAt: s.deps.Now().UTC(), Quota: body.Quota}
+	if dry {
+		writeJSON(w, http.StatusCreated, namespaceOut(rec, 0, 0))
+		return nil
+	}
+	rev, err := s.deps.Store.Txn(r.Context(), store.PutJSON(store.NamespaceKey(ns), rec, version))
+	if err != nil {
 		return fmt.Errorf("write namespace %s: %w", ns, err)
 	}
-	writeJSON(w, http.StatusCreated, namespaceOut(rec, 0))
+	out := namespaceOut(rec, rev, 0)
+	setETag(w, out.ResourceVersion)
+	writeJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+// namespaceBody is PUT /v1/namespaces/{ns}'s body.
+type namespaceBody struct {
+	api.NamespaceSpec
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+}
+
+// applyNamespace makes namespace ns exist with quota q: what the apply
+// handler does for a Namespace document. It creates the namespace, or sets
+// its quota when it differs (configured), or writes nothing (unchanged).
+// expect is checked against the record's version (default without a
+// record counts as absent), and the write is at the version read.
+func (s *Server) applyNamespace(ctx context.Context, ns string, q api.Quota, expect Precondition, dryRun bool) (api.Namespace, Action, error) {
+	if err := api.ValidateName("namespace", ns); err != nil {
+		return api.Namespace{}, "", err
+	}
+	if err := q.Validate(); err != nil {
+		return api.Namespace{}, "", err
+	}
+	var (
+		out    api.Namespace
+		action Action
+		err    error
+	)
+	for range casRetries {
+		out, action, err = s.applyNamespaceOnce(ctx, ns, q, expect, dryRun)
+		if !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
+	return out, action, err
+}
+
+func (s *Server) applyNamespaceOnce(ctx context.Context, ns string, q api.Quota, expect Precondition, dryRun bool) (api.Namespace, Action, error) {
+	rec, version, err := store.GetJSON[store.Namespace](ctx, s.deps.Store, store.NamespaceKey(ns))
+	action := ActionConfigured
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		version = store.MustNotExist
+		rec = store.Namespace{Name: ns, CreatedAt: s.deps.Now().UTC()}
+		action = ActionCreated
+		if ns == api.DefaultNamespace {
+			action = ActionConfigured // default exists without a record
+		}
+	case err != nil:
+		return api.Namespace{}, "", fmt.Errorf("read namespace %s: %w", ns, err)
+	case rec.Deleting:
+		return api.Namespace{}, "", errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted", ns)
+	}
+	if err := expect.Check(fmt.Sprintf("namespace %q", ns), version); err != nil {
+		return api.Namespace{}, "", err
+	}
+	counts, err := s.functionCounts(ctx)
+	if err != nil {
+		return api.Namespace{}, "", err
+	}
+	if version != store.MustNotExist && rec.Quota == q {
+		return namespaceOut(rec, version, counts[ns]), ActionUnchanged, nil
+	}
+	if version == store.MustNotExist && ns == api.DefaultNamespace && q.IsZero() {
+		return namespaceOut(rec, 0, counts[ns]), ActionUnchanged, nil
+	}
+	rec.Quota = q
+	if dryRun {
+		return namespaceOut(rec, version, counts[ns]), action, nil
+	}
+	rev, err := s.deps.Store.Txn(ctx, store.PutJSON(store.NamespaceKey(ns), rec, version))
+	if err != nil {
+		return api.Namespace{}, "", fmt.Errorf("write namespace %s: %w", ns, err)
+	}
+	return namespaceOut(rec, rev, counts[ns]), action, nil
 }
 
 // deleteNamespace deletes a namespace with its functions (and all a

@@ -61,15 +61,21 @@ func (s *Server) putQuota(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var q api.Quota
-	if err := s.decodeJSON(w, r, &q); err != nil {
+	var body quotaBody
+	if err := s.decodeJSON(w, r, &body); err != nil {
 		return err
 	}
+	expect, dry, err := writeOptionsOf(r, body.ResourceVersion)
+	if err != nil {
+		return err
+	}
+	q := body.Quota
 	if err := q.Validate(); err != nil {
 		return err
 	}
+	var rv int64
 	for range casRetries {
-		err = s.setQuota(r.Context(), ns, q)
+		rv, err = s.setQuota(r.Context(), ns, q, expect, dry)
 		if !errors.Is(err, store.ErrConflict) {
 			break
 		}
@@ -77,26 +83,44 @@ func (s *Server) putQuota(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	// The quota is part of the namespace record: its version is the ETag.
+	setETag(w, resourceVersion(rv))
 	writeJSON(w, http.StatusOK, q)
 	return nil
 }
 
-func (s *Server) setQuota(ctx context.Context, ns string, q api.Quota) error {
+// quotaBody is PUT /v1/namespaces/{ns}/quota's body: the quota, and the
+// namespace record's resourceVersion the writer read.
+type quotaBody struct {
+	api.Quota
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+}
+
+// setQuota writes ns's quota at the record's version read, if expect
+// holds, and returns the record's new version (the old one for a dry run).
+func (s *Server) setQuota(ctx context.Context, ns string, q api.Quota, expect Precondition, dryRun bool) (int64, error) {
 	rec, version, err := s.namespace(ctx, ns)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if err := expect.Check(fmt.Sprintf("namespace %q", ns), version); err != nil {
+		return 0, err
 	}
 	if rec.Deleting {
-		return errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted", ns)
+		return 0, errorf(http.StatusConflict, api.CodeConflict, "namespace %q is being deleted", ns)
 	}
 	if version == store.MustNotExist {
 		rec.CreatedAt = s.deps.Now().UTC() // default, recorded now
 	}
 	rec.Quota = q
-	if _, err := s.deps.Store.Txn(ctx, store.PutJSON(store.NamespaceKey(ns), rec, version)); err != nil {
-		return fmt.Errorf("write namespace %s: %w", ns, err)
+	if dryRun {
+		return version, nil
 	}
-	return nil
+	rev, err := s.deps.Store.Txn(ctx, store.PutJSON(store.NamespaceKey(ns), rec, version))
+	if err != nil {
+		return 0, fmt.Errorf("write namespace %s: %w", ns, err)
+	}
+	return rev, nil
 }
 
 // namespaceQuota reads a namespace's quota. ok is false when it caps

@@ -1,9 +1,11 @@
 package controlplane
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -106,38 +108,74 @@ func (s *Secrets) SecretValues(ctx context.Context, ns, name string) (map[string
 // guard are checks to add to the write's transaction (the namespace not
 // being deleted).
 func (s *Secrets) put(ctx context.Context, ns, name string, data map[string][]byte, merge, mustCreate bool, guard ...store.Op) (store.Secret, error) {
+	rec, _, _, err := s.putWith(ctx, ns, name, data, secretWrite{Merge: merge, MustCreate: mustCreate}, guard...)
+	return rec, err
+}
+
+// secretWrite is how putWith writes a secret.
+type secretWrite struct {
+	// Merge keeps the keys data does not name.
+	Merge bool
+	// MustCreate refuses an existing secret (If-None-Match: *).
+	MustCreate bool
+	// Expect is checked against the record's version, and the write is
+	// at the version read (CAS).
+	Expect Precondition
+	// DryRun checks everything and writes nothing.
+	DryRun bool
+	// SkipUnchanged writes nothing when the secret already holds exactly
+	// the resulting data (the apply handler's idempotence: no new
+	// generation, no functions rolled).
+	SkipUnchanged bool
+}
+
+// putWith is put with preconditions and modes. It returns the record as
+// written (or as it would be, or as it is when unchanged), its version
+// (the transaction's revision; the old version when nothing was written,
+// 0 for a dry run's new secret) and what it did.
+func (s *Secrets) putWith(ctx context.Context, ns, name string, data map[string][]byte, how secretWrite, guard ...store.Op) (store.Secret, int64, Action, error) {
 	for range casRetries {
 		rec, version, err := store.GetJSON[store.Secret](ctx, s.store, store.SecretKey(ns, name))
 		now := s.now().UTC()
+		action := ActionConfigured
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			rec = store.Secret{Namespace: ns, Name: name, CreatedAt: now}
 			version = store.MustNotExist
+			action = ActionCreated
 		case err != nil:
-			return store.Secret{}, fmt.Errorf("read secret %s/%s: %w", ns, name, err)
-		case mustCreate:
-			return store.Secret{}, errorf(http.StatusConflict, api.CodeConflict, "secret %q already exists in namespace %s; change it with `ebb secrets set`", name, ns)
+			return store.Secret{}, 0, "", fmt.Errorf("read secret %s/%s: %w", ns, name, err)
+		case how.MustCreate:
+			return store.Secret{}, 0, "", errorf(http.StatusConflict, api.CodeConflict, "secret %q already exists in namespace %s; change it with `ebb secrets set`", name, ns)
+		}
+		if err := how.Expect.Check(fmt.Sprintf("secret %q in namespace %s", name, ns), version); err != nil {
+			return store.Secret{}, 0, "", err
 		}
 		full := data
-		if merge && version != store.MustNotExist {
+		if (how.Merge || how.SkipUnchanged) && version != store.MustNotExist {
 			old, err := envelope.Open(s.keys, ns, name, sealedOf(rec))
 			if errors.Is(err, envelope.ErrUnknownKey) {
 				continue // re-wrapped by a rotation since it was read
 			}
 			if err != nil {
-				return store.Secret{}, err
+				return store.Secret{}, 0, "", err
 			}
-			for k, v := range data {
-				old[k] = v
+			merged := maps.Clone(data)
+			if how.Merge {
+				merged = maps.Clone(old)
+				maps.Copy(merged, data)
 			}
-			full = old
+			if how.SkipUnchanged && maps.EqualFunc(old, merged, bytes.Equal) {
+				return rec, version, ActionUnchanged, nil
+			}
+			full = merged
 		}
 		if n := api.SecretDataBytes(full); n > api.MaxSecretBytes {
-			return store.Secret{}, errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "secret %s holds %d bytes, over the limit of %d", name, n, api.MaxSecretBytes)
+			return store.Secret{}, 0, "", errorf(http.StatusRequestEntityTooLarge, api.CodeTooLarge, "secret %s holds %d bytes, over the limit of %d", name, n, api.MaxSecretBytes)
 		}
 		sealed, err := envelope.Seal(s.keys, ns, name, full)
 		if err != nil {
-			return store.Secret{}, err
+			return store.Secret{}, 0, "", err
 		}
 		rec.KeyID, rec.WrappedKey, rec.Values = sealed.KeyID, sealed.WrappedKey, sealed.Values
 		rec.Generation++
@@ -147,19 +185,22 @@ func (s *Secrets) put(ctx context.Context, ns, name string, data map[string][]by
 		// transaction, so that none is left on the old value for long.
 		rolls, err := s.rollOps(ctx, ns, name, now)
 		if err != nil {
-			return store.Secret{}, err
+			return store.Secret{}, 0, "", err
 		}
 		ops = append(ops, rolls...)
-		_, err = s.store.Txn(ctx, append(ops, guard...)...)
+		if how.DryRun {
+			return rec, max(version, 0), action, nil
+		}
+		rev, err := s.store.Txn(ctx, append(ops, guard...)...)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
-			return store.Secret{}, fmt.Errorf("write secret %s/%s: %w", ns, name, err)
+			return store.Secret{}, 0, "", fmt.Errorf("write secret %s/%s: %w", ns, name, err)
 		}
-		return rec, nil
+		return rec, rev, action, nil
 	}
-	return store.Secret{}, errorf(http.StatusConflict, api.CodeConflict, "secret %q changed concurrently; retry", name)
+	return store.Secret{}, 0, "", errorf(http.StatusConflict, api.CodeConflict, "secret %q changed concurrently; retry", name)
 }
 
 // rollOps are the writes that give every function of ns that uses secret
@@ -180,7 +221,7 @@ func (s *Secrets) rollOps(ctx context.Context, ns, name string, now time.Time) (
 		fn.Generation++
 		fn.LatestRevision = api.RevisionName(fn.Name, fn.Generation)
 		fn.UpdatedAt = now
-		rev := store.Revision{Name: fn.LatestRevision, Function: fn.Name, Generation: fn.Generation, Spec: fn.Spec, CreatedAt: now}
+		rev := store.Revision{Name: fn.LatestRevision, Function: fn.Name, Generation: fn.Generation, Spec: fn.Spec.WithoutLabels(), CreatedAt: now}
 		ops = append(ops,
 			store.PutJSON(kv.Key, fn, kv.Version),
 			store.PutJSON(store.RevisionKey(fn.Name, rev.Name), rev, store.MustNotExist))
@@ -334,7 +375,7 @@ func sealedOf(rec store.Secret) envelope.Sealed {
 	return envelope.Sealed{KeyID: rec.KeyID, WrappedKey: rec.WrappedKey, Values: rec.Values}
 }
 
-func secretInfo(rec store.Secret, usedBy []string) api.SecretInfo {
+func secretInfo(rec store.Secret, version int64, usedBy []string) api.SecretInfo {
 	keys := make([]string, 0, len(rec.Values))
 	for k := range rec.Values {
 		keys = append(keys, k)
@@ -343,6 +384,7 @@ func secretInfo(rec store.Secret, usedBy []string) api.SecretInfo {
 	return api.SecretInfo{
 		Name: rec.Name, Namespace: rec.Namespace, Keys: keys, Generation: rec.Generation, KeyID: rec.KeyID,
 		UsedBy: usedBy, CreatedAt: rec.CreatedAt, UpdatedAt: rec.UpdatedAt,
+		ResourceVersion: resourceVersion(version),
 	}
 }
 
@@ -374,12 +416,16 @@ func (s *Server) secretTarget(r *http.Request) (sec *Secrets, ns, name string, e
 // keys the body does not name, and If-None-Match: * refuses an existing
 // secret. The answer describes the secret without its values.
 func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) error {
-	sec, ns, name, err := s.secretTarget(r)
+	_, ns, name, err := s.secretTarget(r)
 	if err != nil {
 		return err
 	}
-	var body api.SecretData
+	var body secretBody
 	if err := decodeJSONLimit(w, r, &body, maxSecretBodyBytes); err != nil {
+		return err
+	}
+	expect, dry, err := writeOptionsOf(r, body.ResourceVersion)
+	if err != nil {
 		return err
 	}
 	data := map[string][]byte{}
@@ -389,35 +435,65 @@ func (s *Server) putSecret(w http.ResponseWriter, r *http.Request) error {
 	for k, v := range body.StringData {
 		data[k] = []byte(v)
 	}
-	if err := api.ValidateSecretData(data); err != nil {
-		return err
-	}
-	// A namespace being deleted takes no new secret (see namespaceOpen),
-	// nor one past its quota of secrets (admitNew, which implies the
-	// former when the namespace caps secrets).
-	guard, err := s.admitNew(r.Context(), ns, quota.ResourceSecrets, store.SecretsPrefix(ns), store.SecretKey(ns, name))
-	if err != nil {
-		return err
-	}
-	if guard == nil {
-		if guard, err = s.namespaceOpen(r.Context(), api.QualifiedName(ns, name)); err != nil {
-			return err
-		}
-	}
-	rec, err := sec.put(r.Context(), ns, name, data, r.URL.Query().Get("merge") == "true", r.Header.Get("If-None-Match") == "*", guard...)
-	if err != nil {
-		return err
-	}
-	users, err := sec.usedBy(r.Context(), ns, name)
+	info, action, err := s.applySecret(r.Context(), ns, name, data, secretWrite{
+		Merge: r.URL.Query().Get("merge") == "true", MustCreate: r.Header.Get("If-None-Match") == "*",
+		Expect: expect, DryRun: dry,
+	})
 	if err != nil {
 		return err
 	}
 	status := http.StatusOK
-	if rec.Generation == 1 {
+	if action == ActionCreated {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, secretInfo(rec, users))
+	setETag(w, info.ResourceVersion)
+	writeJSON(w, status, info)
 	return nil
+}
+
+// secretBody is PUT .../secrets/{name}'s body.
+type secretBody struct {
+	api.SecretData
+	ResourceVersion string `json:"resourceVersion,omitempty"`
+}
+
+// applySecret validates data and writes it as secret ns/name the way how
+// says: what PUT .../secrets/{name} does, and (with SkipUnchanged) what
+// the apply handler does for a Secret document. The namespace must take
+// new secrets (not deleting, within its quota). It returns the secret as
+// the API shows it (no values) and what the write did.
+func (s *Server) applySecret(ctx context.Context, ns, name string, data map[string][]byte, how secretWrite) (api.SecretInfo, Action, error) {
+	sec, err := s.secrets()
+	if err != nil {
+		return api.SecretInfo{}, "", err
+	}
+	if err := api.ValidateName("name", name); err != nil {
+		return api.SecretInfo{}, "", err
+	}
+	if err := api.ValidateSecretData(data); err != nil {
+		return api.SecretInfo{}, "", err
+	}
+	// A namespace being deleted takes no new secret (see namespaceOpen),
+	// nor one past its quota of secrets (admitNew, which implies the
+	// former when the namespace caps secrets).
+	guard, err := s.admitNew(ctx, ns, quota.ResourceSecrets, store.SecretsPrefix(ns), store.SecretKey(ns, name))
+	if err != nil {
+		return api.SecretInfo{}, "", err
+	}
+	if guard == nil {
+		if guard, err = s.namespaceOpen(ctx, api.QualifiedName(ns, name)); err != nil {
+			return api.SecretInfo{}, "", err
+		}
+	}
+	rec, version, action, err := sec.putWith(ctx, ns, name, data, how, guard...)
+	if err != nil {
+		return api.SecretInfo{}, "", err
+	}
+	users, err := sec.usedBy(ctx, ns, name)
+	if err != nil {
+		return api.SecretInfo{}, "", err
+	}
+	return secretInfo(rec, version, users), action, nil
 }
 
 func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
@@ -425,7 +501,7 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	rec, _, err := store.GetJSON[store.Secret](r.Context(), s.deps.Store, store.SecretKey(ns, name))
+	rec, version, err := store.GetJSON[store.Secret](r.Context(), s.deps.Store, store.SecretKey(ns, name))
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusNotFound, api.CodeNotFound, "secret %q does not exist in namespace %s", name, ns)
 	}
@@ -436,7 +512,9 @@ func (s *Server) getSecret(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, secretInfo(rec, users))
+	info := secretInfo(rec, version, users)
+	setETag(w, info.ResourceVersion)
+	writeJSON(w, http.StatusOK, info)
 	return nil
 }
 
@@ -445,18 +523,26 @@ func (s *Server) listSecrets(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	ns := namespaceOf(r)
 	recs, _, err := store.ListJSON[store.Secret](r.Context(), s.deps.Store, store.SecretsPrefix(ns))
 	if err != nil {
 		return err
 	}
-	list := api.SecretList{Secrets: make([]api.SecretInfo, 0, len(recs))}
+	// Page the records first: usedBy reads the functions of each.
+	slices.SortFunc(recs, func(a, b store.Versioned[store.Secret]) int { return strings.Compare(a.Value.Name, b.Value.Name) })
+	var list api.SecretList
+	recs, list.Continue = paginate(recs, pg, func(v store.Versioned[store.Secret]) string { return v.Value.Name })
+	list.Secrets = make([]api.SecretInfo, 0, len(recs))
 	for _, kv := range recs {
 		users, err := sec.usedBy(r.Context(), ns, kv.Value.Name)
 		if err != nil {
 			return err
 		}
-		list.Secrets = append(list.Secrets, secretInfo(kv.Value, users))
+		list.Secrets = append(list.Secrets, secretInfo(kv.Value, kv.Version, users))
 	}
 	writeJSON(w, http.StatusOK, list)
 	return nil

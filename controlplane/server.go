@@ -158,6 +158,8 @@ type Server struct {
 	// because the route table (controlplane/auth) does not declare them.
 	served    []string
 	routeErrs []error
+	// bookmarkEvery is how often a watch sends a BOOKMARK heartbeat.
+	bookmarkEvery time.Duration
 }
 
 // New builds a Server.
@@ -181,7 +183,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		// else would ever remove it.
 		deps.Logger.Info("removed leftover image uploads from the spool", "dir", cfg.SpoolDir, "files", left.Files, "bytes", left.Bytes)
 	}
-	s := &Server{cfg: cfg, deps: deps, spool: spool}
+	s := &Server{cfg: cfg, deps: deps, spool: spool, bookmarkEvery: DefaultBookmarkInterval}
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ebb_api_requests_total",
 		Help: "Control-plane API requests by route and status code.",

@@ -93,6 +93,13 @@ func (s *Server) functionStatus(ctx context.Context, name string) (api.Function,
 	if err != nil {
 		return api.Function{}, functionErr(name, err)
 	}
+	return s.statusOf(ctx, fn, version, nil)
+}
+
+// statusOf joins a function record at version with the observed state of
+// its revisions, plus pending: a revision not yet written (a dry run's).
+func (s *Server) statusOf(ctx context.Context, fn store.Function, version int64, pending *store.Revision) (api.Function, error) {
+	name := fn.Name
 	snap := newSnapshot()
 	snap.functions = []store.Versioned[store.Function]{{Key: store.FunctionKey(name), Value: fn, Version: version}}
 	revs, _, err := store.ListJSON[store.Revision](ctx, s.deps.Store, store.RevisionsPrefix(name))
@@ -112,6 +119,9 @@ func (s *Server) functionStatus(ctx context.Context, name string) (api.Function,
 			return api.Function{}, err
 		}
 	}
+	if pending != nil {
+		snap.revisions[name] = append(snap.revisions[name], *pending)
+	}
 	vip, _, err := store.GetJSON[store.VIP](ctx, s.deps.Store, store.VIPKey(name))
 	switch {
 	case err == nil:
@@ -119,21 +129,25 @@ func (s *Server) functionStatus(ctx context.Context, name string) (api.Function,
 	case !errors.Is(err, store.ErrNotFound):
 		return api.Function{}, err
 	}
-	return s.buildStatus(fn, snap), nil
+	return s.buildStatus(fn, version, snap), nil
 }
 
 // buildStatus joins a function with the observed state of its revisions.
-func (s *Server) buildStatus(fn store.Function, snap *snapshot) api.Function {
+// version is the record's store version, its resourceVersion (0 for a
+// record not written yet).
+func (s *Server) buildStatus(fn store.Function, version int64, snap *snapshot) api.Function {
 	ns, name := api.SplitQualifiedName(fn.Name)
 	out := api.Function{
-		Name:           name,
-		Namespace:      ns,
-		Spec:           redact(fn.Spec),
-		URL:            s.url(fn.Name),
-		VIP:            snap.vips[fn.Name],
-		LatestRevision: fn.LatestRevision,
-		CreatedAt:      fn.CreatedAt,
-		UpdatedAt:      fn.UpdatedAt,
+		Name:            name,
+		Namespace:       ns,
+		Spec:            redact(fn.Spec),
+		Labels:          fn.Spec.Labels,
+		ResourceVersion: resourceVersion(version),
+		URL:             s.url(fn.Name),
+		VIP:             snap.vips[fn.Name],
+		LatestRevision:  fn.LatestRevision,
+		CreatedAt:       fn.CreatedAt,
+		UpdatedAt:       fn.UpdatedAt,
 	}
 	percent := map[string]int{}
 	tags := map[string][]string{}

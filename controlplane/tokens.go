@@ -72,6 +72,10 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 
 // listTokens lists every token, or {ns}'s, never a secret or its hash.
 func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
+	pg, err := pageOf(r)
+	if err != nil {
+		return err
+	}
 	ns := r.PathValue("ns")
 	if ns != "" {
 		if _, err := namespaceName(r); err != nil {
@@ -97,6 +101,11 @@ func (s *Server) listTokens(w http.ResponseWriter, r *http.Request) error {
 			return c
 		}
 		return strings.Compare(a.ID, b.ID)
+	})
+	// Tokens page in their order, by creation: the key is the fixed-width
+	// UTC time, which sorts as the time does, then the id.
+	out.Tokens, out.Continue = paginate(out.Tokens, pg, func(t api.Token) string {
+		return t.CreatedAt.UTC().Format("2006-01-02T15:04:05.000000000Z") + " " + t.ID
 	})
 	writeJSON(w, http.StatusOK, out)
 	return nil
