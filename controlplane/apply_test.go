@@ -106,6 +106,18 @@ func TestApplyTwiceWritesNothing(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.do("GET", "/v1/namespaces/team-a/functions/hello", "", &fn))
 	assert.Equal(t, []bool{true}, []bool{fn.Traffic[0].LatestRevision})
 	assert.Len(t, a.keys(store.RevisionsPrefix("hello.team-a")), 2, "traffic alone makes no revision")
+
+	// Labels are metadata: configured, and still no revision.
+	labelled := strings.Replace(applyStream, "metadata: {name: plain}", "metadata: {name: plain, labels: {app: shop}}", 1)
+	code, resp = a.applyDoc("/v1/apply", labelled)
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "Function/plain configured", actions(resp)[3])
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/plain", "", &fn))
+	assert.Equal(t, map[string]string{"app": "shop"}, fn.Labels)
+	assert.Len(t, a.keys(store.RevisionsPrefix("plain")), 1)
+	code, resp = a.applyDoc("/v1/apply", labelled)
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "Function/plain unchanged", actions(resp)[3])
 }
 
 func TestApplyFailingDocumentLeavesItsObject(t *testing.T) {
@@ -137,18 +149,11 @@ apiVersion: ebb.dev/v1
 kind: Function
 metadata: {name: lost, namespace: nowhere}
 spec: {image: hello:latest}
----
-apiVersion: ebb.dev/v1
-kind: Secret
-metadata: {name: unresolved}
-spec:
-  data:
-    k: {fromEnv: K}
 `
 	code, resp := a.applyDoc("/v1/apply", stream)
 	require.Equal(t, http.StatusOK, code, "failed documents are results, not a failed request")
 	assert.Equal(t, []string{"Function/keep error:invalid", "Function/other created", "Function/noimage error:invalid",
-		"Function/lost error:not_found", "Secret/unresolved error:invalid"}, actions(resp))
+		"Function/lost error:not_found"}, actions(resp))
 	assert.Contains(t, resp.Results[0].Error.Message, "keep-00009")
 
 	keepAfter, err := a.store.Get(context.Background(), store.FunctionKey("keep"))
@@ -191,6 +196,7 @@ func TestApplyHostileInput(t *testing.T) {
 		{"bad dryRun", "/v1/apply?dryRun=yes", "application/yaml", "", http.StatusBadRequest},
 		{"namespace that does not exist", "/v1/namespaces/nowhere/apply", "application/yaml", "", http.StatusNotFound},
 		{"empty stream", "/v1/apply", "application/json", "", http.StatusOK},
+		{"unresolved secret", "/v1/apply", "application/yaml", "apiVersion: ebb.dev/v1\nkind: Secret\nmetadata: {name: s}\nspec:\n  data:\n    k: {fromEnv: K}\n", http.StatusBadRequest},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
