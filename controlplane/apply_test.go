@@ -179,7 +179,7 @@ func TestApplyDryRunWritesNothing(t *testing.T) {
 	assert.Equal(t, beforeRev, afterRev)
 	assert.Empty(t, a.keys(store.PrefixFunctions))
 
-	code, resp = a.applyDoc("/v1/apply?dryRun=All", "apiVersion: ebb.dev/v1\nkind: Function\nmetadata: {name: x}\nspec: {image: hello:latest, port: 99999}\n")
+	code, resp = a.applyDoc("/v1/apply?dryRun=All", "apiVersion: ebb.dev/v1\nkind: Function\nmetadata: {name: x}\nspec: {image: missing:latest}\n")
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, []string{"Function/x error:invalid"}, actions(resp), "a dry run validates")
 }
