@@ -254,6 +254,7 @@ func (s *Server) routes() http.Handler {
 	s.handleNamespaced("GET", "/functions/{name}/revisions", s.listRevisions)
 	s.handleNamespaced("PUT", "/functions/{name}/traffic", s.putTraffic)
 	s.handleNamespaced("GET", "/functions/{name}/logs", s.logs)
+	s.handleNamespaced("POST", "/apply", s.apply)
 	s.handleNamespaced("GET", "/secrets", s.listSecrets)
 	s.handleNamespaced("PUT", "/secrets/{name}", s.putSecret)
 	s.handleNamespaced("GET", "/secrets/{name}", s.getSecret)

@@ -141,6 +141,11 @@ delete, revisions, traffic, logs) act in the one --namespace (-n) names,
 default unless configured. A function in namespace ns is served at
 {fn}.{ns}.{domain}, one in default at {fn}.{domain}.
 
+Manifests: 'ebb apply -f' creates or updates what files describe (ebb's own
+ebb.dev/v1 Function, Secret and Namespace, or Knative Services); 'ebb diff
+-f' shows what it would change (exit 1 when something would), 'ebb export'
+writes a function's manifest back out.
+
 ` + exitCodeHelp
 
 func (a *app) rootCmd() *cobra.Command {
@@ -154,8 +159,8 @@ func (a *app) rootCmd() *cobra.Command {
 		// command's own code.
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			a.started = true
-			if a.output != "table" && a.output != "json" {
-				return usagef("--output %q: must be table or json", a.output)
+			if a.output != "table" && a.output != "json" && a.output != "yaml" {
+				return usagef("--output %q: must be table, json or yaml", a.output)
 			}
 			return nil
 		},
@@ -168,7 +173,7 @@ func (a *app) rootCmd() *cobra.Command {
 	pf.StringVar(&a.configPath, "config", "", "config file (default $XDG_CONFIG_HOME/ebb/config.yaml or ~/.config/ebb/config.yaml)")
 	pf.StringVar(&a.apiURL, "api", "", "API address, overriding EBB_API and the config file")
 	pf.StringVar(&a.token, "token", "", "API token, overriding EBB_TOKEN and the config file")
-	pf.StringVarP(&a.output, "output", "o", "table", "output format: table or json")
+	pf.StringVarP(&a.output, "output", "o", "table", "output format: table, json or yaml")
 	pf.StringVarP(&a.namespace, "namespace", "n", "", "namespace of the functions acted on, overriding EBB_NAMESPACE and the config file (default \"default\")")
 
 	root.AddCommand(
@@ -186,6 +191,10 @@ func (a *app) rootCmd() *cobra.Command {
 		a.tokensCmd(),
 		a.versionCmd(),
 		a.auditCmd(),
+		a.applyCmd(),
+		a.diffCmd(),
+		a.exportCmd(),
+		a.waitCmd(),
 	)
 	return root
 }
@@ -203,5 +212,15 @@ func exactArgs(names ...string) cobra.PositionalArgs {
 	}
 }
 
-// json reports whether -o json was asked for.
-func (a *app) json() bool { return a.output == "json" }
+// structured reports whether -o json or -o yaml was asked for: the API's
+// own objects rather than a table.
+func (a *app) structured() bool { return a.output == "json" || a.output == "yaml" }
+
+// writeOut prints v as -o asks: indented JSON, or the same document as
+// YAML.
+func (a *app) writeOut(v any) error {
+	if a.output == "yaml" {
+		return writeYAML(a.stdout, v)
+	}
+	return writeJSON(a.stdout, v)
+}

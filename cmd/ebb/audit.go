@@ -49,11 +49,11 @@ Every namespace is shown unless -n/--namespace is given on the command line
 			if err != nil {
 				return fmt.Errorf("read the audit log: %w", err)
 			}
-			if a.json() {
+			if a.structured() {
 				if list.Events == nil {
 					list.Events = []api.AuditEvent{}
 				}
-				return writeJSON(a.stdout, list)
+				return a.writeOut(list)
 			}
 			if err := printAudit(a.stdout, list.Events); err != nil {
 				return err

@@ -31,12 +31,14 @@ type result struct {
 // cli runs the real command tree in process with a fake environment.
 type cli struct {
 	env map[string]string
+	// stdin is what the command reads from standard input.
+	stdin string
 }
 
 func (c cli) run(t *testing.T, args ...string) result {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	a := newApp(strings.NewReader(""), &stdout, &stderr, func(k string) string { return c.env[k] })
+	a := newApp(strings.NewReader(c.stdin), &stdout, &stderr, func(k string) string { return c.env[k] })
 	a.now = func() time.Time { return testNow }
 	a.pollInterval = time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -358,8 +358,8 @@ func (a *app) deploy(ctx context.Context, name string, o deployOptions, changed 
 			return err
 		}
 	}
-	if a.json() {
-		return writeJSON(a.stdout, fn)
+	if a.structured() {
+		return a.writeOut(fn)
 	}
 	return printDeployResult(a.stdout, fn, fresh)
 }

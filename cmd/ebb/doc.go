@@ -3,6 +3,17 @@
 // lists and inspects them, splits traffic, pushes images, follows logs,
 // manages namespaces and shows node status.
 //
+// Declaratively, `ebb apply -f FILE|DIR|-` applies manifests (ebb's own
+// apiVersion ebb.dev/v1 kinds Function, Secret and Namespace, or Knative
+// serving.knative.dev/v1 Services, parsed by package manifest): it parses
+// and checks them here, reads secret values from the files and variables
+// the Secrets name, and sends the resolved stream to the server's POST
+// .../apply, which applies each document on its own. `ebb diff -f` shows
+// the unified diff of live and desired manifests (exit 0 none, 1 changes,
+// 2 or more an error), `ebb delete -f` deletes what manifests name,
+// `ebb export FN` writes a function's manifest, which applies back
+// unchanged, and `ebb wait FN --for ready|idle` follows the watch stream.
+//
 // Configuration comes from $XDG_CONFIG_HOME/ebb/config.yaml, falling back to
 // ~/.config/ebb/config.yaml (another file with --config or EBB_CONFIG), with
 // three keys:
@@ -14,7 +25,8 @@
 // EBB_API, EBB_TOKEN and EBB_NAMESPACE override the file; --api, --token and
 // -n/--namespace override both. Function commands act in that namespace.
 //
-// Output is aligned tables for people, or the API's own JSON with -o json.
+// Output is aligned tables for people, or the API's own JSON with -o json
+// (the same document as YAML with -o yaml).
 // Progress goes to stderr and results to stdout. A failure prints one line,
 // "ebb: <reason>", on stderr and exits with a code scripts can branch on:
 //

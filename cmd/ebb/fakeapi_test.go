@@ -53,6 +53,10 @@ type fakeAPI struct {
 	failNext int
 	// secrets are the secret objects by namespace/name (secrets_test.go).
 	secrets map[string]map[string][]byte
+	// applyBody and applyQuery are the last POST .../apply's; applyRefuse
+	// fails the documents it names with its message (apply_test.go).
+	applyBody, applyQuery string
+	applyRefuse           map[string]string
 }
 
 type fakeFn struct {
@@ -90,12 +94,14 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("GET", "/functions/{name}/revisions", f.listRevisions)
 	namespaced("PUT", "/functions/{name}/traffic", f.setTraffic)
 	namespaced("GET", "/functions/{name}/logs", f.getLogs)
+	namespaced("POST", "/apply", f.apply) // apply_test.go
 	namespaced("GET", "/secrets", f.listSecrets)
 	namespaced("PUT", "/secrets/{name}", f.putSecret)
 	namespaced("DELETE", "/secrets/{name}", f.deleteSecret)
 	mux.HandleFunc("POST /v1/secrets/rotate-key", f.rotateKey)
 	mux.HandleFunc("GET /v1/namespaces", f.listNamespaces)
 	mux.HandleFunc("PUT /v1/namespaces/{ns}", f.putNamespace)
+	mux.HandleFunc("GET /v1/namespaces/{ns}", f.getNamespace) // apply_test.go
 	mux.HandleFunc("DELETE /v1/namespaces/{ns}", f.deleteNamespace)
 	mux.HandleFunc("GET /v1/namespaces/{ns}/quota", f.getQuota) // quota_test.go
 	mux.HandleFunc("PUT /v1/namespaces/{ns}/quota", f.putQuota)
@@ -202,7 +208,6 @@ func (f *fakeAPI) putFunction(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 400, api.CodeInvalid, err.Error())
 		return
 	}
-	name := api.QualifiedName(ns, bare)
 	body, _ := io.ReadAll(r.Body)
 	spec, err := api.DecodeSpec(body)
 	if err != nil {
@@ -211,10 +216,21 @@ func (f *fakeAPI) putFunction(w http.ResponseWriter, r *http.Request) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	ff, exists, _ := f.putSpecLocked(ns, bare, spec)
+	status := 200
+	if !exists {
+		status = 201
+	}
+	writeOK(w, status, f.view(ff))
+}
+
+// putSpecLocked stores spec as function ns/bare's, with a new revision
+// when it changed. f.mu is held.
+func (f *fakeAPI) putSpecLocked(ns, bare string, spec api.FunctionSpec) (ff *fakeFn, existed, changed bool) {
+	name := api.QualifiedName(ns, bare)
 	ff, exists := f.fns[name]
 	if exists && reflect.DeepEqual(ff.fn.Spec, spec) {
-		writeOK(w, 200, f.view(ff))
-		return
+		return ff, true, false
 	}
 	if !exists {
 		ff = &fakeFn{fn: api.Function{Name: bare, Namespace: ns, URL: "http://" + name + ".localhost:8080", CreatedAt: t0}}
@@ -226,11 +242,8 @@ func (f *fakeAPI) putFunction(w http.ResponseWriter, r *http.Request) {
 	ff.revs = append(ff.revs, api.Revision{Name: rev, Function: bare, Namespace: ns, Spec: spec,
 		Status: api.RevisionStatus{Name: rev, Generation: gen, Image: spec.Image, CreatedAt: created}})
 	ff.fn.Spec, ff.fn.LatestRevision, ff.fn.UpdatedAt, ff.polls = spec, rev, created, 0
-	status := 200
-	if !exists {
-		status = 201
-	}
-	writeOK(w, status, f.view(ff))
+	ff.fn.Labels = spec.Labels
+	return ff, exists, true
 }
 
 // view renders the status document: traffic resolved and every revision's
@@ -290,6 +303,10 @@ func (f *fakeAPI) getFunction(w http.ResponseWriter, r *http.Request) {
 }
 
 func (f *fakeAPI) listFunctions(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Query().Get("watch") == "true" {
+		f.watchFunctions(w, r) // apply_test.go
+		return
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	out := api.FunctionList{Functions: []api.Function{}}

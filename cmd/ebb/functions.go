@@ -28,11 +28,11 @@ func (a *app) listCmd() *cobra.Command {
 				return fmt.Errorf("list functions: %w", err)
 			}
 			sort.Slice(fns, func(i, j int) bool { return fns[i].Name < fns[j].Name })
-			if a.json() {
+			if a.structured() {
 				if fns == nil {
 					fns = []api.Function{}
 				}
-				return writeJSON(a.stdout, api.FunctionList{Functions: fns})
+				return a.writeOut(api.FunctionList{Functions: fns})
 			}
 			return printFunctionList(a.stdout, fns, a.now())
 		},
@@ -61,8 +61,8 @@ func (a *app) getCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("get %s: %w", args[0], err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, fn)
+			if a.structured() {
+				return a.writeOut(fn)
 			}
 			return printFunction(a.stdout, fn, a.now())
 		},
@@ -233,11 +233,23 @@ func (in *indenter) Write(p []byte) (int, error) {
 }
 
 func (a *app) deleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete NAME",
-		Short: "Delete a function with all its revisions",
-		Args:  exactArgs("NAME"),
+	var files fileFlags
+	cmd := &cobra.Command{
+		Use:   "delete (NAME | -f FILE|DIR|-)",
+		Short: "Delete a function with all its revisions, or the objects of manifests",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(files.files) > 0 {
+				if len(args) > 0 {
+					return usagef("give NAME or -f, not both")
+				}
+				return nil
+			}
+			return exactArgs("NAME")(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(files.files) > 0 {
+				return a.deleteFiles(cmd.Context(), files)
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -245,13 +257,15 @@ func (a *app) deleteCmd() *cobra.Command {
 			if err := c.DeleteFunction(cmd.Context(), args[0]); err != nil {
 				return fmt.Errorf("delete %s: %w", args[0], err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, map[string]any{"name": args[0], "deleted": true})
+			if a.structured() {
+				return a.writeOut(map[string]any{"name": args[0], "deleted": true})
 			}
 			_, err = fmt.Fprintf(a.stdout, "deleted function %s\n", args[0])
 			return err
 		},
 	}
+	files.register(cmd)
+	return cmd
 }
 
 func (a *app) revisionsCmd() *cobra.Command {
@@ -271,11 +285,11 @@ func (a *app) revisionsCmd() *cobra.Command {
 			}
 			// {fn}-NNNNN names sort by generation.
 			sort.Slice(revs, func(i, j int) bool { return revs[i].Name > revs[j].Name })
-			if a.json() {
+			if a.structured() {
 				if revs == nil {
 					revs = []api.Revision{}
 				}
-				return writeJSON(a.stdout, api.RevisionList{Revisions: revs})
+				return a.writeOut(api.RevisionList{Revisions: revs})
 			}
 			return printRevisions(a.stdout, revs, a.now())
 		},

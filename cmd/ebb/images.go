@@ -38,8 +38,8 @@ func (a *app) imagesCmd() *cobra.Command {
 				if err != nil {
 					return err
 				}
-				if a.json() {
-					return writeJSON(a.stdout, img)
+				if a.structured() {
+					return a.writeOut(img)
 				}
 				return printImages(a.stdout, []api.Image{img})
 			},
@@ -59,11 +59,11 @@ func (a *app) imagesCmd() *cobra.Command {
 					return fmt.Errorf("list images: %w", err)
 				}
 				sort.Slice(imgs, func(i, j int) bool { return imgs[i].Name < imgs[j].Name })
-				if a.json() {
+				if a.structured() {
 					if imgs == nil {
 						imgs = []api.Image{}
 					}
-					return writeJSON(a.stdout, map[string][]api.Image{"images": imgs})
+					return a.writeOut(map[string][]api.Image{"images": imgs})
 				}
 				return printImages(a.stdout, imgs)
 			},

@@ -48,8 +48,8 @@ func (a *app) namespacesCreateCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("create namespace %s: %w", args[0], err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, ns)
+			if a.structured() {
+				return a.writeOut(ns)
 			}
 			if !created {
 				_, err = fmt.Fprintf(a.stdout, "namespace %s exists already\n", ns.Name)
@@ -82,11 +82,11 @@ func (a *app) namespacesListCmd() *cobra.Command {
 				return fmt.Errorf("list namespaces: %w", err)
 			}
 			sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-			if a.json() {
+			if a.structured() {
 				if list == nil {
 					list = []api.Namespace{}
 				}
-				return writeJSON(a.stdout, api.NamespaceList{Namespaces: list})
+				return a.writeOut(api.NamespaceList{Namespaces: list})
 			}
 			return printNamespaces(a.stdout, list, a.now())
 		},
@@ -132,8 +132,8 @@ The default namespace cannot be deleted.`,
 				}
 				return fmt.Errorf("delete namespace %s: %w", args[0], err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, map[string]any{"name": args[0], "deleted": true})
+			if a.structured() {
+				return a.writeOut(map[string]any{"name": args[0], "deleted": true})
 			}
 			_, err = fmt.Fprintf(a.stdout, "deleted namespace %s\n", args[0])
 			return err

@@ -103,8 +103,8 @@ secrets cap how many the namespace may hold.`,
 					return fmt.Errorf("set the quota of namespace %s: %w", args[0], err)
 				}
 			}
-			if a.json() {
-				return writeJSON(a.stdout, q)
+			if a.structured() {
+				return a.writeOut(q)
 			}
 			return printQuota(a.stdout, args[0], q)
 		},

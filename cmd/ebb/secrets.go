@@ -146,8 +146,8 @@ func (a *app) secretsWriteCmd(verb, short string, how api.SecretWrite) *cobra.Co
 			if err != nil {
 				return fmt.Errorf("%s secret %s: %w", verb, name, err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, info)
+			if a.structured() {
+				return a.writeOut(info)
 			}
 			did := "updated"
 			if created {
@@ -180,11 +180,11 @@ func (a *app) secretsListCmd() *cobra.Command {
 				return fmt.Errorf("list secrets: %w", err)
 			}
 			sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
-			if a.json() {
+			if a.structured() {
 				if list == nil {
 					list = []api.SecretInfo{}
 				}
-				return writeJSON(a.stdout, api.SecretList{Secrets: list})
+				return a.writeOut(api.SecretList{Secrets: list})
 			}
 			return printSecrets(a.stdout, list, a.now())
 		},
@@ -219,8 +219,8 @@ func (a *app) secretsDeleteCmd() *cobra.Command {
 			if err := c.DeleteSecret(cmd.Context(), args[0]); err != nil {
 				return fmt.Errorf("delete secret %s: %w", args[0], err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, map[string]any{"name": args[0], "deleted": true})
+			if a.structured() {
+				return a.writeOut(map[string]any{"name": args[0], "deleted": true})
 			}
 			_, err = fmt.Fprintf(a.stdout, "deleted secret %s\n", args[0])
 			return err
@@ -246,8 +246,8 @@ old key is dropped once nothing needs it.`,
 			if err != nil {
 				return fmt.Errorf("rotate the secrets key: %w", err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, res)
+			if a.structured() {
+				return a.writeOut(res)
 			}
 			_, err = fmt.Fprintf(a.stdout, "rotated to key %s; re-wrapped %d secrets\n", res.KeyID, res.Rewrapped)
 			return err

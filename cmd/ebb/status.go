@@ -26,11 +26,11 @@ func (a *app) statusCmd() *cobra.Command {
 				return fmt.Errorf("list nodes: %w", err)
 			}
 			sort.Slice(nodes, func(i, j int) bool { return nodes[i].Name < nodes[j].Name })
-			if a.json() {
+			if a.structured() {
 				if nodes == nil {
 					nodes = []api.Node{}
 				}
-				return writeJSON(a.stdout, map[string][]api.Node{"nodes": nodes})
+				return a.writeOut(map[string][]api.Node{"nodes": nodes})
 			}
 			if len(nodes) == 0 {
 				_, err := fmt.Fprintln(a.stdout, "no nodes have reported yet")

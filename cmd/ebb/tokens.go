@@ -74,8 +74,8 @@ func (a *app) tokensCreateCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("create token: %w", err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, t)
+			if a.structured() {
+				return a.writeOut(t)
 			}
 			if err := printTokens(a.stdout, []api.Token{t}, a.now()); err != nil {
 				return err
@@ -108,11 +108,11 @@ func (a *app) tokensListCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("list tokens: %w", err)
 			}
-			if a.json() {
+			if a.structured() {
 				if ts == nil {
 					ts = []api.Token{}
 				}
-				return writeJSON(a.stdout, api.TokenList{Tokens: ts})
+				return a.writeOut(api.TokenList{Tokens: ts})
 			}
 			return printTokens(a.stdout, ts, a.now())
 		},

@@ -53,8 +53,8 @@ a canary is previewed before it gets any.`,
 			if err != nil {
 				return fmt.Errorf("set traffic of %s: %w", name, err)
 			}
-			if a.json() {
-				return writeJSON(a.stdout, fn)
+			if a.structured() {
+				return a.writeOut(fn)
 			}
 			return printTraffic(a.stdout, fn)
 		},

@@ -27,7 +27,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"get"}, "missing NAME (usage: ebb get NAME"},
 		{[]string{"get", "a", "b"}, `unexpected argument "b"`},
 		{[]string{"list", "--wat"}, "unknown flag: --wat (see 'ebb list --help')"},
-		{[]string{"list", "-o", "yaml"}, `--output "yaml": must be table or json`},
+		{[]string{"list", "-o", "xml"}, `--output "xml": must be table, json or yaml`},
 		{[]string{"version", "extra"}, `unexpected argument "extra"`},
 		{[]string{"images", "bogus"}, `unknown command "bogus" for "ebb images"`},
 		{[]string{"images", "push"}, "missing FILE"},

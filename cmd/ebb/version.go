@@ -37,8 +37,8 @@ func (a *app) versionCmd() *cobra.Command {
 		Args:  exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			platform := runtime.GOOS + "/" + runtime.GOARCH
-			if a.json() {
-				return writeJSON(a.stdout, map[string]string{"version": version(), "go": runtime.Version(), "platform": platform})
+			if a.structured() {
+				return a.writeOut(map[string]string{"version": version(), "go": runtime.Version(), "platform": platform})
 			}
 			_, err := fmt.Fprintf(a.stdout, "ebb %s (%s, %s)\n", version(), runtime.Version(), platform)
 			return err

@@ -69,6 +69,8 @@ var routes = concat(
 	namespaced("GET", "/functions/{name}/revisions", FunctionsRead),
 	namespaced("PUT", "/functions/{name}/traffic", TrafficWrite),
 	namespaced("GET", "/functions/{name}/logs", LogsRead),
+	// Apply checks each document's own permissions in its namespace.
+	namespaced("POST", "/apply", FunctionsWrite),
 
 	// Secrets: names, keys and users to readers, never values.
 	namespaced("GET", "/secrets", SecretsRead),
