@@ -200,8 +200,8 @@ func TestKnativeBad(t *testing.T) {
 		{"bad port", ksvc("spec: {containers: [{image: x, ports: [{containerPort: 70000}]}]}\n"), 7, "spec.template.spec.containers[0].ports[0].containerPort", "outside"},
 		{"env both", ksvc("spec:\n  containers:\n  - image: x\n    env: [{name: A, value: b, valueFrom: {secretKeyRef: {name: s, key: k}}}]\n"), 10, "spec.template.spec.containers[0].env[0]", "not both"},
 		{"env twice", ksvc("spec:\n  containers:\n  - image: x\n    env: [{name: A, value: b}, {name: A, value: c}]\n"), 10, "spec.template.spec.containers[0].env[1].name", "set twice"},
-		{"traffic sum", ksvc("spec: {containers: [{image: x}]}\n", "  traffic: [{latestRevision: true, percent: 50}]\n"), 5, "spec.traffic", "sum to 50"},
-		{"traffic both", ksvc("spec: {containers: [{image: x}]}\n", "  traffic: [{latestRevision: true, revisionName: hello-00001, percent: 100}]\n"), 5, "spec.traffic[0]", "exactly one"},
+		{"traffic sum", ksvc("spec: {containers: [{image: x}]}\n", "  traffic: [{latestRevision: true, percent: 50}]\n"), 6, "spec.traffic", "sum to 50"},
+		{"traffic both", ksvc("spec: {containers: [{image: x}]}\n", "  traffic: [{latestRevision: true, revisionName: hello-00001, percent: 100}]\n"), 6, "spec.traffic[0]", "exactly one"},
 		{"envFrom unknown secret", ksvc("spec:\n  containers:\n  - image: x\n    envFrom: [{secretRef: {name: db}}]\n"), 10, "spec.template.spec.containers[0].envFrom[0].secretRef", "not defined in this manifest"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

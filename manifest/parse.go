@@ -109,7 +109,39 @@ func hasContent(text []byte) bool {
 	return false
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+)`)
+var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// yamlErrorLine takes the line (1-based in the chunk, 0 if unknown) and the
+// message from a yaml.v3 syntax error. yaml.v3 reports its scanner's errors
+// with 1-based lines but its parser's ("did not find expected ...") with
+// the 0-based line of the problem, leaving out line 0.
+func yamlErrorLine(err error) (int, string) {
+	m := yamlLine.FindStringSubmatch(err.Error())
+	if m == nil {
+		return 0, err.Error()
+	}
+	line := 0
+	if m[1] != "" {
+		line, _ = strconv.Atoi(m[1])
+	}
+	if isParserError(m[2]) {
+		line++
+	}
+	return line, m[2]
+}
+
+func isParserError(msg string) bool {
+	for _, p := range []string{
+		"did not find expected node content", "did not find expected key",
+		"did not find expected ',' or ']'", "did not find expected ',' or '}'",
+		"did not find expected <document start>", "did not find expected '-' indicator",
+	} {
+		if strings.HasPrefix(msg, p) {
+			return true
+		}
+	}
+	return false
+}
 
 // document decodes one chunk into objects (several when it is a JSON array).
 func (p *parser) document(ch chunk) {
@@ -158,13 +190,12 @@ func decodeNode(ch chunk) (root *yaml.Node, line int, err error) {
 		if errors.Is(err, io.EOF) {
 			return nil, 0, nil
 		}
-		line := ch.line
-		msg := yamlLine.ReplaceAllStringFunc(err.Error(), func(m string) string {
-			n, _ := strconv.Atoi(strings.TrimPrefix(m, "line "))
-			line = n + ch.line - 1
-			return fmt.Sprintf("line %d", line)
-		})
-		return nil, line, fmt.Errorf("invalid YAML: %s", strings.TrimPrefix(msg, "yaml: "))
+		line, msg := yamlErrorLine(err)
+		if line == 0 {
+			return nil, ch.line, fmt.Errorf("invalid YAML: %s", msg)
+		}
+		line += ch.line - 1
+		return nil, line, fmt.Errorf("invalid YAML: line %d: %s", line, msg)
 	}
 	shiftLines(&doc, ch.line-1, map[*yaml.Node]bool{})
 	if len(doc.Content) == 0 {
@@ -202,7 +233,11 @@ func (p *parser) object(root *yaml.Node, chunkLine int) {
 		p.errs = append(p.errs, d.errs...)
 		return
 	}
-	obj.Warnings = d.warnings
+	// In the order of the document, whichever pass found them.
+	sort.SliceStable(d.warnings, func(i, j int) bool { return d.warnings[i].line < d.warnings[j].line })
+	for _, w := range d.warnings {
+		obj.Warnings = append(obj.Warnings, w.msg)
+	}
 	p.objs = append(p.objs, obj)
 }
 
@@ -212,8 +247,13 @@ type docParser struct {
 	doc      int
 	opts     Options
 	errs     []*Error
-	warnings []string
+	warnings []warning
 	nodes    int
+}
+
+type warning struct {
+	line int
+	msg  string
 }
 
 func (d *docParser) fail(n *yaml.Node, field, format string, args ...any) {
@@ -235,7 +275,7 @@ func (d *docParser) unsupported(n *yaml.Node, field, why string) {
 		msg += " (" + why + ")"
 	}
 	if d.opts.Lenient {
-		d.warnings = append(d.warnings, fmt.Sprintf("line %d: %s: %s; ignored", n.Line, field, msg))
+		d.warnings = append(d.warnings, warning{n.Line, fmt.Sprintf("line %d: %s: %s; ignored", n.Line, field, msg)})
 		return
 	}
 	d.fail(n, field, "%s (use --lenient to ignore)", msg)
@@ -243,7 +283,7 @@ func (d *docParser) unsupported(n *yaml.Node, field, why string) {
 
 // warn notes a harmless field ebb has no use for.
 func (d *docParser) warn(n *yaml.Node, field, msg string) {
-	d.warnings = append(d.warnings, fmt.Sprintf("line %d: %s: %s", n.Line, field, msg))
+	d.warnings = append(d.warnings, warning{n.Line, fmt.Sprintf("line %d: %s: %s", n.Line, field, msg)})
 }
 
 // deref follows aliases and counts nodes against the document's budget; it

@@ -20,7 +20,7 @@ func TestParseCPU(t *testing.T) {
 		{in: ".5", want: 0.5},
 		{in: "1m", want: 0.001},
 		{in: "250000u", want: 0.25},
-		{in: "1e3m", want: 1},
+		{in: "1e3m", err: "not a Kubernetes quantity"}, // an exponent or a suffix, not both
 		{in: "1e-1", want: 0.1},
 		{in: "100n", err: "below 1m"},
 		{in: "0", err: "below 1m"},

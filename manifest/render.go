@@ -143,7 +143,18 @@ func addNode(m *yaml.Node, key string, v *yaml.Node) {
 }
 
 func strNode(s string) *yaml.Node {
-	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+	n := &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: s}
+	if yaml11Bool[s] {
+		// yaml.v3 (YAML 1.2) would write yes plain, which YAML 1.1
+		// readers (kubectl, PyYAML) take for a boolean.
+		n.Style = yaml.DoubleQuotedStyle
+	}
+	return n
+}
+
+var yaml11Bool = map[string]bool{
+	"y": true, "Y": true, "yes": true, "Yes": true, "YES": true, "n": true, "N": true, "no": true, "No": true, "NO": true,
+	"on": true, "On": true, "ON": true, "off": true, "Off": true, "OFF": true,
 }
 
 // encodeValue is decodeValue's inverse: a node for v, or nil for a zero

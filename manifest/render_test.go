@@ -119,7 +119,7 @@ func TestRenderStable(t *testing.T) {
 	}
 	s := string(first)
 	assert.True(t, strings.HasPrefix(s, "apiVersion: ebb.dev/v1\nkind: Function\nmetadata:\n  name: hello\n  namespace: team-a\nspec:\n  image: hello:latest\n"), s)
-	assert.Contains(t, s, `TRUE: "true"`, "strings that look like other types are quoted")
+	assert.Contains(t, s, `"TRUE": "true"`, "strings that look like other types are quoted")
 	assert.Contains(t, s, `EMPTY: ""`)
 	assert.Contains(t, s, "- \"0\"")
 }
