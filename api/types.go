@@ -56,6 +56,12 @@ type FunctionSpec struct {
 	// select by (labelSelector). A change of labels alone creates no
 	// revision; revisions record the spec without them.
 	Labels map[string]string `json:"labels,omitempty"`
+	// RevisionName, if set, is a name of the user's for the revision this
+	// spec makes, as Knative's spec.template.metadata.name is: ebb still
+	// names the revision {function}-NNNNN, and traffic may name it either
+	// way. It must start with "{function}-", and a name once given is the
+	// revision's for good: another spec under the same name is refused.
+	RevisionName string `json:"revisionName,omitempty"`
 }
 
 // Secret refers a replica to one key of a secret object of the function's

@@ -218,6 +218,11 @@ func (s FunctionSpec) Validate() error {
 	if err := validateSecrets(s.Secrets); err != nil {
 		return err
 	}
+	if s.RevisionName != "" {
+		if err := ValidateName("revisionName", s.RevisionName); err != nil {
+			return err
+		}
+	}
 	if err := ValidateLabels(s.Labels); err != nil {
 		return err
 	}
@@ -445,3 +450,22 @@ func ValidateTraffic(targets []TrafficTarget, exists func(revision string) bool)
 	}
 	return nil
 }
+
+// ValidateRevisionName checks a spec's revisionName against its function:
+// it must start with "{function}-" (so that it reads as the function's, as
+// Knative requires) and must not look like a name ebb gives, which could
+// be another revision's.
+func ValidateRevisionName(function, name string) error {
+	if name == "" {
+		return nil
+	}
+	if !strings.HasPrefix(name, function+"-") {
+		return invalid("revisionName", "%q must start with %q", truncate(name), function+"-")
+	}
+	if generatedRevision.MatchString(strings.TrimPrefix(name, function+"-")) {
+		return invalid("revisionName", "%q has the form of the names ebb gives revisions ({function}-NNNNN); choose another", truncate(name))
+	}
+	return nil
+}
+
+var generatedRevision = regexp.MustCompile(`^[0-9]{5,}$`)

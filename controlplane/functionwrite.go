@@ -7,7 +7,7 @@ import (
 	"maps"
 	"net/http"
 	"reflect"
-	"strings"
+	"slices"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/ociimage"
@@ -95,6 +95,10 @@ func (s *Server) prepareSpec(ctx context.Context, qualified string, spec api.Fun
 	if err := spec.Validate(); err != nil {
 		return spec, err
 	}
+	_, bare := api.SplitQualifiedName(qualified)
+	if err := api.ValidateRevisionName(bare, spec.RevisionName); err != nil {
+		return spec, err
+	}
 	// Store the image as the runtime names it, so "hello" and
 	// "docker.io/library/hello:latest" are the same spec.
 	var err error
@@ -143,12 +147,23 @@ func (s *Server) applyFunctionOnce(ctx context.Context, name string, w FunctionW
 	if err := w.Expect.Check("function "+describe(name), version); err != nil {
 		return FunctionResult{}, err
 	}
+	revs, err := s.readRevisions(ctx, name)
+	if err != nil {
+		return FunctionResult{}, err
+	}
 	var ops []store.Op
 	var newRev *store.Revision
 	changed := created
 	if w.Spec != nil && !reflect.DeepEqual(fn.Spec, *w.Spec) {
 		changed = true
-		if created || !reflect.DeepEqual(fn.Spec.WithoutLabels(), w.Spec.WithoutLabels()) {
+		named, err := revs.named(w.Spec.RevisionName, *w.Spec)
+		if err != nil {
+			return FunctionResult{}, err
+		}
+		// A spec under a revision name it already has is that revision
+		// again: the function's spec goes back to it, and no revision is
+		// made (as Knative does when a template names an existing one).
+		if named == "" && (created || !reflect.DeepEqual(fn.Spec.WithoutLabels(), w.Spec.WithoutLabels())) {
 			// A capped namespace admits the deploy against its quota, and
 			// its record's rewrite (which implies the namespace check)
 			// orders the namespace's deploys.
@@ -173,24 +188,26 @@ func (s *Server) applyFunctionOnce(ctx context.Context, name string, w FunctionW
 		}
 		fn.Spec = *w.Spec
 	}
-	revs, err := s.revisionVersions(ctx, name)
-	if err != nil {
-		return FunctionResult{}, err
+	if newRev != nil {
+		revs.add(*newRev)
 	}
-	if w.Traffic != nil && !reflect.DeepEqual(fn.Traffic, w.Traffic) {
+	// Traffic may name a revision by the name its spec gave it; the split
+	// is kept under ebb's names, so naming it either way is the same split.
+	traffic := revs.resolve(w.Traffic)
+	if traffic != nil && !reflect.DeepEqual(fn.Traffic, traffic) {
 		exists := func(rev string) bool {
-			_, ok := revs[rev]
-			return ok || (newRev != nil && rev == newRev.Name)
+			_, ok := revs.versions[rev]
+			return ok
 		}
-		if err := api.ValidateTraffic(w.Traffic, exists); err != nil {
+		if err := api.ValidateTraffic(traffic, exists); err != nil {
 			return FunctionResult{}, err
 		}
 		changed = true
-		fn.Traffic = w.Traffic
+		fn.Traffic = traffic
 		// Each named revision is checked in the same transaction, so a
 		// split can never point at a revision deleted meanwhile.
-		for _, t := range w.Traffic {
-			if v, ok := revs[t.Revision]; ok && t.Revision != "" {
+		for _, t := range traffic {
+			if v, ok := revs.versions[t.Revision]; ok && t.Revision != "" && v != store.MustNotExist {
 				ops = append(ops, store.Check(store.RevisionKey(name, t.Revision), v))
 			}
 		}
@@ -226,16 +243,70 @@ func (s *Server) applyFunctionOnce(ctx context.Context, name string, w FunctionW
 }
 
 // revisionVersions maps a function's revisions to their record versions.
-func (s *Server) revisionVersions(ctx context.Context, name string) (map[string]int64, error) {
-	kvs, _, err := s.deps.Store.List(ctx, store.RevisionsPrefix(name))
+// revisionIndex is what a function write needs of the function's
+// revisions: each one's version, to check in the write's transaction, and
+// the names specs gave them (api.FunctionSpec.RevisionName).
+type revisionIndex struct {
+	versions map[string]int64          // by ebb's name
+	byName   map[string]store.Revision // by the spec's revision name
+}
+
+func (s *Server) readRevisions(ctx context.Context, name string) (revisionIndex, error) {
+	recs, _, err := store.ListJSON[store.Revision](ctx, s.deps.Store, store.RevisionsPrefix(name))
 	if err != nil {
-		return nil, fmt.Errorf("list revisions of %s: %w", name, err)
+		return revisionIndex{}, fmt.Errorf("list revisions of %s: %w", name, err)
 	}
-	out := make(map[string]int64, len(kvs))
-	for _, kv := range kvs {
-		out[strings.TrimPrefix(kv.Key, store.RevisionsPrefix(name))] = kv.Version
+	idx := revisionIndex{versions: make(map[string]int64, len(recs)), byName: map[string]store.Revision{}}
+	for _, r := range recs {
+		idx.versions[r.Value.Name] = r.Version
+		if n := r.Value.Spec.RevisionName; n != "" {
+			idx.byName[n] = r.Value
+		}
 	}
-	return out, nil
+	return idx, nil
+}
+
+// add counts a revision the write is making (not in the store yet).
+func (idx revisionIndex) add(r store.Revision) {
+	idx.versions[r.Name] = store.MustNotExist
+	if r.Spec.RevisionName != "" {
+		idx.byName[r.Spec.RevisionName] = r
+	}
+}
+
+// named is the revision that revisionName already names, "" if none. A
+// name belongs to its revision for good: another spec under it is refused.
+func (idx revisionIndex) named(revisionName string, spec api.FunctionSpec) (string, error) {
+	if revisionName == "" {
+		return "", nil
+	}
+	r, ok := idx.byName[revisionName]
+	if !ok {
+		return "", nil
+	}
+	if !reflect.DeepEqual(r.Spec.WithoutLabels(), spec.WithoutLabels()) {
+		return "", &api.ValidationError{Field: "revisionName", Reason: fmt.Sprintf(
+			"%q already names revision %s, which runs another spec; revisions never change, so give this spec another name", revisionName, r.Name)}
+	}
+	return r.Name, nil
+}
+
+// resolve rewrites targets that name a revision by its spec's name to
+// ebb's name; nil stays nil.
+func (idx revisionIndex) resolve(targets []api.TrafficTarget) []api.TrafficTarget {
+	if targets == nil {
+		return nil
+	}
+	out := slices.Clone(targets)
+	for i, t := range out {
+		if _, ok := idx.versions[t.Revision]; ok || t.Revision == "" {
+			continue
+		}
+		if r, ok := idx.byName[t.Revision]; ok {
+			out[i].Revision = r.Name
+		}
+	}
+	return out
 }
 
 // functionBody is PUT .../functions/{name}'s body: the spec, and the

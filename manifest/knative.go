@@ -105,7 +105,9 @@ func (d *docParser) knativeTemplateMetadata(n *yaml.Node, obj *Object) {
 		case "annotations":
 			d.autoscalingAnnotations(kv.v, field, obj.Function)
 		case "name":
-			d.unsupported(kv.kNode, field, "ebb names revisions {function}-00001, -00002, ...")
+			// The revision's own name, which traffic may use; ebb still
+			// names it {function}-NNNNN too (api.FunctionSpec.RevisionName).
+			obj.Function.RevisionName, _ = d.str(kv.v, field)
 		case "labels":
 			d.unsupported(kv.kNode, field, "ebb has no revision labels; metadata.labels label the function")
 		default:

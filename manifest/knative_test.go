@@ -151,7 +151,6 @@ func TestKnativeUnsupported(t *testing.T) {
 		{"requests", ksvc("spec:\n  containers: [{image: x, resources: {requests: {cpu: 1}}}]\n"), 8, "spec.template.spec.containers[0].resources.requests", "limits only"},
 		{"gpu", ksvc("spec:\n  containers: [{image: x, resources: {limits: {nvidia.com/gpu: 1}}}]\n"), 8, `spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"]`, "cpu and memory"},
 		{"h2c", ksvc("spec:\n  containers: [{image: x, ports: [{name: h2c, containerPort: 8080}]}]\n"), 8, "spec.template.spec.containers[0].ports[0].name", "http1"},
-		{"revision name", ksvc("metadata: {name: hello-v1}\nspec:\n  containers: [{image: x}]\n"), 7, "spec.template.metadata.name", "ebb names revisions"},
 		{"hpa metric", ksvc("metadata:\n  annotations: {autoscaling.knative.dev/metric: cpu}\nspec:\n  containers: [{image: x}]\n"), 8, `spec.template.metadata.annotations["autoscaling.knative.dev/metric"]`, "HPA"},
 		{"other annotation", ksvc("metadata:\n  annotations: {features.knative.dev/foo: x}\nspec:\n  containers: [{image: x}]\n"), 8, `spec.template.metadata.annotations["features.knative.dev/foo"]`, "not supported"},
 		{"unknown autoscaling annotation", ksvc("metadata:\n  annotations: {autoscaling.knative.dev/bogus: x}\nspec:\n  containers: [{image: x}]\n"), 8, `spec.template.metadata.annotations["autoscaling.knative.dev/bogus"]`, "not supported"},
@@ -271,13 +270,12 @@ func TestKnativeSamples(t *testing.T) {
 			requireErrorAt(t, err, "spec.template.spec.containers", "is required")
 		}},
 		{"tag-header.yaml", func(t *testing.T, objs []Object, err error) {
-			// It names its revisions, which ebb does itself.
-			var es Errors
-			require.ErrorAs(t, err, &es)
-			require.Len(t, es, 2)
-			for _, e := range es {
-				assert.Equal(t, "spec.template.metadata.name", e.Field)
-			}
+			// It names its revisions, and its traffic uses those names.
+			require.NoError(t, err)
+			require.Len(t, objs, 2)
+			assert.Equal(t, "tag-header-revision-1", objs[0].Function.RevisionName)
+			assert.Equal(t, "tag-header-revision-2", objs[1].Function.RevisionName)
+			assert.Equal(t, []api.TrafficTarget{{Revision: "tag-header-revision-1", Tag: "rev1"}, {Revision: "tag-header-revision-2", Percent: 100}}, objs[1].Function.Traffic)
 		}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
@@ -290,8 +288,7 @@ func TestKnativeSamples(t *testing.T) {
 	}
 }
 
-// The container-concurrency example with a container added parses; the
-// tag-header sample parses leniently, its traffic intact.
+// The container-concurrency example with a container added parses.
 func TestKnativeSamplesAdapted(t *testing.T) {
 	b, err := os.ReadFile("testdata/knative/container-concurrency.yaml")
 	require.NoError(t, err)
@@ -300,14 +297,6 @@ func TestKnativeSamplesAdapted(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 50, objs[0].Function.Concurrency.HardLimit)
 
-	f, err := os.Open("testdata/knative/tag-header.yaml")
-	require.NoError(t, err)
-	defer f.Close()
-	objs, err = Parse("tag-header.yaml", f, Options{Lenient: true})
-	require.NoError(t, err)
-	require.Len(t, objs, 2)
-	assert.Equal(t, []api.TrafficTarget{{Revision: "tag-header-revision-1", Tag: "rev1"}, {Revision: "tag-header-revision-2", Percent: 100}}, objs[1].Function.Traffic)
-	assert.Len(t, objs[1].Warnings, 1)
 }
 
 func requireErrorAt(t *testing.T, err error, field, msg string) {
