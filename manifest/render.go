@@ -326,6 +326,11 @@ func FromFunction(fn api.Function) Object {
 		traffic = make([]api.TrafficTarget, len(fn.Traffic))
 		for i, t := range fn.Traffic {
 			t.URL = ""
+			if t.LatestRevision {
+				// The status names the revision "latest" is now; the
+				// manifest says "latest", whatever it will be.
+				t.Revision = ""
+			}
 			traffic[i] = t
 		}
 	}

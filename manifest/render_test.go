@@ -29,7 +29,8 @@ func storedFunction() api.Function {
 		Name: "hello", Namespace: "team-a", Spec: spec,
 		URL: "http://hello.team-a.example.com", LatestRevision: "hello.team-a-00002",
 		Traffic: []api.TrafficTarget{
-			{LatestRevision: true, Percent: 70, Tag: "latest", URL: "http://latest-hello.team-a.example.com"},
+			// The API names the revision "latest" resolves to now.
+			{Revision: "hello.team-a-00002", LatestRevision: true, Percent: 70, Tag: "latest", URL: "http://latest-hello.team-a.example.com"},
 			{Revision: "hello.team-a-00001", Percent: 30},
 		},
 	}
@@ -43,6 +44,9 @@ func TestRoundTrip(t *testing.T) {
 	} {
 		t.Run(fn.Name, func(t *testing.T) {
 			obj := FromFunction(fn)
+			for _, tt := range obj.Function.Traffic {
+				assert.False(t, tt.LatestRevision && tt.Revision != "", "a manifest says latest, not which revision it is now: %+v", tt)
+			}
 			for _, format := range []string{"yaml", "json"} {
 				out, err := Render([]Object{obj}, format)
 				require.NoError(t, err)
