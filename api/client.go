@@ -351,11 +351,17 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogOptions) (io.Rea
 	if opts.Revision != "" {
 		q.Set("revision", opts.Revision)
 	}
+	return c.stream(ctx, path, q, "text/plain")
+}
+
+// stream GETs path and returns the body of a 200 for the caller to read
+// as it arrives (logs, watches); any other status is the API's error.
+func (c *Client) stream(ctx context.Context, path string, q url.Values, accept string) (io.ReadCloser, error) {
 	req, err := c.newRequest(ctx, http.MethodGet, path, q, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "text/plain")
+	req.Header.Set("Accept", accept)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		return nil, err

@@ -252,24 +252,15 @@ func (c *Client) WatchFunctions(ctx context.Context, opts WatchOptions) (<-chan 
 	if opts.LabelSelector != "" {
 		q.Set("labelSelector", opts.LabelSelector)
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, path, q, nil)
+	body, err := c.stream(ctx, path, q, "application/x-ndjson")
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Accept", "application/x-ndjson")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		return nil, decodeError(resp)
 	}
 	out := make(chan WatchEvent, 16)
 	go func() {
 		defer close(out)
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
+		defer body.Close()
+		sc := bufio.NewScanner(body)
 		sc.Buffer(make([]byte, 64<<10), 16<<20)
 		for sc.Scan() {
 			line := bytes.TrimSpace(sc.Bytes())
