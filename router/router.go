@@ -372,6 +372,12 @@ func (r *Router) rebuildLocked() bool {
 			rt.total += uint32(ts.Percent)
 			rt.targets = append(rt.targets, target{cum: rt.total, rev: states[ts.Revision]})
 		}
+		for tag, rev := range rs.Tags {
+			if rt.tags == nil {
+				rt.tags = make(map[string]*revState, len(rs.Tags))
+			}
+			rt.tags[tag] = states[rev]
+		}
 		t.hosts[host] = rt
 		if host == rs.Function+"."+r.cfg.Domain {
 			t.functions[rs.Function] = rt
@@ -475,6 +481,17 @@ func (r *Router) serve(ctx *fasthttp.RequestCtx, rt *route) {
 }
 
 func (r *Router) pick(ctx *fasthttp.RequestCtx, rt *route) (*revState, bool) {
+	if rt.tags != nil {
+		for _, h := range TagHeaders {
+			if v := ctx.Request.Header.Peek(h); len(v) > 0 {
+				// A tag that names no revision of the function falls
+				// through to the split, as in Knative.
+				if rev := rt.tags[string(v)]; rev != nil {
+					return rev, false
+				}
+			}
+		}
+	}
 	if len(rt.targets) == 1 {
 		return rt.targets[0].rev, false
 	}

@@ -55,7 +55,8 @@ func TestPlan(t *testing.T) {
 				{Revision: "a-00002", Percent: 0, Tag: "canary"},
 			}}},
 			wantHosts: map[string]routeSpec{
-				"a.example.com":        {Function: "a", Targets: []targetSpec{{"a-00001", 90}, {"a-00002", 10}}},
+				"a.example.com": {Function: "a", Targets: []targetSpec{{"a-00001", 90}, {"a-00002", 10}},
+					Tags: map[string]string{"stable": "a-00001", "canary": "a-00002"}},
 				"stable-a.example.com": {Function: "a", Targets: []targetSpec{{"a-00001", 100}}},
 				"canary-a.example.com": {Function: "a", Targets: []targetSpec{{"a-00002", 100}}},
 			},
@@ -79,7 +80,7 @@ func TestPlan(t *testing.T) {
 				{Name: "x-a", Traffic: []api.TrafficTarget{{Revision: "x-a-00001", Percent: 100}}},
 			},
 			wantHosts: map[string]routeSpec{
-				"a.example.com":   {Function: "a", Targets: []targetSpec{{"a-00001", 100}}},
+				"a.example.com":   {Function: "a", Targets: []targetSpec{{"a-00001", 100}}, Tags: map[string]string{"x": "a-00001"}},
 				"x-a.example.com": {Function: "x-a", Targets: []targetSpec{{"x-a-00001", 100}}},
 			},
 			wantRevs: []string{"a-00001", "x-a-00001"},
@@ -96,7 +97,7 @@ func TestPlan(t *testing.T) {
 			},
 			wantHosts: map[string]routeSpec{
 				"a.example.com":               {Function: "a", Targets: []targetSpec{{"a-00001", 100}}},
-				"a.team-a.example.com":        {Function: "a.team-a", Targets: []targetSpec{{"a.team-a-00001", 100}}},
+				"a.team-a.example.com":        {Function: "a.team-a", Targets: []targetSpec{{"a.team-a-00001", 100}}, Tags: map[string]string{"canary": "a.team-a-00001"}},
 				"canary-a.team-a.example.com": {Function: "a.team-a", Targets: []targetSpec{{"a.team-a-00001", 100}}},
 			},
 			wantRevs: []string{"a-00001", "a.team-a-00001"},
@@ -203,6 +204,18 @@ func TestTagRouting(t *testing.T) {
 			require.Equal(t, "a", body)
 			_, body, _ = e.get(host("fn"), "/", nil)
 			require.Equal(t, "a", body, "a 0% revision gets no main traffic")
+		}
+		// On the function's own host a tag header picks the tagged
+		// revision, under ebb's name and Knative's; an unknown tag falls
+		// through to the split.
+		for _, tc := range []struct{ header, tag, want string }{
+			{"Ebb-Tag", "canary", "b"},
+			{"Knative-Serving-Tag", "canary", "b"},
+			{"Knative-Serving-Tag", "stable", "a"},
+			{"Ebb-Tag", "nope", "a"},
+		} {
+			_, body, _ := e.get(host("fn"), "/", map[string]string{tc.header: tc.tag})
+			assert.Equal(t, tc.want, body, "%s: %s", tc.header, tc.tag)
 		}
 	})
 }

@@ -14,6 +14,9 @@ import (
 type routeSpec struct {
 	Function string
 	Targets  []targetSpec
+	// Tags are the function's tagged revisions, by tag, which a request to
+	// the function's own host may ask for by header (TagHeaders).
+	Tags map[string]string
 }
 
 type targetSpec struct {
@@ -51,6 +54,7 @@ func plan(domain string, fns []store.Function, revs map[string]store.Revision) (
 	tags := make(map[string]routeSpec)
 	for _, fn := range fns {
 		var main []targetSpec
+		var byTag map[string]string
 		for _, t := range store.ResolveTraffic(fn) {
 			if t.Revision == "" || !bind(t.Revision) {
 				continue
@@ -59,6 +63,12 @@ func plan(domain string, fns []store.Function, revs map[string]store.Revision) (
 				main = append(main, targetSpec{Revision: t.Revision, Percent: t.Percent})
 			}
 			if t.Tag != "" {
+				if byTag == nil {
+					byTag = map[string]string{}
+				}
+				if _, taken := byTag[t.Tag]; !taken {
+					byTag[t.Tag] = t.Revision
+				}
 				host := t.Tag + "-" + fn.Name + "." + domain
 				if _, taken := tags[host]; !taken {
 					tags[host] = routeSpec{Function: fn.Name, Targets: []targetSpec{{Revision: t.Revision, Percent: 100}}}
@@ -70,7 +80,7 @@ func plan(domain string, fns []store.Function, revs map[string]store.Revision) (
 			main = []targetSpec{{Revision: fn.LatestRevision, Percent: 100}}
 		}
 		if len(main) > 0 {
-			hosts[fn.Name+"."+domain] = routeSpec{Function: fn.Name, Targets: main}
+			hosts[fn.Name+"."+domain] = routeSpec{Function: fn.Name, Targets: main, Tags: byTag}
 		}
 	}
 	for host, rs := range tags {
@@ -94,7 +104,14 @@ type route struct {
 	function string
 	targets  []target
 	total    uint32
+	// tags are the function's tagged revisions by tag, on its own host.
+	tags map[string]*revState
 }
+
+// TagHeaders name the request headers that pick a tagged revision on a
+// function's own host, as Knative's tag-header-based routing does: ebb's
+// own name, and Knative's, so its samples and clients work unchanged.
+var TagHeaders = []string{"Ebb-Tag", "Knative-Serving-Tag"}
 
 type target struct {
 	cum uint32 // cumulative percent, exclusive upper bound
