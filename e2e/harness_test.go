@@ -33,6 +33,8 @@ var binaries struct {
 	ebbd, ebb, hello, crasher string
 	// escaper tries to get out of its replica (isolation_test.go).
 	escaper string
+	// helloworld answers as Knative's helloworld-go sample (declarative_test.go).
+	helloworld string
 	// foreignCrasher is crasher built for a machine this node is not.
 	foreignCrasher string
 	buildErr       error
@@ -50,6 +52,7 @@ func TestMain(m *testing.M) {
 	binaries.hello = filepath.Join(dir, "hello")
 	binaries.crasher = filepath.Join(dir, "crasher")
 	binaries.escaper = filepath.Join(dir, "escaper")
+	binaries.helloworld = filepath.Join(dir, "helloworld")
 	binaries.foreignCrasher = filepath.Join(dir, "crasher-foreign")
 	binaries.buildErr = build()
 	code := m.Run()
@@ -68,6 +71,7 @@ func build() error {
 		{binaries.hello, "../examples/hello", true, ""},
 		{binaries.crasher, "./testdata/crasher", true, ""},
 		{binaries.escaper, "./testdata/escaper", true, ""},
+		{binaries.helloworld, "./testdata/helloworld", true, ""},
 		{binaries.foreignCrasher, "./testdata/crasher", true, foreignArch()},
 		// Beside ebbd, where ebbd's --runc auto finds it.
 		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true, ""},
