@@ -390,44 +390,7 @@ spec:
 				require.NoError(t, err)
 				bodies[i] = string(b)
 			}
-			codes := make([]int, 2)
-			answers := make([]string, 2)
-			start := make(chan struct{})
-			var wg sync.WaitGroup
-			for i := range 2 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					req, err := http.NewRequest("PUT", "http://"+d.apiAddr+"/v1/functions/race", strings.NewReader(bodies[i]))
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					req.Header.Set("Authorization", "Bearer "+d.token())
-					req.Header.Set("If-Match", `"`+rv+`"`)
-					<-start
-					resp, err := httpClient.Do(req)
-					if err != nil {
-						t.Error(err)
-						return
-					}
-					defer resp.Body.Close()
-					var b bytes.Buffer
-					_, _ = b.ReadFrom(resp.Body)
-					codes[i], answers[i] = resp.StatusCode, b.String()
-				}()
-			}
-			close(start)
-			wg.Wait()
-			winner, loser := 0, 1
-			if codes[1] < 300 {
-				winner, loser = 1, 0
-			}
-			require.Less(t, codes[winner], 300, "round %d: one PUT wins: %v %v", round, codes, answers)
-			require.Equal(t, http.StatusConflict, codes[loser], "round %d: the other gets 409: %v %v", round, codes, answers)
-			var e api.ErrorBody
-			require.NoError(t, json.Unmarshal([]byte(answers[loser]), &e))
-			assert.Equal(t, api.CodeConflict, e.Error.Code)
+			winner := d.racePUTs(t, "/v1/functions/race", rv, bodies)
 			// The winner's write is what the function now is.
 			var want api.FunctionSpec
 			require.NoError(t, json.Unmarshal([]byte(bodies[winner]), &want))
@@ -441,6 +404,74 @@ spec:
 		// wrote none.
 		assert.Len(t, d.revisionNames("race"), 6)
 	})
+
+	t.Run("concurrent PUTs of a quota and a secret with one If-Match", func(t *testing.T) {
+		d := d.in(t)
+		d.ebb("namespaces", "create", "race-ns")
+		require.Equal(t, http.StatusCreated, d.apiCall("PUT", "/v1/namespaces/race-ns/secrets/key",
+			strings.NewReader(`{"stringData":{"k":"v"}}`), nil))
+		for round := range 3 {
+			var ns api.Namespace
+			require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/namespaces/race-ns", nil, &ns))
+			winner := d.racePUTs(t, "/v1/namespaces/race-ns/quota", ns.ResourceVersion, []string{
+				fmt.Sprintf(`{"functions":%d}`, 10+2*round), fmt.Sprintf(`{"functions":%d}`, 11+2*round),
+			})
+			var q api.Quota
+			require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/namespaces/race-ns/quota", nil, &q))
+			assert.Equal(t, 10+2*round+winner, q.Functions, "round %d: the winner's quota", round)
+
+			var sec api.SecretInfo
+			require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/namespaces/race-ns/secrets/key", nil, &sec))
+			require.NotEmpty(t, sec.ResourceVersion)
+			d.racePUTs(t, "/v1/namespaces/race-ns/secrets/key", sec.ResourceVersion, []string{
+				fmt.Sprintf(`{"stringData":{"k":"a%d"}}`, round), fmt.Sprintf(`{"stringData":{"k":"b%d"}}`, round),
+			})
+		}
+	})
+}
+
+// racePUTs sends the two bodies at once as PUTs to path, both with
+// If-Match: "rv", as two clients that read the same version would, and
+// requires that exactly one wins and the other gets 409 conflict. It
+// returns the winner's index.
+func (d *ebbd) racePUTs(t *testing.T, path, rv string, bodies []string) int {
+	t.Helper()
+	codes := make([]int, len(bodies))
+	answers := make([]string, len(bodies))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range bodies {
+		req, err := http.NewRequest("PUT", "http://"+d.apiAddr+path, strings.NewReader(bodies[i]))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+d.token())
+		req.Header.Set("If-Match", `"`+rv+`"`)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(resp.Body)
+			codes[i], answers[i] = resp.StatusCode, b.String()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	winner, loser := 0, 1
+	if codes[1] >= 200 && codes[1] < 300 {
+		winner, loser = 1, 0
+	}
+	require.True(t, codes[winner] >= 200 && codes[winner] < 300, "PUT %s: one wins: %v %v", path, codes, answers)
+	require.Equal(t, http.StatusConflict, codes[loser], "PUT %s: the other gets 409: %v %v", path, codes, answers)
+	var e api.ErrorBody
+	require.NoError(t, json.Unmarshal([]byte(answers[loser]), &e))
+	assert.Equal(t, api.CodeConflict, e.Error.Code)
+	return winner
 }
 
 // orEmpty is m, or an empty map for nil: an API answer leaves empty maps
