@@ -67,6 +67,15 @@ func (d *ebbd) in(t *testing.T) *ebbd {
 	return &c
 }
 
+// ready is `ebb wait NAME --for ready`: apply returns once the objects
+// are written, before the router serves them (a request at once can get
+// 404 for a new function's host), so a user who is about to curl a URL
+// waits first, as with kubectl apply and kubectl wait.
+func (d *ebbd) ready(name string) {
+	d.t.Helper()
+	assert.Equal(d.t, "function/"+name+" ready\n", d.ebb("wait", name, "--for", "ready", "--timeout", "60s"))
+}
+
 // sample reads one of Knative's samples, with {username} replaced as its
 // docs tell users to.
 func sample(t *testing.T, file string) string {
@@ -127,6 +136,7 @@ func TestKnativeSamples(t *testing.T) {
 		p := filepath.Join(t.TempDir(), "helloworld-go.yaml")
 		require.NoError(t, os.WriteFile(p, []byte(sample(t, "helloworld-go.yaml")), 0o644))
 		assert.Contains(t, d.ebb("apply", "-f", p), "helloworld-go created")
+		d.ready("helloworld-go")
 		resp, body := d.get("helloworld-go", "/", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 		assert.Equal(t, "Hello Go Sample v1!\n", body)
@@ -162,6 +172,7 @@ func TestKnativeSamples(t *testing.T) {
 			"      containerConcurrency: 50\n      containers:\n      - image: ghcr.io/knative/helloworld-go:latest\n", 1)
 		require.NotEqual(t, string(raw), withImage, "the sample is as SOURCE describes it")
 		assert.Contains(t, d.applyStdin(withImage), "helloworld-go configured")
+		d.ready("helloworld-go")
 		assert.Equal(t, 50, d.function("helloworld-go").Spec.Concurrency.HardLimit)
 		resp, body := d.get("helloworld-go", "/", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
@@ -171,6 +182,7 @@ func TestKnativeSamples(t *testing.T) {
 	t.Run("autoscale annotation", func(t *testing.T) {
 		d := d.in(t)
 		assert.Contains(t, d.ebb("apply", "-f", filepath.Join(knativeSamples, "autoscale-go.yaml")), "autoscale-go created")
+		d.ready("autoscale-go")
 		assert.Equal(t, 10, d.function("autoscale-go").Spec.Concurrency.Target, "autoscaling.knative.dev/target: 10")
 		resp, body := d.get("autoscale-go", "/", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
@@ -199,11 +211,13 @@ spec:
               value: "World"
 `
 		assert.Contains(t, d.applyStdin(first), "hello created")
+		d.ready("hello")
 		resp, body := d.get("hello", "/", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 		assert.Equal(t, "Hello World!\n", body)
 
 		assert.Contains(t, d.ebb("apply", "-f", filepath.Join(knativeSamples, "first-traffic-split.yaml")), "hello configured")
+		d.ready("hello")
 		assert.Equal(t, []string{"hello-00001", "hello-00002"}, d.revisionNames("hello"))
 		// 50/50: the guide says the answers alternate between the two. In
 		// 60 requests each shows up, unless the split is wrong.
@@ -217,6 +231,7 @@ spec:
 		d := d.in(t)
 		out, errOut, code := d.ebbIn(sample(t, "tag-header.yaml"), "apply", "-f", "-")
 		require.Equal(t, 0, code, "%s\n%s", out, errOut)
+		d.ready("tag-header")
 		resp, body := d.get("rev1-tag-header", "/", nil)
 		require.Equal(t, http.StatusOK, resp.StatusCode, body)
 		assert.Equal(t, "Hello First Revision!\n", body)
