@@ -298,7 +298,7 @@ spec:
 		assert.Equal(t, before.ResourceVersion, d.function("shop").ResourceVersion)
 	})
 
-	t.Run("apply twice is a no-op for a namespace and a secret", func(t *testing.T) {
+	t.Run("apply twice is a no-op for a namespace and a secret; delete -f", func(t *testing.T) {
 		d := d.in(t)
 		// ebb export writes functions only; a namespace's and a secret's
 		// manifest are applied twice instead. Secret values come from a
@@ -337,6 +337,18 @@ spec:
 		require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/namespaces/team-a/secrets/db", nil, &sec2))
 		assert.Equal(t, sec.ResourceVersion, sec2.ResourceVersion, "nothing was written")
 		assert.NotEmpty(t, sec2.ResourceVersion)
+
+		// ebb delete -f undoes it: the namespace, and its secret with it
+		// (deleted or, when the namespace took it along, already gone).
+		out = d.ebb("delete", "-f", p)
+		assert.Contains(t, out, "namespace/team-a deleted")
+		assert.Regexp(t, `secret/db \(namespace team-a\) (deleted|not found)`, out)
+		assert.Equal(t, http.StatusNotFound, d.apiCall("GET", "/v1/namespaces/team-a/secrets/db", nil, nil))
+		var list api.NamespaceList
+		require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/namespaces", nil, &list))
+		for _, ns := range list.Namespaces {
+			assert.NotEqual(t, "team-a", ns.Name, "deleted")
+		}
 	})
 
 	t.Run("diff exit codes", func(t *testing.T) {
@@ -394,6 +406,9 @@ spec:
 		assert.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/functions/store-a", nil, nil))
 		assert.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/functions/other", nil, nil), "outside the selector")
 		assert.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/functions/shop", nil, nil), "outside the selector")
+
+		assert.Equal(t, "function/store-a deleted\n", d.ebb("delete", "-f", dir))
+		assert.Equal(t, http.StatusNotFound, d.apiCall("GET", "/v1/functions/store-a", nil, nil))
 	})
 
 	t.Run("concurrent PUTs with one If-Match: one wins, one 409", func(t *testing.T) {
@@ -658,6 +673,21 @@ func TestDeclarativeWatch(t *testing.T) {
 	}
 	resumed := d.watch("&resourceVersion=" + from)
 	requireInOrder(t, changesUntil(t, resumed, 120, time.Minute), 51, 120)
+	// A deletion comes as DELETED, with the function's last state.
+	require.Equal(t, http.StatusNoContent, d.apiCall("DELETE", "/v1/functions/watch-b", nil, nil))
+	for deleted := false; !deleted; {
+		select {
+		case ev, ok := <-resumed.events:
+			require.True(t, ok, "the watch ended before watch-b's DELETED")
+			if ev.Type == api.WatchDeleted {
+				require.Equal(t, "watch-b", ev.Object.Name)
+				assert.Equal(t, "119", ev.Object.Labels["seq"], "watch-b took the odd changes")
+				deleted = true
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("no DELETED for watch-b")
+		}
+	}
 	resumed.cancel()
 
 	// SSE: the same events, from the same version.
