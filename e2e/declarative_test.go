@@ -244,7 +244,6 @@ spec:
 			// host with the header Knative-Serving-Tag (a Knative feature
 			// flag, tag-header-based-routing): rev1 reaches the first
 			// revision, no header or a wrong tag the second.
-			t.Skip("needs Knative-Serving-Tag header routing in the router; the tag's own URL works (above)")
 			d := d.in(t)
 			for tag, want := range map[string]string{"rev1": "Hello First Revision!\n", "wrongHeader": "Hello Second Revision!\n"} {
 				resp, body := d.get("tag-header", "/", http.Header{"Knative-Serving-Tag": {tag}})
