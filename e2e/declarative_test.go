@@ -299,11 +299,11 @@ spec:
 
 	t.Run("apply twice is a no-op for a namespace and a secret; delete -f", func(t *testing.T) {
 		d := d.in(t)
-		// ebb export writes functions only; a namespace's and a secret's
-		// manifest are applied twice instead. Secret values come from a
-		// file beside the manifest, never from the manifest.
+		// Applied twice, then exported and applied back. Secret values
+		// come from a file beside the manifest, never from the manifest.
 		dir := t.TempDir()
-		require.NoError(t, os.WriteFile(filepath.Join(dir, "pw"), []byte(randomValue(t, "pw")), 0o600))
+		pw := randomValue(t, "pw")
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "pw"), []byte(pw), 0o600))
 		m := `apiVersion: ebb.dev/v1
 kind: Namespace
 metadata: {name: team-a}
@@ -336,6 +336,17 @@ spec:
 		require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/namespaces/team-a/secrets/db", nil, &sec2))
 		assert.Equal(t, sec.ResourceVersion, sec2.ResourceVersion, "nothing was written")
 		assert.NotEmpty(t, sec2.ResourceVersion)
+
+		// `ebb export namespace team-a | ebb apply -f -`, and the same for
+		// the secret, whose exported manifest reads each key's value from
+		// a variable (DB_PASSWORD): set to the value, it is a no-op.
+		assert.Equal(t, "namespace/team-a unchanged\n", d.applyStdin(d.ebb("export", "namespace", "team-a")))
+		exported := d.ebb("export", "secret", "db", "-n", "team-a")
+		assert.Contains(t, exported, "fromEnv: DB_PASSWORD")
+		t.Setenv("DB_PASSWORD", pw)
+		assert.Equal(t, "secret/db unchanged\n", d.applyStdin(exported, "-n", "team-a"))
+		require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/namespaces/team-a/secrets/db", nil, &sec2))
+		assert.Equal(t, sec.ResourceVersion, sec2.ResourceVersion, "nothing was written")
 
 		// ebb delete -f undoes it: the namespace, and its secret with it
 		// (deleted or, when the namespace took it along, already gone).

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -340,6 +341,46 @@ func FromFunction(fn api.Function) Object {
 		Metadata:   Metadata{Name: fn.Name, Namespace: fn.Namespace, Labels: copyMap(labels)},
 		Function:   &FunctionSpec{FunctionSpec: copySpec(spec), Traffic: traffic},
 	}
+}
+
+// FromNamespace is a namespace's manifest: its name and quota.
+func FromNamespace(ns api.Namespace) Object {
+	return Object{
+		APIVersion: APIVersion,
+		Kind:       KindNamespace,
+		Metadata:   Metadata{Name: ns.Name},
+		Namespace:  &NamespaceSpec{Quota: ns.Quota},
+	}
+}
+
+// FromSecret is a secret's manifest. The API never gives a value back, so
+// each key reads its value from an environment variable at apply time,
+// SecretEnvVar(secret, key): set them to the values and the manifest
+// applies back unchanged.
+func FromSecret(s api.SecretInfo) Object {
+	data := make(map[string]SecretValue, len(s.Keys))
+	for _, k := range s.Keys {
+		data[k] = SecretValue{FromEnv: SecretEnvVar(s.Name, k)}
+	}
+	return Object{
+		APIVersion: APIVersion,
+		Kind:       KindSecret,
+		Metadata:   Metadata{Name: s.Name, Namespace: s.Namespace},
+		Secret:     &SecretSpec{Data: data},
+	}
+}
+
+// SecretEnvVar is the variable an exported secret's key is read from:
+// DB_PASSWORD for key "password" of secret "db" (upper case, every other
+// character an underscore).
+func SecretEnvVar(secret, key string) string {
+	b := []byte(strings.ToUpper(secret + "_" + key))
+	for i, c := range b {
+		if (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			b[i] = '_'
+		}
+	}
+	return string(b)
 }
 
 // Normalize returns o in the form the server compares: a function's spec

@@ -127,3 +127,20 @@ func TestRenderStable(t *testing.T) {
 	assert.Contains(t, s, `EMPTY: ""`)
 	assert.Contains(t, s, "- \"0\"")
 }
+
+// A namespace's and a secret's manifests render and parse back; a
+// secret's keys read their values from the environment.
+func TestFromNamespaceAndSecret(t *testing.T) {
+	objs := []Object{
+		FromNamespace(api.Namespace{Name: "team-a", Quota: api.Quota{Functions: 3, Memory: "1Gi"}}),
+		FromSecret(api.SecretInfo{Name: "db-main", Namespace: "team-a", Keys: []string{"password", "tls.crt"}}),
+	}
+	out, err := Render(objs, "yaml")
+	require.NoError(t, err)
+	back, err := Parse("export.yaml", strings.NewReader(string(out)), Options{})
+	require.NoError(t, err, "%s", out)
+	require.Len(t, back, 2)
+	assert.Equal(t, api.Quota{Functions: 3, Memory: "1Gi"}, back[0].Namespace.Quota)
+	assert.Equal(t, "DB_MAIN_TLS_CRT", back[1].Secret.Data["tls.crt"].FromEnv)
+	assert.Equal(t, "DB_MAIN_PASSWORD", back[1].Secret.Data["password"].FromEnv)
+}

@@ -211,7 +211,9 @@ func TestApplyHostileInput(t *testing.T) {
 		{"delete: missing file", []string{"delete", "-f", p("nope.yaml")}, "", "nope.yaml"},
 		{"wait: bad condition", []string{"wait", "hello", "--for", "happy"}, "", `--for "happy": must be ready or idle`},
 		{"wait: bad timeout", []string{"wait", "hello", "--for", "ready", "--timeout", "0s"}, "", "--timeout 0s: must be positive"},
-		{"export: no name", []string{"export"}, "", "missing NAME"},
+		{"export: no name", []string{"export"}, "", "export takes NAME or KIND NAME"},
+		{"export: bad kind", []string{"export", "route", "x"}, "", `kind "route": must be function, namespace or secret`},
+		{"export: too many", []string{"export", "secret", "a", "b"}, "", "export takes NAME or KIND NAME"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,34 +14,71 @@ import (
 
 func (a *app) exportCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "export NAME [-o yaml|json]",
-		Short: "Write a function's manifest: its spec as stored, its labels and traffic",
-		Long: `Write a function's manifest (apiVersion: ebb.dev/v1, kind: Function): the
-spec as stored, its labels and its traffic split. Applying it back changes
-nothing, so 'ebb export hello | ebb apply -f -' is a no-op. YAML unless
--o json.`,
-		Args: exactArgs("NAME"),
+		Use:   "export [function|namespace|secret] NAME [-o yaml|json]",
+		Short: "Write an object's manifest, which applies back unchanged",
+		Long: `Write an object's manifest (apiVersion: ebb.dev/v1). A function (the
+default kind): the spec as stored, its labels and its traffic split. A
+namespace: its quota. A secret: its keys, each read at apply time from an
+environment variable (DB_PASSWORD for key password of secret db), since
+the API never gives a value back. Applying the manifest back changes
+nothing, so 'ebb export hello | ebb apply -f -' is a no-op (for a secret,
+with its variables set to its values). YAML unless -o json.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 || len(args) > 2 {
+				return usagef("export takes NAME or KIND NAME")
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			format := "yaml"
 			if a.output == "json" {
 				format = "json"
 			}
+			kind, name := "function", args[0]
+			if len(args) == 2 {
+				kind, name = args[0], args[1]
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
 			}
-			fn, err := c.GetFunction(cmd.Context(), args[0])
+			obj, err := exportObject(cmd.Context(), c, kind, name)
 			if err != nil {
-				return fmt.Errorf("export %s: %w", args[0], err)
+				return err
 			}
-			out, err := manifest.Render([]manifest.Object{manifest.FromFunction(fn)}, format)
+			out, err := manifest.Render([]manifest.Object{obj}, format)
 			if err != nil {
-				return fmt.Errorf("export %s: %w", args[0], err)
+				return fmt.Errorf("export %s %s: %w", kind, name, err)
 			}
 			_, err = a.stdout.Write(out)
 			return err
 		},
 	}
+}
+
+// exportObject reads one object of kind and makes its manifest.
+func exportObject(ctx context.Context, c *api.Client, kind, name string) (manifest.Object, error) {
+	switch kind {
+	case "function", "functions", "fn":
+		fn, err := c.GetFunction(ctx, name)
+		if err != nil {
+			return manifest.Object{}, fmt.Errorf("export function %s: %w", name, err)
+		}
+		return manifest.FromFunction(fn), nil
+	case "namespace", "namespaces", "ns":
+		ns, err := c.GetNamespace(ctx, name)
+		if err != nil {
+			return manifest.Object{}, fmt.Errorf("export namespace %s: %w", name, err)
+		}
+		return manifest.FromNamespace(ns), nil
+	case "secret", "secrets":
+		s, err := c.GetSecret(ctx, name)
+		if err != nil {
+			return manifest.Object{}, fmt.Errorf("export secret %s: %w", name, err)
+		}
+		return manifest.FromSecret(s), nil
+	}
+	return manifest.Object{}, usagef("export: kind %q: must be function, namespace or secret", kind)
 }
 
 // waitFor are the conditions `ebb wait --for` takes. Each says whether
