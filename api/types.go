@@ -62,6 +62,9 @@ type FunctionSpec struct {
 	// way. It must start with "{function}-", and a name once given is the
 	// revision's for good: another spec under the same name is refused.
 	RevisionName string `json:"revisionName,omitempty"`
+	// Rollout, if set, makes a changed spec start a canary rollout under
+	// this policy instead of moving all traffic to the new revision at once.
+	Rollout *RolloutPolicy `json:"rollout,omitempty"`
 }
 
 // Secret refers a replica to one key of a secret object of the function's

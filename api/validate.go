@@ -183,6 +183,10 @@ func (s FunctionSpec) WithDefaults() FunctionSpec {
 	if s.Timeout.Duration == 0 {
 		s.Timeout = D(DefaultTimeout)
 	}
+	if s.Rollout != nil {
+		p := s.Rollout.WithDefaults() // never alias the caller's policy
+		s.Rollout = &p
+	}
 	return s
 }
 
@@ -237,6 +241,9 @@ func (s FunctionSpec) Validate() error {
 	}
 	if s.Timeout.Duration < time.Millisecond || s.Timeout.Duration > time.Hour {
 		return invalid("timeout", "%s is outside 1ms-1h", s.Timeout.Duration)
+	}
+	if s.Rollout != nil {
+		return s.Rollout.Validate()
 	}
 	return nil
 }
