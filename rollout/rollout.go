@@ -1,0 +1,353 @@
+package rollout
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// Phase is where a rollout is in its life.
+type Phase string
+
+// The phases. Succeeded, RolledBack and Aborted are final.
+const (
+	Progressing Phase = "Progressing"
+	Paused      Phase = "Paused"
+	Succeeded   Phase = "Succeeded"
+	RolledBack  Phase = "RolledBack"
+	Aborted     Phase = "Aborted"
+)
+
+// Final reports whether no step or action can change a rollout in phase p.
+func (p Phase) Final() bool { return p == Succeeded || p == RolledBack || p == Aborted }
+
+// ErrTransition is wrapped by the error of an action the rollout's phase
+// does not allow, such as resuming a rollout that succeeded.
+var ErrTransition = errors.New("impossible rollout transition")
+
+// State is a rollout, as the runner stores it between steps. It carries the
+// policy it started under, so a later change of the function's policy does
+// not change a rollout under way.
+type State struct {
+	Phase  Phase             `json:"phase"`
+	Policy api.RolloutPolicy `json:"policy"`
+	// Stable is the revision serving the rest of the traffic, and the one
+	// a rollback returns to; Canary is the revision being rolled out.
+	Stable string `json:"stable"`
+	Canary string `json:"canary"`
+	// Step indexes Policy.Steps; Percent is the canary's share now.
+	Step      int       `json:"step"`
+	Percent   int       `json:"percent"`
+	StartedAt time.Time `json:"startedAt"`
+	StepStart time.Time `json:"stepStart"`
+	// Steps records each step reached, in order.
+	Steps []StepRecord `json:"steps"`
+	// FinishedAt and Reason are set when the rollout reaches a final phase.
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+	Reason     string    `json:"reason,omitempty"`
+}
+
+// StepRecord is one step's history: how often it was judged, and its last
+// analysis with the figures it was judged on.
+type StepRecord struct {
+	Percent   int       `json:"percent"`
+	StartedAt time.Time `json:"startedAt"`
+	Checks    int       `json:"checks"`
+	Passed    int       `json:"passed"`
+	Last      *Analysis `json:"last,omitempty"`
+}
+
+// Verdict is the outcome of one analysis.
+type Verdict string
+
+// The verdicts. Inconclusive neither passes nor fails: the window had too
+// few canary requests, or a PromQL check had no value.
+const (
+	Pass         Verdict = "Pass"
+	Fail         Verdict = "Fail"
+	Inconclusive Verdict = "Inconclusive"
+)
+
+// Analysis is one judgement of the canary and the figures it rests on.
+type Analysis struct {
+	At      time.Time `json:"at"`
+	Verdict Verdict   `json:"verdict"`
+	Reason  string    `json:"reason"`
+	Canary  Figures   `json:"canary"`
+	Stable  Figures   `json:"stable"`
+	// ErrorRate is the canary's (5xx + connection errors) / requests.
+	ErrorRate float64 `json:"errorRate"`
+	// LatencyRatio is canary p99 / stable p99; 0 when the stable revision
+	// had too few requests in the window to compare with.
+	LatencyRatio float64       `json:"latencyRatio,omitempty"`
+	PromQL       []PromOutcome `json:"promql,omitempty"`
+}
+
+// PromOutcome is one PromQL check's value against its maximum.
+type PromOutcome struct {
+	Query   string  `json:"query"`
+	Max     float64 `json:"max"`
+	Value   float64 `json:"value"`
+	Missing bool    `json:"missing,omitempty"`
+}
+
+// Figures are one revision's figures over an observation window, as the
+// router measures them.
+type Figures struct {
+	// Requests counts every request routed to the revision, including
+	// those answered with a 5xx and those that failed to connect.
+	Requests int64 `json:"requests"`
+	// Errors5xx counts the revision's own 5xx answers.
+	Errors5xx int64 `json:"errors5xx"`
+	// ConnErrors counts requests that never reached a replica.
+	ConnErrors int64         `json:"connErrors"`
+	P50        time.Duration `json:"p50"`
+	P99        time.Duration `json:"p99"`
+}
+
+// ErrorRate is (5xx + connection errors) / requests, 0 with no requests.
+// Should a counter of errors run ahead of Requests, errors are taken as
+// the total, so the rate never exceeds 1.
+func (f Figures) ErrorRate() float64 {
+	errs := max(f.Errors5xx, 0) + max(f.ConnErrors, 0)
+	total := max(f.Requests, errs)
+	if total <= 0 {
+		return 0
+	}
+	return float64(errs) / float64(total)
+}
+
+// Observation is what the runner saw over one window ending at At: the
+// canary's and the stable revision's figures over the same window, and
+// the value of each of the policy's PromQL checks, in the policy's order
+// (NaN, or a short slice, for a query with no value).
+type Observation struct {
+	At     time.Time
+	Canary Figures
+	Stable Figures
+	PromQL []float64
+}
+
+// Decision is what the runner must do now: if Set, give the canary
+// Percent% of the traffic (0 sends all of it back to the stable revision,
+// 100 all of it to the canary). Reason says why, whether or not Set.
+type Decision struct {
+	Set     bool   `json:"set"`
+	Percent int    `json:"percent"`
+	Reason  string `json:"reason"`
+}
+
+// Start begins a rollout of canary from stable under policy p, defaulted
+// and validated here: the canary gets the first step's percent now.
+func Start(now time.Time, p api.RolloutPolicy, stable, canary string) (State, Decision, error) {
+	p = p.WithDefaults()
+	if err := p.Validate(); err != nil {
+		return State{}, Decision{}, fmt.Errorf("start rollout of %s: %w", canary, err)
+	}
+	if stable == "" || canary == "" || stable == canary {
+		return State{}, Decision{}, fmt.Errorf("start rollout: stable %q and canary %q must be two revisions", stable, canary)
+	}
+	st := State{Phase: Progressing, Policy: p, Stable: stable, Canary: canary, StartedAt: now}
+	st, d := st.enterStep(now, 0, fmt.Sprintf("rollout of %s started", canary))
+	return st, d, nil
+}
+
+// Step judges one observation and returns the rollout's next state and
+// what to do now. Only a Progressing rollout moves; a failed check rolls
+// back in this same call, so within one analysis interval of the window.
+// An observation taken before the current step began is not judged: its
+// window may belong to the step before.
+func Step(now time.Time, st State, obs Observation) (State, Decision) {
+	st = st.clone()
+	if st.Phase != Progressing {
+		return st, Decision{Reason: fmt.Sprintf("rollout is %s", st.Phase)}
+	}
+	p := st.Policy
+	elapsed := now.Sub(st.StepStart)
+	if obs.At.Before(st.StepStart) {
+		return st, Decision{Reason: fmt.Sprintf("%s: observation from before the step began, not judged", st.stepName())}
+	}
+	a := analyze(p, obs)
+	rec := &st.Steps[len(st.Steps)-1]
+	rec.Checks++
+	rec.Last = &a
+	switch a.Verdict {
+	case Fail:
+		return st.finish(now, RolledBack, 0, fmt.Sprintf("%s failed: %s", st.stepName(), a.Reason))
+	case Inconclusive:
+		if elapsed >= p.Deadline.Duration {
+			return st.finish(now, RolledBack, 0, fmt.Sprintf("%s failed: still inconclusive at the %s deadline: %s", st.stepName(), p.Deadline.Duration, a.Reason))
+		}
+		return st, Decision{Reason: fmt.Sprintf("%s: waiting: %s", st.stepName(), a.Reason)}
+	}
+	rec.Passed++
+	if elapsed < p.StepDuration.Duration {
+		return st, Decision{Reason: fmt.Sprintf("%s passed a check: %s", st.stepName(), a.Reason)}
+	}
+	if st.Step+1 < len(p.Steps) {
+		return st.enterStep(now, st.Step+1, fmt.Sprintf("%s passed: %s", st.stepName(), a.Reason))
+	}
+	return st.finish(now, Succeeded, 100, fmt.Sprintf("%s passed, the last: %s now has all traffic", st.stepName(), st.Canary))
+}
+
+// Promote ends a live rollout now in the canary's favour: it gets 100%.
+func Promote(now time.Time, st State, reason string) (State, Decision, error) {
+	if err := st.live("promote"); err != nil {
+		return st, Decision{}, err
+	}
+	st, d := st.clone().finish(now, Succeeded, 100, "promoted: "+orDefault(reason, "by request"))
+	return st, d, nil
+}
+
+// Abort ends a live rollout now in the stable revision's favour: the
+// canary goes back to 0%.
+func Abort(now time.Time, st State, reason string) (State, Decision, error) {
+	if err := st.live("abort"); err != nil {
+		return st, Decision{}, err
+	}
+	st, d := st.clone().finish(now, Aborted, 0, "aborted: "+orDefault(reason, "by request"))
+	return st, d, nil
+}
+
+// Pause holds a live rollout at its current percent: Step judges nothing
+// until Resume. Pausing a paused rollout changes nothing.
+func Pause(now time.Time, st State) (State, Decision, error) {
+	if err := st.live("pause"); err != nil {
+		return st, Decision{}, err
+	}
+	st = st.clone()
+	st.Phase = Paused
+	return st, Decision{Reason: fmt.Sprintf("%s: paused at %d%%", st.stepName(), st.Percent)}, nil
+}
+
+// Resume continues a paused rollout. The current step starts over at now,
+// so the step lasts its full duration under analysis and the pause does
+// not count toward its deadline. Resuming a progressing rollout changes
+// nothing.
+func Resume(now time.Time, st State) (State, Decision, error) {
+	if err := st.live("resume"); err != nil {
+		return st, Decision{}, err
+	}
+	st = st.clone()
+	if st.Phase == Progressing {
+		return st, Decision{Reason: fmt.Sprintf("%s: already progressing", st.stepName())}, nil
+	}
+	st.Phase = Progressing
+	st.StepStart = now
+	return st, Decision{Reason: fmt.Sprintf("%s: resumed at %d%%", st.stepName(), st.Percent)}, nil
+}
+
+func (st State) live(action string) error {
+	if st.Phase == Progressing || st.Phase == Paused {
+		return nil
+	}
+	if st.Phase.Final() {
+		return fmt.Errorf("%w: cannot %s a rollout that %s", ErrTransition, action, st.Phase)
+	}
+	return fmt.Errorf("%w: cannot %s a rollout in phase %q", ErrTransition, action, st.Phase)
+}
+
+func (st State) enterStep(now time.Time, i int, why string) (State, Decision) {
+	st.Step = i
+	st.Percent = st.Policy.Steps[i]
+	st.StepStart = now
+	st.Steps = append(st.Steps, StepRecord{Percent: st.Percent, StartedAt: now})
+	return st, Decision{Set: true, Percent: st.Percent, Reason: fmt.Sprintf("%s; %s gets %d%%", why, st.Canary, st.Percent)}
+}
+
+func (st State) finish(now time.Time, phase Phase, percent int, reason string) (State, Decision) {
+	set := st.Percent != percent
+	st.Phase, st.Percent, st.FinishedAt, st.Reason = phase, percent, now, reason
+	if percent == 0 {
+		reason += fmt.Sprintf("; %s gets 100%% back", st.Stable)
+	}
+	return st, Decision{Set: set, Percent: percent, Reason: reason}
+}
+
+func (st State) stepName() string {
+	return fmt.Sprintf("step %d/%d (%d%%)", st.Step+1, len(st.Policy.Steps), st.Percent)
+}
+
+// clone copies the slices a step changes, so that callers may keep the
+// state they passed in.
+func (st State) clone() State {
+	st.Steps = append([]StepRecord(nil), st.Steps...)
+	return st
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// analyze judges one window. Failures win over an inconclusive result: a
+// canary failing on the little traffic it had is rolled back at once.
+func analyze(p api.RolloutPolicy, obs Observation) Analysis {
+	a := Analysis{At: obs.At, Canary: obs.Canary, Stable: obs.Stable, ErrorRate: obs.Canary.ErrorRate()}
+	var waits []string
+
+	enough := obs.Canary.Requests >= int64(p.MinRequests)
+	maxRate := p.ErrorRateLimit()
+	// Errors alone may fail a short window once they exceed what a full
+	// one could hold, e.g. 5 errors of 5 requests with minRequests 20 and
+	// maxErrorRate 0.1 (more than 2 of 20).
+	errs := float64(max(obs.Canary.Errors5xx, 0) + max(obs.Canary.ConnErrors, 0))
+	if a.ErrorRate > maxRate && (enough || errs > maxRate*float64(p.MinRequests)) {
+		return a.fail("error rate %.4g (%d 5xx + %d connection errors of %d requests) is above maxErrorRate %g",
+			a.ErrorRate, obs.Canary.Errors5xx, obs.Canary.ConnErrors, obs.Canary.Requests, maxRate)
+	}
+	if !enough {
+		waits = append(waits, fmt.Sprintf("%d canary requests, fewer than minRequests %d", obs.Canary.Requests, p.MinRequests))
+	} else if obs.Stable.Requests >= int64(p.MinRequests) && obs.Stable.P99 > 0 {
+		a.LatencyRatio = float64(obs.Canary.P99) / float64(obs.Stable.P99)
+		if a.LatencyRatio > p.MaxLatencyRatio {
+			return a.fail("p99 %s is %.3gx the stable p99 %s, above maxLatencyRatio %g",
+				obs.Canary.P99, a.LatencyRatio, obs.Stable.P99, p.MaxLatencyRatio)
+		}
+	}
+	for i, c := range p.PromQL {
+		o := PromOutcome{Query: c.Query, Max: c.Max}
+		if i < len(obs.PromQL) && !math.IsNaN(obs.PromQL[i]) {
+			o.Value = obs.PromQL[i]
+		} else {
+			o.Missing = true
+		}
+		a.PromQL = append(a.PromQL, o)
+		switch {
+		case o.Missing:
+			waits = append(waits, fmt.Sprintf("promql[%d] has no value", i))
+		case o.Value > c.Max:
+			return a.fail("promql[%d] %q is %g, above its max %g", i, c.Query, o.Value, c.Max)
+		}
+	}
+	if len(waits) > 0 {
+		a.Verdict, a.Reason = Inconclusive, joinReasons(waits)
+		return a
+	}
+	a.Verdict = Pass
+	a.Reason = fmt.Sprintf("error rate %.4g of %d requests", a.ErrorRate, obs.Canary.Requests)
+	if a.LatencyRatio > 0 {
+		a.Reason += fmt.Sprintf(", p99 %.3gx stable", a.LatencyRatio)
+	} else {
+		a.Reason += fmt.Sprintf(", p99 not compared: stable had %d requests", obs.Stable.Requests)
+	}
+	return a
+}
+
+func (a Analysis) fail(format string, args ...any) Analysis {
+	a.Verdict, a.Reason = Fail, fmt.Sprintf(format, args...)
+	return a
+}
+
+func joinReasons(rs []string) string {
+	out := rs[0]
+	for _, r := range rs[1:] {
+		out += "; " + r
+	}
+	return out
+}
