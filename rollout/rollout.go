@@ -290,6 +290,14 @@ func orDefault(s, def string) string {
 func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 	a := Analysis{At: obs.At, Canary: obs.Canary, Stable: obs.Stable, ErrorRate: obs.Canary.ErrorRate()}
 	var waits []string
+	for i, c := range p.PromQL { // all recorded before any verdict
+		o := PromOutcome{Query: c.Query, Max: c.Max, Missing: true}
+		if i < len(obs.PromQL) && !math.IsNaN(obs.PromQL[i]) {
+			// Clamped, as JSON has no infinities: +Inf is above any max.
+			o.Value, o.Missing = max(-math.MaxFloat64, min(obs.PromQL[i], math.MaxFloat64)), false
+		}
+		a.PromQL = append(a.PromQL, o)
+	}
 
 	enough := obs.Canary.Requests >= int64(p.MinRequests)
 	maxRate := p.ErrorRateLimit()
@@ -310,19 +318,12 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 				obs.Canary.P99, a.LatencyRatio, obs.Stable.P99, p.MaxLatencyRatio)
 		}
 	}
-	for i, c := range p.PromQL {
-		o := PromOutcome{Query: c.Query, Max: c.Max}
-		if i < len(obs.PromQL) && !math.IsNaN(obs.PromQL[i]) {
-			o.Value = obs.PromQL[i]
-		} else {
-			o.Missing = true
-		}
-		a.PromQL = append(a.PromQL, o)
+	for i, o := range a.PromQL {
 		switch {
 		case o.Missing:
 			waits = append(waits, fmt.Sprintf("promql[%d] has no value", i))
-		case o.Value > c.Max:
-			return a.fail("promql[%d] %q is %g, above its max %g", i, c.Query, o.Value, c.Max)
+		case o.Value > o.Max:
+			return a.fail("promql[%d] %q is %g, above its max %g", i, o.Query, o.Value, o.Max)
 		}
 	}
 	if len(waits) > 0 {
