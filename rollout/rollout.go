@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"github.com/ebbrun/ebb/api"
@@ -80,8 +81,8 @@ type Analysis struct {
 	Stable  Figures   `json:"stable"`
 	// ErrorRate is the canary's (5xx + connection errors) / requests.
 	ErrorRate float64 `json:"errorRate"`
-	// LatencyRatio is canary p99 / stable p99; 0 when the stable revision
-	// had too few requests in the window to compare with.
+	// LatencyRatio is canary p99 / stable p99; 0 when not compared (too
+	// few requests of either revision in the window).
 	LatencyRatio float64       `json:"latencyRatio,omitempty"`
 	PromQL       []PromOutcome `json:"promql,omitempty"`
 }
@@ -166,6 +167,10 @@ func Step(now time.Time, st State, obs Observation) (State, Decision) {
 		return st, Decision{Reason: fmt.Sprintf("rollout is %s", st.Phase)}
 	}
 	p := st.Policy
+	if st.Step < 0 || st.Step >= len(p.Steps) || len(st.Steps) == 0 {
+		// Not a state Start and Step make; the safe way out is the stable revision.
+		return st.finish(now, RolledBack, 0, fmt.Sprintf("invalid rollout state: step %d of %d, %d step records", st.Step, len(p.Steps), len(st.Steps)))
+	}
 	elapsed := now.Sub(st.StepStart)
 	if obs.At.Before(st.StepStart) {
 		return st, Decision{Reason: fmt.Sprintf("%s: observation from before the step began, not judged", st.stepName())}
@@ -290,6 +295,7 @@ func orDefault(s, def string) string {
 func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 	a := Analysis{At: obs.At, Canary: obs.Canary, Stable: obs.Stable, ErrorRate: obs.Canary.ErrorRate()}
 	var waits []string
+	compared := false
 	for i, c := range p.PromQL { // all recorded before any verdict
 		o := PromOutcome{Query: c.Query, Max: c.Max, Missing: true}
 		if i < len(obs.PromQL) && !math.IsNaN(obs.PromQL[i]) {
@@ -312,6 +318,7 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 	if !enough {
 		waits = append(waits, fmt.Sprintf("%d canary requests, fewer than minRequests %d", obs.Canary.Requests, p.MinRequests))
 	} else if obs.Stable.Requests >= int64(p.MinRequests) && obs.Stable.P99 > 0 {
+		compared = true
 		a.LatencyRatio = float64(obs.Canary.P99) / float64(obs.Stable.P99)
 		if a.LatencyRatio > p.MaxLatencyRatio {
 			return a.fail("p99 %s is %.3gx the stable p99 %s, above maxLatencyRatio %g",
@@ -327,12 +334,12 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 		}
 	}
 	if len(waits) > 0 {
-		a.Verdict, a.Reason = Inconclusive, joinReasons(waits)
+		a.Verdict, a.Reason = Inconclusive, strings.Join(waits, "; ")
 		return a
 	}
 	a.Verdict = Pass
 	a.Reason = fmt.Sprintf("error rate %.4g of %d requests", a.ErrorRate, obs.Canary.Requests)
-	if a.LatencyRatio > 0 {
+	if compared {
 		a.Reason += fmt.Sprintf(", p99 %.3gx stable", a.LatencyRatio)
 	} else {
 		a.Reason += fmt.Sprintf(", p99 not compared: stable had %d requests", obs.Stable.Requests)
@@ -343,12 +350,4 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 func (a Analysis) fail(format string, args ...any) Analysis {
 	a.Verdict, a.Reason = Fail, fmt.Sprintf(format, args...)
 	return a
-}
-
-func joinReasons(rs []string) string {
-	out := rs[0]
-	for _, r := range rs[1:] {
-		out += "; " + r
-	}
-	return out
 }

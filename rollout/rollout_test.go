@@ -444,6 +444,26 @@ func TestImpossibleTransitions(t *testing.T) {
 	}
 }
 
+func TestInvalidStateRollsBack(t *testing.T) {
+	for _, st := range []State{
+		{Phase: Progressing, Policy: testPolicy(), Stable: "a-1", Canary: "a-2", Percent: 5},
+		{Phase: Progressing, Policy: testPolicy(), Stable: "a-1", Canary: "a-2", Step: 7, Steps: []StepRecord{{}}},
+		{Phase: Progressing, Stable: "a-1", Canary: "a-2", Steps: []StepRecord{{}}},
+	} {
+		got, d := Step(t0, st, Observation{At: t0})
+		assert.Equal(t, RolledBack, got.Phase)
+		assert.Equal(t, 0, d.Percent)
+		assert.Contains(t, got.Reason, "invalid rollout state")
+	}
+}
+
+func TestCanaryP99OfZeroComparesAsZero(t *testing.T) {
+	obs := Observation{At: t0.Add(10 * time.Second), Canary: Figures{Requests: 100}, Stable: Figures{Requests: 100, P99: time.Second}}
+	st, d := Step(obs.At, start(t, testPolicy()), obs)
+	assert.Equal(t, Pass, st.Steps[0].Last.Verdict)
+	assert.Contains(t, d.Reason, "p99 0x stable")
+}
+
 func TestObservationFromBeforeTheStepIsNotJudged(t *testing.T) {
 	st := start(t, testPolicy())
 	st, _ = Step(t0.Add(30*time.Second), st, load(200, healthy, healthy)(t0.Add(30*time.Second), st))
