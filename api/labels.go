@@ -147,9 +147,12 @@ func SelectorFromLabels(m map[string]string) Selector {
 	return Selector{reqs: maps.Clone(m)}
 }
 
-// WithoutLabels returns the spec without its labels: what a revision
-// records, and what decides whether a change needs a new revision.
-func (s FunctionSpec) WithoutLabels() FunctionSpec {
+// RevisionSpec returns what a revision records of the spec, which is also
+// what decides whether a change needs a new revision: everything but the
+// function's metadata, its labels and its rollout policy (how the next
+// revision earns its traffic is not part of what any revision runs).
+func (s FunctionSpec) RevisionSpec() FunctionSpec {
 	s.Labels = nil
+	s.Rollout = nil
 	return s
 }

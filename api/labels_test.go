@@ -71,8 +71,9 @@ func TestParseIfMatch(t *testing.T) {
 	}
 }
 
-func TestWithoutLabelsKeepsTheRest(t *testing.T) {
-	s := FunctionSpec{Image: "x", Port: 1, Labels: map[string]string{"a": "b"}}
-	assert.Equal(t, FunctionSpec{Image: "x", Port: 1}, s.WithoutLabels())
+func TestRevisionSpecKeepsTheRest(t *testing.T) {
+	s := FunctionSpec{Image: "x", Port: 1, Labels: map[string]string{"a": "b"}, Rollout: &RolloutPolicy{Steps: []int{10, 100}}}
+	assert.Equal(t, FunctionSpec{Image: "x", Port: 1}, s.RevisionSpec())
+	assert.NotNil(t, s.Rollout, "the receiver is untouched")
 	assert.Equal(t, "b", s.Labels["a"], "the receiver is untouched")
 }

@@ -163,7 +163,7 @@ func (s *Server) applyFunctionOnce(ctx context.Context, name string, w FunctionW
 		// A spec under a revision name it already has is that revision
 		// again: the function's spec goes back to it, and no revision is
 		// made (as Knative does when a template names an existing one).
-		if named == "" && (created || !reflect.DeepEqual(fn.Spec.WithoutLabels(), w.Spec.WithoutLabels())) {
+		if named == "" && (created || !reflect.DeepEqual(fn.Spec.RevisionSpec(), w.Spec.RevisionSpec())) {
 			// A capped namespace admits the deploy against its quota, and
 			// its record's rewrite (which implies the namespace check)
 			// orders the namespace's deploys.
@@ -181,7 +181,7 @@ func (s *Server) applyFunctionOnce(ctx context.Context, name string, w FunctionW
 				Function:   name,
 				Generation: fn.Generation,
 				// Labels are the function's metadata, not what a revision runs.
-				Spec:      w.Spec.WithoutLabels(),
+				Spec:      w.Spec.RevisionSpec(),
 				CreatedAt: now,
 			}
 			ops = append(ops, store.PutJSON(store.RevisionKey(name, newRev.Name), *newRev, store.MustNotExist))
@@ -284,7 +284,7 @@ func (idx revisionIndex) named(revisionName string, spec api.FunctionSpec) (stri
 	if !ok {
 		return "", nil
 	}
-	if !reflect.DeepEqual(r.Spec.WithoutLabels(), spec.WithoutLabels()) {
+	if !reflect.DeepEqual(r.Spec.RevisionSpec(), spec.RevisionSpec()) {
 		return "", &api.ValidationError{Field: "revisionName", Reason: fmt.Sprintf(
 			"%q already names revision %s, which runs another spec; revisions never change, so give this spec another name", revisionName, r.Name)}
 	}

@@ -33,6 +33,13 @@ func TestRolloutPolicyRoundTrips(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello", "", &got))
 	assert.Equal(t, put.Spec, got.Spec)
 
+	// The policy says how the next revision earns its traffic; it is no
+	// part of what a revision runs, so changing it alone makes none.
+	var again api.Function
+	require.Equal(t, http.StatusOK, a.do("PUT", "/v1/functions/hello", `{"image":"hello:latest","rollout":{"steps":[20,100]}}`, &again))
+	assert.Equal(t, "hello-00001", again.LatestRevision, "no revision for a policy change")
+	assert.Equal(t, []int{20, 100}, again.Spec.Rollout.Steps)
+
 	var e api.ErrorBody
 	assert.Equal(t, http.StatusBadRequest, a.do("PUT", "/v1/functions/hello",
 		`{"image":"hello:latest","rollout":{"steps":[50,10]}}`, &e))

@@ -221,7 +221,7 @@ func (s *Secrets) rollOps(ctx context.Context, ns, name string, now time.Time) (
 		fn.Generation++
 		fn.LatestRevision = api.RevisionName(fn.Name, fn.Generation)
 		fn.UpdatedAt = now
-		rev := store.Revision{Name: fn.LatestRevision, Function: fn.Name, Generation: fn.Generation, Spec: fn.Spec.WithoutLabels(), CreatedAt: now}
+		rev := store.Revision{Name: fn.LatestRevision, Function: fn.Name, Generation: fn.Generation, Spec: fn.Spec.RevisionSpec(), CreatedAt: now}
 		ops = append(ops,
 			store.PutJSON(kv.Key, fn, kv.Version),
 			store.PutJSON(store.RevisionKey(fn.Name, rev.Name), rev, store.MustNotExist))
