@@ -494,6 +494,9 @@ func validateHeaderMatch(field string, headers map[string]string) error {
 			return invalid(field, "%q is not an HTTP header name (letters, digits and !#$%%&'*+-.^_`|~, at most %d)", truncate(name), MaxHeaderNameLen)
 		}
 		lower := strings.ToLower(name)
+		if why, ok := unmatchable[lower]; ok {
+			return invalid(field, "header %q cannot be matched: %s", name, why)
+		}
 		if seen[lower] {
 			return invalid(field, "header %q is named twice (names ignore case)", truncate(name))
 		}
@@ -513,6 +516,13 @@ func validateHeaderMatch(field string, headers map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// unmatchable are the headers a match may not name, with why.
+var unmatchable = map[string]string{
+	"host":    "the host picks the function; tags give revisions their own hosts",
+	"cookie":  "cookies are parsed apart; pin clients to a revision with ebbd's --sticky-cookie",
+	"trailer": "it declares trailers, which arrive after routing",
 }
 
 // isToken reports whether s is an RFC 9110 token, as header names are.
