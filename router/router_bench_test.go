@@ -116,3 +116,33 @@ func BenchmarkProxy(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkRouteSelect is the request path's route choice, host lookup and
+// revision pick, for a request that matches no header rule, on a route
+// with none and with five (the cost every unmatched request pays).
+func BenchmarkRouteSelect(b *testing.B) {
+	r := &Router{}
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Request.Header.SetHost("fn.localhost")
+	ctx.Request.Header.Set("User-Agent", "hey/0.0.1")
+	ctx.Request.Header.Set("Accept", "*/*")
+	ctx.Request.Header.Set("X-User", "nobody")
+	for _, bc := range []struct {
+		name string
+		rt   *route
+	}{
+		{"none", &route{targets: fiveRules().targets, total: 100}},
+		{"5rules", fiveRules()},
+	} {
+		t := &table{hosts: map[string]*route{"fn.localhost": bc.rt}}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				rt := t.lookup(ctx.Request.Header.Host())
+				if rev, _ := r.pick(ctx, rt); rev.name != "stable" {
+					b.Fatal("matched")
+				}
+			}
+		})
+	}
+}
