@@ -54,11 +54,11 @@ func request(t testing.TB, raw string) *fasthttp.RequestHeader {
 
 func TestRouteMatch(t *testing.T) {
 	a, b, c := &revState{name: "a"}, &revState{name: "b"}, &revState{name: "c"}
-	rt := &route{matches: []headerMatch{
-		{headers: []headerSpec{{"X-Env", "beta"}, {"X-User", "tester"}}, rev: a},
-		{headers: []headerSpec{{"X-User", "tester"}}, rev: b},
-		{headers: []headerSpec{{"Content-Type", "application/x-canary"}}, rev: c},
-	}}
+	rt := &route{matches: newMatches([]matchSpec{
+		{Revision: "a", Headers: []headerSpec{{"X-Env", "beta"}, {"X-User", "tester"}}},
+		{Revision: "b", Headers: []headerSpec{{"X-User", "tester"}}},
+		{Revision: "c", Headers: []headerSpec{{"Content-Type", "application/x-canary"}}},
+	}, map[string]*revState{"a": a, "b": b, "c": c})}
 	for _, tc := range []struct {
 		name, raw string
 		want      *revState
@@ -95,13 +95,37 @@ func TestMatchAllocs(t *testing.T) {
 // fiveRules is a route with five single-header matches, X-User: u0 to u4.
 func fiveRules() *route {
 	rt := &route{targets: []target{{cum: 100, rev: &revState{name: "stable"}}}, total: 100}
+	var specs []matchSpec
+	states := map[string]*revState{}
 	for i := range 5 {
-		rt.matches = append(rt.matches, headerMatch{
-			headers: []headerSpec{{"X-User", fmt.Sprintf("u%d", i)}},
-			rev:     &revState{name: fmt.Sprintf("m%d", i)},
-		})
+		name := fmt.Sprintf("m%d", i)
+		specs = append(specs, matchSpec{Revision: name, Headers: []headerSpec{{"X-User", fmt.Sprintf("u%d", i)}}})
+		states[name] = &revState{name: name}
 	}
+	rt.matches = newMatches(specs, states)
 	return rt
+}
+
+// TestMatchManyNames holds more distinct header names than matchSlots,
+// which are read at each use instead of once.
+func TestMatchManyNames(t *testing.T) {
+	var specs []matchSpec
+	var raw string
+	for i := range matchSlots + 3 {
+		hs := headerSpec{fmt.Sprintf("X-H%d", i), "v"}
+		specs = append(specs, matchSpec{Revision: "partial", Headers: []headerSpec{hs, {"X-Never", "x"}}})
+		raw += hs.Name + ": v\r\n"
+	}
+	all := matchSpec{Revision: "all"}
+	for i := range matchSlots + 3 {
+		all.Headers = append(all.Headers, headerSpec{fmt.Sprintf("X-H%d", i), "v"})
+	}
+	want := &revState{name: "all"}
+	rt := &route{matches: newMatches(append(specs, all), map[string]*revState{"partial": {name: "partial"}, "all": want})}
+	h := request(t, raw)
+	assert.Same(t, want, rt.match(h))
+	assert.Nil(t, rt.match(request(t, "X-H0: v\r\n")))
+	assert.Zero(t, testing.AllocsPerRun(100, func() { rt.match(h) }))
 }
 
 // TestHeaderMatchRouting is the acceptance's header match on a live

@@ -372,9 +372,7 @@ func (r *Router) rebuildLocked() bool {
 			rt.total += uint32(ts.Percent)
 			rt.targets = append(rt.targets, target{cum: rt.total, rev: states[ts.Revision]})
 		}
-		for _, ms := range rs.Matches {
-			rt.matches = append(rt.matches, headerMatch{headers: ms.Headers, rev: states[ms.Revision]})
-		}
+		rt.matches = newMatches(rs.Matches, states)
 		for tag, rev := range rs.Tags {
 			if rt.tags == nil {
 				rt.tags = make(map[string]*revState, len(rs.Tags))

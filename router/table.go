@@ -143,19 +143,71 @@ type route struct {
 
 // headerMatch sends a request whose headers all match to rev.
 type headerMatch struct {
-	headers []headerSpec
+	headers []matchHeader
 	rev     *revState
 }
 
+// matchHeader is one header of a match; slot numbers its name among the
+// route's distinct names, so that rules on one header (user: a, user: b,
+// ...) read it once.
+type matchHeader struct {
+	name, value string
+	slot        int
+}
+
+// matchSlots is how many distinct header names a route's matches read at
+// most once per request; names past them are read at each use.
+const matchSlots = 8
+
+// newMatches binds a route's header matches to live state and numbers
+// their names.
+func newMatches(specs []matchSpec, states map[string]*revState) []headerMatch {
+	if len(specs) == 0 {
+		return nil
+	}
+	slots := map[string]int{}
+	out := make([]headerMatch, 0, len(specs))
+	for _, ms := range specs {
+		hm := headerMatch{headers: make([]matchHeader, 0, len(ms.Headers)), rev: states[ms.Revision]}
+		for _, hs := range ms.Headers {
+			slot, ok := slots[hs.Name]
+			if !ok {
+				slot = len(slots)
+				slots[hs.Name] = slot
+			}
+			hm.headers = append(hm.headers, matchHeader{name: hs.Name, value: hs.Value, slot: slot})
+		}
+		out = append(out, hm)
+	}
+	return out
+}
+
 // match finds the first header match the request meets. Peek reads the
-// parsed header in place and the comparison converts no bytes, so it
-// allocates nothing.
+// parsed header in place, its value stays valid through later Peeks (the
+// names Peek would build a value for, Cookie and Trailer, cannot be
+// matched), and the comparison converts no bytes: it allocates nothing.
 func (rt *route) match(h *fasthttp.RequestHeader) *revState {
+	if len(rt.matches) == 0 {
+		return nil
+	}
+	var values [matchSlots][]byte
+	var read uint8 // bit i: values[i] is read
 next:
 	for i := range rt.matches {
 		m := &rt.matches[i]
-		for _, hs := range m.headers {
-			if string(h.Peek(hs.Name)) != hs.Value {
+		for j := range m.headers {
+			mh := &m.headers[j]
+			var v []byte
+			if mh.slot < matchSlots {
+				if read&(1<<mh.slot) == 0 {
+					values[mh.slot] = h.Peek(mh.name)
+					read |= 1 << mh.slot
+				}
+				v = values[mh.slot]
+			} else {
+				v = h.Peek(mh.name)
+			}
+			if string(v) != mh.value {
 				continue next
 			}
 		}
