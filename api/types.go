@@ -202,6 +202,13 @@ type TrafficTarget struct {
 	// Tag gives the target its own URL, {tag}-{function}.{domain}, or
 	// {tag}-{function}.{namespace}.{domain} outside the default namespace.
 	Tag string `json:"tag,omitempty"`
+	// Headers, when set, send every request to the function's own host
+	// whose headers all match to this target's revision, whatever the
+	// percents say, as a service mesh's header match does. Names are
+	// matched case-insensitively, values exactly. Targets with Headers
+	// are tried in order before the split; such a target's Percent is
+	// normally 0, and it still counts towards the 100 the percents sum to.
+	Headers map[string]string `json:"headers,omitempty"`
 	// URL is output only: the tag's URL.
 	URL string `json:"url,omitempty"`
 }

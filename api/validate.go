@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -425,7 +426,7 @@ func ValidateTraffic(targets []TrafficTarget, exists func(revision string) bool)
 	if len(targets) == 0 {
 		return invalid("traffic", "must name at least one target")
 	}
-	sum := 0
+	sum, matches := 0, 0
 	tags := map[string]bool{}
 	for i, t := range targets {
 		field := fmt.Sprintf("traffic[%d]", i)
@@ -451,11 +452,98 @@ func ValidateTraffic(targets []TrafficTarget, exists func(revision string) bool)
 		if t.URL != "" {
 			return invalid(field+".url", "is output only")
 		}
+		if t.Headers != nil {
+			if matches++; matches > MaxHeaderMatchTargets {
+				return invalid(field+".headers", "at most %d targets may match headers", MaxHeaderMatchTargets)
+			}
+			if err := validateHeaderMatch(field+".headers", t.Headers); err != nil {
+				return err
+			}
+		}
 	}
 	if sum != 100 {
 		return invalid("traffic", "percents sum to %d, not 100", sum)
 	}
 	return nil
+}
+
+// Bounds on header matches, which the router checks on every request to
+// the function: they keep that work small and the route table's size
+// bounded whatever a client of the API sends.
+const (
+	MaxHeaderMatchTargets = 16
+	MaxMatchHeaders       = 8
+	MaxHeaderNameLen      = 128
+	MaxHeaderValueLen     = 1024
+)
+
+// validateHeaderMatch checks one target's header match: valid HTTP header
+// names (RFC 9110 tokens), distinct whatever their case, and non-empty
+// values of visible ASCII, spaces and tabs (no CR, LF or NUL, which could
+// never arrive in a request), without surrounding white space, which HTTP
+// strips.
+func validateHeaderMatch(field string, headers map[string]string) error {
+	if len(headers) == 0 {
+		return invalid(field, "must name at least one header, or be left out")
+	}
+	if len(headers) > MaxMatchHeaders {
+		return invalid(field, "at most %d headers may be matched", MaxMatchHeaders)
+	}
+	names := make([]string, 0, len(headers))
+	for name := range headers {
+		names = append(names, name)
+	}
+	sort.Strings(names) // the same input always gives the same error
+	seen := make(map[string]bool, len(names))
+	for _, name := range names {
+		value := headers[name]
+		if name == "" || len(name) > MaxHeaderNameLen || !isToken(name) {
+			return invalid(field, "%q is not an HTTP header name (letters, digits and !#$%%&'*+-.^_`|~, at most %d)", truncate(name), MaxHeaderNameLen)
+		}
+		lower := strings.ToLower(name)
+		if why, ok := unmatchable[lower]; ok {
+			return invalid(field, "header %q cannot be matched: %s", name, why)
+		}
+		if seen[lower] {
+			return invalid(field, "header %q is named twice (names ignore case)", truncate(name))
+		}
+		seen[lower] = true
+		switch {
+		case value == "":
+			return invalid(field+"."+name, "must not be empty")
+		case len(value) > MaxHeaderValueLen:
+			return invalid(field+"."+name, "is longer than %d bytes", MaxHeaderValueLen)
+		case strings.TrimSpace(value) != value:
+			return invalid(field+"."+name, "must not start or end with white space")
+		}
+		for i := 0; i < len(value); i++ {
+			if c := value[i]; (c < 0x20 && c != '\t') || c >= 0x7f {
+				return invalid(field+"."+name, "holds byte 0x%02x: only visible ASCII, spaces and tabs", c)
+			}
+		}
+	}
+	return nil
+}
+
+// unmatchable are the headers a match may not name, with why.
+var unmatchable = map[string]string{
+	"host":    "the host picks the function; tags give revisions their own hosts",
+	"cookie":  "cookies are parsed apart; pin clients to a revision with ebbd's --sticky-cookie",
+	"trailer": "it declares trailers, which arrive after routing",
+}
+
+// isToken reports whether s is an RFC 9110 token, as header names are.
+func isToken(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateRevisionName checks a spec's revisionName against its function:

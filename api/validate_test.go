@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -121,6 +122,77 @@ func TestValidateTraffic(t *testing.T) {
 		{"duplicate tag", []TrafficTarget{{Revision: "fn-00001", Percent: 50, Tag: "x"}, {Revision: "fn-00002", Percent: 50, Tag: "x"}}, "used twice"},
 		{"bad tag", []TrafficTarget{{Revision: "fn-00001", Percent: 100, Tag: "Not_A_Label"}}, "DNS label"},
 		{"url set", []TrafficTarget{{Revision: "fn-00001", Percent: 100, URL: "http://x"}}, "output only"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := ValidateTraffic(tt.targets, exists)
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+// TestValidateTrafficHeaders feeds header matches as a hostile client of
+// the API might send them: each must be refused with a validation error
+// (never a panic), or accepted only when the router can match it.
+func TestValidateTrafficHeaders(t *testing.T) {
+	exists := func(rev string) bool { return rev == "fn-00001" || rev == "fn-00002" }
+	// match is a split of fn-00001=100 with fn-00002 matched by h at 0%.
+	match := func(h map[string]string) []TrafficTarget {
+		return []TrafficTarget{{Revision: "fn-00001", Percent: 100}, {Revision: "fn-00002", Headers: h}}
+	}
+	many := func(n int) map[string]string {
+		h := map[string]string{}
+		for i := 0; i < n; i++ {
+			h[fmt.Sprintf("X-H%d", i)] = "v"
+		}
+		return h
+	}
+	tooManyTargets := []TrafficTarget{{Revision: "fn-00001", Percent: 100}}
+	for i := 0; i <= MaxHeaderMatchTargets; i++ {
+		tooManyTargets = append(tooManyTargets, TrafficTarget{Revision: "fn-00002", Headers: map[string]string{"user": fmt.Sprint(i)}})
+	}
+	tests := []struct {
+		name    string
+		targets []TrafficTarget
+		want    string
+	}{
+		{"one header at 0%", match(map[string]string{"user": "tester"}), ""},
+		{"several headers", match(map[string]string{"User": "tester", "X-Env": "beta", "x-weird!#$%&'*+-.^_`|~": "a b\tc=d:e,f"}), ""},
+		{"on latestRevision", []TrafficTarget{{Revision: "fn-00001", Percent: 100}, {LatestRevision: true, Headers: map[string]string{"user": "t"}}}, ""},
+		{"with a percent and a tag", []TrafficTarget{{Revision: "fn-00001", Percent: 90}, {Revision: "fn-00002", Percent: 10, Tag: "canary", Headers: map[string]string{"user": "t"}}}, ""},
+		{"most headers", match(many(MaxMatchHeaders)), ""},
+		{"longest name and value", match(map[string]string{strings.Repeat("h", MaxHeaderNameLen): strings.Repeat("v", MaxHeaderValueLen)}), ""},
+		{"most targets", tooManyTargets[:len(tooManyTargets)-1], ""},
+
+		{"percents still sum to 100", []TrafficTarget{{Revision: "fn-00002", Headers: map[string]string{"user": "t"}}}, "sum to 0"},
+		{"empty map", match(map[string]string{}), "at least one header"},
+		{"empty name", match(map[string]string{"": "x"}), "not an HTTP header name"},
+		{"space in name", match(map[string]string{"x user": "x"}), "not an HTTP header name"},
+		{"colon in name", match(map[string]string{"user:": "x"}), "not an HTTP header name"},
+		{"CRLF in name", match(map[string]string{"user\r\nX-Evil": "x"}), "not an HTTP header name"},
+		{"NUL in name", match(map[string]string{"us\x00er": "x"}), "not an HTTP header name"},
+		{"non-ASCII name", match(map[string]string{"usér": "x"}), "not an HTTP header name"},
+		{"name too long", match(map[string]string{strings.Repeat("h", MaxHeaderNameLen+1): "x"}), "not an HTTP header name"},
+		{"names differ in case only", match(map[string]string{"User": "a", "user": "b"}), "named twice"},
+		{"host", match(map[string]string{"HOST": "fn.localhost"}), "cannot be matched"},
+		{"cookie", match(map[string]string{"Cookie": "a=b"}), "cannot be matched"},
+		{"trailer", match(map[string]string{"trailer": "x"}), "cannot be matched"},
+		{"empty value", match(map[string]string{"user": ""}), "must not be empty"},
+		{"CRLF in value", match(map[string]string{"user": "a\r\nX-Evil: 1"}), "byte 0x0d"},
+		{"NUL in value", match(map[string]string{"user": "a\x00b"}), "byte 0x00"},
+		{"DEL in value", match(map[string]string{"user": "a\x7fb"}), "byte 0x7f"},
+		{"non-ASCII value", match(map[string]string{"user": "tëster"}), "byte 0xc3"},
+		{"leading space", match(map[string]string{"user": " tester"}), "white space"},
+		{"trailing tab", match(map[string]string{"user": "tester\t"}), "white space"},
+		{"value too long", match(map[string]string{"user": strings.Repeat("v", MaxHeaderValueLen+1)}), "longer than"},
+		{"too many headers", match(many(MaxMatchHeaders + 1)), "at most 8 headers"},
+		{"too many targets", tooManyTargets, "at most 16 targets"},
+		{"missing revision", []TrafficTarget{{Revision: "fn-00001", Percent: 100}, {Revision: "fn-00009", Headers: map[string]string{"user": "t"}}}, "does not exist"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -3,13 +3,14 @@ package autoscaler
 import "github.com/ebbrun/ebb/store"
 
 // routedRevisions returns the revisions some route reaches: those a
-// function's traffic gives a percent or a tag, latestRevision resolved.
+// function's traffic gives a percent, a tag or a header match,
+// latestRevision resolved.
 // Min scale applies to those only (Observation.Unrouted).
 func routedRevisions(fns map[string]store.Versioned[store.Function]) map[string]bool {
 	routed := map[string]bool{}
 	for _, fn := range fns {
 		for _, t := range store.ResolveTraffic(fn.Value) {
-			if t.Revision != "" && (t.Percent > 0 || t.Tag != "") {
+			if t.Revision != "" && (t.Percent > 0 || t.Tag != "" || len(t.Headers) > 0) {
 				routed[t.Revision] = true
 			}
 		}

@@ -541,6 +541,7 @@ func TestRunnerScalesAnUnroutedRevisionToZero(t *testing.T) {
 		{name: "all traffic to the new revision", wantOld: 0, wantNew: 1},
 		{name: "all traffic to the new revision by name", traffic: []api.TrafficTarget{{Revision: "fn-00002", Percent: 100}}, wantOld: 0, wantNew: 1},
 		{name: "a tag still reaches the old revision", traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 100}, {Revision: old, Tag: "v1"}}, wantOld: 1, wantNew: 1},
+		{name: "a header match still reaches the old revision", traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 100}, {Revision: old, Headers: map[string]string{"User": "tester"}}}, wantOld: 1, wantNew: 1},
 		{name: "a split still reaches the old revision", traffic: []api.TrafficTarget{{LatestRevision: true, Percent: 90}, {Revision: old, Percent: 10}}, wantOld: 1, wantNew: 1},
 		{name: "traffic pinned to the old revision: the new one is unrouted", traffic: []api.TrafficTarget{{Revision: old, Percent: 100}}, wantOld: 1, wantNew: 0},
 	}

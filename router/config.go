@@ -142,8 +142,33 @@ func (c Config) Validate() error {
 	case d.SampleInterval <= 0 || d.StatsInterval < d.SampleInterval:
 		return errors.New("router: need 0 < SampleInterval <= StatsInterval")
 	}
+	// The names go into Set-Cookie and header lookups verbatim.
+	if c.StickyCookie != "" && !isToken(c.StickyCookie) {
+		return fmt.Errorf("router: StickyCookie %q is not a cookie name (letters, digits and !#$%%&'*+-.^_`|~)", c.StickyCookie)
+	}
+	if c.StickyHeader != "" && !isToken(c.StickyHeader) {
+		return fmt.Errorf("router: StickyHeader %q is not a header name (letters, digits and !#$%%&'*+-.^_`|~)", c.StickyHeader)
+	}
 	if err := exchange.ValidateMaxRetries(c.MaxRetries); err != nil {
 		return fmt.Errorf("router: %w", err)
 	}
 	return c.Proxy.Validate()
+}
+
+// isToken reports whether s is an RFC 9110 token, as header and cookie
+// names are; at most 128 bytes.
+func isToken(s string) bool {
+	if len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -1,7 +1,8 @@
 // Package router is ebb's data-plane ingress: a fasthttp server that maps
 // the Host of each request to a function ({fn}.{domain}) or to one tagged
-// revision ({tag}-{fn}.{domain}), picks a revision by traffic weight
-// (optionally sticky by cookie or header), and proxies the request to the
+// revision ({tag}-{fn}.{domain}), picks a revision (on the function's own
+// host: a tag header's, else the first header match's, else by traffic
+// weight, optionally sticky by cookie or header), and proxies the request to the
 // least loaded ready replica that is under its hard concurrency limit. When
 // no replica has room it hands the request to the activator. ServeFunction
 // does the same for a function named by the caller, whatever the Host: the

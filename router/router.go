@@ -372,6 +372,7 @@ func (r *Router) rebuildLocked() bool {
 			rt.total += uint32(ts.Percent)
 			rt.targets = append(rt.targets, target{cum: rt.total, rev: states[ts.Revision]})
 		}
+		rt.matches = newMatches(rs.Matches, states)
 		for tag, rev := range rs.Tags {
 			if rt.tags == nil {
 				rt.tags = make(map[string]*revState, len(rs.Tags))
@@ -491,6 +492,11 @@ func (r *Router) pick(ctx *fasthttp.RequestCtx, rt *route) (*revState, bool) {
 				}
 			}
 		}
+	}
+	// Header matches come before the split, and before stickiness: a
+	// request that matches always goes to its revision.
+	if rev := rt.match(&ctx.Request.Header); rev != nil {
+		return rev, false
 	}
 	if len(rt.targets) == 1 {
 		return rt.targets[0].rev, false

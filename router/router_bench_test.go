@@ -68,6 +68,12 @@ func BenchmarkWeightedPick(b *testing.B) {
 // benchRouter is a router whose clients and replica both sit on in-memory
 // listeners, so the benchmark measures the router, not the kernel.
 func benchRouter(b *testing.B) *fasthttp.HostClient {
+	return benchRouterWith(b, nil)
+}
+
+// benchRouterWith is benchRouter with a traffic block for hello, which
+// then has revisions hello-00001 (with the replica) and hello-00002.
+func benchRouterWith(b *testing.B, traffic []api.TrafficTarget) *fasthttp.HostClient {
 	backendLn := fasthttputil.NewInmemoryListener()
 	body := []byte("hello world\n")
 	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }, NoDefaultDate: true}
@@ -75,7 +81,11 @@ func benchRouter(b *testing.B) *fasthttp.HostClient {
 	b.Cleanup(func() { _ = backend.Shutdown() })
 
 	e := newEnv(b, Config{Proxy: proxy.Config{Dial: func(string) (net.Conn, error) { return backendLn.Dial() }}}, Deps{})
-	e.deploy("hello", []rev{{name: "hello-00001"}}, nil)
+	revs := []rev{{name: "hello-00001"}}
+	if traffic != nil {
+		revs = append(revs, rev{name: "hello-00002"})
+	}
+	e.deploy("hello", revs, traffic)
 	e.endpoint("hello", "hello-00001", "r1", "backend", 0)
 	e.waitRoute(host("hello"), 1)
 	return &fasthttp.HostClient{
@@ -115,4 +125,80 @@ func BenchmarkProxy(b *testing.B) {
 			}
 		})
 	})
+}
+
+// fiveNames is a route with five matches on five different headers, the
+// worst case for five rules: each reads its own header.
+func fiveNames() *route {
+	rt := &route{targets: []target{{cum: 100, rev: &revState{name: "stable"}}}, total: 100}
+	var specs []matchSpec
+	states := map[string]*revState{}
+	for i := range 5 {
+		name := fmt.Sprintf("m%d", i)
+		specs = append(specs, matchSpec{Revision: name, Headers: []headerSpec{{fmt.Sprintf("X-Rule%d", i), "on"}}})
+		states[name] = &revState{name: name}
+	}
+	rt.matches = newMatches(specs, states)
+	return rt
+}
+
+// BenchmarkRouteSelect is the request path's route choice, host lookup and
+// revision pick, for a request that matches no header rule, on a route
+// with none and with five (the cost every unmatched request pays).
+func BenchmarkRouteSelect(b *testing.B) {
+	r := &Router{}
+	ctx := new(fasthttp.RequestCtx)
+	ctx.Request.Header.SetHost("fn.localhost")
+	ctx.Request.Header.Set("User-Agent", "hey/0.0.1")
+	ctx.Request.Header.Set("Accept", "*/*")
+	ctx.Request.Header.Set("X-User", "nobody")
+	for _, bc := range []struct {
+		name string
+		rt   *route
+	}{
+		{"none", &route{targets: fiveRules().targets, total: 100}},
+		{"5rules", fiveRules()},
+		{"5rules-5names", fiveNames()},
+	} {
+		t := &table{hosts: map[string]*route{"fn.localhost": bc.rt}}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				rt := t.lookup(ctx.Request.Header.Host())
+				if rev, _ := r.pick(ctx, rt); rev.name != "stable" {
+					b.Fatal("matched")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkProxyHeaderRules is BenchmarkProxy's sequential case on a
+// function without header matches and with five that the request does not
+// meet: the router's throughput cost of five rules.
+func BenchmarkProxyHeaderRules(b *testing.B) {
+	rules := []api.TrafficTarget{{Revision: "hello-00001", Percent: 100}}
+	for i := range 5 {
+		rules = append(rules, api.TrafficTarget{Revision: "hello-00002", Headers: map[string]string{"User": fmt.Sprintf("tester-%d", i)}})
+	}
+	for _, bc := range []struct {
+		name    string
+		traffic []api.TrafficTarget
+	}{
+		{"none", []api.TrafficTarget{{Revision: "hello-00001", Percent: 100}}},
+		{"5rules", rules},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			c := benchRouterWith(b, bc.traffic)
+			req, resp := new(fasthttp.Request), new(fasthttp.Response)
+			req.SetRequestURI("http://hello.localhost/")
+			req.Header.Set("User", "someone")
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Do(req, resp); err != nil || resp.StatusCode() != 200 || string(resp.Body()) != "hello world\n" {
+					b.Fatalf("status %d: %v", resp.StatusCode(), err)
+				}
+			}
+		})
+	}
 }

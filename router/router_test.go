@@ -718,6 +718,10 @@ func TestConfigValidate(t *testing.T) {
 		{"tiny header limit", Config{MaxHeaderBytes: 10}, false},
 		{"negative timeout", Config{IdleTimeout: -1}, false},
 		{"sample slower than report", Config{SampleInterval: 2 * time.Second, StatsInterval: time.Second}, false},
+		{"sticky cookie and header", Config{StickyCookie: "ebb-rev", StickyHeader: "X-User"}, true},
+		{"sticky cookie with attributes", Config{StickyCookie: "a=b; Path=/"}, false},
+		{"sticky header with CRLF", Config{StickyHeader: "X-User\r\nX-Evil: 1"}, false},
+		{"sticky header too long", Config{StickyHeader: strings.Repeat("h", 129)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.cfg.Validate()

@@ -3,8 +3,11 @@ package router
 import (
 	"hash/maphash"
 	"math/rand/v2"
+	"net/textproto"
 	"sort"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/store"
@@ -17,6 +20,19 @@ type routeSpec struct {
 	// Tags are the function's tagged revisions, by tag, which a request to
 	// the function's own host may ask for by header (TagHeaders).
 	Tags map[string]string
+	// Matches are the function's header matches, in traffic order, tried
+	// on its own host before the split.
+	Matches []matchSpec
+}
+
+// matchSpec sends requests whose headers all match to Revision.
+type matchSpec struct {
+	Revision string
+	Headers  []headerSpec // by name
+}
+
+type headerSpec struct {
+	Name, Value string
 }
 
 type targetSpec struct {
@@ -55,12 +71,16 @@ func plan(domain string, fns []store.Function, revs map[string]store.Revision) (
 	for _, fn := range fns {
 		var main []targetSpec
 		var byTag map[string]string
+		var matches []matchSpec
 		for _, t := range store.ResolveTraffic(fn) {
 			if t.Revision == "" || !bind(t.Revision) {
 				continue
 			}
 			if t.Percent > 0 {
 				main = append(main, targetSpec{Revision: t.Revision, Percent: t.Percent})
+			}
+			if len(t.Headers) > 0 {
+				matches = append(matches, matchSpec{Revision: t.Revision, Headers: headerSpecs(t.Headers)})
 			}
 			if t.Tag != "" {
 				if byTag == nil {
@@ -80,7 +100,7 @@ func plan(domain string, fns []store.Function, revs map[string]store.Revision) (
 			main = []targetSpec{{Revision: fn.LatestRevision, Percent: 100}}
 		}
 		if len(main) > 0 {
-			hosts[fn.Name+"."+domain] = routeSpec{Function: fn.Name, Targets: main, Tags: byTag}
+			hosts[fn.Name+"."+domain] = routeSpec{Function: fn.Name, Targets: main, Tags: byTag, Matches: matches}
 		}
 	}
 	for host, rs := range tags {
@@ -89,6 +109,17 @@ func plan(domain string, fns []store.Function, revs map[string]store.Revision) (
 		}
 	}
 	return hosts, used
+}
+
+// headerSpecs lists a header match by name, in the canonical form the
+// request header's Peek looks names up in, so that it need not rewrite them.
+func headerSpecs(h map[string]string) []headerSpec {
+	out := make([]headerSpec, 0, len(h))
+	for name, value := range h {
+		out = append(out, headerSpec{Name: textproto.CanonicalMIMEHeaderKey(name), Value: value})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
 }
 
 // table is an immutable snapshot of the routes, read without locks.
@@ -106,6 +137,83 @@ type route struct {
 	total    uint32
 	// tags are the function's tagged revisions by tag, on its own host.
 	tags map[string]*revState
+	// matches are the function's header matches, in order, on its own host.
+	matches []headerMatch
+}
+
+// headerMatch sends a request whose headers all match to rev.
+type headerMatch struct {
+	headers []matchHeader
+	rev     *revState
+}
+
+// matchHeader is one header of a match; slot numbers its name among the
+// route's distinct names, so that rules on one header (user: a, user: b,
+// ...) read it once.
+type matchHeader struct {
+	name, value string
+	slot        int
+}
+
+// matchSlots is how many distinct header names a route's matches read at
+// most once per request; names past them are read at each use.
+const matchSlots = 8
+
+// newMatches binds a route's header matches to live state and numbers
+// their names.
+func newMatches(specs []matchSpec, states map[string]*revState) []headerMatch {
+	if len(specs) == 0 {
+		return nil
+	}
+	slots := map[string]int{}
+	out := make([]headerMatch, 0, len(specs))
+	for _, ms := range specs {
+		hm := headerMatch{headers: make([]matchHeader, 0, len(ms.Headers)), rev: states[ms.Revision]}
+		for _, hs := range ms.Headers {
+			slot, ok := slots[hs.Name]
+			if !ok {
+				slot = len(slots)
+				slots[hs.Name] = slot
+			}
+			hm.headers = append(hm.headers, matchHeader{name: hs.Name, value: hs.Value, slot: slot})
+		}
+		out = append(out, hm)
+	}
+	return out
+}
+
+// match finds the first header match the request meets. Peek reads the
+// parsed header in place, its value stays valid through later Peeks (the
+// names Peek would build a value for, Cookie and Trailer, cannot be
+// matched), and the comparison converts no bytes: it allocates nothing.
+func (rt *route) match(h *fasthttp.RequestHeader) *revState {
+	if len(rt.matches) == 0 {
+		return nil
+	}
+	var values [matchSlots][]byte
+	var read uint8 // bit i: values[i] is read
+next:
+	for i := range rt.matches {
+		m := &rt.matches[i]
+		for j := range m.headers {
+			mh := &m.headers[j]
+			var v []byte
+			if mh.slot < matchSlots {
+				if read&(1<<mh.slot) == 0 {
+					values[mh.slot] = h.Peek(mh.name)
+					read |= 1 << mh.slot
+				}
+				v = values[mh.slot]
+			} else {
+				v = h.Peek(mh.name)
+			}
+			if string(v) != mh.value {
+				continue next
+			}
+		}
+		return m.rev
+	}
+	return nil
 }
 
 // TagHeaders name the request headers that pick a tagged revision on a

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -12,9 +13,9 @@ import (
 )
 
 func (a *app) trafficCmd() *cobra.Command {
-	var tags []string
+	var tags, matches []string
 	cmd := &cobra.Command{
-		Use:   "traffic NAME REVISION=PERCENT... [--tag REVISION=TAG]...",
+		Use:   "traffic NAME REVISION=PERCENT... [--tag REVISION=TAG]... [--match REVISION:HEADER=VALUE[,HEADER=VALUE]...]...",
 		Short: "Split a function's traffic between revisions",
 		Long: `Split a function's traffic between revisions. The percents must sum to 100.
 
@@ -24,10 +25,17 @@ namespace team-a), its generation number (2), or
 --tag gives a revision its own URL, {tag}-{function}.{domain} (in a
 namespace other than default, {tag}-{function}.{namespace}.{domain}); a tagged
 revision that is not in the split gets 0% of the main traffic, which is how
-a canary is previewed before it gets any.`,
+a canary is previewed before it gets any.
+--match sends every request to the function's URL whose headers all match
+to a revision, whatever the percents say (header names ignore case, values
+are exact; a value cannot hold a comma here, the API takes any). Each --match
+adds a 0% target; matches are tried in the order given, before the split,
+and a tag header (Ebb-Tag or Knative-Serving-Tag) is tried before them.`,
 		Example: `  ebb traffic hello hello-00001=90 hello-00002=10
   ebb traffic hello 1=50 @latest=50 --tag 2=canary
-  ebb traffic hello @latest=100`,
+  ebb traffic hello @latest=100
+  ebb traffic hello 1=100 --match 2:user=tester
+  ebb traffic hello 1=100 --match 2:x-env=beta,x-team=core --match 3:user=admin`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) < 2 {
 				return usagef("need a function name and at least one REVISION=PERCENT (usage: %s)", cmd.UseLine())
@@ -45,6 +53,9 @@ a canary is previewed before it gets any.`,
 			if err != nil {
 				return err
 			}
+			if targets, err = withMatches(api.QualifiedName(ns, name), targets, matches); err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -60,15 +71,74 @@ a canary is previewed before it gets any.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "REVISION=TAG: give a revision its own URL (repeatable)")
+	cmd.Flags().StringArrayVar(&matches, "match", nil, "REVISION:HEADER=VALUE[,HEADER=VALUE...]: send requests with all these headers to a revision (repeatable, tried in order)")
 	return cmd
 }
 
 func printTraffic(w io.Writer, fn api.Function) error {
-	t := newTable(w, "REVISION", "PERCENT", "TAG", "URL")
+	matched := false
 	for _, tt := range fn.Traffic {
-		t.row(targetName(tt, fn.LatestRevision), fmt.Sprintf("%d%%", tt.Percent), tt.Tag, tt.URL)
+		matched = matched || len(tt.Headers) > 0
+	}
+	if !matched {
+		t := newTable(w, "REVISION", "PERCENT", "TAG", "URL")
+		for _, tt := range fn.Traffic {
+			t.row(targetName(tt, fn.LatestRevision), fmt.Sprintf("%d%%", tt.Percent), tt.Tag, tt.URL)
+		}
+		return t.flush()
+	}
+	t := newTable(w, "REVISION", "PERCENT", "TAG", "MATCH", "URL")
+	for _, tt := range fn.Traffic {
+		t.row(targetName(tt, fn.LatestRevision), fmt.Sprintf("%d%%", tt.Percent), tt.Tag, formatMatch(tt.Headers), tt.URL)
 	}
 	return t.flush()
+}
+
+// formatMatch writes a header match as --match takes it, names sorted.
+func formatMatch(h map[string]string) string {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for i, name := range names {
+		names[i] = name + "=" + h[name]
+	}
+	return strings.Join(names, ",")
+}
+
+// withMatches adds a 0% target for each REVISION:HEADER=VALUE[,...] match,
+// in order, and checks the result as the API will.
+func withMatches(function string, targets []api.TrafficTarget, matches []string) ([]api.TrafficTarget, error) {
+	if len(matches) == 0 {
+		return targets, nil
+	}
+	for _, arg := range matches {
+		revArg, list, ok := strings.Cut(arg, ":")
+		if !ok || list == "" {
+			return nil, usagef("--match %q: want REVISION:HEADER=VALUE, such as %s:user=tester", arg, api.RevisionName(function, 2))
+		}
+		t, _, err := parseTarget(function, revArg)
+		if err != nil {
+			return nil, usagef("--match %q: %v", arg, err)
+		}
+		t.Headers = map[string]string{}
+		for _, pair := range strings.Split(list, ",") {
+			name, value, ok := strings.Cut(pair, "=")
+			if !ok || name == "" {
+				return nil, usagef("--match %q: %q is not HEADER=VALUE", arg, pair)
+			}
+			if _, dup := t.Headers[name]; dup {
+				return nil, usagef("--match %q: header %s is named twice", arg, name)
+			}
+			t.Headers[name] = value
+		}
+		targets = append(targets, t)
+	}
+	if err := api.ValidateTraffic(targets, func(string) bool { return true }); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return targets, nil
 }
 
 // parseTraffic turns REVISION=PERCENT arguments and REVISION=TAG tags into

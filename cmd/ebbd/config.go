@@ -18,6 +18,7 @@ import (
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/exchange"
+	"github.com/ebbrun/ebb/router"
 )
 
 // Roles ebbd can run.
@@ -51,6 +52,15 @@ type Config struct {
 	// it (refused the connection). Default 2 (exchange.DefaultMaxRetries);
 	// 1 to 16. A request that reached a replica is never sent again.
 	MaxRetries int `yaml:"maxRetries"`
+	// StickyCookie, when set, names a cookie the router sets on a client's
+	// first response to pin it to the revision it got, for as long as that
+	// revision takes traffic: during a canary a user stays on one side.
+	// Default off.
+	StickyCookie string `yaml:"stickyCookie"`
+	// StickyHeader, when set, names a request header (a user id, say)
+	// whose value the router hashes onto the traffic split, so one value
+	// always lands on the same revision while the split holds. Default off.
+	StickyHeader string `yaml:"stickyHeader"`
 	// Store is "embedded" (default: bbolt at <data-dir>/state.db) or a
 	// redis://host:port/db URL.
 	Store string `yaml:"store"`
@@ -148,6 +158,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "router listen address")
 	fs.IntVar(&cfg.MaxRetries, "max-retries", cfg.MaxRetries, "other replicas tried for a request the first one took no byte of (1-16)")
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "router connections allowed from one client IP address; 0: no bound")
+	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", cfg.StickyCookie, "cookie that pins a client to the revision it first got during a split; empty: off")
+	fs.StringVar(&cfg.StickyHeader, "sticky-header", cfg.StickyHeader, "request header whose value keeps a client on one revision of a split; empty: off")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, `state store: "embedded" or redis://host:port/db`)
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "routing domain for function URLs")
@@ -225,6 +237,8 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["max-retries"] {
 		file.MaxRetries = flags.MaxRetries
 	}
+	pick("sticky-cookie", &file.StickyCookie, flags.StickyCookie)
+	pick("sticky-header", &file.StickyHeader, flags.StickyHeader)
 	pick("store", &file.Store, flags.Store)
 	pick("containerd-address", &file.ContainerdAddress, flags.ContainerdAddress)
 	pick("domain", &file.Domain, flags.Domain)
@@ -267,6 +281,9 @@ func (c Config) Validate() error {
 	}
 	if err := exchange.ValidateMaxRetries(c.MaxRetries); err != nil || c.MaxRetries == 0 {
 		return fmt.Errorf("--max-retries %d: must be between 1 and 16", c.MaxRetries)
+	}
+	if err := c.routerConfig().Validate(); err != nil {
+		return fmt.Errorf("--sticky-cookie %q, --sticky-header %q: %w", c.StickyCookie, c.StickyHeader, err)
 	}
 	if c.Store != "embedded" && !strings.HasPrefix(c.Store, "redis://") && !strings.HasPrefix(c.Store, "rediss://") {
 		return fmt.Errorf("--store %q: must be \"embedded\" or a redis:// URL", c.Store)
@@ -318,6 +335,18 @@ func (c Config) Validate() error {
 		return fmt.Errorf("--vip-prefix: %w", err)
 	}
 	return nil
+}
+
+// routerConfig is the router's share of the configuration.
+func (c Config) routerConfig() router.Config {
+	return router.Config{
+		Addr:          c.HTTPAddr,
+		Domain:        c.Domain,
+		MaxConnsPerIP: c.MaxConnsPerIP,
+		MaxRetries:    c.MaxRetries,
+		StickyCookie:  c.StickyCookie,
+		StickyHeader:  c.StickyHeader,
+	}
 }
 
 // replicaPortRange parses ReplicaPorts.

@@ -14,6 +14,8 @@ func TestParseConfig(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "ebbd.yaml")
 	require.NoError(t, os.WriteFile(file, []byte("domain: fn.example\napiAddr: 127.0.0.1:9999\nlogLevel: debug\nmaxConnsPerIP: 50\n"), 0o600))
+	stickyFile := filepath.Join(dir, "sticky.yaml")
+	require.NoError(t, os.WriteFile(stickyFile, []byte("stickyCookie: from-file\nstickyHeader: X-File\n"), 0o600))
 	badFile := filepath.Join(dir, "bad.yaml")
 	require.NoError(t, os.WriteFile(badFile, []byte("domian: typo\n"), 0o600))
 
@@ -68,6 +70,26 @@ func TestParseConfig(t *testing.T) {
 		}},
 		{name: "no retries", args: []string{"--max-retries", "0"}, wantErr: "--max-retries 0: must be between 1 and 16"},
 		{name: "too many retries", args: []string{"--max-retries", "17"}, wantErr: "--max-retries 17: must be between 1 and 16"},
+		{name: "sticky off by default", args: nil, check: func(t *testing.T, c Config) {
+			assert.Empty(t, c.StickyCookie)
+			assert.Empty(t, c.StickyHeader)
+			assert.Empty(t, c.routerConfig().StickyCookie)
+		}},
+		{name: "sticky cookie and header", args: []string{"--sticky-cookie", "ebb-rev", "--sticky-header", "X-User"}, check: func(t *testing.T, c Config) {
+			rc := c.routerConfig()
+			assert.Equal(t, "ebb-rev", rc.StickyCookie)
+			assert.Equal(t, "X-User", rc.StickyHeader)
+			assert.Equal(t, c.HTTPAddr, rc.Addr)
+			assert.Equal(t, c.Domain, rc.Domain)
+			assert.Equal(t, c.MaxRetries, rc.MaxRetries)
+		}},
+		{name: "sticky from file, flag wins", args: []string{"--config", stickyFile, "--sticky-header", "X-Tenant"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, "from-file", c.StickyCookie)
+			assert.Equal(t, "X-Tenant", c.StickyHeader)
+		}},
+		{name: "bad sticky cookie", args: []string{"--sticky-cookie", "a=b; Path=/"}, wantErr: "not a cookie name"},
+		{name: "bad sticky header", args: []string{"--sticky-header", "X User"}, wantErr: "not a header name"},
+		{name: "sticky header with CRLF", args: []string{"--sticky-header", "X-User\r\nX-Evil"}, wantErr: "--sticky-header"},
 		{name: "redis store", args: []string{"--store", "redis://127.0.0.1:6379/0", "--role", "router"}, check: func(t *testing.T, c Config) {
 			assert.Equal(t, RoleRouter, c.Role)
 		}},

@@ -276,7 +276,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	if err != nil {
 		return nil, fmt.Errorf("router listen %s: %w", d.cfg.HTTPAddr, err)
 	}
-	rt, err := router.New(router.Config{Addr: d.cfg.HTTPAddr, Domain: d.cfg.Domain, MaxConnsPerIP: d.cfg.MaxConnsPerIP, MaxRetries: d.cfg.MaxRetries}, router.Deps{
+	rt, err := router.New(d.cfg.routerConfig(), router.Deps{
 		Store:      d.store,
 		Functions:  d.caches.Functions(),
 		Revisions:  d.caches.Revisions(),
