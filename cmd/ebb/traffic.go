@@ -12,7 +12,7 @@ import (
 )
 
 func (a *app) trafficCmd() *cobra.Command {
-	var tags []string
+	var tags, untags []string
 	cmd := &cobra.Command{
 		Use:   "traffic NAME REVISION=PERCENT... [--tag REVISION=TAG]...",
 		Short: "Split a function's traffic between revisions",
@@ -29,13 +29,19 @@ a canary is previewed before it gets any.`,
   ebb traffic hello 1=50 @latest=50 --tag 2=canary
   ebb traffic hello @latest=100`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 2 {
+			if len(untags) > 0 && (len(args) != 1 || len(tags) > 0) {
+				return usagef("--untag takes the function name alone: it edits the current split (usage: ebb traffic NAME --untag TAG)")
+			}
+			if len(args) < 2 && len(untags) == 0 {
 				return usagef("need a function name and at least one REVISION=PERCENT (usage: %s)", cmd.UseLine())
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
+			if len(untags) > 0 {
+				return a.untag(cmd.Context(), name, untags) // lifecycle.go
+			}
 			ns, err := a.inNamespace()
 			if err != nil {
 				return err
@@ -60,6 +66,7 @@ a canary is previewed before it gets any.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "REVISION=TAG: give a revision its own URL (repeatable)")
+	cmd.Flags().StringArrayVar(&untags, "untag", nil, "TAG: remove a tag from the current split, alone with NAME (repeatable)")
 	return cmd
 }
 
