@@ -166,6 +166,16 @@ func (s *Server) functionDeleteOps(ctx context.Context, kv store.KV, assignments
 	if err != nil {
 		return nil, err
 	}
+	return append(ops, revisionDeleteOps(name, revs, assignments)...), nil
+}
+
+// revisionDeleteOps are the deletes of revision records revs of function
+// name, each at the version read, and of what belongs to each revision:
+// its scale, its keep-alive state and every node's assignment of it. A
+// function's delete and a revision's (revisions.go) both use it, so the two
+// never disagree on what a revision owns.
+func revisionDeleteOps(name string, revs []store.KV, assignments []store.Versioned[store.Assignment]) []store.Op {
+	var ops []store.Op
 	isRevision := map[string]bool{}
 	for _, rev := range revs {
 		ops = append(ops, store.Delete(rev.Key, rev.Version))
@@ -179,7 +189,7 @@ func (s *Server) functionDeleteOps(ctx context.Context, kv store.KV, assignments
 			ops = append(ops, store.Delete(a.Key, a.Version))
 		}
 	}
-	return ops, nil
+	return ops
 }
 
 func (s *Server) listRevisions(w http.ResponseWriter, r *http.Request) error {

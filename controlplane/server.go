@@ -252,6 +252,7 @@ func (s *Server) routes() http.Handler {
 	s.handleNamespaced("GET", "/functions/{name}", s.getFunction)
 	s.handleNamespaced("DELETE", "/functions/{name}", s.deleteFunction)
 	s.handleNamespaced("GET", "/functions/{name}/revisions", s.listRevisions)
+	s.handleNamespaced("DELETE", "/functions/{name}/revisions/{rev}", s.deleteRevision)
 	s.handleNamespaced("PUT", "/functions/{name}/traffic", s.putTraffic)
 	s.handleNamespaced("GET", "/functions/{name}/logs", s.logs)
 	s.handleNamespaced("POST", "/apply", s.apply)

@@ -183,6 +183,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.deleteCmd(),
 		a.revisionsCmd(),
 		a.trafficCmd(),
+		a.rollbackCmd(),
 		a.imagesCmd(),
 		a.logsCmd(),
 		a.statusCmd(),

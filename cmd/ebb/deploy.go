@@ -29,6 +29,9 @@ type deployOptions struct {
 	cpu                    float64
 	noWait                 bool
 	waitTimeout            time.Duration
+	// tag and noTraffic: lifecycle.go.
+	tag       string
+	noTraffic bool
 }
 
 const deployLong = `Create or update a function and wait until its latest revision is ready.
@@ -47,6 +50,12 @@ Secrets come from secret objects of the function's namespace (see 'ebb
 secrets'): --secret NAME:KEY=VAR sets $VAR to key KEY of secret NAME, and
 --secret-file NAME:KEY=FILE puts it in /run/secrets/FILE; --secret VAR- and
 --secret-file FILE- remove one. The values never pass through the CLI.
+
+--tag NAME gives the new revision its own URL, {tag}-{function}.{domain}
+(moving the tag if another revision had it). With --no-traffic as well, the
+split is kept as it is: traffic that followed @latest is pinned to the
+current latest revision first, so the new one is reachable only at its tag
+URL, ready for 'ebb traffic' or a rollout to move traffic to it.
 
 Unless --no-wait is given, deploy then waits up to --wait-timeout: until the
 revision has started (ready >= desired, and at least one replica for a new
@@ -87,6 +96,8 @@ func (a *app) deployCmd() *cobra.Command {
 	f.Float64Var(&o.cpu, "cpu", 0, "CPU limit per replica in cores, such as 0.5 (default 1)")
 	f.BoolVar(&o.noWait, "no-wait", false, "return once the spec is stored, without waiting for readiness")
 	f.DurationVar(&o.waitTimeout, "wait-timeout", 2*time.Minute, "how long to wait for the revision to get ready")
+	f.StringVar(&o.tag, "tag", "", "give the new revision its own URL, {tag}-{function}.{domain}")
+	f.BoolVar(&o.noTraffic, "no-traffic", false, "with --tag: the new revision takes no traffic; the current split is kept")
 	return cmd
 }
 
@@ -270,6 +281,9 @@ func (a *app) deploy(ctx context.Context, name string, o deployOptions, changed 
 	if o.waitTimeout <= 0 {
 		return usagef("--wait-timeout %s: must be positive", o.waitTimeout)
 	}
+	if err := o.checkTagFlags(); err != nil {
+		return err
+	}
 	// Flags that are wrong on their own are reported before any request;
 	// combinations with the stored spec are checked again below.
 	if _, err := applyDeployFlags(api.FunctionSpec{}, o, changed); err != nil {
@@ -309,6 +323,9 @@ func (a *app) deploy(ctx context.Context, name string, o deployOptions, changed 
 		if o.imageSources() == 0 {
 			return usagef("%s is a new function: give --image, --image-archive or --binary", name)
 		}
+		if o.noTraffic {
+			return usagef("%s is a new function: its first revision takes all traffic, so --no-traffic does not apply", name)
+		}
 	default:
 		return fmt.Errorf("read %s: %w", name, err)
 	}
@@ -337,7 +354,7 @@ func (a *app) deploy(ctx context.Context, name string, o deployOptions, changed 
 		spec.Image = img.Name
 	}
 
-	fn, created, err := c.PutFunction(ctx, name, spec)
+	fn, created, err := a.putDeploy(ctx, c, name, spec, existing, o)
 	if err != nil {
 		return fmt.Errorf("deploy %s: %w", name, err)
 	}

@@ -1,7 +1,11 @@
 // Command ebb is the command-line client of ebb's control-plane API: it
 // deploys functions (from an image, an image archive or a static binary),
 // lists and inspects them, splits traffic, pushes images, follows logs,
-// manages namespaces and shows node status.
+// manages namespaces and shows node status. A revision's lifecycle:
+// `ebb deploy --tag NAME --no-traffic` (reachable only at its tag URL),
+// `ebb traffic FN --untag NAME`, `ebb rollback FN [REV]` (100% to the
+// previous ready or the named revision, in one If-Match write) and `ebb
+// revisions delete FN REV...` (refused while routed or latest).
 //
 // Declaratively, `ebb apply -f FILE|DIR|-` applies manifests (ebb's own
 // apiVersion ebb.dev/v1 kinds Function, Secret and Namespace, or Knative

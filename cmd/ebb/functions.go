@@ -269,7 +269,7 @@ func (a *app) deleteCmd() *cobra.Command {
 }
 
 func (a *app) revisionsCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:     "revisions NAME",
 		Aliases: []string{"revs"},
 		Short:   "List a function's revisions, newest first",
@@ -294,6 +294,8 @@ func (a *app) revisionsCmd() *cobra.Command {
 			return printRevisions(a.stdout, revs, a.now())
 		},
 	}
+	cmd.AddCommand(a.revisionsDeleteCmd())
+	return cmd
 }
 
 func printRevisions(w io.Writer, revs []api.Revision, now time.Time) error {

@@ -13,7 +13,7 @@ import (
 )
 
 func (a *app) trafficCmd() *cobra.Command {
-	var tags, matches []string
+	var tags, matches, untags []string
 	cmd := &cobra.Command{
 		Use:   "traffic NAME REVISION=PERCENT... [--tag REVISION=TAG]... [--match REVISION:HEADER=VALUE[,HEADER=VALUE]...]...",
 		Short: "Split a function's traffic between revisions",
@@ -37,13 +37,19 @@ and a tag header (Ebb-Tag or Knative-Serving-Tag) is tried before them.`,
   ebb traffic hello 1=100 --match 2:user=tester
   ebb traffic hello 1=100 --match 2:x-env=beta,x-team=core --match 3:user=admin`,
 		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) < 2 {
+			if len(untags) > 0 && (len(args) != 1 || len(tags) > 0 || len(matches) > 0) {
+				return usagef("--untag takes the function name alone: it edits the current split (usage: ebb traffic NAME --untag TAG)")
+			}
+			if len(args) < 2 && len(untags) == 0 {
 				return usagef("need a function name and at least one REVISION=PERCENT (usage: %s)", cmd.UseLine())
 			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
+			if len(untags) > 0 {
+				return a.untag(cmd.Context(), name, untags) // lifecycle.go
+			}
 			ns, err := a.inNamespace()
 			if err != nil {
 				return err
@@ -72,6 +78,7 @@ and a tag header (Ebb-Tag or Knative-Serving-Tag) is tried before them.`,
 	}
 	cmd.Flags().StringArrayVar(&tags, "tag", nil, "REVISION=TAG: give a revision its own URL (repeatable)")
 	cmd.Flags().StringArrayVar(&matches, "match", nil, "REVISION:HEADER=VALUE[,HEADER=VALUE...]: send requests with all these headers to a revision (repeatable, tried in order)")
+	cmd.Flags().StringArrayVar(&untags, "untag", nil, "TAG: remove a tag from the current split, alone with NAME (repeatable)")
 	return cmd
 }
 

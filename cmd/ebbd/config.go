@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -118,6 +119,13 @@ type Config struct {
 	// bytes, mode 0600 (more during a rotation). Empty means
 	// <data-dir>/secrets.key, made at first start. Control-plane roles only.
 	SecretsKeyFile string `yaml:"secretsKeyFile"`
+	// RevisionHistory is how many unrouted revisions each function keeps,
+	// the newest, when the control plane collects revision garbage.
+	// Default 10 (controlplane.DefaultRevisionHistory); at least 1.
+	RevisionHistory int `yaml:"revisionHistory"`
+	// RevisionMinAge keeps unrouted revisions younger than it past
+	// RevisionHistory. Default 1h; must be positive.
+	RevisionMinAge time.Duration `yaml:"revisionMinAge"`
 }
 
 func defaultConfig() Config {
@@ -142,6 +150,8 @@ func defaultConfig() Config {
 		ReplicaCIDR:       "10.213.0.0/18",
 		Runc:              runcAuto,
 		MaxSpoolBytes:     controlplane.DefaultMaxSpoolBytes,
+		RevisionHistory:   controlplane.DefaultRevisionHistory,
+		RevisionMinAge:    controlplane.DefaultRevisionMinAge,
 		MaxRetries:        exchange.DefaultMaxRetries,
 	}
 }
@@ -176,6 +186,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ReplicaCIDR, "replica-cidr", cfg.ReplicaCIDR, "IPv4 range of replica addresses on the bridge; must hold the replica port range")
 	fs.StringVar(&cfg.Runc, "runc", cfg.Runc, "OCI runtime the containerd shim runs: auto (ebb-runc beside ebbd, else runc), runc, or a path to ebb-runc")
 	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", cfg.SecretsKeyFile, "key-encryption key of secret objects, 32 random bytes with mode 0600 (default <data-dir>/secrets.key, created at first start)")
+	fs.IntVar(&cfg.RevisionHistory, "revision-history", cfg.RevisionHistory, "unrouted revisions each function keeps, the newest; older ones are garbage-collected")
+	fs.DurationVar(&cfg.RevisionMinAge, "revision-min-age", cfg.RevisionMinAge, "unrouted revisions younger than this are kept past --revision-history")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -255,6 +267,12 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("replica-cidr", &file.ReplicaCIDR, flags.ReplicaCIDR)
 	pick("runc", &file.Runc, flags.Runc)
 	pick("secrets-key-file", &file.SecretsKeyFile, flags.SecretsKeyFile)
+	if set["revision-history"] {
+		file.RevisionHistory = flags.RevisionHistory
+	}
+	if set["revision-min-age"] {
+		file.RevisionMinAge = flags.RevisionMinAge
+	}
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}
@@ -306,6 +324,12 @@ func (c Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		return fmt.Errorf("--log-level %q: must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.RevisionHistory < 1 {
+		return fmt.Errorf("--revision-history %d: must be at least 1", c.RevisionHistory)
+	}
+	if c.RevisionMinAge <= 0 {
+		return fmt.Errorf("--revision-min-age %s: must be positive (1s keeps nothing for its age)", c.RevisionMinAge)
 	}
 	if c.MaxSpoolBytes <= 0 {
 		return fmt.Errorf("--max-spool-bytes %d: must be positive", c.MaxSpoolBytes)

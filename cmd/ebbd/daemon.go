@@ -450,6 +450,11 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 	}
 	// The log closes after the server has answered its last call.
 	g.Go(func() error { return errors.Join(api.Serve(ctx, l), auditLog.Close()) })
+	// Every control plane collects; see RunRevisionGC for why it must
+	// move to the leader once there is one.
+	g.Go(func() error {
+		return api.RunRevisionGC(ctx, controlplane.RevisionGCConfig{History: d.cfg.RevisionHistory, MinAge: d.cfg.RevisionMinAge})
+	})
 	return nil
 }
 

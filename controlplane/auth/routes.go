@@ -67,6 +67,8 @@ var routes = concat(
 	namespaced("GET", "/functions/{name}", FunctionsRead),
 	namespaced("DELETE", "/functions/{name}", FunctionsWrite),
 	namespaced("GET", "/functions/{name}/revisions", FunctionsRead),
+	// A routed or latest revision is refused (409), so this never moves traffic.
+	namespaced("DELETE", "/functions/{name}/revisions/{rev}", FunctionsWrite),
 	namespaced("PUT", "/functions/{name}/traffic", TrafficWrite),
 	namespaced("GET", "/functions/{name}/logs", LogsRead),
 	// Apply checks each document's own permissions in its namespace.
