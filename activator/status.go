@@ -2,6 +2,7 @@ package activator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/ebbrun/ebb/internal/revhealth"
@@ -34,7 +35,9 @@ func (a *Activator) watchStatus(ctx context.Context) error {
 	err := a.statuses.Follow(ctx, func(store.Update[store.RevisionNodeStatus]) {
 		a.onStatus(a.statuses.Snapshot())
 	})
-	if ctx.Err() != nil {
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		// A shared cache run by the caller may see the shutdown a moment
+		// before this goroutine's own context does.
 		return nil
 	}
 	return fmt.Errorf("activator: follow %s: %w", store.PrefixRevStatus, err)

@@ -94,7 +94,9 @@ func (g *Registry) Run(ctx context.Context) error {
 		defer func() { <-done }()
 	}
 	err := g.endpoints.Follow(ctx, func(store.Update[store.Endpoint]) { g.apply(g.endpoints.Snapshot()) })
-	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+	if errors.Is(err, context.Canceled) {
+		// Ours, or the shared cache's, which may see the shutdown a
+		// moment before this goroutine's own context does.
 		return nil
 	}
 	return err
