@@ -169,7 +169,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		return nil, fmt.Errorf("router: register metrics: %w", err)
 	}
 	r.retry = exchange.Policy{MaxRetries: cfg.MaxRetries, Retried: r.metrics.retries}
-	r.table.Store(&table{hosts: map[string]*route{}})
+	r.table.Store(&table{hosts: map[string]*route{}, superseded: make(chan struct{})})
 	r.server = &fasthttp.Server{
 		Handler:                      r.handle,
 		Name:                         "ebb",
@@ -364,9 +364,12 @@ func (r *Router) rebuildLocked() bool {
 	r.states = states
 
 	t := &table{
-		hosts:     make(map[string]*route, len(hosts)),
-		functions: make(map[string]*route, len(fns)),
-		revs:      make([]*revState, 0, len(states)),
+		hosts:      make(map[string]*route, len(hosts)),
+		functions:  make(map[string]*route, len(fns)),
+		revs:       make([]*revState, 0, len(states)),
+		fnSnap:     fnSnap,
+		revSnap:    revSnap,
+		superseded: make(chan struct{}),
 	}
 	for host, rs := range hosts {
 		rt := &route{function: rs.Function, targets: make([]target, 0, len(rs.Targets))}
@@ -389,7 +392,7 @@ func (r *Router) rebuildLocked() bool {
 	for _, st := range states {
 		t.revs = append(t.revs, st)
 	}
-	r.table.Store(t)
+	close(r.table.Swap(t).superseded)
 	select {
 	case <-r.ready:
 	default:
@@ -426,13 +429,46 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 	if refuseFraming(ctx) {
 		return
 	}
-	rt := r.table.Load().lookup(ctx.Request.Header.Host())
+	rt := r.lookup(ctx.Request.Header.Host())
 	if rt == nil {
 		r.metrics.unknownHost.Inc()
 		exchange.WriteError(ctx, fasthttp.StatusNotFound, "ebb: no function is served at this host\n")
 		return
 	}
 	r.serve(ctx, rt)
+}
+
+// staleWait bounds how long a request for a host the table does not know
+// waits for a table built from newer records.
+const staleWait = time.Second
+
+// lookup finds host's route. A host the table does not know, while the
+// caches hold records the table was not built from, waits for the next
+// table (at most staleWait): a function created a moment ago, whose PUT
+// has already been answered, is served rather than refused with 404. A
+// host that is unknown with nothing pending is refused at once.
+func (r *Router) lookup(host []byte) *route {
+	t := r.table.Load()
+	if rt := t.lookup(host); rt != nil {
+		return rt
+	}
+	var wait *time.Timer
+	for t.fnSnap != r.fns.Snapshot() || t.revSnap != r.revs.Snapshot() {
+		if wait == nil {
+			wait = time.NewTimer(staleWait)
+			defer wait.Stop()
+		}
+		select {
+		case <-t.superseded:
+		case <-wait.C:
+			return nil
+		}
+		t = r.table.Load()
+		if rt := t.lookup(host); rt != nil {
+			return rt
+		}
+	}
+	return nil
 }
 
 // ServeFunction serves a request with function fn's traffic split, whatever

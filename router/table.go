@@ -129,6 +129,12 @@ type table struct {
 	// for ServeFunction.
 	functions map[string]*route
 	revs      []*revState
+	// fnSnap and revSnap are the cache snapshots the table was built
+	// from: newer ones mean a rebuild is due.
+	fnSnap  *store.Snapshot[store.Function]
+	revSnap *store.Snapshot[store.Revision]
+	// superseded is closed when the next table replaces this one.
+	superseded chan struct{}
 }
 
 type route struct {
