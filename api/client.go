@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -465,27 +464,7 @@ func (c *Client) DeleteNamespace(ctx context.Context, ns string, force bool) err
 
 // unary runs a bounded request whose response is one JSON document.
 func (c *Client) unary(ctx context.Context, method, path string, in, out any, ok ...int) (int, error) {
-	if c.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.timeout)
-		defer cancel()
-	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, fmt.Errorf("encode %s %s: %w", method, path, err)
-		}
-		body = bytes.NewReader(b) // NewRequest sets ContentLength and GetBody from it
-	}
-	req, err := c.newRequest(ctx, method, path, nil, body)
-	if err != nil {
-		return 0, err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return c.roundTrip(req, out, ok...)
+	return c.do(ctx, method, path, nil, nil, in, out, ok...)
 }
 
 func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, body io.Reader) (*http.Request, error) {

@@ -83,7 +83,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, h ht
 		if err != nil {
 			return 0, fmt.Errorf("encode %s %s: %w", method, path, err)
 		}
-		body = bytes.NewReader(b)
+		body = bytes.NewReader(b) // NewRequest sets ContentLength and GetBody from it
 	}
 	req, err := c.newRequest(ctx, method, path, q, body)
 	if err != nil {
