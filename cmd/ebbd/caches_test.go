@@ -132,6 +132,10 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 			// eBPF loads where the machine allows, with VIPs of its own
 			// so as not to meet another ebbd's on this machine.
 			cfg.VIPPrefix = fmt.Sprintf("127.78.%d.0/24", 1+rand.IntN(250))
+			// Watches are what this counts; replica isolation would make
+			// the node bridge (ebb0 by default) and leave it on the
+			// machine, which a test must not.
+			cfg.Isolation = isolationOff
 			if tt.containerd {
 				cfg.ContainerdAddress = testenv.Containerd(t)
 			}
