@@ -2,12 +2,10 @@ package controlplane
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"mime"
 	"net/http"
-	"net/http/httptest"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/controlplane/auth"
@@ -71,17 +69,11 @@ var applyTypes = map[string]bool{
 	"application/json": true,
 }
 
-// errorDetail is the error envelope writeErr would answer err with, so a
-// document's failure carries the same code and message as the PUT it
-// stands for (quota numbers included).
+// errorDetail is the error envelope the PUT a document stands for would
+// answer err with (quota numbers included).
 func (s *Server) errorDetail(r *http.Request, err error) *api.ErrorDetail {
-	rec := httptest.NewRecorder()
-	s.writeErr(rec, r, err)
-	var body api.ErrorBody
-	if json.Unmarshal(rec.Body.Bytes(), &body) != nil || body.Error.Code == "" {
-		return &api.ErrorDetail{Code: api.CodeInternal, Message: err.Error()}
-	}
-	return &body.Error
+	_, detail := s.errorOf(r, err)
+	return &detail
 }
 
 // applyObject applies one document after checking that the caller may

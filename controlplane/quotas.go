@@ -28,16 +28,16 @@ var quotaUnits = map[string]string{
 	quota.ResourceMemory: "bytes", quota.ResourceCPU: "millicores", quota.ResourceSecrets: "secrets",
 }
 
-// writeQuotaExceeded answers a change refused by a quota: 403
-// quota_exceeded, with the numbers in the message and in error.quota.
-func writeQuotaExceeded(w http.ResponseWriter, e *quota.ExceededError) {
-	writeJSON(w, http.StatusForbidden, api.ErrorBody{Error: api.ErrorDetail{
+// quotaExceededDetail is the envelope of a change refused by a quota (403
+// quota_exceeded): the numbers in the message and in error.quota.
+func quotaExceededDetail(e *quota.ExceededError) api.ErrorDetail {
+	return api.ErrorDetail{
 		Code: api.CodeQuotaExceeded, Message: e.Error(),
 		Quota: &api.QuotaExceeded{
 			Namespace: e.Namespace, Resource: e.Resource, Unit: quotaUnits[e.Resource],
 			Limit: e.Limit, Used: e.Used, Wants: e.Wants,
 		},
-	}})
+	}
 }
 
 func (s *Server) getQuota(w http.ResponseWriter, r *http.Request) error {

@@ -448,28 +448,36 @@ func errorf(status int, code, format string, args ...any) error {
 }
 
 func (s *Server) writeErr(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the client went away; nobody reads the answer
+	}
+	status, detail := s.errorOf(r, err)
+	writeJSON(w, status, api.ErrorBody{Error: detail})
+}
+
+// errorOf is the status and error envelope an API answer gives err: the
+// one classification of errors, for whole requests (writeErr) and for
+// each document of an apply alike.
+func (s *Server) errorOf(r *http.Request, err error) (int, api.ErrorDetail) {
 	var he *httpError
 	var maxErr *http.MaxBytesError
 	var exceeded *quota.ExceededError
 	switch {
 	case errors.As(err, &exceeded):
-		writeQuotaExceeded(w, exceeded)
+		return http.StatusForbidden, quotaExceededDetail(exceeded)
 	case errors.As(err, &he):
-		writeError(w, he.status, he.code, he.msg)
+		return he.status, api.ErrorDetail{Code: he.code, Message: he.msg}
 	case errors.As(err, &maxErr):
-		writeError(w, http.StatusRequestEntityTooLarge, api.CodeTooLarge, fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit))
+		return http.StatusRequestEntityTooLarge, api.ErrorDetail{Code: api.CodeTooLarge, Message: fmt.Sprintf("request body exceeds %d bytes", maxErr.Limit)}
 	case api.IsValidation(err):
-		writeError(w, http.StatusBadRequest, api.CodeInvalid, err.Error())
+		return http.StatusBadRequest, api.ErrorDetail{Code: api.CodeInvalid, Message: err.Error()}
 	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, api.CodeNotFound, err.Error())
+		return http.StatusNotFound, api.ErrorDetail{Code: api.CodeNotFound, Message: err.Error()}
 	case errors.Is(err, store.ErrConflict):
-		writeError(w, http.StatusConflict, api.CodeConflict, "a concurrent change won; retry")
-	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
-		// The client went away; nobody reads the answer.
-	default:
-		s.deps.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		writeError(w, http.StatusInternalServerError, api.CodeInternal, err.Error())
+		return http.StatusConflict, api.ErrorDetail{Code: api.CodeConflict, Message: "a concurrent change won; retry"}
 	}
+	s.deps.Logger.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	return http.StatusInternalServerError, api.ErrorDetail{Code: api.CodeInternal, Message: err.Error()}
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
