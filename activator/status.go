@@ -2,7 +2,6 @@ package activator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/ebbrun/ebb/internal/revhealth"
@@ -35,9 +34,7 @@ func (a *Activator) watchStatus(ctx context.Context) error {
 	err := a.statuses.Follow(ctx, func(store.Update[store.RevisionNodeStatus]) {
 		a.onStatus(a.statuses.Snapshot())
 	})
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		// A shared cache run by the caller may see the shutdown a moment
-		// before this goroutine's own context does.
+	if store.FollowEnded(ctx, err) {
 		return nil
 	}
 	return fmt.Errorf("activator: follow %s: %w", store.PrefixRevStatus, err)

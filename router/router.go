@@ -257,9 +257,7 @@ func sinkOrNil(s StatsSink) revstats.Sink {
 // caches' snapshots, so it needs no more than the news.
 func follow[T any](ctx context.Context, c *store.Cache[T], changed func()) error {
 	err := c.Follow(ctx, func(store.Update[T]) { changed() })
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		// A shared cache run by the caller may see the shutdown a moment
-		// before this goroutine's own context does.
+	if store.FollowEnded(ctx, err) {
 		return nil
 	}
 	return fmt.Errorf("router: follow %s: %w", c.Prefix(), err)

@@ -180,6 +180,15 @@ func (c *Cache[T]) Followers() int {
 	return len(c.followers)
 }
 
+// FollowEnded reports whether Follow's err (with ctx, the follower's
+// context) is a shutdown rather than a failure: the follower's context
+// ended, or the cache's Run did because its own context was cancelled. A
+// shared cache run by the caller can see the shutdown a moment before the
+// follower's own context does, so ctx alone would call that a failure.
+func FollowEnded(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.Canceled)
+}
+
 // Follow calls fn with every update until ctx ends or Run stops, and
 // returns why: ctx's error, or why Run stopped (its context's error, or
 // one wrapping ErrClosed). If the cache has

@@ -3,6 +3,8 @@ package store_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -476,4 +478,27 @@ func TestCacheRunEndsWithItsContext(t *testing.T) {
 		assert.NoError(t, <-ran)
 		assert.ErrorIs(t, <-followed, context.Canceled, "the follower hears that the cache's context ended")
 	})
+}
+
+// A follower's error is a shutdown when its own context ended, or when
+// the shared cache's Run stopped on a cancelled context a moment before
+// the follower's context did; anything else is a failure.
+func TestFollowEnded(t *testing.T) {
+	live := context.Background()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want bool
+	}{
+		{"own context ended", done, context.Canceled, true},
+		{"cache cancelled first", live, context.Canceled, true},
+		{"cache cancelled, wrapped", live, fmt.Errorf("watch: %w", context.Canceled), true},
+		{"cache closed", live, store.ErrClosed, false},
+		{"cache failed", live, errors.New("redis: connection refused"), false},
+	} {
+		assert.Equal(t, tc.want, store.FollowEnded(tc.ctx, tc.err), tc.name)
+	}
 }

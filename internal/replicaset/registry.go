@@ -94,9 +94,7 @@ func (g *Registry) Run(ctx context.Context) error {
 		defer func() { <-done }()
 	}
 	err := g.endpoints.Follow(ctx, func(store.Update[store.Endpoint]) { g.apply(g.endpoints.Snapshot()) })
-	if errors.Is(err, context.Canceled) {
-		// Ours, or the shared cache's, which may see the shutdown a
-		// moment before this goroutine's own context does.
+	if store.FollowEnded(ctx, err) {
 		return nil
 	}
 	return err

@@ -184,9 +184,7 @@ func (s *Syncer) portPrefix() string { return store.PrefixPorts + s.cfg.Node + "
 // follow calls changed after each change to c until ctx ends.
 func follow[T any](ctx context.Context, c *store.Cache[T], changed func()) error {
 	err := c.Follow(ctx, func(store.Update[T]) { changed() })
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		// A shared cache run by the caller may see the shutdown a moment
-		// before this goroutine's own context does.
+	if store.FollowEnded(ctx, err) {
 		return nil
 	}
 	return fmt.Errorf("bpfsync: follow %s: %w", c.Prefix(), err)
