@@ -108,6 +108,16 @@ func (a *app) inNamespace() (string, error) {
 	return s.Namespace, nil
 }
 
+// functionNamespace checks a function name given on the command line (a
+// usage error if it is not a DNS label) and returns the namespace it is
+// meant in.
+func (a *app) functionNamespace(name string) (string, error) {
+	if err := api.ValidateName("function name", name); err != nil {
+		return "", &usageError{err: err}
+	}
+	return a.inNamespace()
+}
+
 // client builds the API client from the resolved settings.
 func (a *app) client() (*api.Client, error) {
 	s, err := resolveSettings(a.overrides(), a.getenv)

@@ -265,10 +265,7 @@ func applyDeployFlags(base api.FunctionSpec, o deployOptions, changed func(strin
 }
 
 func (a *app) deploy(ctx context.Context, name string, o deployOptions, changed func(string) bool) error {
-	if err := api.ValidateName("function name", name); err != nil {
-		return &usageError{err: err}
-	}
-	ns, err := a.inNamespace()
+	ns, err := a.functionNamespace(name)
 	if err != nil {
 		return err
 	}

@@ -37,10 +37,7 @@ changed since it was read (If-Match); otherwise run the command again.`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := api.ValidateName("function name", name); err != nil {
-				return &usageError{err: err}
-			}
-			ns, err := a.inNamespace()
+			ns, err := a.functionNamespace(name)
 			if err != nil {
 				return err
 			}
@@ -294,10 +291,7 @@ collector, which keeps the newest (ebbd --revision-history).`,
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
-			if err := api.ValidateName("function name", name); err != nil {
-				return &usageError{err: err}
-			}
-			ns, err := a.inNamespace()
+			ns, err := a.functionNamespace(name)
 			if err != nil {
 				return err
 			}
