@@ -392,9 +392,15 @@ const netSlots = 27
 // side, in this process or another, never share one.
 type netSlot struct{ index int }
 
+// portRange is the slot's window of replica ports.
+func (s netSlot) portRange() (lo, hi int) {
+	lo = 30000 + 100*s.index
+	return lo, lo + 99
+}
+
 func (s netSlot) ports() string {
-	lo := 30000 + 100*s.index
-	return fmt.Sprintf("%d-%d", lo, lo+99)
+	lo, hi := s.portRange()
+	return fmt.Sprintf("%d-%d", lo, hi)
 }
 
 func (s netSlot) bridge() string { return fmt.Sprintf("ebbt%d", s.index) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -46,7 +47,7 @@ func TestReplicaCannotEscape(t *testing.T) {
 
 	peer := hello.Replicas[0].Addr
 	gateway := gatewayOf(t, d.slot)
-	lo, hi := portWindow(t, d.slot)
+	lo, hi := d.slot.portRange()
 	bind := []string{portOfAddr(d.httpAddr)}
 	_, own, err := net.SplitHostPort(escaper.Replicas[0].Addr)
 	require.NoError(t, err)
@@ -138,21 +139,9 @@ func capBounding(t *testing.T, id string) uint64 {
 // gatewayOf is the node's address on the slot's bridge, as replicas see it.
 func gatewayOf(t *testing.T, s netSlot) string {
 	t.Helper()
-	_, n, err := net.ParseCIDR(s.cidr())
+	cidr, err := netip.ParsePrefix(s.cidr())
 	require.NoError(t, err)
-	ip := n.IP.To4()
-	ip[3]++
-	return ip.String()
-}
-
-func portWindow(t *testing.T, s netSlot) (lo, hi int) {
-	t.Helper()
-	a, b, _ := strings.Cut(s.ports(), "-")
-	lo, err := strconv.Atoi(a)
-	require.NoError(t, err)
-	hi, err = strconv.Atoi(b)
-	require.NoError(t, err)
-	return lo, hi
+	return replicanet.Config{CIDR: cidr}.Gateway().String()
 }
 
 // outsideHost is a host outside the node: a network namespace the test
