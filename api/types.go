@@ -368,4 +368,7 @@ type RevisionStat struct {
 	Buffered int `json:"buffered"`
 	// Interval is the length of the interval the figures cover.
 	Interval Duration `json:"interval"`
+	// Outcomes are how the interval's requests ended; only routers count
+	// them (an activator's requests came through a router).
+	Outcomes *Outcomes `json:"outcomes,omitempty"`
 }

@@ -10,116 +10,38 @@ import (
 	"github.com/ebbrun/ebb/api"
 )
 
-// Phase is where a rollout is in its life.
-type Phase string
+// The rollout's types are the API's (api/rollout_state.go), so that what
+// the control plane stores is what GET shows; these names keep this
+// package's code short.
+type (
+	Phase       = api.RolloutPhase
+	State       = api.RolloutState
+	StepRecord  = api.RolloutStep
+	Verdict     = api.RolloutVerdict
+	Analysis    = api.RolloutAnalysis
+	PromOutcome = api.RolloutPromOutcome
+	Figures     = api.RolloutFigures
+)
 
 // The phases. Succeeded, RolledBack and Aborted are final.
 const (
-	Progressing Phase = "Progressing"
-	Paused      Phase = "Paused"
-	Succeeded   Phase = "Succeeded"
-	RolledBack  Phase = "RolledBack"
-	Aborted     Phase = "Aborted"
+	Progressing = api.RolloutProgressing
+	Paused      = api.RolloutPaused
+	Succeeded   = api.RolloutSucceeded
+	RolledBack  = api.RolloutRolledBack
+	Aborted     = api.RolloutAborted
 )
 
-// Final reports whether no step or action can change a rollout in phase p.
-func (p Phase) Final() bool { return p == Succeeded || p == RolledBack || p == Aborted }
+// The verdicts.
+const (
+	Pass         = api.VerdictPass
+	Fail         = api.VerdictFail
+	Inconclusive = api.VerdictInconclusive
+)
 
 // ErrTransition is wrapped by the error of an action the rollout's phase
 // does not allow, such as resuming a rollout that succeeded.
 var ErrTransition = errors.New("impossible rollout transition")
-
-// State is a rollout, as the runner stores it between steps. It carries the
-// policy it started under, so a later change of the function's policy does
-// not change a rollout under way.
-type State struct {
-	Phase  Phase             `json:"phase"`
-	Policy api.RolloutPolicy `json:"policy"`
-	// Stable is the revision serving the rest of the traffic, and the one
-	// a rollback returns to; Canary is the revision being rolled out.
-	Stable string `json:"stable"`
-	Canary string `json:"canary"`
-	// Step indexes Policy.Steps; Percent is the canary's share now.
-	Step      int       `json:"step"`
-	Percent   int       `json:"percent"`
-	StartedAt time.Time `json:"startedAt"`
-	StepStart time.Time `json:"stepStart"`
-	// Steps records each step reached, in order.
-	Steps []StepRecord `json:"steps"`
-	// FinishedAt and Reason are set when the rollout reaches a final phase.
-	FinishedAt time.Time `json:"finishedAt,omitzero"`
-	Reason     string    `json:"reason,omitempty"`
-}
-
-// StepRecord is one step's history: how often it was judged, and its last
-// analysis with the figures it was judged on.
-type StepRecord struct {
-	Percent   int       `json:"percent"`
-	StartedAt time.Time `json:"startedAt"`
-	Checks    int       `json:"checks"`
-	Passed    int       `json:"passed"`
-	Last      *Analysis `json:"last,omitempty"`
-}
-
-// Verdict is the outcome of one analysis.
-type Verdict string
-
-// The verdicts. Inconclusive neither passes nor fails: the window had too
-// few canary requests, or a PromQL check had no value.
-const (
-	Pass         Verdict = "Pass"
-	Fail         Verdict = "Fail"
-	Inconclusive Verdict = "Inconclusive"
-)
-
-// Analysis is one judgement of the canary and the figures it rests on.
-type Analysis struct {
-	At      time.Time `json:"at"`
-	Verdict Verdict   `json:"verdict"`
-	Reason  string    `json:"reason"`
-	Canary  Figures   `json:"canary"`
-	Stable  Figures   `json:"stable"`
-	// ErrorRate is the canary's (5xx + connection errors) / requests.
-	ErrorRate float64 `json:"errorRate"`
-	// LatencyRatio is canary p99 / stable p99; 0 when not compared (too
-	// few requests of either revision in the window).
-	LatencyRatio float64       `json:"latencyRatio,omitempty"`
-	PromQL       []PromOutcome `json:"promql,omitempty"`
-}
-
-// PromOutcome is one PromQL check's value against its maximum.
-type PromOutcome struct {
-	Query   string  `json:"query"`
-	Max     float64 `json:"max"`
-	Value   float64 `json:"value"`
-	Missing bool    `json:"missing,omitempty"`
-}
-
-// Figures are one revision's figures over an observation window, as the
-// router measures them.
-type Figures struct {
-	// Requests counts every request routed to the revision, including
-	// those answered with a 5xx and those that failed to connect.
-	Requests int64 `json:"requests"`
-	// Errors5xx counts the revision's own 5xx answers.
-	Errors5xx int64 `json:"errors5xx"`
-	// ConnErrors counts requests that never reached a replica.
-	ConnErrors int64         `json:"connErrors"`
-	P50        time.Duration `json:"p50"`
-	P99        time.Duration `json:"p99"`
-}
-
-// ErrorRate is (5xx + connection errors) / requests, 0 with no requests.
-// Should a counter of errors run ahead of Requests, errors are taken as
-// the total, so the rate never exceeds 1.
-func (f Figures) ErrorRate() float64 {
-	errs := max(f.Errors5xx, 0) + max(f.ConnErrors, 0)
-	total := max(f.Requests, errs)
-	if total <= 0 {
-		return 0
-	}
-	return float64(errs) / float64(total)
-}
 
 // Observation is what the runner saw over one window ending at At: the
 // canary's and the stable revision's figures over the same window, and
@@ -152,7 +74,7 @@ func Start(now time.Time, p api.RolloutPolicy, stable, canary string) (State, De
 		return State{}, Decision{}, fmt.Errorf("start rollout: stable %q and canary %q must be two revisions", stable, canary)
 	}
 	st := State{Phase: Progressing, Policy: p, Stable: stable, Canary: canary, StartedAt: now}
-	st, d := st.enterStep(now, 0, fmt.Sprintf("rollout of %s started", canary))
+	st, d := enterStep(st, now, 0, fmt.Sprintf("rollout of %s started", canary))
 	return st, d, nil
 }
 
@@ -162,18 +84,18 @@ func Start(now time.Time, p api.RolloutPolicy, stable, canary string) (State, De
 // An observation taken before the current step began is not judged: its
 // window may belong to the step before.
 func Step(now time.Time, st State, obs Observation) (State, Decision) {
-	st = st.clone()
+	st = clone(st)
 	if st.Phase != Progressing {
 		return st, Decision{Reason: fmt.Sprintf("rollout is %s", st.Phase)}
 	}
 	p := st.Policy
 	if st.Step < 0 || st.Step >= len(p.Steps) || len(st.Steps) == 0 {
 		// Not a state Start and Step make; the safe way out is the stable revision.
-		return st.finish(now, RolledBack, 0, fmt.Sprintf("invalid rollout state: step %d of %d, %d step records", st.Step, len(p.Steps), len(st.Steps)))
+		return finish(st, now, RolledBack, 0, fmt.Sprintf("invalid rollout state: step %d of %d, %d step records", st.Step, len(p.Steps), len(st.Steps)))
 	}
 	elapsed := now.Sub(st.StepStart)
 	if obs.At.Before(st.StepStart) {
-		return st, Decision{Reason: fmt.Sprintf("%s: observation from before the step began, not judged", st.stepName())}
+		return st, Decision{Reason: fmt.Sprintf("%s: observation from before the step began, not judged", stepName(st))}
 	}
 	a := analyze(p, obs)
 	rec := &st.Steps[len(st.Steps)-1]
@@ -181,51 +103,51 @@ func Step(now time.Time, st State, obs Observation) (State, Decision) {
 	rec.Last = &a
 	switch a.Verdict {
 	case Fail:
-		return st.finish(now, RolledBack, 0, fmt.Sprintf("%s failed: %s", st.stepName(), a.Reason))
+		return finish(st, now, RolledBack, 0, fmt.Sprintf("%s failed: %s", stepName(st), a.Reason))
 	case Inconclusive:
 		if elapsed >= p.Deadline.Duration {
-			return st.finish(now, RolledBack, 0, fmt.Sprintf("%s failed: still inconclusive at the %s deadline: %s", st.stepName(), p.Deadline.Duration, a.Reason))
+			return finish(st, now, RolledBack, 0, fmt.Sprintf("%s failed: still inconclusive at the %s deadline: %s", stepName(st), p.Deadline.Duration, a.Reason))
 		}
-		return st, Decision{Reason: fmt.Sprintf("%s: waiting: %s", st.stepName(), a.Reason)}
+		return st, Decision{Reason: fmt.Sprintf("%s: waiting: %s", stepName(st), a.Reason)}
 	}
 	rec.Passed++
 	if elapsed < p.StepDuration.Duration {
-		return st, Decision{Reason: fmt.Sprintf("%s passed a check: %s", st.stepName(), a.Reason)}
+		return st, Decision{Reason: fmt.Sprintf("%s passed a check: %s", stepName(st), a.Reason)}
 	}
 	if st.Step+1 < len(p.Steps) {
-		return st.enterStep(now, st.Step+1, fmt.Sprintf("%s passed: %s", st.stepName(), a.Reason))
+		return enterStep(st, now, st.Step+1, fmt.Sprintf("%s passed: %s", stepName(st), a.Reason))
 	}
-	return st.finish(now, Succeeded, 100, fmt.Sprintf("%s passed, the last: %s now has all traffic", st.stepName(), st.Canary))
+	return finish(st, now, Succeeded, 100, fmt.Sprintf("%s passed, the last: %s now has all traffic", stepName(st), st.Canary))
 }
 
 // Promote ends a live rollout now in the canary's favour: it gets 100%.
 func Promote(now time.Time, st State, reason string) (State, Decision, error) {
-	if err := st.live("promote"); err != nil {
+	if err := live(st, "promote"); err != nil {
 		return st, Decision{}, err
 	}
-	st, d := st.clone().finish(now, Succeeded, 100, "promoted: "+orDefault(reason, "by request"))
+	st, d := finish(clone(st), now, Succeeded, 100, "promoted: "+orDefault(reason, "by request"))
 	return st, d, nil
 }
 
 // Abort ends a live rollout now in the stable revision's favour: the
 // canary goes back to 0%.
 func Abort(now time.Time, st State, reason string) (State, Decision, error) {
-	if err := st.live("abort"); err != nil {
+	if err := live(st, "abort"); err != nil {
 		return st, Decision{}, err
 	}
-	st, d := st.clone().finish(now, Aborted, 0, "aborted: "+orDefault(reason, "by request"))
+	st, d := finish(clone(st), now, Aborted, 0, "aborted: "+orDefault(reason, "by request"))
 	return st, d, nil
 }
 
 // Pause holds a live rollout at its current percent: Step judges nothing
 // until Resume. Pausing a paused rollout changes nothing.
 func Pause(now time.Time, st State) (State, Decision, error) {
-	if err := st.live("pause"); err != nil {
+	if err := live(st, "pause"); err != nil {
 		return st, Decision{}, err
 	}
-	st = st.clone()
+	st = clone(st)
 	st.Phase = Paused
-	return st, Decision{Reason: fmt.Sprintf("%s: paused at %d%%", st.stepName(), st.Percent)}, nil
+	return st, Decision{Reason: fmt.Sprintf("%s: paused at %d%%", stepName(st), st.Percent)}, nil
 }
 
 // Resume continues a paused rollout. The current step starts over at now,
@@ -233,19 +155,19 @@ func Pause(now time.Time, st State) (State, Decision, error) {
 // not count toward its deadline. Resuming a progressing rollout changes
 // nothing.
 func Resume(now time.Time, st State) (State, Decision, error) {
-	if err := st.live("resume"); err != nil {
+	if err := live(st, "resume"); err != nil {
 		return st, Decision{}, err
 	}
-	st = st.clone()
+	st = clone(st)
 	if st.Phase == Progressing {
-		return st, Decision{Reason: fmt.Sprintf("%s: already progressing", st.stepName())}, nil
+		return st, Decision{Reason: fmt.Sprintf("%s: already progressing", stepName(st))}, nil
 	}
 	st.Phase = Progressing
 	st.StepStart = now
-	return st, Decision{Reason: fmt.Sprintf("%s: resumed at %d%%", st.stepName(), st.Percent)}, nil
+	return st, Decision{Reason: fmt.Sprintf("%s: resumed at %d%%", stepName(st), st.Percent)}, nil
 }
 
-func (st State) live(action string) error {
+func live(st State, action string) error {
 	if st.Phase == Progressing || st.Phase == Paused {
 		return nil
 	}
@@ -255,7 +177,7 @@ func (st State) live(action string) error {
 	return fmt.Errorf("%w: cannot %s a rollout in phase %q", ErrTransition, action, st.Phase)
 }
 
-func (st State) enterStep(now time.Time, i int, why string) (State, Decision) {
+func enterStep(st State, now time.Time, i int, why string) (State, Decision) {
 	st.Step = i
 	st.Percent = st.Policy.Steps[i]
 	st.StepStart = now
@@ -263,7 +185,7 @@ func (st State) enterStep(now time.Time, i int, why string) (State, Decision) {
 	return st, Decision{Set: true, Percent: st.Percent, Reason: fmt.Sprintf("%s; %s gets %d%%", why, st.Canary, st.Percent)}
 }
 
-func (st State) finish(now time.Time, phase Phase, percent int, reason string) (State, Decision) {
+func finish(st State, now time.Time, phase Phase, percent int, reason string) (State, Decision) {
 	set := st.Percent != percent
 	st.Phase, st.Percent, st.FinishedAt, st.Reason = phase, percent, now, reason
 	if percent == 0 {
@@ -272,13 +194,13 @@ func (st State) finish(now time.Time, phase Phase, percent int, reason string) (
 	return st, Decision{Set: set, Percent: percent, Reason: reason}
 }
 
-func (st State) stepName() string {
+func stepName(st State) string {
 	return fmt.Sprintf("step %d/%d (%d%%)", st.Step+1, len(st.Policy.Steps), st.Percent)
 }
 
 // clone copies the slices a step changes, so that callers may keep the
 // state they passed in.
-func (st State) clone() State {
+func clone(st State) State {
 	st.Steps = append([]StepRecord(nil), st.Steps...)
 	return st
 }
@@ -312,7 +234,7 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 	// maxErrorRate 0.1 (more than 2 of 20).
 	errs := float64(max(obs.Canary.Errors5xx, 0) + max(obs.Canary.ConnErrors, 0))
 	if a.ErrorRate > maxRate && (enough || errs > maxRate*float64(p.MinRequests)) {
-		return a.fail("error rate %.4g (%d 5xx + %d connection errors of %d requests) is above maxErrorRate %g",
+		return fail(a, "error rate %.4g (%d 5xx + %d connection errors of %d requests) is above maxErrorRate %g",
 			a.ErrorRate, obs.Canary.Errors5xx, obs.Canary.ConnErrors, obs.Canary.Requests, maxRate)
 	}
 	if !enough {
@@ -321,7 +243,7 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 		compared = true
 		a.LatencyRatio = float64(obs.Canary.P99) / float64(obs.Stable.P99)
 		if a.LatencyRatio > p.MaxLatencyRatio {
-			return a.fail("p99 %s is %.3gx the stable p99 %s, above maxLatencyRatio %g",
+			return fail(a, "p99 %s is %.3gx the stable p99 %s, above maxLatencyRatio %g",
 				obs.Canary.P99, a.LatencyRatio, obs.Stable.P99, p.MaxLatencyRatio)
 		}
 	}
@@ -330,7 +252,7 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 		case o.Missing:
 			waits = append(waits, fmt.Sprintf("promql[%d] has no value", i))
 		case o.Value > o.Max:
-			return a.fail("promql[%d] %q is %g, above its max %g", i, o.Query, o.Value, o.Max)
+			return fail(a, "promql[%d] %q is %g, above its max %g", i, o.Query, o.Value, o.Max)
 		}
 	}
 	if len(waits) > 0 {
@@ -347,7 +269,7 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 	return a
 }
 
-func (a Analysis) fail(format string, args ...any) Analysis {
+func fail(a Analysis, format string, args ...any) Analysis {
 	a.Verdict, a.Reason = Fail, fmt.Sprintf(format, args...)
 	return a
 }
