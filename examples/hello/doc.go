@@ -13,6 +13,17 @@
 //	/stats       requests served and the peak of concurrent requests, max_inflight=N
 //	/crash       exits with status 1 at once, as a crashing function would
 //
+// Two environment variables make / misbehave on purpose, for tests of
+// canary rollouts (a changed env makes a new revision):
+//
+//	HELLO_FAIL_PERCENT=N  N% (0-100) of the requests to / answer 500,
+//	                      chosen at random per request
+//	HELLO_DELAY=D         / waits D (a Go duration, at most 10m) before it
+//	                      answers, failing or not
+//
+// A value that does not parse makes hello exit at its start with a message
+// naming the variable, so a typo cannot pass for a healthy revision.
+//
 // On SIGTERM it stops accepting connections and finishes in-flight requests
 // before it exits, as the function contract asks. It must stay free of ebb
 // imports so that it builds into a tiny static binary for an OCI image.

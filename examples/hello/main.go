@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -35,11 +36,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	if port == "" {
 		port = "8080"
 	}
+	faults, err := parseFaults(getenv)
+	if err != nil {
+		return err
+	}
 	l, err := net.Listen("tcp", ":"+port)
 	if err != nil {
 		return fmt.Errorf("listen on port %s: %w", port, err)
 	}
-	srv := &http.Server{Handler: newHandler(getenv, os.Exit), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: newHandler(getenv, os.Exit, faults), ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintf(stdout, "hello listening on :%s (revision %q)\n", port, getenv("EBB_REVISION"))
 
 	errc := make(chan error, 1)
@@ -62,12 +67,70 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer) erro
 	return nil
 }
 
-func newHandler(getenv func(string) string, exit func(int)) http.Handler {
+// faults are the test switches of / (HELLO_FAIL_PERCENT, HELLO_DELAY):
+// they make a revision that fails or is slow on purpose, for rollout tests.
+type faults struct {
+	// failPercent of the requests to / answer 500, chosen per request.
+	failPercent int
+	// delay is waited before / answers, failing or not.
+	delay time.Duration
+	// roll returns a number in [0, n); nil means math/rand/v2's IntN.
+	roll func(n int) int
+}
+
+// parseFaults reads the test switches from the environment. A value that
+// does not parse is an error, so a typo fails the replica at its start
+// instead of running a test against a healthy function.
+func parseFaults(getenv func(string) string) (faults, error) {
+	var f faults
+	if v := getenv("HELLO_FAIL_PERCENT"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 100 {
+			return f, fmt.Errorf("HELLO_FAIL_PERCENT=%q: want a whole number from 0 to 100", v)
+		}
+		f.failPercent = n
+	}
+	if v := getenv("HELLO_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > 10*time.Minute {
+			return f, fmt.Errorf("HELLO_DELAY=%q: want a Go duration from 0 to 10m, such as 50ms", v)
+		}
+		f.delay = d
+	}
+	return f, nil
+}
+
+// fail reports whether this request to / is one of the failPercent.
+func (f faults) fail() bool {
+	if f.failPercent <= 0 {
+		return false
+	}
+	roll := f.roll
+	if roll == nil {
+		roll = rand.IntN
+	}
+	return roll(100) < f.failPercent
+}
+
+func newHandler(getenv func(string) string, exit func(int), f faults) http.Handler {
 	mux := http.NewServeMux()
 	var load loadCounter
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
+			return
+		}
+		if f.delay > 0 {
+			t := time.NewTimer(f.delay)
+			select {
+			case <-t.C:
+			case <-r.Context().Done():
+				t.Stop()
+				return
+			}
+		}
+		if f.fail() {
+			http.Error(w, fmt.Sprintf("failing on purpose (HELLO_FAIL_PERCENT=%d)\nrevision=%s", f.failPercent, getenv("EBB_REVISION")), http.StatusInternalServerError)
 			return
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
