@@ -126,6 +126,10 @@ type Config struct {
 	// RevisionMinAge keeps unrouted revisions younger than it past
 	// RevisionHistory. Default 1h; must be positive.
 	RevisionMinAge time.Duration `yaml:"revisionMinAge"`
+	// RevisionGCInterval is how often the control plane collects revision
+	// garbage. Default 1m (controlplane.DefaultRevisionGCEvery); must be
+	// positive. Tests shorten it.
+	RevisionGCInterval time.Duration `yaml:"revisionGCInterval"`
 }
 
 func defaultConfig() Config {
@@ -153,6 +157,8 @@ func defaultConfig() Config {
 		RevisionHistory:   controlplane.DefaultRevisionHistory,
 		RevisionMinAge:    controlplane.DefaultRevisionMinAge,
 		MaxRetries:        exchange.DefaultMaxRetries,
+
+		RevisionGCInterval: controlplane.DefaultRevisionGCEvery,
 	}
 }
 
@@ -188,6 +194,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", cfg.SecretsKeyFile, "key-encryption key of secret objects, 32 random bytes with mode 0600 (default <data-dir>/secrets.key, created at first start)")
 	fs.IntVar(&cfg.RevisionHistory, "revision-history", cfg.RevisionHistory, "unrouted revisions each function keeps, the newest; older ones are garbage-collected")
 	fs.DurationVar(&cfg.RevisionMinAge, "revision-min-age", cfg.RevisionMinAge, "unrouted revisions younger than this are kept past --revision-history")
+	fs.DurationVar(&cfg.RevisionGCInterval, "revision-gc-interval", cfg.RevisionGCInterval, "how often unrouted revisions are garbage-collected")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -273,6 +280,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["revision-min-age"] {
 		file.RevisionMinAge = flags.RevisionMinAge
 	}
+	if set["revision-gc-interval"] {
+		file.RevisionGCInterval = flags.RevisionGCInterval
+	}
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}
@@ -330,6 +340,9 @@ func (c Config) Validate() error {
 	}
 	if c.RevisionMinAge <= 0 {
 		return fmt.Errorf("--revision-min-age %s: must be positive (1s keeps nothing for its age)", c.RevisionMinAge)
+	}
+	if c.RevisionGCInterval <= 0 {
+		return fmt.Errorf("--revision-gc-interval %s: must be positive", c.RevisionGCInterval)
 	}
 	if c.MaxSpoolBytes <= 0 {
 		return fmt.Errorf("--max-spool-bytes %d: must be positive", c.MaxSpoolBytes)

@@ -453,7 +453,9 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 	// Every control plane collects; see RunRevisionGC for why it must
 	// move to the leader once there is one.
 	g.Go(func() error {
-		return api.RunRevisionGC(ctx, controlplane.RevisionGCConfig{History: d.cfg.RevisionHistory, MinAge: d.cfg.RevisionMinAge})
+		return api.RunRevisionGC(ctx, controlplane.RevisionGCConfig{
+			History: d.cfg.RevisionHistory, MinAge: d.cfg.RevisionMinAge, Every: d.cfg.RevisionGCInterval,
+		})
 	})
 	return nil
 }
