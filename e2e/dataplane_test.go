@@ -193,6 +193,12 @@ func TestDataPlane(t *testing.T) {
 // counts which revision answered each.
 func (d *ebbd) countRevisions(t *testing.T, host string, n, workers int) map[string]int {
 	t.Helper()
+	return d.countRevisionsWith(t, host, nil, n, workers)
+}
+
+// countRevisionsWith is countRevisions with header on every request.
+func (d *ebbd) countRevisionsWith(t *testing.T, host string, header http.Header, n, workers int) map[string]int {
+	t.Helper()
 	var mu sync.Mutex
 	counts := map[string]int{}
 	jobs := make(chan struct{}, n)
@@ -208,6 +214,9 @@ func (d *ebbd) countRevisions(t *testing.T, host string, n, workers int) map[str
 			for range jobs {
 				req, _ := http.NewRequest("GET", "http://"+d.httpAddr+"/", nil)
 				req.Host = host + ".localhost"
+				for k, vs := range header {
+					req.Header[k] = vs
+				}
 				resp, err := routerClient.Do(req)
 				if err != nil {
 					t.Errorf("request: %v", err)
