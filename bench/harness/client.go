@@ -101,6 +101,11 @@ func waitHTTP(ctx context.Context, addr string, interval, timeout time.Duration)
 
 // getBody is FirstRequest that also returns the body, for small answers.
 func getBody(ctx context.Context, hc *http.Client, addr, host, path string) (Timing, string) {
+	return getBodyWith(ctx, hc, addr, host, path, nil)
+}
+
+// getBodyWith is getBody with request headers.
+func getBodyWith(ctx context.Context, hc *http.Client, addr, host, path string, header map[string]string) (Timing, string) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
@@ -108,6 +113,9 @@ func getBody(ctx context.Context, hc *http.Client, addr, host, path string) (Tim
 		return Timing{Err: err}, ""
 	}
 	req.Host = host
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
 	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {

@@ -3,7 +3,8 @@
 // (cold start against the process and containerd floors, the router
 // against HAProxy, nginx and a direct connection, activator bursts, a step
 // load through the autoscaler, trace replay, 10,000 functions, eBPF on and
-// off), prints one summary table, writes JSON and PNG plots to
+// off, how fast a bad canary is rolled back, what header-match rules cost
+// the router), prints one summary table, writes JSON and PNG plots to
 // bench/results/ and rewrites its own sections of bench/RESULTS.md.
 //
 // It drives real programs only: bin/ebbd and bin/hello built by make build,

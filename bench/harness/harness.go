@@ -19,7 +19,7 @@ import (
 )
 
 // Sections, in the order they run and are reported.
-var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf"}
+var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers"}
 
 // Config configures one harness run. Zero fields take the defaults listed.
 type Config struct {
@@ -258,6 +258,10 @@ func (h *Harness) runSection(ctx context.Context, name string) (result Result, e
 		return h.scale(ctx)
 	case "ebpf":
 		return h.ebpf(ctx)
+	case "rollback":
+		return h.rollback(ctx)
+	case "headers":
+		return h.headers(ctx)
 	}
 	return nil, fmt.Errorf("unknown section %q", name)
 }

@@ -3,6 +3,7 @@ package harness
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"regexp"
@@ -140,3 +141,43 @@ func ParseHey(out string) (HeyResult, error) {
 	}
 	return r, nil
 }
+
+// HeyAnswer is one answered request of hey's CSV report (-o csv).
+type HeyAnswer struct {
+	Status int
+	// Sent is when the request was sent, as an offset from hey's start.
+	Sent time.Duration
+	// Took is the whole exchange.
+	Took time.Duration
+}
+
+// ParseHeyCSV reads hey's CSV report: one line per answered request.
+// Requests that got no answer (connection errors, timeouts) are not in it.
+func ParseHeyCSV(out string) ([]HeyAnswer, error) {
+	var rows []HeyAnswer
+	header := false
+	for _, line := range strings.Split(out, "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "response-time,") {
+			header = true
+			continue
+		}
+		f := strings.Split(line, ",")
+		if !header || len(f) != 8 {
+			continue
+		}
+		took, err1 := strconv.ParseFloat(f[0], 64)
+		status, err2 := strconv.Atoi(f[6])
+		sent, err3 := strconv.ParseFloat(f[7], 64)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			return nil, fmt.Errorf("hey csv line %q: %w", line, err)
+		}
+		rows = append(rows, HeyAnswer{Status: status, Sent: fromSeconds(sent), Took: fromSeconds(took)})
+	}
+	if !header {
+		return nil, fmt.Errorf("hey output has no CSV header (was -o csv given?)")
+	}
+	return rows, nil
+}
+
+func fromSeconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }

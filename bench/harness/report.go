@@ -247,6 +247,8 @@ var sectionTitles = map[string]string{
 	"tracereplay": "Trace replay",
 	"scale":       "Scale: 10,000 functions",
 	"ebpf":        "eBPF on and off",
+	"rollback":    "Rollback of a bad canary",
+	"headers":     "Header-match rules",
 }
 
 // Markers around the part of RESULTS.md the harness owns.
