@@ -126,6 +126,10 @@ type Config struct {
 	// RevisionMinAge keeps unrouted revisions younger than it past
 	// RevisionHistory. Default 1h; must be positive.
 	RevisionMinAge time.Duration `yaml:"revisionMinAge"`
+	// RolloutLease is how long a control plane's claim on a rollout lasts
+	// unrenewed: the longest a dead control plane's rollouts wait for
+	// another to drive them. Default 15s.
+	RolloutLease time.Duration `yaml:"rolloutLease"`
 }
 
 func defaultConfig() Config {
@@ -152,6 +156,7 @@ func defaultConfig() Config {
 		MaxSpoolBytes:     controlplane.DefaultMaxSpoolBytes,
 		RevisionHistory:   controlplane.DefaultRevisionHistory,
 		RevisionMinAge:    controlplane.DefaultRevisionMinAge,
+		RolloutLease:      15 * time.Second,
 		MaxRetries:        exchange.DefaultMaxRetries,
 	}
 }
@@ -188,6 +193,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.SecretsKeyFile, "secrets-key-file", cfg.SecretsKeyFile, "key-encryption key of secret objects, 32 random bytes with mode 0600 (default <data-dir>/secrets.key, created at first start)")
 	fs.IntVar(&cfg.RevisionHistory, "revision-history", cfg.RevisionHistory, "unrouted revisions each function keeps, the newest; older ones are garbage-collected")
 	fs.DurationVar(&cfg.RevisionMinAge, "revision-min-age", cfg.RevisionMinAge, "unrouted revisions younger than this are kept past --revision-history")
+	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -273,6 +279,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["revision-min-age"] {
 		file.RevisionMinAge = flags.RevisionMinAge
 	}
+	if set["rollout-lease"] {
+		file.RolloutLease = flags.RolloutLease
+	}
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}
@@ -330,6 +339,9 @@ func (c Config) Validate() error {
 	}
 	if c.RevisionMinAge <= 0 {
 		return fmt.Errorf("--revision-min-age %s: must be positive (1s keeps nothing for its age)", c.RevisionMinAge)
+	}
+	if c.RolloutLease < time.Second || c.RolloutLease > time.Hour {
+		return fmt.Errorf("--rollout-lease %s: must be 1s to 1h", c.RolloutLease)
 	}
 	if c.MaxSpoolBytes <= 0 {
 		return fmt.Errorf("--max-spool-bytes %d: must be positive", c.MaxSpoolBytes)
