@@ -12,7 +12,9 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/rollout"
 	"github.com/ebbrun/ebb/store"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/store/embedded"
+	"github.com/ebbrun/ebb/store/redis"
 )
 
 // fixture is one function, hello, with a stable revision and a canary
@@ -47,6 +49,12 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	st, err := embedded.Open(filepath.Join(t.TempDir(), "state.db"), embedded.Options{})
 	require.NoError(t, err)
+	return newFixtureOn(t, st)
+}
+
+// newFixtureOn is newFixture on a store of the caller's.
+func newFixtureOn(t *testing.T, st store.Store) *fixture {
+	t.Helper()
 	t.Cleanup(func() { st.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -199,7 +207,16 @@ func TestRunnerPausedRolloutHoldsItsPercent(t *testing.T) {
 // alone while the first's lease holds, takes it over once the lease has
 // run out, and the first, coming back, finds it taken.
 func TestRunnersShareNoRollout(t *testing.T) {
-	f := newFixture(t)
+	t.Run("embedded", func(t *testing.T) { testRunnersShareNoRollout(t, newFixture(t)) })
+	t.Run("redis", func(t *testing.T) {
+		// Two control planes on other machines share one Redis.
+		rs, err := redis.Open(context.Background(), testenv.Redis(t).URL(), redis.Options{})
+		require.NoError(t, err)
+		testRunnersShareNoRollout(t, newFixtureOn(t, rs))
+	})
+}
+
+func testRunnersShareNoRollout(t *testing.T, f *fixture) {
 	a, b := f.runner("cp-a"), f.runner("cp-b")
 	f.tick(a)
 	f.tick(b)
