@@ -10,9 +10,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/rollout"
 	"github.com/ebbrun/ebb/store"
-	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/store/embedded"
 	"github.com/ebbrun/ebb/store/redis"
 )
