@@ -130,6 +130,10 @@ type Config struct {
 	// unrenewed: the longest a dead control plane's rollouts wait for
 	// another to drive them. Default 15s.
 	RolloutLease time.Duration `yaml:"rolloutLease"`
+	// PrometheusURL is the Prometheus that rollouts' PromQL checks query;
+	// without it a policy's checks have no value, so its steps wait and,
+	// at their deadline, fail.
+	PrometheusURL string `yaml:"prometheusURL"`
 }
 
 func defaultConfig() Config {
@@ -194,6 +198,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.RevisionHistory, "revision-history", cfg.RevisionHistory, "unrouted revisions each function keeps, the newest; older ones are garbage-collected")
 	fs.DurationVar(&cfg.RevisionMinAge, "revision-min-age", cfg.RevisionMinAge, "unrouted revisions younger than this are kept past --revision-history")
 	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
+	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", cfg.PrometheusURL, "Prometheus base URL for rollouts' PromQL checks")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -273,6 +278,7 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("replica-cidr", &file.ReplicaCIDR, flags.ReplicaCIDR)
 	pick("runc", &file.Runc, flags.Runc)
 	pick("secrets-key-file", &file.SecretsKeyFile, flags.SecretsKeyFile)
+	pick("prometheus-url", &file.PrometheusURL, flags.PrometheusURL)
 	if set["revision-history"] {
 		file.RevisionHistory = flags.RevisionHistory
 	}
