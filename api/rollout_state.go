@@ -41,6 +41,9 @@ type RolloutAction struct {
 	Reason string `json:"reason,omitempty"`
 }
 
+// MaxRolloutReason bounds RolloutAction.Reason, in bytes.
+const MaxRolloutReason = 1024
+
 // The actions POST .../rollouts/{id}/{action} takes.
 const (
 	RolloutPromote = "promote"

@@ -157,14 +157,23 @@ func (s *Server) deleteOnce(ctx context.Context, name string, expect Preconditio
 }
 
 // functionDeleteOps are the deletes of one function (kv, its record):
-// the function, its revisions and, for each revision, its scale,
-// keep-alive state and assignments.
+// the function, its rollouts, its revisions and, for each revision, its
+// scale, keep-alive state and assignments.
 func (s *Server) functionDeleteOps(ctx context.Context, kv store.KV, assignments []store.Versioned[store.Assignment]) ([]store.Op, error) {
 	name := strings.TrimPrefix(kv.Key, store.PrefixFunctions)
 	ops := []store.Op{store.Delete(kv.Key, kv.Version)}
 	revs, _, err := s.deps.Store.List(ctx, store.RevisionsPrefix(name))
 	if err != nil {
 		return nil, err
+	}
+	// Its rollouts, live or finished, go with it; a runner driving one
+	// finds it gone and lets go.
+	rolls, _, err := s.deps.Store.List(ctx, store.RolloutsPrefix(name))
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range rolls {
+		ops = append(ops, store.Delete(kv.Key, kv.Version))
 	}
 	return append(ops, revisionDeleteOps(name, revs, assignments)...), nil
 }

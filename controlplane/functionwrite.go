@@ -154,6 +154,7 @@ func (s *Server) applyFunctionOnce(ctx context.Context, name string, w FunctionW
 	var ops []store.Op
 	var newRev *store.Revision
 	changed := created
+	prevLatest := fn.LatestRevision
 	if w.Spec != nil && !reflect.DeepEqual(fn.Spec, *w.Spec) {
 		changed = true
 		named, err := revs.named(w.Spec.RevisionName, *w.Spec)
@@ -191,6 +192,15 @@ func (s *Server) applyFunctionOnce(ctx context.Context, name string, w FunctionW
 	if newRev != nil {
 		revs.add(*newRev)
 	}
+	// With a rollout policy a new revision earns its traffic step by step
+	// rather than taking it all; a split given in the same write wins.
+	if newRev != nil && !created && w.Traffic == nil && w.Spec.Rollout != nil {
+		rollOps, err := s.startRollout(ctx, &fn, *w.Spec.Rollout, prevLatest, newRev.Name)
+		if err != nil {
+			return FunctionResult{}, err
+		}
+		ops = append(ops, rollOps...)
+	}
 	// Traffic may name a revision by the name its spec gave it; the split
 	// is kept under ebb's names, so naming it either way is the same split.
 	traffic := revs.resolve(w.Traffic)
@@ -204,6 +214,11 @@ func (s *Server) applyFunctionOnce(ctx context.Context, name string, w FunctionW
 		}
 		changed = true
 		fn.Traffic = traffic
+		abortOps, err := s.abortRollouts(ctx, name)
+		if err != nil {
+			return FunctionResult{}, err
+		}
+		ops = append(ops, abortOps...)
 		// Each named revision is checked in the same transaction, so a
 		// split can never point at a revision deleted meanwhile.
 		for _, t := range traffic {

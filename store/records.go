@@ -300,3 +300,25 @@ type NodeCredential struct {
 	SecretHash string    `json:"secretHash"`
 	CreatedAt  time.Time `json:"createdAt"`
 }
+
+// Rollouts (issue 15): a canary rollout's state, written by the API when a
+// new revision starts one (and by its actions), and by the rollout runner
+// of the control plane that holds its lease.
+const PrefixRollouts = "rollouts/" // rollouts/{fn}/{canary revision} → Rollout
+
+func RolloutsPrefix(fn string) string { return PrefixRollouts + fn + "/" }
+func RolloutKey(fn, id string) string { return RolloutsPrefix(fn) + id }
+
+// Rollout is one rollout of a function's revision: its state machine's
+// state, and which runner drives it.
+type Rollout struct {
+	// ID is the canary revision's name; Function the qualified name.
+	ID       string `json:"id"`
+	Function string `json:"function"`
+	api.RolloutState
+	// Owner is the control plane whose runner drives the rollout until
+	// LeaseUntil; another takes it over only after that. Every write is
+	// also at the version read, so two runners never both apply a step.
+	Owner      string    `json:"owner,omitempty"`
+	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
+}

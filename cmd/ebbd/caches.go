@@ -35,6 +35,7 @@ type caches struct {
 	namespaces  *store.Cache[store.Namespace]
 	vips        *store.Cache[store.VIP]
 	ports       *store.Cache[string]
+	rollouts    *store.Cache[store.Rollout]
 }
 
 func newCaches(ctx context.Context, g *errgroup.Group, st store.Store, log *slog.Logger, assignmentsPrefix string) *caches {
@@ -98,4 +99,8 @@ func (c *caches) VIPs() *store.Cache[store.VIP] {
 // only ones a process reads.
 func (c *caches) Ports(node string) *store.Cache[string] {
 	return openCache(c, &c.ports, store.PrefixPorts+node+"/")
+}
+
+func (c *caches) Rollouts() *store.Cache[store.Rollout] {
+	return openCache(c, &c.rollouts, store.PrefixRollouts)
 }

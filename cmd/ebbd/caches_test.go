@@ -52,7 +52,7 @@ func (c *caches) followers() map[string]int {
 		Prefix() string
 		Followers() int
 	}{
-		c.functions, c.revisions, c.endpoints, c.revStatus, c.nodes, c.assignments, c.scales, c.keepAlive, c.namespaces, c.vips, c.ports,
+		c.functions, c.revisions, c.endpoints, c.revStatus, c.nodes, c.assignments, c.scales, c.keepAlive, c.namespaces, c.vips, c.ports, c.rollouts,
 	} {
 		if !reflect.ValueOf(cache).IsNil() {
 			out[cache.Prefix()] = cache.Followers()
@@ -93,6 +93,7 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 			followers: map[string]int{ // the autoscaler's
 				store.PrefixFunctions: 1, store.PrefixRevisions: 1, store.PrefixEndpoints: 1, store.PrefixNodes: 1,
 				store.PrefixAssignments: 1, store.PrefixScales: 1, store.PrefixKeepAlive: 1, store.PrefixNamespaces: 1,
+				store.PrefixRollouts: 0, // the rollout runner reads snapshots
 			},
 		},
 		{
@@ -113,6 +114,7 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 				store.PrefixAssignments: 2,                                                  // autoscaler, node agent
 				store.PrefixNodes:       1, store.PrefixScales: 1, store.PrefixKeepAlive: 1, // autoscaler
 				store.PrefixNamespaces: 1, // autoscaler
+				store.PrefixRollouts:   0, // the rollout runner reads snapshots
 			},
 			withEBPF: map[string]int{
 				store.PrefixFunctions: 3, store.PrefixEndpoints: 3, store.PrefixVIPs: 1, store.PrefixPorts + node + "/": 1,

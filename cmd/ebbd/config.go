@@ -130,6 +130,14 @@ type Config struct {
 	// garbage. Default 1m (controlplane.DefaultRevisionGCEvery); must be
 	// positive. Tests shorten it.
 	RevisionGCInterval time.Duration `yaml:"revisionGCInterval"`
+	// RolloutLease is how long a control plane's claim on a rollout lasts
+	// unrenewed: the longest a dead control plane's rollouts wait for
+	// another to drive them. Default 15s.
+	RolloutLease time.Duration `yaml:"rolloutLease"`
+	// PrometheusURL is the Prometheus that rollouts' PromQL checks query;
+	// without it a policy's checks have no value, so its steps wait and,
+	// at their deadline, fail.
+	PrometheusURL string `yaml:"prometheusURL"`
 }
 
 func defaultConfig() Config {
@@ -156,6 +164,7 @@ func defaultConfig() Config {
 		MaxSpoolBytes:     controlplane.DefaultMaxSpoolBytes,
 		RevisionHistory:   controlplane.DefaultRevisionHistory,
 		RevisionMinAge:    controlplane.DefaultRevisionMinAge,
+		RolloutLease:      15 * time.Second,
 		MaxRetries:        exchange.DefaultMaxRetries,
 
 		RevisionGCInterval: controlplane.DefaultRevisionGCEvery,
@@ -195,6 +204,8 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.RevisionHistory, "revision-history", cfg.RevisionHistory, "unrouted revisions each function keeps, the newest; older ones are garbage-collected")
 	fs.DurationVar(&cfg.RevisionMinAge, "revision-min-age", cfg.RevisionMinAge, "unrouted revisions younger than this are kept past --revision-history")
 	fs.DurationVar(&cfg.RevisionGCInterval, "revision-gc-interval", cfg.RevisionGCInterval, "how often unrouted revisions are garbage-collected")
+	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
+	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", cfg.PrometheusURL, "Prometheus base URL for rollouts' PromQL checks")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -274,6 +285,7 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	pick("replica-cidr", &file.ReplicaCIDR, flags.ReplicaCIDR)
 	pick("runc", &file.Runc, flags.Runc)
 	pick("secrets-key-file", &file.SecretsKeyFile, flags.SecretsKeyFile)
+	pick("prometheus-url", &file.PrometheusURL, flags.PrometheusURL)
 	if set["revision-history"] {
 		file.RevisionHistory = flags.RevisionHistory
 	}
@@ -282,6 +294,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	}
 	if set["revision-gc-interval"] {
 		file.RevisionGCInterval = flags.RevisionGCInterval
+	}
+	if set["rollout-lease"] {
+		file.RolloutLease = flags.RolloutLease
 	}
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
@@ -343,6 +358,9 @@ func (c Config) Validate() error {
 	}
 	if c.RevisionGCInterval <= 0 {
 		return fmt.Errorf("--revision-gc-interval %s: must be positive", c.RevisionGCInterval)
+	}
+	if c.RolloutLease < time.Second || c.RolloutLease > time.Hour {
+		return fmt.Errorf("--rollout-lease %s: must be 1s to 1h", c.RolloutLease)
 	}
 	if c.MaxSpoolBytes <= 0 {
 		return fmt.Errorf("--max-spool-bytes %d: must be positive", c.MaxSpoolBytes)

@@ -127,6 +127,10 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
+		rolls, err := d.startRollouts(ctx, g)
+		if err != nil {
+			return err
+		}
 		if err := d.loadEBPF(); err != nil {
 			return err
 		}
@@ -137,27 +141,31 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
-		rt, err := d.startDataPlane(ctx, g, runner)
+		rt, err := d.startDataPlane(ctx, g, runner, statsTee{runner, rolls})
 		if err != nil {
 			return err
 		}
 		if err := d.startEBPF(ctx, g, runner, rt); err != nil {
 			return err
 		}
-		return d.startAPI(ctx, g, runner, logReader{agent})
+		return d.startAPI(ctx, g, statsTee{runner, rolls}, logReader{agent})
 	case RoleControlPlane:
 		runner, err := d.startAutoscaler(ctx, g)
 		if err != nil {
 			return err
 		}
+		rolls, err := d.startRollouts(ctx, g)
+		if err != nil {
+			return err
+		}
 		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
-		return d.startAPI(ctx, g, runner, remoteLogs{remote})
+		return d.startAPI(ctx, g, statsTee{runner, rolls}, remoteLogs{remote})
 	case RoleRouter:
 		client, err := d.autoscalerClient()
 		if err != nil {
 			return err
 		}
-		if _, err := d.startDataPlane(ctx, g, client); err != nil {
+		if _, err := d.startDataPlane(ctx, g, client, client); err != nil {
 			return err
 		}
 		return d.serveHealth(ctx, g, nil)
@@ -250,8 +258,10 @@ type scaleReporter interface {
 }
 
 // startDataPlane runs the router and the activator over one shared replica
-// registry, so each replica's hard limit holds across both paths.
-func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler scaleReporter) (*router.Router, error) {
+// registry, so each replica's hard limit holds across both paths. The
+// router's reports go to routerStats, which carries them to the rollout
+// runner too where one runs in this process.
+func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler scaleReporter, routerStats router.StatsSink) (*router.Router, error) {
 	transport, err := proxy.NewTransport(proxy.Config{})
 	if err != nil {
 		return nil, err
@@ -282,7 +292,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 		Revisions:  d.caches.Revisions(),
 		Replicas:   replicas,
 		Activator:  act,
-		Stats:      scaler,
+		Stats:      routerStats,
 		Registerer: d.reg,
 		Logger:     d.log.With("component", "router"),
 		Listener:   l,
@@ -408,7 +418,7 @@ func (l remoteLogs) Logs(ctx context.Context, w io.Writer, req controlplane.LogR
 
 // startAPI runs the API server. It imports images into containerd, so it
 // connects to (or starts) containerd too.
-func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autoscaler.Runner, logs controlplane.LogReader) error {
+func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscaler.Sink, logs controlplane.LogReader) error {
 	client, err := d.connectContainerd(ctx, g)
 	if err != nil {
 		return err
@@ -436,7 +446,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, runner *autosc
 		Logs:       logs,
 		// Routers and node agents reach /internal/ with their node
 		// credentials; API tokens, the admin's too, are refused.
-		Internal: d.internalHandler(runner),
+		Internal: d.internalHandler(sink),
 		Secrets:  d.secrets,
 		Audit:    auditLog,
 	})
@@ -490,13 +500,13 @@ func (d *daemon) openAudit(ctx context.Context) error {
 // to the node credentials it takes: secret values to node agents only
 // (the credential names the node, for the audit line), load reports and
 // activations to routers and node agents.
-func (d *daemon) internalHandler(runner *autoscaler.Runner) http.Handler {
+func (d *daemon) internalHandler(sink autoscaler.Sink) http.Handler {
 	log := d.log.With("component", "internal")
 	agents := &nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleNodeAgent}}
 	dataPlane := &nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleRouter, nodecred.RoleNodeAgent}}
 	mux := http.NewServeMux()
 	mux.Handle(controlplane.InternalSecretsPath, nodecred.Require(agents, log, d.secrets.InternalHandler(nodeAgentCaller)))
-	mux.Handle("/internal/", nodecred.Require(dataPlane, log, autoscaler.NewHandler(runner, autoscaler.HandlerConfig{})))
+	mux.Handle("/internal/", nodecred.Require(dataPlane, log, autoscaler.NewHandler(sink, autoscaler.HandlerConfig{})))
 	return mux
 }
 

@@ -70,6 +70,10 @@ var routes = concat(
 	// A routed or latest revision is refused (409), so this never moves traffic.
 	namespaced("DELETE", "/functions/{name}/revisions/{rev}", FunctionsWrite),
 	namespaced("PUT", "/functions/{name}/traffic", TrafficWrite),
+	namespaced("GET", "/functions/{name}/rollouts", FunctionsRead),
+	namespaced("GET", "/functions/{name}/rollouts/{id}", FunctionsRead),
+	// promote and abort move traffic; pause and resume decide whether it moves.
+	namespaced("POST", "/functions/{name}/rollouts/{id}/{action}", TrafficWrite),
 	namespaced("GET", "/functions/{name}/logs", LogsRead),
 	// Apply checks each document's own permissions in its namespace.
 	namespaced("POST", "/apply", FunctionsWrite),
