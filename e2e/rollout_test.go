@@ -352,38 +352,22 @@ func (d *ebbd) waitRevisionState(fn, rev string, states ...string) {
 // TestRolloutHealthyCanary is acceptance 1: under 200 req/s a healthy
 // canary goes 5% → 50% → 100%, not one request of the run gets other than
 // 2xx, the rollout ends Succeeded and the function then follows the
-// canary, its latest revision. The change that starts the rollout is an
-// `ebb apply` of the edited manifest, as a user makes it.
+// canary, its latest revision.
 func TestRolloutHealthyCanary(t *testing.T) {
 	t.Parallel()
 	d := startEbbd(t)
 	d.pushHello()
-	manifest := `apiVersion: ebb.dev/v1
-kind: Function
-metadata: {name: healthy}
-spec:
-  image: hello:latest
-  scale: {min: 1}
-  env: {VERSION: "1"}
-  rollout: {steps: [5, 50, 100], interval: 2s, stepDuration: 4s, minRequests: 10, deadline: 1m}
-`
-	assert.Contains(t, d.applyStdin(manifest), "function/healthy created")
-	d.ready("healthy")
-	load := d.startLoad(t, "healthy", loadOptions{rate: loadRate, workers: 10, limit: 2 * time.Minute})
-
-	began := time.Now()
-	assert.Contains(t, d.applyStdin(strings.Replace(manifest, `VERSION: "1"`, `VERSION: "2"`, 1)), "function/healthy configured")
-	r := d.rolloutByID("healthy", "healthy-00002")
+	load, r := d.startCanary(t, "healthy", testPolicy(), map[string]string{},
+		loadOptions{rate: loadRate, workers: 10, limit: 2 * time.Minute})
 	require.Equal(t, api.RolloutProgressing, r.Phase, describe(r))
-	assert.Equal(t, "healthy-00001", r.Stable)
-	assert.Equal(t, testPolicy().WithDefaults(), r.Policy, "the rollout runs the manifest's policy")
+	assert.Equal(t, testPolicy().WithDefaults(), r.Policy, "the rollout runs the spec's policy")
 	if r.Step == 0 {
 		// The split the rollout starts from, written with the record.
 		assert.Equal(t, map[string]int{"healthy-00001": 95, "healthy-00002": 5}, split(d.function("healthy")))
 	}
 
 	r = d.waitRollout("healthy", "healthy-00002", 2*time.Minute, "finished", final)
-	took := time.Since(began)
+	took := time.Since(load.started)
 	out := load.stop()
 	sum := parseHeySummary(t, out)
 	require.Equal(t, api.RolloutSucceeded, r.Phase, describe(r))
@@ -415,7 +399,40 @@ spec:
 	assert.Equal(t, "healthy-00002", list.Items[0].ID)
 
 	d.requireFollowsLatest("healthy", "healthy-00002")
-	t.Logf("healthy canary: Succeeded %s after the change; hey: %d requests, statuses %v", took.Round(time.Millisecond), sum.total(), sum.statuses)
+	t.Logf("healthy canary: Succeeded %s after the load began; hey: %d requests, statuses %v", took.Round(time.Millisecond), sum.total(), sum.statuses)
+}
+
+// TestRolloutFromApply checks that the declarative path starts rollouts
+// too: `ebb apply` of an edited manifest with a rollout policy makes a
+// canary at the first step, not a revision with all the traffic, and
+// applying the same manifest again changes nothing, so a loop that
+// applies a repository's manifests does not end the rollout.
+func TestRolloutFromApply(t *testing.T) {
+	t.Parallel()
+	d := startEbbd(t)
+	d.pushHello()
+	manifest := `apiVersion: ebb.dev/v1
+kind: Function
+metadata: {name: declared}
+spec:
+  image: hello:latest
+  env: {VERSION: "1"}
+  rollout: {steps: [10, 100], interval: 1s, stepDuration: 1h}
+`
+	assert.Contains(t, d.applyStdin(manifest), "function/declared created")
+	d.ready("declared")
+	v2 := strings.Replace(manifest, `VERSION: "1"`, `VERSION: "2"`, 1)
+	assert.Contains(t, d.applyStdin(v2), "function/declared configured")
+	var list api.RolloutList
+	require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/functions/declared/rollouts", nil, &list))
+	require.Len(t, list.Items, 1, "apply of a changed spec starts a rollout; traffic now %+v", d.function("declared").Traffic)
+	assert.Equal(t, "declared-00002", list.Items[0].ID)
+	assert.Equal(t, map[string]int{"declared-00001": 90, "declared-00002": 10}, split(d.function("declared")))
+
+	assert.Contains(t, d.applyStdin(v2), "function/declared unchanged")
+	r := d.rolloutByID("declared", "declared-00002")
+	assert.Equal(t, api.RolloutProgressing, r.Phase, "applying the manifest again leaves the rollout alone: %s", describe(r))
+	assert.Equal(t, map[string]int{"declared-00001": 90, "declared-00002": 10}, split(d.function("declared")))
 }
 
 // TestRolloutFailingCanary is acceptance 2: a canary failing 30% of its
