@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/rollout"
 )
 
 // fakeQuerier answers each query from a table, after delay.
@@ -130,4 +131,41 @@ func TestCheckCancelled(t *testing.T) {
 		require.Len(t, values, 1)
 		assert.True(t, math.IsNaN(values[0]))
 	})
+}
+
+// Check's values are rollout.Observation.PromQL as the core reads it: no
+// value waits, a value above its max rolls back.
+func TestCheckFeedsTheRolloutCore(t *testing.T) {
+	t0 := time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC)
+	policy := api.RolloutPolicy{
+		Interval: api.D(10 * time.Second),
+		PromQL: []api.PromCheck{
+			{Query: `errors{r="{{canary}}"}`, Max: 0.01},
+			{Query: `latency{r="{{canary}}"}`, Max: 0.3},
+		},
+	}
+	st, _, err := rollout.Start(t0, policy, "hello-00001", "hello-00002")
+	require.NoError(t, err)
+	busy := rollout.Figures{Requests: 1000, P99: 10 * time.Millisecond}
+	q := &fakeQuerier{answers: map[string]answer{}}
+	check := func(at time.Time, errs, latency float64) rollout.Observation {
+		q.answers[`errors{r="hello-00002"}`] = answer{v: errs}
+		q.answers[`latency{r="hello-00002"}`] = answer{v: latency}
+		values, err := Checker{Querier: q}.Check(t.Context(), at, policy.PromQL, testVars)
+		require.NoError(t, err)
+		return rollout.Observation{At: at, Canary: busy, Stable: busy, PromQL: values}
+	}
+
+	at := t0.Add(10 * time.Second)
+	st, d := rollout.Step(at, st, check(at, math.NaN(), 0.1))
+	assert.Equal(t, rollout.Progressing, st.Phase)
+	assert.False(t, d.Set)
+	assert.Contains(t, d.Reason, "promql[0] has no value")
+	assert.Equal(t, rollout.Inconclusive, st.Steps[0].Last.Verdict)
+
+	at = t0.Add(20 * time.Second)
+	st, d = rollout.Step(at, st, check(at, 0, 0.5))
+	assert.Equal(t, rollout.RolledBack, st.Phase)
+	assert.Equal(t, rollout.Decision{Set: true, Percent: 0, Reason: d.Reason}, d)
+	assert.Contains(t, d.Reason, `promql[1] "latency{r=\"{{canary}}\"}" is 0.5, above its max 0.3`)
 }
