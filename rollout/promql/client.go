@@ -30,8 +30,8 @@ type Config struct {
 	// ebbd's --prometheus-url. Required.
 	URL string
 	// Timeout bounds each query, both the HTTP exchange and, sent as the
-	// query's timeout parameter, its evaluation by Prometheus. Zero means
-	// DefaultTimeout.
+	// query's timeout parameter rounded up to whole seconds, its
+	// evaluation by Prometheus. Zero means DefaultTimeout.
 	Timeout time.Duration
 	// HTTPClient sends the requests. Nil means a client of its own, with a
 	// transport cloned from http.DefaultTransport (so proxies from the
@@ -106,7 +106,12 @@ func New(cfg Config) (*Client, error) {
 func (c *Client) Query(ctx context.Context, query string, at time.Time) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	v, warnings, _, err := c.api.Query(ctx, query, at, promv1.WithTimeout(c.timeout))
+	// Prometheus stops evaluating when we stop waiting (the caller's
+	// deadline may be the nearer one), give or take the second it rounds
+	// to: it refuses a fractional timeout such as 2.5s.
+	deadline, _ := ctx.Deadline()
+	eval := ceilSeconds(time.Until(deadline))
+	v, warnings, _, err := c.api.Query(ctx, query, at, promv1.WithTimeout(eval))
 	if err != nil {
 		return math.NaN(), fmt.Errorf("query %s: %w", shorten(query), err)
 	}

@@ -135,28 +135,55 @@ func TestQueryResults(t *testing.T) {
 
 func TestQueryRequest(t *testing.T) {
 	at := time.Date(2026, 12, 6, 12, 0, 30, 500_000_000, time.UTC)
-	var got *http.Request
-	var form string
-	c := newTestClient(t, roundTrip(func(r *http.Request) (*http.Response, error) {
-		got = r
-		b, _ := io.ReadAll(r.Body)
-		form = string(b)
-		return reply(200, `{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}`)(r)
-	}), nil)
-
-	_, err := c.Query(t.Context(), query, at)
-	require.NoError(t, err)
-	require.NotNil(t, got)
-	assert.Equal(t, "prom.test", got.URL.Host)
-	assert.Equal(t, "/prefix/api/v1/query", got.URL.Path, "the base URL's path prefix is kept")
-	vals := got.URL.Query() // on a GET
-	if got.Method == http.MethodPost {
-		vals, err = url.ParseQuery(form)
-		require.NoError(t, err)
+	tests := []struct {
+		name     string
+		timeout  time.Duration
+		deadline time.Duration // of the caller's context; 0 for none
+		want     string        // the timeout parameter
+	}{
+		{name: "default", want: "5s"},
+		{name: "fraction rounded up", timeout: 2500 * time.Millisecond, want: "3s"},
+		{name: "under a second", timeout: 100 * time.Millisecond, want: "1s"},
+		{name: "minutes", timeout: time.Minute, want: "1m0s"},
+		{name: "the caller's nearer deadline", timeout: 30 * time.Second, deadline: 1500 * time.Millisecond, want: "2s"},
 	}
-	assert.Equal(t, query, vals.Get("query"))
-	assert.Equal(t, "1796558430.5", vals.Get("time"), "evaluated at the time asked")
-	assert.Equal(t, DefaultTimeout.String(), vals.Get("timeout"), "Prometheus stops evaluating at the timeout too")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				var got *http.Request
+				var form string
+				c, err := New(Config{URL: "http://prom.test/prefix", Timeout: tt.timeout, HTTPClient: &http.Client{
+					Transport: roundTrip(func(r *http.Request) (*http.Response, error) {
+						got = r
+						b, _ := io.ReadAll(r.Body)
+						form = string(b)
+						return reply(200, `{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}`)(r)
+					}),
+				}})
+				require.NoError(t, err)
+				ctx := t.Context()
+				if tt.deadline > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.deadline)
+					defer cancel()
+				}
+
+				_, err = c.Query(ctx, query, at)
+				require.NoError(t, err)
+				require.NotNil(t, got)
+				assert.Equal(t, "prom.test", got.URL.Host)
+				assert.Equal(t, "/prefix/api/v1/query", got.URL.Path, "the base URL's path prefix is kept")
+				vals := got.URL.Query() // on a GET
+				if got.Method == http.MethodPost {
+					vals, err = url.ParseQuery(form)
+					require.NoError(t, err)
+				}
+				assert.Equal(t, query, vals.Get("query"))
+				assert.Equal(t, "1796558430.5", vals.Get("time"), "evaluated at the time asked")
+				assert.Equal(t, tt.want, vals.Get("timeout"), "Prometheus stops evaluating when we stop waiting")
+			})
+		})
+	}
 }
 
 func TestQueryUnreachable(t *testing.T) {

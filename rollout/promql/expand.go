@@ -92,6 +92,12 @@ func (v Vars) value(name string) (string, error) {
 // Prometheus writes a duration: 10s, 1m30s, 1h. A range selector takes no
 // fraction, and rounding up keeps the window at least the interval.
 func promDuration(d time.Duration) string {
+	return model.Duration(ceilSeconds(d)).String()
+}
+
+// ceilSeconds is d rounded up to whole seconds, at least 1s: Prometheus
+// reads durations (ranges, a query's timeout) only in whole units.
+func ceilSeconds(d time.Duration) time.Duration {
 	d = max(d, time.Second)
 	if r := d % time.Second; r != 0 {
 		if d > math.MaxInt64-time.Second { // no overflow; the interval is at most 1h
@@ -100,7 +106,7 @@ func promDuration(d time.Duration) string {
 			d += time.Second - r
 		}
 	}
-	return model.Duration(d).String()
+	return d
 }
 
 // shorten quotes s for an error message, cut to maxShown bytes.

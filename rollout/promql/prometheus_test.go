@@ -32,7 +32,7 @@ func TestRealPrometheus(t *testing.T) {
 	start := time.Now()
 	prom := testenv.StartPrometheus(t, strings.TrimPrefix(target.URL, "http://"))
 
-	client, err := New(Config{URL: prom.URL, Timeout: 2 * time.Second})
+	client, err := New(Config{URL: prom.URL, Timeout: 2500 * time.Millisecond}) // not whole seconds, as Prometheus takes them
 	require.NoError(t, err)
 	vars := Vars{Canary: "x-00002", Stable: "x-00001", Function: "x", Namespace: "default", Interval: 5 * time.Second}
 
