@@ -5,6 +5,17 @@
 // against a Prometheus, and Checker turns a policy's checks into the
 // values of rollout.Observation.PromQL, in the policy's order.
 //
+// A check is written as in Flagger, for example the canary's 5xx ratio
+// from ebb's own router metrics:
+//
+//	sum(rate(ebb_router_requests_total{revision="{{canary}}",code=~"5.."}[{{interval}}]))
+//	  / sum(rate(ebb_router_requests_total{revision="{{canary}}"}[{{interval}}]))
+//
+// and must come to one number: a scalar or a vector of one sample. No
+// sample at all (the series does not exist yet), or a NaN value such as
+// 0/0 when the canary had no requests, is no value. Several samples, a
+// range vector or a string are errors: a check must aggregate its series.
+//
 // It is a shell beside the pure rollout core: it does I/O (HTTP to
 // Prometheus) but decides nothing. A query with no value, or one that
 // failed, is NaN, which the core treats as Inconclusive: the step waits,

@@ -11,12 +11,19 @@ import (
 
 // Vars are the values of a check's template variables: the names of the
 // rollout's revisions, function and namespace, and its analysis interval.
+// Each name is the value of the label of the same name on ebb's own
+// metrics (ebb_router_requests_total and the others), so a query can
+// select the canary's series with revision="{{canary}}".
 type Vars struct {
-	Canary    string        // {{canary}}: the canary revision's name
-	Stable    string        // {{stable}}: the stable revision's name
-	Function  string        // {{function}}
-	Namespace string        // {{namespace}}
-	Interval  time.Duration // {{interval}}: as a Prometheus duration, e.g. 10s
+	// Canary and Stable are the revisions' names, {qualified}-NNNNN.
+	Canary, Stable string
+	// Function is the function's qualified name: bare in the default
+	// namespace, {fn}.{ns} elsewhere, as ebb's metrics label it.
+	Function string
+	// Namespace is the function's namespace.
+	Namespace string
+	// Interval is the analysis interval, written as a Prometheus duration.
+	Interval time.Duration
 }
 
 // maxShown bounds how much of a hostile query or variable name an error
@@ -28,10 +35,12 @@ const maxShown = 64
 // inside the braces as in {{ canary }}) replaced by its value.
 //
 // The names are inserted verbatim, not quote-escaped: they are revision,
-// function and namespace names, which ebb validates as DNS labels, so they
-// cannot hold a quote or a backslash and read the same inside a PromQL
-// string ("...") as outside. Expand refuses a value that holds one anyway,
-// rather than let it end a string early. {{interval}} is the interval
+// function and namespace names, which ebb validates as DNS labels (two
+// joined by a dot outside the default namespace), so they cannot hold a
+// quote or a backslash and read the same inside a PromQL string ("...")
+// as outside. Expand refuses a value that holds one anyway, rather than
+// let it end a string early. Match them with =, not =~, where a name's dot
+// would match any character. {{interval}} is the interval
 // rounded up to whole seconds, at least 1s, in Prometheus's duration
 // syntax (10s, 1m30s), so it fits a range selector such as [{{interval}}].
 //
