@@ -99,7 +99,8 @@ func New(cfg Config) (*Client, error) {
 // Query runs query as an instant query evaluated at at (now, if zero) and
 // returns its one number: a scalar's value, or the value of a vector's
 // only sample. An empty vector is NaN with a nil error: the series does
-// not exist (yet), which is no value rather than a failure. A vector of
+// not exist (yet), which is no value rather than a failure; so is a NaN
+// value, such as 0/0 over a window with no requests. A vector of
 // several samples, a matrix or a string is an error, as are a query
 // Prometheus refuses, an unreachable Prometheus and a query that outlasts
 // the timeout; every error names the query.
