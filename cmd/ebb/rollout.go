@@ -103,12 +103,7 @@ every analysis interval when that is shorter.`,
 			if err != nil {
 				return err
 			}
-			var r api.Rollout
-			if id == "" {
-				r, err = newestRollout(ctx, c, name)
-			} else if r, err = c.Rollout(ctx, name, id); err != nil {
-				err = fmt.Errorf("read rollout %s of %s: %w", id, name, err)
-			}
+			r, err := readRollout(ctx, c, name, id)
 			if err != nil {
 				return err
 			}
@@ -199,6 +194,19 @@ func (a *app) parseRolloutArgs(args []string) (name, id string, err error) {
 		return "", "", usagef("rollout %q: %v", args[1], err)
 	}
 	return name, id, nil
+}
+
+// readRollout reads rollout id of function name, or its newest rollout
+// when id is "".
+func readRollout(ctx context.Context, c *api.Client, name, id string) (api.Rollout, error) {
+	if id == "" {
+		return newestRollout(ctx, c, name)
+	}
+	r, err := c.Rollout(ctx, name, id)
+	if err != nil {
+		return api.Rollout{}, fmt.Errorf("read rollout %s of %s: %w", id, name, err)
+	}
+	return r, nil
 }
 
 // newestRollout is the first rollout the API lists: the newest.
@@ -394,10 +402,14 @@ func actionSummary(name string, r api.Rollout) string {
 func printRollout(w io.Writer, r api.Rollout, now time.Time) error {
 	tw := newTabwriter(w)
 	field := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
-	field("Rollout", plain(r.ID)+" of "+plain(r.Function))
+	of := plain(r.ID) + " of " + plain(r.Function)
+	if r.Namespace != "" && r.Namespace != api.DefaultNamespace {
+		of += " in namespace " + plain(r.Namespace)
+	}
+	field("Rollout", of)
 	field("Phase", plain(string(r.Phase)))
 	step := stepText(r)
-	if !r.Phase.Final() && !r.StepStart.IsZero() {
+	if r.Phase == api.RolloutProgressing && !r.StepStart.IsZero() {
 		step += fmt.Sprintf(", for %s of %s", age(now, r.StepStart), shortDuration(r.Policy.StepDuration.Duration))
 	}
 	field("Step", step)

@@ -135,11 +135,14 @@ func (f *fakeAPI) rolloutAction(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, 404, api.CodeNotFound, fmt.Sprintf("no rollout action %q", action))
 		return
 	}
-	if errors.Is(err, rollout.ErrTransition) {
+	switch {
+	case errors.Is(err, rollout.ErrTransition):
 		writeErr(w, 409, api.CodeConflict, err.Error())
 		return
+	case err != nil:
+		writeErr(w, 500, api.CodeInternal, err.Error())
+		return
 	}
-	require.NoError(f.t, err)
 	fr.script, fr.reads = []api.RolloutState{st}, 0
 	fr.actions = append(fr.actions, r.PathValue("action")+":"+body.Reason)
 	writeOK(w, 200, rolloutView(ff, fr))
@@ -551,6 +554,9 @@ func TestRolloutInNamespace(t *testing.T) {
 	r := c.run(t, "-n", "team-a", "rollout", "pause", "hello", "2")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "rollout hello.team-a-00002 of hello: Paused, step 2/2: canary 50%\n", r.stdout)
+	r = c.run(t, "-n", "team-a", "rollout", "status", "hello")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, " hello.team-a-00002 of hello in namespace team-a\n")
 	r = c.run(t, "-n", "team-a", "rollout", "status", "hello", "-o", "json")
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"phase": "Paused"`)
