@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -16,13 +17,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/controlplane/rollouts"
 	"github.com/ebbrun/ebb/rollout"
 )
 
 // fakeRollout is one rollout of the fake API. Its GETs play script, one
 // state a read and then the last one again, as the runner moving it on
-// would; an action replaces the script with the state the rollout
-// package's action makes, so 409s and reasons are the real ones.
+// would; an action replaces the script with the state the control plane's
+// own rollouts.Act makes, so 409s and reasons are the real ones.
 type fakeRollout struct {
 	id     string
 	script []api.RolloutState
@@ -74,7 +76,7 @@ func (f *fakeAPI) findRollout(w http.ResponseWriter, r *http.Request) (*fakeFn, 
 			return ff, fr, true
 		}
 	}
-	writeErr(w, 404, api.CodeNotFound, fmt.Sprintf("rollout %q of function %q does not exist", r.PathValue("id"), r.PathValue("name")))
+	writeErr(w, 404, api.CodeNotFound, fmt.Sprintf("function %q has no rollout %q", r.PathValue("name"), r.PathValue("id")))
 	return nil, nil, false
 }
 
@@ -120,31 +122,21 @@ func (f *fakeAPI) rolloutAction(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	var st api.RolloutState
-	var err error
-	switch action := r.PathValue("action"); action {
-	case api.RolloutPromote:
-		st, _, err = rollout.Promote(testNow, fr.state(), body.Reason)
-	case api.RolloutPause:
-		st, _, err = rollout.Pause(testNow, fr.state())
-	case api.RolloutResume:
-		st, _, err = rollout.Resume(testNow, fr.state())
-	case api.RolloutAbort:
-		st, _, err = rollout.Abort(testNow, fr.state(), body.Reason)
-	default:
-		writeErr(w, 404, api.CodeNotFound, fmt.Sprintf("no rollout action %q", action))
-		return
-	}
+	action := r.PathValue("action")
+	st, _, err := rollouts.Act(testNow, fr.state(), action, body.Reason)
 	switch {
+	case errors.Is(err, rollouts.ErrUnknownAction):
+		writeErr(w, 404, api.CodeNotFound, err.Error())
+		return
 	case errors.Is(err, rollout.ErrTransition):
-		writeErr(w, 409, api.CodeConflict, err.Error())
+		writeErr(w, 409, api.CodeConflict, fmt.Sprintf("rollout %s of %q: %s", fr.id, ff.fn.Name, err))
 		return
 	case err != nil:
 		writeErr(w, 500, api.CodeInternal, err.Error())
 		return
 	}
 	fr.script, fr.reads = []api.RolloutState{st}, 0
-	fr.actions = append(fr.actions, r.PathValue("action")+":"+body.Reason)
+	fr.actions = append(fr.actions, action+":"+body.Reason)
 	writeOK(w, 200, rolloutView(ff, fr))
 }
 
@@ -500,7 +492,7 @@ func TestRolloutActions(t *testing.T) {
 		{
 			name: "the phase forbids it: 409 with the server's reason", state: final, args: []string{"resume", "hello"},
 			wantCode: exitRejected, wantPhase: api.RolloutRolledBack,
-			wantErr: "resume rollout hello-00002 of hello: conflict: impossible rollout transition: cannot resume a rollout that RolledBack",
+			wantErr: `resume rollout hello-00002 of hello: conflict: rollout hello-00002 of "hello": impossible rollout transition: cannot resume a rollout that RolledBack`,
 		},
 		{
 			name: "promote after the end", state: final, args: []string{"promote", "hello", "hello-00002"},
@@ -510,7 +502,7 @@ func TestRolloutActions(t *testing.T) {
 		{
 			name: "unknown rollout: 404", state: progressing, args: []string{"pause", "hello", "7"},
 			wantCode: exitNotFound, wantPhase: api.RolloutProgressing,
-			wantErr: `pause rollout hello-00007 of hello: not_found: rollout "hello-00007" of function "hello" does not exist`,
+			wantErr: `pause rollout hello-00007 of hello: not_found: function "hello" has no rollout "hello-00007"`,
 		},
 	}
 	for _, tt := range tests {
@@ -601,7 +593,7 @@ func TestRolloutRefused(t *testing.T) {
 		}, exitNotFound, "function hello has no rollouts"},
 		{"no such rollout", []string{"rollout", "status", "hello", "9"}, func(f *fakeAPI) {
 			f.addRollout(api.DefaultNamespace, "hello", rolledBack(t)[0])
-		}, exitNotFound, `read rollout hello-00009 of hello: not_found: rollout "hello-00009" of function "hello" does not exist`},
+		}, exitNotFound, `read rollout hello-00009 of hello: not_found: function "hello" has no rollout "hello-00009"`},
 		{"server failing", []string{"rollout", "status", "hello", "-w"}, func(f *fakeAPI) { f.failNext = 500 }, exitUnavailable, "list rollouts of hello: internal: store unavailable"},
 		{"a listed rollout without an id", []string{"rollout", "pause", "hello"}, func(f *fakeAPI) {
 			f.addRollout(api.DefaultNamespace, "hello", rolledBack(t)[0])
@@ -663,4 +655,69 @@ func TestRolloutFormatting(t *testing.T) {
 	assert.Equal(t, "1.50x", ratio(1.5))
 	assert.Equal(t, "plain text, déjà vu", plain("plain text, déjà vu"))
 	assert.Equal(t, `a\nb\tc\x1b[0m\u202e`, plain("a\nb\tc\x1b[0m\u202e"))
+}
+
+// TestRolloutAgainstRealAPI runs the commands against the real control
+// plane (no runner: nothing moves a step, the actions do): a changed spec
+// starts a rollout, and status, the actions, their 409 and a watch of an
+// ended rollout work on the server's own answers.
+func TestRolloutAgainstRealAPI(t *testing.T) {
+	e := newLifecycleEnv(t)
+	client, err := api.NewClient(e.env["EBB_API"], e.env["EBB_TOKEN"])
+	require.NoError(t, err)
+	policy := api.RolloutPolicy{Steps: []int{10, 50}, Interval: api.D(time.Second), StepDuration: api.D(time.Hour)}
+	put := func(n string) {
+		t.Helper()
+		_, _, err := client.PutFunction(context.Background(), "hello",
+			api.FunctionSpec{Image: "hello:latest", Env: map[string]string{"N": n}, Rollout: &policy})
+		require.NoError(t, err)
+	}
+	put("1")
+	r := e.run(t, "rollout", "status", "hello")
+	assert.Equal(t, exitNotFound, r.code)
+	oneErrorLine(t, r, "function hello has no rollouts")
+
+	put("2")
+	var got api.Rollout
+	r = e.run(t, "rollout", "status", "hello", "-o", "json")
+	require.Equal(t, 0, r.code, r.stderr)
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &got))
+	assert.Equal(t, "hello-00002", got.ID)
+	assert.Equal(t, "hello-00001", got.Stable)
+	assert.Equal(t, api.RolloutProgressing, got.Phase)
+	r = e.run(t, "rollout", "status", "hello", "2")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "step 1/2: canary 10%")
+	assert.Contains(t, r.stdout, "Step 1: no check yet.")
+
+	for _, step := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pause", "hello"}, "rollout hello-00002 of hello: Paused, step 1/2: canary 10%\n"},
+		{[]string{"resume", "hello", "2"}, "rollout hello-00002 of hello: Progressing, step 1/2: canary 10%\n"},
+		{[]string{"promote", "hello", "--reason", "looks good"}, "rollout hello-00002 of hello: Succeeded, step 1/2: canary 100%; reason: promoted: looks good\n"},
+	} {
+		r = e.run(t, append([]string{"rollout"}, step.args...)...)
+		require.Equal(t, 0, r.code, r.stderr)
+		assert.Equal(t, step.want, r.stdout)
+	}
+	r = e.run(t, "rollout", "abort", "hello")
+	assert.Equal(t, exitRejected, r.code)
+	oneErrorLine(t, r, "abort rollout hello-00002 of hello: conflict: ")
+	assert.Contains(t, r.stderr, "cannot abort a rollout that Succeeded")
+	r = e.run(t, "rollout", "status", "hello", "--watch")
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "Succeeded")
+
+	// The next change is a rollout from hello-00002; aborted, a watch of
+	// it fails with its reason, and the stable revision has the traffic.
+	put("3")
+	r = e.run(t, "rollout", "abort", "hello", "--reason", "fire drill")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "rollout hello-00003 of hello: Aborted, step 1/2: canary 0%; reason: aborted: fire drill\n", r.stdout)
+	r = e.run(t, "rollout", "status", "hello", "-w")
+	assert.Equal(t, exitRolloutFailed, r.code)
+	oneErrorLine(t, r, "rollout hello-00003 of hello ended Aborted: aborted: fire drill")
+	assert.Equal(t, []string{"hello-00002=100"}, split(e.function(t, "hello")))
 }
