@@ -62,8 +62,8 @@ func (s *Server) actOnRollout(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	if len(body.Reason) > api.MaxRolloutReason {
-		return &api.ValidationError{Field: "reason", Reason: fmt.Sprintf("is longer than %d bytes", api.MaxRolloutReason)}
+	if err := body.Validate(); err != nil {
+		return err
 	}
 	var rec store.Rollout
 	for range casRetries {

@@ -132,6 +132,7 @@ func TestRolloutRoutesRefuseHostileInput(t *testing.T) {
 		{"not JSON", "POST", "/v1/functions/hello/rollouts/hello-00002/abort", "{", 400, api.CodeInvalid, ""},
 		{"unknown field", "POST", "/v1/functions/hello/rollouts/hello-00002/abort", `{"reason":"x","force":true}`, 400, api.CodeInvalid, "force"},
 		{"huge reason", "POST", "/v1/functions/hello/rollouts/hello-00002/abort", `{"reason":"` + strings.Repeat("x", 2000) + `"}`, 400, api.CodeInvalid, "reason"},
+		{"two-line reason", "POST", "/v1/functions/hello/rollouts/hello-00002/abort", `{"reason":"a\nforged line"}`, 400, api.CodeInvalid, "one line"},
 		{"no such route", "DELETE", "/v1/functions/hello/rollouts/hello-00002", "", 404, api.CodeNotFound, "no route"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -21,8 +21,12 @@ type app struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	now            func() time.Time
-	// pollInterval is how often deploy re-reads status while it waits.
+	// pollInterval is how often deploy re-reads status while it waits,
+	// and rollout status --watch the rollout.
 	pollInterval time.Duration
+	// sleep waits between a watch's reads; tests replace it to drive the
+	// polling without waiting.
+	sleep func(ctx context.Context, d time.Duration) error
 
 	// Global flags.
 	configPath, apiURL, token, output, namespace string
@@ -39,6 +43,7 @@ func newApp(stdin io.Reader, stdout, stderr io.Writer, getenv func(string) strin
 		stdin: stdin, stdout: stdout, stderr: stderr, getenv: getenv,
 		now:          time.Now,
 		pollInterval: 500 * time.Millisecond,
+		sleep:        sleepCtx,
 	}
 }
 
@@ -147,7 +152,8 @@ EBB_NAMESPACE override the file, and the --api, --token and --namespace
 flags override both. Without any of them the API is ` + defaultAPI + `.
 
 Every function lives in a namespace; function commands (deploy, list, get,
-delete, revisions, traffic, logs) act in the one --namespace (-n) names,
+delete, revisions, traffic, rollback, rollout, logs) act in the one
+--namespace (-n) names,
 default unless configured. A function in namespace ns is served at
 {fn}.{ns}.{domain}, one in default at {fn}.{domain}.
 
@@ -194,6 +200,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.revisionsCmd(),
 		a.trafficCmd(),
 		a.rollbackCmd(),
+		a.rolloutCmd(),
 		a.imagesCmd(),
 		a.logsCmd(),
 		a.statusCmd(),

@@ -33,6 +33,11 @@ type cli struct {
 	env map[string]string
 	// stdin is what the command reads from standard input.
 	stdin string
+	// ctx, when set, is the run's parent context: cancelling it is Ctrl-C.
+	ctx context.Context
+	// tune, when set, adjusts the app after the test defaults, e.g. its
+	// sleep between a watch's reads.
+	tune func(*app)
 }
 
 func (c cli) run(t *testing.T, args ...string) result {
@@ -41,7 +46,14 @@ func (c cli) run(t *testing.T, args ...string) result {
 	a := newApp(strings.NewReader(c.stdin), &stdout, &stderr, func(k string) string { return c.env[k] })
 	a.now = func() time.Time { return testNow }
 	a.pollInterval = time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	if c.tune != nil {
+		c.tune(a)
+	}
+	parent := c.ctx
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, 30*time.Second)
 	defer cancel()
 	err := a.execute(ctx, args)
 	if err != nil {

@@ -5,7 +5,10 @@
 // `ebb deploy --tag NAME --no-traffic` (reachable only at its tag URL),
 // `ebb traffic FN --untag NAME`, `ebb rollback FN [REV]` (100% to the
 // previous ready or the named revision, in one If-Match write) and `ebb
-// revisions delete FN REV...` (refused while routed or latest).
+// revisions delete FN REV...` (refused while routed or latest). A canary
+// rollout (a function with a rollout policy whose spec changed) is followed
+// with `ebb rollout status FN [ID] [--watch]` (exit 7 when it is rolled
+// back or aborted) and steered with `ebb rollout promote|pause|resume|abort`.
 //
 // Declaratively, `ebb apply -f FILE|DIR|-` applies manifests (ebb's own
 // apiVersion ebb.dev/v1 kinds Function, Secret and Namespace, or Knative
@@ -41,6 +44,7 @@
 //	4  the API rejected the input (a 4xx answer other than 404)
 //	5  the API could not be reached, or it failed (a 5xx answer)
 //	6  deploy was applied, but the revision failed or was not ready within --wait-timeout
+//	7  rollout status --watch: the rollout was rolled back or aborted
 //
 // It talks to the control plane only through api.Client: it must not import
 // the store or any component, and it holds no state of its own beyond the

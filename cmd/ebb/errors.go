@@ -14,13 +14,14 @@ import (
 // Exit codes. They are part of the CLI's interface: scripts branch on them,
 // so keep the numbers stable and the table in doc.go and in `ebb --help` true.
 const (
-	exitOK          = 0 // success
-	exitFailure     = 1 // any other failure
-	exitUsage       = 2 // bad command line or configuration
-	exitNotFound    = 3 // the function (or other object) does not exist
-	exitRejected    = 4 // the API rejected the input (4xx other than 404)
-	exitUnavailable = 5 // the API could not be reached or failed (5xx)
-	exitDeployWait  = 6 // deploy was applied but the revision failed or did not get ready in time
+	exitOK            = 0 // success
+	exitFailure       = 1 // any other failure
+	exitUsage         = 2 // bad command line or configuration
+	exitNotFound      = 3 // the function (or other object) does not exist
+	exitRejected      = 4 // the API rejected the input (4xx other than 404)
+	exitUnavailable   = 5 // the API could not be reached or failed (5xx)
+	exitDeployWait    = 6 // deploy was applied but the revision failed or did not get ready in time
+	exitRolloutFailed = 7 // rollout status --watch saw the rollout end RolledBack or Aborted
 )
 
 const exitCodeHelp = `Exit codes:
@@ -30,7 +31,8 @@ const exitCodeHelp = `Exit codes:
   3  not found: the function or revision does not exist
   4  the API rejected the input (a 4xx answer other than 404)
   5  the API could not be reached, or it failed (a 5xx answer)
-  6  deploy was applied, but the revision failed or was not ready within --wait-timeout`
+  6  deploy was applied, but the revision failed or was not ready within --wait-timeout
+  7  rollout status --watch: the rollout was rolled back or aborted`
 
 // usageError is a mistake on the command line or in the configuration,
 // found before anything was sent.

@@ -64,6 +64,8 @@ type fakeFn struct {
 	revs  []api.Revision
 	user  []api.TrafficTarget // traffic as set; nil means 100% to latest
 	polls int
+	// rollouts, newest first (rollout_test.go).
+	rollouts []*fakeRollout
 }
 
 func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
@@ -94,6 +96,9 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("GET", "/functions/{name}/revisions", f.listRevisions)
 	namespaced("PUT", "/functions/{name}/traffic", f.setTraffic)
 	namespaced("GET", "/functions/{name}/logs", f.getLogs)
+	namespaced("GET", "/functions/{name}/rollouts", f.listRollouts) // rollout_test.go
+	namespaced("GET", "/functions/{name}/rollouts/{id}", f.getRollout)
+	namespaced("POST", "/functions/{name}/rollouts/{id}/{action}", f.rolloutAction)
 	namespaced("POST", "/apply", f.apply) // apply_test.go
 	namespaced("GET", "/secrets", f.listSecrets)
 	namespaced("PUT", "/secrets/{name}", f.putSecret)

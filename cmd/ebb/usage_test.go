@@ -72,6 +72,14 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"traffic", "hello", "1=100", "--tag", "1=Canary"}, `tag: "Canary" must be a DNS label`},
 		{[]string{"traffic", "hello", "1=100", "--tag", "canary"}, `--tag "canary": want REVISION=TAG`},
 		{[]string{"traffic", "hello", "1=100", "--tag", "1=a", "--tag", "2=a"}, `"a" is used twice`},
+
+		{[]string{"rollout", "bogus", "hello"}, `unknown command "bogus" for "ebb rollout"`},
+		{[]string{"rollout", "status"}, "missing NAME (usage: ebb rollout status NAME [ID]"},
+		{[]string{"rollout", "status", "hello", "2", "3"}, `unexpected argument "3"`},
+		{[]string{"rollout", "status", "hello", "Rev_1"}, `rollout "Rev_1": revision: "Rev_1" must be a DNS label`},
+		{[]string{"rollout", "status", "hello", "--watch=maybe"}, `invalid argument "maybe" for "-w, --watch"`},
+		{[]string{"rollout", "promote", "hello", "--reason", "a[2J"}, "--reason: reason: must be one line of printable text"},
+		{[]string{"rollout", "resume", "hello", "--reason", "why"}, "unknown flag: --reason"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -85,7 +93,7 @@ func TestUsageErrors(t *testing.T) {
 
 func TestHelpIsNotAnError(t *testing.T) {
 	c := cli{env: map[string]string{"HOME": t.TempDir()}}
-	for _, args := range [][]string{{}, {"--help"}, {"images"}, {"deploy", "--help"}, {"help", "traffic"}} {
+	for _, args := range [][]string{{}, {"--help"}, {"images"}, {"deploy", "--help"}, {"help", "traffic"}, {"rollout"}, {"help", "rollout", "status"}} {
 		r := c.run(t, args...)
 		assert.Equal(t, 0, r.code, "%v: %s", args, r.stderr)
 		assert.NotEmpty(t, r.stdout)
@@ -93,6 +101,7 @@ func TestHelpIsNotAnError(t *testing.T) {
 	r := c.run(t, "--help")
 	assert.Contains(t, r.stdout, "Exit codes:")
 	assert.Contains(t, r.stdout, "6  deploy was applied")
+	assert.Contains(t, r.stdout, "7  rollout status --watch: the rollout was rolled back or aborted")
 	r = c.run(t, "version")
 	assert.Regexp(t, `^ebb \S+ \(go[^,]+, \w+/\w+\)\n$`, r.stdout)
 }

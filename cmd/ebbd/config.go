@@ -19,6 +19,7 @@ import (
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/exchange"
+	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/router"
 )
 
@@ -358,6 +359,11 @@ func (c Config) Validate() error {
 	}
 	if c.RevisionGCInterval <= 0 {
 		return fmt.Errorf("--revision-gc-interval %s: must be positive", c.RevisionGCInterval)
+	}
+	if c.PrometheusURL != "" {
+		if err := (promql.Config{URL: c.PrometheusURL}).Validate(); err != nil {
+			return fmt.Errorf("--prometheus-url: %w", err)
+		}
 	}
 	if c.RolloutLease < time.Second || c.RolloutLease > time.Hour {
 		return fmt.Errorf("--rollout-lease %s: must be 1s to 1h", c.RolloutLease)

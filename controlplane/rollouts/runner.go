@@ -9,6 +9,7 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/rollout"
+	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -47,19 +48,12 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Query is one PromQL check's question: the policy's query with the
-// rollout's names and interval to put in its template.
-type Query struct {
-	Check               api.PromCheck
-	Canary, Stable      string
-	Function, Namespace string
-	Interval            time.Duration
+// PromQL answers a rollout's PromQL checks, in the policy's order: NaN
+// for a check with no value, and the errors met, for the log.
+// promql.Checker is the real one.
+type PromQL interface {
+	Check(ctx context.Context, at time.Time, checks []api.PromCheck, vars promql.Vars) ([]float64, error)
 }
-
-// PromQL evaluates a rollout's PromQL checks, in order: NaN for a check
-// with no value, and the errors met, for the log. ebbd builds it from
-// package rollout/promql when --prometheus-url is set.
-type PromQL func(ctx context.Context, queries []Query) ([]float64, error)
 
 // Deps are a Runner's collaborators.
 type Deps struct {
@@ -262,7 +256,7 @@ func (r *Runner) step(ctx context.Context, now time.Time, key string, v store.Ve
 			Canary: r.reading(rec.Canary).Since(d.canary).Figures(),
 			Stable: r.reading(rec.Stable).Since(d.stable).Figures(),
 		}
-		obs.PromQL = r.promQL(ctx, rec)
+		obs.PromQL = r.promQL(ctx, now, rec)
 		rec.RolloutState, dec = rollout.Step(now, rec.RolloutState, obs)
 	}
 	rec.LeaseUntil = now.Add(lease)
@@ -289,21 +283,18 @@ func (r *Runner) newWindow(rec store.Rollout, version int64, now time.Time) *dri
 }
 
 // promQL answers rec's PromQL checks; nil when it has none.
-func (r *Runner) promQL(ctx context.Context, rec store.Rollout) []float64 {
+func (r *Runner) promQL(ctx context.Context, now time.Time, rec store.Rollout) []float64 {
 	checks := rec.Policy.PromQL
 	if len(checks) == 0 || r.deps.PromQL == nil {
 		return nil
 	}
-	ns, fn := api.SplitQualifiedName(rec.Function)
-	queries := make([]Query, len(checks))
-	for i, c := range checks {
-		queries[i] = Query{Check: c, Canary: rec.Canary, Stable: rec.Stable, Function: fn, Namespace: ns, Interval: rec.Policy.Interval.Duration}
-	}
+	ns, _ := api.SplitQualifiedName(rec.Function)
+	vars := promql.Vars{Canary: rec.Canary, Stable: rec.Stable, Function: rec.Function, Namespace: ns, Interval: rec.Policy.Interval.Duration}
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.QueryTimeout)
 	defer cancel()
-	values, err := r.deps.PromQL(ctx, queries)
+	values, err := r.deps.PromQL.Check(ctx, now, checks, vars)
 	if err != nil {
-		r.log.Warn("rollout PromQL checks failed; they count as missing", "rollout", rec.Function+"/"+rec.ID, "err", err)
+		r.log.Warn("rollout PromQL checks without a value; they wait", "rollout", rec.Function+"/"+rec.ID, "err", err)
 	}
 	return values
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/rollout"
+	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 	"github.com/ebbrun/ebb/store/redis"
@@ -303,4 +304,43 @@ func TestActUnknown(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnknownAction)
 	_, _, err = Act(time.Now(), api.RolloutState{Phase: rollout.Succeeded}, api.RolloutAbort, "")
 	assert.ErrorIs(t, err, rollout.ErrTransition)
+}
+
+// fixedPromQL answers every check with one value and records the vars.
+type fixedPromQL struct {
+	value float64
+	vars  []promql.Vars
+}
+
+func (p *fixedPromQL) Check(_ context.Context, _ time.Time, checks []api.PromCheck, vars promql.Vars) ([]float64, error) {
+	p.vars = append(p.vars, vars)
+	out := make([]float64, len(checks))
+	for i := range out {
+		out[i] = p.value
+	}
+	return out, nil
+}
+
+func TestRunnerAsksPromQL(t *testing.T) {
+	f := newFixture(t)
+	// The rollout's policy gains a check, as if it had started with one.
+	kv, err := f.store.Get(f.ctx, rolloutKey)
+	require.NoError(t, err)
+	rec := f.rollout()
+	rec.Policy.PromQL = []api.PromCheck{{Query: `sum(rate(ebb_router_requests_total{revision="{{canary}}",code=~"5.."}[{{interval}}]))`, Max: 0.5}}
+	_, err = Write(f.ctx, f.store, rec, kv.Version, rollout.Decision{}, f.now)
+	require.NoError(t, err)
+
+	prom := &fixedPromQL{value: 3}
+	a := f.runner("cp-a")
+	a.deps.PromQL = prom
+	f.tick(a)
+	a.Report([]api.RevisionStat{load(canary, 100, 0, time.Millisecond), load(stable, 900, 0, time.Millisecond)})
+	f.now = f.now.Add(time.Second)
+	f.tick(a)
+	rec = f.rollout()
+	assert.Equal(t, rollout.RolledBack, rec.Phase)
+	assert.Contains(t, rec.Reason, "promql[0]")
+	require.Len(t, prom.vars, 1)
+	assert.Equal(t, promql.Vars{Canary: canary, Stable: stable, Function: "hello", Namespace: api.DefaultNamespace, Interval: time.Second}, prom.vars[0])
 }
