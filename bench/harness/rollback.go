@@ -2,9 +2,7 @@ package harness
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -146,7 +144,7 @@ func (h *Harness) badCanary(ctx context.Context, e *Ebbd, fn string, spec api.Fu
 	var r api.Rollout
 	err = poll(ctx, time.Minute, 20*time.Millisecond, func() (bool, error) {
 		var err error
-		r, err = e.rollout(ctx, fn, id)
+		r, err = e.Client.Rollout(ctx, fn, id)
 		return err == nil && r.Phase.Final(), err
 	})
 	if err != nil {
@@ -196,25 +194,6 @@ func scale(xs []float64, f float64) []float64 {
 		out[i] = x * f
 	}
 	return out
-}
-
-// rollout reads one rollout through the API.
-func (e *Ebbd) rollout(ctx context.Context, fn, id string) (api.Rollout, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+e.APIAddr+"/v1/functions/"+fn+"/rollouts/"+id, nil)
-	if err != nil {
-		return api.Rollout{}, err
-	}
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := e.h.hc.Do(req)
-	if err != nil {
-		return api.Rollout{}, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return api.Rollout{}, fmt.Errorf("get rollout %s of %s: status %d", id, fn, resp.StatusCode)
-	}
-	var r api.Rollout
-	return r, json.NewDecoder(resp.Body).Decode(&r)
 }
 
 // heyCSV is hey running in the background with -o csv until stopped.
