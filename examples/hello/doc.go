@@ -21,6 +21,8 @@
 //	HELLO_DELAY=D         / waits D (a Go duration, at most 10m) before it
 //	                      answers, failing or not
 //
+// Neither touches ebb's readiness probe (User-Agent: ebb-probe), so a
+// failing revision still starts and takes traffic, as a bad release does.
 // A value that does not parse makes hello exit at its start with a message
 // naming the variable, so a typo cannot pass for a healthy revision.
 //

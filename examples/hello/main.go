@@ -78,6 +78,11 @@ type faults struct {
 	roll func(n int) int
 }
 
+// probeAgent is the User-Agent of ebb's readiness probe (GET /, any status
+// below 500 passes), which the faults leave alone: a revision that failed
+// its probe would never start, and a canary must start to be judged.
+const probeAgent = "ebb-probe"
+
 // parseFaults reads the test switches from the environment. A value that
 // does not parse is an error, so a typo fails the replica at its start
 // instead of running a test against a healthy function.
@@ -119,6 +124,10 @@ func newHandler(getenv func(string) string, exit func(int), f faults) http.Handl
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
+		}
+		f := f
+		if r.UserAgent() == probeAgent {
+			f = faults{} // the revision still starts, as a bad release does
 		}
 		if f.delay > 0 {
 			t := time.NewTimer(f.delay)

@@ -179,6 +179,26 @@ func TestFailPercent(t *testing.T) {
 	}
 }
 
+// TestFaultsSpareTheProbe checks that ebb's readiness probe gets a plain
+// answer at once whatever the switches say.
+func TestFaultsSpareTheProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHandler(func(string) string { return "" }, func(int) {}, faults{failPercent: 100, delay: time.Second})
+		start := time.Now()
+		req := httptest.NewRequest("GET", "/", nil)
+		req.Header.Set("User-Agent", "ebb-probe")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		assert.Equal(t, http.StatusOK, rec.Code)
+		assert.Equal(t, time.Duration(0), time.Since(start))
+
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+		assert.Equal(t, http.StatusInternalServerError, rec.Code, "any other client gets the faults")
+		assert.Equal(t, time.Second, time.Since(start))
+	})
+}
+
 // TestFailPercentRandom checks the default roll: 30% over many requests,
 // within a bound loose enough never to flake (±5 points over 20,000).
 func TestFailPercentRandom(t *testing.T) {
