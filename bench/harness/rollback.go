@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -148,7 +149,8 @@ func (h *Harness) badCanary(ctx context.Context, e *Ebbd, fn string, spec api.Fu
 		return err == nil && r.Phase.Final(), err
 	})
 	if err != nil {
-		return RollbackRun{}, fmt.Errorf("rollout %s: %w", id, err)
+		b, _ := json.Marshal(r)
+		return RollbackRun{}, fmt.Errorf("rollout %s: %w; last seen %s; ebbd log tail:\n%s", id, err, b, e.LogTail())
 	}
 	if r.Phase != api.RolloutRolledBack || len(r.Steps) == 0 {
 		return RollbackRun{}, fmt.Errorf("rollout %s ended %s after %d steps, not rolled back: %s", id, r.Phase, len(r.Steps), r.Reason)
