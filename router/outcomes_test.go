@@ -1,0 +1,225 @@
+package router
+
+import (
+	"net"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// outcomes sums the outcomes of revision in every report the sink got; nil
+// when none carried any.
+func (s *sink) outcomes(revision string) *api.Outcomes {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sum *api.Outcomes
+	for _, st := range s.stats {
+		if st.Revision == revision && st.Outcomes != nil {
+			if sum == nil {
+				sum = &api.Outcomes{}
+			}
+			sum.Add(*st.Outcomes)
+		}
+	}
+	return sum
+}
+
+// ended is how many requests the sink's reports say ended, over all
+// revisions.
+func (s *sink) ended() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for _, st := range s.stats {
+		if st.Outcomes != nil {
+			n += st.Outcomes.Requests
+		}
+	}
+	return n
+}
+
+// bucketed is a Latency slice with n requests in the bucket of each d.
+func bucketed(counts map[time.Duration]int64) []int64 {
+	last := 0
+	for d := range counts {
+		last = max(last, api.LatencyBucket(d))
+	}
+	l := make([]int64, last+1)
+	for d, n := range counts {
+		l[api.LatencyBucket(d)] += n
+	}
+	return l
+}
+
+// scriptedActivator answers a hand-off with its revision's script.
+type scriptedActivator map[string]func(ctx *fasthttp.RequestCtx)
+
+func (a scriptedActivator) Serve(ctx *fasthttp.RequestCtx, _, revision string, _ time.Time) {
+	a[revision](ctx)
+}
+
+// answer is a handler that answers status after a while.
+func answer(status int, after time.Duration) func(*fasthttp.RequestCtx) {
+	return func(ctx *fasthttp.RequestCtx) {
+		time.Sleep(after)
+		ctx.SetStatusCode(status)
+	}
+}
+
+// hangUp reads the request, then closes the connection without a word.
+func hangUp(ctx *fasthttp.RequestCtx) {
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(net.Conn) {})
+}
+
+// TestOutcomes drives requests through the router and checks that each
+// ends in exactly one outcome of its revision, in the router's reports.
+func TestOutcomes(t *testing.T) {
+	const fast, slow, coldStart = time.Millisecond, 250 * time.Millisecond, 2 * time.Second
+	const interval = 100 * time.Millisecond
+	// fn is one function of a case, with one revision, fn+"-00001".
+	type fn struct {
+		name string
+		// replica answers the revision's requests; with none and
+		// refused false, the revision has no replica at all.
+		replica func(ctx *fasthttp.RequestCtx)
+		// refused gives the revision a replica whose address refuses
+		// connections.
+		refused  bool
+		requests int
+		wantCode int
+		want     *api.Outcomes
+	}
+	tests := []struct {
+		name      string
+		activator scriptedActivator
+		fns       []fn
+	}{
+		{
+			name: "answered by a ready replica: status and latency",
+			fns: []fn{
+				{name: "ok", replica: answer(200, fast), requests: 10, wantCode: 200,
+					want: &api.Outcomes{Requests: 10, Latency: bucketed(map[time.Duration]int64{fast: 10})}},
+				{name: "fails", replica: answer(500, fast), requests: 5, wantCode: 500,
+					want: &api.Outcomes{Requests: 5, Errors5xx: 5, Latency: bucketed(map[time.Duration]int64{fast: 5})}},
+				{name: "slow", replica: answer(200, slow), requests: 3, wantCode: 200,
+					want: &api.Outcomes{Requests: 3, Latency: bucketed(map[time.Duration]int64{slow: 3})}},
+				{name: "notfound", replica: answer(404, fast), requests: 2, wantCode: 404,
+					want: &api.Outcomes{Requests: 2, Latency: bucketed(map[time.Duration]int64{fast: 2})}},
+			},
+		},
+		{
+			name: "no replica took it and no activator: connection errors, no latency",
+			fns: []fn{
+				{name: "none", requests: 2, wantCode: 503,
+					want: &api.Outcomes{Requests: 2, ConnErrors: 2}},
+				{name: "refused", refused: true, requests: 3, wantCode: 502,
+					want: &api.Outcomes{Requests: 3, ConnErrors: 3}},
+				{name: "hangsup", replica: hangUp, requests: 2, wantCode: 502,
+					want: &api.Outcomes{Requests: 2, ConnErrors: 2}},
+			},
+		},
+		{
+			name: "handed to the activator: the final status counts, the cold start's time does not",
+			activator: scriptedActivator{
+				"wakes-00001":   answer(200, coldStart),
+				"fails-00001":   answer(503, coldStart),
+				"refused-00001": answer(200, fast),
+			},
+			fns: []fn{
+				{name: "wakes", requests: 4, wantCode: 200, want: &api.Outcomes{Requests: 4}},
+				{name: "fails", requests: 2, wantCode: 503, want: &api.Outcomes{Requests: 2, Errors5xx: 2}},
+				// Refused by its replica, then held by the activator:
+				// counted once, as the activator's answer.
+				{name: "refused", refused: true, requests: 3, wantCode: 200, want: &api.Outcomes{Requests: 3}},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := &sink{}
+				deps := Deps{Stats: s}
+				if tc.activator != nil {
+					deps.Activator = tc.activator
+				}
+				e := newBubbleEnv(t, Config{StatsInterval: interval, SampleInterval: interval / 10}, deps)
+				var sent int64
+				for _, f := range tc.fns {
+					revision := f.name + "-00001"
+					e.deploy(f.name, []rev{{name: revision}}, nil)
+					switch {
+					case f.replica != nil:
+						e.endpoint(f.name, revision, "r1", e.startMemBackend(f.name, f.replica).addr, 0)
+					case f.refused:
+						e.endpoint(f.name, revision, "r1", f.name+"-nobody-listens", 0)
+					}
+					sent += int64(f.requests)
+				}
+				synctest.Wait()
+				for _, f := range tc.fns {
+					for range f.requests {
+						code, _, _ := e.get(host(f.name), "/", nil)
+						require.Equal(t, f.wantCode, code, f.name)
+					}
+				}
+				// Poll the reports, one interval at a time, until they
+				// have every request.
+				for i := 0; s.ended() < sent && i < 10; i++ {
+					time.Sleep(interval)
+					synctest.Wait()
+				}
+				require.Equal(t, sent, s.ended(), "every request ended in exactly one outcome")
+				for _, f := range tc.fns {
+					assert.Equal(t, f.want, s.outcomes(f.name+"-00001"), f.name)
+				}
+			})
+		})
+	}
+}
+
+// TestOutcomesAreReportedPerInterval checks that a report carries the
+// outcomes of its own interval only, and none once requests stop.
+func TestOutcomesAreReportedPerInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := &sink{}
+		const interval = 100 * time.Millisecond
+		e := newBubbleEnv(t, Config{StatsInterval: interval, SampleInterval: interval / 10}, Deps{Stats: s})
+		e.deploy("fn", []rev{{name: "fn-00001"}}, nil)
+		e.endpoint("fn", "fn-00001", "r1", e.startMemBackend("fn", answer(200, 0)).addr, 0)
+		e.waitRoute(host("fn"), 1)
+
+		// reports takes the reports the sink got so far.
+		reports := func() []api.RevisionStat {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			out := s.stats
+			s.stats = nil
+			return out
+		}
+		reports()
+		for round := range 3 {
+			for range round + 1 {
+				code, _, _ := e.get(host("fn"), "/", nil)
+				require.Equal(t, 200, code)
+			}
+			time.Sleep(interval)
+			synctest.Wait()
+			got := reports()
+			require.Len(t, got, 1, "round %d", round)
+			require.NotNil(t, got[0].Outcomes, "round %d", round)
+			assert.Equal(t, int64(round+1), got[0].Outcomes.Requests, "round %d", round)
+		}
+		time.Sleep(interval)
+		synctest.Wait()
+		got := reports()
+		require.Len(t, got, 1, "one report says the revision went quiet")
+		assert.Nil(t, got[0].Outcomes, "no request ended in the quiet interval")
+	})
+}
