@@ -44,17 +44,10 @@ func (s *sink) ended() int64 {
 	return n
 }
 
-// bucketed is a Latency slice with n requests in the bucket of each d.
-func bucketed(counts map[time.Duration]int64) []int64 {
-	last := 0
-	for d := range counts {
-		last = max(last, api.LatencyBucket(d))
-	}
-	l := make([]int64, last+1)
-	for d, n := range counts {
-		l[api.LatencyBucket(d)] += n
-	}
-	return l
+// answered is o with all its requests in the latency bucket of took.
+func answered(o api.Outcomes, took time.Duration) *api.Outcomes {
+	o.AddLatency(took, o.Requests)
+	return &o
 }
 
 // scriptedActivator answers a hand-off with its revision's script.
@@ -105,13 +98,13 @@ func TestOutcomes(t *testing.T) {
 			name: "answered by a ready replica: status and latency",
 			fns: []fn{
 				{name: "ok", replica: answer(200, fast), requests: 10, wantCode: 200,
-					want: &api.Outcomes{Requests: 10, Latency: bucketed(map[time.Duration]int64{fast: 10})}},
+					want: answered(api.Outcomes{Requests: 10}, fast)},
 				{name: "fails", replica: answer(500, fast), requests: 5, wantCode: 500,
-					want: &api.Outcomes{Requests: 5, Errors5xx: 5, Latency: bucketed(map[time.Duration]int64{fast: 5})}},
+					want: answered(api.Outcomes{Requests: 5, Errors5xx: 5}, fast)},
 				{name: "slow", replica: answer(200, slow), requests: 3, wantCode: 200,
-					want: &api.Outcomes{Requests: 3, Latency: bucketed(map[time.Duration]int64{slow: 3})}},
+					want: answered(api.Outcomes{Requests: 3}, slow)},
 				{name: "notfound", replica: answer(404, fast), requests: 2, wantCode: 404,
-					want: &api.Outcomes{Requests: 2, Latency: bucketed(map[time.Duration]int64{fast: 2})}},
+					want: answered(api.Outcomes{Requests: 2}, fast)},
 			},
 		},
 		{

@@ -11,17 +11,13 @@ import (
 	"github.com/ebbrun/ebb/api"
 )
 
-// latency is a Latency slice with n[i] requests in the bucket of d[i].
+// latency is a Latency slice with counts[d] requests in the bucket of d.
 func latency(counts map[time.Duration]int64) []int64 {
-	last := 0
-	for d := range counts {
-		last = max(last, api.LatencyBucket(d))
-	}
-	l := make([]int64, last+1)
+	var o api.Outcomes
 	for d, n := range counts {
-		l[api.LatencyBucket(d)] += n
+		o.AddLatency(d, n)
 	}
-	return l
+	return o.Latency
 }
 
 func TestOutcomesTake(t *testing.T) {
