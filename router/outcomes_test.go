@@ -2,6 +2,7 @@ package router
 
 import (
 	"net"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -65,6 +66,18 @@ func answer(status int, after time.Duration) func(*fasthttp.RequestCtx) {
 	}
 }
 
+// oneIn answers every n-th request with rare, the others with common.
+func oneIn(n int64, common, rare func(*fasthttp.RequestCtx)) func(*fasthttp.RequestCtx) {
+	var seen atomic.Int64
+	return func(ctx *fasthttp.RequestCtx) {
+		if seen.Add(1)%n == 0 {
+			rare(ctx)
+			return
+		}
+		common(ctx)
+	}
+}
+
 // hangUp reads the request, then closes the connection without a word.
 func hangUp(ctx *fasthttp.RequestCtx) {
 	ctx.HijackSetNoResponse(true)
@@ -86,8 +99,11 @@ func TestOutcomes(t *testing.T) {
 		// connections.
 		refused  bool
 		requests int
-		wantCode int
+		wantCode int // 0: any
 		want     *api.Outcomes
+		// wantP50 and wantP99, when set, are the quantiles the analysis
+		// reads, within the buckets' error.
+		wantP50, wantP99 time.Duration
 	}
 	tests := []struct {
 		name      string
@@ -105,6 +121,16 @@ func TestOutcomes(t *testing.T) {
 					want: answered(api.Outcomes{Requests: 3}, slow)},
 				{name: "notfound", replica: answer(404, fast), requests: 2, wantCode: 404,
 					want: answered(api.Outcomes{Requests: 2}, fast)},
+				// One request in 50 is slow and fails: p50 is the fast
+				// answers', p99 the slow ones'.
+				{name: "mixed", replica: oneIn(50, answer(200, fast), answer(500, slow)), requests: 100,
+					want: func() *api.Outcomes {
+						o := &api.Outcomes{Requests: 100, Errors5xx: 2}
+						o.AddLatency(fast, 98)
+						o.AddLatency(slow, 2)
+						return o
+					}(),
+					wantP50: fast, wantP99: slow},
 			},
 		},
 		{
@@ -159,7 +185,9 @@ func TestOutcomes(t *testing.T) {
 				for _, f := range tc.fns {
 					for range f.requests {
 						code, _, _ := e.get(host(f.name), "/", nil)
-						require.Equal(t, f.wantCode, code, f.name)
+						if f.wantCode != 0 {
+							require.Equal(t, f.wantCode, code, f.name)
+						}
 					}
 				}
 				// Poll the reports, one interval at a time, until they
@@ -170,7 +198,15 @@ func TestOutcomes(t *testing.T) {
 				}
 				require.Equal(t, sent, s.ended(), "every request ended in exactly one outcome")
 				for _, f := range tc.fns {
-					assert.Equal(t, f.want, s.outcomes(f.name+"-00001"), f.name)
+					got := s.outcomes(f.name + "-00001")
+					assert.Equal(t, f.want, got, f.name)
+					if f.wantP50 > 0 && got != nil {
+						// Quarter-octave buckets: a quantile is off by
+						// less than a bucket's width, at most 25%.
+						fig := got.Figures()
+						assert.InEpsilon(t, float64(f.wantP50), float64(fig.P50), 0.25, "%s p50 %s", f.name, fig.P50)
+						assert.InEpsilon(t, float64(f.wantP99), float64(fig.P99), 0.25, "%s p99 %s", f.name, fig.P99)
+					}
 				}
 			})
 		})
