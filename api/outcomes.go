@@ -75,6 +75,17 @@ func (o *Outcomes) Add(o2 Outcomes) {
 	}
 }
 
+// AddLatency counts n requests that took d in o.Latency, growing it as
+// needed; Requests is left alone. It is for building Outcomes by hand, in
+// tests and fakes: a router counts into fixed atomic buckets instead.
+func (o *Outcomes) AddLatency(d time.Duration, n int64) {
+	i := LatencyBucket(d)
+	if i >= len(o.Latency) {
+		o.Latency = append(o.Latency, make([]int64, i+1-len(o.Latency))...)
+	}
+	o.Latency[i] += n
+}
+
 // Since is what o counted after earlier, an earlier reading of the same
 // running sum: o minus earlier, each count at least 0.
 func (o Outcomes) Since(earlier Outcomes) Outcomes {

@@ -34,6 +34,23 @@ func TestLatencyBucketsRoundTrip(t *testing.T) {
 	assert.Equal(t, 7*time.Duration(1)<<36, LatencyBucketLow(LatencyBuckets-1), "the last bucket starts at about 8 minutes")
 }
 
+func TestOutcomesAddLatency(t *testing.T) {
+	var o Outcomes
+	o.AddLatency(time.Millisecond, 2)
+	require.Len(t, o.Latency, LatencyBucket(time.Millisecond)+1, "grown to the bucket, no further")
+	o.AddLatency(10*time.Microsecond, 1)
+	o.AddLatency(time.Millisecond, 1)
+	require.Len(t, o.Latency, LatencyBucket(time.Millisecond)+1, "a shorter duration does not grow it")
+	assert.Equal(t, int64(3), o.Latency[LatencyBucket(time.Millisecond)])
+	assert.Equal(t, int64(1), o.Latency[LatencyBucket(10*time.Microsecond)])
+	assert.Zero(t, o.Requests, "requests are counted apart")
+	var sum int64
+	for _, n := range o.Latency {
+		sum += n
+	}
+	assert.Equal(t, int64(4), sum)
+}
+
 func TestOutcomesQuantile(t *testing.T) {
 	var o Outcomes
 	add := func(d time.Duration, n int64) {

@@ -800,6 +800,10 @@ func TestHTTPTransport(t *testing.T) {
 	}{
 		{PathStats, `{"not":"an array"}`, http.StatusBadRequest},
 		{PathStats, `[{"revision":"x","bogus":1}]`, http.StatusBadRequest},
+		// A router's report carries its outcomes; strict decoding knows them.
+		{PathStats, `[{"revision":"` + rev + `","reporter":"router-x","requests":3,"interval":"1s",` +
+			`"outcomes":{"requests":3,"errors5xx":1,"connErrors":1,"latency":[0,2]}}]`, http.StatusNoContent},
+		{PathStats, `[{"revision":"x","outcomes":{"requests":1,"bogus":1}}]`, http.StatusBadRequest},
 		{PathActivate + "Not_A_Name", ``, http.StatusBadRequest},
 		{PathActivate + "a.b.c-00001", ``, http.StatusBadRequest},
 		{"/internal/v1/nope", ``, http.StatusNotFound},

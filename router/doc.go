@@ -16,7 +16,10 @@
 // a shortage of descriptors at accept pauses the listener instead of
 // stopping the router.
 // Every second the router reports per-revision concurrency and request
-// counts for the requests it proxied directly to a StatsSink.
+// counts for the requests it proxied directly to a StatsSink, with how
+// every request of the revision ended (api.Outcomes: answered, 5xx, or a
+// connection error the router answered itself, and the latency of those a
+// ready replica answered), which rollouts judge canaries on.
 //
 // It must not buffer requests, start replicas or decide scale: waiting for
 // capacity is the activator's job, scaling the autoscaler's. It talks to

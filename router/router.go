@@ -405,7 +405,7 @@ func (r *Router) newState(name string, spec revSpec) *revState {
 		function: spec.Function,
 		timeout:  spec.Timeout,
 		set:      r.reps.Retain(name),
-		stats:    revstats.NewCounter(name),
+		stats:    revstats.NewOutcomeCounter(name),
 		latency:  &lazyObserver{vec: r.metrics.duration, function: spec.Function, revision: name},
 	}
 	st.acct = exchange.Revision{Set: st.set, Stats: st.stats, Codes: &st.codes, Latency: st.latency}
@@ -573,6 +573,13 @@ func (r *Router) forward(ctx *fasthttp.RequestCtx, rev *revState, rep *replicase
 	}
 	status := proxy.StatusFor(err)
 	rev.codes.Inc(status)
+	if status >= fasthttp.StatusInternalServerError {
+		rev.stats.Outcomes().Failed()
+	} else {
+		// A request body the client broke off says nothing about the
+		// revision.
+		rev.stats.Outcomes().Ended(status)
+	}
 	r.log.Debug("proxy failed", "revision", rev.name, "status", status, "err", err)
 	if status == fasthttp.StatusServiceUnavailable {
 		ctx.Response.Header.Set("Retry-After", "1")
@@ -597,6 +604,7 @@ func (r *Router) handoff(ctx *fasthttp.RequestCtx, rev *revState, deadline time.
 	act := r.deps.Activator
 	if act == nil {
 		rev.codes.Inc(fasthttp.StatusServiceUnavailable)
+		rev.stats.Outcomes().Failed()
 		ctx.Response.Header.Set("Retry-After", "1")
 		exchange.WriteError(ctx, fasthttp.StatusServiceUnavailable, "ebb: no replica of "+rev.function+" is ready\n")
 		return
@@ -606,6 +614,10 @@ func (r *Router) handoff(ctx *fasthttp.RequestCtx, rev *revState, deadline time.
 	act.Serve(ctx, rev.function, rev.name, deadline)
 	took := time.Since(ctx.Time()).Seconds()
 	rev.codes.Inc(ctx.Response.StatusCode())
+	// The outcome counts, its time does not: a request the activator held
+	// waited for a replica to start or free up, and a canary woken from
+	// zero must not be judged on its cold starts.
+	rev.stats.Outcomes().Ended(ctx.Response.StatusCode())
 	rev.latency.Observe(took)
 	if cold {
 		r.metrics.coldStarts.WithLabelValues(namespaceOf(rev.function), rev.function, rev.name).Inc()

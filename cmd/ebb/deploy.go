@@ -364,6 +364,14 @@ func (a *app) deploy(ctx context.Context, name string, o deployOptions, changed 
 	default:
 		fmt.Fprintf(a.stderr, "Function %s is unchanged: revision %s\n", name, fn.LatestRevision)
 	}
+	if fresh && !created && fn.Spec.Rollout != nil {
+		// With a policy the new revision earns its traffic: say where it
+		// starts and how to follow it. No rollout means a split set by hand.
+		if ro, err := c.Rollout(ctx, name, fn.LatestRevision); err == nil {
+			fmt.Fprintf(a.stderr, "Rollout %s started: canary at %d%%, stable %s; follow it with: ebb rollout status %s --watch\n",
+				ro.ID, ro.Percent, ro.Stable, name)
+		}
+	}
 
 	if !o.noWait {
 		goal := waitGoal{revision: fn.LatestRevision, fresh: fresh, initial: initialScale(fn.Spec)}

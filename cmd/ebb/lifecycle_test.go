@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -307,4 +308,31 @@ func TestRollbackLosesNoConcurrentChange(t *testing.T) {
 	require.NoError(t, err)
 	_, err = c.SetTrafficWith(ctx, "hello", rollbackTraffic(fn, "hello-00001"), api.WriteOptions{IfMatch: fn.ResourceVersion})
 	assert.True(t, api.IsConflict(err), "%v", err)
+}
+
+// A deploy that starts a rollout says so, and how to follow it.
+func TestDeployStartsARollout(t *testing.T) {
+	e := newLifecycleEnv(t)
+	manifest := filepath.Join(t.TempDir(), "hello.yaml")
+	require.NoError(t, os.WriteFile(manifest, []byte(`apiVersion: ebb.dev/v1
+kind: Function
+metadata:
+  name: hello
+spec:
+  image: hello:latest
+  env:
+    N: "1"
+  rollout:
+    steps: [5, 50]
+    interval: 10s
+`), 0o600))
+	require.Equal(t, 0, e.run(t, "apply", "-f", manifest).code)
+	r := e.deploy(t, "hello", "2")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Contains(t, r.stderr, "Rollout hello-00002 started: canary at 5%, stable hello-00001; follow it with: ebb rollout status hello --watch")
+	assert.Equal(t, []string{"hello-00001=95", "hello-00002=5"}, split(e.function(t, "hello")))
+
+	r = e.run(t, "rollout", "abort", "hello", "--reason", "not today")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, []string{"hello-00001=100"}, split(e.function(t, "hello")), "an abort gives the stable revision all traffic back")
 }

@@ -5,7 +5,9 @@
 // Forward proxies a request to a replica the caller acquired from a
 // revision's replicaset.Set and, through a pooled Done, releases the
 // replica, ends the revision's in-flight count, counts the status and
-// observes the latency once the exchange is over. It follows the one retry
+// observes the latency once the exchange is over; where the revision's
+// counter counts outcomes (the router's), it counts the request as
+// answered, with that status and latency. It follows the one retry
 // policy of the data plane: a request is tried on another free replica only
 // when no byte of it reached the one it was sent to (proxy.ErrUnavailable),
 // at most Policy.MaxRetries times; a request that reached a replica is never

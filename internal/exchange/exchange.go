@@ -55,6 +55,8 @@ type Revision struct {
 	// released to it.
 	Set *replicaset.Set
 	// Stats is ended once per answered exchange; the caller started it.
+	// When it counts outcomes (the router's), the exchange is counted as
+	// answered, with its status and latency.
 	Stats *revstats.Counter
 	// Codes counts answered exchanges by the replica's status.
 	Codes *revstats.Codes
@@ -79,8 +81,13 @@ func (d *done) ExchangeDone(status int, _ error) {
 	rev.Set.Release(d.rep)
 	rev.Stats.End()
 	rev.Codes.Inc(status)
-	if rev.Latency != nil {
-		rev.Latency.Observe(time.Since(d.start).Seconds())
+	// The activator keeps neither, and so reads no clock here.
+	if out := rev.Stats.Outcomes(); out != nil || rev.Latency != nil {
+		took := time.Since(d.start)
+		out.Answered(status, took)
+		if rev.Latency != nil {
+			rev.Latency.Observe(took.Seconds())
+		}
 	}
 	d.free()
 }
@@ -101,10 +108,12 @@ func (d *done) free() {
 // Forward never waits for capacity: with no replica free it gives up.
 //
 // On nil the answer is in ctx.Response, and once the exchange is over the
-// replica is released, rev.Stats ended, the status counted and the time
-// since start observed. On an error nothing was written to the client, the
-// last replica tried is released, and the caller still owns the request's
-// accounting: rev.Stats is not ended and no status is counted.
+// replica is released, rev.Stats ended, the status counted (and, in a
+// counter that counts outcomes, the request counted as answered) and the
+// time since start observed. On an error nothing was written to the client,
+// the last replica tried is released, and the caller still owns the
+// request's accounting: rev.Stats is not ended and neither status nor
+// outcome is counted.
 // proxy.ErrOutOfDescriptors comes back at once: this process, not the
 // replica, is short of file descriptors, so the replica is neither marked
 // down nor passed over, and the caller decides when to try again.

@@ -18,6 +18,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttputil"
 
+	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/internal/revstats"
@@ -148,7 +149,18 @@ func revision(t *testing.T, u *upstreams, addrs ...string) (*Revision, *latencie
 		<-done
 	})
 	lat := &latencies{}
-	return &Revision{Set: set, Stats: revstats.NewCounter("fn-00001"), Codes: &revstats.Codes{}, Latency: lat}, lat
+	return &Revision{Set: set, Stats: revstats.NewOutcomeCounter("fn-00001"), Codes: &revstats.Codes{}, Latency: lat}, lat
+}
+
+// outcomes are the outcomes rev's counter has counted, read as a report
+// would carry them.
+func outcomes(t *testing.T, rev *Revision) *api.Outcomes {
+	r, err := revstats.NewRecorder(revstats.Config{})
+	require.NoError(t, err)
+	r.Track(rev.Stats)
+	stats := r.Collect(time.Now())
+	require.Len(t, stats, 1)
+	return stats[0].Outcomes
 }
 
 // acquire takes a slot on the replica at addr, as a caller of Forward
@@ -265,6 +277,7 @@ func TestForward(t *testing.T) {
 					assert.Equal(t, int64(1), rev.Stats.InFlight(), "the caller still owns the request's accounting")
 					assert.Empty(t, codes(rev.Codes))
 					assert.Empty(t, lat.samples)
+					assert.Nil(t, outcomes(t, rev), "the caller decides how a failed request ends")
 					return
 				}
 				require.NoError(t, err)
@@ -272,6 +285,9 @@ func TestForward(t *testing.T) {
 				assert.Zero(t, rev.Stats.InFlight(), "the exchange ended the revision's count")
 				assert.Equal(t, map[int]uint64{200: 1}, codes(rev.Codes))
 				assert.Equal(t, []float64{answerFor.Seconds()}, lat.samples, "latency runs from the start given")
+				want := &api.Outcomes{Requests: 1}
+				want.AddLatency(answerFor, 1)
+				assert.Equal(t, want, outcomes(t, rev), "an answered exchange counts as answered, with the same latency")
 			})
 		})
 	}

@@ -18,6 +18,8 @@ type Counter struct {
 	peak     atomic.Int64
 	requests atomic.Int64
 	buffered atomic.Int64
+	// outcomes is nil in components that do not count how requests end.
+	outcomes *Outcomes
 
 	// Sampler state, guarded by the Recorder's lock.
 	sum     float64
@@ -27,6 +29,18 @@ type Counter struct {
 
 // NewCounter returns a counter for revision.
 func NewCounter(revision string) *Counter { return &Counter{revision: revision} }
+
+// NewOutcomeCounter returns a counter for revision that also counts how
+// its requests end (Outcomes), for the component that sees every request
+// first: the router. The activator must not, since its requests came
+// through a router that counts them.
+func NewOutcomeCounter(revision string) *Counter {
+	return &Counter{revision: revision, outcomes: new(Outcomes)}
+}
+
+// Outcomes is where the revision's request outcomes are counted; nil (which
+// counts nothing) for a counter made by NewCounter.
+func (c *Counter) Outcomes() *Outcomes { return c.outcomes }
 
 // Revision is the revision counted.
 func (c *Counter) Revision() string { return c.revision }
@@ -142,7 +156,9 @@ func (r *Recorder) Sample() {
 
 // Collect ends the current interval and returns a stat for every revision
 // that saw load in it, plus one all-zero stat when a revision goes quiet,
-// so the autoscaler hears that demand stopped.
+// so the autoscaler hears that demand stopped. A counter that counts
+// outcomes puts those of the interval in the stat's Outcomes, which stay
+// nil when no request ended in it.
 func (r *Recorder) Collect(now time.Time) []api.RevisionStat {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -156,8 +172,12 @@ func (r *Recorder) Collect(now time.Time) []api.RevisionStat {
 		peak := c.peak.Swap(cur)
 		requests := c.requests.Swap(0)
 		buffered := c.buffered.Load()
+		outcomes := c.outcomes.take()
 		c.sum, c.samples = 0, 0
-		active := requests > 0 || peak > 0 || avg > 0 || buffered > 0
+		// Outcomes alone make a stat worth sending: a request the router
+		// handed to the activator ends in the router without entering its
+		// in-flight count.
+		active := requests > 0 || peak > 0 || avg > 0 || buffered > 0 || outcomes != nil
 		if !active && c.quiet {
 			continue
 		}
@@ -171,6 +191,7 @@ func (r *Recorder) Collect(now time.Time) []api.RevisionStat {
 			Requests:       float64(requests),
 			Buffered:       int(buffered),
 			Interval:       api.D(r.cfg.ReportInterval),
+			Outcomes:       outcomes,
 		})
 	}
 	return out
