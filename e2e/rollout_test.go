@@ -414,37 +414,51 @@ func TestRolloutHealthyCanary(t *testing.T) {
 	t.Logf("healthy canary: Succeeded %s after the load began; hey: %d requests, statuses %v", took.Round(time.Millisecond), sum.total(), sum.statuses)
 }
 
-// TestRolloutFromApply checks that the declarative path starts rollouts
-// too: `ebb apply` of an edited manifest with a rollout policy makes a
-// canary at the first step, not a revision with all the traffic, and
-// applying the same manifest again changes nothing, so a loop that
+// TestRolloutFromApply checks the declarative path: `ebb apply` of an
+// edited manifest with a rollout policy starts a rollout, a canary at the
+// first step, not a revision with all the traffic; and applying the
+// manifest of a rollout under way again changes nothing, so a loop that
 // applies a repository's manifests does not end the rollout.
 func TestRolloutFromApply(t *testing.T) {
 	t.Parallel()
 	d := startEbbd(t)
 	d.pushHello()
-	manifest := `apiVersion: ebb.dev/v1
+	manifest := func(name, version string) string {
+		return fmt.Sprintf(`apiVersion: ebb.dev/v1
 kind: Function
-metadata: {name: declared}
+metadata: {name: %s}
 spec:
   image: hello:latest
-  env: {VERSION: "1"}
+  env: {VERSION: "%s"}
   rollout: {steps: [10, 100], interval: 1s, stepDuration: 1h}
-`
-	assert.Contains(t, d.applyStdin(manifest), "function/declared created")
-	d.ready("declared")
-	v2 := strings.Replace(manifest, `VERSION: "1"`, `VERSION: "2"`, 1)
-	assert.Contains(t, d.applyStdin(v2), "function/declared configured")
-	var list api.RolloutList
-	require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/functions/declared/rollouts", nil, &list))
-	require.Len(t, list.Items, 1, "apply of a changed spec starts a rollout; traffic now %+v", d.function("declared").Traffic)
-	assert.Equal(t, "declared-00002", list.Items[0].ID)
-	assert.Equal(t, map[string]int{"declared-00001": 90, "declared-00002": 10}, split(d.function("declared")))
+`, name, version)
+	}
 
-	assert.Contains(t, d.applyStdin(v2), "function/declared unchanged")
-	r := d.rolloutByID("declared", "declared-00002")
-	assert.Equal(t, api.RolloutProgressing, r.Phase, "applying the manifest again leaves the rollout alone: %s", describe(r))
-	assert.Equal(t, map[string]int{"declared-00001": 90, "declared-00002": 10}, split(d.function("declared")))
+	t.Run("apply starts a rollout", func(t *testing.T) {
+		d := d.in(t)
+		assert.Contains(t, d.applyStdin(manifest("declared", "1")), "function/declared created")
+		d.ready("declared")
+		assert.Contains(t, d.applyStdin(manifest("declared", "2")), "function/declared configured")
+		var list api.RolloutList
+		require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/functions/declared/rollouts", nil, &list))
+		require.Len(t, list.Items, 1, "apply of a changed spec starts a rollout; traffic now %+v", d.function("declared").Traffic)
+		assert.Equal(t, "declared-00002", list.Items[0].ID)
+		assert.Equal(t, map[string]int{"declared-00001": 90, "declared-00002": 10}, split(d.function("declared")))
+	})
+
+	t.Run("apply again leaves the rollout alone", func(t *testing.T) {
+		d := d.in(t)
+		assert.Contains(t, d.applyStdin(manifest("regit", "1")), "function/regit created")
+		d.ready("regit")
+		// The same change through the API, which starts the rollout.
+		d.putSpec("regit", `{"image":"hello:latest","env":{"VERSION":"2"},"rollout":{"steps":[10,100],"interval":"1s","stepDuration":"1h"}}`)
+		require.Equal(t, api.RolloutProgressing, d.rolloutByID("regit", "regit-00002").Phase)
+		out := d.applyStdin(manifest("regit", "2"))
+		r := d.rolloutByID("regit", "regit-00002")
+		assert.Equal(t, api.RolloutProgressing, r.Phase, "applying the manifest again leaves the rollout alone: %s", describe(r))
+		assert.Equal(t, map[string]int{"regit-00001": 90, "regit-00002": 10}, split(d.function("regit")))
+		assert.Contains(t, out, "function/regit unchanged")
+	})
 }
 
 // TestRolloutFailingCanary is acceptance 2: a canary failing 30% of its
@@ -717,16 +731,57 @@ func TestRolloutLifecycle(t *testing.T) {
 		assert.Equal(t, api.RolloutAborted, r.Phase, describe(r))
 		d.requirePinned("roll", "roll-00002")
 
+		// A third, steered by hand: pause, resume, promote.
+		d.putSpec("roll", rolloutSpec(t, policy, map[string]string{"VERSION": "4"}))
+		r = d.rolloutByID("roll", "roll-00004")
+		require.Equal(t, api.RolloutProgressing, r.Phase, describe(r))
+		assert.Equal(t, "roll-00002", r.Stable, "a rollout starts from a pinned revision too")
+		d.ebbJSON(&r, "rollout", "pause", "roll")
+		assert.Equal(t, api.RolloutPaused, r.Phase)
+		assert.Equal(t, api.RolloutPaused, d.rolloutByID("roll", "roll-00004").Phase)
+		d.ebbJSON(&r, "rollout", "resume", "roll", "4")
+		assert.Equal(t, api.RolloutProgressing, r.Phase)
+		d.ebb("rollout", "promote", "roll", "--reason", "checked by hand")
+		r = d.rolloutByID("roll", "roll-00004")
+		assert.Equal(t, api.RolloutSucceeded, r.Phase, describe(r))
+		d.requireFollowsLatest("roll", "roll-00004")
+
 		var list api.RolloutList
 		require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/functions/roll/rollouts", nil, &list))
 		var ids []string
 		for _, it := range list.Items {
 			ids = append(ids, it.ID)
 		}
-		assert.Equal(t, []string{"roll-00003", "roll-00002"}, ids, "newest first")
+		assert.Equal(t, []string{"roll-00004", "roll-00003", "roll-00002"}, ids, "newest first")
 		// A final rollout takes no action.
 		var e api.ErrorBody
 		assert.Equal(t, http.StatusConflict, d.apiCall("POST", "/v1/functions/roll/rollouts/roll-00003/resume", nil, &e))
+		assert.Equal(t, api.CodeConflict, e.Error.Code)
+		_, _, code := d.ebbExit("rollout", "resume", "roll", "3")
+		assert.Equal(t, 4, code, "the CLI's exit code for a conflict")
 		assert.Equal(t, http.StatusNotFound, d.apiCall("GET", "/v1/functions/roll/rollouts/roll-00009", nil, &e))
+	})
+
+	t.Run("tags and matches outlive a rollout", func(t *testing.T) {
+		d := d.in(t)
+		policy := api.RolloutPolicy{Steps: []int{10, 100}, Interval: api.D(time.Second), StepDuration: api.D(time.Hour)}
+		d.putSpec("keep", rolloutSpec(t, policy, map[string]string{"VERSION": "1"}))
+		d.ready("keep")
+		d.ebb("traffic", "keep", "@latest=100", "--tag", "1=old", "--match", "1:user=tester")
+		d.putSpec("keep", rolloutSpec(t, policy, map[string]string{"VERSION": "2"}))
+		assert.Equal(t, map[string]int{"keep-00001": 90, "keep-00002": 10}, split(d.function("keep")))
+		d.ebb("rollout", "promote", "keep")
+		f := d.function("keep")
+		assert.Equal(t, map[string]int{"@latest": 100, "keep-00001": 0}, split(f), "%+v", f.Traffic)
+		var tagged, matched bool
+		for _, tt := range f.Traffic {
+			tagged = tagged || tt.Revision == "keep-00001" && tt.Tag == "old"
+			matched = matched || tt.Revision == "keep-00001" && tt.Headers["user"] == "tester"
+		}
+		assert.True(t, tagged, "the tag is kept: %+v", f.Traffic)
+		assert.True(t, matched, "the match is kept: %+v", f.Traffic)
+		d.waitRouted("keep", nil, "keep-00002")
+		assert.Equal(t, map[string]int{"keep-00001": 100}, d.countRevisionsWith(t, "keep", http.Header{"User": {"tester"}}, 100, 4))
+		assert.Equal(t, map[string]int{"keep-00001": 100}, d.countRevisions(t, "old-keep", 100, 4))
 	})
 }
