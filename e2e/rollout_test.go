@@ -446,6 +446,18 @@ spec:
 		assert.Equal(t, map[string]int{"declared-00001": 90, "declared-00002": 10}, split(d.function("declared")))
 	})
 
+	t.Run("deploy starts a rollout", func(t *testing.T) {
+		d := d.in(t)
+		assert.Contains(t, d.applyStdin(manifest("deployed", "1")), "function/deployed created")
+		d.ready("deployed")
+		_, errOut, code := d.ebbExit("deploy", "deployed", "--env", "VERSION=2", "--no-wait")
+		require.Equal(t, 0, code, errOut)
+		assert.Contains(t, errOut, "Rollout deployed-00002 started")
+		r := d.rolloutByID("deployed", "deployed-00002")
+		assert.Equal(t, api.RolloutProgressing, r.Phase)
+		assert.Equal(t, map[string]int{"deployed-00001": 90, "deployed-00002": 10}, split(d.function("deployed")))
+	})
+
 	t.Run("apply again leaves the rollout alone", func(t *testing.T) {
 		d := d.in(t)
 		assert.Contains(t, d.applyStdin(manifest("regit", "1")), "function/regit created")
