@@ -91,9 +91,13 @@ func (s *Server) applyObject(ctx context.Context, p auth.Principal, o manifest.O
 		}
 		spec := o.APISpec()
 		// A manifest without traffic gives the latest revision all of it,
-		// as manifest.Normalize (and so ebb diff) has it.
-		traffic := o.Function.Traffic
-		if len(traffic) == 0 {
+		// as manifest.Normalize (and so ebb diff) has it, unless its
+		// rollouts own the traffic (nil keeps it).
+		var traffic []api.TrafficTarget
+		switch {
+		case len(o.Function.Traffic) > 0:
+			traffic = o.Function.Traffic
+		case manifest.OwnsTraffic(*o.Function):
 			traffic = []api.TrafficTarget{{LatestRevision: true, Percent: 100}}
 		}
 		res, err := s.applyFunction(ctx, api.QualifiedName(ns, name), FunctionWrite{Spec: &spec, Traffic: traffic, DryRun: dryRun})

@@ -149,3 +149,33 @@ func TestRolloutRoutesRefuseHostileInput(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello/rollouts/hello-00002", "", &ro))
 	assert.Equal(t, api.RolloutAborted, ro.Phase, "nothing hostile changed it")
 }
+
+// A manifest with a rollout policy and no traffic leaves the traffic to
+// its rollouts: a changed document starts one, and applying it again
+// mid-rollout does not undo the step.
+func TestApplyLeavesTrafficToRollouts(t *testing.T) {
+	a := newTestAPI(t)
+	a.pushHello()
+	doc := func(v string) string {
+		return "apiVersion: ebb.dev/v1\nkind: Function\nmetadata: {name: hello}\nspec:\n  image: hello:latest\n  env: {V: \"" + v + "\"}\n  rollout: {steps: [10, 50]}\n"
+	}
+	for _, step := range []struct{ doc, action string }{
+		{doc("1"), "created"},
+		{doc("2"), "configured"},
+		{doc("2"), "unchanged"},
+	} {
+		code, resp := a.applyDoc("/v1/apply", step.doc)
+		require.Equal(t, http.StatusOK, code)
+		assert.Equal(t, []string{"Function/hello " + step.action}, actions(resp))
+	}
+	var fn api.Function
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello", "", &fn))
+	assert.Equal(t, map[string]int{"hello-00001": 90, "hello-00002": 10}, percents(fn), "the rollout's step stands")
+
+	// A document that names its traffic owns it: the rollout ends.
+	code, _ := a.applyDoc("/v1/apply", doc("2")+"  traffic: [{revision: hello-00002, percent: 100}]\n")
+	require.Equal(t, http.StatusOK, code)
+	var ro api.Rollout
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello/rollouts/hello-00002", "", &ro))
+	assert.Equal(t, api.RolloutAborted, ro.Phase)
+}

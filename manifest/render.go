@@ -383,9 +383,19 @@ func SecretEnvVar(secret, key string) string {
 	return string(b)
 }
 
+// OwnsTraffic says whether a Function document decides its function's
+// traffic: it does when it has a traffic section, or when it has neither
+// traffic nor a rollout policy (its latest revision then gets 100%). A
+// document with a rollout policy and no traffic leaves the traffic to its
+// rollouts: applying it again mid-rollout must not undo a step.
+func OwnsTraffic(fs FunctionSpec) bool {
+	return len(fs.Traffic) > 0 || fs.Rollout == nil
+}
+
 // Normalize returns o in the form the server compares: a function's spec
 // with every default applied and absent traffic as the latest revision's
-// 100%, the default namespace filled in, empty maps as nil. Rendering two
+// 100% (none at all when its rollouts own the traffic: OwnsTraffic), the
+// default namespace filled in, empty maps as nil. Rendering two
 // normalized objects gives equal text exactly when applying one over the
 // other changes nothing.
 func Normalize(o Object) Object {
@@ -405,9 +415,12 @@ func Normalize(o Object) Object {
 		if len(fs.Env) == 0 {
 			fs.Env = nil
 		}
-		if len(o.Function.Traffic) == 0 {
+		switch {
+		case !OwnsTraffic(*o.Function):
+			fs.Traffic = nil
+		case len(o.Function.Traffic) == 0:
 			fs.Traffic = []api.TrafficTarget{{LatestRevision: true, Percent: 100}}
-		} else {
+		default:
 			fs.Traffic = make([]api.TrafficTarget, len(o.Function.Traffic))
 			for i, t := range o.Function.Traffic {
 				t.URL = ""

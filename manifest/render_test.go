@@ -144,3 +144,25 @@ func TestFromNamespaceAndSecret(t *testing.T) {
 	assert.Equal(t, "DB_MAIN_TLS_CRT", back[1].Secret.Data["tls.crt"].FromEnv)
 	assert.Equal(t, "DB_MAIN_PASSWORD", back[1].Secret.Data["password"].FromEnv)
 }
+
+func TestOwnsTraffic(t *testing.T) {
+	policy := &api.RolloutPolicy{Steps: []int{10, 100}}
+	split := []api.TrafficTarget{{Revision: "hello-00001", Percent: 100}}
+	for _, tc := range []struct {
+		name string
+		fs   FunctionSpec
+		owns bool
+		want []api.TrafficTarget
+	}{
+		{"no traffic, no policy: latest gets all", FunctionSpec{}, true, []api.TrafficTarget{{LatestRevision: true, Percent: 100}}},
+		{"no traffic, a policy: rollouts own it", FunctionSpec{FunctionSpec: api.FunctionSpec{Rollout: policy}}, false, nil},
+		{"traffic and a policy: the document owns it", FunctionSpec{FunctionSpec: api.FunctionSpec{Rollout: policy}, Traffic: split}, true, split},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fs.Image = "hello:1"
+			assert.Equal(t, tc.owns, OwnsTraffic(tc.fs))
+			o := Normalize(Object{Kind: KindFunction, Metadata: Metadata{Name: "hello"}, Function: &tc.fs})
+			assert.Equal(t, tc.want, o.Function.Traffic)
+		})
+	}
+}

@@ -136,6 +136,15 @@ func diffObjects(live *manifest.Object, desired manifest.Object) (string, error)
 	}
 	var have []byte
 	if live != nil {
+		if desired.Function != nil && live.Function != nil && !manifest.OwnsTraffic(*desired.Function) {
+			// The manifest leaves the traffic to its rollouts: a split
+			// mid-rollout is no difference.
+			f := *live.Function
+			f.Traffic = nil
+			l := *live
+			l.Function = &f
+			live = &l
+		}
 		if have, err = manifest.Render([]manifest.Object{normalized(*live)}, "yaml"); err != nil {
 			return "", fmt.Errorf("render live %s: %w", desired.Metadata.Name, err)
 		}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -36,16 +35,12 @@ func TestRevisionGCFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := parseConfig(append([]string{"--data-dir", t.TempDir()}, tt.args...), io.Discard)
-			if tt.wantErr != "" {
-				require.Error(t, err)
-				assert.Contains(t, err.Error(), tt.wantErr)
-				return
+			cfg, ok := parseConfigCase(t, tt.args, tt.wantErr)
+			if ok {
+				assert.Equal(t, tt.history, cfg.RevisionHistory)
+				assert.Equal(t, tt.minAge, cfg.RevisionMinAge)
+				assert.Equal(t, tt.every, cfg.RevisionGCInterval)
 			}
-			require.NoError(t, err)
-			assert.Equal(t, tt.history, cfg.RevisionHistory)
-			assert.Equal(t, tt.minAge, cfg.RevisionMinAge)
-			assert.Equal(t, tt.every, cfg.RevisionGCInterval)
 		})
 	}
 }

@@ -33,15 +33,26 @@ func TestRolloutFlags(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg, err := parseConfig(append([]string{"--data-dir", t.TempDir()}, tt.args...), io.Discard)
-			if tt.wantErr != "" {
-				require.Error(t, err)
-				assert.Contains(t, err.Error(), tt.wantErr)
-				return
+			cfg, ok := parseConfigCase(t, tt.args, tt.wantErr)
+			if ok {
+				assert.Equal(t, tt.lease, cfg.RolloutLease)
+				assert.Equal(t, tt.prom, cfg.PrometheusURL)
 			}
-			require.NoError(t, err)
-			assert.Equal(t, tt.lease, cfg.RolloutLease)
-			assert.Equal(t, tt.prom, cfg.PrometheusURL)
 		})
 	}
+}
+
+// parseConfigCase parses ebbd's flags args (with a data dir of the test's)
+// and, when wantErr is set, checks that they are refused with it; ok says
+// a config came back to check further.
+func parseConfigCase(t *testing.T, args []string, wantErr string) (cfg Config, ok bool) {
+	t.Helper()
+	cfg, err := parseConfig(append([]string{"--data-dir", t.TempDir()}, args...), io.Discard)
+	if wantErr != "" {
+		require.Error(t, err)
+		assert.Contains(t, err.Error(), wantErr)
+		return cfg, false
+	}
+	require.NoError(t, err)
+	return cfg, true
 }
