@@ -114,22 +114,22 @@ func (d *ebbd) waitRollout(fn, id string, timeout time.Duration, what string, ok
 			}
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("rollout %s of %s: not %s within %s; last:\n%s\nebbd log:\n%s", id, fn, what, timeout, describe(last), d.log)
+			d.t.Fatalf("rollout %s of %s: not %s within %s; last:\n%s\nebbd log:\n%s", id, fn, what, timeout, asJSON(last), d.log)
 		}
 		time.Sleep(50 * time.Millisecond) // polling a real system
 	}
 }
 
-func final(r api.Rollout) bool { return r.Phase.Final() }
+func rolloutEnded(r api.Rollout) bool { return r.Phase.Final() }
 
-func describe(v any) string {
+func asJSON(v any) string {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	return string(b)
 }
 
-// split maps each revision of fn's traffic to its percent; a target that
+// splitOf maps each revision of fn's traffic to its percent; a target that
 // follows the latest revision is "@latest".
-func split(fn api.Function) map[string]int {
+func splitOf(fn api.Function) map[string]int {
 	out := map[string]int{}
 	for _, t := range fn.Traffic {
 		name := t.Revision
@@ -331,7 +331,7 @@ func (d *ebbd) requireFollowsLatest(fn, latest string) {
 	d.t.Helper()
 	f := d.function(fn)
 	assert.Equal(d.t, latest, f.LatestRevision)
-	assert.Equal(d.t, map[string]int{"@latest": 100}, split(f), "traffic %+v", f.Traffic)
+	assert.Equal(d.t, map[string]int{"@latest": 100}, splitOf(f), "traffic %+v", f.Traffic)
 	d.waitRouted(fn, nil, latest)
 	assert.Equal(d.t, map[string]int{latest: 200}, d.countRevisions(d.t, fn, 200, 8))
 }
@@ -341,7 +341,7 @@ func (d *ebbd) requireFollowsLatest(fn, latest string) {
 func (d *ebbd) requirePinned(fn, rev string) {
 	d.t.Helper()
 	f := d.function(fn)
-	assert.Equal(d.t, map[string]int{rev: 100}, split(f), "traffic %+v", f.Traffic)
+	assert.Equal(d.t, map[string]int{rev: 100}, splitOf(f), "traffic %+v", f.Traffic)
 	d.waitRouted(fn, nil, rev)
 	assert.Equal(d.t, map[string]int{rev: 200}, d.countRevisions(d.t, fn, 200, 8))
 }
@@ -371,25 +371,25 @@ func TestRolloutHealthyCanary(t *testing.T) {
 	d.pushHello()
 	load, r := d.startCanary(t, "healthy", healthyPolicy(), map[string]string{},
 		loadOptions{rate: loadRate, workers: 10, limit: 2 * time.Minute})
-	require.Equal(t, api.RolloutProgressing, r.Phase, describe(r))
+	require.Equal(t, api.RolloutProgressing, r.Phase, asJSON(r))
 	assert.Equal(t, healthyPolicy().WithDefaults(), r.Policy, "the rollout runs the spec's policy")
 	if r.Step == 0 {
 		// The split the rollout starts from, written with the record.
-		assert.Equal(t, map[string]int{"healthy-00001": 95, "healthy-00002": 5}, split(d.function("healthy")))
+		assert.Equal(t, map[string]int{"healthy-00001": 95, "healthy-00002": 5}, splitOf(d.function("healthy")))
 	}
 
-	r = d.waitRollout("healthy", "healthy-00002", 2*time.Minute, "finished", final)
+	r = d.waitRollout("healthy", "healthy-00002", 2*time.Minute, "finished", rolloutEnded)
 	took := time.Since(load.started)
 	out := load.stop()
 	sum := parseHeySummary(t, out)
-	require.Equal(t, api.RolloutSucceeded, r.Phase, describe(r))
+	require.Equal(t, api.RolloutSucceeded, r.Phase, asJSON(r))
 	assert.Equal(t, 0, sum.non2xx(), "every request of the run gets 2xx:\n%s", out)
 	assert.Equal(t, 0, sum.errors, "every request of the run is answered:\n%s", out)
 	// hey's rate is per worker and each waits for its answer, so it may
 	// fall short of the rate, not above it.
 	assert.Greater(t, float64(sum.total()), 0.5*loadRate*took.Seconds(), "the load ran at about %d req/s:\n%s", loadRate, out)
 
-	require.Len(t, r.Steps, len(rolloutSteps), describe(r))
+	require.Len(t, r.Steps, len(rolloutSteps), asJSON(r))
 	for i, s := range r.Steps {
 		assert.Equal(t, rolloutSteps[i], s.Percent, "step %d", i)
 		assert.GreaterOrEqual(t, s.Passed, 1, "step %d passed a check", i)
@@ -443,7 +443,7 @@ spec:
 		require.Equal(t, http.StatusOK, d.apiCall("GET", "/v1/functions/declared/rollouts", nil, &list))
 		require.Len(t, list.Items, 1, "apply of a changed spec starts a rollout; traffic now %+v", d.function("declared").Traffic)
 		assert.Equal(t, "declared-00002", list.Items[0].ID)
-		assert.Equal(t, map[string]int{"declared-00001": 90, "declared-00002": 10}, split(d.function("declared")))
+		assert.Equal(t, map[string]int{"declared-00001": 90, "declared-00002": 10}, splitOf(d.function("declared")))
 	})
 
 	t.Run("deploy starts a rollout", func(t *testing.T) {
@@ -455,7 +455,7 @@ spec:
 		assert.Contains(t, errOut, "Rollout deployed-00002 started")
 		r := d.rolloutByID("deployed", "deployed-00002")
 		assert.Equal(t, api.RolloutProgressing, r.Phase)
-		assert.Equal(t, map[string]int{"deployed-00001": 90, "deployed-00002": 10}, split(d.function("deployed")))
+		assert.Equal(t, map[string]int{"deployed-00001": 90, "deployed-00002": 10}, splitOf(d.function("deployed")))
 	})
 
 	t.Run("apply again leaves the rollout alone", func(t *testing.T) {
@@ -467,8 +467,8 @@ spec:
 		require.Equal(t, api.RolloutProgressing, d.rolloutByID("regit", "regit-00002").Phase)
 		out := d.applyStdin(manifest("regit", "2"))
 		r := d.rolloutByID("regit", "regit-00002")
-		assert.Equal(t, api.RolloutProgressing, r.Phase, "applying the manifest again leaves the rollout alone: %s", describe(r))
-		assert.Equal(t, map[string]int{"regit-00001": 90, "regit-00002": 10}, split(d.function("regit")))
+		assert.Equal(t, api.RolloutProgressing, r.Phase, "applying the manifest again leaves the rollout alone: %s", asJSON(r))
+		assert.Equal(t, map[string]int{"regit-00001": 90, "regit-00002": 10}, splitOf(d.function("regit")))
 		assert.Contains(t, out, "function/regit unchanged")
 	})
 }
@@ -484,15 +484,15 @@ func TestRolloutFailingCanary(t *testing.T) {
 	const failPercent = 30
 	load, r := d.startCanary(t, "failing", testPolicy(), map[string]string{"HELLO_FAIL_PERCENT": strconv.Itoa(failPercent)},
 		loadOptions{rate: loadRate, workers: 10, limit: 2 * time.Minute, csv: true})
-	r = d.waitRollout("failing", r.ID, time.Minute, "finished", final)
+	r = d.waitRollout("failing", r.ID, time.Minute, "finished", rolloutEnded)
 	// Requests after the rollback, sent while hey's load goes on: every
 	// one reaches the stable revision.
 	d.requirePinned("failing", "failing-00001")
 	rows := load.answers(load.stop())
 
-	require.Equal(t, api.RolloutRolledBack, r.Phase, describe(r))
+	require.Equal(t, api.RolloutRolledBack, r.Phase, asJSON(r))
 	assert.Contains(t, strings.ToLower(r.Reason), "error", "the reason names the error rate: %s", r.Reason)
-	require.Len(t, r.Steps, 1, "the first step fails: %s", describe(r))
+	require.Len(t, r.Steps, 1, "the first step fails: %s", asJSON(r))
 	step := r.Steps[0]
 	assert.Equal(t, rolloutSteps[0], step.Percent)
 	require.NotNil(t, step.Last)
@@ -558,11 +558,11 @@ func TestRolloutSlowCanary(t *testing.T) {
 	// waits the delay, so ten would fall short of the rate.
 	load, r := d.startCanary(t, "slow", testPolicy(), map[string]string{"HELLO_DELAY": delay.String()},
 		loadOptions{rate: loadRate, workers: 40, limit: 2 * time.Minute})
-	r = d.waitRollout("slow", r.ID, time.Minute, "finished", final)
+	r = d.waitRollout("slow", r.ID, time.Minute, "finished", rolloutEnded)
 	d.requirePinned("slow", "slow-00001")
 	out := load.stop()
 
-	require.Equal(t, api.RolloutRolledBack, r.Phase, describe(r))
+	require.Equal(t, api.RolloutRolledBack, r.Phase, asJSON(r))
 	assert.Contains(t, strings.ToLower(r.Reason), "latency", "the reason names the latency: %s", r.Reason)
 	last := r.Steps[len(r.Steps)-1].Last
 	require.NotNil(t, last)
@@ -587,23 +587,23 @@ func TestRolloutSurvivesRestart(t *testing.T) {
 	load, r := d.startCanary(t, "phoenix", healthyPolicy(), map[string]string{},
 		loadOptions{rate: loadRate, workers: 10, limit: 2 * time.Minute})
 	before := d.waitRollout("phoenix", r.ID, time.Minute, "in its second step", func(r api.Rollout) bool {
-		return r.Phase == api.RolloutProgressing && r.Step >= 1 || final(r)
+		return r.Phase == api.RolloutProgressing && r.Step >= 1 || rolloutEnded(r)
 	})
-	require.Equal(t, api.RolloutProgressing, before.Phase, "the rollout is still under way at the kill: %s", describe(before))
+	require.Equal(t, api.RolloutProgressing, before.Phase, "the rollout is still under way at the kill: %s", asJSON(before))
 	load.stop()
 	d.stop(syscall.SIGKILL)
 	killed := time.Now()
 	d.start()
 	restarted := time.Now()
 	after := d.rolloutByID("phoenix", r.ID)
-	assert.False(t, final(after), "the rollout is still under way after the restart: %s", describe(after))
+	assert.False(t, rolloutEnded(after), "the rollout is still under way after the restart: %s", asJSON(after))
 	load = d.startLoad(t, "phoenix", loadOptions{rate: loadRate, workers: 10, limit: 2 * time.Minute})
 
-	r = d.waitRollout("phoenix", r.ID, 2*time.Minute, "finished", final)
+	r = d.waitRollout("phoenix", r.ID, 2*time.Minute, "finished", rolloutEnded)
 	out := load.stop()
-	require.Equal(t, api.RolloutSucceeded, r.Phase, describe(r))
+	require.Equal(t, api.RolloutSucceeded, r.Phase, asJSON(r))
 	assert.Equal(t, before.StartedAt, r.StartedAt, "the same rollout went on")
-	require.Len(t, r.Steps, len(rolloutSteps), describe(r))
+	require.Len(t, r.Steps, len(rolloutSteps), asJSON(r))
 	for i, s := range r.Steps {
 		assert.Equal(t, rolloutSteps[i], s.Percent)
 	}
@@ -722,12 +722,12 @@ func TestRolloutLifecycle(t *testing.T) {
 		assert.Equal(t, "roll-00002", r.ID)
 		assert.Equal(t, api.RolloutProgressing, r.Phase)
 		assert.Equal(t, 10, r.Percent)
-		assert.Equal(t, map[string]int{"roll-00001": 90, "roll-00002": 10}, split(d.function("roll")))
+		assert.Equal(t, map[string]int{"roll-00001": 90, "roll-00002": 10}, splitOf(d.function("roll")))
 
 		// A rollback by hand is traffic set by hand: it ends the rollout.
 		d.ebb("rollback", "roll", "1")
-		r = d.waitRollout("roll", "roll-00002", 10*time.Second, "aborted", final)
-		assert.Equal(t, api.RolloutAborted, r.Phase, describe(r))
+		r = d.waitRollout("roll", "roll-00002", 10*time.Second, "aborted", rolloutEnded)
+		assert.Equal(t, api.RolloutAborted, r.Phase, asJSON(r))
 		assert.Contains(t, r.Reason, "by hand")
 		d.requirePinned("roll", "roll-00001")
 
@@ -736,17 +736,17 @@ func TestRolloutLifecycle(t *testing.T) {
 		d.ebb("traffic", "roll", "@latest=100")
 		d.putSpec("roll", rolloutSpec(t, policy, map[string]string{"VERSION": "3"}))
 		r = d.rolloutByID("roll", "roll-00003")
-		require.Equal(t, api.RolloutProgressing, r.Phase, describe(r))
+		require.Equal(t, api.RolloutProgressing, r.Phase, asJSON(r))
 		assert.Equal(t, "roll-00002", r.Stable)
 		d.ebb("rollout", "abort", "roll")
-		r = d.waitRollout("roll", "roll-00003", 10*time.Second, "aborted", final)
-		assert.Equal(t, api.RolloutAborted, r.Phase, describe(r))
+		r = d.waitRollout("roll", "roll-00003", 10*time.Second, "aborted", rolloutEnded)
+		assert.Equal(t, api.RolloutAborted, r.Phase, asJSON(r))
 		d.requirePinned("roll", "roll-00002")
 
 		// A third, steered by hand: pause, resume, promote.
 		d.putSpec("roll", rolloutSpec(t, policy, map[string]string{"VERSION": "4"}))
 		r = d.rolloutByID("roll", "roll-00004")
-		require.Equal(t, api.RolloutProgressing, r.Phase, describe(r))
+		require.Equal(t, api.RolloutProgressing, r.Phase, asJSON(r))
 		assert.Equal(t, "roll-00002", r.Stable, "a rollout starts from a pinned revision too")
 		d.ebbJSON(&r, "rollout", "pause", "roll")
 		assert.Equal(t, api.RolloutPaused, r.Phase)
@@ -755,7 +755,7 @@ func TestRolloutLifecycle(t *testing.T) {
 		assert.Equal(t, api.RolloutProgressing, r.Phase)
 		d.ebb("rollout", "promote", "roll", "--reason", "checked by hand")
 		r = d.rolloutByID("roll", "roll-00004")
-		assert.Equal(t, api.RolloutSucceeded, r.Phase, describe(r))
+		assert.Equal(t, api.RolloutSucceeded, r.Phase, asJSON(r))
 		d.requireFollowsLatest("roll", "roll-00004")
 
 		var list api.RolloutList
@@ -781,10 +781,10 @@ func TestRolloutLifecycle(t *testing.T) {
 		d.ready("keep")
 		d.ebb("traffic", "keep", "@latest=100", "--tag", "1=old", "--match", "1:user=tester")
 		d.putSpec("keep", rolloutSpec(t, policy, map[string]string{"VERSION": "2"}))
-		assert.Equal(t, map[string]int{"keep-00001": 90, "keep-00002": 10}, split(d.function("keep")))
+		assert.Equal(t, map[string]int{"keep-00001": 90, "keep-00002": 10}, splitOf(d.function("keep")))
 		d.ebb("rollout", "promote", "keep")
 		f := d.function("keep")
-		assert.Equal(t, map[string]int{"@latest": 100, "keep-00001": 0}, split(f), "%+v", f.Traffic)
+		assert.Equal(t, map[string]int{"@latest": 100, "keep-00001": 0}, splitOf(f), "%+v", f.Traffic)
 		var tagged, matched bool
 		for _, tt := range f.Traffic {
 			tagged = tagged || tt.Revision == "keep-00001" && tt.Tag == "old"
