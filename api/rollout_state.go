@@ -105,10 +105,13 @@ type RolloutAnalysis struct {
 	Stable  RolloutFigures `json:"stable"`
 	// ErrorRate is the canary's (5xx + connection errors) / requests.
 	ErrorRate float64 `json:"errorRate"`
-	// LatencyRatio is canary p99 / stable p99; 0 when not compared (too
-	// few requests of either revision in the window).
-	LatencyRatio float64              `json:"latencyRatio,omitempty"`
-	PromQL       []RolloutPromOutcome `json:"promql,omitempty"`
+	// LatencyRatio is the canary's latency over the stable revision's at
+	// LatencyQuantile: p99, or p50 while either revision had fewer than
+	// 100 requests in the window (a p99 of fewer is its slowest request).
+	// 0 and "" when not compared (fewer than minRequests of either).
+	LatencyRatio    float64              `json:"latencyRatio,omitempty"`
+	LatencyQuantile string               `json:"latencyQuantile,omitempty"`
+	PromQL          []RolloutPromOutcome `json:"promql,omitempty"`
 }
 
 // RolloutPromOutcome is one PromQL check's value against its maximum.

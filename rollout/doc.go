@@ -38,6 +38,13 @@
 //   - Latency: canary p99 / stable p99. Above maxLatencyRatio fails. It is
 //     compared only when the stable revision had minRequests in the window
 //     (so not at a 100% step, nor before the stable revision takes traffic).
+//     While either revision had fewer than MinRequestsForP99 (100) requests
+//     the medians are compared instead: a p99 of 30 requests is the slowest
+//     one, which a single scheduling hiccup makes, and a canary slow
+//     throughout is slow at its median too.
+//   - A canary that cannot serve at all (Observation.CanaryFailed: its
+//     replicas cannot start or keep crashing and none is ready) fails at
+//     once, whatever its figures.
 //   - PromQL: each check's value above its max fails.
 //   - Too few canary requests, or a PromQL check with no value, is
 //     Inconclusive: the step neither passes nor fails and waits, until the

@@ -52,7 +52,18 @@ type Observation struct {
 	Canary Figures
 	Stable Figures
 	PromQL []float64
+	// CanaryFailed, when set, says why the canary revision cannot serve
+	// at all (its replicas cannot start or keep crashing, and none is
+	// ready): the window fails whatever its figures, as requests to it
+	// would only wait out their deadlines.
+	CanaryFailed string
 }
+
+// MinRequestsForP99 is how many requests each revision needs in a window
+// for its p99 to be compared: with fewer, the p99 is little more than the
+// slowest request, which one scheduling hiccup makes, so the medians are
+// compared instead.
+const MinRequestsForP99 = 100
 
 // Decision is what the runner must do now: if Set, give the canary
 // Percent% of the traffic (0 sends all of it back to the stable revision,
@@ -227,6 +238,9 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 		a.PromQL = append(a.PromQL, o)
 	}
 
+	if obs.CanaryFailed != "" {
+		return fail(a, "the canary revision cannot serve: %s", obs.CanaryFailed)
+	}
 	enough := obs.Canary.Requests >= int64(p.MinRequests)
 	maxRate := p.ErrorRateLimit()
 	// Errors alone may fail a short window once they exceed what a full
@@ -239,12 +253,19 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 	}
 	if !enough {
 		waits = append(waits, fmt.Sprintf("%d canary requests, fewer than minRequests %d", obs.Canary.Requests, p.MinRequests))
-	} else if obs.Stable.Requests >= int64(p.MinRequests) && obs.Stable.P99 > 0 {
-		compared = true
-		a.LatencyRatio = float64(obs.Canary.P99) / float64(obs.Stable.P99)
-		if a.LatencyRatio > p.MaxLatencyRatio {
-			return fail(a, "p99 %s is %.3gx the stable p99 %s, above maxLatencyRatio %g",
-				obs.Canary.P99, a.LatencyRatio, obs.Stable.P99, p.MaxLatencyRatio)
+	} else if obs.Stable.Requests >= int64(p.MinRequests) {
+		q, canary, stable := "p99", obs.Canary.P99, obs.Stable.P99
+		if min(obs.Canary.Requests, obs.Stable.Requests) < MinRequestsForP99 {
+			q, canary, stable = "p50", obs.Canary.P50, obs.Stable.P50
+		}
+		if stable > 0 {
+			compared = true
+			a.LatencyQuantile = q
+			a.LatencyRatio = float64(canary) / float64(stable)
+			if a.LatencyRatio > p.MaxLatencyRatio {
+				return fail(a, "%s %s is %.3gx the stable %s %s, above maxLatencyRatio %g",
+					q, canary, a.LatencyRatio, q, stable, p.MaxLatencyRatio)
+			}
 		}
 	}
 	for i, o := range a.PromQL {
@@ -262,9 +283,9 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 	a.Verdict = Pass
 	a.Reason = fmt.Sprintf("error rate %.4g of %d requests", a.ErrorRate, obs.Canary.Requests)
 	if compared {
-		a.Reason += fmt.Sprintf(", p99 %.3gx stable", a.LatencyRatio)
+		a.Reason += fmt.Sprintf(", %s %.3gx stable", a.LatencyQuantile, a.LatencyRatio)
 	} else {
-		a.Reason += fmt.Sprintf(", p99 not compared: stable had %d requests", obs.Stable.Requests)
+		a.Reason += fmt.Sprintf(", latency not compared: stable had %d requests", obs.Stable.Requests)
 	}
 	return a
 }

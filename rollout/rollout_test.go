@@ -281,7 +281,7 @@ func TestStableWithNoTrafficYet(t *testing.T) {
 	assert.Equal(t, Progressing, st.Phase)
 	assert.Equal(t, Pass, st.Steps[0].Last.Verdict)
 	assert.Zero(t, st.Steps[0].Last.LatencyRatio)
-	assert.Contains(t, d.Reason, "p99 not compared: stable had 0 requests")
+	assert.Contains(t, d.Reason, "latency not compared: stable had 0 requests")
 
 	// Nor does a stable revision with requests but a p99 of 0.
 	obs.Stable = Figures{Requests: 100}
@@ -528,4 +528,43 @@ func TestErrorRate(t *testing.T) {
 	} {
 		assert.InDelta(t, tt.want, tt.f.ErrorRate(), 1e-9, "%+v", tt.f)
 	}
+}
+
+// With fewer than MinRequestsForP99 requests in a window a p99 is the
+// slowest request, so the medians are compared: one slow request does not
+// fail a healthy canary, a canary slow throughout still fails.
+func TestFewRequestsCompareMedians(t *testing.T) {
+	p := testPolicy()
+	st := start(t, p)
+	for _, tt := range []struct {
+		name     string
+		canary   Figures
+		verdict  Verdict
+		quantile string
+		reason   string
+	}{
+		{"one slow request of 30", Figures{Requests: 30, P50: 20 * time.Millisecond, P99: 900 * time.Millisecond}, Pass, "p50", "p50 1x stable"},
+		{"slow throughout", Figures{Requests: 30, P50: 100 * time.Millisecond, P99: 120 * time.Millisecond}, Fail, "p50", "p50 100ms is 5x the stable p50 20ms"},
+		{"enough for a p99", Figures{Requests: 150, P50: 20 * time.Millisecond, P99: 900 * time.Millisecond}, Fail, "p99", "p99 900ms is 9x the stable p99 100ms"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			stable := Figures{Requests: 600, P50: 20 * time.Millisecond, P99: 100 * time.Millisecond}
+			next, _ := Step(t0.Add(10*time.Second), st, Observation{At: t0.Add(10 * time.Second), Canary: tt.canary, Stable: stable})
+			last := next.Steps[0].Last
+			require.NotNil(t, last)
+			assert.Equal(t, tt.verdict, last.Verdict)
+			assert.Equal(t, tt.quantile, last.LatencyQuantile)
+			assert.Contains(t, last.Reason, tt.reason)
+		})
+	}
+}
+
+// A canary that cannot serve at all fails its window at once, without
+// waiting for requests that would only time out.
+func TestFailedCanaryRollsBackAtOnce(t *testing.T) {
+	st := start(t, testPolicy())
+	next, d := Step(t0.Add(10*time.Second), st, Observation{At: t0.Add(10 * time.Second), CanaryFailed: "CrashLoop: exit status 1"})
+	assert.Equal(t, RolledBack, next.Phase)
+	assert.Equal(t, Decision{Set: true, Percent: 0, Reason: d.Reason}, d)
+	assert.Contains(t, next.Reason, "the canary revision cannot serve: CrashLoop: exit status 1")
 }

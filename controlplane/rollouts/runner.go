@@ -3,11 +3,13 @@ package rollouts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/revhealth"
 	"github.com/ebbrun/ebb/rollout"
 	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/store"
@@ -249,7 +251,10 @@ func (r *Runner) step(ctx context.Context, now time.Time, key string, v store.Ve
 		}
 		return nil
 	}
-	var dec rollout.Decision
+	var (
+		dec rollout.Decision
+		err error
+	)
 	if rec.Phase == rollout.Progressing {
 		obs := rollout.Observation{
 			At:     now,
@@ -257,6 +262,9 @@ func (r *Runner) step(ctx context.Context, now time.Time, key string, v store.Ve
 			Stable: r.reading(rec.Stable).Since(d.stable).Figures(),
 		}
 		obs.PromQL = r.promQL(ctx, now, rec)
+		if obs.CanaryFailed, err = r.canaryFailed(ctx, rec.Canary); err != nil {
+			return err
+		}
 		rec.RolloutState, dec = rollout.Step(now, rec.RolloutState, obs)
 	}
 	rec.LeaseUntil = now.Add(lease)
@@ -280,6 +288,25 @@ func (r *Runner) newWindow(rec store.Rollout, version int64, now time.Time) *dri
 		stable:  r.reading(rec.Stable),
 		next:    now.Add(rec.Policy.Interval.Duration),
 	}
+}
+
+// canaryFailed is why the canary cannot serve at all, from its nodes'
+// reports, judged by the rule the activator fails requests fast on; ""
+// while it can.
+func (r *Runner) canaryFailed(ctx context.Context, canary string) (string, error) {
+	recs, _, err := store.ListJSON[store.RevisionNodeStatus](ctx, r.deps.Store, store.RevStatusPrefix(canary))
+	if err != nil {
+		return "", fmt.Errorf("read the status of canary %s: %w", canary, err)
+	}
+	nodes := make([]store.RevisionNodeStatus, len(recs))
+	for i, v := range recs {
+		nodes[i] = v.Value
+	}
+	v := revhealth.Judge(nodes)
+	if !v.Failed {
+		return "", nil
+	}
+	return v.Reason + ": " + v.Message, nil
 }
 
 // promQL answers rec's PromQL checks; nil when it has none.

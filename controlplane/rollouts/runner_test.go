@@ -344,3 +344,21 @@ func TestRunnerAsksPromQL(t *testing.T) {
 	require.Len(t, prom.vars, 1)
 	assert.Equal(t, promql.Vars{Canary: canary, Stable: stable, Function: "hello", Namespace: api.DefaultNamespace, Interval: time.Second}, prom.vars[0])
 }
+
+// A canary whose replicas keep crashing is rolled back at its next check,
+// before any request of it could time out.
+func TestRunnerRollsBackACrashingCanary(t *testing.T) {
+	f := newFixture(t)
+	a := f.runner("cp-a")
+	f.tick(a)
+	_, err := f.store.Txn(f.ctx, store.PutJSON(store.RevStatusKey(canary, "n1"), store.RevisionNodeStatus{
+		Revision: canary, Node: "n1", State: api.RevisionCrashLoop, Message: "exit status 1", Restarts: 3,
+	}, store.AnyVersion))
+	require.NoError(t, err)
+	f.now = f.now.Add(time.Second)
+	f.tick(a)
+	rec := f.rollout()
+	assert.Equal(t, rollout.RolledBack, rec.Phase)
+	assert.Contains(t, rec.Reason, "the canary revision cannot serve: CrashLoop: exit status 1")
+	assert.Equal(t, []api.TrafficTarget{{Revision: stable, Percent: 100}}, f.traffic())
+}
