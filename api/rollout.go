@@ -15,6 +15,7 @@ const (
 	DefaultRolloutMaxErrorRate    = 0.01
 	DefaultRolloutMaxLatencyRatio = 2.0
 	DefaultRolloutMinRequests     = 20
+	DefaultRolloutLatencySlack    = 2 * time.Millisecond
 	// The deadline defaults to this many step durations.
 	DefaultRolloutDeadlineSteps = 5
 )
@@ -55,6 +56,11 @@ type RolloutPolicy struct {
 	// MaxLatencyRatio is the highest canary p99 / stable p99 over the same
 	// window, at least 1. Default 2.
 	MaxLatencyRatio float64 `json:"maxLatencyRatio,omitempty"`
+	// LatencySlack is how much slower than the stable revision the canary
+	// may be whatever the ratio: below a few milliseconds a ratio measures
+	// a fresh replica's warm-up and the node's noise more than the code.
+	// At most 1m. Default 2ms; set 1ns to judge by the ratio alone.
+	LatencySlack Duration `json:"latencySlack"`
 	// MinRequests is how many canary requests a window needs to be judged;
 	// a window with fewer neither passes nor fails. Default 20.
 	MinRequests int `json:"minRequests,omitempty"`
@@ -104,6 +110,9 @@ func (p RolloutPolicy) WithDefaults() RolloutPolicy {
 	if p.MinRequests == 0 {
 		p.MinRequests = DefaultRolloutMinRequests
 	}
+	if p.LatencySlack.Duration == 0 {
+		p.LatencySlack = D(DefaultRolloutLatencySlack)
+	}
 	if p.Deadline.Duration == 0 {
 		p.Deadline = D(DefaultRolloutDeadlineSteps * p.StepDuration.Duration)
 	}
@@ -138,6 +147,9 @@ func (p RolloutPolicy) Validate() error {
 	}
 	if r := p.MaxLatencyRatio; !(r >= 1 && r <= MaxRolloutLatency) {
 		return invalid("rollout.maxLatencyRatio", "%g is outside 1-%g", r, MaxRolloutLatency)
+	}
+	if d := p.LatencySlack.Duration; d < 0 || d > time.Minute {
+		return invalid("rollout.latencySlack", "%s is outside 0-1m", d)
 	}
 	if p.MinRequests < 1 || p.MinRequests > MaxRolloutMinReqs {
 		return invalid("rollout.minRequests", "%d is outside 1-%d", p.MinRequests, MaxRolloutMinReqs)

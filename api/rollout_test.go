@@ -96,6 +96,8 @@ func TestRolloutPolicyRejects(t *testing.T) {
 		{"a negative latency ratio", RolloutPolicy{MaxLatencyRatio: -2}, "rollout.maxLatencyRatio"},
 		{"an infinite latency ratio", RolloutPolicy{MaxLatencyRatio: math.Inf(1)}, "rollout.maxLatencyRatio"},
 		{"a NaN latency ratio", RolloutPolicy{MaxLatencyRatio: math.NaN()}, "rollout.maxLatencyRatio"},
+		{"a negative latency slack", RolloutPolicy{LatencySlack: D(-time.Millisecond)}, "rollout.latencySlack"},
+		{"a latency slack over a minute", RolloutPolicy{LatencySlack: D(2 * time.Minute)}, "rollout.latencySlack"},
 		{"negative min requests", RolloutPolicy{MinRequests: -1}, "rollout.minRequests"},
 		{"huge min requests", RolloutPolicy{MinRequests: MaxRolloutMinReqs + 1}, "rollout.minRequests"},
 		{"an empty query", RolloutPolicy{PromQL: []PromCheck{{Query: "  "}}}, "rollout.promql[0].query"},

@@ -35,7 +35,8 @@
 //     maxErrorRate fails (equal passes). A window short of minRequests still
 //     fails when its errors alone exceed what a full window may hold, so a
 //     canary failing on little traffic is not kept waiting.
-//   - Latency: canary p99 / stable p99. Above maxLatencyRatio fails. It is
+//   - Latency: canary p99 / stable p99. Above maxLatencyRatio, with the
+//     canary more than latencySlack slower than stable, fails. It is
 //     compared only when the stable revision had minRequests in the window
 //     (so not at a 100% step, nor before the stable revision takes traffic).
 //     While either revision had fewer than MinRequestsForP99 (100) requests

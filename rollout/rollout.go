@@ -262,9 +262,9 @@ func analyze(p api.RolloutPolicy, obs Observation) Analysis {
 			compared = true
 			a.LatencyQuantile = q
 			a.LatencyRatio = float64(canary) / float64(stable)
-			if a.LatencyRatio > p.MaxLatencyRatio {
-				return fail(a, "%s %s is %.3gx the stable %s %s, above maxLatencyRatio %g",
-					q, canary, a.LatencyRatio, q, stable, p.MaxLatencyRatio)
+			if a.LatencyRatio > p.MaxLatencyRatio && canary-stable > p.LatencySlack.Duration {
+				return fail(a, "%s %s is %.3gx the stable %s %s, above maxLatencyRatio %g and more than latencySlack %s slower",
+					q, canary, a.LatencyRatio, q, stable, p.MaxLatencyRatio, p.LatencySlack.Duration)
 			}
 		}
 	}

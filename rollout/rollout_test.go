@@ -244,26 +244,35 @@ func TestThresholdBoundaries(t *testing.T) {
 		minReq  int
 		obs     Observation
 		verdict Verdict
+		slack   time.Duration // 0: the default
 	}{
-		{"zero error rate, no error", 0, 2, 20, window(100, 0, 0), Pass},
-		{"zero error rate, one error", 0, 2, 20, window(100, 1, 0), Fail},
-		{"zero error rate, one error in a short window", 0, 2, 20, window(3, 1, 0), Fail},
-		{"error rate exactly at max", 0.01, 2, 20, window(100, 1, 0), Pass},
-		{"error rate just above max", 0.01, 2, 20, window(100, 2, 0), Fail},
-		{"error rate 1 allows everything", 1, 2, 20, window(100, 100, 0), Pass},
-		{"latency ratio exactly at max", 0.01, 2, 20, window(100, 0, 200*time.Millisecond), Pass},
-		{"latency ratio just above max", 0.01, 2, 20, window(100, 0, 201*time.Millisecond), Fail},
-		{"latency ratio 1, equal p99", 0.01, 1, 20, window(100, 0, 100*time.Millisecond), Pass},
-		{"latency ratio 1, 1ms slower", 0.01, 1, 20, window(100, 0, 101*time.Millisecond), Fail},
-		{"min requests exactly met", 0.01, 2, 20, window(20, 0, 0), Pass},
-		{"one request short", 0.01, 2, 20, window(19, 0, 0), Inconclusive},
-		{"min requests 1", 0.01, 2, 1, window(1, 0, 0), Pass},
-		{"no requests at all", 0.01, 2, 1, window(0, 0, 0), Inconclusive},
+		{"zero error rate, no error", 0, 2, 20, window(100, 0, 0), Pass, 0},
+		{"zero error rate, one error", 0, 2, 20, window(100, 1, 0), Fail, 0},
+		{"zero error rate, one error in a short window", 0, 2, 20, window(3, 1, 0), Fail, 0},
+		{"error rate exactly at max", 0.01, 2, 20, window(100, 1, 0), Pass, 0},
+		{"error rate just above max", 0.01, 2, 20, window(100, 2, 0), Fail, 0},
+		{"error rate 1 allows everything", 1, 2, 20, window(100, 100, 0), Pass, 0},
+		{"latency ratio exactly at max", 0.01, 2, 20, window(100, 0, 200*time.Millisecond), Pass, 0},
+		{"latency ratio just above max", 0.01, 2, 20, window(100, 0, 201*time.Millisecond), Fail, 0},
+		{"latency ratio 1, equal p99", 0.01, 1, 20, window(100, 0, 100*time.Millisecond), Pass, 0},
+		{"latency ratio 1, 1ms slower: within latencySlack", 0.01, 1, 20, window(100, 0, 101*time.Millisecond), Pass, 0},
+		{"latency ratio 1, 3ms slower", 0.01, 1, 20, window(100, 0, 103*time.Millisecond), Fail, 0},
+		{"latency ratio 1, 1ms slower, latencySlack 1ns", 0.01, 1, 20, window(100, 0, 101*time.Millisecond), Fail, time.Nanosecond},
+		{"10x at microseconds: within latencySlack", 0.01, 2, 20, Observation{
+			At:     t0.Add(10 * time.Second),
+			Canary: Figures{Requests: 100, P99: 1 * time.Millisecond},
+			Stable: Figures{Requests: 1000, P99: 100 * time.Microsecond},
+		}, Pass, 0},
+		{"min requests exactly met", 0.01, 2, 20, window(20, 0, 0), Pass, 0},
+		{"one request short", 0.01, 2, 20, window(19, 0, 0), Inconclusive, 0},
+		{"min requests 1", 0.01, 2, 1, window(1, 0, 0), Pass, 0},
+		{"no requests at all", 0.01, 2, 1, window(0, 0, 0), Inconclusive, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			p := testPolicy()
 			p.MaxErrorRate, p.MaxLatencyRatio, p.MinRequests = rate(tt.maxRate), tt.ratio, tt.minReq
+			p.LatencySlack = api.D(tt.slack)
 			st, _ := Step(tt.obs.At, start(t, p), tt.obs)
 			require.Len(t, st.Steps, 1)
 			assert.Equal(t, tt.verdict, st.Steps[0].Last.Verdict, st.Steps[0].Last.Reason)
