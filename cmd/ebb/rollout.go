@@ -376,12 +376,16 @@ func stepText(r api.Rollout) string {
 }
 
 // analysisBrief is one analysis on one line: verdict, requests, error
-// rate and p99s.
+// rate and the latencies compared (p99s, or p50s in a small window).
 func analysisBrief(an api.RolloutAnalysis) string {
-	s := fmt.Sprintf("%s, %d requests, error rate %s, p99 %s vs %s", plain(string(an.Verdict)), an.Canary.Requests,
-		percent(an.ErrorRate), latency(an.Canary.P99), latency(an.Stable.P99))
+	q, canary, stable := "p99", an.Canary.P99, an.Stable.P99
+	if an.LatencyQuantile == "p50" {
+		q, canary, stable = "p50", an.Canary.P50, an.Stable.P50
+	}
+	s := fmt.Sprintf("%s, %d requests, error rate %s, %s %s vs %s", plain(string(an.Verdict)), an.Canary.Requests,
+		percent(an.ErrorRate), q, latency(canary), latency(stable))
 	if an.LatencyRatio > 0 {
-		s += " (" + ratio(an.LatencyRatio) + ")"
+		s += " (" + ratio(an.LatencyRatio, "") + ")"
 	}
 	return s
 }
@@ -440,7 +444,7 @@ func printRollout(w io.Writer, r api.Rollout, now time.Time) error {
 				percent(an.ErrorRate),
 				latency(an.Canary.P50)+"/"+latency(an.Stable.P50),
 				latency(an.Canary.P99)+"/"+latency(an.Stable.P99),
-				ratio(an.LatencyRatio))
+				ratio(an.LatencyRatio, an.LatencyQuantile))
 		}
 		t.row(row...)
 	}
@@ -472,9 +476,9 @@ func policyText(p api.RolloutPolicy) string {
 	for i, s := range p.Steps {
 		steps[i] = strconv.Itoa(s) + "%"
 	}
-	s := fmt.Sprintf("steps %s, a check every %s, %s a step, maxErrorRate %g, maxLatencyRatio %g, minRequests %d, deadline %s",
+	s := fmt.Sprintf("steps %s, a check every %s, %s a step, maxErrorRate %g, maxLatencyRatio %g (slack %s), minRequests %d, deadline %s",
 		strings.Join(steps, " "), shortDuration(p.Interval.Duration), shortDuration(p.StepDuration.Duration),
-		p.ErrorRateLimit(), p.MaxLatencyRatio, p.MinRequests, shortDuration(p.Deadline.Duration))
+		p.ErrorRateLimit(), p.MaxLatencyRatio, shortDuration(p.LatencySlack.Duration), p.MinRequests, shortDuration(p.Deadline.Duration))
 	if n := len(p.PromQL); n > 0 {
 		s += fmt.Sprintf(", %d PromQL checks", n)
 	}
@@ -507,11 +511,12 @@ func percent(share float64) string {
 }
 
 // ratio renders canary p99 / stable p99; 0 means it was not compared.
-func ratio(r float64) string {
+// ratio is a latency ratio with the quantile it compares: 1.40x p99.
+func ratio(r float64, quantile string) string {
 	if r <= 0 {
 		return "-"
 	}
-	return strconv.FormatFloat(r, 'f', 2, 64) + "x"
+	return strings.TrimSpace(strconv.FormatFloat(r, 'f', 2, 64) + "x " + quantile)
 }
 
 // latency rounds a latency to about three digits: 850µs, 12.3ms, 1.25s.

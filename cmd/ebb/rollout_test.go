@@ -650,9 +650,9 @@ func TestRolloutFormatting(t *testing.T) {
 		assert.Equal(t, want, shortDuration(d))
 	}
 	assert.Equal(t, "0.30%", percent(0.003))
-	assert.Equal(t, "-", ratio(0))
-	assert.Equal(t, "1.13x", ratio(1.126))
-	assert.Equal(t, "1.50x", ratio(1.5))
+	assert.Equal(t, "-", ratio(0, "p99"))
+	assert.Equal(t, "1.13x", ratio(1.126, ""))
+	assert.Equal(t, "1.50x p50", ratio(1.5, "p50"))
 	assert.Equal(t, "plain text, déjà vu", plain("plain text, déjà vu"))
 	assert.Equal(t, `a\nb\tc\x1b[0m\u202e`, plain("a\nb\tc\x1b[0m\u202e"))
 }
