@@ -65,6 +65,34 @@ type FunctionSpec struct {
 	// Rollout, if set, makes a changed spec start a canary rollout under
 	// this policy instead of moving all traffic to the new revision at once.
 	Rollout *RolloutPolicy `json:"rollout,omitempty"`
+	// Async tunes asynchronous invocations of the function; nil takes
+	// the defaults.
+	Async *AsyncPolicy `json:"async,omitempty"`
+}
+
+// AsyncPolicy tunes how the invoker delivers a function's queued
+// invocations.
+type AsyncPolicy struct {
+	// MaxConcurrency bounds the deliveries of the function one invoker has
+	// in flight at once, so a burst of queued work reaches the function
+	// as fast as it admits rather than all at once. 0 means
+	// DefaultAsyncMaxConcurrency.
+	MaxConcurrency int `json:"maxConcurrency,omitempty"`
+}
+
+// DefaultAsyncMaxConcurrency is AsyncPolicy.MaxConcurrency's default, and
+// MaxAsyncConcurrency its bound.
+const (
+	DefaultAsyncMaxConcurrency = 10
+	MaxAsyncConcurrency        = 1000
+)
+
+// AsyncMaxConcurrency is the spec's async concurrency limit, defaulted.
+func (s FunctionSpec) AsyncMaxConcurrency() int {
+	if s.Async == nil || s.Async.MaxConcurrency == 0 {
+		return DefaultAsyncMaxConcurrency
+	}
+	return s.Async.MaxConcurrency
 }
 
 // Secret refers a replica to one key of a secret object of the function's

@@ -243,6 +243,9 @@ func (s FunctionSpec) Validate() error {
 	if s.Timeout.Duration < time.Millisecond || s.Timeout.Duration > time.Hour {
 		return invalid("timeout", "%s is outside 1ms-1h", s.Timeout.Duration)
 	}
+	if s.Async != nil && (s.Async.MaxConcurrency < 0 || s.Async.MaxConcurrency > MaxAsyncConcurrency) {
+		return invalid("async.maxConcurrency", "%d is outside 0-%d", s.Async.MaxConcurrency, MaxAsyncConcurrency)
+	}
 	if s.Rollout != nil {
 		return s.Rollout.Validate()
 	}

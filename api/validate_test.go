@@ -29,6 +29,12 @@ func TestDecodeSpecDefaults(t *testing.T) {
 	again, err := DecodeSpec([]byte(`{"image":"hello:latest","port":8080,"scale":{"initial":1}}`))
 	require.NoError(t, err)
 	assert.Equal(t, spec, again, "explicit defaults and omitted fields must give the same spec")
+	assert.Nil(t, spec.Async, "no async policy is stored unless given, so old specs keep their revisions")
+	assert.Equal(t, DefaultAsyncMaxConcurrency, spec.AsyncMaxConcurrency())
+
+	tuned, err := DecodeSpec([]byte(`{"image":"hello:latest","async":{"maxConcurrency":3}}`))
+	require.NoError(t, err)
+	assert.Equal(t, 3, tuned.AsyncMaxConcurrency())
 }
 
 func TestDecodeSpecRejects(t *testing.T) {
@@ -65,6 +71,8 @@ func TestDecodeSpecRejects(t *testing.T) {
 		{"secret as EBB_ variable", `{"image":"a","secrets":[{"secret":"s","key":"k","env":"EBB_REVISION"}]}`, "set by ebb"},
 		{"one variable twice", `{"image":"a","secrets":[{"secret":"s","key":"k","env":"A"},{"secret":"t","key":"k","env":"A"}]}`, "env A is set twice"},
 		{"timeout too long", `{"image":"a","timeout":"2h"}`, "timeout"},
+		{"negative async concurrency", `{"image":"a","async":{"maxConcurrency":-1}}`, "async.maxConcurrency"},
+		{"huge async concurrency", `{"image":"a","async":{"maxConcurrency":100000}}`, "async.maxConcurrency"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

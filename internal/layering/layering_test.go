@@ -13,7 +13,7 @@ const module = "github.com/ebbrun/ebb/"
 
 // components are the top-level rooms that run as parts of ebbd. A
 // subpackage belongs to its component (nodeagent/containerd is nodeagent).
-var components = []string{"router", "activator", "autoscaler", "nodeagent", "controlplane"}
+var components = []string{"router", "activator", "autoscaler", "nodeagent", "controlplane", "invoker"}
 
 // componentOf names the component a package of this module belongs to, or
 // "" for shared packages (api, store, bpf, internal/...) and for programs,

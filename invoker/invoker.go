@@ -1,0 +1,345 @@
+package invoker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/queue"
+)
+
+// HeaderAttempt tells the function which attempt of an invocation a
+// delivery is (1 for the first); HeaderInvocationID names the invocation,
+// so a function can recognise a redelivery.
+const HeaderAttempt = "Ebb-Attempt"
+
+// Deps are the Worker's collaborators.
+type Deps struct {
+	// Queue is the durable queue. Required.
+	Queue queue.Queue
+	// Functions gives each function's async concurrency limit and
+	// timeout. Nil: every function has the defaults, and only
+	// Config.Concurrency bounds the deliveries in flight.
+	Functions Functions
+	// Client sends deliveries and callbacks. Nil: a client of the
+	// worker's own that follows no redirects and uses no proxy.
+	Client *http.Client
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+	// Now, Sleep and Jitter are the clock, the wait and the backoff's
+	// randomness ([0,1)); tests drive them. Defaults: time.Now, a timer
+	// that stops early when ctx ends, rand.Float64.
+	Now    func() time.Time
+	Sleep  func(ctx context.Context, d time.Duration) error
+	Jitter func() float64
+}
+
+// Worker claims, delivers and finishes asynchronous invocations.
+type Worker struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+
+	// claimMu makes choosing which functions may be claimed, the claim,
+	// and counting it in inflight one step, so two slots cannot both take
+	// a function's last free place.
+	claimMu  sync.Mutex
+	inflight map[string]int
+}
+
+// New returns a Worker; Run starts it.
+func New(cfg Config, deps Deps) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Queue == nil {
+		return nil, errors.New("invoker: Deps.Queue is required")
+	}
+	cfg = cfg.withDefaults()
+	if deps.Client == nil {
+		deps.Client = &http.Client{
+			Transport: &http.Transport{
+				MaxIdleConnsPerHost: cfg.Concurrency,
+				IdleConnTimeout:     90 * time.Second,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if deps.Logger == nil {
+		deps.Logger = slog.Default()
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Sleep == nil {
+		deps.Sleep = sleep
+	}
+	if deps.Jitter == nil {
+		deps.Jitter = rand.Float64
+	}
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), inflight: map[string]int{}}, nil
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Run delivers with Config.Concurrency slots and expires old invocations
+// until ctx ends. A delivery cut short by the end is not finished: its
+// claim lapses and another worker delivers it again.
+func (w *Worker) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range w.cfg.Concurrency {
+		wg.Go(func() { w.slot(ctx) })
+	}
+	wg.Go(func() { w.expireLoop(ctx) })
+	wg.Wait()
+	return nil
+}
+
+func (w *Worker) slot(ctx context.Context) {
+	for ctx.Err() == nil {
+		claimed, err := w.Step(ctx)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("async delivery", "err", err)
+		}
+		if !claimed || err != nil {
+			_ = w.deps.Sleep(ctx, w.cfg.PollInterval)
+		}
+	}
+}
+
+func (w *Worker) expireLoop(ctx context.Context) {
+	for w.deps.Sleep(ctx, w.cfg.ExpireInterval) == nil {
+		if _, err := w.Expire(ctx); err != nil && ctx.Err() == nil {
+			w.log.Warn("expire invocations", "err", err)
+		}
+	}
+}
+
+// Expire deletes the invocations finished longer than the retention ago.
+func (w *Worker) Expire(ctx context.Context) (int, error) {
+	n, err := w.deps.Queue.Expire(ctx, w.deps.Now().Add(-w.cfg.Retention))
+	if err != nil {
+		return 0, fmt.Errorf("expire: %w", err)
+	}
+	return n, nil
+}
+
+// Step claims one due invocation and delivers it to the end: finished,
+// and its callback sent when final. It reports false when nothing was due
+// (or every function with room is at its limit). An error means the
+// outcome could not be recorded; the claim then lapses and the invocation
+// is delivered again.
+func (w *Worker) Step(ctx context.Context) (bool, error) {
+	inv, lim, err := w.claim(ctx)
+	if errors.Is(err, queue.ErrEmpty) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	defer w.release(inv.Function)
+	return true, w.process(ctx, inv, lim)
+}
+
+// claim takes the next due invocation of a function below its async
+// concurrency limit, for the longest timeout of those functions plus the
+// margin (the claim is taken before the function is known).
+func (w *Worker) claim(ctx context.Context) (api.Invocation, Limit, error) {
+	w.claimMu.Lock()
+	defer w.claimMu.Unlock()
+	var limits map[string]Limit
+	if w.deps.Functions != nil {
+		limits = w.deps.Functions.Limits()
+	}
+	longest := defaultLimit.Timeout
+	var allowed []string
+	saturated := false
+	for fn, lim := range limits {
+		if w.inflight[fn] >= lim.MaxConcurrency {
+			saturated = true
+			continue
+		}
+		allowed = append(allowed, fn)
+		longest = max(longest, lim.Timeout)
+	}
+	// Functions no record names (deleted, or not yet seen) are claimed
+	// only while no function is at its limit: a filter must list names.
+	if saturated && len(allowed) == 0 {
+		return api.Invocation{}, Limit{}, queue.ErrEmpty
+	}
+	if !saturated {
+		allowed = nil
+	}
+	inv, err := w.deps.Queue.Claim(ctx, w.cfg.Name, w.deps.Now(), longest+w.cfg.VisibilityMargin, allowed...)
+	if err != nil {
+		if errors.Is(err, queue.ErrEmpty) {
+			return api.Invocation{}, Limit{}, err
+		}
+		return api.Invocation{}, Limit{}, fmt.Errorf("claim: %w", err)
+	}
+	lim, ok := limits[inv.Function]
+	if !ok {
+		lim = defaultLimit
+	}
+	w.inflight[inv.Function]++
+	return inv, lim, nil
+}
+
+func (w *Worker) release(fn string) {
+	w.claimMu.Lock()
+	defer w.claimMu.Unlock()
+	if w.inflight[fn]--; w.inflight[fn] <= 0 {
+		delete(w.inflight, fn)
+	}
+}
+
+// InFlight is how many deliveries of fn the worker has under way.
+func (w *Worker) InFlight(fn string) int {
+	w.claimMu.Lock()
+	defer w.claimMu.Unlock()
+	return w.inflight[fn]
+}
+
+func (w *Worker) process(ctx context.Context, inv api.Invocation, lim Limit) error {
+	a := w.deliver(ctx, inv, lim.Timeout+w.cfg.VisibilityMargin)
+	if ctx.Err() != nil {
+		return ctx.Err() // shutting down: the claim lapses, another delivers
+	}
+	out := outcome(inv, a, w.deps.Now(), w.cfg.BackoffBase, w.cfg.BackoffCap, w.deps.Jitter())
+	if err := w.deps.Queue.Finish(ctx, out); err != nil {
+		if errors.Is(err, queue.ErrClaimLost) {
+			// Another worker holds it now (our claim lapsed): its
+			// outcome is the one that counts.
+			w.log.Info("async delivery outcome dropped: claim lost", "function", inv.Function, "id", inv.ID, "attempt", inv.Attempts)
+			return nil
+		}
+		return fmt.Errorf("finish %s/%s: %w", inv.Function, inv.ID, err)
+	}
+	if out.Status.Final() && out.CallbackURL != "" {
+		w.callback(ctx, out)
+	}
+	return nil
+}
+
+// hopHeaders are not passed on to the function: hop-by-hop headers, the
+// framing the client sets from the body, and the submission's own
+// headers (Ebb-Invoke would queue the delivery again).
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+	"Content-Length", "Host",
+	api.HeaderInvoke, api.HeaderCallbackURL, api.HeaderMaxAttempts, api.HeaderInvocationID, HeaderAttempt,
+}
+
+// Host is the router host of a function by its qualified name.
+func Host(function, domain string) string { return function + "." + domain }
+
+// deliver sends inv's request to the router as the function's host.
+func (w *Worker) deliver(ctx context.Context, inv api.Invocation, timeout time.Duration) attempt {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	path := inv.Request.Path
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	method := inv.Request.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	req, err := http.NewRequestWithContext(ctx, method, w.cfg.RouterURL+path, bytes.NewReader(inv.Request.Body))
+	if err != nil {
+		return attempt{err: fmt.Errorf("build request: %w", err)}
+	}
+	req.Host = Host(inv.Function, w.cfg.Domain)
+	for k, vs := range inv.Request.Header {
+		req.Header[http.CanonicalHeaderKey(k)] = append([]string(nil), vs...)
+	}
+	for _, h := range hopHeaders {
+		req.Header.Del(h)
+	}
+	req.Header.Set(api.HeaderInvocationID, inv.ID)
+	req.Header.Set(HeaderAttempt, strconv.Itoa(inv.Attempts))
+	resp, err := w.deps.Client.Do(req)
+	if err != nil {
+		return attempt{err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, api.MaxInvocationBody+1))
+	if err != nil {
+		// The answer's status came; its body broke off. A 5xx is retried
+		// anyway, and a status below 500 is the function's answer.
+		w.log.Info("async delivery: reading the answer's body", "function", inv.Function, "id", inv.ID, "err", err)
+	}
+	res := &api.InvocationResult{Status: resp.StatusCode, Header: resp.Header.Clone(), Body: body}
+	if len(body) > api.MaxInvocationBody {
+		res.Body, res.Truncated = body[:api.MaxInvocationBody], true
+	}
+	return attempt{result: res}
+}
+
+// callback POSTs the final inv to its CallbackURL, retrying failures
+// with the worker's backoff, and records how it went.
+func (w *Worker) callback(ctx context.Context, inv api.Invocation) {
+	payload, err := json.Marshal(inv.Public())
+	if err != nil {
+		inv.CallbackStatus = "Failed: encode: " + err.Error()
+	} else {
+		for n := 1; ; n++ {
+			status, err := w.post(ctx, inv, payload)
+			if err == nil {
+				inv.CallbackStatus = fmt.Sprintf("Delivered: %d", status)
+				break
+			}
+			inv.CallbackStatus = fmt.Sprintf("Failed after %d attempts: %v", n, err)
+			if n >= w.cfg.CallbackAttempts {
+				break
+			}
+			if w.deps.Sleep(ctx, backoff(w.cfg.BackoffBase, w.cfg.BackoffCap, n, w.deps.Jitter())) != nil {
+				return // shutting down
+			}
+		}
+	}
+	if err := w.deps.Queue.Update(ctx, inv); err != nil && ctx.Err() == nil {
+		w.log.Warn("record callback status", "function", inv.Function, "id", inv.ID, "err", err)
+	}
+}
+
+func (w *Worker) post(ctx context.Context, inv api.Invocation, payload []byte) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.CallbackTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, inv.CallbackURL, bytes.NewReader(payload))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.HeaderInvocationID, inv.ID)
+	resp, err := w.deps.Client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 300 {
+		return resp.StatusCode, fmt.Errorf("the receiver answered %d", resp.StatusCode)
+	}
+	return resp.StatusCode, nil
+}

@@ -1,0 +1,496 @@
+package invoker
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// harness is a worker whose clock and sleeps the test drives, delivering
+// to an httptest server that stands in for the router.
+type harness struct {
+	t      *testing.T
+	q      *memQueue
+	w      *Worker
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
+}
+
+var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func newHarness(t *testing.T, router http.Handler, fns Functions) *harness {
+	t.Helper()
+	srv := httptest.NewServer(router)
+	t.Cleanup(srv.Close)
+	return newHarnessAt(t, srv.URL, fns)
+}
+
+func newHarnessAt(t *testing.T, routerURL string, fns Functions) *harness {
+	t.Helper()
+	h := &harness{t: t, q: &memQueue{}, now: start}
+	w, err := New(Config{RouterURL: routerURL, Name: "w1", BackoffBase: time.Second, BackoffCap: time.Minute, CallbackAttempts: 3},
+		Deps{
+			Queue:     h.q,
+			Functions: fns,
+			Now:       h.clock,
+			Sleep: func(ctx context.Context, d time.Duration) error {
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				h.sleeps = append(h.sleeps, d)
+				return ctx.Err()
+			},
+			Jitter: func() float64 { return 1 },
+		})
+	require.NoError(t, err)
+	h.w = w
+	return h
+}
+
+func (h *harness) clock() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.now
+}
+
+func (h *harness) advanceTo(t time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.now = t
+}
+
+func (h *harness) submit(inv api.Invocation) {
+	h.t.Helper()
+	if inv.Function == "" {
+		inv.Function = "hello"
+	}
+	if inv.MaxAttempts == 0 {
+		inv.MaxAttempts = 5
+	}
+	if inv.Request.Method == "" {
+		inv.Request = api.InvocationRequest{Method: http.MethodPost, Path: "/"}
+	}
+	inv.CreatedAt = h.clock()
+	_, _, err := h.q.Enqueue(context.Background(), inv)
+	require.NoError(h.t, err)
+}
+
+func (h *harness) step() bool {
+	h.t.Helper()
+	claimed, err := h.w.Step(context.Background())
+	require.NoError(h.t, err)
+	return claimed
+}
+
+func (h *harness) get(fn, id string) api.Invocation {
+	h.t.Helper()
+	inv, err := h.q.Get(context.Background(), fn, id)
+	require.NoError(h.t, err)
+	return inv
+}
+
+func TestDeliverSucceeds(t *testing.T) {
+	var got *http.Request
+	var gotBody string
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		b, _ := io.ReadAll(r.Body)
+		gotBody = string(b)
+		w.Header().Set("X-Out", "yes")
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, "made")
+	}), nil)
+	h.submit(invOf("a1", "hello", api.InvocationRequest{
+		Method: http.MethodPut, Path: "/things?x=1",
+		Header: http.Header{"Content-Type": {"text/plain"}, api.HeaderInvoke: {"async"}, api.HeaderCallbackURL: {"http://x"}, "X-In": {"1"}},
+		Body:   []byte("payload"),
+	}))
+
+	require.True(t, h.step())
+	require.NotNil(t, got)
+	assert.Equal(t, "hello.localhost", got.Host, "delivered as the function's host, through the router")
+	assert.Equal(t, http.MethodPut, got.Method)
+	assert.Equal(t, "/things?x=1", got.URL.RequestURI())
+	assert.Equal(t, "payload", gotBody)
+	assert.Equal(t, "text/plain", got.Header.Get("Content-Type"))
+	assert.Equal(t, "1", got.Header.Get("X-In"))
+	assert.Empty(t, got.Header.Get(api.HeaderInvoke), "Ebb-Invoke would queue the delivery again")
+	assert.Empty(t, got.Header.Get(api.HeaderCallbackURL))
+	assert.Equal(t, "a1", got.Header.Get(api.HeaderInvocationID))
+	assert.Equal(t, "1", got.Header.Get(HeaderAttempt))
+
+	inv := h.get("hello", "a1")
+	assert.Equal(t, api.InvocationSucceeded, inv.Status)
+	assert.Equal(t, 1, inv.Attempts)
+	require.NotNil(t, inv.Result)
+	assert.Equal(t, http.StatusCreated, inv.Result.Status)
+	assert.Equal(t, "made", string(inv.Result.Body))
+	assert.Equal(t, "yes", inv.Result.Header.Get("X-Out"))
+	assert.Equal(t, start, inv.CompletedAt)
+	assert.False(t, h.step(), "nothing is left")
+}
+
+// inv is a test shorthand for an invocation of fn with request r.
+func invOf(id, fn string, r api.InvocationRequest) api.Invocation {
+	return api.Invocation{ID: id, Function: fn, Request: r}
+}
+
+func TestNamespacedHost(t *testing.T) {
+	var host string
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { host = r.Host }), nil)
+	h.submit(api.Invocation{ID: "n1", Function: "hello.team-a"})
+	require.True(t, h.step())
+	assert.Equal(t, "hello.team-a.localhost", host)
+	assert.Equal(t, api.InvocationSucceeded, h.get("hello.team-a", "n1").Status)
+}
+
+func TestFailsTwiceThenSucceeds(t *testing.T) {
+	var calls atomic.Int32
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) <= 2 {
+			http.Error(w, "not yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "done")
+	}), nil)
+	h.submit(api.Invocation{ID: "r1"})
+
+	require.True(t, h.step())
+	inv := h.get("hello", "r1")
+	assert.Equal(t, api.InvocationQueued, inv.Status)
+	assert.Equal(t, start.Add(time.Second), inv.NextAttemptAt, "first retry after the base backoff")
+	assert.Contains(t, inv.LastError, "answered 503")
+	assert.False(t, h.step(), "not due before its backoff")
+
+	h.advanceTo(inv.NextAttemptAt)
+	require.True(t, h.step())
+	inv = h.get("hello", "r1")
+	assert.Equal(t, api.InvocationQueued, inv.Status)
+	assert.Equal(t, start.Add(3*time.Second), inv.NextAttemptAt, "the backoff doubles")
+
+	h.advanceTo(inv.NextAttemptAt)
+	require.True(t, h.step())
+	inv = h.get("hello", "r1")
+	assert.Equal(t, api.InvocationSucceeded, inv.Status)
+	assert.Equal(t, 3, inv.Attempts)
+	assert.Equal(t, "done", string(inv.Result.Body))
+	assert.Empty(t, inv.LastError)
+	assert.EqualValues(t, 3, calls.Load())
+}
+
+func TestDeadLetter(t *testing.T) {
+	var calls atomic.Int32
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "broken", http.StatusInternalServerError)
+	}), nil)
+	h.submit(api.Invocation{ID: "d1", MaxAttempts: 3})
+	for range 3 {
+		require.True(t, h.step())
+		h.advanceTo(h.get("hello", "d1").NextAttemptAt)
+	}
+	inv := h.get("hello", "d1")
+	assert.Equal(t, api.InvocationDeadLetter, inv.Status)
+	assert.Equal(t, 3, inv.Attempts)
+	assert.Equal(t, http.StatusInternalServerError, inv.Result.Status)
+	assert.Contains(t, inv.LastError, "attempt 3")
+	h.advanceTo(start.Add(time.Hour))
+	assert.False(t, h.step(), "a dead letter is never delivered again")
+	assert.EqualValues(t, 3, calls.Load())
+}
+
+func TestClientErrorIsFinal(t *testing.T) {
+	var calls atomic.Int32
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, "no such thing", http.StatusNotFound)
+	}), nil)
+	h.submit(api.Invocation{ID: "f1"})
+	require.True(t, h.step())
+	inv := h.get("hello", "f1")
+	assert.Equal(t, api.InvocationFailed, inv.Status)
+	assert.Equal(t, http.StatusNotFound, inv.Result.Status)
+	assert.Equal(t, "no such thing\n", string(inv.Result.Body))
+	h.advanceTo(start.Add(time.Hour))
+	assert.False(t, h.step(), "a 4xx is not retried")
+	assert.EqualValues(t, 1, calls.Load())
+}
+
+func TestConnectionErrorIsRetried(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there any more
+	h := newHarnessAt(t, url, nil)
+	h.submit(api.Invocation{ID: "c1"})
+	require.True(t, h.step())
+	inv := h.get("hello", "c1")
+	assert.Equal(t, api.InvocationQueued, inv.Status)
+	assert.Nil(t, inv.Result)
+	assert.Contains(t, inv.LastError, "attempt 1")
+}
+
+// limits is a fixed Functions.
+type limits map[string]Limit
+
+func (l limits) Limits() map[string]Limit { return l }
+
+func TestTimeoutIsRetried(t *testing.T) {
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // never answers
+	}), limits{"hello": {MaxConcurrency: 1, Timeout: time.Millisecond}})
+	h.w.cfg.VisibilityMargin = time.Millisecond
+	h.submit(api.Invocation{ID: "t1"})
+	require.True(t, h.step())
+	inv := h.get("hello", "t1")
+	assert.Equal(t, api.InvocationQueued, inv.Status)
+	assert.Contains(t, inv.LastError, "deadline exceeded")
+}
+
+func TestLargeResultIsTruncated(t *testing.T) {
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, strings.Repeat("x", api.MaxInvocationBody+100))
+	}), nil)
+	h.submit(api.Invocation{ID: "b1"})
+	require.True(t, h.step())
+	inv := h.get("hello", "b1")
+	assert.Equal(t, api.InvocationSucceeded, inv.Status)
+	assert.Len(t, inv.Result.Body, api.MaxInvocationBody)
+	assert.True(t, inv.Result.Truncated)
+}
+
+// receiver is a callback receiver that fails its first failFirst POSTs.
+type receiver struct {
+	mu        sync.Mutex
+	failFirst int
+	got       []api.Invocation
+	headers   []http.Header
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if rc.failFirst > 0 {
+		rc.failFirst--
+		http.Error(w, "later", http.StatusBadGateway)
+		return
+	}
+	var inv api.Invocation
+	if err := json.NewDecoder(r.Body).Decode(&inv); err != nil || r.Method != http.MethodPost {
+		http.Error(w, "bad", http.StatusBadRequest)
+		return
+	}
+	rc.got = append(rc.got, inv)
+	rc.headers = append(rc.headers, r.Header.Clone())
+}
+
+func TestCallback(t *testing.T) {
+	tests := []struct {
+		name      string
+		failFirst int
+		status    string
+		sleeps    int
+		received  int
+	}{
+		{"delivered at once", 0, "Delivered: 200", 0, 1},
+		{"delivered on the third try", 2, "Delivered: 200", 2, 1},
+		{"given up after three", 5, "Failed after 3 attempts: the receiver answered 502", 2, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := &receiver{failFirst: tt.failFirst}
+			cb := httptest.NewServer(rc)
+			t.Cleanup(cb.Close)
+			h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				_, _ = io.WriteString(w, "result")
+			}), nil)
+			h.submit(api.Invocation{ID: "cb1", Function: "hello.team-a", CallbackURL: cb.URL + "/hook"})
+			require.True(t, h.step())
+
+			inv := h.get("hello.team-a", "cb1")
+			assert.Equal(t, api.InvocationSucceeded, inv.Status)
+			assert.Equal(t, tt.status, inv.CallbackStatus)
+			assert.Len(t, h.sleeps, tt.sleeps, "a wait between tries")
+			require.Len(t, rc.got, tt.received)
+			if tt.received > 0 {
+				got := rc.got[0]
+				assert.Equal(t, "hello", got.Function, "callbacks show the API's view")
+				assert.Equal(t, "team-a", got.Namespace)
+				assert.Equal(t, api.InvocationSucceeded, got.Status)
+				assert.Equal(t, "result", string(got.Result.Body))
+				assert.Equal(t, "cb1", rc.headers[0].Get(api.HeaderInvocationID))
+				assert.Equal(t, "application/json", rc.headers[0].Get("Content-Type"))
+			}
+		})
+	}
+}
+
+func TestNoCallbackBeforeFinal(t *testing.T) {
+	rc := &receiver{}
+	cb := httptest.NewServer(rc)
+	t.Cleanup(cb.Close)
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "", http.StatusBadGateway)
+	}), nil)
+	h.submit(api.Invocation{ID: "x", CallbackURL: cb.URL, MaxAttempts: 2})
+	require.True(t, h.step())
+	assert.Empty(t, rc.got, "a retry is not a result")
+	h.advanceTo(h.get("hello", "x").NextAttemptAt)
+	require.True(t, h.step())
+	require.Len(t, rc.got, 1)
+	assert.Equal(t, api.InvocationDeadLetter, rc.got[0].Status)
+}
+
+func TestLostClaimDropsTheOutcome(t *testing.T) {
+	rc := &receiver{}
+	cb := httptest.NewServer(rc)
+	t.Cleanup(cb.Close)
+	var h *harness
+	h = newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// This delivery outlives its claim: another worker takes it.
+		h.advanceTo(start.Add(time.Hour))
+		_, err := h.q.Claim(r.Context(), "w2", h.clock(), time.Minute)
+		require.NoError(t, err)
+		_, _ = io.WriteString(w, "late")
+	}), nil)
+	h.submit(api.Invocation{ID: "l1", CallbackURL: cb.URL})
+
+	claimed, err := h.w.Step(context.Background())
+	require.NoError(t, err, "a lost claim is not an error")
+	assert.True(t, claimed)
+	inv := h.get("hello", "l1")
+	assert.Equal(t, api.InvocationRunning, inv.Status, "the other worker's claim stands")
+	assert.Equal(t, "w2", inv.ClaimedBy)
+	assert.Equal(t, 2, inv.Attempts)
+	assert.Nil(t, inv.Result)
+	assert.Empty(t, rc.got, "no callback for a dropped outcome")
+	assert.Zero(t, h.w.InFlight("hello"))
+}
+
+func TestAsyncConcurrencyLimit(t *testing.T) {
+	entered := make(chan string)
+	release := make(chan struct{})
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case entered <- r.Header.Get(api.HeaderInvocationID):
+			<-release
+		case <-release: // released: no one watches any more
+		}
+	}), limits{"slow": {MaxConcurrency: 1, Timeout: time.Minute}, "other": {MaxConcurrency: 5, Timeout: time.Minute}})
+	h.submit(api.Invocation{ID: "s1", Function: "slow"})
+	h.submit(api.Invocation{ID: "s2", Function: "slow"})
+	h.submit(api.Invocation{ID: "o1", Function: "other"})
+
+	var wg sync.WaitGroup
+	wg.Go(func() { h.step() })
+	assert.Equal(t, "s1", <-entered)
+	assert.Equal(t, 1, h.w.InFlight("slow"))
+
+	// slow is at its limit: the next claim passes s2 by for other's o1.
+	wg.Go(func() { h.step() })
+	assert.Equal(t, "o1", <-entered)
+	claimed, err := h.w.Step(context.Background())
+	require.NoError(t, err)
+	assert.False(t, claimed, "s2 waits while slow is at its limit")
+	assert.Equal(t, api.InvocationQueued, h.get("slow", "s2").Status)
+
+	close(release)
+	wg.Wait()
+	assert.Zero(t, h.w.InFlight("slow"))
+	require.True(t, h.step())
+	assert.Equal(t, api.InvocationSucceeded, h.get("slow", "s2").Status)
+}
+
+func TestExpire(t *testing.T) {
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), nil)
+	h.submit(api.Invocation{ID: "e1"})
+	require.True(t, h.step())
+	h.submit(api.Invocation{ID: "e2"}) // still queued: never expires
+
+	h.advanceTo(start.Add(api.DefaultInvocationRetention))
+	n, err := h.w.Expire(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, n, "kept for the whole retention")
+
+	h.advanceTo(start.Add(api.DefaultInvocationRetention + time.Second))
+	n, err = h.w.Expire(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	_, err = h.q.Get(context.Background(), "hello", "e1")
+	assert.Error(t, err)
+	assert.Equal(t, api.InvocationQueued, h.get("hello", "e2").Status)
+}
+
+func TestRunDeliversConcurrently(t *testing.T) {
+	var inFlight, peak atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		defer inFlight.Add(-1)
+		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+		}
+	}))
+	t.Cleanup(srv.Close)
+	q := &memQueue{}
+	w, err := New(Config{RouterURL: srv.URL, Concurrency: 4, PollInterval: time.Millisecond}, Deps{Queue: q})
+	require.NoError(t, err)
+	for i := range 20 {
+		_, _, err := q.Enqueue(context.Background(), api.Invocation{ID: string(rune('a' + i)), Function: "hello", MaxAttempts: 1, Request: api.InvocationRequest{Method: "POST", Path: "/"}})
+		require.NoError(t, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+	require.Eventually(t, func() bool {
+		list, err := q.List(context.Background(), "hello", 0)
+		require.NoError(t, err)
+		for _, inv := range list {
+			if inv.Status != api.InvocationSucceeded {
+				return false
+			}
+		}
+		return true
+	}, 10*time.Second, 5*time.Millisecond)
+	cancel()
+	require.NoError(t, <-done)
+	assert.LessOrEqual(t, peak.Load(), int32(4))
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"defaults", Config{}, ""},
+		{"router without scheme", Config{RouterURL: "127.0.0.1:8080"}, "RouterURL"},
+		{"router with a path", Config{RouterURL: "http://127.0.0.1:8080/x"}, "RouterURL"},
+		{"bad domain", Config{Domain: "Bad_Domain"}, "domain"},
+		{"negative concurrency", Config{Concurrency: -1}, "Concurrency"},
+		{"cap below base", Config{BackoffBase: time.Minute, BackoffCap: time.Second}, "BackoffBase"},
+		{"negative poll", Config{PollInterval: -1}, "negative"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+	_, err := New(Config{}, Deps{})
+	assert.ErrorContains(t, err, "Queue")
+}
