@@ -126,6 +126,9 @@ func (s *Server) removeFunction(ctx context.Context, qualified string, expect Pr
 			break
 		}
 	}
+	if err == nil && !dryRun {
+		s.dropInvocations(ctx, qualified)
+	}
 	return err
 }
 

@@ -339,6 +339,7 @@ func (s *Server) deleteNamespaceOnce(ctx context.Context, ns string, force bool)
 		return err
 	}
 	ops := []store.Op{store.Delete(store.NamespaceKey(ns), version)}
+	var deleted []string
 	for _, kv := range fns {
 		if fnNS, _ := api.SplitQualifiedName(strings.TrimPrefix(kv.Key, store.PrefixFunctions)); fnNS != ns {
 			continue
@@ -348,6 +349,7 @@ func (s *Server) deleteNamespaceOnce(ctx context.Context, ns string, force bool)
 			return err
 		}
 		ops = append(ops, fnOps...)
+		deleted = append(deleted, strings.TrimPrefix(kv.Key, store.PrefixFunctions))
 	}
 	for _, cascade := range s.cascades {
 		more, err := cascade(ctx, s.deps.Store, ns)
@@ -356,8 +358,13 @@ func (s *Server) deleteNamespaceOnce(ctx context.Context, ns string, force bool)
 		}
 		ops = append(ops, more...)
 	}
-	_, err = s.deps.Store.Txn(ctx, ops...)
-	return err
+	if _, err = s.deps.Store.Txn(ctx, ops...); err != nil {
+		return err
+	}
+	for _, fn := range deleted {
+		s.dropInvocations(ctx, fn)
+	}
+	return nil
 }
 
 // refuseWhileServing is 409 naming the namespace's functions that have

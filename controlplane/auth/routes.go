@@ -75,6 +75,11 @@ var routes = concat(
 	// promote and abort move traffic; pause and resume decide whether it moves.
 	namespaced("POST", "/functions/{name}/rollouts/{id}/{action}", TrafficWrite),
 	namespaced("GET", "/functions/{name}/logs", LogsRead),
+	// Submitting an invocation runs the function, as a request to its URL
+	// does; the results are read like the function.
+	namespaced("POST", "/functions/{name}/invocations", FunctionsWrite),
+	namespaced("GET", "/functions/{name}/invocations", FunctionsRead),
+	namespaced("GET", "/functions/{name}/invocations/{id}", FunctionsRead),
 	// Apply checks each document's own permissions in its namespace.
 	namespaced("POST", "/apply", FunctionsWrite),
 
