@@ -468,14 +468,14 @@ func (q *Queue) Claim(ctx context.Context, worker string, now time.Time, visibil
 	if err := record.CheckClaim(worker, visibility, functions); err != nil {
 		return api.Invocation{}, err
 	}
-	var any bool
+	var due bool
 	if err := q.view(ctx, func(tx *bolt.Tx) error {
-		any = next(open(tx), now, functions) != nil
+		due = next(open(tx), now, functions) != nil
 		return nil
 	}); err != nil {
 		return api.Invocation{}, fmt.Errorf("claim: %w", err)
 	}
-	if !any {
+	if !due {
 		return api.Invocation{}, queue.ErrEmpty
 	}
 	var (
