@@ -58,8 +58,8 @@ type Queue interface {
 	Update(ctx context.Context, inv api.Invocation) error
 	// Get returns one invocation of function, or ErrNotFound.
 	Get(ctx context.Context, function, id string) (api.Invocation, error)
-	// List returns function's invocations, newest first, at most limit
-	// (0: all).
+	// List returns function's invocations, newest first (by CreatedAt),
+	// at most limit (0 or less: all).
 	List(ctx context.Context, function string, limit int) ([]api.Invocation, error)
 	// Depth counts function's invocations that are Queued or Running:
 	// the demand the autoscaler sees.

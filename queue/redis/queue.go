@@ -339,7 +339,11 @@ func (q *Queue) List(ctx context.Context, function string, limit int) ([]api.Inv
 	if err := q.usable(ctx); err != nil {
 		return nil, err
 	}
-	ids, err := q.client.ZRevRange(ctx, q.key("fn:", function), 0, int64(limit)-1).Result()
+	stop := int64(-1)
+	if limit > 0 {
+		stop = int64(limit) - 1
+	}
+	ids, err := q.client.ZRevRange(ctx, q.key("fn:", function), 0, stop).Result()
 	if err != nil {
 		return nil, fmt.Errorf("list %s: %w", function, q.mapErr(err))
 	}
