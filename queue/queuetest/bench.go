@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,7 +25,7 @@ const benchParallelism = 8
 // delivery's queue work), each sequential and with RunParallel at
 // benchParallelism goroutines per CPU (workers mostly wait on I/O, and
 // concurrent writers are what group commit is for). ops/s is reported as a
-// metric.
+// metric, and the Enqueue ones report their p99 latency.
 func Bench(b *testing.B, open func(b *testing.B) queue.Queue) {
 	ctx := context.Background()
 	body := make([]byte, 256) // about a small JSON request
@@ -39,30 +41,51 @@ func Bench(b *testing.B, open func(b *testing.B) queue.Queue) {
 		_, _, err := q.Enqueue(ctx, newBenchInv(nextID(), t0))
 		return err
 	}
+	// timedEnqueue also keeps the call's latency, for enqueue-p99-ms: the
+	// figure a caller of Ebb-Invoke: async waits on before its 202.
+	timedEnqueue := func(q queue.Queue, lat *[]time.Duration) error {
+		start := time.Now()
+		err := enqueue(q)
+		*lat = append(*lat, time.Since(start))
+		return err
+	}
 	b.Run("Enqueue", func(b *testing.B) {
 		q := open(b)
+		var lat []time.Duration
 		b.ReportAllocs()
 		for b.Loop() {
-			if err := enqueue(q); err != nil {
+			if err := timedEnqueue(q, &lat); err != nil {
 				b.Fatal(err)
 			}
 		}
 		reportRate(b)
+		reportP99(b, lat)
 	})
 	b.Run("Enqueue/parallel", func(b *testing.B) {
 		q := open(b)
+		var (
+			mu  sync.Mutex
+			all []time.Duration
+		)
 		b.ReportAllocs()
 		b.SetParallelism(benchParallelism)
 		b.ResetTimer()
 		b.RunParallel(func(pb *testing.PB) {
+			var lat []time.Duration
+			defer func() {
+				mu.Lock()
+				all = append(all, lat...)
+				mu.Unlock()
+			}()
 			for pb.Next() {
-				if err := enqueue(q); err != nil {
+				if err := timedEnqueue(q, &lat); err != nil {
 					b.Error(err)
 					return
 				}
 			}
 		})
 		reportRate(b)
+		reportP99(b, all)
 	})
 
 	// claimFinish claims one invocation and finishes it, refilling the
@@ -127,6 +150,15 @@ func Bench(b *testing.B, open func(b *testing.B) queue.Queue) {
 		})
 		reportRate(b)
 	})
+}
+
+func reportP99(b *testing.B, lat []time.Duration) {
+	if len(lat) == 0 {
+		return
+	}
+	slices.Sort(lat)
+	p99 := lat[min(len(lat)-1, len(lat)*99/100)]
+	b.ReportMetric(float64(p99)/float64(time.Millisecond), "enqueue-p99-ms")
 }
 
 func reportRate(b *testing.B) {
