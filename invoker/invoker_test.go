@@ -16,17 +16,19 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/queue/queuetest"
 )
 
 // harness is a worker whose clock and sleeps the test drives, delivering
 // to an httptest server that stands in for the router.
 type harness struct {
-	t      *testing.T
-	q      *memQueue
-	w      *Worker
-	mu     sync.Mutex
-	now    time.Time
-	sleeps []time.Duration
+	t         *testing.T
+	q         *queuetest.Memory
+	w         *Worker
+	mu        sync.Mutex
+	now       time.Time
+	sleeps    []time.Duration
+	submitted int
 }
 
 var start = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -40,7 +42,7 @@ func newHarness(t *testing.T, router http.Handler, fns Functions) *harness {
 
 func newHarnessAt(t *testing.T, routerURL string, fns Functions) *harness {
 	t.Helper()
-	h := &harness{t: t, q: &memQueue{}, now: start}
+	h := &harness{t: t, q: queuetest.NewMemory(), now: start}
 	w, err := New(Config{RouterURL: routerURL, Name: "w1", BackoffBase: time.Second, BackoffCap: time.Minute, CallbackAttempts: 3},
 		Deps{
 			Queue:     h.q,
@@ -82,7 +84,10 @@ func (h *harness) submit(inv api.Invocation) {
 	if inv.Request.Method == "" {
 		inv.Request = api.InvocationRequest{Method: http.MethodPost, Path: "/"}
 	}
-	inv.CreatedAt = h.clock()
+	// Each one a moment after the last, so the claim order is the
+	// submission order.
+	h.submitted++
+	inv.CreatedAt = h.clock().Add(time.Duration(h.submitted-1000) * time.Nanosecond)
 	_, _, err := h.q.Enqueue(context.Background(), inv)
 	require.NoError(h.t, err)
 }
@@ -441,11 +446,11 @@ func TestRunDeliversConcurrently(t *testing.T) {
 		}
 	}))
 	t.Cleanup(srv.Close)
-	q := &memQueue{}
+	q := queuetest.NewMemory()
 	w, err := New(Config{RouterURL: srv.URL, Concurrency: 4, PollInterval: time.Millisecond}, Deps{Queue: q})
 	require.NoError(t, err)
 	for i := range 20 {
-		_, _, err := q.Enqueue(context.Background(), api.Invocation{ID: string(rune('a' + i)), Function: "hello", MaxAttempts: 1, Request: api.InvocationRequest{Method: "POST", Path: "/"}})
+		_, _, err := q.Enqueue(context.Background(), api.Invocation{ID: string(rune('a' + i)), Function: "hello", CreatedAt: time.Now(), MaxAttempts: 1, Request: api.InvocationRequest{Method: "POST", Path: "/"}})
 		require.NoError(t, err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
