@@ -61,6 +61,9 @@ type Deps struct {
 	Logger *slog.Logger
 	// Listener, when set, is served instead of listening on Config.Addr.
 	Listener net.Listener
+	// Async queues requests that ask for asynchronous invocation
+	// (Ebb-Invoke: async); when nil they get a 501.
+	Async Enqueuer
 }
 
 // Router is the data-plane ingress. Create it with New and start it with Run.
@@ -505,6 +508,10 @@ func refuseFraming(ctx *fasthttp.RequestCtx) bool {
 // serve sends a request to a revision of rt: a free replica, else the
 // activator.
 func (r *Router) serve(ctx *fasthttp.RequestCtx, rt *route) {
+	if mode := ctx.Request.Header.Peek(api.HeaderInvoke); len(mode) > 0 {
+		r.enqueue(ctx, rt.function, mode)
+		return
+	}
 	rev, setCookie := r.pick(ctx, rt)
 	deadline := ctx.Time().Add(rev.timeout)
 	if rep := rev.set.TryAcquire(); rep != nil {
