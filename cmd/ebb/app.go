@@ -213,6 +213,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.diffCmd(),
 		a.exportCmd(),
 		a.waitCmd(),
+		a.invocationsCmd(),
 	)
 	return root
 }

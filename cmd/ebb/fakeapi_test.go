@@ -57,6 +57,9 @@ type fakeAPI struct {
 	// fails the documents it names with its message (apply_test.go).
 	applyBody, applyQuery string
 	applyRefuse           map[string]string
+	// invocations by qualified function name, oldest first
+	// (invocations_test.go).
+	invocations map[string][]*fakeInvocation
 }
 
 type fakeFn struct {
@@ -100,6 +103,10 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("GET", "/functions/{name}/rollouts/{id}", f.getRollout)
 	namespaced("POST", "/functions/{name}/rollouts/{id}/{action}", f.rolloutAction)
 	namespaced("POST", "/apply", f.apply) // apply_test.go
+	// invocations_test.go
+	namespaced("POST", "/functions/{name}/invocations", f.submitInvocation)
+	namespaced("GET", "/functions/{name}/invocations", f.listInvocations)
+	namespaced("GET", "/functions/{name}/invocations/{id}", f.getInvocation)
 	namespaced("GET", "/secrets", f.listSecrets)
 	namespaced("PUT", "/secrets/{name}", f.putSecret)
 	namespaced("DELETE", "/secrets/{name}", f.deleteSecret)
