@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/queue"
 )
@@ -37,6 +39,8 @@ type Deps struct {
 	Client *http.Client
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Registerer gets the worker's metrics; optional.
+	Registerer prometheus.Registerer
 	// Now, Sleep and Jitter are the clock, the wait and the backoff's
 	// randomness ([0,1)); tests drive them. Defaults: time.Now, a timer
 	// that stops early when ctx ends, rand.Float64.
@@ -47,9 +51,10 @@ type Deps struct {
 
 // Worker claims, delivers and finishes asynchronous invocations.
 type Worker struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	metrics *metrics
 
 	// claimMu makes choosing which functions may be claimed, the claim,
 	// and counting it in inflight one step, so two slots cannot both take
@@ -88,7 +93,11 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if deps.Jitter == nil {
 		deps.Jitter = rand.Float64
 	}
-	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), inflight: map[string]int{}}, nil
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), metrics: m, inflight: map[string]int{}}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -202,6 +211,7 @@ func (w *Worker) claim(ctx context.Context) (api.Invocation, Limit, error) {
 		lim = defaultLimit
 	}
 	w.inflight[inv.Function]++
+	w.metrics.inFlight.Inc()
 	return inv, lim, nil
 }
 
@@ -211,6 +221,7 @@ func (w *Worker) release(fn string) {
 	if w.inflight[fn]--; w.inflight[fn] <= 0 {
 		delete(w.inflight, fn)
 	}
+	w.metrics.inFlight.Dec()
 }
 
 // InFlight is how many deliveries of fn the worker has under way.
@@ -230,10 +241,17 @@ func (w *Worker) process(ctx context.Context, inv api.Invocation, lim Limit) err
 		if errors.Is(err, queue.ErrClaimLost) {
 			// Another worker holds it now (our claim lapsed): its
 			// outcome is the one that counts.
+			w.metrics.delivered(inv.Function, outcomeClaimLost)
 			w.log.Info("async delivery outcome dropped: claim lost", "function", inv.Function, "id", inv.ID, "attempt", inv.Attempts)
 			return nil
 		}
+		w.metrics.delivered(inv.Function, outcomeError)
 		return fmt.Errorf("finish %s/%s: %w", inv.Function, inv.ID, err)
+	}
+	if out.Status.Final() {
+		w.metrics.delivered(inv.Function, string(out.Status))
+	} else {
+		w.metrics.delivered(inv.Function, outcomeRetry)
 	}
 	if out.Status.Final() && out.CallbackURL != "" {
 		w.callback(ctx, out)
@@ -307,10 +325,12 @@ func (w *Worker) callback(ctx context.Context, inv api.Invocation) {
 			status, err := w.post(ctx, inv, payload)
 			if err == nil {
 				inv.CallbackStatus = fmt.Sprintf("Delivered: %d", status)
+				w.metrics.callbacks.WithLabelValues("delivered").Inc()
 				break
 			}
 			inv.CallbackStatus = fmt.Sprintf("Failed after %d attempts: %v", n, err)
 			if n >= w.cfg.CallbackAttempts {
+				w.metrics.callbacks.WithLabelValues("failed").Inc()
 				break
 			}
 			if w.deps.Sleep(ctx, backoff(w.cfg.BackoffBase, w.cfg.BackoffCap, n, w.deps.Jitter())) != nil {

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -23,6 +25,7 @@ import (
 // to an httptest server that stands in for the router.
 type harness struct {
 	t         *testing.T
+	reg       *prometheus.Registry
 	q         *queuetest.Memory
 	w         *Worker
 	mu        sync.Mutex
@@ -42,12 +45,13 @@ func newHarness(t *testing.T, router http.Handler, fns Functions) *harness {
 
 func newHarnessAt(t *testing.T, routerURL string, fns Functions) *harness {
 	t.Helper()
-	h := &harness{t: t, q: queuetest.NewMemory(), now: start}
+	h := &harness{t: t, reg: prometheus.NewRegistry(), q: queuetest.NewMemory(), now: start}
 	w, err := New(Config{RouterURL: routerURL, Name: "w1", BackoffBase: time.Second, BackoffCap: time.Minute, CallbackAttempts: 3},
 		Deps{
-			Queue:     h.q,
-			Functions: fns,
-			Now:       h.clock,
+			Queue:      h.q,
+			Functions:  fns,
+			Registerer: h.reg,
+			Now:        h.clock,
 			Sleep: func(ctx context.Context, d time.Duration) error {
 				h.mu.Lock()
 				defer h.mu.Unlock()
@@ -193,6 +197,9 @@ func TestFailsTwiceThenSucceeds(t *testing.T) {
 	assert.Equal(t, "done", string(inv.Result.Body))
 	assert.Empty(t, inv.LastError)
 	assert.EqualValues(t, 3, calls.Load())
+	assert.Equal(t, 2.0, value(t, h.w.metrics.deliveries.WithLabelValues("default", "hello", "retry")))
+	assert.Equal(t, 1.0, value(t, h.w.metrics.deliveries.WithLabelValues("default", "hello", "Succeeded")))
+	assert.Zero(t, value(t, h.w.metrics.inFlight))
 }
 
 func TestDeadLetter(t *testing.T) {
@@ -327,6 +334,11 @@ func TestCallback(t *testing.T) {
 			assert.Equal(t, api.InvocationSucceeded, inv.Status)
 			assert.Equal(t, tt.status, inv.CallbackStatus)
 			assert.Len(t, h.sleeps, tt.sleeps, "a wait between tries")
+			outcome := "delivered"
+			if tt.received == 0 {
+				outcome = "failed"
+			}
+			assert.Equal(t, 1.0, value(t, h.w.metrics.callbacks.WithLabelValues(outcome)))
 			require.Len(t, rc.got, tt.received)
 			if tt.received > 0 {
 				got := rc.got[0]
@@ -498,4 +510,15 @@ func TestConfigValidate(t *testing.T) {
 	}
 	_, err := New(Config{}, Deps{})
 	assert.ErrorContains(t, err, "Queue")
+}
+
+// value reads a counter's or a gauge's value.
+func value(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var out dto.Metric
+	require.NoError(t, m.Write(&out))
+	if out.Counter != nil {
+		return out.Counter.GetValue()
+	}
+	return out.Gauge.GetValue()
 }
