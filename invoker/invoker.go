@@ -111,28 +111,42 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Run delivers with Config.Concurrency slots and expires old invocations
-// until ctx ends. A delivery cut short by the end is not finished: its
-// claim lapses and another worker delivers it again.
+// Run delivers until ctx ends: one loop claims, while a slot is free,
+// and each claimed invocation is delivered on its own goroutine, at most
+// Config.Concurrency at once. One loop, not one per slot, so an idle
+// worker asks the queue once per PollInterval. It also expires old
+// invocations. A delivery cut short by the end is handed back to the
+// queue for another attempt (see process).
 func (w *Worker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
-	for range w.cfg.Concurrency {
-		wg.Go(func() { w.slot(ctx) })
-	}
+	defer wg.Wait()
 	wg.Go(func() { w.expireLoop(ctx) })
-	wg.Wait()
-	return nil
-}
-
-func (w *Worker) slot(ctx context.Context) {
-	for ctx.Err() == nil {
-		claimed, err := w.Step(ctx)
-		if err != nil && ctx.Err() == nil {
-			w.log.Warn("async delivery", "err", err)
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return nil
 		}
-		if !claimed || err != nil {
+		inv, lim, err := w.claim(ctx)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				return nil
+			}
+			if !errors.Is(err, queue.ErrEmpty) {
+				w.log.Warn("claim an async invocation", "err", err)
+			}
 			_ = w.deps.Sleep(ctx, w.cfg.PollInterval)
+			continue
 		}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			defer w.release(inv.Function)
+			if err := w.process(ctx, inv, lim); err != nil && ctx.Err() == nil {
+				w.log.Warn("async delivery", "err", err)
+			}
+		})
 	}
 }
 
@@ -234,7 +248,8 @@ func (w *Worker) InFlight(fn string) int {
 func (w *Worker) process(ctx context.Context, inv api.Invocation, lim Limit) error {
 	a := w.deliver(ctx, inv, lim.Timeout+w.cfg.VisibilityMargin)
 	if ctx.Err() != nil {
-		return ctx.Err() // shutting down: the claim lapses, another delivers
+		w.handBack(ctx, inv)
+		return ctx.Err()
 	}
 	out := outcome(inv, a, w.deps.Now(), w.cfg.BackoffBase, w.cfg.BackoffCap, w.deps.Jitter())
 	if err := w.deps.Queue.Finish(ctx, out); err != nil {
@@ -257,6 +272,25 @@ func (w *Worker) process(ctx context.Context, inv api.Invocation, lim Limit) err
 		w.callback(ctx, out)
 	}
 	return nil
+}
+
+// handBackTimeout bounds handing a cut-short delivery back at shutdown.
+const handBackTimeout = 5 * time.Second
+
+// handBack queues inv, whose delivery shutdown cut short, for another
+// attempt at once, so that a worker stopped in an orderly way does not
+// leave it to wait out its claim's visibility. The attempt counts: the
+// function may have run. A worker killed outright cannot do this; its
+// claims lapse instead.
+func (w *Worker) handBack(ctx context.Context, inv api.Invocation) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handBackTimeout)
+	defer cancel()
+	now := w.deps.Now()
+	inv.Status, inv.NextAttemptAt, inv.UpdatedAt = api.InvocationQueued, now, now
+	inv.LastError = fmt.Sprintf("attempt %d: the worker stopped mid-delivery", inv.Attempts)
+	if err := w.deps.Queue.Finish(ctx, inv); err != nil {
+		w.log.Info("hand back a cut-short async delivery", "function", inv.Function, "id", inv.ID, "err", err)
+	}
 }
 
 // hopHeaders are not passed on to the function: hop-by-hop headers, the

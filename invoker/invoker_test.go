@@ -522,3 +522,53 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 	}
 	return out.Gauge.GetValue()
 }
+
+func TestShutdownHandsBackTheDelivery(t *testing.T) {
+	entered := make(chan struct{})
+	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(entered)
+		<-r.Context().Done()
+	}), nil)
+	h.submit(api.Invocation{ID: "s1"})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { <-entered; cancel() }()
+	claimed, err := h.w.Step(ctx)
+	assert.True(t, claimed)
+	assert.ErrorIs(t, err, context.Canceled)
+	inv := h.get("hello", "s1")
+	assert.Equal(t, api.InvocationQueued, inv.Status, "due again at once, not after the claim lapses")
+	assert.Equal(t, start, inv.NextAttemptAt)
+	assert.Contains(t, inv.LastError, "stopped mid-delivery")
+	assert.True(t, h.step(), "another attempt takes it")
+}
+
+// countingQueue counts claims.
+type countingQueue struct {
+	*queuetest.Memory
+	claims atomic.Int32
+}
+
+func (q *countingQueue) Claim(ctx context.Context, worker string, now time.Time, visibility time.Duration, functions ...string) (api.Invocation, error) {
+	q.claims.Add(1)
+	return q.Memory.Claim(ctx, worker, now, visibility, functions...)
+}
+
+func TestIdleWorkerPollsOnce(t *testing.T) {
+	q := &countingQueue{Memory: queuetest.NewMemory()}
+	ctx, cancel := context.WithCancel(context.Background())
+	polls := 0
+	w, err := New(Config{RouterURL: "http://127.0.0.1:1", Concurrency: 16}, Deps{Queue: q,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			if d == DefaultExpireInterval {
+				<-ctx.Done() // the expire loop
+				return ctx.Err()
+			}
+			if polls++; polls == 3 {
+				cancel()
+			}
+			return ctx.Err()
+		}})
+	require.NoError(t, err)
+	require.NoError(t, w.Run(ctx))
+	assert.EqualValues(t, 3, q.claims.Load(), "an idle worker asks once per poll, not once per slot")
+}
