@@ -21,10 +21,14 @@ import (
 	"github.com/ebbrun/ebb/queue"
 )
 
-// HeaderAttempt tells the function which attempt of an invocation a
-// delivery is (1 for the first); HeaderInvocationID names the invocation,
-// so a function can recognise a redelivery.
-const HeaderAttempt = "Ebb-Attempt"
+// HeaderDeliveryID names the invocation a delivery is of, so a function
+// can recognise a redelivery, and HeaderAttempt says which attempt it is
+// (1 for the first). They are X-Ebb-*, not Ebb-*, because the data path
+// drops every Ebb-* header on the way to a replica (internal/proxy).
+const (
+	HeaderDeliveryID = "X-Ebb-Invocation-Id"
+	HeaderAttempt    = "X-Ebb-Attempt"
+)
 
 // Deps are the Worker's collaborators.
 type Deps struct {
@@ -299,7 +303,7 @@ func (w *Worker) handBack(ctx context.Context, inv api.Invocation) {
 var hopHeaders = []string{
 	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 	"Content-Length", "Host",
-	api.HeaderInvoke, api.HeaderCallbackURL, api.HeaderMaxAttempts, api.HeaderInvocationID, HeaderAttempt,
+	api.HeaderInvoke, api.HeaderCallbackURL, api.HeaderMaxAttempts, api.HeaderInvocationID, HeaderDeliveryID, HeaderAttempt,
 }
 
 // Host is the router host of a function by its qualified name.
@@ -328,7 +332,7 @@ func (w *Worker) deliver(ctx context.Context, inv api.Invocation, timeout time.D
 	for _, h := range hopHeaders {
 		req.Header.Del(h)
 	}
-	req.Header.Set(api.HeaderInvocationID, inv.ID)
+	req.Header.Set(HeaderDeliveryID, inv.ID)
 	req.Header.Set(HeaderAttempt, strconv.Itoa(inv.Attempts))
 	resp, err := w.deps.Client.Do(req)
 	if err != nil {

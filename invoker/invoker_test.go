@@ -137,7 +137,7 @@ func TestDeliverSucceeds(t *testing.T) {
 	assert.Equal(t, "1", got.Header.Get("X-In"))
 	assert.Empty(t, got.Header.Get(api.HeaderInvoke), "Ebb-Invoke would queue the delivery again")
 	assert.Empty(t, got.Header.Get(api.HeaderCallbackURL))
-	assert.Equal(t, "a1", got.Header.Get(api.HeaderInvocationID))
+	assert.Equal(t, "a1", got.Header.Get(HeaderDeliveryID))
 	assert.Equal(t, "1", got.Header.Get(HeaderAttempt))
 
 	inv := h.get("hello", "a1")
@@ -400,7 +400,7 @@ func TestAsyncConcurrencyLimit(t *testing.T) {
 	release := make(chan struct{})
 	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		select {
-		case entered <- r.Header.Get(api.HeaderInvocationID):
+		case entered <- r.Header.Get(HeaderDeliveryID):
 			<-release
 		case <-release: // released: no one watches any more
 		}

@@ -139,12 +139,19 @@ type plane struct {
 	reg *prometheus.Registry
 	sc  *scaler
 	cl  *fasthttp.Client
+	ln  *fasthttputil.InmemoryListener
 }
 
 // startPlane wires the data plane exactly as ebbd's all role does, in the
 // test's bubble: replicas are dialled in reps, and the router listens on
 // an in-memory pipe.
 func startPlane(t *testing.T, reps *replicas, backendAddr string, limit int) *plane {
+	return startPlaneWith(t, reps, backendAddr, limit, nil)
+}
+
+// startPlaneWith is startPlane with a queue for asynchronous invocations
+// (async_test.go).
+func startPlaneWith(t *testing.T, reps *replicas, backendAddr string, limit int, async router.Enqueuer) *plane {
 	// Runs last: fasthttp's sweepers see their stop only when they next
 	// wake, and the bubble must not end before they do.
 	t.Cleanup(func() { time.Sleep(fasthttpSweep + time.Second) })
@@ -162,7 +169,7 @@ func startPlane(t *testing.T, reps *replicas, backendAddr string, limit int) *pl
 	act, err := activator.New(activator.Config{}, activator.Deps{Store: st, Replicas: set, ScaleUpper: sc, Registerer: reg})
 	require.NoError(t, err)
 	ln := fasthttputil.NewInmemoryListener()
-	rt, err := router.New(router.Config{}, router.Deps{Store: st, Functions: fns, Revisions: revs, Replicas: set, Activator: act, Registerer: reg, Listener: ln})
+	rt, err := router.New(router.Config{}, router.Deps{Store: st, Functions: fns, Revisions: revs, Replicas: set, Activator: act, Registerer: reg, Listener: ln, Async: async})
 	require.NoError(t, err)
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -188,7 +195,7 @@ func startPlane(t *testing.T, reps *replicas, backendAddr string, limit int) *pl
 	require.NoError(t, err)
 	rs := set.Retain("fn-00001")
 	t.Cleanup(func() { set.Drop(rs) })
-	p := &plane{set: rs, st: st, reg: reg, sc: sc,
+	p := &plane{set: rs, st: st, reg: reg, sc: sc, ln: ln,
 		cl: &fasthttp.Client{
 			Dial: func(string) (net.Conn, error) {
 				return ln.DialWithLocalAddr(&net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 40000})
