@@ -9,3 +9,17 @@ func (inv Invocation) Public() Invocation {
 	}
 	return inv
 }
+
+// Brief is Public without the request's and the result's bodies (up to
+// 1 MiB each): what a list and a submission's answer show. GET of the one
+// invocation shows them.
+func (inv Invocation) Brief() Invocation {
+	inv = inv.Public()
+	inv.Request.Body = nil
+	if inv.Result != nil {
+		r := *inv.Result
+		r.Body = nil
+		inv.Result = &r
+	}
+	return inv
+}

@@ -72,12 +72,12 @@ func (s *Server) submitInvocation(w http.ResponseWriter, r *http.Request) error 
 	if dup {
 		status = http.StatusOK
 	}
-	writeJSON(w, status, inv.Public())
+	writeJSON(w, status, inv.Brief())
 	return nil
 }
 
 // listInvocations is GET .../functions/{name}/invocations: newest first,
-// at most ?limit=.
+// at most ?limit=, without their bodies (GET one for those).
 func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request) error {
 	q, err := s.queue()
 	if err != nil {
@@ -105,7 +105,7 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := api.InvocationList{Items: make([]api.Invocation, 0, len(invs))}
 	for _, inv := range invs {
-		out.Items = append(out.Items, inv.Public())
+		out.Items = append(out.Items, inv.Brief())
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

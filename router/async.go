@@ -77,7 +77,7 @@ func (r *Router) enqueue(ctx *fasthttp.RequestCtx, function string, mode []byte)
 		exchange.WriteError(ctx, fasthttp.StatusServiceUnavailable, "ebb: the invocation could not be queued; retry\n")
 		return
 	}
-	out, err := json.Marshal(inv.Public())
+	out, err := json.Marshal(inv.Brief())
 	if err != nil {
 		exchange.WriteError(ctx, fasthttp.StatusInternalServerError, "ebb: encode the invocation: "+err.Error()+"\n")
 		return
