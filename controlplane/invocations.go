@@ -19,11 +19,17 @@ const (
 	maxInvocationList     = 1000
 )
 
-func (s *Server) queue() (queue.Queue, error) {
+// invocationsOf is the queue and the qualified function name an
+// invocations request addresses.
+func (s *Server) invocationsOf(r *http.Request) (queue.Queue, string, error) {
 	if s.deps.Queue == nil {
-		return nil, errorf(http.StatusNotImplemented, api.CodeInternal, "this control plane has no invocation queue")
+		return nil, "", errorf(http.StatusNotImplemented, api.CodeInternal, "this control plane has no invocation queue")
 	}
-	return s.deps.Queue, nil
+	name, err := s.functionName(r)
+	if err != nil {
+		return nil, "", err
+	}
+	return s.deps.Queue, name, nil
 }
 
 // submitInvocation is POST .../functions/{name}/invocations: the body is
@@ -32,11 +38,7 @@ func (s *Server) queue() (queue.Queue, error) {
 // Idempotency-Key and Ebb-Max-Attempts headers. It answers 202 with the
 // invocation, or 200 with the earlier one an Idempotency-Key names.
 func (s *Server) submitInvocation(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.queue()
-	if err != nil {
-		return err
-	}
-	name, err := s.functionName(r)
+	q, name, err := s.invocationsOf(r)
 	if err != nil {
 		return err
 	}
@@ -79,11 +81,7 @@ func (s *Server) submitInvocation(w http.ResponseWriter, r *http.Request) error 
 // listInvocations is GET .../functions/{name}/invocations: newest first,
 // at most ?limit=, without their bodies (GET one for those).
 func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.queue()
-	if err != nil {
-		return err
-	}
-	name, err := s.functionName(r)
+	q, name, err := s.invocationsOf(r)
 	if err != nil {
 		return err
 	}
@@ -113,11 +111,7 @@ func (s *Server) listInvocations(w http.ResponseWriter, r *http.Request) error {
 
 // getInvocation is GET .../functions/{name}/invocations/{id}.
 func (s *Server) getInvocation(w http.ResponseWriter, r *http.Request) error {
-	q, err := s.queue()
-	if err != nil {
-		return err
-	}
-	name, err := s.functionName(r)
+	q, name, err := s.invocationsOf(r)
 	if err != nil {
 		return err
 	}
