@@ -126,7 +126,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer wg.Wait()
 	wg.Go(func() { w.expireLoop(ctx) })
 	slots := make(chan struct{}, w.cfg.Concurrency)
-	for {
+	for ctx.Err() == nil {
 		select {
 		case slots <- struct{}{}:
 		case <-ctx.Done():
@@ -152,6 +152,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		})
 	}
+	return nil
 }
 
 func (w *Worker) expireLoop(ctx context.Context) {

@@ -525,9 +525,12 @@ func value(t *testing.T, m prometheus.Metric) float64 {
 
 func TestShutdownHandsBackTheDelivery(t *testing.T) {
 	entered := make(chan struct{})
+	var calls atomic.Int32
 	h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		close(entered)
-		<-r.Context().Done()
+		if calls.Add(1) == 1 { // the first delivery hangs until the worker stops
+			close(entered)
+			<-r.Context().Done()
+		}
 	}), nil)
 	h.submit(api.Invocation{ID: "s1"})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -540,6 +543,7 @@ func TestShutdownHandsBackTheDelivery(t *testing.T) {
 	assert.Equal(t, start, inv.NextAttemptAt)
 	assert.Contains(t, inv.LastError, "stopped mid-delivery")
 	assert.True(t, h.step(), "another attempt takes it")
+	assert.Equal(t, api.InvocationSucceeded, h.get("hello", "s1").Status)
 }
 
 // countingQueue counts claims.
