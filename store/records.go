@@ -1,6 +1,7 @@
 package store
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/ebbrun/ebb/api"
@@ -321,4 +322,49 @@ type Rollout struct {
 	// also at the version read, so two runners never both apply a step.
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
+}
+
+// Cron triggers (issue 20): a function's schedules, and each run's record.
+// A run record is created with MustNotExist in the transaction that
+// advances its trigger's cursor, so among several control planes exactly
+// one claims (and fires) each run.
+const (
+	PrefixCronTriggers = "crontriggers/" // crontriggers/{fn}/{name} → CronTrigger
+	PrefixCronRuns     = "cronruns/"     // cronruns/{fn}/{name}/{scheduled unix} → CronRun
+)
+
+func CronTriggersPrefix(fn string) string     { return PrefixCronTriggers + fn + "/" }
+func CronTriggerKey(fn, name string) string   { return CronTriggersPrefix(fn) + name }
+func CronRunsFunctionPrefix(fn string) string { return PrefixCronRuns + fn + "/" }
+func CronRunsPrefix(fn, name string) string   { return CronRunsFunctionPrefix(fn) + name + "/" }
+func CronRunKey(fn, name string, scheduled time.Time) string {
+	return CronRunsPrefix(fn, name) + strconv.FormatInt(scheduled.Unix(), 10)
+}
+
+// CronTrigger is a trigger's record: its defaulted spec, and the firing
+// loop's cursor.
+type CronTrigger struct {
+	// Function is the qualified function name.
+	Function string              `json:"function"`
+	Name     string              `json:"name"`
+	Spec     api.CronTriggerSpec `json:"spec"`
+	// LastScheduled is the newest schedule time handled: the next run is
+	// the schedule's first time after it (after CreatedAt at first).
+	LastScheduled time.Time `json:"lastScheduled,omitzero"`
+	LastFired     time.Time `json:"lastFired,omitzero"`
+	// Missed counts runs found later than the starting deadline.
+	Missed    int       `json:"missed,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// CronRun is one run's record. Enqueued turns true once the invocation is
+// in the queue; a run claimed but not enqueued (its control plane died in
+// between) is enqueued again by whichever loop finds it, under the same
+// idempotency key, so it is fired at most once.
+type CronRun struct {
+	Function string `json:"function"`
+	Trigger  string `json:"trigger"`
+	api.CronRun
+	Enqueued bool `json:"enqueued,omitempty"`
 }
