@@ -20,6 +20,7 @@ import (
 	"github.com/ebbrun/ebb/controlplane/auth"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/internal/quota"
+	"github.com/ebbrun/ebb/queue"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -139,6 +140,9 @@ type Deps struct {
 	// Secrets keeps the secret objects; nil answers 501 to the secrets API
 	// and refuses functions that use secrets.
 	Secrets *Secrets
+	// Queue is the asynchronous invocation queue; nil answers 501 to the
+	// routes that enqueue (a cron trigger's run-now).
+	Queue queue.Queue
 }
 
 // Server is the control-plane API.
@@ -258,6 +262,11 @@ func (s *Server) routes() http.Handler {
 	s.handleNamespaced("GET", "/functions/{name}/rollouts/{id}", s.getRollout)
 	s.handleNamespaced("POST", "/functions/{name}/rollouts/{id}/{action}", s.actOnRollout)
 	s.handleNamespaced("GET", "/functions/{name}/logs", s.logs)
+	s.handleNamespaced("GET", "/functions/{name}/crontriggers", s.listCronTriggers)
+	s.handleNamespaced("PUT", "/functions/{name}/crontriggers/{trigger}", s.putCronTrigger)
+	s.handleNamespaced("GET", "/functions/{name}/crontriggers/{trigger}", s.getCronTrigger)
+	s.handleNamespaced("DELETE", "/functions/{name}/crontriggers/{trigger}", s.deleteCronTrigger)
+	s.handleNamespaced("POST", "/functions/{name}/crontriggers/{trigger}/run", s.runCronTrigger)
 	s.handleNamespaced("POST", "/apply", s.apply)
 	s.handleNamespaced("GET", "/secrets", s.listSecrets)
 	s.handleNamespaced("PUT", "/secrets/{name}", s.putSecret)

@@ -75,6 +75,12 @@ var routes = concat(
 	// promote and abort move traffic; pause and resume decide whether it moves.
 	namespaced("POST", "/functions/{name}/rollouts/{id}/{action}", TrafficWrite),
 	namespaced("GET", "/functions/{name}/logs", LogsRead),
+	// Cron triggers; run-now invokes the function, as a write may.
+	namespaced("GET", "/functions/{name}/crontriggers", FunctionsRead),
+	namespaced("PUT", "/functions/{name}/crontriggers/{trigger}", FunctionsWrite),
+	namespaced("GET", "/functions/{name}/crontriggers/{trigger}", FunctionsRead),
+	namespaced("DELETE", "/functions/{name}/crontriggers/{trigger}", FunctionsWrite),
+	namespaced("POST", "/functions/{name}/crontriggers/{trigger}/run", FunctionsWrite),
 	// Apply checks each document's own permissions in its namespace.
 	namespaced("POST", "/apply", FunctionsWrite),
 

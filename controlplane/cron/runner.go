@@ -131,6 +131,13 @@ func (r *Runner) triggerOnce(ctx context.Context, now time.Time, key string) (ti
 	if err != nil {
 		return time.Time{}, err
 	}
+	if _, err := r.deps.Store.Get(ctx, store.FunctionKey(tr.Function)); errors.Is(err, store.ErrNotFound) {
+		// A trigger written while its function was being deleted: the
+		// function's delete removes its triggers, this the stragglers.
+		return time.Time{}, r.orphan(ctx, tr, key, version)
+	} else if err != nil {
+		return time.Time{}, err
+	}
 	sched, err := api.ParseCronSchedule(tr.Spec.Schedule, tr.Spec.TimeZone)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("stored schedule: %w", err)
@@ -161,6 +168,20 @@ func (r *Runner) triggerOnce(ctx context.Context, now time.Time, key string) (ti
 		from = tr.CreatedAt
 	}
 	return sched.Next(from), nil
+}
+
+// orphan deletes a trigger of a function that does not exist, and its runs.
+func (r *Runner) orphan(ctx context.Context, tr store.CronTrigger, key string, version int64) error {
+	ops := []store.Op{store.Delete(key, version)}
+	runs, _, err := r.deps.Store.List(ctx, store.CronRunsPrefix(tr.Function, tr.Name))
+	if err != nil {
+		return err
+	}
+	for _, kv := range runs {
+		ops = append(ops, store.Delete(kv.Key, kv.Version))
+	}
+	_, err = r.deps.Store.Txn(ctx, ops...)
+	return err
 }
 
 // settle brings the trigger's runs up to date: a run claimed but not

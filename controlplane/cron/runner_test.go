@@ -39,11 +39,13 @@ func newFixtureOn(t *testing.T, st store.Store) *fixture {
 	return &fixture{t: t, ctx: t.Context(), store: st, queue: newMemQueue()}
 }
 
-// create stores trigger tick of function hello, created at t0.
+// create stores trigger tick of function hello (and the function, once),
+// created at t0.
 func (f *fixture) create(spec api.CronTriggerSpec) {
 	f.t.Helper()
 	tr := trigger(spec, time.Time{})
-	_, err := f.store.Txn(f.ctx, store.PutJSON(store.CronTriggerKey(tr.Function, tr.Name), tr, store.MustNotExist))
+	_, err := f.store.Txn(f.ctx, store.PutJSON(store.CronTriggerKey(tr.Function, tr.Name), tr, store.MustNotExist),
+		store.PutJSON(store.FunctionKey("hello"), store.Function{Name: "hello"}, store.AnyVersion))
 	require.NoError(f.t, err)
 }
 
@@ -216,6 +218,22 @@ func TestRunnerPrunesHistory(t *testing.T) {
 	assert.Equal(t, map[int]store.CronRun{10: f.runs()[10]}, f.runs(), "only the newest success is kept")
 }
 
+// A trigger whose function is gone is removed with its runs, unfired.
+func TestRunnerRemovesOrphans(t *testing.T) {
+	f := newFixture(t)
+	f.create(api.CronTriggerSpec{Schedule: "@every 2s"})
+	r := f.runner()
+	r.Tick(f.ctx, at(2))
+	_, err := f.store.Txn(f.ctx, store.Delete(store.FunctionKey("hello"), store.AnyVersion))
+	require.NoError(t, err)
+	assert.True(t, r.Tick(f.ctx, at(4)).IsZero())
+	assert.Equal(t, []int{2}, f.fired())
+	kvs, _, err := f.store.List(f.ctx, store.PrefixCronTriggers)
+	require.NoError(t, err)
+	assert.Empty(t, kvs)
+	assert.Empty(t, f.runs())
+}
+
 func TestRunnerSuspended(t *testing.T) {
 	f := newFixture(t)
 	f.create(api.CronTriggerSpec{Schedule: "@every 2s", Suspend: true})
@@ -264,7 +282,8 @@ func TestRunLoopWakesOnTime(t *testing.T) {
 		q := newMemQueue()
 		start := time.Now().UTC()
 		tr := store.CronTrigger{Function: "hello", Name: "tick", Spec: api.CronTriggerSpec{Schedule: "@every 2s"}.WithDefaults(), CreatedAt: start}
-		_, err = st.Txn(t.Context(), store.PutJSON(store.CronTriggerKey("hello", "tick"), tr, store.MustNotExist))
+		_, err = st.Txn(t.Context(), store.PutJSON(store.CronTriggerKey("hello", "tick"), tr, store.MustNotExist),
+			store.PutJSON(store.FunctionKey("hello"), store.Function{Name: "hello"}, store.MustNotExist))
 		require.NoError(t, err)
 		r, err := New(Config{Poll: 5 * time.Second}, Deps{Store: st, Queue: q})
 		require.NoError(t, err)
