@@ -57,6 +57,8 @@ type fakeAPI struct {
 	// fails the documents it names with its message (apply_test.go).
 	applyBody, applyQuery string
 	applyRefuse           map[string]string
+	// cron are the cron triggers by namespace/function/name (cron_test.go).
+	cron map[string]*api.CronTrigger
 }
 
 type fakeFn struct {
@@ -100,6 +102,11 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("GET", "/functions/{name}/rollouts/{id}", f.getRollout)
 	namespaced("POST", "/functions/{name}/rollouts/{id}/{action}", f.rolloutAction)
 	namespaced("POST", "/apply", f.apply) // apply_test.go
+	namespaced("GET", "/functions/{name}/crontriggers", f.listCronTriggers) // cron_test.go
+	namespaced("PUT", "/functions/{name}/crontriggers/{trigger}", f.putCronTrigger)
+	namespaced("GET", "/functions/{name}/crontriggers/{trigger}", f.getCronTrigger)
+	namespaced("DELETE", "/functions/{name}/crontriggers/{trigger}", f.deleteCronTrigger)
+	namespaced("POST", "/functions/{name}/crontriggers/{trigger}/run", f.runCronTrigger)
 	namespaced("GET", "/secrets", f.listSecrets)
 	namespaced("PUT", "/secrets/{name}", f.putSecret)
 	namespaced("DELETE", "/secrets/{name}", f.deleteSecret)
