@@ -101,7 +101,7 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("GET", "/functions/{name}/rollouts", f.listRollouts) // rollout_test.go
 	namespaced("GET", "/functions/{name}/rollouts/{id}", f.getRollout)
 	namespaced("POST", "/functions/{name}/rollouts/{id}/{action}", f.rolloutAction)
-	namespaced("POST", "/apply", f.apply) // apply_test.go
+	namespaced("POST", "/apply", f.apply)                                   // apply_test.go
 	namespaced("GET", "/functions/{name}/crontriggers", f.listCronTriggers) // cron_test.go
 	namespaced("PUT", "/functions/{name}/crontriggers/{trigger}", f.putCronTrigger)
 	namespaced("GET", "/functions/{name}/crontriggers/{trigger}", f.getCronTrigger)
