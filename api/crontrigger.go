@@ -246,6 +246,9 @@ func (s CronTriggerSpec) WithDefaults() CronTriggerSpec {
 	if s.Request.Path == "" {
 		s.Request.Path = DefaultCronPath
 	}
+	if len(s.Request.Header) == 0 {
+		s.Request.Header = nil
+	}
 	if s.ConcurrencyPolicy == "" {
 		s.ConcurrencyPolicy = CronAllow
 	}

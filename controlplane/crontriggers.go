@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"slices"
 
 	"github.com/ebbrun/ebb/api"
@@ -64,17 +65,7 @@ func (s *Server) putCronTrigger(w http.ResponseWriter, r *http.Request) error {
 	if err := spec.Validate(); err != nil {
 		return err
 	}
-	spec = spec.WithDefaults()
-	var (
-		tr      store.CronTrigger
-		created bool
-	)
-	for range casRetries {
-		tr, created, err = s.putCronTriggerOnce(r.Context(), fn, name, spec)
-		if !errors.Is(err, store.ErrConflict) {
-			break
-		}
-	}
+	tr, action, err := s.applyCronTrigger(r.Context(), fn, name, spec, false)
 	if err != nil {
 		return err
 	}
@@ -83,34 +74,54 @@ func (s *Server) putCronTrigger(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	status := http.StatusOK
-	if created {
+	if action == api.ApplyCreated {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, cronTriggerView(tr, runs))
 	return nil
 }
 
-// putCronTriggerOnce writes the trigger at the versions read, with its
-// function's record checked, so a trigger never outlives a function
+// applyCronTrigger creates or replaces trigger name of function fn (a
+// validated spec; defaults are applied here), retrying lost races; a dry
+// run checks and writes nothing. The PUT handler and apply share it.
+func (s *Server) applyCronTrigger(ctx context.Context, fn, name string, spec api.CronTriggerSpec, dryRun bool) (tr store.CronTrigger, action string, err error) {
+	spec = spec.WithDefaults()
+	for range casRetries {
+		tr, action, err = s.applyCronTriggerOnce(ctx, fn, name, spec, dryRun)
+		if !errors.Is(err, store.ErrConflict) {
+			break
+		}
+	}
+	return tr, action, err
+}
+
+// applyCronTriggerOnce writes the trigger at the versions read, with its
+// function's record checked, so a trigger is never written for a function
 // deleted meanwhile. The firing state (cursor, missed count) is kept.
-func (s *Server) putCronTriggerOnce(ctx context.Context, fn, name string, spec api.CronTriggerSpec) (store.CronTrigger, bool, error) {
+func (s *Server) applyCronTriggerOnce(ctx context.Context, fn, name string, spec api.CronTriggerSpec, dryRun bool) (store.CronTrigger, string, error) {
 	fnKV, err := s.deps.Store.Get(ctx, store.FunctionKey(fn))
 	if err != nil {
-		return store.CronTrigger{}, false, functionErr(fn, err)
+		return store.CronTrigger{}, "", functionErr(fn, err)
 	}
 	key := store.CronTriggerKey(fn, name)
 	now := s.deps.Now().UTC()
 	tr, version, err := store.GetJSON[store.CronTrigger](ctx, s.deps.Store, key)
+	action := api.ApplyConfigured
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		tr = store.CronTrigger{Function: fn, Name: name, CreatedAt: now}
-		version = store.MustNotExist
+		version, action = store.MustNotExist, api.ApplyCreated
 	case err != nil:
-		return tr, false, err
+		return tr, "", err
+	case reflect.DeepEqual(tr.Spec, spec):
+		return tr, api.ApplyUnchanged, nil
 	}
 	tr.Spec, tr.UpdatedAt = spec, now
+	if dryRun {
+		return tr, action, nil
+	}
 	_, err = s.deps.Store.Txn(ctx, store.Check(fnKV.Key, fnKV.Version), store.PutJSON(key, tr, version))
-	return tr, version == store.MustNotExist, err
+	return tr, action, err
 }
 
 func (s *Server) getCronTrigger(w http.ResponseWriter, r *http.Request) error {

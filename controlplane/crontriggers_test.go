@@ -148,3 +148,37 @@ func TestCronTriggerBadInput(t *testing.T) {
 	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello/crontriggers", ``, &list))
 	assert.Empty(t, list.Items, "nothing bad was stored")
 }
+
+// A CronTrigger document is created, then unchanged, then configured, as
+// the PUT would; a dry run writes nothing; one for a missing function
+// fails on its own.
+func TestApplyCronTrigger(t *testing.T) {
+	a := newTestAPI(t)
+	a.pushHello()
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/hello", `{"image":"hello:latest"}`, nil))
+	doc := "apiVersion: ebb.dev/v1\nkind: CronTrigger\nmetadata: {name: tick}\nspec: {function: hello, schedule: '@every 2s', request: {path: /x}}\n"
+	ghost := "---\napiVersion: ebb.dev/v1\nkind: CronTrigger\nmetadata: {name: tock}\nspec: {function: ghost, schedule: '@daily'}\n"
+
+	code, resp := a.applyDoc("/v1/apply?dryRun=server", doc)
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, []string{"CronTrigger/tick created"}, actions(resp))
+	assert.Equal(t, http.StatusNotFound, a.do("GET", "/v1/functions/hello/crontriggers/tick", ``, nil), "a dry run writes nothing")
+
+	code, resp = a.applyDoc("/v1/apply", doc+ghost)
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, []string{"CronTrigger/tick created", "CronTrigger/tock error:not_found"}, actions(resp))
+	kv, err := a.store.Get(t.Context(), store.CronTriggerKey("hello", "tick"))
+	require.NoError(t, err)
+
+	_, resp = a.applyDoc("/v1/apply", doc)
+	assert.Equal(t, []string{"CronTrigger/tick unchanged"}, actions(resp))
+	again, err := a.store.Get(t.Context(), store.CronTriggerKey("hello", "tick"))
+	require.NoError(t, err)
+	assert.Equal(t, kv.Version, again.Version, "unchanged writes nothing")
+
+	_, resp = a.applyDoc("/v1/apply", strings.Replace(doc, "/x", "/y", 1))
+	assert.Equal(t, []string{"CronTrigger/tick configured"}, actions(resp))
+	var tr api.CronTrigger
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello/crontriggers/tick", ``, &tr))
+	assert.Equal(t, "/y", tr.Request.Path)
+}
