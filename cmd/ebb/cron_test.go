@@ -159,3 +159,30 @@ func TestCronCommands(t *testing.T) {
 	}
 	assert.Len(t, f.cron, 1, "nothing bad reached the API")
 }
+
+// A CronTrigger manifest diffs against the live trigger and deletes it.
+func TestCronTriggerManifest(t *testing.T) {
+	c, f := newCLI(t)
+	doc := "apiVersion: ebb.dev/v1\nkind: CronTrigger\nmetadata: {name: tick}\nspec: {function: report, schedule: '@every 2s', concurrencyPolicy: Forbid}\n"
+	dir := writeFiles(t, map[string]string{"cron.yaml": doc})
+
+	r := c.run(t, "diff", "-f", dir)
+	assert.Equal(t, 1, r.code, "a trigger that does not exist is a change: %s", r.stderr)
+	assert.Contains(t, r.stdout, "+kind: CronTrigger")
+
+	require.Equal(t, 0, c.run(t, "cron", "create", "report", "tick", "--schedule", "@every 2s", "--concurrency", "Forbid").code)
+	r = c.run(t, "diff", "-f", dir)
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Empty(t, r.stdout, "defaults are no difference")
+
+	changed := writeFiles(t, map[string]string{"cron.yaml": strings.Replace(doc, "2s", "5s", 1)})
+	r = c.run(t, "diff", "-f", changed)
+	assert.Equal(t, 1, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "-  schedule: '@every 2s'")
+	assert.Contains(t, r.stdout, "+  schedule: '@every 5s'")
+
+	r = c.run(t, "delete", "-f", dir)
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "crontrigger/tick deleted\n", r.stdout)
+	assert.Empty(t, f.cron)
+}
