@@ -166,13 +166,9 @@ func (s *Server) deleteCronTriggerOnce(ctx context.Context, fn, name string) err
 	if err != nil {
 		return err
 	}
-	ops := []store.Op{store.Delete(store.CronTriggerKey(fn, name), version)}
-	runs, _, err := s.deps.Store.List(ctx, store.CronRunsPrefix(fn, name))
+	ops, err := cron.DeleteOps(ctx, s.deps.Store, fn, name, version)
 	if err != nil {
 		return err
-	}
-	for _, kv := range runs {
-		ops = append(ops, store.Delete(kv.Key, kv.Version))
 	}
 	_, err = s.deps.Store.Txn(ctx, ops...)
 	return err
@@ -266,12 +262,8 @@ func cronTriggerView(tr store.CronTrigger, runs []store.CronRun) api.CronTrigger
 		v.Status.Runs = append(v.Status.Runs, run.CronRun)
 	}
 	slices.SortFunc(v.Status.Runs, func(a, b api.CronRun) int { return b.Scheduled.Compare(a.Scheduled) })
-	if sched, err := api.ParseCronSchedule(tr.Spec.Schedule, tr.Spec.TimeZone); err == nil && !tr.Spec.Suspend {
-		from := tr.LastScheduled
-		if from.IsZero() {
-			from = tr.CreatedAt
-		}
-		v.Status.NextScheduleTime = sched.Next(from)
+	if sched, err := api.ParseCronSchedule(tr.Spec.Schedule, tr.Spec.TimeZone); err == nil {
+		v.Status.NextScheduleTime = cron.Next(tr, sched)
 	}
 	return v
 }

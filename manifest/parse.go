@@ -618,12 +618,7 @@ func (d *docParser) validateCronTrigger(spec *yaml.Node, cs *CronTriggerSpec) {
 		d.fail(spec, "spec.function", "%s", trimField(err))
 	}
 	if err := cs.CronTriggerSpec.Validate(); err != nil {
-		field := "spec"
-		var ve *api.ValidationError
-		if errors.As(err, &ve) && ve.Field != "" {
-			field = "spec." + ve.Field
-		}
-		d.fail(spec, field, "%s", trimField(err))
+		d.fail(spec, specField(err), "%s", trimField(err))
 	}
 }
 
@@ -692,23 +687,23 @@ func trimField(err error) string {
 func (d *docParser) validateFunction(spec *yaml.Node, obj *Object) {
 	fs := obj.Function
 	if err := fs.FunctionSpec.WithDefaults().Validate(); err != nil {
-		field := "spec"
-		var ve *api.ValidationError
-		if errors.As(err, &ve) && ve.Field != "" {
-			field = "spec." + ve.Field
-		}
-		d.fail(spec, field, "%s", trimField(err))
+		d.fail(spec, specField(err), "%s", trimField(err))
 	}
 	if fs.Traffic != nil {
 		if err := api.ValidateTraffic(fs.Traffic, func(string) bool { return true }); err != nil {
-			field := "spec"
-			var ve *api.ValidationError
-			if errors.As(err, &ve) && ve.Field != "" {
-				field = "spec." + ve.Field
-			}
-			d.fail(spec, field, "%s", trimField(err))
+			d.fail(spec, specField(err), "%s", trimField(err))
 		}
 	}
+}
+
+// specField is the manifest path of the spec field a validation error
+// names: spec.{field}, or spec when it names none.
+func specField(err error) string {
+	var ve *api.ValidationError
+	if errors.As(err, &ve) && ve.Field != "" {
+		return "spec." + ve.Field
+	}
+	return "spec"
 }
 
 // secretSpec parses spec.data of a Secret.

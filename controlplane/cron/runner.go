@@ -134,7 +134,7 @@ func (r *Runner) triggerOnce(ctx context.Context, now time.Time, key string) (ti
 	if _, err := r.deps.Store.Get(ctx, store.FunctionKey(tr.Function)); errors.Is(err, store.ErrNotFound) {
 		// A trigger written while its function was being deleted: the
 		// function's delete removes its triggers, this the stragglers.
-		return time.Time{}, r.orphan(ctx, tr, key, version)
+		return time.Time{}, r.orphan(ctx, tr, version)
 	} else if err != nil {
 		return time.Time{}, err
 	}
@@ -160,28 +160,45 @@ func (r *Runner) triggerOnce(ctx context.Context, now time.Time, key string) (ti
 		tr.LastScheduled = d.Cursor
 	}
 	r.prune(ctx, tr)
+	return Next(tr, sched), nil
+}
+
+// Next is the trigger's next schedule time: the first after its cursor
+// (after its creation at first); zero while it is suspended.
+func Next(tr store.CronTrigger, sched api.CronSchedule) time.Time {
 	if tr.Spec.Suspend {
-		return time.Time{}, nil
+		return time.Time{}
 	}
 	from := tr.LastScheduled
 	if from.IsZero() {
 		from = tr.CreatedAt
 	}
-	return sched.Next(from), nil
+	return sched.Next(from)
 }
 
 // orphan deletes a trigger of a function that does not exist, and its runs.
-func (r *Runner) orphan(ctx context.Context, tr store.CronTrigger, key string, version int64) error {
-	ops := []store.Op{store.Delete(key, version)}
-	runs, _, err := r.deps.Store.List(ctx, store.CronRunsPrefix(tr.Function, tr.Name))
+func (r *Runner) orphan(ctx context.Context, tr store.CronTrigger, version int64) error {
+	ops, err := DeleteOps(ctx, r.deps.Store, tr.Function, tr.Name, version)
 	if err != nil {
 		return err
+	}
+	_, err = r.deps.Store.Txn(ctx, ops...)
+	return err
+}
+
+// DeleteOps are the deletes of trigger name of function fn (at version)
+// and of its run records (at the versions listed): the API's delete and
+// the runner's removal of orphans write them in one transaction.
+func DeleteOps(ctx context.Context, st store.Store, fn, name string, version int64) ([]store.Op, error) {
+	ops := []store.Op{store.Delete(store.CronTriggerKey(fn, name), version)}
+	runs, _, err := st.List(ctx, store.CronRunsPrefix(fn, name))
+	if err != nil {
+		return nil, err
 	}
 	for _, kv := range runs {
 		ops = append(ops, store.Delete(kv.Key, kv.Version))
 	}
-	_, err = r.deps.Store.Txn(ctx, ops...)
-	return err
+	return ops, nil
 }
 
 // settle brings the trigger's runs up to date: a run claimed but not
