@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -198,10 +199,12 @@ func (a *app) cronListCmd() *cobra.Command {
 	}
 }
 
-func (a *app) cronGetCmd() *cobra.Command {
+// cronTriggerCmd is a command on one trigger (FN NAME): call asks the
+// API and returns what -o json|yaml prints and what a table prints.
+func (a *app) cronTriggerCmd(use, short, verb string, call func(ctx context.Context, c *api.Client, fn, name string) (any, func(io.Writer) error, error)) *cobra.Command {
 	return &cobra.Command{
-		Use:   "get FN NAME",
-		Short: "Show a cron trigger and its recent runs",
+		Use:   use + " FN NAME",
+		Short: short,
 		Args:  exactArgs("FN", "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := cronNames(args); err != nil {
@@ -211,16 +214,46 @@ func (a *app) cronGetCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tr, err := c.CronTrigger(cmd.Context(), args[0], args[1])
+			out, human, err := call(cmd.Context(), c, args[0], args[1])
 			if err != nil {
-				return fmt.Errorf("get cron trigger %s of %s: %w", args[1], args[0], err)
+				return fmt.Errorf("%s cron trigger %s of %s: %w", verb, args[1], args[0], err)
 			}
 			if a.structured() {
-				return a.writeOut(tr)
+				return a.writeOut(out)
 			}
-			return printCronTrigger(a.stdout, tr)
+			return human(a.stdout)
 		},
 	}
+}
+
+func (a *app) cronGetCmd() *cobra.Command {
+	return a.cronTriggerCmd("get", "Show a cron trigger and its recent runs", "get",
+		func(ctx context.Context, c *api.Client, fn, name string) (any, func(io.Writer) error, error) {
+			tr, err := c.CronTrigger(ctx, fn, name)
+			return tr, func(w io.Writer) error { return printCronTrigger(w, tr) }, err
+		})
+}
+
+func (a *app) cronDeleteCmd() *cobra.Command {
+	return a.cronTriggerCmd("delete", "Delete a cron trigger and its run history (queued runs still go)", "delete",
+		func(ctx context.Context, c *api.Client, fn, name string) (any, func(io.Writer) error, error) {
+			err := c.DeleteCronTrigger(ctx, fn, name)
+			return map[string]any{"function": fn, "name": name, "deleted": true}, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "deleted cron trigger %s of %s\n", name, fn)
+				return err
+			}, err
+		})
+}
+
+func (a *app) cronRunNowCmd() *cobra.Command {
+	return a.cronTriggerCmd("run-now", "Fire a run of a cron trigger now, whatever its schedule", "run",
+		func(ctx context.Context, c *api.Client, fn, name string) (any, func(io.Writer) error, error) {
+			run, err := c.RunCronTrigger(ctx, fn, name)
+			return run, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "fired cron trigger %s of %s: invocation %s\n", name, fn, run.InvocationID)
+				return err
+			}, err
+		})
 }
 
 func printCronTrigger(w io.Writer, tr api.CronTrigger) error {
@@ -255,55 +288,4 @@ func printCronTrigger(w io.Writer, tr api.CronTrigger) error {
 		t.row(utcTime(r.Scheduled), string(r.Outcome), r.InvocationID, strings.Join(note, ","))
 	}
 	return t.flush()
-}
-
-func (a *app) cronDeleteCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "delete FN NAME",
-		Short: "Delete a cron trigger and its run history (queued runs still go)",
-		Args:  exactArgs("FN", "NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cronNames(args); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteCronTrigger(cmd.Context(), args[0], args[1]); err != nil {
-				return fmt.Errorf("delete cron trigger %s of %s: %w", args[1], args[0], err)
-			}
-			if a.structured() {
-				return a.writeOut(map[string]any{"function": args[0], "name": args[1], "deleted": true})
-			}
-			_, err = fmt.Fprintf(a.stdout, "deleted cron trigger %s of %s\n", args[1], args[0])
-			return err
-		},
-	}
-}
-
-func (a *app) cronRunNowCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "run-now FN NAME",
-		Short: "Fire a run of a cron trigger now, whatever its schedule",
-		Args:  exactArgs("FN", "NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := cronNames(args); err != nil {
-				return err
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			run, err := c.RunCronTrigger(cmd.Context(), args[0], args[1])
-			if err != nil {
-				return fmt.Errorf("run cron trigger %s of %s: %w", args[1], args[0], err)
-			}
-			if a.structured() {
-				return a.writeOut(run)
-			}
-			_, err = fmt.Fprintf(a.stdout, "fired cron trigger %s of %s: invocation %s\n", args[1], args[0], run.InvocationID)
-			return err
-		},
-	}
 }
