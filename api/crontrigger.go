@@ -35,6 +35,7 @@ const (
 	DefaultCronMethod           = http.MethodPost
 	DefaultCronPath             = "/"
 	DefaultCronStartingDeadline = time.Minute
+	MinCronStartingDeadline     = time.Second
 	DefaultCronSuccessful       = 3
 	DefaultCronFailed           = 1
 	// MaxCronHistory bounds each history limit.
@@ -66,7 +67,7 @@ type CronTriggerSpec struct {
 	ConcurrencyPolicy CronPolicy `json:"concurrencyPolicy,omitempty"`
 	// StartingDeadline is how late a run may still be fired: a run found
 	// due longer ago (the control planes were down) is counted as missed.
-	// Default one minute.
+	// Default one minute; at least a second.
 	StartingDeadline Duration `json:"startingDeadline,omitzero"`
 	// SuccessfulHistory and FailedHistory are how many finished runs of
 	// each kind are kept. Defaults 3 and 1; 0 keeps none.
@@ -103,8 +104,8 @@ type CronTrigger struct {
 // CronTriggerStatus is what the trigger has done.
 type CronTriggerStatus struct {
 	// LastScheduleTime is the newest schedule time the control plane
-	// handled (fired, skipped or counted missed); LastFireTime when it
-	// last enqueued a run.
+	// handled (fired, skipped or counted missed); LastFireTime when the
+	// schedule last enqueued a run (run-now runs show in Runs only).
 	LastScheduleTime time.Time `json:"lastScheduleTime,omitzero"`
 	LastFireTime     time.Time `json:"lastFireTime,omitzero"`
 	// NextScheduleTime is the next run's time (zero while suspended).
@@ -276,8 +277,12 @@ func (s CronTriggerSpec) Validate() error {
 	default:
 		return invalid("concurrencyPolicy", "%q is not Allow, Forbid or Replace", truncate(string(s.ConcurrencyPolicy)))
 	}
-	if s.StartingDeadline.Duration < 0 {
+	switch d := s.StartingDeadline.Duration; {
+	case d < 0:
 		return invalid("startingDeadline", "must not be negative")
+	case d > 0 && d < MinCronStartingDeadline:
+		// Shorter, a run woken a few milliseconds late would be missed.
+		return invalid("startingDeadline", "%s is shorter than %s", d, MinCronStartingDeadline)
 	}
 	for _, h := range []struct {
 		field string

@@ -37,6 +37,7 @@ func TestCronTriggerSpecValidate(t *testing.T) {
 		{name: "Local zone", spec: CronTriggerSpec{Schedule: "@hourly", TimeZone: "Local"}, field: "timeZone"},
 		{name: "path zone", spec: CronTriggerSpec{Schedule: "@hourly", TimeZone: "../../etc/passwd"}, field: "timeZone"},
 		{name: "policy", spec: CronTriggerSpec{Schedule: "@hourly", ConcurrencyPolicy: "forbid"}, field: "concurrencyPolicy"},
+		{name: "deadline under a second", spec: CronTriggerSpec{Schedule: "@hourly", StartingDeadline: D(time.Millisecond)}, field: "startingDeadline"},
 		{name: "negative deadline", spec: CronTriggerSpec{Schedule: "@hourly", StartingDeadline: D(-time.Second)}, field: "startingDeadline"},
 		{name: "negative successes", spec: CronTriggerSpec{Schedule: "@hourly", SuccessfulHistory: &neg}, field: "successfulHistory"},
 		{name: "negative failures", spec: CronTriggerSpec{Schedule: "@hourly", FailedHistory: &neg}, field: "failedHistory"},
