@@ -30,6 +30,10 @@
 // cannot call back a delivery in flight, so a replaced invocation still
 // runs to its end: Replace only stops waiting for it.
 //
+// Schedules are parsed by robfig/cron/v3 through api.ParseCronSchedule
+// (api's doc says why); this package uses only Schedule.Next, never that
+// library's scheduler, so time is the Runner's injected clock.
+//
 // Decide and Prune are pure; the Runner is the shell that reads the
 // store and the queue and writes their plans. It must not deliver
 // anything itself, and it holds no state between ticks but the store's.
