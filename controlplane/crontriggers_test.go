@@ -130,6 +130,7 @@ func TestCronTriggerBadInput(t *testing.T) {
 		{"unknown field", "PUT", "/v1/functions/hello/crontriggers/t", `{"schedule":"@daily","status":{}}`, 400, "status"},
 		{"not JSON", "PUT", "/v1/functions/hello/crontriggers/t", `schedule: "@daily"`, 400, ""},
 		{"bad trigger name", "PUT", "/v1/functions/hello/crontriggers/Bad_Name", `{"schedule":"@daily"}`, 400, "cron trigger name"},
+		{"escaped slash in name", "GET", "/v1/functions/hello/crontriggers/a%2Fb", ``, 400, "cron trigger name"},
 		{"long trigger name", "GET", "/v1/functions/hello/crontriggers/" + strings.Repeat("a", 64), ``, 400, "cron trigger name"},
 		{"no function", "PUT", "/v1/functions/ghost/crontriggers/t", `{"schedule":"@daily"}`, 404, "ghost"},
 		{"no function list", "GET", "/v1/functions/ghost/crontriggers", ``, 404, "ghost"},
