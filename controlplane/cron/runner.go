@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/queue"
 	"github.com/ebbrun/ebb/store"
@@ -39,14 +41,17 @@ type Deps struct {
 	Store  store.Store
 	Queue  Queue
 	Logger *slog.Logger
+	// Registerer, when set, gets the runner's metrics.
+	Registerer prometheus.Registerer
 }
 
 // Runner fires the cron triggers of every function. Any number may run on
 // one store: the run record's MustNotExist claim lets one fire each run.
 type Runner struct {
-	cfg  Config
-	deps Deps
-	log  *slog.Logger
+	cfg     Config
+	deps    Deps
+	log     *slog.Logger
+	metrics *metrics
 }
 
 // New builds a Runner; it does nothing until Run or Tick.
@@ -63,7 +68,11 @@ func New(cfg Config, deps Deps) (*Runner, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Runner{cfg: cfg, deps: deps, log: deps.Logger}, nil
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Runner{cfg: cfg, deps: deps, log: deps.Logger, metrics: m}, nil
 }
 
 // Run ticks until ctx ends, waking at the next run's time or after Poll,
@@ -285,11 +294,18 @@ func (r *Runner) apply(ctx context.Context, now time.Time, tr store.CronTrigger,
 		return err
 	}
 	if d.Missed > 0 {
+		r.metrics.runs.WithLabelValues("missed").Add(float64(d.Missed))
 		r.log.Info("cron: runs missed", "function", tr.Function, "trigger", tr.Name, "missed", d.Missed)
 	}
-	if claim == nil || claim.Outcome.Final() {
+	if claim == nil {
 		return nil
 	}
+	if claim.Outcome.Final() {
+		r.metrics.runs.WithLabelValues("skipped").Inc()
+		return nil
+	}
+	r.metrics.runs.WithLabelValues("fired").Inc()
+	r.metrics.lateness.Observe(now.Sub(d.Run).Seconds())
 	run := store.Versioned[store.CronRun]{Key: store.CronRunKey(tr.Function, tr.Name, d.Run), Value: *claim, Version: rev}
 	_, err = Enqueue(ctx, r.deps.Store, r.deps.Queue, tr, run)
 	return err

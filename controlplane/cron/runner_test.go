@@ -9,6 +9,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -116,6 +118,31 @@ func TestRunnerFiresEveryTwoSeconds(t *testing.T) {
 	f.queue.finish(api.InvocationSucceeded)
 	r.Tick(f.ctx, at(5))
 	assert.Equal(t, api.CronRunSucceeded, f.runs()[2].Outcome, "the outcome follows the invocation")
+}
+
+func TestRunnerMetrics(t *testing.T) {
+	f := newFixture(t)
+	f.create(api.CronTriggerSpec{Schedule: "@every 2s", ConcurrencyPolicy: api.CronForbid, StartingDeadline: api.D(5 * time.Second)})
+	reg := prometheus.NewRegistry()
+	r, err := New(Config{}, Deps{Store: f.store, Queue: f.queue, Registerer: reg})
+	require.NoError(t, err)
+	r.Tick(f.ctx, at(2.25))
+	r.Tick(f.ctx, at(4)) // run 2 pending: 4 skipped
+	r.Tick(f.ctx, at(20))
+	count := func(outcome string) float64 {
+		var m dto.Metric
+		require.NoError(t, r.metrics.runs.WithLabelValues(outcome).Write(&m))
+		return m.GetCounter().GetValue()
+	}
+	assert.InDelta(t, 1, count("fired"), 0)
+	assert.InDelta(t, 2, count("skipped"), 0, "4, and 20 while 2 is still pending")
+	assert.InDelta(t, 7, count("missed"), 0, "6 to 18")
+	var m dto.Metric
+	require.NoError(t, r.metrics.lateness.Write(&m))
+	assert.Equal(t, uint64(1), m.GetHistogram().GetSampleCount())
+	assert.InDelta(t, 0.25, m.GetHistogram().GetSampleSum(), 1e-9, "fired a quarter second late")
+	_, err = New(Config{}, Deps{Store: f.store, Queue: f.queue, Registerer: reg})
+	assert.Error(t, err, "a second runner on one registerer is refused")
 }
 
 func TestRunnerConcurrencyPolicies(t *testing.T) {
