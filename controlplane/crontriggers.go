@@ -201,13 +201,13 @@ func (s *Server) runCronTrigger(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	// Should the enqueue fail, the runner finds the run unmarked and
-	// enqueues it.
-	v, err := cron.Enqueue(r.Context(), s.deps.Store, s.deps.Queue, tr, store.Versioned[store.CronRun]{Key: key, Value: run, Version: rev})
-	if err != nil {
-		return err
+	// The run is durable from here: should the enqueue fail, the cron
+	// runner finds it unmarked and enqueues it under the same id, so the
+	// answer is 202 either way (a 5xx would invite a second run).
+	if _, err := cron.Enqueue(r.Context(), s.deps.Store, s.deps.Queue, tr, store.Versioned[store.CronRun]{Key: key, Value: run, Version: rev}); err != nil {
+		s.deps.Logger.Warn("run-now: enqueue failed; the cron runner will enqueue the run", "function", fn, "trigger", name, "err", err)
 	}
-	writeJSON(w, http.StatusAccepted, v.Value.CronRun)
+	writeJSON(w, http.StatusAccepted, run.CronRun)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -12,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/controlplane/cron"
 	"github.com/ebbrun/ebb/queue"
 	"github.com/ebbrun/ebb/store"
 )
@@ -22,11 +24,16 @@ type enqueueRecorder struct {
 	queue.Queue
 	mu   sync.Mutex
 	invs []api.Invocation
+	// down fails every Enqueue.
+	down bool
 }
 
 func (q *enqueueRecorder) Enqueue(_ context.Context, inv api.Invocation) (api.Invocation, bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.down {
+		return api.Invocation{}, false, errors.New("queue down")
+	}
 	inv.Status = api.InvocationQueued
 	q.invs = append(q.invs, inv)
 	return inv, false, nil
@@ -93,6 +100,37 @@ func TestCronTriggerLifecycle(t *testing.T) {
 		assert.Empty(t, kvs, prefix)
 	}
 	assert.Equal(t, http.StatusNotFound, a.do("GET", "/v1/functions/hello/crontriggers", ``, nil))
+}
+
+// A run-now whose enqueue fails is claimed all the same (202, as the run
+// is durable); the cron runner finds it unmarked and enqueues it under
+// the id the answer gave.
+func TestCronRunNowRecoversThroughTheRunner(t *testing.T) {
+	a := newTestAPI(t)
+	a.pushHello()
+	q := &enqueueRecorder{down: true}
+	a.srv.deps.Queue = q
+	now := time.Unix(1_800_000_000, 0).UTC()
+	a.srv.deps.Now = func() time.Time { return now }
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/hello", `{"image":"hello:latest"}`, nil))
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/hello/crontriggers/t", `{"schedule":"@hourly"}`, nil))
+	var run api.CronRun
+	require.Equal(t, http.StatusAccepted, a.do("POST", "/v1/functions/hello/crontriggers/t/run", ``, &run))
+	assert.Empty(t, q.invs)
+
+	q.mu.Lock()
+	q.down = false
+	q.mu.Unlock()
+	r, err := cron.New(cron.Config{}, cron.Deps{Store: a.store, Queue: q})
+	require.NoError(t, err)
+	r.Tick(t.Context(), now.Add(time.Second))
+	require.Len(t, q.invs, 1)
+	assert.Equal(t, run.InvocationID, q.invs[0].ID)
+	var tr api.CronTrigger
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello/crontriggers/t", ``, &tr))
+	require.Len(t, tr.Status.Runs, 1)
+	assert.Equal(t, q.invs[0].ID, tr.Status.Runs[0].InvocationID)
+	assert.True(t, tr.Status.Runs[0].Manual)
 }
 
 func TestCronTriggerNamespaced(t *testing.T) {
