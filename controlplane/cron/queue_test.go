@@ -2,74 +2,64 @@ package cron
 
 import (
 	"context"
+	"errors"
+	"slices"
 	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/queue"
+	"github.com/ebbrun/ebb/queue/queuetest"
 )
 
-// memQueue is the part of a queue cron uses, in memory, with
-// idempotency keys as queue.Queue documents them. (queue/queuetest.Memory
-// replaces it once it is on main.)
-type memQueue struct {
-	mu    sync.Mutex
-	invs  map[string]api.Invocation // by id
-	keys  map[string]string         // function + key → id
-	order []string
+// testQueue is a queue (queuetest.Memory unless a test gives a real
+// backend) whose Enqueue can be made to fail once, and which the tests
+// drive through its whole lifecycle.
+type testQueue struct {
+	queue.Queue
+	mu sync.Mutex
 	// fail, when set, is Enqueue's next answer (once).
 	fail error
 }
 
-func newMemQueue() *memQueue {
-	return &memQueue{invs: map[string]api.Invocation{}, keys: map[string]string{}}
-}
+func newTestQueue() *testQueue { return &testQueue{Queue: queuetest.NewMemory()} }
 
-func (q *memQueue) Enqueue(_ context.Context, inv api.Invocation) (api.Invocation, bool, error) {
+func (q *testQueue) Enqueue(ctx context.Context, inv api.Invocation) (api.Invocation, bool, error) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	if err := q.fail; err != nil {
-		q.fail = nil
+	err := q.fail
+	q.fail = nil
+	q.mu.Unlock()
+	if err != nil {
 		return api.Invocation{}, false, err
 	}
-	if inv.IdempotencyKey != "" {
-		if id, ok := q.keys[inv.Function+"\x00"+inv.IdempotencyKey]; ok {
-			return q.invs[id], true, nil
+	return q.Queue.Enqueue(ctx, inv)
+}
+
+// all returns function hello's invocations, oldest first.
+func (q *testQueue) all(t testing.TB) []api.Invocation {
+	t.Helper()
+	invs, err := q.List(context.Background(), "hello", 0)
+	require.NoError(t, err)
+	slices.Reverse(invs)
+	return invs
+}
+
+// finish delivers every queued invocation with the outcome s, as a
+// worker would.
+func (q *testQueue) finish(t testing.TB, s api.InvocationStatus) {
+	t.Helper()
+	ctx := context.Background()
+	far := time.Unix(1<<40, 0)
+	for {
+		inv, err := q.Claim(ctx, "worker", far, time.Minute)
+		if errors.Is(err, queue.ErrEmpty) {
+			return
 		}
-		q.keys[inv.Function+"\x00"+inv.IdempotencyKey] = inv.ID
-	}
-	inv.Status = api.InvocationQueued
-	q.invs[inv.ID] = inv
-	q.order = append(q.order, inv.ID)
-	return inv, false, nil
-}
-
-func (q *memQueue) Get(_ context.Context, function, id string) (api.Invocation, error) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	inv, ok := q.invs[id]
-	if !ok || inv.Function != function {
-		return api.Invocation{}, queue.ErrNotFound
-	}
-	return inv, nil
-}
-
-// all returns the invocations in enqueue order.
-func (q *memQueue) all() []api.Invocation {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	out := make([]api.Invocation, 0, len(q.order))
-	for _, id := range q.order {
-		out = append(out, q.invs[id])
-	}
-	return out
-}
-
-// finish sets every invocation's status to s.
-func (q *memQueue) finish(s api.InvocationStatus) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for id, inv := range q.invs {
-		inv.Status = s
-		q.invs[id] = inv
+		require.NoError(t, err)
+		inv.Status, inv.CompletedAt, inv.UpdatedAt = s, far, far
+		require.NoError(t, q.Finish(ctx, inv))
 	}
 }

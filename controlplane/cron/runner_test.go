@@ -16,6 +16,8 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/testenv"
+	queueembedded "github.com/ebbrun/ebb/queue/embedded"
+	queueredis "github.com/ebbrun/ebb/queue/redis"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 	"github.com/ebbrun/ebb/store/redis"
@@ -25,7 +27,7 @@ type fixture struct {
 	t     *testing.T
 	ctx   context.Context
 	store store.Store
-	queue *memQueue
+	queue *testQueue
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -38,7 +40,7 @@ func newFixture(t *testing.T) *fixture {
 func newFixtureOn(t *testing.T, st store.Store) *fixture {
 	t.Helper()
 	t.Cleanup(func() { st.Close() })
-	return &fixture{t: t, ctx: t.Context(), store: st, queue: newMemQueue()}
+	return &fixture{t: t, ctx: t.Context(), store: st, queue: newTestQueue()}
 }
 
 // create stores trigger tick of function hello (and the function, once),
@@ -77,7 +79,7 @@ func (f *fixture) runs() map[int]store.CronRun {
 // fired are the seconds after t0 of the runs enqueued, in order.
 func (f *fixture) fired() []int {
 	var out []int
-	for _, inv := range f.queue.all() {
+	for _, inv := range f.queue.all(f.t) {
 		at, err := time.Parse(time.RFC3339, inv.Request.Header.Get(api.HeaderCronScheduled))
 		require.NoError(f.t, err)
 		out = append(out, int(at.Sub(t0)/time.Second))
@@ -98,7 +100,7 @@ func TestRunnerFiresEveryTwoSeconds(t *testing.T) {
 	r.Tick(f.ctx, at(4))
 	assert.Equal(t, []int{2, 4}, f.fired())
 
-	inv := f.queue.all()[0]
+	inv := f.queue.all(f.t)[0]
 	assert.Equal(t, "hello", inv.Function)
 	assert.Equal(t, "cron/tick/"+"1800000002", inv.IdempotencyKey)
 	assert.Equal(t, api.InvocationRequest{Method: "POST", Path: "/report", Body: []byte("hi"), Header: inv.Request.Header}, inv.Request)
@@ -115,7 +117,7 @@ func TestRunnerFiresEveryTwoSeconds(t *testing.T) {
 	assert.Equal(t, at(4), tr.LastFired)
 	assert.Zero(t, tr.Missed)
 
-	f.queue.finish(api.InvocationSucceeded)
+	f.queue.finish(t, api.InvocationSucceeded)
 	r.Tick(f.ctx, at(5))
 	assert.Equal(t, api.CronRunSucceeded, f.runs()[2].Outcome, "the outcome follows the invocation")
 }
@@ -164,7 +166,7 @@ func TestRunnerConcurrencyPolicies(t *testing.T) {
 			r := f.runner()
 			r.Tick(f.ctx, at(2))
 			r.Tick(f.ctx, at(4)) // run 2 still queued: the overlap
-			f.queue.finish(api.InvocationSucceeded)
+			f.queue.finish(t, api.InvocationSucceeded)
 			r.Tick(f.ctx, at(6))
 			assert.Equal(t, tt.fired, f.fired())
 			runs := f.runs()
@@ -239,7 +241,7 @@ func TestRunnerPrunesHistory(t *testing.T) {
 	r := f.runner()
 	for sec := 2.0; sec <= 10; sec += 2 {
 		r.Tick(f.ctx, at(sec))
-		f.queue.finish(api.InvocationSucceeded)
+		f.queue.finish(t, api.InvocationSucceeded)
 	}
 	r.Tick(f.ctx, at(11))
 	assert.Equal(t, map[int]store.CronRun{10: f.runs()[10]}, f.runs(), "only the newest success is kept")
@@ -274,11 +276,27 @@ func TestRunnerSuspended(t *testing.T) {
 // Two control planes on one store fire each run once, ticking in turn
 // and at once.
 func TestRunnersFireEachRunOnce(t *testing.T) {
-	t.Run("embedded", func(t *testing.T) { testRunnersFireEachRunOnce(t, newFixture(t)) })
-	t.Run("redis", func(t *testing.T) {
-		rs, err := redis.Open(context.Background(), testenv.Redis(t).URL(), redis.Options{})
+	t.Run("embedded", func(t *testing.T) {
+		// One machine: the bbolt store and the bbolt queue.
+		f := newFixture(t)
+		q, err := queueembedded.Open(filepath.Join(t.TempDir(), "queue.db"), queueembedded.Options{})
 		require.NoError(t, err)
-		testRunnersFireEachRunOnce(t, newFixtureOn(t, rs))
+		t.Cleanup(func() { q.Close() })
+		f.queue = &testQueue{Queue: q}
+		testRunnersFireEachRunOnce(t, f)
+	})
+	t.Run("redis", func(t *testing.T) {
+		// Two control planes on other machines share one Redis, for the
+		// store and the queue.
+		srv := testenv.Redis(t)
+		rs, err := redis.Open(context.Background(), srv.URL(), redis.Options{})
+		require.NoError(t, err)
+		f := newFixtureOn(t, rs)
+		q, err := queueredis.Open(context.Background(), srv.URL(), queueredis.Options{})
+		require.NoError(t, err)
+		t.Cleanup(func() { q.Close() })
+		f.queue = &testQueue{Queue: q}
+		testRunnersFireEachRunOnce(t, f)
 	})
 }
 
@@ -306,7 +324,7 @@ func TestRunLoopWakesOnTime(t *testing.T) {
 		st, err := embedded.Open(filepath.Join(t.TempDir(), "state.db"), embedded.Options{})
 		require.NoError(t, err)
 		defer st.Close()
-		q := newMemQueue()
+		q := newTestQueue()
 		start := time.Now().UTC()
 		tr := store.CronTrigger{Function: "hello", Name: "tick", Spec: api.CronTriggerSpec{Schedule: "@every 2s"}.WithDefaults(), CreatedAt: start}
 		_, err = st.Txn(t.Context(), store.PutJSON(store.CronTriggerKey("hello", "tick"), tr, store.MustNotExist),
@@ -320,7 +338,7 @@ func TestRunLoopWakesOnTime(t *testing.T) {
 		time.Sleep(61 * time.Second)
 		cancel()
 		require.NoError(t, <-done)
-		invs := q.all()
+		invs := q.all(t)
 		require.Len(t, invs, 30)
 		first := start.Truncate(2 * time.Second).Add(2 * time.Second)
 		for i, inv := range invs {
