@@ -14,35 +14,39 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/controlplane/cron"
-	"github.com/ebbrun/ebb/queue"
+	"github.com/ebbrun/ebb/queue/queuetest"
 	"github.com/ebbrun/ebb/store"
 )
 
-// enqueueRecorder is the part of a queue run-now uses; the other methods
-// of the embedded interface are not called.
-type enqueueRecorder struct {
-	queue.Queue
+// cronQueue is queuetest.Memory whose Enqueue fails while down.
+type cronQueue struct {
+	*queuetest.Memory
 	mu   sync.Mutex
-	invs []api.Invocation
-	// down fails every Enqueue.
 	down bool
 }
 
-func (q *enqueueRecorder) Enqueue(_ context.Context, inv api.Invocation) (api.Invocation, bool, error) {
+func (q *cronQueue) Enqueue(ctx context.Context, inv api.Invocation) (api.Invocation, bool, error) {
 	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.down {
+	down := q.down
+	q.mu.Unlock()
+	if down {
 		return api.Invocation{}, false, errors.New("queue down")
 	}
-	inv.Status = api.InvocationQueued
-	q.invs = append(q.invs, inv)
-	return inv, false, nil
+	return q.Memory.Enqueue(ctx, inv)
+}
+
+// invs are function hello's invocations.
+func (q *cronQueue) invs(t *testing.T) []api.Invocation {
+	t.Helper()
+	invs, err := q.List(t.Context(), "hello", 0)
+	require.NoError(t, err)
+	return invs
 }
 
 func TestCronTriggerLifecycle(t *testing.T) {
 	a := newTestAPI(t)
 	a.pushHello()
-	q := &enqueueRecorder{}
+	q := &cronQueue{Memory: queuetest.NewMemory()}
 	a.srv.deps.Queue = q
 	now := time.Unix(1_800_000_000, 0).UTC()
 	a.srv.deps.Now = func() time.Time { return now }
@@ -66,9 +70,9 @@ func TestCronTriggerLifecycle(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, a.do("POST", "/v1/functions/hello/crontriggers/nightly/run", ``, &run))
 	assert.True(t, run.Manual)
 	assert.Equal(t, api.CronRunPending, run.Outcome)
-	require.Len(t, q.invs, 1)
-	assert.Equal(t, run.InvocationID, q.invs[0].ID)
-	assert.Equal(t, "cron/nightly/1800000000", q.invs[0].IdempotencyKey)
+	require.Len(t, q.invs(t), 1)
+	assert.Equal(t, run.InvocationID, q.invs(t)[0].ID)
+	assert.Equal(t, "cron/nightly/1800000000", q.invs(t)[0].IdempotencyKey)
 	assert.Equal(t, http.StatusConflict, a.do("POST", "/v1/functions/hello/crontriggers/nightly/run", ``, nil), "one run per second")
 	assert.Equal(t, http.StatusNotFound, a.do("POST", "/v1/functions/hello/crontriggers/none/run", ``, nil))
 
@@ -108,7 +112,7 @@ func TestCronTriggerLifecycle(t *testing.T) {
 func TestCronRunNowRecoversThroughTheRunner(t *testing.T) {
 	a := newTestAPI(t)
 	a.pushHello()
-	q := &enqueueRecorder{down: true}
+	q := &cronQueue{Memory: queuetest.NewMemory(), down: true}
 	a.srv.deps.Queue = q
 	now := time.Unix(1_800_000_000, 0).UTC()
 	a.srv.deps.Now = func() time.Time { return now }
@@ -116,7 +120,7 @@ func TestCronRunNowRecoversThroughTheRunner(t *testing.T) {
 	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/hello/crontriggers/t", `{"schedule":"@hourly"}`, nil))
 	var run api.CronRun
 	require.Equal(t, http.StatusAccepted, a.do("POST", "/v1/functions/hello/crontriggers/t/run", ``, &run))
-	assert.Empty(t, q.invs)
+	assert.Empty(t, q.invs(t))
 
 	q.mu.Lock()
 	q.down = false
@@ -124,12 +128,12 @@ func TestCronRunNowRecoversThroughTheRunner(t *testing.T) {
 	r, err := cron.New(cron.Config{}, cron.Deps{Store: a.store, Queue: q})
 	require.NoError(t, err)
 	r.Tick(t.Context(), now.Add(time.Second))
-	require.Len(t, q.invs, 1)
-	assert.Equal(t, run.InvocationID, q.invs[0].ID)
+	require.Len(t, q.invs(t), 1)
+	assert.Equal(t, run.InvocationID, q.invs(t)[0].ID)
 	var tr api.CronTrigger
 	require.Equal(t, http.StatusOK, a.do("GET", "/v1/functions/hello/crontriggers/t", ``, &tr))
 	require.Len(t, tr.Status.Runs, 1)
-	assert.Equal(t, q.invs[0].ID, tr.Status.Runs[0].InvocationID)
+	assert.Equal(t, q.invs(t)[0].ID, tr.Status.Runs[0].InvocationID)
 	assert.True(t, tr.Status.Runs[0].Manual)
 }
 
