@@ -1,0 +1,216 @@
+package jobs
+
+import (
+	"slices"
+	"time"
+
+	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/store"
+)
+
+// Pod is what decide sees of one job pod whose record exists.
+type Pod struct {
+	Name  string
+	Index int
+	Node  string
+	// Report is the node agent's report; nil before its first.
+	Report *store.JobPodStatus
+	// NodeLive says the pod's node still heartbeats.
+	NodeLive bool
+}
+
+// Input is one job's state for decide.
+type Input struct {
+	Job  api.Job
+	Pods []Pod
+	// Load is how many job pods each live node runs, every job's
+	// included; new pods go where it is lowest. decide counts the pods it
+	// places in it.
+	Load map[string]int
+	Now  time.Time
+}
+
+// Decision is what to do for one job.
+type Decision struct {
+	// Status is the job's new status.
+	Status api.JobStatus
+	// Create are new pods, by their attempt in Status.Attempts.
+	Create []api.JobAttempt
+	// Delete are pod names whose records (and reports) go: finished pods
+	// folded into Status, and running ones killed.
+	Delete []string
+	// DeleteJob says the job's time to live after finishing is over.
+	DeleteJob bool
+}
+
+// decide is the job controller's pure core; see the package doc.
+func decide(in Input) Decision {
+	job, now := in.Job, in.Now
+	spec := job.Spec.WithDefaults()
+	st := job.Status
+	st.Attempts = slices.Clone(st.Attempts)
+	if st.Phase == "" {
+		st.Phase, st.StartedAt = api.JobRunning, now
+	}
+	var d Decision
+
+	// Fold what the pods report into their attempts.
+	seen := map[int]bool{}
+	for _, p := range in.Pods {
+		seen[p.Index] = true
+		i := attemptIndex(&st, p.Index, p.Node)
+		a := &st.Attempts[i]
+		if a.Finished() {
+			d.Delete = append(d.Delete, p.Name)
+			continue
+		}
+		if r := p.Report; r != nil {
+			if a.StartedAt.IsZero() {
+				a.StartedAt = r.StartedAt
+			}
+			if r.Phase == store.JobPodSucceeded || r.Phase == store.JobPodFailed {
+				a.ExitCode, a.Reason = r.ExitCode, r.Reason
+				a.FinishedAt = r.FinishedAt
+				if a.FinishedAt.IsZero() {
+					a.FinishedAt = now
+				}
+				if r.Phase == store.JobPodFailed && a.Reason == "" && (a.ExitCode == nil || *a.ExitCode == 0) {
+					a.Reason = api.AttemptReasonStartFailed
+				}
+				d.Delete = append(d.Delete, p.Name)
+				continue
+			}
+		}
+		if !p.NodeLive {
+			a.Reason, a.FinishedAt = api.AttemptReasonNodeLost, now
+			d.Delete = append(d.Delete, p.Name)
+		}
+	}
+	// An unfinished attempt without a pod record lost it (it is written
+	// with the attempt and deleted only once the attempt is finished).
+	for i := range st.Attempts {
+		if a := &st.Attempts[i]; !a.Finished() && !seen[a.Index] {
+			a.Reason, a.FinishedAt = api.AttemptReasonNodeLost, now
+		}
+	}
+
+	if st.Finished() {
+		d.Delete = appendUnique(d.Delete, killAll(&st, in.Pods, now)...)
+		count(&st)
+		d.Status = st
+		ttl := spec.TTLAfterFinished.Duration
+		d.DeleteJob = ttl > 0 && !now.Before(st.CompletedAt.Add(ttl))
+		return d
+	}
+
+	count(&st)
+	switch {
+	case st.Failed > spec.Backoff():
+		finish(&st, api.JobFailed, api.JobReasonBackoffLimit, now)
+	case st.Succeeded >= spec.Completions:
+		finish(&st, api.JobComplete, "", now)
+	case spec.ActiveDeadline.Duration > 0 && !now.Before(st.StartedAt.Add(spec.ActiveDeadline.Duration)):
+		finish(&st, api.JobFailed, api.JobReasonDeadlineExceeded, now)
+	}
+	if st.Finished() {
+		d.Delete = appendUnique(d.Delete, killAll(&st, in.Pods, now)...)
+		count(&st)
+		d.Status = st
+		return d
+	}
+
+	want := min(spec.Parallelism, spec.Completions-st.Succeeded) - st.Active
+	next := 0
+	for _, a := range st.Attempts {
+		next = max(next, a.Index+1)
+	}
+	for range max(want, 0) {
+		node := place(in.Load)
+		if node == "" {
+			break // no live node: try again next tick
+		}
+		in.Load[node]++
+		a := api.JobAttempt{Index: next, Node: node}
+		next++
+		st.Attempts = append(st.Attempts, a)
+		d.Create = append(d.Create, a)
+	}
+	count(&st)
+	d.Status = st
+	return d
+}
+
+// attemptIndex finds the attempt of a pod, adding it if the status lacks
+// it (a status write lost to a conflict), and returns its position.
+func attemptIndex(st *api.JobStatus, index int, node string) int {
+	for i, a := range st.Attempts {
+		if a.Index == index {
+			return i
+		}
+	}
+	st.Attempts = append(st.Attempts, api.JobAttempt{Index: index, Node: node})
+	slices.SortFunc(st.Attempts, func(a, b api.JobAttempt) int { return a.Index - b.Index })
+	for i, a := range st.Attempts {
+		if a.Index == index {
+			return i
+		}
+	}
+	return len(st.Attempts) - 1
+}
+
+// killAll ends every unfinished attempt as Killed and returns the names
+// of the pods to delete.
+func killAll(st *api.JobStatus, pods []Pod, now time.Time) []string {
+	var names []string
+	for _, p := range pods {
+		for i := range st.Attempts {
+			a := &st.Attempts[i]
+			if a.Index == p.Index && !a.Finished() {
+				a.Reason, a.FinishedAt = api.AttemptReasonKilled, now
+				names = append(names, p.Name)
+			}
+		}
+	}
+	return names
+}
+
+func finish(st *api.JobStatus, phase, reason string, now time.Time) {
+	st.Phase, st.Reason, st.CompletedAt = phase, reason, now
+}
+
+// count sets the status's counters from its attempts. A killed attempt
+// counts as neither a success nor a failure, as in Kubernetes.
+func count(st *api.JobStatus) {
+	st.Active, st.Succeeded, st.Failed = 0, 0, 0
+	for _, a := range st.Attempts {
+		switch {
+		case !a.Finished():
+			st.Active++
+		case a.Succeeded():
+			st.Succeeded++
+		case a.Reason != api.AttemptReasonKilled:
+			st.Failed++
+		}
+	}
+}
+
+// place picks the live node with the fewest job pods, ties by name; ""
+// when there is none.
+func place(load map[string]int) string {
+	best := ""
+	for node, n := range load {
+		if best == "" || n < load[best] || (n == load[best] && node < best) {
+			best = node
+		}
+	}
+	return best
+}
+
+func appendUnique(s []string, more ...string) []string {
+	for _, m := range more {
+		if !slices.Contains(s, m) {
+			s = append(s, m)
+		}
+	}
+	return s
+}
