@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"strings"
 	"time"
 )
 
@@ -192,4 +193,24 @@ func (s JobSpec) Validate() error {
 		}
 	}
 	return nil
+}
+
+// JobLogName is the name a job's logs go under in the node agents' log
+// rings, in place of a function's qualified name: "job.{name}.{namespace}",
+// which no function's qualified name ({fn} or {fn}.{ns}) can equal.
+func JobLogName(namespace, name string) string {
+	if namespace == "" {
+		namespace = DefaultNamespace
+	}
+	return "job." + name + "." + namespace
+}
+
+// ValidateJobLogName checks a name made by JobLogName.
+func ValidateJobLogName(field, s string) error {
+	rest, ok := strings.CutPrefix(s, "job.")
+	name, ns, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 {
+		return invalid(field, "%q is not a job's log name", truncate(s))
+	}
+	return ValidateQualified(ns, name)
 }

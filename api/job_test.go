@@ -57,3 +57,14 @@ func TestDecodeJobSpecDefaults(t *testing.T) {
 	require.True(t, IsValidation(err))
 	assert.Contains(t, err.Error(), "completions")
 }
+
+func TestJobLogName(t *testing.T) {
+	assert.Equal(t, "job.batch.default", JobLogName("", "batch"))
+	assert.Equal(t, "job.batch.team-a", JobLogName("team-a", "batch"))
+	require.NoError(t, ValidateJobLogName("function", "job.batch.team-a"))
+	for _, bad := range []string{"batch", "job.batch", "job..x", "job.Batch.x", "jobs.batch.x"} {
+		assert.Error(t, ValidateJobLogName("function", bad), bad)
+	}
+	// No function's qualified name is a job's log name.
+	assert.Error(t, ValidateQualifiedName("function", JobLogName("x", "y")))
+}
