@@ -206,6 +206,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.statusCmd(),
 		a.namespacesCmd(),
 		a.secretsCmd(),
+		a.jobsCmd(),
 		a.tokensCmd(),
 		a.versionCmd(),
 		a.auditCmd(),
