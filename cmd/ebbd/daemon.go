@@ -131,6 +131,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
+		if err := d.startJobs(ctx, g); err != nil {
+			return err
+		}
 		if err := d.loadEBPF(); err != nil {
 			return err
 		}
@@ -156,6 +159,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		}
 		rolls, err := d.startRollouts(ctx, g)
 		if err != nil {
+			return err
+		}
+		if err := d.startJobs(ctx, g); err != nil {
 			return err
 		}
 		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
