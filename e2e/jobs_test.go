@@ -104,8 +104,21 @@ func TestJobs(t *testing.T) {
 	})
 
 	t.Run("active deadline kills", func(t *testing.T) {
+		running := func() []string {
+			var ids []string
+			for _, c := range runcContainersUnder(d.dataDir) {
+				if strings.HasPrefix(c.id, "slow-") {
+					ids = append(ids, c.id)
+				}
+			}
+			return ids
+		}
 		start := time.Now()
 		d.ebb("jobs", "create", "slow", "--image", "jobber:latest", "--env", "SLEEP=1h", "--active-deadline", "2s")
+		for wait := time.Now().Add(10 * time.Second); len(running()) == 0 && time.Now().Before(wait); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		require.Len(t, running(), 1, "the job pod runs in a container")
 		job := d.waitJob("slow", time.Minute)
 		took := time.Since(start)
 		require.Equal(t, api.JobFailed, job.Status.Phase)
@@ -113,8 +126,12 @@ func TestJobs(t *testing.T) {
 		assert.Less(t, took, 30*time.Second)
 		require.Len(t, job.Status.Attempts, 1)
 		assert.Equal(t, api.AttemptReasonKilled, job.Status.Attempts[0].Reason)
-		// The killed container is removed: its log ring says the program
-		// never exited on its own.
+		// The killed container is removed, and its program never exited
+		// on its own.
+		for wait := time.Now().Add(20 * time.Second); len(running()) > 0 && time.Now().Before(wait); {
+			time.Sleep(50 * time.Millisecond)
+		}
+		assert.Empty(t, running(), "the job pod's container is gone")
 		logs := d.ebb("jobs", "logs", "slow")
 		assert.Contains(t, logs, "jobber: job slow attempt 0")
 		assert.NotContains(t, logs, "exiting with")
