@@ -65,8 +65,9 @@ type Agent struct {
 	lastReady time.Time
 	// jobPods are the job pods the agent runs, by record key; jobPodCache
 	// is this node's job pod records.
-	jobPods     map[string]*jobPod
-	jobPodCache *store.Cache[store.JobPod]
+	jobPods        map[string]*jobPod
+	jobPodCache    *store.Cache[store.JobPod]
+	ownJobPodCache bool
 	// secretsMu serialises writing secrets, and mounting the tmpfs they go
 	// to, between the goroutines that prepare revisions.
 	secretsMu sync.Mutex
@@ -143,9 +144,13 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		seedStatus: map[string]store.RevisionNodeStatus{},
 		jobPods:    map[string]*jobPod{},
 	}
-	a.jobPodCache = store.NewCache(deps.Store, store.JobPodsPrefix(cfg.Node), store.CacheConfig[store.JobPod]{
-		OnUndecodable: func(key string, err error) { a.log.Warn("ignoring undecodable job pod", "key", key, "err", err) },
-	})
+	a.jobPodCache = deps.JobPods
+	if a.jobPodCache == nil {
+		a.jobPodCache = store.NewCache(deps.Store, store.JobPodsPrefix(cfg.Node), store.CacheConfig[store.JobPod]{
+			OnUndecodable: func(key string, err error) { a.log.Warn("ignoring undecodable job pod", "key", key, "err", err) },
+		})
+		a.ownJobPodCache = true
+	}
 	a.assignments = deps.Assignments
 	if a.assignments == nil {
 		a.assignments = store.NewCache(deps.Store, store.AssignmentsPrefix(cfg.Node), store.CacheConfig[store.Assignment]{
@@ -216,7 +221,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	})
 	// Job pods start only after adopt, which deletes every container
 	// without a replica record.
-	g.Go(func() error { return a.jobPodCache.Run(gctx) })
+	if a.ownJobPodCache {
+		g.Go(func() error { return a.jobPodCache.Run(gctx) })
+	}
 	g.Go(func() error {
 		return a.jobPodCache.Follow(gctx, func(store.Update[store.JobPod]) {
 			a.onJobPods(a.jobPodCache.Snapshot())

@@ -317,6 +317,7 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 		Runtime:    rt,
 		Logger:     d.log,
 		Registerer: d.reg,
+		JobPods:    d.caches.JobPods(d.cfg.NodeName),
 	}
 	// The agent reads secret values from the control plane, which alone
 	// holds the key: in process in the all role, over its internal
