@@ -34,6 +34,16 @@ type jobPod struct {
 	id       string
 	stop     chan struct{}
 	stopOnce sync.Once
+	// running says the pod's program runs, so that the node's heartbeat
+	// counts its limits as allocated. Guarded by Agent.mu.
+	running bool
+}
+
+// setRunning records whether jp's program runs, for the heartbeat.
+func (a *Agent) setRunning(jp *jobPod, running bool) {
+	a.mu.Lock()
+	jp.running = running
+	a.mu.Unlock()
 }
 
 // onJobPods starts a goroutine for each new pod record of this node and
@@ -123,6 +133,8 @@ func (a *Agent) runJobPod(ctx context.Context, jp *jobPod) {
 		a.failJobPod(ctx, jp, rep, err)
 		return
 	}
+	a.setRunning(jp, true)
+	defer a.setRunning(jp, false)
 	select {
 	case <-task.Done():
 	case <-jp.stop:
@@ -131,6 +143,7 @@ func (a *Agent) runJobPod(ctx context.Context, jp *jobPod) {
 	case <-ctx.Done():
 		return
 	}
+	a.setRunning(jp, false)
 	exit := task.Exit()
 	code := exit.Code
 	rep.ExitCode, rep.FinishedAt = &code, exit.At

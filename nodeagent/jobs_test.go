@@ -92,8 +92,18 @@ func TestJobPodRunsToCompletion(t *testing.T) {
 		assert.Equal(t, node, spec.Labels[nodeagent.LabelNode])
 		assert.Empty(t, e.endpoints("batch"), "no endpoint")
 
+		// The node's heartbeat counts the running pod's limits.
+		e.waitFor(func() bool {
+			n, _, err := store.GetJSON[store.Node](context.Background(), e.store, store.NodeKey(node))
+			return err == nil && n.AllocatedCPU == 0.5 && n.AllocatedMemory == 64<<20
+		}, "the heartbeat counts the job pod's limits")
+
 		e.rt.Task(id).Crash(0)
 		rep = e.waitJobReport(p, store.JobPodSucceeded)
+		e.waitFor(func() bool {
+			n, _, err := store.GetJSON[store.Node](context.Background(), e.store, store.NodeKey(node))
+			return err == nil && n.AllocatedCPU == 0 && n.Heartbeat.After(rep.FinishedAt)
+		}, "an exited job pod allocates nothing")
 		require.NotNil(t, rep.ExitCode)
 		assert.Equal(t, 0, *rep.ExitCode)
 		assert.False(t, rep.FinishedAt.IsZero())
