@@ -230,3 +230,22 @@ func TestNoLiveNodeWaits(t *testing.T) {
 	f.tick()
 	assert.Len(t, f.pods(), 1)
 }
+
+func TestCreate(t *testing.T) {
+	f := newFixture(t, "n1")
+	job, err := Create(f.ctx, f.store, "team-a", "nightly-1", api.JobSpec{Image: "img", Completions: 2}, f.now)
+	require.NoError(t, err)
+	assert.Equal(t, 2, job.Spec.Completions)
+	assert.Equal(t, api.DefaultJobBackoffLimit, job.Spec.Backoff())
+	_, err = Create(f.ctx, f.store, "team-a", "nightly-1", api.JobSpec{Image: "img"}, f.now)
+	assert.ErrorIs(t, err, store.ErrConflict)
+	_, err = Create(f.ctx, f.store, "team-a", "x", api.JobSpec{Image: "img", Parallelism: -1}, f.now)
+	require.True(t, api.IsValidation(err))
+	assert.Contains(t, err.Error(), "parallelism")
+
+	f.tick()
+	got := f.job("nightly-1.team-a")
+	assert.Equal(t, api.JobRunning, got.Status.Phase)
+	require.Len(t, f.pods(), 1)
+	assert.Equal(t, "team-a", f.pods()[0].Value.Namespace)
+}
