@@ -85,7 +85,12 @@ func (a *app) jobsCreateCmd() *cobra.Command {
 		Short: "Create a job, which starts running at once",
 		Example: `  ebb jobs create migrate --image example.com/migrate:1 -- --to latest
   ebb jobs create batch --image example.com/worker:1 --completions 5 --parallelism 2 --backoff-limit 3 --active-deadline 10m`,
-		Args: cobra.MinimumNArgs(1),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return exactArgs("NAME")(cmd, args) // its "missing NAME"
+			}
+			return nil // the job's arguments follow --; RunE checks
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name := args[0]
 			if err := api.ValidateName("job name", name); err != nil {

@@ -137,6 +137,9 @@ func TestJobsCLIBadInput(t *testing.T) {
 		{[]string{"jobs", "create", "x"}, "--image is required"},
 		{[]string{"jobs", "create", "x", "--image", "i", "stray"}, "after --"},
 		{[]string{"jobs", "create", "Bad", "--image", "i"}, "job name"},
+		{[]string{"jobs", "create"}, "missing NAME"},
+		{[]string{"jobs", "get"}, "missing NAME"},
+		{[]string{"jobs", "logs", "x", "--tail", "-1"}, "--tail -1: must not be negative"},
 	} {
 		r := c.run(t, tc.args...)
 		assert.Equal(t, exitUsage, r.code, "%v: %s", tc.args, r.stderr)
