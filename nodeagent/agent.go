@@ -220,7 +220,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	})
 	// Job pods start only after adopt, which deletes every container
-	// without a replica record.
+	// without a replica record: no job pod outlives its agent, so neither
+	// do the secrets of one.
+	_ = os.RemoveAll(filepath.Join(a.secretsRoot(), "jobs"))
 	if a.ownJobPodCache {
 		g.Go(func() error { return a.jobPodCache.Run(gctx) })
 	}

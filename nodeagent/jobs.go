@@ -359,5 +359,5 @@ func (a *Agent) awaitJobPodStop(ctx context.Context, jp *jobPod) {
 
 // jobSecretsDir is one job pod's secrets, apart from the revisions'.
 func (a *Agent) jobSecretsDir(id string) string {
-	return filepath.Join(a.secretsRoot(), "jobs", id)
+	return filepath.Join(a.secretsRoot(), "jobs", id) // Run empties secretsRoot/jobs at start
 }

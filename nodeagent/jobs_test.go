@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"os"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -207,6 +208,17 @@ func TestJobPodSecrets(t *testing.T) {
 		for _, kv := range spec.Env {
 			assert.NotContains(t, kv, "s3cret")
 		}
+		_, err := os.Stat(spec.SecretEnvFile)
+		require.NoError(t, err)
+
+		// A job pod does not outlive its agent, nor do its secrets: an
+		// agent that stops removes them (one killed leaves them to the
+		// next agent's start).
+		e.stop()
+		e.start()
+		e.waitJobReport(p, store.JobPodFailed)
+		_, err = os.Stat(spec.SecretEnvFile)
+		assert.ErrorIs(t, err, os.ErrNotExist)
 	})
 }
 
