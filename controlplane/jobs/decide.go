@@ -23,11 +23,27 @@ type Pod struct {
 type Input struct {
 	Job  api.Job
 	Pods []Pod
-	// Load is how many job pods each live node runs, every job's
-	// included; new pods go where it is lowest. decide counts the pods it
-	// places in it.
-	Load map[string]int
-	Now  time.Time
+	// Nodes are the live nodes, where new pods may go; decide adds the
+	// pods it places to their allocations.
+	Nodes []*Node
+	Now   time.Time
+}
+
+// Node is a live node as placement sees it.
+type Node struct {
+	Name string
+	// CPU and Memory are the node's capacity; 0 means unknown, which
+	// filters nothing.
+	CPU    float64
+	Memory int64
+	// AllocCPU and AllocMemory are the limits of what the node runs, as
+	// its heartbeat says, plus the job pods placed there since.
+	AllocCPU    float64
+	AllocMemory int64
+	// Images are the image references the node holds.
+	Images []string
+	// JobPods counts the job pods placed there, every job's.
+	JobPods int
 }
 
 // Decision is what to do for one job.
@@ -124,13 +140,16 @@ func decide(in Input) Decision {
 	for _, a := range st.Attempts {
 		next = max(next, a.Index+1)
 	}
+	cpu, mem := spec.Resources.CPU, memoryOf(spec)
 	for range max(want, 0) {
-		node := place(in.Load)
-		if node == "" {
-			break // no live node: try again next tick
+		n := place(in.Nodes, spec.Image, cpu, mem)
+		if n == nil {
+			break // no live node has room: try again next tick
 		}
-		in.Load[node]++
-		a := api.JobAttempt{Index: next, Node: node}
+		n.AllocCPU += cpu
+		n.AllocMemory += mem
+		n.JobPods++
+		a := api.JobAttempt{Index: next, Node: n.Name}
 		next++
 		st.Attempts = append(st.Attempts, a)
 		d.Create = append(d.Create, a)
@@ -194,16 +213,64 @@ func count(st *api.JobStatus) {
 	}
 }
 
-// place picks the live node with the fewest job pods, ties by name; ""
-// when there is none.
-func place(load map[string]int) string {
-	best := ""
-	for node, n := range load {
-		if best == "" || n < load[best] || (n == load[best] && node < best) {
-			best = node
+// Placement's weights and overcommit, the autoscaler's defaults for
+// replicas (autoscaler.PlacementConfig), so that a job pod goes where a
+// replica of the same size would.
+const (
+	imageLocalityWeight = 2.0
+	balanceWeight       = 1.0
+	cpuOvercommit       = 16.0
+)
+
+// place picks the node for a pod of cpu cores and mem bytes of image, as
+// the autoscaler places a replica: among the nodes it fits (CPU limits
+// overcommitted cpuOvercommit times, memory not at all), the one with the
+// best score: holding the image, then the most free capacity after
+// placing (the mean of the free CPU and memory fractions); ties go to the
+// node with the fewest job pods, then by name. nil when none fits.
+func place(nodes []*Node, image string, cpu float64, mem int64) *Node {
+	var best *Node
+	var bestScore float64
+	for _, n := range nodes {
+		if !fits(n, cpu, mem) {
+			continue
+		}
+		s := score(n, image, cpu, mem)
+		if best == nil || s > bestScore ||
+			(s == bestScore && (n.JobPods < best.JobPods || (n.JobPods == best.JobPods && n.Name < best.Name))) {
+			best, bestScore = n, s
 		}
 	}
 	return best
+}
+
+func fits(n *Node, cpu float64, mem int64) bool {
+	const eps = 1e-9
+	if n.CPU > 0 && n.AllocCPU+cpu > n.CPU*cpuOvercommit+eps {
+		return false
+	}
+	return n.Memory <= 0 || n.AllocMemory+mem <= n.Memory
+}
+
+func score(n *Node, image string, cpu float64, mem int64) float64 {
+	s := 0.0
+	if slices.Contains(n.Images, image) {
+		s += imageLocalityWeight * 100
+	}
+	freeCPU, freeMem := 0.0, 0.0
+	if schedulable := n.CPU * cpuOvercommit; schedulable > 0 {
+		freeCPU = max((schedulable-n.AllocCPU-cpu)/schedulable, 0)
+	}
+	if n.Memory > 0 {
+		freeMem = max(float64(n.Memory-n.AllocMemory-mem)/float64(n.Memory), 0)
+	}
+	return s + balanceWeight*100*(freeCPU+freeMem)/2
+}
+
+// memoryOf is a defaulted spec's memory limit in bytes.
+func memoryOf(spec api.JobSpec) int64 {
+	mem, _ := api.ParseBytes(spec.Resources.Memory) // validated when the job was written
+	return mem
 }
 
 func appendUnique(s []string, more ...string) []string {

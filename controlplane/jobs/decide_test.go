@@ -145,7 +145,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name:  "no live node: nothing is created",
-			in:    Input{Job: api.Job{Name: "j", Spec: api.JobSpec{Image: "x"}}, Load: map[string]int{}},
+			in:    Input{Job: api.Job{Name: "j", Spec: api.JobSpec{Image: "x"}}, Nodes: []*Node{}},
 			phase: api.JobRunning,
 		},
 	}
@@ -155,8 +155,8 @@ func TestDecide(t *testing.T) {
 			if in.Now.IsZero() {
 				in.Now = t0
 			}
-			if in.Load == nil {
-				in.Load = map[string]int{"n1": 0}
+			if in.Nodes == nil {
+				in.Nodes = []*Node{{Name: "n1", CPU: 4, Memory: 8 << 30}}
 			}
 			d := decide(in)
 			assert.Equal(t, tc.phase, d.Status.Phase)
@@ -181,7 +181,7 @@ func TestDecide(t *testing.T) {
 
 func TestDecideRecordsExitCodes(t *testing.T) {
 	d := decide(Input{Job: job(api.JobSpec{Image: "started", Completions: 2}, running(0, "n1")),
-		Pods: []Pod{pod(0, exited(7))}, Load: map[string]int{"n1": 0}, Now: t0})
+		Pods: []Pod{pod(0, exited(7))}, Nodes: []*Node{{Name: "n1"}}, Now: t0})
 	require.NotEmpty(t, d.Status.Attempts)
 	a := d.Status.Attempts[0]
 	require.NotNil(t, a.ExitCode)
@@ -189,15 +189,44 @@ func TestDecideRecordsExitCodes(t *testing.T) {
 	assert.Equal(t, t0.Add(time.Second), a.FinishedAt)
 }
 
-func TestPlaceFewestThenName(t *testing.T) {
-	assert.Equal(t, "", place(map[string]int{}))
-	assert.Equal(t, "a", place(map[string]int{"b": 0, "a": 0}))
-	assert.Equal(t, "b", place(map[string]int{"a": 2, "b": 1, "c": 1}))
-	load := map[string]int{"a": 0, "b": 0}
-	d := decide(Input{Job: api.Job{Name: "j", Spec: api.JobSpec{Image: "x", Completions: 4, Parallelism: 4}}, Load: load, Now: t0})
-	var nodes []string
-	for _, a := range d.Create {
-		nodes = append(nodes, a.Node)
+func TestPlace(t *testing.T) {
+	const gi = int64(1 << 30)
+	node := func(name string, allocCPU float64, allocMem int64, images ...string) *Node {
+		return &Node{Name: name, CPU: 2, Memory: 4 * gi, AllocCPU: allocCPU, AllocMemory: allocMem, Images: images}
 	}
-	assert.Equal(t, []string{"a", "b", "a", "b"}, nodes, "spread over the nodes")
+	tests := []struct {
+		name  string
+		nodes []*Node
+		want  string
+	}{
+		{"none", nil, ""},
+		{"ties go by name", []*Node{node("b", 0, 0), node("a", 0, 0)}, "a"},
+		{"the most free capacity", []*Node{node("a", 8, 2*gi), node("b", 1, gi)}, "b"},
+		{"the image outweighs balance", []*Node{node("a", 8, 2*gi, "img"), node("b", 0, 0)}, "a"},
+		{"memory is not overcommitted", []*Node{node("a", 0, 4*gi-gi/8, "img"), node("b", 30, 3*gi)}, "b"},
+		{"CPU is, sixteen times", []*Node{node("a", 31.5, 0)}, ""},
+		{"unknown capacity filters nothing", []*Node{{Name: "a", AllocCPU: 100}}, "a"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := ""
+			if n := place(tc.nodes, "img", 1, 256<<20); n != nil {
+				got = n.Name
+			}
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}
+
+func TestDecideSpreadsAndFills(t *testing.T) {
+	nodes := []*Node{{Name: "a", CPU: 1, Memory: 1 << 30}, {Name: "b", CPU: 1, Memory: 1 << 30}}
+	d := decide(Input{Job: api.Job{Name: "j", Spec: api.JobSpec{Image: "x", Completions: 6, Parallelism: 6, Resources: api.Resources{Memory: "400Mi"}}},
+		Nodes: nodes, Now: t0})
+	var placed []string
+	for _, a := range d.Create {
+		placed = append(placed, a.Node)
+	}
+	assert.Equal(t, []string{"a", "b", "a", "b"}, placed, "spread over the nodes, and no more than their memory holds")
+	assert.Equal(t, 2, nodes[0].JobPods)
+	assert.Equal(t, int64(800<<20), nodes[0].AllocMemory)
 }

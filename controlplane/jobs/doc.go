@@ -12,9 +12,13 @@
 // planes never both act on one reading), and deletes the pods and reports
 // of jobs that no longer exist.
 //
-// Placement is the simplest fair choice: the live node (heartbeat within
-// NodeDownAfter, or three heartbeat intervals) running the fewest job pods,
-// ties broken by name. It does not weigh CPU or memory as the autoscaler's
-// placement does, which lives in the autoscaler component and is not
-// reachable from here.
+// Placement mirrors the autoscaler's for replicas, with its default
+// weights: among the live nodes (heartbeat within NodeDownAfter, or three
+// heartbeat intervals) where the pod fits (CPU limits overcommitted 16
+// times, memory not at all, counting what the heartbeat reports plus the
+// job pods not started yet), the one holding the image, then with the
+// most free capacity; ties go to the node with the fewest job pods, then
+// by name. A pod that fits nowhere waits, as a Kubernetes pod stays
+// Pending. The autoscaler's own code (autoscaler.Place) lives in another
+// component, so this is a copy of its filter and score, not a call.
 package jobs

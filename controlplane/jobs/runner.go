@@ -93,20 +93,33 @@ func (r *Runner) Tick(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("list nodes: %w", err)
 	}
-	load := map[string]int{}
+	live := map[string]*Node{}
+	var liveNodes []*Node
 	for _, n := range nodes {
 		down := max(r.cfg.NodeDownAfter, 3*n.Value.HeartbeatInterval.Duration)
 		if now.Sub(n.Value.Heartbeat) <= down {
-			load[n.Value.Name] = 0
+			v := &Node{Name: n.Value.Name, CPU: n.Value.CPU, Memory: n.Value.MemoryBytes,
+				AllocCPU: n.Value.AllocatedCPU, AllocMemory: n.Value.AllocatedMemory, Images: n.Value.Images}
+			live[v.Name] = v
+			liveNodes = append(liveNodes, v)
 		}
 	}
-	live := make(map[string]bool, len(load))
-	for n := range load {
-		live[n] = true
+	reported := map[string]bool{}
+	for _, rep := range reports {
+		reported[rep.Value.Name] = true
 	}
 	for _, p := range pods {
-		if _, ok := load[p.Value.Node]; ok {
-			load[p.Value.Node]++
+		n := live[p.Value.Node]
+		if n == nil {
+			continue
+		}
+		n.JobPods++
+		if !reported[p.Value.Name] {
+			// Not started yet, so not in the node's heartbeat either;
+			// once running it is, and once exited it holds nothing.
+			spec := p.Value.Spec.WithDefaults()
+			n.AllocCPU += spec.Resources.CPU
+			n.AllocMemory += memoryOf(spec)
 		}
 	}
 	reportOf := map[string]*store.JobPodStatus{}
@@ -123,9 +136,9 @@ func (r *Runner) Tick(ctx context.Context) error {
 	for _, j := range jobs {
 		name := strings.TrimPrefix(j.Key, store.PrefixJobs)
 		exists[name] = true
-		in := Input{Job: j.Value, Load: load, Now: now}
+		in := Input{Job: j.Value, Nodes: liveNodes, Now: now}
 		for _, p := range podsOf[name] {
-			in.Pods = append(in.Pods, Pod{Name: p.Name, Index: p.Index, Node: p.Node, Report: reportOf[p.Name], NodeLive: live[p.Node]})
+			in.Pods = append(in.Pods, Pod{Name: p.Name, Index: p.Index, Node: p.Node, Report: reportOf[p.Name], NodeLive: live[p.Node] != nil})
 		}
 		d := decide(in)
 		if err := r.apply(ctx, name, j, podsOf[name], d, now); err != nil {
