@@ -368,3 +368,64 @@ type CronRun struct {
 	api.CronRun
 	Enqueued bool `json:"enqueued,omitempty"`
 }
+
+// Jobs (issue 20): run-to-completion jobs. The API writes the job; the job
+// controller of the control plane writes its status and one record per
+// attempt (a job pod) at the node it places it on; that node's agent runs
+// the pod and reports how it ended. The controller folds a finished pod's
+// report into the job's status and deletes both records; deleting a pod's
+// record while it runs kills it.
+const (
+	PrefixJobs         = "jobs/"         // jobs/{qualified job} → Job
+	PrefixJobPods      = "jobpods/"      // jobpods/{node}/{pod} → JobPod
+	PrefixJobPodStatus = "jobpodstatus/" // jobpodstatus/{qualified job}/{pod} → JobPodStatus
+)
+
+func JobKey(job string) string               { return PrefixJobs + job }
+func JobPodsPrefix(node string) string       { return PrefixJobPods + node + "/" }
+func JobPodKey(node, pod string) string      { return JobPodsPrefix(node) + pod }
+func JobPodStatusPrefix(job string) string   { return PrefixJobPodStatus + job + "/" }
+func JobPodStatusKey(job, pod string) string { return JobPodStatusPrefix(job) + pod }
+
+// JobPodName names a job's index-th pod: {qualified job}-{index}.
+func JobPodName(job string, index int) string { return job + "-" + itoa(index) }
+
+// Job is a job as stored: the API's object, keyed by its qualified name.
+type Job = api.Job
+
+// JobPod asks a node to run one attempt of a job. It carries the job's spec
+// as it was when the pod was made, so the agent reads nothing else.
+type JobPod struct {
+	Name string `json:"name"`
+	// Job is the job's qualified name; Index the attempt's number.
+	Job       string      `json:"job"`
+	Namespace string      `json:"namespace"`
+	Index     int         `json:"index"`
+	Node      string      `json:"node"`
+	Spec      api.JobSpec `json:"spec"`
+	CreatedAt time.Time   `json:"createdAt"`
+}
+
+// Job pod phases, as the node agent reports them.
+const (
+	JobPodRunning   = "Running"
+	JobPodSucceeded = "Succeeded"
+	JobPodFailed    = "Failed"
+)
+
+// JobPodStatus is a node agent's report on one job pod. The agent writes it
+// only while the pod's record exists (checked in the same transaction), so
+// a killed pod leaves no report behind.
+type JobPodStatus struct {
+	Name  string `json:"name"`
+	Job   string `json:"job"`
+	Index int    `json:"index"`
+	Node  string `json:"node"`
+	Phase string `json:"phase"`
+	// ExitCode is the program's exit status once it has exited.
+	ExitCode   *int      `json:"exitCode,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
+}

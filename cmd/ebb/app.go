@@ -207,6 +207,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.namespacesCmd(),
 		a.secretsCmd(),
 		a.cronCmd(),
+		a.jobsCmd(),
 		a.tokensCmd(),
 		a.versionCmd(),
 		a.auditCmd(),

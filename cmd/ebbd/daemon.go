@@ -137,6 +137,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err := d.startCron(ctx, g); err != nil {
 			return err
 		}
+		if err := d.startJobs(ctx, g); err != nil {
+			return err
+		}
 		if err := d.loadEBPF(); err != nil {
 			return err
 		}
@@ -165,6 +168,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 		if err := d.startCron(ctx, g); err != nil {
+			return err
+		}
+		if err := d.startJobs(ctx, g); err != nil {
 			return err
 		}
 		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
@@ -320,6 +326,7 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 		Runtime:    rt,
 		Logger:     d.log,
 		Registerer: d.reg,
+		JobPods:    d.caches.JobPods(d.cfg.NodeName),
 	}
 	// The agent reads secret values from the control plane, which alone
 	// holds the key: in process in the all role, over its internal

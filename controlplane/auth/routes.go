@@ -84,6 +84,12 @@ var routes = concat(
 	// Apply checks each document's own permissions in its namespace.
 	namespaced("POST", "/apply", FunctionsWrite),
 
+	// Run-to-completion jobs: run as functions are, so with their grants.
+	namespaced("GET", "/jobs", FunctionsRead),
+	namespaced("PUT", "/jobs/{name}", FunctionsWrite),
+	namespaced("GET", "/jobs/{name}", FunctionsRead),
+	namespaced("DELETE", "/jobs/{name}", FunctionsWrite),
+	namespaced("GET", "/jobs/{name}/logs", LogsRead),
 	// Secrets: names, keys and users to readers, never values.
 	namespaced("GET", "/secrets", SecretsRead),
 	namespaced("PUT", "/secrets/{name}", SecretsWrite),
