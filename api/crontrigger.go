@@ -1,9 +1,12 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"reflect"
+	"strconv"
 	"strings"
 	"time"
 	// The zone database is built in, so every process parses a trigger's
@@ -63,6 +66,10 @@ type CronTriggerSpec struct {
 	TimeZone string `json:"timeZone,omitempty"`
 	// Request is what each run sends to the function.
 	Request CronRequest `json:"request,omitzero"`
+	// Job, when set, makes each run create a Job from this spec, named
+	// {trigger}-{scheduled unix} in the function's namespace, instead of
+	// sending Request: a CronJob. A run's outcome is then its job's.
+	Job *JobSpec `json:"job,omitempty"`
 	// ConcurrencyPolicy is Allow (default), Forbid or Replace.
 	ConcurrencyPolicy CronPolicy `json:"concurrencyPolicy,omitempty"`
 	// StartingDeadline is how late a run may still be fired: a run found
@@ -147,6 +154,8 @@ type CronRun struct {
 	Scheduled    time.Time      `json:"scheduled"`
 	FiredAt      time.Time      `json:"firedAt,omitzero"`
 	InvocationID string         `json:"invocationId,omitempty"`
+	// Job names the job a CronJob's run created (CronTriggerSpec.Job).
+	Job string `json:"job,omitempty"`
 	Outcome      CronRunOutcome `json:"outcome"`
 	// Manual marks a run-now run.
 	Manual bool `json:"manual,omitempty"`
@@ -292,7 +301,25 @@ func (s CronTriggerSpec) Validate() error {
 			return invalid(h.field, "%d is outside 0-%d", *h.n, MaxCronHistory)
 		}
 	}
+	if s.Job != nil {
+		if !reflect.DeepEqual(s.Request, CronRequest{}) && !reflect.DeepEqual(s.Request, CronRequest{Method: DefaultCronMethod, Path: DefaultCronPath}) {
+			return invalid("job", "a trigger either sends a request or creates a job, not both")
+		}
+		if err := s.Job.Validate(); err != nil {
+			var v *ValidationError
+			if errors.As(err, &v) {
+				return invalid("job."+v.Field, "%s", v.Reason)
+			}
+			return err
+		}
+	}
 	return s.Request.validate()
+}
+
+// CronJobName is the job a CronJob trigger's run creates:
+// {trigger}-{scheduled unix}.
+func CronJobName(trigger string, scheduled time.Time) string {
+	return trigger + "-" + strconv.FormatInt(scheduled.Unix(), 10)
 }
 
 func (r CronRequest) validate() error {

@@ -39,6 +39,9 @@ func TestCronTriggerSpecValidate(t *testing.T) {
 		{name: "policy", spec: CronTriggerSpec{Schedule: "@hourly", ConcurrencyPolicy: "forbid"}, field: "concurrencyPolicy"},
 		{name: "deadline under a second", spec: CronTriggerSpec{Schedule: "@hourly", StartingDeadline: D(time.Millisecond)}, field: "startingDeadline"},
 		{name: "negative deadline", spec: CronTriggerSpec{Schedule: "@hourly", StartingDeadline: D(-time.Second)}, field: "startingDeadline"},
+		{name: "a job and a request", spec: CronTriggerSpec{Schedule: "@hourly", Request: CronRequest{Path: "/x"}, Job: &JobSpec{Image: "a:1"}}, field: "job"},
+		{name: "a job without an image", spec: CronTriggerSpec{Schedule: "@hourly", Job: &JobSpec{}}, field: "job.image"},
+		{name: "a job with negative completions", spec: CronTriggerSpec{Schedule: "@hourly", Job: &JobSpec{Image: "a:1", Completions: -1}}, field: "job.completions"},
 		{name: "negative successes", spec: CronTriggerSpec{Schedule: "@hourly", SuccessfulHistory: &neg}, field: "successfulHistory"},
 		{name: "negative failures", spec: CronTriggerSpec{Schedule: "@hourly", FailedHistory: &neg}, field: "failedHistory"},
 		{name: "huge failures", spec: CronTriggerSpec{Schedule: "@hourly", FailedHistory: &big}, field: "failedHistory"},
@@ -107,4 +110,11 @@ func TestParseCronScheduleHostile(t *testing.T) {
 		"@", "@yearly @yearly", "? ? ? ? ?", "1-0 * * * *", "\x00", "* * * * * * * *", "L * * * *", "0 0 0 0 0"} {
 		assert.NotPanics(t, func() { _, _ = ParseCronSchedule(expr, "") }, expr)
 	}
+}
+
+func TestCronJobSpecValid(t *testing.T) {
+	spec := CronTriggerSpec{Schedule: "@every 5s", Job: &JobSpec{Image: "report:1"}}
+	assert.NoError(t, spec.Validate())
+	assert.NoError(t, spec.WithDefaults().Validate(), "the defaulted request is no request of its own")
+	assert.Equal(t, "nightly-1800000000", CronJobName("nightly", time.Unix(1_800_000_000, 0)))
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/controlplane/cron"
@@ -86,6 +87,14 @@ func (s *Server) putCronTrigger(w http.ResponseWriter, r *http.Request) error {
 // run checks and writes nothing. The PUT handler and apply share it.
 func (s *Server) applyCronTrigger(ctx context.Context, fn, name string, spec api.CronTriggerSpec, dryRun bool) (tr store.CronTrigger, action string, err error) {
 	spec = spec.WithDefaults()
+	if spec.Job != nil {
+		// Each run names a job after the trigger and its time: the
+		// longest such name must be a valid job name in the namespace.
+		ns, _ := api.SplitQualifiedName(fn)
+		if err := api.ValidateQualified(ns, api.CronJobName(name, time.Unix(1e10-1, 0))); err != nil {
+			return tr, "", &api.ValidationError{Field: "name", Reason: fmt.Sprintf("%q is too long for a trigger that creates jobs (named {trigger}-{unix time}): %v", name, err)}
+		}
+	}
 	for range casRetries {
 		tr, action, err = s.applyCronTriggerOnce(ctx, fn, name, spec, dryRun)
 		if !errors.Is(err, store.ErrConflict) {

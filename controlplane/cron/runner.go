@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/controlplane/jobs"
 	"github.com/ebbrun/ebb/queue"
 	"github.com/ebbrun/ebb/store"
 )
@@ -231,16 +232,11 @@ func (r *Runner) settle(ctx context.Context, tr store.CronTrigger) ([]store.Vers
 			runs[i] = v
 			continue
 		}
-		inv, err := r.deps.Queue.Get(ctx, tr.Function, run.Value.InvocationID)
-		var outcome api.CronRunOutcome
-		switch {
-		case errors.Is(err, queue.ErrNotFound):
-			outcome = api.CronRunLost
-		case err != nil:
-			return nil, fmt.Errorf("invocation %s: %w", run.Value.InvocationID, err)
-		case inv.Status.Final():
-			outcome = Outcome(inv.Status)
-		default:
+		outcome, err := r.outcome(ctx, tr, run.Value)
+		if err != nil {
+			return nil, err
+		}
+		if !outcome.Final() {
 			continue
 		}
 		run.Value.Outcome = outcome
@@ -328,8 +324,11 @@ func (r *Runner) prune(ctx context.Context, tr store.CronTrigger) {
 // (its first claimer died before marking it, or two loops found it
 // unmarked) is one invocation. The API's run-now calls it too.
 func Enqueue(ctx context.Context, st store.Store, q Queue, tr store.CronTrigger, run store.Versioned[store.CronRun]) (store.Versioned[store.CronRun], error) {
-	inv := Invocation(tr, run.Value)
-	if _, _, err := q.Enqueue(ctx, inv); err != nil {
+	if tr.Spec.Job != nil {
+		if err := createJob(ctx, st, tr, &run.Value); err != nil {
+			return run, err
+		}
+	} else if _, _, err := q.Enqueue(ctx, Invocation(tr, run.Value)); err != nil {
 		return run, fmt.Errorf("enqueue run %s: %w", run.Key, err)
 	}
 	run.Value.Enqueued = true
@@ -339,6 +338,58 @@ func Enqueue(ctx context.Context, st store.Store, q Queue, tr store.CronTrigger,
 	}
 	run.Version = rev
 	return run, nil
+}
+
+// createJob creates a CronJob run's job, named after the trigger and the
+// run's time so that a run created twice (its claimer died before marking
+// it) is one job: an existing job of that name is this run's.
+func createJob(ctx context.Context, st store.Store, tr store.CronTrigger, run *store.CronRun) error {
+	ns, _ := api.SplitQualifiedName(tr.Function)
+	run.Job = api.CronJobName(tr.Name, run.Scheduled)
+	created := run.FiredAt
+	if created.IsZero() {
+		created = run.Scheduled
+	}
+	_, err := jobs.Create(ctx, st, ns, run.Job, *tr.Spec.Job, created)
+	if err != nil && !errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("create job %s for run of %s: %w", run.Job, tr.Name, err)
+	}
+	return nil
+}
+
+// outcome is an enqueued run's outcome as its invocation, or its job,
+// now says: Pending while that runs.
+func (r *Runner) outcome(ctx context.Context, tr store.CronTrigger, run store.CronRun) (api.CronRunOutcome, error) {
+	if run.Job != "" {
+		return jobOutcome(ctx, r.deps.Store, tr, run)
+	}
+	inv, err := r.deps.Queue.Get(ctx, tr.Function, run.InvocationID)
+	switch {
+	case errors.Is(err, queue.ErrNotFound):
+		return api.CronRunLost, nil
+	case err != nil:
+		return "", fmt.Errorf("invocation %s: %w", run.InvocationID, err)
+	case inv.Status.Final():
+		return Outcome(inv.Status), nil
+	}
+	return api.CronRunPending, nil
+}
+
+// jobOutcome is a CronJob run's outcome from its job; pending while it runs.
+func jobOutcome(ctx context.Context, st store.Store, tr store.CronTrigger, run store.CronRun) (api.CronRunOutcome, error) {
+	ns, _ := api.SplitQualifiedName(tr.Function)
+	job, _, err := store.GetJSON[store.Job](ctx, st, store.JobKey(api.QualifiedName(ns, run.Job)))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return api.CronRunLost, nil
+	case err != nil:
+		return "", fmt.Errorf("job %s: %w", run.Job, err)
+	case job.Status.Phase == api.JobComplete:
+		return api.CronRunSucceeded, nil
+	case job.Status.Phase == api.JobFailed:
+		return api.CronRunFailed, nil
+	}
+	return api.CronRunPending, nil
 }
 
 // Invocation is the asynchronous invocation a run sends.

@@ -346,3 +346,39 @@ func TestRunLoopWakesOnTime(t *testing.T) {
 		}
 	})
 }
+
+// A trigger with a job spec is a CronJob: each run creates a job named
+// after the trigger and its time, its outcome is the job's, and Forbid
+// skips a run while the last run's job is still running.
+func TestRunnerCreatesJobs(t *testing.T) {
+	f := newFixture(t)
+	spec := api.JobSpec{Image: "report:latest"}
+	f.create(api.CronTriggerSpec{Schedule: "@every 2s", ConcurrencyPolicy: api.CronForbid, Job: &spec})
+	r := f.runner()
+	r.Tick(f.ctx, at(2))
+	assert.Empty(t, f.fired(), "a CronJob enqueues no invocation")
+	name := api.CronJobName("tick", at(2))
+	job, _, err := store.GetJSON[store.Job](f.ctx, f.store, store.JobKey(name))
+	require.NoError(t, err, "the run's job exists")
+	assert.Equal(t, "report:latest", job.Spec.Image)
+	assert.Equal(t, name, f.runs()[2].Job)
+
+	r.Tick(f.ctx, at(4))
+	assert.Equal(t, api.CronRunSkipped, f.runs()[4].Outcome, "Forbid: the job of run 2 still runs")
+
+	job.Status.Phase = api.JobComplete
+	_, err = f.store.Txn(f.ctx, store.PutJSON(store.JobKey(name), job, store.AnyVersion))
+	require.NoError(t, err)
+	r.Tick(f.ctx, at(6))
+	runs := f.runs()
+	assert.Equal(t, api.CronRunSucceeded, runs[2].Outcome, "the run's outcome is its job's")
+	assert.Equal(t, api.CronJobName("tick", at(6)), runs[6].Job)
+
+	// A run created twice (its claimer died before marking it) is one job.
+	tr := f.trigger()
+	run := store.CronRun{Function: "hello", Trigger: "tick", CronRun: api.CronRun{Scheduled: at(6), Outcome: api.CronRunPending}}
+	require.NoError(t, createJob(f.ctx, f.store, tr, &run))
+	jobs, _, err := store.ListJSON[store.Job](f.ctx, f.store, store.PrefixJobs)
+	require.NoError(t, err)
+	assert.Len(t, jobs, 2)
+}
