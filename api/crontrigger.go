@@ -151,12 +151,12 @@ func (o CronRunOutcome) Succeeded() bool { return o == CronRunSucceeded }
 type CronRun struct {
 	// Scheduled is the schedule time the run is for (for run-now, the
 	// second it was asked).
-	Scheduled    time.Time      `json:"scheduled"`
-	FiredAt      time.Time      `json:"firedAt,omitzero"`
-	InvocationID string         `json:"invocationId,omitempty"`
+	Scheduled    time.Time `json:"scheduled"`
+	FiredAt      time.Time `json:"firedAt,omitzero"`
+	InvocationID string    `json:"invocationId,omitempty"`
 	// Job names the job a CronJob's run created (CronTriggerSpec.Job).
-	Job string `json:"job,omitempty"`
-	Outcome      CronRunOutcome `json:"outcome"`
+	Job     string         `json:"job,omitempty"`
+	Outcome CronRunOutcome `json:"outcome"`
 	// Manual marks a run-now run.
 	Manual bool `json:"manual,omitempty"`
 	// Replaced marks a run a later one replaced (CronReplace).
