@@ -195,33 +195,11 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Validate checks a defaulted spec. Call WithDefaults first.
 func (s FunctionSpec) Validate() error {
-	if strings.TrimSpace(s.Image) == "" {
-		return invalid("image", "is required")
-	}
-	if len(s.Image) > 512 || strings.ContainsAny(s.Image, " \t\n") {
-		return invalid("image", "%q is not an image reference", truncate(s.Image))
+	if err := s.validateRunnable(); err != nil {
+		return err
 	}
 	if s.Port < 1 || s.Port > 65535 {
 		return invalid("port", "%d is outside 1-65535", s.Port)
-	}
-	for k, v := range s.Env {
-		if !envName.MatchString(k) {
-			return invalid("env", "%q is not a valid variable name", truncate(k))
-		}
-		if k == "PORT" {
-			return invalid("env", "PORT is set by ebb from the port field")
-		}
-		if strings.ContainsRune(v, 0) {
-			return invalid("env", "%s contains a NUL byte", k)
-		}
-	}
-	for _, a := range s.Args {
-		if strings.ContainsRune(a, 0) {
-			return invalid("args", "an argument contains a NUL byte")
-		}
-	}
-	if err := validateSecrets(s.Secrets); err != nil {
-		return err
 	}
 	if s.RevisionName != "" {
 		if err := ValidateName("revisionName", s.RevisionName); err != nil {
@@ -248,6 +226,37 @@ func (s FunctionSpec) Validate() error {
 	}
 	if s.Rollout != nil {
 		return s.Rollout.Validate()
+	}
+	return nil
+}
+
+// validateRunnable checks what a function and a job share: the image,
+// args, env and secrets.
+func (s FunctionSpec) validateRunnable() error {
+	if strings.TrimSpace(s.Image) == "" {
+		return invalid("image", "is required")
+	}
+	if len(s.Image) > 512 || strings.ContainsAny(s.Image, " \t\n") {
+		return invalid("image", "%q is not an image reference", truncate(s.Image))
+	}
+	for k, v := range s.Env {
+		if !envName.MatchString(k) {
+			return invalid("env", "%q is not a valid variable name", truncate(k))
+		}
+		if k == "PORT" {
+			return invalid("env", "PORT is set by ebb from the port field")
+		}
+		if strings.ContainsRune(v, 0) {
+			return invalid("env", "%s contains a NUL byte", k)
+		}
+	}
+	for _, a := range s.Args {
+		if strings.ContainsRune(a, 0) {
+			return invalid("args", "an argument contains a NUL byte")
+		}
+	}
+	if err := validateSecrets(s.Secrets); err != nil {
+		return err
 	}
 	return nil
 }

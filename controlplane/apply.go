@@ -115,6 +115,21 @@ func (s *Server) applyObject(ctx context.Context, p auth.Principal, o manifest.O
 		}
 		_, action, err := s.applySecret(ctx, ns, name, data, secretWrite{SkipUnchanged: true, DryRun: dryRun})
 		return string(action), err
+	case o.CronTrigger != nil:
+		if err := s.mayWriteIn(ctx, p, ns, auth.FunctionsWrite); err != nil {
+			return "", err
+		}
+		if err := api.ValidateName("metadata.name", name); err != nil {
+			return "", err
+		}
+		if err := api.ValidateQualified(ns, o.CronTrigger.Function); err != nil {
+			return "", err
+		}
+		if err := o.CronTrigger.CronTriggerSpec.Validate(); err != nil {
+			return "", err
+		}
+		_, action, err := s.applyCronTrigger(ctx, api.QualifiedName(ns, o.CronTrigger.Function), name, o.CronTrigger.CronTriggerSpec, dryRun)
+		return action, err
 	case o.Namespace != nil:
 		if err := authorizeAll(p, name, auth.NamespacesWrite); err != nil {
 			return "", err

@@ -1,6 +1,6 @@
 // Package controlplane serves ebb's REST API: images, functions, revisions,
-// traffic, logs, nodes, namespaces and tokens, as JSON over HTTP with a
-// bearer token.
+// traffic, logs, cron triggers, nodes, namespaces and tokens, as JSON over
+// HTTP with a bearer token.
 //
 // Every route is declared once, with the permission it needs, in the route
 // table of controlplane/auth; New refuses a route the table does not list.
@@ -25,6 +25,10 @@
 // transaction is conditioned on (preconditions.go). ?dryRun=server checks
 // everything and writes nothing. Lists page by name (paging.go), and GET
 // .../functions?watch=true streams changes (watch.go). applyFunction,
-// applySecret, applyNamespace and removeFunction are the writes the PUT
-// and DELETE handlers and the server-side apply share.
+// applySecret, applyNamespace, applyCronTrigger and removeFunction are the
+// writes the PUT and DELETE handlers and the server-side apply share.
+//
+// Cron triggers (crontriggers.go) are stored here; package
+// controlplane/cron fires them, and run-now claims and enqueues a run
+// with the same code (Deps.Queue).
 package controlplane

@@ -160,7 +160,7 @@ func (s *Server) deleteOnce(ctx context.Context, name string, expect Preconditio
 }
 
 // functionDeleteOps are the deletes of one function (kv, its record):
-// the function, its rollouts, its revisions and, for each revision, its
+// the function, its rollouts, its cron triggers and runs, its revisions and, for each revision, its
 // scale, keep-alive state and assignments.
 func (s *Server) functionDeleteOps(ctx context.Context, kv store.KV, assignments []store.Versioned[store.Assignment]) ([]store.Op, error) {
 	name := strings.TrimPrefix(kv.Key, store.PrefixFunctions)
@@ -177,6 +177,17 @@ func (s *Server) functionDeleteOps(ctx context.Context, kv store.KV, assignments
 	}
 	for _, kv := range rolls {
 		ops = append(ops, store.Delete(kv.Key, kv.Version))
+	}
+	// Its cron triggers and their runs go too; invocations already queued
+	// go on (the queue's own DeleteFunction drops them).
+	for _, prefix := range []string{store.CronTriggersPrefix(name), store.CronRunsFunctionPrefix(name)} {
+		kvs, _, err := s.deps.Store.List(ctx, prefix)
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range kvs {
+			ops = append(ops, store.Delete(kv.Key, kv.Version))
+		}
 	}
 	return append(ops, revisionDeleteOps(name, revs, assignments)...), nil
 }

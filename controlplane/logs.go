@@ -16,25 +16,43 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	if _, err := s.deps.Store.Get(r.Context(), store.FunctionKey(name)); err != nil {
 		return functionErr(name, err)
 	}
-	if s.deps.Logs == nil {
-		return errorf(http.StatusNotImplemented, api.CodeInternal, "this control plane runs without a node agent to read logs from")
+	req, err := logRequest(r, name)
+	if err != nil {
+		return err
 	}
-	q := r.URL.Query()
-	req := LogRequest{Function: name, Revision: q.Get("revision")}
-	if v := q.Get("tail"); v != "" {
-		if req.Tail, err = strconv.Atoi(v); err != nil || req.Tail < 0 {
-			return &api.ValidationError{Field: "tail", Reason: "must be a non-negative integer"}
-		}
-	}
-	if v := q.Get("follow"); v != "" {
-		if req.Follow, err = strconv.ParseBool(v); err != nil {
-			return &api.ValidationError{Field: "follow", Reason: "must be true or false"}
-		}
-	}
+	req.Revision = r.URL.Query().Get("revision")
 	if req.Revision != "" {
 		if _, err := s.deps.Store.Get(r.Context(), store.RevisionKey(name, req.Revision)); err != nil {
 			return errorf(http.StatusNotFound, api.CodeNotFound, "revision %q of %s does not exist", req.Revision, describe(name))
 		}
+	}
+	return s.streamLogs(w, r, req)
+}
+
+// logRequest reads the tail and follow parameters of a logs request for
+// the log name function (a function's qualified name, or a job's
+// api.JobLogName).
+func logRequest(r *http.Request, function string) (LogRequest, error) {
+	q := r.URL.Query()
+	req := LogRequest{Function: function}
+	var err error
+	if v := q.Get("tail"); v != "" {
+		if req.Tail, err = strconv.Atoi(v); err != nil || req.Tail < 0 {
+			return req, &api.ValidationError{Field: "tail", Reason: "must be a non-negative integer"}
+		}
+	}
+	if v := q.Get("follow"); v != "" {
+		if req.Follow, err = strconv.ParseBool(v); err != nil {
+			return req, &api.ValidationError{Field: "follow", Reason: "must be true or false"}
+		}
+	}
+	return req, nil
+}
+
+// streamLogs answers a logs request from the node agents' log rings.
+func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, req LogRequest) error {
+	if s.deps.Logs == nil {
+		return errorf(http.StatusNotImplemented, api.CodeInternal, "this control plane runs without a node agent to read logs from")
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
@@ -44,7 +62,7 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The status line is out; from here an error can only end the stream.
 	if err := s.deps.Logs.Logs(r.Context(), &flushWriter{w: w}, req); err != nil && r.Context().Err() == nil {
-		s.deps.Logger.Warn("log stream ended", "function", name, "err", err)
+		s.deps.Logger.Warn("log stream ended", "function", req.Function, "err", err)
 	}
 	return nil
 }

@@ -140,8 +140,9 @@ type Deps struct {
 	// Secrets keeps the secret objects; nil answers 501 to the secrets API
 	// and refuses functions that use secrets.
 	Secrets *Secrets
-	// Queue holds asynchronous invocations; nil answers 501 to the
-	// invocations API.
+	// Queue is the asynchronous invocation queue; nil answers 501 to the
+	// invocations API and to the routes that enqueue (a cron trigger's
+	// run-now).
 	Queue queue.Queue
 }
 
@@ -265,6 +266,16 @@ func (s *Server) routes() http.Handler {
 	s.handleNamespaced("POST", "/functions/{name}/invocations", s.submitInvocation)
 	s.handleNamespaced("GET", "/functions/{name}/invocations", s.listInvocations)
 	s.handleNamespaced("GET", "/functions/{name}/invocations/{id}", s.getInvocation)
+	s.handleNamespaced("GET", "/functions/{name}/crontriggers", s.listCronTriggers)
+	s.handleNamespaced("PUT", "/functions/{name}/crontriggers/{trigger}", s.putCronTrigger)
+	s.handleNamespaced("GET", "/functions/{name}/crontriggers/{trigger}", s.getCronTrigger)
+	s.handleNamespaced("DELETE", "/functions/{name}/crontriggers/{trigger}", s.deleteCronTrigger)
+	s.handleNamespaced("POST", "/functions/{name}/crontriggers/{trigger}/run", s.runCronTrigger)
+	s.handleNamespaced("GET", "/jobs", s.listJobs)
+	s.handleNamespaced("PUT", "/jobs/{name}", s.putJob)
+	s.handleNamespaced("GET", "/jobs/{name}", s.getJob)
+	s.handleNamespaced("DELETE", "/jobs/{name}", s.deleteJob)
+	s.handleNamespaced("GET", "/jobs/{name}/logs", s.jobLogs)
 	s.handleNamespaced("POST", "/apply", s.apply)
 	s.handleNamespaced("GET", "/secrets", s.listSecrets)
 	s.handleNamespaced("PUT", "/secrets/{name}", s.putSecret)

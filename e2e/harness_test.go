@@ -37,7 +37,9 @@ var binaries struct {
 	helloworld string
 	// foreignCrasher is crasher built for a machine this node is not.
 	foreignCrasher string
-	buildErr       error
+	// jobber runs to completion with a chosen exit code (jobs_test.go).
+	jobber   string
+	buildErr error
 }
 
 func TestMain(m *testing.M) {
@@ -54,6 +56,7 @@ func TestMain(m *testing.M) {
 	binaries.escaper = filepath.Join(dir, "escaper")
 	binaries.helloworld = filepath.Join(dir, "helloworld")
 	binaries.foreignCrasher = filepath.Join(dir, "crasher-foreign")
+	binaries.jobber = filepath.Join(dir, "jobber")
 	binaries.buildErr = build()
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -73,6 +76,7 @@ func build() error {
 		{binaries.escaper, "./testdata/escaper", true, ""},
 		{binaries.helloworld, "./testdata/helloworld", true, ""},
 		{binaries.foreignCrasher, "./testdata/crasher", true, foreignArch()},
+		{binaries.jobber, "./testdata/jobber", true, ""},
 		// Beside ebbd, where ebbd's --runc auto finds it.
 		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true, ""},
 		// Beside ebbd, where ebbd finds it for replicas with secret variables.

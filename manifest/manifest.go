@@ -19,6 +19,8 @@ const (
 	KindFunction  = "Function"
 	KindSecret    = "Secret"
 	KindNamespace = "Namespace"
+	// KindCronTrigger is a function's schedule (issue 20).
+	KindCronTrigger = "CronTrigger"
 )
 
 // Limits on what Parse reads, so that a hostile stream costs bounded memory.
@@ -37,8 +39,9 @@ const (
 )
 
 // Object is one document of a manifest stream: an ebb.dev/v1 Function,
-// Secret or Namespace. A Knative Service arrives as a Function. Exactly one
-// of Function, Secret and Namespace is set, as Kind says.
+// Secret, Namespace or CronTrigger. A Knative Service arrives as a
+// Function. Exactly one of Function, Secret, Namespace and CronTrigger is
+// set, as Kind says.
 type Object struct {
 	APIVersion string
 	Kind       string
@@ -46,6 +49,9 @@ type Object struct {
 	Function   *FunctionSpec
 	Secret     *SecretSpec
 	Namespace  *NamespaceSpec
+	// CronTrigger's metadata.name is the trigger's; its function is
+	// spec.function, in the same namespace.
+	CronTrigger *CronTriggerSpec
 	// Source says where the document came from; errors and tools use it.
 	Source Source
 	// Warnings name, one each, the Knative fields ebb ignored because
@@ -104,6 +110,13 @@ type SecretValue struct {
 // NamespaceSpec is the spec of a Namespace.
 type NamespaceSpec struct {
 	Quota api.Quota `json:"quota"`
+}
+
+// CronTriggerSpec is the spec of a CronTrigger: the function it calls
+// and every api.CronTriggerSpec field under its JSON name.
+type CronTriggerSpec struct {
+	Function string `json:"function"`
+	api.CronTriggerSpec
 }
 
 // Options tune Parse.

@@ -539,9 +539,9 @@ func (d *docParser) required(root *yaml.Node, fields map[string]pair, key string
 func (d *docParser) parseEbb(root *yaml.Node, kind string, pairs []pair, obj *Object) {
 	obj.APIVersion, obj.Kind = APIVersion, kind
 	switch kind {
-	case KindFunction, KindSecret, KindNamespace:
+	case KindFunction, KindSecret, KindNamespace, KindCronTrigger:
 	default:
-		d.fail(root, "kind", "%q is not one of %s, %s, %s", truncate(kind), KindFunction, KindSecret, KindNamespace)
+		d.fail(root, "kind", "%q is not one of %s, %s, %s, %s", truncate(kind), KindFunction, KindSecret, KindNamespace, KindCronTrigger)
 		return
 	}
 	var spec *yaml.Node
@@ -593,6 +593,32 @@ func (d *docParser) parseEbb(root *yaml.Node, kind string, pairs []pair, obj *Ob
 		if obj.Metadata.Labels != nil || obj.Metadata.Annotations != nil {
 			d.fail(root, "metadata.labels", "namespaces have no labels or annotations in ebb")
 		}
+	case KindCronTrigger:
+		if spec == nil {
+			d.fail(root, "spec", "is required")
+			return
+		}
+		var cs CronTriggerSpec
+		d.decode(spec, "spec", &cs)
+		obj.CronTrigger = &cs
+		if obj.Metadata.Labels != nil {
+			d.fail(root, "metadata.labels", "cron triggers have no labels in ebb")
+		}
+		if len(d.errs) == 0 {
+			d.validateCronTrigger(spec, &cs)
+		}
+	}
+}
+
+// validateCronTrigger checks a trigger's spec as the API will.
+func (d *docParser) validateCronTrigger(spec *yaml.Node, cs *CronTriggerSpec) {
+	if cs.Function == "" {
+		d.fail(spec, "spec.function", "is required: the function the trigger calls")
+	} else if err := api.ValidateName("spec.function", cs.Function); err != nil {
+		d.fail(spec, "spec.function", "%s", trimField(err))
+	}
+	if err := cs.CronTriggerSpec.Validate(); err != nil {
+		d.fail(spec, specField(err), "%s", trimField(err))
 	}
 }
 
@@ -661,23 +687,23 @@ func trimField(err error) string {
 func (d *docParser) validateFunction(spec *yaml.Node, obj *Object) {
 	fs := obj.Function
 	if err := fs.FunctionSpec.WithDefaults().Validate(); err != nil {
-		field := "spec"
-		var ve *api.ValidationError
-		if errors.As(err, &ve) && ve.Field != "" {
-			field = "spec." + ve.Field
-		}
-		d.fail(spec, field, "%s", trimField(err))
+		d.fail(spec, specField(err), "%s", trimField(err))
 	}
 	if fs.Traffic != nil {
 		if err := api.ValidateTraffic(fs.Traffic, func(string) bool { return true }); err != nil {
-			field := "spec"
-			var ve *api.ValidationError
-			if errors.As(err, &ve) && ve.Field != "" {
-				field = "spec." + ve.Field
-			}
-			d.fail(spec, field, "%s", trimField(err))
+			d.fail(spec, specField(err), "%s", trimField(err))
 		}
 	}
+}
+
+// specField is the manifest path of the spec field a validation error
+// names: spec.{field}, or spec when it names none.
+func specField(err error) string {
+	var ve *api.ValidationError
+	if errors.As(err, &ve) && ve.Field != "" {
+		return "spec." + ve.Field
+	}
+	return "spec"
 }
 
 // secretSpec parses spec.data of a Secret.

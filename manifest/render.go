@@ -125,6 +125,11 @@ func objectNode(o Object) (*yaml.Node, error) {
 		if o.Namespace != nil {
 			addNode(m, "spec", encodeValue(reflect.ValueOf(*o.Namespace)))
 		}
+	case KindCronTrigger:
+		if o.CronTrigger == nil {
+			return nil, fmt.Errorf("a CronTrigger without a spec")
+		}
+		addNode(m, "spec", encodeValue(reflect.ValueOf(*o.CronTrigger)))
 	default:
 		return nil, fmt.Errorf("unknown kind %q", o.Kind)
 	}
@@ -370,6 +375,18 @@ func FromSecret(s api.SecretInfo) Object {
 	}
 }
 
+// FromCronTrigger is a cron trigger's manifest: its spec, not its status.
+func FromCronTrigger(tr api.CronTrigger) Object {
+	spec := tr.CronTriggerSpec
+	spec.Request.Header = spec.Request.Header.Clone()
+	return Object{
+		APIVersion:  APIVersion,
+		Kind:        KindCronTrigger,
+		Metadata:    Metadata{Name: tr.Name, Namespace: tr.Namespace},
+		CronTrigger: &CronTriggerSpec{Function: tr.Function, CronTriggerSpec: spec},
+	}
+}
+
 // SecretEnvVar is the variable an exported secret's key is read from:
 // DB_PASSWORD for key "password" of secret "db" (upper case, every other
 // character an underscore).
@@ -428,6 +445,14 @@ func Normalize(o Object) Object {
 			}
 		}
 		o.Function = &fs
+	}
+	if o.CronTrigger != nil {
+		cs := CronTriggerSpec{Function: o.CronTrigger.Function, CronTriggerSpec: o.CronTrigger.CronTriggerSpec.WithDefaults()}
+		cs.Request.Header = o.CronTrigger.Request.Header.Clone()
+		if len(cs.Request.Header) == 0 {
+			cs.Request.Header = nil
+		}
+		o.CronTrigger = &cs
 	}
 	if o.Secret != nil {
 		s := &SecretSpec{Data: make(map[string]SecretValue, len(o.Secret.Data))}

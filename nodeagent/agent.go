@@ -63,6 +63,11 @@ type Agent struct {
 	images     []string
 	// lastReady is when a replica last became ready; see PoolRefillDelay.
 	lastReady time.Time
+	// jobPods are the job pods the agent runs, by record key; jobPodCache
+	// is this node's job pod records.
+	jobPods        map[string]*jobPod
+	jobPodCache    *store.Cache[store.JobPod]
+	ownJobPodCache bool
 	// secretsMu serialises writing secrets, and mounting the tmpfs they go
 	// to, between the goroutines that prepare revisions.
 	secretsMu sync.Mutex
@@ -137,6 +142,14 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		busyPorts:  map[int]time.Time{},
 		nextPort:   cfg.PortMin,
 		seedStatus: map[string]store.RevisionNodeStatus{},
+		jobPods:    map[string]*jobPod{},
+	}
+	a.jobPodCache = deps.JobPods
+	if a.jobPodCache == nil {
+		a.jobPodCache = store.NewCache(deps.Store, store.JobPodsPrefix(cfg.Node), store.CacheConfig[store.JobPod]{
+			OnUndecodable: func(key string, err error) { a.log.Warn("ignoring undecodable job pod", "key", key, "err", err) },
+		})
+		a.ownJobPodCache = true
 	}
 	a.assignments = deps.Assignments
 	if a.assignments == nil {
@@ -204,6 +217,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return a.assignments.Follow(gctx, func(store.Update[store.Assignment]) {
 			a.onAssignments(a.assignments.Snapshot())
+		})
+	})
+	// Job pods start only after adopt, which deletes every container
+	// without a replica record: no job pod outlives its agent, so neither
+	// do the secrets of one.
+	_ = os.RemoveAll(filepath.Join(a.secretsRoot(), "jobs"))
+	if a.ownJobPodCache {
+		g.Go(func() error { return a.jobPodCache.Run(gctx) })
+	}
+	g.Go(func() error {
+		return a.jobPodCache.Follow(gctx, func(store.Update[store.JobPod]) {
+			a.onJobPods(a.jobPodCache.Snapshot())
 		})
 	})
 	g.Go(func() error { return a.loop(gctx) })
@@ -444,7 +469,8 @@ func (a *Agent) resolve(ctx context.Context, rev, function string) (*revSpec, er
 	if err != nil {
 		return nil, fmt.Errorf("image %s: %w", spec.Image, err)
 	}
-	secrets, err := a.readSecrets(ctx, rec)
+	ns, _ := api.SplitQualifiedName(rec.Function)
+	secrets, err := a.readSecrets(ctx, ns, rec.Spec.Secrets)
 	if err != nil {
 		return nil, err
 	}
@@ -455,24 +481,23 @@ func (a *Agent) resolve(ctx context.Context, rev, function string) (*revSpec, er
 	if err := a.deps.Runtime.CheckExecutable(ctx, spec.Image, rs.args[0], rs.env); err != nil {
 		return nil, err
 	}
-	if err := a.writeSecrets(rev, rs); err != nil {
+	if err := a.writeSecrets(a.secretsDir(rev), rs); err != nil {
 		return nil, err
 	}
 	return rs, nil
 }
 
-// readSecrets fetches the data of every secret object rev refers to, from
-// the function's namespace.
-func (a *Agent) readSecrets(ctx context.Context, rev store.Revision) (map[string]map[string][]byte, error) {
-	if len(rev.Spec.Secrets) == 0 {
+// readSecrets fetches the data of every secret object refs refer to, from
+// namespace ns (the function's or the job's).
+func (a *Agent) readSecrets(ctx context.Context, ns string, refs []api.Secret) (map[string]map[string][]byte, error) {
+	if len(refs) == 0 {
 		return nil, nil
 	}
 	if a.deps.Secrets == nil {
 		return nil, errors.New("this node cannot read secrets (no secret reader configured)")
 	}
-	ns, _ := api.SplitQualifiedName(rev.Function)
 	out := map[string]map[string][]byte{}
-	for _, ref := range rev.Spec.Secrets {
+	for _, ref := range refs {
 		if _, ok := out[ref.Secret]; ok {
 			continue
 		}
@@ -487,10 +512,10 @@ func (a *Agent) readSecrets(ctx context.Context, rev store.Revision) (map[string
 	return out, nil
 }
 
-// writeSecrets puts rev's secrets where its containers mount them from,
-// on a tmpfs: the first revision with secrets mounts one unless the
-// directory is on one already.
-func (a *Agent) writeSecrets(rev string, rs *revSpec) error {
+// writeSecrets puts a revision's (or a job pod's) secrets in dir, where
+// its containers mount them from, on a tmpfs: the first with secrets
+// mounts one unless the directory is on one already.
+func (a *Agent) writeSecrets(dir string, rs *revSpec) error {
 	if len(rs.secretFiles) == 0 && len(rs.secretEnv) == 0 {
 		return nil
 	}
@@ -499,7 +524,7 @@ func (a *Agent) writeSecrets(rev string, rs *revSpec) error {
 	if err := mountSecretsTmpfs(a.secretsRoot()); err != nil {
 		return fmt.Errorf("secrets need a tmpfs: %w", err)
 	}
-	return writeSecrets(a.secretsDir(rev), rs.secretFiles, rs.secretEnv)
+	return writeSecrets(dir, rs.secretFiles, rs.secretEnv)
 }
 
 // secretsRoot is per node: agents of several nodes may share a host (and a

@@ -479,24 +479,9 @@ func (a *Agent) create(ctx context.Context, r *replica, out Output, trace *Start
 	port := r.port
 	a.mu.Unlock()
 	spec := r.spec.containerSpec(a.cfg.Node, r.id, port, a.secretsDir(r.rev), a.cfg.TmpBytes)
-	spec.DefaultUser = a.cfg.DefaultUser
-	spec.Labels[LabelNetwork] = a.networkMode()
-	if a.deps.Users != nil {
-		ns, _ := api.SplitQualifiedName(r.function)
-		ids, err := a.deps.Users.For(ns)
-		if err != nil {
-			return nil, fmt.Errorf("user namespace of replica %s: %w", r.id, err)
-		}
-		spec.UserNS = &ids
-	}
-	if a.deps.Network != nil {
-		t0 := time.Now()
-		netns, err := a.deps.Network.Prepare(ctx, r.id, port)
-		if err != nil {
-			return nil, fmt.Errorf("network of replica %s: %w", r.id, err)
-		}
-		spec.NetnsPath = netns
-		a.met.startPhase.WithLabelValues(phaseLabelNetwork).Observe(time.Since(t0).Seconds())
+	ns, _ := api.SplitQualifiedName(r.function)
+	if err := a.isolate(ctx, &spec, ns, port); err != nil {
+		return nil, err
 	}
 	t0 := time.Now()
 	if err := a.deps.Runtime.Create(ctx, spec); err != nil {
@@ -511,6 +496,32 @@ func (a *Agent) create(ctx context.Context, r *replica, out Output, trace *Start
 	trace.TaskCreated = time.Now()
 	a.met.startPhase.WithLabelValues(phaseLabelTask).Observe(trace.TaskCreated.Sub(trace.Created).Seconds())
 	return task, nil
+}
+
+// isolate gives a container what every one the agent runs gets, replica
+// or job pod: the default user, a user namespace of its tenancy
+// namespace's ids, and a network namespace of its own with the address
+// port fixes (when the agent isolates networks).
+func (a *Agent) isolate(ctx context.Context, spec *ContainerSpec, namespace string, port int) error {
+	spec.DefaultUser = a.cfg.DefaultUser
+	spec.Labels[LabelNetwork] = a.networkMode()
+	if a.deps.Users != nil {
+		ids, err := a.deps.Users.For(namespace)
+		if err != nil {
+			return fmt.Errorf("user namespace of %s: %w", spec.ID, err)
+		}
+		spec.UserNS = &ids
+	}
+	if a.deps.Network != nil {
+		t0 := time.Now()
+		netns, err := a.deps.Network.Prepare(ctx, spec.ID, port)
+		if err != nil {
+			return fmt.Errorf("network of %s: %w", spec.ID, err)
+		}
+		spec.NetnsPath = netns
+		a.met.startPhase.WithLabelValues(phaseLabelNetwork).Observe(time.Since(t0).Seconds())
+	}
+	return nil
 }
 
 // publish writes r's endpoint and ready record, retrying store errors until
@@ -650,7 +661,7 @@ func (a *Agent) remove(ctx context.Context, r *replica, task Task, running bool)
 		}
 		if task != nil {
 			a.drain(ctx, r, task, port)
-			a.terminate(ctx, r, task)
+			a.terminate(ctx, r.id, task)
 		}
 	}
 	if ctx.Err() != nil {
@@ -772,19 +783,19 @@ func (a *Agent) socketBusy(r *replica, task Task, port int) (int, error) {
 }
 
 // terminate sends SIGTERM, then SIGKILL after the grace period.
-func (a *Agent) terminate(ctx context.Context, r *replica, task Task) {
+func (a *Agent) terminate(ctx context.Context, id string, task Task) {
 	select {
 	case <-task.Done():
 		return
 	default:
 	}
 	if err := task.Signal(ctx, syscall.SIGTERM); err != nil && !errors.Is(err, ErrNotFound) {
-		a.log.Warn("SIGTERM", "replica", r.id, "err", err)
+		a.log.Warn("SIGTERM", "container", id, "err", err)
 	}
 	if waitDone(ctx, task, a.cfg.TerminationGrace) {
 		return
 	}
-	a.log.Info("replica ignored SIGTERM; killing", "replica", r.id, "grace", a.cfg.TerminationGrace)
+	a.log.Info("replica ignored SIGTERM; killing", "container", id, "grace", a.cfg.TerminationGrace)
 	_ = task.Signal(ctx, syscall.SIGKILL)
 	waitDone(ctx, task, 10*time.Second)
 }

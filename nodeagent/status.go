@@ -269,6 +269,14 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			n.PoolSize++
 		}
 	}
+	for _, jp := range a.jobPods {
+		if jp.running {
+			res := jp.pod.Spec.WithDefaults().Resources
+			mem, _ := api.ParseBytes(res.Memory) // validated when the job was written
+			n.AllocatedCPU += res.CPU
+			n.AllocatedMemory += mem
+		}
+	}
 	a.mu.Unlock()
 	sort.Strings(n.Images)
 	n.PoolMemoryBytes = int64(n.PoolSize) * a.cfg.PoolEntryMemory

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/ebbrun/ebb/api"
@@ -321,4 +322,110 @@ type Rollout struct {
 	// also at the version read, so two runners never both apply a step.
 	Owner      string    `json:"owner,omitempty"`
 	LeaseUntil time.Time `json:"leaseUntil,omitzero"`
+}
+
+// Cron triggers (issue 20): a function's schedules, and each run's record.
+// A run record is created with MustNotExist in the transaction that
+// advances its trigger's cursor, so among several control planes exactly
+// one claims (and fires) each run.
+const (
+	PrefixCronTriggers = "crontriggers/" // crontriggers/{fn}/{name} → CronTrigger
+	PrefixCronRuns     = "cronruns/"     // cronruns/{fn}/{name}/{scheduled unix} → CronRun
+)
+
+func CronTriggersPrefix(fn string) string     { return PrefixCronTriggers + fn + "/" }
+func CronTriggerKey(fn, name string) string   { return CronTriggersPrefix(fn) + name }
+func CronRunsFunctionPrefix(fn string) string { return PrefixCronRuns + fn + "/" }
+func CronRunsPrefix(fn, name string) string   { return CronRunsFunctionPrefix(fn) + name + "/" }
+func CronRunKey(fn, name string, scheduled time.Time) string {
+	return CronRunsPrefix(fn, name) + strconv.FormatInt(scheduled.Unix(), 10)
+}
+
+// CronTrigger is a trigger's record: its defaulted spec, and the firing
+// loop's cursor.
+type CronTrigger struct {
+	// Function is the qualified function name.
+	Function string              `json:"function"`
+	Name     string              `json:"name"`
+	Spec     api.CronTriggerSpec `json:"spec"`
+	// LastScheduled is the newest schedule time handled: the next run is
+	// the schedule's first time after it (after CreatedAt at first).
+	LastScheduled time.Time `json:"lastScheduled,omitzero"`
+	LastFired     time.Time `json:"lastFired,omitzero"`
+	// Missed counts runs found later than the starting deadline.
+	Missed    int       `json:"missed,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// CronRun is one run's record. Enqueued turns true once the invocation is
+// in the queue; a run claimed but not enqueued (its control plane died in
+// between) is enqueued again by whichever loop finds it, under the same
+// idempotency key, so it is fired at most once.
+type CronRun struct {
+	Function string `json:"function"`
+	Trigger  string `json:"trigger"`
+	api.CronRun
+	Enqueued bool `json:"enqueued,omitempty"`
+}
+
+// Jobs (issue 20): run-to-completion jobs. The API writes the job; the job
+// controller of the control plane writes its status and one record per
+// attempt (a job pod) at the node it places it on; that node's agent runs
+// the pod and reports how it ended. The controller folds a finished pod's
+// report into the job's status and deletes both records; deleting a pod's
+// record while it runs kills it.
+const (
+	PrefixJobs         = "jobs/"         // jobs/{qualified job} → Job
+	PrefixJobPods      = "jobpods/"      // jobpods/{node}/{pod} → JobPod
+	PrefixJobPodStatus = "jobpodstatus/" // jobpodstatus/{qualified job}/{pod} → JobPodStatus
+)
+
+func JobKey(job string) string               { return PrefixJobs + job }
+func JobPodsPrefix(node string) string       { return PrefixJobPods + node + "/" }
+func JobPodKey(node, pod string) string      { return JobPodsPrefix(node) + pod }
+func JobPodStatusPrefix(job string) string   { return PrefixJobPodStatus + job + "/" }
+func JobPodStatusKey(job, pod string) string { return JobPodStatusPrefix(job) + pod }
+
+// JobPodName names a job's index-th pod: {qualified job}-{index}.
+func JobPodName(job string, index int) string { return job + "-" + itoa(index) }
+
+// Job is a job as stored: the API's object, keyed by its qualified name.
+type Job = api.Job
+
+// JobPod asks a node to run one attempt of a job. It carries the job's spec
+// as it was when the pod was made, so the agent reads nothing else.
+type JobPod struct {
+	Name string `json:"name"`
+	// Job is the job's qualified name; Index the attempt's number.
+	Job       string      `json:"job"`
+	Namespace string      `json:"namespace"`
+	Index     int         `json:"index"`
+	Node      string      `json:"node"`
+	Spec      api.JobSpec `json:"spec"`
+	CreatedAt time.Time   `json:"createdAt"`
+}
+
+// Job pod phases, as the node agent reports them.
+const (
+	JobPodRunning   = "Running"
+	JobPodSucceeded = "Succeeded"
+	JobPodFailed    = "Failed"
+)
+
+// JobPodStatus is a node agent's report on one job pod. The agent writes it
+// only while the pod's record exists (checked in the same transaction), so
+// a killed pod leaves no report behind.
+type JobPodStatus struct {
+	Name  string `json:"name"`
+	Job   string `json:"job"`
+	Index int    `json:"index"`
+	Node  string `json:"node"`
+	Phase string `json:"phase"`
+	// ExitCode is the program's exit status once it has exited.
+	ExitCode   *int      `json:"exitCode,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitzero"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
 }

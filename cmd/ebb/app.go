@@ -152,7 +152,7 @@ EBB_NAMESPACE override the file, and the --api, --token and --namespace
 flags override both. Without any of them the API is ` + defaultAPI + `.
 
 Every function lives in a namespace; function commands (deploy, list, get,
-delete, revisions, traffic, rollback, rollout, logs) act in the one
+delete, revisions, traffic, rollback, rollout, logs, cron) act in the one
 --namespace (-n) names,
 default unless configured. A function in namespace ns is served at
 {fn}.{ns}.{domain}, one in default at {fn}.{domain}.
@@ -206,6 +206,8 @@ func (a *app) rootCmd() *cobra.Command {
 		a.statusCmd(),
 		a.namespacesCmd(),
 		a.secretsCmd(),
+		a.cronCmd(),
+		a.jobsCmd(),
 		a.tokensCmd(),
 		a.versionCmd(),
 		a.auditCmd(),

@@ -25,7 +25,7 @@ const applyLong = `Apply manifests: make the objects they describe exist as writ
 -f reads a file, every .yaml, .yml and .json file of a directory (and of its
 subdirectories with --recursive) or standard input (-); each may hold many
 documents. Documents are ebb's own (apiVersion: ebb.dev/v1; kinds Function,
-Secret, Namespace) or Knative serving.knative.dev/v1 Services. Knative
+Secret, Namespace, CronTrigger) or Knative serving.knative.dev/v1 Services. Knative
 fields ebb cannot honour are errors; --lenient turns them into warnings.
 
 The manifests are checked here first (an error names the file, document,
@@ -240,6 +240,8 @@ func (a *app) deleteFiles(ctx context.Context, o fileFlags) error {
 			err = cn.DeleteFunction(ctx, obj.Metadata.Name)
 		case obj.Secret != nil:
 			err = cn.DeleteSecret(ctx, obj.Metadata.Name)
+		case obj.CronTrigger != nil:
+			err = cn.DeleteCronTrigger(ctx, obj.CronTrigger.Function, obj.Metadata.Name)
 		case obj.Namespace != nil:
 			err = c.DeleteNamespace(ctx, obj.Metadata.Name, false)
 		default:

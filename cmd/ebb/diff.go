@@ -111,6 +111,16 @@ func (a *app) liveObject(ctx context.Context, c *api.Client, obj manifest.Object
 		}
 		cur := manifest.FromFunction(fn)
 		return &cur, true, nil
+	case obj.CronTrigger != nil:
+		tr, err := clientIn(c, obj.Metadata.Namespace).CronTrigger(ctx, obj.CronTrigger.Function, name)
+		if api.IsNotFound(err) {
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("get cron trigger %s: %w", name, err)
+		}
+		cur := manifest.FromCronTrigger(tr)
+		return &cur, true, nil
 	case obj.Namespace != nil:
 		n, err := c.GetNamespace(ctx, name)
 		if api.IsNotFound(err) {

@@ -9,9 +9,12 @@
 // rollout (a function with a rollout policy whose spec changed) is followed
 // with `ebb rollout status FN [ID] [--watch]` (exit 7 when it is rolled
 // back or aborted) and steered with `ebb rollout promote|pause|resume|abort`.
+// `ebb cron create|list|get|delete|run-now FN NAME` manages a function's
+// cron triggers: each run is an asynchronous invocation, and `ebb cron
+// get` lists the kept runs with their invocation ids and outcomes.
 //
 // Declaratively, `ebb apply -f FILE|DIR|-` applies manifests (ebb's own
-// apiVersion ebb.dev/v1 kinds Function, Secret and Namespace, or Knative
+// apiVersion ebb.dev/v1 kinds Function, Secret, Namespace and CronTrigger, or Knative
 // serving.knative.dev/v1 Services, parsed by package manifest): it parses
 // and checks them here, reads secret values from the files and variables
 // the Secrets name, and sends the resolved stream to the server's POST

@@ -60,6 +60,8 @@ type fakeAPI struct {
 	// invocations by qualified function name, oldest first
 	// (invocations_test.go).
 	invocations map[string][]*fakeInvocation
+	// cron are the cron triggers by namespace/function/name (cron_test.go).
+	cron map[string]*api.CronTrigger
 }
 
 type fakeFn struct {
@@ -102,7 +104,12 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("GET", "/functions/{name}/rollouts", f.listRollouts) // rollout_test.go
 	namespaced("GET", "/functions/{name}/rollouts/{id}", f.getRollout)
 	namespaced("POST", "/functions/{name}/rollouts/{id}/{action}", f.rolloutAction)
-	namespaced("POST", "/apply", f.apply) // apply_test.go
+	namespaced("POST", "/apply", f.apply)                                   // apply_test.go
+	namespaced("GET", "/functions/{name}/crontriggers", f.listCronTriggers) // cron_test.go
+	namespaced("PUT", "/functions/{name}/crontriggers/{trigger}", f.putCronTrigger)
+	namespaced("GET", "/functions/{name}/crontriggers/{trigger}", f.getCronTrigger)
+	namespaced("DELETE", "/functions/{name}/crontriggers/{trigger}", f.deleteCronTrigger)
+	namespaced("POST", "/functions/{name}/crontriggers/{trigger}/run", f.runCronTrigger)
 	// invocations_test.go
 	namespaced("POST", "/functions/{name}/invocations", f.submitInvocation)
 	namespaced("GET", "/functions/{name}/invocations", f.listInvocations)

@@ -36,6 +36,7 @@ type caches struct {
 	vips        *store.Cache[store.VIP]
 	ports       *store.Cache[string]
 	rollouts    *store.Cache[store.Rollout]
+	jobPods     *store.Cache[store.JobPod]
 }
 
 func newCaches(ctx context.Context, g *errgroup.Group, st store.Store, log *slog.Logger, assignmentsPrefix string) *caches {
@@ -103,4 +104,9 @@ func (c *caches) Ports(node string) *store.Cache[string] {
 
 func (c *caches) Rollouts() *store.Cache[store.Rollout] {
 	return openCache(c, &c.rollouts, store.PrefixRollouts)
+}
+
+// JobPods holds this node's job pods, which its node agent runs.
+func (c *caches) JobPods(node string) *store.Cache[store.JobPod] {
+	return openCache(c, &c.jobPods, store.JobPodsPrefix(node))
 }

@@ -52,7 +52,7 @@ func (c *caches) followers() map[string]int {
 		Prefix() string
 		Followers() int
 	}{
-		c.functions, c.revisions, c.endpoints, c.revStatus, c.nodes, c.assignments, c.scales, c.keepAlive, c.namespaces, c.vips, c.ports, c.rollouts,
+		c.functions, c.revisions, c.endpoints, c.revStatus, c.nodes, c.assignments, c.scales, c.keepAlive, c.namespaces, c.vips, c.ports, c.rollouts, c.jobPods,
 	} {
 		if !reflect.ValueOf(cache).IsNil() {
 			out[cache.Prefix()] = cache.Followers()
@@ -99,7 +99,7 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 		{
 			role:       RoleNodeAgent,
 			containerd: true,
-			followers:  map[string]int{store.AssignmentsPrefix(node): 1},
+			followers:  map[string]int{store.AssignmentsPrefix(node): 1, store.JobPodsPrefix(node): 1},
 			withEBPF: map[string]int{
 				store.PrefixFunctions: 1, store.PrefixEndpoints: 1, store.PrefixVIPs: 1, store.PrefixPorts + node + "/": 1,
 			},
@@ -113,8 +113,9 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 				store.PrefixRevStatus:   1,                                                  // activator
 				store.PrefixAssignments: 2,                                                  // autoscaler, node agent
 				store.PrefixNodes:       1, store.PrefixScales: 1, store.PrefixKeepAlive: 1, // autoscaler
-				store.PrefixNamespaces: 1, // autoscaler
-				store.PrefixRollouts:   0, // the rollout runner reads snapshots
+				store.PrefixNamespaces:    1, // autoscaler
+				store.PrefixRollouts:      0, // the rollout runner reads snapshots
+				store.JobPodsPrefix(node): 1, // node agent
 			},
 			withEBPF: map[string]int{
 				store.PrefixFunctions: 3, store.PrefixEndpoints: 3, store.PrefixVIPs: 1, store.PrefixPorts + node + "/": 1,

@@ -33,6 +33,7 @@ import (
 	nodecontainerd "github.com/ebbrun/ebb/nodeagent/containerd"
 	"github.com/ebbrun/ebb/nodeagent/nodelogs"
 	"github.com/ebbrun/ebb/nodeagent/replicanet"
+	"github.com/ebbrun/ebb/queue"
 	"github.com/ebbrun/ebb/router"
 	"github.com/ebbrun/ebb/store"
 )
@@ -42,6 +43,8 @@ type daemon struct {
 	cfg   Config
 	log   *slog.Logger
 	store store.Store
+	// queue holds asynchronous invocations; opened on first use.
+	queue queue.Queue
 	reg   *prometheus.Registry
 	// token is the admin token from <data-dir>/token, loaded only by the
 	// roles that serve the API.
@@ -131,6 +134,12 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
+		if err := d.startCron(ctx, g); err != nil {
+			return err
+		}
+		if err := d.startJobs(ctx, g); err != nil {
+			return err
+		}
 		if err := d.loadEBPF(); err != nil {
 			return err
 		}
@@ -156,6 +165,12 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		}
 		rolls, err := d.startRollouts(ctx, g)
 		if err != nil {
+			return err
+		}
+		if err := d.startCron(ctx, g); err != nil {
+			return err
+		}
+		if err := d.startJobs(ctx, g); err != nil {
 			return err
 		}
 		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
@@ -311,6 +326,7 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 		Runtime:    rt,
 		Logger:     d.log,
 		Registerer: d.reg,
+		JobPods:    d.caches.JobPods(d.cfg.NodeName),
 	}
 	// The agent reads secret values from the control plane, which alone
 	// holds the key: in process in the all role, over its internal
@@ -430,6 +446,10 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 	auditLog := d.audit
 	// controlplane.New creates the spool dir and removes the uploads a
 	// killed ebbd left in it.
+	q, err := d.invocations(ctx)
+	if err != nil {
+		return err
+	}
 	api, err := controlplane.New(controlplane.Config{
 		Addr:          d.cfg.APIAddr,
 		Token:         d.token,
@@ -449,6 +469,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		Internal: d.internalHandler(sink),
 		Secrets:  d.secrets,
 		Audit:    auditLog,
+		Queue:    q,
 	})
 	if err != nil {
 		return err

@@ -104,7 +104,7 @@ func verbOf(method string) string {
 
 // namespacedRoots are the collections whose paths outside
 // /v1/namespaces/{ns}/ mean the default namespace.
-var namespacedRoots = map[string]bool{"functions": true, "secrets": true}
+var namespacedRoots = map[string]bool{"functions": true, "secrets": true, "jobs": true}
 
 // objectOf splits an API path into its namespace and its object path:
 // /v1/namespaces/team-a/functions/hello is (team-a, functions/hello),

@@ -208,6 +208,8 @@ func TestObjectOf(t *testing.T) {
 		{"/v1/functions/hello", "default", "functions/hello"},
 		{"/v1/functions/hello/traffic", "default", "functions/hello/traffic"},
 		{"/v1/secrets/db", "default", "secrets/db"},
+		{"/v1/jobs/batch", "default", "jobs/batch"},
+		{"/v1/namespaces/team-a/jobs/batch", "team-a", "jobs/batch"},
 		{"/v1/namespaces/team-a/functions/hello", "team-a", "functions/hello"},
 		{"/v1/namespaces/team-a/secrets/db/", "team-a", "secrets/db"},
 		{"/v1/namespaces/team-a", "team-a", "namespaces/team-a"},

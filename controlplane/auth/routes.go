@@ -80,9 +80,21 @@ var routes = concat(
 	namespaced("POST", "/functions/{name}/invocations", FunctionsWrite),
 	namespaced("GET", "/functions/{name}/invocations", FunctionsRead),
 	namespaced("GET", "/functions/{name}/invocations/{id}", FunctionsRead),
+	// Cron triggers; run-now invokes the function, as a write may.
+	namespaced("GET", "/functions/{name}/crontriggers", FunctionsRead),
+	namespaced("PUT", "/functions/{name}/crontriggers/{trigger}", FunctionsWrite),
+	namespaced("GET", "/functions/{name}/crontriggers/{trigger}", FunctionsRead),
+	namespaced("DELETE", "/functions/{name}/crontriggers/{trigger}", FunctionsWrite),
+	namespaced("POST", "/functions/{name}/crontriggers/{trigger}/run", FunctionsWrite),
 	// Apply checks each document's own permissions in its namespace.
 	namespaced("POST", "/apply", FunctionsWrite),
 
+	// Run-to-completion jobs: run as functions are, so with their grants.
+	namespaced("GET", "/jobs", FunctionsRead),
+	namespaced("PUT", "/jobs/{name}", FunctionsWrite),
+	namespaced("GET", "/jobs/{name}", FunctionsRead),
+	namespaced("DELETE", "/jobs/{name}", FunctionsWrite),
+	namespaced("GET", "/jobs/{name}/logs", LogsRead),
 	// Secrets: names, keys and users to readers, never values.
 	namespaced("GET", "/secrets", SecretsRead),
 	namespaced("PUT", "/secrets/{name}", SecretsWrite),

@@ -431,7 +431,8 @@ func (t *Task) Start(context.Context) error {
 }
 
 // run is the process: it exits at once if its image says so, and
-// otherwise serves HTTP on $PORT.
+// otherwise serves HTTP on $PORT, or, without a PORT, runs until it is
+// ended.
 func (t *Task) run() {
 	if code := t.behavior.ExitOnStart; code != 0 {
 		t.write(t.out.Stderr, "fake: failing on start\n")
@@ -439,6 +440,12 @@ func (t *Task) run() {
 		return
 	}
 	port := envValue(t.spec.Env, "PORT")
+	if port == "" {
+		// A job pod's program: it serves nothing and runs until the
+		// test ends it (Crash) or a signal does.
+		t.write(t.out.Stdout, "fake: running as a job\n")
+		return
+	}
 	t.rt.mu.Lock()
 	network := t.rt.network
 	t.rt.mu.Unlock()

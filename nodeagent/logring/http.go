@@ -42,7 +42,10 @@ func parseQuery(r *http.Request) (Query, error) {
 	v := r.URL.Query()
 	q := Query{Function: v.Get("function"), Revision: v.Get("revision")}
 	if err := api.ValidateQualifiedName("function", q.Function); err != nil {
-		return q, err
+		// A job's logs go under its api.JobLogName instead.
+		if api.ValidateJobLogName("function", q.Function) != nil {
+			return q, err
+		}
 	}
 	if q.Revision != "" {
 		if err := api.ValidateQualifiedName("revision", q.Revision); err != nil {

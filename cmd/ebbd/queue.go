@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ebbrun/ebb/controlplane/cron"
+	"github.com/ebbrun/ebb/queue"
+	queueembedded "github.com/ebbrun/ebb/queue/embedded"
+	queueredis "github.com/ebbrun/ebb/queue/redis"
+)
+
+// openQueue opens the asynchronous invocations' queue beside the store:
+// a bbolt file of its own next to the embedded store (so queue traffic
+// does not grow the store's event log), or the same Redis as the store.
+func openQueue(ctx context.Context, cfg Config) (queue.Queue, error) {
+	if cfg.Store == "embedded" {
+		q, err := queueembedded.Open(filepath.Join(cfg.DataDir, "queue.db"), queueembedded.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("open embedded queue: %w", err)
+		}
+		return q, nil
+	}
+	q, err := queueredis.Open(ctx, cfg.Store, queueredis.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("open redis queue: %w", err)
+	}
+	return q, nil
+}
+
+// invocations is the process's queue, opened on first use and closed
+// with the daemon: the API, the router, the workers and cron share it.
+func (d *daemon) invocations(ctx context.Context) (queue.Queue, error) {
+	if d.queue != nil {
+		return d.queue, nil
+	}
+	q, err := openQueue(ctx, d.cfg)
+	if err != nil {
+		return nil, err
+	}
+	d.queue = q
+	d.closers = append(d.closers, func() { _ = q.Close() })
+	return q, nil
+}
+
+// startCron runs the cron triggers' runner of a control plane. Every
+// control plane runs one; each run's claim in the store lets one fire it.
+func (d *daemon) startCron(ctx context.Context, g *errgroup.Group) error {
+	q, err := d.invocations(ctx)
+	if err != nil {
+		return err
+	}
+	r, err := cron.New(cron.Config{}, cron.Deps{Store: d.store, Queue: q, Logger: d.log.With("component", "cron"), Registerer: d.reg})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return r.Run(ctx) })
+	return nil
+}

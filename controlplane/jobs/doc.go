@@ -1,0 +1,24 @@
+// Package jobs is the job controller: it runs each run-to-completion job
+// (api.Job) to its end, as Kubernetes' job controller does.
+//
+// The pure core, decide, takes a job, its pods as the store shows them and
+// the time, and says what to do: fold finished pods into the job's status,
+// create pods up to min(parallelism, completions left) active, fail the job
+// once more than backoffLimit pods failed or its activeDeadline passed
+// (killing what still runs), and delete it ttlAfterFinished after it
+// finished. The Runner is the shell: every Tick it reads the jobs, the job
+// pods, their node agents' reports and the nodes, applies decide's answer
+// in one transaction per job at the version it read (so that two control
+// planes never both act on one reading), and deletes the pods and reports
+// of jobs that no longer exist.
+//
+// Placement mirrors the autoscaler's for replicas, with its default
+// weights: among the live nodes (heartbeat within NodeDownAfter, or three
+// heartbeat intervals) where the pod fits (CPU limits overcommitted 16
+// times, memory not at all, counting what the heartbeat reports plus the
+// job pods not started yet), the one holding the image, then with the
+// most free capacity; ties go to the node with the fewest job pods, then
+// by name. A pod that fits nowhere waits, as a Kubernetes pod stays
+// Pending. The autoscaler's own code (autoscaler.Place) lives in another
+// component, so this is a copy of its filter and score, not a call.
+package jobs
