@@ -1,11 +1,16 @@
 package api
 
+import "strings"
+
 // Public is inv as the API and callbacks show it: Function is the bare
 // name and Namespace its namespace, where inside ebb Function is the
 // qualified name.
 func (inv Invocation) Public() Invocation {
-	if inv.Namespace == "" {
+	switch {
+	case strings.Contains(inv.Function, "."):
 		inv.Namespace, inv.Function = SplitQualifiedName(inv.Function)
+	case inv.Namespace == "":
+		inv.Namespace = DefaultNamespace
 	}
 	return inv
 }

@@ -26,5 +26,7 @@ func TestInvocationViews(t *testing.T) {
 
 	def := Invocation{Function: "hello"}.Public()
 	assert.Equal(t, "default", def.Namespace)
-	assert.Equal(t, "x", Invocation{Function: "x", Namespace: "ns"}.Public().Function, "already public")
+	assert.Equal(t, Invocation{Function: "x", Namespace: "ns"}, Invocation{Function: "x", Namespace: "ns"}.Public(), "already public")
+	assert.Equal(t, Invocation{Function: "x", Namespace: "ns"}, Invocation{Function: "x.ns", Namespace: "ns"}.Public(), "stored with both, as cron does")
+	assert.Equal(t, pub, pub.Public(), "idempotent")
 }
