@@ -3,6 +3,7 @@ package invoker
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"strings"
@@ -131,4 +132,21 @@ func (c Config) Validate() error {
 		return errors.New("invoker: CallbackAttempts must be within 0-20")
 	}
 	return nil
+}
+
+// RouterURLFor is Config.RouterURL for a router listening at listen
+// (host:port, as ebbd's --http-addr): the same port, on loopback when the
+// router listens on every address.
+func RouterURLFor(listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", fmt.Errorf("invoker: router address %q: %w", listen, err)
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
 }

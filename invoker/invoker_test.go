@@ -576,3 +576,20 @@ func TestIdleWorkerPollsOnce(t *testing.T) {
 	require.NoError(t, w.Run(ctx))
 	assert.EqualValues(t, 3, q.claims.Load(), "an idle worker asks once per poll, not once per slot")
 }
+
+func TestRouterURLFor(t *testing.T) {
+	for listen, want := range map[string]string{
+		":8080":          "http://127.0.0.1:8080",
+		"0.0.0.0:80":     "http://127.0.0.1:80",
+		"[::]:8080":      "http://[::1]:8080",
+		"10.1.2.3:8080":  "http://10.1.2.3:8080",
+		"localhost:9000": "http://localhost:9000",
+	} {
+		got, err := RouterURLFor(listen)
+		require.NoError(t, err, listen)
+		assert.Equal(t, want, got, listen)
+		assert.NoError(t, Config{RouterURL: got}.Validate(), listen)
+	}
+	_, err := RouterURLFor("8080")
+	assert.Error(t, err)
+}
