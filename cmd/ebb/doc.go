@@ -11,7 +11,10 @@
 // back or aborted) and steered with `ebb rollout promote|pause|resume|abort`.
 // `ebb cron create|list|get|delete|run-now FN NAME` manages a function's
 // cron triggers: each run is an asynchronous invocation, and `ebb cron
-// get` lists the kept runs with their invocation ids and outcomes.
+// get` lists the kept runs with their invocation ids and outcomes. `ebb
+// invocations submit FN` queues an asynchronous invocation and prints its
+// id; `ebb invocations list FN` and `ebb invocations get FN ID [--wait]`
+// read their status and results.
 //
 // Declaratively, `ebb apply -f FILE|DIR|-` applies manifests (ebb's own
 // apiVersion ebb.dev/v1 kinds Function, Secret, Namespace and CronTrigger, or Knative
