@@ -153,8 +153,9 @@ flags override both. Without any of them the API is ` + defaultAPI + `.
 
 Every function lives in a namespace; function commands (deploy, list, get,
 delete, revisions, traffic, rollback, rollout, logs, cron, invocations) act
-in the one --namespace (-n) names, default unless configured. A function in namespace ns is served at
-{fn}.{ns}.{domain}, one in default at {fn}.{domain}.
+in the one --namespace (-n) names, default unless configured. A function
+in namespace ns is served at {fn}.{ns}.{domain}, one in default at
+{fn}.{domain}.
 
 Manifests: 'ebb apply -f' creates or updates what files describe (ebb's own
 ebb.dev/v1 Function, Secret and Namespace, or Knative Services); 'ebb diff
