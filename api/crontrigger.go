@@ -48,10 +48,11 @@ const (
 )
 
 // Headers a fired run carries, so the function can tell a scheduled call
-// from a user's.
+// from a user's. X-Ebb-, like the invoker's X-Ebb-Invocation-Id, because
+// the router's proxy drops every Ebb- header on the way to a replica.
 const (
-	HeaderCronTrigger   = "Ebb-Cron-Trigger"
-	HeaderCronScheduled = "Ebb-Cron-Scheduled"
+	HeaderCronTrigger   = "X-Ebb-Cron-Trigger"
+	HeaderCronScheduled = "X-Ebb-Cron-Scheduled"
 )
 
 // CronTriggerSpec is what a developer PUTs to

@@ -301,6 +301,17 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	if err != nil {
 		return nil, fmt.Errorf("router listen %s: %w", d.cfg.HTTPAddr, err)
 	}
+	// Asynchronous invocations: the router queues them, and the invoker
+	// beside it delivers them back through it.
+	q, err := d.invocations(ctx)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := d.startInvoker(ctx, g, q); err != nil {
+		l.Close()
+		return nil, err
+	}
 	rt, err := router.New(d.cfg.routerConfig(), router.Deps{
 		Store:      d.store,
 		Functions:  d.caches.Functions(),
@@ -308,6 +319,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 		Replicas:   replicas,
 		Activator:  act,
 		Stats:      routerStats,
+		Async:      q,
 		Registerer: d.reg,
 		Logger:     d.log.With("component", "router"),
 		Listener:   l,

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbrun/ebb/controlplane/cron"
+	"github.com/ebbrun/ebb/invoker"
 	"github.com/ebbrun/ebb/queue"
 	queueembedded "github.com/ebbrun/ebb/queue/embedded"
 	queueredis "github.com/ebbrun/ebb/queue/redis"
@@ -58,5 +59,30 @@ func (d *daemon) startCron(ctx context.Context, g *errgroup.Group) error {
 		return err
 	}
 	g.Go(func() error { return r.Run(ctx) })
+	return nil
+}
+
+// startInvoker runs the workers that deliver queued invocations through
+// this process's router, so the activator wakes a function at zero.
+func (d *daemon) startInvoker(ctx context.Context, g *errgroup.Group, q queue.Queue) error {
+	routerURL, err := invoker.RouterURLFor(d.cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	w, err := invoker.New(invoker.Config{
+		RouterURL: routerURL,
+		Domain:    d.cfg.Domain,
+		// Unique per process in the cluster: one router per node.
+		Name: d.cfg.NodeName + "/invoker",
+	}, invoker.Deps{
+		Queue:      q,
+		Functions:  invoker.CacheFunctions(d.caches.Functions()),
+		Logger:     d.log.With("component", "invoker"),
+		Registerer: d.reg,
+	})
+	if err != nil {
+		return err
+	}
+	g.Go(func() error { return w.Run(ctx) })
 	return nil
 }
