@@ -138,7 +138,7 @@ func (h *Harness) async(ctx context.Context) (Result, error) {
 		N: n, Submitters: asyncSubmitters,
 		Function: "examples/hello, one warm replica (scale min = max = 1), default async policy (maxConcurrency " +
 			strconv.Itoa(api.DefaultAsyncMaxConcurrency) + ")",
-		Invoker: "ebbd's own, beside its router: default config (16 deliveries in flight, 200 ms poll when idle)",
+		Invoker: "its default config: 16 deliveries in flight, a 200 ms poll when idle",
 		Bbolt:   &AsyncStore{Store: asyncStoreBbolt},
 		Redis:   &AsyncStore{Store: asyncStoreRedis},
 	}
@@ -453,7 +453,7 @@ func (r *AsyncResult) Markdown() string {
 	fmt.Fprintf(&b, "Method: two ebbds side by side, one on the embedded store (its queue in `queue.db`, bbolt) and one on a redis-server "+
 		"the harness starts (AOF, appendfsync always, noeviction, as deploy/multinode/redis.conf); the other idles while one runs. "+
 		"Function: %s. Each round sends %d POSTs with `Ebb-Invoke: async` through the router, %d at once over kept-alive connections; "+
-		"the invoker (%s) delivers them back through the router. *Throughput* is %d over the time from the first submission to the last "+
+		"ebbd's invoker delivers them back through the router (%s). *Throughput* is %d over the time from the first submission to the last "+
 		"invocation's CompletedAt, read back through the API once the invoker's Succeeded count says all are through. "+
 		"*Enqueue* is each 202's round trip at the client. Rounds alternate bbolt, redis.\n\n",
 		r.Function, r.N, r.Submitters, r.Invoker, r.N)

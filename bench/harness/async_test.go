@@ -77,3 +77,9 @@ func TestAsyncResultReport(t *testing.T) {
 	assert.Equal(t, GoalMissed, r.Goals()[0].Status, "one lost invocation misses the goal")
 	assert.Equal(t, "7999 of 8000 Succeeded", r.Goals()[0].Value)
 }
+
+func TestEverySectionHasATitle(t *testing.T) {
+	for _, s := range Sections {
+		assert.NotEmpty(t, sectionTitles[s], "section %s has no title in RESULTS.md", s)
+	}
+}
