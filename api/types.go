@@ -78,6 +78,12 @@ type AsyncPolicy struct {
 	// as fast as it admits rather than all at once. 0 means
 	// DefaultAsyncMaxConcurrency.
 	MaxConcurrency int `json:"maxConcurrency,omitempty"`
+	// Target is how many queued invocations (queued or being delivered)
+	// one replica is sized for: the autoscaler runs at least
+	// ceil(depth/target) replicas of the routed revision, as KEDA's queue
+	// scalers do, within scale.max. 0 means the concurrency target, capped
+	// by the hard limit when there is one.
+	Target int `json:"target,omitempty"`
 }
 
 // DefaultAsyncMaxConcurrency is AsyncPolicy.MaxConcurrency's default, and
@@ -93,6 +99,23 @@ func (s FunctionSpec) AsyncMaxConcurrency() int {
 		return DefaultAsyncMaxConcurrency
 	}
 	return s.Async.MaxConcurrency
+}
+
+// MaxAsyncTarget bounds AsyncPolicy.Target, as concurrency.target is.
+const MaxAsyncTarget = 100000
+
+// AsyncTarget is the queued invocations one replica is sized for,
+// defaulted: async.target, else the concurrency target capped by the hard
+// limit (a replica admits no more at once). Call it on a defaulted spec.
+func (s FunctionSpec) AsyncTarget() int {
+	if s.Async != nil && s.Async.Target > 0 {
+		return s.Async.Target
+	}
+	t := s.Concurrency.Target
+	if s.Concurrency.HardLimit > 0 && s.Concurrency.HardLimit < t {
+		t = s.Concurrency.HardLimit
+	}
+	return max(t, 1)
 }
 
 // Secret refers a replica to one key of a secret object of the function's

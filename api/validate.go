@@ -224,6 +224,9 @@ func (s FunctionSpec) Validate() error {
 	if s.Async != nil && (s.Async.MaxConcurrency < 0 || s.Async.MaxConcurrency > MaxAsyncConcurrency) {
 		return invalid("async.maxConcurrency", "%d is outside 0-%d", s.Async.MaxConcurrency, MaxAsyncConcurrency)
 	}
+	if s.Async != nil && (s.Async.Target < 0 || s.Async.Target > MaxAsyncTarget) {
+		return invalid("async.target", "%d is outside 0-%d", s.Async.Target, MaxAsyncTarget)
+	}
 	if s.Rollout != nil {
 		return s.Rollout.Validate()
 	}

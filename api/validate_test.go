@@ -37,6 +37,27 @@ func TestDecodeSpecDefaults(t *testing.T) {
 	assert.Equal(t, 3, tuned.AsyncMaxConcurrency())
 }
 
+func TestAsyncTarget(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       int
+	}{
+		{"default: the concurrency target", `{"image":"a"}`, DefaultConcurrencyTarget},
+		{"a tuned concurrency target", `{"image":"a","concurrency":{"target":7}}`, 7},
+		{"capped by the hard limit", `{"image":"a","concurrency":{"target":50,"hardLimit":4}}`, 4},
+		{"a hard limit above the target", `{"image":"a","concurrency":{"target":5,"hardLimit":40}}`, 5},
+		{"async.target wins", `{"image":"a","concurrency":{"hardLimit":4},"async":{"target":25}}`, 25},
+		{"async.target 0 is the default", `{"image":"a","async":{"target":0,"maxConcurrency":3}}`, DefaultConcurrencyTarget},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, err := DecodeSpec([]byte(tt.body))
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, spec.AsyncTarget())
+		})
+	}
+}
+
 func TestDecodeSpecRejects(t *testing.T) {
 	tests := []struct {
 		name, body, want string
@@ -73,6 +94,8 @@ func TestDecodeSpecRejects(t *testing.T) {
 		{"timeout too long", `{"image":"a","timeout":"2h"}`, "timeout"},
 		{"negative async concurrency", `{"image":"a","async":{"maxConcurrency":-1}}`, "async.maxConcurrency"},
 		{"huge async concurrency", `{"image":"a","async":{"maxConcurrency":100000}}`, "async.maxConcurrency"},
+		{"negative async target", `{"image":"a","async":{"target":-1}}`, "async.target"},
+		{"huge async target", `{"image":"a","async":{"target":100001}}`, "async.target"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,6 +37,12 @@ type Observation struct {
 	// last demand, if later). The zero value, routed, is also what an
 	// unknown routing means: min scale is never dropped on missing news.
 	Unrouted bool `json:"unrouted,omitempty"`
+	// Queued is the revision's share of its function's asynchronous
+	// invocations that are queued or being delivered (queue.Depth): work
+	// that exists now even if no request has reached a router yet. It is
+	// demand, like a buffered request, and sizes the revision to at least
+	// ceil(Queued / the spec's async target).
+	Queued int `json:"queued,omitempty"`
 }
 
 // Decision is the decider's answer for one instant.
@@ -50,6 +56,9 @@ type Decision struct {
 	// ratcheting, the delay window and the bounds.
 	StableDesired int `json:"stableDesired"`
 	PanicDesired  int `json:"panicDesired"`
+	// AsyncDesired is ceil(Queued / async target), the count the queued
+	// asynchronous work asks for; 0 when nothing is queued.
+	AsyncDesired int `json:"asyncDesired,omitempty"`
 	// Target is the per-replica target of the metric.
 	Target float64 `json:"target"`
 	// Reason names the rule that settled Desired (see the Reason constants).
@@ -65,6 +74,7 @@ const (
 	ReasonStable     = "stable"        // ceil(stable/target)
 	ReasonPanic      = "panic"         // panic mode holds the highest count seen
 	ReasonActivation = "activation"    // demand at zero: at least the activation scale
+	ReasonAsync      = "async-queue"   // ceil(queued/async target), above the windows' count
 	ReasonKeepWarm   = "keep-warm"     // no demand, but grace, retention or keep-alive not over
 	ReasonPreWarm    = "pre-warm"      // no demand, but the keep-alive policy predicts a request
 	ReasonToZero     = "scale-to-zero" // no demand for long enough
@@ -139,9 +149,11 @@ type Memory struct {
 type Decider struct {
 	spec   api.FunctionSpec
 	target float64
-	stable time.Duration
-	delay  maxWindow
-	st     DeciderState
+	// asyncTarget is the queued invocations one replica is sized for.
+	asyncTarget int
+	stable      time.Duration
+	delay       maxWindow
+	st          DeciderState
 }
 
 // NewDecider returns a decider for a revision with spec, which must already
@@ -149,10 +161,11 @@ type Decider struct {
 func NewDecider(spec api.FunctionSpec, start Start) *Decider {
 	stable, _ := Windows(spec.Scale)
 	d := &Decider{
-		spec:   spec,
-		target: Target(spec.Concurrency),
-		stable: stable,
-		delay:  maxWindow{length: spec.Scale.ScaleDownDelay.Duration},
+		spec:        spec,
+		target:      Target(spec.Concurrency),
+		asyncTarget: spec.AsyncTarget(),
+		stable:      stable,
+		delay:       maxWindow{length: spec.Scale.ScaleDownDelay.Duration},
 		st: DeciderState{Born: start.At, InitialReached: start.Resumed || initialScale(spec.Scale) == 0,
 			LastDemand: start.Memory.LastDemand},
 	}
@@ -221,7 +234,9 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 		d.st.UnroutedSince = now
 	}
 
-	demandNow := obs.Buffered > 0 || obs.Poked
+	// Queued asynchronous work is demand now too: a function at zero is
+	// woken for it before the invoker's first delivery reaches a router.
+	demandNow := obs.Buffered > 0 || obs.Poked || obs.Queued > 0
 	if obs.LastDemand.After(d.st.LastDemand) {
 		d.st.LastDemand = obs.LastDemand
 	}
@@ -276,6 +291,19 @@ func (d *Decider) Decide(now time.Time, obs Observation) Decision {
 			desired = d.st.MaxPanic
 		}
 		dec.Reason = ReasonPanic
+	}
+
+	// Queued asynchronous work sizes the revision as KEDA's queue scalers
+	// do: ceil(depth/target) replicas, whatever the windows say. It is a
+	// floor on the windows' count, not added to it: the deliveries in
+	// flight are in both. It goes through the scale-down delay and max
+	// scale below like any count.
+	if obs.Queued > 0 {
+		dec.AsyncDesired = (obs.Queued + d.asyncTarget - 1) / d.asyncTarget
+		if dec.AsyncDesired > desired {
+			desired = dec.AsyncDesired
+			dec.Reason = ReasonAsync
+		}
 	}
 
 	if demandNow && desired < max(s.ActivationScale, 1) {

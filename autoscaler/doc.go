@@ -51,6 +51,18 @@
 // no tick. A namespace without a quota pays one map lookup per decision,
 // so a saturated namespace never slows another's.
 //
+// Queued asynchronous invocations are demand too, as in KEDA's queue
+// scalers. Once per tick the runner reads each function's queue depth
+// (queued or being delivered) through RunnerDeps.Queue, a one-method
+// interface queue.Queue satisfies, and gives each revision its traffic
+// percent's share of it, rounded up (a tag or a header match gets none:
+// the invoker delivers to the function's own host). The decider sees it as
+// Observation.Queued: at least ceil(queued / async target) replicas
+// (async.target, else the concurrency target capped by the hard limit),
+// bounded by max scale; queued work wakes a revision at zero and holds off
+// scale to zero like a buffered request, before the invoker's first
+// delivery reaches a router. A depth that cannot be read counts as none.
+//
 // Why there is no target-burst-capacity switch: Knative keeps the activator
 // in the request path while spare capacity is below target-burst-capacity,
 // because its gateways balance per connection and cannot see how full a pod
@@ -68,7 +80,7 @@
 // sized in one decision rather than one replica per tick.
 //
 // Wiring (cmd/ebbd): build one Runner with NewRunner(RunnerConfig{},
-// RunnerDeps{Store, Logger, Registerer}) and run it under the errgroup with
+// RunnerDeps{Store, Logger, Registerer, Queue}) and run it under the errgroup with
 // Run(ctx). In process, pass the *Runner itself as router.Deps' StatsSink
 // and as the activator's StatsSink and ScaleUpper. Across processes, mount
 // NewHandler(runner, HandlerConfig{Token}) on the autoscaler's HTTP server

@@ -27,3 +27,25 @@ func (r *Runner) routedLocked(rs *revState) bool {
 	}
 	return r.routed[rs.name]
 }
+
+// trafficShares returns, per function, the percent of its plain traffic
+// (the split, not tags or header matches) each revision gets,
+// latestRevision resolved; a function without a split sends all of it to
+// its latest revision, as the router does. Queued asynchronous work is
+// delivered to the function's own host, so it follows the split.
+func trafficShares(fns map[string]store.Versioned[store.Function]) map[string]map[string]int {
+	shares := make(map[string]map[string]int, len(fns))
+	for name, fn := range fns {
+		split := map[string]int{}
+		for _, t := range store.ResolveTraffic(fn.Value) {
+			if t.Revision != "" && t.Percent > 0 {
+				split[t.Revision] += t.Percent
+			}
+		}
+		if len(fn.Value.Traffic) == 0 && fn.Value.LatestRevision != "" {
+			split[fn.Value.LatestRevision] = 100
+		}
+		shares[name] = split
+	}
+	return shares
+}

@@ -95,6 +95,10 @@ type RunnerDeps struct {
 	Clock func() time.Time
 	// Policy replaces the hybrid histogram keep-alive policy; optional.
 	Policy KeepAlivePolicy
+	// Queue gives each function's queued asynchronous invocations, read
+	// once per tick and counted as demand (runner_queue.go); optional:
+	// nil means no queue signal.
+	Queue QueueDepths
 }
 
 // Runner is the thin shell around the pure autoscaler: it receives stats
@@ -141,6 +145,11 @@ type Runner struct {
 	// the revisions a route reaches (routedRevisions of functions).
 	functions map[string]store.Versioned[store.Function]
 	routed    map[string]bool
+	// shares are the traffic percents of each function's revisions
+	// (trafficShares); depths are each function's queued asynchronous
+	// invocations as the last tick read them (runner_queue.go).
+	shares map[string]map[string]int
+	depths map[string]int
 	// kept are the keep-alive records (runner_keepalive.go), by revision;
 	// keptByFunction indexes the newest per function once, for restoring.
 	kept           map[string]store.Versioned[store.KeepAlive]
@@ -202,6 +211,8 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		nodeRecs:  map[string]store.Versioned[store.Node]{},
 		functions: map[string]store.Versioned[store.Function]{},
 		routed:    map[string]bool{},
+		shares:    map[string]map[string]int{},
+		depths:    map[string]int{},
 		kept:      map[string]store.Versioned[store.KeepAlive]{},
 		nsRecs:    map[string]store.Versioned[store.Namespace]{},
 		limits:    map[string]quota.Limits{},
@@ -424,12 +435,14 @@ func (r *Runner) dropLocked(name string) {
 	delete(r.fns, rs.function)
 }
 
-// Tick is one pass of the control loop: it decides for every known
-// revision, in name order, and writes what changed. Run calls it every
+// Tick is one pass of the control loop: it reads each function's queue
+// depth (Deps.Queue, once), then decides for every known revision, in name
+// order, and writes what changed. Run calls it every
 // cfg.Tick; tests call it directly. Before the caches have listed it
 // decides nothing. A revision whose step fails is logged and skipped; the
 // failures are returned joined.
 func (r *Runner) Tick(ctx context.Context) error {
+	r.readDepths(ctx)
 	r.mu.Lock()
 	names := make([]string, 0, len(r.records))
 	for name := range r.records {
@@ -565,6 +578,7 @@ func (r *Runner) scaleLocked(rs *revState, now time.Time, poked bool) Result {
 		rs.scaler.Poke(now)
 	}
 	rs.scaler.SetRouted(r.routedLocked(rs))
+	rs.scaler.SetQueued(r.queuedLocked(rs))
 	res := rs.scaler.Scale(now, r.readyN[rs.name])
 	rs.last, rs.scaled = res, true
 	return res

@@ -18,6 +18,9 @@ type runnerMetrics struct {
 	panic      *prometheus.GaugeVec
 	preCreated *prometheus.GaugeVec
 	unplaced   *prometheus.GaugeVec
+	queued     *prometheus.GaugeVec
+	// queueErrors counts queue depths the runner could not read.
+	queueErrors prometheus.Counter
 	// quotaClipped counts decisions a namespace's quota cut, by namespace.
 	quotaClipped *prometheus.CounterVec
 	decisions    *prometheus.CounterVec
@@ -49,6 +52,14 @@ func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
 		unplaced: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ebb_autoscaler_unplaced_replicas", Help: "Desired replicas no node could take.",
 		}, rev),
+		queued: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ebb_autoscaler_queued_invocations",
+			Help: "The revision's share of its function's queued asynchronous invocations, counted as demand.",
+		}, rev),
+		queueErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ebb_autoscaler_queue_depth_errors_total",
+			Help: "Functions whose async queue depth a tick could not read (counted as none queued).",
+		}),
 		quotaClipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_autoscaler_quota_clipped_total",
 			Help: "Scaling decisions the namespace's quota cut below what the decider wanted, by namespace.",
@@ -69,7 +80,7 @@ func newRunnerMetrics(reg prometheus.Registerer) (*runnerMetrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	for _, c := range []prometheus.Collector{m.desired, m.ready, m.observed, m.target, m.panic, m.preCreated, m.unplaced, m.quotaClipped, m.decisions, m.stats, m.activation} {
+	for _, c := range []prometheus.Collector{m.desired, m.ready, m.observed, m.target, m.panic, m.preCreated, m.unplaced, m.queued, m.queueErrors, m.quotaClipped, m.decisions, m.stats, m.activation} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if errors.As(err, &already) {
@@ -96,6 +107,7 @@ func (m *runnerMetrics) observe(rs *revState, res Result, ready int, pl Placemen
 	m.target.With(l).Set(res.Decision.Target)
 	m.preCreated.With(l).Set(float64(res.PreCreated))
 	m.unplaced.With(l).Set(float64(pl.Unplaced))
+	m.queued.With(l).Set(float64(res.Observation.Queued))
 	p := 0.0
 	if res.Decision.Panic {
 		p = 1
@@ -108,7 +120,7 @@ func (m *runnerMetrics) observe(rs *revState, res Result, ready int, pl Placemen
 
 func (m *runnerMetrics) forget(function, revision string) {
 	l := revisionLabels(function, revision)
-	for _, g := range []*prometheus.GaugeVec{m.desired, m.ready, m.target, m.panic, m.preCreated, m.unplaced} {
+	for _, g := range []*prometheus.GaugeVec{m.desired, m.ready, m.target, m.panic, m.preCreated, m.unplaced, m.queued} {
 		g.Delete(l)
 	}
 	m.observed.DeletePartialMatch(l)

@@ -19,6 +19,9 @@ type Scaler struct {
 	poked   bool
 	// unrouted: no route reaches the revision (SetRouted).
 	unrouted bool
+	// queued is the revision's share of its function's queued
+	// asynchronous invocations (SetQueued).
+	queued int
 	// plan is the policy's last plan, made from histogram version planFor.
 	plan    Plan
 	planFor uint64
@@ -75,6 +78,11 @@ func (s *Scaler) Record(st api.RevisionStat) {
 // its function's history predicts go to the routed revisions.
 func (s *Scaler) SetRouted(routed bool) { s.unrouted = !routed }
 
+// SetQueued says how many of its function's asynchronous invocations,
+// queued or being delivered, fall to the revision; it holds until set
+// again. Queued work is demand (Observation.Queued).
+func (s *Scaler) SetQueued(n int) { s.queued = max(n, 0) }
+
 // Poke records an activation request at now: a request waits for capacity.
 // The next Scale counts it as demand even before any stat says so.
 func (s *Scaler) Poke(now time.Time) {
@@ -102,11 +110,12 @@ func (s *Scaler) Scale(now time.Time, ready int) Result {
 	obs := s.metrics.Observe(now, s.spec, ready)
 	obs.Poked, s.poked = s.poked, false
 	obs.Unrouted = s.unrouted
+	obs.Queued = s.queued
 	idleSince := obs.LastDemand
 	if last := s.decider.State().LastDemand; last.After(idleSince) {
 		idleSince = last
 	}
-	if obs.Poked || obs.Buffered > 0 {
+	if obs.Poked || obs.Buffered > 0 || obs.Queued > 0 {
 		idleSince = now
 	}
 	// A plan is a pure function of the histogram and the spec: make it again

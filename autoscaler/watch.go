@@ -125,6 +125,7 @@ func (r *Runner) allSyncedLocked() bool { return len(r.synced) == len(r.watches)
 func (r *Runner) onFunctions(u store.Update[store.Function]) {
 	r.functions = fold(r.functions, u, lastSegment, nil)
 	r.routed = routedRevisions(r.functions)
+	r.shares = trafficShares(r.functions)
 }
 
 // onRevisions keeps a revision Activate read ahead of the watch until the

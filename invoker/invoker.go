@@ -65,6 +65,9 @@ type Worker struct {
 	// a function's last free place.
 	claimMu  sync.Mutex
 	inflight map[string]int
+	// freed is signalled (never blocking, capacity one) when a delivery
+	// ends: a function held back by its limit may have room again.
+	freed chan struct{}
 }
 
 // New returns a Worker; Run starts it.
@@ -101,7 +104,8 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), metrics: m, inflight: map[string]int{}}, nil
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), metrics: m, inflight: map[string]int{},
+		freed: make(chan struct{}, 1)}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -141,7 +145,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if !errors.Is(err, queue.ErrEmpty) {
 				w.log.Warn("claim an async invocation", "err", err)
 			}
-			_ = w.deps.Sleep(ctx, w.cfg.PollInterval)
+			w.idle(ctx)
 			continue
 		}
 		wg.Go(func() {
@@ -153,6 +157,24 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 	return nil
+}
+
+// idle waits before the next claim: PollInterval, or less if a delivery
+// ends meanwhile. A claim comes back empty also when every function with
+// work is at its async limit; waiting out the whole interval then would
+// cap a function at MaxConcurrency deliveries per PollInterval, however
+// fast it answers.
+func (w *Worker) idle(ctx context.Context) {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.freed:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	_ = w.deps.Sleep(wctx, w.cfg.PollInterval)
 }
 
 func (w *Worker) expireLoop(ctx context.Context) {
@@ -241,6 +263,10 @@ func (w *Worker) release(fn string) {
 		delete(w.inflight, fn)
 	}
 	w.metrics.inFlight.Dec()
+	select {
+	case w.freed <- struct{}{}:
+	default: // a wake-up is pending already
+	}
 }
 
 // InFlight is how many deliveries of fn the worker has under way.

@@ -557,6 +557,52 @@ func (q *countingQueue) Claim(ctx context.Context, worker string, now time.Time,
 	return q.Memory.Claim(ctx, worker, now, visibility, functions...)
 }
 
+// A worker whose only work is of a function at its async limit claims
+// again as soon as one of that function's deliveries ends, not a poll
+// interval later: waiting would cap the function at MaxConcurrency
+// deliveries per PollInterval (50/s with the defaults).
+func TestSaturatedWorkerClaimsWhenADeliveryEnds(t *testing.T) {
+	entered := make(chan string)
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get(HeaderDeliveryID)
+		entered <- id
+		if id == "s1" {
+			<-release
+		}
+	}))
+	t.Cleanup(srv.Close)
+	q := queuetest.NewMemory()
+	for i, id := range []string{"s1", "s2"} {
+		_, _, err := q.Enqueue(context.Background(), api.Invocation{ID: id, Function: "slow", MaxAttempts: 1,
+			CreatedAt: start.Add(time.Duration(i)), Request: api.InvocationRequest{Method: "POST", Path: "/"}})
+		require.NoError(t, err)
+	}
+	w, err := New(Config{RouterURL: srv.URL, Concurrency: 4}, Deps{Queue: q,
+		Functions: limits{"slow": {MaxConcurrency: 1, Timeout: time.Minute}},
+		// A poll interval that never runs out: only a delivery's end
+		// (or the end of Run) can wake the claim loop.
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			<-ctx.Done()
+			return ctx.Err()
+		}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.Run(ctx) }()
+
+	require.Equal(t, "s1", <-entered)
+	close(release) // s1 ends; slow has room again
+	select {
+	case id := <-entered:
+		assert.Equal(t, "s2", id)
+	case <-time.After(10 * time.Second): // a guard against a hang, not a wait
+		t.Fatal("the worker did not claim again when slow's delivery ended")
+	}
+	cancel()
+	require.NoError(t, <-done)
+}
+
 func TestIdleWorkerPollsOnce(t *testing.T) {
 	q := &countingQueue{Memory: queuetest.NewMemory()}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -53,6 +53,8 @@ type EbbdOptions struct {
 	// bridge) or "off" (replicas on the host's network). Default
 	// Config.Isolation, itself "on" by default.
 	Isolation string
+	// Store is the --store flag: "embedded" (default) or a redis:// URL.
+	Store string
 }
 
 // Values of EbbdOptions.Isolation, as ebbd's --isolation takes them.
@@ -73,6 +75,9 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 	}
 	if o.Isolation == "" {
 		o.Isolation = h.cfg.Isolation
+	}
+	if o.Store == "" {
+		o.Store = "embedded"
 	}
 	if o.Isolation != IsolationOn && o.Isolation != IsolationOff {
 		return nil, fmt.Errorf("ebbd %s: isolation %q: want on or off", o.Name, o.Isolation)
@@ -136,6 +141,7 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		"--ebpf", o.EBPF,
 		"--vip-prefix", harnessVIPPrefix,
 		"--isolation", o.Isolation,
+		"--store", o.Store,
 		"--log-level", "warn",
 	}, slot.flags()...)
 	cmd := exec.Command(filepath.Join(h.cfg.BinDir, "ebbd"), args...)

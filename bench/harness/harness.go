@@ -19,7 +19,7 @@ import (
 )
 
 // Sections, in the order they run and are reported.
-var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers"}
+var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers", "async"}
 
 // Config configures one harness run. Zero fields take the defaults listed.
 type Config struct {
@@ -262,6 +262,8 @@ func (h *Harness) runSection(ctx context.Context, name string) (result Result, e
 		return h.rollback(ctx)
 	case "headers":
 		return h.headers(ctx)
+	case "async":
+		return h.async(ctx)
 	}
 	return nil, fmt.Errorf("unknown section %q", name)
 }
@@ -274,6 +276,9 @@ func (h *Harness) preflight(ctx context.Context) error {
 		}
 	}
 	need := map[string]string{"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "containerd": "containerd", "runc": "runc"}
+	if h.cfg.runs("async") {
+		need["redis-server"] = "redis-server"
+	}
 	var missing []string
 	for bin, pkg := range need {
 		if _, err := exec.LookPath(bin); err != nil {

@@ -249,6 +249,7 @@ var sectionTitles = map[string]string{
 	"ebpf":        "eBPF on and off",
 	"rollback":    "Rollback of a bad canary",
 	"headers":     "Header-match rules",
+	"async":       "Asynchronous invocations",
 }
 
 // Markers around the part of RESULTS.md the harness owns.

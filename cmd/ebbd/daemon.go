@@ -229,9 +229,16 @@ func (d *daemon) registerCredential(ctx context.Context) error {
 	return nil
 }
 
+// startAutoscaler runs the autoscaler's runner, which also counts the
+// asynchronous invocations queued for each function as its demand.
 func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autoscaler.Runner, error) {
+	q, err := d.invocations(ctx)
+	if err != nil {
+		return nil, err
+	}
 	runner, err := autoscaler.NewRunner(autoscaler.RunnerConfig{}, autoscaler.RunnerDeps{
 		Store: d.store,
+		Queue: q,
 		Caches: autoscaler.RunnerCaches{
 			Functions:   d.caches.Functions(),
 			Revisions:   d.caches.Revisions(),
