@@ -73,7 +73,8 @@ func (d *daemon) startInvoker(ctx context.Context, g *errgroup.Group, q queue.Qu
 		RouterURL: routerURL,
 		Domain:    d.cfg.Domain,
 		// Unique per process in the cluster: one router per node.
-		Name: d.cfg.NodeName + "/invoker",
+		Name:             d.cfg.NodeName + "/invoker",
+		VisibilityMargin: d.cfg.InvokerVisibilityMargin,
 	}, invoker.Deps{
 		Queue:      q,
 		Functions:  invoker.CacheFunctions(d.caches.Functions()),
