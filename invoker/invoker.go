@@ -190,8 +190,12 @@ func (w *Worker) Step(ctx context.Context) (bool, error) {
 }
 
 // claim takes the next due invocation of a function below its async
-// concurrency limit, for the longest timeout of those functions plus the
-// margin (the claim is taken before the function is known).
+// concurrency limit. The claim is taken before the function is known, so
+// its visibility is the longest timeout of the functions it may be of plus
+// the margin: the known functions' first, then, while none is at its
+// limit, any function's (one no record names: deleted, or not yet seen)
+// for the default timeout. Claiming the known ones apart keeps a killed
+// worker's claims on short functions from waiting out the default.
 func (w *Worker) claim(ctx context.Context) (api.Invocation, Limit, error) {
 	w.claimMu.Lock()
 	defer w.claimMu.Unlock()
@@ -199,7 +203,7 @@ func (w *Worker) claim(ctx context.Context) (api.Invocation, Limit, error) {
 	if w.deps.Functions != nil {
 		limits = w.deps.Functions.Limits()
 	}
-	longest := defaultLimit.Timeout
+	var longest time.Duration
 	var allowed []string
 	saturated := false
 	for fn, lim := range limits {
@@ -210,15 +214,18 @@ func (w *Worker) claim(ctx context.Context) (api.Invocation, Limit, error) {
 		allowed = append(allowed, fn)
 		longest = max(longest, lim.Timeout)
 	}
-	// Functions no record names (deleted, or not yet seen) are claimed
-	// only while no function is at its limit: a filter must list names.
-	if saturated && len(allowed) == 0 {
-		return api.Invocation{}, Limit{}, queue.ErrEmpty
+	var (
+		inv api.Invocation
+		err error = queue.ErrEmpty
+	)
+	if len(allowed) > 0 {
+		inv, err = w.deps.Queue.Claim(ctx, w.cfg.Name, w.deps.Now(), longest+w.cfg.VisibilityMargin, allowed...)
 	}
-	if !saturated {
-		allowed = nil
+	// A filter must list names, so functions no record names are claimed
+	// only while no function is at its limit.
+	if errors.Is(err, queue.ErrEmpty) && !saturated {
+		inv, err = w.deps.Queue.Claim(ctx, w.cfg.Name, w.deps.Now(), max(longest, defaultLimit.Timeout)+w.cfg.VisibilityMargin)
 	}
-	inv, err := w.deps.Queue.Claim(ctx, w.cfg.Name, w.deps.Now(), longest+w.cfg.VisibilityMargin, allowed...)
 	if err != nil {
 		if errors.Is(err, queue.ErrEmpty) {
 			return api.Invocation{}, Limit{}, err
