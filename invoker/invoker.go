@@ -65,6 +65,9 @@ type Worker struct {
 	// a function's last free place.
 	claimMu  sync.Mutex
 	inflight map[string]int
+
+	// wake cuts an idle wait short (Wake); one pending wake is enough.
+	wake chan struct{}
 }
 
 // New returns a Worker; Run starts it.
@@ -101,7 +104,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), metrics: m, inflight: map[string]int{}}, nil
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), metrics: m, inflight: map[string]int{}, wake: make(chan struct{}, 1)}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -141,7 +144,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			if !errors.Is(err, queue.ErrEmpty) {
 				w.log.Warn("claim an async invocation", "err", err)
 			}
-			_ = w.deps.Sleep(ctx, w.cfg.PollInterval)
+			w.idle(ctx)
 			continue
 		}
 		wg.Go(func() {
@@ -153,6 +156,32 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 	return nil
+}
+
+// Wake tells an idle worker that an invocation may be due, so it claims
+// at once instead of at its next poll. ebbd calls it when its own process
+// enqueues (an async request to its router, a cron run of its control
+// plane), which takes up to PollInterval off their latency; work queued
+// by other processes still waits for the poll.
+func (w *Worker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// idle waits PollInterval, or less if Wake is called.
+func (w *Worker) idle(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-w.wake:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	_ = w.deps.Sleep(ctx, w.cfg.PollInterval)
 }
 
 func (w *Worker) expireLoop(ctx context.Context) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -640,4 +641,43 @@ func TestClaimVisibilityFollowsKnownTimeouts(t *testing.T) {
 		"short-1": 5*time.Second + time.Second,
 		"gone-1":  api.DefaultTimeout + time.Second,
 	}, q.took)
+}
+
+// TestWakeCutsThePollShort: an idle worker whose poll would never end
+// delivers an invocation at once when woken.
+func TestWakeCutsThePollShort(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get(HeaderDeliveryID)
+	}))
+	t.Cleanup(srv.Close)
+	q := &countingQueue{Memory: queuetest.NewMemory()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := New(Config{RouterURL: srv.URL}, Deps{Queue: q,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			<-ctx.Done() // no poll ends on its own: only a wake (or the end)
+			return ctx.Err()
+		}})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	// Idle: the first claim found nothing.
+	for q.claims.Load() == 0 {
+		runtime.Gosched()
+	}
+	_, _, err = q.Enqueue(ctx, api.Invocation{ID: "w1", Function: "hello", MaxAttempts: 1,
+		Request: api.InvocationRequest{Method: "POST", Path: "/"}, CreatedAt: time.Now()})
+	require.NoError(t, err)
+	w.Wake()
+	select {
+	case id := <-got:
+		assert.Equal(t, "w1", id)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the woken worker did not deliver")
+	}
+	w.Wake() // a wake with nobody idle is kept, not blocked on
+	w.Wake()
+	cancel()
+	require.NoError(t, <-done)
 }
