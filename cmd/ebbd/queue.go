@@ -46,7 +46,7 @@ func (d *daemon) invocations(ctx context.Context) (queue.Queue, error) {
 	}
 	d.queue = &wakingQueue{Queue: q}
 	d.closers = append(d.closers, func() { _ = q.Close() })
-	return q, nil
+	return d.queue, nil
 }
 
 // startCron runs the cron triggers' runner of a control plane. Every
