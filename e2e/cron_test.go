@@ -74,9 +74,11 @@ func lateness(ds []time.Duration) string {
 // TestCron is issue 20's acceptance of cron triggers on one daemon: a
 // "@every 2s" trigger fires within 100 ms of its schedule over 30 runs
 // (the lateness is logged), and, at the same time, a Forbid trigger whose
-// runs outlast its period skips the overlapping ones.
+// runs outlast its period skips the overlapping ones. It is not parallel,
+// so it runs before the parallel tests start: its lateness is a
+// measurement, and the kill test's thousand deliveries on the same two
+// cores and disk add up to 100ms to a run.
 func TestCron(t *testing.T) {
-	t.Parallel()
 	const runs = 30
 	d := startEbbd(t)
 	d.pushHello()
@@ -120,8 +122,16 @@ func TestCron(t *testing.T) {
 		t.Logf("every 2s, schedule to firedAt: %s", lateness(fired))
 	}
 	assert.Zero(t, tr.Status.Missed)
-	for _, l := range late {
+	firedAt := map[time.Time]time.Time{}
+	for _, r := range tr.Status.Runs {
+		firedAt[r.Scheduled.UTC()] = r.FiredAt
+	}
+	for i, l := range late {
 		assert.GreaterOrEqual(t, l, time.Duration(0), "no run before its time")
+		if l > 50*time.Millisecond {
+			s := got[i].scheduled
+			t.Logf("late run %s: fired +%s, received +%s", s.Format(time.TimeOnly), firedAt[s.UTC()].Sub(s), l)
+		}
 		assert.LessOrEqual(t, l, 100*time.Millisecond, "every run within 100ms of its schedule")
 	}
 
