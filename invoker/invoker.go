@@ -65,9 +65,11 @@ type Worker struct {
 	// a function's last free place.
 	claimMu  sync.Mutex
 	inflight map[string]int
-	// freed is signalled (never blocking, capacity one) when a delivery
-	// ends: a function held back by its limit may have room again.
-	freed chan struct{}
+
+	// wake cuts an idle wait short: Wake, and the end of a delivery (a
+	// function held back by its async limit may have room again). One
+	// pending wake is enough.
+	wake chan struct{}
 }
 
 // New returns a Worker; Run starts it.
@@ -104,8 +106,7 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), metrics: m, inflight: map[string]int{},
-		freed: make(chan struct{}, 1)}, nil
+	return &Worker{cfg: cfg, deps: deps, log: deps.Logger.With("component", "invoker"), metrics: m, inflight: map[string]int{}, wake: make(chan struct{}, 1)}, nil
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -159,22 +160,33 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// idle waits before the next claim: PollInterval, or less if a delivery
-// ends meanwhile. A claim comes back empty also when every function with
-// work is at its async limit; waiting out the whole interval then would
-// cap a function at MaxConcurrency deliveries per PollInterval, however
-// fast it answers.
+// Wake tells an idle worker that an invocation may be due, so it claims
+// at once instead of at its next poll. ebbd calls it when its own process
+// enqueues (an async request to its router, a cron run of its control
+// plane), which takes up to PollInterval off their latency; work queued
+// by other processes still waits for the poll.
+func (w *Worker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default: // one is pending already
+	}
+}
+
+// idle waits PollInterval, or less if Wake is called or a delivery ends.
+// A claim comes back empty also when every function with work is at its
+// async limit; waiting out the whole interval then would cap a function
+// at MaxConcurrency deliveries per PollInterval, however fast it answers.
 func (w *Worker) idle(ctx context.Context) {
-	wctx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
 		select {
-		case <-w.freed:
+		case <-w.wake:
 			cancel()
-		case <-wctx.Done():
+		case <-ctx.Done():
 		}
 	}()
-	_ = w.deps.Sleep(wctx, w.cfg.PollInterval)
+	_ = w.deps.Sleep(ctx, w.cfg.PollInterval)
 }
 
 func (w *Worker) expireLoop(ctx context.Context) {
@@ -212,8 +224,12 @@ func (w *Worker) Step(ctx context.Context) (bool, error) {
 }
 
 // claim takes the next due invocation of a function below its async
-// concurrency limit, for the longest timeout of those functions plus the
-// margin (the claim is taken before the function is known).
+// concurrency limit. The claim is taken before the function is known, so
+// its visibility is the longest timeout of the functions it may be of plus
+// the margin: the known functions' first, then, while none is at its
+// limit, any function's (one no record names: deleted, or not yet seen)
+// for the default timeout. Claiming the known ones apart keeps a killed
+// worker's claims on short functions from waiting out the default.
 func (w *Worker) claim(ctx context.Context) (api.Invocation, Limit, error) {
 	w.claimMu.Lock()
 	defer w.claimMu.Unlock()
@@ -221,7 +237,7 @@ func (w *Worker) claim(ctx context.Context) (api.Invocation, Limit, error) {
 	if w.deps.Functions != nil {
 		limits = w.deps.Functions.Limits()
 	}
-	longest := defaultLimit.Timeout
+	var longest time.Duration
 	var allowed []string
 	saturated := false
 	for fn, lim := range limits {
@@ -232,15 +248,18 @@ func (w *Worker) claim(ctx context.Context) (api.Invocation, Limit, error) {
 		allowed = append(allowed, fn)
 		longest = max(longest, lim.Timeout)
 	}
-	// Functions no record names (deleted, or not yet seen) are claimed
-	// only while no function is at its limit: a filter must list names.
-	if saturated && len(allowed) == 0 {
-		return api.Invocation{}, Limit{}, queue.ErrEmpty
+	var (
+		inv api.Invocation
+		err error = queue.ErrEmpty
+	)
+	if len(allowed) > 0 {
+		inv, err = w.deps.Queue.Claim(ctx, w.cfg.Name, w.deps.Now(), longest+w.cfg.VisibilityMargin, allowed...)
 	}
-	if !saturated {
-		allowed = nil
+	// A filter must list names, so functions no record names are claimed
+	// only while no function is at its limit.
+	if errors.Is(err, queue.ErrEmpty) && !saturated {
+		inv, err = w.deps.Queue.Claim(ctx, w.cfg.Name, w.deps.Now(), max(longest, defaultLimit.Timeout)+w.cfg.VisibilityMargin)
 	}
-	inv, err := w.deps.Queue.Claim(ctx, w.cfg.Name, w.deps.Now(), longest+w.cfg.VisibilityMargin, allowed...)
 	if err != nil {
 		if errors.Is(err, queue.ErrEmpty) {
 			return api.Invocation{}, Limit{}, err
@@ -263,10 +282,7 @@ func (w *Worker) release(fn string) {
 		delete(w.inflight, fn)
 	}
 	w.metrics.inFlight.Dec()
-	select {
-	case w.freed <- struct{}{}:
-	default: // a wake-up is pending already
-	}
+	w.Wake()
 }
 
 // InFlight is how many deliveries of fn the worker has under way.

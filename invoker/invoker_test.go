@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -638,4 +639,91 @@ func TestRouterURLFor(t *testing.T) {
 	}
 	_, err := RouterURLFor("8080")
 	assert.Error(t, err)
+}
+
+// visibilityQueue records the visibility of each claim that took one.
+type visibilityQueue struct {
+	*queuetest.Memory
+	mu   sync.Mutex
+	took map[string]time.Duration // invocation ID → its claim's visibility
+}
+
+func (q *visibilityQueue) Claim(ctx context.Context, worker string, now time.Time, visibility time.Duration, functions ...string) (api.Invocation, error) {
+	inv, err := q.Memory.Claim(ctx, worker, now, visibility, functions...)
+	if err == nil {
+		q.mu.Lock()
+		q.took[inv.ID] = visibility
+		q.mu.Unlock()
+	}
+	return inv, err
+}
+
+// TestClaimVisibilityFollowsKnownTimeouts: a known function's invocation
+// is claimed for its own timeout plus the margin, not the default
+// timeout's, so a killed worker's claims on it lapse soon; a function no
+// record names still gets the default timeout's.
+func TestClaimVisibilityFollowsKnownTimeouts(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(srv.Close)
+	q := &visibilityQueue{Memory: queuetest.NewMemory(), took: map[string]time.Duration{}}
+	fns := limits{"short": {MaxConcurrency: 5, Timeout: 2 * time.Second}, "other": {MaxConcurrency: 5, Timeout: 5 * time.Second}}
+	w, err := New(Config{RouterURL: srv.URL, Name: "w1", VisibilityMargin: time.Second}, Deps{Queue: q, Functions: fns})
+	require.NoError(t, err)
+	ctx := context.Background()
+	for i, fn := range []string{"gone", "short"} {
+		_, _, err := q.Enqueue(ctx, api.Invocation{ID: fn + "-1", Function: fn, MaxAttempts: 1,
+			Request: api.InvocationRequest{Method: "POST", Path: "/"}, CreatedAt: start.Add(time.Duration(i) * time.Second)})
+		require.NoError(t, err)
+	}
+	for range 2 {
+		claimed, err := w.Step(ctx)
+		require.NoError(t, err)
+		require.True(t, claimed)
+	}
+	_, err = w.Step(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]time.Duration{
+		// The known functions first, though the other is older.
+		"short-1": 5*time.Second + time.Second,
+		"gone-1":  api.DefaultTimeout + time.Second,
+	}, q.took)
+}
+
+// TestWakeCutsThePollShort: an idle worker whose poll would never end
+// delivers an invocation at once when woken.
+func TestWakeCutsThePollShort(t *testing.T) {
+	got := make(chan string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Get(HeaderDeliveryID)
+	}))
+	t.Cleanup(srv.Close)
+	q := &countingQueue{Memory: queuetest.NewMemory()}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w, err := New(Config{RouterURL: srv.URL}, Deps{Queue: q,
+		Sleep: func(ctx context.Context, d time.Duration) error {
+			<-ctx.Done() // no poll ends on its own: only a wake (or the end)
+			return ctx.Err()
+		}})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	// Idle: the first claim found nothing.
+	for q.claims.Load() == 0 {
+		runtime.Gosched()
+	}
+	_, _, err = q.Enqueue(ctx, api.Invocation{ID: "w1", Function: "hello", MaxAttempts: 1,
+		Request: api.InvocationRequest{Method: "POST", Path: "/"}, CreatedAt: time.Now()})
+	require.NoError(t, err)
+	w.Wake()
+	select {
+	case id := <-got:
+		assert.Equal(t, "w1", id)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the woken worker did not deliver")
+	}
+	w.Wake() // a wake with nobody idle is kept, not blocked on
+	w.Wake()
+	cancel()
+	require.NoError(t, <-done)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/exchange"
+	"github.com/ebbrun/ebb/invoker"
 	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/router"
 )
@@ -135,6 +136,12 @@ type Config struct {
 	// unrenewed: the longest a dead control plane's rollouts wait for
 	// another to drive them. Default 15s.
 	RolloutLease time.Duration `yaml:"rolloutLease"`
+	// InvokerVisibilityMargin is added to a function's timeout for an
+	// async delivery's claim: how long past the timeout a delivery cut
+	// short by a crash waits before another worker delivers it again.
+	// Default 30s (invoker.DefaultVisibilityMargin); 1s to 1h. Tests
+	// shorten it.
+	InvokerVisibilityMargin time.Duration `yaml:"invokerVisibilityMargin"`
 	// PrometheusURL is the Prometheus that rollouts' PromQL checks query;
 	// without it a policy's checks have no value, so its steps wait and,
 	// at their deadline, fail.
@@ -144,29 +151,30 @@ type Config struct {
 func defaultConfig() Config {
 	host, _ := os.Hostname()
 	return Config{
-		Role:              RoleAll,
-		DataDir:           "/var/lib/ebb",
-		APIAddr:           "127.0.0.1:8090",
-		HTTPAddr:          ":8080",
-		Store:             "embedded",
-		ContainerdAddress: "/run/containerd/containerd.sock",
-		Domain:            "localhost",
-		NodeName:          strings.ToLower(host),
-		MetricsAddr:       "127.0.0.1:9090",
-		LogLevel:          "info",
-		EBPF:              "auto",
-		VIPPrefix:         bpf.DefaultVIPPrefix.String(),
-		HostIP:            "127.0.0.1",
-		ReplicaPorts:      "20000-29999",
-		Isolation:         isolationOn,
-		Bridge:            "ebb0",
-		ReplicaCIDR:       "10.213.0.0/18",
-		Runc:              runcAuto,
-		MaxSpoolBytes:     controlplane.DefaultMaxSpoolBytes,
-		RevisionHistory:   controlplane.DefaultRevisionHistory,
-		RevisionMinAge:    controlplane.DefaultRevisionMinAge,
-		RolloutLease:      15 * time.Second,
-		MaxRetries:        exchange.DefaultMaxRetries,
+		Role:                    RoleAll,
+		DataDir:                 "/var/lib/ebb",
+		APIAddr:                 "127.0.0.1:8090",
+		HTTPAddr:                ":8080",
+		Store:                   "embedded",
+		ContainerdAddress:       "/run/containerd/containerd.sock",
+		Domain:                  "localhost",
+		NodeName:                strings.ToLower(host),
+		MetricsAddr:             "127.0.0.1:9090",
+		LogLevel:                "info",
+		EBPF:                    "auto",
+		VIPPrefix:               bpf.DefaultVIPPrefix.String(),
+		HostIP:                  "127.0.0.1",
+		ReplicaPorts:            "20000-29999",
+		Isolation:               isolationOn,
+		Bridge:                  "ebb0",
+		ReplicaCIDR:             "10.213.0.0/18",
+		Runc:                    runcAuto,
+		MaxSpoolBytes:           controlplane.DefaultMaxSpoolBytes,
+		RevisionHistory:         controlplane.DefaultRevisionHistory,
+		RevisionMinAge:          controlplane.DefaultRevisionMinAge,
+		RolloutLease:            15 * time.Second,
+		InvokerVisibilityMargin: invoker.DefaultVisibilityMargin,
+		MaxRetries:              exchange.DefaultMaxRetries,
 
 		RevisionGCInterval: controlplane.DefaultRevisionGCEvery,
 	}
@@ -206,6 +214,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.RevisionMinAge, "revision-min-age", cfg.RevisionMinAge, "unrouted revisions younger than this are kept past --revision-history")
 	fs.DurationVar(&cfg.RevisionGCInterval, "revision-gc-interval", cfg.RevisionGCInterval, "how often unrouted revisions are garbage-collected")
 	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
+	fs.DurationVar(&cfg.InvokerVisibilityMargin, "invoker-visibility-margin", cfg.InvokerVisibilityMargin, "added to a function's timeout for an async delivery's claim: how long a delivery a crash cut short waits before it is delivered again")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", cfg.PrometheusURL, "Prometheus base URL for rollouts' PromQL checks")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
@@ -299,6 +308,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["rollout-lease"] {
 		file.RolloutLease = flags.RolloutLease
 	}
+	if set["invoker-visibility-margin"] {
+		file.InvokerVisibilityMargin = flags.InvokerVisibilityMargin
+	}
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}
@@ -367,6 +379,9 @@ func (c Config) Validate() error {
 	}
 	if c.RolloutLease < time.Second || c.RolloutLease > time.Hour {
 		return fmt.Errorf("--rollout-lease %s: must be 1s to 1h", c.RolloutLease)
+	}
+	if c.InvokerVisibilityMargin < time.Second || c.InvokerVisibilityMargin > time.Hour {
+		return fmt.Errorf("--invoker-visibility-margin %s: must be 1s to 1h", c.InvokerVisibilityMargin)
 	}
 	if c.MaxSpoolBytes <= 0 {
 		return fmt.Errorf("--max-spool-bytes %d: must be positive", c.MaxSpoolBytes)

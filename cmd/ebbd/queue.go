@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"sync/atomic"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/controlplane/cron"
 	"github.com/ebbrun/ebb/invoker"
 	"github.com/ebbrun/ebb/queue"
@@ -42,9 +44,9 @@ func (d *daemon) invocations(ctx context.Context) (queue.Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	d.queue = q
+	d.queue = &wakingQueue{Queue: q}
 	d.closers = append(d.closers, func() { _ = q.Close() })
-	return q, nil
+	return d.queue, nil
 }
 
 // startCron runs the cron triggers' runner of a control plane. Every
@@ -73,7 +75,8 @@ func (d *daemon) startInvoker(ctx context.Context, g *errgroup.Group, q queue.Qu
 		RouterURL: routerURL,
 		Domain:    d.cfg.Domain,
 		// Unique per process in the cluster: one router per node.
-		Name: d.cfg.NodeName + "/invoker",
+		Name:             d.cfg.NodeName + "/invoker",
+		VisibilityMargin: d.cfg.InvokerVisibilityMargin,
 	}, invoker.Deps{
 		Queue:      q,
 		Functions:  invoker.CacheFunctions(d.caches.Functions()),
@@ -83,6 +86,30 @@ func (d *daemon) startInvoker(ctx context.Context, g *errgroup.Group, q queue.Qu
 	if err != nil {
 		return err
 	}
+	if wq, ok := q.(*wakingQueue); ok {
+		wq.setWaker(w.Wake)
+	}
 	g.Go(func() error { return w.Run(ctx) })
 	return nil
+}
+
+// wakingQueue is the process's queue: an Enqueue that stores a new
+// invocation (the router's async request, a cron run, the API's submit)
+// wakes this process's invoker, so that it is claimed at once rather than
+// at the invoker's next poll (up to 200ms later, most of a cron run's
+// lateness). Work another process queues still waits for the poll.
+type wakingQueue struct {
+	queue.Queue
+	waker atomic.Pointer[func()]
+}
+
+func (q *wakingQueue) setWaker(wake func()) { q.waker.Store(&wake) }
+
+// Enqueue implements queue.Queue.
+func (q *wakingQueue) Enqueue(ctx context.Context, inv api.Invocation) (api.Invocation, bool, error) {
+	stored, dup, err := q.Queue.Enqueue(ctx, inv)
+	if wake := q.waker.Load(); err == nil && !dup && wake != nil {
+		(*wake)()
+	}
+	return stored, dup, err
 }

@@ -12,6 +12,11 @@
 //	/discard     reads the request body and answers bytes=N
 //	/stats       requests served and the peak of concurrent requests, max_inflight=N
 //	/crash       exits with status 1 at once, as a crashing function would
+//	/flaky?fail=N  answers 503 to attempts 1-N of an asynchronous invocation
+//	             (X-Ebb-Attempt) and 200 after; fail=-1 fails every attempt
+//	/seen        JSON of every asynchronous delivery (X-Ebb-Invocation-Id)
+//	             the replica got: per id the count, the attempts, the first
+//	             arrival and a cron run's X-Ebb-Cron-Scheduled
 //
 // Two environment variables make / misbehave on purpose, for tests of
 // canary rollouts (a changed env makes a new revision):

@@ -230,7 +230,10 @@ func newHandler(getenv func(string) string, exit func(int), f faults) http.Handl
 		fmt.Fprintln(os.Stderr, "hello: crashing on request")
 		exit(1)
 	})
-	return load.wrap(mux)
+	seen := newSeenLog(time.Now)
+	mux.HandleFunc("/seen", seen.serve(getenv("EBB_REPLICA")))
+	mux.HandleFunc("/flaky", flaky)
+	return seen.wrap(load.wrap(mux))
 }
 
 // loadCounter tracks requests and the peak of concurrent requests, so tests

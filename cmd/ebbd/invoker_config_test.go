@@ -1,0 +1,37 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestInvokerVisibilityMarginFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ebbd.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("invokerVisibilityMargin: 10s\n"), 0o600))
+	tests := []struct {
+		name    string
+		args    []string
+		margin  time.Duration
+		wantErr string
+	}{
+		{name: "default", margin: 30 * time.Second},
+		{name: "flag", args: []string{"--invoker-visibility-margin", "2s"}, margin: 2 * time.Second},
+		{name: "file", args: []string{"--config", file}, margin: 10 * time.Second},
+		{name: "flag beats file", args: []string{"--config", file, "--invoker-visibility-margin", "3s"}, margin: 3 * time.Second},
+		{name: "too short", args: []string{"--invoker-visibility-margin", "500ms"}, wantErr: "--invoker-visibility-margin 500ms: must be 1s to 1h"},
+		{name: "too long", args: []string{"--invoker-visibility-margin", "2h"}, wantErr: "--invoker-visibility-margin 2h0m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, ok := parseConfigCase(t, tt.args, tt.wantErr)
+			if ok {
+				assert.Equal(t, tt.margin, cfg.InvokerVisibilityMargin)
+			}
+		})
+	}
+}
