@@ -107,7 +107,8 @@ type RolloutAnalysis struct {
 	ErrorRate float64 `json:"errorRate"`
 	// LatencyRatio is the canary's latency over the stable revision's at
 	// LatencyQuantile: p99, or p50 while either revision had fewer than
-	// 100 requests in the window (a p99 of fewer is its slowest request).
+	// 1000 requests in the window (below that a p99 rests on a handful of
+	// the slowest requests).
 	// 0 and "" when not compared (fewer than minRequests of either).
 	LatencyRatio    float64              `json:"latencyRatio,omitempty"`
 	LatencyQuantile string               `json:"latencyQuantile,omitempty"`

@@ -39,7 +39,7 @@
 //     canary more than latencySlack slower than stable, fails. It is
 //     compared only when the stable revision had minRequests in the window
 //     (so not at a 100% step, nor before the stable revision takes traffic).
-//     While either revision had fewer than MinRequestsForP99 (100) requests
+//     While either revision had fewer than MinRequestsForP99 (1000) requests
 //     the medians are compared instead: a p99 of 30 requests is the slowest
 //     one, which a single scheduling hiccup makes, and a canary slow
 //     throughout is slow at its median too.

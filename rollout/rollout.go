@@ -60,10 +60,13 @@ type Observation struct {
 }
 
 // MinRequestsForP99 is how many requests each revision needs in a window
-// for its p99 to be compared: with fewer, the p99 is little more than the
-// slowest request, which one scheduling hiccup makes, so the medians are
-// compared instead.
-const MinRequestsForP99 = 100
+// for its p99 to be compared: then at least ten requests lie above it, so
+// it is a property of the revision rather than of the few slowest
+// requests, which one scheduling hiccup or a new connection makes. With
+// fewer the medians are compared: a canary slow throughout is slow at its
+// median too. (At 100 requests, CI saw a healthy canary at 2.6× stable's
+// p99 right after an ebbd restart.)
+const MinRequestsForP99 = 1000
 
 // Decision is what the runner must do now: if Set, give the canary
 // Percent% of the traffic (0 sends all of it back to the stable revision,

@@ -230,11 +230,13 @@ func TestShortWindowWhoseErrorsAloneFail(t *testing.T) {
 }
 
 func TestThresholdBoundaries(t *testing.T) {
-	window := func(requests, errs int64, canaryP99 time.Duration) Observation {
+	// Each revision's latency is the same at every quantile, so the
+	// boundaries hold whichever one the window's size compares.
+	window := func(requests, errs int64, canary time.Duration) Observation {
 		return Observation{
 			At:     t0.Add(10 * time.Second),
-			Canary: Figures{Requests: requests, Errors5xx: errs, P99: canaryP99},
-			Stable: Figures{Requests: 1000, P99: 100 * time.Millisecond},
+			Canary: Figures{Requests: requests, Errors5xx: errs, P50: canary, P99: canary},
+			Stable: Figures{Requests: 1000, P50: 100 * time.Millisecond, P99: 100 * time.Millisecond},
 		}
 	}
 	tests := []struct {
@@ -467,7 +469,7 @@ func TestInvalidStateRollsBack(t *testing.T) {
 }
 
 func TestCanaryP99OfZeroComparesAsZero(t *testing.T) {
-	obs := Observation{At: t0.Add(10 * time.Second), Canary: Figures{Requests: 100}, Stable: Figures{Requests: 100, P99: time.Second}}
+	obs := Observation{At: t0.Add(10 * time.Second), Canary: Figures{Requests: 1000}, Stable: Figures{Requests: 1000, P99: time.Second}}
 	st, d := Step(obs.At, start(t, testPolicy()), obs)
 	assert.Equal(t, Pass, st.Steps[0].Last.Verdict)
 	assert.Contains(t, d.Reason, "p99 0x stable")
@@ -539,8 +541,8 @@ func TestErrorRate(t *testing.T) {
 	}
 }
 
-// With fewer than MinRequestsForP99 requests in a window a p99 is the
-// slowest request, so the medians are compared: one slow request does not
+// With fewer than MinRequestsForP99 requests in a window a p99 rests on a
+// few of the slowest requests, so the medians are compared: one slow request does not
 // fail a healthy canary, a canary slow throughout still fails.
 func TestFewRequestsCompareMedians(t *testing.T) {
 	p := testPolicy()
@@ -554,10 +556,11 @@ func TestFewRequestsCompareMedians(t *testing.T) {
 	}{
 		{"one slow request of 30", Figures{Requests: 30, P50: 20 * time.Millisecond, P99: 900 * time.Millisecond}, Pass, "p50", "p50 1x stable"},
 		{"slow throughout", Figures{Requests: 30, P50: 100 * time.Millisecond, P99: 120 * time.Millisecond}, Fail, "p50", "p50 100ms is 5x the stable p50 20ms"},
-		{"enough for a p99", Figures{Requests: 150, P50: 20 * time.Millisecond, P99: 900 * time.Millisecond}, Fail, "p99", "p99 900ms is 9x the stable p99 100ms"},
+		{"a slow tail in 200 requests", Figures{Requests: 200, P50: 20 * time.Millisecond, P99: 900 * time.Millisecond}, Pass, "p50", "p50 1x stable"},
+		{"enough for a p99", Figures{Requests: 1500, P50: 20 * time.Millisecond, P99: 900 * time.Millisecond}, Fail, "p99", "p99 900ms is 9x the stable p99 100ms"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			stable := Figures{Requests: 600, P50: 20 * time.Millisecond, P99: 100 * time.Millisecond}
+			stable := Figures{Requests: 6000, P50: 20 * time.Millisecond, P99: 100 * time.Millisecond}
 			next, _ := Step(t0.Add(10*time.Second), st, Observation{At: t0.Add(10 * time.Second), Canary: tt.canary, Stable: stable})
 			last := next.Steps[0].Last
 			require.NotNil(t, last)
