@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/testenv"
 )
 
 // submitAsync sends one request through the router to fn with Ebb-Invoke:
@@ -207,6 +208,23 @@ func TestAsync(t *testing.T) {
 // duplicates.
 func TestAsyncKillMidDelivery(t *testing.T) {
 	t.Parallel()
+	for _, tt := range []struct {
+		name  string
+		store func(t *testing.T) []string
+	}{
+		{"embedded", func(*testing.T) []string { return nil }},
+		// The queue in Redis, as on many nodes: the node's ebbd, its
+		// invoker and router with it, is lost and comes back.
+		{"redis", func(t *testing.T) []string { return []string{"--store", testenv.Redis(t).URL()} }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			testAsyncKillMidDelivery(t, tt.store(t))
+		})
+	}
+}
+
+func testAsyncKillMidDelivery(t *testing.T, storeArgs []string) {
 	const (
 		total = 1000
 		// margin shortens the claims' visibility past the function's
@@ -216,7 +234,7 @@ func TestAsyncKillMidDelivery(t *testing.T) {
 		// cuts short, so the bound on the duplicates.
 		asyncLimit = 10
 	)
-	d := startEbbd(t, "--invoker-visibility-margin", margin)
+	d := startEbbd(t, append([]string{"--invoker-visibility-margin", margin}, storeArgs...)...)
 	d.pushHello()
 	d.putSpec("durable", fmt.Sprintf(`{"image":"hello:latest","timeout":"2s","concurrency":{"target":50},"scale":{"min":1,"max":1},"async":{"maxConcurrency":%d}}`, asyncLimit))
 	d.waitFor("durable", time.Minute, func(r api.RevisionStatus) bool { return r.Ready == 1 })
