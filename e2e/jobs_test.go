@@ -28,7 +28,7 @@ func (d *ebbd) waitJob(name string, limit time.Duration) api.Job {
 		if time.Now().After(deadline) {
 			d.t.Fatalf("job %s did not finish within %s: %+v", name, limit, job.Status)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // polling a real system
 	}
 }
 
@@ -116,7 +116,7 @@ func TestJobs(t *testing.T) {
 		start := time.Now()
 		d.ebb("jobs", "create", "slow", "--image", "jobber:latest", "--env", "SLEEP=1h", "--active-deadline", "2s")
 		for wait := time.Now().Add(10 * time.Second); len(running()) == 0 && time.Now().Before(wait); {
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // polling a real system
 		}
 		require.Len(t, running(), 1, "the job pod runs in a container")
 		job := d.waitJob("slow", time.Minute)
@@ -129,7 +129,7 @@ func TestJobs(t *testing.T) {
 		// The killed container is removed, and its program never exited
 		// on its own.
 		for wait := time.Now().Add(20 * time.Second); len(running()) > 0 && time.Now().Before(wait); {
-			time.Sleep(50 * time.Millisecond)
+			time.Sleep(50 * time.Millisecond) // polling a real system
 		}
 		assert.Empty(t, running(), "the job pod's container is gone")
 		logs := d.ebb("jobs", "logs", "slow")
