@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -276,31 +274,11 @@ func (a *app) jobsLogsCmd() *cobra.Command {
 		Short: "Print a job's logs, of every attempt, each line prefixed with its pod and stream",
 		Args:  exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if opts.Tail < 0 {
-				return usagef("--tail %d: must not be negative", opts.Tail)
-			}
-			c, err := a.client()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			rc, err := c.JobLogs(ctx, args[0], opts)
-			if err != nil {
-				return fmt.Errorf("logs of job %s: %w", args[0], err)
-			}
-			defer rc.Close()
-			_, err = io.Copy(a.stdout, rc)
-			if err != nil && opts.Follow && errors.Is(ctx.Err(), context.Canceled) {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("logs of job %s: %w", args[0], err)
-			}
-			return nil
+			return a.streamLogs(cmd.Context(), "logs of job "+args[0], opts, func(c *api.Client) (io.ReadCloser, error) {
+				return c.JobLogs(cmd.Context(), args[0], opts)
+			})
 		},
 	}
-	f := cmd.Flags()
-	f.BoolVarP(&opts.Follow, "follow", "f", false, "keep printing new lines until interrupted")
-	f.IntVar(&opts.Tail, "tail", 0, "print only the last N lines (0 prints all)")
+	logFlags(cmd, &opts)
 	return cmd
 }
