@@ -288,7 +288,7 @@ func TestRevisionGCLoop(t *testing.T) {
 		synctest.Wait()
 		assert.Len(t, revisionNames(t, st, "old"), 14, "nothing before the first tick")
 
-		time.Sleep(DefaultRevisionGCEvery)
+		time.Sleep(DefaultRevisionGCEvery) // synctest bubble time
 		synctest.Wait()
 		old := revisionNames(t, st, "old")
 		assert.Len(t, old, 12)
@@ -305,10 +305,10 @@ func TestRevisionGCLoop(t *testing.T) {
 		}
 		assert.Len(t, revisionNames(t, st, "young"), 13, "younger than the minimum age")
 
-		time.Sleep(DefaultRevisionMinAge - 2*DefaultRevisionGCEvery)
+		time.Sleep(DefaultRevisionMinAge - 2*DefaultRevisionGCEvery) // synctest bubble time
 		synctest.Wait()
 		assert.Len(t, revisionNames(t, st, "young"), 13, "a minute short of the minimum age")
-		time.Sleep(DefaultRevisionGCEvery)
+		time.Sleep(DefaultRevisionGCEvery) // synctest bubble time
 		synctest.Wait()
 		assert.Equal(t, []string{"young-00003", "young-00004", "young-00005", "young-00006", "young-00007",
 			"young-00008", "young-00009", "young-00010", "young-00011", "young-00012", "young-00013"}, revisionNames(t, st, "young"))

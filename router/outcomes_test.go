@@ -61,7 +61,7 @@ func (a scriptedActivator) Serve(ctx *fasthttp.RequestCtx, _, revision string, _
 // answer is a handler that answers status after a while.
 func answer(status int, after time.Duration) func(*fasthttp.RequestCtx) {
 	return func(ctx *fasthttp.RequestCtx) {
-		time.Sleep(after)
+		time.Sleep(after) // a slow replica; in the synctest bubble this is fake time
 		ctx.SetStatusCode(status)
 	}
 }
@@ -193,7 +193,7 @@ func TestOutcomes(t *testing.T) {
 				// Poll the reports, one interval at a time, until they
 				// have every request.
 				for i := 0; s.ended() < sent && i < 10; i++ {
-					time.Sleep(interval)
+					time.Sleep(interval) // synctest bubble time: the next report
 					synctest.Wait()
 				}
 				require.Equal(t, sent, s.ended(), "every request ended in exactly one outcome")
@@ -238,14 +238,14 @@ func TestOutcomesAreReportedPerInterval(t *testing.T) {
 				code, _, _ := e.get(host("fn"), "/", nil)
 				require.Equal(t, 200, code)
 			}
-			time.Sleep(interval)
+			time.Sleep(interval) // synctest bubble time
 			synctest.Wait()
 			got := reports()
 			require.Len(t, got, 1, "round %d", round)
 			require.NotNil(t, got[0].Outcomes, "round %d", round)
 			assert.Equal(t, int64(round+1), got[0].Outcomes.Requests, "round %d", round)
 		}
-		time.Sleep(interval)
+		time.Sleep(interval) // synctest bubble time
 		synctest.Wait()
 		got := reports()
 		require.Len(t, got, 1, "one report says the revision went quiet")

@@ -335,7 +335,7 @@ func TestRunLoopWakesOnTime(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- r.Run(ctx) }()
-		time.Sleep(61 * time.Second)
+		time.Sleep(61 * time.Second) // synctest bubble time: passes at once
 		cancel()
 		require.NoError(t, <-done)
 		invs := q.all(t)

@@ -65,7 +65,7 @@ func TestAsyncThroughTheDataPlane(t *testing.T) {
 		go func() { done <- w.Run(ctx) }()
 		var inv api.Invocation
 		for range 600 { // bubble time: the backoffs pass at once
-			time.Sleep(time.Second)
+			time.Sleep(time.Second) // synctest bubble time
 			inv, err = q.Get(context.Background(), "fn", id)
 			require.NoError(t, err)
 			if inv.Status.Final() {
