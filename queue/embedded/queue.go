@@ -16,6 +16,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/ebbrun/ebb/internal/boltfile"
+
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/queue"
 	"github.com/ebbrun/ebb/queue/internal/record"
@@ -39,18 +41,15 @@ func (o Options) Validate() error {
 	return nil
 }
 
-// The buckets. Index keys end in the invocation ID, so equal times sort by
+// The buckets beside boltfile's meta bucket. Index keys end in the invocation ID, so equal times sort by
 // ID, and times are timeKey's 8 bytes, so byte order is time order.
 var (
-	bucketMeta  = []byte("meta")
 	bucketInv   = []byte("inv")   // id → the invocation's JSON
 	bucketDue   = []byte("due")   // timeKey(due) + id → function: the line, live ones only
 	bucketFnDue = []byte("fndue") // function + 0 + timeKey(due) + id: each function's line
 	bucketFn    = []byte("fn")    // function + 0 + timeKey(created) + id: List, DeleteFunction
 	bucketDone  = []byte("done")  // timeKey(completed) + id: Expire
 	bucketIdem  = []byte("idem")  // function + 0 + idempotency key → id
-
-	metaFormat = []byte("format")
 )
 
 const formatVersion = "1"
@@ -127,19 +126,7 @@ func Open(path string, opts Options) (*Queue, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketMeta, bucketInv, bucketDue, bucketFnDue, bucketFn, bucketDone, bucketIdem} {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
-		}
-	}
-	meta := tx.Bucket(bucketMeta)
-	switch f := meta.Get(metaFormat); {
-	case f == nil:
-		return meta.Put(metaFormat, []byte(formatVersion))
-	case string(f) != formatVersion:
-		return fmt.Errorf("unsupported format %q (want %q)", f, formatVersion)
-	}
-	return nil
+	return boltfile.Init(tx, formatVersion, bucketInv, bucketDue, bucketFnDue, bucketFn, bucketDone, bucketIdem)
 }
 
 // Close closes the file; a write already handed to the committer finishes
@@ -202,26 +189,7 @@ func (q *Queue) write(ctx context.Context, fn func(tx *bolt.Tx) error) error {
 // an fsync, without waiting for company: a lone write commits at once.
 func (q *Queue) commitLoop() {
 	defer close(q.committerDone)
-	batch := make([]*writeReq, 0, maxBatch)
-	for {
-		select {
-		case <-q.done:
-			return
-		case r := <-q.writes:
-			batch = append(batch[:0], r)
-		}
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-q.writes:
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
-		q.commit(batch)
-		clear(batch)
-	}
+	boltfile.GroupCommit(q.done, q.writes, maxBatch, q.commit)
 }
 
 // commit applies the batch in one bbolt transaction, in order, so each

@@ -14,6 +14,8 @@ import (
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
+	"github.com/ebbrun/ebb/internal/boltfile"
+
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -61,7 +63,6 @@ var (
 	bucketKV   = []byte("kv")
 	bucketLog  = []byte("log")
 
-	metaFormat    = []byte("format")
 	metaRev       = []byte("rev")       // newest revision
 	metaCompacted = []byte("compacted") // newest revision dropped from the log
 	metaLogEvents = []byte("logEvents") // events currently in the log
@@ -136,19 +137,7 @@ func Open(path string, opts Options) (*Store, error) {
 }
 
 func initBuckets(tx *bolt.Tx) error {
-	for _, name := range [][]byte{bucketMeta, bucketKV, bucketLog} {
-		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
-			return fmt.Errorf("create bucket %s: %w", name, err)
-		}
-	}
-	meta := tx.Bucket(bucketMeta)
-	switch f := meta.Get(metaFormat); {
-	case f == nil:
-		return meta.Put(metaFormat, []byte(formatVersion))
-	case string(f) != formatVersion:
-		return fmt.Errorf("unsupported format %q (want %q)", f, formatVersion)
-	}
-	return nil
+	return boltfile.Init(tx, formatVersion, bucketKV, bucketLog)
 }
 
 // Close stops the store. Pending watches end with store.ErrClosed; a Txn
@@ -260,26 +249,7 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (int64, error) {
 
 func (s *Store) commitLoop() {
 	defer close(s.committerDone)
-	batch := make([]*txnReq, 0, maxBatch)
-	for {
-		select {
-		case <-s.done:
-			return
-		case r := <-s.txns:
-			batch = append(batch[:0], r)
-		}
-	gather:
-		for len(batch) < maxBatch {
-			select {
-			case r := <-s.txns:
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
-		s.commit(batch)
-		clear(batch)
-	}
+	boltfile.GroupCommit(s.done, s.txns, maxBatch, s.commit)
 }
 
 // commit applies the batch in one bbolt transaction, in order, so each
