@@ -24,7 +24,7 @@ type namespaceCascade func(ctx context.Context, st store.Store, ns string) ([]st
 // deletePrefix(store.SecretsPrefix) for keys under a per-namespace prefix,
 // or a function that lists records and picks the namespace's (tokens).
 func namespaceCascades() []namespaceCascade {
-	return []namespaceCascade{deletePrefix(store.SecretsPrefix), namespaceTokens, namespaceJobs}
+	return []namespaceCascade{deletePrefix(store.SecretsPrefix), namespaceTokens, namespaceJobs, namespaceDomains}
 }
 
 // deletePrefix is the cascade of every key under prefix(ns).

@@ -429,3 +429,20 @@ type JobPodStatus struct {
 	StartedAt  time.Time `json:"startedAt,omitzero"`
 	FinishedAt time.Time `json:"finishedAt,omitzero"`
 }
+
+// Domain mappings (issue 19): a host a user owns, routed to a function of
+// one namespace. The key is the host alone, so a host has one owner.
+const PrefixDomains = "domains/" // domains/{host} → Domain
+
+func DomainKey(host string) string { return PrefixDomains + host }
+
+// Domain is a domain mapping at rest; Function is the function's name in
+// Namespace (not qualified).
+type Domain struct {
+	Host      string    `json:"host"`
+	Namespace string    `json:"namespace"`
+	Function  string    `json:"function"`
+	Redirect  bool      `json:"redirect,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}

@@ -101,6 +101,11 @@ var routes = concat(
 	namespaced("GET", "/secrets/{name}", SecretsRead),
 	namespaced("DELETE", "/secrets/{name}", SecretsWrite),
 	one("POST", "/v1/secrets/rotate-key", SecretKeysRotate, Cluster),
+	// Domain mappings route a host to a function, as its traffic does.
+	namespaced("GET", "/domains", FunctionsRead),
+	namespaced("PUT", "/domains/{host}", TrafficWrite),
+	namespaced("GET", "/domains/{host}", FunctionsRead),
+	namespaced("DELETE", "/domains/{host}", TrafficWrite),
 
 	one("GET", "/v1/namespaces", NamespacesRead, Cluster),
 	one("GET", "/v1/namespaces/{ns}", NamespacesRead, InNamespace),
