@@ -63,6 +63,17 @@ type Config struct {
 	// Proxy configures upstream connections when the router builds its own
 	// replica registry (Deps.Replicas nil).
 	Proxy proxy.Config
+
+	// TLSAddr is where the router terminates TLS when Deps.TLS is set
+	// (and has no Listener). Default ":8443".
+	TLSAddr string
+	// HTTPSRedirect answers every plain-HTTP request for a routed host
+	// with a 308 to the same URL over HTTPS, when the router terminates
+	// TLS. A domain mapping can ask for it for its host alone.
+	HTTPSRedirect bool
+	// HSTSMaxAge, when positive, adds Strict-Transport-Security with this
+	// max-age to responses over TLS. Default 0: off.
+	HSTSMaxAge time.Duration
 }
 
 // Defaults for Config.
@@ -76,6 +87,7 @@ const (
 	DefaultMaxRetries        = exchange.DefaultMaxRetries
 	DefaultStatsInterval     = time.Second
 	DefaultSampleInterval    = 10 * time.Millisecond
+	DefaultTLSAddr           = ":8443"
 )
 
 // maxConns is the connection cap for a configured MaxConns and an
@@ -121,6 +133,9 @@ func (c Config) withDefaults() Config {
 	if c.SampleInterval == 0 {
 		c.SampleInterval = DefaultSampleInterval
 	}
+	if c.TLSAddr == "" {
+		c.TLSAddr = DefaultTLSAddr
+	}
 	return c
 }
 
@@ -141,6 +156,8 @@ func (c Config) Validate() error {
 		return errors.New("router: MaxConns and MaxConnsPerIP must not be negative")
 	case d.SampleInterval <= 0 || d.StatsInterval < d.SampleInterval:
 		return errors.New("router: need 0 < SampleInterval <= StatsInterval")
+	case c.HSTSMaxAge < 0:
+		return errors.New("router: HSTSMaxAge must not be negative")
 	}
 	// The names go into Set-Cookie and header lookups verbatim.
 	if c.StickyCookie != "" && !isToken(c.StickyCookie) {

@@ -21,6 +21,8 @@ type metrics struct {
 	// memory) free; refusedPerIP connections past MaxConnsPerIP.
 	acceptShortages prometheus.Counter
 	refusedPerIP    prometheus.Counter
+	// tlsHandshakeErrors counts TLS handshakes that failed or timed out.
+	tlsHandshakeErrors prometheus.Counter
 	// The route table's rebuilds: how many, and how long each took.
 	rebuilds       prometheus.Counter
 	rebuildSeconds prometheus.Histogram
@@ -71,6 +73,10 @@ func newMetrics(reg prometheus.Registerer, r *Router) (*metrics, error) {
 			Help:        "Client connections answered and closed at once, by reason: max_conns (the router's cap), max_conns_per_ip (one address's).",
 			ConstLabels: prometheus.Labels{"reason": "max_conns_per_ip"},
 		}),
+		tlsHandshakeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ebb_router_tls_handshake_errors_total",
+			Help: "TLS handshakes on the router's TLS port that failed or timed out (no certificate for the name, a protocol below TLS 1.2, a client that went away).",
+		}),
 		unknownHost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ebb_router_unknown_host_total",
 			Help: "Requests for a host no function is served at.",
@@ -99,7 +105,7 @@ func newMetrics(reg prometheus.Registerer, r *Router) (*metrics, error) {
 		Help: "The router's cap on client connections, from its configuration and the open-file limit.",
 	}, func() float64 { return float64(r.cfg.MaxConns) })
 	for _, c := range []prometheus.Collector{m.duration, m.coldStarts, m.coldLatency, m.handoffs, m.retries, m.unknownHost,
-		m.acceptShortages, m.refusedPerIP, refusedAtCap, open, capacity, m.rebuilds, m.rebuildSeconds, liveCollector{r}} {
+		m.acceptShortages, m.refusedPerIP, m.tlsHandshakeErrors, refusedAtCap, open, capacity, m.rebuilds, m.rebuildSeconds, liveCollector{r}} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -64,6 +64,11 @@ type Deps struct {
 	// Async queues requests that ask for asynchronous invocation
 	// (Ebb-Invoke: async); when nil they get a 501.
 	Async Enqueuer
+	// Domains is the process's cache of store.PrefixDomains, the custom
+	// domain mappings; when nil the router opens its own.
+	Domains *store.Cache[store.Domain]
+	// TLS, when set, has the router terminate TLS too (see tls.go).
+	TLS *TLS
 }
 
 // Router is the data-plane ingress. Create it with New and start it with Run.
@@ -86,7 +91,11 @@ type Router struct {
 	// opened itself.
 	fns       *store.Cache[store.Function]
 	revs      *store.Cache[store.Revision]
+	doms      *store.Cache[store.Domain]
 	ownCaches []func(context.Context) error
+
+	// edge terminates TLS; nil when the router does not.
+	edge *edge
 
 	// mu guards the rebuild state below.
 	mu     sync.Mutex
@@ -134,6 +143,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		dirty:  make(chan struct{}, 1),
 		fns:    deps.Functions,
 		revs:   deps.Revisions,
+		doms:   deps.Domains,
 		states: map[string]*revState{},
 	}
 	if r.log == nil {
@@ -146,6 +156,16 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	if r.revs == nil {
 		r.revs = store.NewCache(deps.Store, store.PrefixRevisions, store.CacheConfig[store.Revision]{OnUndecodable: r.undecodable})
 		r.ownCaches = append(r.ownCaches, r.revs.Run)
+	}
+	if r.doms == nil {
+		r.doms = store.NewCache(deps.Store, store.PrefixDomains, store.CacheConfig[store.Domain]{OnUndecodable: r.undecodable})
+		r.ownCaches = append(r.ownCaches, r.doms.Run)
+	}
+	if deps.TLS != nil {
+		var err error
+		if r.edge, err = newEdge(cfg, deps.TLS); err != nil {
+			return nil, err
+		}
 	}
 	if r.reps == nil {
 		reps, err := replicaset.Open(deps.Store, cfg.Proxy, r.log)
@@ -224,6 +244,17 @@ func (r *Router) Run(ctx context.Context) error {
 	}
 	g.Go(func() error { return follow(gctx, r.fns, r.wantRebuild) })
 	g.Go(func() error { return follow(gctx, r.revs, r.wantRebuild) })
+	g.Go(func() error { return follow(gctx, r.doms, r.wantRebuild) })
+	if r.edge != nil {
+		tln := r.edge.ln
+		if tln == nil {
+			var err error
+			if tln, err = net.Listen("tcp", r.edge.addr); err != nil {
+				return fmt.Errorf("router: listen TLS: %w", err)
+			}
+		}
+		g.Go(func() error { return r.serveTLS(gctx, tln) })
+	}
 	g.Go(func() error { r.rebuildLoop(gctx); return nil })
 	g.Go(func() error { return r.recorder.Run(gctx, sinkOrNil(r.deps.Stats)) })
 	g.Go(func() error {
@@ -330,7 +361,7 @@ func (r *Router) undecodable(key string, err error) {
 // rebuildLocked builds and swaps in a new route table from the caches. It
 // reports false while either cache has yet to list.
 func (r *Router) rebuildLocked() bool {
-	if !listed(r.fns.Ready()) || !listed(r.revs.Ready()) {
+	if !listed(r.fns.Ready()) || !listed(r.revs.Ready()) || !listed(r.doms.Ready()) {
 		return false
 	}
 	fnSnap, revSnap := r.fns.Snapshot(), r.revs.Snapshot()
@@ -370,6 +401,7 @@ func (r *Router) rebuildLocked() bool {
 		revs:       make([]*revState, 0, len(states)),
 		fnSnap:     fnSnap,
 		revSnap:    revSnap,
+		domSnap:    r.doms.Snapshot(),
 		superseded: make(chan struct{}),
 	}
 	for host, rs := range hosts {
@@ -390,6 +422,7 @@ func (r *Router) rebuildLocked() bool {
 			t.functions[rs.Function] = rt
 		}
 	}
+	mapDomains(t, r.cfg.Domain)
 	for _, st := range states {
 		t.revs = append(t.revs, st)
 	}
@@ -430,13 +463,22 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 	if refuseFraming(ctx) {
 		return
 	}
+	if r.edge != nil && r.edge.intercept(ctx) {
+		return
+	}
 	rt := r.lookup(ctx.Request.Header.Host())
 	if rt == nil {
 		r.metrics.unknownHost.Inc()
 		exchange.WriteError(ctx, fasthttp.StatusNotFound, "ebb: no function is served at this host\n")
 		return
 	}
+	if r.edge != nil && r.edge.redirect(ctx, rt) {
+		return
+	}
 	r.serve(ctx, rt)
+	if r.edge != nil {
+		r.edge.secure(ctx)
+	}
 }
 
 // staleWait bounds how long a request for a host the table does not know
@@ -454,7 +496,7 @@ func (r *Router) lookup(host []byte) *route {
 		return rt
 	}
 	var wait *time.Timer
-	for t.fnSnap != r.fns.Snapshot() || t.revSnap != r.revs.Snapshot() {
+	for t.fnSnap != r.fns.Snapshot() || t.revSnap != r.revs.Snapshot() || t.domSnap != r.doms.Snapshot() {
 		if wait == nil {
 			wait = time.NewTimer(staleWait)
 			defer wait.Stop()

@@ -133,6 +133,7 @@ type table struct {
 	// from: newer ones mean a rebuild is due.
 	fnSnap  *store.Snapshot[store.Function]
 	revSnap *store.Snapshot[store.Revision]
+	domSnap *store.Snapshot[store.Domain]
 	// superseded is closed when the next table replaces this one.
 	superseded chan struct{}
 }
@@ -145,6 +146,9 @@ type route struct {
 	tags map[string]*revState
 	// matches are the function's header matches, in order, on its own host.
 	matches []headerMatch
+	// redirect: a domain mapping's host whose plain requests are
+	// redirected to HTTPS.
+	redirect bool
 }
 
 // headerMatch sends a request whose headers all match to rev.
