@@ -37,6 +37,7 @@ type caches struct {
 	ports       *store.Cache[string]
 	rollouts    *store.Cache[store.Rollout]
 	jobPods     *store.Cache[store.JobPod]
+	domains     *store.Cache[store.Domain]
 }
 
 func newCaches(ctx context.Context, g *errgroup.Group, st store.Store, log *slog.Logger, assignmentsPrefix string) *caches {
@@ -54,6 +55,10 @@ func openCache[T any](c *caches, slot **store.Cache[T], prefix string) *store.Ca
 		*slot = cache
 	}
 	return *slot
+}
+
+func (c *caches) Domains() *store.Cache[store.Domain] {
+	return openCache(c, &c.domains, store.PrefixDomains)
 }
 
 func (c *caches) Functions() *store.Cache[store.Function] {

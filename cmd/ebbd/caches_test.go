@@ -52,7 +52,7 @@ func (c *caches) followers() map[string]int {
 		Prefix() string
 		Followers() int
 	}{
-		c.functions, c.revisions, c.endpoints, c.revStatus, c.nodes, c.assignments, c.scales, c.keepAlive, c.namespaces, c.vips, c.ports, c.rollouts, c.jobPods,
+		c.functions, c.revisions, c.endpoints, c.revStatus, c.nodes, c.assignments, c.scales, c.keepAlive, c.namespaces, c.vips, c.ports, c.rollouts, c.jobPods, c.domains,
 	} {
 		if !reflect.ValueOf(cache).IsNil() {
 			out[cache.Prefix()] = cache.Followers()
@@ -83,6 +83,7 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 			role: RoleRouter,
 			followers: map[string]int{
 				store.PrefixFunctions: 1, store.PrefixRevisions: 1, // router
+				store.PrefixDomains:   1, // router
 				store.PrefixEndpoints: 1, // replica registry
 				store.PrefixRevStatus: 1, // activator
 			},
@@ -114,6 +115,7 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 				store.PrefixAssignments: 2,                                                  // autoscaler, node agent
 				store.PrefixNodes:       1, store.PrefixScales: 1, store.PrefixKeepAlive: 1, // autoscaler
 				store.PrefixNamespaces:    1, // autoscaler
+				store.PrefixDomains:       1, // router
 				store.PrefixRollouts:      0, // the rollout runner reads snapshots
 				store.JobPodsPrefix(node): 1, // node agent
 			},

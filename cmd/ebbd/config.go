@@ -146,6 +146,31 @@ type Config struct {
 	// without it a policy's checks have no value, so its steps wait and,
 	// at their deadline, fail.
 	PrometheusURL string `yaml:"prometheusURL"`
+
+	// TLSListen is where the router terminates TLS (SNI, TLS 1.2 at
+	// least). Empty (default): no TLS. Needs TLSCertDir, ACMEDirectory or
+	// both.
+	TLSListen string `yaml:"tlsListen"`
+	// TLSCertDir holds certificate/key pairs (NAME.crt with NAME.key, or
+	// NAME.pem with both), picked by SNI and reloaded when the directory
+	// changes; the pair called default answers names no pair holds.
+	TLSCertDir string `yaml:"tlsCertDir"`
+	// ACMEDirectory, when set, is the ACME directory URL certificates for
+	// mapped custom domains are issued from (Let's Encrypt:
+	// https://acme-v02.api.letsencrypt.org/directory). They are cached in
+	// <data-dir>/acme and renewed before they expire.
+	ACMEDirectory string `yaml:"acmeDirectory"`
+	// ACMEEmail is the ACME account's contact; optional.
+	ACMEEmail string `yaml:"acmeEmail"`
+	// ACMECAFile holds PEM roots that the ACME directory's HTTPS is trusted
+	// by beside the system's (a private CA).
+	ACMECAFile string `yaml:"acmeCAFile"`
+	// HTTPSRedirect redirects every plain-HTTP request for a routed host
+	// to HTTPS (308); a domain mapping can ask for it for its host alone.
+	HTTPSRedirect bool `yaml:"httpsRedirect"`
+	// HSTSMaxAge, when positive, adds Strict-Transport-Security with this
+	// max-age to HTTPS responses. Default 0: off.
+	HSTSMaxAge time.Duration `yaml:"hstsMaxAge"`
 }
 
 func defaultConfig() Config {
@@ -216,6 +241,13 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
 	fs.DurationVar(&cfg.InvokerVisibilityMargin, "invoker-visibility-margin", cfg.InvokerVisibilityMargin, "added to a function's timeout for an async delivery's claim: how long a delivery a crash cut short waits before it is delivered again")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", cfg.PrometheusURL, "Prometheus base URL for rollouts' PromQL checks")
+	fs.StringVar(&cfg.TLSListen, "tls-listen", cfg.TLSListen, "router TLS listen address; empty: no TLS")
+	fs.StringVar(&cfg.TLSCertDir, "tls-cert-dir", cfg.TLSCertDir, "directory of certificate/key pairs (NAME.crt+NAME.key or NAME.pem), picked by SNI, reloaded on change")
+	fs.StringVar(&cfg.ACMEDirectory, "acme-directory", cfg.ACMEDirectory, "ACME directory URL to issue certificates for mapped domains from; empty: no ACME")
+	fs.StringVar(&cfg.ACMEEmail, "acme-email", cfg.ACMEEmail, "ACME account contact email")
+	fs.StringVar(&cfg.ACMECAFile, "acme-ca-file", cfg.ACMECAFile, "PEM roots the ACME directory's HTTPS is trusted by, beside the system's")
+	fs.BoolVar(&cfg.HTTPSRedirect, "https-redirect", cfg.HTTPSRedirect, "redirect every plain-HTTP request for a routed host to HTTPS")
+	fs.DurationVar(&cfg.HSTSMaxAge, "hsts-max-age", cfg.HSTSMaxAge, "Strict-Transport-Security max-age on HTTPS responses; 0: off")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -314,6 +346,17 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}
+	pick("tls-listen", &file.TLSListen, flags.TLSListen)
+	pick("tls-cert-dir", &file.TLSCertDir, flags.TLSCertDir)
+	pick("acme-directory", &file.ACMEDirectory, flags.ACMEDirectory)
+	pick("acme-email", &file.ACMEEmail, flags.ACMEEmail)
+	pick("acme-ca-file", &file.ACMECAFile, flags.ACMECAFile)
+	if set["https-redirect"] {
+		file.HTTPSRedirect = flags.HTTPSRedirect
+	}
+	if set["hsts-max-age"] {
+		file.HSTSMaxAge = flags.HSTSMaxAge
+	}
 	return file
 }
 
@@ -337,6 +380,9 @@ func (c Config) Validate() error {
 	}
 	if err := exchange.ValidateMaxRetries(c.MaxRetries); err != nil || c.MaxRetries == 0 {
 		return fmt.Errorf("--max-retries %d: must be between 1 and 16", c.MaxRetries)
+	}
+	if err := c.validateTLS(); err != nil {
+		return err
 	}
 	if err := c.routerConfig().Validate(); err != nil {
 		return fmt.Errorf("--sticky-cookie %q, --sticky-header %q: %w", c.StickyCookie, c.StickyHeader, err)
@@ -422,6 +468,9 @@ func (c Config) routerConfig() router.Config {
 		MaxRetries:    c.MaxRetries,
 		StickyCookie:  c.StickyCookie,
 		StickyHeader:  c.StickyHeader,
+		TLSAddr:       c.TLSListen,
+		HTTPSRedirect: c.HTTPSRedirect,
+		HSTSMaxAge:    c.HSTSMaxAge,
 	}
 }
 

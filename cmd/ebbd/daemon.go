@@ -319,7 +319,14 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 		l.Close()
 		return nil, err
 	}
+	tlsDeps, err := d.routerTLS(ctx, g, d.caches.Domains())
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
 	rt, err := router.New(d.cfg.routerConfig(), router.Deps{
+		Domains:    d.caches.Domains(),
+		TLS:        tlsDeps,
 		Store:      d.store,
 		Functions:  d.caches.Functions(),
 		Revisions:  d.caches.Revisions(),
