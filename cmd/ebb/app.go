@@ -206,6 +206,7 @@ func (a *app) rootCmd() *cobra.Command {
 		a.statusCmd(),
 		a.namespacesCmd(),
 		a.secretsCmd(),
+		a.domainsCmd(),
 		a.cronCmd(),
 		a.jobsCmd(),
 		a.tokensCmd(),

@@ -62,6 +62,8 @@ type fakeAPI struct {
 	invocations map[string][]*fakeInvocation
 	// cron are the cron triggers by namespace/function/name (cron_test.go).
 	cron map[string]*api.CronTrigger
+	// domains are the domain mappings by host (domains_test.go).
+	domains map[string]api.Domain
 }
 
 type fakeFn struct {
@@ -118,6 +120,9 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("PUT", "/secrets/{name}", f.putSecret)
 	namespaced("DELETE", "/secrets/{name}", f.deleteSecret)
 	mux.HandleFunc("POST /v1/secrets/rotate-key", f.rotateKey)
+	namespaced("GET", "/domains", f.listDomains) // domains_test.go
+	namespaced("PUT", "/domains/{host}", f.putDomain)
+	namespaced("DELETE", "/domains/{host}", f.deleteDomain)
 	mux.HandleFunc("GET /v1/namespaces", f.listNamespaces)
 	mux.HandleFunc("PUT /v1/namespaces/{ns}", f.putNamespace)
 	mux.HandleFunc("GET /v1/namespaces/{ns}", f.getNamespace) // apply_test.go
