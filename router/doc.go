@@ -21,6 +21,14 @@
 // connection error the router answered itself, and the latency of those a
 // ready replica answered), which rollouts judge canaries on.
 //
+// Custom domain mappings (store.Domain, domains/{host}) route a host a
+// user owns like its function's own host (domains.go). With Deps.TLS the
+// router also terminates TLS on its own port (tls.go): certificates by SNI
+// from router/tlsedge, TLS 1.2 at least, ALPN h2 handed to the HTTP/2
+// server's hook and http/1.1 served by the same fasthttp server and
+// handler as the plain port; plain requests may be redirected to HTTPS
+// (308) and TLS responses carry HSTS when configured.
+//
 // It must not buffer requests, start replicas or decide scale: waiting for
 // capacity is the activator's job, scaling the autoscaler's. It talks to
 // them only through the Activator and StatsSink interfaces declared here.
