@@ -5,11 +5,13 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -102,7 +104,37 @@ func (h *Harness) StartHAProxyTLS(ctx context.Context, crt, backend string) (*Pe
 	if err := os.WriteFile(cfg, []byte(haproxyTLSConfig(loopback(port), crt, backend)), 0o644); err != nil {
 		return nil, err
 	}
-	return h.startPeer(ctx, "haproxy-tls", loopback(port), dir, exec.Command("haproxy", "-db", "-f", cfg))
+	name, addr := "haproxy-tls", loopback(port)
+	logf, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close()
+	cmd := exec.Command("haproxy", "-db", "-f", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	p, err := h.procs.Start(name, cmd)
+	if err != nil {
+		return nil, err
+	}
+	peer := &Peer{Name: name, Addr: addr, proc: p, h: h}
+	// startPeer's readiness check speaks plain HTTP; this one completes a
+	// TLS handshake.
+	if err := poll(ctx, 10*time.Second, 20*time.Millisecond, func() (bool, error) {
+		if ok, werr := p.Exited(); ok {
+			b, _ := os.ReadFile(filepath.Join(dir, name+".log"))
+			return false, fmt.Errorf("%s exited (%v): %s", name, werr, oneLine(string(b), 500))
+		}
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 50 * time.Millisecond}, "tcp", addr, &tls.Config{InsecureSkipVerify: true})
+		if err != nil {
+			return false, nil
+		}
+		c.Close()
+		return true, nil
+	}); err != nil {
+		peer.Stop()
+		return nil, err
+	}
+	return peer, nil
 }
 
 func (h *Harness) tlsSection(ctx context.Context) (Result, error) {
