@@ -19,6 +19,7 @@ import (
 // every write it acknowledged is there, and a watch opened before the
 // failover goes on delivering, in order, from where it was.
 func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
 	set := testenv.RedisSentinel(t)
 	ctx := context.Background()
 	s, err := redis.Open(ctx, set.URL()+"?wait_replicas=1&wait_timeout=500ms", redis.Options{Prefix: "sentinel:"})
@@ -105,6 +106,7 @@ func TestSentinelFailover(t *testing.T) {
 // replica; the test reports how many did not, which is what
 // wait_replicas=1 closes.
 func TestSentinelReconnect(t *testing.T) {
+	t.Parallel()
 	set := testenv.RedisSentinel(t)
 	ctx := context.Background()
 	s, err := redis.Open(ctx, set.URL(), redis.Options{Prefix: "sentinel:"})
