@@ -74,3 +74,54 @@ func TestRedisOutage(t *testing.T) {
 	fn := d.putSpec("warm", `{"image":"hello:latest","scale":{"min":1,"max":1},"env":{"AFTER":"outage"}}`)
 	assert.Equal(t, "warm-00002", fn.LatestRevision)
 }
+
+// TestSentinelFailover runs ebbd on Redis Sentinel and kills the primary
+// under load: warm functions lose no request, Sentinel promotes the
+// replica, ebbd follows it on its own, and the API writes again.
+func TestSentinelFailover(t *testing.T) {
+	t.Parallel()
+	hey := testenv.RequireBinary(t, "hey")
+	set := testenv.RedisSentinel(t)
+	d := startEbbd(t, "--store", set.URL())
+	d.pushHello()
+	d.putSpec("warm", `{"image":"hello:latest","scale":{"min":1,"max":1}}`)
+	d.waitFor("warm", 30*time.Second, func(r api.RevisionStatus) bool { return r.Ready == 1 })
+
+	load := make(chan string, 1)
+	go func() {
+		load <- runHey(t, hey, "-z", "15s", "-c", "4", "-q", "50", "-t", "10",
+			"-host", "warm.localhost", "http://"+d.httpAddr+"/")
+	}()
+	old := set.PrimaryAddr(t)
+	killed := time.Now()
+	set.KillPrimary(t)
+	promoted := time.Since(killed)
+
+	// ebbd writes again through the new primary.
+	var fn api.Function
+	for {
+		code := d.apiCall("PUT", "/v1/functions/after", strings.NewReader(`{"image":"hello:latest","scale":{"initial":0}}`), &fn)
+		if code == http.StatusCreated || code == http.StatusOK {
+			break
+		}
+		require.Less(t, time.Since(killed), 30*time.Second, "ebbd never wrote through the promoted replica: %d", code)
+		time.Sleep(50 * time.Millisecond) // polling a real failover
+	}
+	t.Logf("primary %s killed: replica %s promoted after %s, ebbd writing again after %s",
+		old, set.PrimaryAddr(t), promoted.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
+	// The router learns of it through its watch, which has moved to the
+	// new primary too.
+	written := time.Now()
+	resp, body := d.get("after", "/", nil)
+	for resp.StatusCode == http.StatusNotFound && time.Since(written) < 20*time.Second {
+		time.Sleep(50 * time.Millisecond) // polling a real system
+		resp, body = d.get("after", "/", nil)
+	}
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "a function deployed after the failover starts from zero: %s", body)
+	t.Logf("routed %s after the write", time.Since(written).Round(time.Millisecond))
+
+	sum := parseHeySummary(t, <-load)
+	t.Logf("warm under load across the failover: %d of %d requests 200", sum.statuses[200], sum.total())
+	require.Positive(t, sum.total())
+	assert.Equal(t, sum.total(), sum.statuses[200], "no request to a warm function fails during a failover")
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
@@ -196,4 +197,17 @@ func (t Target) Confirmed(ctx context.Context, c *goredis.Client, write func(gor
 		return fmt.Errorf("%w: %d of %d within %s", ErrUnreplicated, n, t.WaitReplicas, t.WaitTimeout)
 	}
 	return nil
+}
+
+// LogTo sends go-redis's own messages (Sentinel naming a new primary, a
+// connection pool's trouble) to log, instead of its default of stderr in
+// another format. It sets a process-wide logger: call it once, from main.
+func LogTo(log *slog.Logger) {
+	goredis.SetLogger(slogPrinter{log.With("component", "redis")})
+}
+
+type slogPrinter struct{ log *slog.Logger }
+
+func (p slogPrinter) Printf(ctx context.Context, format string, v ...any) {
+	p.log.InfoContext(ctx, fmt.Sprintf(format, v...))
 }
