@@ -100,7 +100,24 @@ type revState struct {
 	lastPoke atomic.Int64
 	poking   atomic.Bool
 	fstate   atomic.Pointer[failState]
+	// poked is the latest activation: waiters learn from it that the
+	// autoscaler could not be reached or could not write, and give up.
+	poked atomic.Pointer[activation]
 }
+
+// activation is one poke of the autoscaler; done closes when it has
+// answered, and err says how.
+type activation struct {
+	done chan struct{}
+	err  error
+}
+
+// unstartableError ends a wait for a revision at zero whose activation
+// failed: without the autoscaler's write no replica will start, so the
+// request is refused at once rather than at its deadline.
+type unstartableError struct{ err error }
+
+func (e unstartableError) Error() string { return "activation failed: " + e.err.Error() }
 
 // New builds an Activator; it does nothing until Run.
 func New(cfg Config, deps Deps) (*Activator, error) {
@@ -368,6 +385,11 @@ func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.T
 	timer := time.NewTimer(deadline.Sub(now))
 	defer timer.Stop()
 	fs := rs.fstate.Load()
+	var activated <-chan struct{}
+	act := rs.poked.Load()
+	if act != nil {
+		activated = act.done
+	}
 	leave := func(err error) (*replicaset.Replica, error) {
 		if r := rs.set.Cancel(w); r != nil {
 			rs.set.Release(r)
@@ -387,6 +409,11 @@ func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.T
 			return leave(errClientGone)
 		case <-fs.wake:
 			fs = rs.fstate.Load()
+		case <-activated:
+			activated = nil
+			if act.err != nil && rs.set.Len() == 0 {
+				return leave(unstartableError{act.err})
+			}
 		case <-a.stopping:
 			return leave(errShutdown)
 		}
@@ -399,6 +426,8 @@ func (a *Activator) poke(rs *revState, now time.Time) {
 		return
 	}
 	rs.lastPoke.Store(now.UnixNano())
+	act := &activation{done: make(chan struct{})}
+	rs.poked.Store(act)
 	parent := context.Background()
 	if p := a.runCtx.Load(); p != nil {
 		parent = *p
@@ -410,6 +439,8 @@ func (a *Activator) poke(rs *revState, now time.Time) {
 		ctx, cancel := context.WithTimeout(parent, a.cfg.ActivateTimeout)
 		defer cancel()
 		err := a.deps.ScaleUpper.Activate(ctx, rs.name)
+		act.err = err
+		close(act.done)
 		result := "ok"
 		if err != nil {
 			result = "error"
@@ -427,6 +458,10 @@ func (a *Activator) fail(ctx *fasthttp.RequestCtx, rs *revState, err error, dead
 	case errors.Is(err, errDeadline):
 		a.reject(ctx, rs, "deadline", fasthttp.StatusGatewayTimeout,
 			"ebb: no replica of "+rs.function+" became ready within "+deadline.Sub(ctx.Time()).Round(time.Millisecond).String()+"\n")
+	case errors.As(err, new(unstartableError)):
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
+		a.reject(ctx, rs, "unstartable", fasthttp.StatusServiceUnavailable,
+			"ebb: function "+rs.function+" cannot be started now (the control plane or its store is unreachable); retry later\n")
 	case errors.Is(err, errClientGone):
 		// Nobody is listening; close rather than write into the void.
 		ctx.SetConnectionClose()

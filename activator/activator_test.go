@@ -3,6 +3,7 @@ package activator
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -57,17 +58,24 @@ type scaler struct {
 	mu     sync.Mutex
 	calls  []string
 	onPoke func(revision string)
+	fail   error // what Activate answers, as an autoscaler whose store is down
 }
 
 func (s *scaler) Activate(_ context.Context, revision string) error {
 	s.mu.Lock()
 	s.calls = append(s.calls, revision)
-	fn := s.onPoke
+	fn, err := s.onPoke, s.fail
 	s.mu.Unlock()
 	if fn != nil {
 		fn(revision)
 	}
-	return nil
+	return err
+}
+
+func (s *scaler) failWith(err error) {
+	s.mu.Lock()
+	s.fail = err
+	s.mu.Unlock()
 }
 
 func (s *scaler) count() int {
@@ -393,6 +401,33 @@ func TestQueueFull(t *testing.T) {
 		for _, r := range results {
 			assert.Equal(t, "200 ok", <-r)
 		}
+	})
+}
+
+// A revision at zero whose activation fails (the autoscaler, or the store
+// it writes to, is unreachable) cannot start: its requests get 503 with
+// Retry-After at once instead of waiting out their deadline, and the first
+// request after the autoscaler is back pokes it again and is served.
+func TestFailedActivationFailsFast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, Config{RetryAfter: 3 * time.Second, ReactivateAfter: time.Minute})
+		e.sc.failWith(errors.New("store: connection refused"))
+		start := time.Now()
+		code, body, retry := e.get(map[string]string{"X-Timeout": "10s"})
+		assert.Equal(t, 503, code)
+		assert.Equal(t, "3", retry)
+		assert.Contains(t, body, "cannot be started now")
+		assert.NotContains(t, body, "connection refused", "the store's error stays in the log")
+		assert.Zero(t, time.Since(start), "refused at once, not at the deadline")
+		assert.Equal(t, 0, e.waiting())
+
+		e.sc.failWith(nil)
+		waiting := e.getAsync(map[string]string{"X-Timeout": "10s"})
+		synctest.Wait()
+		assert.Equal(t, 2, e.sc.count(), "the next request pokes again")
+		b := e.startBackend(0)
+		e.endpoint("r1", b.addr, 0)
+		assert.Equal(t, "200 ok", <-waiting)
 	})
 }
 

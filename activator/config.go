@@ -14,7 +14,8 @@ import (
 type Config struct {
 	// MaxQueue bounds the requests buffered per revision. Default 10000.
 	MaxQueue int
-	// RetryAfter is the Retry-After sent with a 503 for a full queue.
+	// RetryAfter is the Retry-After sent with a 503 for a full queue, or
+	// for a revision at zero whose activation failed.
 	// Default 1s.
 	RetryAfter time.Duration
 	// MaxRetries is how many other free replicas a released request tries

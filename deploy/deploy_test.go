@@ -21,6 +21,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ebbrun/ebb/internal/redisconn"
 )
 
 // deployFiles lists the files under deploy/ whose name ends in one of exts.
@@ -445,6 +447,10 @@ func TestConfigFiles(t *testing.T) {
 				assert.Regexp(t, `^rediss?://`, store, "role %s needs the shared store", tt.role)
 				_, err := url.Parse(store)
 				assert.NoError(t, err)
+				// The shipped password is a placeholder ebbd refuses, so
+				// nobody runs a cluster with a password everyone knows.
+				_, err = redisconn.Parse(store)
+				assert.ErrorContains(t, err, redisconn.Placeholder)
 			}
 			for _, key := range []string{"apiAddr", "httpAddr", "metricsAddr"} {
 				if v, ok := c.values[key]; ok {

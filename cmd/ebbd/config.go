@@ -19,6 +19,7 @@ import (
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/exchange"
+	"github.com/ebbrun/ebb/internal/redisconn"
 	"github.com/ebbrun/ebb/invoker"
 	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/router"
@@ -219,7 +220,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "router connections allowed from one client IP address; 0: no bound")
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", cfg.StickyCookie, "cookie that pins a client to the revision it first got during a split; empty: off")
 	fs.StringVar(&cfg.StickyHeader, "sticky-header", cfg.StickyHeader, "request header whose value keeps a client on one revision of a split; empty: off")
-	fs.StringVar(&cfg.Store, "store", cfg.Store, `state store: "embedded" or redis://host:port/db`)
+	fs.StringVar(&cfg.Store, "store", cfg.Store, `state store: "embedded", redis://[:password@]host:port/db or redis-sentinel://[:password@]sentinel:26379[,...]/master`)
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "routing domain for function URLs")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
@@ -387,8 +388,11 @@ func (c Config) Validate() error {
 	if err := c.routerConfig().Validate(); err != nil {
 		return fmt.Errorf("--sticky-cookie %q, --sticky-header %q: %w", c.StickyCookie, c.StickyHeader, err)
 	}
-	if c.Store != "embedded" && !strings.HasPrefix(c.Store, "redis://") && !strings.HasPrefix(c.Store, "rediss://") {
-		return fmt.Errorf("--store %q: must be \"embedded\" or a redis:// URL", c.Store)
+	if c.Store != "embedded" {
+		// The URL is not echoed: it may carry the password.
+		if _, err := redisconn.Parse(c.Store); err != nil {
+			return fmt.Errorf("--store: must be \"embedded\" or a redis:// or redis-sentinel:// URL: %w", err)
+		}
 	}
 	if c.Store == "embedded" && c.Role != RoleAll {
 		return fmt.Errorf("--role %s needs a shared store: use --store redis://...", c.Role)

@@ -108,7 +108,12 @@ func TestParseConfig(t *testing.T) {
 		{name: "vip prefix not a prefix", args: []string{"--vip-prefix", "127.77.0.1"}, wantErr: "--vip-prefix"},
 		{name: "bad ebpf mode", args: []string{"--ebpf", "maybe"}, wantErr: "--ebpf"},
 		{name: "unknown role", args: []string{"--role", "everything"}, wantErr: "must be all, controlplane, router or nodeagent"},
-		{name: "bad store", args: []string{"--store", "postgres://x"}, wantErr: "must be \"embedded\" or a redis:// URL"},
+		{name: "bad store", args: []string{"--store", "postgres://x"}, wantErr: "must be \"embedded\" or a redis:// or redis-sentinel:// URL"},
+		{name: "placeholder redis password", args: []string{"--store", "redis://:CHANGE-ME@10.0.0.10:6379/0"}, wantErr: "placeholder CHANGE-ME"},
+		{name: "sentinel store", args: []string{"--role", "router", "--store", "redis-sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/ebb"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, "redis-sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/ebb", c.Store)
+		}},
+		{name: "unparseable store hides its password", args: []string{"--store", "redis://:hunter2@[::1"}, wantErr: "--store"},
 		{name: "split role on embedded", args: []string{"--role", "router"}, wantErr: "needs a shared store"},
 		{name: "bad address", args: []string{"--api-addr", "8090"}, wantErr: "must be host:port"},
 		{name: "bad domain", args: []string{"--domain", "Bad_Domain"}, wantErr: "DNS label"},

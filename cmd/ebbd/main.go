@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ebbrun/ebb/internal/redisconn"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 	"github.com/ebbrun/ebb/store/redis"
@@ -45,6 +46,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := newLogger(cfg.LogLevel, stderr)
+	redisconn.LogTo(logger)
 	if lim, err := raiseOpenFileLimit(); err != nil {
 		logger.Warn("cannot read the open-file limit", "err", err)
 	} else {

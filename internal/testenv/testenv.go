@@ -55,9 +55,10 @@ func FreePort(t testing.TB) int {
 
 // RedisServer is a redis-server the test started.
 type RedisServer struct {
-	Addr string
-	Dir  string
-	cmd  *exec.Cmd
+	Addr  string
+	Dir   string
+	cmd   *exec.Cmd
+	extra []string // more redis-server arguments, as a replica's
 }
 
 // URL is the redis:// URL of the server.
@@ -102,6 +103,7 @@ func (r *RedisServer) start(t testing.TB) {
 		"--appendonly", "yes", "--appendfsync", "always",
 		"--save", "", "--protected-mode", "yes", "--daemonize", "no",
 		"--logfile", filepath.Join(r.Dir, "redis.log"))
+	cmd.Args = append(cmd.Args, r.extra...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start redis-server: %v", err)
 	}

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/redisconn"
 	"github.com/ebbrun/ebb/queue"
 	"github.com/ebbrun/ebb/queue/internal/record"
 )
@@ -48,6 +48,7 @@ var errClosed = errors.New("queue: closed")
 // Queue is the Redis-backed queue.Queue.
 type Queue struct {
 	client      *goredis.Client
+	target      redisconn.Target // for WAIT on acknowledged writes
 	prefix      string
 	retentionMS string
 
@@ -59,7 +60,8 @@ type Queue struct {
 var _ queue.Queue = (*Queue)(nil)
 
 // Open connects to the Redis at url (redis://[user:password@]host:port/db,
-// rediss:// or unix://) and checks that it answers.
+// rediss://, unix:// or redis-sentinel://: see internal/redisconn) and
+// checks that it answers.
 func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("redis queue options: %w", err)
@@ -70,22 +72,21 @@ func Open(ctx context.Context, url string, opts Options) (*Queue, error) {
 	if opts.Retention == 0 {
 		opts.Retention = api.DefaultInvocationRetention
 	}
-	ro, err := goredis.ParseURL(url)
+	target, err := redisconn.Parse(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis queue url: %w", err)
+		return nil, fmt.Errorf("redis queue: %w", err)
 	}
-	// As in store/redis: a script retried after a lost reply could apply
-	// twice (claim an invocation twice); callers see the error instead.
-	ro.MaxRetries = -1
-	ro.DisableIdentity = true
-	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-	client := goredis.NewClient(ro)
+	// As in store/redis, retries are off: a script retried after a lost
+	// reply could apply twice (claim an invocation twice); callers see the
+	// error instead.
+	client := target.NewClient(0)
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("redis queue %s: %w", ro.Addr, err)
+		return nil, fmt.Errorf("redis queue %s: %w", target.Addr(), err)
 	}
 	return &Queue{
 		client:      client,
+		target:      target,
 		prefix:      opts.Prefix,
 		retentionMS: strconv.FormatInt(max(opts.Retention.Milliseconds(), 1), 10),
 		closed:      make(chan struct{}),
@@ -205,8 +206,13 @@ func (q *Queue) Enqueue(ctx context.Context, inv api.Invocation) (api.Invocation
 		ik = q.idemKey(inv.Function, inv.IdempotencyKey)
 	}
 	due, _ := record.Due(inv)
-	res, err := enqueueScript.Run(ctx, q.client, nil, q.prefix, inv.ID, inv.Function, ik, q.retentionMS,
-		rec, stamp(inv.UpdatedAt), score(ceilMicro(due)), score(floorMicro(inv.CreatedAt))).Slice()
+	var res []any
+	err = q.target.Confirmed(ctx, q.client, func(c goredis.Scripter) error {
+		var err error
+		res, err = enqueueScript.Run(ctx, c, nil, q.prefix, inv.ID, inv.Function, ik, q.retentionMS,
+			rec, stamp(inv.UpdatedAt), score(ceilMicro(due)), score(floorMicro(inv.CreatedAt))).Slice()
+		return err
+	})
 	if err != nil {
 		return api.Invocation{}, false, fmt.Errorf("enqueue %s: %w", inv.ID, q.mapErr(err))
 	}
@@ -275,8 +281,13 @@ func (q *Queue) Finish(ctx context.Context, inv api.Invocation) error {
 	} else {
 		doneScore = score(floorMicro(inv.CompletedAt))
 	}
-	ok, err := finishScript.Run(ctx, q.client, nil, q.prefix, inv.ID, inv.Function, worker, strconv.Itoa(attempts),
-		string(inv.Status), rec, stamp(inv.UpdatedAt), dueScore, doneScore, q.retentionMS).Int()
+	var ok int
+	err = q.target.Confirmed(ctx, q.client, func(c goredis.Scripter) error {
+		var err error
+		ok, err = finishScript.Run(ctx, c, nil, q.prefix, inv.ID, inv.Function, worker, strconv.Itoa(attempts),
+			string(inv.Status), rec, stamp(inv.UpdatedAt), dueScore, doneScore, q.retentionMS).Int()
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("finish %s: %w", inv.ID, q.mapErr(err))
 	}

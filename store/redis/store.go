@@ -8,8 +8,8 @@ import (
 	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
-	"github.com/redis/go-redis/v9/maintnotifications"
 
+	"github.com/ebbrun/ebb/internal/redisconn"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -50,9 +50,9 @@ func (o Options) withDefaults() Options {
 
 // Store is the Redis-backed store.Store.
 type Store struct {
-	client    *goredis.Client
-	watchOpts goredis.Options // for each watch's own connection
-	history   string
+	client  *goredis.Client
+	target  redisconn.Target // for each watch's own connection, and WAIT
+	history string
 
 	keys      []string // the script KEYS: see scripts.go
 	keyRev    string
@@ -67,37 +67,29 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open connects to the Redis at url (redis://[user:password@]host:port/db,
-// rediss:// or unix://) and checks that it answers.
+// rediss://, unix:// or redis-sentinel://: see internal/redisconn) and
+// checks that it answers.
 func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, fmt.Errorf("redis store options: %w", err)
 	}
 	opts = opts.withDefaults()
-	ro, err := goredis.ParseURL(url)
+	target, err := redisconn.Parse(url)
 	if err != nil {
-		return nil, fmt.Errorf("redis store url: %w", err)
+		return nil, fmt.Errorf("redis store: %w", err)
 	}
-	// A command retried after a lost reply could apply a transaction twice;
-	// callers see the error and decide.
-	ro.MaxRetries = -1
-	ro.DisableIdentity = true
-	ro.MaintNotificationsConfig = &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
-
-	wo := *ro
-	wo.PoolSize = 1
-	wo.MinIdleConns = 0
-	wo.MaxIdleConns = 1
-
-	client := goredis.NewClient(ro)
+	// Retries are off (redisconn): a command retried after a lost reply
+	// could apply a transaction twice; callers see the error and decide.
+	client := target.NewClient(0)
 	if err := client.Ping(ctx).Err(); err != nil {
 		_ = client.Close()
-		return nil, fmt.Errorf("redis store %s: %w", ro.Addr, err)
+		return nil, fmt.Errorf("redis store %s: %w", target.Addr(), err)
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	return &Store{
-		client:    client,
-		watchOpts: wo,
-		history:   strconv.Itoa(opts.History),
+		client:  client,
+		target:  target,
+		history: strconv.Itoa(opts.History),
 		keys: []string{
 			opts.Prefix + "rev",
 			opts.Prefix + "events",
@@ -231,7 +223,12 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (int64, error) {
 	for _, op := range ops {
 		args = append(args, opCode(op.Kind), op.Version, op.Key, op.Value)
 	}
-	res, err := txnScript.Run(ctx, s.client, s.keys, args...).Int64Slice()
+	var res []int64
+	err := s.target.Confirmed(ctx, s.client, func(c goredis.Scripter) error {
+		var err error
+		res, err = txnScript.Run(ctx, c, s.keys, args...).Int64Slice()
+		return err
+	})
 	if err != nil {
 		return 0, fmt.Errorf("txn: %w", s.mapErr(err))
 	}

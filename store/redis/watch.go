@@ -75,8 +75,7 @@ func (s *Store) watch(parent context.Context, prefix string, after int64, out ch
 	stopOnClose := context.AfterFunc(s.ctx, cancel)
 	defer stopOnClose()
 
-	opts := s.watchOpts
-	conn := goredis.NewClient(&opts)
+	conn := s.target.NewClient(1)
 	defer conn.Close()
 	// Closing the client interrupts a blocking XREAD; go-redis does not
 	// abandon a read when its context is cancelled.
