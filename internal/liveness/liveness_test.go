@@ -37,8 +37,12 @@ func TestWatcherSeesALapseWithinOnePoll(t *testing.T) {
 
 		// a keeps renewing every second; b stops.
 		go func() {
-			for ctx.Err() == nil {
-				time.Sleep(time.Second) // the renewal interval in the bubble
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second): // the renewal interval
+				}
 				_ = mem.RenewNodeLease(ctx, "a", 3*time.Second)
 			}
 		}()
