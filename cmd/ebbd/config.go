@@ -19,6 +19,8 @@ import (
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/exchange"
+	"github.com/ebbrun/ebb/internal/leader"
+	"github.com/ebbrun/ebb/internal/liveness"
 	"github.com/ebbrun/ebb/invoker"
 	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/router"
@@ -146,6 +148,17 @@ type Config struct {
 	// without it a policy's checks have no value, so its steps wait and,
 	// at their deadline, fail.
 	PrometheusURL string `yaml:"prometheusURL"`
+	// NodeLeaseTTL is how long a node agent's liveness lease lasts
+	// unrenewed: how soon routers stop using a dead node and its replicas
+	// are placed elsewhere. Default 3s; 1s to 1m.
+	NodeLeaseTTL time.Duration `yaml:"nodeLeaseTTL"`
+	// NodeLeaseRenew is how often a node agent renews its lease; under
+	// half of NodeLeaseTTL. Default 1s.
+	NodeLeaseRenew time.Duration `yaml:"nodeLeaseRenew"`
+	// LeaderLeaseTTL is how long the leading control plane's lease lasts
+	// unrenewed: the longest the cluster goes without a leader after the
+	// leader dies. Default 3s; 1s to 1m.
+	LeaderLeaseTTL time.Duration `yaml:"leaderLeaseTTL"`
 }
 
 func defaultConfig() Config {
@@ -177,6 +190,9 @@ func defaultConfig() Config {
 		MaxRetries:              exchange.DefaultMaxRetries,
 
 		RevisionGCInterval: controlplane.DefaultRevisionGCEvery,
+		NodeLeaseTTL:       liveness.DefaultLeaseTTL,
+		NodeLeaseRenew:     liveness.DefaultRenewEvery,
+		LeaderLeaseTTL:     leader.DefaultTTL,
 	}
 }
 
@@ -216,6 +232,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
 	fs.DurationVar(&cfg.InvokerVisibilityMargin, "invoker-visibility-margin", cfg.InvokerVisibilityMargin, "added to a function's timeout for an async delivery's claim: how long a delivery a crash cut short waits before it is delivered again")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", cfg.PrometheusURL, "Prometheus base URL for rollouts' PromQL checks")
+	fs.DurationVar(&cfg.NodeLeaseTTL, "node-lease-ttl", cfg.NodeLeaseTTL, "how long a node's liveness lease lasts unrenewed; a dead node leaves the routers and its replicas move this soon")
+	fs.DurationVar(&cfg.NodeLeaseRenew, "node-lease-renew", cfg.NodeLeaseRenew, "how often a node agent renews its liveness lease; under half of --node-lease-ttl")
+	fs.DurationVar(&cfg.LeaderLeaseTTL, "leader-lease-ttl", cfg.LeaderLeaseTTL, "how long the leading control plane's lease lasts unrenewed; another leads this soon after it dies")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -314,6 +333,15 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}
+	if set["node-lease-ttl"] {
+		file.NodeLeaseTTL = flags.NodeLeaseTTL
+	}
+	if set["node-lease-renew"] {
+		file.NodeLeaseRenew = flags.NodeLeaseRenew
+	}
+	if set["leader-lease-ttl"] {
+		file.LeaderLeaseTTL = flags.LeaderLeaseTTL
+	}
 	return file
 }
 
@@ -371,6 +399,15 @@ func (c Config) Validate() error {
 	}
 	if c.RevisionGCInterval <= 0 {
 		return fmt.Errorf("--revision-gc-interval %s: must be positive", c.RevisionGCInterval)
+	}
+	if c.NodeLeaseTTL < time.Second || c.NodeLeaseTTL > time.Minute {
+		return fmt.Errorf("--node-lease-ttl %s: must be between 1s and 1m", c.NodeLeaseTTL)
+	}
+	if c.NodeLeaseRenew <= 0 || 2*c.NodeLeaseRenew >= c.NodeLeaseTTL {
+		return fmt.Errorf("--node-lease-renew %s: must be positive and under half of --node-lease-ttl %s", c.NodeLeaseRenew, c.NodeLeaseTTL)
+	}
+	if c.LeaderLeaseTTL < time.Second || c.LeaderLeaseTTL > time.Minute {
+		return fmt.Errorf("--leader-lease-ttl %s: must be between 1s and 1m", c.LeaderLeaseTTL)
 	}
 	if c.PrometheusURL != "" {
 		if err := (promql.Config{URL: c.PrometheusURL}).Validate(); err != nil {

@@ -214,3 +214,36 @@ func (e *Elector) term(ctx context.Context, t *time.Ticker, deadline time.Time, 
 		}
 	}
 }
+
+// ErrNotLeader is what a TermStore's Txn returns between terms. It wraps
+// store.ErrConflict: to a writer it is a check that failed.
+var ErrNotLeader = fmt.Errorf("not the leader: %w", store.ErrConflict)
+
+// TermStore is the leader's store for components built once and run in
+// every term: Txn goes through the current term's fenced store, and fails
+// with ErrNotLeader between terms. Reads and watches are the store's.
+type TermStore struct {
+	store.Store
+	cur atomic.Pointer[store.Store]
+}
+
+// NewTermStore returns a TermStore over s, between terms.
+func NewTermStore(s store.Store) *TermStore { return &TermStore{Store: s} }
+
+// Begin makes Txn write through fenced, the store of a new term.
+func (t *TermStore) Begin(fenced store.Store) { t.cur.Store(&fenced) }
+
+// End ends the term: Txn fails until the next Begin.
+func (t *TermStore) End() { t.cur.Store(nil) }
+
+// Txn implements store.Store.
+func (t *TermStore) Txn(ctx context.Context, ops ...store.Op) (int64, error) {
+	p := t.cur.Load()
+	if p == nil {
+		return 0, ErrNotLeader
+	}
+	return (*p).Txn(ctx, ops...)
+}
+
+// Close does not close the store, which its owner closes.
+func (t *TermStore) Close() error { return nil }

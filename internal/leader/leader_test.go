@@ -158,3 +158,31 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestTermStore(t *testing.T) {
+	srv := testenv.Redis(t)
+	ctx := context.Background()
+	s, err := redis.Open(ctx, srv.URL(), redis.Options{Prefix: "term:"})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	ts := leader.NewTermStore(s)
+	_, err = ts.Txn(ctx, store.Put("a", []byte("1"), store.AnyVersion))
+	require.ErrorIs(t, err, leader.ErrNotLeader, "no term yet")
+	require.ErrorIs(t, err, store.ErrConflict)
+
+	v, err := s.Txn(ctx, store.Put(leader.RecordKey("x"), []byte("me"), store.AnyVersion))
+	require.NoError(t, err)
+	ts.Begin(store.Fenced(s, leader.RecordKey("x"), v))
+	_, err = ts.Txn(ctx, store.Put("a", []byte("2"), store.AnyVersion))
+	require.NoError(t, err, "in a term")
+	_, err = s.Txn(ctx, store.Put(leader.RecordKey("x"), []byte("other"), store.AnyVersion))
+	require.NoError(t, err)
+	_, err = ts.Txn(ctx, store.Put("a", []byte("3"), store.AnyVersion))
+	require.ErrorIs(t, err, store.ErrConflict, "fenced after a takeover")
+	ts.End()
+	_, err = ts.Txn(ctx, store.Put("a", []byte("4"), store.AnyVersion))
+	require.ErrorIs(t, err, leader.ErrNotLeader)
+	kv, err := ts.Get(ctx, "a")
+	require.NoError(t, err, "reads pass through")
+	assert.Equal(t, "2", string(kv.Value))
+}
