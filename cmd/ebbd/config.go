@@ -78,7 +78,8 @@ type Config struct {
 	// NodeName names this node in the store. Default the hostname.
 	NodeName string `yaml:"nodeName"`
 	// AutoscalerURL is where a router-only or nodeagent-only process sends
-	// stats and activations; empty in the all role.
+	// stats and activations: the control planes' API URLs, comma-separated,
+	// each of which gets every report; empty in the all role.
 	AutoscalerURL string `yaml:"autoscalerURL"`
 	// MetricsAddr serves /healthz, /readyz and /metrics for roles without the
 	// API. Default 127.0.0.1:9090.
@@ -214,7 +215,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "routing domain for function URLs")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
-	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", cfg.AutoscalerURL, "autoscaler URL for router and nodeagent roles on other machines")
+	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", cfg.AutoscalerURL, "autoscaler URL for router and nodeagent roles on other machines; several control planes' URLs comma-separated")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "health and metrics address for roles without the API")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.EBPF, "ebpf", cfg.EBPF, "eBPF acceleration: auto, on or off")
