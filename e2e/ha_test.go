@@ -95,11 +95,15 @@ func killReplicas(t *testing.T, sock, node string) int {
 	t.Helper()
 	ctx, cs, client := nodeContainers(t, sock, node)
 	defer client.Close()
+	var wg sync.WaitGroup
 	for _, c := range cs {
-		if task, err := c.Task(ctx, nil); err == nil {
-			_ = task.Kill(ctx, syscall.SIGKILL)
-		}
+		wg.Go(func() {
+			if task, err := c.Task(ctx, nil); err == nil {
+				_ = task.Kill(ctx, syscall.SIGKILL)
+			}
+		})
 	}
+	wg.Wait()
 	t.Cleanup(func() {
 		ctx, cs, client := nodeContainers(t, sock, node)
 		defer client.Close()
@@ -232,8 +236,8 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	fns := make([]string, functions)
 	for i := range fns {
 		fns[i] = fmt.Sprintf("loss-%02d", i)
-		require.Equal(t, http.StatusOK, cp.apiCall("PUT", "/v1/functions/"+fns[i], strings.NewReader(
-			`{"image":"hello:latest","scale":{"min":1},"resources":{"cpu":0.05,"memory":"32Mi"}}`), nil))
+		require.Less(t, cp.apiCall("PUT", "/v1/functions/"+fns[i], strings.NewReader(
+			`{"image":"hello:latest","scale":{"min":1},"resources":{"cpu":0.05,"memory":"32Mi"}}`), nil), 300)
 	}
 	for _, fn := range fns {
 		waitServing(t, routerB.httpAddr, fn, 2*time.Minute)
@@ -252,10 +256,25 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	}
 	time.Sleep(5 * time.Second) // the load runs on the healthy cluster first
 
+	ctx := context.Background()
+	st, err := redisstore.Open(ctx, redis.URL(), redisstore.Options{})
+	require.NoError(t, err)
+	defer st.Close()
 	killed := time.Now()
 	a.killGroup()
 	replicas := killReplicas(t, sock, "node-a")
-	t.Logf("killed node-a and its %d replicas in %s", replicas, time.Since(killed).Round(time.Millisecond))
+	t.Logf("killed node-a and its %d containers in %s", replicas, time.Since(killed).Round(time.Millisecond))
+	lapsed := make(chan time.Duration, 1)
+	go func() {
+		for time.Since(killed) < 30*time.Second {
+			if _, nodes, _, err := st.LiveNodes(ctx, -1, 3*time.Second); err == nil && !slices.Contains(nodes, "node-a") {
+				lapsed <- time.Since(killed)
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // polling a real cluster
+		}
+		lapsed <- -1
+	}()
 
 	back := make([]time.Duration, functions)
 	var bwg sync.WaitGroup
@@ -273,6 +292,7 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	}
 	bwg.Wait()
 	wg.Wait()
+	t.Logf("node-a's lease lapsed %s after the kill", (<-lapsed).Round(time.Millisecond))
 	for i, d := range back {
 		require.Positive(t, d, "%s never answered 200 again", fns[i])
 	}
@@ -336,8 +356,8 @@ func TestLeaderLossUnderLoad(t *testing.T) {
 
 	fns := []string{"lead-0", "lead-1", "lead-2", "lead-3"}
 	for _, fn := range fns {
-		require.Equal(t, http.StatusOK, lead.apiCall("PUT", "/v1/functions/"+fn, strings.NewReader(
-			`{"image":"hello:latest","scale":{"min":2},"resources":{"cpu":0.05,"memory":"32Mi"}}`), nil))
+		require.Less(t, lead.apiCall("PUT", "/v1/functions/"+fn, strings.NewReader(
+			`{"image":"hello:latest","scale":{"min":2},"resources":{"cpu":0.05,"memory":"32Mi"}}`), nil), 300)
 	}
 	for _, fn := range fns {
 		waitServing(t, router.httpAddr, fn, 2*time.Minute)
