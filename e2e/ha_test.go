@@ -275,6 +275,22 @@ func TestNodeLossUnderLoad(t *testing.T) {
 		}
 		lapsed <- -1
 	}()
+	replaced := make(chan time.Duration, 1)
+	go func() {
+		for time.Since(killed) < 30*time.Second {
+			as, _, err := store.ListJSON[store.Assignment](ctx, st, store.AssignmentsPrefix("node-b"))
+			n := 0
+			for _, a := range as {
+				n += a.Value.Replicas
+			}
+			if err == nil && n >= functions {
+				replaced <- time.Since(killed)
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // polling a real cluster
+		}
+		replaced <- -1
+	}()
 
 	back := make([]time.Duration, functions)
 	var bwg sync.WaitGroup
@@ -292,7 +308,8 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	}
 	bwg.Wait()
 	wg.Wait()
-	t.Logf("node-a's lease lapsed %s after the kill", (<-lapsed).Round(time.Millisecond))
+	t.Logf("node-a's lease lapsed %s after the kill; every replica was assigned to node-b %s after it",
+		(<-lapsed).Round(time.Millisecond), (<-replaced).Round(time.Millisecond))
 	for i, d := range back {
 		require.Positive(t, d, "%s never answered 200 again", fns[i])
 	}
