@@ -308,7 +308,7 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	}
 	bwg.Wait()
 	wg.Wait()
-	t.Logf("node-a's lease lapsed %s after the kill; every replica was assigned to node-b %s after it",
+	t.Logf("after the kill: node-a's lease lapsed at %s, every replica was assigned to node-b at %s",
 		(<-lapsed).Round(time.Millisecond), (<-replaced).Round(time.Millisecond))
 	for i, d := range back {
 		require.Positive(t, d, "%s never answered 200 again", fns[i])
