@@ -187,12 +187,13 @@ var (
 )
 
 // hey runs hey against fn through the router at addr for d with c
-// workers and parses its summary.
-func hey(t *testing.T, addr, fn string, d time.Duration, c int) heyResult {
+// workers, each at most qps requests a second (0: as fast as it can), and
+// parses its summary.
+func hey(t *testing.T, addr, fn string, d time.Duration, c, qps int) heyResult {
 	t.Helper()
 	bin := testenv.RequireBinary(t, "hey")
-	out, err := exec.Command(bin, "-z", d.String(), "-c", strconv.Itoa(c), "-host", fn+".localhost", "-t", "30",
-		"http://"+addr+"/").CombinedOutput()
+	out, err := exec.Command(bin, "-z", d.String(), "-c", strconv.Itoa(c), "-q", strconv.Itoa(qps),
+		"-host", fn+".localhost", "-t", "30", "http://"+addr+"/").CombinedOutput()
 	require.NoError(t, err, "%s", out)
 	r := heyResult{codes: map[int]int{}, out: string(out)}
 	for _, m := range heyCode.FindAllStringSubmatch(r.out, -1) {
@@ -248,11 +249,13 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	require.Equal(t, functions, runningReplicas(t, sock, "node-a"))
 
 	loaded := fns[:4]
-	const workers = 4
+	// 400 requests a second in all: load, while leaving this machine's
+	// two cores to the cold starts the test measures.
+	const workers, qps = 4, 25
 	loads := make([]heyResult, len(loaded))
 	var wg sync.WaitGroup
 	for i, fn := range loaded {
-		wg.Go(func() { loads[i] = hey(t, routerB.httpAddr, fn, 20*time.Second, workers) })
+		wg.Go(func() { loads[i] = hey(t, routerB.httpAddr, fn, 20*time.Second, workers, qps) })
 	}
 	time.Sleep(5 * time.Second) // the load runs on the healthy cluster first
 
@@ -385,7 +388,7 @@ func TestLeaderLossUnderLoad(t *testing.T) {
 	loads := make([]heyResult, len(fns))
 	var wg sync.WaitGroup
 	for i, fn := range fns {
-		wg.Go(func() { loads[i] = hey(t, router.httpAddr, fn, 15*time.Second, 4) })
+		wg.Go(func() { loads[i] = hey(t, router.httpAddr, fn, 15*time.Second, 4, 0) })
 	}
 	time.Sleep(4 * time.Second) // the load runs under the first leader first
 
