@@ -367,7 +367,7 @@ func TestLeaderLossUnderLoad(t *testing.T) {
 	require.Eventually(t, func() bool { return holder() != "" }, 10*time.Second, 50*time.Millisecond, "a leader")
 	first := holder()
 	var lead, standby *ebbd
-	if strings.HasPrefix(first, "cp-1/") {
+	if first == "cp-1" {
 		lead, standby = cps[0], cps[1]
 	} else {
 		lead, standby = cps[1], cps[0]

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 
 	"golang.org/x/sync/errgroup"
 
@@ -96,7 +94,10 @@ func (d *daemon) runLeaderLoops(ctx context.Context, g *errgroup.Group, runner *
 		return nil
 	}
 	el, err := leader.New(leader.Config{
-		Holder: d.cfg.NodeName + "/" + randomSuffix(),
+		// The node name, so that a control plane restarted within the
+		// lease's TTL leads again at once instead of waiting out its own
+		// predecessor's lease; node names are unique among control planes.
+		Holder: d.cfg.NodeName,
 		Addr:   d.cfg.APIAddr,
 		TTL:    d.cfg.LeaderLeaseTTL,
 	}, d.leaseBackend(), d.store, d.log.With("component", "leader"))
@@ -148,12 +149,4 @@ func (d *daemon) revisionGCLoop(api *controlplane.Server) leaderLoop {
 			History: d.cfg.RevisionHistory, MinAge: d.cfg.RevisionMinAge, Every: d.cfg.RevisionGCInterval,
 		})
 	}
-}
-
-// randomSuffix tells apart two processes of one node name, as after a
-// restart whose predecessor's lease has not run out.
-func randomSuffix() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
