@@ -27,6 +27,9 @@ func (r *Refusal) Error() string { return r.Msg }
 // HTTPStatus is the status to answer the request with.
 func (r *Refusal) HTTPStatus() int { return r.Status }
 
+// RetryAfterSeconds is the Retry-After to answer with; 0 means none.
+func (r *Refusal) RetryAfterSeconds() int { return r.RetryAfter }
+
 // Acquire is the activator for a caller that proxies the request itself,
 // as the router does with an HTTP/2 stream: it waits, as Serve does, for
 // a replica of revision with room (asking for one when it has none),

@@ -3,8 +3,9 @@ package h2listen
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
-	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -22,117 +23,146 @@ func IsPreface(b []byte) (match, complete bool) {
 	return true, n == len(Preface)
 }
 
-// Listener is a net.Listener whose Accept returns only the connections
-// that do not open with the HTTP/2 preface; the others go to serve.
+// Listener is a net.Listener whose connections hand themselves to an
+// HTTP/2 server when they open with the preface.
 type Listener struct {
-	inner   net.Listener
+	net.Listener
 	serveH2 func(net.Conn)
-	timeout time.Duration
-
-	start  sync.Once
-	conns  chan net.Conn
-	errs   chan error
-	closed chan struct{}
-	once   sync.Once
 }
 
 // New wraps ln. serveH2 serves one HTTP/2 connection, which still opens
-// with the preface, and owns it; it runs in its own goroutine. timeout
-// bounds how long a connection may take to send its first bytes; one that
-// sends none in time, or closes first, is closed.
-func New(ln net.Listener, serveH2 func(net.Conn), timeout time.Duration) *Listener {
-	return &Listener{
-		inner:   ln,
-		serveH2: serveH2,
-		timeout: timeout,
-		conns:   make(chan net.Conn),
-		errs:    make(chan error, 1),
-		closed:  make(chan struct{}),
-	}
+// with the preface, and owns it (it must close it); it runs in a
+// goroutine of its own.
+func New(ln net.Listener, serveH2 func(net.Conn)) *Listener {
+	return &Listener{Listener: ln, serveH2: serveH2}
 }
 
 // Accept implements net.Listener.
 func (l *Listener) Accept() (net.Conn, error) {
-	l.start.Do(func() { go l.acceptLoop() })
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case err := <-l.errs:
-		// Keep the error for later callers too.
-		l.errs <- err
+	c, err := l.Listener.Accept()
+	if err != nil {
 		return nil, err
-	case <-l.closed:
-		return nil, net.ErrClosed
 	}
+	return &Conn{Conn: c, serveH2: l.serveH2}, nil
 }
 
-func (l *Listener) acceptLoop() {
-	for {
-		c, err := l.inner.Accept()
-		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			l.errs <- err
-			return
-		}
-		go l.sniff(c)
-	}
+// Conn is an accepted connection whose first Read decides its protocol.
+type Conn struct {
+	net.Conn
+	serveH2 func(net.Conn)
+	sniffed bool // the protocol is decided; Read passes through
+	// handed is set once the connection went to the HTTP/2 server: the
+	// HTTP/1.1 server's Close must not close it then.
+	handed atomic.Bool
 }
 
-// sniff reads the connection's first bytes and routes it.
-func (l *Listener) sniff(c net.Conn) {
-	var buf [len(Preface)]byte
+// Read implements net.Conn.
+func (c *Conn) Read(p []byte) (int, error) {
+	if c.sniffed {
+		return c.Conn.Read(p)
+	}
+	buf := p
+	if len(buf) < len(Preface) {
+		// A caller reading in small pieces: decide on a buffer of our own.
+		buf = make([]byte, len(Preface))
+	}
 	n := 0
-	if l.timeout > 0 {
-		_ = c.SetReadDeadline(time.Now().Add(l.timeout))
-	}
 	for {
-		m, err := c.Read(buf[n:])
+		m, err := c.Conn.Read(buf[n:])
 		n += m
 		match, complete := IsPreface(buf[:n])
-		if !match || complete {
-			break
+		switch {
+		case complete:
+			c.sniffed = true
+			c.handOff(buf[:n])
+			return 0, io.EOF
+		case !match || err != nil:
+			// HTTP/1.x, or a client that closed or timed out within the
+			// preface's first bytes: the HTTP/1.1 server sees what it
+			// would have.
+			c.sniffed = true
+			return c.give(p, buf, n), err
 		}
-		if err != nil {
-			// Closed or timed out before saying anything we can route.
-			_ = c.Close()
-			return
-		}
-	}
-	if l.timeout > 0 {
-		_ = c.SetReadDeadline(time.Time{})
-	}
-	pc := &Conn{Conn: c, prefix: append([]byte(nil), buf[:n]...)}
-	if match, _ := IsPreface(buf[:n]); match {
-		l.serveH2(pc)
-		return
-	}
-	select {
-	case l.conns <- pc:
-	case <-l.closed:
-		_ = c.Close()
 	}
 }
 
-// Close implements net.Listener.
-func (l *Listener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return l.inner.Close()
+// give returns the n sniffed bytes in buf to the caller's p: they are
+// there already unless p was too small to sniff in, and then what does
+// not fit is read first next time.
+func (c *Conn) give(p, buf []byte, n int) int {
+	if len(p) >= len(Preface) {
+		return n
+	}
+	k := copy(p, buf[:n])
+	if k < n {
+		c.Conn = &prefixed{Conn: c.Conn, prefix: append([]byte(nil), buf[k:n]...)}
+	}
+	return k
 }
 
-// Addr implements net.Listener.
-func (l *Listener) Addr() net.Addr { return l.inner.Addr() }
+// handOff gives the connection to the HTTP/2 server, with the bytes read
+// so far put back in front and the HTTP/1.1 server's deadlines cleared.
+func (c *Conn) handOff(read []byte) {
+	c.handed.Store(true)
+	_ = c.Conn.SetDeadline(time.Time{})
+	pc := &prefixed{Conn: c.Conn, prefix: append([]byte(nil), read...)}
+	go c.serveH2(pc)
+}
 
-// Conn is a connection with the bytes sniffed from it put back in front.
-type Conn struct {
+// Close implements net.Conn; after a hand-off it leaves the connection to
+// the HTTP/2 server.
+func (c *Conn) Close() error {
+	if c.handed.Load() {
+		return nil
+	}
+	return c.Conn.Close()
+}
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline do nothing after a
+// hand-off: the HTTP/1.1 server's timeouts no longer apply.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if c.handed.Load() {
+		return nil
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	if c.handed.Load() {
+		return nil
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *Conn) SetWriteDeadline(t time.Time) error {
+	if c.handed.Load() {
+		return nil
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+// SyscallConn exposes the socket underneath, which a hang-up watch needs.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return syscallConn(c.Conn) }
+
+func syscallConn(c net.Conn) (syscall.RawConn, error) {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil, errNotSocket
+	}
+	return sc.SyscallConn()
+}
+
+var errNotSocket = errors.New("h2listen: not a socket")
+
+// prefixed is a connection with bytes already read from it put back in
+// front.
+type prefixed struct {
 	net.Conn
 	prefix []byte
 }
 
-// Read implements net.Conn: the sniffed bytes first, then the stream.
-func (c *Conn) Read(p []byte) (int, error) {
+// Read implements net.Conn: the bytes put back first, then the stream.
+func (c *prefixed) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
@@ -141,13 +171,5 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// SyscallConn exposes the socket underneath, which a hang-up watch needs.
-func (c *Conn) SyscallConn() (syscall.RawConn, error) {
-	sc, ok := c.Conn.(syscall.Conn)
-	if !ok {
-		return nil, errNotSocket
-	}
-	return sc.SyscallConn()
-}
-
-var errNotSocket = errors.New("h2listen: not a socket")
+// SyscallConn exposes the socket underneath.
+func (c *prefixed) SyscallConn() (syscall.RawConn, error) { return syscallConn(c.Conn) }

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -31,76 +30,78 @@ func TestIsPreface(t *testing.T) {
 	}
 }
 
-// listen starts a Listener on loopback whose HTTP/2 connections are sent
-// on the returned channel.
-func listen(t *testing.T, timeout time.Duration) (*Listener, chan net.Conn) {
+// pair is a Listener over one TCP connection: the client's end, and the
+// server's as Accept returned it. HTTP/2 connections arrive on h2.
+func pair(t *testing.T) (client net.Conn, server net.Conn, h2 chan net.Conn) {
 	t.Helper()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	h2 := make(chan net.Conn, 4)
-	l := New(inner, func(c net.Conn) { h2 <- c }, timeout)
+	h2 = make(chan net.Conn, 1)
+	l := New(inner, func(c net.Conn) { h2 <- c })
 	t.Cleanup(func() { _ = l.Close() })
-	return l, h2
+	client, err = net.Dial("tcp", l.Addr().String())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+	server, err = l.Accept()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = server.Close() })
+	return client, server, h2
 }
 
-func TestListenerSplits(t *testing.T) {
-	l, h2 := listen(t, 5*time.Second)
+func write(t *testing.T, c net.Conn, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		_, err := c.Write([]byte(p))
+		require.NoError(t, err)
+	}
+}
 
-	// An HTTP/1.1 connection comes out of Accept with its bytes intact,
-	// whichever way the client split its writes.
-	c1, err := net.Dial("tcp", l.Addr().String())
-	require.NoError(t, err)
-	defer c1.Close()
-	_, err = c1.Write([]byte("P"))
-	require.NoError(t, err)
-	_, err = c1.Write([]byte("OST / HTTP/1.1\r\n\r\n"))
-	require.NoError(t, err)
-	got, err := l.Accept()
-	require.NoError(t, err)
-	defer got.Close()
-	buf := make([]byte, len("POST / HTTP/1.1\r\n\r\n"))
-	_, err = io.ReadFull(got, buf)
-	require.NoError(t, err)
-	assert.Equal(t, "POST / HTTP/1.1\r\n\r\n", string(buf))
+func TestHTTP1PassesThrough(t *testing.T) {
+	for _, bufSize := range []int{4096, 3} {
+		client, server, _ := pair(t)
+		// The first byte alone matches the preface; the second decides.
+		write(t, client, "P")
+		req := "POST / HTTP/1.1\r\nHost: x\r\n\r\n"
+		go write(t, client, req[1:])
+		var got []byte
+		buf := make([]byte, bufSize)
+		for len(got) < len(req) {
+			n, err := server.Read(buf)
+			require.NoError(t, err)
+			got = append(got, buf[:n]...)
+		}
+		assert.Equal(t, req, string(got), "read %d bytes at a time", bufSize)
+		_, err := server.(*Conn).SyscallConn()
+		assert.NoError(t, err, "the socket stays reachable for hang-up watches")
+	}
+}
 
-	// An HTTP/2 connection goes to the HTTP/2 server, preface included.
-	c2, err := net.Dial("tcp", l.Addr().String())
-	require.NoError(t, err)
-	defer c2.Close()
-	_, err = c2.Write([]byte(Preface + "after"))
-	require.NoError(t, err)
+func TestHTTP2IsHandedOff(t *testing.T) {
+	client, server, h2 := pair(t)
+	write(t, client, Preface[:5], Preface[5:]+"frames")
+	n, err := server.Read(make([]byte, 4096))
+	assert.Zero(t, n)
+	assert.ErrorIs(t, err, io.EOF, "the HTTP/1.1 server lets go")
+	require.NoError(t, server.Close(), "and its Close leaves the connection open")
+
 	hc := <-h2
 	defer hc.Close()
-	buf = make([]byte, len(Preface+"after"))
+	buf := make([]byte, len(Preface+"frames"))
 	_, err = io.ReadFull(hc, buf)
 	require.NoError(t, err)
-	assert.Equal(t, Preface+"after", string(buf))
-	_, isTCP := hc.(*Conn).Conn.(*net.TCPConn)
-	assert.True(t, isTCP)
-	_, err = hc.(*Conn).SyscallConn()
-	assert.NoError(t, err, "the socket stays reachable for hang-up watches")
-}
-
-func TestListenerClosesSilentConnections(t *testing.T) {
-	l, _ := listen(t, 50*time.Millisecond)
-	go func() { _, _ = l.Accept() }() // starts the accept loop
-	c, err := net.Dial("tcp", l.Addr().String())
+	assert.Equal(t, Preface+"frames", string(buf), "the HTTP/2 server reads the preface too")
+	write(t, hc, "answer")
+	_, err = io.ReadFull(client, buf[:6])
 	require.NoError(t, err)
-	defer c.Close()
-	// The listener gives up on a connection that says nothing: the read
-	// sees it closed rather than hanging.
-	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
-	_, err = c.Read(make([]byte, 1))
-	assert.ErrorIs(t, err, io.EOF)
+	assert.Equal(t, "answer", string(buf[:6]))
 }
 
-func TestListenerCloseEndsAccept(t *testing.T) {
-	l, _ := listen(t, time.Second)
-	done := make(chan error, 1)
-	go func() {
-		_, err := l.Accept()
-		done <- err
-	}()
-	require.NoError(t, l.Close())
-	assert.ErrorIs(t, <-done, net.ErrClosed)
+func TestClientClosesWithinPreface(t *testing.T) {
+	client, server, _ := pair(t)
+	write(t, client, "PRI")
+	require.NoError(t, client.Close())
+	// What arrived reaches the HTTP/1.1 server, then EOF.
+	got, err := io.ReadAll(server)
+	require.NoError(t, err)
+	assert.Equal(t, "PRI", string(got))
 }
