@@ -32,7 +32,9 @@ func (r *Router) upgradeH2C(ctx *fasthttp.RequestCtx) bool {
 	if !ok {
 		return false
 	}
-	if cl := h.ContentLength(); cl < 0 || cl > maxUpgradeBody {
+	// -1 is a chunked body, which would have to be read whole first;
+	// -2 is none at all.
+	if cl := h.ContentLength(); cl == -1 || cl > maxUpgradeBody {
 		return false
 	}
 	req, err := upgradeRequest(ctx)
