@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"golang.org/x/net/http2"
 
 	"github.com/ebbrun/ebb/api"
@@ -234,29 +236,46 @@ func (h streamHeader) Cookie(name string) []byte {
 func (r *Router) serveStream(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	r.h2.streams.Inc()
-	sw := &statusWriter{ResponseWriter: w}
-	body := &countingBody{ReadCloser: req.Body}
-	req.Body = body
-	var rev *revState
-	defer func() {
-		// access log: see obs. One call per stream goes here, with
-		// rev (nil when no route matched), sw.status, start,
-		// time.Since(start), body.n in, sw.n out and protocol "HTTP/2.0".
-		_ = rev
-	}()
 	grpc := isGRPC(req)
 	rt := r.lookup([]byte(req.Host))
 	if rt == nil {
 		r.metrics.unknownHost.Inc()
-		streamError(sw, grpc, http.StatusNotFound, "ebb: no function is served at this host\n")
+		streamError(w, grpc, http.StatusNotFound, "ebb: no function is served at this host\n")
+		// access log: see obs (no route: status 404, protocol "HTTP/2.0").
 		return
 	}
 	if req.Header.Get(api.HeaderInvoke) != "" {
-		streamError(sw, grpc, http.StatusNotImplemented, "ebb: asynchronous invocation takes HTTP/1.1\n")
+		streamError(w, grpc, http.StatusNotImplemented, "ebb: asynchronous invocation takes HTTP/1.1\n")
+		// access log: see obs (status 501, protocol "HTTP/2.0").
 		return
 	}
-	var setCookie bool
-	rev, setCookie = r.pick(streamHeader{req}, rt)
+	rev, setCookie := r.pick(streamHeader{req}, rt)
+	r.serveRevision(w, req, rev, setCookie, start)
+}
+
+// serveH1ToH2C serves an HTTP/1.1 request for a revision whose replicas
+// speak h2c only: through fasthttp's net/http adaptor, which streams the
+// body both ways, onto the HTTP/2 path. Only such revisions pay for it.
+func (r *Router) serveH1ToH2C(ctx *fasthttp.RequestCtx, rev *revState, setCookie bool) {
+	fasthttpadaptor.NewFastHTTPHandler(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.serveRevision(w, req, rev, setCookie, ctx.Time())
+	}))(ctx)
+}
+
+// serveRevision serves a request that picked rev: a free replica, else
+// the activator.
+func (r *Router) serveRevision(w http.ResponseWriter, req *http.Request, rev *revState, setCookie bool, start time.Time) {
+	sw := &statusWriter{ResponseWriter: w}
+	body := &countingBody{ReadCloser: req.Body}
+	req.Body = body
+	defer func() {
+		// access log: see obs. The one call per request of this path goes
+		// here, with rev, sw.result(), start, time.Since(start),
+		// body.n.Load() in, sw.n out, protocol req.Proto ("HTTP/2.0", or
+		// "HTTP/1.1" from serveH1ToH2C), and whether it waited in the
+		// activator (handoffStream).
+	}()
+	grpc := isGRPC(req)
 	deadline := start.Add(rev.timeout)
 	if grpc {
 		if d, ok := parseGRPCTimeout(req.Header.Get("Grpc-Timeout")); ok && start.Add(d).Before(deadline) {

@@ -404,3 +404,35 @@ func TestGRPCMessage(t *testing.T) {
 	}
 	assert.True(t, strings.HasSuffix(grpcTimeout(time.Hour*1000), "S"))
 }
+
+// An HTTP/1.1 client reaches a function whose replicas speak h2c only,
+// body and answer streamed through the HTTP/2 path.
+func TestHTTP1ToH2CReplica(t *testing.T) {
+	e := newEnv(t, Config{}, Deps{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true) // and nothing else
+	srv := &http.Server{Protocols: &protos, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Proto", r.Proto)
+		_, _ = io.WriteString(w, "got "+string(body)+" at "+r.Host)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	e.deployH2C("fn", []rev{{name: "fn-00001"}}, nil)
+	e.endpoint("fn", "fn-00001", "r1", ln.Addr().String(), 0)
+	e.waitRoute(host("fn"), 1)
+
+	req := fasthttp.AcquireRequest()
+	resp := fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + host("fn") + "/")
+	req.Header.SetMethod("POST")
+	req.SetBodyString("ping")
+	require.NoError(t, e.client.Do(req, resp))
+	assert.Equal(t, 200, resp.StatusCode())
+	assert.Equal(t, "got ping at "+host("fn"), string(resp.Body()))
+	assert.Equal(t, "HTTP/2.0", string(resp.Header.Peek("X-Proto")))
+}

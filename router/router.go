@@ -527,6 +527,10 @@ func (r *Router) serve(ctx *fasthttp.RequestCtx, rt *route) {
 		return
 	}
 	rev, setCookie := r.pick(&ctx.Request.Header, rt)
+	if rev.h2c {
+		r.serveH1ToH2C(ctx, rev, setCookie)
+		return
+	}
 	deadline := ctx.Time().Add(rev.timeout)
 	if rep := rev.set.TryAcquire(); rep != nil {
 		r.forward(ctx, rev, rep, deadline)
