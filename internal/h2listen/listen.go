@@ -141,6 +141,15 @@ func (c *Conn) SetWriteDeadline(t time.Time) error {
 	return c.Conn.SetWriteDeadline(t)
 }
 
+// ReadFrom keeps the socket's own zero-copy path (splice, sendfile) for
+// bodies copied into the connection, which wrapping it would hide.
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
 // SyscallConn exposes the socket underneath, which a hang-up watch needs.
 func (c *Conn) SyscallConn() (syscall.RawConn, error) { return syscallConn(c.Conn) }
 

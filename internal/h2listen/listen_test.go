@@ -3,6 +3,7 @@ package h2listen
 import (
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -104,4 +105,17 @@ func TestClientClosesWithinPreface(t *testing.T) {
 	got, err := io.ReadAll(server)
 	require.NoError(t, err)
 	assert.Equal(t, "PRI", string(got))
+}
+
+func TestReadFromReachesTheSocket(t *testing.T) {
+	client, server, _ := pair(t)
+	_, ok := server.(*Conn).Conn.(io.ReaderFrom)
+	require.True(t, ok, "a TCP connection copies by splice and sendfile")
+	n, err := server.(*Conn).ReadFrom(strings.NewReader("body"))
+	require.NoError(t, err)
+	assert.Equal(t, int64(4), n)
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(client, buf)
+	require.NoError(t, err)
+	assert.Equal(t, "body", string(buf))
 }
