@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,8 +55,6 @@ const (
 type h2 struct {
 	srv    *http2.Server
 	base   *http.Server // carries the shutdown hook and timeouts to srv
-	toH1   *httputil.ReverseProxy
-	toH2C  *httputil.ReverseProxy
 	h1Tr   *http.Transport
 	h2cTr  *http2.Transport
 	conns  sync.WaitGroup
@@ -132,37 +129,8 @@ func (r *Router) initHTTP2(reg prometheus.Registerer) error {
 		ReadIdleTimeout: 30 * time.Second,
 		PingTimeout:     10 * time.Second,
 	}
-	h.toH1 = r.reverseProxy(h.h1Tr)
-	h.toH2C = r.reverseProxy(h.h2cTr)
 	r.h2 = h
 	return nil
-}
-
-func (r *Router) reverseProxy(tr http.RoundTripper) *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			st := pr.In.Context().Value(streamKey{}).(*stream)
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = st.rep.Addr
-			// The function sees the host the client asked for, as over
-			// HTTP/1.1.
-			pr.Out.Host = pr.In.Host
-			pr.SetXForwarded()
-			if st.grpc {
-				// The replica's own deadline is the stream's: the
-				// client's grpc-timeout or the function's timeout,
-				// whichever ends first, so that it is the replica that
-				// answers DEADLINE_EXCEEDED, with its trailers.
-				pr.Out.Header.Set("Grpc-Timeout", grpcTimeout(time.Until(st.deadline)))
-			}
-		},
-		Transport: tr,
-		// Flush every write at once: gRPC streams and server-sent events
-		// must not wait in a buffer.
-		FlushInterval: -1,
-		ErrorHandler:  func(w http.ResponseWriter, req *http.Request, err error) { r.proxyError(w, req, err) },
-		ErrorLog:      slog.NewLogLogger(r.log.Handler(), slog.LevelDebug),
-	}
 }
 
 // ServeHTTP2 serves one client connection that speaks HTTP/2: one that
@@ -363,22 +331,17 @@ func (r *Router) handoffStream(ctx context.Context, sw *statusWriter, req *http.
 	}
 }
 
-// proxyStream proxies one stream to st.rep in the protocol its revision
-// speaks. A replica that breaks off mid-response makes the reverse proxy
-// abort the handler (http.ErrAbortHandler), which resets the client's
-// stream; the status recorded for it is 502.
+// proxyStream proxies one stream to st.rep (forwardStream). A replica
+// that breaks off mid-response aborts the handler (http.ErrAbortHandler),
+// which resets the client's stream; the status recorded for it is 502.
 func (r *Router) proxyStream(sw *statusWriter, req *http.Request, st *stream) {
-	rp := r.h2.toH1
-	if st.rev.h2c {
-		rp = r.h2.toH2C
-	}
 	defer func() {
 		if p := recover(); p != nil {
 			sw.aborted = true
 			panic(p)
 		}
 	}()
-	rp.ServeHTTP(sw, req)
+	r.forwardStream(sw, req, st)
 }
 
 // proxyError answers a stream whose replica could not be reached or did
@@ -530,6 +493,9 @@ type statusWriter struct {
 	status  int
 	n       int64
 	aborted bool // the response broke off
+	// failedLate is the status a response that began well ended with
+	// (a gRPC deadline mid-stream: 504).
+	failedLate int
 }
 
 func (w *statusWriter) WriteHeader(code int) {
@@ -564,6 +530,8 @@ func (w *statusWriter) result() int {
 	switch {
 	case w.aborted:
 		return http.StatusBadGateway
+	case w.failedLate != 0:
+		return w.failedLate
 	case w.status == 0:
 		return http.StatusOK
 	}
