@@ -40,8 +40,8 @@
 // path's routing (pick reads headers through the requestHeader
 // interface), hard limits (one stream holds one replica slot), timeouts
 // (the function's, or a shorter grpc-timeout, which is passed on to the
-// replica) and accounting, and is proxied with net/http's reverse proxy,
-// which streams both ways and passes trailers (grpc-status), to replicas
+// replica) and accounting, and is forwarded (h2proxy.go: net/http's reverse proxy cut down),
+// streaming both ways and passing trailers (grpc-status), to replicas
 // in the protocol their revision declares (spec.protocol: HTTP/1.1, or
 // h2c through x/net's transport). A stream that finds no free replica
 // waits in the activator through StreamActivator.Acquire. Errors the

@@ -166,7 +166,7 @@ func (r *Router) shutdownHTTP2(ctx context.Context) {
 	r.h2.h2cTr.CloseIdleConnections()
 }
 
-// streamKey carries a stream's *stream to the reverse proxy's hooks.
+// streamKey carries a stream's *stream to proxyError.
 type streamKey struct{}
 
 // stream is one HTTP/2 request in flight.
@@ -200,7 +200,7 @@ func (h streamHeader) Cookie(name string) []byte {
 
 // serveStream is the request path of an HTTP/2 stream: the same routing,
 // limits, timeouts and accounting as handle, with the request proxied by
-// net/http's reverse proxy, which passes trailers and streams both ways.
+// forwardStream, which passes trailers and streams both ways.
 func (r *Router) serveStream(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	r.h2.streams.Inc()
@@ -514,7 +514,7 @@ func (w *statusWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// Flush implements http.Flusher, which the reverse proxy needs to stream.
+// Flush implements http.Flusher, which streaming needs.
 func (w *statusWriter) Flush() {
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
