@@ -373,6 +373,13 @@ func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline tim
 // wait queues the request and blocks until it is handed a replica, or until
 // its deadline, a hang-up, a revision failure or shutdown.
 func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.Time) (*replicaset.Replica, error) {
+	watch := a.hangups.Load().Watch(ctx.Conn())
+	defer watch.Stop()
+	return a.waitGone(rs, deadline, watch.Gone())
+}
+
+// waitGone is wait for a request whose client's leaving closes gone.
+func (a *Activator) waitGone(rs *revState, deadline time.Time, gone <-chan struct{}) (*replicaset.Replica, error) {
 	w := a.waiters.Get().(*replicaset.Waiter)
 	defer a.waiters.Put(w)
 	n := rs.set.Enqueue(w)
@@ -380,8 +387,6 @@ func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.T
 	if n == 1 || (rs.set.Len() == 0 && now.UnixNano()-rs.lastPoke.Load() > a.cfg.ReactivateAfter.Nanoseconds()) {
 		a.poke(rs, now)
 	}
-	watch := a.hangups.Load().Watch(ctx.Conn())
-	defer watch.Stop()
 	timer := time.NewTimer(deadline.Sub(now))
 	defer timer.Stop()
 	fs := rs.fstate.Load()
@@ -405,7 +410,7 @@ func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.T
 			return r, nil
 		case <-timer.C:
 			return leave(errDeadline)
-		case <-watch.Gone():
+		case <-gone:
 			return leave(errClientGone)
 		case <-fs.wake:
 			fs = rs.fstate.Load()
