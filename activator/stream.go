@@ -15,7 +15,7 @@ import (
 type Refusal struct {
 	Status int
 	// Reason is the activator_rejected_total label: queue_full, deadline,
-	// client_gone, failed or shutdown.
+	// client_gone, failed, unstartable or shutdown.
 	Reason string
 	Msg    string
 	// RetryAfter, when positive, is the Retry-After to send, in seconds.
@@ -44,24 +44,22 @@ func (a *Activator) Acquire(ctx context.Context, function, revision string, dead
 	rs.lastUsed.Store(arrived.UnixNano())
 	rs.stats.Start()
 	cold := rs.set.Len() == 0
-	refuse := func(reason string, status int, msg string) (*replicaset.Replica, func(int), error) {
+	refuse := func(r *Refusal) (*replicaset.Replica, func(int), error) {
 		rs.stats.End()
-		rs.codes.Inc(status)
-		a.metrics.rejected.WithLabelValues(reason).Inc()
+		rs.codes.Inc(r.Status)
+		a.metrics.rejected.WithLabelValues(r.Reason).Inc()
 		rs.active.Add(-1)
-		return nil, nil, &Refusal{Status: status, Reason: reason, Msg: msg}
+		return nil, nil, r
 	}
 	if fs := rs.fstate.Load(); fs.fail != nil && rs.set.Len() == 0 {
-		return refuse("failed", fasthttp.StatusBadGateway, failedBody(rs, fs.fail))
+		return refuse(a.refusal(rs, failedError{fs.fail}, 0))
 	}
 	rep = rs.set.TryAcquire()
 	if rep == nil {
 		if int(rs.queued.Add(1)) > a.cfg.MaxQueue {
 			rs.queued.Add(-1)
-			_, _, err := refuse("queue_full", fasthttp.StatusServiceUnavailable,
-				"ebb: too many requests are waiting for "+rs.function+"; retry later\n")
-			err.(*Refusal).RetryAfter = int((a.cfg.RetryAfter + time.Second - 1) / time.Second)
-			return nil, nil, err
+			return refuse(&Refusal{Status: fasthttp.StatusServiceUnavailable, Reason: "queue_full", RetryAfter: a.retryAfter(),
+				Msg: "ebb: too many requests are waiting for " + rs.function + "; retry later\n"})
 		}
 		queuedAt := time.Now()
 		rs.stats.Buffer(1)
@@ -75,20 +73,8 @@ func (a *Activator) Acquire(ctx context.Context, function, revision string, dead
 			// (grpc-timeout), not a hang-up.
 			err = errDeadline
 		}
-		var fe failedError
-		switch {
-		case err == nil:
-		case errors.As(err, &fe):
-			return refuse("failed", fasthttp.StatusBadGateway, failedBody(rs, fe.f))
-		case errors.Is(err, errDeadline):
-			return refuse("deadline", fasthttp.StatusGatewayTimeout,
-				"ebb: no replica of "+rs.function+" became ready within "+time.Since(arrived).Round(time.Millisecond).String()+"\n")
-		case errors.Is(err, errClientGone):
-			return refuse("client_gone", 499, "")
-		default:
-			_, _, err := refuse("shutdown", fasthttp.StatusServiceUnavailable, "ebb: activator is shutting down\n")
-			err.(*Refusal).RetryAfter = 1
-			return nil, nil, err
+		if err != nil {
+			return refuse(a.refusal(rs, err, time.Since(arrived)))
 		}
 		if cold {
 			a.metrics.coldStart.WithLabelValues(namespaceOf(rs.function), rs.function).Observe(waited)
