@@ -64,6 +64,11 @@ type Deps struct {
 	// Async queues requests that ask for asynchronous invocation
 	// (Ebb-Invoke: async); when nil they get a 501.
 	Async Enqueuer
+	// AccessLog, when set, gets one record per routed request; Tracer,
+	// when set, its spans (see access.go). With neither, requests are
+	// neither timed nor traced.
+	AccessLog AccessLogger
+	Tracer    SpanExporter
 }
 
 // Router is the data-plane ingress. Create it with New and start it with Run.
@@ -512,15 +517,28 @@ func (r *Router) serve(ctx *fasthttp.RequestCtx, rt *route) {
 		r.enqueue(ctx, rt.function, mode)
 		return
 	}
+	var obs *observation
+	if r.observing() {
+		obs = r.beginObservation(ctx)
+	}
 	rev, setCookie := r.pick(ctx, rt)
 	deadline := ctx.Time().Add(rev.timeout)
 	if rep := rev.set.TryAcquire(); rep != nil {
+		if obs != nil {
+			obs.routed(rep.ID)
+		}
 		r.forward(ctx, rev, rep, deadline)
 	} else {
+		if obs != nil {
+			obs.routed("")
+		}
 		r.handoff(ctx, rev, deadline)
 	}
 	if setCookie {
 		ctx.Response.Header.Add("Set-Cookie", rev.cookie)
+	}
+	if obs != nil {
+		r.endObservation(ctx, obs, rev)
 	}
 }
 

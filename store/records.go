@@ -164,6 +164,21 @@ type Endpoint struct {
 	// Limit is the hard concurrency limit for this replica; 0 means none.
 	Limit   int       `json:"limit"`
 	ReadyAt time.Time `json:"readyAt"`
+	// Start is when the replica's start passed each phase, for the
+	// activator's cold-start spans and Server-Timing; absent on records of
+	// older agents.
+	Start *StartPhases `json:"start,omitempty"`
+}
+
+// StartPhases are the node agent's times of one replica start: Decided
+// when it chose to start it, Created when its container and task existed
+// (zero for a pre-created one), Started when its program started and Ready
+// when its readiness probe passed.
+type StartPhases struct {
+	Decided time.Time `json:"decided,omitzero"`
+	Created time.Time `json:"created,omitzero"`
+	Started time.Time `json:"started,omitzero"`
+	Ready   time.Time `json:"ready,omitzero"`
 }
 
 // Replica states recorded by the node agent.

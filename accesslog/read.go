@@ -1,0 +1,129 @@
+package accesslog
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/ebbrun/ebb/api"
+)
+
+// Query selects a function's access lines.
+type Query struct {
+	// Function is the qualified name, "namespace/name".
+	Function string
+	// Tail is how many of the newest kept lines to start with; 0 means all.
+	Tail int
+	// Follow keeps writing new lines until ctx ends.
+	Follow bool
+}
+
+// Read writes the function's kept lines to w, oldest first, and with
+// Follow then each new one until ctx ends.
+func (l *Logger) Read(ctx context.Context, w io.Writer, q Query) error {
+	if q.Follow {
+		l.rings.followers.Add(1)
+		defer l.rings.followers.Add(-1)
+	}
+	var next uint64
+	var lines [][]byte
+	tail := q.Tail
+	for {
+		// Take the wake-up channel before reading, so that a line added
+		// between the read and the wait is not missed.
+		changed := l.rings.wait()
+		lines, next = l.rings.read(q.Function, next, tail, lines[:0])
+		tail = 0
+		for _, line := range lines {
+			if _, err := w.Write(line); err != nil {
+				return fmt.Errorf("write access log: %w", err)
+			}
+		}
+		if !q.Follow {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-changed:
+		}
+	}
+}
+
+// Handler serves GET ?function=NS/NAME&tail=N&follow=true with Read's lines
+// as application/x-ndjson, flushing as it goes. It is how a control plane
+// reads the access logs of a router on another machine; token, if set, is
+// the bearer token the caller must present.
+func (l *Logger) Handler(token string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			writeError(w, http.StatusMethodNotAllowed, api.CodeInvalid, "only GET is allowed")
+			return
+		}
+		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
+			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		q, err := ParseQuery(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, api.CodeInvalid, err.Error())
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		fw := flushWriter{w: w}
+		fw.flush()
+		// The status is out; an error can only end the stream early.
+		_ = l.Read(r.Context(), fw, q)
+	})
+}
+
+// ParseQuery reads function, tail and follow from a request's query.
+func ParseQuery(r *http.Request) (Query, error) {
+	v := r.URL.Query()
+	q := Query{Function: v.Get("function")}
+	if err := api.ValidateQualifiedName("function", q.Function); err != nil {
+		return q, err
+	}
+	if t := v.Get("tail"); t != "" {
+		n, err := strconv.Atoi(t)
+		if err != nil || n < 0 {
+			return q, &api.ValidationError{Field: "tail", Reason: "must be a non-negative integer"}
+		}
+		q.Tail = n
+	}
+	if f := v.Get("follow"); f != "" {
+		b, err := strconv.ParseBool(f)
+		if err != nil {
+			return q, &api.ValidationError{Field: "follow", Reason: "must be true or false"}
+		}
+		q.Follow = b
+	}
+	return q, nil
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
+}
+
+// flushWriter flushes after each write so followed lines arrive promptly.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	f.flush()
+	return n, err
+}
+
+func (f flushWriter) flush() {
+	if fl, ok := f.w.(http.Flusher); ok {
+		fl.Flush()
+	}
+}
