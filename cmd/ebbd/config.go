@@ -15,10 +15,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ebbrun/ebb/accesslog"
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/exchange"
+	"github.com/ebbrun/ebb/internal/tracing/otlp"
 	"github.com/ebbrun/ebb/invoker"
 	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/router"
@@ -64,6 +66,18 @@ type Config struct {
 	// whose value the router hashes onto the traffic split, so one value
 	// always lands on the same revision while the split holds. Default off.
 	StickyHeader string `yaml:"stickyHeader"`
+	// AccessLog is where the router writes one JSON line per request:
+	// "stdout", an absolute file path (rotated at 100 MB, 5 kept), or
+	// empty for none. Router roles; `ebb logs --access` reads the router's
+	// in-memory copy of the recent lines only while it is set.
+	AccessLog string `yaml:"accessLog"`
+	// AccessLogSample is the fraction of access lines written, in (0, 1];
+	// errors (5xx) and cold starts are always written. Default 1.
+	AccessLogSample float64 `yaml:"accessLogSample"`
+	// OTLPEndpoint, when set, is the OTLP/HTTP receiver (such as
+	// http://collector:4318) the router sends request traces to. Empty:
+	// no tracing, at no cost.
+	OTLPEndpoint string `yaml:"otlpEndpoint"`
 	// Store is "embedded" (default: bbolt at <data-dir>/state.db) or a
 	// redis://host:port/db URL.
 	Store string `yaml:"store"`
@@ -194,6 +208,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", cfg.MaxConnsPerIP, "router connections allowed from one client IP address; 0: no bound")
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", cfg.StickyCookie, "cookie that pins a client to the revision it first got during a split; empty: off")
 	fs.StringVar(&cfg.StickyHeader, "sticky-header", cfg.StickyHeader, "request header whose value keeps a client on one revision of a split; empty: off")
+	fs.StringVar(&cfg.AccessLog, "access-log", cfg.AccessLog, "router access log: stdout, an absolute file path (rotated), or empty for none")
+	fs.Float64Var(&cfg.AccessLogSample, "access-log-sample", cfg.AccessLogSample, "fraction of access lines written, in (0, 1]; errors and cold starts always are")
+	fs.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", cfg.OTLPEndpoint, "OTLP/HTTP URL the router sends request traces to (such as http://127.0.0.1:4318); empty: no tracing")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, `state store: "embedded" or redis://host:port/db`)
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "routing domain for function URLs")
@@ -279,6 +296,11 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	}
 	pick("sticky-cookie", &file.StickyCookie, flags.StickyCookie)
 	pick("sticky-header", &file.StickyHeader, flags.StickyHeader)
+	pick("access-log", &file.AccessLog, flags.AccessLog)
+	if set["access-log-sample"] {
+		file.AccessLogSample = flags.AccessLogSample
+	}
+	pick("otlp-endpoint", &file.OTLPEndpoint, flags.OTLPEndpoint)
 	pick("store", &file.Store, flags.Store)
 	pick("containerd-address", &file.ContainerdAddress, flags.ContainerdAddress)
 	pick("domain", &file.Domain, flags.Domain)
@@ -340,6 +362,14 @@ func (c Config) Validate() error {
 	}
 	if err := c.routerConfig().Validate(); err != nil {
 		return fmt.Errorf("--sticky-cookie %q, --sticky-header %q: %w", c.StickyCookie, c.StickyHeader, err)
+	}
+	if err := c.accessLogConfig().Validate(); err != nil {
+		return fmt.Errorf("--access-log %q, --access-log-sample %v: %w", c.AccessLog, c.AccessLogSample, err)
+	}
+	if c.OTLPEndpoint != "" {
+		if err := (otlp.Config{Endpoint: c.OTLPEndpoint}).Validate(); err != nil {
+			return fmt.Errorf("--otlp-endpoint: %w", err)
+		}
 	}
 	if c.Store != "embedded" && !strings.HasPrefix(c.Store, "redis://") && !strings.HasPrefix(c.Store, "rediss://") {
 		return fmt.Errorf("--store %q: must be \"embedded\" or a redis:// URL", c.Store)
@@ -423,6 +453,11 @@ func (c Config) routerConfig() router.Config {
 		StickyCookie:  c.StickyCookie,
 		StickyHeader:  c.StickyHeader,
 	}
+}
+
+// accessLogConfig is the router's access log's share of the configuration.
+func (c Config) accessLogConfig() accesslog.Config {
+	return accesslog.Config{Output: c.AccessLog, SampleRate: c.AccessLogSample}
 }
 
 // replicaPortRange parses ReplicaPorts.

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ebbrun/ebb/accesslog"
 	"github.com/ebbrun/ebb/activator"
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/autoscaler"
@@ -69,6 +70,8 @@ type daemon struct {
 	// host ids of their user namespaces; nil when off.
 	network *replicanet.Net
 	users   *userRanges
+	// access is the router's access log in this process, when on.
+	access *accesslog.Logger
 }
 
 // close releases what start opened, last opened first.
@@ -319,7 +322,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 		l.Close()
 		return nil, err
 	}
-	rt, err := router.New(d.cfg.routerConfig(), router.Deps{
+	deps := router.Deps{
 		Store:      d.store,
 		Functions:  d.caches.Functions(),
 		Revisions:  d.caches.Revisions(),
@@ -330,7 +333,12 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 		Registerer: d.reg,
 		Logger:     d.log.With("component", "router"),
 		Listener:   l,
-	})
+	}
+	if err := d.startObservability(ctx, g, &deps); err != nil {
+		l.Close()
+		return nil, err
+	}
+	rt, err := router.New(d.cfg.routerConfig(), deps)
 	if err != nil {
 		l.Close()
 		return nil, err
@@ -483,6 +491,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		Registerer: d.reg,
 		Gatherer:   d.reg,
 		Logs:       logs,
+		AccessLogs: d.accessLogs(),
 		// Routers and node agents reach /internal/ with their node
 		// credentials; API tokens, the admin's too, are refused.
 		Internal: d.internalHandler(sink),
