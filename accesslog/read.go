@@ -14,7 +14,7 @@ import (
 
 // Query selects a function's access lines.
 type Query struct {
-	// Function is the qualified name, "namespace/name".
+	// Function is the function's qualified name (api.QualifiedName).
 	Function string
 	// Tail is how many of the newest kept lines to start with; 0 means all.
 	Tail int
@@ -54,7 +54,7 @@ func (l *Logger) Read(ctx context.Context, w io.Writer, q Query) error {
 	}
 }
 
-// Handler serves GET ?function=NS/NAME&tail=N&follow=true with Read's lines
+// Handler serves GET ?function=QUALIFIED&tail=N&follow=true with Read's lines
 // as application/x-ndjson, flushing as it goes. It is how a control plane
 // reads the access logs of a router on another machine; token, if set, is
 // the bearer token the caller must present.

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ebbrun/ebb/api"
 )
 
 // Record is one request as the router saw it. Every field is a plain value
@@ -11,7 +13,8 @@ import (
 type Record struct {
 	// Time is when the request arrived.
 	Time time.Time
-	// Function is the function's qualified name, "namespace/name".
+	// Function is the function's qualified name (api.QualifiedName:
+	// "hello", or "hello.team-a" outside the default namespace).
 	Function string
 	Revision string
 	// Replica served the request; empty when none did (the request was
@@ -34,26 +37,6 @@ type Record struct {
 	TraceID [16]byte
 }
 
-// Namespace is the namespace part of the record's function.
-func (r *Record) Namespace() string {
-	for i := 0; i < len(r.Function); i++ {
-		if r.Function[i] == '/' {
-			return r.Function[:i]
-		}
-	}
-	return ""
-}
-
-// name is the function's name without its namespace.
-func (r *Record) name() string {
-	for i := 0; i < len(r.Function); i++ {
-		if r.Function[i] == '/' {
-			return r.Function[i+1:]
-		}
-	}
-	return r.Function
-}
-
 // AppendJSON appends r as one JSON object and a newline to dst:
 //
 //	{"time":"2026-12-06T19:52:54.123456Z","namespace":"default","function":"hello",
@@ -65,10 +48,14 @@ func (r *Record) name() string {
 func AppendJSON(dst []byte, r *Record) []byte {
 	dst = append(dst, `{"time":"`...)
 	dst = r.Time.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000Z07:00")
+	ns, name := api.SplitQualifiedName(r.Function)
+	if r.Function == "" {
+		ns = ""
+	}
 	dst = append(dst, `","namespace":`...)
-	dst = appendString(dst, r.Namespace())
+	dst = appendString(dst, ns)
 	dst = append(dst, `,"function":`...)
-	dst = appendString(dst, r.name())
+	dst = appendString(dst, name)
 	dst = append(dst, `,"revision":`...)
 	dst = appendString(dst, r.Revision)
 	dst = append(dst, `,"replica":`...)
