@@ -29,7 +29,8 @@ type observation struct {
 	tr      tracing.Request
 	handoff tracing.Handoff
 	replica string // the replica the router itself sent the request to
-	header  []byte // traceparent and Server-Timing values
+	header  []byte // the Server-Timing value
+	parent  [55]byte
 }
 
 var observations = sync.Pool{New: func() any { return &observation{header: make([]byte, 0, 128)} }}
@@ -64,11 +65,9 @@ func (r *Router) beginObservation(ctx *fasthttp.RequestCtx) *observation {
 		if o.tr.Sampled {
 			flags = tracing.FlagSampled
 		}
-		o.header = tracing.AppendParent(o.header[:0], o.tr.TraceID, o.tr.Proxy, flags)
-		ctx.Request.Header.SetBytesV(tracing.HeaderTraceparent, o.header)
+		o.handoff.Traceparent = tracing.AppendParent(o.parent[:0], o.tr.TraceID, o.tr.Proxy, flags)
 	case !continued:
-		o.header = tracing.AppendParent(o.header[:0], o.tr.TraceID, o.tr.Server, 0)
-		ctx.Request.Header.SetBytesV(tracing.HeaderTraceparent, o.header)
+		o.handoff.Traceparent = tracing.AppendParent(o.parent[:0], o.tr.TraceID, o.tr.Server, 0)
 	}
 	// The activator fills it if the request goes its way.
 	ctx.SetUserValue(tracing.HandoffKey, &o.handoff)

@@ -17,10 +17,15 @@ type StartPhases struct {
 	Decided, Created, Started, Ready int64
 }
 
-// Handoff is what the activator did with a request the router handed it.
-// The router puts one in the request and reads it back when the activator
-// returns.
+// Handoff is the trace context of one request that the router observes,
+// and what the activator did with it if the router handed it over. The
+// router puts one in the request (as a fasthttp user value) and reads it
+// back when the request is answered.
 type Handoff struct {
+	// Traceparent is what the replica gets in place of the client's
+	// traceparent, when set; the router sets it, internal/exchange sends
+	// it.
+	Traceparent []byte
 	// Used says the activator took the request.
 	Used bool
 	// Replica served the request, if one did.
@@ -38,9 +43,6 @@ type Handoff struct {
 // HandoffKey is the fasthttp user-value key under which the router puts a
 // *Handoff for the activator to fill.
 const HandoffKey = "ebb.handoff"
-
-// Reset clears h for reuse.
-func (h *Handoff) Reset() { *h = Handoff{} }
 
 // Wait is how long the request waited for a replica.
 func (h *Handoff) Wait() time.Duration {
