@@ -47,7 +47,7 @@ type Record struct {
 // It allocates nothing when dst has room.
 func AppendJSON(dst []byte, r *Record) []byte {
 	dst = append(dst, `{"time":"`...)
-	dst = r.Time.UTC().AppendFormat(dst, "2006-01-02T15:04:05.000000Z07:00")
+	dst = appendTime(dst, r.Time)
 	ns, name := api.SplitQualifiedName(r.Function)
 	if r.Function == "" {
 		ns = ""
@@ -83,12 +83,57 @@ func AppendJSON(dst []byte, r *Record) []byte {
 	return append(dst, "\"}\n"...)
 }
 
-// appendMillis writes d in milliseconds with microsecond precision.
+// appendMillis writes d in milliseconds with microsecond precision and no
+// trailing zeros, as strconv would write the float, without its cost.
 func appendMillis(dst []byte, d time.Duration) []byte {
-	if d < 0 {
-		d = 0
+	us := max(d.Microseconds(), 0)
+	dst = strconv.AppendInt(dst, us/1000, 10)
+	frac := us % 1000
+	if frac == 0 {
+		return dst
 	}
-	return strconv.AppendFloat(dst, float64(d.Microseconds())/1000, 'f', -1, 64)
+	digits := [3]byte{byte('0' + frac/100), byte('0' + frac/10%10), byte('0' + frac%10)}
+	n := 3
+	for digits[n-1] == '0' {
+		n--
+	}
+	dst = append(dst, '.')
+	return append(dst, digits[:n]...)
+}
+
+// appendTime writes t in UTC as 2006-01-02T15:04:05.000000Z: fixed width,
+// so lines sort by time as strings. It is time.AppendFormat's output for
+// that layout at a third of its cost.
+func appendTime(dst []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	dst = appendDigits(dst, year, 4)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, int(month), 2)
+	dst = append(dst, '-')
+	dst = appendDigits(dst, day, 2)
+	dst = append(dst, 'T')
+	dst = appendDigits(dst, hour, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, minute, 2)
+	dst = append(dst, ':')
+	dst = appendDigits(dst, sec, 2)
+	dst = append(dst, '.')
+	dst = appendDigits(dst, t.Nanosecond()/1000, 6)
+	return append(dst, 'Z')
+}
+
+// appendDigits writes v, which is not negative, zero-padded to width.
+func appendDigits(dst []byte, v, width int) []byte {
+	var b [8]byte
+	i := len(b)
+	for ; width > 0 || v > 0; width-- {
+		i--
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
+	return append(dst, b[i:]...)
 }
 
 const hex = "0123456789abcdef"

@@ -2,6 +2,7 @@ package accesslog
 
 import (
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
@@ -49,6 +50,20 @@ func FuzzAppendJSON(f *testing.F) {
 		require.NoError(t, json.Unmarshal(line, &v), "%q", line)
 		assert.Equal(t, byte('\n'), line[len(line)-1])
 	})
+}
+
+func TestAppendTimeAndMillisMatchTheLibrary(t *testing.T) {
+	for _, at := range []time.Time{
+		time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC),
+		time.Date(999, 12, 31, 23, 59, 59, 999999999, time.FixedZone("x", 3600)),
+		time.Unix(0, 0),
+	} {
+		assert.Equal(t, at.UTC().Format("2006-01-02T15:04:05.000000Z07:00"), string(appendTime(nil, at)))
+	}
+	for _, d := range []time.Duration{0, time.Microsecond, 1500 * time.Microsecond, 812345 * time.Microsecond, 20 * time.Millisecond, time.Hour + 10*time.Microsecond, -time.Second} {
+		want := strconv.FormatFloat(float64(max(d.Microseconds(), 0))/1000, 'f', -1, 64)
+		assert.Equal(t, want, string(appendMillis(nil, d)), d)
+	}
 }
 
 func TestAppendJSONAllocatesNothing(t *testing.T) {
