@@ -55,6 +55,8 @@ type EbbdOptions struct {
 	Isolation string
 	// Store is the --store flag: "embedded" (default) or a redis:// URL.
 	Store string
+	// Args are more flags, after the harness's own.
+	Args []string
 }
 
 // Values of EbbdOptions.Isolation, as ebbd's --isolation takes them.
@@ -144,6 +146,7 @@ func (h *Harness) StartEbbd(ctx context.Context, o EbbdOptions) (*Ebbd, error) {
 		"--store", o.Store,
 		"--log-level", "warn",
 	}, slot.flags()...)
+	args = append(args, o.Args...)
 	cmd := exec.Command(filepath.Join(h.cfg.BinDir, "ebbd"), args...)
 	cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(h.cfg.EbbdGOMAXPROCS))
 	cmd.Stdout, cmd.Stderr = logf, logf

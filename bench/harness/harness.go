@@ -19,7 +19,7 @@ import (
 )
 
 // Sections, in the order they run and are reported.
-var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers", "async"}
+var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers", "async", "accesslog"}
 
 // Config configures one harness run. Zero fields take the defaults listed.
 type Config struct {
@@ -264,6 +264,8 @@ func (h *Harness) runSection(ctx context.Context, name string) (result Result, e
 		return h.headers(ctx)
 	case "async":
 		return h.async(ctx)
+	case "accesslog":
+		return h.accessLog(ctx)
 	}
 	return nil, fmt.Errorf("unknown section %q", name)
 }

@@ -250,6 +250,7 @@ var sectionTitles = map[string]string{
 	"rollback":    "Rollback of a bad canary",
 	"headers":     "Header-match rules",
 	"async":       "Asynchronous invocations",
+	"accesslog":   "Access log on and off",
 }
 
 // Markers around the part of RESULTS.md the harness owns.
