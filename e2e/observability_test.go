@@ -95,9 +95,18 @@ func TestAccessLogAndTrace(t *testing.T) {
 		}
 	}
 	assert.Equal(t, 1, routers, "one request, one trace")
+	t.Logf("Server-Timing: %s; spans: %v", timing, keys(spans))
 
 	out := d.ebb("logs", "--access", "traced")
 	assert.Equal(t, 1, strings.Count(out, "\n"), out)
 	assert.Contains(t, out, `"trace_id":"`+traceID+`"`)
 	assert.Contains(t, out, `"cold":true`)
+}
+
+func keys[V any](m map[string]V) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
