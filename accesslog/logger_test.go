@@ -201,3 +201,46 @@ func BenchmarkLog(b *testing.B) {
 		}
 	})
 }
+
+func TestRemoteMergesRoutersAndFollows(t *testing.T) {
+	at := time.Date(2026, 12, 6, 20, 0, 0, 0, time.UTC)
+	var loggers []*Logger
+	var addrs []string
+	for range 2 {
+		l, err := New(Config{}, nil)
+		require.NoError(t, err)
+		srv := httptest.NewServer(l.Handler("tok"))
+		t.Cleanup(srv.Close)
+		loggers = append(loggers, l)
+		addrs = append(addrs, strings.TrimPrefix(srv.URL, "http://"))
+	}
+	// Interleaved in time across the two routers.
+	for i := range 6 {
+		loggers[i%2].Log(&Record{Function: "hello", Status: 200 + i, Time: at.Add(time.Duration(i) * time.Second)})
+	}
+	r := &Remote{Addrs: func(context.Context) ([]string, error) { return addrs, nil }, Token: "tok", Client: http.DefaultClient}
+	var b bytes.Buffer
+	require.NoError(t, r.Read(context.Background(), &b, Query{Function: "hello", Tail: 4}))
+	var statuses []int
+	for _, line := range strings.Split(strings.TrimSpace(b.String()), "\n") {
+		var v struct{ Status int }
+		require.NoError(t, json.Unmarshal([]byte(line), &v))
+		statuses = append(statuses, v.Status)
+	}
+	assert.Equal(t, []int{202, 203, 204, 205}, statuses, "the newest four of both, in time order")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	got := make(lineWriter, 10)
+	done := make(chan error, 1)
+	go func() { done <- r.Read(ctx, got, Query{Function: "hello", Tail: 1, Follow: true}) }()
+	assert.Contains(t, <-got, `"status":205`)
+	// The followers attach to both routers; a line to either arrives.
+	require.Eventually(t, func() bool {
+		return loggers[0].rings.followers.Load() == 1 && loggers[1].rings.followers.Load() == 1
+	}, 5*time.Second, time.Millisecond)
+	loggers[1].Log(&Record{Function: "hello", Status: 299})
+	assert.Contains(t, <-got, `"status":299`)
+	cancel()
+	require.NoError(t, <-done)
+	assert.Empty(t, got, "no line twice")
+}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 
@@ -20,6 +21,8 @@ type Query struct {
 	Tail int
 	// Follow keeps writing new lines until ctx ends.
 	Follow bool
+	// FromEnd skips the lines kept now: with Follow, only new lines.
+	FromEnd bool
 }
 
 // Read writes the function's kept lines to w, oldest first, and with
@@ -32,6 +35,11 @@ func (l *Logger) Read(ctx context.Context, w io.Writer, q Query) error {
 	var next uint64
 	var lines [][]byte
 	tail := q.Tail
+	if q.FromEnd {
+		if _, next = l.rings.read(q.Function, math.MaxUint64, 0, nil); next == math.MaxUint64 {
+			next = 0 // no ring yet: every line is new
+		}
+	}
 	for {
 		// Take the wake-up channel before reading, so that a line added
 		// between the read and the wait is not missed.
@@ -54,7 +62,7 @@ func (l *Logger) Read(ctx context.Context, w io.Writer, q Query) error {
 	}
 }
 
-// Handler serves GET ?function=QUALIFIED&tail=N&follow=true with Read's lines
+// Handler serves GET ?function=QUALIFIED&tail=N&follow=true[&from=end] with Read's lines
 // as application/x-ndjson, flushing as it goes. It is how a control plane
 // reads the access logs of a router on another machine; token, if set, is
 // the bearer token the caller must present.
@@ -96,6 +104,13 @@ func ParseQuery(r *http.Request) (Query, error) {
 			return q, &api.ValidationError{Field: "tail", Reason: "must be a non-negative integer"}
 		}
 		q.Tail = n
+	}
+	switch v.Get("from") {
+	case "":
+	case "end":
+		q.FromEnd = true
+	default:
+		return q, &api.ValidationError{Field: "from", Reason: `must be "end" or absent`}
 	}
 	if f := v.Get("follow"); f != "" {
 		b, err := strconv.ParseBool(f)

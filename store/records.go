@@ -42,6 +42,20 @@ func NodeKey(node string) string             { return PrefixNodes + node }
 func VIPKey(fn string) string                { return PrefixVIPs + fn }
 func VIPSlotKey(index uint32) string         { return PrefixVIPSlots + itoa(int(index)) }
 
+// Routers that keep access logs advertise where the control plane reads
+// them (accesslog's Handler, behind node credentials).
+const PrefixRouters = "routers/" // routers/{node} → Router
+
+func RouterKey(node string) string { return PrefixRouters + node }
+
+// Router is a router process's record, written while it runs.
+type Router struct {
+	Name string `json:"name"`
+	// AccessAddr is host:port serving GET /v1/access; empty when the
+	// router keeps no access log.
+	AccessAddr string `json:"accessAddr,omitempty"`
+}
+
 // Namespaces. A function's keys above carry its qualified name
 // (api.QualifiedName: {fn} in default, {fn}.{ns} elsewhere), so the
 // namespace record is the only key of its own.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"time"
 
@@ -11,8 +12,10 @@ import (
 
 	"github.com/ebbrun/ebb/accesslog"
 	"github.com/ebbrun/ebb/controlplane"
+	"github.com/ebbrun/ebb/internal/nodecred"
 	"github.com/ebbrun/ebb/internal/tracing/otlp"
 	"github.com/ebbrun/ebb/router"
+	"github.com/ebbrun/ebb/store"
 )
 
 // startObservability opens the router's access log and trace exporter as
@@ -50,17 +53,72 @@ func (d *daemon) startObservability(ctx context.Context, g *errgroup.Group, deps
 }
 
 // accessLogs is what the API reads access lines from: the router in this
-// process, when it keeps them.
+// process, when it keeps them, or in the control-plane role the routers
+// that advertise theirs.
 func (d *daemon) accessLogs() controlplane.LogReader {
+	if d.remoteAccess != nil {
+		return d.remoteAccess
+	}
 	if d.access == nil {
 		return nil
 	}
-	return accessReader{d.access}
+	return accessReader{d.access.Read}
 }
 
-// accessReader adapts the router's access log to the API's LogReader.
-type accessReader struct{ log *accesslog.Logger }
+// accessReader adapts an access log reader to the API's LogReader.
+type accessReader struct {
+	read func(ctx context.Context, w io.Writer, q accesslog.Query) error
+}
 
 func (a accessReader) Logs(ctx context.Context, w io.Writer, req controlplane.LogRequest) error {
-	return a.log.Read(ctx, w, accesslog.Query{Function: req.Function, Tail: req.Tail, Follow: req.Follow})
+	return a.read(ctx, w, accesslog.Query{Function: req.Function, Tail: req.Tail, Follow: req.Follow})
+}
+
+// routersAccess reads the access lines of the routers that advertise them
+// in the store, with this control plane's node credential.
+func (d *daemon) routersAccess() controlplane.LogReader {
+	remote := &accesslog.Remote{
+		Addrs: func(ctx context.Context) ([]string, error) {
+			kvs, _, err := store.ListJSON[store.Router](ctx, d.store, store.PrefixRouters)
+			if err != nil {
+				return nil, err
+			}
+			var addrs []string
+			for _, kv := range kvs {
+				if kv.Value.AccessAddr != "" {
+					addrs = append(addrs, kv.Value.AccessAddr)
+				}
+			}
+			return addrs, nil
+		},
+		Token:  d.cred.String(),
+		Client: &http.Client{},
+	}
+	return accessReader{remote.Read}
+}
+
+// advertiseAccess, in the router role with an access log, returns the
+// handler the health server serves it with (to control planes only) and
+// records this router's address in the store until ctx ends. Without an
+// access log it returns nil.
+func (d *daemon) advertiseAccess(ctx context.Context, g *errgroup.Group) (http.Handler, error) {
+	if d.access == nil {
+		return nil, nil
+	}
+	key := store.RouterKey(d.cfg.NodeName)
+	rec := store.Router{Name: d.cfg.NodeName, AccessAddr: d.cfg.MetricsAddr}
+	if _, err := d.store.Txn(ctx, store.PutJSON(key, rec, store.AnyVersion)); err != nil {
+		return nil, fmt.Errorf("advertise the access log: %w", err)
+	}
+	g.Go(func() error {
+		<-ctx.Done()
+		dctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if _, err := d.store.Txn(dctx, store.Delete(key, store.AnyVersion)); err != nil {
+			d.log.Warn("withdraw the access log's address", "err", err)
+		}
+		return nil
+	})
+	verifier := &nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleControlPlane}}
+	return nodecred.Require(verifier, d.log.With("component", "accesslog"), d.access.Handler("")), nil
 }

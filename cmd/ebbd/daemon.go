@@ -70,8 +70,11 @@ type daemon struct {
 	// host ids of their user namespaces; nil when off.
 	network *replicanet.Net
 	users   *userRanges
-	// access is the router's access log in this process, when on.
-	access *accesslog.Logger
+	// access is the router's access log in this process, when on;
+	// remoteAccess reads the routers' on other machines, in the
+	// control-plane role.
+	access       *accesslog.Logger
+	remoteAccess controlplane.LogReader
 }
 
 // close releases what start opened, last opened first.
@@ -177,6 +180,7 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
+		d.remoteAccess = d.routersAccess()
 		return d.startAPI(ctx, g, statsTee{runner, rolls}, remoteLogs{remote})
 	case RoleRouter:
 		client, err := d.autoscalerClient()
@@ -186,7 +190,11 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if _, err := d.startDataPlane(ctx, g, client, client); err != nil {
 			return err
 		}
-		return d.serveHealth(ctx, g, nil)
+		access, err := d.advertiseAccess(ctx, g)
+		if err != nil {
+			return err
+		}
+		return d.serveHealth(ctx, g, access)
 	case RoleNodeAgent:
 		if err := d.loadEBPF(); err != nil {
 			return err
