@@ -947,9 +947,14 @@ func startPhases(t *StartTrace) *store.StartPhases {
 	if t.Started.IsZero() {
 		return nil
 	}
-	created := t.TaskCreated
-	if created.IsZero() {
-		created = t.Created
+	// A pooled task was created before the start was decided: the start
+	// spent nothing on it.
+	var created time.Time
+	if !t.PoolHit {
+		created = t.TaskCreated
+		if created.IsZero() {
+			created = t.Created
+		}
 	}
 	return &store.StartPhases{Decided: t.Decided, Created: created, Started: t.Started, Ready: t.Ready}
 }
