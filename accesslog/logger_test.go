@@ -11,13 +11,14 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ebbrun/ebb/internal/testenv"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -46,26 +47,8 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the flusher and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Split(strings.TrimSuffix(s.b.String(), "\n"), "\n")
-}
-
 func TestSamplingKeepsErrorsAndColdStarts(t *testing.T) {
-	var out syncBuffer
+	var out testenv.Buffer
 	l, err := New(Config{Output: OutputStdout, SampleRate: 0.0000001}, &out)
 	require.NoError(t, err)
 	for range 1000 {
@@ -74,7 +57,7 @@ func TestSamplingKeepsErrorsAndColdStarts(t *testing.T) {
 	l.Log(&Record{Function: "hello", Status: 502})
 	l.Log(&Record{Function: "hello", Status: 200, Cold: true})
 	require.NoError(t, l.Flush())
-	lines := out.lines()
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
 	require.Len(t, lines, 2, "the 200s are sampled away (one in ten million)")
 	assert.Contains(t, lines[0], `"status":502`)
 	assert.Contains(t, lines[1], `"cold":true`)

@@ -2,8 +2,6 @@ package accesslog
 
 import (
 	"context"
-	"crypto/subtle"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -11,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/linestream"
 )
 
 // Query selects a function's access lines.
@@ -67,28 +66,7 @@ func (l *Logger) Read(ctx context.Context, w io.Writer, q Query) error {
 // reads the access logs of a router on another machine; token, if set, is
 // the bearer token the caller must present.
 func (l *Logger) Handler(token string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			writeError(w, http.StatusMethodNotAllowed, api.CodeInvalid, "only GET is allowed")
-			return
-		}
-		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
-			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong bearer token")
-			return
-		}
-		q, err := ParseQuery(r)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, api.CodeInvalid, err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(http.StatusOK)
-		fw := flushWriter{w: w}
-		fw.flush()
-		// The status is out; an error can only end the stream early.
-		_ = l.Read(r.Context(), fw, q)
-	})
+	return linestream.Handler(token, "application/x-ndjson", ParseQuery, l.Read)
 }
 
 // ParseQuery reads function, tail and follow from a request's query.
@@ -120,25 +98,4 @@ func ParseQuery(r *http.Request) (Query, error) {
 		q.Follow = b
 	}
 	return q, nil
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
-}
-
-// flushWriter flushes after each write so followed lines arrive promptly.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	f.flush()
-	return n, err
-}
-
-func (f flushWriter) flush() {
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
 }

@@ -58,40 +58,15 @@ func (h *Harness) accessLog(ctx context.Context) (Result, error) {
 		Off:    &TargetResult{Target: Target{Name: "access log off", Method: "ebbd without --access-log", URL: "http://" + off.HTTPAddr + "/", Host: fn + ".localhost"}},
 		On:     &TargetResult{Target: Target{Name: "access log on", Method: "ebbd --access-log FILE (every line, rotated file)", URL: "http://" + on.HTTPAddr + "/", Host: fn + ".localhost"}},
 	}
-	measure := func(t *TargetResult, warm bool) error {
-		if warm {
-			if _, raw, err := RunWrk(ctx, WrkOptions{URL: t.URL, Host: t.Host, Connections: wrkLoad.connections, Threads: wrkLoad.threads, Duration: time.Second}); err != nil {
-				return fmt.Errorf("warm up %s: %w (%s)", t.Name, err, oneLine(raw, 300))
-			}
-		}
-		w, raw, err := RunWrk(ctx, WrkOptions{URL: t.URL, Host: t.Host, Connections: wrkLoad.connections, Threads: wrkLoad.threads, Duration: d})
-		if err != nil {
-			return fmt.Errorf("%s: %w (%s)", t.Name, err, oneLine(raw, 300))
-		}
-		h.log.Info("wrk", "target", t.Name, "rps", int(w.RPS), "p50ms", w.P50, "p99ms", w.P99, "errors", w.Non2xx+w.SocketErrs)
-		t.Runs = append(t.Runs, w)
-		return nil
-	}
-	for r := 0; r < rounds; r++ {
-		a := func() error { return measure(res.Off, r == 0) }
-		b := func() error { return measure(res.On, r == 0) }
-		if r%2 == 1 {
-			a, b = b, a
-		}
-		if err := a(); err != nil {
-			return nil, err
-		}
-		if err := b(); err != nil {
-			return nil, err
-		}
+	if err := abba(rounds,
+		func(first bool) error { return h.wrkInto(ctx, res.Off, d, first) },
+		func(first bool) error { return h.wrkInto(ctx, res.On, d, first) },
+	); err != nil {
+		return nil, err
 	}
 	res.Off.summarize()
 	res.On.summarize()
-	var cost []float64
-	for _, ratio := range Ratios(runsOf(res.On.Runs, func(w WrkResult) float64 { return w.RPS }), runsOf(res.Off.Runs, func(w WrkResult) float64 { return w.RPS })) {
-		cost = append(cost, 100*(1-ratio))
-	}
-	res.CostPct = SpreadOf(cost)
+	res.CostPct = costPct(res.On, res.Off)
 	// The logging ebbd flushes its buffer within 200ms; the file then
 	// holds a line per request (rotated files aside).
 	if err := poll(ctx, 5*time.Second, 50*time.Millisecond, func() (bool, error) {
