@@ -40,7 +40,12 @@ func (d *ebbd) submitAsync(fn, path, body string, header http.Header) (id, locat
 
 // sendAsync is the request of submitAsync, its answer unread.
 func (d *ebbd) sendAsync(fn, path, body string, header http.Header) (*http.Response, error) {
-	req, err := http.NewRequest(http.MethodPost, "http://"+d.httpAddr+path, strings.NewReader(body))
+	return sendAsyncTo(d.httpAddr, fn, path, body, header)
+}
+
+// sendAsyncTo sends an async request to fn through the router at addr.
+func sendAsyncTo(addr, fn, path, body string, header http.Header) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+path, strings.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
