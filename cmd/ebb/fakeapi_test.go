@@ -62,6 +62,8 @@ type fakeAPI struct {
 	invocations map[string][]*fakeInvocation
 	// cron are the cron triggers by namespace/function/name (cron_test.go).
 	cron map[string]*api.CronTrigger
+	// jobs by namespace/name (job_manifest_test.go).
+	jobs map[string]api.Job
 }
 
 type fakeFn struct {
@@ -114,6 +116,8 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("POST", "/functions/{name}/invocations", f.submitInvocation)
 	namespaced("GET", "/functions/{name}/invocations", f.listInvocations)
 	namespaced("GET", "/functions/{name}/invocations/{id}", f.getInvocation)
+	namespaced("GET", "/jobs/{name}", f.getJob) // job_manifest_test.go
+	namespaced("DELETE", "/jobs/{name}", f.deleteJob)
 	namespaced("GET", "/secrets", f.listSecrets)
 	namespaced("PUT", "/secrets/{name}", f.putSecret)
 	namespaced("DELETE", "/secrets/{name}", f.deleteSecret)
