@@ -12,13 +12,13 @@
 // planes never both act on one reading), and deletes the pods and reports
 // of jobs that no longer exist.
 //
-// Placement mirrors the autoscaler's for replicas, with its default
+// Placement uses the filter and score replicas are placed by
+// (internal/placement, shared with the autoscaler), with its default
 // weights: among the live nodes (heartbeat within NodeDownAfter, or three
 // heartbeat intervals) where the pod fits (CPU limits overcommitted 16
 // times, memory not at all, counting what the heartbeat reports plus the
 // job pods not started yet), the one holding the image, then with the
 // most free capacity; ties go to the node with the fewest job pods, then
 // by name. A pod that fits nowhere waits, as a Kubernetes pod stays
-// Pending. The autoscaler's own code (autoscaler.Place) lives in another
-// component, so this is a copy of its filter and score, not a call.
+// Pending. A node that reports no capacity takes no pod.
 package jobs

@@ -44,7 +44,8 @@ func newFixture(t *testing.T, nodes ...string) *fixture {
 
 func (f *fixture) heartbeat(node string) {
 	_, err := f.store.Txn(f.ctx, store.PutJSON(store.NodeKey(node),
-		store.Node{Name: node, Heartbeat: f.now, HeartbeatInterval: api.D(time.Second)}, store.AnyVersion))
+		// A node reports its capacity: one that reports none takes no pod.
+		store.Node{Name: node, Heartbeat: f.now, HeartbeatInterval: api.D(time.Second), CPU: 4, MemoryBytes: 8 << 30}, store.AnyVersion))
 	require.NoError(f.t, err)
 }
 
