@@ -231,8 +231,13 @@ func (a *Agent) superviseJobPod(ctx context.Context, jp *jobPod, task Task, ring
 		// agent to adopt.
 		return true
 	}
-	a.setRunning(jp, false)
 	exit := task.Exit()
+	if exit.Err != nil && ctx.Err() != nil {
+		// The runtime's watch ended with the stopping agent (its
+		// connection closed), not the program: the next agent adopts it.
+		return true
+	}
+	a.setRunning(jp, false)
 	code := exit.Code
 	rep.ExitCode, rep.FinishedAt = &code, exit.At
 	if rep.FinishedAt.IsZero() {
