@@ -6,6 +6,7 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/placement"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -27,7 +28,20 @@ type Input struct {
 	// Nodes are the live nodes, where new pods may go; decide adds the
 	// pods it places to their allocations.
 	Nodes []*Node
+	// Quota is the job's namespace's quota and what it holds, when the
+	// quota caps replicas, memory or CPU; nil otherwise. Decide adds the
+	// pods it places to its use.
+	Quota *Budget
 	Now   time.Time
+}
+
+// Budget is a capped namespace's quota and its use: the replicas the
+// autoscaler runs there and the namespace's job pods that have not
+// finished, every job's.
+type Budget struct {
+	Namespace string
+	Limits    quota.Limits
+	Used      quota.Usage
 }
 
 // Node is a live node as placement sees it.
@@ -66,6 +80,7 @@ func decide(in Input) Decision {
 	spec := job.Spec.WithDefaults()
 	st := job.Status
 	st.Attempts = slices.Clone(st.Attempts)
+	st.Waiting = ""
 	if st.Phase == "" {
 		st.Phase, st.StartedAt = api.JobRunning, now
 	}
@@ -142,10 +157,23 @@ func decide(in Input) Decision {
 		next = max(next, a.Index+1)
 	}
 	cpu, mem := spec.Resources.CPU, memoryOf(spec)
+	each := quota.PerJobPod(spec)
 	for range max(want, 0) {
+		// A pod past the namespace's quota waits, as a replica past it is
+		// not started: try again next tick.
+		if q := in.Quota; q != nil {
+			if err := quota.Admit(q.Namespace, "a pod of job "+job.Name, q.Limits, q.Used, each); err != nil {
+				st.Waiting = "waiting for the namespace quota: " + err.Error()
+				break
+			}
+		}
 		n := place(in.Nodes, spec.Image, cpu, mem)
 		if n == nil {
-			break // no live node has room: try again next tick
+			st.Waiting = "waiting for a live node with room for a pod"
+			break // try again next tick
+		}
+		if q := in.Quota; q != nil {
+			q.Used = q.Used.Plus(each)
 		}
 		n.AllocCPU += cpu
 		n.AllocMemory += mem

@@ -21,4 +21,10 @@
 // most free capacity; ties go to the node with the fewest job pods, then
 // by name. A pod that fits nowhere waits, as a Kubernetes pod stays
 // Pending. A node that reports no capacity takes no pod.
+//
+// A namespace quota that caps replicas, memory or CPU holds job pods too:
+// each unfinished pod counts as a replica with its limits, beside the
+// replicas the autoscaler last decided for the namespace's revisions. A
+// pod that would take the namespace past its quota waits, and the job's
+// status.waiting says why.
 package jobs
