@@ -97,7 +97,7 @@ func TestJobsCLI(t *testing.T) {
 	one, zero := 1, 0
 	job := j.jobs["batch"]
 	job.Status = api.JobStatus{Phase: api.JobFailed, Reason: api.JobReasonBackoffLimit, Succeeded: 1, Failed: 1,
-		Waiting: "waiting for the namespace quota: namespace default: replicas 3 of 3 used, a pod of job batch wants 1 more",
+		Waiting:   "waiting for the namespace quota: namespace default: replicas 3 of 3 used, a pod of job batch wants 1 more",
 		StartedAt: t0, CompletedAt: t0.Add(3 * time.Second), Attempts: []api.JobAttempt{
 			{Index: 0, Node: "n1", ExitCode: &zero, StartedAt: t0, FinishedAt: t0.Add(time.Second)},
 			{Index: 1, Node: "n2", ExitCode: &one, StartedAt: t0, FinishedAt: t0.Add(3 * time.Second)},
