@@ -161,6 +161,11 @@ type Runner struct {
 	nsRecs      map[string]store.Versioned[store.Namespace]
 	limits      map[string]quota.Limits
 	byNamespace map[string][]string
+	// jobPodRecs are every node's job pod records (runner_quota.go), and
+	// jobUse what they hold by namespace: it comes off the namespace's
+	// quota before its revisions share it.
+	jobPodRecs map[string]store.Versioned[store.JobPod]
+	jobUse     map[string]quota.Usage
 }
 
 // revState is one revision's autoscaling state.
@@ -208,14 +213,16 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		scales:  map[string]store.Versioned[store.Scale]{},
 		alloc:   map[string]Allocation{},
 
-		nodeRecs:  map[string]store.Versioned[store.Node]{},
-		functions: map[string]store.Versioned[store.Function]{},
-		routed:    map[string]bool{},
-		shares:    map[string]map[string]int{},
-		depths:    map[string]int{},
-		kept:      map[string]store.Versioned[store.KeepAlive]{},
-		nsRecs:    map[string]store.Versioned[store.Namespace]{},
-		limits:    map[string]quota.Limits{},
+		nodeRecs:   map[string]store.Versioned[store.Node]{},
+		functions:  map[string]store.Versioned[store.Function]{},
+		routed:     map[string]bool{},
+		shares:     map[string]map[string]int{},
+		depths:     map[string]int{},
+		kept:       map[string]store.Versioned[store.KeepAlive]{},
+		nsRecs:     map[string]store.Versioned[store.Namespace]{},
+		limits:     map[string]quota.Limits{},
+		jobPodRecs: map[string]store.Versioned[store.JobPod]{},
+		jobUse:     map[string]quota.Usage{},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -26,5 +26,7 @@
 // each unfinished pod counts as a replica with its limits, beside the
 // replicas the autoscaler last decided for the namespace's revisions. A
 // pod that would take the namespace past its quota waits, and the job's
-// status.waiting says why.
+// status.waiting says why. The autoscaler, in turn, takes the job pods'
+// share off the quota before the namespace's revisions share the rest
+// (quota.Clip's reserved).
 package jobs
