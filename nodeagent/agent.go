@@ -68,7 +68,7 @@ type Agent struct {
 	jobPods map[string]*jobPod
 	// adoptedJobs are the still-running job pods an earlier agent left,
 	// by record key, until onJobPods hands each to its goroutine (see
-	// adoptJobPods).
+	// adoptJobContainer).
 	adoptedJobs    map[string]*adoptedJobPod
 	jobPodCache    *store.Cache[store.JobPod]
 	ownJobPodCache bool

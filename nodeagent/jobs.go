@@ -60,7 +60,13 @@ func (a *Agent) onJobPods(snapshot *store.Snapshot[store.JobPod]) {
 		return
 	}
 	seen := map[string]bool{}
+	mine := store.JobPodsPrefix(a.cfg.Node)
 	for v := range snapshot.All() {
+		// A process that runs the autoscaler too shares its cache of every
+		// node's job pods.
+		if !strings.HasPrefix(v.Key, mine) {
+			continue
+		}
 		seen[v.Key] = true
 		if _, ok := a.jobPods[v.Key]; ok {
 			continue

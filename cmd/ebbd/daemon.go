@@ -98,9 +98,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 	}
-	assignments := store.AssignmentsPrefix(d.cfg.NodeName)
+	assignments, jobPods := store.AssignmentsPrefix(d.cfg.NodeName), store.JobPodsPrefix(d.cfg.NodeName)
 	if d.cfg.Role == RoleAll || d.cfg.Role == RoleControlPlane {
-		assignments = store.PrefixAssignments
+		assignments, jobPods = store.PrefixAssignments, store.PrefixJobPods
 		keyFile, create := d.cfg.SecretsKeyFile, false
 		if keyFile == "" {
 			keyFile, create = filepath.Join(d.cfg.DataDir, "secrets.key"), true
@@ -123,7 +123,7 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 	}
-	d.caches = newCaches(ctx, g, d.store, d.log, assignments)
+	d.caches = newCaches(ctx, g, d.store, d.log, assignments, jobPods)
 	switch d.cfg.Role {
 	case RoleAll:
 		runner, err := d.startAutoscaler(ctx, g)
@@ -248,6 +248,7 @@ func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autos
 			Scales:      d.caches.Scales(),
 			KeepAlive:   d.caches.KeepAlive(),
 			Namespaces:  d.caches.Namespaces(),
+			JobPods:     d.caches.JobPods(),
 		},
 		Logger:     d.log.With("component", "autoscaler"),
 		Registerer: d.reg,
@@ -345,7 +346,8 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 		Runtime:    rt,
 		Logger:     d.log,
 		Registerer: d.reg,
-		JobPods:    d.caches.JobPods(d.cfg.NodeName),
+		// In the all role, every node's job pods: the agent picks its own.
+		JobPods: d.caches.JobPods(),
 	}
 	// The agent reads secret values from the control plane, which alone
 	// holds the key: in process in the all role, over its internal
