@@ -111,7 +111,9 @@ func (d *ebbd) seenBy(fn string) seen {
 // from zero by queued work. Each against real ebbd, containerd and hello.
 func TestAsync(t *testing.T) {
 	t.Parallel()
-	d := startEbbd(t)
+	// The callback's test server listens on loopback, which callbacks may
+	// reach only when allowed.
+	d := startEbbd(t, "--invoker-callback-allow", "127.0.0.0/8")
 	d.pushHello()
 	// Warm: one replica throughout, so /seen sees every delivery.
 	d.putSpec("warm", `{"image":"hello:latest","timeout":"10s","scale":{"min":1,"max":1}}`)
@@ -190,6 +192,14 @@ func TestAsync(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // polling a real system
 		}
 		assert.Empty(t, got, "one callback")
+
+		// Cloud metadata is refused at submit, whatever is allowed.
+		resp, err := d.sendAsync("warm", "/echo", "", http.Header{api.HeaderCallbackURL: {"http://169.254.169.254/latest/meta-data/"}})
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s", raw)
+		assert.Contains(t, string(raw), api.HeaderCallbackURL)
 	})
 
 	t.Run("scale from zero", func(t *testing.T) {

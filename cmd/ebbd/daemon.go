@@ -478,6 +478,8 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		RouterPort:    portOf(d.cfg.HTTPAddr),
 		SpoolDir:      filepath.Join(d.cfg.DataDir, "spool"),
 		MaxSpoolBytes: d.cfg.MaxSpoolBytes,
+		// Submits are checked as the router checks its async requests.
+		CallbackPolicy: d.cfg.callbackPolicy(),
 	}, controlplane.Deps{
 		Store:      d.store,
 		Images:     importer,
