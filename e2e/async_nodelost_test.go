@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -159,8 +160,25 @@ func (n *splitNode) lose(t *testing.T, st store.Store, revision string) []seen {
 	t.Helper()
 	n.router.stop(syscall.SIGKILL)
 	n.agent.stop(syscall.SIGKILL)
-	last := seenOnNode(t, st, revision, n.name)
+	// The replicas' programs die a moment after their last /seen is read:
+	// their pids first, so that the survivor's deliveries in between
+	// (which no record would count) are as few as can be.
 	containers := runcContainersUnder(n.dir)
+	var pids []int
+	for _, c := range containers {
+		raw, err := os.ReadFile(filepath.Join(c.dir(), "state.json"))
+		var state struct {
+			Pid int `json:"init_process_pid"`
+		}
+		if err == nil && json.Unmarshal(raw, &state) == nil && state.Pid > 0 {
+			pids = append(pids, state.Pid)
+		}
+	}
+	require.NotEmpty(t, pids, "the lost node's replicas run")
+	last := seenOnNode(t, st, revision, n.name)
+	for _, pid := range pids {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 	deleteRuncContainers(t, containers)
 	testenv.KillShimsUnder(n.dir)
 	return last
