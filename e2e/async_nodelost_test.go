@@ -264,40 +264,9 @@ func TestAsyncKillNodeLost(t *testing.T) {
 	require.Equal(t, map[string]int{"node-a": 1, "node-b": 1}, nodesOf(t, st, revision), "a replica on each node")
 
 	// Submit with 32 clients at once, half through each router.
-	began := time.Now()
-	ids := make([]string, total)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	errs := make(chan error, total)
-	for range 32 {
-		wg.Go(func() {
-			for i := range next {
-				resp, err := sendAsyncTo(nodes[i%2].httpAddr, "durable", "/sleep?d=50ms", fmt.Sprintf("n=%d", i), nil)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted {
-					errs <- fmt.Errorf("submission %d: %s", i, resp.Status)
-					continue
-				}
-				ids[i] = resp.Header.Get(api.HeaderInvocationID)
-			}
-		})
-	}
-	for i := range total {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	require.False(t, t.Failed())
-	t.Logf("submitted %d in %s", total, time.Since(began).Round(time.Millisecond))
+	ids := submitMany(t, total, func(i int) (*http.Response, error) {
+		return sendAsyncTo(nodes[i%2].httpAddr, "durable", "/sleep?d=50ms", fmt.Sprintf("n=%d", i), nil)
+	})
 
 	// Lose node-b once a good part, not all, has been delivered.
 	delivered := func() int {
@@ -324,28 +293,7 @@ func TestAsyncKillNodeLost(t *testing.T) {
 	require.Len(t, lostSeen, 1, "the lost node's replica answered /seen before it died")
 
 	// Every one completes, with the survivor alone.
-	pending := slices.Clone(ids)
-	statuses := map[api.InvocationStatus]int{}
-	attempts := map[int]int{}
-	deadline := time.Now().Add(2 * time.Minute)
-	for len(pending) > 0 {
-		var still []string
-		for _, id := range pending {
-			inv := cp.invocation("durable", id)
-			if !inv.Status.Final() {
-				still = append(still, id)
-				continue
-			}
-			statuses[inv.Status]++
-			attempts[inv.Attempts]++
-		}
-		pending = still
-		if len(pending) > 0 {
-			require.True(t, time.Now().Before(deadline), "%d of %d not final 2m after the node was lost, e.g. %+v\nsurvivor's router:\n%s",
-				len(pending), total, cp.invocation("durable", pending[0]), survivor.router.log)
-			time.Sleep(200 * time.Millisecond) // polling a real system
-		}
-	}
+	statuses, attempts := waitAllFinal(t, ids, 2*time.Minute, func(id string) api.Invocation { return cp.invocation("durable", id) })
 	t.Logf("all %d final %s after the node was lost: %v; attempts %v", total, time.Since(lostAt).Round(time.Millisecond), statuses, attempts)
 	assert.Equal(t, map[api.InvocationStatus]int{api.InvocationSucceeded: total}, statuses, "none lost, none failed")
 
