@@ -48,22 +48,14 @@ const (
 	DefaultCPUOvercommit       = placement.DefaultCPUOvercommit
 )
 
-// WithDefaults returns c with zero fields set to their defaults.
+// WithDefaults returns c with zero fields set to their defaults: the
+// shared filter and score's (internal/placement), and NodeDownAfter.
 func (c PlacementConfig) WithDefaults() PlacementConfig {
-	if c.ImageLocalityWeight == 0 {
-		c.ImageLocalityWeight = DefaultImageLocalityWeight
-	}
-	if c.PreCreatedWeight == 0 {
-		c.PreCreatedWeight = DefaultPreCreatedWeight
-	}
-	if c.BalanceWeight == 0 {
-		c.BalanceWeight = DefaultBalanceWeight
-	}
+	s := c.shared().WithDefaults()
+	c.ImageLocalityWeight, c.PreCreatedWeight, c.BalanceWeight, c.CPUOvercommit =
+		s.ImageLocalityWeight, s.PreCreatedWeight, s.BalanceWeight, s.CPUOvercommit
 	if c.NodeDownAfter == 0 {
 		c.NodeDownAfter = DefaultNodeDownAfter
-	}
-	if c.CPUOvercommit == 0 {
-		c.CPUOvercommit = DefaultCPUOvercommit
 	}
 	return c
 }
