@@ -62,6 +62,9 @@ func (s *Server) applyJob(ctx context.Context, ns, name string, spec api.JobSpec
 	if err != nil {
 		return store.Job{}, "", err
 	}
+	if err := s.admitJob(ctx, ns, spec); err != nil {
+		return store.Job{}, "", err
+	}
 	job := store.Job{Name: name, Namespace: ns, Spec: spec, CreatedAt: s.deps.Now().UTC()}
 	if dryRun {
 		return job, api.ApplyCreated, nil
