@@ -56,6 +56,8 @@ type env struct {
 	net *fake.Network
 	// users, if set, is the agent's Deps.Users.
 	users nodeagent.UserRanges
+	// jobPods, if set, is the agent's Deps.JobPods, which the env runs.
+	jobPods *store.Cache[store.JobPod]
 }
 
 func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
@@ -137,6 +139,9 @@ func (e *env) start() {
 	}
 	if e.users != nil {
 		deps.Users = e.users
+	}
+	if e.jobPods != nil {
+		deps.JobPods = e.jobPods
 	}
 	a, err := nodeagent.New(e.cfg, deps)
 	require.NoError(e.t, err)

@@ -289,6 +289,31 @@ func countCalls(calls []string, prefix string) int {
 	return n
 }
 
+// A process that runs the autoscaler shares its cache of every node's job
+// pods with its agent, which runs its own node's only.
+func TestJobPodsOfOtherNodesAreNotRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		e.stop()
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		e.jobPods = store.NewCache(e.store, store.PrefixJobPods, store.CacheConfig[store.JobPod]{})
+		go func() { _ = e.jobPods.Run(ctx) }()
+		other := store.JobPod{Name: "elsewhere-0", Job: "elsewhere", Namespace: api.DefaultNamespace, Node: "node-b",
+			Spec: api.JobSpec{Image: image}.WithDefaults()}
+		_, err := e.store.Txn(context.Background(), store.PutJSON(store.JobPodKey("node-b", other.Name), other, store.MustNotExist))
+		require.NoError(t, err)
+		e.start()
+		mine := e.jobPod("here", 0, api.JobSpec{Image: image})
+		e.waitJobReport(mine, store.JobPodRunning)
+		synctest.Wait()
+		_, reported := e.jobReport(other)
+		assert.False(t, reported, "another node's pod is not run here")
+		e.jobContainer(mine)
+		assert.Len(t, e.rt.Containers(), 1)
+	})
+}
+
 func TestJobPodSecrets(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
