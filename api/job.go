@@ -87,6 +87,10 @@ type JobStatus struct {
 	CompletedAt time.Time `json:"completedAt,omitzero"`
 	// Attempts are the job's pods, finished ones included, by Index.
 	Attempts []JobAttempt `json:"attempts,omitempty"`
+	// Waiting says why pods the job is due do not start yet: its
+	// namespace's quota is used up, or no live node has room. Empty when
+	// every pod due runs.
+	Waiting string `json:"waiting,omitempty"`
 }
 
 // JobAttempt is one pod of a job.

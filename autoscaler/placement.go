@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ebbrun/ebb/internal/placement"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -40,29 +41,21 @@ type PlacementConfig struct {
 
 // Placement defaults.
 const (
-	DefaultImageLocalityWeight = 2.0
-	DefaultPreCreatedWeight    = 1.0
-	DefaultBalanceWeight       = 1.0
+	DefaultImageLocalityWeight = placement.DefaultImageLocalityWeight
+	DefaultPreCreatedWeight    = placement.DefaultPreCreatedWeight
+	DefaultBalanceWeight       = placement.DefaultBalanceWeight
 	DefaultNodeDownAfter       = 30 * time.Second
-	DefaultCPUOvercommit       = 16.0
+	DefaultCPUOvercommit       = placement.DefaultCPUOvercommit
 )
 
-// WithDefaults returns c with zero fields set to their defaults.
+// WithDefaults returns c with zero fields set to their defaults: the
+// shared filter and score's (internal/placement), and NodeDownAfter.
 func (c PlacementConfig) WithDefaults() PlacementConfig {
-	if c.ImageLocalityWeight == 0 {
-		c.ImageLocalityWeight = DefaultImageLocalityWeight
-	}
-	if c.PreCreatedWeight == 0 {
-		c.PreCreatedWeight = DefaultPreCreatedWeight
-	}
-	if c.BalanceWeight == 0 {
-		c.BalanceWeight = DefaultBalanceWeight
-	}
+	s := c.shared().WithDefaults()
+	c.ImageLocalityWeight, c.PreCreatedWeight, c.BalanceWeight, c.CPUOvercommit =
+		s.ImageLocalityWeight, s.PreCreatedWeight, s.BalanceWeight, s.CPUOvercommit
 	if c.NodeDownAfter == 0 {
 		c.NodeDownAfter = DefaultNodeDownAfter
-	}
-	if c.CPUOvercommit == 0 {
-		c.CPUOvercommit = DefaultCPUOvercommit
 	}
 	return c
 }
@@ -319,35 +312,43 @@ func fits(cfg PlacementConfig, v *nodeView, d Demand, replica bool) bool {
 		// its budget gets no more.
 		return n.PoolMemoryBudget <= 0 || n.PoolMemoryBytes < n.PoolMemoryBudget
 	}
-	const eps = 1e-9
-	return v.alloc.CPU+d.CPU <= n.CPU*cfg.CPUOvercommit+eps && v.alloc.Memory+d.Memory <= n.MemoryBytes
+	return placement.Fits(cfg.shared(), candidate(v, replica), request(d, replica))
 }
 
-// score is the weighted sum of the plugins' 0..100 scores.
+// score is the shared score (internal/placement), which job pods are
+// placed by too.
 func score(cfg PlacementConfig, v *nodeView, d Demand, replica bool) float64 {
-	s := 0.0
-	if v.hasImage {
-		s += cfg.ImageLocalityWeight * 100
+	return placement.Score(cfg.shared(), candidate(v, replica), request(d, replica))
+}
+
+// candidate is the node as the shared filter and score see it: a
+// pre-created task of the revision counts for a new replica only.
+func candidate(v *nodeView, replica bool) placement.Candidate {
+	return placement.Candidate{
+		CPU: v.node.CPU, Memory: v.node.MemoryBytes,
+		AllocCPU: v.alloc.CPU, AllocMemory: v.alloc.Memory,
+		HasImage:   v.hasImage,
+		PreCreated: replica && v.pre > 0,
 	}
-	if replica && v.pre > 0 {
-		s += cfg.PreCreatedWeight * 100
+}
+
+// request is one replica of d; a pre-created task takes no CPU or memory
+// from the node's allocatable.
+func request(d Demand, replica bool) placement.Request {
+	if !replica {
+		return placement.Request{}
 	}
-	// Balance: the free fractions after placing (a pre-created task takes
-	// no CPU or memory from the node's allocatable).
-	n := v.node
-	cpu, mem := v.alloc.CPU, v.alloc.Memory
-	if replica {
-		cpu, mem = cpu+d.CPU, mem+d.Memory
+	return placement.Request{CPU: d.CPU, Memory: d.Memory}
+}
+
+// shared is the part of c the shared filter and score take.
+func (c PlacementConfig) shared() placement.Config {
+	return placement.Config{
+		ImageLocalityWeight: c.ImageLocalityWeight,
+		PreCreatedWeight:    c.PreCreatedWeight,
+		BalanceWeight:       c.BalanceWeight,
+		CPUOvercommit:       c.CPUOvercommit,
 	}
-	freeCPU, freeMem := 0.0, 0.0
-	if schedulable := n.CPU * cfg.CPUOvercommit; schedulable > 0 {
-		freeCPU = max((schedulable-cpu)/schedulable, 0)
-	}
-	if n.MemoryBytes > 0 {
-		freeMem = max(float64(n.MemoryBytes-mem)/float64(n.MemoryBytes), 0)
-	}
-	s += cfg.BalanceWeight * 100 * (freeCPU + freeMem) / 2
-	return s
 }
 
 // AllocationOf sums, per node, what every assignment asks for, given each

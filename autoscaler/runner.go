@@ -170,6 +170,11 @@ type Runner struct {
 	byNamespace map[string][]string
 
 	lead leadState // runner_lead.go
+	// jobPodRecs are every node's job pod records (runner_quota.go), and
+	// jobUse what they hold by namespace: it comes off the namespace's
+	// quota before its revisions share it.
+	jobPodRecs map[string]store.Versioned[store.JobPod]
+	jobUse     map[string]quota.Usage
 }
 
 // revState is one revision's autoscaling state.
@@ -217,15 +222,17 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		scales:  map[string]store.Versioned[store.Scale]{},
 		alloc:   map[string]Allocation{},
 
-		nodeRecs:  map[string]store.Versioned[store.Node]{},
-		functions: map[string]store.Versioned[store.Function]{},
-		routed:    map[string]bool{},
-		shares:    map[string]map[string]int{},
-		depths:    map[string]int{},
-		kept:      map[string]store.Versioned[store.KeepAlive]{},
-		nsRecs:    map[string]store.Versioned[store.Namespace]{},
-		limits:    map[string]quota.Limits{},
-		lead:      leadState{wake: make(chan struct{}, 1)},
+		nodeRecs:   map[string]store.Versioned[store.Node]{},
+		functions:  map[string]store.Versioned[store.Function]{},
+		routed:     map[string]bool{},
+		shares:     map[string]map[string]int{},
+		depths:     map[string]int{},
+		kept:       map[string]store.Versioned[store.KeepAlive]{},
+		nsRecs:     map[string]store.Versioned[store.Namespace]{},
+		limits:     map[string]quota.Limits{},
+		jobPodRecs: map[string]store.Versioned[store.JobPod]{},
+		jobUse:     map[string]quota.Usage{},
+		lead:       leadState{wake: make(chan struct{}, 1)},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))

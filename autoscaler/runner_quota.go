@@ -9,8 +9,9 @@ import (
 )
 
 // This file is the runner's side of namespace quotas: it follows the
-// namespaces/ records for their quotas, and clips each decision to its
-// revision's share of its namespace's quota (quota.Clip). Only namespaces
+// namespaces/ records for their quotas and the job pods, which hold their
+// share first, and clips each decision to its revision's share of what is
+// left of its namespace's quota (quota.Clip). Only namespaces
 // whose quota caps replicas, memory or CPU cost anything: a decision in
 // any other namespace looks up one map entry and goes on, so a saturated
 // namespace never slows another's decisions.
@@ -45,6 +46,23 @@ func (r *Runner) onNamespaces(u store.Update[store.Namespace]) {
 	r.limits = limits
 }
 
+// onJobPods folds the job pod records into what they hold by namespace.
+// A pod's record lives from its placement until the job controller folds
+// its end into the job's status, a tick after it exits: every record
+// holds its share, as the job controller counts it.
+func (r *Runner) onJobPods(u store.Update[store.JobPod]) {
+	r.jobPodRecs = fold(r.jobPodRecs, u, func(key string) string { return key }, nil)
+	use := map[string]quota.Usage{}
+	for _, p := range r.jobPodRecs {
+		ns := p.Value.Namespace
+		if ns == "" {
+			ns = api.DefaultNamespace
+		}
+		use[ns] = use[ns].Plus(quota.PerJobPod(p.Value.Spec.WithDefaults()))
+	}
+	r.jobUse = use
+}
+
 // namespaceOf is the namespace a revision's function lives in.
 func namespaceOf(function string) string {
 	ns, _ := api.SplitQualifiedName(function)
@@ -74,7 +92,7 @@ func (r *Runner) clipLocked(rs *revState, desired int) clip {
 	if self < 0 {
 		return clip{granted: desired}
 	}
-	grants := quota.Clip(l, wants)
+	grants := quota.Clip(l, r.jobUse[rs.namespace], wants)
 	g := grants[self]
 	c := clip{granted: g.Granted, reason: g.Reason}
 	if g.Granted < g.Share {

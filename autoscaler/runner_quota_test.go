@@ -33,6 +33,42 @@ func load(r *Runner, rev string, concurrency float64, d time.Duration) {
 	}
 }
 
+// Job pods hold their namespace's quota first: the revisions share what
+// they leave, and get it back when the pods' records go.
+func TestRunnerLeavesJobPodsTheirShareOfTheQuota(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		s := openStore(t)
+		putNamespace(t, s, "team-a", api.Quota{Replicas: 4})
+		rev := putRevision(t, s, api.QualifiedName("team-a", "busy"), 1, loaded)
+		putNode(t, s, "n1", "img")
+		for i := range 3 {
+			put(t, s, store.JobPodKey("n1", store.JobPodName("batch.team-a", i)), store.JobPod{Name: store.JobPodName("batch.team-a", i),
+				Job: "batch.team-a", Namespace: "team-a", Index: i, Node: "n1", Spec: api.JobSpec{Image: "img"}.WithDefaults()})
+		}
+		// Another namespace's job pods hold nothing of team-a's.
+		put(t, s, store.JobPodKey("n1", "other-0"), store.JobPod{Name: "other-0", Job: "other", Index: 0, Node: "n1", Spec: api.JobSpec{Image: "img"}.WithDefaults()})
+		env := startRunner(t, s, RunnerConfig{Tick: time.Hour})
+		require.NoError(t, env.runner.Activate(context.Background(), rev))
+		putEndpoints(t, s, rev, 1)
+
+		load(env.runner, rev, 35, 30*time.Second)
+		env.tick(t)
+		sc, _ := getScale(t, s, rev)
+		assert.Equal(t, 1, sc.Desired, "three of four replicas' worth are the job's")
+		assert.Equal(t, "clipped by namespace quota: replicas 4 of 4", sc.Clipped)
+
+		_, err := s.Txn(context.Background(), store.Delete(store.JobPodKey("n1", store.JobPodName("batch.team-a", 0)), store.AnyVersion),
+			store.Delete(store.JobPodKey("n1", store.JobPodName("batch.team-a", 1)), store.AnyVersion))
+		require.NoError(t, err)
+		synctest.Wait()
+		time.Sleep(2 * time.Second)
+		env.runner.Report([]api.RevisionStat{loadStat(rev, "router-a", 35, 350)})
+		env.tick(t)
+		sc, _ = getScale(t, s, rev)
+		assert.Equal(t, 3, sc.Desired, "the pods that ended gave their share back")
+	})
+}
+
 func TestRunnerClipsScaleUpsToTheNamespaceQuota(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		s := openStore(t)

@@ -981,6 +981,7 @@ func TestRunnerOnSharedCaches(t *testing.T) {
 			Scales:      store.NewCache[store.Scale](s, store.PrefixScales, store.CacheConfig[store.Scale]{}),
 			KeepAlive:   store.NewCache[store.KeepAlive](s, store.PrefixKeepAlive, store.CacheConfig[store.KeepAlive]{}),
 			Namespaces:  store.NewCache[store.Namespace](s, store.PrefixNamespaces, store.CacheConfig[store.Namespace]{}),
+			JobPods:     store.NewCache[store.JobPod](s, store.PrefixJobPods, store.CacheConfig[store.JobPod]{}),
 		}
 		narrow := caches
 		narrow.Assignments = store.NewCache[store.Assignment](s, store.AssignmentsPrefix("n1"), store.CacheConfig[store.Assignment]{})
@@ -997,7 +998,7 @@ func TestRunnerOnSharedCaches(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		for _, run := range []func(context.Context) error{caches.Functions.Run, caches.Revisions.Run, caches.Endpoints.Run,
-			caches.Nodes.Run, caches.Assignments.Run, caches.Scales.Run, caches.KeepAlive.Run, caches.Namespaces.Run} {
+			caches.Nodes.Run, caches.Assignments.Run, caches.Scales.Run, caches.KeepAlive.Run, caches.Namespaces.Run, caches.JobPods.Run} {
 			go func() { _ = run(ctx) }()
 		}
 		runRunner(t, r)

@@ -41,6 +41,9 @@ type RunnerCaches struct {
 	// Namespaces are store.PrefixNamespaces, for their quotas
 	// (runner_quota.go).
 	Namespaces *store.Cache[store.Namespace]
+	// JobPods are store.PrefixJobPods: every node's job pods, which hold
+	// their namespace's quota (runner_quota.go).
+	JobPods *store.Cache[store.JobPod]
 }
 
 // watch is one cache the runner follows.
@@ -71,6 +74,7 @@ func (r *Runner) openWatches(c RunnerCaches) error {
 	add(watchOf(r, c.Scales, store.PrefixScales, r.onScales))
 	add(watchOf(r, c.KeepAlive, store.PrefixKeepAlive, r.onKeepAlive))
 	add(watchOf(r, c.Namespaces, store.PrefixNamespaces, r.onNamespaces))
+	add(watchOf(r, c.JobPods, store.PrefixJobPods, r.onJobPods))
 	return errors.Join(errs...)
 }
 

@@ -130,6 +130,15 @@ func (s *Server) applyObject(ctx context.Context, p auth.Principal, o manifest.O
 		}
 		_, action, err := s.applyCronTrigger(ctx, api.QualifiedName(ns, o.CronTrigger.Function), name, o.CronTrigger.CronTriggerSpec, dryRun)
 		return action, err
+	case o.Job != nil:
+		if err := s.mayWriteIn(ctx, p, ns, auth.FunctionsWrite); err != nil {
+			return "", err
+		}
+		if err := api.ValidateQualified(ns, name); err != nil {
+			return "", err
+		}
+		_, action, err := s.applyJob(ctx, ns, name, *o.Job, dryRun)
+		return action, err
 	case o.Namespace != nil:
 		if err := authorizeAll(p, name, auth.NamespacesWrite); err != nil {
 			return "", err

@@ -46,6 +46,11 @@ func (s *Server) submitInvocation(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
+	if opts.CallbackURL != "" {
+		if err := s.cfg.CallbackPolicy.CheckURL(opts.CallbackURL); err != nil {
+			return &api.ValidationError{Field: api.HeaderCallbackURL, Reason: err.Error()}
+		}
+	}
 	path := "/"
 	if r.URL.Query().Has("path") {
 		path = r.URL.Query().Get("path")

@@ -54,7 +54,7 @@ func TestSubmitInvocation(t *testing.T) {
 	a, q := newInvocationsAPI(t)
 	status, h, inv := a.submit("/v1/namespaces/team-a/functions/hello/invocations?path=/jobs%3Fx%3D1", `{"n":1}`, map[string]string{
 		"Content-Type":           "application/json",
-		api.HeaderCallbackURL:    "http://127.0.0.1:9/hook",
+		api.HeaderCallbackURL:    "http://203.0.113.9:9/hook",
 		api.HeaderMaxAttempts:    "3",
 		api.HeaderIdempotencyKey: "k1",
 		"X-Other":                "not kept",
@@ -67,7 +67,7 @@ func TestSubmitInvocation(t *testing.T) {
 	assert.Equal(t, "team-a", inv.Namespace)
 	assert.Equal(t, api.InvocationQueued, inv.Status)
 	assert.Equal(t, 3, inv.MaxAttempts)
-	assert.Equal(t, "http://127.0.0.1:9/hook", inv.CallbackURL)
+	assert.Equal(t, "http://203.0.113.9:9/hook", inv.CallbackURL)
 
 	stored, err := q.Get(context.Background(), "hello.team-a", inv.ID)
 	require.NoError(t, err)
@@ -121,6 +121,9 @@ func TestSubmitInvocationBadInput(t *testing.T) {
 		{"callback not http", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderCallbackURL: "file:///etc/passwd"}, http.StatusBadRequest, api.HeaderCallbackURL},
 		{"callback without host", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderCallbackURL: "http://"}, http.StatusBadRequest, api.HeaderCallbackURL},
 		{"callback with user info", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderCallbackURL: "http://u:p@h/"}, http.StatusBadRequest, api.HeaderCallbackURL},
+		{"callback to cloud metadata", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderCallbackURL: "http://169.254.169.254/latest/meta-data/"}, http.StatusBadRequest, api.HeaderCallbackURL},
+		{"callback to loopback, not allowed", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderCallbackURL: "http://127.0.0.1:9/hook"}, http.StatusBadRequest, api.HeaderCallbackURL},
+		{"callback to a private address, not allowed", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderCallbackURL: "http://[fd00::1]/hook"}, http.StatusBadRequest, api.HeaderCallbackURL},
 		{"callback too long", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderCallbackURL: "http://h/" + strings.Repeat("a", 3000)}, http.StatusBadRequest, api.HeaderCallbackURL},
 		{"attempts not a number", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderMaxAttempts: "many"}, http.StatusBadRequest, api.HeaderMaxAttempts},
 		{"zero attempts", "/v1/functions/hello/invocations", "", map[string]string{api.HeaderMaxAttempts: "0"}, http.StatusBadRequest, api.HeaderMaxAttempts},

@@ -20,7 +20,7 @@ import (
 // cannot change: putting the same spec again answers 200 with the job,
 // another 409.
 func (s *Server) putJob(w http.ResponseWriter, r *http.Request) error {
-	ns, name, qualified, err := jobName(r)
+	ns, name, _, err := jobName(r)
 	if err != nil {
 		return err
 	}
@@ -28,35 +28,55 @@ func (s *Server) putJob(w http.ResponseWriter, r *http.Request) error {
 	if err := s.decodeJSON(w, r, &spec); err != nil {
 		return err
 	}
-	if err := spec.Validate(); err != nil {
-		return err
-	}
-	spec = spec.WithDefaults()
-	ctx := r.Context()
-	old, _, err := store.GetJSON[store.Job](ctx, s.deps.Store, store.JobKey(qualified))
-	switch {
-	case err == nil && reflect.DeepEqual(old.Spec, spec):
-		writeJSON(w, http.StatusOK, old)
-		return nil
-	case err == nil:
-		return errorf(http.StatusConflict, api.CodeConflict, "job %s exists with another spec, which cannot change; delete it first", describe(qualified))
-	case !errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("read job %s: %w", qualified, err)
-	}
-	ops, err := s.namespaceOpen(ctx, qualified)
+	job, action, err := s.applyJob(r.Context(), ns, name, spec, false)
 	if err != nil {
 		return err
 	}
+	code := http.StatusOK
+	if action == api.ApplyCreated {
+		code = http.StatusCreated
+	}
+	writeJSON(w, code, job)
+	return nil
+}
+
+// applyJob creates the job (a PUT or an applied Job document), or leaves
+// it be when it exists with the same spec; another spec is a conflict,
+// for a job's spec cannot change. dryRun validates and writes nothing.
+func (s *Server) applyJob(ctx context.Context, ns, name string, spec api.JobSpec, dryRun bool) (store.Job, string, error) {
+	if err := spec.Validate(); err != nil {
+		return store.Job{}, "", err
+	}
+	spec = spec.WithDefaults()
+	qualified := api.QualifiedName(ns, name)
+	old, _, err := store.GetJSON[store.Job](ctx, s.deps.Store, store.JobKey(qualified))
+	switch {
+	case err == nil && reflect.DeepEqual(old.Spec, spec):
+		return old, api.ApplyUnchanged, nil
+	case err == nil:
+		return store.Job{}, "", errorf(http.StatusConflict, api.CodeConflict, "job %s exists with another spec, which cannot change; delete it first", describe(qualified))
+	case !errors.Is(err, store.ErrNotFound):
+		return store.Job{}, "", fmt.Errorf("read job %s: %w", qualified, err)
+	}
+	ops, err := s.namespaceOpen(ctx, qualified)
+	if err != nil {
+		return store.Job{}, "", err
+	}
+	if err := s.admitJob(ctx, ns, spec); err != nil {
+		return store.Job{}, "", err
+	}
 	job := store.Job{Name: name, Namespace: ns, Spec: spec, CreatedAt: s.deps.Now().UTC()}
+	if dryRun {
+		return job, api.ApplyCreated, nil
+	}
 	ops = append(ops, store.PutJSON(store.JobKey(qualified), job, store.MustNotExist))
 	if _, err := s.deps.Store.Txn(ctx, ops...); err != nil {
 		if errors.Is(err, store.ErrConflict) {
-			return errorf(http.StatusConflict, api.CodeConflict, "job %s was created or its namespace changed meanwhile; try again", describe(qualified))
+			return store.Job{}, "", errorf(http.StatusConflict, api.CodeConflict, "job %s was created or its namespace changed meanwhile; try again", describe(qualified))
 		}
-		return fmt.Errorf("write job %s: %w", qualified, err)
+		return store.Job{}, "", fmt.Errorf("write job %s: %w", qualified, err)
 	}
-	writeJSON(w, http.StatusCreated, job)
-	return nil
+	return job, api.ApplyCreated, nil
 }
 
 func (s *Server) getJob(w http.ResponseWriter, r *http.Request) error {

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -163,7 +164,10 @@ func (s *Server) admitSpec(ctx context.Context, qualified string, created bool, 
 	if err != nil {
 		return nil, fmt.Errorf("list functions: %w", err)
 	}
-	var used quota.Usage
+	used, err := s.jobPodsUse(ctx, ns)
+	if err != nil {
+		return nil, err
+	}
 	for _, fn := range fns {
 		name := strings.TrimPrefix(fn.Key, store.PrefixFunctions)
 		if other, _ := api.SplitQualifiedName(name); other != ns || name == qualified {
@@ -184,6 +188,35 @@ func (s *Server) admitSpec(ctx context.Context, qualified string, created bool, 
 		return nil, err
 	}
 	return []store.Op{store.PutJSON(store.NamespaceKey(ns), rec, version)}, nil
+}
+
+// jobPodsUse is what the job pods of namespace ns hold of its quota: a
+// replica's worth each, with its limits, from its placement until the job
+// controller folds its end into its job (as the controller and the
+// autoscaler count them).
+func (s *Server) jobPodsUse(ctx context.Context, ns string) (quota.Usage, error) {
+	pods, _, err := store.ListJSON[store.JobPod](ctx, s.deps.Store, store.PrefixJobPods)
+	if err != nil {
+		return quota.Usage{}, fmt.Errorf("list job pods: %w", err)
+	}
+	var used quota.Usage
+	for _, p := range pods {
+		if cmp.Or(p.Value.Namespace, api.DefaultNamespace) == ns {
+			used = used.Plus(quota.PerJobPod(p.Value.Spec.WithDefaults()))
+		}
+	}
+	return used, nil
+}
+
+// admitJob refuses a job whose one pod can never fit its namespace's
+// quota: it would wait forever. Pods beyond what the quota has room for
+// now wait (the job controller's status.waiting says why).
+func (s *Server) admitJob(ctx context.Context, ns string, spec api.JobSpec) error {
+	_, _, l, capped, err := s.namespaceQuota(ctx, ns)
+	if err != nil || !capped {
+		return err
+	}
+	return quota.Admit(ns, "one pod of the job", l, quota.Usage{}, quota.PerJobPod(spec.WithDefaults()))
 }
 
 // admitNew checks the creation of an object counted by a quota's resource

@@ -302,3 +302,30 @@ func TestAdmitNewSecret(t *testing.T) {
 	_, err = a.store.Txn(ctx, ops...)
 	assert.ErrorIs(t, err, store.ErrConflict)
 }
+
+// Job pods hold their namespace's quota at admission too: a deploy's
+// replicas must fit beside the running pods, and a job whose one pod can
+// never fit is refused, where one that fits later is created and waits.
+func TestQuotaAdmissionCountsJobPods(t *testing.T) {
+	a := newTestAPI(t)
+	a.pushHello()
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/namespaces/team-a", `{"quota":{"replicas":2,"memory":"1Gi"}}`, nil))
+	code, _ := a.deployIn("team-a", "one", `{"image":"hello:latest","scale":{"min":1}}`)
+	require.Equal(t, http.StatusCreated, code)
+	// A pod of a job of team-a, as the job controller placed it.
+	_, err := a.store.Txn(context.Background(), store.PutJSON(store.JobPodKey("n1", "batch.team-a-0"),
+		store.JobPod{Name: "batch.team-a-0", Job: "batch.team-a", Namespace: "team-a", Node: "n1", Spec: api.JobSpec{Image: "hello:latest"}.WithDefaults()},
+		store.MustNotExist))
+	require.NoError(t, err)
+
+	var e api.ErrorBody
+	code, _ = a.deployIn("team-a", "two", `{"image":"hello:latest"}`)
+	assert.Equal(t, http.StatusForbidden, code, "the function's replica and the job's pod hold both")
+
+	code = a.do("PUT", "/v1/namespaces/team-a/jobs/huge", `{"image":"hello:latest","resources":{"memory":"2Gi"}}`, &e)
+	assert.Equal(t, http.StatusForbidden, code)
+	assert.Equal(t, api.CodeQuotaExceeded, e.Error.Code)
+	assert.Contains(t, e.Error.Message, "memory 0 of 1Gi used, one pod of the job wants 2Gi more")
+	code = a.do("PUT", "/v1/namespaces/team-a/jobs/later", `{"image":"hello:latest","parallelism":5,"completions":5}`, nil)
+	assert.Equal(t, http.StatusCreated, code, "pods that fit one at a time wait for room")
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/controlplane/audit"
 	"github.com/ebbrun/ebb/controlplane/auth"
+	"github.com/ebbrun/ebb/internal/callbackurl"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/queue"
@@ -51,6 +52,10 @@ type Config struct {
 	// hold in SpoolDir together; an upload that finds it full gets 503 with
 	// Retry-After. Default DefaultMaxSpoolBytes.
 	MaxSpoolBytes int64
+	// CallbackPolicy is where a submitted invocation's Ebb-Callback-Url
+	// may point; one it refuses is answered 400 naming the header. The
+	// zero policy allows public addresses only.
+	CallbackPolicy callbackurl.Policy
 }
 
 // DefaultMaxSpoolBytes is the default MaxSpoolBytes, 4 GiB: room for one

@@ -40,7 +40,12 @@ func (d *ebbd) submitAsync(fn, path, body string, header http.Header) (id, locat
 
 // sendAsync is the request of submitAsync, its answer unread.
 func (d *ebbd) sendAsync(fn, path, body string, header http.Header) (*http.Response, error) {
-	req, err := http.NewRequest(http.MethodPost, "http://"+d.httpAddr+path, strings.NewReader(body))
+	return sendAsyncTo(d.httpAddr, fn, path, body, header)
+}
+
+// sendAsyncTo sends an async request to fn through the router at addr.
+func sendAsyncTo(addr, fn, path, body string, header http.Header) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+path, strings.NewReader(body))
 	if err != nil {
 		return nil, err
 	}
@@ -106,7 +111,9 @@ func (d *ebbd) seenBy(fn string) seen {
 // from zero by queued work. Each against real ebbd, containerd and hello.
 func TestAsync(t *testing.T) {
 	t.Parallel()
-	d := startEbbd(t)
+	// The callback's test server listens on loopback, which callbacks may
+	// reach only when allowed.
+	d := startEbbd(t, "--invoker-callback-allow", "127.0.0.0/8")
 	d.pushHello()
 	// Warm: one replica throughout, so /seen sees every delivery.
 	d.putSpec("warm", `{"image":"hello:latest","timeout":"10s","scale":{"min":1,"max":1}}`)
@@ -185,6 +192,14 @@ func TestAsync(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // polling a real system
 		}
 		assert.Empty(t, got, "one callback")
+
+		// Cloud metadata is refused at submit, whatever is allowed.
+		resp, err := d.sendAsync("warm", "/echo", "", http.Header{api.HeaderCallbackURL: {"http://169.254.169.254/latest/meta-data/"}})
+		require.NoError(t, err)
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, "%s", raw)
+		assert.Contains(t, string(raw), api.HeaderCallbackURL)
 	})
 
 	t.Run("scale from zero", func(t *testing.T) {
@@ -240,40 +255,9 @@ func testAsyncKillMidDelivery(t *testing.T, storeArgs []string) {
 	d.waitFor("durable", time.Minute, func(r api.RevisionStatus) bool { return r.Ready == 1 })
 
 	// Submit with 32 clients at once.
-	began := time.Now()
-	ids := make([]string, total)
-	var wg sync.WaitGroup
-	next := make(chan int)
-	errs := make(chan error, total)
-	for range 32 {
-		wg.Go(func() {
-			for i := range next {
-				resp, err := d.sendAsync("durable", "/sleep?d=50ms", fmt.Sprintf("n=%d", i), nil)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted {
-					errs <- fmt.Errorf("submission %d: %s", i, resp.Status)
-					continue
-				}
-				ids[i] = resp.Header.Get(api.HeaderInvocationID)
-			}
-		})
-	}
-	for i := range total {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	require.False(t, t.Failed())
-	t.Logf("submitted %d in %s", total, time.Since(began).Round(time.Millisecond))
+	ids := submitMany(t, total, func(i int) (*http.Response, error) {
+		return d.sendAsync("durable", "/sleep?d=50ms", fmt.Sprintf("n=%d", i), nil)
+	})
 
 	// Kill once a good part, not all, has been delivered.
 	var before seen
@@ -293,27 +277,7 @@ func testAsyncKillMidDelivery(t *testing.T, storeArgs []string) {
 	t.Logf("restarted in %s", time.Since(killed).Round(time.Millisecond))
 
 	// Every one completes.
-	pending := slices.Clone(ids)
-	statuses := map[api.InvocationStatus]int{}
-	attempts := map[int]int{}
-	deadline := time.Now().Add(90 * time.Second)
-	for len(pending) > 0 {
-		var still []string
-		for _, id := range pending {
-			inv := d.invocation("durable", id)
-			if !inv.Status.Final() {
-				still = append(still, id)
-				continue
-			}
-			statuses[inv.Status]++
-			attempts[inv.Attempts]++
-		}
-		pending = still
-		if len(pending) > 0 {
-			require.True(t, time.Now().Before(deadline), "%d of %d not final 90s after the restart, e.g. %+v", len(pending), total, d.invocation("durable", pending[0]))
-			time.Sleep(200 * time.Millisecond) // polling a real system
-		}
-	}
+	statuses, attempts := waitAllFinal(t, ids, 90*time.Second, func(id string) api.Invocation { return d.invocation("durable", id) })
 	t.Logf("all %d final %s after the kill: %v; attempts %v", total, time.Since(killed).Round(time.Millisecond), statuses, attempts)
 	assert.Equal(t, map[api.InvocationStatus]int{api.InvocationSucceeded: total}, statuses, "none lost, none failed")
 
@@ -346,4 +310,75 @@ func testAsyncKillMidDelivery(t *testing.T, storeArgs []string) {
 	t.Logf("duplicate deliveries seen by the function: %d (invocations %v); bound: %d in flight at the kill", dups, dupIDs, asyncLimit)
 	assert.LessOrEqual(t, dups, asyncLimit, "duplicates are bounded by the deliveries in flight at the kill")
 	assert.Len(t, counts, total, "the function saw each of the %d", total)
+}
+
+// submitMany makes total submissions with send, 32 at once, and returns
+// the invocation ids their 202s gave, by submission; it fails the test on
+// any other answer.
+func submitMany(t *testing.T, total int, send func(i int) (*http.Response, error)) []string {
+	t.Helper()
+	began := time.Now()
+	ids := make([]string, total)
+	var wg sync.WaitGroup
+	next := make(chan int)
+	errs := make(chan error, total)
+	for range 32 {
+		wg.Go(func() {
+			for i := range next {
+				resp, err := send(i)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					errs <- fmt.Errorf("submission %d: %s", i, resp.Status)
+					continue
+				}
+				ids[i] = resp.Header.Get(api.HeaderInvocationID)
+			}
+		})
+	}
+	for i := range total {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	require.False(t, t.Failed())
+	t.Logf("submitted %d in %s", total, time.Since(began).Round(time.Millisecond))
+	return ids
+}
+
+// waitAllFinal polls every invocation of ids through get until each is
+// final, or fails the test after limit, and counts them by status and by
+// attempts.
+func waitAllFinal(t *testing.T, ids []string, limit time.Duration, get func(id string) api.Invocation) (map[api.InvocationStatus]int, map[int]int) {
+	t.Helper()
+	pending := slices.Clone(ids)
+	statuses := map[api.InvocationStatus]int{}
+	attempts := map[int]int{}
+	deadline := time.Now().Add(limit)
+	for len(pending) > 0 {
+		var still []string
+		for _, id := range pending {
+			inv := get(id)
+			if !inv.Status.Final() {
+				still = append(still, id)
+				continue
+			}
+			statuses[inv.Status]++
+			attempts[inv.Attempts]++
+		}
+		pending = still
+		if len(pending) > 0 {
+			require.True(t, time.Now().Before(deadline), "%d of %d not final within %s, e.g. %+v", len(pending), len(ids), limit, get(pending[0]))
+			time.Sleep(200 * time.Millisecond) // polling a real system
+		}
+	}
+	return statuses, attempts
 }

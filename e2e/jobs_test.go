@@ -141,4 +141,24 @@ func TestJobs(t *testing.T) {
 		assert.NotEqual(t, 0, code)
 		assert.True(t, strings.Contains(errOut, "does not exist"), errOut)
 	})
+
+	t.Run("survives an ebbd restart", func(t *testing.T) {
+		d.ebb("jobs", "create", "durable", "--image", "jobber:latest", "--env", "SLEEP=5s", "--env", "EXIT_CODE=5", "--backoff-limit", "0")
+		// Restart once the program runs (a start the restart cuts short
+		// is a lost attempt).
+		for wait := time.Now().Add(time.Minute); !strings.Contains(d.ebb("jobs", "logs", "durable"), "jobber: job durable attempt 0"); {
+			require.True(t, time.Now().Before(wait), "the job pod did not start")
+			time.Sleep(50 * time.Millisecond) // polling a real system
+		}
+		d.restart()
+		job := d.waitJob("durable", time.Minute)
+		require.Len(t, job.Status.Attempts, 1, "run once, never twice: %+v", job.Status)
+		a := job.Status.Attempts[0]
+		require.NotNil(t, a.ExitCode, "%+v\n%s", a, d.log)
+		assert.Equal(t, 5, *a.ExitCode, "the program's own exit, seen by the restarted agent")
+		assert.Empty(t, a.Reason)
+		logs := d.ebb("jobs", "logs", "durable")
+		assert.Contains(t, logs, "adopted by a restarted node agent")
+		assert.Contains(t, logs, "jobber: exiting with 5")
+	})
 }

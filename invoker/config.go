@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/callbackurl"
 )
 
 // Config configures a Worker. Zero fields take the documented defaults.
@@ -45,6 +46,12 @@ type Config struct {
 	// is given up, CallbackTimeout bounds each. Defaults 3 and 10s.
 	CallbackAttempts int
 	CallbackTimeout  time.Duration
+	// CallbackPolicy is where callbacks may go. The zero policy allows
+	// public addresses only: never link-local (cloud metadata),
+	// unspecified or multicast ones, and loopback or private ones only in
+	// its Allow ranges. Every address dialed is checked, so a name that
+	// resolves elsewhere than at submit cannot get around it.
+	CallbackPolicy callbackurl.Policy
 	// Retention is how long a finished invocation is kept; ExpireInterval
 	// is how often the old ones are deleted. Defaults
 	// api.DefaultInvocationRetention and 1m.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/callbackurl"
 	"github.com/ebbrun/ebb/queue"
 )
 
@@ -38,9 +40,13 @@ type Deps struct {
 	// timeout. Nil: every function has the defaults, and only
 	// Config.Concurrency bounds the deliveries in flight.
 	Functions Functions
-	// Client sends deliveries and callbacks. Nil: a client of the
+	// Client sends deliveries, through the router. Nil: a client of the
 	// worker's own that follows no redirects and uses no proxy.
 	Client *http.Client
+	// CallbackClient sends callbacks. Nil: a client of the worker's own
+	// that dials only addresses Config.CallbackPolicy allows, follows no
+	// redirects and uses no proxy (a proxy would dial for it, unchecked).
+	CallbackClient *http.Client
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 	// Registerer gets the worker's metrics; optional.
@@ -86,6 +92,17 @@ func New(cfg Config, deps Deps) (*Worker, error) {
 			Transport: &http.Transport{
 				MaxIdleConnsPerHost: cfg.Concurrency,
 				IdleConnTimeout:     90 * time.Second,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	if deps.CallbackClient == nil {
+		dialer := &net.Dialer{Timeout: 10 * time.Second, Control: cfg.CallbackPolicy.Control}
+		deps.CallbackClient = &http.Client{
+			Transport: &http.Transport{
+				Proxy:           nil,
+				DialContext:     dialer.DialContext,
+				IdleConnTimeout: 90 * time.Second,
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
@@ -410,6 +427,12 @@ func (w *Worker) callback(ctx context.Context, inv api.Invocation) {
 				break
 			}
 			inv.CallbackStatus = fmt.Sprintf("Failed after %d attempts: %v", n, err)
+			if errors.Is(err, callbackurl.ErrRefused) {
+				// Where it may not go, no retry will get it.
+				inv.CallbackStatus = "Refused: " + err.Error()
+				w.metrics.callbacks.WithLabelValues("refused").Inc()
+				break
+			}
 			if n >= w.cfg.CallbackAttempts {
 				w.metrics.callbacks.WithLabelValues("failed").Inc()
 				break
@@ -425,6 +448,10 @@ func (w *Worker) callback(ctx context.Context, inv api.Invocation) {
 }
 
 func (w *Worker) post(ctx context.Context, inv api.Invocation, payload []byte) (int, error) {
+	// Checked here too, for invocations queued before the policy changed.
+	if err := w.cfg.CallbackPolicy.CheckURL(inv.CallbackURL); err != nil {
+		return 0, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.CallbackTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, inv.CallbackURL, bytes.NewReader(payload))
@@ -433,7 +460,7 @@ func (w *Worker) post(ctx context.Context, inv api.Invocation, payload []byte) (
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(api.HeaderInvocationID, inv.ID)
-	resp, err := w.deps.Client.Do(req)
+	resp, err := w.deps.CallbackClient.Do(req)
 	if err != nil {
 		return 0, err
 	}

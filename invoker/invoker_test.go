@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"runtime"
@@ -19,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/callbackurl"
 	"github.com/ebbrun/ebb/queue/queuetest"
 )
 
@@ -47,7 +49,11 @@ func newHarness(t *testing.T, router http.Handler, fns Functions) *harness {
 func newHarnessAt(t *testing.T, routerURL string, fns Functions) *harness {
 	t.Helper()
 	h := &harness{t: t, reg: prometheus.NewRegistry(), q: queuetest.NewMemory(), now: start}
-	w, err := New(Config{RouterURL: routerURL, Name: "w1", BackoffBase: time.Second, BackoffCap: time.Minute, CallbackAttempts: 3},
+	// The test's callback receivers listen on loopback, as e2e's do.
+	loopback, err := callbackurl.Parse("127.0.0.0/8")
+	require.NoError(t, err)
+	w, err := New(Config{RouterURL: routerURL, Name: "w1", BackoffBase: time.Second, BackoffCap: time.Minute, CallbackAttempts: 3,
+		CallbackPolicy: loopback},
 		Deps{
 			Queue:      h.q,
 			Functions:  fns,
@@ -352,6 +358,41 @@ func TestCallback(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A callback the policy refuses is not sent, nor retried: to a metadata
+// address always, to loopback unless allowed, whatever name dials it.
+func TestCallbackRefusedByPolicy(t *testing.T) {
+	rc := &receiver{}
+	cb := httptest.NewServer(rc)
+	t.Cleanup(cb.Close)
+	_, port, err := net.SplitHostPort(cb.Listener.Addr().String())
+	require.NoError(t, err)
+	for _, tc := range []struct{ name, url, want string }{
+		{"metadata", "http://169.254.169.254/latest/meta-data/", "link-local"},
+		{"loopback by name, refused at dial", "http://localhost4.invalid.:" + port + "/hook", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), nil)
+			h.w.cfg.CallbackPolicy = callbackurl.Policy{}
+			// A resolver that names the loopback receiver: the check is at
+			// the dial, on the address.
+			h.w.deps.CallbackClient.Transport.(*http.Transport).DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
+				d := &net.Dialer{Control: h.w.cfg.CallbackPolicy.Control}
+				return d.DialContext(ctx, network, cb.Listener.Addr().String())
+			}
+			h.submit(api.Invocation{ID: "r1", Function: "hello", CallbackURL: tc.url})
+			require.True(t, h.step())
+			inv := h.get("hello", "r1")
+			assert.Equal(t, api.InvocationSucceeded, inv.Status)
+			assert.True(t, strings.HasPrefix(inv.CallbackStatus, "Refused: "), inv.CallbackStatus)
+			assert.Contains(t, inv.CallbackStatus, "callback address refused")
+			assert.Contains(t, inv.CallbackStatus, tc.want)
+			assert.Empty(t, h.sleeps, "no retry")
+			assert.Equal(t, 1.0, value(t, h.w.metrics.callbacks.WithLabelValues("refused")))
+		})
+	}
+	assert.Empty(t, rc.got, "nothing reached the receiver")
 }
 
 func TestNoCallbackBeforeFinal(t *testing.T) {

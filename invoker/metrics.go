@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"namespace", "function", "outcome"}),
 		callbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ebb_invoker_callbacks_total",
-			Help: "Result callbacks by outcome (delivered, failed: given up after the retries).",
+			Help: "Result callbacks by outcome (delivered; failed: given up after the retries; refused: the callback policy refused its address).",
 		}, []string{"outcome"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ebb_invoker_deliveries_in_flight",

@@ -1,6 +1,6 @@
 // Package manifest reads and writes ebb's declarative configuration: streams
-// of YAML (or JSON) documents that say what functions, secrets and
-// namespaces should exist. It is pure (no I/O but the reader it is given and
+// of YAML (or JSON) documents that say what functions, secrets,
+// namespaces, cron triggers and jobs should exist. It is pure (no I/O but the reader it is given and
 // the callbacks of Resolve) and shared by the CLI (ebb apply, diff, delete,
 // export) and the control plane's POST /v1/apply.
 //
@@ -29,6 +29,23 @@
 //	metadata: {name: team-a}
 //	spec:
 //	  quota: {functions: 10, memory: 4Gi}
+//	---
+//	apiVersion: ebb.dev/v1
+//	kind: CronTrigger
+//	metadata: {name: nightly, namespace: team-a}
+//	spec: {function: report, schedule: "0 3 * * *"}   # + every api.CronTriggerSpec field
+//	---
+//	apiVersion: ebb.dev/v1
+//	kind: Job
+//	metadata: {name: migrate-42, namespace: team-a}
+//	spec:                        # every api.JobSpec field under its JSON name
+//	  image: migrate:v42
+//	  completions: 5
+//	  parallelism: 2
+//
+// A job's spec cannot change once it exists: applying the same spec again
+// is unchanged, another spec an error (delete the job first), as for PUT.
+// Jobs and cron triggers have no labels, so --prune leaves them alone.
 //
 // Unknown fields are errors. Function labels are metadata.labels
 // (Kubernetes syntax); spec.labels is refused. metadata.annotations are

@@ -19,6 +19,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add(fnHead + "spec: {image: x, env: &a {A: b}, args: *a}\n")
+	f.Add(jobHead + "spec: {image: x, completions: 5, parallelism: 2, activeDeadline: 1m}\n")
 	f.Add("{\"apiVersion\": \"ebb.dev/v1\"}")
 	f.Add("[1, 2]\n---\n- a\n...\n%YAML 1.2\n---\nx: *y\n")
 	f.Fuzz(func(t *testing.T, src string) {

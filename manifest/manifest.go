@@ -21,6 +21,9 @@ const (
 	KindNamespace = "Namespace"
 	// KindCronTrigger is a function's schedule (issue 20).
 	KindCronTrigger = "CronTrigger"
+	// KindJob is a run-to-completion job (issue 20). A job's spec cannot
+	// change once created: applying another spec is an error, as a PUT is.
+	KindJob = "Job"
 )
 
 // Limits on what Parse reads, so that a hostile stream costs bounded memory.
@@ -39,9 +42,9 @@ const (
 )
 
 // Object is one document of a manifest stream: an ebb.dev/v1 Function,
-// Secret, Namespace or CronTrigger. A Knative Service arrives as a
-// Function. Exactly one of Function, Secret, Namespace and CronTrigger is
-// set, as Kind says.
+// Secret, Namespace, CronTrigger or Job. A Knative Service arrives as a
+// Function. Exactly one of Function, Secret, Namespace, CronTrigger and
+// Job is set, as Kind says.
 type Object struct {
 	APIVersion string
 	Kind       string
@@ -52,6 +55,8 @@ type Object struct {
 	// CronTrigger's metadata.name is the trigger's; its function is
 	// spec.function, in the same namespace.
 	CronTrigger *CronTriggerSpec
+	// Job is every api.JobSpec field under its JSON name.
+	Job *api.JobSpec
 	// Source says where the document came from; errors and tools use it.
 	Source Source
 	// Warnings name, one each, the Knative fields ebb ignored because

@@ -539,9 +539,9 @@ func (d *docParser) required(root *yaml.Node, fields map[string]pair, key string
 func (d *docParser) parseEbb(root *yaml.Node, kind string, pairs []pair, obj *Object) {
 	obj.APIVersion, obj.Kind = APIVersion, kind
 	switch kind {
-	case KindFunction, KindSecret, KindNamespace, KindCronTrigger:
+	case KindFunction, KindSecret, KindNamespace, KindCronTrigger, KindJob:
 	default:
-		d.fail(root, "kind", "%q is not one of %s, %s, %s, %s", truncate(kind), KindFunction, KindSecret, KindNamespace, KindCronTrigger)
+		d.fail(root, "kind", "%q is not one of %s, %s, %s, %s, %s", truncate(kind), KindFunction, KindSecret, KindNamespace, KindCronTrigger, KindJob)
 		return
 	}
 	var spec *yaml.Node
@@ -606,6 +606,22 @@ func (d *docParser) parseEbb(root *yaml.Node, kind string, pairs []pair, obj *Ob
 		}
 		if len(d.errs) == 0 {
 			d.validateCronTrigger(spec, &cs)
+		}
+	case KindJob:
+		if spec == nil {
+			d.fail(root, "spec", "is required")
+			return
+		}
+		var js api.JobSpec
+		d.decode(spec, "spec", &js)
+		obj.Job = &js
+		if obj.Metadata.Labels != nil || obj.Metadata.Annotations != nil {
+			d.fail(root, "metadata.labels", "jobs have no labels or annotations in ebb")
+		}
+		if len(d.errs) == 0 {
+			if err := js.Validate(); err != nil {
+				d.fail(spec, specField(err), "%s", trimField(err))
+			}
 		}
 	}
 }

@@ -130,6 +130,11 @@ func objectNode(o Object) (*yaml.Node, error) {
 			return nil, fmt.Errorf("a CronTrigger without a spec")
 		}
 		addNode(m, "spec", encodeValue(reflect.ValueOf(*o.CronTrigger)))
+	case KindJob:
+		if o.Job == nil {
+			return nil, fmt.Errorf("a Job without a spec")
+		}
+		addNode(m, "spec", encodeValue(reflect.ValueOf(*o.Job)))
 	default:
 		return nil, fmt.Errorf("unknown kind %q", o.Kind)
 	}
@@ -387,6 +392,29 @@ func FromCronTrigger(tr api.CronTrigger) Object {
 	}
 }
 
+// FromJob is a job's manifest: its spec, not its status.
+func FromJob(j api.Job) Object {
+	return Object{
+		APIVersion: APIVersion,
+		Kind:       KindJob,
+		Metadata:   Metadata{Name: j.Name, Namespace: j.Namespace},
+		Job:        copyJobSpec(j.Spec),
+	}
+}
+
+// copyJobSpec is a deep copy of s, so a manifest never aliases the
+// caller's maps, slices and pointers.
+func copyJobSpec(s api.JobSpec) *api.JobSpec {
+	s.Args = slices.Clone(s.Args)
+	s.Env = copyMap(s.Env)
+	s.Secrets = slices.Clone(s.Secrets)
+	if s.BackoffLimit != nil {
+		v := *s.BackoffLimit
+		s.BackoffLimit = &v
+	}
+	return &s
+}
+
 // SecretEnvVar is the variable an exported secret's key is read from:
 // DB_PASSWORD for key "password" of secret "db" (upper case, every other
 // character an underscore).
@@ -453,6 +481,16 @@ func Normalize(o Object) Object {
 			cs.Request.Header = nil
 		}
 		o.CronTrigger = &cs
+	}
+	if o.Job != nil {
+		js := copyJobSpec(o.Job.WithDefaults())
+		if len(js.Args) == 0 {
+			js.Args = nil
+		}
+		if len(js.Secrets) == 0 {
+			js.Secrets = nil
+		}
+		o.Job = js
 	}
 	if o.Secret != nil {
 		s := &SecretSpec{Data: make(map[string]SecretValue, len(o.Secret.Data))}

@@ -32,6 +32,9 @@ import (
 //     a replacement.
 //   - Records, ports and endpoints of this node with no container are
 //     deleted.
+//   - A job pod's container is kept, for onJobPods to adopt, when the
+//     pod's record still exists and its report says this container runs
+//     it; any other is deleted, and the pod is reported lost.
 func (a *Agent) adopt(ctx context.Context) error {
 	left, err := a.readLeftovers(ctx)
 	if err != nil {
@@ -48,7 +51,11 @@ func (a *Agent) adopt(ctx context.Context) error {
 	if a.deps.Network != nil {
 		// The adopted keep their namespaces; any other is a leftover of a
 		// replica whose container is gone.
-		if err := a.deps.Network.Adopt(ctx, slices.Sorted(maps.Keys(adopted))); err != nil {
+		keep := slices.Sorted(maps.Keys(adopted))
+		for _, j := range a.adoptedJobs {
+			keep = append(keep, j.id)
+		}
+		if err := a.deps.Network.Adopt(ctx, keep); err != nil {
 			return fmt.Errorf("adopt replica networks: %w", err)
 		}
 	}
@@ -65,6 +72,9 @@ type leftovers struct {
 	statuses   []store.Versioned[store.RevisionNodeStatus]
 	containers []Container
 	assigned   map[string]bool // revisions this node has an assignment of
+	// jobContainers are the containers that job pods of this node run
+	// by their Running reports: container id → the pod's record key.
+	jobContainers map[string]string
 }
 
 // readLeftovers reads the node's records from the store and its containers
@@ -101,6 +111,9 @@ func (a *Agent) readLeftovers(ctx context.Context) (leftovers, error) {
 	if left.containers, err = a.deps.Runtime.List(ctx, node); err != nil {
 		return left, fmt.Errorf("list containers: %w", err)
 	}
+	if left.jobContainers, err = a.runningJobContainers(ctx); err != nil {
+		return left, err
+	}
 	return left, nil
 }
 
@@ -124,6 +137,12 @@ func (a *Agent) adoptContainers(ctx context.Context, left leftovers) (map[string
 	adopted := map[string]*replica{}
 	exists := map[string]bool{}
 	for _, c := range left.containers {
+		if pod := c.Labels[LabelJobPod]; pod != "" {
+			if err := a.adoptJobContainer(ctx, c, left); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		rec, ok := left.records[c.ID]
 		if !ok || rec.Port == 0 {
 			a.log.Warn("deleting orphan container", "container", c.ID)
@@ -177,7 +196,7 @@ func (a *Agent) deleteStale(ctx context.Context, left leftovers, adopted map[str
 	}
 	for _, kv := range left.ports {
 		var id string
-		if json.Unmarshal(kv.Value, &id) != nil || adopted[id] == nil {
+		if json.Unmarshal(kv.Value, &id) != nil || adopted[id] == nil && !a.keepJobPort(kv.Key, id) {
 			stale[kv.Key] = true
 		}
 	}

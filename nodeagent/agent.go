@@ -68,7 +68,11 @@ type Agent struct {
 	lastReady time.Time
 	// jobPods are the job pods the agent runs, by record key; jobPodCache
 	// is this node's job pod records.
-	jobPods        map[string]*jobPod
+	jobPods map[string]*jobPod
+	// adoptedJobs are the still-running job pods an earlier agent left,
+	// by record key, until onJobPods hands each to its goroutine (see
+	// adoptJobContainer).
+	adoptedJobs    map[string]*adoptedJobPod
 	jobPodCache    *store.Cache[store.JobPod]
 	ownJobPodCache bool
 	// secretsMu serialises writing secrets, and mounting the tmpfs they go
@@ -136,16 +140,17 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 			MemoryBudget: cfg.PoolMemoryBudget,
 			EntryMemory:  cfg.PoolEntryMemory,
 		},
-		wake:       make(chan struct{}, 1),
-		statusWake: make(chan struct{}, 1),
-		desired:    map[string]store.Assignment{},
-		revs:       map[string]*revState{},
-		replicas:   map[string]*replica{},
-		ports:      map[int]string{},
-		busyPorts:  map[int]time.Time{},
-		nextPort:   cfg.PortMin,
-		seedStatus: map[string]store.RevisionNodeStatus{},
-		jobPods:    map[string]*jobPod{},
+		wake:        make(chan struct{}, 1),
+		statusWake:  make(chan struct{}, 1),
+		desired:     map[string]store.Assignment{},
+		revs:        map[string]*revState{},
+		replicas:    map[string]*replica{},
+		ports:       map[int]string{},
+		busyPorts:   map[int]time.Time{},
+		nextPort:    cfg.PortMin,
+		seedStatus:  map[string]store.RevisionNodeStatus{},
+		jobPods:     map[string]*jobPod{},
+		adoptedJobs: map[string]*adoptedJobPod{},
 	}
 	a.jobPodCache = deps.JobPods
 	if a.jobPodCache == nil {
@@ -230,9 +235,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		})
 	})
 	// Job pods start only after adopt, which deletes every container
-	// without a replica record: no job pod outlives its agent, so neither
-	// do the secrets of one.
-	_ = os.RemoveAll(filepath.Join(a.secretsRoot(), "jobs"))
+	// without a replica record but those of the job pods it adopted: the
+	// secrets of any other job pod are left-overs.
+	a.removeJobSecretsBut()
 	if a.ownJobPodCache {
 		g.Go(func() error { return a.jobPodCache.Run(gctx) })
 	}

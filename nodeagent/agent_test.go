@@ -58,6 +58,8 @@ type env struct {
 	users nodeagent.UserRanges
 	// lease, if set, is the agent's Deps.Lease.
 	lease nodeagent.NodeLease
+	// jobPods, if set, is the agent's Deps.JobPods, which the env runs.
+	jobPods *store.Cache[store.JobPod]
 }
 
 func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
@@ -142,6 +144,9 @@ func (e *env) start() {
 	}
 	if e.lease != nil {
 		deps.Lease = e.lease
+	}
+	if e.jobPods != nil {
+		deps.JobPods = e.jobPods
 	}
 	a, err := nodeagent.New(e.cfg, deps)
 	require.NoError(e.t, err)

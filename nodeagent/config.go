@@ -301,9 +301,10 @@ type Deps struct {
 	// node (store.PrefixAssignments), where the agent picks out its own.
 	// When nil the agent opens its own of this node's and runs it.
 	Assignments *store.Cache[store.Assignment]
-	// JobPods is the process's cache of this node's job pods
-	// (store.JobPodsPrefix(Config.Node)), which the caller runs; when nil
-	// the agent opens its own and runs it.
+	// JobPods is the process's cache of job pods, which the caller runs:
+	// of this node (store.JobPodsPrefix(Config.Node)) or of every node
+	// (store.PrefixJobPods), where the agent picks out its own. When nil
+	// the agent opens its own of this node's and runs it.
 	JobPods *store.Cache[store.JobPod]
 	// Registerer takes the agent's metrics; nil means they are not exported.
 	Registerer prometheus.Registerer

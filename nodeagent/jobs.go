@@ -2,9 +2,11 @@ package nodeagent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,6 +39,9 @@ type jobPod struct {
 	// running says the pod's program runs, so that the node's heartbeat
 	// counts its limits as allocated. Guarded by Agent.mu.
 	running bool
+	// adopted is the container an earlier agent left running the pod;
+	// nil for a pod this agent starts.
+	adopted *adoptedJobPod
 }
 
 // setRunning records whether jp's program runs, for the heartbeat.
@@ -55,7 +60,13 @@ func (a *Agent) onJobPods(snapshot *store.Snapshot[store.JobPod]) {
 		return
 	}
 	seen := map[string]bool{}
+	mine := store.JobPodsPrefix(a.cfg.Node)
 	for v := range snapshot.All() {
+		// A process that runs the autoscaler too shares its cache of every
+		// node's job pods.
+		if !strings.HasPrefix(v.Key, mine) {
+			continue
+		}
 		seen[v.Key] = true
 		if _, ok := a.jobPods[v.Key]; ok {
 			continue
@@ -71,6 +82,10 @@ func (a *Agent) onJobPods(snapshot *store.Snapshot[store.JobPod]) {
 		}
 		p.Namespace = ns
 		jp := &jobPod{key: v.Key, pod: p, version: v.Version, id: newReplicaID(p.Name), stop: make(chan struct{})}
+		if j := a.adoptedJobs[v.Key]; j != nil {
+			jp.id, jp.adopted = j.id, j
+			delete(a.adoptedJobs, v.Key)
+		}
 		a.jobPods[v.Key] = jp
 		a.wg.Add(1)
 		go a.runJobPod(a.ctx, jp)
@@ -78,6 +93,18 @@ func (a *Agent) onJobPods(snapshot *store.Snapshot[store.JobPod]) {
 	for key, jp := range a.jobPods {
 		if !seen[key] {
 			jp.stopOnce.Do(func() { close(jp.stop) })
+		}
+	}
+	// An adopted container whose pod's record went before the agent saw
+	// it: its job is gone.
+	for key, j := range a.adoptedJobs {
+		if !seen[key] {
+			delete(a.adoptedJobs, key)
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				a.removeJobPod(&jobPod{id: j.id, pod: store.JobPod{Name: j.id}}, j.port)
+			}()
 		}
 	}
 }
@@ -90,18 +117,22 @@ func (a *Agent) runJobPod(ctx context.Context, jp *jobPod) {
 		delete(a.jobPods, jp.key)
 		a.mu.Unlock()
 	}()
+	if jp.adopted != nil {
+		a.runAdoptedJobPod(ctx, jp)
+		return
+	}
 	p := jp.pod
-	rep := store.JobPodStatus{Name: p.Name, Job: p.Job, Index: p.Index, Node: a.cfg.Node}
+	rep := store.JobPodStatus{Name: p.Name, Job: p.Job, Index: p.Index, Node: a.cfg.Node, Container: jp.id}
 
-	// A report means an earlier agent ran this pod: its container went
-	// with that agent (adopt deletes containers without replica record),
-	// so a pod it left running is lost, not run twice.
+	// A Running report means an earlier agent ran this pod, and adopt did
+	// not find its container still running it (see adoptJobContainer): the
+	// pod is lost, not run twice.
 	prev, _, err := store.GetJSON[store.JobPodStatus](ctx, a.deps.Store, store.JobPodStatusKey(p.Job, p.Name))
 	switch {
 	case err == nil && prev.Phase == store.JobPodRunning:
 		rep = prev
 		rep.Phase, rep.Reason, rep.FinishedAt = store.JobPodFailed, api.AttemptReasonNodeLost, time.Now()
-		rep.Message = "the node agent restarted while the pod ran"
+		rep.Message = "the node agent restarted while the pod ran, and its container was gone"
 		a.reportJobPod(ctx, jp, rep)
 		a.awaitJobPodStop(ctx, jp)
 		return
@@ -119,32 +150,100 @@ func (a *Agent) runJobPod(ctx context.Context, jp *jobPod) {
 		return // the record is gone, or the agent stops
 	}
 
-	_, job := api.SplitQualifiedName(p.Job)
-	ring, err := a.logs.Open(logring.ReplicaRef{Function: api.JobLogName(p.Namespace, job), Revision: "attempt-" + strconv.Itoa(p.Index), ID: jp.id})
+	ring, err := a.openJobRing(jp)
 	if err != nil {
 		a.failJobPod(ctx, jp, rep, err)
 		return
 	}
 	defer ring.Close()
 	task, port, err := a.startJobPod(ctx, jp, Output{Stdout: ring.Stdout(), Stderr: ring.Stderr()})
-	defer a.removeJobPod(jp, port)
 	if err != nil {
+		a.removeJobPod(jp, port)
 		ring.Note(fmt.Sprintf("could not start: %s", errorMessage(err)))
 		a.failJobPod(ctx, jp, rep, err)
 		return
 	}
+	if !a.superviseJobPod(ctx, jp, task, ring, rep) {
+		a.removeJobPod(jp, port)
+	}
+}
+
+// openJobRing opens the log ring of the pod's attempt.
+func (a *Agent) openJobRing(jp *jobPod) (*logring.Ring, error) {
+	_, job := api.SplitQualifiedName(jp.pod.Job)
+	return a.logs.Open(logring.ReplicaRef{Function: api.JobLogName(jp.pod.Namespace, job), Revision: "attempt-" + strconv.Itoa(jp.pod.Index), ID: jp.id})
+}
+
+// runAdoptedJobPod attaches to the container an earlier agent left
+// running the pod and supervises it as runJobPod does one it started: its
+// exit is the attempt's, even if it came while no agent ran. A container
+// it cannot attach to is deleted and the pod reported lost.
+func (a *Agent) runAdoptedJobPod(ctx context.Context, jp *jobPod) {
+	p, port := jp.pod, jp.adopted.port
+	rep, _, err := store.GetJSON[store.JobPodStatus](ctx, a.deps.Store, store.JobPodStatusKey(p.Job, p.Name))
+	if err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("read adopted job pod's report", "pod", p.Name, "err", err)
+		}
+		rep = store.JobPodStatus{Name: p.Name, Job: p.Job, Index: p.Index, Node: a.cfg.Node, Container: jp.id,
+			Phase: store.JobPodRunning}
+	}
+	ring, err := a.openJobRing(jp)
+	if err != nil {
+		a.removeJobPod(jp, port)
+		a.failJobPod(ctx, jp, rep, err)
+		return
+	}
+	defer ring.Close()
+	task, err := a.deps.Runtime.Attach(ctx, jp.id, Output{Stdout: ring.Stdout(), Stderr: ring.Stderr()})
+	state := TaskOther
+	if err == nil {
+		state, err = task.State(ctx)
+	}
+	if err != nil || (state != TaskRunning && state != TaskStopped) {
+		if ctx.Err() != nil {
+			return // the next agent tries again
+		}
+		a.log.Warn("cannot attach to a job pod's container; the pod is lost", "pod", p.Name, "container", jp.id, "state", state, "err", err)
+		a.removeJobPod(jp, port)
+		ring.Note("was lost: a restarted node agent could not attach to it")
+		rep.Phase, rep.Reason, rep.FinishedAt = store.JobPodFailed, api.AttemptReasonNodeLost, time.Now()
+		rep.Message = "the node agent restarted and could not attach to the pod's container"
+		a.reportJobPod(ctx, jp, rep)
+		a.awaitJobPodStop(ctx, jp)
+		return
+	}
+	a.log.Info("adopted a job pod", "pod", p.Name, "container", jp.id, "state", state)
+	ring.Note("adopted by a restarted node agent")
+	if !a.superviseJobPod(ctx, jp, task, ring, rep) {
+		a.removeJobPod(jp, port)
+	}
+}
+
+// superviseJobPod waits for the pod's program to exit and reports how, or
+// kills it when its record goes. It returns true to leave the container
+// for the next agent: the agent stops while the pod runs, or before its
+// end is reported.
+func (a *Agent) superviseJobPod(ctx context.Context, jp *jobPod, task Task, ring *logring.Ring, rep store.JobPodStatus) (leave bool) {
 	a.setRunning(jp, true)
 	defer a.setRunning(jp, false)
 	select {
 	case <-task.Done():
 	case <-jp.stop:
 		a.terminate(ctx, jp.id, task)
-		return
+		return false
 	case <-ctx.Done():
-		return
+		// The agent stops; the pod runs on, as replicas do, for the next
+		// agent to adopt.
+		return true
+	}
+	exit := task.Exit()
+	if exit.Err != nil && ctx.Err() != nil {
+		// The runtime's watch ended with the stopping agent (its
+		// connection closed), not the program: the next agent adopts it.
+		return true
 	}
 	a.setRunning(jp, false)
-	exit := task.Exit()
 	code := exit.Code
 	rep.ExitCode, rep.FinishedAt = &code, exit.At
 	if rep.FinishedAt.IsZero() {
@@ -161,9 +260,13 @@ func (a *Agent) runJobPod(ctx context.Context, jp *jobPod) {
 	} else {
 		ring.Note(fmt.Sprintf("exited with code %d", code))
 	}
-	a.log.Info("job pod exited", "pod", p.Name, "code", code)
-	a.reportJobPod(ctx, jp, rep)
+	a.log.Info("job pod exited", "pod", jp.pod.Name, "code", code)
+	if !a.reportJobPod(ctx, jp, rep) && ctx.Err() != nil {
+		// The exited container keeps its exit code for the next agent.
+		return true
+	}
 	a.awaitJobPodStop(ctx, jp)
+	return false
 }
 
 // startJobPod resolves the pod's spec against its image and creates and
@@ -285,8 +388,8 @@ func (a *Agent) allocateJobPort(ctx context.Context, id string) (int, error) {
 }
 
 // removeJobPod deletes the pod's container, network, port and secrets.
-// It runs even as the agent stops: a job pod is never adopted, so what it
-// leaves would only be deleted by the next agent.
+// It runs even as the agent stops, for a pod that is over: only a running
+// pod is left for the next agent to adopt.
 func (a *Agent) removeJobPod(jp *jobPod, port int) {
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.StoreTimeout)
 	defer cancel()
@@ -360,4 +463,98 @@ func (a *Agent) awaitJobPodStop(ctx context.Context, jp *jobPod) {
 // jobSecretsDir is one job pod's secrets, apart from the revisions'.
 func (a *Agent) jobSecretsDir(id string) string {
 	return filepath.Join(a.secretsRoot(), "jobs", id) // Run empties secretsRoot/jobs at start
+}
+
+// adoptedJobPod is a job pod container an earlier agent left running,
+// kept by adopt for the pod's goroutine to attach to.
+type adoptedJobPod struct {
+	id string
+	// port is the replica-range port its address holds; 0 without one.
+	port int
+}
+
+// runningJobContainers reads this node's job pod records and their
+// reports: the containers the reports say run them, by container id.
+func (a *Agent) runningJobContainers(ctx context.Context) (map[string]string, error) {
+	pods, _, err := store.ListJSON[store.JobPod](ctx, a.deps.Store, store.JobPodsPrefix(a.cfg.Node))
+	if err != nil {
+		return nil, fmt.Errorf("list job pods: %w", err)
+	}
+	out := map[string]string{}
+	for _, p := range pods {
+		rep, _, err := store.GetJSON[store.JobPodStatus](ctx, a.deps.Store, store.JobPodStatusKey(p.Value.Job, p.Value.Name))
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			continue
+		case err != nil:
+			return nil, fmt.Errorf("read job pod report %s: %w", p.Value.Name, err)
+		}
+		if rep.Phase == store.JobPodRunning && rep.Container != "" {
+			out[rep.Container] = p.Key
+		}
+	}
+	return out, nil
+}
+
+// adoptJobContainer keeps a job pod's container that its pod's report
+// names (for onJobPods to hand to the pod's goroutine) and deletes any
+// other: without its record, the pod's job is gone; without the report,
+// the pod is reported lost and another attempt runs in its place.
+func (a *Agent) adoptJobContainer(ctx context.Context, c Container, left leftovers) error {
+	key, ok := left.jobContainers[c.ID]
+	if ok && containerNetworkMode(c) == a.networkMode() {
+		j := &adoptedJobPod{id: c.ID}
+		for _, kv := range left.ports {
+			var id string
+			if json.Unmarshal(kv.Value, &id) == nil && id == c.ID {
+				j.port, _ = strconv.Atoi(path.Base(kv.Key))
+			}
+		}
+		a.mu.Lock()
+		a.adoptedJobs[key] = j
+		if j.port != 0 {
+			a.ports[j.port] = j.id
+		}
+		a.mu.Unlock()
+		a.log.Info("adopting a running job pod", "container", c.ID, "pod", c.Labels[LabelJobPod])
+		return nil
+	}
+	a.log.Warn("deleting a job pod container no pod record runs", "container", c.ID, "pod", c.Labels[LabelJobPod])
+	if err := a.deps.Runtime.Delete(ctx, c.ID); err != nil {
+		return fmt.Errorf("delete job pod container %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// keepJobPort says the port record at key belongs to an adopted job pod.
+func (a *Agent) keepJobPort(key, id string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, j := range a.adoptedJobs {
+		if j.id == id && j.port != 0 && path.Base(key) == strconv.Itoa(j.port) {
+			return true
+		}
+	}
+	return false
+}
+
+// removeJobSecretsBut removes the secrets of every job pod but the
+// adopted ones, whose containers still read theirs.
+func (a *Agent) removeJobSecretsBut() {
+	root := filepath.Join(a.secretsRoot(), "jobs")
+	entries, err := os.ReadDir(root)
+	if err != nil {
+		return
+	}
+	a.mu.Lock()
+	keep := map[string]bool{}
+	for _, j := range a.adoptedJobs {
+		keep[j.id] = true
+	}
+	a.mu.Unlock()
+	for _, e := range entries {
+		if !keep[e.Name()] {
+			_ = os.RemoveAll(filepath.Join(root, e.Name()))
+		}
+	}
 }

@@ -3,8 +3,12 @@ package nodeagent_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -184,17 +188,129 @@ func TestJobPodStartFailure(t *testing.T) {
 	})
 }
 
-func TestJobPodLostOnAgentRestart(t *testing.T) {
+// A job pod outlives its agent, as replicas do: the restarted agent
+// attaches to the same container, never starts a second, and reports the
+// exit it sees, or one that came while no agent ran.
+func TestJobPodAdoptedOnAgentRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		// exitWhileDown ends the program while no agent runs.
+		exitWhileDown bool
+	}{
+		{"still running", false},
+		{"exited while the agent was down", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+				p := e.jobPod("long", 0, api.JobSpec{Image: image})
+				started := e.waitJobReport(p, store.JobPodRunning)
+				id, _ := e.jobContainer(p)
+				assert.Equal(t, id, started.Container, "the report names the container")
+				e.stop()
+				require.Contains(t, e.rt.Containers(), id, "a stopping agent leaves a running job pod")
+				if tc.exitWhileDown {
+					e.rt.Task(id).Crash(3)
+				}
+				e.start()
+				if !tc.exitWhileDown {
+					synctest.Wait()
+					rep, _ := e.jobReport(p)
+					assert.Equal(t, store.JobPodRunning, rep.Phase)
+					assert.Equal(t, started.StartedAt, rep.StartedAt)
+					e.rt.Task(id).Crash(3)
+				}
+				rep := e.waitJobReport(p, store.JobPodFailed)
+				require.NotNil(t, rep.ExitCode)
+				assert.Equal(t, 3, *rep.ExitCode, "the program's own exit, not a lost pod")
+				assert.Empty(t, rep.Reason)
+				assert.Equal(t, []string{id}, slices.Collect(maps.Keys(e.rt.Containers())), "one container, never a second")
+				assert.Equal(t, 1, countCalls(e.rt.Calls(), "create "), "created once")
+				e.deleteJobPod(p)
+				e.waitContainers(0)
+			})
+		})
+	}
+}
+
+// A job pod whose container is gone when its agent comes back (the
+// machine rebooted, say) is reported lost, and not started again: the
+// controller decides on another attempt.
+func TestJobPodLostWhenItsContainerIsGone(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
 		p := e.jobPod("long", 0, api.JobSpec{Image: image})
 		e.waitJobReport(p, store.JobPodRunning)
-		e.jobContainer(p)
+		id, _ := e.jobContainer(p)
 		e.stop()
+		require.NoError(t, e.rt.Delete(context.Background(), id))
 		e.start()
 		rep := e.waitJobReport(p, store.JobPodFailed)
 		assert.Equal(t, api.AttemptReasonNodeLost, rep.Reason)
+		synctest.Wait()
+		assert.Empty(t, e.rt.Containers(), "not run twice")
+	})
+}
+
+// Containers of job pods that a restarted agent must not adopt are
+// deleted with what they hold: one whose pod's record is gone (its job
+// was deleted while the agent was down), and one that no report names
+// (a crash between its create and its report, or a stale one).
+func TestJobPodContainersNotAdoptedAreDeleted(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		gone := e.jobPod("gone", 0, api.JobSpec{Image: image})
+		e.waitJobReport(gone, store.JobPodRunning)
+		goneID, _ := e.jobContainer(gone)
+		e.stop()
+		e.deleteJobPod(gone)
+		// A container labelled as a pod of this node that no report names.
+		stray := nodeagent.ContainerSpec{ID: "stray-0-abcdef", Image: image,
+			Labels: map[string]string{nodeagent.LabelNode: node, nodeagent.LabelJobPod: "stray-0"}}
+		require.NoError(t, e.rt.Create(context.Background(), stray))
+		task, err := e.rt.NewTask(context.Background(), stray.ID, nodeagent.Output{})
+		require.NoError(t, err)
+		require.NoError(t, task.Start(context.Background()))
+		require.Len(t, e.rt.Containers(), 2)
+		e.start()
 		e.waitContainers(0)
+		assert.Contains(t, e.rt.Calls(), "delete "+goneID)
+		assert.Contains(t, e.rt.Calls(), "delete "+stray.ID)
+	})
+}
+
+func countCalls(calls []string, prefix string) int {
+	n := 0
+	for _, c := range calls {
+		if strings.HasPrefix(c, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+// A process that runs the autoscaler shares its cache of every node's job
+// pods with its agent, which runs its own node's only.
+func TestJobPodsOfOtherNodesAreNotRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		e := newEnv(t, func(c *nodeagent.Config) { c.PoolPerRevision = -1 })
+		e.stop()
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		e.jobPods = store.NewCache(e.store, store.PrefixJobPods, store.CacheConfig[store.JobPod]{})
+		go func() { _ = e.jobPods.Run(ctx) }()
+		other := store.JobPod{Name: "elsewhere-0", Job: "elsewhere", Namespace: api.DefaultNamespace, Node: "node-b",
+			Spec: api.JobSpec{Image: image}.WithDefaults()}
+		_, err := e.store.Txn(context.Background(), store.PutJSON(store.JobPodKey("node-b", other.Name), other, store.MustNotExist))
+		require.NoError(t, err)
+		e.start()
+		mine := e.jobPod("here", 0, api.JobSpec{Image: image})
+		e.waitJobReport(mine, store.JobPodRunning)
+		synctest.Wait()
+		_, reported := e.jobReport(other)
+		assert.False(t, reported, "another node's pod is not run here")
+		e.jobContainer(mine)
+		assert.Len(t, e.rt.Containers(), 1)
 	})
 }
 
@@ -211,14 +327,22 @@ func TestJobPodSecrets(t *testing.T) {
 		_, err := os.Stat(spec.SecretEnvFile)
 		require.NoError(t, err)
 
-		// A job pod does not outlive its agent, nor do its secrets: an
-		// agent that stops removes them (one killed leaves them to the
-		// next agent's start).
+		// A job pod outlives its agent, and so do its secrets, which it
+		// still reads; they go with the pod.
+		id, _ := e.jobContainer(p)
 		e.stop()
 		e.start()
-		e.waitJobReport(p, store.JobPodFailed)
+		synctest.Wait()
 		_, err = os.Stat(spec.SecretEnvFile)
-		assert.ErrorIs(t, err, os.ErrNotExist)
+		require.NoError(t, err, "the adopted pod keeps its secrets")
+		e.rt.Task(id).Crash(0)
+		e.waitJobReport(p, store.JobPodSucceeded)
+		e.deleteJobPod(p)
+		e.waitContainers(0)
+		e.waitFor(func() bool {
+			_, err := os.Stat(spec.SecretEnvFile)
+			return errors.Is(err, os.ErrNotExist)
+		}, "the secrets of a removed job pod are gone")
 	})
 }
 
@@ -234,6 +358,15 @@ func TestJobPodNetworkIsolation(t *testing.T) {
 		ports, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")
 		require.NoError(t, err)
 		require.Len(t, ports, 1, "its address's port is held")
+
+		// A restarted agent adopts the pod with its namespace and port.
+		e.stop()
+		e.start()
+		synctest.Wait()
+		assert.Equal(t, []string{id}, net.Namespaces(), "the adopted pod keeps its namespace")
+		after, _, err := e.store.List(context.Background(), store.PrefixPorts+node+"/")
+		require.NoError(t, err)
+		assert.Equal(t, ports, after, "and its port")
 
 		e.rt.Task(id).Crash(4)
 		e.waitJobReport(p, store.JobPodFailed)

@@ -45,6 +45,12 @@ func (r *Router) enqueue(ctx *fasthttp.RequestCtx, function string, mode []byte)
 	}
 	h := &ctx.Request.Header
 	opts, err := api.ParseInvocationOptions(func(name string) string { return string(h.Peek(name)) })
+	if err == nil && opts.CallbackURL != "" {
+		err = r.cfg.CallbackPolicy.CheckURL(opts.CallbackURL)
+		if err != nil {
+			err = &api.ValidationError{Field: api.HeaderCallbackURL, Reason: err.Error()}
+		}
+	}
 	if err != nil {
 		exchange.WriteError(ctx, fasthttp.StatusBadRequest, "ebb: "+err.Error()+"\n")
 		return

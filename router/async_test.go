@@ -51,7 +51,7 @@ func TestAsyncInvocation(t *testing.T) {
 			"Ebb-Invoke":             "Async",
 			"Content-Type":           "application/json",
 			"X-User":                 "u1",
-			api.HeaderCallbackURL:    "https://127.0.0.1:9/cb",
+			api.HeaderCallbackURL:    "https://203.0.113.9:9/cb",
 			api.HeaderMaxAttempts:    "2",
 			api.HeaderIdempotencyKey: "k",
 		})
@@ -75,7 +75,7 @@ func TestAsyncInvocation(t *testing.T) {
 		assert.Empty(t, stored.Request.Header.Get("Ebb-Invoke"), "the delivery must not be queued again")
 		assert.Empty(t, stored.Request.Header.Get("Host"))
 		assert.Equal(t, 2, stored.MaxAttempts)
-		assert.Equal(t, "https://127.0.0.1:9/cb", stored.CallbackURL)
+		assert.Equal(t, "https://203.0.113.9:9/cb", stored.CallbackURL)
 
 		// The same Idempotency-Key is the same invocation.
 		code, body, _ = e.send("POST", "hello.team-a.localhost", "/", "", map[string]string{"Ebb-Invoke": "async", api.HeaderIdempotencyKey: "k"})
@@ -120,6 +120,8 @@ func TestAsyncInvocationRefusals(t *testing.T) {
 		}{
 			{"not async", "", map[string]string{"Ebb-Invoke": "sync"}, 400, "must be async"},
 			{"bad callback", "", map[string]string{"Ebb-Invoke": "async", api.HeaderCallbackURL: "gopher://x"}, 400, api.HeaderCallbackURL},
+			{"callback to cloud metadata", "", map[string]string{"Ebb-Invoke": "async", api.HeaderCallbackURL: "http://169.254.169.254/"}, 400, api.HeaderCallbackURL},
+			{"callback to loopback, not allowed", "", map[string]string{"Ebb-Invoke": "async", api.HeaderCallbackURL: "http://localhost:9/cb"}, 400, api.HeaderCallbackURL},
 			{"bad attempts", "", map[string]string{"Ebb-Invoke": "async", api.HeaderMaxAttempts: "0"}, 400, api.HeaderMaxAttempts},
 			{"body over 1 MiB", strings.Repeat("x", api.MaxInvocationBody+1), map[string]string{"Ebb-Invoke": "async"}, 413, "1 MiB"},
 		}

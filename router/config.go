@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/callbackurl"
 	"github.com/ebbrun/ebb/internal/exchange"
 	"github.com/ebbrun/ebb/internal/proxy"
 )
@@ -16,6 +17,10 @@ import (
 type Config struct {
 	// Addr is where the router listens. Default ":8080".
 	Addr string
+	// CallbackPolicy is where an async request's Ebb-Callback-Url may
+	// point; one it refuses is answered 400 at submit (the invoker checks
+	// again as it dials). The zero policy allows public addresses only.
+	CallbackPolicy callbackurl.Policy
 	// Domain is the suffix of routed hosts: {fn}.{Domain} and
 	// {tag}-{fn}.{Domain}. Default "localhost".
 	Domain string

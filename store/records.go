@@ -451,6 +451,10 @@ type JobPodStatus struct {
 	Index int    `json:"index"`
 	Node  string `json:"node"`
 	Phase string `json:"phase"`
+	// Container is the container that runs the pod, written with the
+	// Running report before the container is created: a restarted agent
+	// adopts that container, and only that one.
+	Container string `json:"container,omitempty"`
 	// ExitCode is the program's exit status once it has exited.
 	ExitCode   *int      `json:"exitCode,omitempty"`
 	Reason     string    `json:"reason,omitempty"`

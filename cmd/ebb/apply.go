@@ -25,17 +25,20 @@ const applyLong = `Apply manifests: make the objects they describe exist as writ
 -f reads a file, every .yaml, .yml and .json file of a directory (and of its
 subdirectories with --recursive) or standard input (-); each may hold many
 documents. Documents are ebb's own (apiVersion: ebb.dev/v1; kinds Function,
-Secret, Namespace, CronTrigger) or Knative serving.knative.dev/v1 Services. Knative
-fields ebb cannot honour are errors; --lenient turns them into warnings.
+Secret, Namespace, CronTrigger, Job) or Knative serving.knative.dev/v1 Services.
+Knative fields ebb cannot honour are errors; --lenient turns them into warnings.
 
 The manifests are checked here first (an error names the file, document,
 line and field), secret values are read from the files and environment
 variables the Secrets name, then the server applies each document on its
 own, all or nothing, and says whether it was created, configured or
-unchanged. Applying the same manifests again writes nothing.
+unchanged. Applying the same manifests again writes nothing. A Job's spec
+cannot change once it exists: another spec fails that document (delete the
+job first).
 
 --prune --selector app=x then deletes the functions with those labels, in
-the namespaces applied to, that the manifests no longer name.
+the namespaces applied to, that the manifests no longer name (cron triggers
+and jobs have no labels: prune leaves them alone).
 --dry-run=server validates everything on the server and writes nothing.
 
 Exits non-zero when any document failed.`
@@ -242,6 +245,8 @@ func (a *app) deleteFiles(ctx context.Context, o fileFlags) error {
 			err = cn.DeleteSecret(ctx, obj.Metadata.Name)
 		case obj.CronTrigger != nil:
 			err = cn.DeleteCronTrigger(ctx, obj.CronTrigger.Function, obj.Metadata.Name)
+		case obj.Job != nil:
+			err = cn.DeleteJob(ctx, obj.Metadata.Name)
 		case obj.Namespace != nil:
 			err = c.DeleteNamespace(ctx, obj.Metadata.Name, false)
 		default:

@@ -42,7 +42,11 @@ func (f *fakeAPI) apply(w http.ResponseWriter, r *http.Request) {
 			out.Results = append(out.Results, res)
 			continue
 		}
-		res.Action = f.applyLocked(o, dryRun)
+		if o.Job != nil {
+			res.Action, res.Error = f.applyJobLocked(o, dryRun)
+		} else {
+			res.Action = f.applyLocked(o, dryRun)
+		}
 		out.Results = append(out.Results, res)
 	}
 	writeOK(w, 200, out)
@@ -212,7 +216,7 @@ func TestApplyHostileInput(t *testing.T) {
 		{"wait: bad condition", []string{"wait", "hello", "--for", "happy"}, "", `--for "happy": must be ready or idle`},
 		{"wait: bad timeout", []string{"wait", "hello", "--for", "ready", "--timeout", "0s"}, "", "--timeout 0s: must be positive"},
 		{"export: no name", []string{"export"}, "", "export takes NAME or KIND NAME"},
-		{"export: bad kind", []string{"export", "route", "x"}, "", `kind "route": must be function, namespace or secret`},
+		{"export: bad kind", []string{"export", "route", "x"}, "", `kind "route": must be function, namespace, secret or job`},
 		{"export: too many", []string{"export", "secret", "a", "b"}, "", "export takes NAME or KIND NAME"},
 	}
 	for _, tt := range tests {

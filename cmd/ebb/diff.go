@@ -121,6 +121,16 @@ func (a *app) liveObject(ctx context.Context, c *api.Client, obj manifest.Object
 		}
 		cur := manifest.FromCronTrigger(tr)
 		return &cur, true, nil
+	case obj.Job != nil:
+		job, err := clientIn(c, obj.Metadata.Namespace).GetJob(ctx, name)
+		if api.IsNotFound(err) {
+			return nil, true, nil
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("get job %s: %w", name, err)
+		}
+		cur := manifest.FromJob(job)
+		return &cur, true, nil
 	case obj.Namespace != nil:
 		n, err := c.GetNamespace(ctx, name)
 		if api.IsNotFound(err) {

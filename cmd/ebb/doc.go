@@ -17,7 +17,7 @@
 // read their status and results.
 //
 // Declaratively, `ebb apply -f FILE|DIR|-` applies manifests (ebb's own
-// apiVersion ebb.dev/v1 kinds Function, Secret, Namespace and CronTrigger, or Knative
+// apiVersion ebb.dev/v1 kinds Function, Secret, Namespace, CronTrigger and Job, or Knative
 // serving.knative.dev/v1 Services, parsed by package manifest): it parses
 // and checks them here, reads secret values from the files and variables
 // the Secrets name, and sends the resolved stream to the server's POST

@@ -14,13 +14,14 @@ import (
 
 func (a *app) exportCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "export [function|namespace|secret] NAME [-o yaml|json]",
+		Use:   "export [function|namespace|secret|job] NAME [-o yaml|json]",
 		Short: "Write an object's manifest, which applies back unchanged",
 		Long: `Write an object's manifest (apiVersion: ebb.dev/v1). A function (the
 default kind): the spec as stored, its labels and its traffic split. A
 namespace: its quota. A secret: its keys, each read at apply time from an
 environment variable (DB_PASSWORD for key password of secret db), since
-the API never gives a value back. Applying the manifest back changes
+the API never gives a value back. A job: its spec, not its status.
+Applying the manifest back changes
 nothing, so 'ebb export hello | ebb apply -f -' is a no-op (for a secret,
 with its variables set to its values). YAML unless -o json.`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -77,8 +78,14 @@ func exportObject(ctx context.Context, c *api.Client, kind, name string) (manife
 			return manifest.Object{}, fmt.Errorf("export secret %s: %w", name, err)
 		}
 		return manifest.FromSecret(s), nil
+	case "job", "jobs":
+		j, err := c.GetJob(ctx, name)
+		if err != nil {
+			return manifest.Object{}, fmt.Errorf("export job %s: %w", name, err)
+		}
+		return manifest.FromJob(j), nil
 	}
-	return manifest.Object{}, usagef("export: kind %q: must be function, namespace or secret", kind)
+	return manifest.Object{}, usagef("export: kind %q: must be function, namespace, secret or job", kind)
 }
 
 // waitFor are the conditions `ebb wait --for` takes. Each says whether

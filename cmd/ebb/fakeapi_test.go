@@ -64,6 +64,8 @@ type fakeAPI struct {
 	cron map[string]*api.CronTrigger
 	// domains are the domain mappings by host (domains_test.go).
 	domains map[string]api.Domain
+	// jobs by namespace/name (job_manifest_test.go).
+	jobs map[string]api.Job
 }
 
 type fakeFn struct {
@@ -116,6 +118,8 @@ func newFakeAPI(t *testing.T) (*fakeAPI, *httptest.Server) {
 	namespaced("POST", "/functions/{name}/invocations", f.submitInvocation)
 	namespaced("GET", "/functions/{name}/invocations", f.listInvocations)
 	namespaced("GET", "/functions/{name}/invocations/{id}", f.getInvocation)
+	namespaced("GET", "/jobs/{name}", f.getJob) // job_manifest_test.go
+	namespaced("DELETE", "/jobs/{name}", f.deleteJob)
 	namespaced("GET", "/secrets", f.listSecrets)
 	namespaced("PUT", "/secrets/{name}", f.putSecret)
 	namespaced("DELETE", "/secrets/{name}", f.deleteSecret)

@@ -212,6 +212,9 @@ func printJob(w io.Writer, j api.Job) error {
 	fmt.Fprintf(w, "Phase:        %s\n", jobPhase(j))
 	fmt.Fprintf(w, "Completions:  %d/%d (parallelism %d, backoff limit %d)\n", j.Status.Succeeded, j.Spec.Completions, j.Spec.Parallelism, j.Spec.Backoff())
 	fmt.Fprintf(w, "Active:       %d\nFailed:       %d\n", j.Status.Active, j.Status.Failed)
+	if j.Status.Waiting != "" {
+		fmt.Fprintf(w, "Waiting:      %s\n", j.Status.Waiting)
+	}
 	if !j.Status.StartedAt.IsZero() {
 		fmt.Fprintf(w, "Started:      %s\n", j.Status.StartedAt.Format(time.RFC3339))
 	}

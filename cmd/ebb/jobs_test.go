@@ -97,6 +97,7 @@ func TestJobsCLI(t *testing.T) {
 	one, zero := 1, 0
 	job := j.jobs["batch"]
 	job.Status = api.JobStatus{Phase: api.JobFailed, Reason: api.JobReasonBackoffLimit, Succeeded: 1, Failed: 1,
+		Waiting:   "waiting for the namespace quota: namespace default: replicas 3 of 3 used, a pod of job batch wants 1 more",
 		StartedAt: t0, CompletedAt: t0.Add(3 * time.Second), Attempts: []api.JobAttempt{
 			{Index: 0, Node: "n1", ExitCode: &zero, StartedAt: t0, FinishedAt: t0.Add(time.Second)},
 			{Index: 1, Node: "n2", ExitCode: &one, StartedAt: t0, FinishedAt: t0.Add(3 * time.Second)},
@@ -106,6 +107,7 @@ func TestJobsCLI(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "Phase:        Failed (BackoffLimitExceeded)")
 	assert.Contains(t, r.stdout, "Completions:  1/5 (parallelism 2, backoff limit 0)")
+	assert.Contains(t, r.stdout, "Waiting:      waiting for the namespace quota: namespace default: replicas 3 of 3 used")
 	assert.Regexp(t, `1\s+n2\s+1\s+-\s+3s`, r.stdout, "each attempt's exit code")
 
 	r = c.run(t, "jobs", "list")

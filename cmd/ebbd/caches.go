@@ -23,6 +23,10 @@ type caches struct {
 	// node's where the autoscaler runs, which places them all, else this
 	// node's only. The node agent picks its own out of either.
 	assignmentsPrefix string
+	// jobPodsPrefix is what the process reads of jobpods/, alike: every
+	// node's where the autoscaler runs (they hold namespace quotas), else
+	// this node's only.
+	jobPodsPrefix string
 
 	functions   *store.Cache[store.Function]
 	revisions   *store.Cache[store.Revision]
@@ -40,8 +44,9 @@ type caches struct {
 	domains     *store.Cache[store.Domain]
 }
 
-func newCaches(ctx context.Context, g *errgroup.Group, st store.Store, log *slog.Logger, assignmentsPrefix string) *caches {
-	return &caches{ctx: ctx, g: g, st: st, log: log.With("component", "store-cache"), assignmentsPrefix: assignmentsPrefix}
+func newCaches(ctx context.Context, g *errgroup.Group, st store.Store, log *slog.Logger, assignmentsPrefix, jobPodsPrefix string) *caches {
+	return &caches{ctx: ctx, g: g, st: st, log: log.With("component", "store-cache"),
+		assignmentsPrefix: assignmentsPrefix, jobPodsPrefix: jobPodsPrefix}
 }
 
 // openCache returns *slot, opening and running a cache of prefix there
@@ -111,7 +116,8 @@ func (c *caches) Rollouts() *store.Cache[store.Rollout] {
 	return openCache(c, &c.rollouts, store.PrefixRollouts)
 }
 
-// JobPods holds this node's job pods, which its node agent runs.
-func (c *caches) JobPods(node string) *store.Cache[store.JobPod] {
-	return openCache(c, &c.jobPods, store.JobPodsPrefix(node))
+// JobPods holds the job pods of jobPodsPrefix: the node agent runs its
+// own, the autoscaler counts every node's against their quotas.
+func (c *caches) JobPods() *store.Cache[store.JobPod] {
+	return openCache(c, &c.jobPods, c.jobPodsPrefix)
 }

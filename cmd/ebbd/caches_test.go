@@ -95,6 +95,7 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 				store.PrefixFunctions: 1, store.PrefixRevisions: 1, store.PrefixEndpoints: 1, store.PrefixNodes: 1,
 				store.PrefixAssignments: 1, store.PrefixScales: 1, store.PrefixKeepAlive: 1, store.PrefixNamespaces: 1,
 				store.PrefixRollouts: 0, // the rollout runner reads snapshots
+				store.PrefixJobPods:  1,
 			},
 		},
 		{
@@ -114,10 +115,10 @@ func TestEachPrefixWatchedOnce(t *testing.T) {
 				store.PrefixRevStatus:   1,                                                  // activator
 				store.PrefixAssignments: 2,                                                  // autoscaler, node agent
 				store.PrefixNodes:       1, store.PrefixScales: 1, store.PrefixKeepAlive: 1, // autoscaler
-				store.PrefixNamespaces:    1, // autoscaler
-				store.PrefixDomains:       1, // router
-				store.PrefixRollouts:      0, // the rollout runner reads snapshots
-				store.JobPodsPrefix(node): 1, // node agent
+				store.PrefixNamespaces: 1, // autoscaler
+				store.PrefixDomains:    1, // router
+				store.PrefixRollouts:   0, // the rollout runner reads snapshots
+				store.PrefixJobPods:    2, // node agent, autoscaler
 			},
 			withEBPF: map[string]int{
 				store.PrefixFunctions: 3, store.PrefixEndpoints: 3, store.PrefixVIPs: 1, store.PrefixPorts + node + "/": 1,

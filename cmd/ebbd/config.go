@@ -19,6 +19,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
+	"github.com/ebbrun/ebb/internal/callbackurl"
 	"github.com/ebbrun/ebb/internal/exchange"
 	"github.com/ebbrun/ebb/internal/leader"
 	"github.com/ebbrun/ebb/internal/liveness"
@@ -160,6 +161,11 @@ type Config struct {
 	// Default 30s (invoker.DefaultVisibilityMargin); 1s to 1h. Tests
 	// shorten it.
 	InvokerVisibilityMargin time.Duration `yaml:"invokerVisibilityMargin"`
+	// InvokerCallbackAllow are the loopback or private ranges (CIDRs,
+	// comma-separated) async callbacks may reach besides public addresses.
+	// Link-local (cloud metadata), unspecified and multicast addresses are
+	// refused whatever it says. Default none.
+	InvokerCallbackAllow string `yaml:"invokerCallbackAllow"`
 	// PrometheusURL is the Prometheus that rollouts' PromQL checks query;
 	// without it a policy's checks have no value, so its steps wait and,
 	// at their deadline, fail.
@@ -274,6 +280,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.RevisionMinAge, "revision-min-age", cfg.RevisionMinAge, "unrouted revisions younger than this are kept past --revision-history")
 	fs.DurationVar(&cfg.RevisionGCInterval, "revision-gc-interval", cfg.RevisionGCInterval, "how often unrouted revisions are garbage-collected")
 	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
+	fs.StringVar(&cfg.InvokerCallbackAllow, "invoker-callback-allow", cfg.InvokerCallbackAllow, "loopback or private CIDRs, comma-separated, that async callbacks may reach besides public addresses (link-local, unspecified and multicast never)")
 	fs.DurationVar(&cfg.InvokerVisibilityMargin, "invoker-visibility-margin", cfg.InvokerVisibilityMargin, "added to a function's timeout for an async delivery's claim: how long a delivery a crash cut short waits before it is delivered again")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", cfg.PrometheusURL, "Prometheus base URL for rollouts' PromQL checks")
 	fs.StringVar(&cfg.TLSListen, "tls-listen", cfg.TLSListen, "router TLS listen address; empty: no TLS")
@@ -385,6 +392,9 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	}
 	if set["invoker-visibility-margin"] {
 		file.InvokerVisibilityMargin = flags.InvokerVisibilityMargin
+	}
+	if set["invoker-callback-allow"] {
+		file.InvokerCallbackAllow = flags.InvokerCallbackAllow
 	}
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
@@ -498,6 +508,9 @@ func (c Config) Validate() error {
 	if c.RolloutLease < time.Second || c.RolloutLease > time.Hour {
 		return fmt.Errorf("--rollout-lease %s: must be 1s to 1h", c.RolloutLease)
 	}
+	if _, err := callbackurl.Parse(c.InvokerCallbackAllow); err != nil {
+		return fmt.Errorf("--invoker-callback-allow %q: %v", c.InvokerCallbackAllow, err)
+	}
 	if c.InvokerVisibilityMargin < time.Second || c.InvokerVisibilityMargin > time.Hour {
 		return fmt.Errorf("--invoker-visibility-margin %s: must be 1s to 1h", c.InvokerVisibilityMargin)
 	}
@@ -532,17 +545,24 @@ func (c Config) Validate() error {
 }
 
 // routerConfig is the router's share of the configuration.
+// callbackPolicy is InvokerCallbackAllow, validated at start.
+func (c Config) callbackPolicy() callbackurl.Policy {
+	p, _ := callbackurl.Parse(c.InvokerCallbackAllow)
+	return p
+}
+
 func (c Config) routerConfig() router.Config {
 	return router.Config{
-		Addr:          c.HTTPAddr,
-		Domain:        c.Domain,
-		MaxConnsPerIP: c.MaxConnsPerIP,
-		MaxRetries:    c.MaxRetries,
-		StickyCookie:  c.StickyCookie,
-		StickyHeader:  c.StickyHeader,
-		TLSAddr:       c.TLSListen,
-		HTTPSRedirect: c.HTTPSRedirect,
-		HSTSMaxAge:    c.HSTSMaxAge,
+		CallbackPolicy: c.callbackPolicy(),
+		Addr:           c.HTTPAddr,
+		Domain:         c.Domain,
+		MaxConnsPerIP:  c.MaxConnsPerIP,
+		MaxRetries:     c.MaxRetries,
+		StickyCookie:   c.StickyCookie,
+		StickyHeader:   c.StickyHeader,
+		TLSAddr:        c.TLSListen,
+		HTTPSRedirect:  c.HTTPSRedirect,
+		HSTSMaxAge:     c.HSTSMaxAge,
 	}
 }
 

@@ -108,9 +108,9 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 	}
-	assignments := store.AssignmentsPrefix(d.cfg.NodeName)
+	assignments, jobPods := store.AssignmentsPrefix(d.cfg.NodeName), store.JobPodsPrefix(d.cfg.NodeName)
 	if d.cfg.Role == RoleAll || d.cfg.Role == RoleControlPlane {
-		assignments = store.PrefixAssignments
+		assignments, jobPods = store.PrefixAssignments, store.PrefixJobPods
 		keyFile, create := d.cfg.SecretsKeyFile, false
 		if keyFile == "" {
 			keyFile, create = filepath.Join(d.cfg.DataDir, "secrets.key"), true
@@ -133,7 +133,7 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 	}
-	d.caches = newCaches(ctx, g, d.store, d.log, assignments)
+	d.caches = newCaches(ctx, g, d.store, d.log, assignments, jobPods)
 	switch d.cfg.Role {
 	case RoleAll:
 		runner, loops, err := d.startControlPlane(ctx, g)
@@ -290,6 +290,7 @@ func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group, live *l
 			Scales:      d.caches.Scales(),
 			KeepAlive:   d.caches.KeepAlive(),
 			Namespaces:  d.caches.Namespaces(),
+			JobPods:     d.caches.JobPods(),
 		},
 		Logger:     d.log.With("component", "autoscaler"),
 		Registerer: d.reg,
@@ -416,8 +417,9 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 		Runtime:    rt,
 		Logger:     d.log,
 		Registerer: d.reg,
-		JobPods:    d.caches.JobPods(d.cfg.NodeName),
-		Lease:      d.leaseBackend(),
+		// In the all role, every node's job pods: the agent picks its own.
+		JobPods: d.caches.JobPods(),
+		Lease:   d.leaseBackend(),
 	}
 	// The agent reads secret values from the control plane, which alone
 	// holds the key: in process in the all role, over its internal
@@ -551,6 +553,8 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		RouterPort:    portOf(d.cfg.HTTPAddr),
 		SpoolDir:      filepath.Join(d.cfg.DataDir, "spool"),
 		MaxSpoolBytes: d.cfg.MaxSpoolBytes,
+		// Submits are checked as the router checks its async requests.
+		CallbackPolicy: d.cfg.callbackPolicy(),
 	}, controlplane.Deps{
 		Store:      d.store,
 		Images:     importer,

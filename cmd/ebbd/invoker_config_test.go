@@ -35,3 +35,29 @@ func TestInvokerVisibilityMarginFlag(t *testing.T) {
 		})
 	}
 }
+
+func TestInvokerCallbackAllowFlag(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "ebbd.yaml")
+	require.NoError(t, os.WriteFile(file, []byte("invokerCallbackAllow: 10.0.0.0/8\n"), 0o600))
+	tests := []struct {
+		name    string
+		args    []string
+		policy  string
+		wantErr string
+	}{
+		{name: "default: public addresses only", policy: ""},
+		{name: "flag", args: []string{"--invoker-callback-allow", "127.0.0.0/8,::1"}, policy: "127.0.0.0/8,::1/128"},
+		{name: "file", args: []string{"--config", file}, policy: "10.0.0.0/8"},
+		{name: "flag beats file", args: []string{"--config", file, "--invoker-callback-allow", "192.168.0.0/16"}, policy: "192.168.0.0/16"},
+		{name: "not a CIDR", args: []string{"--invoker-callback-allow", "intranet"}, wantErr: `--invoker-callback-allow "intranet": "intranet" is neither a CIDR nor an address`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, ok := parseConfigCase(t, tt.args, tt.wantErr)
+			if ok {
+				assert.Equal(t, tt.policy, cfg.callbackPolicy().String())
+				assert.Equal(t, tt.policy, cfg.routerConfig().CallbackPolicy.String())
+			}
+		})
+	}
+}

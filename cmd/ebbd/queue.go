@@ -77,6 +77,7 @@ func (d *daemon) startInvoker(ctx context.Context, g *errgroup.Group, q queue.Qu
 		// Unique per process in the cluster: one router per node.
 		Name:             d.cfg.NodeName + "/invoker",
 		VisibilityMargin: d.cfg.InvokerVisibilityMargin,
+		CallbackPolicy:   d.cfg.callbackPolicy(),
 	}, invoker.Deps{
 		Queue:      q,
 		Functions:  invoker.CacheFunctions(d.caches.Functions()),

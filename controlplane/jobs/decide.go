@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/placement"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -26,14 +28,27 @@ type Input struct {
 	// Nodes are the live nodes, where new pods may go; decide adds the
 	// pods it places to their allocations.
 	Nodes []*Node
+	// Quota is the job's namespace's quota and what it holds, when the
+	// quota caps replicas, memory or CPU; nil otherwise. Decide adds the
+	// pods it places to its use.
+	Quota *Budget
 	Now   time.Time
+}
+
+// Budget is a capped namespace's quota and its use: the replicas the
+// autoscaler runs there and the namespace's job pods that have not
+// finished, every job's.
+type Budget struct {
+	Namespace string
+	Limits    quota.Limits
+	Used      quota.Usage
 }
 
 // Node is a live node as placement sees it.
 type Node struct {
 	Name string
-	// CPU and Memory are the node's capacity; 0 means unknown, which
-	// filters nothing.
+	// CPU and Memory are the node's capacity; a node that reports none
+	// takes no pod, as it takes no replica.
 	CPU    float64
 	Memory int64
 	// AllocCPU and AllocMemory are the limits of what the node runs, as
@@ -65,6 +80,7 @@ func decide(in Input) Decision {
 	spec := job.Spec.WithDefaults()
 	st := job.Status
 	st.Attempts = slices.Clone(st.Attempts)
+	st.Waiting = ""
 	if st.Phase == "" {
 		st.Phase, st.StartedAt = api.JobRunning, now
 	}
@@ -141,10 +157,23 @@ func decide(in Input) Decision {
 		next = max(next, a.Index+1)
 	}
 	cpu, mem := spec.Resources.CPU, memoryOf(spec)
+	each := quota.PerJobPod(spec)
 	for range max(want, 0) {
+		// A pod past the namespace's quota waits, as a replica past it is
+		// not started: try again next tick.
+		if q := in.Quota; q != nil {
+			if err := quota.Admit(q.Namespace, "a pod of job "+job.Name, q.Limits, q.Used, each); err != nil {
+				st.Waiting = "waiting for the namespace quota: " + err.Error()
+				break
+			}
+		}
 		n := place(in.Nodes, spec.Image, cpu, mem)
 		if n == nil {
-			break // no live node has room: try again next tick
+			st.Waiting = "waiting for a live node with room for a pod"
+			break // try again next tick
+		}
+		if q := in.Quota; q != nil {
+			q.Used = q.Used.Plus(each)
 		}
 		n.AllocCPU += cpu
 		n.AllocMemory += mem
@@ -213,58 +242,31 @@ func count(st *api.JobStatus) {
 	}
 }
 
-// Placement's weights and overcommit, the autoscaler's defaults for
-// replicas (autoscaler.PlacementConfig), so that a job pod goes where a
-// replica of the same size would.
-const (
-	imageLocalityWeight = 2.0
-	balanceWeight       = 1.0
-	cpuOvercommit       = 16.0
-)
+// placementConfig is the autoscaler's default for replicas, so that a job
+// pod goes where a replica of the same size would.
+var placementConfig = placement.Config{}.WithDefaults()
 
-// place picks the node for a pod of cpu cores and mem bytes of image, as
-// the autoscaler places a replica: among the nodes it fits (CPU limits
-// overcommitted cpuOvercommit times, memory not at all), the one with the
-// best score: holding the image, then the most free capacity after
-// placing (the mean of the free CPU and memory fractions); ties go to the
-// node with the fewest job pods, then by name. nil when none fits.
+// place picks the node for a pod of cpu cores and mem bytes of image by
+// the filter and score replicas are placed by (internal/placement): among
+// the nodes it fits, the one with the best score; ties go to the node
+// with the fewest job pods, then by name. nil when none fits.
 func place(nodes []*Node, image string, cpu float64, mem int64) *Node {
 	var best *Node
 	var bestScore float64
+	r := placement.Request{CPU: cpu, Memory: mem}
 	for _, n := range nodes {
-		if !fits(n, cpu, mem) {
+		c := placement.Candidate{CPU: n.CPU, Memory: n.Memory, AllocCPU: n.AllocCPU, AllocMemory: n.AllocMemory,
+			HasImage: slices.Contains(n.Images, image)}
+		if !placement.Fits(placementConfig, c, r) {
 			continue
 		}
-		s := score(n, image, cpu, mem)
+		s := placement.Score(placementConfig, c, r)
 		if best == nil || s > bestScore ||
 			(s == bestScore && (n.JobPods < best.JobPods || (n.JobPods == best.JobPods && n.Name < best.Name))) {
 			best, bestScore = n, s
 		}
 	}
 	return best
-}
-
-func fits(n *Node, cpu float64, mem int64) bool {
-	const eps = 1e-9
-	if n.CPU > 0 && n.AllocCPU+cpu > n.CPU*cpuOvercommit+eps {
-		return false
-	}
-	return n.Memory <= 0 || n.AllocMemory+mem <= n.Memory
-}
-
-func score(n *Node, image string, cpu float64, mem int64) float64 {
-	s := 0.0
-	if slices.Contains(n.Images, image) {
-		s += imageLocalityWeight * 100
-	}
-	freeCPU, freeMem := 0.0, 0.0
-	if schedulable := n.CPU * cpuOvercommit; schedulable > 0 {
-		freeCPU = max((schedulable-n.AllocCPU-cpu)/schedulable, 0)
-	}
-	if n.Memory > 0 {
-		freeMem = max(float64(n.Memory-n.AllocMemory-mem)/float64(n.Memory), 0)
-	}
-	return s + balanceWeight*100*(freeCPU+freeMem)/2
 }
 
 // memoryOf is a defaulted spec's memory limit in bytes.

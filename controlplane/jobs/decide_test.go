@@ -205,7 +205,8 @@ func TestPlace(t *testing.T) {
 		{"the image outweighs balance", []*Node{node("a", 8, 2*gi, "img"), node("b", 0, 0)}, "a"},
 		{"memory is not overcommitted", []*Node{node("a", 0, 4*gi-gi/8, "img"), node("b", 30, 3*gi)}, "b"},
 		{"CPU is, sixteen times", []*Node{node("a", 31.5, 0)}, ""},
-		{"unknown capacity filters nothing", []*Node{{Name: "a", AllocCPU: 100}}, "a"},
+		{"a node without capacity takes nothing, as for replicas", []*Node{{Name: "a"}}, ""},
+		{"ties on score go to the fewest job pods", []*Node{{Name: "a", CPU: 2, Memory: 4 * gi, JobPods: 2}, {Name: "b", CPU: 2, Memory: 4 * gi, JobPods: 1}}, "b"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -12,13 +12,21 @@
 // planes never both act on one reading), and deletes the pods and reports
 // of jobs that no longer exist.
 //
-// Placement mirrors the autoscaler's for replicas, with its default
+// Placement uses the filter and score replicas are placed by
+// (internal/placement, shared with the autoscaler), with its default
 // weights: among the live nodes (heartbeat within NodeDownAfter, or three
 // heartbeat intervals) where the pod fits (CPU limits overcommitted 16
 // times, memory not at all, counting what the heartbeat reports plus the
 // job pods not started yet), the one holding the image, then with the
 // most free capacity; ties go to the node with the fewest job pods, then
 // by name. A pod that fits nowhere waits, as a Kubernetes pod stays
-// Pending. The autoscaler's own code (autoscaler.Place) lives in another
-// component, so this is a copy of its filter and score, not a call.
+// Pending. A node that reports no capacity takes no pod.
+//
+// A namespace quota that caps replicas, memory or CPU holds job pods too:
+// each unfinished pod counts as a replica with its limits, beside the
+// replicas the autoscaler last decided for the namespace's revisions. A
+// pod that would take the namespace past its quota waits, and the job's
+// status.waiting says why. The autoscaler, in turn, takes the job pods'
+// share off the quota before the namespace's revisions share the rest
+// (quota.Clip's reserved).
 package jobs

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/quota"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -134,6 +135,10 @@ func (r *Runner) Tick(ctx context.Context) error {
 	for i := range reports {
 		reportOf[reports[i].Value.Name] = &reports[i].Value
 	}
+	budgets, err := r.budgets(ctx, pods, reportOf)
+	if err != nil {
+		return err
+	}
 	podsOf := map[string][]store.JobPod{}
 	for _, p := range pods {
 		podsOf[p.Value.Job] = append(podsOf[p.Value.Job], p.Value)
@@ -144,7 +149,7 @@ func (r *Runner) Tick(ctx context.Context) error {
 	for _, j := range jobs {
 		name := strings.TrimPrefix(j.Key, store.PrefixJobs)
 		exists[name] = true
-		in := Input{Job: j.Value, Nodes: liveNodes, Now: now}
+		in := Input{Job: j.Value, Nodes: liveNodes, Quota: budgets[namespaceOfJob(j.Value)], Now: now}
 		for _, p := range podsOf[name] {
 			in.Pods = append(in.Pods, Pod{Name: p.Name, Index: p.Index, Node: p.Node, Report: reportOf[p.Name], NodeLive: live[p.Node] != nil})
 		}
@@ -221,4 +226,69 @@ func (r *Runner) apply(ctx context.Context, name string, j store.Versioned[store
 		return fmt.Errorf("job %s: %w", name, err)
 	}
 	return nil
+}
+
+// budgets reads the namespaces whose quota caps replicas, memory or CPU,
+// and what each holds: the replicas the autoscaler last decided for its
+// revisions, and its job pods that have not finished. A pod placed but
+// not started holds its share too, so a tick never places past the quota.
+func (r *Runner) budgets(ctx context.Context, pods []store.Versioned[store.JobPod], reportOf map[string]*store.JobPodStatus) (map[string]*Budget, error) {
+	nss, _, err := store.ListJSON[store.Namespace](ctx, r.store, store.PrefixNamespaces)
+	if err != nil {
+		return nil, fmt.Errorf("list namespaces: %w", err)
+	}
+	out := map[string]*Budget{}
+	for _, n := range nss {
+		l, err := quota.Parse(n.Value.Quota)
+		if err != nil || !l.CapsReplicas() {
+			continue // the API validates quotas; one that does not parse caps nothing
+		}
+		name := strings.TrimPrefix(n.Key, store.PrefixNamespaces)
+		out[name] = &Budget{Namespace: name, Limits: l}
+	}
+	if len(out) == 0 {
+		return out, nil
+	}
+	revs, _, err := store.ListJSON[store.Revision](ctx, r.store, store.PrefixRevisions)
+	if err != nil {
+		return nil, fmt.Errorf("list revisions: %w", err)
+	}
+	scales, _, err := store.ListJSON[store.Scale](ctx, r.store, store.PrefixScales)
+	if err != nil {
+		return nil, fmt.Errorf("list scales: %w", err)
+	}
+	each := map[string]quota.Usage{}
+	for _, rv := range revs {
+		each[rv.Value.Name] = quota.PerReplica(rv.Value.Spec.WithDefaults())
+	}
+	for _, sc := range scales {
+		ns, _ := api.SplitQualifiedName(sc.Value.Function)
+		b, u := out[ns], each[sc.Value.Revision]
+		if b != nil && sc.Value.Desired > 0 {
+			b.Used = b.Used.Plus(u.Times(sc.Value.Desired))
+		}
+	}
+	for _, p := range pods {
+		if rep := reportOf[p.Value.Name]; rep != nil && (rep.Phase == store.JobPodSucceeded || rep.Phase == store.JobPodFailed) {
+			continue
+		}
+		if b := out[namespaceOfPod(p.Value)]; b != nil {
+			b.Used = b.Used.Plus(quota.PerJobPod(p.Value.Spec.WithDefaults()))
+		}
+	}
+	return out, nil
+}
+
+func namespaceOfJob(j store.Job) string {
+	if j.Namespace == "" {
+		return api.DefaultNamespace
+	}
+	return j.Namespace
+}
+
+func namespaceOfPod(p store.JobPod) string {
+	if p.Namespace == "" {
+		return api.DefaultNamespace
+	}
+	return p.Namespace
 }

@@ -44,7 +44,8 @@ func newFixture(t *testing.T, nodes ...string) *fixture {
 
 func (f *fixture) heartbeat(node string) {
 	_, err := f.store.Txn(f.ctx, store.PutJSON(store.NodeKey(node),
-		store.Node{Name: node, Heartbeat: f.now, HeartbeatInterval: api.D(time.Second)}, store.AnyVersion))
+		// A node reports its capacity: one that reports none takes no pod.
+		store.Node{Name: node, Heartbeat: f.now, HeartbeatInterval: api.D(time.Second), CPU: 4, MemoryBytes: 8 << 30}, store.AnyVersion))
 	require.NoError(f.t, err)
 }
 
@@ -226,9 +227,65 @@ func TestNoLiveNodeWaits(t *testing.T) {
 	f.tick()
 	assert.Empty(t, f.pods())
 	assert.Equal(t, api.JobRunning, f.job("waiting").Status.Phase)
+	assert.Equal(t, "waiting for a live node with room for a pod", f.job("waiting").Status.Waiting)
 	f.heartbeat("n1")
 	f.tick()
 	assert.Len(t, f.pods(), 1)
+	assert.Empty(t, f.job("waiting").Status.Waiting)
+}
+
+// Job pods count against their namespace's quota beside the replicas the
+// autoscaler runs there: a pod that would pass it waits, and the status
+// says why, until running pods or replicas give their share back.
+func TestNamespaceQuotaHoldsJobPods(t *testing.T) {
+	f := newFixture(t, "n1", "n2")
+	_, err := f.store.Txn(f.ctx,
+		store.PutJSON(store.NamespaceKey("team-a"), store.Namespace{Name: "team-a", Quota: api.Quota{Replicas: 3, Memory: "1Gi"}}, store.MustNotExist),
+		// One replica of a function of team-a, as the autoscaler decided.
+		store.PutJSON(store.RevisionKey("web.team-a", "web.team-a-00001"), store.Revision{Name: "web.team-a-00001", Function: "web.team-a",
+			Spec: api.FunctionSpec{Image: "img", Resources: api.Resources{Memory: "256Mi"}}}, store.MustNotExist),
+		store.PutJSON(store.ScaleKey("web.team-a-00001"), store.Scale{Revision: "web.team-a-00001", Function: "web.team-a", Desired: 1}, store.MustNotExist))
+	require.NoError(t, err)
+	spec := api.JobSpec{Image: "img", Completions: 4, Parallelism: 4, Resources: api.Resources{Memory: "256Mi"}}
+	_, err = Create(f.ctx, f.store, "team-a", "batch", spec, f.now)
+	require.NoError(t, err)
+	// Another namespace's jobs are not held by team-a's quota.
+	_, err = Create(f.ctx, f.store, "default", "free", spec, f.now)
+	require.NoError(t, err)
+
+	f.tick()
+	byJob := func() map[string]int {
+		out := map[string]int{}
+		for _, p := range f.pods() {
+			out[p.Value.Job]++
+		}
+		return out
+	}
+	assert.Equal(t, map[string]int{"batch.team-a": 2, "free": 4}, byJob(), "three replicas' worth: the function's one and two pods")
+	st := f.job("batch.team-a").Status
+	assert.Equal(t, 2, st.Active)
+	assert.Equal(t, "waiting for the namespace quota: namespace team-a: replicas 3 of 3 used, a pod of job batch wants 1 more", st.Waiting)
+	assert.Empty(t, f.job("free").Status.Waiting)
+
+	// The pods run and hold their share; once they end, the next two go.
+	f.agentStep(false)
+	f.tick()
+	assert.Equal(t, 2, byJob()["batch.team-a"], "running pods hold their share")
+	f.agentStep(true)
+	f.tick()
+	st = f.job("batch.team-a").Status
+	assert.Equal(t, 2, st.Succeeded)
+	assert.Equal(t, 2, st.Active)
+	assert.Equal(t, 2, byJob()["batch.team-a"])
+
+	// The function scaling to zero gives its replica's share back, but
+	// the job wants no more than its last two.
+	_, err = f.store.Txn(f.ctx, store.PutJSON(store.ScaleKey("web.team-a-00001"), store.Scale{Revision: "web.team-a-00001", Function: "web.team-a"}, store.AnyVersion))
+	require.NoError(t, err)
+	f.tick()
+	assert.Empty(t, f.job("batch.team-a").Status.Waiting)
+	job := f.runUntilFinished("batch.team-a")
+	assert.Equal(t, api.JobComplete, job.Status.Phase)
 }
 
 func TestCreate(t *testing.T) {

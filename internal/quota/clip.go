@@ -33,7 +33,9 @@ type Grant struct {
 
 // Clip shares a namespace's replicas between its revisions, given their
 // wants, and returns one Grant per want, in the wants' order. It is
-// deterministic: the same wants give the same grants.
+// deterministic: the same wants give the same grants. reserved is what
+// the namespace holds besides its revisions (its running job pods): it
+// comes off the quota before any share.
 //
 // Shares are max-min fair by replica count (water filling): every revision
 // that wants more gets one more replica per round, while the namespace's
@@ -47,7 +49,7 @@ type Grant struct {
 // one at a time: a revision grows into its share only as far as the
 // others' current holdings leave room. The caller then scales down the
 // revisions that hold more than their share (Over) and decides again.
-func Clip(l Limits, wants []Want) []Grant {
+func Clip(l Limits, reserved Usage, wants []Want) []Grant {
 	grants := make([]Grant, len(wants))
 	if !l.CapsReplicas() {
 		for i, w := range wants {
@@ -61,9 +63,9 @@ func Clip(l Limits, wants []Want) []Grant {
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(wants[a].Name, wants[b].Name) })
 
-	shares := fairShares(l, wants, order)
-	total := Usage{}
-	held := Usage{}
+	shares := fairShares(l, reserved, wants, order)
+	total := reserved
+	held := reserved
 	for i, w := range wants {
 		total = total.Plus(w.Each.Times(shares[i]))
 		held = held.Plus(w.Each.Times(max(w.Held, 0)))
@@ -101,9 +103,9 @@ func Over(wants []Want, grants []Grant) []string {
 
 // fairShares is Clip's water filling. Whole rounds are handed out in bulk,
 // so the work grows with the number of revisions, not of replicas.
-func fairShares(l Limits, wants []Want, order []int) []int {
+func fairShares(l Limits, reserved Usage, wants []Want, order []int) []int {
 	shares := make([]int, len(wants))
-	used := Usage{}
+	used := reserved
 	for {
 		var hungry []int
 		round := Usage{}

@@ -10,11 +10,13 @@ func TestClip(t *testing.T) {
 	one := Usage{Replicas: 1, Memory: 256 * mi, MilliCPU: 1000}
 	big := Usage{Replicas: 1, Memory: 1024 * mi, MilliCPU: 1000}
 	tests := []struct {
-		name   string
-		l      Limits
-		wants  []Want
-		grants []Grant
-		over   []string
+		name string
+		l    Limits
+		// reserved is what job pods hold in the namespace.
+		reserved Usage
+		wants    []Want
+		grants   []Grant
+		over     []string
 	}{
 		{
 			name:   "no caps: everyone gets what it wants",
@@ -111,6 +113,21 @@ func TestClip(t *testing.T) {
 			grants: []Grant{{Share: 0, Granted: 0, Reason: "clipped by namespace quota: memory 0 of 512Mi"}},
 		},
 		{
+			name:     "job pods hold their share first",
+			l:        Limits{Replicas: 4},
+			reserved: one.Times(3),
+			wants:    []Want{{Name: "a-1", Desired: 3, Held: 1, Each: one}},
+			grants:   []Grant{{Share: 1, Granted: 1, Reason: "clipped by namespace quota: replicas 4 of 4"}},
+		},
+		{
+			name:     "job pods past the quota leave nothing, and held replicas keep none of it",
+			l:        Limits{Memory: 1024 * mi},
+			reserved: Usage{Replicas: 2, Memory: 1024 * mi},
+			wants:    []Want{{Name: "a-1", Desired: 2, Held: 2, Each: one}},
+			grants:   []Grant{{Share: 0, Granted: 0, Reason: "clipped by namespace quota: memory 1Gi of 1Gi"}},
+			over:     []string{"a-1"},
+		},
+		{
 			name:   "nothing wanted",
 			l:      Limits{Replicas: 2},
 			wants:  []Want{{Name: "a-1", Desired: 0, Held: 0, Each: one}},
@@ -125,21 +142,21 @@ func TestClip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			grants := Clip(tt.l, tt.wants)
+			grants := Clip(tt.l, tt.reserved, tt.wants)
 			assert.Equal(t, tt.grants, grants)
 			assert.Equal(t, tt.over, Over(tt.wants, grants))
 			// Shares never exceed a cap, and a second run gives the same.
-			total := Usage{}
+			total := tt.reserved
 			for i, g := range grants {
 				total = total.Plus(tt.wants[i].Each.Times(g.Share))
 			}
 			if tt.l.Replicas > 0 {
-				assert.LessOrEqual(t, total.Replicas, tt.l.Replicas)
+				assert.LessOrEqual(t, total.Replicas, max(tt.l.Replicas, tt.reserved.Replicas))
 			}
 			if tt.l.Memory > 0 {
-				assert.LessOrEqual(t, total.Memory, tt.l.Memory)
+				assert.LessOrEqual(t, total.Memory, max(tt.l.Memory, tt.reserved.Memory))
 			}
-			assert.Equal(t, grants, Clip(tt.l, tt.wants), "deterministic")
+			assert.Equal(t, grants, Clip(tt.l, tt.reserved, tt.wants), "deterministic")
 		})
 	}
 }

@@ -56,6 +56,13 @@ func PerReplica(spec api.FunctionSpec) Usage {
 	return Usage{Replicas: 1, Memory: mem, MilliCPU: MilliCPU(spec.Resources.CPU)}
 }
 
+// PerJobPod is what one running pod of a (defaulted) job spec holds: a
+// replica's worth of the quota, with the pod's memory and CPU limits. Job
+// pods and replicas share a namespace's replicas, memory and CPU.
+func PerJobPod(spec api.JobSpec) Usage {
+	return PerReplica(api.FunctionSpec{Resources: spec.Resources})
+}
+
 // Times is u for n replicas: its replica count, memory and CPU multiplied.
 func (u Usage) Times(n int) Usage {
 	return Usage{Replicas: u.Replicas * n, Memory: u.Memory * int64(n), MilliCPU: u.MilliCPU * int64(n)}
