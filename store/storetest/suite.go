@@ -34,6 +34,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"TxnAllOrNothing", testTxnAllOrNothing},
 		{"TxnInvalid", testTxnInvalid},
 		{"ConcurrentCAS", testConcurrentCAS},
+		{"ListOneRevision", testListOneRevision},
 		{"Delete", testDelete},
 		{"WatchOrdering", testWatchOrdering},
 		{"WatchReplay", testWatchReplay},
@@ -401,6 +402,50 @@ func testConcurrentCAS(t *testing.T, newStore NewFunc) {
 	require.NoError(t, err)
 	require.Equal(t, strconv.Itoa(workers*perWorker), string(kv.Value))
 	require.Len(t, revs, workers*perWorker)
+}
+
+// testListOneRevision checks that a listing is the state at exactly one
+// revision while transactions land: backups (package backup) rely on it.
+// Every transaction rewrites every key with its own number, so a listing
+// must show one number everywhere, every key at one version, and that
+// version must be the listing's revision.
+func testListOneRevision(t *testing.T, newStore NewFunc) {
+	ctx := context.Background()
+	s := openNew(t, newStore, 0)
+	const keys, txns = 40, 150
+	write := func(n int) []store.Op {
+		ops := make([]store.Op, keys)
+		for k := range keys {
+			ops[k] = store.Put(fmt.Sprintf("snap/%03d", k), []byte(strconv.Itoa(n)), store.AnyVersion)
+		}
+		return ops
+	}
+	mustTxn(t, s, write(0)...)
+	done := make(chan error, 1)
+	go func() {
+		for n := 1; n <= txns; n++ {
+			if _, err := s.Txn(ctx, write(n)...); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for listings := 0; ; listings++ {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			require.Positive(t, listings)
+			return
+		default:
+		}
+		kvs, rev := mustList(t, s, "snap/")
+		require.Len(t, kvs, keys)
+		for _, kv := range kvs {
+			require.Equal(t, string(kvs[0].Value), string(kv.Value), "listing at revision %d mixes transactions", rev)
+			require.Equal(t, rev, kv.Version, "listing at revision %d holds %s at version %d", rev, kv.Key, kv.Version)
+		}
+	}
 }
 
 func testDelete(t *testing.T, newStore NewFunc) {
