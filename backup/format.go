@@ -206,6 +206,8 @@ type Options struct {
 	// MaxRecordBytes bounds the records' total size (they are held in
 	// memory); 0 means 1 GiB.
 	MaxRecordBytes int64
+	// MaxImageBytes bounds each image archive; 0 means no bound.
+	MaxImageBytes int64
 }
 
 // Backup is a read and verified backup.
@@ -337,6 +339,9 @@ func Read(in io.Reader, opt Options) (b *Backup, err error) {
 				return b, fmt.Errorf("%w: image data before any image", ErrCorrupt)
 			}
 			cur.Size += int64(len(payload))
+			if opt.MaxImageBytes > 0 && cur.Size > opt.MaxImageBytes {
+				return b, fmt.Errorf("%w: image %s exceeds %d bytes", ErrCorrupt, cur.Name, opt.MaxImageBytes)
+			}
 			if img != nil {
 				if _, err := img.Write(payload); err != nil {
 					return b, fmt.Errorf("keep image %s: %w", cur.Name, err)

@@ -296,6 +296,8 @@ func (s *Server) routes() http.Handler {
 	s.handle("GET /v1/namespaces/{ns}/tokens", s.listTokens)
 	s.handle("DELETE /v1/namespaces/{ns}/tokens/{id}", s.revokeToken)
 	s.handle("GET /v1/audit", s.readAudit)
+	s.handle("GET /v1/backup", s.getBackup)
+	s.handle("POST /v1/restore", s.restore)
 	s.serve("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	}))
