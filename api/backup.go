@@ -1,6 +1,12 @@
 package api
 
-import "time"
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
 
 // Backups (GET /v1/backup, POST /v1/restore; package backup has the
 // format).
@@ -26,4 +32,34 @@ type RestoreResult struct {
 	// BackupRevision and BackupCreatedAt describe the backup restored.
 	BackupRevision  int64     `json:"backupRevision"`
 	BackupCreatedAt time.Time `json:"backupCreatedAt"`
+}
+
+// Backup streams a backup of the cluster (with every image's archive when
+// withImages). The caller closes it and should verify what it read (the
+// stream ends short of its checksum if the server failed midway).
+func (c *Client) Backup(ctx context.Context, withImages bool) (io.ReadCloser, error) {
+	q := url.Values{}
+	if withImages {
+		q.Set("images", "true")
+	}
+	return c.stream(ctx, "/v1/backup", q, BackupContentType)
+}
+
+// Restore sends a backup, streamed from r, to restore into an empty
+// cluster.
+func (c *Client) Restore(ctx context.Context, r io.Reader) (RestoreResult, error) {
+	req, err := c.newRequest(ctx, http.MethodPost, "/v1/restore", nil, io.NopCloser(r))
+	if err != nil {
+		return RestoreResult{}, err
+	}
+	req.Header.Set("Content-Type", BackupContentType)
+	if n, ok := remainingLength(r); ok {
+		req.ContentLength = n
+		if n == 0 {
+			req.Body = http.NoBody
+		}
+	}
+	var res RestoreResult
+	_, err = c.roundTrip(req, &res, http.StatusOK)
+	return res, err
 }

@@ -105,7 +105,7 @@ func (s *Scheduler) Once(ctx context.Context) (string, Header, error) {
 	name := filePrefix + s.now().UTC().Format(timeLayout) + fileSuffix
 	path := filepath.Join(s.cfg.Dir, name)
 	var h Header
-	err := WriteFileAtomic(path, func(w io.Writer) error {
+	err := WriteFileAtomic(path, func(w *os.File) error {
 		var err error
 		h, err = s.dump(ctx, w)
 		return err
@@ -120,9 +120,10 @@ func (s *Scheduler) Once(ctx context.Context) (string, Header, error) {
 }
 
 // WriteFileAtomic writes path through a temporary file in its directory:
-// written, synced, renamed over path, and the directory synced, so path
-// is either the whole new file or absent (or the old file), never a part.
-func WriteFileAtomic(path string, write func(io.Writer) error) (err error) {
+// written (write may also read it back, to verify it), synced, renamed
+// over path, and the directory synced, so path is either the whole new
+// file or absent (or the old file), never a part.
+func WriteFileAtomic(path string, write func(*os.File) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp")
 	if err != nil {
