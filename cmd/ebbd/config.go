@@ -146,6 +146,15 @@ type Config struct {
 	// without it a policy's checks have no value, so its steps wait and,
 	// at their deadline, fail.
 	PrometheusURL string `yaml:"prometheusURL"`
+	// BackupInterval is how often a control plane writes a backup of the
+	// cluster's state (package backup) to BackupDir: the recovery point
+	// objective. Default 0: no scheduled backups.
+	BackupInterval time.Duration `yaml:"backupInterval"`
+	// BackupKeep is how many scheduled backups are kept, the newest.
+	// Default 24.
+	BackupKeep int `yaml:"backupKeep"`
+	// BackupDir holds scheduled backups. Default <data-dir>/backups.
+	BackupDir string `yaml:"backupDir"`
 }
 
 func defaultConfig() Config {
@@ -175,6 +184,7 @@ func defaultConfig() Config {
 		RolloutLease:            15 * time.Second,
 		InvokerVisibilityMargin: invoker.DefaultVisibilityMargin,
 		MaxRetries:              exchange.DefaultMaxRetries,
+		BackupKeep:              24,
 
 		RevisionGCInterval: controlplane.DefaultRevisionGCEvery,
 	}
@@ -216,6 +226,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
 	fs.DurationVar(&cfg.InvokerVisibilityMargin, "invoker-visibility-margin", cfg.InvokerVisibilityMargin, "added to a function's timeout for an async delivery's claim: how long a delivery a crash cut short waits before it is delivered again")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", cfg.PrometheusURL, "Prometheus base URL for rollouts' PromQL checks")
+	fs.DurationVar(&cfg.BackupInterval, "backup-interval", cfg.BackupInterval, "how often a control plane writes a backup to --backup-dir (the recovery point); 0: never")
+	fs.IntVar(&cfg.BackupKeep, "backup-keep", cfg.BackupKeep, "scheduled backups kept, the newest")
+	fs.StringVar(&cfg.BackupDir, "backup-dir", cfg.BackupDir, "directory of scheduled backups (default <data-dir>/backups)")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -314,6 +327,13 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}
+	if set["backup-interval"] {
+		file.BackupInterval = flags.BackupInterval
+	}
+	if set["backup-keep"] {
+		file.BackupKeep = flags.BackupKeep
+	}
+	pick("backup-dir", &file.BackupDir, flags.BackupDir)
 	return file
 }
 
@@ -382,6 +402,9 @@ func (c Config) Validate() error {
 	}
 	if c.InvokerVisibilityMargin < time.Second || c.InvokerVisibilityMargin > time.Hour {
 		return fmt.Errorf("--invoker-visibility-margin %s: must be 1s to 1h", c.InvokerVisibilityMargin)
+	}
+	if err := c.backupSchedule().Validate(); err != nil {
+		return fmt.Errorf("--backup-interval %s, --backup-keep %d, --backup-dir %q: %w", c.BackupInterval, c.BackupKeep, c.BackupDir, err)
 	}
 	if c.MaxSpoolBytes <= 0 {
 		return fmt.Errorf("--max-spool-bytes %d: must be positive", c.MaxSpoolBytes)

@@ -507,7 +507,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 			History: d.cfg.RevisionHistory, MinAge: d.cfg.RevisionMinAge, Every: d.cfg.RevisionGCInterval,
 		})
 	})
-	return nil
+	return d.startBackups(ctx, g)
 }
 
 // openAudit opens the audit log of the control-plane roles and makes every
