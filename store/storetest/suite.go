@@ -35,6 +35,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"TxnInvalid", testTxnInvalid},
 		{"ConcurrentCAS", testConcurrentCAS},
 		{"ListOneRevision", testListOneRevision},
+		{"LargeTxn", testLargeTxn},
 		{"Delete", testDelete},
 		{"WatchOrdering", testWatchOrdering},
 		{"WatchReplay", testWatchReplay},
@@ -445,6 +446,25 @@ func testListOneRevision(t *testing.T, newStore NewFunc) {
 			require.Equal(t, string(kvs[0].Value), string(kv.Value), "listing at revision %d mixes transactions", rev)
 			require.Equal(t, rev, kv.Version, "listing at revision %d holds %s at version %d", rev, kv.Key, kv.Version)
 		}
+	}
+}
+
+// testLargeTxn writes 20,000 keys in one transaction, as a restore of a
+// large cluster does (package backup), and reads them back at one revision.
+func testLargeTxn(t *testing.T, newStore NewFunc) {
+	s := openNew(t, newStore, 0)
+	const n = 20000
+	ops := make([]store.Op, n)
+	value := bytes.Repeat([]byte("v"), 200)
+	for i := range ops {
+		ops[i] = store.Put(fmt.Sprintf("big/%05d", i), value, store.MustNotExist)
+	}
+	rev := mustTxn(t, s, ops...)
+	kvs, listRev := mustList(t, s, "big/")
+	require.Len(t, kvs, n)
+	assert.Equal(t, rev, listRev)
+	for _, kv := range kvs {
+		require.Equal(t, rev, kv.Version)
 	}
 }
 
