@@ -82,6 +82,12 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 }
 
 func (s *Server) restore(w http.ResponseWriter, r *http.Request) error {
+	// A second restore would fail on the first's records and then delete
+	// the images, by name, that the first one imported.
+	if !s.restoring.TryLock() {
+		return errorf(http.StatusConflict, api.CodeConflict, "a restore is already running on this control plane")
+	}
+	defer s.restoring.Unlock()
 	// Image archives go next to the upload spool, on the data disk.
 	dir, err := os.MkdirTemp(filepath.Dir(s.cfg.SpoolDir), "restore-")
 	if err != nil {

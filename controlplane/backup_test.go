@@ -161,3 +161,15 @@ func TestBackupQuery(t *testing.T) {
 	assert.Contains(t, e.Error.Message, "not a boolean")
 	assert.Equal(t, http.StatusNotImplemented, a.do("GET", "/v1/backup?images=true", "", &e), "the test importer cannot export")
 }
+
+func TestRestoresRunOneAtATime(t *testing.T) {
+	a := newTestAPI(t)
+	file := a.takeBackup("")
+	fresh := withKeyOf(t, a)
+	fresh.srv.restoring.Lock() // a restore in progress
+	var e api.ErrorBody
+	assert.Equal(t, http.StatusConflict, fresh.restoreBackup(file, &e))
+	assert.Contains(t, e.Error.Message, "a restore is already running")
+	fresh.srv.restoring.Unlock()
+	assert.Equal(t, http.StatusOK, fresh.restoreBackup(file, nil))
+}

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -165,6 +166,8 @@ type Server struct {
 	routeErrs []error
 	// bookmarkEvery is how often a watch sends a BOOKMARK heartbeat.
 	bookmarkEvery time.Duration
+	// restoring makes restores one at a time (backup.go).
+	restoring sync.Mutex
 }
 
 // New builds a Server.
