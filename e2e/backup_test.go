@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/backup"
 	"github.com/ebbrun/ebb/internal/testenv"
 )
 
@@ -48,7 +51,8 @@ func TestBackupRestore(t *testing.T) {
 const backupFunctions = 100
 
 func testBackupRestore(t *testing.T, storeArgs func(t *testing.T) []string) {
-	src := startEbbd(t, storeArgs(t)...)
+	// Scheduled backups every second, the newest two kept.
+	src := startEbbd(t, append(storeArgs(t), "--backup-interval", "1s", "--backup-keep", "2")...)
 	src.pushHello()
 	secret := randomValue(t, "backupsecret")
 	src.ebb("secrets", "create", "db", "--from-literal", "password="+secret)
@@ -76,6 +80,39 @@ func testBackupRestore(t *testing.T, storeArgs func(t *testing.T) []string) {
 	assert.Contains(t, out, "1 images")
 	fi, err := os.Stat(file)
 	require.NoError(t, err)
+	taken := readBackup(t, file)
+
+	t.Run("scheduled backups catch up", func(t *testing.T) {
+		dir := filepath.Join(src.dataDir, "backups")
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			var newest backup.Header
+			for _, e := range entries {
+				if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".tmp") {
+					continue // being written
+				}
+				require.True(t, strings.HasPrefix(e.Name(), "ebb-backup-") && strings.HasSuffix(e.Name(), ".ebbak"), "only backups: %s", e.Name())
+				f, err := os.Open(filepath.Join(dir, e.Name()))
+				if errors.Is(err, fs.ErrNotExist) {
+					continue // pruned since the listing
+				}
+				require.NoError(t, err)
+				b, err := backup.Read(f, backup.Options{DiscardImages: true})
+				f.Close()
+				require.NoError(t, err, e.Name())
+				newest = b.Header
+			}
+			if newest.Revision >= taken.Revision {
+				assert.Equal(t, taken.Records, newest.Records, "a scheduled backup holds what ebb backup does")
+				assert.Zero(t, newest.Images, "without image archives")
+				return
+			}
+			require.True(t, time.Now().Before(deadline), "no scheduled backup reached revision %d", taken.Revision)
+			time.Sleep(100 * time.Millisecond) // polling a real system's 1 s schedule
+		}
+	})
 
 	// The key file is what an operator keeps apart from the backups.
 	keyFile := filepath.Join(t.TempDir(), "secrets.key")
@@ -83,6 +120,18 @@ func testBackupRestore(t *testing.T, storeArgs func(t *testing.T) []string) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
 	src.stop(syscall.SIGTERM)
+	t.Run("scheduled backups are pruned and leave no temp file", func(t *testing.T) {
+		entries, err := os.ReadDir(filepath.Join(src.dataDir, "backups"))
+		require.NoError(t, err)
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		require.Len(t, names, 2, "the newest two: %v", names)
+		for _, name := range names {
+			assert.Regexp(t, `^ebb-backup-\d{8}T\d{6}\.\d{3}Z\.ebbak$`, name)
+		}
+	})
 
 	fresh := startEbbd(t, append(storeArgs(t), "--secrets-key-file", keyFile)...)
 
@@ -134,6 +183,17 @@ func testBackupRestore(t *testing.T, storeArgs func(t *testing.T) []string) {
 	assert.Contains(t, errOut, "the cluster is not empty")
 }
 
+// readBackup reads and verifies a backup file's header.
+func readBackup(t *testing.T, path string) backup.Header {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	b, err := backup.Read(f, backup.Options{DiscardImages: true})
+	require.NoError(t, err, path)
+	return b.Header
+}
+
 // firstOKs sends requests to every function at once, each until its first
 // 200, and returns how long after began each got it.
 func firstOKs(t *testing.T, d *ebbd, names []string, began time.Time) []time.Duration {
@@ -168,9 +228,13 @@ func firstOKs(t *testing.T, d *ebbd, names []string, began time.Time) []time.Dur
 	}
 	wg.Wait()
 	close(errs)
+	failed := false
 	for err := range errs {
 		t.Error(err)
+		failed = true
 	}
-	require.False(t, t.Failed())
+	if failed {
+		t.FailNow()
+	}
 	return out
 }
