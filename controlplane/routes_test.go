@@ -40,7 +40,7 @@ var (
 	metricsCluster   = permSet(auth.MetricsRead)
 	// Only admins.
 	adminOnly = permSet(auth.NamespacesWrite, auth.NodesRead, auth.TokensRead, auth.TokensWrite,
-		auth.SecretKeysRotate, auth.QuotasWrite, auth.AuditRead)
+		auth.SecretKeysRotate, auth.QuotasWrite, auth.AuditRead, auth.BackupRead, auth.BackupRestore)
 )
 
 func permSet(ps ...auth.Permission) map[auth.Permission]bool {

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -180,6 +181,8 @@ type Server struct {
 	routeErrs []error
 	// bookmarkEvery is how often a watch sends a BOOKMARK heartbeat.
 	bookmarkEvery time.Duration
+	// restoring makes restores one at a time (backup.go).
+	restoring sync.Mutex
 }
 
 // New builds a Server.
@@ -315,6 +318,8 @@ func (s *Server) routes() http.Handler {
 	s.handle("GET /v1/namespaces/{ns}/tokens", s.listTokens)
 	s.handle("DELETE /v1/namespaces/{ns}/tokens/{id}", s.revokeToken)
 	s.handle("GET /v1/audit", s.readAudit)
+	s.handle("GET /v1/backup", s.getBackup)
+	s.handle("POST /v1/restore", s.restore)
 	s.serve("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	}))

@@ -75,7 +75,13 @@ func newTestAPI(t *testing.T) *testAPI {
 // newTestAPIWith is newTestAPI with changes to its Config.
 func newTestAPIWith(t *testing.T, change func(*Config)) *testAPI {
 	t.Helper()
-	dir := t.TempDir()
+	return newTestAPIIn(t, t.TempDir(), change)
+}
+
+// newTestAPIIn is newTestAPIWith with its state in dir: a secrets.key
+// already there is the API's key.
+func newTestAPIIn(t *testing.T, dir string, change func(*Config)) *testAPI {
+	t.Helper()
 	st, err := embedded.Open(filepath.Join(dir, "state.db"), embedded.Options{})
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })

@@ -175,7 +175,7 @@ func (a *app) rootCmd() *cobra.Command {
 		// command's own code.
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			a.started = true
-			if a.output != "table" && a.output != "json" && a.output != "yaml" {
+			if cmd.Annotations[fileOutput] == "" && a.output != "table" && a.output != "json" && a.output != "yaml" {
 				return usagef("--output %q: must be table, json or yaml", a.output)
 			}
 			return nil
@@ -217,6 +217,8 @@ func (a *app) rootCmd() *cobra.Command {
 		a.exportCmd(),
 		a.waitCmd(),
 		a.invocationsCmd(),
+		a.backupCmd(),
+		a.restoreCmd(),
 	)
 	return root
 }

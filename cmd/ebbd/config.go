@@ -206,6 +206,15 @@ type Config struct {
 	// unrenewed: the longest the cluster goes without a leader after the
 	// leader dies. Default 3s; 1s to 1m.
 	LeaderLeaseTTL time.Duration `yaml:"leaderLeaseTTL"`
+	// BackupInterval is how often a control plane writes a backup of the
+	// cluster's state (package backup) to BackupDir: the recovery point
+	// objective. Default 0: no scheduled backups.
+	BackupInterval time.Duration `yaml:"backupInterval"`
+	// BackupKeep is how many scheduled backups are kept, the newest.
+	// Default 24.
+	BackupKeep int `yaml:"backupKeep"`
+	// BackupDir holds scheduled backups. Default <data-dir>/backups.
+	BackupDir string `yaml:"backupDir"`
 }
 
 func defaultConfig() Config {
@@ -235,6 +244,7 @@ func defaultConfig() Config {
 		RolloutLease:            15 * time.Second,
 		InvokerVisibilityMargin: invoker.DefaultVisibilityMargin,
 		MaxRetries:              exchange.DefaultMaxRetries,
+		BackupKeep:              24,
 
 		RevisionGCInterval: controlplane.DefaultRevisionGCEvery,
 		NodeLeaseTTL:       liveness.DefaultLeaseTTL,
@@ -293,6 +303,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.NodeLeaseTTL, "node-lease-ttl", cfg.NodeLeaseTTL, "how long a node's liveness lease lasts unrenewed; a dead node leaves the routers and its replicas move this soon")
 	fs.DurationVar(&cfg.NodeLeaseRenew, "node-lease-renew", cfg.NodeLeaseRenew, "how often a node agent renews its liveness lease; under half of --node-lease-ttl")
 	fs.DurationVar(&cfg.LeaderLeaseTTL, "leader-lease-ttl", cfg.LeaderLeaseTTL, "how long the leading control plane's lease lasts unrenewed; another leads this soon after it dies")
+	fs.DurationVar(&cfg.BackupInterval, "backup-interval", cfg.BackupInterval, "how often a control plane writes a backup to --backup-dir (the recovery point); 0: never")
+	fs.IntVar(&cfg.BackupKeep, "backup-keep", cfg.BackupKeep, "scheduled backups kept, the newest")
+	fs.StringVar(&cfg.BackupDir, "backup-dir", cfg.BackupDir, "directory of scheduled backups (default <data-dir>/backups)")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -419,6 +432,13 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["leader-lease-ttl"] {
 		file.LeaderLeaseTTL = flags.LeaderLeaseTTL
 	}
+	if set["backup-interval"] {
+		file.BackupInterval = flags.BackupInterval
+	}
+	if set["backup-keep"] {
+		file.BackupKeep = flags.BackupKeep
+	}
+	pick("backup-dir", &file.BackupDir, flags.BackupDir)
 	return file
 }
 
@@ -513,6 +533,9 @@ func (c Config) Validate() error {
 	}
 	if c.InvokerVisibilityMargin < time.Second || c.InvokerVisibilityMargin > time.Hour {
 		return fmt.Errorf("--invoker-visibility-margin %s: must be 1s to 1h", c.InvokerVisibilityMargin)
+	}
+	if err := c.backupSchedule().Validate(); err != nil {
+		return fmt.Errorf("--backup-interval %s, --backup-keep %d, --backup-dir %q: %w", c.BackupInterval, c.BackupKeep, c.BackupDir, err)
 	}
 	if c.MaxSpoolBytes <= 0 {
 		return fmt.Errorf("--max-spool-bytes %d: must be positive", c.MaxSpoolBytes)

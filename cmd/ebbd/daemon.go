@@ -266,6 +266,11 @@ func (d *daemon) startAPIAndLead(ctx context.Context, g *errgroup.Group, runner 
 	if err != nil {
 		return err
 	}
+	// Every control plane, leader or not, keeps backups of its own: a
+	// copy on each of their machines.
+	if err := d.startBackups(ctx, g); err != nil {
+		return err
+	}
 	return d.runLeaderLoops(ctx, g, runner, append(l.loops, d.revisionGCLoop(api))...)
 }
 

@@ -66,6 +66,10 @@ const (
 	QuotasRead       Permission = "quotas:read"
 	QuotasWrite      Permission = "quotas:write"
 	AuditRead        Permission = "audit:read"
+	// A backup holds every namespace's state, sealed secrets and token
+	// hashes included; a restore writes all of it. Admins only.
+	BackupRead    Permission = "backup:read"
+	BackupRestore Permission = "backup:restore"
 )
 
 // grant is one role's permissions. inNamespace permissions hold in the

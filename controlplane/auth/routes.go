@@ -125,6 +125,10 @@ var routes = concat(
 	one("PUT", "/v1/namespaces/{ns}/quota", QuotasWrite, InNamespace),
 
 	one("GET", "/v1/audit", AuditRead, Cluster),
+
+	// Backup and restore (package backup): admin only.
+	one("GET", "/v1/backup", BackupRead, Cluster),
+	one("POST", "/v1/restore", BackupRestore, Cluster),
 )
 
 func concat(groups ...[]Route) []Route {

@@ -34,6 +34,8 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"TxnAllOrNothing", testTxnAllOrNothing},
 		{"TxnInvalid", testTxnInvalid},
 		{"ConcurrentCAS", testConcurrentCAS},
+		{"ListOneRevision", testListOneRevision},
+		{"LargeTxn", testLargeTxn},
 		{"Delete", testDelete},
 		{"WatchOrdering", testWatchOrdering},
 		{"WatchReplay", testWatchReplay},
@@ -402,6 +404,69 @@ func testConcurrentCAS(t *testing.T, newStore NewFunc) {
 	require.NoError(t, err)
 	require.Equal(t, strconv.Itoa(workers*perWorker), string(kv.Value))
 	require.Len(t, revs, workers*perWorker)
+}
+
+// testListOneRevision checks that a listing is the state at exactly one
+// revision while transactions land: backups (package backup) rely on it.
+// Every transaction rewrites every key with its own number, so a listing
+// must show one number everywhere, every key at one version, and that
+// version must be the listing's revision.
+func testListOneRevision(t *testing.T, newStore NewFunc) {
+	ctx := context.Background()
+	s := openNew(t, newStore, 0)
+	const keys, txns = 40, 150
+	write := func(n int) []store.Op {
+		ops := make([]store.Op, keys)
+		for k := range keys {
+			ops[k] = store.Put(fmt.Sprintf("snap/%03d", k), []byte(strconv.Itoa(n)), store.AnyVersion)
+		}
+		return ops
+	}
+	mustTxn(t, s, write(0)...)
+	done := make(chan error, 1)
+	go func() {
+		for n := 1; n <= txns; n++ {
+			if _, err := s.Txn(ctx, write(n)...); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	for listings := 0; ; listings++ {
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+			require.Positive(t, listings)
+			return
+		default:
+		}
+		kvs, rev := mustList(t, s, "snap/")
+		require.Len(t, kvs, keys)
+		for _, kv := range kvs {
+			require.Equal(t, string(kvs[0].Value), string(kv.Value), "listing at revision %d mixes transactions", rev)
+			require.Equal(t, rev, kv.Version, "listing at revision %d holds %s at version %d", rev, kv.Key, kv.Version)
+		}
+	}
+}
+
+// testLargeTxn writes 20,000 keys in one transaction, as a restore of a
+// large cluster does (package backup), and reads them back at one revision.
+func testLargeTxn(t *testing.T, newStore NewFunc) {
+	s := openNew(t, newStore, 0)
+	const n = 20000
+	ops := make([]store.Op, n)
+	value := bytes.Repeat([]byte("v"), 200)
+	for i := range ops {
+		ops[i] = store.Put(fmt.Sprintf("big/%05d", i), value, store.MustNotExist)
+	}
+	rev := mustTxn(t, s, ops...)
+	kvs, listRev := mustList(t, s, "big/")
+	require.Len(t, kvs, n)
+	assert.Equal(t, rev, listRev)
+	for _, kv := range kvs {
+		require.Equal(t, rev, kv.Version)
+	}
 }
 
 func testDelete(t *testing.T, newStore NewFunc) {
