@@ -132,6 +132,10 @@ type Deps struct {
 	// endpoints (autoscaler stats and activations) that other nodes call. It
 	// authenticates on its own.
 	Internal http.Handler
+	// Registry, when set, serves /v2/: the uploaded images, read only,
+	// through the OCI distribution API (controlplane/registry), to node
+	// agents on other machines. It authenticates on its own.
+	Registry http.Handler
 	// Audit, when set, records every mutating call and serves GET
 	// /v1/audit (see audit.go); ebbd always sets it.
 	Audit *audit.Log
@@ -306,6 +310,9 @@ func (s *Server) routes() http.Handler {
 	}
 	if s.deps.Internal != nil {
 		s.serve("/internal/", s.deps.Internal)
+	}
+	if s.deps.Registry != nil {
+		s.serve("/v2/", s.deps.Registry)
 	}
 	s.serve("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))

@@ -146,6 +146,15 @@ type Config struct {
 	// without it a policy's checks have no value, so its steps wait and,
 	// at their deadline, fail.
 	PrometheusURL string `yaml:"prometheusURL"`
+	// InsecureRegistries are the image registries (host:port, as image
+	// references name them) a node agent pulls from over plain HTTP, as
+	// dockerd's insecure-registries; every other is HTTPS. Default none.
+	InsecureRegistries []string `yaml:"insecureRegistries"`
+	// DockerHubPulls lets a node agent pull docker.io images it lacks
+	// from Docker Hub. Default off: an unqualified name ("hello") means
+	// an image uploaded to the control plane, and both normalize to
+	// docker.io. Other registries are always pulled from.
+	DockerHubPulls bool `yaml:"dockerHubPulls"`
 }
 
 func defaultConfig() Config {
@@ -216,6 +225,11 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.RolloutLease, "rollout-lease", cfg.RolloutLease, "how long a control plane's claim on a rollout lasts unrenewed; another takes over after it")
 	fs.DurationVar(&cfg.InvokerVisibilityMargin, "invoker-visibility-margin", cfg.InvokerVisibilityMargin, "added to a function's timeout for an async delivery's claim: how long a delivery a crash cut short waits before it is delivered again")
 	fs.StringVar(&cfg.PrometheusURL, "prometheus-url", cfg.PrometheusURL, "Prometheus base URL for rollouts' PromQL checks")
+	fs.Func("insecure-registry", "image registry (host:port) pulled from over plain HTTP; repeat for several", func(v string) error {
+		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)
+		return nil
+	})
+	fs.BoolVar(&cfg.DockerHubPulls, "docker-hub-pulls", cfg.DockerHubPulls, "pull docker.io images a node lacks from Docker Hub")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -314,6 +328,12 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["max-spool-bytes"] {
 		file.MaxSpoolBytes = flags.MaxSpoolBytes
 	}
+	if set["insecure-registry"] {
+		file.InsecureRegistries = flags.InsecureRegistries
+	}
+	if set["docker-hub-pulls"] {
+		file.DockerHubPulls = flags.DockerHubPulls
+	}
 	return file
 }
 
@@ -330,6 +350,11 @@ func (c Config) Validate() error {
 	for flagName, addr := range map[string]string{"api-addr": c.APIAddr, "http-addr": c.HTTPAddr, "metrics-addr": c.MetricsAddr} {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return fmt.Errorf("--%s %q: must be host:port", flagName, addr)
+		}
+	}
+	for _, r := range c.InsecureRegistries {
+		if r == "" || strings.ContainsAny(r, "/ \t") {
+			return fmt.Errorf("--insecure-registry %q: must be a registry host or host:port, without a scheme or path", r)
 		}
 	}
 	if c.MaxConnsPerIP < 0 {
