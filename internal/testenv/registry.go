@@ -135,14 +135,19 @@ var accessLine = regexp.MustCompile(`"(GET|HEAD|PUT|POST|PATCH|DELETE) (/v2/\S*)
 // Requests counts the requests in the registry's access log with method
 // whose path contains pathPart and whose status is 2xx.
 func (r *RegistryServer) Requests(method, pathPart string) int {
-	n := 0
+	return len(r.RequestPaths(method, pathPart))
+}
+
+// RequestPaths are the paths of those requests, in the order served.
+func (r *RegistryServer) RequestPaths(method, pathPart string) []string {
+	var out []string
 	for _, line := range strings.Split(r.Log(), "\n") {
 		m := accessLine.FindStringSubmatch(line)
 		if m != nil && m[1] == method && strings.Contains(m[2], pathPart) && m[3][0] == '2' {
-			n++
+			out = append(out, m[2])
 		}
 	}
-	return n
+	return out
 }
 
 // Push pushes the image of an OCI or docker archive (ebb images build
