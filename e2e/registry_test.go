@@ -29,6 +29,10 @@ func TestImagesFromRegistries(t *testing.T) {
 	d.ebb("images", "build", binaries.hello, "--name", "team/hello:v1", "-o", archive)
 	open.Push(t, archive, open.Addr+"/team/hello:v1")
 	locked.Push(t, archive, locked.Addr+"/team/hello:v1")
+	// Pulled by no function with good credentials: a node that holds an
+	// image runs it without asking its registry again, as Kubernetes'
+	// IfNotPresent does.
+	locked.Push(t, archive, locked.Addr+"/team/hello:never-pulled")
 
 	t.Run("a plain-HTTP registry: the image is pulled and serves", func(t *testing.T) {
 		start := time.Now()
@@ -80,7 +84,7 @@ func TestImagesFromRegistries(t *testing.T) {
 		name, fn, spec, message string
 	}{
 		{"wrong credentials: Failed with the registry's 401, requests fail fast", "badcred",
-			fmt.Sprintf(`{"image":%q,"imagePullSecret":"badcred","scale":{"initial":0},"timeout":"2m"}`, locked.Addr+"/team/hello:v1"), "401 Unauthorized"},
+			fmt.Sprintf(`{"image":%q,"imagePullSecret":"badcred","scale":{"initial":0},"timeout":"2m"}`, locked.Addr+"/team/hello:never-pulled"), "401 Unauthorized"},
 		{"a missing tag: Failed with not found", "notag",
 			fmt.Sprintf(`{"image":%q,"scale":{"initial":0},"timeout":"2m"}`, open.Addr+"/team/hello:nope"), "not found"},
 	}
@@ -99,7 +103,7 @@ func TestImagesFromRegistries(t *testing.T) {
 			t.Logf("FIGURE %s: %d after %s: %s", tt.fn, resp.StatusCode, waited.Round(time.Millisecond), strings.TrimSpace(body))
 			rev := d.waitFor(tt.fn, 30*time.Second, func(r api.RevisionStatus) bool { return r.State == api.RevisionFailed })
 			assert.Contains(t, rev.Message, tt.message)
-			assert.Contains(t, d.ebb("status"), tt.message, "ebb status shows why")
+			assert.Contains(t, d.ebb("get", tt.fn), tt.message, "ebb get shows why")
 			// Again, once it is known Failed: at once.
 			sent = time.Now()
 			resp, body = d.get(tt.fn, "/", nil)
