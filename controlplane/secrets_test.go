@@ -392,6 +392,9 @@ func TestSecretsAPI(t *testing.T) {
 		`{"image":"127.0.0.1:5000/team/hello:v1","imagePullSecret":"db"}`, &fn))
 	assert.Equal(t, "127.0.0.1:5000/team/hello:v1", fn.Spec.Image)
 	assert.Equal(t, "db", fn.Spec.ImagePullSecret)
+	var used api.SecretInfo
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/secrets/db", "", &used))
+	assert.Equal(t, []string{"pulled"}, used.UsedBy, "an image pull secret is in use too")
 	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/functions/pulled", "", nil))
 
 	// A function using the secret; updating the secret rolls it.
