@@ -51,6 +51,12 @@ type Config struct {
 	// hold in SpoolDir together; an upload that finds it full gets 503 with
 	// Retry-After. Default DefaultMaxSpoolBytes.
 	MaxSpoolBytes int64
+	// RegistryAddr is host:port where node agents reach this control
+	// plane's /v2/ (Deps.Registry), written to every image record it
+	// imports so a node pulls the image from the control plane that holds
+	// it. Empty: nodes pull from the control plane they are configured
+	// with.
+	RegistryAddr string
 }
 
 // DefaultMaxSpoolBytes is the default MaxSpoolBytes, 4 GiB: room for one

@@ -116,11 +116,15 @@ func cmpRegistry(src PullSource, name string) string {
 // name is never pulled from Docker Hub by surprise.
 func (a *Agent) pullSource(ctx context.Context, name, ns, pullSecret string) (PullSource, bool, error) {
 	sctx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
-	_, err := a.deps.Store.Get(sctx, store.ImageKey(name))
+	rec, _, err := store.GetJSON[store.Image](sctx, a.deps.Store, store.ImageKey(name))
 	cancel()
 	switch {
 	case err == nil:
-		return a.cfg.UploadRegistry, a.cfg.UploadRegistry.Mirror != "", nil
+		src := a.cfg.UploadRegistry
+		if src.Mirror != "" && rec.Registry != "" {
+			src.Mirror = rec.Registry // the control plane that holds it
+		}
+		return src, src.Mirror != "", nil
 	case !errors.Is(err, store.ErrNotFound):
 		return PullSource{}, false, fmt.Errorf("read image record %s: %w", name, err)
 	}

@@ -48,6 +48,7 @@ func TestPullIsSharedAndBlocksNoOtherStart(t *testing.T) {
 
 func TestPullSource(t *testing.T) {
 	uploaded := "docker.io/library/uploaded:v1"
+	elsewhere := "docker.io/library/elsewhere:v1"
 	tests := []struct {
 		name  string
 		image string
@@ -68,13 +69,19 @@ func TestPullSource(t *testing.T) {
 				c.UploadRegistry = nodeagent.PullSource{Mirror: "10.0.0.1:8090", PlainHTTP: true, Bearer: "cred"}
 			},
 			want: nodeagent.PullSource{Mirror: "10.0.0.1:8090", PlainHTTP: true, Bearer: "cred"}},
+		{name: "an uploaded image comes from the control plane its record names", image: elsewhere,
+			tweak: func(c *nodeagent.Config) {
+				c.UploadRegistry = nodeagent.PullSource{Mirror: "10.0.0.1:8090", PlainHTTP: true, Bearer: "cred"}
+			},
+			want: nodeagent.PullSource{Mirror: "10.0.0.2:8090", PlainHTTP: true, Bearer: "cred"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newEnv(t, tt.tweak)
 				e.rt.AddRemoteImage(nodeagent.ImageConfig{Ref: tt.image, Entrypoint: []string{"/hello"}}, fake.Behavior{})
-				e.recordUpload(uploaded)
+				e.recordUpload(uploaded, "")
+				e.recordUpload(elsewhere, "10.0.0.2:8090")
 				rev := e.deploy("fn", 1, api.FunctionSpec{Image: tt.image, ImagePullSecret: tt.secret})
 				e.assign("fn", rev, 1, 0)
 				e.waitEndpoints(rev, 1)
@@ -114,7 +121,7 @@ func TestPullFailureFailsTheRevision(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
 				e := newEnv(t, nil)
 				e.rt.AddRemoteImage(nodeagent.ImageConfig{Ref: remoteImage, Entrypoint: []string{"/hello"}}, fake.Behavior{})
-				e.recordUpload(uploaded)
+				e.recordUpload(uploaded, "10.0.0.2:8090")
 				if tt.fail != nil {
 					e.rt.FailNext("Pull", tt.fail)
 				}
@@ -174,10 +181,11 @@ func dockerConfig(s string) map[string][]byte {
 	return map[string][]byte{".dockerconfigjson": []byte(s)}
 }
 
-// recordUpload records name as an image uploaded to the control plane.
-func (e *env) recordUpload(name string) {
+// recordUpload records name as an image uploaded to the control plane
+// whose /v2/ is at registry ("": the node's own).
+func (e *env) recordUpload(name, registry string) {
 	e.t.Helper()
 	_, err := e.store.Txn(context.Background(), store.PutJSON(store.ImageKey(name),
-		store.Image{Name: name, CreatedAt: time.Now()}, store.AnyVersion))
+		store.Image{Name: name, CreatedAt: time.Now(), Registry: registry}, store.AnyVersion))
 	require.NoError(e.t, err)
 }

@@ -501,6 +501,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		RouterPort:    portOf(d.cfg.HTTPAddr),
 		SpoolDir:      filepath.Join(d.cfg.DataDir, "spool"),
 		MaxSpoolBytes: d.cfg.MaxSpoolBytes,
+		RegistryAddr:  registryAddr(d.cfg.APIAddr),
 	}, controlplane.Deps{
 		Store:      d.store,
 		Images:     importer,
@@ -574,6 +575,20 @@ func (d *daemon) internalHandler(sink autoscaler.Sink) http.Handler {
 	mux.Handle(controlplane.InternalSecretsPath, nodecred.Require(agents, log, d.secrets.InternalHandler(nodeAgentCaller)))
 	mux.Handle("/internal/", nodecred.Require(dataPlane, log, autoscaler.NewHandler(sink, autoscaler.HandlerConfig{})))
 	return mux
+}
+
+// registryAddr is where nodes reach this control plane's /v2/, as image
+// records name it: the API address, unless it names no one host (":8090",
+// "0.0.0.0:8090"), when nodes use their --autoscaler-url instead.
+func registryAddr(apiAddr string) string {
+	host, _, err := net.SplitHostPort(apiAddr)
+	if err != nil || host == "" {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return ""
+	}
+	return apiAddr
 }
 
 // registryHandler serves the images this control plane holds, read only,
