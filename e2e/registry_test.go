@@ -133,6 +133,11 @@ func TestUploadedImagesReachSplitRoles(t *testing.T) {
 	resp, body := router.get("up", "/", nil)
 	assert.Equal(t, http.StatusOK, resp.StatusCode, body)
 	assert.Contains(t, body, "revision=up-00001")
+	for _, line := range strings.Split(node.log.String(), "\n") {
+		if strings.Contains(line, "pulled image") {
+			t.Logf("FIGURE %s", line)
+		}
+	}
 	assert.Contains(t, node.log.String(), "pulled image", "the node pulled it")
 	assert.Contains(t, node.log.String(), cp.apiAddr, "from the control plane")
 }
