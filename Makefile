@@ -31,7 +31,7 @@ deps-run:
 	$(call apt_need,containerd:containerd runc:runc curl:curl)
 
 deps-test:
-	$(call apt_need,containerd:containerd runc:runc redis-server:redis-server redis-sentinel:redis-sentinel wrk:wrk hey:hey curl:curl bpftool:bpftool prometheus:prometheus pebble:pebble)
+	$(call apt_need,containerd:containerd runc:runc redis-server:redis-server redis-sentinel:redis-sentinel wrk:wrk hey:hey curl:curl bpftool:bpftool prometheus:prometheus pebble:pebble docker-registry:docker-registry htpasswd:apache2-utils)
 
 # What bench/harness runs: containerd and runc under ebbd, wrk and hey as
 # load generators, HAProxy and nginx as the router's peers (peers.go), git

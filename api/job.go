@@ -50,6 +50,9 @@ type Job struct {
 type JobSpec struct {
 	// Image is the image to run, as for functions.
 	Image string `json:"image"`
+	// ImagePullSecret names the secret object with Image's registry
+	// credentials, as for functions.
+	ImagePullSecret string `json:"imagePullSecret,omitempty"`
 	// Args replace the image's CMD and keep its ENTRYPOINT.
 	Args []string          `json:"args,omitempty"`
 	Env  map[string]string `json:"env,omitempty"`
@@ -174,7 +177,7 @@ func (s JobSpec) Backoff() int {
 
 // Validate checks a spec, defaulted or not: each error names its field.
 func (s JobSpec) Validate() error {
-	fs := FunctionSpec{Image: s.Image, Args: s.Args, Env: s.Env, Secrets: s.Secrets}
+	fs := FunctionSpec{Image: s.Image, ImagePullSecret: s.ImagePullSecret, Args: s.Args, Env: s.Env, Secrets: s.Secrets}
 	if err := fs.validateRunnable(); err != nil {
 		return err
 	}

@@ -33,8 +33,17 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // mean "use the default"; the control plane stores the defaulted spec, so every
 // revision records exactly what it runs with. Defaults are listed on each field.
 type FunctionSpec struct {
-	// Image is an image reference already pushed with POST /v1/images. Required.
+	// Image is an image pushed with POST /v1/images ("hello:v1"), or a
+	// reference that names a registry ("registry.example.com:5000/team/hello:v1",
+	// "docker.io/library/nginx:1.27"), which each node pulls on demand.
+	// Required.
 	Image string `json:"image"`
+	// ImagePullSecret names a secret object in the function's namespace
+	// holding the credentials of Image's registry, as a Kubernetes
+	// imagePullSecret does: a ".dockerconfigjson" key (the
+	// kubernetes.io/dockerconfigjson format), or "username" and "password"
+	// keys. Empty pulls anonymously.
+	ImagePullSecret string `json:"imagePullSecret,omitempty"`
 	// Port is the TCP port the process listens on, passed as $PORT. Default 8080.
 	Port int `json:"port,omitempty"`
 	// Protocol is what the process speaks on Port: "http1" (HTTP/1.1) or

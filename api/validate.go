@@ -245,6 +245,11 @@ func (s FunctionSpec) validateRunnable() error {
 	if len(s.Image) > 512 || strings.ContainsAny(s.Image, " \t\n") {
 		return invalid("image", "%q is not an image reference", truncate(s.Image))
 	}
+	if s.ImagePullSecret != "" {
+		if err := ValidateName("imagePullSecret", s.ImagePullSecret); err != nil {
+			return err
+		}
+	}
 	for k, v := range s.Env {
 		if !envName.MatchString(k) {
 			return invalid("env", "%q is not a valid variable name", truncate(k))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -38,10 +39,31 @@ func (s *Server) putFunction(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) requireImage(ctx context.Context, ref string) error {
+// requireImage accepts an image pushed to the control plane, or one whose
+// reference, as written, names the registry the nodes pull it from: an
+// unqualified name ("hello", "team/hello") means an uploaded image, never a
+// pull from Docker Hub ("docker.io/team/hello" asks for that).
+func (s *Server) requireImage(ctx context.Context, written, ref string) error {
 	_, err := s.deps.Store.Get(ctx, store.ImageKey(ref))
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if ociimage.NamesRegistry(written) {
+		return nil
+	}
+	return &api.ValidationError{Field: "image", Reason: fmt.Sprintf("image %q has not been pushed; push it first with `ebb images push FILE` or POST /v1/images, or name the registry it is pulled from (registry.example.com/team/hello:v1)", ref)}
+}
+
+// checkPullSecret refuses an imagePullSecret that names no secret object
+// of the function's namespace, as a missing env secret is refused.
+func (s *Server) checkPullSecret(ctx context.Context, qualified, name string) error {
+	if name == "" {
+		return nil
+	}
+	ns, _ := api.SplitQualifiedName(qualified)
+	_, err := s.deps.Store.Get(ctx, store.SecretKey(ns, name))
 	if errors.Is(err, store.ErrNotFound) {
-		return &api.ValidationError{Field: "image", Reason: fmt.Sprintf("image %q has not been pushed; push it first with `ebb images push FILE` or POST /v1/images", ref)}
+		return &api.ValidationError{Field: "imagePullSecret", Reason: fmt.Sprintf("secret %q does not exist in namespace %s", name, ns)}
 	}
 	return err
 }

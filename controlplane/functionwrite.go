@@ -102,10 +102,14 @@ func (s *Server) prepareSpec(ctx context.Context, qualified string, spec api.Fun
 	// Store the image as the runtime names it, so "hello" and
 	// "docker.io/library/hello:latest" are the same spec.
 	var err error
+	written := spec.Image
 	if spec.Image, err = ociimage.NormalizeName(spec.Image); err != nil {
 		return spec, &api.ValidationError{Field: "image", Reason: err.Error()}
 	}
-	if err := s.requireImage(ctx, spec.Image); err != nil {
+	if err := s.requireImage(ctx, written, spec.Image); err != nil {
+		return spec, err
+	}
+	if err := s.checkPullSecret(ctx, qualified, spec.ImagePullSecret); err != nil {
 		return spec, err
 	}
 	if err := s.checkSecretRefs(ctx, qualified, spec.Secrets); err != nil {

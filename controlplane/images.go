@@ -51,7 +51,7 @@ func (s *Server) pushImage(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return archiveError(err)
 	}
-	rec := store.Image{Name: img.Name, Digest: img.Digest, Size: archive.Size, CreatedAt: s.deps.Now().UTC()}
+	rec := store.Image{Name: img.Name, Digest: img.Digest, Size: archive.Size, CreatedAt: s.deps.Now().UTC(), Registry: s.cfg.RegistryAddr}
 	if _, err := s.deps.Store.Txn(r.Context(), store.PutJSON(store.ImageKey(img.Name), rec, store.AnyVersion)); err != nil {
 		// The runtime has an image the store does not know; take it back out
 		// so a failed push leaves nothing half-done.

@@ -90,7 +90,7 @@ func newRouteFixture(t *testing.T) *routeFixture {
 	imp := &recordingImporter{}
 	srv, err := New(Config{Token: testToken, SpoolDir: spool, MaxBodyBytes: 4096, MaxImageBytes: 64 << 20}, Deps{
 		Store: st, Images: imp, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Registerer: reg, Gatherer: reg, Internal: internal,
+		Registerer: reg, Gatherer: reg, Internal: internal, Registry: internal,
 	})
 	require.NoError(t, err)
 	ts := httptest.NewServer(srv.Handler())

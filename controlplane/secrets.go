@@ -230,7 +230,7 @@ func (s *Secrets) rollOps(ctx context.Context, ns, name string, now time.Time) (
 }
 
 func usesSecret(spec api.FunctionSpec, name string) bool {
-	return slices.ContainsFunc(spec.Secrets, func(s api.Secret) bool { return s.Secret == name })
+	return spec.ImagePullSecret == name || slices.ContainsFunc(spec.Secrets, func(s api.Secret) bool { return s.Secret == name })
 }
 
 // usedBy lists the functions of ns that refer to secret name, by name in

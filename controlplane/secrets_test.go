@@ -361,6 +361,9 @@ func TestSecretsAPI(t *testing.T) {
 		{"no such namespace", "GET", "/v1/namespaces/team-z/secrets", "", 404, "team-z"},
 		{"function with inline value", "PUT", "/v1/functions/f", `{"image":"hello:latest","secrets":[{"name":"db","value":"pw","env":"DB"}]}`, 400, "create a secret object"},
 		{"function with missing secret", "PUT", "/v1/functions/f", `{"image":"hello:latest","secrets":[{"secret":"cache","key":"url","env":"URL"}]}`, 400, `secret "cache" does not exist in namespace default`},
+		{"function with missing image pull secret", "PUT", "/v1/functions/f", `{"image":"127.0.0.1:5000/team/hello:v1","imagePullSecret":"regcred"}`, 400, `imagePullSecret: secret "regcred" does not exist in namespace default`},
+		{"function with a bad image pull secret name", "PUT", "/v1/functions/f", `{"image":"hello:latest","imagePullSecret":"Reg_Cred"}`, 400, "imagePullSecret"},
+		{"function with an unqualified image never pushed", "PUT", "/v1/functions/f", `{"image":"team/nope:v1"}`, 400, `image "docker.io/team/nope:v1" has not been pushed`},
 		{"function with missing key", "PUT", "/v1/functions/f", `{"image":"hello:latest","secrets":[{"secret":"db","key":"user","env":"U"}]}`, 400, `secret "db" in namespace default has no key "user"`},
 		{"function with another namespace's secret", "PUT", "/v1/namespaces/team-a/functions/f", `{"image":"hello:latest","secrets":[{"secret":"db","key":"password","env":"P"},{"secret":"db","key":"nope","env":"Q"}]}`, 400, `secret "db" in namespace team-a has no key "nope"`},
 	}
@@ -382,8 +385,19 @@ func TestSecretsAPI(t *testing.T) {
 		})
 	}
 
-	// A function using the secret; updating the secret rolls it.
+	// A function of an image a registry holds, not pushed here, with the
+	// registry's credentials in a secret.
 	var fn api.Function
+	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/pulled",
+		`{"image":"127.0.0.1:5000/team/hello:v1","imagePullSecret":"db"}`, &fn))
+	assert.Equal(t, "127.0.0.1:5000/team/hello:v1", fn.Spec.Image)
+	assert.Equal(t, "db", fn.Spec.ImagePullSecret)
+	var used api.SecretInfo
+	require.Equal(t, http.StatusOK, a.do("GET", "/v1/secrets/db", "", &used))
+	assert.Equal(t, []string{"pulled"}, used.UsedBy, "an image pull secret is in use too")
+	require.Equal(t, http.StatusNoContent, a.do("DELETE", "/v1/functions/pulled", "", nil))
+
+	// A function using the secret; updating the secret rolls it.
 	require.Equal(t, http.StatusCreated, a.do("PUT", "/v1/functions/web",
 		`{"image":"hello:latest","secrets":[{"secret":"db","key":"password","env":"DB_PASSWORD"},{"secret":"db","key":"password","file":"pw"}]}`, &fn))
 	assert.Equal(t, "web-00001", fn.LatestRevision)

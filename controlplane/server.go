@@ -57,6 +57,12 @@ type Config struct {
 	// may point; one it refuses is answered 400 naming the header. The
 	// zero policy allows public addresses only.
 	CallbackPolicy callbackurl.Policy
+	// RegistryAddr is host:port where node agents reach this control
+	// plane's /v2/ (Deps.Registry), written to every image record it
+	// imports so a node pulls the image from the control plane that holds
+	// it. Empty: nodes pull from the control plane they are configured
+	// with.
+	RegistryAddr string
 }
 
 // DefaultMaxSpoolBytes is the default MaxSpoolBytes, 4 GiB: room for one
@@ -144,6 +150,10 @@ type Deps struct {
 	// endpoints (autoscaler stats and activations) that other nodes call. It
 	// authenticates on its own.
 	Internal http.Handler
+	// Registry, when set, serves /v2/: the uploaded images, read only,
+	// through the OCI distribution API (controlplane/registry), to node
+	// agents on other machines. It authenticates on its own.
+	Registry http.Handler
 	// Audit, when set, records every mutating call and serves GET
 	// /v1/audit (see audit.go); ebbd always sets it.
 	Audit *audit.Log
@@ -330,6 +340,9 @@ func (s *Server) routes() http.Handler {
 	}
 	if s.deps.Internal != nil {
 		s.serve("/internal/", s.deps.Internal)
+	}
+	if s.deps.Registry != nil {
+		s.serve("/v2/", s.deps.Registry)
 	}
 	s.serve("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, api.CodeNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path))

@@ -205,7 +205,7 @@ func (d *ebbd) start() {
 			d.t.Fatalf("ebbd exited during start: %v\n%s", err, d.log)
 		default:
 		}
-		resp, err := httpClient.Get("http://" + d.apiAddr + "/readyz")
+		resp, err := httpClient.Get("http://" + d.readyAddr() + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -215,6 +215,17 @@ func (d *ebbd) start() {
 		time.Sleep(20 * time.Millisecond) // polling a child process's start
 	}
 	d.t.Fatalf("ebbd did not become ready:\n%s", d.log)
+}
+
+// readyAddr is where ebbd answers /readyz: its API, or the health server
+// of the roles without one (router, nodeagent).
+func (d *ebbd) readyAddr() string {
+	if i := slices.Index(d.args, "--role"); i >= 0 && i+1 < len(d.args) {
+		if role := d.args[i+1]; role == "router" || role == "nodeagent" {
+			return d.metricsAddr
+		}
+	}
+	return d.apiAddr
 }
 
 // stop sends sig and waits for ebbd to exit; SIGTERM must exit cleanly.

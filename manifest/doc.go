@@ -73,6 +73,7 @@
 //	  .resources.limits.cpu ("500m", "2")                  spec.resources.cpu (cores: 0.5, 2)
 //	  .resources.limits.memory ("128Mi", "1G", "1e9")      spec.resources.memory (bytes, as 128Mi / 1000000000)
 //	  .args                                                spec.args
+//	spec.template.spec.imagePullSecrets[0].name            spec.imagePullSecret
 //	spec.template.spec.containerConcurrency                spec.concurrency.hardLimit
 //	spec.template.spec.timeoutSeconds                      spec.timeout
 //	spec.template.metadata.annotations:

@@ -253,6 +253,8 @@ func (d *docParser) knativeRevisionSpec(n *yaml.Node, obj *Object) {
 			for i := 1; i < len(items); i++ {
 				d.unsupported(items[i], index(f, i), "ebb runs one container per replica")
 			}
+		case "imagePullSecrets":
+			d.imagePullSecrets(kv.v, f, fs)
 		case "containerConcurrency":
 			fs.Concurrency.HardLimit, _ = d.integer(kv.v, f)
 		case "timeoutSeconds":
@@ -268,6 +270,31 @@ func (d *docParser) knativeRevisionSpec(n *yaml.Node, obj *Object) {
 	}
 	if !sawContainers {
 		d.fail(n, join(path, "containers"), "is required")
+	}
+}
+
+// imagePullSecrets maps a pod's image pull secrets ([{name: regcred}]):
+// ebb takes one, for the one container's image.
+func (d *docParser) imagePullSecrets(n *yaml.Node, path string, fs *FunctionSpec) {
+	items, ok := d.sequence(n, path)
+	if !ok || len(items) == 0 {
+		return
+	}
+	for i := 1; i < len(items); i++ {
+		d.unsupported(items[i], index(path, i), "ebb takes one image pull secret")
+	}
+	f := index(path, 0)
+	pairs, ok := d.mapping(items[0], f)
+	if !ok {
+		return
+	}
+	for _, kv := range pairs {
+		switch kv.key {
+		case "name":
+			fs.ImagePullSecret, _ = d.str(kv.v, join(f, kv.key))
+		default:
+			d.unsupported(kv.kNode, join(f, kv.key), "")
+		}
 	}
 }
 

@@ -56,6 +56,14 @@ func TestKnativeMapping(t *testing.T) {
 			assert.Equal(t, api.ProtocolH2C, fs.Protocol)
 			assert.Equal(t, 50051, fs.Port)
 		}},
+		{"an image from a registry with its pull secret", ksvc(`spec:
+  imagePullSecrets: [{name: regcred}]
+  containers:
+  - image: registry.example.com/team/hello:v1
+`), func(t *testing.T, fs *FunctionSpec) {
+			assert.Equal(t, "registry.example.com/team/hello:v1", fs.Image)
+			assert.Equal(t, "regcred", fs.ImagePullSecret)
+		}},
 		{"resources", ksvc(`spec:
   containers:
   - image: x
@@ -156,6 +164,7 @@ func TestKnativeUnsupported(t *testing.T) {
 		{"volumes", ksvc("spec:\n  containers: [{image: x}]\n  volumes: [{name: cfg, configMap: {name: c}}]\n"), 9, "spec.template.spec.volumes", "not supported"},
 		{"command", ksvc("spec:\n  containers: [{image: x, command: [/bin/sh]}]\n"), 8, "spec.template.spec.containers[0].command", "entrypoint"},
 		{"second container", ksvc("spec:\n  containers: [{image: x}, {image: y}]\n"), 8, "spec.template.spec.containers[1]", "one container"},
+		{"second image pull secret", ksvc("spec:\n  imagePullSecrets: [{name: a}, {name: b}]\n  containers: [{image: x}]\n"), 8, "spec.template.spec.imagePullSecrets[1]", "one image pull secret"},
 		{"requests", ksvc("spec:\n  containers: [{image: x, resources: {requests: {cpu: 1}}}]\n"), 8, "spec.template.spec.containers[0].resources.requests", "limits only"},
 		{"gpu", ksvc("spec:\n  containers: [{image: x, resources: {limits: {nvidia.com/gpu: 1}}}]\n"), 8, `spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"]`, "cpu and memory"},
 		{"other port name", ksvc("spec:\n  containers: [{image: x, ports: [{name: grpc, containerPort: 8080}]}]\n"), 8, "spec.template.spec.containers[0].ports[0].name", "http1 and h2c"},

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbrun/ebb/api"
@@ -40,6 +42,9 @@ type Agent struct {
 	// runs it.
 	assignments    *store.Cache[store.Assignment]
 	ownAssignments bool
+
+	// pulls makes concurrent requests for one image share one pull.
+	pulls singleflight.Group
 
 	wake       chan struct{} // the reconcile loop's doorbell
 	statusWake chan struct{} // the status writer's doorbell
@@ -477,14 +482,11 @@ func (a *Agent) resolve(ctx context.Context, rev, function string) (*revSpec, er
 		return nil, fmt.Errorf("read revision %s: %w", rev, err)
 	}
 	spec := rec.Spec.WithDefaults()
-	img, err := a.deps.Runtime.Image(ctx, spec.Image)
-	if errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("%w: image %s is not on node %s", ErrBadImage, spec.Image, a.cfg.Node)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("image %s: %w", spec.Image, err)
-	}
 	ns, _ := api.SplitQualifiedName(rec.Function)
+	img, err := a.image(ctx, spec.Image, ns, spec.ImagePullSecret)
+	if err != nil {
+		return nil, imageError(spec.Image, err)
+	}
 	secrets, err := a.readSecrets(ctx, ns, rec.Spec.Secrets)
 	if err != nil {
 		return nil, err

@@ -133,8 +133,11 @@ func (e *env) start() {
 	e.reg = prometheus.NewRegistry()
 	deps := nodeagent.Deps{
 		Store: e.store, Runtime: e.rt, Registerer: e.reg, Requests: &e.requests, Dial: e.rt.Dial,
-		Secrets: secretReader{api.DefaultNamespace + "/app": {"token": []byte("s3cret"), "key": []byte("k")}},
-		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Secrets: secretReader{
+			api.DefaultNamespace + "/app":     {"token": []byte("s3cret"), "key": []byte("k")},
+			api.DefaultNamespace + "/regcred": {".dockerconfigjson": []byte(`{"auths":{"registry.test:5000":{"auth":"dGVhbTpodW50ZXIy"}}}`)},
+		},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 	if e.net != nil {
 		deps.Network = e.net
@@ -584,7 +587,7 @@ func TestBadImageFailsWithAClearStatus(t *testing.T) {
 		message string
 	}{
 		{name: "exec format", spec: api.FunctionSpec{Image: badImage}, message: "/hello: exec format error: ELF for arm64, node is amd64"},
-		{name: "missing image", spec: api.FunctionSpec{Image: "example.com/nope:1"}, message: "image example.com/nope:1 is not on node node-a"},
+		{name: "missing image", spec: api.FunctionSpec{Image: "example.com/nope:1"}, message: "pull example.com/nope:1: example.com/nope:1: not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

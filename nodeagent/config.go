@@ -47,6 +47,7 @@ const (
 	DefaultLogMaxBytes         = 1 << 20
 	DefaultLogRetention        = time.Hour
 	DefaultStoreTimeout        = 10 * time.Second
+	DefaultPullTimeout         = 10 * time.Minute
 	poolPerRevisionNone        = -1
 	maxReplicaIDLen            = 76 // containerd's identifier limit
 	defaultProbeAttemptTimeout = 250 * time.Millisecond
@@ -143,6 +144,26 @@ type Config struct {
 	// StoreTimeout bounds one store call. Default 10s.
 	StoreTimeout time.Duration
 
+	// PullTimeout bounds one image pull. Default 10m.
+	PullTimeout time.Duration
+	// InsecureRegistries are the registries (host:port, as image
+	// references name them) pulled from over plain HTTP, as dockerd's
+	// --insecure-registry; every other is HTTPS.
+	InsecureRegistries []string
+	// DockerHubPulls pulls the docker.io images the node lacks from Docker
+	// Hub. Off, such an image is not on the node: names without a
+	// registry ("hello") mean uploaded images, which normalize to
+	// docker.io too, and a node must not look for a missing upload on the
+	// internet. Registry references of any other registry are always
+	// pulled.
+	DockerHubPulls bool
+	// UploadRegistry, if its Mirror is set, is where this node pulls the
+	// images uploaded to the control plane (POST /v1/images) when it lacks
+	// them: the control plane's /v2/ registry, with this node's credential
+	// as Bearer. Empty in the all role, whose node shares the control
+	// plane's containerd and so holds every upload already.
+	UploadRegistry PullSource
+
 	// TmpBytes sizes each replica's /tmp tmpfs. Default 64 MiB.
 	TmpBytes int64
 	// DefaultUser is the "uid:gid" a replica runs as when its image names
@@ -211,6 +232,7 @@ func (c Config) WithDefaults() Config {
 	set(&c.LeaseRenewEvery, DefaultLeaseRenewEvery)
 	set(&c.ResyncInterval, DefaultResyncInterval)
 	set(&c.StoreTimeout, DefaultStoreTimeout)
+	set(&c.PullTimeout, DefaultPullTimeout)
 	if c.TmpBytes == 0 {
 		c.TmpBytes = DefaultTmpBytes
 	}
@@ -261,7 +283,7 @@ func (c Config) Validate() error {
 		{"pool refill delay", c.PoolRefillDelay},
 		{"heartbeat interval", c.HeartbeatInterval}, {"resync interval", c.ResyncInterval},
 		{"lease ttl", c.LeaseTTL}, {"lease renew interval", c.LeaseRenewEvery},
-		{"store timeout", c.StoreTimeout},
+		{"store timeout", c.StoreTimeout}, {"pull timeout", c.PullTimeout},
 		{"log retention", c.LogRetention},
 	} {
 		if d.v <= 0 {

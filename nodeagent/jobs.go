@@ -274,12 +274,9 @@ func (a *Agent) superviseJobPod(ctx context.Context, jp *jobPod, task Task, ring
 // isolation, for its address; 0 otherwise) for removeJobPod.
 func (a *Agent) startJobPod(ctx context.Context, jp *jobPod, out Output) (Task, int, error) {
 	p := jp.pod
-	img, err := a.deps.Runtime.Image(ctx, p.Spec.Image)
-	if errors.Is(err, ErrNotFound) {
-		return nil, 0, fmt.Errorf("%w: image %s is not on node %s", ErrBadImage, p.Spec.Image, a.cfg.Node)
-	}
+	img, err := a.image(ctx, p.Spec.Image, p.Namespace, p.Spec.ImagePullSecret)
 	if err != nil {
-		return nil, 0, fmt.Errorf("image %s: %w", p.Spec.Image, err)
+		return nil, 0, imageError(p.Spec.Image, err)
 	}
 	secrets, err := a.readSecrets(ctx, p.Namespace, p.Spec.Secrets)
 	if err != nil {

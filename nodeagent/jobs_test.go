@@ -179,7 +179,8 @@ func TestJobPodStartFailure(t *testing.T) {
 
 		missing := e.jobPod("missing", 0, api.JobSpec{Image: "example.com/nope:1"})
 		rep = e.waitJobReport(missing, store.JobPodFailed)
-		assert.Contains(t, rep.Message, "is not on node")
+		// The node lacks it, so it pulls it, and the registry has none.
+		assert.Contains(t, rep.Message, "example.com/nope:1: not found")
 		e.rt.FailNext("Create", fake.ErrInjected)
 		broken := e.jobPod("broken", 0, api.JobSpec{Image: image})
 		rep = e.waitJobReport(broken, store.JobPodFailed)

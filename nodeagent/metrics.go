@@ -26,6 +26,7 @@ type metrics struct {
 	poolMemory  prometheus.Gauge
 	poolBudget  prometheus.Gauge
 	storeErrors prometheus.Counter
+	pulls       *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -81,12 +82,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "ebb", Subsystem: "nodeagent", Name: "store_errors_total",
 			Help: "Store writes that failed (and were retried or left to the next resync).",
 		}),
+		pulls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "ebb", Subsystem: "nodeagent", Name: "image_pull_seconds",
+			Help:    "Image pulls, one per image however many replicas wait for it, by result (ok, error).",
+			Buckets: []float64{.05, .1, .25, .5, 1, 2, 4, 8, 16, 32, 64, 128},
+		}, []string{"result"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.startPhase, m.coldStart, m.poolHits, m.poolMisses, m.starts, m.restarts,
-		m.startFails, m.running, m.pool, m.poolMemory, m.poolBudget, m.storeErrors} {
+		m.startFails, m.running, m.pool, m.poolMemory, m.poolBudget, m.storeErrors, m.pulls} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

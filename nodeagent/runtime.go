@@ -48,6 +48,11 @@ type Runtime interface {
 	CheckExecutable(ctx context.Context, ref, argv0 string, env []string) error
 	// Images lists the image references the node holds.
 	Images(ctx context.Context) ([]string, error)
+	// Pull fetches an image the node lacks from src and unpacks it, so that
+	// Image finds it by ref afterwards. A registry's refusal (401, 404) or
+	// a registry that cannot be reached is returned with the registry's
+	// message. The agent calls Pull once per image at a time.
+	Pull(ctx context.Context, ref string, src PullSource) error
 	// Create makes the container and its root filesystem, without a task.
 	Create(ctx context.Context, spec ContainerSpec) error
 	// NewTask creates the container's task: the process exists but has not
@@ -113,6 +118,25 @@ type Exit struct {
 type Output struct {
 	Stdout io.Writer
 	Stderr io.Writer
+}
+
+// PullSource says where and how a Runtime pulls an image.
+type PullSource struct {
+	// Mirror, if set, is a registry (host:port) to fetch the image from in
+	// place of the one its reference names, with the reference's domain
+	// as the first part of the repository: the control plane's registry
+	// of uploaded images serves docker.io/library/hello:v1 at
+	// /v2/docker.io/library/hello/manifests/v1.
+	Mirror string
+	// PlainHTTP speaks HTTP rather than HTTPS to the registry.
+	PlainHTTP bool
+	// Username and Password are the registry's credentials (basic, or for
+	// its token service); empty pulls anonymously.
+	Username string
+	Password string
+	// Bearer, if set, is sent as the Authorization on every request: the
+	// node credential the control plane's registry takes.
+	Bearer string
 }
 
 // ImageConfig is what the agent needs from an image's config.

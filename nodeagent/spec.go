@@ -266,8 +266,10 @@ func newReplicaID(rev string) string {
 // of gRPC errors.
 func errorMessage(err error) string {
 	msg := err.Error()
-	if errors.Is(err, ErrBadImage) {
-		msg = strings.TrimPrefix(msg, ErrBadImage.Error()+": ")
+	for _, sentinel := range []error{ErrBadImage, ErrPull} {
+		if errors.Is(err, sentinel) {
+			msg = strings.TrimPrefix(msg, sentinel.Error()+": ")
+		}
 	}
 	msg = strings.ReplaceAll(msg, "\n", " ")
 	if len(msg) > 512 {

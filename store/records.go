@@ -243,6 +243,10 @@ type Image struct {
 	Digest    string    `json:"digest"`
 	Size      int64     `json:"size"`
 	CreatedAt time.Time `json:"createdAt"`
+	// Registry is host:port of the control plane whose /v2/ serves the
+	// image to node agents: the one that imported it. Empty: the node's
+	// own control plane.
+	Registry string `json:"registry,omitempty"`
 }
 
 // VIP is a function's virtual address for callers on the nodes, allocated

@@ -19,6 +19,7 @@ import (
 // deployOptions are the flags of `ebb deploy`.
 type deployOptions struct {
 	image, archive, binary string
+	imagePullSecret        string
 	env                    []string
 	secrets, secretFiles   []string
 	port                   int
@@ -79,7 +80,8 @@ func (a *app) deployCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&o.image, "image", "", "image reference already pushed")
+	f.StringVar(&o.image, "image", "", "image reference: one already pushed, or one naming its registry (registry.example.com/team/hello:v1)")
+	f.StringVar(&o.imagePullSecret, "image-pull-secret", "", `secret with the image registry's credentials (keys username and password, or .dockerconfigjson); "" removes it`)
 	f.StringVar(&o.archive, "image-archive", "", "image archive to push and deploy (OCI layout or docker-save tar)")
 	f.StringVar(&o.binary, "binary", "", "static Linux executable to package as an image, push and deploy")
 	f.StringArrayVar(&o.env, "env", nil, "KEY=VALUE to set an environment variable, KEY- to remove one (repeatable)")
@@ -174,6 +176,9 @@ func applyDeployFlags(base api.FunctionSpec, o deployOptions, changed func(strin
 	spec := base
 	if o.image != "" {
 		spec.Image = o.image
+	}
+	if changed("image-pull-secret") {
+		spec.ImagePullSecret = o.imagePullSecret
 	}
 	if len(o.env) > 0 {
 		env := make(map[string]string, len(base.Env)+len(o.env))

@@ -260,6 +260,24 @@ func TestApplyDeployFlags(t *testing.T) {
 			},
 		},
 		{
+			name:    "--image-pull-secret names the registry's credentials",
+			o:       deployOptions{image: "registry.example.com/team/x:1", imagePullSecret: "regcred"},
+			changed: []string{"image", "image-pull-secret"},
+			check: func(t *testing.T, s api.FunctionSpec) {
+				assert.Equal(t, "regcred", s.ImagePullSecret)
+			},
+		},
+		{
+			name:    `--image-pull-secret "" removes it`,
+			base:    api.FunctionSpec{Image: "registry.example.com/team/x:1", ImagePullSecret: "regcred"},
+			o:       deployOptions{},
+			changed: []string{"image-pull-secret"},
+			check: func(t *testing.T, s api.FunctionSpec) {
+				assert.Empty(t, s.ImagePullSecret)
+				assert.Equal(t, "registry.example.com/team/x:1", s.Image)
+			},
+		},
+		{
 			name: "every flag",
 			base: base,
 			o: deployOptions{port: 8081, min: 0, max: 10, concurrency: 50, hardLimit: 80,

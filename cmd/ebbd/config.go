@@ -215,6 +215,15 @@ type Config struct {
 	BackupKeep int `yaml:"backupKeep"`
 	// BackupDir holds scheduled backups. Default <data-dir>/backups.
 	BackupDir string `yaml:"backupDir"`
+	// InsecureRegistries are the image registries (host:port, as image
+	// references name them) a node agent pulls from over plain HTTP, as
+	// dockerd's insecure-registries; every other is HTTPS. Default none.
+	InsecureRegistries []string `yaml:"insecureRegistries"`
+	// DockerHubPulls lets a node agent pull docker.io images it lacks
+	// from Docker Hub. Default off: an unqualified name ("hello") means
+	// an image uploaded to the control plane, and both normalize to
+	// docker.io. Other registries are always pulled from.
+	DockerHubPulls bool `yaml:"dockerHubPulls"`
 }
 
 func defaultConfig() Config {
@@ -306,6 +315,11 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.DurationVar(&cfg.BackupInterval, "backup-interval", cfg.BackupInterval, "how often a control plane writes a backup to --backup-dir (the recovery point); 0: never")
 	fs.IntVar(&cfg.BackupKeep, "backup-keep", cfg.BackupKeep, "scheduled backups kept, the newest")
 	fs.StringVar(&cfg.BackupDir, "backup-dir", cfg.BackupDir, "directory of scheduled backups (default <data-dir>/backups)")
+	fs.Func("insecure-registry", "image registry (host:port) pulled from over plain HTTP; repeat for several", func(v string) error {
+		cfg.InsecureRegistries = append(cfg.InsecureRegistries, v)
+		return nil
+	})
+	fs.BoolVar(&cfg.DockerHubPulls, "docker-hub-pulls", cfg.DockerHubPulls, "pull docker.io images a node lacks from Docker Hub")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -439,6 +453,12 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 		file.BackupKeep = flags.BackupKeep
 	}
 	pick("backup-dir", &file.BackupDir, flags.BackupDir)
+	if set["insecure-registry"] {
+		file.InsecureRegistries = flags.InsecureRegistries
+	}
+	if set["docker-hub-pulls"] {
+		file.DockerHubPulls = flags.DockerHubPulls
+	}
 	return file
 }
 
@@ -455,6 +475,11 @@ func (c Config) Validate() error {
 	for flagName, addr := range map[string]string{"api-addr": c.APIAddr, "http-addr": c.HTTPAddr, "metrics-addr": c.MetricsAddr} {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return fmt.Errorf("--%s %q: must be host:port", flagName, addr)
+		}
+	}
+	for _, r := range c.InsecureRegistries {
+		if r == "" || strings.ContainsAny(r, "/ \t") {
+			return fmt.Errorf("--insecure-registry %q: must be a registry host or host:port, without a scheme or path", r)
 		}
 	}
 	if c.MaxConnsPerIP < 0 {

@@ -107,6 +107,15 @@ func TestParseConfig(t *testing.T) {
 		{name: "vip prefix off loopback", args: []string{"--vip-prefix", "10.0.0.0/16"}, wantErr: "must lie in 127.0.0.0/8"},
 		{name: "vip prefix not a prefix", args: []string{"--vip-prefix", "127.77.0.1"}, wantErr: "--vip-prefix"},
 		{name: "bad ebpf mode", args: []string{"--ebpf", "maybe"}, wantErr: "--ebpf"},
+		{name: "registry pulls", args: []string{"--insecure-registry", "127.0.0.1:5000", "--insecure-registry", "registry.local", "--docker-hub-pulls"}, check: func(t *testing.T, c Config) {
+			assert.Equal(t, []string{"127.0.0.1:5000", "registry.local"}, c.InsecureRegistries)
+			assert.True(t, c.DockerHubPulls)
+		}},
+		{name: "no registry pulls by default", args: nil, check: func(t *testing.T, c Config) {
+			assert.Empty(t, c.InsecureRegistries)
+			assert.False(t, c.DockerHubPulls, "a missing upload is never looked for on Docker Hub")
+		}},
+		{name: "insecure registry with a scheme", args: []string{"--insecure-registry", "http://127.0.0.1:5000"}, wantErr: "--insecure-registry"},
 		{name: "unknown role", args: []string{"--role", "everything"}, wantErr: "must be all, controlplane, router or nodeagent"},
 		{name: "bad store", args: []string{"--store", "postgres://x"}, wantErr: "must be \"embedded\" or a redis:// or redis-sentinel:// URL"},
 		{name: "placeholder redis password", args: []string{"--store", "redis://:CHANGE-ME@10.0.0.10:6379/0"}, wantErr: "placeholder CHANGE-ME"},
@@ -134,5 +143,19 @@ func TestParseConfig(t *testing.T) {
 			require.NoError(t, err)
 			tt.check(t, c)
 		})
+	}
+}
+
+func TestRegistryAddr(t *testing.T) {
+	for _, tt := range []struct{ apiAddr, want string }{
+		{"10.0.0.10:8090", "10.0.0.10:8090"},
+		{"127.0.0.1:18090", "127.0.0.1:18090"},
+		{"cp.example.com:8090", "cp.example.com:8090"},
+		{":8090", ""},
+		{"0.0.0.0:8090", ""},
+		{"[::]:8090", ""},
+		{"nonsense", ""},
+	} {
+		assert.Equal(t, tt.want, registryAddr(tt.apiAddr), tt.apiAddr)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -24,6 +25,7 @@ import (
 	"github.com/ebbrun/ebb/autoscaler"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/controlplane/audit"
+	"github.com/ebbrun/ebb/controlplane/registry"
 	"github.com/ebbrun/ebb/controlplane/rollouts"
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/envelope"
@@ -483,9 +485,12 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 		DataDir:       filepath.Join(d.cfg.DataDir, "nodeagent"),
 		AdvertiseAddr: d.advertiseAddr(),
 		// The logs API is wrapped in nodecred.Require instead (start).
-		EBPF:            d.ebpf.status,
-		LeaseTTL:        d.cfg.NodeLeaseTTL,
-		LeaseRenewEvery: d.cfg.NodeLeaseRenew,
+		EBPF:               d.ebpf.status,
+		LeaseTTL:           d.cfg.NodeLeaseTTL,
+		LeaseRenewEvery:    d.cfg.NodeLeaseRenew,
+		InsecureRegistries: d.cfg.InsecureRegistries,
+		DockerHubPulls:     d.cfg.DockerHubPulls,
+		UploadRegistry:     d.uploadRegistry(),
 	}, d.nodeAgentDeps(rt))
 	if err != nil {
 		return nil, err
@@ -497,6 +502,22 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 		return agent.Run(ctx)
 	})
 	return agent, nil
+}
+
+// uploadRegistry is where this node pulls the images uploaded to the
+// control plane: its /v2/ at --autoscaler-url, with this node's
+// credential. The all role shares the control plane's containerd, so it
+// holds every upload already and pulls none.
+func (d *daemon) uploadRegistry() nodeagent.PullSource {
+	if d.cfg.Role == RoleAll || d.cfg.AutoscalerURL == "" {
+		return nodeagent.PullSource{}
+	}
+	u, err := url.Parse(d.cfg.AutoscalerURL)
+	if err != nil || u.Host == "" {
+		d.log.Warn("uploaded images cannot be pulled: --autoscaler-url is not a URL", "url", d.cfg.AutoscalerURL)
+		return nodeagent.PullSource{}
+	}
+	return nodeagent.PullSource{Mirror: u.Host, PlainHTTP: u.Scheme == "http", Bearer: d.cred.String()}
 }
 
 // advertiseAddr is where other nodes read this node agent's logs: the
@@ -544,6 +565,10 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 	if err != nil {
 		return nil, err
 	}
+	reg, err := d.registryHandler(client)
+	if err != nil {
+		return nil, err
+	}
 	auditLog := d.audit
 	// controlplane.New creates the spool dir and removes the uploads a
 	// killed ebbd left in it.
@@ -560,6 +585,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		MaxSpoolBytes: d.cfg.MaxSpoolBytes,
 		// Submits are checked as the router checks its async requests.
 		CallbackPolicy: d.cfg.callbackPolicy(),
+		RegistryAddr:   registryAddr(d.cfg.APIAddr),
 	}, controlplane.Deps{
 		Store:      d.store,
 		Images:     importer,
@@ -571,6 +597,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		// Routers and node agents reach /internal/ with their node
 		// credentials; API tokens, the admin's too, are refused.
 		Internal: d.internalHandler(sink),
+		Registry: reg,
 		Secrets:  d.secrets,
 		Audit:    auditLog,
 		Queue:    q,
@@ -627,6 +654,35 @@ func (d *daemon) internalHandler(sink autoscaler.Sink) http.Handler {
 	mux.Handle(controlplane.InternalSecretsPath, nodecred.Require(agents, log, d.secrets.InternalHandler(nodeAgentCaller)))
 	mux.Handle("/internal/", nodecred.Require(dataPlane, log, autoscaler.NewHandler(sink, autoscaler.HandlerConfig{})))
 	return mux
+}
+
+// registryAddr is where nodes reach this control plane's /v2/, as image
+// records name it: the API address, unless it names no one host (":8090",
+// "0.0.0.0:8090"), when nodes use their --autoscaler-url instead.
+func registryAddr(apiAddr string) string {
+	host, _, err := net.SplitHostPort(apiAddr)
+	if err != nil || host == "" {
+		return ""
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return ""
+	}
+	return apiAddr
+}
+
+// registryHandler serves the images this control plane holds, read only,
+// through the OCI distribution API, to node agents with their node
+// credentials: nodes in split roles pull uploads from it (Deps.Registry).
+func (d *daemon) registryHandler(client *containerd.Client) (http.Handler, error) {
+	log := d.log.With("component", "registry")
+	srv, err := registry.New(registry.Config{}, registry.Deps{
+		Images: client.ImageService(), Content: client.ContentStore(), Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	agents := &nodecred.Verifier{Store: d.store, Roles: []string{nodecred.RoleNodeAgent}}
+	return nodecred.Require(agents, log, srv), nil
 }
 
 // nodeAgentCaller names the node agent nodecred.Require let through.

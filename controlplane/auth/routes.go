@@ -57,6 +57,9 @@ var routes = concat(
 	one("", "/", Public, Cluster), // the JSON 404 for every other path
 	one("GET", "/metrics", MetricsRead, Cluster),
 	one("", "/internal/", Internal, Cluster),
+	// The read side of the OCI distribution API over the uploaded images,
+	// for node agents (controlplane/registry), with node credentials.
+	one("", "/v2/", Internal, Cluster),
 
 	one("POST", "/v1/images", ImagesWrite, Cluster),
 	one("GET", "/v1/images", ImagesRead, Cluster),

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 
 	digest "github.com/opencontainers/go-digest"
@@ -193,4 +194,33 @@ func readFile(t *testing.T, p string) []byte {
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	return b
+}
+
+func TestNamesRegistry(t *testing.T) {
+	for _, c := range []struct {
+		ref      string
+		names    bool
+		registry string
+	}{
+		{"hello", false, "docker.io"},
+		{"hello:v1", false, "docker.io"},
+		{"team/hello:v1", false, "docker.io"},
+		{"docker.io/library/hello:v1", true, "docker.io"},
+		{"localhost:5000/team/hello:v1", true, "localhost:5000"},
+		{"localhost/hello", true, "localhost"},
+		{"127.0.0.1:5000/team/hello:v1", true, "127.0.0.1:5000"},
+		{"ghcr.io/org/app@sha256:" + strings.Repeat("a", 64), true, "ghcr.io"},
+		{"Bad Name", false, ""},
+	} {
+		t.Run(c.ref, func(t *testing.T) {
+			assert.Equal(t, c.names, NamesRegistry(c.ref))
+			got, err := Registry(c.ref)
+			if c.registry == "" {
+				assert.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, c.registry, got)
+		})
+	}
 }

@@ -54,3 +54,26 @@ func refNameTag(named reference.Named) string {
 	}
 	return "latest"
 }
+
+// NamesRegistry reports whether a reference, as a user wrote it, names the
+// registry it lives in ("registry.example.com:5000/team/hello:v1",
+// "localhost:5000/hello", "docker.io/library/nginx"), rather than leaving
+// it to the docker.io default ("hello", "team/hello"). ebb pulls only the
+// former; the latter name images uploaded to the control plane.
+func NamesRegistry(ref string) bool {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return false
+	}
+	return strings.HasPrefix(ref, reference.Domain(named)+"/")
+}
+
+// Registry is the registry host a reference names, docker.io for one that
+// names none.
+func Registry(ref string) (string, error) {
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return "", fmt.Errorf("invalid image name %q: %w", ref, err)
+	}
+	return reference.Domain(named), nil
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,8 +41,13 @@ type Behavior struct {
 // Runtime is an in-memory nodeagent.Runtime. The zero value is not usable;
 // call New.
 type Runtime struct {
-	mu         sync.Mutex
-	images     map[string]nodeagent.ImageConfig
+	mu     sync.Mutex
+	images map[string]nodeagent.ImageConfig
+	// remote are the images Pull fetches, pulls what it was asked, and
+	// pullGate, when set, holds every Pull until it is closed.
+	remote     map[string]nodeagent.ImageConfig
+	pulls      []Pull
+	pullGate   chan struct{}
 	behavior   map[string]Behavior
 	containers map[string]*container
 	failNext   map[string]error // method name → error for its next call
@@ -77,6 +83,7 @@ type container struct {
 func New() *Runtime {
 	return &Runtime{
 		images:     map[string]nodeagent.ImageConfig{},
+		remote:     map[string]nodeagent.ImageConfig{},
 		behavior:   map[string]Behavior{},
 		containers: map[string]*container{},
 		failNext:   map[string]error{},
@@ -90,6 +97,38 @@ func (r *Runtime) AddImage(cfg nodeagent.ImageConfig, b Behavior) {
 	defer r.mu.Unlock()
 	r.images[cfg.Ref] = cfg
 	r.behavior[cfg.Ref] = b
+}
+
+// AddRemoteImage makes an image available to Pull only: the node does
+// not hold it until it is pulled.
+func (r *Runtime) AddRemoteImage(cfg nodeagent.ImageConfig, b Behavior) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.remote[cfg.Ref] = cfg
+	r.behavior[cfg.Ref] = b
+}
+
+// HoldPulls makes every Pull wait until the returned function is called.
+func (r *Runtime) HoldPulls() (release func()) {
+	gate := make(chan struct{})
+	r.mu.Lock()
+	r.pullGate = gate
+	r.mu.Unlock()
+	var once sync.Once
+	return func() { once.Do(func() { close(gate) }) }
+}
+
+// Pull is one call of Runtime.Pull.
+type Pull struct {
+	Ref    string
+	Source nodeagent.PullSource
+}
+
+// Pulls returns the pulls asked for so far, in order.
+func (r *Runtime) Pulls() []Pull {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.pulls)
 }
 
 // OnStart makes every Task.Start call fn first, so a test can look at the
@@ -243,6 +282,35 @@ func (r *Runtime) Image(_ context.Context, ref string) (nodeagent.ImageConfig, e
 		return img, fmt.Errorf("image %s: %w", ref, nodeagent.ErrNotFound)
 	}
 	return img, nil
+}
+
+// Pull implements nodeagent.Runtime: it makes an image added with
+// AddRemoteImage the node's, or fails as a registry would for one that
+// was not (or as FailNext("Pull", err) says).
+func (r *Runtime) Pull(ctx context.Context, ref string, src nodeagent.PullSource) error {
+	r.mu.Lock()
+	r.pulls = append(r.pulls, Pull{Ref: ref, Source: src})
+	gate := r.pullGate
+	r.mu.Unlock()
+	r.record("pull %s", ref)
+	if gate != nil {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := r.takeFailure("Pull"); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	img, ok := r.remote[ref]
+	if !ok {
+		return fmt.Errorf("pull %s: %s: not found", ref, ref)
+	}
+	r.images[ref] = img
+	return nil
 }
 
 // CheckExecutable implements nodeagent.Runtime.
