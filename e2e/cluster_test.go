@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -89,6 +90,18 @@ func TestClusterCrossNodeRouting(t *testing.T) {
 	eps := c.endpoints("hello-00001")
 	require.Len(t, eps, 1, "still one replica after the request")
 	assert.Equal(t, b.name, eps[0].Node)
+
+	// A caller on node A, by the function's VIP: A's eBPF programs (each
+	// node's act only on sockets of its own network namespace, so nodes on
+	// one kernel share the default VIP range without meeting) have no local
+	// replica, and the request still reaches B's.
+	var fn api.Function
+	c.waitFor("the function's VIP", c.cp, func() bool {
+		return c.api("GET", "/v1/functions/hello", nil, &fn) == http.StatusOK && fn.VIP != ""
+	})
+	out := c.inNetns(a.netns, nil, "curl", "-sS", "--max-time", "20", "-w", "\n%{http_code}", "http://"+fn.VIP+"/")
+	assert.True(t, strings.HasSuffix(out, "\n200"), "VIP %s from node A: %q", fn.VIP, out)
+	assert.Contains(t, out, "replica="+ep.Replica, "VIP %s from node A answered by B's replica", fn.VIP)
 }
 
 // containersOn lists the containers in node n's containerd, in ebb's
