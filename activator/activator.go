@@ -346,7 +346,7 @@ func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline tim
 	}
 	if int(rs.queued.Add(1)) > a.cfg.MaxQueue {
 		rs.queued.Add(-1)
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(a.retryAfter()))
 		a.reject(ctx, rs, "queue_full", fasthttp.StatusServiceUnavailable,
 			"ebb: too many requests are waiting for "+rs.function+"; retry later\n")
 		return nil, false
@@ -373,6 +373,13 @@ func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline tim
 // wait queues the request and blocks until it is handed a replica, or until
 // its deadline, a hang-up, a revision failure or shutdown.
 func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.Time) (*replicaset.Replica, error) {
+	watch := a.hangups.Load().Watch(ctx.Conn())
+	defer watch.Stop()
+	return a.waitGone(rs, deadline, watch.Gone())
+}
+
+// waitGone is wait for a request whose client's leaving closes gone.
+func (a *Activator) waitGone(rs *revState, deadline time.Time, gone <-chan struct{}) (*replicaset.Replica, error) {
 	w := a.waiters.Get().(*replicaset.Waiter)
 	defer a.waiters.Put(w)
 	n := rs.set.Enqueue(w)
@@ -380,8 +387,6 @@ func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.T
 	if n == 1 || (rs.set.Len() == 0 && now.UnixNano()-rs.lastPoke.Load() > a.cfg.ReactivateAfter.Nanoseconds()) {
 		a.poke(rs, now)
 	}
-	watch := a.hangups.Load().Watch(ctx.Conn())
-	defer watch.Stop()
 	timer := time.NewTimer(deadline.Sub(now))
 	defer timer.Stop()
 	fs := rs.fstate.Load()
@@ -405,7 +410,7 @@ func (a *Activator) wait(ctx *fasthttp.RequestCtx, rs *revState, deadline time.T
 			return r, nil
 		case <-timer.C:
 			return leave(errDeadline)
-		case <-watch.Gone():
+		case <-gone:
 			return leave(errClientGone)
 		case <-fs.wake:
 			fs = rs.fstate.Load()
@@ -451,25 +456,42 @@ func (a *Activator) poke(rs *revState, now time.Time) {
 }
 
 func (a *Activator) fail(ctx *fasthttp.RequestCtx, rs *revState, err error, deadline time.Time) {
+	r := a.refusal(rs, err, deadline.Sub(ctx.Time()))
+	if r.Reason == "client_gone" {
+		// Nobody is listening; close rather than write into the void.
+		ctx.SetConnectionClose()
+	}
+	if r.RetryAfter > 0 {
+		ctx.Response.Header.Set("Retry-After", strconv.Itoa(r.RetryAfter))
+	}
+	a.reject(ctx, rs, r.Reason, r.Status, r.Msg)
+}
+
+// refusal says how to answer a request whose wait for a replica ended in
+// err, after waiting for timeout: the one mapping for HTTP/1.1 requests
+// (fail) and HTTP/2 streams (Acquire).
+func (a *Activator) refusal(rs *revState, err error, timeout time.Duration) *Refusal {
 	var fe failedError
 	switch {
 	case errors.As(err, &fe):
-		a.reject(ctx, rs, "failed", fasthttp.StatusBadGateway, failedBody(rs, fe.f))
+		return &Refusal{Status: fasthttp.StatusBadGateway, Reason: "failed", Msg: failedBody(rs, fe.f)}
 	case errors.Is(err, errDeadline):
-		a.reject(ctx, rs, "deadline", fasthttp.StatusGatewayTimeout,
-			"ebb: no replica of "+rs.function+" became ready within "+deadline.Sub(ctx.Time()).Round(time.Millisecond).String()+"\n")
+		return &Refusal{Status: fasthttp.StatusGatewayTimeout, Reason: "deadline",
+			Msg: "ebb: no replica of " + rs.function + " became ready within " + timeout.Round(time.Millisecond).String() + "\n"}
 	case errors.As(err, new(unstartableError)):
-		ctx.Response.Header.Set("Retry-After", strconv.Itoa(int((a.cfg.RetryAfter+time.Second-1)/time.Second)))
-		a.reject(ctx, rs, "unstartable", fasthttp.StatusServiceUnavailable,
-			"ebb: function "+rs.function+" cannot be started now (the control plane or its store is unreachable); retry later\n")
+		return &Refusal{Status: fasthttp.StatusServiceUnavailable, Reason: "unstartable", RetryAfter: a.retryAfter(),
+			Msg: "ebb: function " + rs.function + " cannot be started now (the control plane or its store is unreachable); retry later\n"}
 	case errors.Is(err, errClientGone):
-		// Nobody is listening; close rather than write into the void.
-		ctx.SetConnectionClose()
-		a.reject(ctx, rs, "client_gone", 499, "")
+		return &Refusal{Status: 499, Reason: "client_gone"}
 	default:
-		ctx.Response.Header.Set("Retry-After", "1")
-		a.reject(ctx, rs, "shutdown", fasthttp.StatusServiceUnavailable, "ebb: activator is shutting down\n")
+		return &Refusal{Status: fasthttp.StatusServiceUnavailable, Reason: "shutdown", RetryAfter: 1,
+			Msg: "ebb: activator is shutting down\n"}
 	}
+}
+
+// retryAfter is Config.RetryAfter in whole seconds, rounded up.
+func (a *Activator) retryAfter() int {
+	return int((a.cfg.RetryAfter + time.Second - 1) / time.Second)
 }
 
 func (a *Activator) reject(ctx *fasthttp.RequestCtx, rs *revState, reason string, status int, body string) {

@@ -37,6 +37,13 @@ type FunctionSpec struct {
 	Image string `json:"image"`
 	// Port is the TCP port the process listens on, passed as $PORT. Default 8080.
 	Port int `json:"port,omitempty"`
+	// Protocol is what the process speaks on Port: "http1" (HTTP/1.1) or
+	// "h2c" (HTTP/2 without TLS, as gRPC servers do), as Knative's port
+	// name selects it. The router proxies to the replica in that protocol
+	// whatever the client spoke, and probes it in that protocol. Empty
+	// means "http1"; it is left empty rather than defaulted so that specs
+	// stored before the field existed keep their revisions.
+	Protocol string `json:"protocol,omitempty"`
 	// Env is extra environment for the process.
 	Env map[string]string `json:"env,omitempty"`
 	// Args replaces the image's CMD when set.

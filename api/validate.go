@@ -201,6 +201,9 @@ func (s FunctionSpec) Validate() error {
 	if s.Port < 1 || s.Port > 65535 {
 		return invalid("port", "%d is outside 1-65535", s.Port)
 	}
+	if err := ValidateProtocol(s.Protocol); err != nil {
+		return err
+	}
 	if s.RevisionName != "" {
 		if err := ValidateName("revisionName", s.RevisionName); err != nil {
 			return err

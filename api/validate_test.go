@@ -68,6 +68,8 @@ func TestDecodeSpecRejects(t *testing.T) {
 		{"trailing data", `{"image":"a"} {}`, "after the object"},
 		{"missing image", `{}`, "image: is required"},
 		{"bad port", `{"image":"a","port":70000}`, "port"},
+		{"unknown protocol", `{"image":"a","protocol":"h3"}`, "protocol"},
+		{"protocol by case", `{"image":"a","protocol":"H2C"}`, "protocol"},
 		{"negative min", `{"image":"a","scale":{"min":-1}}`, "scale.min"},
 		{"negative max", `{"image":"a","scale":{"max":-2}}`, "scale.max"},
 		{"inverted bounds", `{"image":"a","scale":{"min":5,"max":2}}`, "above scale.max"},
@@ -301,4 +303,13 @@ func equalSpecs(a, b FunctionSpec) bool {
 	ja, _ := json.Marshal(a)
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
+}
+
+func TestDecodeSpecProtocol(t *testing.T) {
+	for _, p := range []string{"", ProtocolHTTP1, ProtocolH2C} {
+		spec, err := DecodeSpec([]byte(`{"image":"a","protocol":"` + p + `"}`))
+		require.NoError(t, err, p)
+		assert.Equal(t, p, spec.Protocol, "the protocol is stored as given, empty meaning http1")
+		assert.Equal(t, p == ProtocolH2C, spec.SpeaksH2C())
+	}
 }

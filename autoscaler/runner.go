@@ -99,6 +99,13 @@ type RunnerDeps struct {
 	// once per tick and counted as demand (runner_queue.go); optional:
 	// nil means no queue signal.
 	Queue QueueDepths
+	// Liveness is the live node set (node leases, runner_lead.go); nil
+	// means the node records' heartbeats decide.
+	Liveness Liveness
+	// Standby makes the runner decide and write only while Lead runs, for
+	// a control plane that may not lead; it still follows the store and
+	// takes reports, so that it leads warm.
+	Standby bool
 }
 
 // Runner is the thin shell around the pure autoscaler: it receives stats
@@ -161,6 +168,8 @@ type Runner struct {
 	nsRecs      map[string]store.Versioned[store.Namespace]
 	limits      map[string]quota.Limits
 	byNamespace map[string][]string
+
+	lead leadState // runner_lead.go
 }
 
 // revState is one revision's autoscaling state.
@@ -216,6 +225,7 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 		kept:      map[string]store.Versioned[store.KeepAlive]{},
 		nsRecs:    map[string]store.Versioned[store.Namespace]{},
 		limits:    map[string]quota.Limits{},
+		lead:      leadState{wake: make(chan struct{}, 1)},
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -247,6 +257,7 @@ func NewRunner(cfg RunnerConfig, deps RunnerDeps) (*Runner, error) {
 func (r *Runner) Run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	r.follow(gctx, g)
+	r.followLiveness(gctx, g)
 	g.Go(func() error { return r.tickEvery(gctx) })
 	err := g.Wait()
 	if ctx.Err() != nil {
@@ -269,6 +280,7 @@ func (r *Runner) tickEvery(ctx context.Context) error {
 		_ = r.Tick(ctx)
 		select {
 		case <-t.C:
+		case <-r.lead.wake:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -442,6 +454,9 @@ func (r *Runner) dropLocked(name string) {
 // decides nothing. A revision whose step fails is logged and skipped; the
 // failures are returned joined.
 func (r *Runner) Tick(ctx context.Context) error {
+	if r.writer() == nil {
+		return nil
+	}
 	r.readDepths(ctx)
 	r.mu.Lock()
 	names := make([]string, 0, len(r.records))
@@ -473,6 +488,9 @@ func (r *Runner) Tick(ctx context.Context) error {
 func (r *Runner) step(ctx context.Context, name string, poked bool) error {
 	r.writeMu.Lock()
 	defer r.writeMu.Unlock()
+	if r.writer() == nil {
+		return nil // the leader decides
+	}
 	over, err := r.stepLocked(ctx, name, poked, false)
 	if err != nil || len(over) == 0 {
 		return err
@@ -511,8 +529,12 @@ func (r *Runner) stepLocked(ctx context.Context, name string, poked, reuse bool)
 			r.m.decisions.WithLabelValues(trigger, "unchanged").Inc()
 			return over, nil
 		}
+		w := r.writer()
+		if w == nil {
+			return nil, nil
+		}
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.WriteTimeout)
-		rev, err := r.deps.Store.Txn(wctx, ops...)
+		rev, err := w.Txn(wctx, ops...)
 		cancel()
 		switch {
 		case err == nil:
@@ -605,7 +627,7 @@ func (r *Runner) placeLocked(rs *revState, res Result, now time.Time) (Placement
 	}
 	d := rs.demand
 	d.Replicas, d.PreCreated = res.Decision.Desired, res.PreCreated
-	pl := Place(r.cfg.Placement, now, r.nodes, others, current, d)
+	pl := Place(r.cfg.Placement, now, r.placementNodesLocked(now), others, current, d)
 	rs.lastPlacement = pl
 	return pl, currentVer
 }

@@ -211,6 +211,7 @@ func (r *Runner) onNodes(u store.Update[store.Node]) {
 		r.nodes = append(r.nodes, n.Value)
 	}
 	slices.SortFunc(r.nodes, func(a, b store.Node) int { return strings.Compare(a.Name, b.Name) })
+	r.lead.nodesGen++
 }
 
 // onAssignments folds in every node's assignments. An update from just

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/store"
@@ -305,7 +306,14 @@ func (s *Server) listNodes(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	out := api.NodeList{Nodes: make([]api.Node, 0, len(nodes))}
+	now := s.deps.Now()
 	for _, n := range nodes {
+		if s.deps.NodeLive != nil {
+			n.Value.Heartbeat = time.Time{}
+			if s.deps.NodeLive(n.Value.Name) {
+				n.Value.Heartbeat = now
+			}
+		}
 		out.Nodes = append(out.Nodes, n.Value)
 	}
 	slices.SortFunc(out.Nodes, func(a, b api.Node) int { return strings.Compare(a.Name, b.Name) })

@@ -88,10 +88,9 @@ func chooseRevisionGarbage(now time.Time, revs []store.Revision, pinned map[stri
 }
 
 // RunRevisionGC collects revision garbage every cfg.Every until ctx ends.
-// ebbd runs it in the controlplane and all roles. With several control
-// planes each runs it, which is safe (every delete re-checks its revision
-// in a compare-and-swap transaction) but wasteful: it must run on the
-// leader only once control planes elect one.
+// ebbd runs it on the leading control plane only (internal/leader). Were
+// two to run it, that would still be safe, since every delete re-checks
+// its revision in a compare-and-swap transaction, only wasteful.
 func (s *Server) RunRevisionGC(ctx context.Context, cfg RevisionGCConfig) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("controlplane: %w", err)

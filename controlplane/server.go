@@ -144,6 +144,10 @@ type Deps struct {
 	// invocations API and to the routes that enqueue (a cron trigger's
 	// run-now).
 	Queue queue.Queue
+	// NodeLive, if set, says whether a node's liveness lease holds; GET
+	// /v1/nodes then gives a live node's heartbeat as now and a dead
+	// one's as none, since records are written only when they change.
+	NodeLive func(node string) bool
 }
 
 // Server is the control-plane API.

@@ -38,7 +38,9 @@ var binaries struct {
 	// foreignCrasher is crasher built for a machine this node is not.
 	foreignCrasher string
 	// jobber runs to completion with a chosen exit code (jobs_test.go).
-	jobber   string
+	jobber string
+	// grpcecho is examples/grpcecho, a gRPC function (grpc_test.go).
+	grpcecho string
 	buildErr error
 }
 
@@ -57,6 +59,7 @@ func TestMain(m *testing.M) {
 	binaries.helloworld = filepath.Join(dir, "helloworld")
 	binaries.foreignCrasher = filepath.Join(dir, "crasher-foreign")
 	binaries.jobber = filepath.Join(dir, "jobber")
+	binaries.grpcecho = filepath.Join(dir, "grpcecho")
 	binaries.buildErr = build()
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -77,6 +80,7 @@ func build() error {
 		{binaries.helloworld, "./testdata/helloworld", true, ""},
 		{binaries.foreignCrasher, "./testdata/crasher", true, foreignArch()},
 		{binaries.jobber, "./testdata/jobber", true, ""},
+		{binaries.grpcecho, "../examples/grpcecho", true, ""},
 		// Beside ebbd, where ebbd's --runc auto finds it.
 		{filepath.Join(binaries.dir, "ebb-runc"), "../cmd/ebb-runc", true, ""},
 		// Beside ebbd, where ebbd finds it for replicas with secret variables.

@@ -52,6 +52,7 @@
 //	  .envFrom[].secretRef {name} (+ prefix)               spec.secrets[], one per key of the Secret object of
 //	                                                       that name in the same stream: {secret, key, env: prefix+key}
 //	  .ports[0].containerPort                              spec.port
+//	  .ports[0].name (http1|h2c)                           spec.protocol
 //	  .resources.limits.cpu ("500m", "2")                  spec.resources.cpu (cores: 0.5, 2)
 //	  .resources.limits.memory ("128Mi", "1G", "1e9")      spec.resources.memory (bytes, as 128Mi / 1000000000)
 //	  .args                                                spec.args
@@ -85,7 +86,7 @@
 // ignores the fields. A container's name is harmless and only warned
 // about. Examples: volumes and volumeMounts, command (ebb keeps the
 // image's entrypoint), probes, resources.requests, a second container or
-// port, h2c ports, spec.template.metadata.name (ebb names revisions
+// port, port names other than http1 and h2c, spec.template.metadata.name (ebb names revisions
 // itself), metric cpu or memory (the HPA), env values using $(VAR), and
 // status.
 //

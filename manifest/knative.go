@@ -528,8 +528,15 @@ func (d *docParser) ports(n *yaml.Node, path string, fs *FunctionSpec) {
 					fs.Port = p
 				}
 			case "name":
-				if s, ok := d.str(kv.v, kf); ok && s != "http1" {
-					d.unsupported(kv.v, kf, fmt.Sprintf("port name %q selects a protocol; ebb serves HTTP/1.1 (http1)", truncate(s)))
+				// Knative's port name picks the protocol the container
+				// speaks, as ebb's spec.protocol does.
+				if s, ok := d.str(kv.v, kf); ok {
+					switch s {
+					case api.ProtocolHTTP1, api.ProtocolH2C:
+						fs.Protocol = s
+					default:
+						d.unsupported(kv.v, kf, fmt.Sprintf("port name %q selects a protocol; ebb serves http1 and h2c", truncate(s)))
+					}
 				}
 			case "protocol":
 				if s, ok := d.str(kv.v, kf); ok && s != "TCP" {

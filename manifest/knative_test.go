@@ -48,6 +48,14 @@ func TestKnativeMapping(t *testing.T) {
 			assert.Equal(t, map[string]string{"TARGET": "world", "EMPTY": ""}, fs.Env)
 			assert.Equal(t, 9090, fs.Port)
 		}},
+		{"h2c port", ksvc(`spec:
+  containers:
+  - image: x
+    ports: [{name: h2c, containerPort: 50051}]
+`), func(t *testing.T, fs *FunctionSpec) {
+			assert.Equal(t, api.ProtocolH2C, fs.Protocol)
+			assert.Equal(t, 50051, fs.Port)
+		}},
 		{"resources", ksvc(`spec:
   containers:
   - image: x
@@ -150,7 +158,7 @@ func TestKnativeUnsupported(t *testing.T) {
 		{"second container", ksvc("spec:\n  containers: [{image: x}, {image: y}]\n"), 8, "spec.template.spec.containers[1]", "one container"},
 		{"requests", ksvc("spec:\n  containers: [{image: x, resources: {requests: {cpu: 1}}}]\n"), 8, "spec.template.spec.containers[0].resources.requests", "limits only"},
 		{"gpu", ksvc("spec:\n  containers: [{image: x, resources: {limits: {nvidia.com/gpu: 1}}}]\n"), 8, `spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"]`, "cpu and memory"},
-		{"h2c", ksvc("spec:\n  containers: [{image: x, ports: [{name: h2c, containerPort: 8080}]}]\n"), 8, "spec.template.spec.containers[0].ports[0].name", "http1"},
+		{"other port name", ksvc("spec:\n  containers: [{image: x, ports: [{name: grpc, containerPort: 8080}]}]\n"), 8, "spec.template.spec.containers[0].ports[0].name", "http1 and h2c"},
 		{"hpa metric", ksvc("metadata:\n  annotations: {autoscaling.knative.dev/metric: cpu}\nspec:\n  containers: [{image: x}]\n"), 8, `spec.template.metadata.annotations["autoscaling.knative.dev/metric"]`, "HPA"},
 		{"other annotation", ksvc("metadata:\n  annotations: {features.knative.dev/foo: x}\nspec:\n  containers: [{image: x}]\n"), 8, `spec.template.metadata.annotations["features.knative.dev/foo"]`, "not supported"},
 		{"unknown autoscaling annotation", ksvc("metadata:\n  annotations: {autoscaling.knative.dev/bogus: x}\nspec:\n  containers: [{image: x}]\n"), 8, `spec.template.metadata.annotations["autoscaling.knative.dev/bogus"]`, "not supported"},

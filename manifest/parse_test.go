@@ -27,6 +27,7 @@ metadata: {name: hello, namespace: team-a, labels: {app: shop, example.com/tier:
 spec:
   image: hello:latest
   port: 9090
+  protocol: h2c
   env: {TARGET: world, EMPTY: ""}
   args: [--verbose]
   secrets: [{secret: db, key: password, env: DB_PASSWORD}]
@@ -50,6 +51,7 @@ spec:
 		FunctionSpec: api.FunctionSpec{
 			Image:       "hello:latest",
 			Port:        9090,
+			Protocol:    api.ProtocolH2C,
 			Env:         map[string]string{"TARGET": "world", "EMPTY": ""},
 			Args:        []string{"--verbose"},
 			Secrets:     []api.Secret{{Secret: "db", Key: "password", Env: "DB_PASSWORD"}},

@@ -18,6 +18,9 @@ import (
 // anything new is started: the containers in the runtime against the
 // replica records in the store.
 //
+//   - A container with a record whose revision was deleted, or that this
+//     node is no longer assigned (it was away and its replicas went
+//     elsewhere), is deleted: see keepLeftover.
 //   - A container with a record is adopted as it is: pre-created, running
 //     (re-probed and re-published) or exited (restarted with backoff). One
 //     whose record says it was stopping is removed.
@@ -61,6 +64,7 @@ type leftovers struct {
 	endpoints  []store.Versioned[store.Endpoint]
 	statuses   []store.Versioned[store.RevisionNodeStatus]
 	containers []Container
+	assigned   map[string]bool // revisions this node has an assignment of
 }
 
 // readLeftovers reads the node's records from the store and its containers
@@ -86,6 +90,14 @@ func (a *Agent) readLeftovers(ctx context.Context) (leftovers, error) {
 	if left.statuses, _, err = store.ListJSON[store.RevisionNodeStatus](ctx, s, store.PrefixRevStatus); err != nil {
 		return left, fmt.Errorf("list revision statuses: %w", err)
 	}
+	assigns, _, err := store.ListJSON[store.Assignment](ctx, s, store.AssignmentsPrefix(node))
+	if err != nil {
+		return left, fmt.Errorf("list assignments: %w", err)
+	}
+	left.assigned = make(map[string]bool, len(assigns))
+	for _, as := range assigns {
+		left.assigned[strings.TrimPrefix(as.Key, store.AssignmentsPrefix(node))] = true
+	}
 	if left.containers, err = a.deps.Runtime.List(ctx, node); err != nil {
 		return left, fmt.Errorf("list containers: %w", err)
 	}
@@ -110,12 +122,27 @@ func (a *Agent) seedStatuses(statuses []store.Versioned[store.RevisionNodeStatus
 func (a *Agent) adoptContainers(ctx context.Context, left leftovers) (map[string]*replica, error) {
 	limits := map[string]replicaLimits{}
 	adopted := map[string]*replica{}
+	exists := map[string]bool{}
 	for _, c := range left.containers {
 		rec, ok := left.records[c.ID]
 		if !ok || rec.Port == 0 {
 			a.log.Warn("deleting orphan container", "container", c.ID)
 			if err := a.deps.Runtime.Delete(ctx, c.ID); err != nil {
 				return nil, fmt.Errorf("delete orphan container %s: %w", c.ID, err)
+			}
+			continue
+		}
+		if _, ok := exists[rec.Revision]; !ok {
+			_, _, err := store.GetJSON[store.Revision](ctx, a.deps.Store, store.RevisionKey(rec.Function, rec.Revision))
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				return nil, fmt.Errorf("read revision %s: %w", rec.Revision, err)
+			}
+			exists[rec.Revision] = err == nil
+		}
+		if keep, why := keepLeftover(exists[rec.Revision], left.assigned[rec.Revision]); !keep {
+			a.log.Info("stopping a replica left behind", "container", c.ID, "revision", rec.Revision, "because", why)
+			if err := a.deps.Runtime.Delete(ctx, c.ID); err != nil {
+				return nil, fmt.Errorf("delete container %s: %w", c.ID, err)
 			}
 			continue
 		}

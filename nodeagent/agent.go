@@ -61,6 +61,9 @@ type Agent struct {
 	// counters such as restarts survive an agent restart.
 	seedStatus map[string]store.RevisionNodeStatus
 	images     []string
+	// written is the node record as last written, heartbeat aside; only
+	// the heartbeat loop touches it (lease.go).
+	written *store.Node
 	// lastReady is when a replica last became ready; see PoolRefillDelay.
 	lastReady time.Time
 	// jobPods are the job pods the agent runs, by record key; jobPodCache
@@ -204,7 +207,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.mu.Lock()
 	a.ctx = gctx
 	a.mu.Unlock()
+	// The lease is held from the start: adoption republishes the endpoints
+	// of what it keeps, and the leader deletes those of a node without one.
+	lctx, stopLease := context.WithCancel(gctx)
+	defer stopLease()
+	g.Go(func() error { return a.leaseLoop(lctx) })
 	if err := a.adopt(gctx); err != nil {
+		stopLease()
+		_ = g.Wait()
 		a.wg.Wait()
 		if ctx.Err() != nil {
 			return nil

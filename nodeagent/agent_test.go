@@ -56,6 +56,8 @@ type env struct {
 	net *fake.Network
 	// users, if set, is the agent's Deps.Users.
 	users nodeagent.UserRanges
+	// lease, if set, is the agent's Deps.Lease.
+	lease nodeagent.NodeLease
 }
 
 func newEnv(t *testing.T, tweak func(*nodeagent.Config)) *env {
@@ -137,6 +139,9 @@ func (e *env) start() {
 	}
 	if e.users != nil {
 		deps.Users = e.users
+	}
+	if e.lease != nil {
+		deps.Lease = e.lease
 	}
 	a, err := nodeagent.New(e.cfg, deps)
 	require.NoError(e.t, err)

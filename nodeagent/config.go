@@ -38,6 +38,8 @@ const (
 	DefaultPoolCreateParallel  = 1
 	DefaultPoolRefillDelay     = 250 * time.Millisecond
 	DefaultHeartbeatInterval   = 5 * time.Second
+	DefaultLeaseTTL            = 3 * time.Second
+	DefaultLeaseRenewEvery     = time.Second
 	DefaultResyncInterval      = time.Second
 	DefaultTmpBytes            = 64 << 20
 	DefaultUser                = "65532:65532"
@@ -125,8 +127,16 @@ type Config struct {
 	PoolCreateParallel int
 	PoolRefillDelay    time.Duration
 
-	// HeartbeatInterval is how often the node record is written. Default 5s.
+	// HeartbeatInterval is how often the node record is looked at; it is
+	// written only when something in it changed: liveness is the lease's.
+	// Default 5s.
 	HeartbeatInterval time.Duration
+	// LeaseTTL is how long the node's lease lasts unrenewed: how soon
+	// routers drop this node after it dies. Default 3s.
+	LeaseTTL time.Duration
+	// LeaseRenewEvery is how often the lease is renewed; below LeaseTTL/2.
+	// Default 1s.
+	LeaseRenewEvery time.Duration
 	// ResyncInterval is how often the agent reconciles without a change,
 	// to retry and to age the pool. Default 1s.
 	ResyncInterval time.Duration
@@ -197,6 +207,8 @@ func (c Config) WithDefaults() Config {
 	}
 	set(&c.PoolRefillDelay, DefaultPoolRefillDelay)
 	set(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	set(&c.LeaseTTL, DefaultLeaseTTL)
+	set(&c.LeaseRenewEvery, DefaultLeaseRenewEvery)
 	set(&c.ResyncInterval, DefaultResyncInterval)
 	set(&c.StoreTimeout, DefaultStoreTimeout)
 	if c.TmpBytes == 0 {
@@ -248,6 +260,7 @@ func (c Config) Validate() error {
 		{"termination grace", c.TerminationGrace}, {"pool window", c.PoolWindow},
 		{"pool refill delay", c.PoolRefillDelay},
 		{"heartbeat interval", c.HeartbeatInterval}, {"resync interval", c.ResyncInterval},
+		{"lease ttl", c.LeaseTTL}, {"lease renew interval", c.LeaseRenewEvery},
 		{"store timeout", c.StoreTimeout},
 		{"log retention", c.LogRetention},
 	} {
@@ -256,6 +269,8 @@ func (c Config) Validate() error {
 		}
 	}
 	switch {
+	case 2*c.LeaseRenewEvery >= c.LeaseTTL:
+		return errors.New("lease renew interval must be under half the lease ttl")
 	case c.RestartBackoffMax < c.RestartBackoff:
 		return errors.New("restart backoff max is below restart backoff")
 	case c.ProbePath[0] != '/':
@@ -316,6 +331,10 @@ type Deps struct {
 	// the control plane holds the key that decrypts them. Nil means a
 	// revision with secrets cannot run on this node.
 	Secrets SecretReader
+	// Lease renews this node's liveness lease (store/redis's Store or
+	// internal/liveness.Memory); nil means the node holds none, and
+	// routers that follow leases do not serve it.
+	Lease NodeLease
 }
 
 // UserRanges hands out the host ids a tenancy namespace's replicas run

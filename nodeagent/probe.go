@@ -27,6 +27,10 @@ type prober struct {
 	timeout  time.Duration
 	dial     DialFunc
 	request  []byte
+	// h2c probes with an HTTP/2 request with prior knowledge, for a
+	// program that speaks nothing else (a gRPC server): an HTTP/1.1
+	// request would only get its connection closed.
+	h2c bool
 }
 
 // newProber returns a prober of addr; a nil dial means TCP.
@@ -83,6 +87,9 @@ func (p *prober) once(ctx context.Context) error {
 	defer c.Close()
 	if p.path == "" {
 		return nil
+	}
+	if p.h2c {
+		return p.onceH2C(actx, c)
 	}
 	// The first request may wait for the program's own initialisation;
 	// the overall deadline still bounds it.

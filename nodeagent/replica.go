@@ -326,6 +326,7 @@ func (a *Agent) startPhase(ctx context.Context, run *replicaRun) (step, error) {
 func (a *Agent) servePhase(ctx context.Context, run *replicaRun) (step, error) {
 	r, task := run.r, run.task
 	p := newProber(a.deps.Dial, a.addr(r), a.cfg.ProbePath, a.cfg.ProbeTCP, a.cfg.ProbeInterval, a.cfg.ProbeTimeout)
+	p.h2c = r.spec != nil && r.spec.h2c
 	switch err := p.wait(ctx, task.Done(), r.stopCh); {
 	case err == nil:
 		return a.serveReady(ctx, run)

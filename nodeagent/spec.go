@@ -29,6 +29,8 @@ type revSpec struct {
 	pids      int64
 	hardLimit int
 	timeout   time.Duration
+	// h2c: the program speaks HTTP/2 without TLS only, and is probed so.
+	h2c bool
 	// secretFiles maps file names under /run/secrets to their contents.
 	secretFiles map[string]string
 	// secretEnv are the secret variables (KEY=VALUE), which reach the
@@ -98,6 +100,7 @@ func resolveRevSpec(rev store.Revision, img ImageConfig, secrets map[string]map[
 	env.set("EBB_REVISION", rev.Name)
 
 	return &revSpec{
+		h2c:         spec.SpeaksH2C(),
 		function:    rev.Function,
 		revision:    rev.Name,
 		image:       spec.Image,

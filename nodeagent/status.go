@@ -226,7 +226,8 @@ func (a *Agent) liveReplicas() map[string]bool {
 	return live
 }
 
-// heartbeat writes the node record: capacity, allocation, images and pool.
+// heartbeat writes the node record (capacity, allocation, images and
+// pool) if it changed; see writeNodeRecord.
 func (a *Agent) heartbeat(ctx context.Context) {
 	ictx, cancel := context.WithTimeout(ctx, a.cfg.StoreTimeout)
 	images, err := a.deps.Runtime.Images(ictx)
@@ -242,8 +243,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		PoolCapacity:      a.policy.capacity(),
 		PoolMemoryBudget:  a.cfg.PoolMemoryBudget,
 		EBPF:              a.cfg.EBPF,
-		Heartbeat:         time.Now(),
-		HeartbeatInterval: api.D(a.cfg.HeartbeatInterval),
+		HeartbeatInterval: api.D(a.cfg.LeaseRenewEvery),
 	}
 	if n.CPU == 0 {
 		n.CPU = float64(runtime.NumCPU())
@@ -280,7 +280,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	a.mu.Unlock()
 	sort.Strings(n.Images)
 	n.PoolMemoryBytes = int64(n.PoolSize) * a.cfg.PoolEntryMemory
-	_ = a.txn(ctx, "heartbeat", store.PutJSON(store.NodeKey(a.cfg.Node), n, store.AnyVersion))
+	a.writeNodeRecord(ctx, n)
 }
 
 // memTotal reads the machine's memory from /proc/meminfo; 0 if unknown.

@@ -29,6 +29,33 @@
 // handler as the plain port; plain requests may be redirected to HTTPS
 // (308) and TLS responses carry HSTS when configured.
 //
+// # HTTP/2 and gRPC
+//
+// The same port serves HTTP/2 (http2.go). internal/h2listen hands a
+// connection that opens with the HTTP/2 preface (h2c with prior
+// knowledge) to ServeHTTP2 on its first read, so fasthttp, which speaks
+// only HTTP/1.x, keeps every other connection untouched; an HTTP/1.1
+// request with Upgrade: h2c is answered 101 and its connection hijacked
+// onto the same server (h2upgrade.go); and ServeHTTP2 takes a TLS
+// connection that negotiated "h2" by ALPN. HTTP/2 is served by
+// golang.org/x/net/http2, the implementation inside net/http, because
+// its ServeConn serves one connection we already accepted (net/http's own
+// server cannot), it speaks h2c upgrade (ServeConnOpts.UpgradeRequest),
+// and it carries the hardening against hostile clients that a new
+// implementation would have to earn: a bound on concurrent streams and on
+// handlers (the rapid-reset fix for CVE-2023-44487), on queued control
+// frames and on buffered request bodies. Each stream takes the HTTP/1.1
+// path's routing (pick reads headers through the requestHeader
+// interface), hard limits (one stream holds one replica slot), timeouts
+// (the function's, or a shorter grpc-timeout, which is passed on to the
+// replica) and accounting, and is forwarded (h2proxy.go: net/http's reverse proxy cut down),
+// streaming both ways and passing trailers (grpc-status), to replicas
+// in the protocol their revision declares (spec.protocol: HTTP/1.1, or
+// h2c through x/net's transport). A stream that finds no free replica
+// waits in the activator through StreamActivator.Acquire. Errors the
+// router answers itself reach gRPC clients as a trailers-only response
+// with the matching grpc-status (a timeout is DEADLINE_EXCEEDED).
+//
 // It must not buffer requests, start replicas or decide scale: waiting for
 // capacity is the activator's job, scaling the autoscaler's. It talks to
 // them only through the Activator and StatsSink interfaces declared here.

@@ -18,6 +18,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/exchange"
 	"github.com/ebbrun/ebb/internal/fastconn"
+	"github.com/ebbrun/ebb/internal/h2listen"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/internal/revstats"
@@ -82,6 +83,7 @@ type Router struct {
 	metrics  *metrics
 	server   *fasthttp.Server
 	retry    exchange.Policy
+	h2       *h2 // the HTTP/2 side, http2.go
 
 	table atomic.Pointer[table]
 	ready chan struct{}
@@ -108,6 +110,7 @@ type revState struct {
 	name     string
 	function string
 	timeout  time.Duration
+	h2c      bool // replicas speak HTTP/2 without TLS only
 	set      *replicaset.Set
 	stats    *revstats.Counter
 	codes    revstats.Codes
@@ -163,7 +166,7 @@ func New(cfg Config, deps Deps) (*Router, error) {
 	}
 	if deps.TLS != nil {
 		var err error
-		if r.edge, err = newEdge(cfg, deps.TLS); err != nil {
+		if r.edge, err = newEdge(cfg, deps.TLS, r.ServeHTTP2); err != nil {
 			return nil, err
 		}
 	}
@@ -192,6 +195,9 @@ func New(cfg Config, deps Deps) (*Router, error) {
 		return nil, fmt.Errorf("router: register metrics: %w", err)
 	}
 	r.retry = exchange.Policy{MaxRetries: cfg.MaxRetries, Retried: r.metrics.retries}
+	if err := r.initHTTP2(reg); err != nil {
+		return nil, fmt.Errorf("router: http2: %w", err)
+	}
 	r.table.Store(&table{hosts: map[string]*route{}, superseded: make(chan struct{})})
 	r.server = &fasthttp.Server{
 		Handler:                      r.handle,
@@ -234,6 +240,9 @@ func (r *Router) Run(ctx context.Context) error {
 		}
 	}
 	ln = newListener(fastconn.Listener(ln), r.cfg.MaxConnsPerIP, r.log, r.metrics.acceptShortages, r.metrics.refusedPerIP)
+	// Connections that open with the HTTP/2 preface go to ServeHTTP2;
+	// fasthttp gets the rest.
+	ln = h2listen.New(ln, r.ServeHTTP2)
 	r.log.Info("serving", "addr", ln.Addr().String(), "max_conns", r.cfg.MaxConns, "max_conns_per_ip", r.cfg.MaxConnsPerIP)
 	g, gctx := errgroup.WithContext(ctx)
 	if r.ownReps {
@@ -268,6 +277,7 @@ func (r *Router) Run(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = r.server.ShutdownWithContext(sctx)
+		r.shutdownHTTP2(sctx)
 		return nil
 	})
 	err := g.Wait()
@@ -378,7 +388,7 @@ func (r *Router) rebuildLocked() bool {
 	states := make(map[string]*revState, len(used))
 	for name, spec := range used {
 		st := r.states[name]
-		if st == nil || st.function != spec.Function || st.timeout != spec.Timeout {
+		if st == nil || st.function != spec.Function || st.timeout != spec.Timeout || st.h2c != spec.H2C {
 			if st != nil {
 				r.dropState(st)
 			}
@@ -440,6 +450,7 @@ func (r *Router) newState(name string, spec revSpec) *revState {
 		name:     name,
 		function: spec.Function,
 		timeout:  spec.Timeout,
+		h2c:      spec.H2C,
 		set:      r.reps.Retain(name),
 		stats:    revstats.NewOutcomeCounter(name),
 		latency:  &lazyObserver{vec: r.metrics.duration, function: spec.Function, revision: name},
@@ -464,6 +475,9 @@ func (r *Router) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if r.edge != nil && r.edge.intercept(ctx) {
+		return
+	}
+	if ctx.Request.Header.ConnectionUpgrade() && r.upgradeH2C(ctx) {
 		return
 	}
 	rt := r.lookup(ctx.Request.Header.Host())
@@ -554,7 +568,11 @@ func (r *Router) serve(ctx *fasthttp.RequestCtx, rt *route) {
 		r.enqueue(ctx, rt.function, mode)
 		return
 	}
-	rev, setCookie := r.pick(ctx, rt)
+	rev, setCookie := r.pick(&ctx.Request.Header, rt)
+	if rev.h2c {
+		r.serveH1ToH2C(ctx, rev, setCookie)
+		return
+	}
 	deadline := ctx.Time().Add(rev.timeout)
 	if rep := rev.set.TryAcquire(); rep != nil {
 		r.forward(ctx, rev, rep, deadline)
@@ -566,10 +584,18 @@ func (r *Router) serve(ctx *fasthttp.RequestCtx, rt *route) {
 	}
 }
 
-func (r *Router) pick(ctx *fasthttp.RequestCtx, rt *route) (*revState, bool) {
+// requestHeader is what picking a revision reads of a request's header:
+// *fasthttp.RequestHeader for HTTP/1.1, streamHeader for an HTTP/2 stream.
+// Names are given canonical (Ebb-Tag).
+type requestHeader interface {
+	Peek(name string) []byte
+	Cookie(name string) []byte
+}
+
+func (r *Router) pick(h requestHeader, rt *route) (*revState, bool) {
 	if rt.tags != nil {
-		for _, h := range TagHeaders {
-			if v := ctx.Request.Header.Peek(h); len(v) > 0 {
+		for _, name := range TagHeaders {
+			if v := h.Peek(name); len(v) > 0 {
 				// A tag that names no revision of the function falls
 				// through to the split, as in Knative.
 				if rev := rt.tags[string(v)]; rev != nil {
@@ -580,19 +606,19 @@ func (r *Router) pick(ctx *fasthttp.RequestCtx, rt *route) (*revState, bool) {
 	}
 	// Header matches come before the split, and before stickiness: a
 	// request that matches always goes to its revision.
-	if rev := rt.match(&ctx.Request.Header); rev != nil {
+	if rev := rt.match(h); rev != nil {
 		return rev, false
 	}
 	if len(rt.targets) == 1 {
 		return rt.targets[0].rev, false
 	}
 	if r.cfg.StickyHeader != "" {
-		if v := ctx.Request.Header.Peek(r.cfg.StickyHeader); len(v) > 0 {
+		if v := h.Peek(r.cfg.StickyHeader); len(v) > 0 {
 			return rt.pick(v), false
 		}
 	}
 	if r.cfg.StickyCookie != "" {
-		if v := ctx.Request.Header.Cookie(r.cfg.StickyCookie); len(v) > 0 {
+		if v := h.Cookie(r.cfg.StickyCookie); len(v) > 0 {
 			if rev := rt.byName(v); rev != nil {
 				return rev, false
 			}

@@ -7,8 +7,6 @@ import (
 	"sort"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/store"
 )
@@ -44,6 +42,8 @@ type targetSpec struct {
 type revSpec struct {
 	Function string
 	Timeout  time.Duration
+	// H2C: the revision's replicas speak HTTP/2 without TLS only.
+	H2C bool
 }
 
 // plan computes the host table from the stored functions and revisions. It
@@ -64,7 +64,7 @@ func plan(domain string, fns []store.Function, revs map[string]store.Revision) (
 		if timeout <= 0 {
 			timeout = api.DefaultTimeout
 		}
-		used[rev] = revSpec{Function: r.Function, Timeout: timeout}
+		used[rev] = revSpec{Function: r.Function, Timeout: timeout, H2C: r.Spec.SpeaksH2C()}
 		return true
 	}
 	tags := make(map[string]routeSpec)
@@ -196,7 +196,7 @@ func newMatches(specs []matchSpec, states map[string]*revState) []headerMatch {
 // parsed header in place, its value stays valid through later Peeks (the
 // names Peek would build a value for, Cookie and Trailer, cannot be
 // matched), and the comparison converts no bytes: it allocates nothing.
-func (rt *route) match(h *fasthttp.RequestHeader) *revState {
+func (rt *route) match(h requestHeader) *revState {
 	if len(rt.matches) == 0 {
 		return nil
 	}

@@ -32,9 +32,6 @@ type TLS struct {
 	// HTTPChallenge answers ACME http-01 challenges
 	// (/.well-known/acme-challenge/...) on the plain-HTTP port; optional.
 	HTTPChallenge http.Handler
-	// ServeHTTP2 serves a connection that negotiated "h2" by ALPN, after
-	// its handshake. When nil the router does not offer h2.
-	ServeHTTP2 func(net.Conn)
 }
 
 // edge is the router's TLS state: the listener's config and the policy
@@ -54,11 +51,13 @@ type edge struct {
 // acmeChallengePath is where ACME's http-01 challenges are fetched.
 var acmeChallengePath = []byte("/.well-known/acme-challenge/")
 
-func newEdge(cfg Config, t *TLS) (*edge, error) {
+// newEdge builds the TLS state; h2 serves a connection that negotiated
+// "h2" by ALPN, after its handshake (Router.ServeHTTP2).
+func newEdge(cfg Config, t *TLS, h2 func(net.Conn)) (*edge, error) {
 	if t.GetCertificate == nil {
 		return nil, errors.New("router: TLS needs GetCertificate")
 	}
-	e := &edge{ln: t.Listener, addr: cfg.TLSAddr, redirectAll: cfg.HTTPSRedirect, h2: t.ServeHTTP2}
+	e := &edge{ln: t.Listener, addr: cfg.TLSAddr, redirectAll: cfg.HTTPSRedirect, h2: h2}
 	if e.ln != nil {
 		e.addr = e.ln.Addr().String()
 	}
@@ -75,12 +74,7 @@ func newEdge(cfg Config, t *TLS) (*edge, error) {
 	if t.HTTPChallenge != nil {
 		e.challenge = fasthttpadaptor.NewFastHTTPHandler(t.HTTPChallenge)
 	}
-	var protos []string
-	if t.ServeHTTP2 != nil {
-		protos = append(protos, "h2")
-	}
-	protos = append(protos, "http/1.1")
-	protos = append(protos, t.NextProtos...)
+	protos := append([]string{"h2", "http/1.1"}, t.NextProtos...)
 	e.config = &tls.Config{
 		MinVersion:     tls.VersionTLS12,
 		GetCertificate: t.GetCertificate,
@@ -166,7 +160,7 @@ func (r *Router) handshake(c net.Conn, q *connQueue) {
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	if tc.ConnectionState().NegotiatedProtocol == "h2" && r.edge.h2 != nil {
+	if tc.ConnectionState().NegotiatedProtocol == "h2" {
 		r.edge.h2(tc)
 		return
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/net/http2"
 
 	"github.com/ebbrun/ebb/store"
 )
@@ -90,7 +91,7 @@ func testCert(t *testing.T, names ...string) tls.Certificate {
 
 // tlsEnv is a router that terminates TLS on a loopback port with one
 // certificate per name.
-func tlsEnv(t *testing.T, cfg Config, h2 func(net.Conn), names ...string) (*env, string) {
+func tlsEnv(t *testing.T, cfg Config, names ...string) (*env, string) {
 	t.Helper()
 	certs := map[string]*tls.Certificate{}
 	for _, n := range names {
@@ -107,16 +108,16 @@ func tlsEnv(t *testing.T, cfg Config, h2 func(net.Conn), names ...string) (*env,
 			}
 			return certs[names[0]], nil
 		},
-		ServeHTTP2: h2,
 	}})
 	return e, ln.Addr().String()
 }
 
 // tlsGet sends one HTTP/1.1 request over a new TLS connection with SNI
-// host, and returns the response and the certificate the server showed.
+// host, as a client offering only http/1.1 by ALPN, and returns the
+// response and the certificate and protocol the server chose.
 func tlsGet(t *testing.T, addr, host, path string) (*http.Response, string, string) {
 	t.Helper()
-	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: host, InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: host, InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
 	require.NoError(t, err)
 	defer conn.Close()
 	_, err = io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: "+host+"\r\nConnection: close\r\n\r\n")
@@ -130,7 +131,7 @@ func tlsGet(t *testing.T, addr, host, path string) (*http.Response, string, stri
 }
 
 func TestTLSTermination(t *testing.T) {
-	e, addr := tlsEnv(t, Config{HSTSMaxAge: 24 * time.Hour}, nil, "api.example.com", "www.example.com")
+	e, addr := tlsEnv(t, Config{HSTSMaxAge: 24 * time.Hour}, "api.example.com", "www.example.com")
 	a := startBackend(t, "a", nil)
 	e.deploy("hello", []rev{{name: "hello-00001"}}, nil)
 	e.endpoint("hello", "hello-00001", "r1", a.addr, 0)
@@ -142,7 +143,7 @@ func TestTLSTermination(t *testing.T) {
 		resp, body, peer := tlsGet(t, addr, host, "/")
 		assert.Equal(t, 200, resp.StatusCode, host)
 		assert.Equal(t, "a", body)
-		assert.Equal(t, host+" http/1.1", peer, "SNI picks the certificate; without an HTTP/2 server h2 is not offered")
+		assert.Equal(t, host+" http/1.1", peer, "SNI picks the certificate; a client offering only http/1.1 gets it")
 		assert.Equal(t, "max-age=86400", resp.Header.Get("Strict-Transport-Security"))
 	}
 	resp, body, _ := tlsGet(t, addr, "hello.localhost", "/")
@@ -167,7 +168,7 @@ func TestTLSTermination(t *testing.T) {
 }
 
 func TestTLSRedirectAll(t *testing.T) {
-	e, _ := tlsEnv(t, Config{HTTPSRedirect: true}, nil, "api.example.com")
+	e, _ := tlsEnv(t, Config{HTTPSRedirect: true}, "api.example.com")
 	a := startBackend(t, "a", nil)
 	e.deploy("hello", []rev{{name: "hello-00001"}}, nil)
 	e.endpoint("hello", "hello-00001", "r1", a.addr, 0)
@@ -179,20 +180,27 @@ func TestTLSRedirectAll(t *testing.T) {
 	assert.Equal(t, 404, code, "only routed hosts are redirected")
 }
 
-func TestTLSHandsH2ToTheHTTP2Server(t *testing.T) {
-	got := make(chan string, 1)
-	_, addr := tlsEnv(t, Config{}, func(c net.Conn) {
-		defer c.Close()
-		got <- c.(*tls.Conn).ConnectionState().NegotiatedProtocol
-	}, "api.example.com")
-	conn, err := tls.Dial("tcp", addr, &tls.Config{ServerName: "api.example.com", InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+// A client offering h2 by ALPN is served over HTTP/2 by the same routing.
+func TestTLSServesH2(t *testing.T) {
+	e, addr := tlsEnv(t, Config{}, "api.example.com")
+	a := startBackend(t, "a", nil)
+	e.deploy("hello", []rev{{name: "hello-00001"}}, nil)
+	e.endpoint("hello", "hello-00001", "r1", a.addr, 0)
+	e.mapDomain("api.example.com", "default", "hello", false)
+	e.waitRoute("api.example.com", 1)
+
+	client := &http.Client{Transport: &http2.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+		DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
+			return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, addr)
+		},
+	}}
+	resp, err := client.Get("https://api.example.com/")
 	require.NoError(t, err)
-	defer conn.Close()
-	assert.Equal(t, "h2", conn.ConnectionState().NegotiatedProtocol)
-	select {
-	case p := <-got:
-		assert.Equal(t, "h2", p)
-	case <-time.After(5 * time.Second):
-		t.Fatal("the HTTP/2 hook did not get the connection")
-	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Equal(t, "HTTP/2.0", resp.Proto)
+	assert.Equal(t, "a", string(body))
 }

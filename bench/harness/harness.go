@@ -19,7 +19,7 @@ import (
 )
 
 // Sections, in the order they run and are reported.
-var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers", "async", "tls"}
+var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers", "async", "tls", "grpc"}
 
 // Config configures one harness run. Zero fields take the defaults listed.
 type Config struct {
@@ -266,6 +266,8 @@ func (h *Harness) runSection(ctx context.Context, name string) (result Result, e
 		return h.async(ctx)
 	case "tls":
 		return h.tlsSection(ctx)
+	case "grpc":
+		return h.grpcSection(ctx)
 	}
 	return nil, fmt.Errorf("unknown section %q", name)
 }
@@ -280,6 +282,9 @@ func (h *Harness) preflight(ctx context.Context) error {
 	need := map[string]string{"wrk": "wrk", "hey": "hey", "haproxy": "haproxy", "nginx": "nginx", "containerd": "containerd", "runc": "runc"}
 	if h.cfg.runs("async") {
 		need["redis-server"] = "redis-server"
+	}
+	if h.cfg.runs("grpc") {
+		need["h2load"] = "nghttp2-client"
 	}
 	var missing []string
 	for bin, pkg := range need {

@@ -20,6 +20,8 @@ import (
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/exchange"
 	"github.com/ebbrun/ebb/internal/redisconn"
+	"github.com/ebbrun/ebb/internal/leader"
+	"github.com/ebbrun/ebb/internal/liveness"
 	"github.com/ebbrun/ebb/invoker"
 	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/router"
@@ -77,7 +79,8 @@ type Config struct {
 	// NodeName names this node in the store. Default the hostname.
 	NodeName string `yaml:"nodeName"`
 	// AutoscalerURL is where a router-only or nodeagent-only process sends
-	// stats and activations; empty in the all role.
+	// stats and activations: the control planes' API URLs, comma-separated,
+	// each of which gets every report; empty in the all role.
 	AutoscalerURL string `yaml:"autoscalerURL"`
 	// MetricsAddr serves /healthz, /readyz and /metrics for roles without the
 	// API. Default 127.0.0.1:9090.
@@ -172,6 +175,17 @@ type Config struct {
 	// HSTSMaxAge, when positive, adds Strict-Transport-Security with this
 	// max-age to HTTPS responses. Default 0: off.
 	HSTSMaxAge time.Duration `yaml:"hstsMaxAge"`
+	// NodeLeaseTTL is how long a node agent's liveness lease lasts
+	// unrenewed: how soon routers stop using a dead node and its replicas
+	// are placed elsewhere. Default 3s; 1s to 1m.
+	NodeLeaseTTL time.Duration `yaml:"nodeLeaseTTL"`
+	// NodeLeaseRenew is how often a node agent renews its lease; under
+	// half of NodeLeaseTTL. Default 1s.
+	NodeLeaseRenew time.Duration `yaml:"nodeLeaseRenew"`
+	// LeaderLeaseTTL is how long the leading control plane's lease lasts
+	// unrenewed: the longest the cluster goes without a leader after the
+	// leader dies. Default 3s; 1s to 1m.
+	LeaderLeaseTTL time.Duration `yaml:"leaderLeaseTTL"`
 }
 
 func defaultConfig() Config {
@@ -203,6 +217,9 @@ func defaultConfig() Config {
 		MaxRetries:              exchange.DefaultMaxRetries,
 
 		RevisionGCInterval: controlplane.DefaultRevisionGCEvery,
+		NodeLeaseTTL:       liveness.DefaultLeaseTTL,
+		NodeLeaseRenew:     liveness.DefaultRenewEvery,
+		LeaderLeaseTTL:     leader.DefaultTTL,
 	}
 }
 
@@ -224,7 +241,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "routing domain for function URLs")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
-	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", cfg.AutoscalerURL, "autoscaler URL for router and nodeagent roles on other machines")
+	fs.StringVar(&cfg.AutoscalerURL, "autoscaler-url", cfg.AutoscalerURL, "autoscaler URL for router and nodeagent roles on other machines; several control planes' URLs comma-separated")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "health and metrics address for roles without the API")
 	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&cfg.EBPF, "ebpf", cfg.EBPF, "eBPF acceleration: auto, on or off")
@@ -249,6 +266,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.ACMECAFile, "acme-ca-file", cfg.ACMECAFile, "PEM roots the ACME directory's HTTPS is trusted by, beside the system's")
 	fs.BoolVar(&cfg.HTTPSRedirect, "https-redirect", cfg.HTTPSRedirect, "redirect every plain-HTTP request for a routed host to HTTPS")
 	fs.DurationVar(&cfg.HSTSMaxAge, "hsts-max-age", cfg.HSTSMaxAge, "Strict-Transport-Security max-age on HTTPS responses; 0: off")
+	fs.DurationVar(&cfg.NodeLeaseTTL, "node-lease-ttl", cfg.NodeLeaseTTL, "how long a node's liveness lease lasts unrenewed; a dead node leaves the routers and its replicas move this soon")
+	fs.DurationVar(&cfg.NodeLeaseRenew, "node-lease-renew", cfg.NodeLeaseRenew, "how often a node agent renews its liveness lease; under half of --node-lease-ttl")
+	fs.DurationVar(&cfg.LeaderLeaseTTL, "leader-lease-ttl", cfg.LeaderLeaseTTL, "how long the leading control plane's lease lasts unrenewed; another leads this soon after it dies")
 	fs.Int64Var(&cfg.MaxSpoolBytes, "max-spool-bytes", cfg.MaxSpoolBytes, "bytes all image uploads in progress may hold in <data-dir>/spool together")
 	if err := fs.Parse(args); err != nil {
 		return Config{}, err
@@ -358,6 +378,15 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	if set["hsts-max-age"] {
 		file.HSTSMaxAge = flags.HSTSMaxAge
 	}
+	if set["node-lease-ttl"] {
+		file.NodeLeaseTTL = flags.NodeLeaseTTL
+	}
+	if set["node-lease-renew"] {
+		file.NodeLeaseRenew = flags.NodeLeaseRenew
+	}
+	if set["leader-lease-ttl"] {
+		file.LeaderLeaseTTL = flags.LeaderLeaseTTL
+	}
 	return file
 }
 
@@ -421,6 +450,15 @@ func (c Config) Validate() error {
 	}
 	if c.RevisionGCInterval <= 0 {
 		return fmt.Errorf("--revision-gc-interval %s: must be positive", c.RevisionGCInterval)
+	}
+	if c.NodeLeaseTTL < time.Second || c.NodeLeaseTTL > time.Minute {
+		return fmt.Errorf("--node-lease-ttl %s: must be between 1s and 1m", c.NodeLeaseTTL)
+	}
+	if c.NodeLeaseRenew <= 0 || 2*c.NodeLeaseRenew >= c.NodeLeaseTTL {
+		return fmt.Errorf("--node-lease-renew %s: must be positive and under half of --node-lease-ttl %s", c.NodeLeaseRenew, c.NodeLeaseTTL)
+	}
+	if c.LeaderLeaseTTL < time.Second || c.LeaderLeaseTTL > time.Minute {
+		return fmt.Errorf("--leader-lease-ttl %s: must be between 1s and 1m", c.LeaderLeaseTTL)
 	}
 	if c.PrometheusURL != "" {
 		if err := (promql.Config{URL: c.PrometheusURL}).Validate(); err != nil {

@@ -23,9 +23,11 @@ import (
 	"github.com/ebbrun/ebb/autoscaler"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/controlplane/audit"
+	"github.com/ebbrun/ebb/controlplane/rollouts"
 	"github.com/ebbrun/ebb/internal/containerdproc"
 	"github.com/ebbrun/ebb/internal/envelope"
 	"github.com/ebbrun/ebb/internal/imagestore"
+	"github.com/ebbrun/ebb/internal/liveness"
 	"github.com/ebbrun/ebb/internal/nodecred"
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
@@ -69,6 +71,8 @@ type daemon struct {
 	// host ids of their user namespaces; nil when off.
 	network *replicanet.Net
 	users   *userRanges
+	// ha is node liveness and leadership (ha.go).
+	ha haState
 }
 
 // close releases what start opened, last opened first.
@@ -126,18 +130,8 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 	d.caches = newCaches(ctx, g, d.store, d.log, assignments)
 	switch d.cfg.Role {
 	case RoleAll:
-		runner, err := d.startAutoscaler(ctx, g)
+		runner, loops, err := d.startControlPlane(ctx, g)
 		if err != nil {
-			return err
-		}
-		rolls, err := d.startRollouts(ctx, g)
-		if err != nil {
-			return err
-		}
-		if err := d.startCron(ctx, g); err != nil {
-			return err
-		}
-		if err := d.startJobs(ctx, g); err != nil {
 			return err
 		}
 		if err := d.loadEBPF(); err != nil {
@@ -150,31 +144,21 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if err != nil {
 			return err
 		}
-		rt, err := d.startDataPlane(ctx, g, runner, statsTee{runner, rolls})
+		rt, err := d.startDataPlane(ctx, g, runner, statsTee{runner, loops.rolls})
 		if err != nil {
 			return err
 		}
 		if err := d.startEBPF(ctx, g, runner, rt); err != nil {
 			return err
 		}
-		return d.startAPI(ctx, g, statsTee{runner, rolls}, logReader{agent})
+		return d.startAPIAndLead(ctx, g, runner, loops, logReader{agent})
 	case RoleControlPlane:
-		runner, err := d.startAutoscaler(ctx, g)
+		runner, loops, err := d.startControlPlane(ctx, g)
 		if err != nil {
-			return err
-		}
-		rolls, err := d.startRollouts(ctx, g)
-		if err != nil {
-			return err
-		}
-		if err := d.startCron(ctx, g); err != nil {
-			return err
-		}
-		if err := d.startJobs(ctx, g); err != nil {
 			return err
 		}
 		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
-		return d.startAPI(ctx, g, statsTee{runner, rolls}, remoteLogs{remote})
+		return d.startAPIAndLead(ctx, g, runner, loops, remoteLogs{remote})
 	case RoleRouter:
 		client, err := d.autoscalerClient()
 		if err != nil {
@@ -229,9 +213,56 @@ func (d *daemon) registerCredential(ctx context.Context) error {
 	return nil
 }
 
+// controlPlaneLoops are the leader-only loops of a control plane, built
+// before the API, which feeds the rollout runner its reports.
+type controlPlaneLoops struct {
+	rolls *rollouts.Runner
+	loops []leaderLoop
+}
+
+// startControlPlane starts the autoscaler (following the store and taking
+// reports in every control plane; deciding only in the leader) and builds
+// the other leader-only loops, which startAPIAndLead runs.
+func (d *daemon) startControlPlane(ctx context.Context, g *errgroup.Group) (*autoscaler.Runner, controlPlaneLoops, error) {
+	var l controlPlaneLoops
+	live, err := d.liveness(ctx, g)
+	if err != nil {
+		return nil, l, err
+	}
+	runner, err := d.startAutoscaler(ctx, g, live)
+	if err != nil {
+		return nil, l, err
+	}
+	if l.rolls, err = d.newRollouts(); err != nil {
+		return nil, l, err
+	}
+	cron, err := d.newCron(ctx)
+	if err != nil {
+		return nil, l, err
+	}
+	jobs, err := d.newJobs(live)
+	if err != nil {
+		return nil, l, err
+	}
+	l.loops = []leaderLoop{l.rolls.Run, cron, jobs, d.cleanupLoop(live)}
+	return runner, l, nil
+}
+
+// startAPIAndLead serves the API, which every control plane does, and
+// runs the leader-only loops, with revision garbage collection among them.
+func (d *daemon) startAPIAndLead(ctx context.Context, g *errgroup.Group, runner *autoscaler.Runner, l controlPlaneLoops, logs controlplane.LogReader) error {
+	api, err := d.startAPI(ctx, g, statsTee{runner, l.rolls}, logs)
+	if err != nil {
+		return err
+	}
+	return d.runLeaderLoops(ctx, g, runner, append(l.loops, d.revisionGCLoop(api))...)
+}
+
 // startAutoscaler runs the autoscaler's runner, which also counts the
-// asynchronous invocations queued for each function as its demand.
-func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autoscaler.Runner, error) {
+// asynchronous invocations queued for each function as its demand. It
+// places replicas on the nodes whose lease holds; where control planes
+// elect a leader it decides only while it leads.
+func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group, live *liveness.Watcher) (*autoscaler.Runner, error) {
 	q, err := d.invocations(ctx)
 	if err != nil {
 		return nil, err
@@ -251,6 +282,8 @@ func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autos
 		},
 		Logger:     d.log.With("component", "autoscaler"),
 		Registerer: d.reg,
+		Liveness:   live,
+		Standby:    d.elects(),
 	})
 	if err != nil {
 		return nil, err
@@ -259,17 +292,27 @@ func (d *daemon) startAutoscaler(ctx context.Context, g *errgroup.Group) (*autos
 	return runner, nil
 }
 
-// autoscalerClient reaches a control plane's autoscaler over HTTP, for the
-// router role on another machine.
-func (d *daemon) autoscalerClient() (*autoscaler.Client, error) {
-	if d.cfg.AutoscalerURL == "" {
+// autoscalerClient reaches the control planes' autoscaler over HTTP, for
+// the router role on another machine: each of the comma-separated
+// --autoscaler-url.
+func (d *daemon) autoscalerClient() (controlPlanes, error) {
+	urls := autoscalerURLs(d.cfg.AutoscalerURL)
+	if len(urls) == 0 {
 		return nil, errors.New("--role router needs --autoscaler-url, the control plane's API URL")
 	}
-	return autoscaler.NewClient(autoscaler.ClientConfig{
-		BaseURL: d.cfg.AutoscalerURL,
-		Token:   d.cred.String(),
-		Logger:  d.log.With("component", "autoscaler-client"),
-	})
+	var cps controlPlanes
+	for _, u := range urls {
+		c, err := autoscaler.NewClient(autoscaler.ClientConfig{
+			BaseURL: u,
+			Token:   d.cred.String(),
+			Logger:  d.log.With("component", "autoscaler-client", "url", u),
+		})
+		if err != nil {
+			return nil, err
+		}
+		cps = append(cps, c)
+	}
+	return cps, nil
 }
 
 // scaleReporter is what the data plane needs from the autoscaler: load
@@ -290,6 +333,11 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 	}
 	g.Go(func() error { return transport.Run(ctx) })
 	replicas := replicaset.New(d.caches.Endpoints(), transport, d.log.With("component", "replicas"))
+	live, err := d.liveness(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	replicas.FollowLiveness(live)
 	g.Go(func() error { return replicas.Run(ctx) })
 	act, err := activator.New(activator.Config{MaxRetries: d.cfg.MaxRetries}, activator.Deps{
 		Store:      d.store,
@@ -353,6 +401,7 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 		Logger:     d.log,
 		Registerer: d.reg,
 		JobPods:    d.caches.JobPods(d.cfg.NodeName),
+		Lease:      d.leaseBackend(),
 	}
 	// The agent reads secret values from the control plane, which alone
 	// holds the key: in process in the all role, over its internal
@@ -360,8 +409,9 @@ func (d *daemon) nodeAgentDeps(rt nodeagent.Runtime) nodeagent.Deps {
 	switch {
 	case d.secrets != nil:
 		deps.Secrets = d.secrets.ForNode(d.cfg.NodeName)
-	case d.cfg.AutoscalerURL != "":
-		deps.Secrets = &nodeagent.RemoteSecrets{BaseURL: d.cfg.AutoscalerURL, Token: d.cred.String(),
+	case len(autoscalerURLs(d.cfg.AutoscalerURL)) > 0:
+		// Any control plane serves secrets; the first is asked.
+		deps.Secrets = &nodeagent.RemoteSecrets{BaseURL: autoscalerURLs(d.cfg.AutoscalerURL)[0], Token: d.cred.String(),
 			Client: &http.Client{Timeout: 10 * time.Second}}
 	default:
 		d.log.Info("revisions with secrets cannot run on this node: set --autoscaler-url, the control plane's API URL, to read them")
@@ -410,7 +460,9 @@ func (d *daemon) startNodeAgent(ctx context.Context, g *errgroup.Group) (*nodeag
 		DataDir:       filepath.Join(d.cfg.DataDir, "nodeagent"),
 		AdvertiseAddr: d.advertiseAddr(),
 		// The logs API is wrapped in nodecred.Require instead (start).
-		EBPF: d.ebpf.status,
+		EBPF:            d.ebpf.status,
+		LeaseTTL:        d.cfg.NodeLeaseTTL,
+		LeaseRenewEvery: d.cfg.NodeLeaseRenew,
 	}, d.nodeAgentDeps(rt))
 	if err != nil {
 		return nil, err
@@ -460,21 +512,21 @@ func (l remoteLogs) Logs(ctx context.Context, w io.Writer, req controlplane.LogR
 
 // startAPI runs the API server. It imports images into containerd, so it
 // connects to (or starts) containerd too.
-func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscaler.Sink, logs controlplane.LogReader) error {
+func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscaler.Sink, logs controlplane.LogReader) (*controlplane.Server, error) {
 	client, err := d.connectContainerd(ctx, g)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	importer, err := imagestore.New(client, imagestore.Config{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	auditLog := d.audit
 	// controlplane.New creates the spool dir and removes the uploads a
 	// killed ebbd left in it.
 	q, err := d.invocations(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	api, err := controlplane.New(controlplane.Config{
 		Addr:          d.cfg.APIAddr,
@@ -496,25 +548,19 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		Secrets:  d.secrets,
 		Audit:    auditLog,
 		Queue:    q,
+		NodeLive: d.ha.live.Live,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// Bind now, so a port clash fails the start with a clear error.
 	l, err := net.Listen("tcp", d.cfg.APIAddr)
 	if err != nil {
-		return fmt.Errorf("api listen %s: %w", d.cfg.APIAddr, err)
+		return nil, fmt.Errorf("api listen %s: %w", d.cfg.APIAddr, err)
 	}
 	// The log closes after the server has answered its last call.
 	g.Go(func() error { return errors.Join(api.Serve(ctx, l), auditLog.Close()) })
-	// Every control plane collects; see RunRevisionGC for why it must
-	// move to the leader once there is one.
-	g.Go(func() error {
-		return api.RunRevisionGC(ctx, controlplane.RevisionGCConfig{
-			History: d.cfg.RevisionHistory, MinAge: d.cfg.RevisionMinAge, Every: d.cfg.RevisionGCInterval,
-		})
-	})
-	return nil
+	return api, nil
 }
 
 // openAudit opens the audit log of the control-plane roles and makes every

@@ -49,19 +49,19 @@ func (d *daemon) invocations(ctx context.Context) (queue.Queue, error) {
 	return d.queue, nil
 }
 
-// startCron runs the cron triggers' runner of a control plane. Every
-// control plane runs one; each run's claim in the store lets one fire it.
-func (d *daemon) startCron(ctx context.Context, g *errgroup.Group) error {
+// newCron builds the cron triggers' runner of a control plane, which the
+// leader runs (runLeaderLoops); each run's claim in the store still lets
+// one fire it across a change of leader.
+func (d *daemon) newCron(ctx context.Context) (leaderLoop, error) {
 	q, err := d.invocations(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	r, err := cron.New(cron.Config{}, cron.Deps{Store: d.store, Queue: q, Logger: d.log.With("component", "cron"), Registerer: d.reg})
+	r, err := cron.New(cron.Config{}, cron.Deps{Store: d.leaderStore(), Queue: q, Logger: d.log.With("component", "cron"), Registerer: d.reg})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	g.Go(func() error { return r.Run(ctx) })
-	return nil
+	return r.Run, nil
 }
 
 // startInvoker runs the workers that deliver queued invocations through

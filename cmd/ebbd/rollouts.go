@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
 	"fmt"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/autoscaler"
@@ -12,12 +9,12 @@ import (
 	"github.com/ebbrun/ebb/rollout/promql"
 )
 
-// startRollouts runs the rollout runner of a control plane. Every control
-// plane runs one; the leases in the rollout records decide which drives
-// each rollout.
-func (d *daemon) startRollouts(ctx context.Context, g *errgroup.Group) (*rollouts.Runner, error) {
+// newRollouts builds the rollout runner of a control plane; the leader
+// runs it (runLeaderLoops). The leases in the rollout records still decide
+// which runner drives each rollout, across a change of leader.
+func (d *daemon) newRollouts() (*rollouts.Runner, error) {
 	deps := rollouts.Deps{
-		Store:    d.store,
+		Store:    d.leaderStore(),
 		Rollouts: d.caches.Rollouts(),
 		Logger:   d.log.With("component", "rollouts"),
 	}
@@ -32,7 +29,6 @@ func (d *daemon) startRollouts(ctx context.Context, g *errgroup.Group) (*rollout
 	if err != nil {
 		return nil, err
 	}
-	g.Go(func() error { return r.Run(ctx) })
 	return r, nil
 }
 

@@ -23,6 +23,10 @@ type Config struct {
 	NodeDownAfter time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Live, if set, says whether a node's liveness lease holds, and
+	// replaces NodeDownAfter: nodes write their records only when they
+	// change, so a record's age says nothing of the node.
+	Live func(node string) bool
 }
 
 func (c Config) withDefaults() Config {
@@ -97,7 +101,11 @@ func (r *Runner) Tick(ctx context.Context) error {
 	var liveNodes []*Node
 	for _, n := range nodes {
 		down := max(r.cfg.NodeDownAfter, 3*n.Value.HeartbeatInterval.Duration)
-		if now.Sub(n.Value.Heartbeat) <= down {
+		up := now.Sub(n.Value.Heartbeat) <= down
+		if r.cfg.Live != nil {
+			up = r.cfg.Live(n.Value.Name)
+		}
+		if up {
 			v := &Node{Name: n.Value.Name, CPU: n.Value.CPU, Memory: n.Value.MemoryBytes,
 				AllocCPU: n.Value.AllocatedCPU, AllocMemory: n.Value.AllocatedMemory, Images: n.Value.Images}
 			live[v.Name] = v

@@ -249,3 +249,17 @@ func TestCreate(t *testing.T) {
 	require.Len(t, f.pods(), 1)
 	assert.Equal(t, "team-a", f.pods()[0].Value.Namespace)
 }
+
+// TestLeasesDecideWhichNodesLive: with Live set, a node's lease, not its
+// record's age, says whether pods go there.
+func TestLeasesDecideWhichNodesLive(t *testing.T) {
+	f := newFixture(t, "n1", "n2")
+	live := map[string]bool{"n2": true}
+	f.runner.cfg.Live = func(node string) bool { return live[node] }
+	f.now = f.now.Add(time.Hour) // both records are old: only the lease counts
+	f.createJob("leased", api.JobSpec{Image: "img"})
+	f.tick()
+	pods := f.pods()
+	require.Len(t, pods, 1)
+	assert.Equal(t, "n2", pods[0].Value.Node, "only the node whose lease holds")
+}

@@ -16,6 +16,7 @@ import (
 type endpoint struct {
 	id, addr string
 	limit    int
+	node     string
 }
 
 // Registry owns the Sets of the revisions its users retain and keeps their
@@ -28,7 +29,9 @@ type Registry struct {
 
 	mu    sync.Mutex
 	sets  map[string]*Set
-	eps   map[string][]endpoint // every revision's endpoints, retained or not
+	eps   map[string][]endpoint // every revision's endpoints on live nodes, retained or not
+	all   map[string][]endpoint // every revision's endpoints, live or not (live.go)
+	live  LiveSet               // nil: every node counts as live
 	ready chan struct{}
 	// ownsTransport and ownsCache say Run also runs the transport and the
 	// endpoints cache (see Open).
@@ -93,6 +96,8 @@ func (g *Registry) Run(ctx context.Context) error {
 		go func() { done <- g.endpoints.Run(ctx) }()
 		defer func() { <-done }()
 	}
+	stopLive := g.followLive(ctx)
+	defer stopLive()
 	err := g.endpoints.Follow(ctx, func(store.Update[store.Endpoint]) { g.apply(g.endpoints.Snapshot()) })
 	if store.FollowEnded(ctx, err) {
 		return nil
@@ -132,7 +137,7 @@ func (g *Registry) Drop(s *Set) {
 func (g *Registry) Update(endpoints []store.Endpoint) {
 	byRev := make(map[string][]endpoint)
 	for _, ep := range endpoints {
-		byRev[ep.Revision] = append(byRev[ep.Revision], endpoint{id: ep.Replica, addr: ep.Addr, limit: ep.Limit})
+		byRev[ep.Revision] = append(byRev[ep.Revision], endpoint{id: ep.Replica, addr: ep.Addr, limit: ep.Limit, node: ep.Node})
 	}
 	g.set(byRev)
 }
@@ -155,7 +160,7 @@ func (g *Registry) apply(snap *store.Snapshot[store.Endpoint]) {
 		if id == "" {
 			id = v.Key
 		}
-		byRev[rev] = append(byRev[rev], endpoint{id: id, addr: ep.Addr, limit: ep.Limit})
+		byRev[rev] = append(byRev[rev], endpoint{id: id, addr: ep.Addr, limit: ep.Limit, node: ep.Node})
 	}
 	g.set(byRev)
 }
@@ -167,6 +172,13 @@ func (g *Registry) set(byRev map[string][]endpoint) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.all = byRev
+	g.applyLocked()
+}
+
+// applyLocked makes every Set hold its revision's endpoints on live nodes.
+func (g *Registry) applyLocked() {
+	byRev := g.liveOnly(g.all)
 	prev := g.eps
 	g.eps = byRev
 	for name, s := range g.sets {

@@ -14,6 +14,13 @@
 //     (from 0) of revision R has the ID "R-i" and the fields t (p or d),
 //     k (key), v (value, puts only) and n (events in revision R).
 //
+// Leases (lease.go) live beside these keys but outside the store: node
+// liveness leases in one sorted set (P + "nodeleases", with a generation
+// so a poll of the live set is one integer when nothing changed) and
+// named leases such as the control plane's leadership (P + "lease:" +
+// name, SET PX). They carry deadlines on Redis's clock, not versions, and
+// never reach the event stream.
+//
 // Objects live in two shared hashes rather than a hash per key so that List
 // costs one HMGET per thousand keys instead of a command per key: Redis
 // serves nobody else while a script runs, so a long List delays every

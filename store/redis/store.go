@@ -57,6 +57,7 @@ type Store struct {
 	keys      []string // the script KEYS: see scripts.go
 	keyRev    string
 	keyEvents string
+	prefix    string // for the leases (lease.go)
 
 	ctx       context.Context // cancelled by Close; ends watches
 	cancel    context.CancelFunc
@@ -99,6 +100,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		},
 		keyRev:    opts.Prefix + "rev",
 		keyEvents: opts.Prefix + "events",
+		prefix:    opts.Prefix,
 		ctx:       sctx,
 		cancel:    cancel,
 	}, nil

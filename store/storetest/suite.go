@@ -48,6 +48,7 @@ func Run(t *testing.T, newStore NewFunc) {
 		{"Reopen", testReopen},
 		{"Cache", testCache},
 		{"CacheAfterCompaction", testCacheAfterCompaction},
+		{"Fenced", testFenced},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore) })
@@ -759,4 +760,31 @@ func testReopen(t *testing.T, newStore NewFunc) {
 	require.Equal(t, want, recvEvents(t, mustWatch(t, ctx, s2, "", 0), len(want)), "history survives reopen")
 	r := mustTxn(t, s2, store.Put("r/4", nil, store.MustNotExist))
 	require.Equal(t, rev1+1, r, "revisions continue after reopen")
+}
+
+// testFenced: a leader's writes through store.Fenced land while its
+// leadership record is at the version it wrote, and are rejected, writing
+// nothing, once a new leader has rewritten the record.
+func testFenced(t *testing.T, newStore NewFunc) {
+	ctx := context.Background()
+	s := openNew(t, newStore, 0)
+	const record = "leader/controlplane"
+	first := mustTxn(t, s, store.Put(record, []byte("a"), store.AnyVersion))
+	old := store.Fenced(s, record, first)
+
+	_, err := old.Txn(ctx, store.Put("scales/x", []byte("1"), store.AnyVersion))
+	require.NoError(t, err, "the current leader writes")
+
+	second := mustTxn(t, s, store.Put(record, []byte("b"), store.AnyVersion))
+	_, err = old.Txn(ctx, store.Put("scales/x", []byte("2"), store.AnyVersion), store.Delete("scales/y", store.AnyVersion))
+	require.ErrorIs(t, err, store.ErrConflict, "the deposed leader's write is refused")
+	kv, err := s.Get(ctx, "scales/x")
+	require.NoError(t, err)
+	assert.Equal(t, "1", string(kv.Value), "the refused write changed nothing")
+
+	_, err = store.Fenced(s, record, second).Txn(ctx, store.Put("scales/x", []byte("3"), store.AnyVersion))
+	require.NoError(t, err, "the new leader writes")
+	require.NoError(t, old.Close())
+	_, _, err = s.List(ctx, "")
+	require.NoError(t, err, "closing a fenced view leaves the store open")
 }
