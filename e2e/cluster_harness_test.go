@@ -76,6 +76,7 @@ import (
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/imagestore"
 	"github.com/ebbrun/ebb/internal/procstat"
+	"github.com/ebbrun/ebb/internal/proctree"
 	"github.com/ebbrun/ebb/store"
 	redisstore "github.com/ebbrun/ebb/store/redis"
 )
@@ -545,5 +546,21 @@ func sweepStaleClusters(t *testing.T) {
 		if out, err := exec.Command("ip", "netns", "del", e.Name()).CombinedOutput(); err != nil {
 			t.Logf("remove stale namespace %s: %v: %s", e.Name(), err, out)
 		}
+	}
+}
+
+// killNode SIGKILLs everything of node n, as a power cut would: its two
+// ebbds, its containerd, the shims and the replicas.
+func (c *cluster) killNode(n *clusterNode) {
+	c.t.Helper()
+	for _, p := range []*clusterProc{n.agent, n.router} {
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	// containerd and the shims name the agent's data dir in their command
+	// lines; the replicas are the shims' children.
+	proctree.KillMentioning(n.agentDir)
+	for _, p := range []*clusterProc{n.agent, n.router} {
+		<-p.exited
+		p.cmd = nil
 	}
 }
