@@ -77,6 +77,7 @@ import (
 	"github.com/ebbrun/ebb/internal/imagestore"
 	"github.com/ebbrun/ebb/internal/procstat"
 	"github.com/ebbrun/ebb/internal/proctree"
+	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/store"
 	redisstore "github.com/ebbrun/ebb/store/redis"
 )
@@ -155,9 +156,7 @@ func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	requireE2E(t)
 	for _, b := range []string{"ip", "nsenter", "redis-server", "curl"} {
-		if _, err := exec.LookPath(b); err != nil {
-			t.Skipf("the cluster harness needs %s", b)
-		}
+		testenv.RequireBinary(t, b)
 	}
 	sweepStaleClusters(t)
 	began := time.Now()
