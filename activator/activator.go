@@ -19,6 +19,7 @@ import (
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/internal/revstats"
+	"github.com/ebbrun/ebb/internal/tracing"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -291,6 +292,9 @@ func (a *Activator) Serve(ctx *fasthttp.RequestCtx, function, revision string, d
 	rs.lastUsed.Store(arrived.UnixNano())
 	rs.stats.Start()
 	cold := rs.set.Len() == 0
+	if h, ok := ctx.UserValue(tracing.HandoffKey).(*tracing.Handoff); ok {
+		h.Used, h.Cold = true, cold
+	}
 
 	if fs := rs.fstate.Load(); fs.fail != nil && rs.set.Len() == 0 {
 		a.reject(ctx, rs, "failed", fasthttp.StatusBadGateway, failedBody(rs, fs.fail))
@@ -342,6 +346,7 @@ const retryPause = 20 * time.Millisecond
 // instead: queue full, deadline, hang-up, a failed revision or shutdown.
 func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline time.Time, cold bool) (*replicaset.Replica, bool) {
 	if rep := rs.set.TryAcquire(); rep != nil {
+		noteAcquired(ctx, rep, time.Time{})
 		return rep, true
 	}
 	if int(rs.queued.Add(1)) > a.cfg.MaxQueue {
@@ -367,6 +372,7 @@ func (a *Activator) acquire(ctx *fasthttp.RequestCtx, rs *revState, deadline tim
 	if cold {
 		a.metrics.coldStart.WithLabelValues(namespaceOf(rs.function), rs.function).Observe(waited)
 	}
+	noteAcquired(ctx, rep, queuedAt)
 	return rep, true
 }
 

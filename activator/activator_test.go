@@ -28,6 +28,7 @@ import (
 
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/internal/testenv"
+	"github.com/ebbrun/ebb/internal/tracing"
 	"github.com/ebbrun/ebb/store"
 	"github.com/ebbrun/ebb/store/embedded"
 )
@@ -135,6 +136,9 @@ type envOptions struct {
 	// dialErr, when set, is asked before every dial to a replica and fails
 	// the dial with the error it returns.
 	dialErr func(addr string) error
+	// observed, when set, makes the front observe requests as the router
+	// does (a tracing.Handoff in the request) and gets each one filled.
+	observed func(h tracing.Handoff)
 }
 
 // idleWorkerSweep is how often the test servers' worker pools look for
@@ -192,7 +196,14 @@ func newEnvWith(t testing.TB, cfg Config, opts envOptions) *env {
 			if v := ctx.Request.Header.Peek("X-Timeout"); v != nil {
 				timeout, _ = time.ParseDuration(string(v))
 			}
+			var h tracing.Handoff
+			if opts.observed != nil {
+				ctx.SetUserValue(tracing.HandoffKey, &h)
+			}
 			e.act.Serve(ctx, "fn", "fn-00001", ctx.Time().Add(timeout))
+			if opts.observed != nil {
+				opts.observed(h)
+			}
 		},
 		StreamRequestBody:     true,
 		CloseOnShutdown:       true,

@@ -17,6 +17,11 @@
 // the same internal/exchange as the router's, under the same retry policy.
 // The router calls the activator in process, through Serve.
 //
+// A request the router observes carries a tracing.Handoff; the activator
+// notes in it whether the request was cold, how long it queued, which
+// replica took it and that replica's start phases from its endpoint
+// record, for the router's access log line, spans and Server-Timing.
+//
 // It must not route by host, split traffic or decide scale, and it must not
 // start or stop replicas: it only waits, asks, and forwards.
 package activator

@@ -330,6 +330,10 @@ type LogOptions struct {
 	Tail int
 	// Revision limits the lines to one revision; empty means all of them.
 	Revision string
+	// Access asks for the function's access log (one JSON line per
+	// request, from the routers' recent lines) instead of its replicas'
+	// output. It does not combine with Revision.
+	Access bool
 }
 
 // Logs streams a function's logs as text, one line per log line prefixed
@@ -349,6 +353,9 @@ func (c *Client) Logs(ctx context.Context, name string, opts LogOptions) (io.Rea
 	}
 	if opts.Revision != "" {
 		q.Set("revision", opts.Revision)
+	}
+	if opts.Access {
+		q.Set("access", "true")
 	}
 	return c.stream(ctx, path, q, "text/plain")
 }

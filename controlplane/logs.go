@@ -21,6 +21,14 @@ func (s *Server) logs(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	req.Revision = r.URL.Query().Get("revision")
+	if v := r.URL.Query().Get("access"); v != "" {
+		if req.Access, err = strconv.ParseBool(v); err != nil {
+			return &api.ValidationError{Field: "access", Reason: "must be true or false"}
+		}
+		if req.Access && req.Revision != "" {
+			return &api.ValidationError{Field: "revision", Reason: "access logs are per function, not per revision"}
+		}
+	}
 	if req.Revision != "" {
 		if _, err := s.deps.Store.Get(r.Context(), store.RevisionKey(name, req.Revision)); err != nil {
 			return errorf(http.StatusNotFound, api.CodeNotFound, "revision %q of %s does not exist", req.Revision, describe(name))
@@ -51,7 +59,14 @@ func logRequest(r *http.Request, function string) (LogRequest, error) {
 
 // streamLogs answers a logs request from the node agents' log rings.
 func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, req LogRequest) error {
-	if s.deps.Logs == nil {
+	logs := s.deps.Logs
+	if req.Access {
+		logs = s.deps.AccessLogs
+		if logs == nil {
+			return errorf(http.StatusNotImplemented, api.CodeInternal, "no router keeps access logs: start ebbd with --access-log")
+		}
+	}
+	if logs == nil {
 		return errorf(http.StatusNotImplemented, api.CodeInternal, "this control plane runs without a node agent to read logs from")
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -61,7 +76,7 @@ func (s *Server) streamLogs(w http.ResponseWriter, r *http.Request, req LogReque
 		f.Flush()
 	}
 	// The status line is out; from here an error can only end the stream.
-	if err := s.deps.Logs.Logs(r.Context(), &flushWriter{w: w}, req); err != nil && r.Context().Err() == nil {
+	if err := logs.Logs(r.Context(), &flushWriter{w: w}, req); err != nil && r.Context().Err() == nil {
 		s.deps.Logger.Warn("log stream ended", "function", req.Function, "err", err)
 	}
 	return nil

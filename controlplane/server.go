@@ -117,6 +117,9 @@ type LogRequest struct {
 	Revision string // empty means every revision
 	Tail     int    // the newest lines of all replicas together; 0 means all kept lines
 	Follow   bool
+	// Access asks for the routers' access log lines of the function
+	// instead of its replicas' output; Revision is then empty.
+	Access bool
 }
 
 // Deps are the server's collaborators.
@@ -124,7 +127,10 @@ type Deps struct {
 	Store  store.Store
 	Images ImageImporter
 	// Logs may be nil, in which case the logs endpoint answers 501.
-	Logs       LogReader
+	Logs LogReader
+	// AccessLogs reads the routers' access lines (LogRequest.Access); nil
+	// when no router keeps them, and access requests answer 501.
+	AccessLogs LogReader
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer

@@ -306,6 +306,10 @@ func TestScaleUpPublishesEndpointsAndKeepsAPool(t *testing.T) {
 		for _, ep := range eps {
 			assert.Equal(t, node, ep.Node)
 			assert.Equal(t, 7, ep.Limit)
+			if assert.NotNil(t, ep.Start) && !ep.Start.Created.IsZero() {
+				assert.False(t, ep.Start.Created.Before(ep.Start.Decided), "a created task's phases are in order")
+				assert.False(t, ep.Start.Started.Before(ep.Start.Created))
+			}
 			assert.True(t, strings.HasPrefix(ep.Addr, "127.0.0.1:"))
 			assert.Equal(t, "hello from "+ep.Replica+"\n", e.get(ep.Addr, "/"))
 		}
@@ -402,6 +406,14 @@ func TestScaleFromZeroUsesThePreCreatedTask(t *testing.T) {
 		e.assign("hello", rev, 1, 1)
 		eps := e.waitEndpoints(rev, 1)
 		assert.Equal(t, pooled, eps[0].Replica, "the pre-created task serves the first replica")
+		// The endpoint carries the start's phases for the activator; a
+		// pooled task's creation is not part of it.
+		start := eps[0].Start
+		require.NotNil(t, start)
+		assert.True(t, start.Created.IsZero())
+		assert.False(t, start.Decided.IsZero())
+		assert.False(t, start.Started.Before(start.Decided))
+		assert.False(t, start.Ready.Before(start.Started))
 		// And the pool is refilled once the start is done.
 		e.waitStatus(rev, "ready with a refilled pool", func(s store.RevisionNodeStatus) bool {
 			return s.State == api.RevisionReady && s.Ready == 1 && s.PreCreated == 1

@@ -540,6 +540,7 @@ func (a *Agent) publish(ctx context.Context, r *replica, task Task, trace *Start
 		Addr:    a.endpointAddr(port),
 		Limit:   r.limits.hardLimit,
 		ReadyAt: trace.Ready,
+		Start:   startPhases(trace),
 	}
 	rec := a.record(r, port, store.ReplicaReady, restarts, lastExit)
 	for attempt := 1; ; attempt++ {
@@ -939,4 +940,22 @@ func bindable(port int) bool {
 	}
 	l.Close()
 	return true
+}
+
+// startPhases is what the endpoint record says of the start: the phases
+// the activator shows a request that waited for it.
+func startPhases(t *StartTrace) *store.StartPhases {
+	if t.Started.IsZero() {
+		return nil
+	}
+	// A pooled task was created before the start was decided: the start
+	// spent nothing on it.
+	var created time.Time
+	if !t.PoolHit {
+		created = t.TaskCreated
+		if created.IsZero() {
+			created = t.Created
+		}
+	}
+	return &store.StartPhases{Decided: t.Decided, Created: created, Started: t.Started, Ready: t.Ready}
 }

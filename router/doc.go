@@ -56,6 +56,14 @@
 // router answers itself reach gRPC clients as a trailers-only response
 // with the matching grpc-status (a timeout is DEADLINE_EXCEEDED).
 //
+// With an access log or a span exporter (Deps.AccessLog, Deps.Tracer) the
+// router observes each routed request (access.go): it continues a valid
+// W3C traceparent or starts a trace, sends the replica a traceparent
+// through the proxy, puts a tracing.Handoff in the request for the
+// activator to fill, adds Server-Timing to cold responses and, at the end,
+// calls endRequest once with plain values: the one place every protocol's
+// request ends. With neither, none of this runs.
+//
 // It must not buffer requests, start replicas or decide scale: waiting for
 // capacity is the activator's job, scaling the autoscaler's. It talks to
 // them only through the Activator and StatsSink interfaces declared here.

@@ -177,6 +177,10 @@ type stream struct {
 	deadline time.Time
 	// failed is the status the router answered itself, when it did.
 	failed int
+	// cold says the stream waited for a revision without replicas;
+	// acquired is when it got its replica.
+	cold     bool
+	acquired time.Time
 }
 
 // streamHeader reads an HTTP/2 request's header for routing.
@@ -208,13 +212,12 @@ func (r *Router) serveStream(w http.ResponseWriter, req *http.Request) {
 	rt := r.lookup([]byte(req.Host))
 	if rt == nil {
 		r.metrics.unknownHost.Inc()
+		// Not logged: as on HTTP/1.1, only requests for a function are.
 		streamError(w, grpc, http.StatusNotFound, "ebb: no function is served at this host\n")
-		// access log: see obs (no route: status 404, protocol "HTTP/2.0").
 		return
 	}
 	if req.Header.Get(api.HeaderInvoke) != "" {
 		streamError(w, grpc, http.StatusNotImplemented, "ebb: asynchronous invocation takes HTTP/1.1\n")
-		// access log: see obs (status 501, protocol "HTTP/2.0").
 		return
 	}
 	rev, setCookie := r.pick(streamHeader{req}, rt)
@@ -236,13 +239,11 @@ func (r *Router) serveRevision(w http.ResponseWriter, req *http.Request, rev *re
 	sw := &statusWriter{ResponseWriter: w}
 	body := &countingBody{ReadCloser: req.Body}
 	req.Body = body
-	defer func() {
-		// access log: see obs. The one call per request of this path goes
-		// here, with rev, sw.result(), start, time.Since(start),
-		// body.n.Load() in, sw.n out, protocol req.Proto ("HTTP/2.0", or
-		// "HTTP/1.1" from serveH1ToH2C), and whether it waited in the
-		// activator (handoffStream).
-	}()
+	st := &stream{rev: rev}
+	if r.observing() {
+		tr := r.beginStreamObservation(req, start)
+		defer func() { r.endStream(tr, st, sw, body.n.Load(), req.Proto) }()
+	}
 	grpc := isGRPC(req)
 	deadline := start.Add(rev.timeout)
 	if grpc {
@@ -252,13 +253,14 @@ func (r *Router) serveRevision(w http.ResponseWriter, req *http.Request, rev *re
 	}
 	ctx, cancel := context.WithDeadline(req.Context(), deadline)
 	defer cancel()
-	st := &stream{rev: rev, grpc: grpc, deadline: deadline}
+	st.grpc, st.deadline = grpc, deadline
 	ctx = context.WithValue(ctx, streamKey{}, st)
 	if setCookie {
 		sw.Header().Add("Set-Cookie", rev.cookie)
 	}
 
 	if st.rep = rev.set.TryAcquire(); st.rep != nil {
+		st.acquired = time.Now()
 		rev.stats.Start()
 		defer func() {
 			rev.set.Release(st.rep)
@@ -295,6 +297,7 @@ func (r *Router) handoffStream(ctx context.Context, sw *statusWriter, req *http.
 		return
 	}
 	cold := rev.set.Len() == 0
+	st.cold = cold
 	r.metrics.handoffs.WithLabelValues(namespaceOf(rev.function), rev.function, rev.name).Inc()
 	rep, done, err := act.Acquire(ctx, rev.function, rev.name, st.deadline)
 	if err != nil {
@@ -312,7 +315,7 @@ func (r *Router) handoffStream(ctx context.Context, sw *statusWriter, req *http.
 		}
 		sw.status = status
 	} else {
-		st.rep = rep
+		st.rep, st.acquired = rep, time.Now()
 		func() {
 			defer func() { done(sw.result()) }()
 			r.proxyStream(sw, req.WithContext(ctx), st)

@@ -70,6 +70,11 @@ type Deps struct {
 	Domains *store.Cache[store.Domain]
 	// TLS, when set, has the router terminate TLS too (see tls.go).
 	TLS *TLS
+	// AccessLog, when set, gets one record per routed request; Tracer,
+	// when set, its spans (see access.go). With neither, requests are
+	// neither timed nor traced.
+	AccessLog AccessLogger
+	Tracer    SpanExporter
 }
 
 // Router is the data-plane ingress. Create it with New and start it with Run.
@@ -573,14 +578,28 @@ func (r *Router) serve(ctx *fasthttp.RequestCtx, rt *route) {
 		r.serveH1ToH2C(ctx, rev, setCookie)
 		return
 	}
+	var obs *observation
+	if r.observing() {
+		// Its clock starts at the request's arrival, so routing is timed.
+		obs = r.beginObservation(ctx)
+	}
 	deadline := ctx.Time().Add(rev.timeout)
 	if rep := rev.set.TryAcquire(); rep != nil {
+		if obs != nil {
+			obs.routed(rep.ID)
+		}
 		r.forward(ctx, rev, rep, deadline)
 	} else {
+		if obs != nil {
+			obs.routed("")
+		}
 		r.handoff(ctx, rev, deadline)
 	}
 	if setCookie {
 		ctx.Response.Header.Add("Set-Cookie", rev.cookie)
+	}
+	if obs != nil {
+		r.endObservation(ctx, obs, rev)
 	}
 }
 

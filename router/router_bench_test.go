@@ -74,13 +74,18 @@ func benchRouter(b *testing.B) *fasthttp.HostClient {
 // benchRouterWith is benchRouter with a traffic block for hello, which
 // then has revisions hello-00001 (with the replica) and hello-00002.
 func benchRouterWith(b *testing.B, traffic []api.TrafficTarget) *fasthttp.HostClient {
+	return benchRouterDeps(b, traffic, Deps{})
+}
+
+// benchRouterDeps is benchRouterWith with the router's optional deps.
+func benchRouterDeps(b *testing.B, traffic []api.TrafficTarget, deps Deps) *fasthttp.HostClient {
 	backendLn := fasthttputil.NewInmemoryListener()
 	body := []byte("hello world\n")
 	backend := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { ctx.SetBody(body) }, NoDefaultDate: true}
 	go func() { _ = backend.Serve(backendLn) }()
 	b.Cleanup(func() { _ = backend.Shutdown() })
 
-	e := newEnv(b, Config{Proxy: proxy.Config{Dial: func(string) (net.Conn, error) { return backendLn.Dial() }}}, Deps{})
+	e := newEnv(b, Config{Proxy: proxy.Config{Dial: func(string) (net.Conn, error) { return backendLn.Dial() }}}, deps)
 	revs := []rev{{name: "hello-00001"}}
 	if traffic != nil {
 		revs = append(revs, rev{name: "hello-00002"})

@@ -42,6 +42,20 @@ func NodeKey(node string) string             { return PrefixNodes + node }
 func VIPKey(fn string) string                { return PrefixVIPs + fn }
 func VIPSlotKey(index uint32) string         { return PrefixVIPSlots + itoa(int(index)) }
 
+// Routers that keep access logs advertise where the control plane reads
+// them (accesslog's Handler, behind node credentials).
+const PrefixRouters = "routers/" // routers/{node} → Router
+
+func RouterKey(node string) string { return PrefixRouters + node }
+
+// Router is a router process's record, written while it runs.
+type Router struct {
+	Name string `json:"name"`
+	// AccessAddr is host:port serving GET /v1/access; empty when the
+	// router keeps no access log.
+	AccessAddr string `json:"accessAddr,omitempty"`
+}
+
 // Namespaces. A function's keys above carry its qualified name
 // (api.QualifiedName: {fn} in default, {fn}.{ns} elsewhere), so the
 // namespace record is the only key of its own.
@@ -164,6 +178,21 @@ type Endpoint struct {
 	// Limit is the hard concurrency limit for this replica; 0 means none.
 	Limit   int       `json:"limit"`
 	ReadyAt time.Time `json:"readyAt"`
+	// Start is when the replica's start passed each phase, for the
+	// activator's cold-start spans and Server-Timing; absent on records of
+	// older agents.
+	Start *StartPhases `json:"start,omitempty"`
+}
+
+// StartPhases are the node agent's times of one replica start: Decided
+// when it chose to start it, Created when its container and task existed
+// (zero for a pre-created one), Started when its program started and Ready
+// when its readiness probe passed.
+type StartPhases struct {
+	Decided time.Time `json:"decided,omitzero"`
+	Created time.Time `json:"created,omitzero"`
+	Started time.Time `json:"started,omitzero"`
+	Ready   time.Time `json:"ready,omitzero"`
 }
 
 // Replica states recorded by the node agent.

@@ -19,7 +19,7 @@ import (
 )
 
 // Sections, in the order they run and are reported.
-var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers", "async", "tls", "grpc"}
+var Sections = []string{"coldstart", "dataplane", "burst", "autoscale", "tracereplay", "scale", "ebpf", "rollback", "headers", "async", "tls", "grpc", "accesslog"}
 
 // Config configures one harness run. Zero fields take the defaults listed.
 type Config struct {
@@ -268,6 +268,8 @@ func (h *Harness) runSection(ctx context.Context, name string) (result Result, e
 		return h.tlsSection(ctx)
 	case "grpc":
 		return h.grpcSection(ctx)
+	case "accesslog":
+		return h.accessLog(ctx)
 	}
 	return nil, fmt.Errorf("unknown section %q", name)
 }

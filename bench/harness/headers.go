@@ -92,39 +92,17 @@ func (h *Harness) headers(ctx context.Context) (Result, error) {
 		if err := set(targets, want); err != nil {
 			return fmt.Errorf("%s: %w", t.Name, err)
 		}
-		if warm {
-			if _, raw, err := RunWrk(ctx, WrkOptions{URL: t.URL, Host: t.Host, Connections: wrkLoad.connections, Threads: wrkLoad.threads, Duration: time.Second}); err != nil {
-				return fmt.Errorf("warm up %s: %w (%s)", t.Name, err, oneLine(raw, 300))
-			}
-		}
-		w, raw, err := RunWrk(ctx, WrkOptions{URL: t.URL, Host: t.Host, Connections: wrkLoad.connections, Threads: wrkLoad.threads, Duration: d})
-		if err != nil {
-			return fmt.Errorf("%s: %w (%s)", t.Name, err, oneLine(raw, 300))
-		}
-		h.log.Info("wrk", "target", t.Name, "rps", int(w.RPS), "p50ms", w.P50, "p99ms", w.P99, "errors", w.Non2xx+w.SocketErrs)
-		t.Runs = append(t.Runs, w)
-		return nil
+		return h.wrkInto(ctx, t, d, warm)
 	}
-	for r := 0; r < rounds; r++ {
-		a := func() error { return measure(res.None, none, stable, r == 0) }
-		b := func() error { return measure(res.Five, five, matched, r == 0) }
-		if r%2 == 1 {
-			a, b = b, a
-		}
-		if err := a(); err != nil {
-			return nil, err
-		}
-		if err := b(); err != nil {
-			return nil, err
-		}
+	if err := abba(rounds,
+		func(first bool) error { return measure(res.None, none, stable, first) },
+		func(first bool) error { return measure(res.Five, five, matched, first) },
+	); err != nil {
+		return nil, err
 	}
 	res.None.summarize()
 	res.Five.summarize()
-	var cost []float64
-	for _, ratio := range Ratios(runsOf(res.Five.Runs, func(w WrkResult) float64 { return w.RPS }), runsOf(res.None.Runs, func(w WrkResult) float64 { return w.RPS })) {
-		cost = append(cost, 100*(1-ratio))
-	}
-	res.CostPct = SpreadOf(cost)
+	res.CostPct = costPct(res.Five, res.None)
 	return res, nil
 }
 

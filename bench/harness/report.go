@@ -251,6 +251,7 @@ var sectionTitles = map[string]string{
 	"headers":     "Header-match rules",
 	"async":       "Asynchronous invocations",
 	"tls":         "TLS termination",
+	"accesslog":   "Access log on and off",
 }
 
 // Markers around the part of RESULTS.md the harness owns.

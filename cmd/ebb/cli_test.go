@@ -371,6 +371,12 @@ func TestLogs(t *testing.T) {
 	require.Equal(t, 0, r.code, r.stderr)
 	assert.Equal(t, "follow=true", f.logQuery)
 
+	f.logs = `{"time":"2026-12-06T20:00:00.000000Z","function":"hello","status":200}` + "\n"
+	r = c.run(t, "logs", "--access", "-f", "hello")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, f.logs, r.stdout, "access lines as the API sends them")
+	assert.Equal(t, "access=true&follow=true", f.logQuery)
+
 	r = c.run(t, "logs", "nope")
 	assert.Equal(t, exitNotFound, r.code)
 }

@@ -15,7 +15,7 @@ import (
 func (a *app) logsCmd() *cobra.Command {
 	var opts api.LogOptions
 	cmd := &cobra.Command{
-		Use:   "logs NAME [-f] [--tail N] [--revision REV]",
+		Use:   "logs NAME [-f] [--tail N] [--revision REV | --access]",
 		Short: "Print a function's logs, each line prefixed with its replica and stream",
 		Args:  exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -26,6 +26,7 @@ func (a *app) logsCmd() *cobra.Command {
 	}
 	f := logFlags(cmd, &opts)
 	f.StringVar(&opts.Revision, "revision", "", "only this revision's lines")
+	f.BoolVar(&opts.Access, "access", false, "the function's access log (one JSON line per request, from the routers) instead of its output")
 	return cmd
 }
 

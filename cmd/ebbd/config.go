@@ -15,13 +15,15 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ebbrun/ebb/accesslog"
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/bpf"
 	"github.com/ebbrun/ebb/controlplane"
 	"github.com/ebbrun/ebb/internal/exchange"
-	"github.com/ebbrun/ebb/internal/redisconn"
 	"github.com/ebbrun/ebb/internal/leader"
 	"github.com/ebbrun/ebb/internal/liveness"
+	"github.com/ebbrun/ebb/internal/redisconn"
+	"github.com/ebbrun/ebb/internal/tracing/otlp"
 	"github.com/ebbrun/ebb/invoker"
 	"github.com/ebbrun/ebb/rollout/promql"
 	"github.com/ebbrun/ebb/router"
@@ -67,6 +69,18 @@ type Config struct {
 	// whose value the router hashes onto the traffic split, so one value
 	// always lands on the same revision while the split holds. Default off.
 	StickyHeader string `yaml:"stickyHeader"`
+	// AccessLog is where the router writes one JSON line per request:
+	// "stdout", an absolute file path (rotated at 100 MB, 5 kept), or
+	// empty for none. Router roles; `ebb logs --access` reads the router's
+	// in-memory copy of the recent lines only while it is set.
+	AccessLog string `yaml:"accessLog"`
+	// AccessLogSample is the fraction of access lines written, in (0, 1];
+	// errors (5xx) and cold starts are always written. Default 1.
+	AccessLogSample float64 `yaml:"accessLogSample"`
+	// OTLPEndpoint, when set, is the OTLP/HTTP receiver (such as
+	// http://collector:4318) the router sends request traces to. Empty:
+	// no tracing, at no cost.
+	OTLPEndpoint string `yaml:"otlpEndpoint"`
 	// Store is "embedded" (default: bbolt at <data-dir>/state.db) or a
 	// redis://host:port/db URL.
 	Store string `yaml:"store"`
@@ -238,6 +252,9 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&cfg.StickyCookie, "sticky-cookie", cfg.StickyCookie, "cookie that pins a client to the revision it first got during a split; empty: off")
 	fs.StringVar(&cfg.StickyHeader, "sticky-header", cfg.StickyHeader, "request header whose value keeps a client on one revision of a split; empty: off")
 	fs.StringVar(&cfg.Store, "store", cfg.Store, `state store: "embedded", redis://[:password@]host:port/db or redis-sentinel://[:password@]sentinel:26379[,...]/master`)
+	fs.StringVar(&cfg.AccessLog, "access-log", cfg.AccessLog, "router access log: stdout, an absolute file path (rotated), or empty for none")
+	fs.Float64Var(&cfg.AccessLogSample, "access-log-sample", cfg.AccessLogSample, "fraction of access lines written, in (0, 1]; errors and cold starts always are")
+	fs.StringVar(&cfg.OTLPEndpoint, "otlp-endpoint", cfg.OTLPEndpoint, "OTLP/HTTP URL the router sends request traces to (such as http://127.0.0.1:4318); empty: no tracing")
 	fs.StringVar(&cfg.ContainerdAddress, "containerd-address", cfg.ContainerdAddress, "containerd socket; a private containerd starts if none answers")
 	fs.StringVar(&cfg.Domain, "domain", cfg.Domain, "routing domain for function URLs")
 	fs.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, "name of this node")
@@ -332,6 +349,11 @@ func mergeFlags(file, flags Config, set map[string]bool) Config {
 	}
 	pick("sticky-cookie", &file.StickyCookie, flags.StickyCookie)
 	pick("sticky-header", &file.StickyHeader, flags.StickyHeader)
+	pick("access-log", &file.AccessLog, flags.AccessLog)
+	if set["access-log-sample"] {
+		file.AccessLogSample = flags.AccessLogSample
+	}
+	pick("otlp-endpoint", &file.OTLPEndpoint, flags.OTLPEndpoint)
 	pick("store", &file.Store, flags.Store)
 	pick("containerd-address", &file.ContainerdAddress, flags.ContainerdAddress)
 	pick("domain", &file.Domain, flags.Domain)
@@ -421,6 +443,14 @@ func (c Config) Validate() error {
 		// The URL is not echoed: it may carry the password.
 		if _, err := redisconn.Parse(c.Store); err != nil {
 			return fmt.Errorf("--store: must be \"embedded\" or a redis:// or redis-sentinel:// URL: %w", err)
+		}
+	}
+	if err := c.accessLogConfig().Validate(); err != nil {
+		return fmt.Errorf("--access-log %q, --access-log-sample %v: %w", c.AccessLog, c.AccessLogSample, err)
+	}
+	if c.OTLPEndpoint != "" {
+		if err := (otlp.Config{Endpoint: c.OTLPEndpoint}).Validate(); err != nil {
+			return fmt.Errorf("--otlp-endpoint: %w", err)
 		}
 	}
 	if c.Store == "embedded" && c.Role != RoleAll {
@@ -514,6 +544,11 @@ func (c Config) routerConfig() router.Config {
 		HTTPSRedirect: c.HTTPSRedirect,
 		HSTSMaxAge:    c.HSTSMaxAge,
 	}
+}
+
+// accessLogConfig is the router's access log's share of the configuration.
+func (c Config) accessLogConfig() accesslog.Config {
+	return accesslog.Config{Output: c.AccessLog, SampleRate: c.AccessLogSample}
 }
 
 // replicaPortRange parses ReplicaPorts.

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/ebbrun/ebb/accesslog"
 	"github.com/ebbrun/ebb/activator"
 	"github.com/ebbrun/ebb/api"
 	"github.com/ebbrun/ebb/autoscaler"
@@ -73,6 +74,11 @@ type daemon struct {
 	users   *userRanges
 	// ha is node liveness and leadership (ha.go).
 	ha haState
+	// access is the router's access log in this process, when on;
+	// remoteAccess reads the routers' on other machines, in the
+	// control-plane role.
+	access       *accesslog.Logger
+	remoteAccess controlplane.LogReader
 }
 
 // close releases what start opened, last opened first.
@@ -158,6 +164,7 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 			return err
 		}
 		remote := &nodelogs.Reader{Store: d.store, Token: d.cred.String(), Client: &http.Client{}}
+		d.remoteAccess = d.routersAccess()
 		return d.startAPIAndLead(ctx, g, runner, loops, remoteLogs{remote})
 	case RoleRouter:
 		client, err := d.autoscalerClient()
@@ -167,7 +174,11 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 		if _, err := d.startDataPlane(ctx, g, client, client); err != nil {
 			return err
 		}
-		return d.serveHealth(ctx, g, nil)
+		access, err := d.advertiseAccess(ctx, g)
+		if err != nil {
+			return err
+		}
+		return d.serveHealth(ctx, g, access)
 	case RoleNodeAgent:
 		if err := d.loadEBPF(); err != nil {
 			return err
@@ -372,7 +383,7 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 		l.Close()
 		return nil, err
 	}
-	rt, err := router.New(d.cfg.routerConfig(), router.Deps{
+	deps := router.Deps{
 		Domains:    d.caches.Domains(),
 		TLS:        tlsDeps,
 		Store:      d.store,
@@ -385,7 +396,12 @@ func (d *daemon) startDataPlane(ctx context.Context, g *errgroup.Group, scaler s
 		Registerer: d.reg,
 		Logger:     d.log.With("component", "router"),
 		Listener:   l,
-	})
+	}
+	if err := d.startObservability(ctx, g, &deps); err != nil {
+		l.Close()
+		return nil, err
+	}
+	rt, err := router.New(d.cfg.routerConfig(), deps)
 	if err != nil {
 		l.Close()
 		return nil, err
@@ -542,6 +558,7 @@ func (d *daemon) startAPI(ctx context.Context, g *errgroup.Group, sink autoscale
 		Registerer: d.reg,
 		Gatherer:   d.reg,
 		Logs:       logs,
+		AccessLogs: d.accessLogs(),
 		// Routers and node agents reach /internal/ with their node
 		// credentials; API tokens, the admin's too, are refused.
 		Internal: d.internalHandler(sink),

@@ -12,6 +12,7 @@ import (
 	"github.com/ebbrun/ebb/internal/proxy"
 	"github.com/ebbrun/ebb/internal/replicaset"
 	"github.com/ebbrun/ebb/internal/revstats"
+	"github.com/ebbrun/ebb/internal/tracing"
 )
 
 // DefaultMaxRetries is Policy.MaxRetries when a configuration leaves it 0.
@@ -121,6 +122,10 @@ func Forward(ctx *fasthttp.RequestCtx, rev *Revision, rep *replicaset.Replica, d
 	d := dones.Get().(*done)
 	d.rev, d.rep, d.start = rev, rep, start
 	opts := proxy.Options{Deadline: deadline}
+	if h, ok := ctx.UserValue(tracing.HandoffKey).(*tracing.Handoff); ok {
+		// The router observes the request: the replica gets its trace.
+		opts.Traceparent = h.Traceparent
+	}
 	for attempt := 0; ; attempt++ {
 		err := proxy.Forward(ctx, d.rep.Upstream, &opts, d)
 		if err == nil {

@@ -61,6 +61,9 @@ type Options struct {
 	// Deadline bounds the exchange with the upstream: connecting, sending,
 	// the response header and any streamed body. Zero means none.
 	Deadline time.Time
+	// Traceparent, when set, replaces any traceparent field the client
+	// sent: the router's trace context for the replica.
+	Traceparent []byte
 }
 
 // Forward sends ctx's request to u and puts the upstream's response in
@@ -125,7 +128,7 @@ func writeRequest(c *conn, ctx *fasthttp.RequestCtx, o *Options, cfg *Config, up
 		framing = int64(cl)
 	}
 
-	buf := appendHead(c.wbuf[:0], ctx, framing, upgrade)
+	buf := appendHead(c.wbuf[:0], ctx, framing, upgrade, o.Traceparent)
 	if inline > 0 {
 		start := len(buf)
 		buf = grow(buf, inline)

@@ -138,6 +138,8 @@ type headState struct {
 	ntokens int
 	extra   [][]byte // tokens past the fixed array; rare
 	sawHost bool
+	// traceparent says the client's traceparent fields are replaced.
+	traceparent bool
 }
 
 func (st *headState) named(k []byte) bool {
@@ -182,15 +184,16 @@ func (st *headState) addTokens(v []byte) bool {
 
 // appendHead writes the request line and the rewritten header fields.
 // framing is the Content-Length to send, -1 for chunked, -2 for no body.
-// upgrade, when set, keeps the connection upgrade the client asked for.
-func appendHead(dst []byte, ctx *fasthttp.RequestCtx, framing int64, upgrade []byte) []byte {
+// upgrade, when set, keeps the connection upgrade the client asked for;
+// traceparent, when set, replaces the client's traceparent fields.
+func appendHead(dst []byte, ctx *fasthttp.RequestCtx, framing int64, upgrade, traceparent []byte) []byte {
 	h := &ctx.Request.Header
 	dst = append(dst, h.Method()...)
 	dst = append(dst, ' ')
 	dst = appendTarget(dst, h.RequestURI())
 	dst = append(dst, " HTTP/1.1\r\n"...)
 
-	var st headState
+	st := headState{traceparent: traceparent != nil}
 	mark := len(dst)
 	var redo bool
 	dst, redo = appendFields(dst, h, &st)
@@ -199,13 +202,16 @@ func appendHead(dst []byte, ctx *fasthttp.RequestCtx, framing int64, upgrade []b
 		// copied: start over knowing the names.
 		dst = dst[:mark]
 		tokens, ntokens, extra := st.tokens, st.ntokens, st.extra
-		st = headState{tokens: tokens, ntokens: ntokens, extra: extra}
+		st = headState{tokens: tokens, ntokens: ntokens, extra: extra, traceparent: traceparent != nil}
 		dst, _ = appendFields(dst, h, &st)
 	}
 	if !st.sawHost {
 		if host := h.Host(); len(host) > 0 {
 			dst = appendField(dst, "Host", host)
 		}
+	}
+	if traceparent != nil {
+		dst = appendField(dst, "traceparent", traceparent)
 	}
 	dst = appendForwarding(dst, ctx, &st)
 	if upgrade != nil {
@@ -255,6 +261,9 @@ func appendFields(dst []byte, h *fasthttp.RequestHeader, st *headState) ([]byte,
 			continue
 		}
 		if known > 0 && st.named(k) {
+			continue
+		}
+		if st.traceparent && len(k) == 11 && eqFold(k, "traceparent") {
 			continue
 		}
 		dst = append(dst, k...)

@@ -7,8 +7,10 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ebbrun/ebb/internal/proxy"
+	"github.com/ebbrun/ebb/internal/tracing"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -17,6 +19,22 @@ type endpoint struct {
 	id, addr string
 	limit    int
 	node     string
+	start    tracing.StartPhases
+}
+
+// startOf converts an endpoint's start phases to Unix nanoseconds, which
+// compare as values.
+func startOf(p *store.StartPhases) tracing.StartPhases {
+	if p == nil {
+		return tracing.StartPhases{}
+	}
+	ns := func(t time.Time) int64 {
+		if t.IsZero() {
+			return 0
+		}
+		return t.UnixNano()
+	}
+	return tracing.StartPhases{Decided: ns(p.Decided), Created: ns(p.Created), Started: ns(p.Started), Ready: ns(p.Ready)}
 }
 
 // Registry owns the Sets of the revisions its users retain and keeps their
@@ -137,7 +155,7 @@ func (g *Registry) Drop(s *Set) {
 func (g *Registry) Update(endpoints []store.Endpoint) {
 	byRev := make(map[string][]endpoint)
 	for _, ep := range endpoints {
-		byRev[ep.Revision] = append(byRev[ep.Revision], endpoint{id: ep.Replica, addr: ep.Addr, limit: ep.Limit, node: ep.Node})
+		byRev[ep.Revision] = append(byRev[ep.Revision], endpoint{id: ep.Replica, addr: ep.Addr, limit: ep.Limit, node: ep.Node, start: startOf(ep.Start)})
 	}
 	g.set(byRev)
 }
@@ -160,7 +178,7 @@ func (g *Registry) apply(snap *store.Snapshot[store.Endpoint]) {
 		if id == "" {
 			id = v.Key
 		}
-		byRev[rev] = append(byRev[rev], endpoint{id: id, addr: ep.Addr, limit: ep.Limit, node: ep.Node})
+		byRev[rev] = append(byRev[rev], endpoint{id: id, addr: ep.Addr, limit: ep.Limit, node: ep.Node, start: startOf(ep.Start)})
 	}
 	g.set(byRev)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ebbrun/ebb/internal/proxy"
+	"github.com/ebbrun/ebb/internal/tracing"
 )
 
 // Replica is one ready replica and its in-flight count.
@@ -14,6 +15,9 @@ type Replica struct {
 	ID       string
 	Addr     string
 	Upstream *proxy.Upstream
+	// Start is when the replica's start passed each phase, as its
+	// endpoint record says; it never changes.
+	Start tracing.StartPhases
 
 	limit    atomic.Int32 // 0 means no limit
 	inflight atomic.Int32
@@ -250,7 +254,7 @@ func (s *Set) update(eps []endpoint, upstream func(addr string) *proxy.Upstream)
 		if ok && r.Addr == ep.addr {
 			delete(byID, ep.id)
 		} else {
-			r = &Replica{ID: ep.id, Addr: ep.addr, Upstream: upstream(ep.addr)}
+			r = &Replica{ID: ep.id, Addr: ep.addr, Upstream: upstream(ep.addr), Start: ep.start}
 		}
 		r.limit.Store(int32(ep.limit))
 		next = append(next, r)

@@ -1,12 +1,11 @@
 package logring
 
 import (
-	"crypto/subtle"
-	"encoding/json"
 	"net/http"
 	"strconv"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/linestream"
 )
 
 // Handler serves GET ?function=F&revision=R&tail=N&since=T&follow=true&timestamps=true
@@ -14,28 +13,7 @@ import (
 // each parameter). It is how a control plane reads the logs of a remote
 // node; token, if set, is the bearer token the caller must present.
 func (s *Store) Handler(token string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet {
-			writeError(w, http.StatusMethodNotAllowed, api.CodeInvalid, "only GET is allowed")
-			return
-		}
-		if token != "" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), []byte("Bearer "+token)) != 1 {
-			writeError(w, http.StatusUnauthorized, api.CodeUnauthorized, "missing or wrong bearer token")
-			return
-		}
-		q, err := parseQuery(r)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, api.CodeInvalid, err.Error())
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(http.StatusOK)
-		fw := flushWriter{w: w}
-		fw.flush()
-		// The status is out; an error can only end the stream early.
-		_ = s.Read(r.Context(), fw, q)
-	})
+	return linestream.Handler(token, "text/plain; charset=utf-8", parseQuery, s.Read)
 }
 
 func parseQuery(r *http.Request) (Query, error) {
@@ -79,25 +57,4 @@ func parseQuery(r *http.Request) (Query, error) {
 		}
 	}
 	return q, nil
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(api.ErrorBody{Error: api.ErrorDetail{Code: code, Message: msg}})
-}
-
-// flushWriter flushes after each write so followed lines arrive promptly.
-type flushWriter struct{ w http.ResponseWriter }
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	f.flush()
-	return n, err
-}
-
-func (f flushWriter) flush() {
-	if fl, ok := f.w.(http.Flusher); ok {
-		fl.Flush()
-	}
 }
