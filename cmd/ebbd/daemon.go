@@ -138,6 +138,13 @@ func (d *daemon) start(ctx context.Context, g *errgroup.Group) error {
 	d.caches = newCaches(ctx, g, d.store, d.log, assignments, jobPods)
 	switch d.cfg.Role {
 	case RoleAll:
+		// The node's lease lives in this process's memory and died with
+		// the last one: take it before any component asks who is alive,
+		// or the job controller would find this node's running pods lost
+		// on a restart. The node agent renews it from then on.
+		if err := d.leaseBackend().RenewNodeLease(ctx, d.cfg.NodeName, d.cfg.NodeLeaseTTL); err != nil {
+			return fmt.Errorf("node lease: %w", err)
+		}
 		runner, loops, err := d.startControlPlane(ctx, g)
 		if err != nil {
 			return err
