@@ -171,14 +171,14 @@ func (p *pebbleServer) root(t *testing.T) []byte {
 // curlTLS runs curl against the router's TLS port for host (resolved to
 // 127.0.0.1), trusting only cafile, and returns its exit code, the status
 // and the headers and body.
-func curlTLS(t *testing.T, tlsAddr, host, path, cafile string) (int, string) {
+func curlTLS(t *testing.T, tlsAddr, host, path, cafile string, flags ...string) (int, string) {
 	t.Helper()
 	port := portOfAddr(tlsAddr)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "curl", "-sS", "-i", "--max-time", "90",
-		"--resolve", host+":"+port+":127.0.0.1", "--cacert", cafile,
-		"https://"+host+":"+port+path).CombinedOutput()
+	args := append([]string{"-sS", "-i", "--max-time", "90",
+		"--resolve", host + ":" + port + ":127.0.0.1", "--cacert", cafile}, flags...)
+	out, err := exec.CommandContext(ctx, "curl", append(args, "https://"+host+":"+port+path)...).CombinedOutput()
 	if exit, ok := err.(*exec.ExitError); ok {
 		return exit.ExitCode(), string(out)
 	}
@@ -215,12 +215,16 @@ func TestTLS(t *testing.T) {
 	assert.Contains(t, d.ebb("domains", "list"), "www.example.com  hello     https")
 
 	t.Run("SNI picks each domain's certificate", func(t *testing.T) {
+		// ALPN: a client offering h2 gets HTTP/2, one offering only
+		// http/1.1 gets HTTP/1.1, from the same port and certificate.
 		for _, host := range []string{"api.example.com", "www.example.com"} {
-			code, out := curlTLS(t, tlsAddr, host, "/", caFile)
-			require.Equal(t, 0, code, "curl verifies the certificate against %s: %s", host, out)
-			assert.Contains(t, out, "HTTP/1.1 200")
-			assert.Contains(t, out, "revision=hello-00001")
-			assert.Contains(t, strings.ToLower(out), "strict-transport-security: max-age=3600")
+			for flag, status := range map[string]string{"--http2": "HTTP/2 200", "--http1.1": "HTTP/1.1 200"} {
+				code, out := curlTLS(t, tlsAddr, host, "/", caFile, flag)
+				require.Equal(t, 0, code, "curl verifies the certificate against %s: %s", host, out)
+				assert.Contains(t, out, status, flag)
+				assert.Contains(t, out, "revision=hello-00001")
+				assert.Contains(t, strings.ToLower(out), "strict-transport-security: max-age=3600")
+			}
 		}
 	})
 

@@ -208,6 +208,9 @@ func (h streamHeader) Cookie(name string) []byte {
 func (r *Router) serveStream(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	r.h2.streams.Inc()
+	if r.edge != nil {
+		r.edge.secureStream(w, req)
+	}
 	grpc := isGRPC(req)
 	rt := r.lookup([]byte(req.Host))
 	if rt == nil {

@@ -121,6 +121,14 @@ func (e *edge) secure(ctx *fasthttp.RequestCtx) {
 	}
 }
 
+// secureStream is secure for an HTTP/2 stream: x/net sets req.TLS on a
+// connection that came through the TLS listener.
+func (e *edge) secureStream(w http.ResponseWriter, req *http.Request) {
+	if e.hsts != "" && req.TLS != nil {
+		w.Header().Set("Strict-Transport-Security", e.hsts)
+	}
+}
+
 // serveTLS accepts connections on raw, completes their handshakes (each
 // in its own goroutine, bounded by ReadHeaderTimeout) and hands each to
 // the HTTP/2 server when it negotiated h2, else to the same fasthttp

@@ -182,7 +182,7 @@ func TestTLSRedirectAll(t *testing.T) {
 
 // A client offering h2 by ALPN is served over HTTP/2 by the same routing.
 func TestTLSServesH2(t *testing.T) {
-	e, addr := tlsEnv(t, Config{}, "api.example.com")
+	e, addr := tlsEnv(t, Config{HSTSMaxAge: time.Minute}, "api.example.com")
 	a := startBackend(t, "a", nil)
 	e.deploy("hello", []rev{{name: "hello-00001"}}, nil)
 	e.endpoint("hello", "hello-00001", "r1", a.addr, 0)
@@ -203,4 +203,5 @@ func TestTLSServesH2(t *testing.T) {
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "HTTP/2.0", resp.Proto)
 	assert.Equal(t, "a", string(body))
+	assert.Equal(t, "max-age=60", resp.Header.Get("Strict-Transport-Security"), "HSTS over HTTP/2 too")
 }
