@@ -44,6 +44,24 @@
 // and routes go through github.com/vishvananda/netlink, the library that
 // Docker's libnetwork, the CNI plugins and containerd use.
 //
+// # Publishing at the node's address
+//
+// A replica's address is private to its node: every node may use the same
+// CIDR, and nothing from outside may open a connection into the bridge. So
+// when Config.PublishIP is set (the node's --host-ip, if not loopback) each
+// replica is also published at PublishIP:port, its port being its address
+// lease: a map "published" in the table (TCP port -> replica address) holds
+// one element per prepared replica, added by Prepare, removed by Release,
+// refilled by Adopt from each kept namespace's eth0 address. Prerouting
+// (from anywhere but the bridge) and output (the node's own router and
+// prober) DNAT PublishIP:port through the map; the forward chain admits
+// connections from outside the bridge that were DNATed, and nothing else
+// new. A replica's own packets to PublishIP are not translated and meet
+// the input chain's drop, so publishing opens no path between replicas.
+// A port without an element is not translated, so a dial to it is refused
+// at once rather than timing out. On one machine (PublishIP unset) nothing
+// of this exists and routers dial replica addresses directly.
+//
 // # Costs
 //
 // Prepare takes about 2 ms on a 2-core VM (BenchmarkPrepare, 1.7-2.2): 0.5 ms for
