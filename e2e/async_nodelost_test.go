@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,29 +37,11 @@ type roleProc struct {
 	exited chan error
 }
 
-// syncBuffer is a bytes.Buffer a child's output and a failing test's
-// message may touch at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // startRole starts ebbd with args and waits for its /readyz on
 // metricsAddr; it is stopped with SIGTERM when the test ends, unless the
 // test killed it first.
-func startRole(t *testing.T, name, metricsAddr string, args ...string) *roleProc {
+func startRoleProc(t *testing.T, name, metricsAddr string, args ...string) *roleProc {
 	t.Helper()
 	p := &roleProc{t: t, name: name, log: &syncBuffer{}, exited: make(chan error, 1)}
 	p.cmd = exec.Command(binaries.ebbd, append(args, "--metrics-addr", metricsAddr)...)
@@ -130,13 +110,13 @@ func startSplitNode(t *testing.T, cp *ebbd, storeURL, name string, routerArgs ..
 	common := []string{"--store", storeURL, "--node-name", name, "--data-dir", n.dir,
 		"--autoscaler-url", "http://" + cp.apiAddr,
 		"--api-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
-	n.agent = startRole(t, name+" nodeagent", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), append(slices.Clone(common),
+	n.agent = startRoleProc(t, name+" nodeagent", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), append(slices.Clone(common),
 		"--role", "nodeagent",
 		"--http-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
 		"--containerd-address", filepath.Join(n.dir, "no-such.sock"),
 		"--replica-ports", slot.ports(), "--bridge", slot.bridge(), "--replica-cidr", slot.cidr(),
 		"--vip-prefix", fmt.Sprintf("127.79.%d.0/24", 1+rand.IntN(250)))...)
-	n.router = startRole(t, name+" router", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), append(append(slices.Clone(common),
+	n.router = startRoleProc(t, name+" router", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), append(append(slices.Clone(common),
 		"--role", "router", "--http-addr", n.httpAddr), routerArgs...)...)
 	return n
 }
