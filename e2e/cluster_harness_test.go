@@ -72,12 +72,10 @@ import (
 	"testing"
 	"time"
 
-	containerd "github.com/containerd/containerd"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/ebbrun/ebb/api"
-	"github.com/ebbrun/ebb/internal/imagestore"
 	"github.com/ebbrun/ebb/internal/procstat"
 	"github.com/ebbrun/ebb/internal/proctree"
 	"github.com/ebbrun/ebb/internal/testenv"
