@@ -51,8 +51,10 @@
 // when Config.PublishIP is set (the node's --host-ip, if not loopback) each
 // replica is also published at PublishIP:port, its port being its address
 // lease: a map "published" in the table (TCP port -> replica address) holds
-// one element per prepared replica, added by Prepare, removed by Release,
-// refilled by Adopt from each kept namespace's eth0 address. Prerouting
+// one element per prepared replica, added by Prepare, removed by Release.
+// A restarting agent's Setup keeps the elements the kernel holds, so other
+// hosts keep reaching the replicas it will adopt; Adopt then publishes each
+// kept replica from its namespace's eth0 address and drops the rest. Prerouting
 // (from anywhere but the bridge) and output (the node's own router and
 // prober) DNAT PublishIP:port through the map; the forward chain admits
 // connections from outside the bridge that were DNATed, and nothing else

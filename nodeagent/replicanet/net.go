@@ -31,6 +31,10 @@ type Net struct {
 	mu        sync.Mutex
 	cookies   map[string]uint64 // replica id -> netns cookie, when cfg.Registry is set
 	published map[string]uint16 // replica id -> its port in the published map, when cfg.PublishIP is set
+	// inherited are the ports an earlier agent published, kept through
+	// Setup's install until Adopt says which replicas remain, so a restart
+	// does not cut other nodes off the replicas it keeps.
+	inherited map[uint16]bool
 
 	// nftMu orders changes of the table: a whole-table install carries the
 	// published map's elements, so an element change must not slip between
@@ -48,7 +52,7 @@ func New(cfg Config) (*Net, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.OfferedPorts = append([]uint16(nil), cfg.OfferedPorts...)
-	return &Net{cfg: cfg, log: log, cookies: map[string]uint64{}, published: map[string]uint16{}}, nil
+	return &Net{cfg: cfg, log: log, cookies: map[string]uint64{}, published: map[string]uint16{}, inherited: map[uint16]bool{}}, nil
 }
 
 // InNamespace runs fn on a thread inside id's network namespace.
@@ -93,7 +97,12 @@ func (n *Net) install() error {
 	defer n.nftMu.Unlock()
 	cfg := n.Config()
 	n.mu.Lock()
-	elems := make(map[uint16]netip.Addr, len(n.published))
+	elems := make(map[uint16]netip.Addr, len(n.published)+len(n.inherited))
+	for port := range n.inherited {
+		if a := n.cfg.Addr(int(port)); a.IsValid() {
+			elems[port] = a
+		}
+	}
 	for _, port := range n.published {
 		elems[port] = n.cfg.Addr(int(port))
 	}
@@ -195,6 +204,17 @@ func (n *Net) Setup(ctx context.Context) error {
 			return err
 		}
 		n.log.Info("replica network: turned on net.ipv4.ip_forward for replica egress", "bridge", n.cfg.Bridge)
+	}
+	if n.cfg.PublishIP.IsValid() {
+		ports, err := publishedPorts(n.cfg.Bridge)
+		if err != nil {
+			return err
+		}
+		n.mu.Lock()
+		for _, p := range ports {
+			n.inherited[p] = true
+		}
+		n.mu.Unlock()
 	}
 	if err := n.install(); err != nil {
 		return err
@@ -618,6 +638,7 @@ func (n *Net) Adopt(ctx context.Context, ids []string) error {
 			n.log.Warn("replica network: adopted replica has no netns file", "replica", id, "dir", n.cfg.NetnsDir)
 		}
 	}
+	errs = append(errs, n.dropInherited())
 	errs = append(errs, concurrently(stale, func(id string) error { return n.Release(ctx, id) }))
 	veths, err := replicaVeths(n.cfg.Bridge)
 	if err != nil {
@@ -630,6 +651,31 @@ func (n *Net) Adopt(ctx context.Context, ids []string) error {
 		}
 	}
 	errs = append(errs, concurrently(orphans, n.deleteVeth))
+	return errors.Join(errs...)
+}
+
+// dropInherited unpublishes the ports an earlier agent published that no
+// adopted replica holds now.
+func (n *Net) dropInherited() error {
+	n.nftMu.Lock()
+	defer n.nftMu.Unlock()
+	n.mu.Lock()
+	held := map[uint16]bool{}
+	for _, p := range n.published {
+		held[p] = true
+	}
+	var drop []uint16
+	for p := range n.inherited {
+		if !held[p] {
+			drop = append(drop, p)
+		}
+	}
+	n.inherited = map[uint16]bool{}
+	n.mu.Unlock()
+	var errs []error
+	for _, p := range drop {
+		errs = append(errs, setPublished(n.cfg.Bridge, p, netip.Addr{}))
+	}
 	return errors.Join(errs...)
 }
 

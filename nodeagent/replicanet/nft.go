@@ -100,6 +100,35 @@ func setPublished(bridge string, port uint16, addr netip.Addr) error {
 	return nil
 }
 
+// publishedPorts reads the ports of bridge's published map as the kernel
+// holds it; none if there is no table or map.
+func publishedPorts(bridge string) ([]uint16, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	exists, err := tableExists(bridge)
+	if err != nil || !exists {
+		return nil, err
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(bridge)}
+	set, err := c.GetSetByName(t, PublishedMap)
+	if err != nil {
+		return nil, nil // a table of a node that did not publish
+	}
+	elems, err := c.GetSetElements(set)
+	if err != nil {
+		return nil, fmt.Errorf("read published map: %w", err)
+	}
+	var out []uint16
+	for _, e := range elems {
+		if len(e.Key) == 2 {
+			out = append(out, binaryutil.BigEndian.Uint16(e.Key))
+		}
+	}
+	return out, nil
+}
+
 type chainRules struct {
 	chain *nftables.Chain
 	rules [][]expr.Any

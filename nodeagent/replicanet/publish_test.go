@@ -70,13 +70,36 @@ func TestPublish(t *testing.T) {
 	require.NoError(t, n.Release(ctx, "r1"))
 	require.Error(t, dialBlocked(farPath, pub1), "released replica unpublished")
 
-	// A new agent: Setup installs the table with an empty map, and Adopt
-	// publishes the kept replica again from its address.
+	// A new agent: Setup keeps what the kernel's map holds, so a restart
+	// does not cut other hosts off the replicas it will adopt; Adopt then
+	// drops the ports of replicas it did not keep.
+	p3, err := n.Prepare(ctx, "r3", port3)
+	require.NoError(t, err)
+	server(t, listenIn(t, p3, netip.AddrPortFrom(n.Addr(port3), port3)))
+	pub3 := netip.AddrPortFrom(hostEnd, port3)
+	require.NoError(t, dial(farPath, pub3))
 	n2, err := New(cfg)
 	require.NoError(t, err)
 	require.NoError(t, n2.Setup(ctx))
-	require.Error(t, dialBlocked(farPath, pub2), "not yet adopted")
+	require.NoError(t, dial(farPath, pub2), "still published across the restart")
+	require.NoError(t, dial(farPath, pub3), "still published across the restart")
 	require.NoError(t, n2.Adopt(ctx, []string{"r2"}))
-	require.NoError(t, dial(farPath, pub2), "adopted replica published again")
-	require.NoError(t, n2.Release(context.Background(), "r2"))
+	require.NoError(t, dial(farPath, pub2), "adopted replica published")
+	ports, err := publishedPorts(cfg.Bridge)
+	require.NoError(t, err)
+	assert.Equal(t, []uint16{port2}, ports, "the replica not adopted is unpublished")
+
+	// Adopt from nothing (a table without map elements) publishes a kept
+	// replica again from its address.
+	require.NoError(t, installTable(cfg, nil))
+	require.Error(t, dialBlocked(farPath, pub2), "map emptied")
+	n3, err := New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, n3.Setup(ctx))
+	require.NoError(t, n3.Adopt(ctx, []string{"r2"}))
+	require.NoError(t, dial(farPath, pub2), "adopted replica published again from its address")
+	require.NoError(t, n3.Release(context.Background(), "r2"))
+	ports, err = publishedPorts(cfg.Bridge)
+	require.NoError(t, err)
+	assert.Empty(t, ports)
 }
