@@ -59,7 +59,11 @@
 // prober) DNAT PublishIP:port through the map; the forward chain admits
 // connections from outside the bridge that were DNATed, and nothing else
 // new. A replica's own packets to PublishIP are not translated and meet
-// the input chain's drop, so publishing opens no path between replicas.
+// the input chain's drop, and the forward chain drops a replica's new
+// connections to replica ports (PortMin-PortMax) on other hosts, so
+// publishing opens no path between replicas, on one node or across nodes
+// (replicas call functions through a router or the VIP fallback). The cost:
+// a replica cannot call an outside service that listens in that range.
 // A port without an element is not translated, so a dial to it is refused
 // at once rather than timing out. On one machine (PublishIP unset) nothing
 // of this exists and routers dial replica addresses directly.

@@ -148,7 +148,8 @@ type chainRules struct {
 //
 //	prerouting:  iifname != br ip daddr publishIP tcp dport @published dnat to tcp dport map @published
 //	output:      ip daddr publishIP tcp dport @published dnat to tcp dport map @published
-//	forward:     (before the drop) iifname != br oifname br ct status dnat accept
+//	forward:     iifname br oifname != br ct state new tcp dport portMin-portMax drop
+//	             (before the drop) iifname != br oifname br ct status dnat accept
 //
 // The prerouting rule ignores the bridge, so a replica cannot reach another
 // through the node's published address; the forward rule admits only the
@@ -175,6 +176,12 @@ func chains(t *nftables.Table, cfg Config, set *nftables.Set) []chainRules {
 		cat(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), established(), verdict(expr.VerdictAccept)),
 	}
 	if set != nil {
+		forward.rules = append(forward.rules, cat(
+			ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br),
+			ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br),
+			ctNew(),
+			tcpDportRange(uint16(cfg.PortMin), uint16(cfg.PortMax)),
+			verdict(expr.VerdictDrop)))
 		forward.rules = append(forward.rules, cat(
 			ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, br),
 			ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br),
@@ -228,6 +235,26 @@ func dnatted() []expr.Any {
 			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT),
 			Xor:  binaryutil.NativeEndian.PutUint32(0)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+// ctNew matches the first packet of a connection (ct state new).
+func ctNew() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+func tcpDportRange(lo, hi uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binaryutil.BigEndian.PutUint16(lo), ToData: binaryutil.BigEndian.PutUint16(hi)},
 	}
 }
 

@@ -16,7 +16,7 @@ import (
 // and Release and Adopt keep the map in step with the replicas.
 func TestPublish(t *testing.T) {
 	testNetRoot(t)
-	farPath, hostEnd, _ := outside(t)
+	farPath, hostEnd, far := outside(t)
 	n, cfg := testNet(t, func(c *Config) { c.PublishIP = hostEnd })
 	ctx := t.Context()
 	if nft, err := exec.LookPath("nft"); err == nil {
@@ -55,6 +55,21 @@ func TestPublish(t *testing.T) {
 			}
 		})
 	}
+	// Egress still works, but not to replica ports elsewhere: another
+	// node's published replicas are reached through a router, never by a
+	// replica directly.
+	t.Run("a replica reaches another host outside the replica ports", func(t *testing.T) {
+		l := listenIn(t, farPath, netip.AddrPortFrom(far, 0))
+		server(t, l)
+		require.NoError(t, dial(p1, netip.AddrPortFrom(far, portOf(l))))
+	})
+	t.Run("a replica cannot reach a replica port on another host", func(t *testing.T) {
+		l := listenIn(t, farPath, netip.AddrPortFrom(far, 40050))
+		server(t, l)
+		require.Error(t, dialBlocked(p1, netip.AddrPortFrom(far, 40050)))
+		require.NoError(t, dial("", netip.AddrPortFrom(far, 40050)), "the node itself can")
+	})
+
 	// r1 saw the far host and the node by their own addresses: DNAT
 	// changes the destination only.
 	var froms []netip.Addr
