@@ -35,19 +35,22 @@ package e2e
 //     range, as real machines do, without meeting each other or the ebbds
 //     of other tests in the root namespace.
 //   - nftables and sysctls are per network namespace.
-//   - replicas run with --isolation off, in the node's namespace at
-//     --host-ip. With isolation on a replica's endpoint is its address on
-//     the node's private bridge (10.213.0.0/18 by default, the same range
-//     on every node), which no other host can reach: the node's nftables
-//     admits nothing from outside into the bridge, and a router on another
-//     node dials its own bridge instead. Cross-node routing needs the node
-//     agent to publish replicas at --host-ip first (see issue 18's report).
-//     Running isolation on here also needs the node agent in a mount
-//     namespace with the node's own sysfs (replicanet reads
-//     /sys/class/net), with /sys/fs/cgroup bind-mounted back over it.
-//   - processes enter a host with nsenter --net, which switches only the
-//     network namespace, so mounts (containerd's rootfs overlays) stay in
-//     the root mount namespace, where the data dirs' cleanup finds them.
+//   - replicas run isolated (--isolation on, the default), each at its
+//     address on its node's private bridge (10.213.0.0/18 by default, the
+//     same range on every node, as on real machines), published at
+//     --host-ip:port: the node's nftables translate that to the replica's
+//     bridge address (replicanet's published map), so a router on another
+//     node reaches it at the node's address, never the bridge's.
+//   - a node agent runs in a mount namespace of its own (startNodeAgent):
+//     replicanet reads /sys/class/net, which only a sysfs mounted from
+//     inside the node's network namespace shows, so the node gets its own
+//     sysfs, with the machine's /sys/fs/cgroup moved back over it for
+//     containerd and runc, and a tmpfs of its own on /run/ebb, where the
+//     replica namespaces' files are (every node names its bridge ebb0).
+//     Its containerd, shims and replicas share that mount namespace, so
+//     their mounts go with it when the node's last process exits.
+//   - every other process enters a host with nsenter --net, which switches
+//     only the network namespace.
 
 import (
 	"bytes"
@@ -69,12 +72,10 @@ import (
 	"testing"
 	"time"
 
-	containerd "github.com/containerd/containerd"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
 
 	"github.com/ebbrun/ebb/api"
-	"github.com/ebbrun/ebb/internal/imagestore"
 	"github.com/ebbrun/ebb/internal/procstat"
 	"github.com/ebbrun/ebb/internal/proctree"
 	"github.com/ebbrun/ebb/internal/testenv"
@@ -195,11 +196,11 @@ func newCluster(t *testing.T, n int) *cluster {
 	// The nodes start together; each waits on its own below.
 	for _, node := range c.nodes {
 		node.agentDir, node.rtrDir = shortTempDir(t), shortTempDir(t)
-		node.agent = c.startEbbd(node.netns, node.name+"/nodeagent", "--role", "nodeagent", "--store", storeURL,
+		node.agent = c.startNodeAgent(node, "--role", "nodeagent", "--store", storeURL,
 			"--node-name", node.name, "--data-dir", node.agentDir, "--host-ip", node.ip,
 			"--metrics-addr", node.ip+":9092", "--autoscaler-url", cpURL,
 			"--containerd-address", filepath.Join(node.agentDir, "no-such.sock"),
-			"--isolation", "off", "--ebpf", "on")
+			"--isolation", "on", "--ebpf", "on")
 		node.router = c.startEbbd(node.netns, node.name+"/router", "--role", "router", "--store", storeURL,
 			"--node-name", node.name, "--data-dir", node.rtrDir, "--http-addr", node.ip+":8080",
 			"--metrics-addr", node.ip+":9091", "--autoscaler-url", cpURL)
@@ -281,6 +282,29 @@ func (c *cluster) start(netns, name string, argv ...string) *clusterProc {
 func (c *cluster) startEbbd(netns, name string, args ...string) *clusterProc {
 	c.t.Helper()
 	return c.start(netns, name, append([]string{binaries.ebbd}, args...)...)
+}
+
+// nodeMounts is the script that makes a node agent's mount namespace (see
+// the file's comment) before it execs the agent: $1 is an empty directory
+// to hold /sys/fs/cgroup while sysfs is replaced, the rest the command.
+// unshare --mount makes every mount private, so nothing of it reaches the
+// machine's namespace.
+const nodeMounts = `set -e
+mount --rbind /sys/fs/cgroup "$1"
+mount -t sysfs sysfs /sys
+mount --move "$1" /sys/fs/cgroup
+mkdir -p /run/ebb
+mount -t tmpfs -o mode=0755 tmpfs /run/ebb
+shift
+exec "$@"`
+
+// startNodeAgent runs ebbd args on node's host, in a mount namespace of
+// its own.
+func (c *cluster) startNodeAgent(node *clusterNode, args ...string) *clusterProc {
+	c.t.Helper()
+	hold := shortTempDir(c.t)
+	argv := append([]string{"unshare", "--mount", "--", "sh", "-c", nodeMounts, "sh", hold, binaries.ebbd}, args...)
+	return c.start(node.netns, node.name+"/nodeagent", argv...)
 }
 
 // stop ends p: SIGTERM, and SIGKILL to its group after 30 s.
@@ -448,25 +472,15 @@ func (c *cluster) curl(routerURL, host string) (int, string) {
 	return code, out[:i]
 }
 
-// pushImage packages a static binary as an OCI image named name, pushes it
-// to the control plane with the CLI, and imports the same archive into
-// every node's containerd. The import stands in for nodes pulling from the
-// control plane (issue 18, images from registries), which main lacks yet.
+// pushImage packages a static binary as an OCI image named name and
+// uploads it to the control plane with the CLI, as a user would: nothing
+// is imported into any node, which pulls it from the control plane's /v2/
+// when it first starts a replica of it.
 func (c *cluster) pushImage(bin, name string) {
 	c.t.Helper()
 	archive := filepath.Join(c.t.TempDir(), filepath.Base(bin)+".oci.tar")
 	c.ebb("images", "build", bin, "--name", name, "-o", archive)
 	c.ebb("images", "push", archive)
-	ctx := context.Background()
-	for _, node := range c.nodes {
-		client, err := containerd.New(node.containerdAddr(), containerd.WithTimeout(10*time.Second))
-		require.NoError(c.t, err, "containerd of %s", node.name)
-		importer, err := imagestore.New(client, imagestore.Config{})
-		require.NoError(c.t, err)
-		_, err = importer.Import(ctx, archive)
-		client.Close()
-		require.NoError(c.t, err, "import %s into %s", name, node.name)
-	}
 }
 
 // endpoints lists revision rev's endpoints as the routers see them, read

@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/nodeagent"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -88,6 +92,7 @@ func TestClusterCrossNodeRouting(t *testing.T) {
 	// A runs no container at all: nothing on A could have answered.
 	assert.Empty(t, c.containersOn(a), "node A runs no replica")
 	assert.Len(t, c.containersOn(b), 1, "node B runs the one replica")
+	assert.Equal(t, []string{"isolated"}, c.networkModesOn(b), "B's replica is isolated, on B's own bridge")
 	eps := c.endpoints("hello-00001")
 	require.Len(t, eps, 1, "still one replica after the request")
 	assert.Equal(t, b.name, eps[0].Node)
@@ -120,6 +125,24 @@ func (c *cluster) containersOn(n *clusterNode) []string {
 		ids = append(ids, ctr.ID())
 	}
 	return ids
+}
+
+// networkModesOn lists the ebb.network label of each container on node n.
+func (c *cluster) networkModesOn(n *clusterNode) []string {
+	c.t.Helper()
+	client, err := containerd.New(n.containerdAddr(), containerd.WithTimeout(10*time.Second))
+	require.NoError(c.t, err)
+	defer client.Close()
+	ctx := namespaces.WithNamespace(context.Background(), "ebb")
+	ctrs, err := client.Containers(ctx)
+	require.NoError(c.t, err)
+	var modes []string
+	for _, ctr := range ctrs {
+		labels, err := ctr.Labels(ctx)
+		require.NoError(c.t, err)
+		modes = append(modes, labels[nodeagent.LabelNetwork])
+	}
+	return modes
 }
 
 // TestClusterNodeLoss kills the host of a function's only replica
@@ -183,4 +206,76 @@ func TestClusterNodeLoss(t *testing.T) {
 	require.Len(t, eps, 1, "the dead node's endpoint left the store")
 	assert.Equal(t, a.name, eps[0].Node)
 	assert.Equal(t, a.ip, strings.Split(eps[0].Addr, ":")[0])
+}
+
+// TestClusterUploadedImagesReachEveryNode: an image uploaded to the control
+// plane, through its API only, reaches every node that runs it: each pulls
+// it from the control plane's /v2/ at the address its image record names.
+// Each replica asks for more than half of a node's memory, so the three
+// replicas land on three nodes.
+func TestClusterUploadedImagesReachEveryNode(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 3)
+	c.pushImage(binaries.hello, "hello:latest")
+	var imgs api.ImageList
+	require.Equal(t, http.StatusOK, c.api("GET", "/v1/images", nil, &imgs))
+	require.Len(t, imgs.Images, 1, "the control plane holds the upload")
+	for _, n := range c.nodes {
+		assert.Empty(t, c.imagesOn(n), "nothing is imported into %s", n.name)
+	}
+
+	c.ebb("deploy", "hello", "--image", "hello:latest", "--min", "3", "--max", "3",
+		"--memory", fmt.Sprintf("%dMi", memTotalMiB(t)*6/10), "--no-wait")
+	var eps []store.Endpoint
+	c.waitFor("three replicas", c.cp, func() bool {
+		eps = c.endpoints("hello-00001")
+		return len(eps) == 3
+	})
+	byNode := map[string]store.Endpoint{}
+	for _, ep := range eps {
+		byNode[ep.Node] = ep
+	}
+	require.Len(t, byNode, 3, "one replica on each node: %+v", eps)
+	for _, n := range c.nodes {
+		ep := byNode[n.name]
+		host, _, err := net.SplitHostPort(ep.Addr)
+		require.NoError(t, err)
+		assert.Equal(t, n.ip, host, "%s's replica is published at its host address", n.name)
+		assert.NotEmpty(t, c.imagesOn(n), "%s pulled the image", n.name)
+		code, body := c.curl(n.routerURL(), "hello.localhost")
+		require.Equal(t, http.StatusOK, code, "through %s's router: %s", n.name, body)
+	}
+}
+
+// imagesOn lists the image names in node n's containerd, in ebb's
+// namespace.
+func (c *cluster) imagesOn(n *clusterNode) []string {
+	c.t.Helper()
+	client, err := containerd.New(n.containerdAddr(), containerd.WithTimeout(10*time.Second))
+	require.NoError(c.t, err)
+	defer client.Close()
+	imgs, err := client.ImageService().List(namespaces.WithNamespace(context.Background(), "ebb"))
+	require.NoError(c.t, err)
+	var names []string
+	for _, img := range imgs {
+		names = append(names, img.Name)
+	}
+	return names
+}
+
+// memTotalMiB is the machine's memory, which every node of the cluster
+// reports as its own.
+func memTotalMiB(t *testing.T) int64 {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/meminfo")
+	require.NoError(t, err)
+	for line := range strings.Lines(string(raw)) {
+		if rest, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			require.NoError(t, err)
+			return kb / 1024
+		}
+	}
+	t.Fatal("no MemTotal in /proc/meminfo")
+	return 0
 }

@@ -55,11 +55,43 @@ func containerNetworkMode(c Container) string {
 	return networkHost
 }
 
-// endpointAddr is host:port where the replica holding port serves.
+// endpointAddr is host:port where other hosts reach the replica holding
+// port: HostIP, unless the replica is isolated on a single machine (HostIP
+// loopback), where it is the replica's own address. An isolated replica
+// is published at a non-loopback HostIP by the Network, which translates
+// HostIP:port to its address (replicanet's published map; ebbd sets
+// replicanet.Config.PublishIP by the same rule, publishes).
 func (a *Agent) endpointAddr(port int) string {
+	if publishes(a.cfg.HostIP) {
+		return net.JoinHostPort(a.cfg.HostIP, strconv.Itoa(port))
+	}
+	return a.localAddr(port)
+}
+
+// localAddr is where the node itself reaches the replica holding port
+// (the prober dials it): the replica's own address when it is isolated,
+// with no translation on the way.
+func (a *Agent) localAddr(port int) string {
 	host := a.cfg.HostIP
 	if a.deps.Network != nil {
 		host = a.deps.Network.Addr(port).String()
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// publishes reports whether isolated replicas are published at hostIP:
+// yes unless it is loopback (one machine, where routers reach the
+// replicas' own addresses, as before).
+func publishes(hostIP string) bool {
+	ip, err := netip.ParseAddr(hostIP)
+	return err == nil && !ip.Unmap().IsLoopback()
+}
+
+// PublishIP is the address isolated replicas are published at for a node
+// whose host IP is hostIP, the zero Addr if they are not.
+func PublishIP(hostIP string) netip.Addr {
+	if !publishes(hostIP) {
+		return netip.Addr{}
+	}
+	return netip.MustParseAddr(hostIP).Unmap()
 }

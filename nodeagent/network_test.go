@@ -196,3 +196,42 @@ func fmtIDs(ids []string) string {
 	}
 	return out + "]"
 }
+
+// With a host IP other hosts reach, an isolated replica is published at
+// HostIP:port (the Network translates it to the replica's own address), and
+// the agent still probes the replica at its own address, untranslated.
+func TestIsolatedReplicasArePublishedAtTheHostIP(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		net := fake.NewNetwork()
+		e := newEnvWith(t, func(c *nodeagent.Config) { c.HostIP = "192.0.2.7" }, net)
+		rev := e.deploy("hello", 1, api.FunctionSpec{Image: image})
+		e.assign("hello", rev, 1, 0)
+
+		eps := e.waitEndpoints(rev, 1) // ready: the probe passed
+		host, portStr, err := splitHostPort(eps[0].Addr)
+		require.NoError(t, err)
+		port, err := strconv.Atoi(portStr)
+		require.NoError(t, err)
+		assert.Equal(t, "192.0.2.7", host, "published at the host IP")
+		addr := net.Addr(port).String() + ":" + portStr
+		assert.Equal(t, "hello from "+eps[0].Replica+"\n", e.get(addr, "/"), "served at its own address")
+	})
+}
+
+func TestPublishIP(t *testing.T) {
+	for _, tc := range []struct{ hostIP, want string }{
+		{"127.0.0.1", ""},
+		{"127.0.0.2", ""},
+		{"::1", ""},
+		{"10.216.0.11", "10.216.0.11"},
+		{"::ffff:192.0.2.1", "192.0.2.1"},
+		{"not an ip", ""},
+	} {
+		got := nodeagent.PublishIP(tc.hostIP)
+		if tc.want == "" {
+			assert.False(t, got.IsValid(), "%s", tc.hostIP)
+			continue
+		}
+		assert.Equal(t, tc.want, got.String(), "%s", tc.hostIP)
+	}
+}

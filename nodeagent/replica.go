@@ -122,7 +122,7 @@ func (a *Agent) addr(r *replica) string {
 	a.mu.Lock()
 	port := r.port
 	a.mu.Unlock()
-	return a.endpointAddr(port)
+	return a.localAddr(port)
 }
 
 // supervise runs r's life and forgets it when it is over. If the agent is

@@ -89,6 +89,8 @@ func (d *daemon) startEBPF(ctx context.Context, g *errgroup.Group, scaler scaleR
 	var fbCfg bpfsync.FallbackConfig
 	if d.network != nil {
 		cfg.ReplicaCIDR = d.network.Config().CIDR
+		cfg.PublishIP = d.network.Config().PublishIP
+		cfg.ReplicaAddr = d.network.Addr
 		// Replicas reach the fallback on the bridge: they cannot reach
 		// the host's loopback, nor one another.
 		fbCfg.ReplicaAddr = netip.AddrPortFrom(d.network.Config().Gateway(), 0).String()

@@ -73,6 +73,10 @@ func (d *daemon) setupNetwork(ctx context.Context) error {
 		return err
 	}
 	cfg.Log = d.log.With("component", "replicanet")
+	// Other hosts reach a replica at --host-ip:port, translated to its
+	// address on the bridge; on one machine (loopback) routers dial the
+	// bridge address itself, as before.
+	cfg.PublishIP = nodeagent.PublishIP(d.cfg.HostIP)
 	if d.cfg.Role == RoleAll {
 		// Replicas may call functions through the router on the node.
 		cfg.OfferedPorts = append(cfg.OfferedPorts, uint16(portOf(d.cfg.HTTPAddr)))

@@ -29,6 +29,14 @@ type Config struct {
 	// address in it is not a VIP backend here: that address is a replica
 	// of this node, maybe another function's.
 	ReplicaCIDR netip.Prefix
+	// PublishIP and ReplicaAddr, when set, say that this node's isolated
+	// replicas are published at PublishIP:port, which nftables translates
+	// to ReplicaAddr(port). A VIP backend that is one of this node's
+	// endpoints is programmed at ReplicaAddr(port) instead: the connection
+	// then needs no translation, and sockmap redirection, keyed by both
+	// ends' 4-tuples, pairs the caller with the replica.
+	PublishIP   netip.Addr
+	ReplicaAddr func(port int) netip.Addr
 	// RetryInterval is how soon a failed step (a store conflict, a map
 	// update) is tried again when no store change comes first. Default 1s.
 	RetryInterval time.Duration

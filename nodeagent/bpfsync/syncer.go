@@ -378,6 +378,11 @@ func (s *Syncer) syncVIPs(v view) error {
 		if c.Value.Node != s.cfg.Node && s.cfg.ReplicaCIDR.IsValid() && s.cfg.ReplicaCIDR.Contains(addr.Addr()) {
 			continue // on this node that address is one of ours
 		}
+		if c.Value.Node == s.cfg.Node && s.cfg.ReplicaAddr != nil && addr.Addr() == s.cfg.PublishIP {
+			if own := s.cfg.ReplicaAddr(int(addr.Port())); own.IsValid() {
+				addr = netip.AddrPortFrom(own, addr.Port())
+			}
+		}
 		ready[c.Value.Revision] = append(ready[c.Value.Revision], addr)
 	}
 	for _, addrs := range ready {

@@ -566,3 +566,42 @@ func TestSyncerReplicaAddresses(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncerPublishedAddresses: with replicas published at the node's
+// address (cross-node routing with isolation), this node's endpoints are
+// VIP backends at their own bridge addresses, untranslated, and another
+// node's stay at that node's published address.
+func TestSyncerPublishedAddresses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cidr := netip.MustParsePrefix("10.213.0.0/18")
+		e := newSyncEnv(t, func(c *Config) {
+			c.ReplicaCIDR = cidr
+			c.PublishIP = netip.MustParseAddr("10.216.0.11")
+			c.ReplicaAddr = func(port int) netip.Addr {
+				if port < 20000 || port > 20099 {
+					return netip.Addr{}
+				}
+				b := cidr.Addr().As4()
+				b[3] = byte(2 + port - 20000)
+				return netip.AddrFrom4(b)
+			}
+		})
+		e.putFunction("alpha")
+		endpoint := func(replica, node, addr string) store.Op {
+			return store.PutJSON(store.EndpointKey("alpha-00001", replica),
+				store.Endpoint{Function: "alpha", Revision: "alpha-00001", Replica: replica, Node: node, Addr: addr}, store.AnyVersion)
+		}
+		e.txn(
+			endpoint("r1", "n1", "10.216.0.11:20005"),
+			endpoint("r2", "n2", "10.216.0.12:20005"), // another node's published replica
+			endpoint("r3", "n1", "10.216.0.11:30000"), // outside the replica ports: left as published
+			store.Put(store.PortKey("n1", 20005), []byte(`"r1"`), store.AnyVersion),
+		)
+		_, vips := e.settle()
+		var addrs []string
+		for _, b := range vips[vip0].Backends {
+			addrs = append(addrs, b.Addr.String())
+		}
+		assert.Equal(t, []string{"10.213.0.7:20005", "10.216.0.11:30000", "10.216.0.12:20005"}, addrs)
+	})
+}

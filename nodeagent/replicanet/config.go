@@ -34,6 +34,12 @@ type Config struct {
 	// OfferedPorts are the TCP ports on the gateway address that replicas
 	// may reach: the router's port and the replica fallback port.
 	OfferedPorts []uint16
+	// PublishIP, if set, is the node's own address, where each replica is
+	// published at PublishIP:port as well: connections to it from other
+	// hosts, and from the node itself, are translated (DNAT) to the
+	// replica's bridge address, which no other host can reach. IPv4, not
+	// loopback, outside CIDR. Unset on a single machine (host IP 127.0.0.1).
+	PublishIP netip.Addr
 	// Registry, if set, is told every replica netns's cookie.
 	Registry Registry
 	// Log receives what Setup changes on the host (nil: discarded).
@@ -65,6 +71,9 @@ func (c Config) Validate() error {
 	}
 	if !filepath.IsAbs(c.NetnsDir) || filepath.Clean(c.NetnsDir) != c.NetnsDir || c.NetnsDir == "/" {
 		return fmt.Errorf("netns dir %q: want a clean absolute path other than /", c.NetnsDir)
+	}
+	if a := c.PublishIP; a.IsValid() && (!a.Is4() || a.IsLoopback() || a.IsUnspecified() || c.CIDR.Contains(a)) {
+		return fmt.Errorf("publish address %s: want an IPv4 address of the node, not loopback and outside %s", a, c.CIDR)
 	}
 	for _, p := range c.OfferedPorts {
 		if p == 0 {
@@ -109,6 +118,21 @@ func (c Config) Addr(port int) netip.Addr {
 		return netip.Addr{}
 	}
 	return addOffset(c.CIDR.Addr(), uint32(2+port-c.PortMin))
+}
+
+// portOf is the replica port whose address is addr; false if addr is none.
+func (c Config) portOf(addr netip.Addr) (int, bool) {
+	if !addr.Is4() || !c.CIDR.Contains(addr) {
+		return 0, false
+	}
+	b, base := addr.As4(), c.CIDR.Addr().As4()
+	off := int(uint32(b[0])<<24|uint32(b[1])<<16|uint32(b[2])<<8|uint32(b[3])) -
+		int(uint32(base[0])<<24|uint32(base[1])<<16|uint32(base[2])<<8|uint32(base[3]))
+	port := c.PortMin + off - 2
+	if port < c.PortMin || port > c.PortMax {
+		return 0, false
+	}
+	return port, true
 }
 
 // Gateway is the bridge's address, where replicas reach the offered ports.

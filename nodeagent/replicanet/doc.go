@@ -44,6 +44,30 @@
 // and routes go through github.com/vishvananda/netlink, the library that
 // Docker's libnetwork, the CNI plugins and containerd use.
 //
+// # Publishing at the node's address
+//
+// A replica's address is private to its node: every node may use the same
+// CIDR, and nothing from outside may open a connection into the bridge. So
+// when Config.PublishIP is set (the node's --host-ip, if not loopback) each
+// replica is also published at PublishIP:port, its port being its address
+// lease: a map "published" in the table (TCP port -> replica address) holds
+// one element per prepared replica, added by Prepare, removed by Release.
+// A restarting agent's Setup keeps the elements the kernel holds, so other
+// hosts keep reaching the replicas it will adopt; Adopt then publishes each
+// kept replica from its namespace's eth0 address and drops the rest. Prerouting
+// (from anywhere but the bridge) and output (the node's own router and
+// prober) DNAT PublishIP:port through the map; the forward chain admits
+// connections from outside the bridge that were DNATed, and nothing else
+// new. A replica's own packets to PublishIP are not translated and meet
+// the input chain's drop, and the forward chain drops a replica's new
+// connections to replica ports (PortMin-PortMax) on other hosts, so
+// publishing opens no path between replicas, on one node or across nodes
+// (replicas call functions through a router or the VIP fallback). The cost:
+// a replica cannot call an outside service that listens in that range.
+// A port without an element is not translated, so a dial to it is refused
+// at once rather than timing out. On one machine (PublishIP unset) nothing
+// of this exists and routers dial replica addresses directly.
+//
 // # Costs
 //
 // Prepare takes about 2 ms on a 2-core VM (BenchmarkPrepare, 1.7-2.2): 0.5 ms for

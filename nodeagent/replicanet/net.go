@@ -28,8 +28,18 @@ type Net struct {
 	cfg Config
 	log *slog.Logger
 
-	mu      sync.Mutex
-	cookies map[string]uint64 // replica id -> netns cookie, when cfg.Registry is set
+	mu        sync.Mutex
+	cookies   map[string]uint64 // replica id -> netns cookie, when cfg.Registry is set
+	published map[string]uint16 // replica id -> its port in the published map, when cfg.PublishIP is set
+	// inherited are the ports an earlier agent published, kept through
+	// Setup's install until Adopt says which replicas remain, so a restart
+	// does not cut other nodes off the replicas it keeps.
+	inherited map[uint16]bool
+
+	// nftMu orders changes of the table: a whole-table install carries the
+	// published map's elements, so an element change must not slip between
+	// its snapshot and its flush.
+	nftMu sync.Mutex
 }
 
 // New checks cfg; it changes nothing on the host (see Setup).
@@ -42,7 +52,7 @@ func New(cfg Config) (*Net, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cfg.OfferedPorts = append([]uint16(nil), cfg.OfferedPorts...)
-	return &Net{cfg: cfg, log: log, cookies: map[string]uint64{}}, nil
+	return &Net{cfg: cfg, log: log, cookies: map[string]uint64{}, published: map[string]uint16{}, inherited: map[uint16]bool{}}, nil
 }
 
 // InNamespace runs fn on a thread inside id's network namespace.
@@ -77,9 +87,62 @@ func (n *Net) Offer(ctx context.Context, ports ...uint16) error {
 	}
 	n.mu.Lock()
 	n.cfg.OfferedPorts = append(n.cfg.OfferedPorts, ports...)
-	cfg := n.cfg
 	n.mu.Unlock()
-	return installTable(cfg)
+	return n.install()
+}
+
+// install writes the whole table: n's policy and its published replicas.
+func (n *Net) install() error {
+	n.nftMu.Lock()
+	defer n.nftMu.Unlock()
+	cfg := n.Config()
+	n.mu.Lock()
+	elems := make(map[uint16]netip.Addr, len(n.published)+len(n.inherited))
+	for port := range n.inherited {
+		if a := n.cfg.Addr(int(port)); a.IsValid() {
+			elems[port] = a
+		}
+	}
+	for _, port := range n.published {
+		elems[port] = n.cfg.Addr(int(port))
+	}
+	n.mu.Unlock()
+	return installTable(cfg, elems)
+}
+
+// publish puts id's port in the published map (unpublish takes it out), if
+// the node publishes replicas at all.
+func (n *Net) publish(id string, port int) error {
+	if !n.cfg.PublishIP.IsValid() {
+		return nil
+	}
+	n.nftMu.Lock()
+	defer n.nftMu.Unlock()
+	if err := setPublished(n.cfg.Bridge, uint16(port), n.cfg.Addr(port)); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	n.published[id] = uint16(port)
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *Net) unpublish(id string) error {
+	n.nftMu.Lock()
+	defer n.nftMu.Unlock()
+	n.mu.Lock()
+	port, ok := n.published[id]
+	n.mu.Unlock()
+	if !ok {
+		return nil
+	}
+	if err := setPublished(n.cfg.Bridge, port, netip.Addr{}); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	delete(n.published, id)
+	n.mu.Unlock()
+	return nil
 }
 
 // Addr is where the replica that holds port serves.
@@ -142,10 +205,21 @@ func (n *Net) Setup(ctx context.Context) error {
 		}
 		n.log.Info("replica network: turned on net.ipv4.ip_forward for replica egress", "bridge", n.cfg.Bridge)
 	}
-	if err := installTable(n.Config()); err != nil {
+	if n.cfg.PublishIP.IsValid() {
+		ports, err := publishedPorts(n.cfg.Bridge)
+		if err != nil {
+			return err
+		}
+		n.mu.Lock()
+		for _, p := range ports {
+			n.inherited[p] = true
+		}
+		n.mu.Unlock()
+	}
+	if err := n.install(); err != nil {
 		return err
 	}
-	n.log.Info("replica network ready", "bridge", n.cfg.Bridge, "cidr", n.cfg.CIDR, "gateway", n.cfg.Gateway(), "table", "inet "+TableName(n.cfg.Bridge))
+	n.log.Info("replica network ready", "bridge", n.cfg.Bridge, "cidr", n.cfg.CIDR, "gateway", n.cfg.Gateway(), "table", "inet "+TableName(n.cfg.Bridge), "publish_ip", n.cfg.PublishIP)
 	return nil
 }
 
@@ -263,6 +337,9 @@ func (n *Net) Prepare(ctx context.Context, id string, port int) (string, error) 
 		return "", fmt.Errorf("replace network of %s: %w", id, err)
 	}
 	path, err := n.prepare(ctx, id, addr)
+	if err == nil {
+		err = n.publish(id, port)
+	}
 	if err != nil {
 		if rerr := n.Release(context.WithoutCancel(ctx), id); rerr != nil {
 			err = errors.Join(err, fmt.Errorf("undo: %w", rerr))
@@ -450,6 +527,9 @@ func (n *Net) Release(ctx context.Context, id string) error {
 	}
 	path := filepath.Join(n.cfg.NetnsDir, id)
 	var errs []error
+	if err := n.unpublish(id); err != nil {
+		errs = append(errs, err)
+	}
 	if n.cfg.Registry != nil {
 		n.mu.Lock()
 		cookie, ok := n.cookies[id]
@@ -530,6 +610,9 @@ func (n *Net) Adopt(ctx context.Context, ids []string) error {
 			continue
 		}
 		found[id] = true
+		if err := n.adoptPublished(id); err != nil {
+			errs = append(errs, fmt.Errorf("adopt %s: %w", id, err))
+		}
 		if n.cfg.Registry == nil {
 			continue
 		}
@@ -555,6 +638,7 @@ func (n *Net) Adopt(ctx context.Context, ids []string) error {
 			n.log.Warn("replica network: adopted replica has no netns file", "replica", id, "dir", n.cfg.NetnsDir)
 		}
 	}
+	errs = append(errs, n.dropInherited())
 	errs = append(errs, concurrently(stale, func(id string) error { return n.Release(ctx, id) }))
 	veths, err := replicaVeths(n.cfg.Bridge)
 	if err != nil {
@@ -568,6 +652,64 @@ func (n *Net) Adopt(ctx context.Context, ids []string) error {
 	}
 	errs = append(errs, concurrently(orphans, n.deleteVeth))
 	return errors.Join(errs...)
+}
+
+// dropInherited unpublishes the ports an earlier agent published that no
+// adopted replica holds now.
+func (n *Net) dropInherited() error {
+	n.nftMu.Lock()
+	defer n.nftMu.Unlock()
+	n.mu.Lock()
+	held := map[uint16]bool{}
+	for _, p := range n.published {
+		held[p] = true
+	}
+	var drop []uint16
+	for p := range n.inherited {
+		if !held[p] {
+			drop = append(drop, p)
+		}
+	}
+	n.inherited = map[uint16]bool{}
+	n.mu.Unlock()
+	var errs []error
+	for _, p := range drop {
+		errs = append(errs, setPublished(n.cfg.Bridge, p, netip.Addr{}))
+	}
+	return errors.Join(errs...)
+}
+
+// adoptPublished publishes adopted replica id again at the port its
+// address stands for (Setup's install started the map empty).
+func (n *Net) adoptPublished(id string) error {
+	if !n.cfg.PublishIP.IsValid() {
+		return nil
+	}
+	var addr netip.Addr
+	err := Do(filepath.Join(n.cfg.NetnsDir, id), func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return err
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && n.cfg.CIDR.Contains(ip) {
+				addr = ip
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read replica address: %w", err)
+	}
+	port, ok := n.cfg.portOf(addr)
+	if !ok {
+		return fmt.Errorf("replica address %v is no replica port's", addr)
+	}
+	return n.publish(id, port)
 }
 
 // Teardown removes everything of this node's replica network: every netns

@@ -2,6 +2,7 @@ package replicanet
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -12,7 +13,9 @@ import (
 // installTable replaces the table of cfg.Bridge in one batch: add (a no-op
 // if it exists), delete, add with its chains and rules. The kernel applies a
 // batch all or nothing, so the old policy holds until the new one does.
-func installTable(cfg Config) error {
+// published holds the elements of the published map (port -> replica
+// address) when cfg.PublishIP is set.
+func installTable(cfg Config, published map[uint16]netip.Addr) error {
 	c, err := nftables.New()
 	if err != nil {
 		return fmt.Errorf("nftables: %w", err)
@@ -21,7 +24,14 @@ func installTable(cfg Config) error {
 	c.AddTable(t)
 	c.DelTable(t)
 	c.AddTable(t)
-	for _, ch := range chains(t, cfg) {
+	var set *nftables.Set
+	if cfg.PublishIP.IsValid() {
+		set = publishedSet(t)
+		if err := c.AddSet(set, publishedElements(published)); err != nil {
+			return fmt.Errorf("published map: %w", err)
+		}
+	}
+	for _, ch := range chains(t, cfg, set) {
 		c.AddChain(ch.chain)
 		for _, r := range ch.rules {
 			c.AddRule(&nftables.Rule{Table: t, Chain: ch.chain, Exprs: r})
@@ -49,6 +59,76 @@ func deleteTable(bridge string) error {
 	return nil
 }
 
+// PublishedMap is the nftables map (in the bridge's table) of the replicas
+// published at Config.PublishIP: TCP port -> the replica's bridge address.
+const PublishedMap = "published"
+
+func publishedSet(t *nftables.Table) *nftables.Set {
+	return &nftables.Set{Table: t, Name: PublishedMap, IsMap: true,
+		KeyType: nftables.TypeInetService, DataType: nftables.TypeIPAddr}
+}
+
+func publishedElements(published map[uint16]netip.Addr) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, len(published))
+	for port, addr := range published {
+		a := addr.As4()
+		out = append(out, nftables.SetElement{Key: binaryutil.BigEndian.PutUint16(port), Val: a[:]})
+	}
+	return out
+}
+
+// setPublished adds (addr valid) or removes port's element of the published
+// map in one batch.
+func setPublished(bridge string, port uint16, addr netip.Addr) error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(bridge)}
+	set := publishedSet(t)
+	if addr.IsValid() {
+		err = c.SetAddElements(set, publishedElements(map[uint16]netip.Addr{port: addr}))
+	} else {
+		err = c.SetDeleteElements(set, []nftables.SetElement{{Key: binaryutil.BigEndian.PutUint16(port)}})
+	}
+	if err == nil {
+		err = c.Flush()
+	}
+	if err != nil {
+		return fmt.Errorf("published map, port %d -> %v: %w", port, addr, err)
+	}
+	return nil
+}
+
+// publishedPorts reads the ports of bridge's published map as the kernel
+// holds it; none if there is no table or map.
+func publishedPorts(bridge string) ([]uint16, error) {
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("nftables: %w", err)
+	}
+	exists, err := tableExists(bridge)
+	if err != nil || !exists {
+		return nil, err
+	}
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: TableName(bridge)}
+	set, err := c.GetSetByName(t, PublishedMap)
+	if err != nil {
+		return nil, nil // a table of a node that did not publish
+	}
+	elems, err := c.GetSetElements(set)
+	if err != nil {
+		return nil, fmt.Errorf("read published map: %w", err)
+	}
+	var out []uint16
+	for _, e := range elems {
+		if len(e.Key) == 2 {
+			out = append(out, binaryutil.BigEndian.Uint16(e.Key))
+		}
+	}
+	return out, nil
+}
+
 type chainRules struct {
 	chain *nftables.Chain
 	rules [][]expr.Any
@@ -63,7 +143,18 @@ type chainRules struct {
 //	             oifname br drop
 //	             (out of the bridge: the policy accepts)
 //	postrouting: ip saddr cidr oifname != br masquerade
-func chains(t *nftables.Table, cfg Config) []chainRules {
+//
+// and, with cfg.PublishIP set (set is the published map):
+//
+//	prerouting:  iifname != br ip daddr publishIP tcp dport @published dnat to tcp dport map @published
+//	output:      ip daddr publishIP tcp dport @published dnat to tcp dport map @published
+//	forward:     iifname br oifname != br ct state new tcp dport portMin-portMax drop
+//	             (before the drop) iifname != br oifname br ct status dnat accept
+//
+// The prerouting rule ignores the bridge, so a replica cannot reach another
+// through the node's published address; the forward rule admits only the
+// connections a published rule translated, from outside the bridge.
+func chains(t *nftables.Table, cfg Config, set *nftables.Set) []chainRules {
 	accept := nftables.ChainPolicyAccept
 	br := cfg.Bridge
 	input := chainRules{chain: &nftables.Chain{Name: "input", Table: t, Type: nftables.ChainTypeFilter,
@@ -83,8 +174,21 @@ func chains(t *nftables.Table, cfg Config) []chainRules {
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept}}
 	forward.rules = [][]expr.Any{
 		cat(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), established(), verdict(expr.VerdictAccept)),
-		cat(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)),
 	}
+	if set != nil {
+		forward.rules = append(forward.rules, cat(
+			ifname(expr.MetaKeyIIFNAME, expr.CmpOpEq, br),
+			ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br),
+			ctNew(),
+			tcpDportRange(uint16(cfg.PortMin), uint16(cfg.PortMax)),
+			verdict(expr.VerdictDrop)))
+		forward.rules = append(forward.rules, cat(
+			ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, br),
+			ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br),
+			dnatted(),
+			verdict(expr.VerdictAccept)))
+	}
+	forward.rules = append(forward.rules, cat(ifname(expr.MetaKeyOIFNAME, expr.CmpOpEq, br), verdict(expr.VerdictDrop)))
 
 	post := chainRules{chain: &nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept}}
@@ -96,8 +200,66 @@ func chains(t *nftables.Table, cfg Config) []chainRules {
 	post.rules = [][]expr.Any{
 		cat(ipv4Field(12, base[:], mask[:]), ifname(expr.MetaKeyOIFNAME, expr.CmpOpNeq, br), []expr.Any{&expr.Masq{}}),
 	}
-	return []chainRules{input, forward, post}
+	out := []chainRules{input, forward, post}
+	if set == nil {
+		return out
+	}
+	pub := cfg.PublishIP.As4()
+	pre := chainRules{chain: &nftables.Chain{Name: "prerouting", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityNATDest, Policy: &accept}}
+	pre.rules = [][]expr.Any{cat(ifname(expr.MetaKeyIIFNAME, expr.CmpOpNeq, br), ipv4Field(16, pub[:], nil), dnatPublished(set))}
+	output := chainRules{chain: &nftables.Chain{Name: "output", Table: t, Type: nftables.ChainTypeNAT,
+		Hooknum: nftables.ChainHookOutput, Priority: nftables.ChainPriorityNATDest, Policy: &accept}}
+	output.rules = [][]expr.Any{cat(ipv4Field(16, pub[:], nil), dnatPublished(set))}
+	return append(out, pre, output)
 }
+
+// dnatPublished translates a TCP packet whose destination port is in the
+// published map to the port's replica address, keeping the port.
+func dnatPublished(set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Lookup{SourceRegister: 1, DestRegister: 1, IsDestRegSet: true, SetName: set.Name, SetID: set.ID},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: unix.NFPROTO_IPV4, RegAddrMin: 1},
+	}
+}
+
+// dnatted matches a connection whose destination was translated (ct status
+// dnat).
+func dnatted() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATUS},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+// ctNew matches the first packet of a connection (ct state new).
+func ctNew() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW),
+			Xor:  binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: []byte{0, 0, 0, 0}},
+	}
+}
+
+func tcpDportRange(lo, hi uint16) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Range{Op: expr.CmpOpEq, Register: 1, FromData: binaryutil.BigEndian.PutUint16(lo), ToData: binaryutil.BigEndian.PutUint16(hi)},
+	}
+}
+
+// ipsDstNAT is IPS_DST_NAT of the conntrack status bits.
+const ipsDstNAT = 1 << 5
 
 func cat(parts ...[]expr.Any) []expr.Any {
 	var out []expr.Any
