@@ -37,7 +37,6 @@ type roleProc struct {
 	exited chan error
 }
 
-
 // startRole starts ebbd with args and waits for its /readyz on
 // metricsAddr; it is stopped with SIGTERM when the test ends, unless the
 // test killed it first.
