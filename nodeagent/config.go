@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/liveness"
 	"github.com/ebbrun/ebb/store"
 )
 
@@ -38,8 +39,8 @@ const (
 	DefaultPoolCreateParallel  = 1
 	DefaultPoolRefillDelay     = 250 * time.Millisecond
 	DefaultHeartbeatInterval   = 5 * time.Second
-	DefaultLeaseTTL            = 3 * time.Second
-	DefaultLeaseRenewEvery     = time.Second
+	DefaultLeaseTTL            = liveness.DefaultLeaseTTL
+	DefaultLeaseRenewEvery     = liveness.DefaultRenewEvery
 	DefaultResyncInterval      = time.Second
 	DefaultTmpBytes            = 64 << 20
 	DefaultUser                = "65532:65532"

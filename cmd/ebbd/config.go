@@ -197,10 +197,10 @@ type Config struct {
 	HSTSMaxAge time.Duration `yaml:"hstsMaxAge"`
 	// NodeLeaseTTL is how long a node agent's liveness lease lasts
 	// unrenewed: how soon routers stop using a dead node and its replicas
-	// are placed elsewhere. Default 3s; 1s to 1m.
+	// are placed elsewhere. Default 2s; 1s to 1m.
 	NodeLeaseTTL time.Duration `yaml:"nodeLeaseTTL"`
 	// NodeLeaseRenew is how often a node agent renews its lease; under
-	// half of NodeLeaseTTL. Default 1s.
+	// half of NodeLeaseTTL. Default 500ms.
 	NodeLeaseRenew time.Duration `yaml:"nodeLeaseRenew"`
 	// LeaderLeaseTTL is how long the leading control plane's lease lasts
 	// unrenewed: the longest the cluster goes without a leader after the

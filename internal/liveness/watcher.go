@@ -21,8 +21,12 @@ type Source interface {
 // Defaults for Config.
 const (
 	DefaultPollInterval = 250 * time.Millisecond
-	DefaultLeaseTTL     = 3 * time.Second
-	DefaultRenewEvery   = time.Second
+	// A node is gone 2 s after its last renewal, and renews four times
+	// in that window, so a stall must last 1.5 s to cost it its lease:
+	// fast enough that a dead node's functions are served again from
+	// other nodes within 5 s at the median (issue 18's goal).
+	DefaultLeaseTTL   = 2 * time.Second
+	DefaultRenewEvery = 500 * time.Millisecond
 )
 
 // Config configures a Watcher. The zero value is ready to use.

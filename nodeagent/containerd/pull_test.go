@@ -3,20 +3,14 @@ package containerd_test
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/containerd/containerd/namespaces"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/ebbrun/ebb/controlplane/registry"
 	"github.com/ebbrun/ebb/internal/ociimage"
 	"github.com/ebbrun/ebb/internal/testenv"
 	"github.com/ebbrun/ebb/nodeagent"
@@ -99,44 +93,4 @@ func TestPullFromARealRegistry(t *testing.T) {
 			require.NoError(t, rt.CheckExecutable(ctx, tt.ref, "/app/hello", img.Env), "unpacked")
 		})
 	}
-}
-
-// TestPullFromTheControlPlaneRegistry pulls an uploaded image the way a
-// node in split roles does: from the control plane's /v2/
-// (controlplane/registry, over the uploading containerd's stores) as a
-// mirror, with a bearer credential.
-func TestPullFromTheControlPlaneRegistry(t *testing.T) {
-	testenv.RequireRoot(t)
-	client := connect(t)
-	ref := pushHello(t, client, "ebb-test/hello:mirror") // into namespace ebb, as an upload
-	srv, err := registry.New(registry.Config{}, registry.Deps{Images: client.ImageService(), Content: client.ContentStore()})
-	require.NoError(t, err)
-	var requests, refused atomic.Int64
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		requests.Add(1)
-		if r.Header.Get("Authorization") != "Bearer node-cred" {
-			refused.Add(1)
-			http.Error(w, `{"errors":[{"code":"UNAUTHORIZED","message":"node credential required"}]}`, http.StatusUnauthorized)
-			return
-		}
-		srv.ServeHTTP(w, r)
-	}))
-	t.Cleanup(ts.Close)
-	mirror := strings.TrimPrefix(ts.URL, "http://")
-
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	rt := pullRuntime(t)
-	err = rt.Pull(ctx, ref, nodeagent.PullSource{Mirror: mirror, PlainHTTP: true, Bearer: "wrong"})
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "401")
-	require.NoError(t, rt.Pull(ctx, ref, nodeagent.PullSource{Mirror: mirror, PlainHTTP: true, Bearer: "node-cred"}))
-	img, err := rt.Image(ctx, ref)
-	require.NoError(t, err)
-	assert.Equal(t, []string{"/app/hello"}, img.Entrypoint)
-	// The pulled image is the uploaded one, byte for byte.
-	up, err := client.GetImage(namespaces.WithNamespace(ctx, "ebb"), ref)
-	require.NoError(t, err)
-	assert.Equal(t, up.Target().Digest.String(), img.Digest)
-	assert.Positive(t, requests.Load()-refused.Load())
 }
