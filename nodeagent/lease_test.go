@@ -78,7 +78,7 @@ func TestAgentHoldsItsLease(t *testing.T) {
 
 		rec, ver, err := store.GetJSON[store.Node](ctx, e.store, store.NodeKey(node))
 		require.NoError(t, err)
-		assert.Equal(t, time.Second, rec.HeartbeatInterval.Duration, "the interval is the lease's renewal")
+		assert.Equal(t, liveness.DefaultRenewEvery, rec.HeartbeatInterval.Duration, "the interval is the lease's renewal")
 		time.Sleep(10 * e.cfg.HeartbeatInterval) // ten heartbeats in the bubble
 		synctest.Wait()
 		_, ver2, err := store.GetJSON[store.Node](ctx, e.store, store.NodeKey(node))
