@@ -133,14 +133,24 @@ func (n *node) run(ctx context.Context) {
 	})
 	defer wg.Wait()
 
-	renew := time.NewTicker(s.cfg.LeaseRenewEvery)
-	defer renew.Stop()
+	// The lease has its own goroutine, as the agent's leaseLoop does, so
+	// a slow start never makes a live node look dead.
+	wg.Go(func() {
+		renew := time.NewTicker(s.cfg.LeaseRenewEvery)
+		defer renew.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-renew.C:
+				n.renew(ctx)
+			}
+		}
+	})
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-renew.C:
-			n.renew(ctx)
 		case <-kick:
 			n.reconcile(ctx, assignments.Snapshot())
 		}
