@@ -95,6 +95,14 @@ func run() error {
 	}
 	defer st.Close()
 
+	// The leases get a connection pool of their own: a real agent's
+	// renewals never wait behind another node's transactions.
+	leases, err := redisstore.Open(ctx, url, redisstore.Options{})
+	if err != nil {
+		return err
+	}
+	defer leases.Close()
+
 	cp, err := startControlPlane(ctx, o.ebbd, url, dir)
 	if err != nil {
 		return err
@@ -127,7 +135,7 @@ func run() error {
 			}
 			mu.Unlock()
 		},
-	}, st, st)
+	}, st, leases)
 	simCtx, stopSim := context.WithCancel(ctx)
 	simDone := make(chan struct{})
 	go func() { sim.Run(simCtx); close(simDone) }()
