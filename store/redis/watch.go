@@ -55,7 +55,9 @@ func (p position) next(n int64) position {
 // when ctx ends or the store closes. After a connection error it reconnects
 // with backoff and reads on from the last entry it delivered. Every entry
 // must be the exact successor of the previous one; a gap means the stream
-// was trimmed past the watch, which then ends with store.ErrCompacted.
+// was trimmed past the watch, which then ends with store.ErrCompacted. A
+// prefix within one node's assignments or job pods reads that node's
+// stream instead of the cluster's (shard.go).
 func (s *Store) Watch(ctx context.Context, prefix string, afterRev int64) (<-chan store.WatchEvent, error) {
 	if err := s.usable(ctx); err != nil {
 		return nil, err
