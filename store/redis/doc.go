@@ -13,6 +13,12 @@
 //   - P + "events"   — the event stream. The entry for the i-th event
 //     (from 0) of revision R has the ID "R-i" and the fields t (p or d),
 //     k (key), v (value, puts only) and n (events in revision R).
+//   - P + "shard:" + "assignments/{node}/" (and "jobpods/{node}/") — a node
+//     stream: a copy of the events of that node's keys, with the same IDs
+//     and b, the ID of the node stream's previous entry, kept in the hash
+//     P + "shardlast" (shard.go). A watch of a prefix within one node's
+//     keys reads it instead of the cluster stream, so a node agent reads
+//     its own events, not every event of the cluster.
 //
 // Leases (lease.go) live beside these keys but outside the store: node
 // liveness leases in one sorted set (P + "nodeleases", with a generation

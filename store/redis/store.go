@@ -57,6 +57,7 @@ type Store struct {
 	keys      []string // the script KEYS: see scripts.go
 	keyRev    string
 	keyEvents string
+	keyShards string // + a shard: a node stream (shard.go)
 	prefix    string // for the leases (lease.go)
 
 	ctx       context.Context // cancelled by Close; ends watches
@@ -97,9 +98,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 			opts.Prefix + "keys",
 			opts.Prefix + "values",
 			opts.Prefix + "versions",
+			opts.Prefix + "shard:",
+			opts.Prefix + "shardlast",
 		},
 		keyRev:    opts.Prefix + "rev",
 		keyEvents: opts.Prefix + "events",
+		keyShards: opts.Prefix + "shard:",
 		prefix:    opts.Prefix,
 		ctx:       sctx,
 		cancel:    cancel,
@@ -220,10 +224,10 @@ func (s *Store) Txn(ctx context.Context, ops ...store.Op) (int64, error) {
 	if err := store.ValidateOps(ops, 0); err != nil {
 		return 0, fmt.Errorf("txn: %w", err)
 	}
-	args := make([]any, 1, 1+4*len(ops))
+	args := make([]any, 1, 1+5*len(ops))
 	args[0] = s.history
 	for _, op := range ops {
-		args = append(args, opCode(op.Kind), op.Version, op.Key, op.Value)
+		args = append(args, opCode(op.Kind), op.Version, op.Key, op.Value, shardOf(op.Key))
 	}
 	var res []int64
 	err := s.target.Confirmed(ctx, s.client, func(c goredis.Scripter) error {

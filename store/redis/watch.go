@@ -55,7 +55,9 @@ func (p position) next(n int64) position {
 // when ctx ends or the store closes. After a connection error it reconnects
 // with backoff and reads on from the last entry it delivered. Every entry
 // must be the exact successor of the previous one; a gap means the stream
-// was trimmed past the watch, which then ends with store.ErrCompacted.
+// was trimmed past the watch, which then ends with store.ErrCompacted. A
+// prefix within one node's assignments or job pods reads that node's
+// stream instead of the cluster's (shard.go).
 func (s *Store) Watch(ctx context.Context, prefix string, afterRev int64) (<-chan store.WatchEvent, error) {
 	if err := s.usable(ctx); err != nil {
 		return nil, err
@@ -102,6 +104,13 @@ func (s *Store) watch(parent context.Context, prefix string, after int64, out ch
 	want := position{after + 1, 0}
 	lastID := strconv.FormatInt(after, 10) + "-" + strconv.FormatUint(math.MaxUint64, 10)
 	delivered := after // the last revision fully or partly delivered
+	// A prefix within one node's keys reads that node's stream (shard.go):
+	// last is the shard entry delivered last, none yet at first.
+	stream, shard := s.keyEvents, shardOf(prefix)
+	if shard != "" {
+		stream = s.keyShards + shard
+	}
+	var last *position
 	retry := time.Duration(0)
 	for {
 		if retry > 0 {
@@ -125,7 +134,7 @@ func (s *Store) watch(parent context.Context, prefix string, after int64, out ch
 			}
 		}
 		streams, err := conn.XRead(ctx, &goredis.XReadArgs{
-			Streams: []string{s.keyEvents, lastID},
+			Streams: []string{stream, lastID},
 			Count:   watchBatch,
 			Block:   watchBlock,
 		}).Result()
@@ -143,16 +152,30 @@ func (s *Store) watch(parent context.Context, prefix string, after int64, out ch
 		retry = 0
 		for _, st := range streams {
 			for _, m := range st.Messages {
-				pos, n, ev, err := parseEntry(m)
-				if err != nil {
-					fail(fmt.Errorf("watch: %w", err))
-					return
+				var ev store.Event
+				if shard == "" {
+					pos, n, e, err := parseEntry(m)
+					if err != nil {
+						fail(fmt.Errorf("watch: %w", err))
+						return
+					}
+					if pos != want {
+						fail(fmt.Errorf("watch: next event is %d-%d, want %d-%d: %w", pos.rev, pos.seq, want.rev, want.seq, store.ErrCompacted))
+						return
+					}
+					ev, want, lastID, delivered = e, pos.next(n), m.ID, pos.rev
+				} else {
+					pos, before, e, err := parseShardEntry(m)
+					if err != nil {
+						fail(fmt.Errorf("watch %s: %w", shard, err))
+						return
+					}
+					if (last != nil && before != *last) || (last == nil && before.rev > after) {
+						fail(fmt.Errorf("watch %s: entry %d-%d follows %d-%d, which this watch never saw: %w", shard, pos.rev, pos.seq, before.rev, before.seq, store.ErrCompacted))
+						return
+					}
+					ev, last, lastID, delivered = e, &pos, m.ID, pos.rev
 				}
-				if pos != want {
-					fail(fmt.Errorf("watch: next event is %d-%d, want %d-%d: %w", pos.rev, pos.seq, want.rev, want.seq, store.ErrCompacted))
-					return
-				}
-				want, lastID, delivered = pos.next(n), m.ID, pos.rev
 				if !strings.HasPrefix(ev.KV.Key, prefix) {
 					continue
 				}
