@@ -166,9 +166,6 @@ func (r *Router) shutdownHTTP2(ctx context.Context) {
 	r.h2.h2cTr.CloseIdleConnections()
 }
 
-// streamKey carries a stream's *stream to proxyError.
-type streamKey struct{}
-
 // stream is one HTTP/2 request in flight.
 type stream struct {
 	rev      *revState
@@ -254,7 +251,6 @@ func (r *Router) serveRevision(w http.ResponseWriter, req *http.Request, rev *re
 	ctx, cancel := context.WithDeadline(req.Context(), deadline)
 	defer cancel()
 	st.grpc, st.deadline = grpc, deadline
-	ctx = context.WithValue(ctx, streamKey{}, st)
 	if setCookie {
 		sw.Header().Add("Set-Cookie", rev.cookie)
 	}
@@ -277,7 +273,7 @@ func (r *Router) serveRevision(w http.ResponseWriter, req *http.Request, rev *re
 			}
 			rev.latency.Observe(took.Seconds())
 		}()
-		r.proxyStream(sw, req.WithContext(ctx), st)
+		r.proxyStream(ctx, sw, req, st)
 		return
 	}
 	r.handoffStream(ctx, sw, req, st, start)
@@ -318,7 +314,7 @@ func (r *Router) handoffStream(ctx context.Context, sw *statusWriter, req *http.
 		st.rep, st.acquired = rep, time.Now()
 		func() {
 			defer func() { done(sw.result()) }()
-			r.proxyStream(sw, req.WithContext(ctx), st)
+			r.proxyStream(ctx, sw, req, st)
 		}()
 	}
 	status := sw.result()
@@ -337,20 +333,19 @@ func (r *Router) handoffStream(ctx context.Context, sw *statusWriter, req *http.
 // proxyStream proxies one stream to st.rep (forwardStream). A replica
 // that breaks off mid-response aborts the handler (http.ErrAbortHandler),
 // which resets the client's stream; the status recorded for it is 502.
-func (r *Router) proxyStream(sw *statusWriter, req *http.Request, st *stream) {
+func (r *Router) proxyStream(ctx context.Context, sw *statusWriter, req *http.Request, st *stream) {
 	defer func() {
 		if p := recover(); p != nil {
 			sw.aborted = true
 			panic(p)
 		}
 	}()
-	r.forwardStream(sw, req, st)
+	r.forwardStream(ctx, sw, req, st)
 }
 
 // proxyError answers a stream whose replica could not be reached or did
 // not answer in time; nothing was written to the client yet.
-func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
-	st := req.Context().Value(streamKey{}).(*stream)
+func (r *Router) proxyError(w http.ResponseWriter, st *stream, err error) {
 	status := http.StatusBadGateway
 	msg := "ebb: function " + st.rev.function + " failed to answer\n"
 	switch {
