@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/fastconn"
 	"github.com/ebbrun/ebb/internal/replicaset"
 )
 
@@ -120,7 +121,13 @@ func (r *Router) initHTTP2(reg prometheus.Registerer) error {
 	h.h2cTr = &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return dial(ctx, network, addr)
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// A replica's connection carries the streams of many client
+			// connections: its writes are batched as theirs are.
+			return coalesce(fastconn.Wrap(c)), nil
 		},
 		DisableCompression: true,
 		IdleConnTimeout:    r.cfg.Proxy.IdleTimeout,
@@ -149,7 +156,7 @@ func (r *Router) ServeHTTP2(c net.Conn) {
 		return
 	}
 	defer r.h2.open.Add(-1)
-	r.h2.srv.ServeConn(c, &http2.ServeConnOpts{BaseConfig: r.h2.base, Handler: r.h2.base.Handler})
+	r.h2.srv.ServeConn(coalesce(c), &http2.ServeConnOpts{BaseConfig: r.h2.base, Handler: r.h2.base.Handler})
 }
 
 // shutdownHTTP2 sends every HTTP/2 connection GOAWAY and waits, until
