@@ -111,7 +111,15 @@ func (r *Router) initHTTP2(reg prometheus.Registerer) error {
 		return err
 	}
 	h.h1Tr = &http.Transport{
-		DialContext:         dial,
+		// fastconn: raw syscalls, as on the HTTP/1.1 path's replica
+		// connections, so the one P is not handed off mid-write.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return fastconn.Wrap(c), nil
+		},
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     r.cfg.Proxy.IdleTimeout,
 		DisableCompression:  true,
