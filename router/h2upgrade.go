@@ -51,7 +51,7 @@ func (r *Router) upgradeH2C(ctx *fasthttp.RequestCtx) bool {
 		_ = c.SetWriteDeadline(time.Time{})
 		r.h2.conns.Add(1)
 		defer r.h2.conns.Done()
-		r.h2.srv.ServeConn(c, &http2.ServeConnOpts{
+		r.h2.srv.ServeConn(coalesce(c), &http2.ServeConnOpts{
 			BaseConfig:     r.h2.base,
 			Handler:        r.h2.base.Handler,
 			UpgradeRequest: req,

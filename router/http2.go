@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/ebbrun/ebb/api"
+	"github.com/ebbrun/ebb/internal/fastconn"
 	"github.com/ebbrun/ebb/internal/replicaset"
 )
 
@@ -110,7 +111,15 @@ func (r *Router) initHTTP2(reg prometheus.Registerer) error {
 		return err
 	}
 	h.h1Tr = &http.Transport{
-		DialContext:         dial,
+		// fastconn: raw syscalls, as on the HTTP/1.1 path's replica
+		// connections, so the one P is not handed off mid-write.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return fastconn.Wrap(c), nil
+		},
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     r.cfg.Proxy.IdleTimeout,
 		DisableCompression:  true,
@@ -120,7 +129,13 @@ func (r *Router) initHTTP2(reg prometheus.Registerer) error {
 	h.h2cTr = &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return dial(ctx, network, addr)
+			c, err := dial(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			// A replica's connection carries the streams of many client
+			// connections: its writes are batched as theirs are.
+			return coalesce(fastconn.Wrap(c)), nil
 		},
 		DisableCompression: true,
 		IdleConnTimeout:    r.cfg.Proxy.IdleTimeout,
@@ -149,7 +164,7 @@ func (r *Router) ServeHTTP2(c net.Conn) {
 		return
 	}
 	defer r.h2.open.Add(-1)
-	r.h2.srv.ServeConn(c, &http2.ServeConnOpts{BaseConfig: r.h2.base, Handler: r.h2.base.Handler})
+	r.h2.srv.ServeConn(coalesce(c), &http2.ServeConnOpts{BaseConfig: r.h2.base, Handler: r.h2.base.Handler})
 }
 
 // shutdownHTTP2 sends every HTTP/2 connection GOAWAY and waits, until
@@ -165,9 +180,6 @@ func (r *Router) shutdownHTTP2(ctx context.Context) {
 	r.h2.h1Tr.CloseIdleConnections()
 	r.h2.h2cTr.CloseIdleConnections()
 }
-
-// streamKey carries a stream's *stream to proxyError.
-type streamKey struct{}
 
 // stream is one HTTP/2 request in flight.
 type stream struct {
@@ -257,7 +269,6 @@ func (r *Router) serveRevision(w http.ResponseWriter, req *http.Request, rev *re
 	ctx, cancel := context.WithDeadline(req.Context(), deadline)
 	defer cancel()
 	st.grpc, st.deadline = grpc, deadline
-	ctx = context.WithValue(ctx, streamKey{}, st)
 	if setCookie {
 		sw.Header().Add("Set-Cookie", rev.cookie)
 	}
@@ -280,7 +291,7 @@ func (r *Router) serveRevision(w http.ResponseWriter, req *http.Request, rev *re
 			}
 			rev.latency.Observe(took.Seconds())
 		}()
-		r.proxyStream(sw, req.WithContext(ctx), st)
+		r.proxyStream(ctx, sw, req, st)
 		return
 	}
 	r.handoffStream(ctx, sw, req, st, start)
@@ -321,7 +332,7 @@ func (r *Router) handoffStream(ctx context.Context, sw *statusWriter, req *http.
 		st.rep, st.acquired = rep, time.Now()
 		func() {
 			defer func() { done(sw.result()) }()
-			r.proxyStream(sw, req.WithContext(ctx), st)
+			r.proxyStream(ctx, sw, req, st)
 		}()
 	}
 	status := sw.result()
@@ -340,20 +351,19 @@ func (r *Router) handoffStream(ctx context.Context, sw *statusWriter, req *http.
 // proxyStream proxies one stream to st.rep (forwardStream). A replica
 // that breaks off mid-response aborts the handler (http.ErrAbortHandler),
 // which resets the client's stream; the status recorded for it is 502.
-func (r *Router) proxyStream(sw *statusWriter, req *http.Request, st *stream) {
+func (r *Router) proxyStream(ctx context.Context, sw *statusWriter, req *http.Request, st *stream) {
 	defer func() {
 		if p := recover(); p != nil {
 			sw.aborted = true
 			panic(p)
 		}
 	}()
-	r.forwardStream(sw, req, st)
+	r.forwardStream(ctx, sw, req, st)
 }
 
 // proxyError answers a stream whose replica could not be reached or did
 // not answer in time; nothing was written to the client yet.
-func (r *Router) proxyError(w http.ResponseWriter, req *http.Request, err error) {
-	st := req.Context().Value(streamKey{}).(*stream)
+func (r *Router) proxyError(w http.ResponseWriter, st *stream, err error) {
 	status := http.StatusBadGateway
 	msg := "ebb: function " + st.rev.function + " failed to answer\n"
 	switch {
