@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"sort"
 	"syscall"
 	"testing"
@@ -27,66 +24,6 @@ import (
 	redisstore "github.com/ebbrun/ebb/store/redis"
 )
 
-// roleProc is one ebbd process of a split-role cluster that a test started
-// beside its control plane (startEbbd): a node agent or a router.
-type roleProc struct {
-	t      *testing.T
-	name   string
-	cmd    *exec.Cmd
-	log    *syncBuffer
-	exited chan error
-}
-
-// startRole starts ebbd with args and waits for its /readyz on
-// metricsAddr; it is stopped with SIGTERM when the test ends, unless the
-// test killed it first.
-func startRoleProc(t *testing.T, name, metricsAddr string, args ...string) *roleProc {
-	t.Helper()
-	p := &roleProc{t: t, name: name, log: &syncBuffer{}, exited: make(chan error, 1)}
-	p.cmd = exec.Command(binaries.ebbd, append(args, "--metrics-addr", metricsAddr)...)
-	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	require.NoError(t, p.cmd.Start())
-	go func() { p.exited <- p.cmd.Wait() }()
-	t.Cleanup(func() { p.stop(syscall.SIGTERM) })
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		select {
-		case err := <-p.exited:
-			p.exited <- err
-			t.Fatalf("%s exited during start: %v\n%s", name, err, p.log)
-		default:
-		}
-		if resp, err := httpClient.Get("http://" + metricsAddr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
-		}
-		require.True(t, time.Now().Before(deadline), "%s did not become ready:\n%s", name, p.log)
-		time.Sleep(20 * time.Millisecond) // polling a child process's start
-	}
-}
-
-// stop signals the process and waits for it to exit; after a SIGKILL it
-// kills its process group too (a node agent's private containerd).
-func (p *roleProc) stop(sig syscall.Signal) {
-	if p.cmd == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.exited
-		p.t.Errorf("%s did not stop within 30s of %v\n%s", p.name, sig, p.log)
-	}
-	if sig == syscall.SIGKILL {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
-	p.cmd = nil
-}
-
 // splitNode is one machine of a split-role cluster: a node agent and a
 // router (with the invoker beside it) under one node name, on a network
 // slot and data dir of their own, with a private containerd.
@@ -94,30 +31,19 @@ type splitNode struct {
 	name     string
 	dir      string
 	httpAddr string
-	agent    *roleProc
-	router   *roleProc
+	agent    *ebbd
+	router   *ebbd
 }
 
 // startSplitNode starts the node agent and the router of node name
-// against the store at storeURL and the control plane cp.
+// against the store at storeURL and the control plane cp (startRole, as
+// the HA tests start theirs).
 func startSplitNode(t *testing.T, cp *ebbd, storeURL, name string, routerArgs ...string) *splitNode {
 	t.Helper()
-	// The slot first, the data dir next: their cleanups run after the
-	// processes' and the replicas', in that order (see startEbbdVia).
-	slot := lockNetSlot(t)
-	n := &splitNode{name: name, dir: shortTempDir(t), httpAddr: fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
-	common := []string{"--store", storeURL, "--node-name", name, "--data-dir", n.dir,
-		"--autoscaler-url", "http://" + cp.apiAddr,
-		"--api-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))}
-	n.agent = startRoleProc(t, name+" nodeagent", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), append(slices.Clone(common),
-		"--role", "nodeagent",
-		"--http-addr", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)),
-		"--containerd-address", filepath.Join(n.dir, "no-such.sock"),
-		"--replica-ports", slot.ports(), "--bridge", slot.bridge(), "--replica-cidr", slot.cidr(),
-		"--vip-prefix", fmt.Sprintf("127.79.%d.0/24", 1+rand.IntN(250)))...)
-	n.router = startRoleProc(t, name+" router", fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t)), append(append(slices.Clone(common),
-		"--role", "router", "--http-addr", n.httpAddr), routerArgs...)...)
-	return n
+	cpURL := "http://" + cp.apiAddr
+	agent := startRole(t, "nodeagent", name, storeURL, "--autoscaler-url", cpURL)
+	router := startRole(t, "router", name, storeURL, append([]string{"--autoscaler-url", cpURL}, routerArgs...)...)
+	return &splitNode{name: name, dir: agent.dataDir, httpAddr: router.httpAddr, agent: agent, router: router}
 }
 
 // importImage imports an image archive into the node's containerd, as a
@@ -137,8 +63,8 @@ func (n *splitNode) importImage(t *testing.T, archive string) {
 // SIGKILLed, then its replicas; before they go, their /seen is read.
 func (n *splitNode) lose(t *testing.T, st store.Store, revision string) []seen {
 	t.Helper()
-	n.router.stop(syscall.SIGKILL)
-	n.agent.stop(syscall.SIGKILL)
+	n.router.killGroup()
+	n.agent.killGroup()
 	// The replicas' programs die a moment after their last /seen is read:
 	// their pids first, so that the survivor's deliveries in between
 	// (which no record would count) are as few as can be.
