@@ -119,6 +119,12 @@ func testBackupRestore(t *testing.T, storeArgs func(t *testing.T) []string) {
 	key, err := os.ReadFile(filepath.Join(src.dataDir, "secrets.key"))
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(keyFile, key, 0o600))
+	// Pruning shows only once more backups were written than are kept;
+	// on a fast machine the whole set-up above fits in one interval.
+	for deadline := time.Now().Add(30 * time.Second); strings.Count(src.log.String(), "scheduled backup written") < 3; {
+		require.True(t, time.Now().Before(deadline), "fewer than 3 scheduled backups in 30s:\n%s", linesWith(src.log.String(), "backup"))
+		time.Sleep(100 * time.Millisecond) // polling a real system's 1 s schedule
+	}
 	src.stop(syscall.SIGTERM)
 	t.Run("scheduled backups are pruned and leave no temp file", func(t *testing.T) {
 		entries, err := os.ReadDir(filepath.Join(src.dataDir, "backups"))
@@ -127,7 +133,7 @@ func testBackupRestore(t *testing.T, storeArgs func(t *testing.T) []string) {
 		for _, e := range entries {
 			names = append(names, e.Name())
 		}
-		require.Len(t, names, 2, "the newest two: %v", names)
+		require.Len(t, names, 2, "the newest two: %v; ebbd said:\n%s", names, linesWith(src.log.String(), "backup"))
 		for _, name := range names {
 			assert.Regexp(t, `^ebb-backup-\d{8}T\d{6}\.\d{3}Z\.ebbak$`, name)
 		}
@@ -237,4 +243,15 @@ func firstOKs(t *testing.T, d *ebbd, names []string, began time.Time) []time.Dur
 		t.FailNow()
 	}
 	return out
+}
+
+// linesWith is the lines of log that mention word, for a failure message.
+func linesWith(log, word string) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, word) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

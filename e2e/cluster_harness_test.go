@@ -131,24 +131,6 @@ type clusterProc struct {
 	exited chan error
 }
 
-// syncBuffer is a bytes.Buffer for a child's output that tests read while
-// the child writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // newCluster starts a cluster of n nodes and returns once the control
 // plane is ready and every node is registered. Everything is removed when

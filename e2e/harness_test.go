@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -123,7 +124,7 @@ type ebbd struct {
 	// signals reach it.
 	launcher []string
 	cmd      *exec.Cmd
-	log      *bytes.Buffer
+	log      *syncBuffer
 	exited   chan error
 }
 
@@ -189,7 +190,7 @@ func startEbbdVia(t *testing.T, launcher []string, extraArgs ...string) *ebbd {
 
 func (d *ebbd) start() {
 	d.t.Helper()
-	d.log = &bytes.Buffer{}
+	d.log = &syncBuffer{}
 	cmdline := append(append(append([]string{}, d.launcher...), binaries.ebbd), d.args...)
 	d.cmd = exec.Command(cmdline[0], cmdline[1:]...)
 	d.cmd.Stdout = d.log
@@ -474,3 +475,22 @@ func checkNetworkGone(t *testing.T, s netSlot) {
 
 // netnsRoot is where ebbd keeps replica namespace files, per bridge.
 const netnsRoot = "/run/ebb/netns"
+
+// syncBuffer is a bytes.Buffer for a child's output (ebbd's log) that
+// tests read while the child writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
