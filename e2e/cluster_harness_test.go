@@ -130,7 +130,6 @@ type clusterProc struct {
 	exited chan error
 }
 
-
 // newCluster starts a cluster of n nodes and returns once the control
 // plane is ready and every node is registered. Everything is removed when
 // the test ends, failed or not.
