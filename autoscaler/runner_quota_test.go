@@ -61,7 +61,7 @@ func TestRunnerLeavesJobPodsTheirShareOfTheQuota(t *testing.T) {
 			store.Delete(store.JobPodKey("n1", store.JobPodName("batch.team-a", 1)), store.AnyVersion))
 		require.NoError(t, err)
 		synctest.Wait()
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the next decision interval, in the synctest bubble
 		env.runner.Report([]api.RevisionStat{loadStat(rev, "router-a", 35, 350)})
 		env.tick(t)
 		sc, _ = getScale(t, s, rev)
@@ -98,7 +98,7 @@ func TestRunnerClipsScaleUpsToTheNamespaceQuota(t *testing.T) {
 
 		// Each clipped decision counts, even when it writes nothing new.
 		putEndpoints(t, s, rev, 2)
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the next decision interval, in the synctest bubble
 		env.runner.Report([]api.RevisionStat{loadStat(rev, "router-a", 35, 350)})
 		env.tick(t)
 		assert.Equal(t, clipped+1, metricValue(t, env.runner.m.quotaClipped.WithLabelValues("team-a")))
@@ -107,7 +107,7 @@ func TestRunnerClipsScaleUpsToTheNamespaceQuota(t *testing.T) {
 		// reason goes.
 		putNamespace(t, s, "team-a", api.Quota{Replicas: 10})
 		synctest.Wait()
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the next decision interval, in the synctest bubble
 		env.runner.Report([]api.RevisionStat{loadStat(rev, "router-a", 35, 350)})
 		env.tick(t)
 		sc, _ = getScale(t, s, rev)
@@ -118,7 +118,7 @@ func TestRunnerClipsScaleUpsToTheNamespaceQuota(t *testing.T) {
 		// Memory caps too: 3 replicas of 256Mi fit in 800Mi.
 		putNamespace(t, s, "team-a", api.Quota{Memory: "800Mi"})
 		synctest.Wait()
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the next decision interval, in the synctest bubble
 		env.runner.Report([]api.RevisionStat{loadStat(rev, "router-a", 35, 350)})
 		env.tick(t)
 		sc, _ = getScale(t, s, rev)
@@ -188,7 +188,7 @@ func TestRunnerSharesAQuotaBetweenRevisions(t *testing.T) {
 
 		// Ticks keep the shares: nobody flaps.
 		for range 5 {
-			time.Sleep(2 * time.Second)
+			time.Sleep(2 * time.Second) // the next decision interval, in the synctest bubble
 			env.runner.Report([]api.RevisionStat{loadStat(busy, "r", 35, 350), loadStat(idle, "r", 1, 10)})
 			env.tick(t)
 			for _, rev := range []string{busy, idle} {

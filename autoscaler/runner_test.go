@@ -330,7 +330,7 @@ func TestRunnerRecoversFromAConflictingWrite(t *testing.T) {
 		env.runner.scales[rev] = stale
 		env.runner.mu.Unlock()
 		env.runner.Report([]api.RevisionStat{{Revision: rev, Reporter: "r", AvgConcurrency: 150, Interval: api.D(time.Second)}})
-		time.Sleep(2 * time.Second)
+		time.Sleep(2 * time.Second) // the next decision interval, in the synctest bubble
 		require.NoError(t, env.runner.Activate(context.Background(), rev))
 		// Its next write conflicts, re-reads and lands.
 		sc, _ := getScale(t, s, rev)
