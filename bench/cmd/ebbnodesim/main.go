@@ -2,7 +2,7 @@
 // node agents (bench/nodesim) on one real Redis, for issue 18's scale
 // figures:
 //
-//	make ebbd && cd bench && go run ./cmd/ebbnodesim -ebbd ../bin/ebbd -nodes 1000 -functions 10000
+//	make build && cd bench && go run ./cmd/ebbnodesim -ebbd ../bin/ebbd -nodes 1000 -functions 10000
 //
 // It starts redis-server (AOF, appendfsync always, as internal/testenv
 // does) and `ebbd --role controlplane`, registers the nodes, deploys the
