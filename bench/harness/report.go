@@ -252,6 +252,7 @@ var sectionTitles = map[string]string{
 	"async":       "Asynchronous invocations",
 	"tls":         "TLS termination",
 	"accesslog":   "Access log on and off",
+	"grpc":        "gRPC and HTTP/2",
 }
 
 // Markers around the part of RESULTS.md the harness owns.
