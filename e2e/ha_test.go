@@ -257,7 +257,7 @@ func TestNodeLossUnderLoad(t *testing.T) {
 	for i, fn := range loaded {
 		wg.Go(func() { loads[i] = hey(t, routerB.httpAddr, fn, 20*time.Second, workers, qps) })
 	}
-	time.Sleep(5 * time.Second) // the load runs on the healthy cluster first
+	routerB.waitServed(t, 500) // the load runs on the healthy cluster first
 
 	ctx := context.Background()
 	st, err := redisstore.Open(ctx, redis.URL(), redisstore.Options{})
@@ -390,7 +390,7 @@ func TestLeaderLossUnderLoad(t *testing.T) {
 	for i, fn := range fns {
 		wg.Go(func() { loads[i] = hey(t, router.httpAddr, fn, 15*time.Second, 4, 0) })
 	}
-	time.Sleep(4 * time.Second) // the load runs under the first leader first
+	router.waitServed(t, 500) // the load runs under the first leader first
 
 	killed := time.Now()
 	lead.stop(syscall.SIGKILL)
@@ -422,4 +422,14 @@ func TestLeaderLossUnderLoad(t *testing.T) {
 	after := runningReplicas(t, sock, "node-a")
 	t.Logf("replicas before %d, after %d", before, after)
 	assert.Equal(t, before, after, "no duplicate replicas")
+}
+
+// waitServed polls the router's metrics until it has answered n requests:
+// the load reaches it before the test disturbs the cluster.
+func (d *ebbd) waitServed(t *testing.T, n float64) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); d.metricSeriesSum("ebb_router_request_duration_seconds_count", "") < n; {
+		require.True(t, time.Now().Before(deadline), "the router did not answer %v requests in 30s", n)
+		time.Sleep(50 * time.Millisecond) // polling a real router's metrics
+	}
 }
